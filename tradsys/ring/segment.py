@@ -1,0 +1,157 @@
+"""POSIX shared-memory segments: naming, creation, attachment, clean-up, stale reclaim.
+
+Names follow ``/tradsys.<instance>.<role>.<n>`` so one instance's segments can be listed
+(and reclaimed) without touching another's. The creator owns a segment and unlinks it on
+close; everyone else only maps and unmaps. Segments are created owner-only (0600).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import posix_ipc
+import psutil
+
+from tradsys.ring.errors import RingAttachError, SegmentExistsError
+
+SHM_DIR = Path("/dev/shm")
+PREFIX = "tradsys"
+_COMPONENT = re.compile(r"^[A-Za-z0-9_-]+$")
+# psutil's create_time comes from jiffies since boot: equal for one process at 10 ms
+# resolution, so anything within this is "the same process", anything else pid reuse.
+_START_TIME_TOLERANCE_US = 20_000
+
+
+def segment_name(instance: str, role: str, n: int = 0) -> str:
+    """The segment name for ``role`` number ``n`` of an instance."""
+    for label, value in (("instance", instance), ("role", role)):
+        if not _COMPONENT.match(value):
+            raise ValueError(
+                f"{label} {value!r} may hold only letters, digits, '_' and '-' "
+                "(it becomes part of a shared-memory name)"
+            )
+    if n < 0:
+        raise ValueError(f"segment number must be >= 0, got {n}")
+    return f"/{PREFIX}.{instance}.{role}.{n}"
+
+
+def instance_segments(instance: str | None = None) -> list[str]:
+    """Names of the TradSys segments present now, of one instance or of all."""
+    pattern = f"{PREFIX}.{instance}." if instance else f"{PREFIX}."
+    if not SHM_DIR.is_dir():
+        return []
+    return sorted("/" + p.name for p in SHM_DIR.iterdir() if p.name.startswith(pattern))
+
+
+def process_start_us(pid: int | None = None) -> int:
+    """A process's start time in µs since the epoch; with the pid, it names a process."""
+    return int(psutil.Process(pid).create_time() * 1_000_000)
+
+
+def process_alive(pid: int, start_us: int) -> bool:
+    """Whether the process that had ``pid`` and started at ``start_us`` still runs."""
+    if pid <= 0:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started = int(proc.create_time() * 1_000_000)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return start_us == 0 or abs(started - start_us) <= _START_TIME_TOLERANCE_US
+
+
+class Segment:
+    """A mapped POSIX shared-memory segment.
+
+    Use :meth:`create` (the caller becomes the owner and unlinks it on :meth:`close`) or
+    :meth:`attach` (map an existing one; close only unmaps).
+    """
+
+    def __init__(self, name: str, memory: mmap.mmap, owner: bool) -> None:
+        self.name = name
+        self.memory = memory
+        self.owner = owner
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        return len(self.memory)
+
+    @classmethod
+    def create(cls, name: str, size: int) -> Segment:
+        """Create a new owner-only segment of ``size`` bytes, zero-filled.
+
+        Raises SegmentExistsError if the name is taken: the caller decides whether the
+        existing one is stale (see :func:`tradsys.ring.reclaim_stale`).
+        """
+        if size <= 0:
+            raise ValueError(f"segment {name}: size must be > 0, got {size}")
+        try:
+            shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=size)
+        except posix_ipc.ExistentialError:
+            raise SegmentExistsError(
+                f"shared-memory segment {name} already exists; if its creator is gone, "
+                "reclaim it with `tradsys.ring.reclaim_stale()` or remove "
+                f"{SHM_DIR}{name}"
+            ) from None
+        try:
+            os.fchmod(shm.fd, 0o600)  # the umask may only narrow it, but be explicit
+            memory = mmap.mmap(shm.fd, size)
+        except BaseException:
+            shm.close_fd()
+            shm.unlink()
+            raise
+        shm.close_fd()
+        return cls(name, memory, owner=True)
+
+    @classmethod
+    def attach(cls, name: str) -> Segment:
+        """Map an existing segment of whatever size it has."""
+        try:
+            shm = posix_ipc.SharedMemory(name)
+        except posix_ipc.ExistentialError:
+            raise RingAttachError(
+                f"shared-memory segment {name} does not exist: is the process that creates "
+                "it running, and under the same instance name?"
+            ) from None
+        try:
+            if shm.size == 0:
+                raise RingAttachError(f"shared-memory segment {name} is empty (size 0)")
+            memory = mmap.mmap(shm.fd, shm.size)
+        finally:
+            shm.close_fd()
+        return cls(name, memory, owner=False)
+
+    def unlink(self) -> None:
+        """Remove the name; the memory stays mapped until every user closes it."""
+        try:
+            posix_ipc.unlink_shared_memory(self.name)
+        except posix_ipc.ExistentialError:
+            pass
+
+    def close(self) -> None:
+        """Unmap, and unlink if this process created the segment. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.memory.close()
+        if self.owner:
+            self.unlink()
+
+
+def unlink_quietly(names: Iterator[str] | list[str]) -> list[str]:
+    """Unlink each named segment that exists; return the names removed."""
+    removed = []
+    for name in names:
+        try:
+            posix_ipc.unlink_shared_memory(name)
+            removed.append(name)
+        except posix_ipc.ExistentialError:
+            pass
+    return removed

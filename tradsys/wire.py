@@ -1,0 +1,191 @@
+"""Record layouts: the Python half of the one definition of every message.
+
+Each dtype mirrors a struct of ``native/wire.h`` byte for byte (``tests/test_wire.py``
+proves it through cffi), so a numpy structured array of these records can be handed to
+C, written to a ring or a journal, and read back without any conversion. Every record is
+64 bytes, little-endian; prices are int64 ticks, quantities int64 lots.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, IntFlag
+
+import numpy as np
+
+LAYOUT_VERSION = 1
+RECORD_SIZE = 64
+
+
+def _layout(fields: list[tuple[str, str, int]]) -> np.dtype[np.void]:
+    """A packed little-endian struct dtype with explicit offsets, padded to 64 bytes."""
+    return np.dtype(
+        {
+            "names": [name for name, _, _ in fields],
+            "formats": [fmt for _, fmt, _ in fields],
+            "offsets": [offset for _, _, offset in fields],
+            "itemsize": RECORD_SIZE,
+        }
+    )
+
+
+class CommandKind(IntEnum):
+    NEW_ORDER = 1
+    CANCEL = 2
+    REPLACE = 3
+    MASS_CANCEL = 4
+    CONTROL = 5
+
+
+class Side(IntEnum):
+    BUY = 1
+    SELL = 2
+
+
+class OrderType(IntEnum):
+    LIMIT = 1
+    MARKET = 2
+    STOP = 3
+    STOP_LIMIT = 4
+
+
+class TimeInForce(IntEnum):
+    GTC = 1
+    DAY = 2
+    IOC = 3
+    FOK = 4
+    GTD = 5
+
+
+class OrderFlag(IntFlag):
+    POST_ONLY = 1
+
+
+class StpMode(IntEnum):
+    NONE = 0
+    CANCEL_RESTING = 1
+    CANCEL_INCOMING = 2
+    CANCEL_BOTH = 3
+
+
+class ControlCode(IntEnum):
+    CLOCK_TICK = 1
+    SESSION_OPEN = 2
+    SESSION_CLOSE = 3
+    HALT = 4
+    RESUME = 5
+    AUCTION_START = 6
+    AUCTION_UNCROSS = 7
+
+
+class EventKind(IntEnum):
+    ACCEPTED = 1
+    REJECTED = 2
+    TRADE = 3
+    CANCELLED = 4
+    REPLACED = 5
+    TRIGGERED = 6
+
+
+class RejectReason(IntEnum):
+    NONE = 0
+    UNKNOWN_SYMBOL = 1
+    INVALID_SIDE = 2
+    INVALID_ORDER_TYPE = 3
+    INVALID_TIF = 4
+    INVALID_PRICE = 5
+    INVALID_QUANTITY = 6
+    PRICE_BAND = 7
+    DUPLICATE_ORDER_ID = 8
+    UNKNOWN_ORDER = 9
+    NOT_OWNER = 10
+    POST_ONLY_WOULD_TAKE = 11
+    FOK_UNFILLABLE = 12
+    HALTED = 13
+    INVALID_COMMAND = 14
+    RISK = 15
+    THROTTLED = 16
+
+
+class CancelReason(IntEnum):
+    USER = 1
+    IOC_REMAINDER = 2
+    SELF_TRADE = 3
+    EXPIRED = 4
+    HALT = 5
+    MASS_CANCEL = 6
+    MARKET_REMAINDER = 7
+
+
+class EventFlag(IntFlag):
+    MAKER = 1
+    TAKER = 2
+    DONE = 4
+
+
+class MdKind(IntEnum):
+    L2_UPDATE = 1
+    TRADE = 2
+    BBO = 3
+
+
+COMMAND_DTYPE = _layout(
+    [
+        ("kind", "u1", 0),
+        ("side", "u1", 1),
+        ("order_type", "u1", 2),
+        ("tif", "u1", 3),
+        ("flags", "u1", 4),
+        ("stp_mode", "u1", 5),
+        ("control", "u1", 6),
+        ("symbol_id", "<u4", 8),
+        ("account_id", "<u4", 12),
+        ("order_id", "<u8", 16),
+        ("price", "<i8", 24),
+        ("quantity", "<i8", 32),
+        ("stop_price", "<i8", 40),
+        ("display_qty", "<i8", 48),
+        ("time_ns", "<i8", 56),
+    ]
+)
+"""``struct ts_command``: every command into a shard (``kind`` selects the fields)."""
+
+EVENT_DTYPE = _layout(
+    [
+        ("kind", "u1", 0),
+        ("side", "u1", 1),
+        ("reason", "u1", 2),
+        ("flags", "u1", 3),
+        ("symbol_id", "<u4", 4),
+        ("account_id", "<u4", 8),
+        ("order_id", "<u8", 16),
+        ("contra_order_id", "<u8", 24),
+        ("price", "<i8", 32),
+        ("quantity", "<i8", 40),
+        ("leaves_qty", "<i8", 48),
+        ("exec_id", "<u8", 56),
+    ]
+)
+"""``struct ts_event``: execution events addressed to the owner of ``order_id``."""
+
+MD_DTYPE = _layout(
+    [
+        ("kind", "u1", 0),
+        ("side", "u1", 1),
+        ("symbol_id", "<u4", 4),
+        ("seq", "<u8", 8),
+        ("price", "<i8", 16),
+        ("quantity", "<i8", 24),
+        ("ask_price", "<i8", 32),
+        ("ask_quantity", "<i8", 40),
+        ("order_count", "<u4", 48),
+        ("time_ns", "<i8", 56),
+    ]
+)
+"""``struct ts_md``: market-data records (L2 level, trade print, BBO)."""
+
+C_STRUCTS: dict[str, np.dtype[np.void]] = {
+    "ts_command": COMMAND_DTYPE,
+    "ts_event": EVENT_DTYPE,
+    "ts_md": MD_DTYPE,
+}
+"""Which C struct each dtype mirrors; the layout test walks this table."""
