@@ -161,11 +161,17 @@ class Ring:
                     base, segment.size, layout_version, slot_size, capacity or 0
                 )
                 if status != lib.TS_RING_OK:
-                    found = _read_info(name, base) if segment.size >= lib.TS_RING_HEADER_SIZE else None
+                    found = (
+                        _read_info(name, base) if segment.size >= lib.TS_RING_HEADER_SIZE else None
+                    )
                     template = _CHECK_ERRORS.get(status, "failed its check (status {status})")
                     reason = template.format(
-                        found=found, version=layout_version, slot_size=slot_size,
-                        capacity=capacity, size=segment.size, status=status,
+                        found=found,
+                        version=layout_version,
+                        slot_size=slot_size,
+                        capacity=capacity,
+                        size=segment.size,
+                        status=status,
                     )
                     raise RingAttachError(f"cannot attach to ring {name}: the segment {reason}")
             finally:
@@ -265,7 +271,9 @@ class Ring:
     ) -> int:
         """Wait for at least one record, then pop up to ``len(out)``; 0 on timeout."""
         buf = self._records(out, True)
-        return int(lib.ts_ring_pop_wait(self._ring, buf, len(out), wait.cdata, _timeout_ns(timeout)))
+        return int(
+            lib.ts_ring_pop_wait(self._ring, buf, len(out), wait.cdata, _timeout_ns(timeout))
+        )
 
     def wait_readable(self, wait: WaitStrategy = POLITE, timeout: float | None = None) -> int:
         """Block until a record can be popped; return how many can (0 on timeout)."""

@@ -7,6 +7,7 @@ close; everyone else only maps and unmaps. Segments are created owner-only (0600
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import re
@@ -130,10 +131,8 @@ class Segment:
 
     def unlink(self) -> None:
         """Remove the name; the memory stays mapped until every user closes it."""
-        try:
+        with contextlib.suppress(posix_ipc.ExistentialError):
             posix_ipc.unlink_shared_memory(self.name)
-        except posix_ipc.ExistentialError:
-            pass
 
     def close(self) -> None:
         """Unmap, and unlink if this process created the segment. Idempotent."""

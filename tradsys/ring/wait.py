@@ -46,8 +46,11 @@ class WaitStrategy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict
     @classmethod
     def named(cls, name: str) -> WaitStrategy:
         """The strategy for a config value: ``busy-spin``, ``spin-yield`` or ``spin-park``."""
-        makers = {"busy-spin": cls.busy_spin, "spin-yield": cls.spin_yield,
-                  "spin-park": cls.spin_park}
+        makers = {
+            "busy-spin": cls.busy_spin,
+            "spin-yield": cls.spin_yield,
+            "spin-park": cls.spin_park,
+        }
         try:
             return makers[name]()
         except KeyError:

@@ -1,0 +1,113 @@
+"""The `tradsys` command. Exit codes: 0 success, 1 user error, 2 internal failure."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from tradsys import __version__
+from tradsys.ring import find_stale, instance_segments, reclaim_stale
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL = 0, 1, 2
+PERF_DIR = Path(__file__).resolve().parent.parent / "perf"
+
+
+class UserError(Exception):
+    """Something the user can fix: a bad argument, a missing file."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a bad argument; here 2 means an internal failure, so exit 1."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tradsys.selfcheck import run_selfcheck
+
+    print(f"TradSys {__version__}: checking the native core and shared-memory rings ...")
+    result = run_selfcheck()
+    print(
+        f"  ring round trip between two processes: p50 {result.p50_us:.1f} µs, "
+        f"p99 {result.p99_us:.1f} µs over {result.round_trips:,} round trips"
+    )
+    print(
+        f"  batched echo: {result.batch_records:,} records there and back at "
+        f"{result.batch_rate / 1e6:.1f} M records/s"
+    )
+    print("  host OK. The process-per-core runtime (supervisor, shard workers, gateway) is")
+    print("  not built yet: see the README's status section.")
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if not PERF_DIR.is_dir():
+        raise UserError(f"no perf/ folder at {PERF_DIR}: run from a source checkout")
+    available = sorted(p.name.removesuffix("_bench.py") for p in PERF_DIR.glob("*_bench.py"))
+    names = available if args.name == "all" else [args.name]
+    for name in names:
+        if name not in available:
+            raise UserError(f"no benchmark {name!r}; available: {', '.join(available)}")
+    status = EXIT_OK
+    for name in names:
+        cmd = [sys.executable, str(PERF_DIR / f"{name}_bench.py"), *args.bench_args]
+        code = subprocess.call(cmd)
+        if code != 0:
+            print(f"benchmark {name} exited {code}", file=sys.stderr)
+            status = EXIT_INTERNAL
+    return status
+
+
+def cmd_shm(args: argparse.Namespace) -> int:
+    if args.action == "ls":
+        stale = {s.name for s in find_stale(args.instance)}
+        for name in instance_segments(args.instance):
+            print(f"{name}{'  (stale: creator gone)' if name in stale else ''}")
+    else:
+        for name in reclaim_stale(args.instance):
+            print(f"removed stale segment {name}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tradsys", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tradsys {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the engine (for now: the host self-check)")
+    run.set_defaults(func=cmd_run)
+
+    bench = sub.add_parser("bench", help="run perf/<name>_bench.py, or every one with 'all'")
+    bench.add_argument("name", help="ring, engine, ... or all")
+    bench.add_argument(
+        "bench_args", nargs=argparse.REMAINDER, help="passed through, e.g. --quick --json"
+    )
+    bench.set_defaults(func=cmd_bench)
+
+    shm = sub.add_parser("shm", help="list or reclaim TradSys shared-memory segments")
+    shm.add_argument("action", choices=["ls", "reclaim"])
+    shm.add_argument("--instance", help="only this instance's segments")
+    shm.set_defaults(func=cmd_shm)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UserError as exc:
+        print(f"tradsys: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERNAL
+    except Exception as exc:  # a bug or a broken host: say so, with the type
+        print(f"tradsys: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
