@@ -122,7 +122,8 @@ enum ts_reject_reason {
     TS_REJ_HALTED = 13,
     TS_REJ_INVALID_COMMAND = 14,
     TS_REJ_RISK = 15,
-    TS_REJ_THROTTLED = 16
+    TS_REJ_THROTTLED = 16,
+    TS_REJ_PHASE = 17             /* order type not accepted in the current phase */
 };
 
 /* ts_event.reason for TS_EV_CANCELLED */

@@ -104,6 +104,7 @@ class RejectReason(IntEnum):
     INVALID_COMMAND = 14
     RISK = 15
     THROTTLED = 16
+    PHASE = 17
 
 
 class CancelReason(IntEnum):

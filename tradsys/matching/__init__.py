@@ -1,0 +1,10 @@
+"""The matching core: price-time order books, one engine per shard.
+
+``CEngine`` is the C core; ``ReferenceEngine`` the plain-Python model it is checked
+against. Both implement :class:`MatchingEngine` and the rules in docs/matching.md.
+"""
+
+from tradsys.matching.api import Bbo, MatchingEngine, Output, Phase, snapshot_digest
+from tradsys.matching.instrument import Instrument
+
+__all__ = ["Bbo", "Instrument", "MatchingEngine", "Output", "Phase", "snapshot_digest"]
