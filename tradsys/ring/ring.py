@@ -26,7 +26,7 @@ _CHECK_ERRORS = {
     lib.TS_RING_ERR_MAGIC: "is not a TradSys ring (bad magic) or is not initialised yet",
     lib.TS_RING_ERR_VERSION: "has layout version {found.layout_version}, expected {version}",
     lib.TS_RING_ERR_SLOT_SIZE: "has {found.slot_size}-byte slots, expected {slot_size}",
-    lib.TS_RING_ERR_CAPACITY: "has capacity {found.capacity}, expected {capacity}",
+    lib.TS_RING_ERR_CAPACITY: "has capacity {found.capacity}, expected {capacity_wanted}",
     lib.TS_RING_ERR_TOO_SMALL: "is {size} bytes, too small for its header and slots",
 }
 
@@ -169,7 +169,7 @@ class Ring:
                         found=found,
                         version=layout_version,
                         slot_size=slot_size,
-                        capacity=capacity,
+                        capacity_wanted=capacity or "a power of two",
                         size=segment.size,
                         status=status,
                     )

@@ -30,7 +30,7 @@ _START_TIME_TOLERANCE_US = 20_000
 def segment_name(instance: str, role: str, n: int = 0) -> str:
     """The segment name for ``role`` number ``n`` of an instance."""
     for label, value in (("instance", instance), ("role", role)):
-        if not _COMPONENT.match(value):
+        if not _COMPONENT.fullmatch(value):
             raise ValueError(
                 f"{label} {value!r} may hold only letters, digits, '_' and '-' "
                 "(it becomes part of a shared-memory name)"
