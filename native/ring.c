@@ -81,6 +81,9 @@ static int64_t now_ns(void) {
 static int is_pow2(uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
 size_t ts_ring_bytes_needed(uint32_t slot_size, uint64_t capacity) {
+    /* saturate instead of wrapping: no block can be SIZE_MAX bytes, so an oversized
+     * capacity fails the size checks of init and check instead of passing them */
+    if (slot_size != 0 && capacity > (SIZE_MAX - TS_RING_HEADER_SIZE) / slot_size) return SIZE_MAX;
     return TS_RING_HEADER_SIZE + (size_t)slot_size * (size_t)capacity;
 }
 
@@ -279,6 +282,9 @@ static uint64_t wait_until(ts_ring *r, ready_fn ready, _Atomic uint32_t *parked,
         /* park: publish "parked", re-check, then sleep until woken or timed out */
         uint32_t seen = atomic_load_explicit(word, memory_order_acquire);
         atomic_store_explicit(parked, 1, memory_order_seq_cst);
+        /* the re-check is an acquire load, which may move before the store above (C11;
+         * ARMv8.3 LDAPR): the fence pairs with wake_if_parked's so one side sees the other */
+        atomic_thread_fence(memory_order_seq_cst);
         if ((avail = ready(r))) {
             atomic_store_explicit(parked, 0, memory_order_relaxed);
             return avail;

@@ -64,7 +64,8 @@ typedef struct ts_ring_info {
 
 typedef struct ts_ring ts_ring;
 
-/* Bytes a ring of `capacity` slots of `slot_size` bytes needs. */
+/* Bytes a ring of `capacity` slots of `slot_size` bytes needs (SIZE_MAX if that
+ * does not fit in a size_t). */
 size_t ts_ring_bytes_needed(uint32_t slot_size, uint64_t capacity);
 
 /* Format `mem` as an empty ring. The magic is published last, so a concurrent
