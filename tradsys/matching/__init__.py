@@ -6,5 +6,14 @@ against. Both implement :class:`MatchingEngine` and the rules in docs/matching.m
 
 from tradsys.matching.api import Bbo, MatchingEngine, Output, Phase, snapshot_digest
 from tradsys.matching.instrument import Instrument
+from tradsys.matching.reference import ReferenceEngine
 
-__all__ = ["Bbo", "Instrument", "MatchingEngine", "Output", "Phase", "snapshot_digest"]
+__all__ = [
+    "Bbo",
+    "Instrument",
+    "MatchingEngine",
+    "Output",
+    "Phase",
+    "ReferenceEngine",
+    "snapshot_digest",
+]
