@@ -293,7 +293,3 @@ class SymbolBook:
             for level in side.levels_best_first():
                 yield from level.orders.values()
         yield from self.stops.values()
-
-    def live_count(self) -> int:
-        resting = sum(len(lv.orders) for s in (self.bids, self.asks) for lv in s.levels.values())
-        return resting + len(self.stops)
