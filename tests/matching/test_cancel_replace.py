@@ -215,3 +215,12 @@ def test_mass_cancel_works_while_halted(engine_cls: type) -> None:
     h = Harness(engine_cls)
     h.send(buy(1, 5, 100), control(ControlCode.HALT, 1))
     assert h.ev(mass_cancel(account_id=1, symbol_id=1)) == [cancelled(1, BUY, 100, 5, MASS)]
+
+
+def test_post_only_replace_may_cross_in_the_auction(engine_cls: type) -> None:
+    """Nothing takes in the call phase, so a post-only order may be moved through the
+    opposite side there."""
+    h = Harness(engine_cls)
+    h.send(sell(1, 5, 101, acct=2), buy(2, 5, 99, post_only=True))
+    h.send(control(ControlCode.AUCTION_START, 1))
+    assert h.ev(replace(2, 1, 1, 102, 5)) == [replaced(2, BUY, 102, 5, 5)]

@@ -406,3 +406,11 @@ def test_tick_expires_gtd_first_then_reopens_symbols_in_id_order(engine_cls: typ
         *fill((2, BUY, 2), (1, SELL, 1), 1100, 5, 0, 0, sym=3),
     ]
     assert h.book(2) == ([], [(1100, 1, 1)])
+
+
+def test_clock_tick_is_engine_wide_whatever_its_symbol_id(engine_cls: type) -> None:
+    """The clock belongs to the engine: a tick's symbol_id is not looked at."""
+    h = Harness(engine_cls)
+    h.send(buy(1, 5, 99, tif=TIF.GTD, expire_ns=30))
+    assert h.ev(control(CTL.CLOCK_TICK, 9, 30)) == [cancelled(1, BUY, 99, 5, CancelReason.EXPIRED)]
+    assert parse_snapshot(h.engine.snapshot()).header["clock_ns"] == 30
