@@ -409,8 +409,11 @@ def test_tick_expires_gtd_first_then_reopens_symbols_in_id_order(engine_cls: typ
 
 
 def test_clock_tick_is_engine_wide_whatever_its_symbol_id(engine_cls: type) -> None:
-    """The clock belongs to the engine: a tick's symbol_id is not looked at."""
-    h = Harness(engine_cls)
-    h.send(buy(1, 5, 99, tif=TIF.GTD, expire_ns=30))
-    assert h.ev(control(CTL.CLOCK_TICK, 9, 30)) == [cancelled(1, BUY, 99, 5, CancelReason.EXPIRED)]
+    """The clock belongs to the engine: a tick naming symbol 1 expires symbol 2's GTD
+    orders too (an unknown symbol_id is still refused, see test_validation)."""
+    h = Harness(engine_cls, ACME, Instrument("B", 2))
+    h.send(buy(1, 5, 99, sym=2, tif=TIF.GTD, expire_ns=30))
+    assert h.ev(control(CTL.CLOCK_TICK, 1, 30)) == [
+        cancelled(1, BUY, 99, 5, CancelReason.EXPIRED, sym=2)
+    ]
     assert parse_snapshot(h.engine.snapshot()).header["clock_ns"] == 30

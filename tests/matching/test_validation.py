@@ -266,7 +266,8 @@ OTHER_REJECTS: list[tuple[str, Records, RejectReason]] = [
     ("command kind 6", with_fields(cancel(1, 1, 1), kind=6), Rej.INVALID_COMMAND),
     ("control code 0", control(0, 1), Rej.INVALID_COMMAND),  # type: ignore[arg-type]
     ("control code 8", control(8, 0), Rej.INVALID_COMMAND),  # type: ignore[arg-type]
-    ("control code before symbol", control(9, 9), Rej.INVALID_COMMAND),  # type: ignore[arg-type]
+    ("control symbol before code", control(9, 9), Rej.UNKNOWN_SYMBOL),  # type: ignore[arg-type]
+    ("clock tick unknown symbol", control(ControlCode.CLOCK_TICK, 9, 50), Rej.UNKNOWN_SYMBOL),
     ("control unknown symbol", control(ControlCode.HALT, 9), Rej.UNKNOWN_SYMBOL),
     ("clock backwards", clock_tick(9), Rej.INVALID_COMMAND),
     ("resume when not halted", control(ControlCode.RESUME, 1), Rej.INVALID_COMMAND),

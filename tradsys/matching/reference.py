@@ -599,17 +599,17 @@ class ReferenceEngine:
     # ---- controls ----------------------------------------------------------------------
 
     def _control(self, c: Command) -> None:
+        """The symbol is checked first, then the code (as the rules list them); the
+        clock belongs to the engine, so a CLOCK_TICK acts engine-wide whatever its
+        (known) symbol_id."""
+        if c.symbol_id != 0 and c.symbol_id not in self._books:
+            raise self._reject(c, R.UNKNOWN_SYMBOL)
         if c.control not in tuple(ControlCode):
             raise self._reject(c, R.INVALID_COMMAND)
         if c.control == ControlCode.CLOCK_TICK:
             self._clock_tick(c)
             return
-        if c.symbol_id == 0:
-            books = list(self._books.values())
-        elif c.symbol_id in self._books:
-            books = [self._books[c.symbol_id]]
-        else:
-            raise self._reject(c, R.UNKNOWN_SYMBOL)
+        books = [self._books[c.symbol_id]] if c.symbol_id else list(self._books.values())
         for book in books:
             # a symbol that refuses gets its REJECTED; the others still get the command
             with contextlib.suppress(RejectedError):
