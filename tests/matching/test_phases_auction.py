@@ -362,6 +362,18 @@ def test_fok_walk_stops_at_the_breaker(engine_cls: type) -> None:
     ]
 
 
+def test_fok_walk_skips_orders_outside_the_breaker_band(engine_cls: type) -> None:
+    """An ask far below the last trade adds nothing to the walk but does not end it: the
+    FOK is accepted, meets that ask first, trips the breaker and is cancelled unfilled."""
+    h = breaker_book(engine_cls)
+    h.send(sell(5, 2, 940, sym=3), sell(6, 5, 1000, sym=3))
+    assert h.ev(buy(7, 5, 1000, acct=2, sym=3, tif=TIF.FOK)) == [
+        accepted(7, BUY, 1000, 5, acct=2, sym=3),
+        cancelled(7, BUY, 1000, 5, CancelReason.HALT, acct=2, sym=3),
+    ]
+    assert phases(h, 3) == [Phase.AUCTION]
+
+
 def test_halt_drops_the_breaker_reopening(engine_cls: type) -> None:
     h = breaker_book(engine_cls)
     h.send(buy(5, 10, 1060, acct=2, sym=3), control(CTL.HALT, 3))

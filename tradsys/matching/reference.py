@@ -421,23 +421,29 @@ class ReferenceEngine:
         del self._orders[order.order_id]
 
     def _fok_fillable(self, book: SymbolBook, c: Command) -> bool:
-        """Walk the opposite side as matching would, summing what could fill."""
+        """Walk the opposite side as matching would, summing what could fill.
+
+        As the rule is written, an order outside the breaker band adds nothing but does
+        not end the walk (only an own-account order can). So a FOK whose first level is
+        priced beyond the band on the near side is accepted and then trips the breaker
+        unfilled, CANCELLED(HALT).
+        """
         need = c.quantity
         ref = book.dynamic_reference()
         stp = c.stp_mode or STP_CANCEL_INCOMING
         for level in book.opposite(c.side).levels_best_first():
             if c.order_type == LIMIT and not _acceptable(c.side, c.price, level.price):
                 break
-            if _trips_breaker(book, ref, level.price):
-                break  # matching would stop here: nothing beyond can fill
+            in_band = not _trips_breaker(book, ref, level.price)
             for resting in level.orders.values():
                 if resting.account_id == c.account_id:
                     if stp == STP_CANCEL_RESTING:
                         continue
                     return False
-                need -= resting.leaves
-                if need <= 0:
-                    return True
+                if in_band:
+                    need -= resting.leaves
+                    if need <= 0:
+                        return True
         return False
 
     # ---- continuous matching -----------------------------------------------------------
