@@ -1,0 +1,215 @@
+/*
+ * book_session.c — "Phases and controls" and "Uncross" of docs/matching.md: the clock
+ * and GTD expiry, session open and close, halts, auctions and the uncross.
+ */
+#include "book_internal.h"
+
+/* ---- uncross ---- */
+
+/* The uncross price and its executable volume (0 = nothing can trade). Candidates are
+ * walked in ascending price: bids are stored ascending (keys = price), asks descending
+ * (keys = -price), so the asks are read from the end. */
+static int64_t uncross_price(const ts_engine *e, const ts_book *b, int64_t *price) {
+    const ts_ladder *bids = &b->side[0], *asks = &b->side[1];
+    if (bids->n == 0 || asks->n == 0) return 0;
+    int64_t bid_total = 0;
+    for (uint32_t i = 0; i < bids->n; i++) bid_total += e->lvls[bids->lvls[i]].total;
+    const int64_t ref = b->static_ref;
+    int64_t best_vol = 0, best_imb = 0, best_dist = 0, best_p = 0;
+    int64_t bid_below = 0; /* bids priced below p */
+    int64_t ask_upto = 0;  /* asks priced at or below p */
+    uint32_t i = 0, j = asks->n;
+    while (i < bids->n || j > 0) {
+        int64_t pb = i < bids->n ? e->lvls[bids->lvls[i]].price : INT64_MAX;
+        int64_t pa = j > 0 ? e->lvls[asks->lvls[j - 1]].price : INT64_MAX;
+        int64_t p = pb < pa ? pb : pa;
+        if (pa == p) ask_upto += e->lvls[asks->lvls[--j]].total;
+        int64_t bid_at = bid_total - bid_below;
+        int64_t vol = bid_at < ask_upto ? bid_at : ask_upto;
+        int64_t imb = bid_at > ask_upto ? bid_at - ask_upto : ask_upto - bid_at;
+        int64_t dist = p > ref ? p - ref : ref - p;
+        /* ascending walk: keeping the first of equals picks the lower price */
+        if (vol > 0 && (vol > best_vol || (vol == best_vol && imb < best_imb) ||
+                        (vol == best_vol && imb == best_imb && ref > 0 && dist < best_dist))) {
+            best_vol = vol;
+            best_imb = imb;
+            best_dist = dist;
+            best_p = p;
+        }
+        if (pb == p) bid_below += e->lvls[bids->lvls[i++]].total;
+    }
+    *price = best_p;
+    return best_vol;
+}
+
+/* One fill at the uncross price between the two queue heads (taker = later seq). */
+static void uncross_fill(ts_engine *e, ts_book *b, uint32_t ti, uint32_t mi, int64_t p) {
+    ts_order *t = &e->orders[ti], *m = &e->orders[mi];
+    const uint32_t sym = b->cfg.symbol_id;
+    const int64_t q = ts_min64(t->visible, m->visible);
+    ts_touch(e, b, t->level, t->side);
+    ts_touch(e, b, m->level, m->side);
+    ts_order *both[2] = {t, m};
+    for (int k = 0; k < 2; k++) {
+        ts_order *o = both[k];
+        ts_lvl *L = &e->lvls[o->level];
+        o->leaves -= q;
+        o->visible -= q;
+        L->shown -= q;
+        L->total -= q;
+    }
+    ts_emit(e, TS_EV_TRADE, t, sym, 0, t->leaves ? TS_EVF_TAKER : TS_EVF_TAKER | TS_EVF_DONE,
+            m->order_id, p, q, t->leaves);
+    ts_emit(e, TS_EV_TRADE, m, sym, 0, m->leaves ? TS_EVF_MAKER : TS_EVF_MAKER | TS_EVF_DONE,
+            t->order_id, p, q, m->leaves);
+    ts_md_trade(e, b, t->side, p, q);
+    b->last_trade = p;
+    b->stops_dirty = 1;
+    uint32_t idx[2] = {ti, mi};
+    for (int k = 0; k < 2; k++) {
+        ts_order *o = &e->orders[idx[k]];
+        uint32_t li = o->level;
+        ts_lvl *L = &e->lvls[li];
+        if (o->leaves == 0) {
+            ts_level_unlink(e, L, o);
+            L->count--;
+            if (L->count == 0) ts_level_drop(e, b, o->side, li);
+            ts_retire(e, b, idx[k]);
+        } else if (o->visible == 0) {
+            int64_t v = ts_min64(o->peak, o->leaves);
+            o->visible = v;
+            L->shown += v;
+            if (L->count > 1) {
+                ts_level_unlink(e, L, o);
+                ts_level_append(e, L, li, idx[k]);
+            }
+        }
+    }
+}
+
+static int crossed_at(const ts_engine *e, const ts_book *b, int64_t p) {
+    const ts_ladder *bids = &b->side[0], *asks = &b->side[1];
+    return bids->n && asks->n && e->lvls[bids->lvls[bids->n - 1]].price >= p &&
+           e->lvls[asks->lvls[asks->n - 1]].price <= p;
+}
+
+static int crossed(const ts_engine *e, const ts_book *b) {
+    const ts_ladder *bids = &b->side[0], *asks = &b->side[1];
+    return bids->n && asks->n &&
+           e->lvls[bids->lvls[bids->n - 1]].price >= e->lvls[asks->lvls[asks->n - 1]].price;
+}
+
+static void uncross(ts_engine *e, ts_book *b) {
+    for (;;) {
+        int64_t p = 0;
+        if (uncross_price(e, b, &p) == 0) break;
+        while (crossed_at(e, b, p)) {
+            uint32_t bi = e->lvls[b->side[0].lvls[b->side[0].n - 1]].head;
+            uint32_t ai = e->lvls[b->side[1].lvls[b->side[1].n - 1]].head;
+            uint32_t ti = e->orders[bi].seq > e->orders[ai].seq ? bi : ai;
+            uint32_t mi = ti == bi ? ai : bi;
+            if (e->orders[ti].account_id == e->orders[mi].account_id) {
+                uint8_t stp = e->orders[ti].stp ? e->orders[ti].stp : TS_STP_CANCEL_INCOMING;
+                if (stp != TS_STP_CANCEL_INCOMING)
+                    ts_eng_cancel_order(e, b, mi, TS_CXL_SELF_TRADE);
+                if (stp != TS_STP_CANCEL_RESTING) ts_eng_cancel_order(e, b, ti, TS_CXL_SELF_TRADE);
+                continue;
+            }
+            uncross_fill(e, b, ti, mi, p);
+        }
+        b->static_ref = p;
+        if (!crossed(e, b)) break;
+    }
+    b->phase = TS_PHASE_CONTINUOUS;
+    b->reopen_ns = -1;
+    ts_eng_check_stops(e, b);
+}
+
+/* ---- controls ---- */
+
+static void expire_gtd(ts_engine *e) {
+    while (e->heap_n > 0 && e->heap[0].expire_ns <= e->clock) {
+        ts_gtd g = e->heap[0];
+        ts_eng_heap_pop(e);
+        ts_order *o = &e->orders[g.order];
+        if ((o->state == TS_ST_RESTING || o->state == TS_ST_PENDING) && o->seq == g.seq)
+            ts_eng_cancel_order(e, &e->books[o->book], g.order, TS_CXL_EXPIRED);
+    }
+}
+
+static void session_close(ts_engine *e, ts_book *b) {
+    for (uint32_t i = b->live_head; i != TS_NIL;) {
+        uint32_t next = e->orders[i].live_next;
+        if (e->orders[i].tif == TS_TIF_DAY) ts_eng_cancel_order(e, b, i, TS_CXL_EXPIRED);
+        i = next;
+    }
+}
+
+/* One symbol's share of a control command (not CLOCK_TICK, which is engine-wide). */
+static void control_one(ts_engine *e, ts_book *b, const ts_command *c) {
+    switch (c->control) {
+    case TS_CTL_SESSION_OPEN:
+        if (b->phase == TS_PHASE_AUCTION) uncross(e, b);
+        else if (b->phase == TS_PHASE_HALTED) b->phase = TS_PHASE_CONTINUOUS;
+        break;
+    case TS_CTL_SESSION_CLOSE:
+        session_close(e, b);
+        break;
+    case TS_CTL_HALT:
+        b->phase = TS_PHASE_HALTED;
+        b->reopen_ns = -1;
+        break;
+    case TS_CTL_RESUME:
+        if (b->phase != TS_PHASE_HALTED) ts_eng_reject(e, c, b->cfg.symbol_id, TS_REJ_INVALID_COMMAND);
+        else b->phase = TS_PHASE_CONTINUOUS;
+        break;
+    case TS_CTL_AUCTION_START:
+        if (b->phase == TS_PHASE_AUCTION)
+            ts_eng_reject(e, c, b->cfg.symbol_id, TS_REJ_INVALID_COMMAND);
+        else b->phase = TS_PHASE_AUCTION;
+        break;
+    case TS_CTL_AUCTION_UNCROSS:
+        if (b->phase != TS_PHASE_AUCTION)
+            ts_eng_reject(e, c, b->cfg.symbol_id, TS_REJ_INVALID_COMMAND);
+        else uncross(e, b);
+        break;
+    }
+}
+
+static void clock_tick(ts_engine *e, const ts_command *c) {
+    if (c->time_ns < e->clock) {
+        ts_eng_reject(e, c, c->symbol_id, TS_REJ_INVALID_COMMAND);
+        return;
+    }
+    e->clock = c->time_ns;
+    expire_gtd(e);
+    for (uint32_t k = 0; k < e->n_books; k++) {
+        ts_book *b = &e->books[e->by_id[k]];
+        if (b->phase == TS_PHASE_AUCTION && b->reopen_ns >= 0 && b->reopen_ns <= e->clock)
+            uncross(e, b);
+    }
+}
+
+void ts_eng_control(ts_engine *e, const ts_command *c) {
+    ts_book *b = NULL;
+    if (c->symbol_id != 0) {
+        b = ts_eng_find_book(e, c->symbol_id);
+        if (!b) {
+            ts_eng_reject(e, c, c->symbol_id, TS_REJ_UNKNOWN_SYMBOL);
+            return;
+        }
+    }
+    if (c->control < TS_CTL_CLOCK_TICK || c->control > TS_CTL_AUCTION_UNCROSS) {
+        ts_eng_reject(e, c, c->symbol_id, TS_REJ_INVALID_COMMAND);
+        return;
+    }
+    if (c->control == TS_CTL_CLOCK_TICK) {
+        clock_tick(e, c);
+        return;
+    }
+    if (b) {
+        control_one(e, b, c);
+        return;
+    }
+    for (uint32_t k = 0; k < e->n_books; k++) control_one(e, &e->books[e->by_id[k]], c);
+}
