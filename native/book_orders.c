@@ -90,7 +90,9 @@ static int execute(ts_engine *e, ts_book *b, uint32_t ti, int64_t lim_key) {
         const int64_t p = L->price;
         if (TS_UNLIKELY(bps) && ts_outside_bps(p, ref, bps)) {
             b->phase = TS_PHASE_AUCTION;
-            b->reopen_ns = e->clock + b->cfg.breaker_halt_ns;
+            /* saturating: a huge halt means "until an operator reopens" */
+            if (__builtin_add_overflow(e->clock, b->cfg.breaker_halt_ns, &b->reopen_ns))
+                b->reopen_ns = INT64_MAX;
             return EXEC_TRIPPED;
         }
         const int64_t q = ts_min64(t->leaves, m->visible);

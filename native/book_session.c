@@ -6,28 +6,30 @@
 
 /* ---- uncross ---- */
 
-/* The uncross price and its executable volume (0 = nothing can trade). Candidates are
- * walked in ascending price: bids are stored ascending (keys = price), asks descending
- * (keys = -price), so the asks are read from the end. */
-static int64_t uncross_price(const ts_engine *e, const ts_book *b, int64_t *price) {
+/* The uncross price into *price; returns 0 when the executable volume is 0 (nothing can
+ * trade). Candidates are walked in ascending price: bids are stored ascending (keys =
+ * price), asks descending (keys = -price), so the asks are read from the end. */
+static int uncross_price(const ts_engine *e, const ts_book *b, int64_t *price) {
     const ts_ladder *bids = &b->side[0], *asks = &b->side[1];
     if (bids->n == 0 || asks->n == 0) return 0;
-    int64_t bid_total = 0;
+    /* 128-bit sums: a side's total can exceed int64 where a level's cannot */
+    __int128 bid_total = 0;
     for (uint32_t i = 0; i < bids->n; i++) bid_total += e->lvls[bids->lvls[i]].total;
     const int64_t ref = b->static_ref;
-    int64_t best_vol = 0, best_imb = 0, best_dist = 0, best_p = 0;
-    int64_t bid_below = 0; /* bids priced below p */
-    int64_t ask_upto = 0;  /* asks priced at or below p */
+    __int128 best_vol = 0, best_imb = 0, best_dist = 0;
+    int64_t best_p = 0;
+    __int128 bid_below = 0; /* bids priced below p */
+    __int128 ask_upto = 0;  /* asks priced at or below p */
     uint32_t i = 0, j = asks->n;
     while (i < bids->n || j > 0) {
         int64_t pb = i < bids->n ? e->lvls[bids->lvls[i]].price : INT64_MAX;
         int64_t pa = j > 0 ? e->lvls[asks->lvls[j - 1]].price : INT64_MAX;
         int64_t p = pb < pa ? pb : pa;
         if (pa == p) ask_upto += e->lvls[asks->lvls[--j]].total;
-        int64_t bid_at = bid_total - bid_below;
-        int64_t vol = bid_at < ask_upto ? bid_at : ask_upto;
-        int64_t imb = bid_at > ask_upto ? bid_at - ask_upto : ask_upto - bid_at;
-        int64_t dist = p > ref ? p - ref : ref - p;
+        __int128 bid_at = bid_total - bid_below;
+        __int128 vol = bid_at < ask_upto ? bid_at : ask_upto;
+        __int128 imb = bid_at > ask_upto ? bid_at - ask_upto : ask_upto - bid_at;
+        __int128 dist = p > ref ? (__int128)p - ref : (__int128)ref - p;
         /* ascending walk: keeping the first of equals picks the lower price */
         if (vol > 0 && (vol > best_vol || (vol == best_vol && imb < best_imb) ||
                         (vol == best_vol && imb == best_imb && ref > 0 && dist < best_dist))) {
@@ -39,7 +41,7 @@ static int64_t uncross_price(const ts_engine *e, const ts_book *b, int64_t *pric
         if (pb == p) bid_below += e->lvls[bids->lvls[i++]].total;
     }
     *price = best_p;
-    return best_vol;
+    return best_vol > 0;
 }
 
 /* One fill at the uncross price between the two queue heads (taker = later seq). */
