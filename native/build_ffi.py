@@ -17,8 +17,15 @@ from pathlib import Path
 from cffi import FFI
 
 NATIVE = Path(__file__).resolve().parent
-HEADERS = ["wire.h", "ring.h"]
-SOURCES = ["ring.c"]
+HEADERS = ["wire.h", "ring.h", "book.h"]
+SOURCES = [
+    "ring.c",
+    "book.c",
+    "book_orders.c",
+    "book_session.c",
+    "book_snapshot.c",
+    "order_index.c",
+]
 
 _SIMPLE_DEFINE = re.compile(r"^#define\s+\w+\s+(0x[0-9a-fA-F]+|\d+)\s*$")
 
