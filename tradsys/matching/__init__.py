@@ -5,11 +5,13 @@ against. Both implement :class:`MatchingEngine` and the rules in docs/matching.m
 """
 
 from tradsys.matching.api import Bbo, MatchingEngine, Output, Phase, snapshot_digest
+from tradsys.matching.engine import CEngine
 from tradsys.matching.instrument import Instrument
 from tradsys.matching.reference import ReferenceEngine
 
 __all__ = [
     "Bbo",
+    "CEngine",
     "Instrument",
     "MatchingEngine",
     "Output",
