@@ -140,7 +140,7 @@ class CEngine:
             raise ValueError(f"commands must be one-dimensional, got shape {commands.shape}")
         if commands.dtype != COMMAND_DTYPE:
             wire = np.zeros(len(commands), COMMAND_DTYPE)  # zeros: pads stay clean
-            for name in COMMAND_DTYPE.names:
+            for name in COMMAND_DTYPE.names or ():
                 wire[name] = commands[name]
             commands = wire
         commands = np.ascontiguousarray(commands)
@@ -184,7 +184,8 @@ class CEngine:
         n = lib.ts_engine_depth(self._engine, _symbol(symbol_id), int(side), buf, max_levels)
         if n < 0:
             raise KeyError(f"unknown symbol_id {symbol_id}")
-        return out[:n].copy()
+        # a byte copy of the levels written (a record copy would drop the pad bytes)
+        return np.frombuffer(bytearray(out.tobytes()[: n * LEVEL_DTYPE.itemsize]), LEVEL_DTYPE)
 
     def bbo(self, symbol_id: int) -> Bbo:
         b = ffi.new("ts_bbo *")
