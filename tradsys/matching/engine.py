@@ -51,7 +51,11 @@ def _free_engine(ptr: Any) -> None:
 
 
 class CEngine:
-    """The C matching engine (:class:`~tradsys.matching.api.MatchingEngine`)."""
+    """The C matching engine (:class:`~tradsys.matching.api.MatchingEngine`).
+
+    Single-threaded, like the shard worker that owns it: cffi releases the GIL during C
+    calls, so two threads must not use one engine at the same time.
+    """
 
     def __init__(self) -> None:
         ptr = lib.ts_engine_new()
