@@ -1,0 +1,114 @@
+"""Shared pieces of the perf/ benchmarks: result rows, the JSON line, the human table.
+
+Every bench prints a table and, with ``--json``, ends stdout with one JSON object in the
+format of CONVENTIONS.md (``bench``, ``quick``, ``cpus``, ``python``, ``results``). Progress
+and notes go to stderr so that stdout holds only the table and that last line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+def result(
+    name: str,
+    unit: str,
+    value: float,
+    *,
+    higher_is_better: bool,
+    peer: str | None = None,
+    peer_value: float | None = None,
+) -> dict[str, Any]:
+    """One row of ``results``; ``ratio`` is TradSys's advantage (above 1 means it wins)."""
+    ratio: float | None = None
+    if peer is not None and peer_value is not None and value > 0 and peer_value > 0:
+        ratio = value / peer_value if higher_is_better else peer_value / value
+    return {
+        "name": name,
+        "unit": unit,
+        "value": float(value),
+        "higher_is_better": higher_is_better,
+        "peer": peer,
+        "peer_value": None if peer_value is None or peer is None else float(peer_value),
+        "ratio": None if ratio is None else round(ratio, 3),
+    }
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (what the bench really had), not the host's total."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def document(bench: str, quick: bool, results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "bench": bench,
+        "quick": quick,
+        "cpus": cpu_count(),
+        "python": platform.python_version(),
+        "results": results,
+    }
+
+
+def emit_json(bench: str, quick: bool, results: list[dict[str, Any]]) -> None:
+    """Print the one-line JSON document; call it last, so it is stdout's last line."""
+    sys.stdout.flush()
+    print(json.dumps(document(bench, quick, results), separators=(", ", ": ")), flush=True)
+
+
+def note(message: str) -> None:
+    """Progress for a human, kept off stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def fmt_rate(value: float | None) -> str:
+    """Records per second, compactly: 51.2M, 840k."""
+    if value is None or value != value:  # None or NaN
+        return "-"
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    if value >= 1e3:
+        return f"{value / 1e3:.0f}k"
+    return f"{value:.0f}"
+
+
+def fmt_us(value: float | None) -> str:
+    if value is None or value != value:
+        return "-"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    if value is None or value != value:
+        return "-"
+    return f"{value:.1f}x" if value < 100 else f"{value:.0f}x"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for i, (cell, w) in enumerate(zip(cells, widths, strict=False)):
+            out.append(str(cell).ljust(w) if i == 0 else str(cell).rjust(w))
+        return "  ".join(out).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
