@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import struct
 from collections.abc import Iterable
-from typing import Any, NamedTuple, Self
+from typing import Self
 
 import numpy as np
 
@@ -33,68 +32,53 @@ from tradsys.matching.reference_book import (
     Order,
     SymbolBook,
 )
+from tradsys.matching.reference_records import (
+    DONE,
+    EV_ACCEPTED,
+    EV_CANCELLED,
+    EV_REJECTED,
+    EV_REPLACED,
+    EV_TRADE,
+    EV_TRIGGERED,
+    MAKER,
+    MD_BBO,
+    MD_L2,
+    MD_TRADE,
+    TAKER,
+    Command,
+    pack_events,
+    pack_md,
+)
+from tradsys.matching.reference_rules import (
+    DAY,
+    FOK,
+    GTC,
+    GTD,
+    INT64_MAX,
+    IOC,
+    LIMIT,
+    MARKET,
+    POST_ONLY,
+    RESTING_TIFS,
+    STOP,
+    STOP_LIMIT,
+    STP_CANCEL_BOTH,
+    STP_CANCEL_INCOMING,
+    STP_CANCEL_RESTING,
+    acceptable,
+    auction_price,
+    fok_fillable,
+    inside_band,
+    price_ok,
+    quantity_ok,
+    trips_breaker,
+    would_take,
+)
 from tradsys.matching.snapshot_layout import LEVEL_DTYPE
-from tradsys.wire import (
-    COMMAND_DTYPE,
-    EVENT_DTYPE,
-    MD_DTYPE,
-    CancelReason,
-    CommandKind,
-    ControlCode,
-    EventFlag,
-    EventKind,
-    MdKind,
-    OrderType,
-    RejectReason,
-    Side,
-    StpMode,
-    TimeInForce,
-)
-
-INT64_MAX = 2**63 - 1
-
-# Plain ints for the hot path (an IntEnum attribute lookup per comparison adds up).
-LIMIT, MARKET, STOP, STOP_LIMIT = (int(t) for t in OrderType)
-GTC, DAY, IOC, FOK, GTD = (int(t) for t in TimeInForce)
-RESTING_TIFS = (GTC, DAY, GTD)
-POST_ONLY = 1
-STP_NONE, STP_CANCEL_RESTING, STP_CANCEL_INCOMING, STP_CANCEL_BOTH = (int(m) for m in StpMode)
-EV_ACCEPTED, EV_REJECTED, EV_TRADE, EV_CANCELLED, EV_REPLACED, EV_TRIGGERED = (
-    int(k) for k in EventKind
-)
-MAKER, TAKER, DONE = int(EventFlag.MAKER), int(EventFlag.TAKER), int(EventFlag.DONE)
-MD_L2, MD_TRADE, MD_BBO = (int(k) for k in MdKind)
+from tradsys.wire import COMMAND_DTYPE, CancelReason, CommandKind, ControlCode, RejectReason, Side
 
 R = RejectReason
 C = CancelReason
-
-# Wire layouts as struct formats (pads written as zeros); checked against the dtypes.
-_EVENT = struct.Struct("<BBBBIIIQQqqqQ")
-_MD = struct.Struct("<BBHIQqqqqIIq")
-assert _EVENT.size == EVENT_DTYPE.itemsize and _MD.size == MD_DTYPE.itemsize
-
-
-class Command(NamedTuple):
-    """One ``COMMAND_DTYPE`` record as Python ints, fields in record order."""
-
-    kind: int
-    side: int
-    order_type: int
-    tif: int
-    flags: int
-    stp_mode: int
-    control: int
-    symbol_id: int
-    account_id: int
-    order_id: int
-    price: int
-    quantity: int
-    stop_price: int
-    display_qty: int
-    time_ns: int
-
-
-assert Command._fields == COMMAND_DTYPE.names
 
 
 class RejectedError(Exception):
@@ -143,7 +127,7 @@ class ReferenceEngine:
             self._apply(Command._make(record))
         events, md = self._events, self._md
         self._events, self._md = [], []
-        return Output(_pack(_EVENT, events, EVENT_DTYPE), _pack(_MD, md, MD_DTYPE))
+        return Output(pack_events(events), pack_md(md))
 
     def submit(self, command: Records | np.void) -> Output:
         """Process one command record (or a one-record array)."""
@@ -334,19 +318,19 @@ class ReferenceEngine:
             if applies and c.tif not in RESTING_TIFS:
                 raise self._reject(c, R.INVALID_TIF)
         # 7-10: quantity, prices, band
-        if not _quantity_ok(book, c.quantity) or not (
+        if not quantity_ok(book, c.quantity) or not (
             c.display_qty == 0
             or (0 < c.display_qty <= c.quantity and c.display_qty % book.lot_size == 0)
         ):
             raise self._reject(c, R.INVALID_QUANTITY)
-        if not _price_ok(book, c.order_type, c.price):
+        if not price_ok(book, c.order_type, c.price):
             raise self._reject(c, R.INVALID_PRICE)
         if c.order_type in (STOP, STOP_LIMIT):
             if c.stop_price <= 0 or c.stop_price % book.tick_size:
                 raise self._reject(c, R.INVALID_PRICE)
         elif c.stop_price != 0:
             raise self._reject(c, R.INVALID_PRICE)
-        if not _inside_band(book, c.order_type, c.price):
+        if not inside_band(book, c.order_type, c.price):
             raise self._reject(c, R.PRICE_BAND)
         # 11-13: expiry, id, phase
         if c.tif == GTD and c.time_ns <= self._clock:
@@ -359,9 +343,9 @@ class ReferenceEngine:
             raise self._reject(c, R.PHASE)
         # 14-15: only in continuous trading
         if book.phase == CONTINUOUS:
-            if c.flags & POST_ONLY and _would_take(book, c.side, c.price):
+            if c.flags & POST_ONLY and would_take(book, c.side, c.price):
                 raise self._reject(c, R.POST_ONLY_WOULD_TAKE)
-            if c.tif == FOK and not self._fok_fillable(book, c):
+            if c.tif == FOK and not fok_fillable(book, c):
                 raise self._reject(c, R.FOK_UNFILLABLE)
         return book
 
@@ -420,32 +404,6 @@ class ReferenceEngine:
             book.remove_stop(order)
         del self._orders[order.order_id]
 
-    def _fok_fillable(self, book: SymbolBook, c: Command) -> bool:
-        """Walk the opposite side as matching would, summing what could fill.
-
-        As the rule is written, an order outside the breaker band adds nothing but does
-        not end the walk (only an own-account order can). So a FOK whose first level is
-        priced beyond the band on the near side is accepted and then trips the breaker
-        unfilled, CANCELLED(HALT).
-        """
-        need = c.quantity
-        ref = book.dynamic_reference()
-        stp = c.stp_mode or STP_CANCEL_INCOMING
-        for level in book.opposite(c.side).levels_best_first():
-            if c.order_type == LIMIT and not _acceptable(c.side, c.price, level.price):
-                break
-            in_band = not _trips_breaker(book, ref, level.price)
-            for resting in level.orders.values():
-                if resting.account_id == c.account_id:
-                    if stp == STP_CANCEL_RESTING:
-                        continue
-                    return False
-                if in_band:
-                    need -= resting.leaves
-                    if need <= 0:
-                        return True
-        return False
-
     # ---- continuous matching -----------------------------------------------------------
 
     def _execute(self, book: SymbolBook, order: Order) -> None:
@@ -474,7 +432,7 @@ class ReferenceEngine:
         stp = taker.stp_mode or STP_CANCEL_INCOMING
         while taker.leaves > 0:
             level = opposite.best_level()
-            if level is None or (limited and not _acceptable(taker.side, taker.price, level.price)):
+            if level is None or (limited and not acceptable(taker.side, taker.price, level.price)):
                 return "done"
             maker = level.head()
             if maker.account_id == taker.account_id:
@@ -485,7 +443,7 @@ class ReferenceEngine:
                     continue
                 self._cancelled(taker, C.SELF_TRADE)
                 return "self-trade"
-            if _trips_breaker(book, ref, level.price):
+            if trips_breaker(book, ref, level.price):
                 book.phase = AUCTION
                 book.reopen_ns = min(self._clock + book.breaker_halt_ns, INT64_MAX)
                 return "breaker"
@@ -545,16 +503,16 @@ class ReferenceEngine:
         book = self._books[order.symbol_id]
         if book.phase == HALTED:
             raise self._reject(c, R.HALTED)
-        if not _quantity_ok(book, c.quantity):
+        if not quantity_ok(book, c.quantity):
             raise self._reject(c, R.INVALID_QUANTITY)
-        if not _price_ok(book, order.order_type, c.price):
+        if not price_ok(book, order.order_type, c.price):
             raise self._reject(c, R.INVALID_PRICE)
-        if not _inside_band(book, order.order_type, c.price):
+        if not inside_band(book, order.order_type, c.price):
             raise self._reject(c, R.PRICE_BAND)
         if (
             order.flags & POST_ONLY
             and book.phase == CONTINUOUS
-            and _would_take(book, order.side, c.price)
+            and would_take(book, order.side, c.price)
         ):
             raise self._reject(c, R.POST_ONLY_WOULD_TAKE)
         filled = order.quantity - order.leaves
@@ -668,7 +626,7 @@ class ReferenceEngine:
         """Trade the crossed part of the book at the single auction price, then reopen
         continuous trading and check the stops."""
         while True:
-            price, volume = _auction_price(book)
+            price, volume = auction_price(book)
             if volume == 0:
                 break
             while True:
@@ -696,72 +654,3 @@ class ReferenceEngine:
         book.phase = CONTINUOUS
         book.reopen_ns = NO_REOPEN
         self._run_stops(book)
-
-
-# ---- rules as pure functions ---------------------------------------------------------
-
-
-def _quantity_ok(book: SymbolBook, qty: int) -> bool:
-    """Rule 7 for a quantity: positive, whole lots, within min/max."""
-    return (
-        qty > 0
-        and qty % book.lot_size == 0
-        and qty >= book.min_qty
-        and (book.max_qty == 0 or qty <= book.max_qty)
-    )
-
-
-def _price_ok(book: SymbolBook, order_type: int, price: int) -> bool:
-    """Rule 8: limit prices positive and on the tick; market-type prices 0."""
-    if order_type in (LIMIT, STOP_LIMIT):
-        return price > 0 and price % book.tick_size == 0
-    return price == 0
-
-
-def _inside_band(book: SymbolBook, order_type: int, price: int) -> bool:
-    """Rule 10: a limit price within band_bps of the static reference (exact integers)."""
-    ref = book.static_reference
-    if book.band_bps == 0 or ref <= 0 or order_type not in (LIMIT, STOP_LIMIT):
-        return True
-    return abs(price - ref) * 10_000 <= ref * book.band_bps
-
-
-def _trips_breaker(book: SymbolBook, ref: int, price: int) -> bool:
-    """Would a fill at ``price`` print outside the breaker band around ``ref``?"""
-    return book.breaker_bps > 0 and ref > 0 and abs(price - ref) * 10_000 > ref * book.breaker_bps
-
-
-def _acceptable(side: int, limit: int, price: int) -> bool:
-    """Is an opposite price at or better than a limit?"""
-    return price <= limit if side == BUY else price >= limit
-
-
-def _would_take(book: SymbolBook, side: int, price: int) -> bool:
-    level = book.opposite(side).best_level()
-    return level is not None and _acceptable(side, price, level.price)
-
-
-def _auction_price(book: SymbolBook) -> tuple[int, int]:
-    """(price, executable volume) of the uncross: most volume, then least imbalance, then
-    nearest the static reference (when set), then the lower price. Volume 0: no price."""
-    bids = {lv.price: lv.total_leaves() for lv in book.bids.levels.values()}
-    asks = {lv.price: lv.total_leaves() for lv in book.asks.levels.values()}
-    ref = book.static_reference
-    bid_at_or_above = sum(bids.values())
-    ask_at_or_below = 0
-    best: tuple[int, int, int, int] | None = None
-    for price in sorted(bids.keys() | asks.keys()):
-        ask_at_or_below += asks.get(price, 0)
-        volume = min(bid_at_or_above, ask_at_or_below)
-        key = (-volume, abs(bid_at_or_above - ask_at_or_below), abs(price - ref) if ref else 0)
-        if best is None or (*key, price) < best:
-            best = (*key, price)
-        bid_at_or_above -= bids.get(price, 0)
-    if best is None or best[0] == 0:
-        return 0, 0
-    return best[3], -best[0]
-
-
-def _pack(layout: struct.Struct, rows: list[tuple[int, ...]], dtype: np.dtype[Any]) -> Records:
-    data = bytearray(b"".join(layout.pack(*row) for row in rows))
-    return np.frombuffer(data, dtype)
