@@ -258,3 +258,16 @@ def test_add_instrument_refuses_a_duplicate(engine_cls: type) -> None:
     with pytest.raises(ValueError, match="1"):
         e.add_instrument(Instrument("OTHER", 1))
     assert parse_snapshot(e.snapshot()).header["n_symbols"] == 1
+
+
+def test_process_takes_command_records_only(engine_cls: type) -> None:
+    e = Harness(engine_cls).engine
+    with pytest.raises(TypeError):
+        e.process(np.zeros(3, SNAP_ORDER_DTYPE))
+    with pytest.raises(ValueError):
+        e.process(np.zeros((2, 2), buy(1, 1, 1).dtype))
+    # np.concatenate packs the structured dtype (63-byte records): same fields, accepted
+    packed = np.concatenate([buy(1, 5, 99), sell(2, 5, 101)])
+    assert packed.dtype.itemsize != 64
+    assert len(e.process(packed).events) == 2
+    assert len(e.process(buy(3, 1, 98)[:0]).events) == 0

@@ -121,7 +121,17 @@ class ReferenceEngine:
         self._books = dict(sorted(self._books.items()))  # ascending symbol id, always
 
     def process(self, commands: Records) -> Output:
-        """Apply the commands in order; return the events and market data they made."""
+        """Apply the commands in order; return the events and market data they made.
+
+        ``commands`` is a one-dimensional array with the fields of ``COMMAND_DTYPE`` (in
+        any layout: ``np.concatenate`` packs structured dtypes); anything else is a
+        TypeError, as for the C engine.
+        """
+        if not isinstance(commands, np.ndarray) or commands.dtype.names != COMMAND_DTYPE.names:
+            got = commands.dtype if isinstance(commands, np.ndarray) else type(commands)
+            raise TypeError(f"commands must be a COMMAND_DTYPE array, got {got}")
+        if commands.ndim != 1:
+            raise ValueError(f"commands must be one-dimensional, got shape {commands.shape}")
         self._events, self._md = [], []
         for record in commands.tolist():
             self._apply(Command._make(record))
@@ -582,10 +592,8 @@ class ReferenceEngine:
     def _control_symbol(self, c: Command, book: SymbolBook) -> None:
         code = c.control
         if code == ControlCode.SESSION_OPEN:
-            if book.phase == AUCTION:
-                self._uncross(book)
-            elif book.phase == HALTED:
-                book.phase = CONTINUOUS
+            if book.phase != CONTINUOUS:
+                self._uncross(book)  # never reopen a crossed book
         elif code == ControlCode.SESSION_CLOSE:
             sym = book.symbol_id
             day = (o for o in self._orders.values() if o.symbol_id == sym and o.tif == DAY)
@@ -596,7 +604,7 @@ class ReferenceEngine:
         elif code == ControlCode.RESUME:
             if book.phase != HALTED:
                 raise self._reject(c, R.INVALID_COMMAND, book.symbol_id)
-            book.phase = CONTINUOUS
+            self._uncross(book)
         elif code == ControlCode.AUCTION_START:
             if book.phase == AUCTION:
                 raise self._reject(c, R.INVALID_COMMAND, book.symbol_id)
