@@ -151,8 +151,9 @@ static void session_close(ts_engine *e, ts_book *b) {
 static void control_one(ts_engine *e, ts_book *b, const ts_command *c) {
     switch (c->control) {
     case TS_CTL_SESSION_OPEN:
-        if (b->phase == TS_PHASE_AUCTION) uncross(e, b);
-        else if (b->phase == TS_PHASE_HALTED) b->phase = TS_PHASE_CONTINUOUS;
+        /* leaving AUCTION or HALTED always goes through an uncross: a book left crossed
+         * by a halted call phase must not reopen crossed */
+        if (b->phase != TS_PHASE_CONTINUOUS) uncross(e, b);
         break;
     case TS_CTL_SESSION_CLOSE:
         session_close(e, b);
@@ -163,7 +164,7 @@ static void control_one(ts_engine *e, ts_book *b, const ts_command *c) {
         break;
     case TS_CTL_RESUME:
         if (b->phase != TS_PHASE_HALTED) ts_eng_reject(e, c, b->cfg.symbol_id, TS_REJ_INVALID_COMMAND);
-        else b->phase = TS_PHASE_CONTINUOUS;
+        else uncross(e, b);
         break;
     case TS_CTL_AUCTION_START:
         if (b->phase == TS_PHASE_AUCTION)

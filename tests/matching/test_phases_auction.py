@@ -74,6 +74,17 @@ def test_halt_and_resume(engine_cls: type) -> None:
     ]
 
 
+def test_a_book_halted_during_the_call_reopens_through_an_uncross(engine_cls: type) -> None:
+    """Orders cross freely in a call phase; halting it and resuming must not reopen
+    continuous trading on a crossed book: RESUME uncrosses first."""
+    h = Harness(engine_cls)
+    h.send(control(CTL.AUCTION_START, 1), buy(1, 5, 101), sell(2, 3, 100, acct=2))
+    h.send(control(CTL.HALT, 1))
+    assert h.ev(control(CTL.RESUME, 1)) == [*fill((2, SELL, 2), (1, BUY, 1), 100, 3, 0, 2)]
+    assert phases(h, 1) == [Phase.CONTINUOUS]
+    assert h.book() == ([(101, 2, 1)], [])
+
+
 def test_controls_for_symbol_zero_act_on_every_symbol(engine_cls: type) -> None:
     h = Harness(engine_cls, ACME, Instrument("B", 2), Instrument("C", 5))
     h.send(control(CTL.HALT, 0))

@@ -212,15 +212,15 @@ def test_stops_wait_for_the_auction_to_end(engine_cls: type) -> None:
     assert h.engine.phase(3) == Phase.CONTINUOUS
 
 
-def test_a_stop_left_triggered_by_a_halt_fires_at_the_next_trading_command(
+def test_resume_reopens_through_an_uncross_that_fires_waiting_stops(
     engine_cls: type,
 ) -> None:
-    """RESUME is not a command that can trade, so stops are not checked by it; the next
-    accepted order of the symbol runs the check."""
+    """Leaving HALTED goes through an uncross, which checks the stops: the stop left
+    waiting by the breaker fires at RESUME, meets 1100 again and trips the breaker."""
     h = breaker_stops(engine_cls)
-    assert h.ev(control(ControlCode.HALT, 3), control(ControlCode.RESUME, 3)) == []
-    assert h.ev(sell(6, 1, 1010, sym=3)) == [
-        accepted(6, SELL, 1010, 1, sym=3),
+    assert h.ev(control(ControlCode.HALT, 3)) == []
+    assert h.ev(control(ControlCode.RESUME, 3)) == [
         triggered(2, BUY, 0, 1, 1, acct=4, sym=3),
-        *fill((2, BUY, 4), (6, SELL, 1), 1010, 1, 0, 0, sym=3),
+        cancelled(2, BUY, 0, 1, CancelReason.HALT, acct=4, sym=3),
     ]
+    assert h.engine.phase(3) == Phase.AUCTION
