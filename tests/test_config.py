@@ -1,0 +1,93 @@
+"""Config: the built-in default is valid, and every kind of mistake is refused with a
+message naming the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tradsys.config import ConfigError, available_cores, load_config, parse_config, symbol_placement
+
+BASE = """
+[[shard]]
+id = 0
+[[instrument]]
+symbol = "A"
+symbol_id = 1
+"""
+
+
+def test_builtin_default_is_valid_and_puts_every_symbol_on_one_shard() -> None:
+    config = load_config()
+    assert [s.id for s in config.shards] == [0]
+    assert {i.symbol for i in config.symbols_of(0)} == {i.symbol for i in config.instruments}
+    assert config.engine.wait == "spin-park"
+    assert all(s.core is None for s in config.shards)
+
+
+def test_a_file_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(BASE + '[engine]\ninstance = "x1"\n')
+    assert load_config(path).engine.instance == "x1"
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot read config .*nope\.toml"):
+        load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (BASE + "[engine]\ninstanc = 'x'\n", r"c\.toml: .*unknown field `instanc`.*\$\.engine"),
+        (BASE + "[journal]\ndurability = 'sometimes'\n", r"c\.toml: .*\$\.journal\.durability"),
+        (BASE + "[engine]\nring_capacity = 1000\n", r"ring_capacity 1000: must be a power of two"),
+        (
+            "[[shard]]\nid = 0\ncore = 4096\n" + BASE.split("[[shard]]\nid = 0")[1],
+            r"shard 0: core 4096 does not exist on this host",
+        ),
+        (
+            BASE + "[[shard]]\nid = 1\nsymbols = ['A']\n[[shard]]\nid = 2\nsymbols = ['A']\n",
+            r"symbol 'A' is on two shards \(1 and 2\)",
+        ),
+        (BASE + "[[shard]]\nid = 1\nsymbols = ['Z']\n", r"symbol 'Z' is not an \[\[instrument\]\]"),
+        (BASE + "[[shard]]\nid = 0\n", r"shard 0: the id is used twice"),
+        (BASE + "[[instrument]]\nsymbol = 'B'\nsymbol_id = 1\n", r"symbol_id 1 is already 'A'"),
+        (BASE + "[[instrument]]\nsymbol = 'A'\nsymbol_id = 2\n", r"'A' is configured twice"),
+        (
+            BASE + "[[instrument]]\nsymbol = 'C'\nsymbol_id = 3\nlot_size = 0\n",
+            r"instrument 'C': lot_size must be > 0",
+        ),
+        ("[[instrument]]\nsymbol = 'A'\nsymbol_id = 1\n", r"no \[\[shard\]\]"),
+        ("[[shard]]\nid = 0\n", r"no \[\[instrument\]\]"),
+        ("[engine\n", r"c\.toml: not valid TOML"),
+    ],
+)
+def test_mistakes_are_refused_with_where_and_what(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text, "c.toml")
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = BASE + "[engine]\nring_capacity = 3\n[journal]\nsegment_mb = 0\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "c.toml")
+    assert "ring_capacity" in str(err.value) and "segment_mb" in str(err.value)
+
+
+def test_placement_is_explicit_first_then_a_stable_hash() -> None:
+    symbols = "".join(f"[[instrument]]\nsymbol = 'S{i}'\nsymbol_id = {i + 1}\n" for i in range(40))
+    text = "[[shard]]\nid = 0\nsymbols = ['S7']\n[[shard]]\nid = 1\n" + symbols
+    config = parse_config(text, "c.toml")
+    placement = symbol_placement(config)
+    assert placement["S7"] == 0
+    assert set(placement.values()) == {0, 1}  # the hash spreads the rest
+    assert placement == symbol_placement(parse_config(text, "again.toml"))
+    assert sum(len(config.symbols_of(s)) for s in (0, 1)) == 40
+
+
+def test_a_real_core_is_accepted() -> None:
+    core = min(available_cores())
+    config = parse_config(f"[[shard]]\nid = 0\ncore = {core}\n" + BASE.split("id = 0")[1], "c")
+    assert config.shards[0].core == core

@@ -1,0 +1,168 @@
+"""The one TOML file that configures a TradSys instance, decoded into frozen structs.
+
+Decoding is strict (unknown keys are errors, types are checked by msgspec) and then the
+cross-field rules are checked (a symbol on two shards, a core this host does not have,
+...). Every error names the file and the key, so a bad config stops `tradsys run` before
+anything is started.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from tradsys.matching import Instrument
+
+Durability = Literal["none", "group", "fsync"]
+WaitName = Literal["busy-spin", "spin-yield", "spin-park"]
+
+
+class ConfigError(Exception):
+    """A configuration the user must fix; the message says where and what."""
+
+
+class EngineSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    instance: str = "default"
+    data_dir: str = "var"
+    wait: WaitName = "spin-park"
+    ring_capacity: int = 65536
+    heartbeat_timeout_ms: int = 3000
+    stop_timeout_ms: int = 10000
+
+
+class JournalSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    durability: Durability = "group"
+    group_commit_us: int = 1000
+    segment_mb: int = 64
+    snapshot_every: int = 1_000_000
+
+
+class ShardSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    id: int
+    core: int | None = None
+    symbols: list[str] = msgspec.field(default_factory=list)
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A whole instance: engine settings, journal policy, shards and instruments."""
+
+    engine: EngineSection = msgspec.field(default_factory=EngineSection)
+    journal: JournalSection = msgspec.field(default_factory=JournalSection)
+    shards: list[ShardSection] = msgspec.field(default_factory=list, name="shard")
+    instruments: list[Instrument] = msgspec.field(default_factory=list, name="instrument")
+
+    def shard_data_dir(self, shard_id: int) -> Path:
+        return Path(self.engine.data_dir) / self.engine.instance / f"shard-{shard_id}"
+
+    def symbols_of(self, shard_id: int) -> list[Instrument]:
+        """The instruments a shard owns: its explicit list, plus the unlisted symbols
+        whose stable hash lands on it."""
+        placement = symbol_placement(self)
+        return [ins for ins in self.instruments if placement[ins.symbol] == shard_id]
+
+
+def symbol_placement(config: Config) -> dict[str, int]:
+    """symbol → shard id. Explicit lists win; the rest go by CRC-32 of the name modulo
+    the number of shards (in id order), which does not change from run to run."""
+    placement = {s: shard.id for shard in config.shards for s in shard.symbols}
+    ids = sorted(shard.id for shard in config.shards)
+    for ins in config.instruments:
+        if ins.symbol not in placement:
+            placement[ins.symbol] = ids[zlib.crc32(ins.symbol.encode()) % len(ids)]
+    return placement
+
+
+def available_cores() -> set[int]:
+    """The CPUs this process may run on: where a worker could really be pinned."""
+    return set(os.sched_getaffinity(0))
+
+
+def _problems(config: Config) -> list[str]:
+    out: list[str] = []
+    e, j = config.engine, config.journal
+    if not e.instance or not all(c.isalnum() or c in "_-" for c in e.instance):
+        out.append(f"engine.instance {e.instance!r}: use letters, digits, '_' and '-' only")
+    cap = e.ring_capacity
+    if cap < 64 or cap & (cap - 1):
+        out.append(f"engine.ring_capacity {cap}: must be a power of two >= 64")
+    for key in ("heartbeat_timeout_ms", "stop_timeout_ms"):
+        if getattr(e, key) <= 0:
+            out.append(f"engine.{key} must be > 0")
+    if j.group_commit_us <= 0:
+        out.append("journal.group_commit_us must be > 0")
+    if j.segment_mb <= 0:
+        out.append("journal.segment_mb must be > 0")
+    if j.snapshot_every <= 0:
+        out.append("journal.snapshot_every must be > 0")
+
+    if not config.shards:
+        out.append("no [[shard]]: configure at least one shard worker")
+    if not config.instruments:
+        out.append("no [[instrument]]: configure at least one symbol")
+    seen_ids: set[int] = set()
+    cores = available_cores()
+    for shard in config.shards:
+        if shard.id < 0 or shard.id > 999:
+            out.append(f"shard {shard.id}: id must be in 0..999")
+        if shard.id in seen_ids:
+            out.append(f"shard {shard.id}: the id is used twice")
+        seen_ids.add(shard.id)
+        if shard.core is not None and shard.core not in cores:
+            out.append(
+                f"shard {shard.id}: core {shard.core} does not exist on this host "
+                f"(available: {', '.join(map(str, sorted(cores)))})"
+            )
+    symbols: dict[str, Instrument] = {}
+    ids: dict[int, str] = {}
+    for ins in config.instruments:
+        out.extend(ins.problems())
+        if ins.symbol in symbols:
+            out.append(f"instrument {ins.symbol!r} is configured twice")
+        if ins.symbol_id in ids:
+            out.append(
+                f"instrument {ins.symbol!r}: symbol_id {ins.symbol_id} is already "
+                f"{ids[ins.symbol_id]!r}"
+            )
+        symbols[ins.symbol] = ins
+        ids.setdefault(ins.symbol_id, ins.symbol)
+    owner: dict[str, int] = {}
+    for shard in config.shards:
+        for sym in shard.symbols:
+            if sym not in symbols:
+                out.append(f"shard {shard.id}: symbol {sym!r} is not an [[instrument]]")
+            if sym in owner and owner[sym] != shard.id:
+                out.append(f"symbol {sym!r} is on two shards ({owner[sym]} and {shard.id})")
+            owner.setdefault(sym, shard.id)
+    return out
+
+
+def parse_config(text: str | bytes, source: str) -> Config:
+    """Decode and validate a config document; ConfigError names ``source`` and the key."""
+    try:
+        config = msgspec.toml.decode(text, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    problems = _problems(config)
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+    return config
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """The config at ``path``, or the built-in default when it is None."""
+    if path is None:
+        text = resources.files("tradsys").joinpath("default_config.toml").read_bytes()
+        return parse_config(text, "<built-in default>")
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc.strerror}") from None
+    return parse_config(text, str(p))
