@@ -231,3 +231,13 @@ def test_round_trip_of_a_command_built_from_enums(rings: RingFactory) -> None:
     assert (c.symbol_id, c.account_id, c.order_id) == (0xFFFF_FFFF, 7, 2**64 - 1)
     assert (c.price, c.quantity, c.stop_price) == (-(2**63), 2**63 - 1, 12345)
     assert (c.display_qty, c.time_ns) == (100, 1_700_000_000_000_000_000)
+
+
+def test_command_batches_keep_the_64_byte_layout() -> None:
+    """np.concatenate would pack these dtypes to 63 bytes; batch() must not."""
+    from tradsys.matching.commands import batch, cancel, new_order
+
+    joined = batch(new_order(1, 1, 1, wire.Side.BUY, 5, 100), cancel(1, 1, 1))
+    assert joined.dtype == wire.COMMAND_DTYPE and joined.dtype.itemsize == 64
+    assert joined.tobytes()[7:8] == b"\x00"  # the pad byte is zero, not leftover memory
+    assert joined["kind"].tolist() == [wire.CommandKind.NEW_ORDER, wire.CommandKind.CANCEL]

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tradsys.matching import CEngine, ReferenceEngine
-from tradsys.matching.workload import mixed_stream, test_instruments
+from tradsys.matching.workload import mixed_stream, sample_instruments
 from tradsys.wire import COMMAND_DTYPE, CommandKind, ControlCode
 
 Records = np.ndarray[Any, np.dtype[np.void]]
@@ -23,18 +23,14 @@ Records = np.ndarray[Any, np.dtype[np.void]]
 
 def make(engine_cls: type) -> Any:
     engine = engine_cls()
-    for ins in test_instruments():
+    for ins in sample_instruments():
         engine.add_instrument(ins)
     return engine
 
 
 def first_difference(kind: str, a: Records, b: Records) -> str:
     """Name the first record where two output streams part, field by field."""
-    if len(a) != len(b):
-        prefix = min(len(a), len(b))
-    else:
-        prefix = len(a)
-    for i in range(prefix):
+    for i in range(min(len(a), len(b))):
         if a[i].tobytes() != b[i].tobytes():
             fields = {n: (a[i][n].item(), b[i][n].item()) for n in a.dtype.names or ()}
             diff = {n: v for n, v in fields.items() if v[0] != v[1]}
@@ -118,9 +114,13 @@ def _control() -> st.SearchStrategy[dict[str, int]]:
 
 
 COMMAND = st.one_of(
-    _new_order(), _new_order(), _new_order(),
-    _on_order(CommandKind.CANCEL), _on_order(CommandKind.REPLACE),
-    _mass_cancel(), _control(),
+    _new_order(),
+    _new_order(),
+    _new_order(),
+    _on_order(CommandKind.CANCEL),
+    _on_order(CommandKind.REPLACE),
+    _mass_cancel(),
+    _control(),
 )
 
 

@@ -20,7 +20,7 @@ N = 6_000
 
 def fresh(engine_cls: type) -> Any:
     engine = engine_cls()
-    for ins in workload.test_instruments():
+    for ins in workload.sample_instruments():
         engine.add_instrument(ins)
     return engine
 
@@ -127,7 +127,7 @@ def test_output_is_self_consistent(engine_cls: type, stream: Records) -> None:
         else:
             last_bbo[sym] = (price, qty, ask, ask_qty)
     assert prints == trades
-    for ins in workload.test_instruments():
+    for ins in workload.sample_instruments():
         sym = ins.symbol_id
         for side, best_first in ((Side.BUY, True), (Side.SELL, False)):
             levels = sorted(depth[sym, side].items(), reverse=best_first)

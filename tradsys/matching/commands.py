@@ -97,5 +97,14 @@ def clock_tick(time_ns: int) -> Commands:
 
 
 def batch(*records: Commands) -> Commands:
-    """Join single commands into one batch array."""
-    return np.concatenate(records) if records else np.zeros(0, COMMAND_DTYPE)
+    """Join single commands into one batch array of exactly ``COMMAND_DTYPE``.
+
+    Not ``np.concatenate``: for dtypes with padding it returns a packed 63-byte dtype,
+    which would break the 64-byte framing of rings and journals.
+    """
+    out = np.zeros(sum(len(r) for r in records), COMMAND_DTYPE)
+    at = 0
+    for rec in records:
+        out[at : at + len(rec)] = rec
+        at += len(rec)
+    return out

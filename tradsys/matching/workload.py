@@ -27,17 +27,29 @@ from tradsys.wire import (
 Commands = np.ndarray[Any, np.dtype[np.void]]
 
 
-def test_instruments() -> list[Instrument]:
+def sample_instruments() -> list[Instrument]:
     """Three symbols with different rules, so every validation path gets exercised."""
     return [
         Instrument("PLAIN", 1, tick_size=1, lot_size=1, min_qty=1, reference_price=1000),
         Instrument(
-            "LOTS", 2, tick_size=5, lot_size=10, min_qty=10, max_qty=5000,
-            reference_price=1000, band_bps=2000,
+            "LOTS",
+            2,
+            tick_size=5,
+            lot_size=10,
+            min_qty=10,
+            max_qty=5000,
+            reference_price=1000,
+            band_bps=2000,
         ),
         Instrument(
-            "BRKR", 3, tick_size=1, lot_size=1, min_qty=1, reference_price=1000,
-            breaker_bps=300, breaker_halt_ns=1_000,
+            "BRKR",
+            3,
+            tick_size=1,
+            lot_size=1,
+            min_qty=1,
+            reference_price=1000,
+            breaker_bps=300,
+            breaker_halt_ns=1_000,
         ),
     ]
 
@@ -46,7 +58,7 @@ def mixed_stream(n: int, seed: int, instruments: list[Instrument] | None = None)
     """``n`` commands mixing every kind, order type, tif, STP mode and control, with a
     sprinkling of invalid fields, over a few accounts trading near a common price."""
     rng = _Rng(seed)
-    instruments = instruments or test_instruments()
+    instruments = instruments or sample_instruments()
     rows: list[dict[str, int]] = []
     next_id = 1
     live: list[tuple[int, int, int]] = []  # (order_id, symbol_id, account_id) ever sent
@@ -68,8 +80,9 @@ def mixed_stream(n: int, seed: int, instruments: list[Instrument] | None = None)
             if otype in (OrderType.MARKET,):
                 rec["tif"] = rng.choice([TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTC])
             if otype in (OrderType.STOP, OrderType.STOP_LIMIT):
-                rec["tif"] = rng.choice([TimeInForce.GTC, TimeInForce.DAY, TimeInForce.GTD,
-                                         TimeInForce.IOC])
+                rec["tif"] = rng.choice(
+                    [TimeInForce.GTC, TimeInForce.DAY, TimeInForce.GTD, TimeInForce.IOC]
+                )
             rec["stp_mode"] = rng.integers(0, 4) if rng.random() > 0.005 else 9
             rec["flags"] = 1 if rng.random() < 0.08 else 0
             qty_lots = int(rng.integers(1, 30))
@@ -169,7 +182,9 @@ def venue_stream(n: int, seed: int, symbol_id: int = 1, depth: int = 2_000) -> C
             rec["side"] = side
             reach = 40 if sweep else 2
             rec["price"] = mid + reach if side == Side.BUY else mid - reach
-            rec["quantity"] = (int(rng.integers(50, 200)) if sweep else int(rng.integers(1, 10))) * 100
+            rec["quantity"] = (
+                int(rng.integers(50, 200)) if sweep else int(rng.integers(1, 10))
+            ) * 100
             rec["account_id"] = int(rng.integers(1, 500))
             rec["order_id"] = next_id
             next_id += 1
