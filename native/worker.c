@@ -1,0 +1,491 @@
+/*
+ * worker.c — the shard worker's loop and recovery; see worker.h for the design.
+ *
+ * Memory-order notes: every control-block field has one writer. The worker publishes its
+ * counters with relaxed stores (they are monitoring figures, read one at a time), the
+ * state and the base fields with release stores (a reader that sees base_set sees the
+ * base values), and reads the supervisor's steering fields with acquire loads.
+ *
+ * The outbox is the engine's own output buffers: the engine appends until
+ * ts_engine_clear_output, so under GROUP several batches' output can wait there for the
+ * sync that covers them, and nothing is copied on the way to the rings. `ready` marks how
+ * much of it may leave; `pushed` how much has.
+ */
+#define _GNU_SOURCE
+#include "worker.h"
+
+#include "snapshot_file.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_MAX_BATCH 1024u
+/* GROUP: output held for a sync beyond this many records forces the sync early */
+#define MAX_HELD_OUTPUT (1u << 16)
+
+_Static_assert(sizeof(ts_worker_control) == TS_WORKER_CONTROL_SIZE, "control block size");
+_Static_assert(offsetof(ts_worker_control, heartbeat_ns) == 128, "hot counters on their own lines");
+_Static_assert(offsetof(ts_worker_control, snapshot_seq) == 256, "recovery facts on their own lines");
+_Static_assert(offsetof(ts_worker_control, error) == 384, "error text offset");
+
+#define STORE(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+#define PUBLISH(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELEASE)
+#define LOAD(field) __atomic_load_n(&(field), __ATOMIC_ACQUIRE)
+
+typedef struct outbox {
+    uint64_t count;  /* records in the engine's buffer */
+    uint64_t ready;  /* of which may be pushed */
+    uint64_t pushed; /* of which are pushed */
+} outbox;
+
+struct ts_worker {
+    ts_worker_config cfg;
+    ts_engine *e;
+    ts_journal *j;
+    ts_ring *in, *ev, *md;
+    uint64_t ev_capacity, md_capacity;
+    ts_worker_control *ctl;
+    int32_t durability;
+    uint64_t in_tail;          /* absolute index of the next inbound command */
+    uint64_t seq;              /* last seq journaled and matched */
+    uint64_t md_total;         /* md records made through seq */
+    uint64_t last_exec_id;     /* exec id of the last event made */
+    uint64_t since_snapshot;   /* commands since the last snapshot */
+    uint32_t snapshot_req_seen;
+    int stopping;
+    uint64_t stop_tail;        /* drain the inbound ring up to here, then stop */
+    outbox evo, mdo;
+    /* recovery: what the previous incarnation never pushed */
+    uint64_t emit_exec_after;
+    uint64_t emit_md_from;
+    uint64_t reemitted_events, reemitted_md;
+    ts_journal_error err;
+};
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int worker_fail(ts_worker *w, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int worker_fail(ts_worker *w, int rc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->err.message, sizeof w->err.message, fmt, ap);
+    va_end(ap);
+    w->err.status = TS_JOURNAL_ERR_STATE;
+    snprintf(w->ctl->error, sizeof w->ctl->error, "%s", w->err.message);
+    return rc;
+}
+
+/* Copy a journal error into the control block's text and return rc. */
+static int journal_fail(ts_worker *w, int rc) {
+    snprintf(w->ctl->error, sizeof w->ctl->error, "%s", w->err.message);
+    return rc;
+}
+
+/* ---- control block ---------------------------------------------------------------------- */
+
+void ts_worker_control_init(ts_worker_control *ctl, uint32_t shard_id) {
+    memset(ctl, 0, sizeof *ctl);
+    ctl->version = TS_WORKER_CONTROL_VERSION;
+    ctl->shard_id = shard_id;
+    PUBLISH(ctl->magic, (uint64_t)TS_WORKER_CONTROL_MAGIC);
+}
+
+int ts_worker_control_check(const void *mem, uint64_t size) {
+    if (size < sizeof(ts_worker_control)) return -1;
+    const ts_worker_control *ctl = mem;
+    if (__atomic_load_n(&ctl->magic, __ATOMIC_ACQUIRE) != (uint64_t)TS_WORKER_CONTROL_MAGIC)
+        return -1;
+    return ctl->version == TS_WORKER_CONTROL_VERSION ? 0 : -1;
+}
+
+/* ---- life cycle ---------------------------------------------------------------------------- */
+
+ts_worker *ts_worker_new(const ts_worker_config *cfg, ts_engine *e, ts_ring *commands,
+                         ts_ring *events, ts_ring *md, ts_worker_control *ctl) {
+    if (!cfg || !e || !commands || !events || !md || !ctl) return NULL;
+    ts_worker *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    w->cfg = *cfg;
+    if (!w->cfg.max_batch) w->cfg.max_batch = DEFAULT_MAX_BATCH;
+    w->e = e;
+    w->in = commands;
+    w->ev = events;
+    w->md = md;
+    w->ctl = ctl;
+    w->emit_exec_after = UINT64_MAX;
+    w->emit_md_from = UINT64_MAX;
+    ts_ring_info info;
+    ts_ring_read_info(events, &info);
+    w->ev_capacity = info.capacity;
+    ts_ring_read_info(md, &info);
+    w->md_capacity = info.capacity;
+    ts_ring_read_info(commands, &info);
+    w->in_tail = info.tail;
+    w->snapshot_req_seen = LOAD(ctl->snapshot_requests);
+    return w;
+}
+
+void ts_worker_free(ts_worker *w) { free(w); }
+
+void ts_worker_set_journal(ts_worker *w, ts_journal *j) {
+    w->j = j;
+    w->durability = j ? ts_journal_durability(j) : TS_DURABILITY_NONE;
+}
+
+uint64_t ts_worker_seq(const ts_worker *w) { return w->seq; }
+uint64_t ts_worker_md_count(const ts_worker *w) { return w->md_total; }
+uint64_t ts_worker_last_exec_id(const ts_worker *w) { return w->last_exec_id; }
+const ts_journal_error *ts_worker_error(const ts_worker *w) { return &w->err; }
+
+/* ---- recovery ------------------------------------------------------------------------------ */
+
+/* The record at absolute index `index` of a ring (the slots follow the header). */
+static const void *ring_slot(ts_ring *r, uint64_t index) {
+    ts_ring_info info;
+    ts_ring_read_info(r, &info);
+    return (const unsigned char *)r + TS_RING_HEADER_SIZE +
+           (index & (info.capacity - 1)) * info.slot_size;
+}
+
+static uint64_t ring_head(ts_ring *r) {
+    ts_ring_info info;
+    ts_ring_read_info(r, &info);
+    return info.head;
+}
+
+/* Push all n records, waiting as long as it takes (recovery has nothing else to do). */
+static void push_blocking(ts_worker *w, ts_ring *r, const void *recs, uint64_t n) {
+    const int64_t step = 100000000; /* re-check now and then, with a fresh heartbeat */
+    uint64_t done = 0;
+    while (done < n) {
+        done += ts_ring_push_all(r, (const unsigned char *)recs + done * TS_RECORD_SIZE,
+                                 n - done, &w->cfg.wait, step);
+        STORE(w->ctl->heartbeat_ns, mono_ns());
+    }
+}
+
+static void reemit_batch(void *ctx, ts_engine *e, uint64_t first_seq, uint64_t n) {
+    ts_worker *w = ctx;
+    (void)first_seq;
+    (void)n;
+    const ts_event *ev;
+    const ts_md *md;
+    uint64_t n_ev = ts_engine_events(e, &ev);
+    uint64_t n_md = ts_engine_md(e, &md);
+    if (n_ev) {
+        /* exec ids grow by one per event: the ones to emit are a suffix of the batch */
+        uint64_t k = 0;
+        while (k < n_ev && ev[k].exec_id <= w->emit_exec_after) k++;
+        if (k < n_ev) {
+            push_blocking(w, w->ev, ev + k, n_ev - k);
+            w->reemitted_events += n_ev - k;
+            STORE(w->ctl->last_exec_id, ev[n_ev - 1].exec_id);
+        }
+        w->last_exec_id = ev[n_ev - 1].exec_id;
+    }
+    if (n_md) {
+        uint64_t first = w->md_total;
+        uint64_t skip = w->emit_md_from > first ? w->emit_md_from - first : 0;
+        if (skip < n_md) {
+            push_blocking(w, w->md, md + skip, n_md - skip);
+            w->reemitted_md += n_md - skip;
+        }
+        w->md_total += n_md;
+    }
+    STORE(w->ctl->heartbeat_ns, mono_ns());
+}
+
+int ts_worker_recover(ts_worker *w, const char *dir, uint64_t snapshot_seq,
+                      uint64_t snapshot_md_count, uint64_t snapshot_last_exec_id, int sync_first,
+                      ts_journal_replay_result *out) {
+    ts_worker_control *ctl = w->ctl;
+    int64_t t0 = mono_ns();
+    w->seq = snapshot_seq;
+    w->md_total = snapshot_md_count;
+    w->last_exec_id = snapshot_last_exec_id;
+    int base_set = (int)LOAD(ctl->base_set);
+    if (base_set) {
+        uint64_t ev_head = ring_head(w->ev);
+        if (ev_head > 0) {
+            const ts_event *last = ring_slot(w->ev, ev_head - 1);
+            w->emit_exec_after = last->exec_id;
+        } else {
+            w->emit_exec_after = ctl->base_exec_id;
+        }
+        w->emit_md_from = ctl->base_md + ring_head(w->md);
+    }
+    int rc = ts_journal_replay(dir, w->cfg.shard_id, snapshot_seq, 0, w->e, 0, reemit_batch, w,
+                               sync_first, out);
+    w->err = out->error;
+    if (rc < 0) return journal_fail(w, rc);
+    if (out->last_seq > w->seq) w->seq = out->last_seq;
+
+    /* exactly-once intake: the next command to take is the one after the last journaled */
+    ts_ring_info info;
+    ts_ring_read_info(w->in, &info);
+    w->in_tail = info.tail;
+    if (base_set && out->last_seq > ctl->base_seq && out->last_ring_known) {
+        uint64_t want = out->last_ring_index + 1;
+        if (want > info.tail) {
+            if (want > info.head)
+                return worker_fail(w, TS_WORKER_ERR_STATE,
+                                   "the journal has ring index %llu but the commands ring only "
+                                   "holds up to %llu: the ring is not the one this journal "
+                                   "was written from", (unsigned long long)(want - 1),
+                                   (unsigned long long)info.head);
+            ts_ring_release(w->in, want - info.tail);
+            STORE(ctl->intake_skipped, want - info.tail);
+            w->in_tail = want;
+        } else if (want < info.tail) {
+            return worker_fail(w, TS_WORKER_ERR_STATE,
+                               "commands ring indices %llu..%llu were taken but never journaled "
+                               "(journal ends at seq %llu)", (unsigned long long)want,
+                               (unsigned long long)(info.tail - 1),
+                               (unsigned long long)out->last_seq);
+        }
+    }
+    if (!base_set) {
+        ctl->base_seq = w->seq;
+        ctl->base_exec_id = w->last_exec_id;
+        ctl->base_md = w->md_total;
+        PUBLISH(ctl->base_set, 1u);
+    }
+    w->emit_exec_after = UINT64_MAX;
+    w->emit_md_from = UINT64_MAX;
+    STORE(ctl->recovered_from_seq, snapshot_seq);
+    STORE(ctl->replayed, out->replayed);
+    STORE(ctl->reemitted_events, w->reemitted_events);
+    STORE(ctl->reemitted_md, w->reemitted_md);
+    STORE(ctl->processed_seq, w->seq);
+    STORE(ctl->journaled_seq, w->seq);
+    STORE(ctl->acked_seq, w->seq);
+    STORE(ctl->snapshot_seq, snapshot_seq);
+    STORE(ctl->recovery_ns, mono_ns() - t0);
+    return rc;
+}
+
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+static inline int outbox_waiting(const ts_worker *w) {
+    return w->evo.pushed < w->evo.ready || w->mdo.pushed < w->mdo.ready;
+}
+
+static inline int outbox_empty(const ts_worker *w) {
+    return w->evo.pushed == w->evo.count && w->mdo.pushed == w->mdo.count;
+}
+
+static inline void mark_all_ready(ts_worker *w) {
+    w->evo.ready = w->evo.count;
+    w->mdo.ready = w->mdo.count;
+}
+
+/* Push what may leave; 1 when nothing ready is left, 0 when a ring is full. */
+static int push_ready(ts_worker *w) {
+    const ts_event *ev;
+    const ts_md *md;
+    if (w->evo.pushed < w->evo.ready) {
+        ts_engine_events(w->e, &ev);
+        uint64_t k = ts_ring_push(w->ev, ev + w->evo.pushed, w->evo.ready - w->evo.pushed);
+        if (k) {
+            w->evo.pushed += k;
+            STORE(w->ctl->events_out, w->ctl->events_out + k);
+            STORE(w->ctl->last_exec_id, ev[w->evo.pushed - 1].exec_id);
+        }
+    }
+    if (w->mdo.pushed < w->mdo.ready) {
+        ts_engine_md(w->e, &md);
+        uint64_t k = ts_ring_push(w->md, md + w->mdo.pushed, w->mdo.ready - w->mdo.pushed);
+        if (k) {
+            w->mdo.pushed += k;
+            STORE(w->ctl->md_out, w->ctl->md_out + k);
+        }
+    }
+    if (outbox_empty(w)) {
+        if (w->evo.count || w->mdo.count) ts_engine_clear_output(w->e);
+        memset(&w->evo, 0, sizeof w->evo);
+        memset(&w->mdo, 0, sizeof w->mdo);
+        STORE(w->ctl->acked_seq, w->seq);
+        return 1;
+    }
+    return !outbox_waiting(w);
+}
+
+static int sync_journal(ts_worker *w) {
+    int rc = ts_journal_sync(w->j, &w->err);
+    if (rc) return journal_fail(w, TS_WORKER_ERR_JOURNAL);
+    STORE(w->ctl->synced_seq, ts_journal_synced_seq(w->j));
+    mark_all_ready(w);
+    return 0;
+}
+
+/* Take, journal, match and release one batch of n commands at `first`. */
+static int take_batch(ts_worker *w, const ts_command *first, uint64_t n, int64_t now) {
+    if (ts_journal_append(w->j, 0, w->in_tail, first, n, &w->err))
+        return journal_fail(w, TS_WORKER_ERR_JOURNAL);
+    uint64_t done = ts_engine_process(w->e, first, n);
+    if (done != n)
+        return worker_fail(w, TS_WORKER_ERR_ENGINE,
+                           "the engine ran out of memory at seq %llu (journaled; a restart "
+                           "with more memory replays it)",
+                           (unsigned long long)(w->seq + done + 1));
+    ts_ring_release(w->in, n);
+    w->in_tail += n;
+    w->seq += n;
+    w->since_snapshot += n;
+    const ts_event *ev;
+    const ts_md *md;
+    uint64_t n_ev = ts_engine_events(w->e, &ev);
+    uint64_t n_md = ts_engine_md(w->e, &md);
+    if (n_ev > w->evo.count) w->last_exec_id = ev[n_ev - 1].exec_id;
+    w->md_total += n_md - w->mdo.count;
+    w->evo.count = n_ev;
+    w->mdo.count = n_md;
+    ts_worker_control *ctl = w->ctl;
+    STORE(ctl->journaled_seq, w->seq);
+    STORE(ctl->processed_seq, w->seq);
+    STORE(ctl->commands, ctl->commands + n);
+    STORE(ctl->batches, ctl->batches + 1);
+    if (w->durability != TS_DURABILITY_GROUP) {
+        if (w->durability == TS_DURABILITY_FSYNC) STORE(ctl->synced_seq, w->seq);
+        mark_all_ready(w);
+    } else {
+        /* sync now if the group interval has passed (at a low rate: every batch), or if
+         * too much output is already held for it */
+        uint64_t held = (w->evo.count - w->evo.ready) + (w->mdo.count - w->mdo.ready);
+        int rc = held > MAX_HELD_OUTPUT ? ts_journal_sync(w->j, &w->err)
+                                        : ts_journal_sync_if_due(w->j, now, &w->err);
+        if (rc < 0) return journal_fail(w, TS_WORKER_ERR_JOURNAL);
+        if (held > MAX_HELD_OUTPUT || rc > 0) {
+            STORE(ctl->synced_seq, ts_journal_synced_seq(w->j));
+            mark_all_ready(w);
+        }
+    }
+    return 0;
+}
+
+int ts_worker_run(ts_worker *w, int64_t max_ns) {
+    if (!w->j) return worker_fail(w, TS_WORKER_ERR_STATE, "ts_worker_run before a journal was set");
+    ts_worker_control *ctl = w->ctl;
+    int64_t start = mono_ns(), now = start;
+    const int64_t deadline = start + (max_ns > 0 ? max_ns : 0);
+    int64_t waited = 0;
+    int status = TS_WORKER_SLICE_END;
+    for (;;) {
+        STORE(ctl->heartbeat_ns, now);
+        /* 1. output that may leave goes first: no new intake while it cannot */
+        if (outbox_waiting(w) && !push_ready(w)) {
+            if (now >= deadline) break;
+            ts_ring *full = w->evo.pushed < w->evo.ready ? w->ev : w->md;
+            STORE(ctl->out_waits, ctl->out_waits + 1);
+            int64_t t = now;
+            ts_ring_wait_writable(full, &w->cfg.wait, deadline - now);
+            now = mono_ns();
+            waited += now - t;
+            continue;
+        }
+        /* 2. a group commit that has come due releases the output it covers */
+        if (w->durability == TS_DURABILITY_GROUP) {
+            int rc = ts_journal_sync_if_due(w->j, now, &w->err);
+            if (rc < 0) {
+                status = journal_fail(w, TS_WORKER_ERR_JOURNAL);
+                break;
+            }
+            if (rc > 0) {
+                STORE(ctl->synced_seq, ts_journal_synced_seq(w->j));
+                mark_all_ready(w);
+                continue;
+            }
+        }
+        /* 3. steering: stop (after draining what is in the ring now) and snapshots */
+        if (!w->stopping && LOAD(ctl->stop_requested)) {
+            w->stopping = 1;
+            w->stop_tail = w->in_tail + ts_ring_readable(w->in);
+            PUBLISH(ctl->state, (int32_t)TS_WORKER_STOPPING);
+        }
+        uint32_t req = LOAD(ctl->snapshot_requests);
+        int drained = w->stopping && w->in_tail >= w->stop_tail;
+        int snapshot_due = req != w->snapshot_req_seen ||
+                           (w->cfg.snapshot_every && w->since_snapshot >= w->cfg.snapshot_every);
+        if (drained || snapshot_due) {
+            /* quiesce: everything journaled is synced and pushed before returning */
+            if (ts_journal_written_seq(w->j) != ts_journal_synced_seq(w->j) && sync_journal(w)) {
+                status = TS_WORKER_ERR_JOURNAL;
+                break;
+            }
+            mark_all_ready(w);
+            if (!outbox_empty(w)) {
+                if (push_ready(w)) continue;
+                if (now >= deadline) break;
+                continue; /* step 1 waits for room */
+            }
+            w->snapshot_req_seen = req;
+            status = snapshot_due ? TS_WORKER_SNAPSHOT_DUE : TS_WORKER_STOP;
+            break;
+        }
+        /* 4. intake */
+        void *first;
+        uint64_t n = ts_ring_peek(w->in, &first);
+        if (w->stopping && n > w->stop_tail - w->in_tail) n = w->stop_tail - w->in_tail;
+        if (n == 0) {
+            if (now >= deadline) break;
+            int64_t until = deadline;
+            int64_t due = w->durability == TS_DURABILITY_GROUP ? ts_journal_sync_due_ns(w->j)
+                                                               : INT64_MAX;
+            if (due < until) until = due;
+            if (until > now) {
+                STORE(ctl->idle_waits, ctl->idle_waits + 1);
+                int64_t t = now;
+                ts_ring_wait_readable(w->in, &w->cfg.wait, until - now);
+                now = mono_ns();
+                waited += now - t;
+            } else {
+                now = mono_ns();
+            }
+            continue;
+        }
+        if (n > w->cfg.max_batch) n = w->cfg.max_batch;
+        int rc = take_batch(w, first, n, now);
+        if (rc) {
+            status = rc;
+            break;
+        }
+        push_ready(w);
+        now = mono_ns();
+        STORE(ctl->in_fill, ts_ring_readable(w->in));
+        STORE(ctl->events_fill, w->ev_capacity - ts_ring_writable(w->ev));
+        STORE(ctl->md_fill, w->md_capacity - ts_ring_writable(w->md));
+        if (now >= deadline) break;
+    }
+    STORE(ctl->busy_ns, ctl->busy_ns + (uint64_t)(now - start - waited));
+    STORE(ctl->heartbeat_ns, now);
+    return status;
+}
+
+int ts_worker_sync(ts_worker *w) {
+    if (!w->j) return TS_JOURNAL_ERR_STATE;
+    return sync_journal(w) ? w->err.status : TS_JOURNAL_OK;
+}
+
+int ts_worker_snapshot(ts_worker *w, const char *dir) {
+    if (!w->j || !outbox_empty(w))
+        return worker_fail(w, TS_JOURNAL_ERR_STATE,
+                           "a snapshot needs a quiescent worker (after SNAPSHOT_DUE or STOP)");
+    if (sync_journal(w)) return w->err.status;
+    int rc = ts_snapfile_write(dir, w->cfg.shard_id, w->seq, w->md_total, w->e, &w->err);
+    if (rc) return journal_fail(w, rc);
+    w->since_snapshot = 0;
+    STORE(w->ctl->snapshot_seq, w->seq);
+    STORE(w->ctl->snapshots_taken, w->ctl->snapshots_taken + 1);
+    PUBLISH(w->ctl->snapshots_served, w->snapshot_req_seen);
+    return TS_JOURNAL_OK;
+}

@@ -1,0 +1,190 @@
+/*
+ * worker.h — a shard worker's loop, in C: inbound commands → journal → engine → outbound
+ * events and market data, with a control block in shared memory for the supervisor.
+ *
+ * Python only steers (start, recover, snapshot, stop): ts_worker_run loops in C for up to
+ * a time slice, and returns early when the control block asks for a stop or a snapshot,
+ * so no Python runs per order.
+ *
+ * One turn of the loop:
+ *   1. peek a batch of commands from the inbound ring (zero-copy, ts_ring_peek);
+ *   2. stamp them with the next shard seqs and append them to the journal in one write,
+ *      each with its ring position (ring_id, ring_index);
+ *   3. match them (ts_engine_process) straight out of the ring slots;
+ *   4. release the ring slots — only now, after the journal write, so a worker killed
+ *      before journaling leaves its commands in the ring for the next incarnation;
+ *   5. push the events and market data to the outbound rings, waiting per the wait
+ *      strategy while a ring is full (backpressure: nothing is ever dropped). Under
+ *      GROUP durability the output waits in the engine's buffers until an fdatasync
+ *      covers its commands; NONE and FSYNC (which synced in step 2) push at once.
+ *   6. heartbeat and counters into the control block.
+ * No new batch is taken while output that may leave is still waiting for room, so a
+ * slow consumer slows intake instead of growing memory.
+ *
+ * Exactly-once across a crash (kill -9 at any instant), with the rings and the control
+ * block kept by the supervisor across worker restarts:
+ *   - intake: each journal record holds the command's ring index. Recovery sets the
+ *     inbound ring's tail just past the last journaled command: commands journaled but
+ *     not yet released are not taken twice, commands not journaled are taken again.
+ *   - output: events carry exec ids that grow by 1 per event. Recovery reads the exec id
+ *     of the last event the previous incarnation pushed (the events ring's slot at
+ *     head - 1, if head > 0) and, while replaying the journal tail, re-emits exactly the
+ *     replayed events with a greater exec id: they were journaled but never pushed.
+ *     Market data has no global id, so the worker counts md records (the count through
+ *     a snapshot's seq is in the snapshot file header); the control block remembers the
+ *     count at which these rings started (base_md), and recovery re-emits the replayed md
+ *     records whose ordinal is >= base_md + the md ring's head.
+ *   - the "base" fields of the control block are set once, by the first incarnation
+ *     that completes recovery on a fresh control block: what was journaled before
+ *     belongs to earlier rings (an earlier run of the system) and is never re-emitted.
+ *   - a snapshot is taken only at a quiescent point (everything before it journaled,
+ *     synced and pushed), so the replayed tail after it holds everything not yet pushed.
+ *
+ * Several inbound rings (one per gateway, say) are designed for: records carry a ring_id
+ * and the loop's intake is per ring; this version runs one (ring_id 0). With more than
+ * one, recovery will need each ring's last journaled index, which the snapshot header
+ * will have to carry for rings idle since before the snapshot.
+ *
+ * Declarations only (cffi reads this file); the definitions are in worker.c.
+ */
+#ifndef TRADSYS_WORKER_H
+#define TRADSYS_WORKER_H
+
+#include <stdint.h>
+
+#include "book.h"
+#include "journal.h"
+#include "ring.h"
+
+/* "TSKWCTL1" little-endian */
+#define TS_WORKER_CONTROL_MAGIC 0x314c5443574b5354
+#define TS_WORKER_CONTROL_VERSION 1
+#define TS_WORKER_CONTROL_SIZE 1024
+
+enum ts_worker_state {
+    TS_WORKER_EMPTY = 0,      /* control block made, no worker yet */
+    TS_WORKER_STARTING = 1,   /* process up, attaching */
+    TS_WORKER_RECOVERING = 2, /* loading the snapshot, replaying the journal */
+    TS_WORKER_RUNNING = 3,
+    TS_WORKER_STOPPING = 4,   /* draining the inbound ring, syncing, final snapshot */
+    TS_WORKER_STOPPED = 5,    /* clean exit */
+    TS_WORKER_FAILED = 6      /* exit after an error; `error` says what */
+};
+
+/* What ts_worker_run returns. */
+enum ts_worker_run_status {
+    TS_WORKER_SLICE_END = 0,    /* max_ns passed */
+    TS_WORKER_STOP = 1,         /* stop requested: inbound drained, synced, all pushed */
+    TS_WORKER_SNAPSHOT_DUE = 2, /* requested, or snapshot_every reached: quiescent now */
+    TS_WORKER_ERR_JOURNAL = -1, /* the journal failed; ts_worker_error says how */
+    TS_WORKER_ERR_ENGINE = -2,  /* the engine ran out of memory */
+    TS_WORKER_ERR_STATE = -3    /* misuse, or rings and journal that do not agree */
+};
+
+/*
+ * The control block, one per shard, in its own shared-memory segment. The supervisor
+ * writes the steering fields; the worker writes everything else. Fields are plain
+ * integers for cffi; C accesses them with atomic builtins (single writer each). Groups
+ * written at different rates sit on separate 128-byte line pairs.
+ */
+typedef struct ts_worker_control {
+    /* ---- 0: identity, steering, life cycle ---- */
+    uint64_t magic;             /* 0   TS_WORKER_CONTROL_MAGIC, published last */
+    uint32_t version;           /* 8 */
+    uint32_t shard_id;          /* 12 */
+    uint32_t stop_requested;    /* 16  supervisor: 1 = drain, sync, snapshot, exit */
+    uint32_t snapshot_requests; /* 20  supervisor increments it to ask for a snapshot */
+    int32_t state;              /* 24  ts_worker_state */
+    int32_t pid;                /* 28  the worker process now attached */
+    uint64_t start_us;          /* 32  its start time: pid + start time name a process */
+    uint32_t incarnations;      /* 40  worker processes that attached so far */
+    int32_t exit_code;          /* 44  of the last worker that exited on its own */
+    uint64_t base_seq;          /* 48  journal seq when these rings started */
+    uint64_t base_exec_id;      /* 56  last exec id then */
+    uint64_t base_md;           /* 64  md records made by then */
+    uint32_t base_set;          /* 72  1 once the base fields are valid */
+    uint32_t _pad0;             /* 76 */
+    uint64_t _pad1[6];          /* 80 */
+    /* ---- 128: heartbeat and counters, written by the worker every batch ---- */
+    int64_t heartbeat_ns;       /* 128 CLOCK_MONOTONIC */
+    uint64_t processed_seq;     /* 136 last seq matched */
+    uint64_t journaled_seq;     /* 144 last seq written to the journal */
+    uint64_t synced_seq;        /* 152 last seq covered by an fdatasync */
+    uint64_t acked_seq;         /* 160 last seq whose output is all pushed */
+    uint64_t commands;          /* 168 commands this incarnation took */
+    uint64_t batches;           /* 176 */
+    uint64_t events_out;        /* 184 events this incarnation pushed (re-emitted too) */
+    uint64_t md_out;            /* 192 md records this incarnation pushed */
+    uint64_t last_exec_id;      /* 200 of the last event pushed */
+    uint64_t in_fill;           /* 208 inbound records waiting, at the last batch */
+    uint64_t events_fill;       /* 216 outbound records not yet consumed */
+    uint64_t md_fill;           /* 224 */
+    uint64_t out_waits;         /* 232 times the worker waited for room in an out ring */
+    uint64_t idle_waits;        /* 240 times it waited for commands */
+    uint64_t busy_ns;           /* 248 time spent not waiting, this incarnation */
+    /* ---- 256: recovery and snapshots, written rarely ---- */
+    uint64_t snapshot_seq;      /* 256 seq of the last snapshot written */
+    uint32_t snapshots_served;  /* 264 the snapshot_requests value last answered */
+    uint32_t snapshots_taken;   /* 268 by this incarnation */
+    uint64_t recovered_from_seq;/* 272 seq of the snapshot recovery started from */
+    uint64_t replayed;          /* 280 journal commands replayed at start-up */
+    uint64_t reemitted_events;  /* 288 replayed events pushed (never pushed before) */
+    uint64_t reemitted_md;      /* 296 */
+    int64_t recovery_ns;        /* 304 time from start to RUNNING */
+    uint64_t intake_skipped;    /* 312 ring commands found journaled already at start */
+    uint64_t truncated_bytes;   /* 320 torn tail cut at start-up */
+    uint64_t _pad2[7];          /* 328 */
+    /* ---- 384: the last error, a sentence for `tradsys status` ---- */
+    char error[512];            /* 384 */
+    uint8_t _reserved[128];     /* 896 */
+} ts_worker_control;
+
+/* Format a block as a fresh control block (zeroes it; the magic is published last). */
+void ts_worker_control_init(ts_worker_control *ctl, uint32_t shard_id);
+/* 0 if `mem` of `size` bytes holds a control block of this version, else -1. */
+int ts_worker_control_check(const void *mem, uint64_t size);
+
+typedef struct ts_worker_config {
+    uint32_t shard_id;
+    uint32_t max_batch;         /* commands per batch at most (0 = 1024) */
+    uint64_t snapshot_every;    /* return SNAPSHOT_DUE after this many commands; 0 = never */
+    ts_wait_strategy wait;      /* waiting for commands and for room in the out rings */
+} ts_worker_config;
+
+typedef struct ts_worker ts_worker;
+
+/* A worker over borrowed parts (it frees none of them): the engine, the inbound
+ * commands ring (this process its consumer), the events and md rings (producer), and
+ * the control block. The journal comes after recovery, ts_worker_set_journal. */
+ts_worker *ts_worker_new(const ts_worker_config *cfg, ts_engine *e, ts_ring *commands,
+                         ts_ring *events, ts_ring *md, ts_worker_control *ctl);
+void ts_worker_free(ts_worker *w);
+
+/* Replay shard's journal tail after `snapshot_seq` into the engine (already restored
+ * from that snapshot: its md count and last exec id are given), re-emitting what the
+ * previous incarnation never pushed, then set the inbound ring's tail just past the last
+ * journaled command. `sync_first`: fdatasync the segments before re-emitting from them
+ * (GROUP, FSYNC). The result's TORN_TAIL status asks the caller to truncate (and log)
+ * before opening the journal for appending at ts_worker_seq(w) + 1. */
+int ts_worker_recover(ts_worker *w, const char *dir, uint64_t snapshot_seq,
+                      uint64_t snapshot_md_count, uint64_t snapshot_last_exec_id, int sync_first,
+                      ts_journal_replay_result *out);
+void ts_worker_set_journal(ts_worker *w, ts_journal *j);
+
+/* Run the loop for up to max_ns (see the top of this file); a ts_worker_run_status. */
+int ts_worker_run(ts_worker *w, int64_t max_ns);
+
+/* At a quiescent point (after SNAPSHOT_DUE or STOP): sync the journal and write the
+ * snapshot file for the current seq into dir. Returns a ts_journal_status. */
+int ts_worker_snapshot(ts_worker *w, const char *dir);
+
+/* Sync the journal now (the clean stop does, whatever the policy). */
+int ts_worker_sync(ts_worker *w);
+
+uint64_t ts_worker_seq(const ts_worker *w);       /* last seq journaled and matched */
+uint64_t ts_worker_md_count(const ts_worker *w);  /* md records made through that seq */
+uint64_t ts_worker_last_exec_id(const ts_worker *w);
+/* The last failure, for logs and the control block's error text. */
+const ts_journal_error *ts_worker_error(const ts_worker *w);
+
+#endif /* TRADSYS_WORKER_H */
