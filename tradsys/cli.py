@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tradsys import __version__
+from tradsys.config import Config, ConfigError, load_config
 from tradsys.ring import find_stale, instance_segments, reclaim_stale
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL = 0, 1, 2
@@ -26,7 +27,39 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
 
 
+def _config(args: argparse.Namespace) -> Config:
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    """Start the instance and supervise it until SIGINT/SIGTERM, then stop it cleanly."""
+    from tradsys.cores.supervisor import Supervisor, SupervisorError
+
+    config = _config(args)
+    where = args.config or "the built-in default configuration"
+    print(f"TradSys {__version__}: instance {config.engine.instance!r} from {where}", flush=True)
+    supervisor = Supervisor(config)
+    supervisor.install_signal_handlers()
+    try:
+        supervisor.start()
+    except SupervisorError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        for line in supervisor.connection_info():
+            print(f"  {line}", flush=True)
+        print("ready; Ctrl-C (SIGINT) or SIGTERM stops it cleanly", flush=True)
+        supervisor.watch()
+        print("stopping: draining, snapshotting, removing shared memory ...", flush=True)
+    finally:
+        supervisor.stop()
+    print("stopped cleanly", flush=True)
+    return EXIT_OK
+
+
+def cmd_selfcheck(args: argparse.Namespace) -> int:
     from tradsys.selfcheck import run_selfcheck
 
     print(f"TradSys {__version__}: checking the native core and shared-memory rings ...")
@@ -39,8 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"  batched echo: {result.batch_records:,} records there and back at "
         f"{result.batch_rate / 1e6:.1f} M records/s"
     )
-    print("  host OK. The process-per-core runtime (supervisor, shard workers, gateway) is")
-    print("  not built yet: see the README's status section.")
+    print("  host OK")
     return EXIT_OK
 
 
@@ -78,8 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tradsys {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the engine (for now: the host self-check)")
+    run = sub.add_parser("run", help="run the engine: supervisor, shard workers, until Ctrl-C")
+    run.add_argument("--config", help="TOML config file (default: the built-in one)")
     run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("selfcheck", help="prove this host can run TradSys (rings, native)")
+    check.set_defaults(func=cmd_selfcheck)
 
     bench = sub.add_parser("bench", help="run perf/<name>_bench.py, or every one with 'all'")
     bench.add_argument("name", help="ring, engine, ... or all")

@@ -1,0 +1,324 @@
+"""The supervisor: owns an instance's shared memory and processes, from start to clean stop.
+
+It creates every segment (so it is the one that unlinks them), starts one shard worker
+per configured shard, watches them — a worker that exits or stops heart-beating is
+restarted from its journal, with back-off — and on SIGINT/SIGTERM asks each worker to
+drain, snapshot and stop, then removes every segment it made. Workers are separate
+interpreters started with ``python -m tradsys.cores.worker``, so a crash in one touches
+nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import msgspec
+from tradsys.cores.control import WorkerControl, WorkerState
+from tradsys.cores.worker import WorkerSpec
+
+from tradsys import wire
+from tradsys.config import Config
+from tradsys.ring import Ring, reclaim_stale, segment_name
+from tradsys.ring.segment import instance_segments
+
+Log = Callable[[str], None]
+
+# Back-off between restarts of one worker: doubles from the first value up to the cap,
+# and starts over once a worker has run for STABLE_AFTER_S.
+RESTART_BACKOFF_S = (0.05, 5.0)
+STABLE_AFTER_S = 30.0
+
+
+class SupervisorError(Exception):
+    """The instance could not be started; the message says why."""
+
+
+@dataclass
+class ShardProcess:
+    """One shard worker: its spec, its control block, and its current process."""
+
+    spec: WorkerSpec
+    control: WorkerControl
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff_s: float = RESTART_BACKOFF_S[0]
+    restart_due: float | None = None
+    pidfd: int | None = None
+
+
+@dataclass
+class Supervisor:
+    """Start, watch and stop one instance. Use as a context manager, or call
+    :meth:`start`, :meth:`watch` and :meth:`stop`."""
+
+    config: Config
+    log: Log = field(default=lambda line: print(line, flush=True))
+    python: str = sys.executable
+    ready_timeout_s: float = 120.0
+    shards: list[ShardProcess] = field(default_factory=list)
+    rings: list[Ring] = field(default_factory=list)
+    _stop_requested: bool = False
+    _wakeup: tuple[int, int] | None = None
+
+    # ---- start ---------------------------------------------------------------------------
+
+    @property
+    def instance(self) -> str:
+        return self.config.engine.instance
+
+    @property
+    def status_path(self) -> Path:
+        return Path(self.config.engine.data_dir) / self.instance / "supervisor.json"
+
+    def start(self) -> None:
+        """Create the shared memory, spawn every worker and wait until all are running."""
+        for name in reclaim_stale(self.instance):
+            self.log(f"supervisor: removed stale segment {name} (its creator is gone)")
+        left = instance_segments(self.instance)
+        if left:
+            raise SupervisorError(
+                f"instance {self.instance!r} is already running (its segments exist: "
+                f"{', '.join(left[:3])}); stop it first, or pick another engine.instance"
+            )
+        try:
+            for shard in self.config.shards:
+                self.shards.append(self._prepare(shard.id, shard.core))
+            for sp in self.shards:
+                self._spawn(sp)
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        self._write_status()
+
+    def _ring(self, role: str, shard_id: int) -> Ring:
+        ring = Ring.create(
+            segment_name(self.instance, role, shard_id),
+            slot_size=wire.RECORD_SIZE,
+            capacity=self.config.engine.ring_capacity,
+            layout_version=wire.LAYOUT_VERSION,
+        )
+        self.rings.append(ring)
+        return ring
+
+    def _prepare(self, shard_id: int, core: int | None) -> ShardProcess:
+        commands = self._ring("cmd", shard_id)
+        events = self._ring("evt", shard_id)
+        md = self._ring("md", shard_id)
+        control = WorkerControl.create(segment_name(self.instance, "ctl", shard_id))
+        j = self.config.journal
+        spec = WorkerSpec(
+            instance=self.instance,
+            shard_id=shard_id,
+            core=core,
+            instruments=self.config.symbols_of(shard_id),
+            data_dir=str(self.config.shard_data_dir(shard_id)),
+            durability=j.durability,
+            group_commit_us=j.group_commit_us,
+            segment_bytes=j.segment_mb << 20,
+            snapshot_every=j.snapshot_every,
+            wait=self.config.engine.wait,
+            commands=commands.name,
+            events=events.name,
+            md=md.name,
+            control=control.name,
+        )
+        return ShardProcess(spec=spec, control=control)
+
+    def _spawn(self, sp: ShardProcess) -> None:
+        cmd = [self.python, "-m", "tradsys.cores.worker", msgspec.json.encode(sp.spec).decode()]
+        sp.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        sp.pidfd = os.pidfd_open(sp.process.pid)
+        sp.started_at = time.monotonic()
+        sp.restart_due = None
+        core = "any core" if sp.spec.core is None else f"core {sp.spec.core}"
+        self.log(f"supervisor: shard {sp.spec.shard_id} worker pid {sp.process.pid} on {core}")
+
+    def _wait_ready(self) -> None:
+        """Block until every worker reports RUNNING (recovery included), or fail."""
+        deadline = time.monotonic() + self.ready_timeout_s
+        waiting = list(self.shards)
+        while waiting:
+            for sp in list(waiting):
+                assert sp.process is not None
+                if sp.control.state == WorkerState.RUNNING:
+                    waiting.remove(sp)
+                elif sp.process.poll() is not None:
+                    raise SupervisorError(
+                        f"shard {sp.spec.shard_id} worker exited with code "
+                        f"{sp.process.returncode} while starting; its log above says why"
+                    )
+            if time.monotonic() > deadline:
+                raise SupervisorError(
+                    f"shard(s) {[sp.spec.shard_id for sp in waiting]} not running after "
+                    f"{self.ready_timeout_s:.0f} s"
+                )
+            time.sleep(0.005)  # start-up only: recovery time dwarfs this poll
+
+    def connection_info(self) -> list[str]:
+        """Where clients attach, one line per shard."""
+        lines = []
+        for sp in self.shards:
+            symbols = ", ".join(i.symbol for i in sp.spec.instruments) or "(no symbols)"
+            lines.append(
+                f"shard {sp.spec.shard_id} [{symbols}]: commands {sp.spec.commands} "
+                f"(attach as producer), events {sp.spec.events}, market data {sp.spec.md}"
+            )
+        return lines
+
+    # ---- watch -----------------------------------------------------------------------------
+
+    def request_stop(self, *_: object) -> None:
+        """Ask :meth:`watch` to return; safe from a signal handler."""
+        self._stop_requested = True
+        if self._wakeup is not None:
+            with contextlib.suppress(OSError):  # the pipe is full: a wake-up is pending
+                os.write(self._wakeup[1], b"x")
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.request_stop()
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def watch(self, until: Callable[[], bool] | None = None, tick_s: float = 0.1) -> None:
+        """Supervise until a stop is requested (or ``until()`` says so): restart workers
+        that exit or stop heart-beating. Wakes on a worker's exit at once (pidfd)."""
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        self._wakeup = (r, w)
+        sel = selectors.DefaultSelector()
+        sel.register(r, selectors.EVENT_READ)
+        try:
+            while not self._stop_requested and not (until and until()):
+                registered = {sp.pidfd for sp in self.shards if sp.pidfd is not None}
+                for fd in registered:
+                    sel.register(fd, selectors.EVENT_READ)
+                sel.select(timeout=tick_s)
+                for fd in registered:
+                    sel.unregister(fd)
+                self._check_workers()
+        finally:
+            sel.close()
+            os.close(r)
+            os.close(w)
+            self._wakeup = None
+
+    def _check_workers(self) -> None:
+        now = time.monotonic()
+        timeout_ns = self.config.engine.heartbeat_timeout_ms * 1_000_000
+        for sp in self.shards:
+            proc = sp.process
+            if proc is None:
+                if sp.restart_due is not None and now >= sp.restart_due:
+                    self._spawn(sp)
+                    self._write_status()
+                continue
+            code = proc.poll()
+            if code is None and sp.control.state == WorkerState.RUNNING:
+                age_ns = time.monotonic_ns() - sp.control.heartbeat_ns
+                if age_ns > timeout_ns:
+                    self.log(
+                        f"supervisor: shard {sp.spec.shard_id} worker pid {proc.pid} has not "
+                        f"heart-beaten for {age_ns / 1e9:.1f} s; killing it"
+                    )
+                    proc.kill()
+                    code = proc.wait()
+            if code is not None:
+                self._schedule_restart(sp, code, now)
+
+    def _schedule_restart(self, sp: ShardProcess, code: int, now: float) -> None:
+        if sp.pidfd is not None:
+            os.close(sp.pidfd)
+            sp.pidfd = None
+        sp.process = None
+        if now - sp.started_at > STABLE_AFTER_S:
+            sp.backoff_s = RESTART_BACKOFF_S[0]
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        self.log(
+            f"supervisor: shard {sp.spec.shard_id} worker died ({how}); restarting from its "
+            f"journal in {sp.backoff_s:.2f} s"
+        )
+        sp.restarts += 1
+        sp.restart_due = now + sp.backoff_s
+        sp.backoff_s = min(sp.backoff_s * 2, RESTART_BACKOFF_S[1])
+
+    # ---- stop ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask every worker to drain, snapshot and exit; kill the ones that do not in time;
+        then unlink every segment. Idempotent."""
+        deadline = time.monotonic() + self.config.engine.stop_timeout_ms / 1000
+        for sp in self.shards:
+            sp.control.request_stop()
+        for ring in self.rings:
+            ring.wake()
+        for sp in self.shards:
+            if sp.process is None:
+                continue
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                code = sp.process.wait(timeout=left)
+                if code != 0:
+                    self.log(f"supervisor: shard {sp.spec.shard_id} worker exited with {code}")
+            except subprocess.TimeoutExpired:
+                self.log(f"supervisor: shard {sp.spec.shard_id} did not stop in time; killing it")
+                sp.process.kill()
+                sp.process.wait()
+            if sp.pidfd is not None:
+                os.close(sp.pidfd)
+                sp.pidfd = None
+            sp.process = None
+        for sp in self.shards:
+            sp.control.close()
+        for ring in self.rings:
+            ring.close()
+        self.shards.clear()
+        self.rings.clear()
+        self.status_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Supervisor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- status ----------------------------------------------------------------------------
+
+    def _write_status(self) -> None:
+        """What `tradsys status` reads to find this instance's processes."""
+        self.status_path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "supervisor_pid": os.getpid(),
+            "instance": self.instance,
+            "shards": [
+                {
+                    "shard": sp.spec.shard_id,
+                    "pid": sp.process.pid if sp.process else None,
+                    "core": sp.spec.core,
+                    "restarts": sp.restarts,
+                    "symbols": [i.symbol for i in sp.spec.instruments],
+                    "control": sp.spec.control,
+                    "rings": [sp.spec.commands, sp.spec.events, sp.spec.md],
+                    "data_dir": sp.spec.data_dir,
+                }
+                for sp in self.shards
+            ],
+        }
+        tmp = self.status_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2))
+        tmp.replace(self.status_path)
