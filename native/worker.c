@@ -57,6 +57,7 @@ struct ts_worker {
     uint64_t since_snapshot;   /* commands since the last snapshot */
     uint32_t snapshot_req_seen;
     int stopping;
+    int local_stop;            /* ts_worker_request_stop */
     uint64_t stop_tail;        /* drain the inbound ring up to here, then stop */
     outbox evo, mdo;
     /* recovery: what the previous incarnation never pushed */
@@ -209,7 +210,6 @@ int ts_worker_recover(ts_worker *w, const char *dir, uint64_t snapshot_seq,
                       uint64_t snapshot_md_count, uint64_t snapshot_last_exec_id, int sync_first,
                       ts_journal_replay_result *out) {
     ts_worker_control *ctl = w->ctl;
-    int64_t t0 = mono_ns();
     w->seq = snapshot_seq;
     w->md_total = snapshot_md_count;
     w->last_exec_id = snapshot_last_exec_id;
@@ -270,7 +270,6 @@ int ts_worker_recover(ts_worker *w, const char *dir, uint64_t snapshot_seq,
     STORE(ctl->journaled_seq, w->seq);
     STORE(ctl->acked_seq, w->seq);
     STORE(ctl->snapshot_seq, snapshot_seq);
-    STORE(ctl->recovery_ns, mono_ns() - t0);
     return rc;
 }
 
@@ -407,7 +406,7 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
             }
         }
         /* 3. steering: stop (after draining what is in the ring now) and snapshots */
-        if (!w->stopping && LOAD(ctl->stop_requested)) {
+        if (!w->stopping && (w->local_stop || LOAD(ctl->stop_requested))) {
             w->stopping = 1;
             w->stop_tail = w->in_tail + ts_ring_readable(w->in);
             PUBLISH(ctl->state, (int32_t)TS_WORKER_STOPPING);
@@ -470,6 +469,8 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
     STORE(ctl->heartbeat_ns, now);
     return status;
 }
+
+void ts_worker_request_stop(ts_worker *w) { w->local_stop = 1; }
 
 int ts_worker_sync(ts_worker *w) {
     if (!w->j) return TS_JOURNAL_ERR_STATE;

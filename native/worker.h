@@ -130,7 +130,7 @@ typedef struct ts_worker_control {
     uint64_t replayed;          /* 280 journal commands replayed at start-up */
     uint64_t reemitted_events;  /* 288 replayed events pushed (never pushed before) */
     uint64_t reemitted_md;      /* 296 */
-    int64_t recovery_ns;        /* 304 time from start to RUNNING */
+    int64_t recovery_ns;        /* 304 process start to RUNNING (set by the worker process) */
     uint64_t intake_skipped;    /* 312 ring commands found journaled already at start */
     uint64_t truncated_bytes;   /* 320 torn tail cut at start-up */
     uint64_t _pad2[7];          /* 328 */
@@ -177,6 +177,11 @@ int ts_worker_run(ts_worker *w, int64_t max_ns);
 /* At a quiescent point (after SNAPSHOT_DUE or STOP): sync the journal and write the
  * snapshot file for the current seq into dir. Returns a ts_journal_status. */
 int ts_worker_snapshot(ts_worker *w, const char *dir);
+
+/* Ask this worker to stop as the supervisor's stop_requested does, without touching the
+ * control block (whose flag would also stop the next incarnation): for a SIGTERM sent to
+ * the worker itself. Takes effect at the next ts_worker_run. */
+void ts_worker_request_stop(ts_worker *w);
 
 /* Sync the journal now (the clean stop does, whatever the policy). */
 int ts_worker_sync(ts_worker *w);
