@@ -17,7 +17,7 @@ from pathlib import Path
 from cffi import FFI
 
 NATIVE = Path(__file__).resolve().parent
-HEADERS = ["wire.h", "ring.h", "book.h"]
+HEADERS = ["wire.h", "ring.h", "book.h", "journal.h", "snapshot_file.h", "worker.h"]
 SOURCES = [
     "ring.c",
     "book.c",
@@ -25,6 +25,12 @@ SOURCES = [
     "book_session.c",
     "book_snapshot.c",
     "order_index.c",
+    "crc32c.c",
+    "journal_common.c",
+    "journal.c",
+    "journal_read.c",
+    "snapshot_file.c",
+    "worker.c",
 ]
 
 _SIMPLE_DEFINE = re.compile(r"^#define\s+\w+\s+(0x[0-9a-fA-F]+|\d+)\s*$")
