@@ -1,0 +1,251 @@
+"""A shard worker's control block: the shared memory through which the supervisor steers
+a worker and watches it (``struct ts_worker_control``, native/worker.h).
+
+The supervisor creates the segment ``/tradsys.<instance>.ctl.<shard>`` with the shard's
+rings and keeps it across worker restarts (the exactly-once bookkeeping of a restarted
+worker depends on it); the worker attaches. The supervisor writes only the steering
+fields (stop, snapshot requests); the worker writes the rest — state, heartbeat,
+counters — so every field has one writer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from enum import IntEnum
+from types import TracebackType
+from typing import Any, Self, overload
+
+from tradsys._native import ffi, lib
+from tradsys.ring.errors import RingAttachError
+from tradsys.ring.segment import Segment
+
+CONTROL_SIZE: int = lib.TS_WORKER_CONTROL_SIZE
+
+
+class WorkerState(IntEnum):
+    EMPTY = lib.TS_WORKER_EMPTY
+    STARTING = lib.TS_WORKER_STARTING
+    RECOVERING = lib.TS_WORKER_RECOVERING
+    RUNNING = lib.TS_WORKER_RUNNING
+    STOPPING = lib.TS_WORKER_STOPPING
+    STOPPED = lib.TS_WORKER_STOPPED
+    FAILED = lib.TS_WORKER_FAILED
+
+
+class _Field:
+    """A read-only integer field of the C struct, read fresh on every access."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> _Field: ...
+    @overload
+    def __get__(self, obj: WorkerControl, objtype: type | None = None) -> int: ...
+    def __get__(self, obj: WorkerControl | None, objtype: type | None = None) -> int | _Field:
+        if obj is None:
+            return self
+        return int(getattr(obj.cdata, self.name))
+
+
+@dataclass(frozen=True)
+class ControlSnapshot:
+    """Every field of a control block at one instant, for ``tradsys status``."""
+
+    shard_id: int
+    state: WorkerState
+    pid: int
+    incarnations: int
+    heartbeat_ns: int
+    processed_seq: int
+    journaled_seq: int
+    synced_seq: int
+    acked_seq: int
+    commands: int
+    batches: int
+    events_out: int
+    md_out: int
+    last_exec_id: int
+    in_fill: int
+    events_fill: int
+    md_fill: int
+    out_waits: int
+    idle_waits: int
+    busy_ns: int
+    snapshot_seq: int
+    recovered_from_seq: int
+    replayed: int
+    reemitted_events: int
+    reemitted_md: int
+    recovery_ns: int
+    intake_skipped: int
+    truncated_bytes: int
+    error: str
+
+
+class WorkerControl:
+    """The control block of one shard (see the module docstring)."""
+
+    shard_id = _Field()
+    pid = _Field()
+    start_us = _Field()
+    incarnations = _Field()
+    exit_code = _Field()
+    stop_requested = _Field()
+    snapshot_requests = _Field()
+    snapshots_served = _Field()
+    snapshots_taken = _Field()
+    heartbeat_ns = _Field()
+    processed_seq = _Field()
+    journaled_seq = _Field()
+    synced_seq = _Field()
+    acked_seq = _Field()
+    commands = _Field()
+    batches = _Field()
+    events_out = _Field()
+    md_out = _Field()
+    last_exec_id = _Field()
+    in_fill = _Field()
+    events_fill = _Field()
+    md_fill = _Field()
+    out_waits = _Field()
+    idle_waits = _Field()
+    busy_ns = _Field()
+    snapshot_seq = _Field()
+    recovered_from_seq = _Field()
+    replayed = _Field()
+    reemitted_events = _Field()
+    reemitted_md = _Field()
+    recovery_ns = _Field()
+    intake_skipped = _Field()
+    truncated_bytes = _Field()
+    base_set = _Field()
+
+    def __init__(self, segment: Segment) -> None:
+        self._segment = segment
+        self._base = ffi.from_buffer(segment.memory)
+        self.cdata: Any = ffi.cast("ts_worker_control *", self._base)
+        self.name = segment.name
+
+    @classmethod
+    def create(cls, name: str, shard_id: int | None = None) -> WorkerControl:
+        """Create and format the segment (this handle owns it and unlinks it on close).
+        ``shard_id`` defaults to the number at the end of the segment name."""
+        if shard_id is None:
+            m = re.search(r"\.(\d+)$", name)
+            if not m:
+                raise ValueError(f"control segment {name}: give shard_id, the name has none")
+            shard_id = int(m.group(1))
+        segment = Segment.create(name, CONTROL_SIZE)
+        control = cls(segment)
+        lib.ts_worker_control_init(control.cdata, shard_id)
+        return control
+
+    @classmethod
+    def attach(cls, name: str) -> WorkerControl:
+        """Map an existing control block, refusing a segment that is not one."""
+        segment = Segment.attach(name)
+        try:
+            base = ffi.from_buffer(segment.memory)
+            ok = lib.ts_worker_control_check(base, segment.size) == 0
+            ffi.release(base)
+            if not ok:
+                raise RingAttachError(
+                    f"cannot attach to control block {name}: not a worker control block of "
+                    f"this version (or not initialised yet)"
+                )
+            return cls(segment)
+        except BaseException:
+            segment.close()
+            raise
+
+    # ---- steering (the supervisor's side) ----------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask the worker to drain its commands ring, sync, snapshot and exit 0. Wake it
+        through its rings (``Ring.wake``) if it may be parked."""
+        self.cdata.stop_requested = 1
+
+    def clear_stop(self) -> None:
+        """Forget a stop request (before starting a new worker on this block)."""
+        self.cdata.stop_requested = 0
+
+    def request_snapshot(self) -> int:
+        """Ask for a snapshot; it is taken when ``snapshots_served`` reaches the value
+        returned."""
+        n = (self.snapshot_requests + 1) & 0xFFFFFFFF
+        self.cdata.snapshot_requests = n
+        return n
+
+    # ---- reading ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> WorkerState:
+        return WorkerState(self.cdata.state)
+
+    @property
+    def error(self) -> str:
+        """The worker's last error text ('' if none)."""
+        return str(ffi.string(self.cdata.error).decode(errors="replace"))
+
+    def snapshot(self) -> ControlSnapshot:
+        """All the fields at once (each read separately: figures, not a transaction)."""
+        values: dict[str, Any] = {}
+        for f in fields(ControlSnapshot):
+            if f.name == "state":
+                values[f.name] = self.state
+            elif f.name == "error":
+                values[f.name] = self.error
+            else:
+                values[f.name] = getattr(self, f.name)
+        return ControlSnapshot(**values)
+
+    # ---- the worker's side (worker.py) ---------------------------------------------------
+
+    def set_state(self, state: WorkerState) -> None:
+        self.cdata.state = int(state)
+
+    def set_error(self, text: str) -> None:
+        raw = text.encode()[: ffi.sizeof(self.cdata.error) - 1]
+        ffi.memmove(self.cdata.error, raw + b"\0", len(raw) + 1)
+
+    def claim(self, pid: int, start_us: int) -> None:
+        """Record the worker process that attached; counts incarnations."""
+        self.cdata.pid = pid
+        self.cdata.start_us = start_us
+        self.cdata.incarnations = self.incarnations + 1
+        self.cdata.error[0] = b"\0"
+
+    def set_exit_code(self, code: int) -> None:
+        self.cdata.exit_code = code
+
+    # ---- life cycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Unmap (and, for the creator, unlink). Idempotent."""
+        if self._segment.memory.closed:
+            return
+        self.cdata = None
+        ffi.release(self._base)
+        self._segment.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._segment.memory.closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<WorkerControl {self.name} closed>"
+        return f"<WorkerControl {self.name} shard={self.shard_id} {self.state.name}>"

@@ -1,0 +1,356 @@
+"""The shard worker process: one per shard, pinned to its core, its loop in C.
+
+``run_worker(spec)`` is the whole life of the process: pin, attach the rings and the
+control block the supervisor made, recover (newest valid snapshot + journal tail; a torn
+tail is truncated with a log line; corruption ends the process with exit code 2 and the
+file and offset in the message), then run ``ts_worker_run`` in slices. Between slices
+Python does only what is rare: periodic and requested snapshots, pruning, and the stop.
+A stop (the control block's flag, or SIGTERM/SIGINT to the worker) drains what is in the
+commands ring, syncs the journal, writes a final snapshot and exits 0.
+
+``python -m tradsys.cores.worker SPEC_JSON`` runs it from a msgspec-JSON ``WorkerSpec``,
+which is how the supervisor spawns workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+import msgspec
+import psutil
+
+from tradsys._native import ffi, lib
+from tradsys.cores.control import WorkerControl, WorkerState
+from tradsys.journal.errors import JournalCorruptError, JournalError, error_from_c
+from tradsys.journal.recovery import replay_result, start_state, truncate_torn_tail
+from tradsys.journal.snapshots import SnapshotStore, engine_pointer
+from tradsys.journal.writer import Durability, journal_config
+from tradsys.matching import CEngine, Instrument
+from tradsys.ring import Ring, Role, WaitStrategy
+from tradsys.ring.errors import RingError
+from tradsys.ring.segment import process_start_us
+from tradsys.wire import LAYOUT_VERSION, RECORD_SIZE
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
+
+log = logging.getLogger("tradsys.worker")
+
+
+class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Everything a shard worker process needs to know, from the supervisor."""
+
+    instance: str
+    shard_id: int
+    core: int | None = None
+    """CPU to pin to (None: leave the affinity alone)."""
+    instruments: list[Instrument]
+    data_dir: str
+    """The shard's directory for its journal segments and snapshots."""
+    durability: Durability = "group"
+    group_commit_us: int = 1000
+    segment_bytes: int = 64 << 20
+    snapshot_every: int = 1_000_000
+    """Commands between periodic snapshots (0: only on request and at stop)."""
+    wait: Literal["busy-spin", "spin-yield", "spin-park"] = "spin-park"
+    commands: str
+    """Ring segment names (made by the supervisor; the worker attaches)."""
+    events: str
+    md: str
+    control: str
+    max_batch: int = 1024
+    slice_ms: int = 20
+    """How long one C slice may run before Python looks at signals again."""
+    keep_snapshots: int = 2
+
+
+def _ring_pointer(ring: Ring) -> Any:
+    """The ``ts_ring *`` under a Ring handle, for the C worker."""
+    return ring._ring
+
+
+class ShardWorker:
+    """One shard's worker in this process: attach, recover, run, stop.
+
+    Owns the C worker and everything it borrows (engine, journal, ring and control
+    handles) and frees them in :meth:`close`.
+    """
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.dir = Path(spec.data_dir)
+        self.control: WorkerControl | None = None
+        self.rings: list[Ring] = []
+        self.engine: CEngine | None = None
+        self._worker: Any = None
+        self._journal: Any = None
+        self._err = ffi.new("ts_journal_error *")
+        self._stop_signalled = False
+        self._store = SnapshotStore(self.dir, spec.shard_id)
+
+    # ---- start-up ------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Map the control block and the rings (as their consumer / producer)."""
+        self.control = WorkerControl.attach(self.spec.control)
+        if self.control.shard_id != self.spec.shard_id:
+            raise RingError(
+                f"control block {self.spec.control} is shard {self.control.shard_id}'s, "
+                f"not shard {self.spec.shard_id}'s"
+            )
+        self.control.claim(os.getpid(), process_start_us())
+        self.control.set_state(WorkerState.STARTING)
+        roles: list[tuple[str, Role]] = [
+            (self.spec.commands, "consumer"),
+            (self.spec.events, "producer"),
+            (self.spec.md, "producer"),
+        ]
+        for name, role in roles:
+            self.rings.append(
+                Ring.attach(name, slot_size=RECORD_SIZE, layout_version=LAYOUT_VERSION, role=role)
+            )
+
+    def _new_c_worker(self, engine: CEngine) -> None:
+        assert self.control is not None
+        cfg = ffi.new("ts_worker_config *")
+        cfg.shard_id = self.spec.shard_id
+        cfg.max_batch = self.spec.max_batch
+        cfg.snapshot_every = self.spec.snapshot_every
+        cfg.wait = WaitStrategy.named(self.spec.wait).cdata[0]
+        commands, events, md = (_ring_pointer(r) for r in self.rings)
+        ptr = lib.ts_worker_new(
+            cfg, engine_pointer(engine), commands, events, md, self.control.cdata
+        )
+        if ptr == ffi.NULL:
+            raise MemoryError("ts_worker_new: out of memory")
+        self._worker = ptr
+
+    def recover(self) -> None:
+        """Rebuild the books, re-emit what was never pushed, open the journal."""
+        assert self.control is not None
+        self.control.set_state(WorkerState.RECOVERING)
+        started = time.monotonic_ns()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        spec = self.spec
+        start = start_state(self.dir, spec.shard_id, spec.instruments)
+        self.engine = start.engine
+        self._new_c_worker(start.engine)
+        out = ffi.new("ts_journal_replay_result *")
+        rc = lib.ts_worker_recover(
+            self._worker,
+            str(self.dir).encode(),
+            start.snapshot_seq,
+            start.md_count,
+            start.last_exec_id,
+            int(spec.durability != "none"),
+            out,
+        )
+        if rc < 0 and out.status >= 0:  # the rings and the journal disagree
+            raise JournalError(self._c_error())
+        result = replay_result(out)
+        cut = truncate_torn_tail(result)
+        self.control.cdata.truncated_bytes = cut
+        seq = int(lib.ts_worker_seq(self._worker))
+        cfg = journal_config(
+            spec.shard_id, spec.durability, spec.segment_bytes, spec.group_commit_us
+        )
+        journal = lib.ts_journal_open(str(self.dir).encode(), cfg, seq + 1, self._err)
+        if journal == ffi.NULL:
+            raise error_from_c(self._err)
+        self._journal = journal
+        lib.ts_worker_set_journal(self._worker, journal)
+        for ins in start.missing:
+            log.info(
+                "shard %d: adding instrument %s (new in the configuration)",
+                spec.shard_id,
+                ins.symbol,
+            )
+            start.engine.add_instrument(ins)
+        if start.snapshot is None or start.missing:
+            # the instruments are only in snapshots: one now makes the journal replayable
+            self.snapshot()
+        log.info(
+            "shard %d: recovered at seq %d (snapshot %d + %d replayed, %d events and %d md "
+            "records re-emitted, %d ring commands already journaled) in %.3f s",
+            spec.shard_id,
+            seq,
+            start.snapshot_seq,
+            result.replayed,
+            self.control.reemitted_events,
+            self.control.reemitted_md,
+            self.control.intake_skipped,
+            (time.monotonic_ns() - started) / 1e9,
+        )
+
+    def _c_error(self) -> str:
+        err = lib.ts_worker_error(self._worker)
+        return str(ffi.string(err.message).decode(errors="replace"))
+
+    # ---- running ---------------------------------------------------------------------------
+
+    def snapshot(self) -> None:
+        """Write a snapshot at the current seq (the worker must be quiescent), then prune."""
+        rc = lib.ts_worker_snapshot(self._worker, str(self.dir).encode())
+        if rc:
+            raise JournalError(self._c_error())
+        self._store.prune(self.spec.keep_snapshots)
+
+    def request_stop(self) -> None:
+        """Stop as the supervisor's flag would, without setting it (see worker.h)."""
+        self._stop_signalled = True
+        if self._worker is not None:
+            lib.ts_worker_request_stop(self._worker)
+
+    def run(self) -> int:
+        """The loop: C slices, with snapshots and the stop in between. Returns the exit
+        code (0 after a clean stop)."""
+        assert self.control is not None
+        if self._stop_signalled:
+            lib.ts_worker_request_stop(self._worker)
+        slice_ns = self.spec.slice_ms * 1_000_000
+        self.control.set_state(WorkerState.RUNNING)
+        while True:
+            rc = lib.ts_worker_run(self._worker, slice_ns)
+            if rc == lib.TS_WORKER_SLICE_END:
+                continue
+            if rc == lib.TS_WORKER_SNAPSHOT_DUE:
+                self.snapshot()
+                continue
+            if rc == lib.TS_WORKER_STOP:
+                break
+            raise JournalError(f"shard {self.spec.shard_id}: {self._c_error()}")
+        self.control.set_state(WorkerState.STOPPING)
+        seq = int(lib.ts_worker_seq(self._worker))
+        if seq != self.control.snapshot_seq or not self._store.path_for(seq).exists():
+            self.snapshot()
+        else:
+            lib.ts_worker_sync(self._worker)
+        if lib.ts_journal_close(self._journal, self._err):
+            self._journal = None
+            raise error_from_c(self._err)
+        self._journal = None
+        log.info(
+            "shard %d: stopped cleanly at seq %d",
+            self.spec.shard_id,
+            int(lib.ts_worker_seq(self._worker)),
+        )
+        return EXIT_OK
+
+    def close(self) -> None:
+        """Free the C worker and journal, and unmap everything. Idempotent."""
+        if self._worker is not None:
+            lib.ts_worker_free(self._worker)
+            self._worker = None
+        if self._journal is not None:
+            lib.ts_journal_close(self._journal, self._err)
+            self._journal = None
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+        for ring in self.rings:
+            ring.close()
+        self.rings.clear()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+
+
+def _pin(core: int | None) -> None:
+    if core is not None:
+        psutil.Process().cpu_affinity([core])
+
+
+def run_worker(spec: WorkerSpec) -> int:
+    """The body of a shard worker process; returns its exit code.
+
+    0 after a clean stop, 1 for a spec that cannot work (a missing ring, a core that does
+    not exist), 2 for a failure (journal corruption, I/O error): the control block's
+    state says FAILED and its error text, like the log, names the file and offset.
+    """
+    worker = ShardWorker(spec)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("shard %d: signal %d: stopping", spec.shard_id, signum)
+        worker.request_stop()
+
+    previous = {}
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    gc_was_enabled = gc.isenabled()
+    code = EXIT_FAILURE
+    try:
+        try:
+            _pin(spec.core)
+            worker.attach()
+        except (RingError, OSError, ValueError) as exc:
+            log.error("shard %d: cannot start: %s", spec.shard_id, exc)
+            code = EXIT_USER_ERROR
+            if worker.control is not None:
+                worker.control.set_error(str(exc))
+                worker.control.set_state(WorkerState.FAILED)
+            return code
+        assert worker.control is not None
+        try:
+            worker.recover()
+            # no Python runs per order from here on: nothing for the collector to do but
+            # pause; freeze what start-up made so it is never scanned again
+            gc.collect()
+            gc.freeze()
+            gc.disable()
+            worker.control.cdata.recovery_ns = time.monotonic_ns() - _process_start_ns()
+            code = worker.run()
+            worker.control.set_state(WorkerState.STOPPED)
+        except (JournalError, MemoryError, OSError) as exc:
+            where = ""
+            if isinstance(exc, JournalCorruptError) and exc.path is not None:
+                where = f" [file {exc.path}, offset {exc.offset}]"
+            log.error("shard %d: %s%s", spec.shard_id, exc, where)
+            worker.control.set_error(f"{exc}{where}")
+            worker.control.set_state(WorkerState.FAILED)
+            code = EXIT_FAILURE
+        worker.control.set_exit_code(code)
+        return code
+    finally:
+        worker.close()
+        if gc_was_enabled:
+            gc.enable()
+        gc.unfreeze()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _process_start_ns() -> int:
+    """CLOCK_MONOTONIC ns at which this process started (for its start-up time)."""
+    return time.monotonic_ns() - int((time.time() - psutil.Process().create_time()) * 1e9)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tradsys.cores.worker SPEC_JSON``."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
+    )
+    if len(args) != 1:
+        print("usage: python -m tradsys.cores.worker SPEC_JSON", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        spec = msgspec.json.decode(args[0], type=WorkerSpec)
+    except msgspec.DecodeError as exc:
+        print(f"tradsys.worker: bad worker spec: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return run_worker(spec)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
