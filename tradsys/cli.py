@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,45 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Processes, cores, states, rates, ring fill levels and journal positions."""
+    from tradsys.cores.status import read_status
+
+    config = _config(args)
+    try:
+        report = read_status(config, interval_s=args.interval)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    print(report)
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Rebuild a shard's books offline from its snapshot and journal; print the digest."""
+    from tradsys.journal import JournalError, replay
+
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise UserError(f"{directory} is not a directory (give a shard's data directory)")
+    shard = args.shard
+    if shard is None:
+        names = (re.match(r"(?:journal|snapshot)-(\d{3})-", p.name) for p in directory.iterdir())
+        found = {int(m.group(1)) for m in names if m}
+        if len(found) != 1:
+            raise UserError(
+                f"{directory} holds journals of shards {sorted(found) or 'none'}: pick one "
+                "with --shard"
+            )
+        shard = found.pop()
+    instruments = _config(args).symbols_of(shard) if args.config else None
+    try:
+        engine = replay(directory, shard, instruments, upto=args.upto)
+    except (JournalError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"shard {shard}: {engine.live_orders()} live orders, digest {engine.digest()}")
+    return EXIT_OK
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if not PERF_DIR.is_dir():
         raise UserError(f"no perf/ folder at {PERF_DIR}: run from a source checkout")
@@ -113,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the engine: supervisor, shard workers, until Ctrl-C")
     run.add_argument("--config", help="TOML config file (default: the built-in one)")
     run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="processes, rates, ring fill, journal position")
+    status.add_argument("--config", help="the instance's TOML config (default: built-in)")
+    status.add_argument("--interval", type=float, default=0.5, help="seconds between samples")
+    status.set_defaults(func=cmd_status)
+
+    rep = sub.add_parser("replay", help="rebuild a shard's books from its journal; print digest")
+    rep.add_argument("directory", help="the shard's data directory (journal + snapshots)")
+    rep.add_argument("--shard", type=int, help="shard id (default: the only one there)")
+    rep.add_argument(
+        "--config", help="config giving the instruments, for a journal with no snapshot"
+    )
+    rep.add_argument("--upto", type=int, help="stop at this journal seq")
+    rep.set_defaults(func=cmd_replay)
 
     check = sub.add_parser("selfcheck", help="prove this host can run TradSys (rings, native)")
     check.set_defaults(func=cmd_selfcheck)

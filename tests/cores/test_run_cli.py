@@ -266,3 +266,37 @@ def _shard_of(proc: psutil.Process) -> str:
     line = " ".join(proc.cmdline())
     marker = '"shard_id":'
     return line.split(marker, 1)[1].split(",", 1)[0].strip() if marker in line else ""
+
+
+def test_status_and_replay_commands(run_instance, instance: str, tmp_path: Path) -> None:
+    inst, data = run_instance()
+    inst.wait_for("ready;")
+    config = str(tmp_path / "tradsys.toml")
+    cli = [sys.executable, "-m", "tradsys.cli"]
+    status = subprocess.run(
+        [*cli, "status", "--config", config, "--interval", "0.05"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    rows = [line.split() for line in status.stdout.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["0", "1"] and all(r[3] == "running" for r in rows)
+
+    cmd, evt, md = attach(instance, 0)
+    try:
+        orders = batch(*[new_order(i, 1, 7, wire.Side.BUY, 1, 90 + i) for i in range(1, 4)])
+        cmd.push_all(orders, timeout=10.0)
+        collect(evt, wire.EVENT_DTYPE, 3)
+    finally:
+        for ring in (cmd, evt, md):
+            ring.close()
+    assert inst.stop() == 0
+
+    gone = subprocess.run([*cli, "status", "--config", config], capture_output=True, text=True)
+    assert gone.returncode == 1 and "is not running" in gone.stderr
+    replayed = subprocess.run(
+        [*cli, "replay", str(data / instance / "shard-0")], capture_output=True, text=True
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.startswith("shard 0: 3 live orders, digest ")

@@ -1,0 +1,73 @@
+"""`tradsys status`: what a running instance is doing, read from shared memory.
+
+Everything comes from the instance's control blocks and ring headers (and the
+supervisor's status file for pids and restarts), so asking costs the engine nothing.
+Rates are the difference of two samples ``interval_s`` apart.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tradsys import wire
+from tradsys.config import Config
+from tradsys.cores.control import WorkerControl
+from tradsys.ring import Ring
+
+
+def _fill(name: str) -> str:
+    try:
+        with Ring.attach(
+            name, slot_size=wire.RECORD_SIZE, layout_version=wire.LAYOUT_VERSION
+        ) as ring:
+            info = ring.info()
+            return f"{info.fill}/{info.capacity}"
+    except Exception:
+        return "?"
+
+
+def read_status(config: Config, interval_s: float = 0.5) -> str:
+    """A human report of every shard of the configured instance.
+
+    Raises FileNotFoundError (with a sentence) when the instance is not running.
+    """
+    status_file = Path(config.engine.data_dir) / config.engine.instance / "supervisor.json"
+    if not status_file.exists():
+        raise FileNotFoundError(
+            f"instance {config.engine.instance!r} is not running (no {status_file}); "
+            "start it with `tradsys run`"
+        )
+    doc = json.loads(status_file.read_text())
+    controls = [WorkerControl.attach(s["control"]) for s in doc["shards"]]
+    try:
+        before = [c.snapshot() for c in controls]
+        t0 = time.monotonic()
+        time.sleep(interval_s)  # two samples make a rate
+        after = [c.snapshot() for c in controls]
+        dt = time.monotonic() - t0
+    finally:
+        for c in controls:
+            c.close()
+    now_ns = time.monotonic_ns()
+    lines = [
+        f"instance {doc['instance']!r}: supervisor pid {doc['supervisor_pid']}, "
+        f"{len(doc['shards'])} shard(s)",
+        f"{'shard':>5} {'pid':>7} {'core':>4} {'state':<10} {'restarts':>8} {'cmds/s':>10} "
+        f"{'journaled':>10} {'synced':>10} {'snapshot':>10} {'cmd ring':>12} {'evt ring':>12} "
+        f"{'md ring':>12} {'heartbeat':>10}",
+    ]
+    for shard, b, a in zip(doc["shards"], before, after, strict=True):
+        rate = max(0, a.commands - b.commands) / dt if a.pid == b.pid else 0.0
+        age = (now_ns - a.heartbeat_ns) / 1e6 if a.heartbeat_ns else float("nan")
+        core = "-" if shard["core"] is None else str(shard["core"])
+        cmd, evt, md = (_fill(n) for n in shard["rings"])
+        lines.append(
+            f"{shard['shard']:>5} {a.pid:>7} {core:>4} {a.state.name.lower():<10} "
+            f"{shard['restarts']:>8} {rate:>10.0f} {a.journaled_seq:>10} {a.synced_seq:>10} "
+            f"{a.snapshot_seq:>10} {cmd:>12} {evt:>12} {md:>12} {age:>8.0f}ms"
+        )
+        if a.error:
+            lines.append(f"      last error: {a.error}")
+    return "\n".join(lines)
