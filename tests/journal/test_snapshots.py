@@ -1,0 +1,122 @@
+"""Snapshots: snapshot + tail replays like a full replay; damaged ones are skipped;
+retention keeps what recovery needs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.journal.helpers import SHARD, journal, reference
+from tradsys.journal import (
+    JournalError,
+    SnapshotStore,
+    list_segments,
+    recover,
+    replay,
+    start_state,
+)
+from tradsys.journal.recovery import replay_tail
+from tradsys.journal.scan import HEADER_SIZE, RECORD_SIZE
+from tradsys.matching import Instrument
+from tradsys.matching.workload import mixed_stream, sample_instruments, venue_stream
+
+VENUE = [Instrument("VENUE", 1, tick_size=1, lot_size=100, min_qty=100)]
+
+
+def _streams() -> list[tuple[str, Any, list[Instrument] | None]]:
+    return [
+        ("mixed", mixed_stream(8000, seed=3), None),
+        ("venue", venue_stream(8000, seed=4), VENUE),
+    ]
+
+
+@pytest.mark.parametrize(("name", "commands", "instruments"), _streams(), ids=["mixed", "venue"])
+def test_snapshot_plus_tail_equals_full_replay(
+    tmp_path: Path, name: str, commands: np.ndarray, instruments: list[Instrument] | None
+) -> None:
+    n = len(commands)
+    journal(tmp_path, commands, batch=300, instruments=instruments,
+            segment_bytes=HEADER_SIZE + 1500 * RECORD_SIZE)  # fmt: skip
+    store = SnapshotStore(tmp_path, SHARD)
+    at = 5123
+    store.write(reference(commands[:at], instruments), at)
+    full = reference(commands, instruments).digest()
+    # the whole journal from the seq-0 snapshot ...
+    from_zero = store.load(store.path_for(0)).engine
+    assert replay_tail(tmp_path, SHARD, from_zero, 0).replayed == n
+    assert from_zero.digest() == full
+    # ... and the newest snapshot plus the tail give the same books
+    assert start_state(tmp_path, SHARD).snapshot_seq == at
+    recovered = recover(tmp_path, SHARD)
+    assert (recovered.snapshot_seq, recovered.replayed, recovered.seq) == (at, n - at, n)
+    assert recovered.engine.digest() == full
+    assert replay(tmp_path, SHARD).digest() == full
+    # and a replay up to a seq before the snapshot starts from the older one
+    part = reference(commands[:4000], instruments).digest()
+    assert replay(tmp_path, SHARD, upto=4000).digest() == part
+
+
+def test_a_damaged_newest_snapshot_is_skipped_for_the_older(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    commands = mixed_stream(4000, seed=8)
+    journal(tmp_path, commands)
+    store = SnapshotStore(tmp_path, SHARD)
+    store.write(reference(commands[:1000]), 1000)
+    newest = store.write(reference(commands[:3000]), 3000)
+    data = bytearray(newest.read_bytes())
+    data[200] ^= 1
+    newest.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="tradsys.journal"):
+        recovered = recover(tmp_path, SHARD)
+    assert recovered.snapshot_seq == 1000
+    assert recovered.replayed == 3000
+    assert recovered.engine.digest() == reference(commands).digest()
+    assert "skipping damaged snapshot" in caplog.text and str(newest) in caplog.text
+
+
+def test_snapshot_write_and_load_keep_the_positions(tmp_path: Path) -> None:
+    commands = mixed_stream(500, seed=9)
+    engine = reference(commands)
+    store = SnapshotStore(tmp_path, SHARD)
+    path = store.write(engine, 500, md_count=777)
+    loaded = store.load(path)
+    assert (loaded.seq, loaded.md_count) == (500, 777)
+    assert loaded.last_exec_id > 0
+    assert loaded.engine.digest() == engine.digest()
+    with pytest.raises(JournalError, match="belongs to shard"):
+        SnapshotStore(tmp_path, SHARD + 1).load(path)
+
+
+def test_prune_keeps_the_previous_snapshot_and_what_it_needs(tmp_path: Path) -> None:
+    commands = mixed_stream(6000, seed=10)
+    per_segment = 500
+    journal(tmp_path, commands, batch=100, segment_bytes=HEADER_SIZE + per_segment * RECORD_SIZE)
+    store = SnapshotStore(tmp_path, SHARD)
+    for at in (2000, 4200):
+        store.write(reference(commands[:at]), at)
+    removed = store.prune(keep=2)
+    assert [s.seq for s in store.snapshots()] == [2000, 4200]
+    # segments whose every seq is <= 2000 are gone; the one holding 2001.. stays
+    firsts = [s.seq for s in list_segments(tmp_path, SHARD)]
+    assert firsts[0] <= 2001 < firsts[0] + per_segment
+    assert any("snapshot" in p.name and p.name.endswith("0.tss") for p in removed)
+    # both kept snapshots still recover to the same books
+    full = reference(commands).digest()
+    assert recover(tmp_path, SHARD).engine.digest() == full
+    store.path_for(4200).unlink()
+    assert recover(tmp_path, SHARD).engine.digest() == full
+
+
+def test_without_a_snapshot_the_instruments_must_be_given(tmp_path: Path) -> None:
+    commands = mixed_stream(100, seed=12)
+    journal(tmp_path, commands)
+    SnapshotStore(tmp_path, SHARD).path_for(0).unlink()
+    with pytest.raises(JournalError, match="instruments are unknown"):
+        replay(tmp_path, SHARD)
+    given = replay(tmp_path, SHARD, instruments=sample_instruments())
+    assert given.digest() == reference(commands).digest()
