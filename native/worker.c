@@ -132,7 +132,8 @@ ts_worker *ts_worker_new(const ts_worker_config *cfg, ts_engine *e, ts_ring *com
     w->md_capacity = info.capacity;
     ts_ring_read_info(commands, &info);
     w->in_tail = info.tail;
-    w->snapshot_req_seen = LOAD(ctl->snapshot_requests);
+    /* a request made while no worker ran is still served */
+    w->snapshot_req_seen = LOAD(ctl->snapshots_served);
     return w;
 }
 
