@@ -130,7 +130,7 @@ typedef struct ts_worker_control {
     uint64_t replayed;          /* 280 journal commands replayed at start-up */
     uint64_t reemitted_events;  /* 288 replayed events pushed (never pushed before) */
     uint64_t reemitted_md;      /* 296 */
-    int64_t recovery_ns;        /* 304 process start to RUNNING (set by the worker process) */
+    int64_t recovery_ns;        /* 304 run_worker entry to RUNNING (set by the process) */
     uint64_t intake_skipped;    /* 312 ring commands found journaled already at start */
     uint64_t truncated_bytes;   /* 320 torn tail cut at start-up */
     uint64_t _pad2[7];          /* 328 */

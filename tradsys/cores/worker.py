@@ -275,6 +275,7 @@ def run_worker(spec: WorkerSpec) -> int:
     not exist), 2 for a failure (journal corruption, I/O error): the control block's
     state says FAILED and its error text, like the log, names the file and offset.
     """
+    entered_ns = time.monotonic_ns()
     worker = ShardWorker(spec)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -306,7 +307,7 @@ def run_worker(spec: WorkerSpec) -> int:
             gc.collect()
             gc.freeze()
             gc.disable()
-            worker.control.cdata.recovery_ns = time.monotonic_ns() - _process_start_ns()
+            worker.control.cdata.recovery_ns = time.monotonic_ns() - entered_ns
             code = worker.run()
             worker.control.set_state(WorkerState.STOPPED)
         except (JournalError, MemoryError, OSError) as exc:
@@ -326,11 +327,6 @@ def run_worker(spec: WorkerSpec) -> int:
         gc.unfreeze()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _process_start_ns() -> int:
-    """CLOCK_MONOTONIC ns at which this process started (for its start-up time)."""
-    return time.monotonic_ns() - int((time.time() - psutil.Process().create_time()) * 1e9)
 
 
 def main(argv: list[str] | None = None) -> int:
