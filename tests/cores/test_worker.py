@@ -208,6 +208,9 @@ def test_a_control_block_refuses_other_segments(rig: ShardRig) -> None:
         assert ctl.shard_id == SHARD
         assert ctl.state == WorkerState.EMPTY
         assert ctl.snapshot().error == ""
+        ctl.set_state(WorkerState.RUNNING)  # as a worker that then died would leave it
+        rig.ctl.prepare_spawn()
+        assert (ctl.state, ctl.pid, ctl.heartbeat_ns) == (WorkerState.EMPTY, 0, 0)
     finally:
         ctl.close()
 

@@ -171,6 +171,14 @@ class WorkerControl:
         """Forget a stop request (before starting a new worker on this block)."""
         self.cdata.stop_requested = 0
 
+    def prepare_spawn(self) -> None:
+        """Call before starting a new worker on this block (a restart): the dead worker's
+        state (RUNNING) and stale heartbeat must not be taken for the new one's until it
+        claims the block. No worker is attached then, so each field keeps one writer."""
+        self.cdata.state = int(WorkerState.EMPTY)
+        self.cdata.pid = 0
+        self.cdata.heartbeat_ns = 0
+
     def request_snapshot(self) -> int:
         """Ask for a snapshot; it is taken when ``snapshots_served`` reaches the value
         returned."""
