@@ -24,11 +24,11 @@ from pathlib import Path
 from types import FrameType
 
 import msgspec
-from tradsys.cores.control import WorkerControl, WorkerState
-from tradsys.cores.worker import WorkerSpec
 
 from tradsys import wire
 from tradsys.config import Config
+from tradsys.cores.control import WorkerControl, WorkerState
+from tradsys.cores.worker import WorkerSpec
 from tradsys.ring import Ring, reclaim_stale, segment_name
 from tradsys.ring.segment import instance_segments
 
@@ -138,6 +138,10 @@ class Supervisor:
         return ShardProcess(spec=spec, control=control)
 
     def _spawn(self, sp: ShardProcess) -> None:
+        # a dead worker's block still says RUNNING with an old heartbeat: reset it so the
+        # watch loop does not judge the new process by its predecessor
+        sp.control.prepare_spawn()
+        sp.control.clear_stop()
         cmd = [self.python, "-m", "tradsys.cores.worker", msgspec.json.encode(sp.spec).decode()]
         sp.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         sp.pidfd = os.pidfd_open(sp.process.pid)

@@ -207,7 +207,7 @@ class _Rng(random.Random):
             low, high = 0, low
         return self.randrange(low, high)
 
-    def choice(self, seq: Any, p: None = None) -> Any:  # type: ignore[override]
+    def choice(self, seq: Any, p: None = None) -> Any:
         return super().choice(seq)
 
 

@@ -9,6 +9,7 @@ version are the caller's (the cores pass ``tradsys.wire``'s).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -24,8 +25,8 @@ Role = Literal["producer", "consumer"]
 
 # Bound once: on Python 3.11 every `lib.<name>` look-up costs ~100 ns, a large share of a
 # per-record push or pop.
-_push_one = lib.ts_ring_push_one
-_pop_one = lib.ts_ring_pop_one
+_push_one: Callable[[Any, bytes], int] = lib.ts_ring_push_one
+_pop_one: Callable[[Any, Any], int] = lib.ts_ring_pop_one
 
 _CHECK_ERRORS = {
     lib.TS_RING_ERR_MAGIC: "is not a TradSys ring (bad magic) or is not initialised yet",
