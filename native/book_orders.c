@@ -42,6 +42,7 @@ void ts_eng_link_live(ts_engine *e, ts_book *b, uint32_t oi) {
 /* CANCELLED for a live or executing order, then take it out of everything. */
 void ts_eng_cancel_order(ts_engine *e, ts_book *b, uint32_t oi, uint8_t reason) {
     ts_order *o = &e->orders[oi];
+    ts_prefetch_unlink(e, o);
     ts_emit(e, TS_EV_CANCELLED, o, b->cfg.symbol_id, reason, TS_EVF_DONE, 0, o->price, o->leaves,
             0);
     if (o->state == TS_ST_RESTING) {
@@ -79,6 +80,7 @@ static int execute(ts_engine *e, ts_book *b, uint32_t ti, int64_t lim_key) {
         ts_lvl *L = &e->lvls[li];
         uint32_t mi = L->head;
         ts_order *m = &e->orders[mi];
+        if (m->leaves <= t->leaves) ts_prefetch_unlink(e, m); /* m will likely go */
         if (TS_UNLIKELY(m->account_id == t->account_id)) {
             if (stp != TS_STP_CANCEL_INCOMING) ts_eng_cancel_order(e, b, mi, TS_CXL_SELF_TRADE);
             if (stp == TS_STP_CANCEL_RESTING) continue;
@@ -311,6 +313,8 @@ static uint8_t validate_new(const ts_engine *e, const ts_command *c, const ts_bo
 
 /* Returns -1 only when memory for the command could not be reserved (nothing done). */
 static int cmd_new(ts_engine *e, const ts_command *c) {
+    /* the index slot an accepted order goes in: fetched while the order is validated */
+    TS_PREFETCH_W(&e->index.slots[ts_oix_home(&e->index, (uint32_t)c->order_id)]);
     ts_book *b = ts_eng_find_book(e, c->symbol_id);
     uint8_t reason = validate_new(e, c, b);
     if (reason) {
