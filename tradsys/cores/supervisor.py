@@ -233,7 +233,10 @@ class Supervisor:
                 continue
             code = proc.poll()
             if code is None and sp.control.state == WorkerState.RUNNING:
-                age_ns = time.monotonic_ns() - sp.control.heartbeat_ns
+                # a worker publishes RUNNING just before its loop writes the first
+                # heartbeat (prepare_spawn zeroed it): count from the spawn until then
+                last_ns = max(sp.control.heartbeat_ns, int(sp.started_at * 1e9))
+                age_ns = time.monotonic_ns() - last_ns
                 if age_ns > timeout_ns:
                     self.log(
                         f"supervisor: shard {sp.spec.shard_id} worker pid {proc.pid} has not "
