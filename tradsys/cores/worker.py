@@ -216,6 +216,8 @@ class ShardWorker:
         if self._stop_signalled:
             lib.ts_worker_request_stop(self._worker)
         slice_ns = self.spec.slice_ms * 1_000_000
+        # a first heartbeat before RUNNING, so a watcher never sees RUNNING with none
+        self.control.cdata.heartbeat_ns = time.monotonic_ns()
         self.control.set_state(WorkerState.RUNNING)
         while True:
             rc = lib.ts_worker_run(self._worker, slice_ns)
