@@ -28,29 +28,9 @@
 
 /* ---- checks ------------------------------------------------------------------------ */
 
-static int g_test_failed;
-
-#define CHECK(expr)                                                                        \
-    do {                                                                                   \
-        if (!(expr)) {                                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr);       \
-            dump_output();                                                                 \
-            g_test_failed = 1;                                                             \
-            return;                                                                        \
-        }                                                                                  \
-    } while (0)
-
-#define CHECK_EQ(actual, expected)                                                         \
-    do {                                                                                   \
-        long long a_ = (long long)(actual), e_ = (long long)(expected);                    \
-        if (a_ != e_) {                                                                    \
-            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (got %lld, want %lld)\n",       \
-                    __FILE__, __LINE__, #actual, #expected, a_, e_);                       \
-            dump_output();                                                                 \
-            g_test_failed = 1;                                                             \
-            return;                                                                        \
-        }                                                                                  \
-    } while (0)
+static void dump_output(void);
+#define CHECK_ON_FAIL() dump_output()
+#include "check.h"
 
 /* ---- the engine under test and its last output ---------------------------------------- */
 

@@ -29,27 +29,7 @@
 
 /* ---- checks ------------------------------------------------------------------------ */
 
-static int g_test_failed;
-
-#define CHECK(expr)                                                                        \
-    do {                                                                                   \
-        if (!(expr)) {                                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr);       \
-            g_test_failed = 1;                                                             \
-            return;                                                                        \
-        }                                                                                  \
-    } while (0)
-
-#define CHECK_EQ(actual, expected)                                                         \
-    do {                                                                                   \
-        long long a_ = (long long)(actual), e_ = (long long)(expected);                    \
-        if (a_ != e_) {                                                                    \
-            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (got %lld / 0x%llx, want %lld)\n", \
-                    __FILE__, __LINE__, #actual, #expected, a_, (unsigned long long)a_, e_); \
-            g_test_failed = 1;                                                             \
-            return;                                                                        \
-        }                                                                                  \
-    } while (0)
+#include "check.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
