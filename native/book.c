@@ -31,18 +31,31 @@ static int grow_array(void **p, uint64_t *cap, uint64_t need, size_t size) {
     return 0;
 }
 
+/* The hot order array is kept TS_ORDER_ALIGN-aligned inside a block from malloc/realloc
+ * (e->orders_raw), TS_ORDER_ALIGN - 1 bytes bigger than the array: realloc keeps the
+ * cheap growth of big blocks (mremap, no copy), and when the new block's alignment
+ * differs from the old one's the records are moved to the aligned place. */
+static size_t hot_bytes(uint64_t n) { return n * sizeof(ts_order) + TS_ORDER_ALIGN - 1; }
+
+static ts_order *align_hot(void *raw) {
+    uintptr_t p = (uintptr_t)raw;
+    return (ts_order *)((p + TS_ORDER_ALIGN - 1) & ~(uintptr_t)(TS_ORDER_ALIGN - 1));
+}
+
 ts_engine *ts_engine_new(void) {
     ts_engine *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->ord_free = TS_NIL;
     e->lvl_free = TS_NIL;
-    e->orders = malloc(INITIAL_ORDERS * sizeof *e->orders);
+    e->orders_raw = malloc(hot_bytes(INITIAL_ORDERS));
+    e->orders = e->orders_raw ? align_hot(e->orders_raw) : NULL;
+    e->cold = malloc(INITIAL_ORDERS * sizeof *e->cold);
     e->lvls = malloc(INITIAL_LEVELS * sizeof *e->lvls);
     e->touches = malloc(INITIAL_LEVELS * sizeof *e->touches);
     e->ev = malloc(INITIAL_OUTPUT * sizeof *e->ev);
     e->md = malloc(INITIAL_OUTPUT * sizeof *e->md);
     int ix = ts_oix_init(&e->index, 2 * INITIAL_ORDERS);
-    if (!e->orders || !e->lvls || !e->touches || !e->ev || !e->md || ix != 0) {
+    if (!e->orders || !e->cold || !e->lvls || !e->touches || !e->ev || !e->md || ix != 0) {
         ts_engine_free(e);
         return NULL;
     }
@@ -66,7 +79,8 @@ void ts_engine_free(ts_engine *e) {
     free(e->by_id);
     free(e->sym_keys);
     free(e->sym_vals);
-    free(e->orders);
+    free(e->orders_raw);
+    free(e->cold);
     free(e->lvls);
     ts_oix_free(&e->index);
     free(e->heap);
@@ -198,6 +212,8 @@ int ts_engine_add_instrument(ts_engine *e, const ts_instrument *instrument) {
  * a realloc that the C library does by remapping pages, not copying them (glibc serves
  * blocks this size with mmap and grows them with mremap); and even a copying realloc
  * costs only 8 copies of each order over the pool's life. Indices stay valid either way.
+ * The hot array must stay TS_ORDER_ALIGN-aligned, which realloc does not promise: see
+ * hot_bytes.
  */
 #define ORDERS_DOUBLING_LIMIT (1u << 20)
 
@@ -207,8 +223,16 @@ int ts_eng_grow_orders(ts_engine *e) {
     if (cap >= max) return -1;
     uint64_t n = cap < 16 ? 16 : cap < ORDERS_DOUBLING_LIMIT ? 2 * cap : cap + cap / 8;
     if (n > max) n = max;
-    ts_order *p = realloc(e->orders, n * sizeof *e->orders);
-    if (!p) return -1;
+    ts_order_cold *c = realloc(e->cold, n * sizeof *e->cold);
+    if (!c) return -1;
+    e->cold = c;
+    const size_t old_off = (size_t)((char *)e->orders - (char *)e->orders_raw);
+    void *raw = realloc(e->orders_raw, hot_bytes(n));
+    if (!raw) return -1;
+    ts_order *p = align_hot(raw);
+    if ((char *)p != (char *)raw + old_off)
+        memmove(p, (char *)raw + old_off, (size_t)e->ord_hwm * sizeof *p);
+    e->orders_raw = raw;
     e->orders = p;
     e->ord_cap = (uint32_t)n;
     return 0;
@@ -306,7 +330,8 @@ void ts_eng_heap_pop(ts_engine *e) {
 
 static int heap_entry_live(const ts_engine *e, const ts_gtd *g) {
     const ts_order *o = &e->orders[g->order];
-    return (o->state == TS_ST_RESTING || o->state == TS_ST_PENDING) && o->seq == g->seq;
+    return (o->state == TS_ST_RESTING || o->state == TS_ST_PENDING) &&
+           e->cold[g->order].seq == g->seq;
 }
 
 /* Drop stale entries (cancelled or filled GTD orders) and re-heapify. */
@@ -509,7 +534,7 @@ uint64_t ts_engine_live_orders(const ts_engine *e) { return e->n_live; }
 
 uint64_t ts_engine_memory_bytes(const ts_engine *e) {
     uint64_t n = sizeof *e;
-    n += (uint64_t)e->ord_cap * sizeof *e->orders;
+    n += (uint64_t)e->ord_cap * (sizeof *e->orders + sizeof *e->cold);
     n += (uint64_t)e->lvl_cap * sizeof *e->lvls;
     n += ts_oix_bytes(&e->index);
     n += (uint64_t)e->books_cap * (sizeof *e->books + sizeof *e->by_id + sizeof *e->tsyms +

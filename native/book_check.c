@@ -82,13 +82,13 @@ int ts_book_check(const ts_engine *e, char *err, size_t errlen) {
                     CHECK(o->level == li && o->book == bi && o->side == side && o->price == L->price,
                           "order %llu: level/book/side/price back-pointers",
                           (unsigned long long)o->order_id);
-                    CHECK(o->leaves > 0 && o->leaves <= o->quantity,
+                    CHECK(o->leaves > 0 && o->leaves <= TS_COLD(e, o)->quantity,
                           "order %llu: leaves %lld of %lld", (unsigned long long)o->order_id,
-                          (long long)o->leaves, (long long)o->quantity);
+                          (long long)o->leaves, (long long)TS_COLD(e, o)->quantity);
                     CHECK(o->visible > 0 && o->visible <= o->leaves,
                           "order %llu: visible %lld leaves %lld", (unsigned long long)o->order_id,
                           (long long)o->visible, (long long)o->leaves);
-                    int64_t d = ts_display_qty(o);
+                    int64_t d = ts_display_qty(e, o);
                     CHECK(d ? o->visible <= d : o->visible == o->leaves,
                           "order %llu: visible vs display", (unsigned long long)o->order_id);
                     CHECK(o->type == TS_ORD_LIMIT || o->type == TS_ORD_STOP_LIMIT,
@@ -116,10 +116,10 @@ int ts_book_check(const ts_engine *e, char *err, size_t errlen) {
             const ts_order *o = &e->orders[oi];
             CHECK(o->state == TS_ST_PENDING && o->book == bi, "stop state/book");
             CHECK(o->prev == prev, "stop prev link");
-            CHECK(o->seq > prev_seq, "stops not in seq order");
-            CHECK(ts_is_stop_type(o->type) && o->visible == 0 && o->leaves == o->quantity,
+            CHECK(TS_COLD(e, o)->seq > prev_seq, "stops not in seq order");
+            CHECK(ts_is_stop_type(o->type) && o->visible == 0 && o->leaves == TS_COLD(e, o)->quantity,
                   "stop fields");
-            int64_t sp = ts_stop_price(o);
+            int64_t sp = ts_stop_price(e, o);
             if (o->side == TS_SIDE_BUY) CHECK(sp >= b->stop_buy_min, "buy stop screen");
             else CHECK(sp <= b->stop_sell_max, "sell stop screen");
             if (!b->stops_dirty && b->phase == TS_PHASE_CONTINUOUS && b->last_trade) {
@@ -127,7 +127,7 @@ int ts_book_check(const ts_engine *e, char *err, size_t errlen) {
                 CHECK(!hit, "symbol %u: stop %llu triggered but not fired", sym,
                       (unsigned long long)o->order_id);
             }
-            prev_seq = o->seq;
+            prev_seq = TS_COLD(e, o)->seq;
             prev = oi;
             n_stops++;
         }
@@ -142,18 +142,18 @@ int ts_book_check(const ts_engine *e, char *err, size_t errlen) {
             seen[oi] = 2;
             const ts_order *o = &e->orders[oi];
             CHECK(o->live_prev == prev, "live prev link");
-            CHECK(o->seq > prev_seq && o->seq <= e->seq, "live list not in seq order");
+            CHECK(TS_COLD(e, o)->seq > prev_seq && TS_COLD(e, o)->seq <= e->seq, "live list not in seq order");
             CHECK(o->order_id <= e->max_order_id, "order id above the max accepted");
             CHECK(ts_find_order(e, o->order_id) == oi, "order %llu not indexed",
                   (unsigned long long)o->order_id);
             if (o->tif == TS_TIF_GTD) {
                 gtd_total++;
-                CHECK(o->expire_ns > e->clock, "GTD order %llu outlived its expiry",
+                CHECK(TS_COLD(e, o)->expire_ns > e->clock, "GTD order %llu outlived its expiry",
                       (unsigned long long)o->order_id);
             } else {
-                CHECK(o->expire_ns == 0, "expire set on a non-GTD order");
+                CHECK(TS_COLD(e, o)->expire_ns == 0, "expire set on a non-GTD order");
             }
-            prev_seq = o->seq;
+            prev_seq = TS_COLD(e, o)->seq;
             prev = oi;
             n_live++;
         }
@@ -202,8 +202,8 @@ int ts_book_check(const ts_engine *e, char *err, size_t errlen) {
                   "GTD heap order");
         }
         const ts_order *o = &e->orders[g->order];
-        if (g->order < e->ord_hwm && seen[g->order] == 2 && o->seq == g->seq) {
-            CHECK(o->tif == TS_TIF_GTD && o->expire_ns == g->expire_ns, "GTD entry fields");
+        if (g->order < e->ord_hwm && seen[g->order] == 2 && TS_COLD(e, o)->seq == g->seq) {
+            CHECK(o->tif == TS_TIF_GTD && TS_COLD(e, o)->expire_ns == g->expire_ns, "GTD entry fields");
             covered++;
         }
     }

@@ -4,10 +4,12 @@
  * the public API is book.h and the rules are docs/matching.md.
  *
  * Layout, and why:
- *  - Orders live in one pool (ts_order, 96 bytes), addressed by u32 index. The pool
- *    grows with realloc (doubling up to 1 M slots, then by an eighth, so a big pool
- *    wastes little: ts_eng_grow_orders), so indices stay valid; freed slots go on a free
- *    list, so a steady state of adds and cancels never calls malloc.
+ *  - Orders live in one pool, addressed by u32 index, as two parallel arrays: a 64-byte,
+ *    cache-line-aligned hot record (ts_order) and a 32-byte cold one (ts_order_cold),
+ *    96 bytes a slot in all. The pool grows (doubling up to 1 M slots, then by an
+ *    eighth, so a big pool wastes little: ts_eng_grow_orders), so indices stay valid;
+ *    freed slots go on a free list, so a steady state of adds and cancels never calls
+ *    malloc.
  *  - An order-id hash index (order_index.h) maps ids to pool indices: cancel and replace
  *    find their order in O(1).
  *  - Each price level (ts_lvl, from a pool of its own) keeps its orders in an intrusive
@@ -64,18 +66,15 @@ enum {
     TS_ST_TAKER_LIVE = 4
 };
 
+/* An order is split in two records at the same pool index: the HOT record (one cache
+ * line, 64-byte aligned) holds everything cancel, matching and the list links touch; the
+ * COLD record holds what only accept, replace, iceberg refresh, expiry, stops and the
+ * snapshot read. A cancel in a big book then costs one line per order it touches. */
 typedef struct ts_order {
     uint64_t order_id;
-    uint64_t seq;
     int64_t price;
-    int64_t quantity;
     int64_t leaves;
     int64_t visible; /* displayed part while resting; 0 while a pending stop */
-    /* display_qty for LIMIT orders, stop_price for STOP and STOP_LIMIT: an iceberg is
-     * LIMIT only, so one field holds whichever the type has, and a triggered stop-limit
-     * that rests still knows its stop price (the snapshot carries it). */
-    int64_t peak;
-    int64_t expire_ns; /* GTD only, else 0 */
     uint32_t account_id;
     uint32_t level;              /* level pool index while resting */
     uint32_t prev, next;         /* level FIFO, or the pending-stop list; free-list link */
@@ -84,7 +83,19 @@ typedef struct ts_order {
     uint8_t side, type, tif, flags, stp, state;
 } ts_order;
 
-_Static_assert(sizeof(ts_order) == 96, "ts_order is meant to be 96 bytes");
+typedef struct ts_order_cold {
+    uint64_t seq;
+    int64_t quantity;
+    /* display_qty for LIMIT orders, stop_price for STOP and STOP_LIMIT: an iceberg is
+     * LIMIT only, so one field holds whichever the type has, and a triggered stop-limit
+     * that rests still knows its stop price (the snapshot carries it). */
+    int64_t peak;
+    int64_t expire_ns; /* GTD only, else 0 */
+} ts_order_cold;
+
+#define TS_ORDER_ALIGN 64u
+_Static_assert(sizeof(ts_order) == 64, "the hot order record is meant to be one cache line");
+_Static_assert(sizeof(ts_order_cold) == 32, "the cold order record is meant to be 32 bytes");
 _Static_assert(offsetof(ts_order, order_id) == 0, "the id index reads the key at offset 0");
 
 typedef struct ts_lvl {
@@ -152,7 +163,9 @@ typedef struct ts_gtd {
 
 struct ts_engine {
     /* pools */
-    ts_order *orders;
+    ts_order *orders;      /* hot records, TS_ORDER_ALIGN-aligned, inside orders_raw */
+    void *orders_raw;      /* the block from malloc/realloc holding them */
+    ts_order_cold *cold;   /* cold records, same indices */
     uint32_t ord_cap, ord_hwm, ord_free, ord_used;
     ts_lvl *lvls;
     uint32_t lvl_cap, lvl_hwm, lvl_free, lvl_used;
@@ -230,11 +243,14 @@ void ts_eng_control(ts_engine *e, const ts_command *c);
 static inline int ts_is_stop_type(uint8_t type) {
     return type == TS_ORD_STOP || type == TS_ORD_STOP_LIMIT;
 }
-static inline int64_t ts_display_qty(const ts_order *o) {
-    return ts_is_stop_type(o->type) ? 0 : o->peak;
+/* The cold record of hot record o (o points into e->orders). */
+#define TS_COLD(e, o) (&(e)->cold[(o) - (e)->orders])
+
+static inline int64_t ts_display_qty(const ts_engine *e, const ts_order *o) {
+    return ts_is_stop_type(o->type) ? 0 : TS_COLD(e, o)->peak;
 }
-static inline int64_t ts_stop_price(const ts_order *o) {
-    return ts_is_stop_type(o->type) ? o->peak : 0;
+static inline int64_t ts_stop_price(const ts_engine *e, const ts_order *o) {
+    return ts_is_stop_type(o->type) ? TS_COLD(e, o)->peak : 0;
 }
 static inline int ts_resting_tif(uint8_t tif) {
     return tif == TS_TIF_GTC || tif == TS_TIF_DAY || tif == TS_TIF_GTD;
@@ -363,8 +379,12 @@ static inline uint32_t ts_order_alloc(ts_engine *e) {
 
 static inline void ts_order_release(ts_engine *e, uint32_t oi) {
     ts_order *o = &e->orders[oi];
+    /* no need to clear the cold seq: a GTD heap entry is live only while the slot's
+     * state is RESTING or PENDING, and a reused slot gets a new seq */
     o->state = TS_ST_FREE;
-    o->seq = 0;
+    /* the free list is LIFO: this slot is the next order's, whose cold record a cancel
+     * did not touch; ask for its line now, while it is out of the way */
+    TS_PREFETCH_W(&e->cold[oi]);
     o->next = e->ord_free;
     e->ord_free = oi;
     e->ord_used--;
@@ -478,7 +498,7 @@ static inline void ts_unrest(ts_engine *e, ts_book *b, ts_order *o) {
 /* Put an order at the back of the queue at its price: visible refreshed from its peak. */
 static inline void ts_rest(ts_engine *e, ts_book *b, uint32_t oi) {
     ts_order *o = &e->orders[oi];
-    int64_t d = ts_display_qty(o);
+    int64_t d = ts_display_qty(e, o);
     o->visible = d ? ts_min64(d, o->leaves) : o->leaves;
     uint32_t li = ts_level_get(e, b, o->side, o->price);
     ts_lvl *L = &e->lvls[li];

@@ -35,7 +35,7 @@ void ts_eng_link_live(ts_engine *e, ts_book *b, uint32_t oi) {
     ts_oix_put(&e->index, o->order_id, oi);
     if (o->tif == TS_TIF_GTD) {
         e->gtd_live++;
-        ts_eng_heap_push(e, o->expire_ns, o->seq, oi);
+        ts_eng_heap_push(e, e->cold[oi].expire_ns, e->cold[oi].seq, oi);
     }
 }
 
@@ -118,7 +118,7 @@ static int execute(ts_engine *e, ts_book *b, uint32_t ti, int64_t lim_key) {
             ts_retire(e, b, mi);
         } else if (m->visible == 0) {
             /* iceberg refresh: a new peak at the back of the queue */
-            int64_t v = ts_min64(m->peak, m->leaves);
+            int64_t v = ts_min64(e->cold[mi].peak, m->leaves);
             m->visible = v;
             L->shown += v;
             if (L->count > 1) {
@@ -166,7 +166,8 @@ static void fire_stop(ts_engine *e, ts_book *b, uint32_t oi) {
     b->n_stops--;
     e->n_stops--;
     o->state = TS_ST_TAKER_LIVE;
-    ts_emit(e, TS_EV_TRIGGERED, o, b->cfg.symbol_id, 0, 0, 0, o->price, o->quantity, o->leaves);
+    ts_emit(e, TS_EV_TRIGGERED, o, b->cfg.symbol_id, 0, 0, 0, o->price, e->cold[oi].quantity,
+            o->leaves);
     int market = o->type == TS_ORD_STOP;
     int r = execute(e, b, oi, limit_key(o, market));
     /* a STOP executes as a MARKET IOC order, a STOP_LIMIT as a LIMIT with its own tif */
@@ -185,7 +186,7 @@ void ts_eng_check_stops(ts_engine *e, ts_book *b) {
         uint32_t hit = TS_NIL;
         for (uint32_t i = b->stop_head; i != TS_NIL; i = e->orders[i].next) {
             const ts_order *o = &e->orders[i];
-            int64_t sp = o->peak;
+            int64_t sp = e->cold[i].peak;
             if (o->side == TS_SIDE_BUY) {
                 if (last >= sp) {
                     hit = i;
@@ -325,13 +326,13 @@ static int cmd_new(ts_engine *e, const ts_command *c) {
     uint32_t oi = ts_order_alloc(e);
     ts_order *o = &e->orders[oi];
     const uint8_t type = c->order_type;
+    e->cold[oi] = (ts_order_cold){.seq = ++e->seq,
+                                  .quantity = c->quantity,
+                                  .peak = ts_is_stop_type(type) ? c->stop_price : c->display_qty,
+                                  .expire_ns = c->tif == TS_TIF_GTD ? c->time_ns : 0};
     *o = (ts_order){.order_id = c->order_id,
-                    .seq = ++e->seq,
                     .price = c->price,
-                    .quantity = c->quantity,
                     .leaves = c->quantity,
-                    .peak = ts_is_stop_type(type) ? c->stop_price : c->display_qty,
-                    .expire_ns = c->tif == TS_TIF_GTD ? c->time_ns : 0,
                     .account_id = c->account_id,
                     .level = TS_NIL,
                     .prev = TS_NIL,
@@ -346,7 +347,7 @@ static int cmd_new(ts_engine *e, const ts_command *c) {
                     .stp = c->stp_mode,
                     .state = TS_ST_TAKER};
     e->max_order_id = c->order_id;
-    ts_emit(e, TS_EV_ACCEPTED, o, b->cfg.symbol_id, 0, 0, 0, o->price, o->quantity, o->leaves);
+    ts_emit(e, TS_EV_ACCEPTED, o, b->cfg.symbol_id, 0, 0, 0, o->price, c->quantity, o->leaves);
 
     if (ts_is_stop_type(type)) {
         o->state = TS_ST_PENDING;
@@ -415,6 +416,7 @@ static int cmd_replace(ts_engine *e, const ts_command *c) {
         return 0;
     }
     ts_order *o = &e->orders[oi];
+    ts_order_cold *oc = &e->cold[oi];
     const int64_t price = c->price, qty = c->quantity;
     if (b->phase == TS_PHASE_HALTED) reason = TS_REJ_HALTED;
     else if (!qty_ok(b, qty)) reason = TS_REJ_INVALID_QUANTITY;
@@ -428,7 +430,7 @@ static int cmd_replace(ts_engine *e, const ts_command *c) {
         return 0;
     }
     if (ts_eng_reserve_book(e, b)) return -1;
-    const int64_t filled = o->quantity - o->leaves;
+    const int64_t filled = oc->quantity - o->leaves;
     if (qty <= filled) {
         ts_eng_cancel_order(e, b, oi, TS_CXL_USER);
         ts_eng_check_stops(e, b);
@@ -438,9 +440,9 @@ static int cmd_replace(ts_engine *e, const ts_command *c) {
     ts_emit(e, TS_EV_REPLACED, o, b->cfg.symbol_id, 0, 0, 0, price, qty, leaves);
     if (o->state == TS_ST_PENDING) {
         o->price = price;
-        o->quantity = qty;
+        oc->quantity = qty;
         o->leaves = leaves;
-    } else if (price == o->price && qty <= o->quantity) {
+    } else if (price == o->price && qty <= oc->quantity) {
         /* keeps its place in the queue */
         ts_lvl *L = &e->lvls[o->level];
         ts_touch(e, b, o->level, o->side);
@@ -448,13 +450,13 @@ static int cmd_replace(ts_engine *e, const ts_command *c) {
         L->shown += visible - o->visible;
         L->total += leaves - o->leaves;
         o->visible = visible;
-        o->quantity = qty;
+        oc->quantity = qty;
         o->leaves = leaves;
     } else {
         /* loses its place: off the level, match if it now crosses, rest what remains */
         ts_unrest(e, b, o);
         o->price = price;
-        o->quantity = qty;
+        oc->quantity = qty;
         o->leaves = leaves;
         int r = EXEC_OK;
         if (b->phase == TS_PHASE_CONTINUOUS) {
@@ -477,7 +479,7 @@ static uint32_t next_match(const ts_engine *e, uint32_t i, uint32_t account) {
 }
 
 static uint64_t cursor_seq(const ts_engine *e, uint32_t bi) {
-    return e->orders[e->books[bi].cursor].seq;
+    return e->cold[e->books[bi].cursor].seq;
 }
 
 static void merge_sift_down(const ts_engine *e, uint32_t *h, uint32_t n, uint32_t i) {

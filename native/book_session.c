@@ -78,7 +78,7 @@ static void uncross_fill(ts_engine *e, ts_book *b, uint32_t ti, uint32_t mi, int
             if (L->count == 0) ts_level_drop(e, b, o->side, li);
             ts_retire(e, b, idx[k]);
         } else if (o->visible == 0) {
-            int64_t v = ts_min64(o->peak, o->leaves);
+            int64_t v = ts_min64(e->cold[idx[k]].peak, o->leaves);
             o->visible = v;
             L->shown += v;
             if (L->count > 1) {
@@ -108,7 +108,7 @@ static void uncross(ts_engine *e, ts_book *b) {
         while (crossed_at(e, b, p)) {
             uint32_t bi = e->lvls[b->side[0].lvls[b->side[0].n - 1]].head;
             uint32_t ai = e->lvls[b->side[1].lvls[b->side[1].n - 1]].head;
-            uint32_t ti = e->orders[bi].seq > e->orders[ai].seq ? bi : ai;
+            uint32_t ti = e->cold[bi].seq > e->cold[ai].seq ? bi : ai;
             uint32_t mi = ti == bi ? ai : bi;
             if (e->orders[ti].account_id == e->orders[mi].account_id) {
                 uint8_t stp = e->orders[ti].stp ? e->orders[ti].stp : TS_STP_CANCEL_INCOMING;
@@ -134,7 +134,8 @@ static void expire_gtd(ts_engine *e) {
         ts_gtd g = e->heap[0];
         ts_eng_heap_pop(e);
         ts_order *o = &e->orders[g.order];
-        if ((o->state == TS_ST_RESTING || o->state == TS_ST_PENDING) && o->seq == g.seq)
+        if ((o->state == TS_ST_RESTING || o->state == TS_ST_PENDING) &&
+            e->cold[g.order].seq == g.seq)
             ts_eng_cancel_order(e, &e->books[o->book], g.order, TS_CXL_EXPIRED);
     }
 }

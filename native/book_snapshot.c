@@ -27,17 +27,17 @@ uint64_t ts_engine_snapshot_size(const ts_engine *e) {
 
 static void put_order(const ts_engine *e, const ts_book *b, const ts_order *o,
                       ts_snap_order *r) {
-    (void)e;
+    const ts_order_cold *oc = TS_COLD(e, o);
     memset(r, 0, sizeof *r);
     r->order_id = o->order_id;
-    r->seq = o->seq;
+    r->seq = oc->seq;
     r->price = o->price;
-    r->quantity = o->quantity;
+    r->quantity = oc->quantity;
     r->leaves = o->leaves;
     r->visible = o->state == TS_ST_RESTING ? o->visible : 0;
-    r->display_qty = ts_display_qty(o);
-    r->stop_price = ts_stop_price(o);
-    r->expire_ns = o->expire_ns;
+    r->display_qty = ts_display_qty(e, o);
+    r->stop_price = ts_stop_price(e, o);
+    r->expire_ns = oc->expire_ns;
     r->account_id = o->account_id;
     r->symbol_id = b->cfg.symbol_id;
     r->side = o->side;
@@ -261,14 +261,15 @@ static int restore_into(ts_engine *e, const unsigned char *p, uint64_t len) {
             }
             uint32_t oi = ts_order_alloc(e);
             ts_order *o = &e->orders[oi];
+            e->cold[oi] = (ts_order_cold){
+                .seq = r.seq,
+                .quantity = r.quantity,
+                .peak = ts_is_stop_type(r.order_type) ? r.stop_price : r.display_qty,
+                .expire_ns = r.expire_ns};
             *o = (ts_order){.order_id = r.order_id,
-                            .seq = r.seq,
                             .price = r.price,
-                            .quantity = r.quantity,
                             .leaves = r.leaves,
                             .visible = r.visible,
-                            .peak = ts_is_stop_type(r.order_type) ? r.stop_price : r.display_qty,
-                            .expire_ns = r.expire_ns,
                             .account_id = r.account_id,
                             .level = TS_NIL,
                             .prev = TS_NIL,
@@ -337,7 +338,7 @@ static int restore_into(ts_engine *e, const unsigned char *p, uint64_t len) {
     for (uint64_t j = 0; j < n_all; j++) {
         uint32_t oi = all[j].order;
         ts_order *o = &e->orders[oi];
-        if (j > 0 && all[j - 1].seq == o->seq) FAIL(TS_ENG_ERR_BAD_SNAPSHOT);
+        if (j > 0 && all[j - 1].seq == all[j].seq) FAIL(TS_ENG_ERR_BAD_SNAPSHOT);
         ts_book *b = &e->books[o->book];
         o->live_next = TS_NIL;
         o->live_prev = b->live_tail;
@@ -349,7 +350,7 @@ static int restore_into(ts_engine *e, const unsigned char *p, uint64_t len) {
         if (o->tif == TS_TIF_GTD) {
             e->gtd_live++;
             if (e->heap_n == e->heap_cap && ts_eng_grow_heap(e)) FAIL(TS_ENG_ERR_NO_MEMORY);
-            ts_eng_heap_push(e, o->expire_ns, o->seq, oi);
+            ts_eng_heap_push(e, e->cold[oi].expire_ns, e->cold[oi].seq, oi);
         }
     }
 out:
