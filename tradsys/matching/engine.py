@@ -19,7 +19,7 @@ import numpy as np
 from tradsys._native import ffi, lib
 from tradsys.matching.api import Bbo, Output, Phase, Records, snapshot_digest
 from tradsys.matching.instrument import Instrument
-from tradsys.matching.snapshot_layout import LEVEL_DTYPE
+from tradsys.matching.snapshot_layout import INSTRUMENT_DTYPE, LEVEL_DTYPE
 from tradsys.wire import COMMAND_DTYPE, EVENT_DTYPE, MD_DTYPE, RECORD_SIZE, Side
 
 _INT64_MAX = 2**63 - 1
@@ -112,15 +112,10 @@ class CEngine:
         if problems:
             raise ValueError("; ".join(problems))
         rec = ffi.new("ts_instrument *")
-        rec.symbol_id = instrument.symbol_id
-        rec.band_bps = instrument.band_bps
-        rec.breaker_bps = instrument.breaker_bps
-        rec.tick_size = instrument.tick_size
-        rec.lot_size = instrument.lot_size
-        rec.min_qty = instrument.min_qty
-        rec.max_qty = instrument.max_qty
-        rec.reference_price = instrument.reference_price
-        rec.breaker_halt_ns = instrument.breaker_halt_ns
+        # the C struct's fields are the Instrument's (the layout test holds the dtype to
+        # the struct), so one loop cannot forget a field added later
+        for name in INSTRUMENT_DTYPE.names or ():
+            setattr(rec, name, getattr(instrument, name))
         status = lib.ts_engine_add_instrument(self._engine, rec)
         if status == lib.TS_ENG_ERR_NO_MEMORY:
             raise MemoryError(f"instrument {instrument.symbol!r}: out of memory")
