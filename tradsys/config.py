@@ -48,16 +48,70 @@ class ShardSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     symbols: list[str] = msgspec.field(default_factory=list)
 
 
+class GatewaySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Order entry: where colocated and TCP clients connect, and session defaults."""
+
+    enabled: bool = True
+    core: int | None = None
+    # Unix-domain socket for the colocated handshake; relative paths are under
+    # <data_dir>/<instance>/.
+    unix_socket: str = "gateway.sock"
+    # host:port for TCP binary sessions; "" turns TCP order entry off.
+    tcp_listen: str = "127.0.0.1:9100"
+    session_ring_capacity: int = 8192
+    max_sessions: int = 256
+    heartbeat_ms: int = 1000
+    login_timeout_ms: int = 2000
+
+
+class AccountSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One trading account: its credential (stored only as a SHA-256 hash of the API key)
+    and its pre-trade risk limits. A limit of 0 means "no limit"."""
+
+    id: int
+    name: str
+    api_key_sha256: str
+    cancel_on_disconnect: bool = True
+    max_order_qty: int = 0
+    max_order_notional: int = 0
+    price_collar_bps: int = 0
+    max_open_orders: int = 0
+    max_position: int = 0
+    credit_limit: int = 0
+    throttle_per_s: int = 0
+    throttle_burst: int = 0
+
+
+class MdSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The market-data sidecar: ZeroMQ endpoints and flow control."""
+
+    enabled: bool = True
+    core: int | None = None
+    publish: list[str] = msgspec.field(default_factory=lambda: ["tcp://127.0.0.1:9200"])
+    snapshot: str = "tcp://127.0.0.1:9201"
+    sndhwm: int = 100_000
+    heartbeat_ms: int = 1000
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """A whole instance: engine settings, journal policy, shards and instruments."""
+    """A whole instance: engine settings, journal policy, shards and instruments, and
+    the order-entry gateway, its accounts, and the market-data sidecar."""
 
     engine: EngineSection = msgspec.field(default_factory=EngineSection)
     journal: JournalSection = msgspec.field(default_factory=JournalSection)
     shards: list[ShardSection] = msgspec.field(default_factory=list, name="shard")
     instruments: list[Instrument] = msgspec.field(default_factory=list, name="instrument")
+    gateway: GatewaySection = msgspec.field(default_factory=GatewaySection)
+    accounts: list[AccountSection] = msgspec.field(default_factory=list, name="account")
+    md: MdSection = msgspec.field(default_factory=MdSection)
+
+    @property
+    def instance_dir(self) -> Path:
+        """Where this instance keeps its journals, snapshots, status and sockets."""
+        return Path(self.engine.data_dir) / self.engine.instance
 
     def shard_data_dir(self, shard_id: int) -> Path:
-        return Path(self.engine.data_dir) / self.engine.instance / f"shard-{shard_id}"
+        return self.instance_dir / f"shard-{shard_id}"
 
     def symbols_of(self, shard_id: int) -> list[Instrument]:
         """The instruments a shard owns: its explicit list, plus the unlisted symbols
@@ -138,6 +192,38 @@ def _problems(config: Config) -> list[str]:
             if sym in owner and owner[sym] != shard.id:
                 out.append(f"symbol {sym!r} is on two shards ({owner[sym]} and {shard.id})")
             owner.setdefault(sym, shard.id)
+    out.extend(_account_problems(config))
+    for name, core in (("gateway", config.gateway.core), ("md", config.md.core)):
+        if core is not None and core not in cores:
+            out.append(f"{name}.core {core} does not exist on this host")
+    return out
+
+
+def _account_problems(config: Config) -> list[str]:
+    out: list[str] = []
+    seen: set[int] = set()
+    for acc in config.accounts:
+        where = f"account {acc.id} ({acc.name!r})"
+        if not 0 < acc.id < 2**32:
+            out.append(f"{where}: id must be in 1..{2**32 - 1}")
+        if acc.id in seen:
+            out.append(f"{where}: the id is used twice")
+        seen.add(acc.id)
+        key = acc.api_key_sha256
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            out.append(f"{where}: api_key_sha256 must be 64 lowercase hex digits")
+        for limit in (
+            "max_order_qty",
+            "max_order_notional",
+            "price_collar_bps",
+            "max_open_orders",
+            "max_position",
+            "credit_limit",
+            "throttle_per_s",
+            "throttle_burst",
+        ):
+            if getattr(acc, limit) < 0:
+                out.append(f"{where}: {limit} must be >= 0 (0 means no limit)")
     return out
 
 
@@ -149,6 +235,11 @@ def parse_config(text: str | bytes, source: str) -> Config:
         raise ConfigError(f"{source}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return check_config(config, source)
+
+
+def check_config(config: Config, source: str) -> Config:
+    """The cross-field rules; ConfigError lists every problem at once."""
     problems = _problems(config)
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))

@@ -1,0 +1,92 @@
+"""The contract between the supervisor and the processes it runs beside the shard workers
+(the gateway, the market-data sidecar): how one is started, how it says it is ready, and
+how it is stopped.
+
+- Started as ``python -m tradsys.cores.<name> <instance_dir>/config.json``: the
+  supervisor writes the effective configuration there (JSON, the same structs as the
+  TOML), so a sidecar sees exactly what the supervisor validated.
+- It attaches to the rings the supervisor created (``segment_name(instance, role, shard)``
+  with roles ``cmd``, ``evt``, ``md``) and to nothing it does not own.
+- Once it serves, it writes ``<instance_dir>/<name>.json`` (atomically, with its pid and
+  whatever a client needs to find it: endpoints, socket paths); the supervisor waits for
+  that file, and `tradsys status` shows it.
+- SIGTERM or SIGINT asks it to finish what it holds and exit 0; the file is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from tradsys.config import Config, ConfigError, check_config
+
+CONFIG_FILE = "config.json"
+
+
+def write_effective_config(config: Config) -> Path:
+    """Where the supervisor leaves the config its sidecars read (atomic replace)."""
+    path = config.instance_dir / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(msgspec.json.encode(config))
+    tmp.replace(path)
+    return path
+
+
+def read_effective_config(path: str | Path) -> Config:
+    """The config a sidecar was started with; validated again, so a hand-edited file
+    cannot slip past the rules."""
+    try:
+        config = msgspec.json.decode(Path(path).read_bytes(), type=Config)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return check_config(config, str(path))  # the same cross-field rules as the TOML
+
+
+def status_path(config: Config, name: str) -> Path:
+    return config.instance_dir / f"{name}.json"
+
+
+def announce_ready(config: Config, name: str, **info: Any) -> Path:
+    """Tell the supervisor (and `tradsys status`) that ``name`` serves, and where."""
+    path = status_path(config, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"name": name, "pid": os.getpid(), **info}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(path)
+    return path
+
+
+def read_announcement(config: Config, name: str) -> dict[str, Any] | None:
+    """What a sidecar announced, or None when it has not (yet)."""
+    try:
+        doc: dict[str, Any] = json.loads(status_path(config, name).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc
+
+
+def withdraw(config: Config, name: str) -> None:
+    """Remove the announcement, if it is still this process's own."""
+    doc = read_announcement(config, name)
+    if doc is not None and doc.get("pid") == os.getpid():
+        status_path(config, name).unlink(missing_ok=True)
+
+
+def stop_event() -> threading.Event:
+    """An event set by SIGTERM/SIGINT, for a sidecar's main loop to poll or wait on."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
