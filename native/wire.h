@@ -168,7 +168,15 @@ typedef struct ts_event {
 enum ts_md_kind {
     TS_MD_L2_UPDATE = 1, /* a price level's new aggregate (0 = level gone) */
     TS_MD_TRADE = 2,     /* a trade print; side is the aggressor's */
-    TS_MD_BBO = 3        /* best bid and offer after a change */
+    TS_MD_BBO = 3,       /* best bid and offer after a change */
+    /* A market-data refresh: a symbol's whole displayed book, emitted by the shard
+     * worker when the md sidecar asks (worker.h). Not engine output: no journal, no
+     * sequence number consumed; `seq` is the symbol's current L2 seq the image is valid
+     * at. BEGIN and END frame the symbol's LEVEL records (bids best first, then asks). */
+    TS_MD_L2_REFRESH_BEGIN = 4, /* quantity = levels that follow, ask_price = trade seq,
+                                   ask_quantity = BBO seq */
+    TS_MD_L2_REFRESH_LEVEL = 5, /* side, price, quantity, order_count */
+    TS_MD_L2_REFRESH_END = 6    /* quantity = levels sent */
 };
 
 /*

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "worker.h"
 
+#include "md_refresh.h"
 #include "snapshot_file.h"
 
 #include <stdarg.h>
@@ -31,6 +32,7 @@ _Static_assert(sizeof(ts_worker_control) == TS_WORKER_CONTROL_SIZE, "control blo
 _Static_assert(offsetof(ts_worker_control, heartbeat_ns) == 128, "hot counters on their own lines");
 _Static_assert(offsetof(ts_worker_control, snapshot_seq) == 256, "recovery facts on their own lines");
 _Static_assert(offsetof(ts_worker_control, error) == 384, "error text offset");
+_Static_assert(offsetof(ts_worker_control, md_refreshes_served) == 360, "md refresh fields");
 
 #define STORE(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
 #define PUBLISH(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELEASE)
@@ -56,6 +58,7 @@ struct ts_worker {
     uint64_t last_exec_id;     /* exec id of the last event made */
     uint64_t since_snapshot;   /* commands since the last snapshot */
     uint32_t snapshot_req_seen;
+    uint32_t refresh_seen;     /* md_refresh_requests value last served */
     int stopping;
     int local_stop;            /* ts_worker_request_stop */
     uint64_t stop_tail;        /* drain the inbound ring up to here, then stop */
@@ -134,6 +137,7 @@ ts_worker *ts_worker_new(const ts_worker_config *cfg, ts_engine *e, ts_ring *com
     w->in_tail = info.tail;
     /* a request made while no worker ran is still served */
     w->snapshot_req_seen = LOAD(ctl->snapshots_served);
+    w->refresh_seen = LOAD(ctl->md_refreshes_served);
     return w;
 }
 
@@ -207,10 +211,23 @@ static void reemit_batch(void *ctx, ts_engine *e, uint64_t first_seq, uint64_t n
     STORE(w->ctl->heartbeat_ns, mono_ns());
 }
 
+/* A refresh the previous incarnation was pushing when it died: count what reached the
+ * ring (nothing else is pushed during a refresh). Idempotent, like its completion. */
+static void settle_cut_refresh(ts_worker *w) {
+    ts_worker_control *ctl = w->ctl;
+    uint64_t len = LOAD(ctl->md_refresh_len);
+    if (!len) return;
+    uint64_t pushed = ring_head(w->md) - ctl->md_refresh_head;
+    if (pushed > len) pushed = len;
+    STORE(ctl->md_refresh_records, ctl->md_refresh_before + pushed);
+    PUBLISH(ctl->md_refresh_len, 0);
+}
+
 int ts_worker_recover(ts_worker *w, const char *dir, uint64_t snapshot_seq,
                       uint64_t snapshot_md_count, uint64_t snapshot_last_exec_id, int sync_first,
                       ts_journal_replay_result *out) {
     ts_worker_control *ctl = w->ctl;
+    settle_cut_refresh(w);
     w->seq = snapshot_seq;
     w->md_total = snapshot_md_count;
     w->last_exec_id = snapshot_last_exec_id;
@@ -223,7 +240,8 @@ int ts_worker_recover(ts_worker *w, const char *dir, uint64_t snapshot_seq,
         } else {
             w->emit_exec_after = ctl->base_exec_id;
         }
-        w->emit_md_from = ctl->base_md + ring_head(w->md);
+        /* the md ring also holds refresh records, which are not engine output */
+        w->emit_md_from = ctl->base_md + ring_head(w->md) - LOAD(ctl->md_refresh_records);
     }
     int rc = ts_journal_replay(dir, w->cfg.shard_id, snapshot_seq, 0, w->e, 0, reemit_batch, w,
                                sync_first, out);
@@ -328,6 +346,35 @@ static int sync_journal(ts_worker *w) {
     return 0;
 }
 
+static int64_t realtime_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Push the engine's whole L2 image (md_refresh.h) at a quiescent point; see worker.h. */
+static int push_md_refresh(ts_worker *w, uint32_t req) {
+    ts_worker_control *ctl = w->ctl;
+    uint64_t n = ts_md_refresh_size(w->e);
+    ts_md *image = n ? malloc(n * sizeof *image) : NULL;
+    if (n && !image)
+        return worker_fail(w, TS_WORKER_ERR_ENGINE,
+                           "out of memory for a market-data refresh of %llu records",
+                           (unsigned long long)n);
+    ts_md_refresh_image(w->e, image, n, realtime_ns());
+    uint64_t before = LOAD(ctl->md_refresh_records);
+    STORE(ctl->md_refresh_before, before);
+    STORE(ctl->md_refresh_head, ring_head(w->md));
+    PUBLISH(ctl->md_refresh_len, n);
+    push_blocking(w, w->md, image, n);
+    STORE(ctl->md_refresh_records, before + n);
+    PUBLISH(ctl->md_refresh_len, 0);
+    free(image);
+    w->refresh_seen = req;
+    PUBLISH(ctl->md_refreshes_served, req);
+    return 0;
+}
+
 /* Take, journal, match and release one batch of n commands at `first`. */
 static int take_batch(ts_worker *w, const ts_command *first, uint64_t n, int64_t now) {
     if (ts_journal_append(w->j, 0, w->in_tail, first, n, &w->err))
@@ -413,10 +460,12 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
             PUBLISH(ctl->state, (int32_t)TS_WORKER_STOPPING);
         }
         uint32_t req = LOAD(ctl->snapshot_requests);
+        uint32_t refresh_req = LOAD(ctl->md_refresh_requests);
         int drained = w->stopping && w->in_tail >= w->stop_tail;
         int snapshot_due = req != w->snapshot_req_seen ||
                            (w->cfg.snapshot_every && w->since_snapshot >= w->cfg.snapshot_every);
-        if (drained || snapshot_due) {
+        int refresh_due = refresh_req != w->refresh_seen;
+        if (drained || snapshot_due || refresh_due) {
             /* quiesce: everything journaled is synced and pushed before returning */
             if (ts_journal_written_seq(w->j) != ts_journal_synced_seq(w->j) && sync_journal(w)) {
                 status = TS_WORKER_ERR_JOURNAL;
@@ -427,6 +476,16 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
                 if (push_ready(w)) continue;
                 if (now >= deadline) break;
                 continue; /* step 1 waits for room */
+            }
+            if (refresh_due) {
+                /* everything the image reflects is in the ring before it */
+                int rc = push_md_refresh(w, refresh_req);
+                if (rc) {
+                    status = rc;
+                    break;
+                }
+                now = mono_ns();
+                if (!drained && !snapshot_due) continue;
             }
             w->snapshot_req_seen = req;
             status = snapshot_due ? TS_WORKER_SNAPSHOT_DUE : TS_WORKER_STOP;

@@ -40,6 +40,18 @@
  *   - a snapshot is taken only at a quiescent point (everything before it journaled,
  *     synced and pushed), so the replayed tail after it holds everything not yet pushed.
  *
+ * Market-data refresh (for the md sidecar, which keeps the published L2 book of every
+ * symbol and must learn the books a worker recovered before it started): when the
+ * sidecar increments md_refresh_requests, the loop quiesces as for a snapshot (journal
+ * synced, every output pushed) and pushes, per symbol in id order, L2_REFRESH_BEGIN /
+ * LEVEL... / END records (wire.h) built from the engine's depth, then sets
+ * md_refreshes_served. Nothing else changes: no journal record, no sequence number,
+ * the engine untouched, so determinism and replay are unaffected. Those records are
+ * not engine output, so the exactly-once md bookkeeping leaves them out: the block
+ * counts them (md_refresh_records), and a refresh cut by a crash is counted from
+ * md_refresh_head/len/before at the next recovery (both idempotent) (nothing else is pushed while one is in
+ * progress). A request made while no worker runs is served by the next one.
+ *
  * Several inbound rings (one per gateway, say) are designed for: records carry a ring_id
  * and the loop's intake is per ring; this version runs one (ring_id 0). With more than
  * one, recovery will need each ring's last journaled index, which the snapshot header
@@ -103,7 +115,7 @@ typedef struct ts_worker_control {
     uint64_t base_exec_id;      /* 56  last exec id then */
     uint64_t base_md;           /* 64  md records made by then */
     uint32_t base_set;          /* 72  1 once the base fields are valid */
-    uint32_t _pad0;             /* 76 */
+    uint32_t md_refresh_requests; /* 76 md sidecar increments it to ask for a refresh */
     uint64_t _pad1[6];          /* 80 */
     /* ---- 128: heartbeat and counters, written by the worker every batch ---- */
     int64_t heartbeat_ns;       /* 128 CLOCK_MONOTONIC */
@@ -133,7 +145,13 @@ typedef struct ts_worker_control {
     int64_t recovery_ns;        /* 304 run_worker entry to RUNNING (set by the process) */
     uint64_t intake_skipped;    /* 312 ring commands found journaled already at start */
     uint64_t truncated_bytes;   /* 320 torn tail cut at start-up */
-    uint64_t _pad2[7];          /* 328 */
+    uint64_t md_refresh_records;/* 328 refresh records pushed to the md ring, all runs */
+    uint64_t md_refresh_head;   /* 336 md ring head where the refresh being pushed began */
+    uint64_t md_refresh_len;    /* 344 its length; 0 = none in progress */
+    uint64_t md_refresh_before; /* 352 md_refresh_records when it began */
+    uint32_t md_refreshes_served;/* 360 the md_refresh_requests value last answered */
+    uint32_t _pad3;             /* 364 */
+    uint64_t _pad2[2];          /* 368 */
     /* ---- 384: the last error, a sentence for `tradsys status` ---- */
     char error[512];            /* 384 */
     uint8_t _reserved[128];     /* 896 */

@@ -127,6 +127,9 @@ class MdKind(IntEnum):
     L2_UPDATE = 1
     TRADE = 2
     BBO = 3
+    L2_REFRESH_BEGIN = 4
+    L2_REFRESH_LEVEL = 5
+    L2_REFRESH_END = 6
 
 
 COMMAND_DTYPE = _layout(

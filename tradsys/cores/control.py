@@ -121,6 +121,9 @@ class WorkerControl:
     intake_skipped = _Field()
     truncated_bytes = _Field()
     base_set = _Field()
+    md_refresh_requests = _Field()
+    md_refreshes_served = _Field()
+    md_refresh_records = _Field()
 
     def __init__(self, segment: Segment) -> None:
         self._segment = segment
@@ -184,6 +187,16 @@ class WorkerControl:
         returned."""
         n = (self.snapshot_requests + 1) & 0xFFFFFFFF
         self.cdata.snapshot_requests = n
+        return n
+
+    # ---- the market-data sidecar's side (md.py) -------------------------------------------
+
+    def request_md_refresh(self) -> int:
+        """Ask the worker to push its symbols' whole L2 books into the md ring (worker.h,
+        "market-data refresh"); served when ``md_refreshes_served`` reaches the value
+        returned. Written only by the md sidecar, so the field keeps one writer."""
+        n = (self.md_refresh_requests + 1) & 0xFFFFFFFF
+        self.cdata.md_refresh_requests = n
         return n
 
     # ---- reading ---------------------------------------------------------------------
