@@ -83,14 +83,22 @@ class AccountSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
 
 
 class MdSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """The market-data sidecar: ZeroMQ endpoints and flow control."""
+    """The market-data sidecar: ZeroMQ endpoints and flow control (docs/marketdata.md).
+    A tcp port 0 binds any free port; the sidecar announces the bound endpoints."""
 
     enabled: bool = True
     core: int | None = None
     publish: list[str] = msgspec.field(default_factory=lambda: ["tcp://127.0.0.1:9200"])
     snapshot: str = "tcp://127.0.0.1:9201"
+    # Messages (not records) queued per subscriber before ZeroMQ drops that subscriber's
+    # messages: the engine never waits for a slow subscriber, which sees a gap instead.
     sndhwm: int = 100_000
     heartbeat_ms: int = 1000
+    # Optional PUB endpoint of the conflated BBO board (latest value only); "" = off.
+    conflated_bbo: str = ""
+    # Records packed into one message at most (1 = one record per frame, the peer the
+    # benchmark compares with).
+    max_frame_records: int = 1024
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -193,9 +201,27 @@ def _problems(config: Config) -> list[str]:
                 out.append(f"symbol {sym!r} is on two shards ({owner[sym]} and {shard.id})")
             owner.setdefault(sym, shard.id)
     out.extend(_account_problems(config))
+    out.extend(_md_problems(config))
     for name, core in (("gateway", config.gateway.core), ("md", config.md.core)):
         if core is not None and core not in cores:
             out.append(f"{name}.core {core} does not exist on this host")
+    return out
+
+
+def _md_problems(config: Config) -> list[str]:
+    md = config.md
+    out: list[str] = []
+    if md.enabled and not md.publish:
+        out.append("md.publish: give at least one endpoint")
+    endpoints = [("publish", e) for e in md.publish] + [("snapshot", md.snapshot)]
+    if md.conflated_bbo:
+        endpoints.append(("conflated_bbo", md.conflated_bbo))
+    for key, endpoint in endpoints:
+        if not endpoint.startswith(("tcp://", "ipc://")):
+            out.append(f"md.{key} {endpoint!r}: use a tcp:// or ipc:// endpoint")
+    for key in ("sndhwm", "heartbeat_ms", "max_frame_records"):
+        if getattr(md, key) <= 0:
+            out.append(f"md.{key} must be > 0")
     return out
 
 

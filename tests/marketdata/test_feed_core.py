@@ -1,0 +1,87 @@
+"""The subscriber's rules without sockets: frames in, events and snapshot requests out."""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+from tradsys.client.md_feed import BookUpdate, FeedCore, Gap, Synced, Trades
+from tradsys.marketdata.protocol import (
+    HEARTBEAT_TOPIC,
+    BookSnapshot,
+    Channel,
+    Heartbeat,
+    SnapshotError,
+    SymbolSeqs,
+    topic,
+)
+from tradsys.wire import MD_DTYPE, MdKind, Side
+
+
+def l2(*rows: tuple[int, int, int, int, int]) -> bytes:
+    """(seq, side, price, quantity, count) rows as an L2 payload of symbol 1."""
+    out = np.zeros(len(rows), MD_DTYPE)
+    for r, (seq, side, price, qty, count) in zip(out, rows, strict=True):
+        r["kind"], r["symbol_id"], r["seq"] = MdKind.L2_UPDATE, 1, seq
+        r["side"], r["price"], r["quantity"], r["order_count"] = side, price, qty, count
+    return out.tobytes()
+
+
+def snapshot(request_id: int, seq: int, bids: list[tuple[int, int, int]]) -> bytes:
+    return msgspec.msgpack.encode(BookSnapshot(request_id, "ACME", 1, seq, 0, 0, bids, [], 0))
+
+
+def test_buffer_until_the_snapshot_then_apply_what_follows_it() -> None:
+    core = FeedCore(["ACME"])
+    (req,) = core.outbox
+    assert core.on_message(topic("l2", "ACME"), l2((4, 1, 100, 5, 1))) == []
+    assert core.on_message(topic("l2", "ACME"), l2((5, 1, 101, 1, 1), (6, 1, 100, 0, 0))) == []
+    events = core.on_reply(snapshot(req.id, 4, [(100, 5, 1), (99, 2, 1)]))
+    assert isinstance(events[0], Synced) and isinstance(events[1], BookUpdate)
+    book = core.books["ACME"]
+    assert book.synced and book.l2_seq == 6
+    assert book.levels(Side.BUY) == [(101, 1, 1), (99, 2, 1)]
+
+
+def test_a_gap_asks_for_a_new_snapshot_and_a_stale_reply_is_ignored() -> None:
+    core = FeedCore(["ACME"])
+    first = core.outbox.pop()
+    core.on_reply(snapshot(first.id, 10, []))
+    events = core.on_message(topic("l2", "ACME"), l2((12, 2, 105, 1, 1)))
+    assert events == [Gap("ACME", Channel.L2, 11, 12)]
+    second = core.outbox.pop()
+    assert core.on_reply(snapshot(first.id, 99, [])) == []  # not the pending request
+    assert not core.books["ACME"].synced
+    core.on_reply(snapshot(second.id, 12, [(0, 0, 0)][:0]))
+    assert core.books["ACME"].synced and core.books["ACME"].l2_seq == 12
+
+
+def test_a_heartbeat_reveals_a_lost_tail() -> None:
+    core = FeedCore(["ACME"])
+    core.on_reply(snapshot(core.outbox.pop().id, 3, []))
+    hb = Heartbeat(0, 1, 100, [SymbolSeqs("ACME", 1, 0, 5, 0)])
+    events = core.on_message(HEARTBEAT_TOPIC, msgspec.msgpack.encode(hb))
+    assert events == [Gap("ACME", Channel.L2, 4, 5)]
+    assert len(core.outbox) == 1 and not core.books["ACME"].synced
+
+
+def test_not_ready_is_asked_again_and_unknown_symbol_is_reported() -> None:
+    core = FeedCore(["ACME"])
+    req = core.outbox.pop()
+    core.on_reply(msgspec.msgpack.encode(SnapshotError(req.id, "not_ready", "wait")))
+    again = core.outbox.pop()
+    events = core.on_reply(msgspec.msgpack.encode(SnapshotError(again.id, "unknown_symbol", "x")))
+    assert events[0].reason == "unknown_symbol"  # type: ignore[union-attr]
+
+
+def test_trades_report_gaps_and_skip_repeats() -> None:
+    core = FeedCore(["ACME"], channels=(Channel.TRADE,))
+    assert core.outbox == []  # no book wanted, no snapshot
+    recs = np.zeros(3, MD_DTYPE)
+    recs["kind"], recs["seq"] = MdKind.TRADE, [1, 2, 4]
+    t = topic("trade", "ACME")
+    (ev,) = core.on_message(t, recs[:2].tobytes())
+    assert isinstance(ev, Trades) and ev.records["seq"].tolist() == [1, 2]
+    assert core.on_message(t, recs[1:2].tobytes()) == []
+    gap, trades = core.on_message(t, recs[2:].tobytes())
+    assert gap == Gap("ACME", Channel.TRADE, 3, 4) and isinstance(trades, Trades)

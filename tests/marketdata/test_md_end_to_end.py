@@ -1,0 +1,233 @@
+"""The market-data feed end to end: shard workers under a Supervisor, the md sidecar in
+its own process, subscribers using tradsys.client.marketdata over ipc:// endpoints. After
+random order streams every subscriber's book equals the engine's — also a late joiner,
+one made to drop messages, and one whose sidecar was killed and restarted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+import zmq
+
+from tests.conftest import Children
+from tests.marketdata.md_rig import (
+    DEADLINE_S,
+    SHARD_SYMBOLS,
+    MdRig,
+    md_config,
+    md_rig,
+    running,
+)
+from tradsys.client.md_feed import FeedState, Gap, MdEvent, Synced, Trades
+from tradsys.marketdata.protocol import (
+    BBO_BOARD_TOPIC,
+    HEARTBEAT_TOPIC,
+    BookSnapshot,
+    SnapshotError,
+    SnapshotRequest,
+    heartbeat_decoder,
+    reply_decoder,
+    topic,
+)
+from tradsys.matching.workload import mixed_stream
+from tradsys.wire import MD_DTYPE, MdKind
+
+pytestmark = pytest.mark.multiprocess
+
+
+@pytest.fixture
+def rig(instance: str, tmp_path: Path, children: Children) -> Iterator[MdRig]:
+    yield from md_rig(md_config(instance, tmp_path), children)
+
+
+def streams(n: int, seed: int, rig: MdRig) -> dict[int, np.ndarray]:
+    return {
+        shard: mixed_stream(n, seed + shard, rig.config.symbols_of(shard))
+        for shard in SHARD_SYMBOLS
+    }
+
+
+def test_every_subscriber_rebuilds_the_engines_books(rig: MdRig) -> None:
+    events: list[MdEvent] = []
+    early = rig.client(on_event=events.append)
+    prefix_only = rig.client(["ACME"])  # must never see ACMEX: topics cannot collide
+    seen_symbols: set[str] = set()
+    prefix_only.on_event = lambda ev: seen_symbols.add(getattr(ev, "symbol", ""))
+    rig.wait_converged(early)
+
+    first, second = streams(6000, 11, rig), streams(6000, 12, rig)
+    for shard, cmds in first.items():
+        rig.send(shard, cmds, pump=lambda: early.poll(0))
+    late = rig.client()  # joins with the books already full
+    for shard, cmds in second.items():
+        rig.send(shard, cmds, pump=lambda: (early.poll(0), late.poll(0)))
+    for client in (early, late, prefix_only):
+        rig.wait_converged(client)
+    assert not [e for e in events if isinstance(e, Gap)], "no loss on an unloaded feed"
+    # every trade print arrived once, in order
+    trades = np.concatenate([e.records for e in events if isinstance(e, Trades)])
+    for symbol_id in np.unique(trades["symbol_id"]):
+        seqs = trades["seq"][trades["symbol_id"] == symbol_id]
+        assert seqs.tolist() == list(range(1, len(seqs) + 1))
+    assert len(trades) > 100
+    assert seen_symbols <= {"ACME", ""}
+    assert late.books["ACME"].l2_seq == early.books["ACME"].l2_seq > 0
+
+
+def test_a_stalled_and_a_lossy_subscriber_do_not_slow_the_engine(
+    instance: str, tmp_path: Path, children: Children
+) -> None:
+    config = md_config(instance, tmp_path, sndhwm=20, max_frame_records=4)
+    with running(config, children) as rig:
+        healthy = rig.client()
+        lossy = rig.client(rcvhwm=10)
+        stalled = zmq.Context.instance().socket(zmq.SUB)
+        stalled.setsockopt(zmq.RCVHWM, 1)
+        stalled.setsockopt(zmq.LINGER, 0)
+        stalled.setsockopt(zmq.SUBSCRIBE, b"")
+        stalled.connect(rig.publish)
+        try:
+            rig.wait_converged(healthy)
+            rig.wait_converged(lossy)
+            started = time.monotonic()
+            # the lossy subscriber reads nothing while the stream runs; the stalled never
+            for shard, cmds in streams(15_000, 21, rig).items():
+                rig.send(shard, cmds, pump=lambda: healthy.poll(0))
+            took = time.monotonic() - started
+            assert took < 20, f"30k commands took {took:.1f} s with slow subscribers"
+            rig.wait_converged(healthy)
+            gaps: list[MdEvent] = []
+            lossy.on_event = gaps.append
+            rig.wait_converged(lossy)
+            assert any(isinstance(e, Gap) for e in gaps), "the lossy subscriber lost nothing?"
+            assert any(isinstance(e, Synced) for e in gaps)
+            assert sum(b.resyncs for b in lossy.books.values()) >= 1
+        finally:
+            stalled.close()
+
+
+def test_snapshot_requests_malformed_unknown_and_valid(rig: MdRig) -> None:
+    ctx = zmq.Context.instance()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.RCVTIMEO, int(DEADLINE_S * 1000))
+    dealer.connect(rig.snapshot)
+    try:
+        rig.send(0, mixed_stream(2000, 5, rig.config.symbols_of(0)))
+        for bad in (b"\xc1garbage", msgspec.msgpack.encode({"symbol": 5}), b""):
+            dealer.send(bad)
+            reply = reply_decoder.decode(dealer.recv())
+            assert isinstance(reply, SnapshotError) and reply.reason == "malformed_request"
+        dealer.send(msgspec.msgpack.encode(SnapshotRequest("NOPE", id=7)))
+        reply = reply_decoder.decode(dealer.recv())
+        assert isinstance(reply, SnapshotError)
+        assert (reply.reason, reply.id) == ("unknown_symbol", 7) and "NOPE" in reply.message
+        # and it keeps serving
+        dealer.send(msgspec.msgpack.encode(SnapshotRequest("ACME", id=8)))
+        reply = reply_decoder.decode(dealer.recv())
+        assert isinstance(reply, BookSnapshot) and reply.id == 8
+        book = rig.engine_book("ACME")
+        assert (reply.bids, reply.asks) == (book["bids"], book["asks"])
+        assert reply.l2_seq > 0
+    finally:
+        dealer.close()
+
+
+def test_a_restarted_sidecar_continues_the_sequence_numbers(rig: MdRig) -> None:
+    events: list[MdEvent] = []
+    client = rig.client(on_event=events.append, heartbeat_timeout_s=0.5)
+    rig.wait_converged(client)
+    rig.send(0, mixed_stream(3000, 31, rig.config.symbols_of(0)), pump=lambda: client.poll(0))
+    rig.wait_converged(client)
+    seq_before = client.books["ACME"].l2_seq
+    assert client.run_until(lambda: client.core.last_heartbeat is not None, DEADLINE_S)
+    feed_before = client.core.last_heartbeat
+    assert feed_before is not None
+    os.kill(rig.sidecar.pid, signal.SIGKILL)
+    rig.sidecar.join(DEADLINE_S)
+    assert client.run_until(lambda: not client.core.alive, DEADLINE_S), "death unnoticed"
+    # orders keep flowing while the sidecar is down: the md ring holds their records
+    rig.send(0, mixed_stream(3000, 32, rig.config.symbols_of(0))[2500:])
+    rig.start_sidecar()  # learns the books from the workers (refresh), then publishes
+    assert client.run_until(lambda: client.core.alive, DEADLINE_S)
+    rig.wait_converged(client)
+    hb = client.core.last_heartbeat
+    assert hb is not None and hb.feed_id != feed_before.feed_id
+    assert client.books["ACME"].l2_seq > seq_before, "the engine's seqs continue"
+    assert FeedState(False) in events and FeedState(True) in events
+    # a new subscriber's snapshot comes from the refreshed books
+    fresh = rig.client()
+    rig.wait_converged(fresh)
+
+
+def test_sigterm_stops_the_sidecar_cleanly(rig: MdRig) -> None:
+    assert rig.sidecar.pid is not None
+    os.kill(rig.sidecar.pid, signal.SIGTERM)
+    rig.sidecar.join(DEADLINE_S)
+    assert rig.sidecar.exitcode == 0
+    from tradsys.cores.sidecar import read_announcement
+
+    assert read_announcement(rig.config, "md") is None, "the announcement is withdrawn"
+
+
+def test_heartbeats_and_the_conflated_bbo_board(
+    instance: str, tmp_path: Path, children: Children
+) -> None:
+    config = md_config(instance, tmp_path, conflated_bbo=f"ipc://{tmp_path}/md-bbo")
+    with running(config, children) as rig:
+        ctx = zmq.Context.instance()
+        board = ctx.socket(zmq.SUB)
+        board.setsockopt(zmq.CONFLATE, 1)
+        board.setsockopt(zmq.SUBSCRIBE, b"")
+        board.setsockopt(zmq.LINGER, 0)
+        board.setsockopt(zmq.RCVTIMEO, int(DEADLINE_S * 1000))
+        board.connect(rig.announcement["conflated_bbo"])
+        hb = ctx.socket(zmq.SUB)
+        hb.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
+        hb.setsockopt(zmq.LINGER, 0)
+        hb.setsockopt(zmq.RCVTIMEO, int(DEADLINE_S * 1000))
+        hb.connect(rig.publish)
+        try:
+            beat = heartbeat_decoder.decode(hb.recv_multipart()[1])  # a silent market
+            assert {s.symbol for s in beat.symbols} == set(rig.all_symbols())
+            client = rig.client()  # waits out the subscription's propagation
+            rig.wait_converged(client)
+            for shard, cmds in streams(3000, 41, rig).items():
+                rig.send(shard, cmds)
+            rig.wait_converged(client)
+            deadline = time.monotonic() + DEADLINE_S
+            while True:  # only the newest board is kept: read until it is the final one
+                msg = board.recv()
+                assert msg.startswith(BBO_BOARD_TOPIC)
+                rows = np.frombuffer(msg[len(BBO_BOARD_TOPIC) :], MD_DTYPE)
+                want = {
+                    sym: client.books[sym].best(side)
+                    for sym in rig.all_symbols()
+                    for side in (1, 2)
+                }
+                got = {}
+                for r, sym in zip(rows, ["ACME", "ACMEX", "BRKR"], strict=True):
+                    got[sym] = (r["kind"], r["price"], r["ask_price"])
+                if all(
+                    got[s][0] == MdKind.BBO
+                    and (client.books[s].best(1) or (0, 0))[0] == got[s][1]
+                    and (client.books[s].best(2) or (0, 0))[0] == got[s][2]
+                    for s in got
+                ):
+                    break
+                assert time.monotonic() < deadline, f"board {got} never matched {want}"
+        finally:
+            board.close()
+            hb.close()
+
+
+def test_topics_cannot_prefix_collide() -> None:
+    assert not topic("l2", "ACMEX").startswith(topic("l2", "ACME"))
+    assert topic("trade", "ACME") == b"trade:ACME\0"

@@ -1,0 +1,331 @@
+"""The subscriber's side of the market-data feed without any I/O: local L2 books with
+gap detection and snapshot recovery, trade and BBO sequencing, feed liveness.
+
+``FeedCore`` takes the frames a SUB socket and a snapshot DEALER socket received and
+returns events; the snapshot requests it wants sent wait in ``outbox``. The drivers in
+``tradsys.client.marketdata`` do the ZeroMQ part (blocking or asyncio), so both share
+every rule here — and tests can drive it frame by frame.
+
+Recovery (docs/marketdata.md): a book starts unsynchronised; L2 records are buffered
+while a snapshot is fetched; the snapshot's ``l2_seq`` says which buffered records it
+already includes (dropped) and which follow (applied). A gap — a record whose seq is not
+the next one, or a heartbeat announcing a seq the book has not reached — starts over.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tradsys.marketdata.protocol import (
+    HEARTBEAT_TOPIC,
+    BookSnapshot,
+    Channel,
+    Heartbeat,
+    SnapshotError,
+    SnapshotRequest,
+    heartbeat_decoder,
+    parse_topic,
+    records,
+    reply_decoder,
+)
+from tradsys.wire import Side
+
+Level = tuple[int, int]  # (displayed quantity, order count)
+SNAPSHOT_RETRY_S = 2.0  # a snapshot request unanswered this long is sent again
+
+
+class LocalBook:
+    """One symbol's L2 book as rebuilt from the feed, and the L2 seq it is valid at."""
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.symbol_id = 0
+        self.bids: dict[int, Level] = {}
+        self.asks: dict[int, Level] = {}
+        self.l2_seq = 0
+        self.synced = False
+        self.resyncs = 0
+        self._buffer: list[np.ndarray] = []
+        self._request_id: int | None = None
+        self._requested_at = 0.0
+
+    def levels(self, side: Side, depth: int | None = None) -> list[tuple[int, int, int]]:
+        """(price, quantity, order count), best first."""
+        book = self.bids if side == Side.BUY else self.asks
+        prices = sorted(book, reverse=side == Side.BUY)[:depth]
+        return [(p, *book[p]) for p in prices]
+
+    def best(self, side: Side) -> tuple[int, int] | None:
+        """(price, quantity) of the best level of a side, or None when it is empty."""
+        book = self.bids if side == Side.BUY else self.asks
+        if not book:
+            return None
+        p = max(book) if side == Side.BUY else min(book)
+        return p, book[p][0]
+
+    def as_dict(self) -> dict[str, list[tuple[int, int, int]]]:
+        """Both sides, best first: what tests compare with the engine's depth."""
+        return {"bids": self.levels(Side.BUY), "asks": self.levels(Side.SELL)}
+
+    def _load(self, snap: BookSnapshot) -> None:
+        self.symbol_id = snap.symbol_id
+        self.bids = {p: (q, c) for p, q, c in snap.bids}
+        self.asks = {p: (q, c) for p, q, c in snap.asks}
+        self.l2_seq = snap.l2_seq
+        self.synced = True
+
+    def _apply(self, recs: np.ndarray) -> None:
+        bids, asks = self.bids, self.asks
+        for side, price, qty, count in zip(
+            recs["side"].tolist(),
+            recs["price"].tolist(),
+            recs["quantity"].tolist(),
+            recs["order_count"].tolist(),
+            strict=True,
+        ):
+            book = bids if side == Side.BUY else asks
+            if qty == 0 and count == 0:
+                book.pop(price, None)
+            else:
+                book[price] = (qty, count)
+        self.l2_seq = int(recs["seq"][-1])
+
+
+@dataclass(frozen=True)
+class Trades:
+    """Trade prints of one symbol, in seq order (MD_DTYPE records, side = aggressor)."""
+
+    symbol: str
+    records: np.ndarray
+
+
+@dataclass(frozen=True)
+class BboChange:
+    """The newest best bid and offer of one symbol (a quantity of 0 = side empty)."""
+
+    symbol: str
+    seq: int
+    bid_price: int
+    bid_quantity: int
+    ask_price: int
+    ask_quantity: int
+    time_ns: int
+
+
+@dataclass(frozen=True)
+class BookUpdate:
+    """L2 records applied to ``book`` (already updated)."""
+
+    symbol: str
+    book: LocalBook
+    records: np.ndarray
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Messages were lost on a channel: for L2 the book is being recovered by snapshot;
+    lost trades are reported, not replayed."""
+
+    symbol: str
+    channel: Channel
+    expected: int
+    got: int
+
+
+@dataclass(frozen=True)
+class Synced:
+    """The book of ``symbol`` was (re)built from a snapshot and is live at ``l2_seq``."""
+
+    symbol: str
+    l2_seq: int
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """The feed went silent beyond the heartbeat timeout (alive=False), or came back."""
+
+    alive: bool
+
+
+@dataclass(frozen=True)
+class FeedError:
+    """A snapshot request the sidecar refused for good (e.g. an unknown symbol)."""
+
+    symbol: str
+    reason: str
+    message: str
+
+
+MdEvent = Trades | BboChange | BookUpdate | Gap | Synced | FeedState | FeedError
+
+
+@dataclass
+class FeedCore:
+    """Sequencing and book keeping for a set of subscribed symbols (see the module)."""
+
+    symbols: list[str]
+    channels: tuple[Channel, ...] = (Channel.TRADE, Channel.BBO, Channel.L2)
+    heartbeat_timeout_s: float = 3.0
+    books: dict[str, LocalBook] = field(default_factory=dict)
+    outbox: list[SnapshotRequest] = field(default_factory=list)
+    alive: bool = True
+    last_heartbeat: Heartbeat | None = None
+
+    def __post_init__(self) -> None:
+        self.books = {s: LocalBook(s) for s in self.symbols}
+        self._trade_seq = dict.fromkeys(self.symbols, 0)
+        self._bbo_seq = dict.fromkeys(self.symbols, 0)
+        self._ids = itertools.count(1)
+        self._by_id: dict[int, str] = {}
+        self._last_message = time.monotonic()
+        if Channel.L2 in self.channels:
+            for book in self.books.values():
+                self._resync(book)
+
+    # ---- input -----------------------------------------------------------------------------
+
+    def on_message(self, topic: bytes, payload: bytes) -> list[MdEvent]:
+        """One PUB message (two frames)."""
+        events: list[MdEvent] = []
+        self._last_message = time.monotonic()
+        if not self.alive:
+            self.alive = True
+            events.append(FeedState(True))
+        if topic == HEARTBEAT_TOPIC:
+            events += self._on_heartbeat(heartbeat_decoder.decode(payload))
+            return events
+        channel, symbol = parse_topic(topic)
+        recs = records(payload)
+        if channel == Channel.L2:
+            events += self._on_l2(self.books[symbol], recs)
+        elif channel == Channel.TRADE:
+            events += self._on_trades(symbol, recs)
+        else:
+            events += self._on_bbo(symbol, recs)
+        return events
+
+    def on_reply(self, body: bytes) -> list[MdEvent]:
+        """One snapshot reply from the DEALER socket."""
+        reply = reply_decoder.decode(body)
+        symbol = self._by_id.pop(reply.id, None)
+        if symbol is None:
+            return []  # the answer to a request given up on (a retry was sent)
+        book = self.books[symbol]
+        if reply.id != book._request_id:
+            return []
+        book._request_id = None
+        if isinstance(reply, SnapshotError):
+            if reply.reason == "not_ready":
+                self._resync(book)
+                return []
+            return [FeedError(symbol, reply.reason, reply.message)]
+        return self._on_snapshot(book, reply)
+
+    def on_timer(self) -> list[MdEvent]:
+        """Call at least every second: liveness, and snapshot requests to retry."""
+        now = time.monotonic()
+        events: list[MdEvent] = []
+        if self.alive and now - self._last_message > self.heartbeat_timeout_s:
+            self.alive = False
+            events.append(FeedState(False))
+        for book in self.books.values():
+            if book._request_id is not None and now - book._requested_at > SNAPSHOT_RETRY_S:
+                self._resync(book)
+        return events
+
+    def seconds_to_timer(self) -> float:
+        return 0.25
+
+    # ---- rules -----------------------------------------------------------------------------
+
+    def _resync(self, book: LocalBook) -> None:
+        book.synced = False
+        request_id = next(self._ids)
+        if book._request_id is not None:
+            self._by_id.pop(book._request_id, None)
+        book._request_id = request_id
+        book._requested_at = time.monotonic()
+        self._by_id[request_id] = book.symbol
+        self.outbox.append(SnapshotRequest(book.symbol, request_id))
+
+    def _on_l2(self, book: LocalBook, recs: np.ndarray) -> list[MdEvent]:
+        if not book.synced:
+            book._buffer.append(recs)
+            return []
+        seqs = recs["seq"]
+        fresh = recs[seqs > book.l2_seq]
+        if not len(fresh):
+            return []
+        first, last = int(fresh["seq"][0]), int(fresh["seq"][-1])
+        if first != book.l2_seq + 1 or last - first != len(fresh) - 1:
+            gap = Gap(book.symbol, Channel.L2, book.l2_seq + 1, first)
+            book.resyncs += 1
+            self._resync(book)
+            book._buffer.append(fresh)
+            return [gap]
+        book._apply(fresh)
+        return [BookUpdate(book.symbol, book, fresh)]
+
+    def _on_snapshot(self, book: LocalBook, snap: BookSnapshot) -> list[MdEvent]:
+        book._load(snap)
+        self._trade_seq[book.symbol] = max(self._trade_seq[book.symbol], snap.trade_seq)
+        events: list[MdEvent] = [Synced(book.symbol, snap.l2_seq)]
+        buffered, book._buffer = book._buffer, []
+        for recs in buffered:
+            events += self._on_l2(book, recs)
+        return events
+
+    def _on_trades(self, symbol: str, recs: np.ndarray) -> list[MdEvent]:
+        last = self._trade_seq[symbol]
+        fresh = recs[recs["seq"] > last]
+        if not len(fresh):
+            return []
+        events: list[MdEvent] = []
+        first = int(fresh["seq"][0])
+        if last and first != last + 1:
+            events.append(Gap(symbol, Channel.TRADE, last + 1, first))
+        self._trade_seq[symbol] = int(fresh["seq"][-1])
+        events.append(Trades(symbol, fresh))
+        return events
+
+    def _on_bbo(self, symbol: str, recs: np.ndarray) -> list[MdEvent]:
+        r = recs[-1]  # only the newest matters
+        seq = int(r["seq"])
+        if seq <= self._bbo_seq[symbol]:
+            return []
+        self._bbo_seq[symbol] = seq
+        return [
+            BboChange(
+                symbol,
+                seq,
+                int(r["price"]),
+                int(r["quantity"]),
+                int(r["ask_price"]),
+                int(r["ask_quantity"]),
+                int(r["time_ns"]),
+            )
+        ]
+
+    def _on_heartbeat(self, hb: Heartbeat) -> list[MdEvent]:
+        """A heartbeat follows everything published before it on the same connection:
+        a seq it names that the book has not reached was lost."""
+        self.last_heartbeat = hb
+        self.heartbeat_timeout_s = max(self.heartbeat_timeout_s, 3 * hb.interval_ms / 1000)
+        events: list[MdEvent] = []
+        for s in hb.symbols:
+            book = self.books.get(s.symbol)
+            if book is None:
+                continue
+            if Channel.L2 in self.channels and book.synced and s.l2_seq > book.l2_seq:
+                events.append(Gap(s.symbol, Channel.L2, book.l2_seq + 1, s.l2_seq))
+                book.resyncs += 1
+                self._resync(book)
+            last = self._trade_seq[s.symbol]
+            if Channel.TRADE in self.channels and last and s.trade_seq > last:
+                events.append(Gap(s.symbol, Channel.TRADE, last + 1, s.trade_seq))
+                self._trade_seq[s.symbol] = s.trade_seq
+        return events

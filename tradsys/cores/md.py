@@ -1,0 +1,390 @@
+"""The market-data sidecar: drains every shard's ``md`` ring and publishes it on ZeroMQ.
+
+``python -m tradsys.cores.md <instance_dir>/config.json`` (the contract of
+``tradsys.cores.sidecar``). One thread, one loop:
+
+- pop a batch from each shard's md ring; group it by (symbol, channel) and send one
+  message per group (``tradsys.marketdata.framing``) on the PUB socket, bound to every
+  ``[md] publish`` endpoint; remember the L2 books it published (``L2Store``);
+- answer snapshot requests on the ROUTER socket between batches — so a snapshot is
+  always valid at a sequence number the feed has already published;
+- every ``heartbeat_ms``: a heartbeat with every symbol's last sequence numbers.
+
+At start (and after a crash, when it is restarted) it knows none of the books the
+workers hold, so it asks each worker for a market-data refresh through its control
+block (native/worker.h); snapshot requests for a symbol wait until its image arrives.
+Slow subscribers never slow it: the PUB socket drops a subscriber's messages past the
+high-water mark (``[md] sndhwm``), and that subscriber recovers by snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+import psutil
+import zmq
+
+from tradsys.config import Config, ConfigError
+from tradsys.cores.control import WorkerControl
+from tradsys.cores.sidecar import announce_ready, read_effective_config, stop_event, withdraw
+from tradsys.marketdata.framing import FramePacker
+from tradsys.marketdata.l2store import L2Store
+from tradsys.marketdata.protocol import (
+    BBO_BOARD_TOPIC,
+    HEARTBEAT_TOPIC,
+    BookSnapshot,
+    Heartbeat,
+    SnapshotError,
+    SnapshotRequest,
+    SymbolSeqs,
+    heartbeat_encoder,
+    request_decoder,
+)
+from tradsys.ring import Ring, WaitStrategy, segment_name
+from tradsys.ring.errors import RingError
+from tradsys.wire import LAYOUT_VERSION, MD_DTYPE, RECORD_SIZE, MdKind
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
+BATCH = 4096
+IDLE_WAIT_S = 0.002  # longest wait on a ring before looking at snapshot requests again
+NOT_READY_AFTER_S = 5.0  # a snapshot request waits this long for a refresh image
+
+log = logging.getLogger("tradsys.md")
+
+
+def bind_endpoint(sock: zmq.Socket[Any], endpoint: str) -> str:
+    """Bind, turning a tcp port 0 into "any free port"; return the bound endpoint."""
+    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
+        endpoint = endpoint[:-1] + "*"
+    sock.bind(endpoint)
+    return str(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+
+
+@dataclass
+class ShardFeed:
+    """One shard's md ring (this process its consumer) and control block."""
+
+    shard_id: int
+    ring: Ring
+    control: WorkerControl
+    refresh_asked: int = 0
+
+
+@dataclass
+class Waiting:
+    envelope: list[bytes]
+    request: SnapshotRequest
+    deadline: float
+
+
+@dataclass
+class MdSidecar:
+    """The sidecar's state; :meth:`open`, :meth:`run`, :meth:`close` (see the module)."""
+
+    config: Config
+    feeds: list[ShardFeed] = field(default_factory=list)
+    endpoints: dict[str, Any] = field(default_factory=dict)
+    published_records: int = 0
+    published_messages: int = 0
+
+    def __post_init__(self) -> None:
+        self.symbols = sorted(self.config.instruments, key=lambda i: i.symbol_id)
+        self.names = [i.symbol for i in self.symbols]
+        self.by_name = {i.symbol: k for k, i in enumerate(self.symbols)}
+        self.store = L2Store([i.symbol_id for i in self.symbols])
+        self.packer = FramePacker(self.names, self.config.md.max_frame_records)
+        self.feed_id = random.getrandbits(63)
+        self.wait = WaitStrategy.named(self.config.engine.wait)
+        self._buf = np.zeros(BATCH, MD_DTYPE)
+        self._waiting: list[Waiting] = []
+        self._board = np.zeros(len(self.symbols), MD_DTYPE)
+        self._ctx: zmq.Context[Any] | None = None
+
+    # ---- start and stop --------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Attach every shard's md ring and control block, bind the sockets, and ask the
+        workers for their books."""
+        md = self.config.md
+        instance = self.config.engine.instance
+        for shard in self.config.shards:
+            ring = Ring.attach(
+                segment_name(instance, "md", shard.id),
+                slot_size=RECORD_SIZE,
+                layout_version=LAYOUT_VERSION,
+                role="consumer",
+            )
+            try:
+                control = WorkerControl.attach(segment_name(instance, "ctl", shard.id))
+            except BaseException:
+                ring.close()
+                raise
+            self.feeds.append(ShardFeed(shard.id, ring, control))
+        self._ctx = zmq.Context()
+        self.pub = self._ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.SNDHWM, md.sndhwm)
+        self.pub.setsockopt(zmq.LINGER, 1000)
+        self.endpoints["publish"] = [bind_endpoint(self.pub, e) for e in md.publish]
+        self.router = self._ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.endpoints["snapshot"] = bind_endpoint(self.router, md.snapshot)
+        self.conflated: zmq.Socket[Any] | None = None
+        if md.conflated_bbo:
+            self.conflated = self._ctx.socket(zmq.PUB)
+            self.conflated.setsockopt(zmq.CONFLATE, 1)
+            self.conflated.setsockopt(zmq.LINGER, 0)
+            self.endpoints["conflated_bbo"] = bind_endpoint(self.conflated, md.conflated_bbo)
+        for feed in self.feeds:
+            feed.refresh_asked = feed.control.request_md_refresh()
+
+    def close(self) -> None:
+        """Close the sockets (queued messages get LINGER to leave) and unmap the rings."""
+        if self._ctx is not None:
+            for sock in (self.pub, self.router, self.conflated):
+                if sock is not None:
+                    sock.close()
+            self._ctx.term()
+            self._ctx = None
+        for feed in self.feeds:
+            feed.ring.close()
+            feed.control.close()
+        self.feeds.clear()
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Publish until ``stop`` is set, then publish what the rings still hold."""
+        interval_ns = self.config.md.heartbeat_ms * 1_000_000
+        next_beat = time.monotonic_ns()
+        feeds = self.feeds
+        turn = 0
+        while not stop.is_set():
+            busy = self.drain_once()
+            if int(self.router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                self._serve_requests()
+            now = time.monotonic_ns()
+            if now >= next_beat:
+                self._heartbeat()
+                self._tick()
+                next_beat = now + interval_ns
+            if not busy and feeds:
+                # wait on one ring at a time (rotating), bounded so requests are served
+                left = max(0.0, min(IDLE_WAIT_S, (next_beat - now) / 1e9))
+                feeds[turn % len(feeds)].ring.wait_readable(self.wait, timeout=left)
+                turn += 1
+        while self.drain_once():  # the workers have drained: publish all they emitted
+            pass
+        self._heartbeat()
+
+    def drain_once(self) -> bool:
+        """Pop and publish one batch from every shard; True if any had records."""
+        busy = False
+        buf = self._buf
+        for feed in self.feeds:
+            n = feed.ring.pop_batch(buf)
+            if n:
+                self.handle(buf[:n])
+                busy = True
+        return busy
+
+    def handle(self, batch: np.ndarray) -> None:
+        """Publish a batch of md records and keep the books (refresh images included)."""
+        sym = self.store.index(batch["symbol_id"])
+        if (sym < 0).any():
+            log.warning("dropping %d md records of unknown symbols", int((sym < 0).sum()))
+            keep = sym >= 0
+            batch, sym = batch[keep], sym[keep]
+        refresh = batch["kind"] >= MdKind.L2_REFRESH_BEGIN
+        if not refresh.any():
+            self._publish(batch, sym)
+            return
+        cuts = (np.flatnonzero(np.diff(refresh.astype(np.int8))) + 1).tolist()
+        for a, b in zip([0, *cuts], [*cuts, len(batch)], strict=True):
+            if refresh[a]:
+                self.store.apply_refresh(batch[a:b], sym[a:b])
+            else:
+                self._publish(batch[a:b], sym[a:b])
+        if self._waiting:
+            self._answer_waiting()
+
+    def _publish(self, batch: np.ndarray, sym: np.ndarray) -> None:
+        self.store.apply(batch, sym)
+        pub = self.pub
+        sent = 0
+        for t, payload in self.packer.frames(batch, sym):
+            pub.send(t, zmq.SNDMORE)
+            pub.send(payload)
+            sent += 1
+        self.published_messages += sent
+        self.published_records += len(batch)
+        if self.conflated is not None:
+            bbo = batch["kind"] == MdKind.BBO
+            if bbo.any():
+                # the last BBO of each symbol in the batch (seqs grow, so the greatest)
+                rows, s = batch[bbo], sym[bbo]
+                last = len(s) - 1 - np.unique(s[::-1], return_index=True)[1]
+                self._board[s[last]] = rows[last]
+                self.conflated.send(BBO_BOARD_TOPIC + self._board.tobytes())
+
+    # ---- snapshots ------------------------------------------------------------------------
+
+    def _serve_requests(self) -> None:
+        while True:
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            envelope, body = frames[:-1], frames[-1]
+            try:
+                req = request_decoder.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self._reply(envelope, SnapshotError(0, "malformed_request", str(exc)))
+                continue
+            si = self.by_name.get(req.symbol)
+            if si is None:
+                msg = f"unknown symbol {req.symbol!r}"
+                self._reply(envelope, SnapshotError(req.id, "unknown_symbol", msg))
+            elif self.store.ready[si]:
+                self._reply(envelope, self._snapshot(si, req.id))
+            else:
+                deadline = time.monotonic() + NOT_READY_AFTER_S
+                self._waiting.append(Waiting(envelope, req, deadline))
+
+    def _snapshot(self, si: int, request_id: int) -> BookSnapshot:
+        bids, asks = self.store.book(si)
+        s = self.store
+        return BookSnapshot(
+            id=request_id,
+            symbol=self.names[si],
+            symbol_id=self.symbols[si].symbol_id,
+            l2_seq=int(s.l2_seq[si]),
+            trade_seq=int(s.trade_seq[si]),
+            bbo_seq=int(s.bbo_seq[si]),
+            bids=bids,
+            asks=asks,
+            time_ns=time.time_ns(),
+        )
+
+    def _answer_waiting(self) -> None:
+        now = time.monotonic()
+        still: list[Waiting] = []
+        for w in self._waiting:
+            si = self.by_name[w.request.symbol]
+            if self.store.ready[si]:
+                self._reply(w.envelope, self._snapshot(si, w.request.id))
+            elif now > w.deadline:
+                msg = f"{w.request.symbol}: the book is not known yet (waiting for its worker)"
+                self._reply(w.envelope, SnapshotError(w.request.id, "not_ready", msg))
+            else:
+                still.append(w)
+        self._waiting = still
+
+    def _reply(self, envelope: list[bytes], reply: BookSnapshot | SnapshotError) -> None:
+        self.router.send_multipart([*envelope, msgspec.msgpack.encode(reply)])
+
+    # ---- heartbeats and refreshes -------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        s = self.store
+        seqs = [
+            SymbolSeqs(name, ins.symbol_id, int(t), int(l2), int(b))
+            for name, ins, t, l2, b in zip(
+                self.names,
+                self.symbols,
+                s.trade_seq.tolist(),
+                s.l2_seq.tolist(),
+                s.bbo_seq.tolist(),
+                strict=True,
+            )
+        ]
+        hb = Heartbeat(time.time_ns(), self.feed_id, self.config.md.heartbeat_ms, seqs)
+        self.pub.send_multipart([HEARTBEAT_TOPIC, heartbeat_encoder.encode(hb)])
+
+    def _tick(self) -> None:
+        """Once per heartbeat: time out waiting requests, and ask again for a refresh a
+        worker served but whose image did not complete (cut by a crash)."""
+        if self._waiting:
+            self._answer_waiting()
+        if self.store.ready.all():
+            return
+        for feed in self.feeds:
+            served = feed.control.md_refreshes_served
+            # served first, then the ring: an image pushed before `served` is drained
+            if served == feed.refresh_asked and feed.ring.readable == 0:
+                mine = self.store.index(
+                    np.array([i.symbol_id for i in self.config.symbols_of(feed.shard_id)])
+                )
+                if len(mine) and not self.store.ready[mine].all():
+                    feed.refresh_asked = feed.control.request_md_refresh()
+
+
+def run_md(config: Config) -> int:
+    """The body of the sidecar process; returns its exit code."""
+    stop = stop_event()
+    if config.md.core is not None:
+        psutil.Process().cpu_affinity([config.md.core])
+    sidecar = MdSidecar(config)
+    try:
+        try:
+            sidecar.open()
+        except (RingError, OSError, zmq.ZMQError) as exc:
+            log.error("md: cannot start: %s", exc)
+            return EXIT_USER_ERROR
+        announce_ready(
+            config,
+            "md",
+            symbols=sidecar.names,
+            **sidecar.endpoints,
+        )
+        log.info(
+            "md: publishing on %s, snapshots on %s",
+            ", ".join(sidecar.endpoints["publish"]),
+            sidecar.endpoints["snapshot"],
+        )
+        sidecar.run(stop)
+        log.info(
+            "md: stopped after %d records in %d messages",
+            sidecar.published_records,
+            sidecar.published_messages,
+        )
+        return EXIT_OK
+    finally:
+        sidecar.close()
+        withdraw(config, "md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tradsys.cores.md <instance_dir>/config.json``."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
+    )
+    if len(args) != 1:
+        print("usage: python -m tradsys.cores.md CONFIG_JSON", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        config = read_effective_config(args[0])
+    except ConfigError as exc:
+        print(f"tradsys.md: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        return run_md(config)
+    except Exception:
+        log.exception("md: failed (pid %d)", os.getpid())
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

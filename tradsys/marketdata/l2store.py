@@ -1,0 +1,161 @@
+"""The L2 books the md sidecar has published, kept so it can answer snapshot requests
+with the exact book a subscriber would have built from the feed, and the L2 sequence
+number it is valid at (the ZeroMQ guide's Clone pattern).
+
+Kept without per-record Python work, because it sits on the publish path: L2 records
+are appended as columns to a pending log, and the log is folded into the level table
+(one row per live level) with a sort only when a snapshot is asked for or the log has
+grown — the last update of a level wins, 0/0 removes it.
+
+A symbol is *ready* once its book is known from the start: either its first L2 record
+ever was seq 1 (an engine this sidecar saw from the beginning), or a refresh image from
+its worker (MdKind.L2_REFRESH_*) arrived. Until then it cannot serve snapshots.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tradsys.wire import MdKind, Side
+
+LEVEL_DTYPE = np.dtype(
+    [("sym", "<u4"), ("side", "u1"), ("price", "<i8"), ("quantity", "<i8"), ("count", "<u4")]
+)
+FOLD_AT = 1 << 18  # pending rows that trigger a fold (bounds memory, amortises the sort)
+
+
+class L2Store:
+    """Every symbol's published book and last sequence numbers, by dense index."""
+
+    def __init__(self, symbol_ids: list[int]) -> None:
+        self.ids = np.array(sorted(symbol_ids), dtype=np.uint32)
+        n = len(self.ids)
+        self.trade_seq = np.zeros(n, np.uint64)
+        self.l2_seq = np.zeros(n, np.uint64)
+        self.bbo_seq = np.zeros(n, np.uint64)
+        self.ready = np.zeros(n, bool)
+        self._refreshing = np.zeros(n, bool)
+        self._levels = np.zeros(0, LEVEL_DTYPE)
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+
+    def index(self, symbol_ids: np.ndarray) -> np.ndarray:
+        """Dense indices of known symbol ids (unknown ids map to -1)."""
+        pos = np.searchsorted(self.ids, symbol_ids)
+        pos = np.minimum(pos, len(self.ids) - 1)
+        return np.where(self.ids[pos] == symbol_ids, pos, -1)
+
+    # ---- feeding ---------------------------------------------------------------------
+
+    def apply(self, batch: np.ndarray, sym: np.ndarray) -> None:
+        """Take engine records (no refresh kinds); ``sym`` is their dense index."""
+        kind = batch["kind"]
+        for k, seqs in (
+            (MdKind.TRADE, self.trade_seq),
+            (MdKind.BBO, self.bbo_seq),
+            (MdKind.L2_UPDATE, self.l2_seq),
+        ):
+            m = kind == k
+            if m.any():
+                np.maximum.at(seqs, sym[m], batch["seq"][m])
+        l2 = kind == MdKind.L2_UPDATE
+        if not l2.any():
+            return
+        rows = batch[l2]
+        s = sym[l2]
+        # a symbol whose first update ever is seq 1 is known from the start
+        first = rows["seq"] == 1
+        if first.any():
+            self.ready[s[first]] = True
+        if self._refreshing[s].any():
+            # engine output inside a refresh: the image was cut by a worker crash and a
+            # new one is coming; until it does, these books are unknown
+            cut = np.unique(s[self._refreshing[s]])
+            self._refreshing[cut] = False
+            self.ready[cut] = False
+        self._append(s, rows["side"], rows["price"], rows["quantity"], rows["order_count"])
+
+    def apply_refresh(self, image: np.ndarray, sym: np.ndarray) -> None:
+        """Take a run of refresh records (BEGIN / LEVEL... / END, maybe cut at either
+        end by the batch boundary)."""
+        kind = image["kind"]
+        starts = np.flatnonzero(kind == MdKind.L2_REFRESH_BEGIN)
+        ends = np.flatnonzero(kind == MdKind.L2_REFRESH_END)
+        marks = sorted([(int(i), 0) for i in starts] + [(int(i), 1) for i in ends])
+        pos = 0
+        for at, what in marks:
+            self._take_levels(image[pos:at], sym[pos:at])
+            si = int(sym[at])
+            if what == 0:
+                self._begin(si, image[at])
+            elif self._refreshing[si]:
+                self._refreshing[si] = False
+                self.ready[si] = True
+            pos = at + 1
+        self._take_levels(image[pos:], sym[pos:])
+
+    def _begin(self, si: int, rec: np.void) -> None:
+        self.fold()
+        keep = self._levels["sym"] != si
+        self._levels = self._levels[keep]
+        self.l2_seq[si] = rec["seq"]
+        self.trade_seq[si] = max(int(self.trade_seq[si]), int(rec["ask_price"]))
+        self.bbo_seq[si] = max(int(self.bbo_seq[si]), int(rec["ask_quantity"]))
+        self._refreshing[si] = True
+        self.ready[si] = False
+
+    def _take_levels(self, rows: np.ndarray, sym: np.ndarray) -> None:
+        m = (rows["kind"] == MdKind.L2_REFRESH_LEVEL) & self._refreshing[sym]
+        if m.any():
+            r = rows[m]
+            self._append(sym[m], r["side"], r["price"], r["quantity"], r["order_count"])
+
+    def _append(self, sym, side, price, quantity, count) -> None:  # type: ignore[no-untyped-def]
+        rows = np.empty(len(sym), LEVEL_DTYPE)
+        rows["sym"], rows["side"], rows["price"] = sym, side, price
+        rows["quantity"], rows["count"] = quantity, count
+        self._pending.append(rows)
+        self._pending_rows += len(rows)
+        if self._pending_rows >= FOLD_AT:
+            self.fold()
+
+    # ---- reading -----------------------------------------------------------------------
+
+    def fold(self) -> None:
+        """Merge the pending log into the level table (last update per level wins)."""
+        if not self._pending:
+            return
+        rows = np.concatenate([self._levels, *self._pending])
+        self._pending.clear()
+        self._pending_rows = 0
+        order = np.lexsort((np.arange(len(rows)), rows["price"], rows["side"], rows["sym"]))
+        rows = rows[order]
+        key_change = (
+            (rows["sym"][1:] != rows["sym"][:-1])
+            | (rows["side"][1:] != rows["side"][:-1])
+            | (rows["price"][1:] != rows["price"][:-1])
+        )
+        last = np.append(key_change, True)
+        rows = rows[last]
+        self._levels = rows[(rows["quantity"] != 0) | (rows["count"] != 0)]
+
+    def book(self, si: int) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+        """(bids, asks) of one symbol, each best first, as (price, quantity, count)."""
+        self.fold()
+        lv = self._levels
+        lo, hi = np.searchsorted(lv["sym"], [si, si + 1])
+        mine = lv[lo:hi]
+        bids = mine[mine["side"] == Side.BUY][::-1]
+        asks = mine[mine["side"] == Side.SELL]
+        return _tuples(bids), _tuples(asks)
+
+
+def _tuples(levels: np.ndarray) -> list[tuple[int, int, int]]:
+    return list(
+        zip(
+            levels["price"].tolist(),
+            levels["quantity"].tolist(),
+            levels["count"].tolist(),
+            strict=True,
+        )
+    )
