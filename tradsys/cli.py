@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tradsys import __version__
+from tradsys.cli_md import register as register_md
 from tradsys.config import Config, ConfigError, load_config
 from tradsys.ring import find_stale, instance_segments, reclaim_stale
 
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     shm.add_argument("action", choices=["ls", "reclaim"])
     shm.add_argument("--instance", help="only this instance's segments")
     shm.set_defaults(func=cmd_shm)
+    register_md(sub)
     return parser
 
 

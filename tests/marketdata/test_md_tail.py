@@ -1,0 +1,92 @@
+"""`tradsys md tail`: the view, and the command against a running sidecar."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Children
+from tests.marketdata.md_rig import MdRig, md_config, md_rig
+from tradsys.client.md_feed import LocalBook
+from tradsys.matching.commands import batch, new_order
+from tradsys.wire import Side
+
+
+@pytest.fixture
+def rig(instance: str, tmp_path: Path, children: Children) -> Iterator[MdRig]:
+    yield from md_rig(md_config(instance, tmp_path), children)
+
+
+def test_render_puts_asks_above_bids_and_newest_trades_first() -> None:
+    book = LocalBook("ACME")
+    book.bids = {99: (5, 1), 98: (7, 2)}
+    book.asks = {101: (3, 1), 102: (4, 1)}
+    view = render_view(book)
+    lines = view.splitlines()
+    order = [ln.split()[1] for ln in lines if ln.strip().startswith(("ask", "bid"))]
+    assert order == ["102", "101", "99", "98"]
+    assert lines.index(next(ln for ln in lines if "2 @ 100" in ln)) < lines.index(
+        next(ln for ln in lines if "1 @ 101" in ln)
+    )
+
+
+def render_view(book: LocalBook) -> str:
+    from tradsys.cli_md import render
+
+    trades = deque([(1, int(Side.BUY), 1, 101), (2, int(Side.SELL), 2, 100)])
+    return render(book, trades, 10, "")
+
+
+@pytest.mark.multiprocess
+def test_md_tail_shows_the_live_book(rig: MdRig) -> None:
+    rig.send(0, batch(new_order(1, 1, 7, Side.BUY, 5, 990), new_order(2, 1, 8, Side.SELL, 3, 1010)))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tradsys.cli",
+            "md",
+            "tail",
+            "ACME",
+            "--plain",
+            "--updates",
+            "1",
+            "--publish",
+            rig.publish,
+            "--snapshot",
+            rig.snapshot,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ask" in proc.stdout and "1010" in proc.stdout and "990" in proc.stdout
+
+
+@pytest.mark.multiprocess
+def test_md_tail_of_an_unknown_symbol_is_a_user_error(rig: MdRig) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tradsys.cli",
+            "md",
+            "tail",
+            "NOPE",
+            "--publish",
+            rig.publish,
+            "--snapshot",
+            rig.snapshot,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "unknown_symbol" in proc.stderr and "NOPE" in proc.stderr

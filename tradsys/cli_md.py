@@ -1,0 +1,122 @@
+"""`tradsys md ...`: market-data commands for a person at a terminal.
+
+``tradsys md tail SYMBOL`` subscribes like any client (tradsys.client.marketdata) and
+redraws the book and the latest trades at most ten times a second. Endpoints come from
+the running sidecar's announcement (``<data_dir>/<instance>/md.json``), or from the
+config, or from --publish/--snapshot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import deque
+from typing import Any
+
+from tradsys.client.md_feed import BboChange, FeedError, FeedState, Gap, LocalBook, MdEvent, Trades
+from tradsys.wire import Side
+
+EXIT_OK, EXIT_USER_ERROR = 0, 1
+CLEAR = "\x1b[H\x1b[2J"
+SIDE = {Side.BUY: "buy", Side.SELL: "sell"}
+
+
+def register(subparsers: Any) -> None:
+    """Add ``md`` and its subcommands to the `tradsys` parser."""
+    md = subparsers.add_parser("md", help="market data: watch a symbol's book and trades")
+    sub = md.add_subparsers(dest="md_command", required=True)
+    tail = sub.add_parser("tail", help="live view of a symbol's book and trades")
+    tail.add_argument("symbol")
+    tail.add_argument("--config", help="the instance's TOML config (default: built-in)")
+    tail.add_argument("--publish", help="PUB endpoint (default: from the running sidecar)")
+    tail.add_argument("--snapshot", help="snapshot endpoint (default: the same way)")
+    tail.add_argument("--depth", type=int, default=10, help="levels per side")
+    tail.add_argument("--plain", action="store_true", help="no screen clearing: append views")
+    tail.add_argument("--updates", type=int, default=0, help="exit after N views (0: never)")
+    tail.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a book")
+    tail.set_defaults(func=cmd_md_tail)
+
+
+def _endpoints(args: argparse.Namespace) -> tuple[str, str]:
+    if args.publish and args.snapshot:
+        return args.publish, args.snapshot
+    from tradsys.config import load_config
+    from tradsys.cores.sidecar import read_announcement
+
+    config = load_config(args.config)
+    doc = read_announcement(config, "md") or {}
+    publish = args.publish or (doc.get("publish") or config.md.publish)[0]
+    snapshot = args.snapshot or doc.get("snapshot") or config.md.snapshot
+    return str(publish), str(snapshot)
+
+
+def render(book: LocalBook, trades: deque[tuple[int, int, int, int]], depth: int, note: str) -> str:
+    """The view: asks above bids (best in the middle), then the latest trades."""
+    lines = [f"{book.symbol}  L2 seq {book.l2_seq}  {note}".rstrip(), ""]
+    lines.append(f"{'':>12} {'price':>12} {'qty':>12} {'orders':>7}")
+    for price, qty, count in reversed(book.levels(Side.SELL, depth)):
+        lines.append(f"{'ask':>12} {price:>12} {qty:>12} {count:>7}")
+    lines.append(f"{'':>12} {'-' * 12:>12}")
+    for price, qty, count in book.levels(Side.BUY, depth):
+        lines.append(f"{'bid':>12} {price:>12} {qty:>12} {count:>7}")
+    lines += ["", "trades (newest first): seq  side  qty @ price"]
+    for seq, side, qty, price in reversed(trades):
+        lines.append(f"  {seq:>8}  {SIDE.get(Side(side), '?'):>4}  {qty} @ {price}")
+    return "\n".join(lines)
+
+
+def cmd_md_tail(args: argparse.Namespace) -> int:
+    """Subscribe to one symbol and redraw its book and trades as they change."""
+    from tradsys.client.marketdata import MarketDataClient
+    from tradsys.config import ConfigError
+
+    try:
+        publish, snapshot = _endpoints(args)
+    except ConfigError as exc:
+        print(f"tradsys: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    trades: deque[tuple[int, int, int, int]] = deque(maxlen=args.depth)
+    state: dict[str, Any] = {"dirty": True, "note": "", "error": ""}
+
+    def on_event(ev: MdEvent) -> None:
+        state["dirty"] = True
+        if isinstance(ev, Trades):
+            for r in ev.records:
+                trades.append((int(r["seq"]), int(r["side"]), int(r["quantity"]), int(r["price"])))
+        elif isinstance(ev, Gap):
+            state["note"] = f"(gap on {ev.channel}: recovering)"
+        elif isinstance(ev, FeedState):
+            state["note"] = "" if ev.alive else "(feed silent: no heartbeat)"
+        elif isinstance(ev, FeedError):
+            state["error"] = f"{ev.reason}: {ev.message}"
+        elif isinstance(ev, BboChange) and state["note"].startswith("(gap"):
+            state["note"] = ""
+
+    views = 0
+    with MarketDataClient(publish, snapshot, [args.symbol], on_event=on_event) as client:
+        book = client.books[args.symbol]
+        if not client.run_until(lambda: book.synced or bool(state["error"]), args.timeout):
+            why = f"no book for {args.symbol} from {snapshot} within {args.timeout:g} s"
+            print(f"tradsys: {why} (is `tradsys run` up with [md] enabled?)", file=sys.stderr)
+            return EXIT_USER_ERROR
+        if state["error"]:
+            print(f"tradsys: {state['error']}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        next_draw = 0.0
+        try:
+            while True:
+                client.poll(0.1)
+                now = time.monotonic()
+                if state["dirty"] and now >= next_draw:
+                    view = render(book, trades, args.depth, str(state["note"]))
+                    print(view if args.plain else CLEAR + view, flush=True)
+                    if args.plain:
+                        print(flush=True)
+                    state["dirty"] = False
+                    next_draw = now + 0.1
+                    views += 1
+                    if args.updates and views >= args.updates:
+                        return EXIT_OK
+        except KeyboardInterrupt:
+            return EXIT_OK
