@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradsys.marketdata import l2store
-from tradsys.marketdata.framing import FramePacker
+from tradsys.marketdata.framing import FramePacker, group
 from tradsys.marketdata.l2store import L2Store
 from tradsys.wire import MD_DTYPE, MdKind
 
@@ -39,7 +39,7 @@ def test_the_store_equals_a_dict_model(updates: list[tuple[int, int, int, int]],
     try:
         for a in range(0, len(batch), 7):
             part = batch[a : a + 7]
-            store.apply(part, store.index(part["symbol_id"]))
+            store.apply(group(part, store.index(part["symbol_id"])))
     finally:
         l2store.FOLD_AT = old
     for si, sym in enumerate([1, 2]):
@@ -76,7 +76,7 @@ def test_a_refresh_replaces_the_book_and_a_cut_one_leaves_it_unknown() -> None:
     upd = np.zeros(1, MD_DTYPE)
     upd["kind"], upd["symbol_id"], upd["seq"], upd["side"], upd["price"] = 1, 7, 42, 1, 98
     upd["quantity"], upd["order_count"] = 1, 1
-    store.apply(upd, np.zeros(1, np.int64))
+    store.apply(group(upd, np.zeros(1, np.int64)))
     assert not store.ready[0], "an image cut by a crash is not a book"
 
 
@@ -87,7 +87,8 @@ def test_frames_group_by_symbol_and_channel_in_seq_order() -> None:
     batch["symbol_id"] = [1, 1, 2, 1, 1, 1]
     batch["seq"] = [1, 1, 1, 2, 1, 3]
     sym = batch["symbol_id"].astype(np.int64) - 1
-    frames = [(t, np.frombuffer(p, MD_DTYPE)["seq"].tolist()) for t, p in packer.frames(batch, sym)]
+    g = group(batch, sym)
+    frames = [(t, np.frombuffer(p, MD_DTYPE)["seq"].tolist()) for t, p in packer.frames(g)]
     assert frames == [
         (b"trade:A\0", [1]),
         (b"bbo:A\0", [1]),

@@ -36,7 +36,7 @@ import zmq
 from tradsys.config import Config, ConfigError
 from tradsys.cores.control import WorkerControl
 from tradsys.cores.sidecar import announce_ready, read_effective_config, stop_event, withdraw
-from tradsys.marketdata.framing import FramePacker
+from tradsys.marketdata.framing import FramePacker, group
 from tradsys.marketdata.l2store import L2Store
 from tradsys.marketdata.protocol import (
     BBO_BOARD_TOPIC,
@@ -54,7 +54,7 @@ from tradsys.ring.errors import RingError
 from tradsys.wire import LAYOUT_VERSION, MD_DTYPE, RECORD_SIZE, MdKind
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
-BATCH = 4096
+BATCH = 8192
 IDLE_WAIT_S = 0.002  # longest wait on a ring before looking at snapshot requests again
 NOT_READY_AFTER_S = 5.0  # a snapshot request waits this long for a refresh image
 
@@ -218,10 +218,11 @@ class MdSidecar:
             self._answer_waiting()
 
     def _publish(self, batch: np.ndarray, sym: np.ndarray) -> None:
-        self.store.apply(batch, sym)
+        g = group(batch, sym)
+        self.store.apply(g)
         pub = self.pub
         sent = 0
-        for t, payload in self.packer.frames(batch, sym):
+        for t, payload in self.packer.frames(g):
             pub.send(t, zmq.SNDMORE)
             pub.send(payload)
             sent += 1

@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from tradsys.marketdata.framing import L2_CHANNEL as L2_CH
+from tradsys.marketdata.framing import N_CHANNELS, Grouped
+from tradsys.marketdata.protocol import CHANNELS, Channel
 from tradsys.wire import MdKind, Side
+
+TRADE_CH, BBO_CH = CHANNELS.index(Channel.TRADE), CHANNELS.index(Channel.BBO)
 
 LEVEL_DTYPE = np.dtype(
     [("sym", "<u4"), ("side", "u1"), ("price", "<i8"), ("quantity", "<i8"), ("count", "<u4")]
@@ -38,31 +43,38 @@ class L2Store:
         self._levels = np.zeros(0, LEVEL_DTYPE)
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
+        self._lut: np.ndarray | None = None
+        if n and int(self.ids[-1]) < 1 << 20:
+            # symbol ids are small in practice: a lookup table beats a binary search
+            self._lut = np.full(int(self.ids[-1]) + 2, -1, np.int64)
+            self._lut[self.ids] = np.arange(n)
 
     def index(self, symbol_ids: np.ndarray) -> np.ndarray:
         """Dense indices of known symbol ids (unknown ids map to -1)."""
+        if self._lut is not None:
+            ids = np.minimum(symbol_ids, len(self._lut) - 1)
+            return np.asarray(self._lut[ids])
         pos = np.searchsorted(self.ids, symbol_ids)
         pos = np.minimum(pos, len(self.ids) - 1)
         return np.where(self.ids[pos] == symbol_ids, pos, -1)
 
     # ---- feeding ---------------------------------------------------------------------
 
-    def apply(self, batch: np.ndarray, sym: np.ndarray) -> None:
-        """Take engine records (no refresh kinds); ``sym`` is their dense index."""
-        kind = batch["kind"]
-        for k, seqs in (
-            (MdKind.TRADE, self.trade_seq),
-            (MdKind.BBO, self.bbo_seq),
-            (MdKind.L2_UPDATE, self.l2_seq),
-        ):
-            m = kind == k
-            if m.any():
-                np.maximum.at(seqs, sym[m], batch["seq"][m])
-        l2 = kind == MdKind.L2_UPDATE
+    def apply(self, g: Grouped) -> None:
+        """Take a grouped batch of engine records (no refresh kinds): each group's last
+        record carries its symbol-channel's newest seq; the L2 records keep their order
+        within a symbol, which is all the fold needs."""
+        last_seq = g.records["seq"][g.ends - 1]
+        ch = g.keys % N_CHANNELS
+        si = g.keys // N_CHANNELS
+        for c, seqs in ((TRADE_CH, self.trade_seq), (BBO_CH, self.bbo_seq), (L2_CH, self.l2_seq)):
+            m = ch == c
+            seqs[si[m]] = last_seq[m]
+        l2 = g.channel == L2_CH
         if not l2.any():
             return
-        rows = batch[l2]
-        s = sym[l2]
+        rows = g.records[l2]
+        s = self.index(rows["symbol_id"])
         # a symbol whose first update ever is seq 1 is known from the start
         first = rows["seq"] == 1
         if first.any():
@@ -128,14 +140,25 @@ class L2Store:
         rows = np.concatenate([self._levels, *self._pending])
         self._pending.clear()
         self._pending_rows = 0
-        order = np.lexsort((np.arange(len(rows)), rows["price"], rows["side"], rows["sym"]))
-        rows = rows[order]
-        key_change = (
-            (rows["sym"][1:] != rows["sym"][:-1])
-            | (rows["side"][1:] != rows["side"][:-1])
-            | (rows["price"][1:] != rows["price"][:-1])
-        )
-        last = np.append(key_change, True)
+        price = rows["price"]
+        if len(rows) and int(price.min()) >= 0 and int(price.max()) < 1 << 40:
+            # one int64 key (symbol, side, price) and a stable sort: the last update of
+            # a level stays last among its equals
+            key = (rows["sym"].astype(np.int64) << 42) | (rows["side"].astype(np.int64) << 40)
+            key |= price
+            order = np.argsort(key, kind="stable")
+            key = key[order]
+            rows = rows[order]
+            last = np.append(key[1:] != key[:-1], True)
+        else:
+            order = np.lexsort((np.arange(len(rows)), price, rows["side"], rows["sym"]))
+            rows = rows[order]
+            key_change = (
+                (rows["sym"][1:] != rows["sym"][:-1])
+                | (rows["side"][1:] != rows["side"][:-1])
+                | (rows["price"][1:] != rows["price"][:-1])
+            )
+            last = np.append(key_change, True)
         rows = rows[last]
         self._levels = rows[(rows["quantity"] != 0) | (rows["count"] != 0)]
 

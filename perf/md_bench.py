@@ -1,0 +1,470 @@
+"""Market data: records/s delivered to a ZeroMQ subscriber, and trade-to-subscriber latency.
+
+Two measures, each run with the sidecar packing many records per message (TradSys) and,
+in the same run, with one record per message (the peer, ``[md] max_frame_records = 1``):
+
+- **delivered throughput**: this process plays a shard worker and fills a real md ring
+  with engine market data (a venue stream's output) as fast as the ring takes it; the md
+  sidecar (``python -m tradsys.cores.md``, its own process) drains and publishes it over
+  ipc://; a subscriber process counts the records it receives between its first and its
+  last. Records dropped at the high-water mark are not counted: delivered means received.
+- **latency**: a real instance (Supervisor, one shard worker, durability none, polite
+  waits) and the sidecar; this process pushes, open-loop at a fixed rate, a CLOCK_TICK
+  stamped with the intended send time (CLOCK_REALTIME) and a crossing IOC order into the
+  shard's ``cmd`` ring; each trade print carries that time (the engine clock is the
+  command stream), and the subscriber takes ``now - time_ns`` into an HdrHistogram.
+
+Also measured: encoding + decoding the payload as fixed 64-byte records versus msgspec
+msgpack, the choice docs/marketdata.md explains.
+
+Usage: md_bench.py [--quick] [--json] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import multiprocessing.connection as mpc
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import zmq
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as common
+
+from tradsys.config import Config, check_config
+from tradsys.cores.control import WorkerControl
+from tradsys.cores.sidecar import read_announcement, write_effective_config
+from tradsys.cores.supervisor import Supervisor
+from tradsys.marketdata.protocol import HEARTBEAT_TOPIC, topic
+from tradsys.matching import CEngine, Instrument
+from tradsys.matching.commands import batch, new_order
+from tradsys.matching.workload import venue_stream
+from tradsys.ring import Ring, WaitStrategy, reclaim_stale, segment_name
+from tradsys.wire import (
+    COMMAND_DTYPE,
+    EVENT_DTYPE,
+    LAYOUT_VERSION,
+    MD_DTYPE,
+    RECORD_SIZE,
+    CommandKind,
+    ControlCode,
+    Side,
+    TimeInForce,
+)
+
+BENCH = "md"
+PEER = "one record per frame"
+SYMBOL = Instrument("BENCH", 1, reference_price=100_000)
+LAYOUT = {"slot_size": RECORD_SIZE, "layout_version": LAYOUT_VERSION}
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool
+    rounds: int
+    records: int  # throughput: records per batched run (the peer gets a tenth)
+    trades: int  # latency: trades per run
+    rate: int  # latency: trades per second offered
+
+    @classmethod
+    def of(cls, quick: bool, rounds: int | None) -> Plan:
+        if quick:
+            return cls(True, rounds or 1, 3_000_000, 20_000, 10_000)
+        return cls(False, rounds or 3, 20_000_000, 100_000, 20_000)
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---- configuration and processes ---------------------------------------------------------
+
+
+def make_config(root: Path, instance: str, frame_records: int) -> Config:
+    doc = {
+        "engine": {"instance": instance, "data_dir": str(root / "var"), "ring_capacity": 1 << 18},
+        "journal": {"durability": "none"},
+        "shard": [{"id": 0, "symbols": [SYMBOL.symbol]}],
+        "instrument": [msgspec.to_builtins(SYMBOL)],
+        "md": {
+            "publish": [f"ipc://{root}/pub-{frame_records}"],
+            "snapshot": f"ipc://{root}/snap-{frame_records}",
+            "heartbeat_ms": 100,
+            "max_frame_records": frame_records,
+            "sndhwm": 100_000,
+        },
+    }
+    return check_config(msgspec.convert(doc, Config), "md bench")
+
+
+class Sidecar:
+    """``python -m tradsys.cores.md`` for one config, stopped with SIGTERM."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        path = write_effective_config(config)
+        self.proc = subprocess.Popen([sys.executable, "-m", "tradsys.cores.md", str(path)])
+        deadline = time.monotonic() + 60
+        while True:
+            doc = read_announcement(config, "md")
+            if doc is not None and doc.get("pid") == self.proc.pid:
+                self.publish = str(doc["publish"][0])
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"the md sidecar did not start (exit {self.proc.returncode})")
+            time.sleep(0.01)  # start-up only
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _subscribe(endpoint: str, prefix: bytes) -> tuple[Any, Any]:
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 1_000_000)
+    sub.setsockopt(zmq.SUBSCRIBE, prefix)
+    sub.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
+    sub.connect(endpoint)
+    # the subscription has reached the publisher once a heartbeat comes through
+    while sub.recv_multipart()[0] != HEARTBEAT_TOPIC:
+        pass
+    return ctx, sub
+
+
+def count_subscriber(endpoint: str, expected: int, conn: mpc.Connection) -> None:
+    """Count records until ``expected`` came, or the feed has been quiet for 2 s."""
+    ctx, sub = _subscribe(endpoint, b"")
+    conn.send("ready")
+    got, first, last = 0, 0.0, 0.0
+    poller = zmq.Poller()
+    poller.register(sub, zmq.POLLIN)
+    while got < expected:
+        if not poller.poll(2000):
+            break
+        t, payload = sub.recv_multipart(copy=False)
+        if t.bytes == HEARTBEAT_TOPIC:
+            continue
+        if not got:
+            first = time.perf_counter()
+        got += len(payload) // RECORD_SIZE
+        last = time.perf_counter()
+    conn.send((got, last - first))
+    sub.close()
+    ctx.term()
+
+
+def latency_subscriber(endpoint: str, expected: int, conn: mpc.Connection) -> None:
+    """Trade prints' ``now - time_ns`` (CLOCK_REALTIME) into an HdrHistogram, µs."""
+    from hdrh.histogram import HdrHistogram
+
+    hist = HdrHistogram(1, 60_000_000, 3)
+    ctx, sub = _subscribe(endpoint, topic("trade", SYMBOL.symbol))
+    conn.send("ready")
+    poller = zmq.Poller()
+    poller.register(sub, zmq.POLLIN)
+    got = 0
+    while got < expected:
+        if not poller.poll(3000):
+            break
+        t, payload = sub.recv_multipart()
+        if t == HEARTBEAT_TOPIC:
+            continue
+        now = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        stamps = np.frombuffer(payload, MD_DTYPE)["time_ns"]
+        for lat in ((now - stamps) // 1000).tolist():
+            hist.record_value(max(1, lat))
+        got += len(stamps)
+    conn.send(
+        (
+            got,
+            hist.get_value_at_percentile(50),
+            hist.get_value_at_percentile(99),
+            hist.get_value_at_percentile(99.9),
+            hist.get_max_value(),
+        )
+    )
+    sub.close()
+    ctx.term()
+
+
+def start_subscriber(target: Any, *args: Any) -> tuple[Any, mpc.Connection]:
+    ctx = mp.get_context("spawn")
+    mine, theirs = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(*args, theirs), daemon=True)
+    proc.start()
+    if not mine.poll(60):
+        proc.kill()
+        raise BenchError("the subscriber never saw the feed")
+    mine.recv()
+    return proc, mine
+
+
+# ---- throughput ------------------------------------------------------------------------------
+
+
+def engine_md(n_commands: int) -> np.ndarray:
+    """Real market data: what the engine emits for a venue stream."""
+    engine = CEngine()
+    engine.add_instrument(Instrument("BENCH", 1))
+    out = engine.process(venue_stream(n_commands, 7, symbol_id=1))
+    engine.close()
+    return np.ascontiguousarray(out.md)
+
+
+def throughput(
+    root: Path, instance: str, frame_records: int, records: int, pool: np.ndarray
+) -> float:
+    config = make_config(root, f"{instance}f{frame_records}", frame_records)
+    ring = Ring.create(segment_name(config.engine.instance, "md", 0), capacity=1 << 18, **LAYOUT)
+    ctl = WorkerControl.create(segment_name(config.engine.instance, "ctl", 0))
+    sidecar = None
+    sub = None
+    try:
+        sidecar = Sidecar(config)
+        sub, conn = start_subscriber(count_subscriber, sidecar.publish, records)
+        wait = WaitStrategy.spin_park()
+        pushed = 0
+        while pushed < records:
+            take = min(len(pool), records - pushed)
+            ring.push_all(pool[:take], wait, timeout=60)
+            pushed += take
+        if not conn.poll(120):
+            raise BenchError("the throughput subscriber did not finish")
+        got, span = conn.recv()
+        sub.join(30)
+        if got < records * 0.5 or span <= 0:
+            raise BenchError(f"only {got:,} of {records:,} records were delivered")
+        common.note(
+            f"  {frame_records:>5} records/frame: {got:,} of {records:,} delivered in {span:.2f} s"
+        )
+        return got / span
+    finally:
+        if sub is not None and sub.is_alive():
+            sub.kill()
+        if sidecar is not None:
+            sidecar.stop()
+        ring.close()
+        ctl.close()
+
+
+# ---- latency ----------------------------------------------------------------------------------
+
+
+def cross_commands(n: int, first_id: int) -> np.ndarray:
+    """Per trade: a CLOCK_TICK (time filled in when sent) and a BUY IOC of 1 lot that
+    crosses the resting sell."""
+    cmds = np.zeros(2 * n, COMMAND_DTYPE)
+    tick, buy = cmds[0::2], cmds[1::2]
+    tick["kind"], tick["control"], tick["symbol_id"] = (
+        CommandKind.CONTROL,
+        ControlCode.CLOCK_TICK,
+        1,
+    )
+    buy["kind"], buy["symbol_id"], buy["account_id"] = CommandKind.NEW_ORDER, 1, 2
+    buy["order_id"] = np.arange(first_id, first_id + n)
+    buy["side"], buy["order_type"], buy["tif"] = Side.BUY, 1, TimeInForce.IOC
+    buy["price"], buy["quantity"] = SYMBOL.reference_price, 1
+    return cmds
+
+
+def latency(root: Path, instance: str, plan: Plan) -> dict[int, tuple[float, ...]]:
+    """p50, p99, p99.9, max (µs) per frame mode, over one supervisor."""
+    config = make_config(root, f"{instance}lat", 1024)
+    out: dict[int, tuple[float, ...]] = {}
+    with Supervisor(config, log=lambda line: None) as sup:
+        cmd = Ring.attach(segment_name(sup.instance, "cmd", 0), role="producer", **LAYOUT)
+        evt = Ring.attach(segment_name(sup.instance, "evt", 0), role="consumer", **LAYOUT)
+        events = np.zeros(8192, EVENT_DTYPE)
+        wait = WaitStrategy.spin_park()
+        try:
+            resting = batch(new_order(1, 1, 1, Side.SELL, 1 << 40, SYMBOL.reference_price))
+            cmd.push_all(resting, wait, timeout=10)
+            next_id = 2
+            for frame_records in (1024, 1):
+                cfg = msgspec.structs.replace(
+                    config, md=msgspec.structs.replace(config.md, max_frame_records=frame_records)
+                )
+                sidecar = Sidecar(cfg)
+                sub = None
+                try:
+                    sub, conn = start_subscriber(latency_subscriber, sidecar.publish, plan.trades)
+                    cmds = cross_commands(plan.trades, next_id)
+                    next_id += plan.trades
+                    offer(cmds, cmd, evt, events, plan.rate)
+                    if not conn.poll(120):
+                        raise BenchError("the latency subscriber did not finish")
+                    got, *pcts = conn.recv()
+                    if got < plan.trades:
+                        raise BenchError(f"only {got} of {plan.trades} trades were seen")
+                    out[frame_records] = tuple(float(p) for p in pcts)
+                finally:
+                    if sub is not None and sub.is_alive():
+                        sub.kill()
+                    sidecar.stop()
+                while evt.pop_batch(events):
+                    pass
+        finally:
+            cmd.close()
+            evt.close()
+    return out
+
+
+def offer(cmds: np.ndarray, cmd: Ring, evt: Ring, events: np.ndarray, rate: int) -> None:
+    """Send each (tick, order) pair at its intended time, stamped with that time."""
+    period = 1.0 / rate
+    mono0 = time.perf_counter() + 0.05
+    real0 = time.clock_gettime_ns(time.CLOCK_REALTIME) + 50_000_000
+    wait = WaitStrategy.spin_park()
+    for i in range(0, len(cmds), 2):
+        due = mono0 + (i // 2) * period
+        while (left := due - time.perf_counter()) > 0:
+            if left > 0.0003:
+                time.sleep(left - 0.0002)
+        cmds["time_ns"][i] = real0 + int((due - mono0) * 1e9)
+        cmd.push_all(cmds[i : i + 2], wait, timeout=10)
+        evt.pop_batch(events)
+
+
+# ---- payload codec --------------------------------------------------------------------------
+
+
+def codec(pool: np.ndarray) -> tuple[float, float]:
+    """Records/s encoded and decoded: fixed binary records versus msgspec msgpack."""
+    frames = [pool[i : i + 256] for i in range(0, min(len(pool), 1 << 16), 256)]
+    n = sum(len(f) for f in frames)
+    enc, dec = msgspec.msgpack.Encoder(), msgspec.msgpack.Decoder(list[tuple[int, ...]])
+    t = time.perf_counter()
+    for f in frames:
+        np.frombuffer(f.tobytes(), MD_DTYPE)["seq"].sum()
+    binary = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for f in frames:
+        rows = dec.decode(enc.encode(f.tolist()))
+        sum(r[3] for r in rows)
+    packed = n / (time.perf_counter() - t)
+    return binary, packed
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+
+def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
+    root = Path(tempfile.mkdtemp(prefix="md-bench-"))
+    instance = f"mdb{os.getpid()}"
+    try:
+        common.note("md bench: generating engine market data")
+        pool = engine_md(200_000)
+        common.note(f"md bench: delivered throughput, {plan.rounds} round(s)")
+        batched, single = [], []
+        for _ in range(plan.rounds):
+            batched.append(throughput(root, instance, 1024, plan.records, pool))
+            single.append(throughput(root, instance, 1, plan.records // 10, pool))
+        common.note(f"md bench: latency, {plan.trades:,} trades at {plan.rate:,}/s")
+        lat = latency(root, instance, plan)
+        binary, packed = codec(pool)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        reclaim_stale(instance)
+    tp, tp_peer = max(batched), max(single)
+    (b50, b99, b999, bmax), (s50, s99, s999, smax) = lat[1024], lat[1]
+    results = [
+        common.result("md.delivered.throughput", "records/s", tp, higher_is_better=True,
+                      peer=PEER, peer_value=tp_peer),
+        common.result("md.latency.p50", "us", b50, higher_is_better=False, peer=PEER,
+                      peer_value=s50),
+        common.result("md.latency.p99", "us", b99, higher_is_better=False, peer=PEER,
+                      peer_value=s99),
+        common.result("md.latency.p99_9", "us", b999, higher_is_better=False, peer=PEER,
+                      peer_value=s999),
+        common.result("md.payload.codec", "records/s", binary, higher_is_better=True,
+                      peer="msgspec msgpack", peer_value=packed),
+    ]  # fmt: skip
+    text = [
+        common.table(
+            ["measure", "TradSys (batched frames)", PEER, "ratio"],
+            [
+                [
+                    "delivered records/s",
+                    common.fmt_rate(tp),
+                    common.fmt_rate(tp_peer),
+                    common.fmt_ratio(tp / tp_peer),
+                ],
+                ["trade→subscriber p50 (µs)", common.fmt_us(b50), common.fmt_us(s50), ""],
+                ["trade→subscriber p99 (µs)", common.fmt_us(b99), common.fmt_us(s99), ""],
+                ["trade→subscriber p99.9 (µs)", common.fmt_us(b999), common.fmt_us(s999), ""],
+                ["trade→subscriber max (µs)", common.fmt_us(bmax), common.fmt_us(smax), ""],
+            ],
+        ),
+        "",
+        common.table(
+            ["payload encode + decode", "fixed 64-byte records", "msgspec msgpack", "ratio"],
+            [
+                [
+                    "records/s",
+                    common.fmt_rate(binary),
+                    common.fmt_rate(packed),
+                    common.fmt_ratio(binary / packed),
+                ]
+            ],
+        ),
+    ]
+    return results, text
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _Parser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a short look (under a minute)")
+    ap.add_argument("--json", action="store_true", help="end stdout with the JSON result line")
+    ap.add_argument("--rounds", type=int, help="throughput rounds (default 3, quick 1)")
+    args = ap.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    plan = Plan.of(args.quick, args.rounds)
+    started = time.perf_counter()
+    load = os.getloadavg()[0]
+    try:
+        results, text = run(plan)
+    except BenchError as exc:
+        print(f"md bench failed: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"md bench: {'quick' if plan.quick else 'full'} run, {common.cpu_count()} cpus, python "
+        f"{sys.version.split()[0]}, {time.perf_counter() - started:.0f} s; load average "
+        f"{load:.2f} before, {os.getloadavg()[0]:.2f} after"
+    )
+    for line in text:
+        print(line)
+    if args.json:
+        common.emit_json(BENCH, plan.quick, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
