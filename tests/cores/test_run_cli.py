@@ -35,6 +35,13 @@ ring_capacity = 1024
 [journal]
 durability = "{durability}"
 
+# this test is the rings' producer and consumer itself: no gateway, no md sidecar
+[gateway]
+enabled = false
+
+[md]
+enabled = false
+
 [[shard]]
 id = 0
 symbols = ["ACME"]

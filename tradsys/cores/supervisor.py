@@ -11,6 +11,7 @@ nothing else.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import selectors
@@ -28,6 +29,8 @@ import msgspec
 from tradsys import wire
 from tradsys.config import Config
 from tradsys.cores.control import WorkerControl, WorkerState
+from tradsys.cores.sidecar import write_effective_config
+from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
 from tradsys.cores.worker import WorkerSpec
 from tradsys.ring import Ring, reclaim_stale, segment_name
 from tradsys.ring.segment import instance_segments
@@ -67,7 +70,12 @@ class Supervisor:
     log: Log = field(default=lambda line: print(line, flush=True))
     python: str = sys.executable
     ready_timeout_s: float = 120.0
+    # which module runs each sidecar (tests substitute their own)
+    sidecar_modules: dict[str, str] = field(
+        default_factory=lambda: {"md": "tradsys.cores.md", "gateway": "tradsys.cores.gateway"}
+    )
     shards: list[ShardProcess] = field(default_factory=list)
+    sidecars: list[SidecarProcess] = field(default_factory=list)
     rings: list[Ring] = field(default_factory=list)
     _stop_requested: bool = False
     _wakeup: tuple[int, int] | None = None
@@ -98,6 +106,7 @@ class Supervisor:
             for sp in self.shards:
                 self._spawn(sp)
             self._wait_ready()
+            self._start_sidecars()
         except BaseException:
             self.stop()
             raise
@@ -171,9 +180,34 @@ class Supervisor:
                 )
             time.sleep(0.005)  # start-up only: recovery time dwarfs this poll
 
+    def _start_sidecars(self) -> None:
+        """The market-data sidecar first (so nothing the workers publish waits long), the
+        gateway last (clients can only come once everything behind it serves)."""
+        config_path = write_effective_config(self.config)
+        md, gateway = self.config.md, self.config.gateway
+        wanted = [("md", md.enabled, md.core), ("gateway", gateway.enabled, gateway.core)]
+        for name, enabled, core in wanted:
+            module = self.sidecar_modules[name]
+            if not enabled:
+                continue
+            if importlib.util.find_spec(module) is None:
+                self.log(f"supervisor: {name} is not part of this build; not started")
+                continue
+            sc = SidecarProcess(name, module, self.config, config_path, self.python, core)
+            self.sidecars.append(sc)
+            sc.spawn(self.log)
+            try:
+                sc.wait_ready(self.ready_timeout_s)
+            except SidecarError as exc:
+                raise SupervisorError(str(exc)) from None
+
     def connection_info(self) -> list[str]:
-        """Where clients attach, one line per shard."""
+        """Where clients attach: the sidecars' announced endpoints, then each shard."""
         lines = []
+        for sc in self.sidecars:
+            doc = sc.announcement() or {}
+            where = ", ".join(f"{k} {v}" for k, v in doc.items() if k not in ("name", "pid"))
+            lines.append(f"{sc.name}: {where or '(starting)'}")
         for sp in self.shards:
             symbols = ", ".join(i.symbol for i in sp.spec.instruments) or "(no symbols)"
             lines.append(
@@ -209,6 +243,7 @@ class Supervisor:
         try:
             while not self._stop_requested and not (until and until()):
                 registered = {sp.pidfd for sp in self.shards if sp.pidfd is not None}
+                registered |= {sc.pidfd for sc in self.sidecars if sc.pidfd is not None}
                 for fd in registered:
                     sel.register(fd, selectors.EVENT_READ)
                 sel.select(timeout=tick_s)
@@ -223,6 +258,9 @@ class Supervisor:
 
     def _check_workers(self) -> None:
         now = time.monotonic()
+        for sc in self.sidecars:
+            if sc.check(now, self.log, STABLE_AFTER_S, RESTART_BACKOFF_S[1]):
+                self._write_status()
         timeout_ns = self.config.engine.heartbeat_timeout_ms * 1_000_000
         for sp in self.shards:
             proc = sp.process
@@ -267,8 +305,15 @@ class Supervisor:
 
     def stop(self) -> None:
         """Ask every worker to drain, snapshot and exit; kill the ones that do not in time;
-        then unlink every segment. Idempotent."""
+        then unlink every segment. Idempotent.
+
+        The gateway goes first (no new orders), the market-data sidecar last (it
+        publishes what the workers emitted while draining)."""
         deadline = time.monotonic() + self.config.engine.stop_timeout_ms / 1000
+        sidecar_timeout_s = self.config.engine.stop_timeout_ms / 1000
+        for sc in self.sidecars:
+            if sc.name == "gateway":
+                sc.stop(sidecar_timeout_s, self.log)
         for sp in self.shards:
             sp.control.request_stop()
         for ring in self.rings:
@@ -289,11 +334,17 @@ class Supervisor:
                 os.close(sp.pidfd)
                 sp.pidfd = None
             sp.process = None
+        for sc in self.sidecars:
+            sc.stop(sidecar_timeout_s, self.log)
         for sp in self.shards:
             sp.control.close()
         for ring in self.rings:
             ring.close()
+        # segments a killed sidecar made (a gateway's session rings) have a dead creator
+        for name in reclaim_stale(self.instance):
+            self.log(f"supervisor: removed {name}, left by a process that died")
         self.shards.clear()
+        self.sidecars.clear()
         self.rings.clear()
         self.status_path.unlink(missing_ok=True)
 
@@ -324,6 +375,15 @@ class Supervisor:
                     "data_dir": sp.spec.data_dir,
                 }
                 for sp in self.shards
+            ],
+            "sidecars": [
+                {
+                    "name": sc.name,
+                    "pid": sc.process.pid if sc.process else None,
+                    "core": sc.core,
+                    "restarts": sc.restarts,
+                }
+                for sc in self.sidecars
             ],
         }
         tmp = self.status_path.with_suffix(".tmp")
