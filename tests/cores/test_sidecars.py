@@ -118,3 +118,14 @@ def test_a_disabled_sidecar_is_not_started(instance: str, tmp_path: Path) -> Non
     config = msgspec.structs.replace(base, md=msgspec.structs.replace(base.md, enabled=False))
     with Supervisor(config, log=lambda line: None, sidecar_modules=FAKES) as sup:
         assert [sc.name for sc in sup.sidecars] == ["gateway"]
+
+
+def test_status_shows_each_sidecar_and_what_it_announced(supervisor: Supervisor) -> None:
+    from tradsys.cores.status import read_status
+
+    supervisor.start()
+    report = read_status(supervisor.config, interval_s=0.01).splitlines()
+    for sc in supervisor.sidecars:
+        assert sc.process is not None
+        line = f"{sc.name}: pid {sc.process.pid}, restarts 0; endpoint fake://{sc.name}"
+        assert line in report
