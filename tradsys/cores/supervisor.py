@@ -32,6 +32,7 @@ from tradsys.cores.control import WorkerControl, WorkerState
 from tradsys.cores.sidecar import write_effective_config
 from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
 from tradsys.cores.worker import WorkerSpec
+from tradsys.metrics import InstanceCollector, MetricsServer
 from tradsys.ring import Ring, reclaim_stale, segment_name
 from tradsys.ring.segment import instance_segments
 
@@ -77,6 +78,7 @@ class Supervisor:
     shards: list[ShardProcess] = field(default_factory=list)
     sidecars: list[SidecarProcess] = field(default_factory=list)
     rings: list[Ring] = field(default_factory=list)
+    metrics: MetricsServer | None = None
     _stop_requested: bool = False
     _wakeup: tuple[int, int] | None = None
 
@@ -107,6 +109,8 @@ class Supervisor:
                 self._spawn(sp)
             self._wait_ready()
             self._start_sidecars()
+            if self.config.metrics.listen:
+                self.metrics = MetricsServer(self.config.metrics.listen, InstanceCollector(self))
         except BaseException:
             self.stop()
             raise
@@ -204,6 +208,8 @@ class Supervisor:
     def connection_info(self) -> list[str]:
         """Where clients attach: the sidecars' announced endpoints, then each shard."""
         lines = []
+        if self.metrics is not None:
+            lines.append(f"metrics: http://{self.metrics.address}/metrics")
         for sc in self.sidecars:
             doc = sc.announcement() or {}
             where = ", ".join(f"{k} {v}" for k, v in doc.items() if k not in ("name", "pid"))
@@ -311,6 +317,9 @@ class Supervisor:
         publishes what the workers emitted while draining)."""
         deadline = time.monotonic() + self.config.engine.stop_timeout_ms / 1000
         sidecar_timeout_s = self.config.engine.stop_timeout_ms / 1000
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         for sc in self.sidecars:
             if sc.name == "gateway":
                 sc.stop(sidecar_timeout_s, self.log)
@@ -363,6 +372,7 @@ class Supervisor:
         doc = {
             "supervisor_pid": os.getpid(),
             "instance": self.instance,
+            "metrics": self.metrics.address if self.metrics else None,
             "shards": [
                 {
                     "shard": sp.spec.shard_id,
