@@ -37,8 +37,10 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Start the instance and supervise it until SIGINT/SIGTERM, then stop it cleanly."""
+    from tradsys import logs
     from tradsys.cores.supervisor import Supervisor, SupervisorError
 
+    logs.configure("supervisor")
     config = _config(args)
     where = args.config or "the built-in default configuration"
     print(f"TradSys {__version__}: instance {config.engine.instance!r} from {where}", flush=True)

@@ -55,7 +55,7 @@ class SidecarProcess:
 
             psutil.Process(self.process.pid).cpu_affinity([self.core])
         where = "any core" if self.core is None else f"core {self.core}"
-        log(f"supervisor: {self.name} pid {self.process.pid} on {where}")
+        log(f"{self.name} pid {self.process.pid} on {where}")
 
     def announcement(self) -> dict[str, object] | None:
         """What the current process announced (a stale file of another pid is not it)."""
@@ -94,7 +94,7 @@ class SidecarProcess:
         if now - self.started_at > stable_after_s:
             self.backoff_s = 0.05
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        log(f"supervisor: {self.name} died ({how}); restarting in {self.backoff_s:.2f} s")
+        log(f"{self.name} died ({how}); restarting in {self.backoff_s:.2f} s")
         self.restarts += 1
         self.restart_due = now + self.backoff_s
         self.backoff_s = min(self.backoff_s * 2, backoff_cap_s)
@@ -111,9 +111,9 @@ class SidecarProcess:
         try:
             code = proc.wait(timeout=timeout_s)
             if code != 0:
-                log(f"supervisor: {self.name} exited with {code}")
+                log(f"{self.name} exited with {code}")
         except subprocess.TimeoutExpired:
-            log(f"supervisor: {self.name} did not stop in time; killing it")
+            log(f"{self.name} did not stop in time; killing it")
             proc.kill()
             proc.wait()
         self._forget_process()

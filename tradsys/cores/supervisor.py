@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import selectors
 import signal
@@ -68,7 +69,8 @@ class Supervisor:
     :meth:`start`, :meth:`watch` and :meth:`stop`."""
 
     config: Config
-    log: Log = field(default=lambda line: print(line, flush=True))
+    # one call per event; the default goes to the structured log (tradsys.logs)
+    log: Log = field(default=logging.getLogger("tradsys.supervisor").info)
     python: str = sys.executable
     ready_timeout_s: float = 120.0
     # which module runs each sidecar (tests substitute their own)
@@ -95,7 +97,7 @@ class Supervisor:
     def start(self) -> None:
         """Create the shared memory, spawn every worker and wait until all are running."""
         for name in reclaim_stale(self.instance):
-            self.log(f"supervisor: removed stale segment {name} (its creator is gone)")
+            self.log(f"removed stale segment {name} (its creator is gone)")
         left = instance_segments(self.instance)
         if left:
             raise SupervisorError(
@@ -161,7 +163,7 @@ class Supervisor:
         sp.started_at = time.monotonic()
         sp.restart_due = None
         core = "any core" if sp.spec.core is None else f"core {sp.spec.core}"
-        self.log(f"supervisor: shard {sp.spec.shard_id} worker pid {sp.process.pid} on {core}")
+        self.log(f"shard {sp.spec.shard_id} worker pid {sp.process.pid} on {core}")
 
     def _wait_ready(self) -> None:
         """Block until every worker reports RUNNING (recovery included), or fail."""
@@ -195,7 +197,7 @@ class Supervisor:
             if not enabled:
                 continue
             if importlib.util.find_spec(module) is None:
-                self.log(f"supervisor: {name} is not part of this build; not started")
+                self.log(f"{name} is not part of this build; not started")
                 continue
             sc = SidecarProcess(name, module, self.config, config_path, self.python, core)
             self.sidecars.append(sc)
@@ -283,7 +285,7 @@ class Supervisor:
                 age_ns = time.monotonic_ns() - last_ns
                 if age_ns > timeout_ns:
                     self.log(
-                        f"supervisor: shard {sp.spec.shard_id} worker pid {proc.pid} has not "
+                        f"shard {sp.spec.shard_id} worker pid {proc.pid} has not "
                         f"heart-beaten for {age_ns / 1e9:.1f} s; killing it"
                     )
                     proc.kill()
@@ -300,7 +302,7 @@ class Supervisor:
             sp.backoff_s = RESTART_BACKOFF_S[0]
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
         self.log(
-            f"supervisor: shard {sp.spec.shard_id} worker died ({how}); restarting from its "
+            f"shard {sp.spec.shard_id} worker died ({how}); restarting from its "
             f"journal in {sp.backoff_s:.2f} s"
         )
         sp.restarts += 1
@@ -334,9 +336,9 @@ class Supervisor:
             try:
                 code = sp.process.wait(timeout=left)
                 if code != 0:
-                    self.log(f"supervisor: shard {sp.spec.shard_id} worker exited with {code}")
+                    self.log(f"shard {sp.spec.shard_id} worker exited with {code}")
             except subprocess.TimeoutExpired:
-                self.log(f"supervisor: shard {sp.spec.shard_id} did not stop in time; killing it")
+                self.log(f"shard {sp.spec.shard_id} did not stop in time; killing it")
                 sp.process.kill()
                 sp.process.wait()
             if sp.pidfd is not None:
@@ -351,7 +353,7 @@ class Supervisor:
             ring.close()
         # segments a killed sidecar made (a gateway's session rings) have a dead creator
         for name in reclaim_stale(self.instance):
-            self.log(f"supervisor: removed {name}, left by a process that died")
+            self.log(f"removed {name}, left by a process that died")
         self.shards.clear()
         self.sidecars.clear()
         self.rings.clear()
