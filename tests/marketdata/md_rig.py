@@ -1,12 +1,11 @@
-"""What the market-data tests share: an instance (a Supervisor with two shard workers, in
-the test process) with its md sidecar in a child process, the test playing the gateway
-(it pushes commands into the shards' rings and drains their events), and reference
-engines fed the same commands, whose depth every subscriber's book must equal."""
+"""What the market-data tests share: an instance run by a Supervisor in the test process
+(two shard workers and, as `tradsys run` starts it, the md sidecar), the test playing the
+gateway (it pushes commands into the shards' rings and drains their events), and
+reference engines fed the same commands, whose depth every subscriber's book must equal."""
 
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,11 +15,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from tests.conftest import Children
 from tradsys.client.marketdata import MarketDataClient
 from tradsys.config import Config, check_config
-from tradsys.cores.md import main as md_main
-from tradsys.cores.sidecar import read_announcement, write_effective_config
+from tradsys.cores.sidecar_runner import SidecarProcess
 from tradsys.cores.supervisor import Supervisor
 from tradsys.matching import CEngine, Instrument
 from tradsys.matching.workload import sample_instruments
@@ -54,6 +51,7 @@ def md_config(instance: str, tmp: Path, **md: Any) -> Config:
             "wait": "spin-park",
         },
         "journal": {"durability": "none"},
+        "gateway": {"enabled": False},
         "shard": [{"id": i, "symbols": s} for i, s in SHARD_SYMBOLS.items()],
         "instrument": [msgspec.to_builtins(i) for i in instruments()],
         "md": {
@@ -66,28 +64,22 @@ def md_config(instance: str, tmp: Path, **md: Any) -> Config:
     return check_config(msgspec.convert(doc, Config), "test")
 
 
-def md_child(config_path: str) -> None:
-    """The sidecar process body for ``Children.start``."""
-    sys.exit(md_main([config_path]))
-
-
 @dataclass
 class MdRig:
     """A running instance with its md sidecar; the test's ends of the shards' rings."""
 
     config: Config
-    children: Children
     supervisor: Supervisor | None = None
     cmd: dict[int, Ring] = field(default_factory=dict)
     evt: dict[int, Ring] = field(default_factory=dict)
     engines: dict[int, CEngine] = field(default_factory=dict)
     clients: list[MarketDataClient] = field(default_factory=list)
-    sidecar: Any = None
     announcement: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> None:
         self.supervisor = Supervisor(self.config, log=lambda line: None)
-        self.supervisor.start()
+        self.supervisor.start()  # returns once the md sidecar has announced itself
+        self.announcement = dict(self.sidecar.announcement() or {})
         instance = self.config.engine.instance
         for shard in self.config.shards:
             self.cmd[shard.id] = Ring.attach(
@@ -100,22 +92,34 @@ class MdRig:
             for ins in self.config.symbols_of(shard.id):
                 engine.add_instrument(ins)
             self.engines[shard.id] = engine
-        self.start_sidecar()
 
-    def start_sidecar(self) -> None:
-        """Start the sidecar and wait for its announcement (a new pid)."""
-        old = self.announcement.get("pid")
-        path = write_effective_config(self.config)
-        self.sidecar = self.children.start(md_child, str(path))
+    @property
+    def sidecar(self) -> SidecarProcess:
+        assert self.supervisor is not None
+        return next(sc for sc in self.supervisor.sidecars if sc.name == "md")
+
+    @property
+    def sidecar_pid(self) -> int:
+        assert self.sidecar.process is not None
+        return self.sidecar.process.pid
+
+    def restart_sidecar(self) -> None:
+        """Let the supervisor notice the dead sidecar and start a new one; wait for its
+        announcement."""
+        assert self.supervisor is not None
+        sc = self.sidecar
+        before = sc.restarts
         deadline = time.monotonic() + DEADLINE_S
-        while True:
-            doc = read_announcement(self.config, "md")
-            if doc is not None and doc.get("pid") not in (None, old):
-                self.announcement = doc
-                return
-            assert self.sidecar.exitcode is None, "the md sidecar exited while starting"
-            assert time.monotonic() < deadline, "the md sidecar never announced itself"
-            self.sidecar.join(0.01)  # waits on the child, not a sleep: it may exit
+        self.supervisor.watch(
+            until=lambda: (
+                (sc.restarts > before and sc.announcement() is not None)
+                or time.monotonic() > deadline
+            ),
+            tick_s=0.01,
+        )
+        doc = sc.announcement()
+        assert doc is not None, "the supervisor did not restart the md sidecar"
+        self.announcement = dict(doc)
 
     @property
     def publish(self) -> str:
@@ -199,14 +203,13 @@ class MdRig:
             self.supervisor = None
 
 
-def md_rig(config: Config, children: Children) -> Iterator[MdRig]:
-    rig = MdRig(config, children)
+def md_rig(config: Config) -> Iterator[MdRig]:
+    rig = MdRig(config)
     try:
         rig.start()
         yield rig
     finally:
-        children.stop_all()  # the sidecar first: it is attached to the segments
-        rig.close()
+        rig.close()  # the supervisor stops the sidecar after the workers
 
 
 running = contextlib.contextmanager(md_rig)

@@ -1,5 +1,5 @@
-"""The market-data feed end to end: shard workers under a Supervisor, the md sidecar in
-its own process, subscribers using tradsys.client.marketdata over ipc:// endpoints. After
+"""The market-data feed end to end: shard workers and the md sidecar run by a Supervisor
+as `tradsys run` runs them, subscribers using tradsys.client.marketdata over ipc:// endpoints. After
 random order streams every subscriber's book equals the engine's — also a late joiner,
 one made to drop messages, and one whose sidecar was killed and restarted."""
 
@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import zmq
 
-from tests.conftest import Children
 from tests.marketdata.md_rig import (
     DEADLINE_S,
     SHARD_SYMBOLS,
@@ -26,6 +25,7 @@ from tests.marketdata.md_rig import (
     running,
 )
 from tradsys.client.md_feed import FeedState, Gap, MdEvent, Synced, Trades
+from tradsys.cores.sidecar import read_announcement
 from tradsys.marketdata.protocol import (
     BBO_BOARD_TOPIC,
     HEARTBEAT_TOPIC,
@@ -43,8 +43,8 @@ pytestmark = pytest.mark.multiprocess
 
 
 @pytest.fixture
-def rig(instance: str, tmp_path: Path, children: Children) -> Iterator[MdRig]:
-    yield from md_rig(md_config(instance, tmp_path), children)
+def rig(instance: str, tmp_path: Path) -> Iterator[MdRig]:
+    yield from md_rig(md_config(instance, tmp_path))
 
 
 def streams(n: int, seed: int, rig: MdRig) -> dict[int, np.ndarray]:
@@ -82,10 +82,10 @@ def test_every_subscriber_rebuilds_the_engines_books(rig: MdRig) -> None:
 
 
 def test_a_stalled_and_a_lossy_subscriber_do_not_slow_the_engine(
-    instance: str, tmp_path: Path, children: Children
+    instance: str, tmp_path: Path
 ) -> None:
     config = md_config(instance, tmp_path, sndhwm=20, max_frame_records=4)
-    with running(config, children) as rig:
+    with running(config) as rig:
         healthy = rig.client()
         lossy = rig.client(rcvhwm=10)
         stalled = zmq.Context.instance().socket(zmq.SUB)
@@ -150,12 +150,11 @@ def test_a_restarted_sidecar_continues_the_sequence_numbers(rig: MdRig) -> None:
     assert client.run_until(lambda: client.core.last_heartbeat is not None, DEADLINE_S)
     feed_before = client.core.last_heartbeat
     assert feed_before is not None
-    os.kill(rig.sidecar.pid, signal.SIGKILL)
-    rig.sidecar.join(DEADLINE_S)
+    os.kill(rig.sidecar_pid, signal.SIGKILL)
     assert client.run_until(lambda: not client.core.alive, DEADLINE_S), "death unnoticed"
     # orders keep flowing while the sidecar is down: the md ring holds their records
     rig.send(0, mixed_stream(3000, 32, rig.config.symbols_of(0))[2500:])
-    rig.start_sidecar()  # learns the books from the workers (refresh), then publishes
+    rig.restart_sidecar()  # it learns the books from the workers (refresh), then publishes
     assert client.run_until(lambda: client.core.alive, DEADLINE_S)
     rig.wait_converged(client)
     hb = client.core.last_heartbeat
@@ -168,20 +167,16 @@ def test_a_restarted_sidecar_continues_the_sequence_numbers(rig: MdRig) -> None:
 
 
 def test_sigterm_stops_the_sidecar_cleanly(rig: MdRig) -> None:
-    assert rig.sidecar.pid is not None
-    os.kill(rig.sidecar.pid, signal.SIGTERM)
-    rig.sidecar.join(DEADLINE_S)
-    assert rig.sidecar.exitcode == 0
-    from tradsys.cores.sidecar import read_announcement
-
+    proc = rig.sidecar.process
+    assert proc is not None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(DEADLINE_S) == 0
     assert read_announcement(rig.config, "md") is None, "the announcement is withdrawn"
 
 
-def test_heartbeats_and_the_conflated_bbo_board(
-    instance: str, tmp_path: Path, children: Children
-) -> None:
+def test_heartbeats_and_the_conflated_bbo_board(instance: str, tmp_path: Path) -> None:
     config = md_config(instance, tmp_path, conflated_bbo=f"ipc://{tmp_path}/md-bbo")
-    with running(config, children) as rig:
+    with running(config) as rig:
         ctx = zmq.Context.instance()
         board = ctx.socket(zmq.SUB)
         board.setsockopt(zmq.CONFLATE, 1)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Children
 from tests.marketdata.md_rig import MdRig, md_config, md_rig
 from tradsys.client.md_feed import LocalBook
 from tradsys.matching.commands import batch, new_order
@@ -18,8 +17,8 @@ from tradsys.wire import Side
 
 
 @pytest.fixture
-def rig(instance: str, tmp_path: Path, children: Children) -> Iterator[MdRig]:
-    yield from md_rig(md_config(instance, tmp_path), children)
+def rig(instance: str, tmp_path: Path) -> Iterator[MdRig]:
+    yield from md_rig(md_config(instance, tmp_path))
 
 
 def test_render_puts_asks_above_bids_and_newest_trades_first() -> None:

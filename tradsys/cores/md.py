@@ -33,6 +33,7 @@ import numpy as np
 import psutil
 import zmq
 
+from tradsys import logs
 from tradsys.config import Config, ConfigError
 from tradsys.cores.control import WorkerControl
 from tradsys.cores.sidecar import announce_ready, read_effective_config, stop_event, withdraw
@@ -203,7 +204,9 @@ class MdSidecar:
         if (sym < 0).any():
             log.warning("dropping %d md records of unknown symbols", int((sym < 0).sum()))
             keep = sym >= 0
-            batch, sym = batch[keep], sym[keep]
+            # mask raw rows: masking the structured dtype leaves the copy's padding undefined
+            rows = batch.view(np.uint8).reshape(len(batch), RECORD_SIZE)[keep]
+            batch, sym = rows.reshape(-1).view(MD_DTYPE), sym[keep]
         refresh = batch["kind"] >= MdKind.L2_REFRESH_BEGIN
         if not refresh.any():
             self._publish(batch, sym)
@@ -367,11 +370,7 @@ def run_md(config: Config) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m tradsys.cores.md <instance_dir>/config.json``."""
     args = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
-    )
+    logs.configure("md")
     if len(args) != 1:
         print("usage: python -m tradsys.cores.md CONFIG_JSON", file=sys.stderr)
         return EXIT_USER_ERROR
