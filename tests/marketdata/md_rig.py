@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from tradsys.client.marketdata import MarketDataClient
+from tradsys.client.marketdata import LocalBook, MarketDataClient
 from tradsys.config import Config, check_config
 from tradsys.cores.sidecar_runner import SidecarProcess
 from tradsys.cores.supervisor import Supervisor
@@ -174,6 +174,9 @@ class MdRig:
                 )
             )
         return out
+
+    def converged_book(self, book: LocalBook) -> bool:
+        return book.synced and book.as_dict() == self.engine_book(book.symbol)
 
     def converged(self, client: MarketDataClient) -> bool:
         return all(b.synced and b.as_dict() == self.engine_book(s) for s, b in client.books.items())

@@ -25,6 +25,7 @@ from tests.marketdata.md_rig import (
     running,
 )
 from tradsys.client.md_feed import FeedState, Gap, MdEvent, Synced, Trades
+from tradsys.cores.control import WorkerState
 from tradsys.cores.sidecar import read_announcement
 from tradsys.marketdata.protocol import (
     BBO_BOARD_TOPIC,
@@ -226,3 +227,56 @@ def test_heartbeats_and_the_conflated_bbo_board(instance: str, tmp_path: Path) -
 def test_topics_cannot_prefix_collide() -> None:
     assert not topic("l2", "ACMEX").startswith(topic("l2", "ACME"))
     assert topic("trade", "ACME") == b"trade:ACME\0"
+
+
+def test_the_async_client_yields_book_updates_and_trades(rig: MdRig) -> None:
+    import asyncio
+
+    from tradsys.client.marketdata import AsyncMarketDataClient
+
+    async def watch() -> tuple[bool, int]:
+        trades = 0
+        async with AsyncMarketDataClient(rig.publish, rig.snapshot, ["ACME"]) as client:
+            sent = False
+            deadline = time.monotonic() + DEADLINE_S
+            async for ev in client:
+                if isinstance(ev, Trades):
+                    trades += len(ev.records)
+                if isinstance(ev, Synced) and not sent:
+                    # the book is live: trade, and wait for the stream to show it all
+                    rig.send(0, mixed_stream(2000, 51, rig.config.symbols_of(0)))
+                    sent = True
+                if sent and rig.converged_book(client.books["ACME"]):
+                    return True, trades
+                if time.monotonic() > deadline:
+                    return False, trades
+
+        return False, trades
+
+    converged, trades = asyncio.run(asyncio.wait_for(watch(), DEADLINE_S))
+    assert converged, "the async client's book never matched the engine's"
+    assert trades > 0
+
+
+def test_a_worker_killed_mid_stream_costs_subscribers_nothing(rig: MdRig) -> None:
+    events: list[MdEvent] = []
+    client = rig.client(on_event=events.append)
+    rig.wait_converged(client)
+    cmds = mixed_stream(4000, 61, rig.config.symbols_of(0))
+    rig.send(0, cmds[:2000], pump=lambda: client.poll(0))
+    assert rig.supervisor is not None
+    sp = next(sp for sp in rig.supervisor.shards if sp.spec.shard_id == 0)
+    assert sp.process is not None
+    os.kill(sp.process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + DEADLINE_S
+
+    def restarted() -> bool:
+        return sp.control.incarnations == 2 and sp.control.state == WorkerState.RUNNING
+
+    rig.supervisor.watch(until=lambda: restarted() or time.monotonic() > deadline, tick_s=0.01)
+    assert restarted(), "the supervisor did not restart the worker"
+    rig.send(0, cmds[2000:], pump=lambda: client.poll(0))
+    rig.wait_converged(client)
+    # the restarted worker re-emits exactly what was never pushed: no gap, no resync
+    assert not [e for e in events if isinstance(e, Gap)]
+    assert client.books["ACME"].resyncs == 0
