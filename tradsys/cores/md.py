@@ -55,7 +55,7 @@ from tradsys.ring.errors import RingError
 from tradsys.wire import LAYOUT_VERSION, MD_DTYPE, RECORD_SIZE, MdKind
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
-BATCH = 8192
+BATCH = 32768  # records drained per ring per turn: bigger batches, fewer messages
 IDLE_WAIT_S = 0.002  # longest wait on a ring before looking at snapshot requests again
 NOT_READY_AFTER_S = 5.0  # a snapshot request waits this long for a refresh image
 

@@ -39,6 +39,7 @@ class Grouped:
     starts: np.ndarray
     ends: np.ndarray
     channel: np.ndarray  # per record (sorted order)
+    sym: np.ndarray  # per record (sorted order)
 
 
 def group(batch: np.ndarray, sym: np.ndarray) -> Grouped:
@@ -52,13 +53,15 @@ def group(batch: np.ndarray, sym: np.ndarray) -> Grouped:
         records = batch
     else:
         order = np.argsort(key, kind="stable")
-        key, channel = key[order], channel[order]
+        key, channel, sym = key[order], channel[order], sym[order]
         # rows of eight uint64 take a fancy index much faster than a structured dtype
         records = batch.view(np.uint64).reshape(n, 8)[order].view(MD_DTYPE).reshape(n)
     bounds = np.flatnonzero(key[1:] != key[:-1]) + 1
     starts = np.concatenate(([0], bounds))
     ends = np.concatenate((bounds, [n]))
-    return Grouped(records, memoryview(records.tobytes()), key[starts], starts, ends, channel)
+    # no copy: ZeroMQ copies each payload as it is sent (send's default copy=True)
+    raw = np.ascontiguousarray(records).view(np.uint8).data
+    return Grouped(records, raw, key[starts], starts, ends, channel, sym)
 
 
 class FramePacker:

@@ -74,7 +74,7 @@ class L2Store:
         if not l2.any():
             return
         rows = g.records[l2]
-        s = self.index(rows["symbol_id"])
+        s = g.sym[l2]
         # a symbol whose first update ever is seq 1 is known from the start
         first = rows["seq"] == 1
         if first.any():
