@@ -83,7 +83,7 @@ class Plan:
     def of(cls, quick: bool, rounds: int | None) -> Plan:
         if quick:
             return cls(True, rounds or 1, 3_000_000, 10_000, 2_000)
-        return cls(False, rounds or 3, 20_000_000, 50_000, 5_000)
+        return cls(False, rounds or 3, 20_000_000, 30_000, 2_000)
 
 
 class BenchError(Exception):
@@ -350,6 +350,41 @@ def offer(cmds: np.ndarray, cmd: Ring, evt: Ring, events: np.ndarray, rate: int)
         evt.pop_batch(events)
 
 
+# ---- the sidecar's own cost, in this process -------------------------------------------------
+
+
+def sidecar_cost(root: Path, instance: str, pool: np.ndarray) -> tuple[float, float]:
+    """CPU per record of MdSidecar.handle (group, keep the books, pack, send on an inproc
+    PUB with no subscriber) in one thread: ns per record in 32 k batches (folds
+    included), and µs per message when every batch is one record (a quiet market). Less
+    exposed to the other processes than the end-to-end figures."""
+    from tradsys.cores.md import MdSidecar
+
+    sidecar = MdSidecar(make_config(root, f"{instance}cost", 1024))
+    ctx = zmq.Context()
+    sidecar.pub = ctx.socket(zmq.PUB)
+    sidecar.pub.bind(f"inproc://{instance}")
+    sidecar.conflated = None
+    try:
+        big = [pool[i : i + 32768] for i in range(0, len(pool) - 32768, 32768)]
+        n = sum(len(b) for b in big)
+        best = float("inf")
+        for _ in range(3):
+            t = time.process_time()
+            for b in big:
+                sidecar.handle(b)
+            best = min(best, (time.process_time() - t) / n * 1e9)
+        singles = pool[:20_000]
+        t = time.process_time()
+        for i in range(len(singles)):
+            sidecar.handle(singles[i : i + 1])
+        per_message = (time.process_time() - t) / len(singles) * 1e6
+        return best, per_message
+    finally:
+        sidecar.pub.close()
+        ctx.term()
+
+
 # ---- payload codec --------------------------------------------------------------------------
 
 
@@ -387,6 +422,7 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
         common.note(f"md bench: latency, {plan.trades:,} trades at {plan.rate:,}/s")
         lat = latency(root, instance, plan)
         binary, packed = codec(pool)
+        ns_per_record, us_per_message = sidecar_cost(root, instance, pool)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         reclaim_stale(instance)
@@ -403,6 +439,10 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
                       peer_value=s999),
         common.result("md.payload.codec", "records/s", binary, higher_is_better=True,
                       peer="msgspec msgpack", peer_value=packed),
+        common.result("md.sidecar.cpu_per_record", "ns", ns_per_record,
+                      higher_is_better=False),
+        common.result("md.sidecar.cpu_per_message", "us", us_per_message,
+                      higher_is_better=False),
     ]  # fmt: skip
     text = [
         common.table(
@@ -420,6 +460,9 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
                 ["trade→subscriber max (µs)", common.fmt_us(bmax), common.fmt_us(smax), ""],
             ],
         ),
+        "",
+        f"sidecar CPU, one thread, no subscriber: {ns_per_record:.0f} ns per record in 32 k "
+        f"batches; {us_per_message:.1f} µs per single-record message (a quiet market)",
         "",
         common.table(
             ["payload encode + decode", "fixed 64-byte records", "msgspec msgpack", "ratio"],

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradsys.marketdata import l2store
-from tradsys.marketdata.framing import FramePacker, group
+from tradsys.marketdata.framing import L2_CHANNEL, FramePacker, group
 from tradsys.marketdata.l2store import L2Store
 from tradsys.wire import MD_DTYPE, MdKind
 
@@ -39,7 +39,11 @@ def test_the_store_equals_a_dict_model(updates: list[tuple[int, int, int, int]],
     try:
         for a in range(0, len(batch), 7):
             part = batch[a : a + 7]
-            store.apply(group(part, store.index(part["symbol_id"])))
+            if a % 14:  # every other chunk record by record: the quiet-market path
+                for rec in part:
+                    store.apply_one(int(store.index(rec["symbol_id"])), L2_CHANNEL, rec)
+            else:
+                store.apply(group(part, store.index(part["symbol_id"])))
     finally:
         l2store.FOLD_AT = old
     for si, sym in enumerate([1, 2]):

@@ -37,12 +37,14 @@ from tradsys import logs
 from tradsys.config import Config, ConfigError
 from tradsys.cores.control import WorkerControl
 from tradsys.cores.sidecar import announce_ready, read_effective_config, stop_event, withdraw
-from tradsys.marketdata.framing import FramePacker, group
+from tradsys.marketdata.framing import CHANNEL_NO, N_CHANNELS, FramePacker, group
 from tradsys.marketdata.l2store import L2Store
 from tradsys.marketdata.protocol import (
     BBO_BOARD_TOPIC,
+    CHANNELS,
     HEARTBEAT_TOPIC,
     BookSnapshot,
+    Channel,
     Heartbeat,
     SnapshotError,
     SnapshotRequest,
@@ -56,10 +58,14 @@ from tradsys.wire import LAYOUT_VERSION, MD_DTYPE, RECORD_SIZE, MdKind
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
 BATCH = 32768  # records drained per ring per turn: bigger batches, fewer messages
+# Batches up to this size (a quiet market: a command's few records) take the scalar path,
+# one message per record; numpy's per-call costs would dominate their latency.
+SMALL_BATCH = 8
 IDLE_WAIT_S = 0.002  # longest wait on a ring before looking at snapshot requests again
 NOT_READY_AFTER_S = 5.0  # a snapshot request waits this long for a refresh image
 
 log = logging.getLogger("tradsys.md")
+BBO_CHANNEL = CHANNELS.index(Channel.BBO)
 
 
 def bind_endpoint(sock: zmq.Socket[Any], endpoint: str) -> str:
@@ -102,6 +108,7 @@ class MdSidecar:
         self.names = [i.symbol for i in self.symbols]
         self.by_name = {i.symbol: k for k, i in enumerate(self.symbols)}
         self.store = L2Store([i.symbol_id for i in self.symbols])
+        self._si_of_id = {i.symbol_id: k for k, i in enumerate(self.symbols)}
         self.packer = FramePacker(self.names, self.config.md.max_frame_records)
         self.feed_id = random.getrandbits(63)
         self.wait = WaitStrategy.named(self.config.engine.wait)
@@ -200,6 +207,10 @@ class MdSidecar:
 
     def handle(self, batch: np.ndarray) -> None:
         """Publish a batch of md records and keep the books (refresh images included)."""
+        if len(batch) <= SMALL_BATCH and max(batch["kind"].tolist()) < MdKind.L2_REFRESH_BEGIN:
+            for i in range(len(batch)):
+                self._publish_one(batch[i : i + 1])
+            return
         sym = self.store.index(batch["symbol_id"])
         if (sym < 0).any():
             log.warning("dropping %d md records of unknown symbols", int((sym < 0).sum()))
@@ -239,6 +250,24 @@ class MdSidecar:
                 last = len(s) - 1 - np.unique(s[::-1], return_index=True)[1]
                 self._board[s[last]] = rows[last]
                 self.conflated.send(BBO_BOARD_TOPIC + self._board.tobytes())
+
+    def _publish_one(self, batch: np.ndarray) -> None:
+        """One engine record, without numpy's per-call costs: when the market is quiet
+        records come a few at a time and this is the latency path."""
+        rec = batch[0]
+        si = self._si_of_id.get(int(rec["symbol_id"]), -1)
+        if si < 0:
+            log.warning("dropping an md record of unknown symbol %d", int(rec["symbol_id"]))
+            return
+        channel = int(CHANNEL_NO[int(rec["kind"])])
+        self.store.apply_one(si, channel, rec)
+        self.pub.send(self.packer.topics[si * N_CHANNELS + channel], zmq.SNDMORE)
+        self.pub.send(batch.data)
+        self.published_messages += 1
+        self.published_records += 1
+        if self.conflated is not None and channel == BBO_CHANNEL:
+            self._board[si] = rec
+            self.conflated.send(BBO_BOARD_TOPIC + self._board.tobytes())
 
     # ---- snapshots ------------------------------------------------------------------------
 

@@ -43,6 +43,10 @@ class L2Store:
         self._levels = np.zeros(0, LEVEL_DTYPE)
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
+        # single L2 records (a quiet market) gather here, in order, before _pending
+        self._singles = np.zeros(4096, LEVEL_DTYPE)
+        self._n_singles = 0
+        self._seqs = (self.trade_seq, self.bbo_seq, self.l2_seq)  # by CHANNELS order
         self._lut: np.ndarray | None = None
         if n and int(self.ids[-1]) < 1 << 20:
             # symbol ids are small in practice: a lookup table beats a binary search
@@ -87,6 +91,30 @@ class L2Store:
             self.ready[cut] = False
         self._append(s, rows["side"], rows["price"], rows["quantity"], rows["order_count"])
 
+    def apply_one(self, si: int, channel: int, rec: np.void) -> None:
+        """One engine record (the scalar path for a batch of one: a quiet market, where
+        numpy's per-call cost would dominate the latency)."""
+        seq = int(rec["seq"])
+        self._seqs[channel][si] = seq
+        if channel != L2_CH:
+            return
+        if seq == 1:
+            self.ready[si] = True
+        if self._refreshing[si]:
+            self._refreshing[si] = False
+            self.ready[si] = False
+        k = self._n_singles
+        self._singles[k] = (si, rec["side"], rec["price"], rec["quantity"], rec["order_count"])
+        self._n_singles = k + 1
+        if k + 1 == len(self._singles):
+            self._flush_singles()
+
+    def _flush_singles(self) -> None:
+        if self._n_singles:
+            self._pending.append(self._singles[: self._n_singles].copy())
+            self._pending_rows += self._n_singles
+            self._n_singles = 0
+
     def apply_refresh(self, image: np.ndarray, sym: np.ndarray) -> None:
         """Take a run of refresh records (BEGIN / LEVEL... / END, maybe cut at either
         end by the batch boundary)."""
@@ -123,6 +151,7 @@ class L2Store:
             self._append(sym[m], r["side"], r["price"], r["quantity"], r["order_count"])
 
     def _append(self, sym, side, price, quantity, count) -> None:  # type: ignore[no-untyped-def]
+        self._flush_singles()  # keep the log in stream order
         rows = np.empty(len(sym), LEVEL_DTYPE)
         rows["sym"], rows["side"], rows["price"] = sym, side, price
         rows["quantity"], rows["count"] = quantity, count
@@ -135,6 +164,7 @@ class L2Store:
 
     def fold(self) -> None:
         """Merge the pending log into the level table (last update per level wins)."""
+        self._flush_singles()
         if not self._pending:
             return
         rows = np.concatenate([self._levels, *self._pending])
