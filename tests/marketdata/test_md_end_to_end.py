@@ -280,3 +280,21 @@ def test_a_worker_killed_mid_stream_costs_subscribers_nothing(rig: MdRig) -> Non
     # the restarted worker re-emits exactly what was never pushed: no gap, no resync
     assert not [e for e in events if isinstance(e, Gap)]
     assert client.books["ACME"].resyncs == 0
+
+
+def test_a_clean_stop_publishes_what_the_workers_emitted_while_draining(rig: MdRig) -> None:
+    events: list[MdEvent] = []
+    client = rig.client(["ACME"], on_event=events.append)
+    rig.wait_converged(client)
+    cmds = mixed_stream(3000, 71, rig.config.symbols_of(0))
+    rig.engines[0].process(cmds)  # what the worker will have matched once it drained
+    assert rig.cmd[0].push_all(cmds, timeout=DEADLINE_S) == len(cmds)
+    assert rig.supervisor is not None
+    rig.supervisor.stop()  # drains the workers, then stops the md sidecar
+    rig.supervisor = None
+    # the sidecar is gone; the subscriber still receives what it published before exiting
+    done = client.run_until(
+        lambda: client.books["ACME"].as_dict() == rig.engine_book("ACME"), DEADLINE_S
+    )
+    assert done, "the md published before the stop does not rebuild the engine's book"
+    assert not [e for e in events if isinstance(e, Gap)]

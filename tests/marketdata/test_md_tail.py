@@ -41,51 +41,23 @@ def render_view(book: LocalBook) -> str:
     return render(book, trades, 10, "")
 
 
+def md_tail(rig: MdRig, *args: str) -> subprocess.CompletedProcess[str]:
+    """`tradsys md tail ...` against the rig's sidecar."""
+    endpoints = ["--publish", rig.publish, "--snapshot", rig.snapshot]
+    cmd = [sys.executable, "-m", "tradsys.cli", "md", "tail", *args, *endpoints]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
 @pytest.mark.multiprocess
 def test_md_tail_shows_the_live_book(rig: MdRig) -> None:
     rig.send(0, batch(new_order(1, 1, 7, Side.BUY, 5, 990), new_order(2, 1, 8, Side.SELL, 3, 1010)))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tradsys.cli",
-            "md",
-            "tail",
-            "ACME",
-            "--plain",
-            "--updates",
-            "1",
-            "--publish",
-            rig.publish,
-            "--snapshot",
-            rig.snapshot,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = md_tail(rig, "ACME", "--plain", "--updates", "1")
     assert proc.returncode == 0, proc.stderr
     assert "ask" in proc.stdout and "1010" in proc.stdout and "990" in proc.stdout
 
 
 @pytest.mark.multiprocess
 def test_md_tail_of_an_unknown_symbol_is_a_user_error(rig: MdRig) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tradsys.cli",
-            "md",
-            "tail",
-            "NOPE",
-            "--publish",
-            rig.publish,
-            "--snapshot",
-            rig.snapshot,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = md_tail(rig, "NOPE")
     assert proc.returncode == 1
     assert "unknown_symbol" in proc.stderr and "NOPE" in proc.stderr
