@@ -62,6 +62,12 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
         ("[[instrument]]\nsymbol = 'A'\nsymbol_id = 1\n", r"no \[\[shard\]\]"),
         ("[[shard]]\nid = 0\n", r"no \[\[instrument\]\]"),
         ("[engine\n", r"c\.toml: not valid TOML"),
+        (
+            BASE + "[md]\npublish = ['udp://x:1']\n",
+            r"md\.publish 'udp://x:1': use a tcp:// or ipc://",
+        ),
+        (BASE + "[md]\nmax_frame_records = 0\n", r"md\.max_frame_records must be > 0"),
+        (BASE + "[md]\nsndhwm = -1\n", r"md\.sndhwm must be > 0"),
     ],
 )
 def test_mistakes_are_refused_with_where_and_what(text: str, message: str) -> None:

@@ -55,7 +55,8 @@ def md_config(instance: str, tmp: Path, **md: Any) -> Config:
         "shard": [{"id": i, "symbols": s} for i, s in SHARD_SYMBOLS.items()],
         "instrument": [msgspec.to_builtins(i) for i in instruments()],
         "md": {
-            "publish": [f"ipc://{tmp}/md-pub"],
+            # ipc for this host, tcp (any free port) as a subscriber on another host uses
+            "publish": [f"ipc://{tmp}/md-pub", "tcp://127.0.0.1:0"],
             "snapshot": f"ipc://{tmp}/md-snap",
             "heartbeat_ms": 100,
             **md,
@@ -129,8 +130,15 @@ class MdRig:
     def snapshot(self) -> str:
         return str(self.announcement["snapshot"])
 
-    def client(self, symbols: list[str] | None = None, **kw: Any) -> MarketDataClient:
-        c = MarketDataClient(self.publish, self.snapshot, symbols or self.all_symbols(), **kw)
+    @property
+    def publish_tcp(self) -> str:
+        return str(self.announcement["publish"][1])
+
+    def client(
+        self, symbols: list[str] | None = None, publish: str | None = None, **kw: Any
+    ) -> MarketDataClient:
+        endpoint = publish or self.publish
+        c = MarketDataClient(endpoint, self.snapshot, symbols or self.all_symbols(), **kw)
         self.clients.append(c)
         return c
 

@@ -66,7 +66,7 @@ def test_every_subscriber_rebuilds_the_engines_books(rig: MdRig) -> None:
     first, second = streams(6000, 11, rig), streams(6000, 12, rig)
     for shard, cmds in first.items():
         rig.send(shard, cmds, pump=lambda: early.poll(0))
-    late = rig.client()  # joins with the books already full
+    late = rig.client(publish=rig.publish_tcp)  # joins late, over tcp
     for shard, cmds in second.items():
         rig.send(shard, cmds, pump=lambda: (early.poll(0), late.poll(0)))
     for client in (early, late, prefix_only):
@@ -130,6 +130,17 @@ def test_snapshot_requests_malformed_unknown_and_valid(rig: MdRig) -> None:
         reply = reply_decoder.decode(dealer.recv())
         assert isinstance(reply, SnapshotError)
         assert (reply.reason, reply.id) == ("unknown_symbol", 7) and "NOPE" in reply.message
+        # a REQ client's envelope (an empty delimiter) comes back intact
+        req = ctx.socket(zmq.REQ)
+        req.setsockopt(zmq.LINGER, 0)
+        req.setsockopt(zmq.RCVTIMEO, int(DEADLINE_S * 1000))
+        req.connect(rig.snapshot)
+        try:
+            req.send(msgspec.msgpack.encode(SnapshotRequest("BRKR", id=9)))
+            by_req = reply_decoder.decode(req.recv())
+            assert isinstance(by_req, BookSnapshot) and by_req.symbol == "BRKR"
+        finally:
+            req.close()
         # and it keeps serving
         dealer.send(msgspec.msgpack.encode(SnapshotRequest("ACME", id=8)))
         reply = reply_decoder.decode(dealer.recv())
