@@ -102,6 +102,7 @@ class MdSidecar:
     endpoints: dict[str, Any] = field(default_factory=dict)
     published_records: int = 0
     published_messages: int = 0
+    not_ready_after_s: float = NOT_READY_AFTER_S
 
     def __post_init__(self) -> None:
         self.symbols = sorted(self.config.instruments, key=lambda i: i.symbol_id)
@@ -290,7 +291,7 @@ class MdSidecar:
             elif self.store.ready[si]:
                 self._reply(envelope, self._snapshot(si, req.id))
             else:
-                deadline = time.monotonic() + NOT_READY_AFTER_S
+                deadline = time.monotonic() + self.not_ready_after_s
                 self._waiting.append(Waiting(envelope, req, deadline))
 
     def _snapshot(self, si: int, request_id: int) -> BookSnapshot:
