@@ -122,3 +122,28 @@ def test_requests_wait_for_the_refresh_image_then_get_the_book(rig: Rig) -> None
     snap = rig.reply()
     assert isinstance(snap, BookSnapshot)
     assert (snap.l2_seq, snap.bids, snap.asks) == (41, [], [(1010, 3, 1)])
+
+
+def test_an_endpoint_that_cannot_be_bound_fails_open_and_leaves_nothing(
+    instance: str, tmp_path: Path
+) -> None:
+    config = md_config(instance, tmp_path)
+    bad = msgspec.structs.replace(
+        config, md=msgspec.structs.replace(config.md, snapshot=f"ipc://{tmp_path}/no/such/dir/s")
+    )
+    md = Ring.create(segment_name(instance, "md", 0), slot_size=RECORD_SIZE, capacity=64,
+                     layout_version=LAYOUT_VERSION)  # fmt: skip
+    md1 = Ring.create(segment_name(instance, "md", 1), slot_size=RECORD_SIZE, capacity=64,
+                      layout_version=LAYOUT_VERSION)  # fmt: skip
+    ctls = [WorkerControl.create(segment_name(instance, "ctl", i)) for i in (0, 1)]
+    sidecar = MdSidecar(bad)
+    try:
+        with pytest.raises(zmq.ZMQError):
+            sidecar.open()
+    finally:
+        sidecar.close()
+        for c in ctls:
+            c.close()
+        md.close()
+        md1.close()
+    assert sidecar.feeds == []

@@ -117,6 +117,9 @@ class MdSidecar:
         self._waiting: list[Waiting] = []
         self._board = np.zeros(len(self.symbols), MD_DTYPE)
         self._ctx: zmq.Context[Any] | None = None
+        self.pub: Any = None
+        self.router: Any = None
+        self.conflated: Any = None
 
     # ---- start and stop --------------------------------------------------------------------
 
@@ -147,7 +150,6 @@ class MdSidecar:
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
         self.endpoints["snapshot"] = bind_endpoint(self.router, md.snapshot)
-        self.conflated: zmq.Socket[Any] | None = None
         if md.conflated_bbo:
             self.conflated = self._ctx.socket(zmq.PUB)
             self.conflated.setsockopt(zmq.CONFLATE, 1)
