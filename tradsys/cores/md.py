@@ -19,6 +19,7 @@ high-water mark (``[md] sndhwm``), and that subscriber recovers by snapshot.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
@@ -376,6 +377,10 @@ def run_md(config: Config) -> int:
         except (RingError, OSError, zmq.ZMQError) as exc:
             log.error("md: cannot start: %s", exc)
             return EXIT_USER_ERROR
+        # what start-up made is never garbage: freeze it, so a collection (rare: the
+        # loop's objects die by reference counting) never scans it mid-publish
+        gc.collect()
+        gc.freeze()
         announce_ready(
             config,
             "md",
