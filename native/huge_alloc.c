@@ -6,11 +6,22 @@
 #include "huge_alloc.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #define HUGE_PAGE ((size_t)2 << 20)
 #define SMALL_PAGE ((size_t)4096)
+
+/* Under AddressSanitizer the blocks come from the C heap instead, so that ASan still
+ * sees the bounds of the pool and the index (it does not watch mmap'd memory). */
+#if defined(__SANITIZE_ADDRESS__)
+#define TS_HUGE_FROM_HEAP 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TS_HUGE_FROM_HEAP 1
+#endif
+#endif
 
 /* Bytes actually mapped for a request: whole pages, and whole huge pages once the block
  * is big enough for one (a partial huge page at the end would be a small-page tail). */
@@ -19,6 +30,22 @@ size_t ts_huge_bytes(size_t bytes) {
     size_t unit = bytes >= HUGE_PAGE ? HUGE_PAGE : SMALL_PAGE;
     return (bytes + unit - 1) / unit * unit;
 }
+
+#ifdef TS_HUGE_FROM_HEAP
+
+void *ts_huge_alloc(size_t bytes) {
+    const size_t n = bytes ? (bytes + 63) / 64 * 64 : 64; /* aligned_alloc wants a multiple */
+    void *p = aligned_alloc(64, n);
+    if (p) memset(p, 0, n);
+    return p;
+}
+
+void ts_huge_free(void *p, size_t bytes) {
+    (void)bytes;
+    free(p);
+}
+
+#else
 
 void *ts_huge_alloc(size_t bytes) {
     const size_t n = ts_huge_bytes(bytes);
@@ -45,10 +72,13 @@ void ts_huge_free(void *p, size_t bytes) {
     if (p) munmap(p, ts_huge_bytes(bytes));
 }
 
+#endif /* TS_HUGE_FROM_HEAP */
+
 void *ts_huge_grow(void *p, size_t old_bytes, size_t new_bytes, size_t keep_bytes) {
-#ifdef MREMAP_MAYMOVE
+#if defined(MREMAP_MAYMOVE) && !defined(TS_HUGE_FROM_HEAP)
     /* Linux: move the pages rather than copy them; huge pages move whole when the new
-     * place keeps their 2 MiB alignment (the kernel aligns big anonymous areas so) */
+     * place keeps their 2 MiB alignment (otherwise the kernel splits them: slower, not
+     * wrong), and the new part faults in as huge pages */
     const size_t old_n = ts_huge_bytes(old_bytes), new_n = ts_huge_bytes(new_bytes);
     if (old_n >= HUGE_PAGE) {
         void *q = mremap(p, old_n, new_n, MREMAP_MAYMOVE);

@@ -8,7 +8,8 @@
  * So the blocks come straight from mmap, aligned to 2 MiB, with madvise(MADV_HUGEPAGE)
  * (what an exchange engine would otherwise get from hugetlbfs, without reserving
  * memory at boot). Where that is not available (another OS, THP off) they are plain
- * page-aligned anonymous memory: only the speed differs.
+ * page-aligned anonymous memory: only the speed differs. Under AddressSanitizer they are
+ * 64-byte aligned heap blocks, so that ASan keeps checking their bounds.
  *
  * A big block grows by mremap on Linux (its pages move, huge ones whole, rather than
  * being copied; the new part faults in as huge pages); elsewhere, and below one huge

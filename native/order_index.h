@@ -80,9 +80,9 @@ static inline uint32_t *ts_oix_direct_slot(const ts_order_index *ix, uint64_t ke
  * big as the number of ids held. */
 static inline int ts_oix_reserve(ts_order_index *ix, uint64_t more, const void *pool,
                                  size_t stride) {
-    return ix->count + more <= ix->limit && 2 * (ts_oix_size(ix) + more) <= (uint64_t)ix->dmask + 1
-               ? 0
-               : ts_oix_grow_for(ix, more, pool, stride);
+    const uint64_t direct_wanted = 2 * (ts_oix_size(ix) + more);
+    if (ix->count + more <= ix->limit && direct_wanted <= (uint64_t)ix->dmask + 1) return 0;
+    return ts_oix_grow_for(ix, more, pool, stride);
 }
 
 static inline uint64_t ts_oix_key_at(const void *pool, size_t stride, uint32_t val) {
