@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tradsys import __version__
+from tradsys import __version__, cli_order
 from tradsys.config import Config, ConfigError, load_config
 from tradsys.ring import find_stale, instance_segments, reclaim_stale
 
@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     shm.add_argument("action", choices=["ls", "reclaim"])
     shm.add_argument("--instance", help="only this instance's segments")
     shm.set_defaults(func=cmd_shm)
+    cli_order.register(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,38 +13,33 @@ from typing import Any
 
 import uvloop
 
-from tradsys.config import (
-    AccountSection,
-    Config,
-    EngineSection,
-    GatewaySection,
-    ShardSection,
-    check_config,
-)
+from tradsys.config import Config, parse_config
 from tradsys.cores.gateway import GatewayServer
 from tradsys.cores.gateway_auth import key_digest
-from tradsys.matching import Instrument
 
 KEYS = {1: "alice-key", 2: "bob-key", 3: "carol-key"}
 
 
-def edge_config(instance: str, data_dir: Path, **gateway: Any) -> Config:
+def edge_toml(instance: str, data_dir: Path, **gateway: Any) -> str:
+    """The test instance's config as TOML (so the CLI can be handed the same file)."""
     gw = {"tcp_listen": "127.0.0.1:0", "heartbeat_ms": 200, "login_timeout_ms": 500}
     gw.update(gateway)
-    config = Config(
-        engine=EngineSection(instance=instance, data_dir=str(data_dir)),
-        shards=[ShardSection(id=0)],
-        instruments=[
-            Instrument("ACME", 1, reference_price=100),
-            Instrument("ZETA", 2, reference_price=50),
-        ],
-        gateway=GatewaySection(**gw),
-        accounts=[
-            AccountSection(id=i, name=f"acct{i}", api_key_sha256=key_digest(k))
-            for i, k in KEYS.items()
-        ],
-    )
-    return check_config(config, "test")
+    lines = [
+        f'[engine]\ninstance = "{instance}"\ndata_dir = "{data_dir}"',
+        "[[shard]]\nid = 0",
+        '[[instrument]]\nsymbol = "ACME"\nsymbol_id = 1\nreference_price = 100',
+        '[[instrument]]\nsymbol = "ZETA"\nsymbol_id = 2\nreference_price = 50',
+        "[gateway]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in gw.items()),
+    ]
+    for i, key in KEYS.items():
+        lines.append(
+            f'[[account]]\nid = {i}\nname = "acct{i}"\napi_key_sha256 = "{key_digest(key)}"'
+        )
+    return "\n\n".join(lines) + "\n"
+
+
+def edge_config(instance: str, data_dir: Path, **gateway: Any) -> Config:
+    return parse_config(edge_toml(instance, data_dir, **gateway), "test")
 
 
 class EdgeRig:
