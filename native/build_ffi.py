@@ -17,7 +17,7 @@ from pathlib import Path
 from cffi import FFI
 
 NATIVE = Path(__file__).resolve().parent
-HEADERS = ["wire.h", "ring.h", "book.h", "journal.h", "snapshot_file.h", "worker.h"]
+HEADERS = ["wire.h", "ring.h", "book.h", "journal.h", "snapshot_file.h", "worker.h", "gateway.h"]
 SOURCES = [
     "ring.c",
     "book.c",
@@ -31,6 +31,9 @@ SOURCES = [
     "journal_read.c",
     "snapshot_file.c",
     "worker.c",
+    "gateway.c",
+    "gateway_pump.c",
+    "risk.c",
 ]
 
 _SIMPLE_DEFINE = re.compile(r"^#define\s+\w+\s+(0x[0-9a-fA-F]+|\d+)\s*$")

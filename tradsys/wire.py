@@ -105,6 +105,27 @@ class RejectReason(IntEnum):
     RISK = 15
     THROTTLED = 16
     PHASE = 17
+    # the gateway's pre-trade risk and session checks
+    MAX_ORDER_QTY = 18
+    MAX_NOTIONAL = 19
+    PRICE_COLLAR = 20
+    MAX_OPEN_ORDERS = 21
+    MAX_POSITION = 22
+    CREDIT_LIMIT = 23
+    DUPLICATE_CLIENT_ID = 24
+    KILL_SWITCH = 25
+    UNKNOWN_CLIENT_ID = 26
+    GATEWAY_CAPACITY = 27
+
+
+GATEWAY_ONLY_REJECTS = frozenset(
+    {
+        RejectReason.RISK,
+        RejectReason.THROTTLED,
+        *(r for r in RejectReason if r >= RejectReason.MAX_ORDER_QTY),
+    }
+)
+"""Reasons only the gateway's checks give; the engine never does (it may give the rest)."""
 
 
 class CancelReason(IntEnum):

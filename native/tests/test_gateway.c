@@ -1,0 +1,312 @@
+/*
+ * test_gateway.c — the gateway pump in C, without Python: routing and ids, rejects that
+ * never reach a shard, hash-table churn in random completion order, kill switch and
+ * disconnect cancels, backpressure on full rings, the pool's limit, and the run loop in
+ * a thread (park and wake). Run under ASan/UBSan by `make test-asan`.
+ */
+#define _GNU_SOURCE
+#include "../gateway.h"
+#include "check.h"
+#include "gateway_rig.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static ts_risk_limits no_limits(void) {
+    ts_risk_limits l;
+    memset(&l, 0, sizeof l);
+    l.cancel_on_disconnect = 1;
+    return l;
+}
+
+typedef struct client {
+    int64_t id;
+    ts_ring *in, *out;
+} client;
+
+static client rig_client(rig *r, uint32_t account, uint64_t capacity) {
+    client c = {0, rig_ring(r, capacity), rig_ring(r, capacity)};
+    c.id = ts_gateway_add_session(r->gw, account, c.in, c.out, -1, -1);
+    return c;
+}
+
+static uint64_t pop_cmds(ts_ring *ring, ts_command *out, uint64_t max) {
+    return ts_ring_pop(ring, out, max);
+}
+
+static void test_new_accept_cancel(void) {
+    rig r;
+    rig_init(&r, 2, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    CHECK_EQ(ts_gateway_set_account(r.gw, 5, &l), TS_GW_OK);
+    client c = rig_client(&r, 5, 64);
+    CHECK(c.id >= 0);
+    ts_command n = rig_new(42, 2, TS_SIDE_SELL, 1000, 7);
+    n.account_id = 999;
+    CHECK_EQ(ts_ring_push(c.in, &n, 1), 1);
+    CHECK_EQ(ts_gateway_poll_at(r.gw, 0, 1), 1);
+    ts_command got[8];
+    CHECK_EQ(pop_cmds(r.cmd[0], got, 8), 0);
+    CHECK_EQ(pop_cmds(r.cmd[1], got, 8), 1);
+    CHECK_EQ(got[0].account_id, 5);
+    CHECK_EQ(got[0].order_id, (3ull << TS_GW_EPOCH_SHIFT) + 1);
+    ts_event e = rig_event(&r, TS_EV_ACCEPTED, &got[0], 7, 7, 0);
+    e.contra_order_id = 77;
+    CHECK_EQ(ts_ring_push(r.evt[1], &e, 1), 1);
+    ts_gateway_poll_at(r.gw, 0, 2);
+    ts_event back;
+    CHECK_EQ(ts_ring_pop(c.out, &back, 1), 1);
+    CHECK_EQ(back.kind, TS_EV_ACCEPTED);
+    CHECK_EQ(back.order_id, 42);
+    CHECK_EQ(back.contra_order_id, 0);
+    ts_command x = {.kind = TS_CMD_CANCEL, .order_id = 42};
+    ts_ring_push(c.in, &x, 1);
+    ts_gateway_poll_at(r.gw, 0, 3);
+    CHECK_EQ(pop_cmds(r.cmd[1], got + 1, 8), 1);
+    CHECK_EQ(got[1].kind, TS_CMD_CANCEL);
+    CHECK_EQ(got[1].order_id, got[0].order_id);
+    CHECK_EQ(got[1].symbol_id, 2);
+    e = rig_event(&r, TS_EV_CANCELLED, &got[0], 7, 0, TS_EVF_DONE);
+    e.reason = TS_CXL_USER;
+    ts_ring_push(r.evt[1], &e, 1);
+    ts_gateway_poll_at(r.gw, 0, 4);
+    CHECK_EQ(ts_ring_pop(c.out, &back, 1), 1);
+    CHECK_EQ(back.kind, TS_EV_CANCELLED);
+    ts_gateway_stats st;
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK_EQ(st.live_orders, 0);
+    CHECK_EQ(st.events_routed, 2);
+    ts_account_state a;
+    CHECK_EQ(ts_gateway_account_state(r.gw, 5, &a), TS_GW_OK);
+    CHECK_EQ(a.open_orders, 0);
+    CHECK_EQ(a.open_notional, 0);
+    rig_free(&r);
+}
+
+static void test_rejects_never_reach_a_shard(void) {
+    rig r;
+    rig_init(&r, 1, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    l.max_order_qty = 10;
+    l.price_collar_bps = 100;
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 64);
+    ts_command cmds[4] = {rig_new(1, 1, TS_SIDE_BUY, 1000, 11), rig_new(2, 1, TS_SIDE_BUY, 1011, 1),
+                          rig_new(3, 9, TS_SIDE_BUY, 1000, 1), rig_new(4, 1, TS_SIDE_BUY, 1010, 10)};
+    ts_ring_push(c.in, cmds, 4);
+    ts_gateway_poll_at(r.gw, 0, 1);
+    ts_command got[8];
+    CHECK_EQ(pop_cmds(r.cmd[0], got, 8), 1);
+    CHECK_EQ(got[0].quantity, 10);
+    ts_event ev[4];
+    CHECK_EQ(ts_ring_pop(c.out, ev, 4), 3);
+    CHECK_EQ(ev[0].reason, TS_REJ_MAX_ORDER_QTY);
+    CHECK_EQ(ev[1].reason, TS_REJ_PRICE_COLLAR);
+    CHECK_EQ(ev[2].reason, TS_REJ_UNKNOWN_SYMBOL);
+    CHECK_EQ(ev[0].order_id, 1);
+    rig_free(&r);
+}
+
+/* Many live orders finishing in a random order: every event reaches its client id, and
+ * afterwards the tables are empty (the client ids can be used again). */
+static void test_table_churn(void) {
+    enum { N = 3000 };
+    rig r;
+    rig_init(&r, 1, 4096, 256, 4096);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 4096);
+    static ts_command sent[N];
+    static ts_command in[N];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) in[i] = rig_new(1000 + i, 1, TS_SIDE_BUY, 1000, 1);
+        uint64_t pushed = 0, got = 0;
+        while (got < N) {
+            pushed += ts_ring_push(c.in, in + pushed, N - pushed);
+            ts_gateway_poll_at(r.gw, 0, 1);
+            got += pop_cmds(r.cmd[0], sent + got, N - got);
+        }
+        uint64_t s = 12345 + round;
+        for (int i = N - 1; i > 0; i--) { /* Fisher-Yates */
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            int j = (int)((s >> 33) % (uint64_t)(i + 1));
+            ts_command t = sent[i];
+            sent[i] = sent[j];
+            sent[j] = t;
+        }
+        uint64_t done = 0, back = 0;
+        while (back < N) {
+            if (done < N) {
+                ts_event e = rig_event(&r, TS_EV_CANCELLED, &sent[done], 1, 0, TS_EVF_DONE);
+                if (ts_ring_push(r.evt[0], &e, 1)) done++;
+            }
+            ts_gateway_poll_at(r.gw, 0, 1);
+            ts_event ev;
+            while (ts_ring_pop(c.out, &ev, 1)) {
+                CHECK_EQ(ev.order_id, 1000 + ((sent[back].order_id & 0xffffffffff) - 1) % N);
+                back++;
+            }
+        }
+        ts_gateway_stats st;
+        ts_gateway_get_stats(r.gw, &st);
+        CHECK_EQ(st.live_orders, 0);
+    }
+    rig_free(&r);
+}
+
+static void test_kill_and_disconnect(void) {
+    rig r;
+    rig_init(&r, 2, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 64);
+    ts_command cmds[2] = {rig_new(1, 1, TS_SIDE_BUY, 1000, 1), rig_new(2, 2, TS_SIDE_BUY, 1000, 1)};
+    ts_ring_push(c.in, cmds, 2);
+    ts_gateway_poll_at(r.gw, 0, 1);
+    CHECK_EQ(ts_gateway_kill(r.gw, 1, 1), TS_GW_OK);
+    CHECK_EQ(ts_gateway_kill(r.gw, 9, 1), TS_GW_ERR_UNKNOWN);
+    ts_ring_push(c.in, cmds, 1);
+    ts_gateway_poll_at(r.gw, 0, 2);
+    ts_command got[8];
+    for (int s = 0; s < 2; s++) {
+        CHECK_EQ(pop_cmds(r.cmd[s], got, 8), 2);
+        CHECK_EQ(got[0].kind, TS_CMD_NEW_ORDER);
+        CHECK_EQ(got[1].kind, TS_CMD_MASS_CANCEL);
+        CHECK_EQ(got[1].account_id, 1);
+    }
+    ts_event ev[4];
+    CHECK_EQ(ts_ring_pop(c.out, ev, 4), 1);
+    CHECK_EQ(ev[0].reason, TS_REJ_KILL_SWITCH);
+    /* disconnect: both orders are still live for the gateway, so both get a CANCEL */
+    CHECK_EQ(ts_gateway_remove_session(r.gw, c.id), TS_GW_OK);
+    CHECK_EQ(ts_gateway_remove_session(r.gw, c.id), TS_GW_ERR_UNKNOWN);
+    ts_gateway_poll_at(r.gw, 0, 3);
+    for (int s = 0; s < 2; s++) {
+        CHECK_EQ(pop_cmds(r.cmd[s], got, 8), 1);
+        CHECK_EQ(got[0].kind, TS_CMD_CANCEL);
+    }
+    rig_free(&r);
+}
+
+/* A shard ring of 16 and a client ring of 16: nothing is lost, order is kept. */
+static void test_backpressure(void) {
+    enum { N = 500 };
+    rig r;
+    rig_init(&r, 1, 1024, 64, 16);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 16);
+    uint64_t pushed = 0, got = 0, answered = 0, back = 0;
+    ts_command sent[N];
+    while (back < N) {
+        if (pushed < N) {
+            ts_command n = rig_new(pushed + 1, 1, TS_SIDE_BUY, 1000, 1);
+            pushed += ts_ring_push(c.in, &n, 1);
+        }
+        ts_gateway_poll_at(r.gw, 0, 1);
+        if (got < N) got += pop_cmds(r.cmd[0], sent + got, got % 3 ? 1 : 5);
+        while (answered < got) {
+            ts_event e = rig_event(&r, TS_EV_CANCELLED, &sent[answered], 1, 0, TS_EVF_DONE);
+            if (!ts_ring_push(r.evt[0], &e, 1)) break;
+            answered++;
+        }
+        ts_event ev;
+        if (ts_ring_pop(c.out, &ev, 1)) {
+            CHECK_EQ(ev.order_id, back + 1);
+            back++;
+        }
+    }
+    for (uint64_t i = 0; i < N; i++) CHECK_EQ(sent[i].order_id & 0xffffffffff, i + 1);
+    rig_free(&r);
+}
+
+static void test_pool_limit(void) {
+    rig r;
+    rig_init(&r, 1, 2, 32, 64);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 64);
+    ts_command cmds[3] = {rig_new(1, 1, TS_SIDE_BUY, 1000, 1), rig_new(2, 1, TS_SIDE_BUY, 1000, 1),
+                          rig_new(3, 1, TS_SIDE_BUY, 1000, 1)};
+    ts_ring_push(c.in, cmds, 3);
+    ts_gateway_poll_at(r.gw, 0, 1);
+    ts_event ev;
+    CHECK_EQ(ts_ring_pop(c.out, &ev, 1), 1);
+    CHECK_EQ(ev.reason, TS_REJ_GATEWAY_CAPACITY);
+    CHECK_EQ(ev.order_id, 3);
+    rig_free(&r);
+}
+
+typedef struct runner {
+    ts_gateway *gw;
+    int32_t stop;
+} runner;
+
+static void *run_thread(void *arg) {
+    runner *rn = arg;
+    ts_gateway_run(rn->gw, &rn->stop);
+    return NULL;
+}
+
+/* The run loop parks when idle and a client's push wakes it. */
+static void test_run_parks_and_wakes(void) {
+    rig r;
+    rig_init(&r, 1, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 64);
+    runner rn = {r.gw, 0};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, run_thread, &rn) == 0);
+    ts_wait_strategy w = {TS_WAIT_SPIN_PARK, 64, 4, 0};
+    for (int i = 1; i <= 5; i++) {
+        /* let the pump go idle and park before each order */
+        ts_gateway_stats st;
+        for (int k = 0; k < 100000; k++) {
+            ts_gateway_get_stats(r.gw, &st);
+            if (st.parks >= (uint64_t)i) break;
+            sched_yield();
+        }
+        ts_command n = rig_new(i, 1, TS_SIDE_BUY, 1000, 1);
+        ts_ring_push(c.in, &n, 1);
+        ts_command got;
+        CHECK_EQ(ts_ring_pop_wait(r.cmd[0], &got, 1, &w, 5000000000LL), 1);
+        CHECK_EQ(got.quantity, 1);
+    }
+    ts_gateway_stats st;
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK(st.parks >= 1);
+    __atomic_store_n(&rn.stop, 1, __ATOMIC_RELEASE);
+    ts_gateway_wake(r.gw);
+    pthread_join(t, NULL);
+    rig_free(&r);
+}
+
+typedef struct test_case {
+    const char *name;
+    void (*fn)(void);
+} test_case;
+
+int main(void) {
+    const test_case tests[] = {
+        {"new_accept_cancel", test_new_accept_cancel},
+        {"rejects_never_reach_a_shard", test_rejects_never_reach_a_shard},
+        {"table_churn", test_table_churn},
+        {"kill_and_disconnect", test_kill_and_disconnect},
+        {"backpressure", test_backpressure},
+        {"pool_limit", test_pool_limit},
+        {"run_parks_and_wakes", test_run_parks_and_wakes},
+    };
+    int failed = 0;
+    for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
+        g_test_failed = 0;
+        tests[i].fn();
+        printf("%s %s\n", g_test_failed ? "FAIL" : "ok  ", tests[i].name);
+        failed += g_test_failed;
+    }
+    printf("test_gateway: %d failed\n", failed);
+    return failed != 0;
+}

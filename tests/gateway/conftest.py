@@ -1,0 +1,28 @@
+"""Fixtures of the gateway tests: a rig whose gateway is always closed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import RingFactory
+from tests.gateway.rig import GatewayRig, account, make_config
+
+
+@pytest.fixture
+def make_rig(instance: str, rings: RingFactory) -> Iterator[Callable[..., GatewayRig]]:
+    """make_rig(accounts=[...], **gateway_section) → a rig; closed after the test."""
+    made: list[GatewayRig] = []
+
+    def make(accounts: list[Any] | None = None, **gateway: Any) -> GatewayRig:
+        rig = GatewayRig(rings, make_config(instance, accounts or [account()], **gateway))
+        made.append(rig)
+        return rig
+
+    try:
+        yield make
+    finally:
+        for rig in made:
+            rig.close()
