@@ -53,6 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _callgrind
 import _common as common
 
+from tradsys.profiling.latency import spectrum_of
 from tradsys.ring import Ring, WaitStrategy, instance_segments, reclaim_stale
 from tradsys.ring import segment_name as ring_segment_name
 from tradsys.wire import COMMAND_DTYPE, LAYOUT_VERSION, RECORD_SIZE
@@ -768,6 +769,9 @@ def report(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
                     f"{prefix}.{suffix}", "us", v, higher_is_better=False, peer=PEER, peer_value=pv
                 )
             )
+        # the whole spectrum once per transport, for `tradsys bench` to plot
+        results[-2]["percentiles"] = spectrum_of(hists[best_rt[key]])
+        results[-2]["peer_percentiles"] = spectrum_of(hists[best_rt["mp_queue"]])
     for key, name in JSON_NAME.items():
         results.append(
             common.result(f"peer.{name}.throughput", "records/s", tp[key], higher_is_better=True)

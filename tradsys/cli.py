@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
+import time
 from pathlib import Path
 
-from tradsys import __version__, cli_order
+from tradsys import __version__, cli_order, cli_tune
 from tradsys.config import Config, ConfigError, load_config
 from tradsys.ring import find_stale, instance_segments, reclaim_stale
 
@@ -37,8 +37,10 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Start the instance and supervise it until SIGINT/SIGTERM, then stop it cleanly."""
+    from tradsys import logs
     from tradsys.cores.supervisor import Supervisor, SupervisorError
 
+    logs.configure("supervisor")
     config = _config(args)
     where = args.config or "the built-in default configuration"
     print(f"TradSys {__version__}: instance {config.engine.instance!r} from {where}", flush=True)
@@ -117,21 +119,31 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """Run perf/ benchmarks (all by default) and write one report with every figure, its
+    peer and the ratio, and percentile plots; exit 2 if any bench failed."""
+    from tradsys.profiling.report import available, run_all, write_report
+
     if not PERF_DIR.is_dir():
         raise UserError(f"no perf/ folder at {PERF_DIR}: run from a source checkout")
-    available = sorted(p.name.removesuffix("_bench.py") for p in PERF_DIR.glob("*_bench.py"))
-    names = available if args.name == "all" else [args.name]
-    for name in names:
-        if name not in available:
-            raise UserError(f"no benchmark {name!r}; available: {', '.join(available)}")
-    status = EXIT_OK
-    for name in names:
-        cmd = [sys.executable, str(PERF_DIR / f"{name}_bench.py"), *args.bench_args]
-        code = subprocess.call(cmd)
-        if code != 0:
-            print(f"benchmark {name} exited {code}", file=sys.stderr)
-            status = EXIT_INTERNAL
-    return status
+    names = available(PERF_DIR)
+    if args.name != "all":
+        if args.name not in names:
+            raise UserError(f"no benchmark {args.name!r}; available: {', '.join(names)}")
+        names = [args.name]
+    extra = [*(["--quick"] if args.quick else []), *args.passthrough]
+
+    def progress(line: str) -> None:
+        print(f"bench: {line}", file=sys.stderr, flush=True)
+
+    runs = run_all(PERF_DIR, names, extra, progress)
+    out = (
+        Path(args.report) if args.report else Path("var") / "bench" / time.strftime("%Y%m%d-%H%M%S")
+    )
+    command = " ".join(["tradsys bench", args.name, *extra])
+    report = write_report(runs, out, command)
+    print(report.read_text())
+    print(f"report: {report} (plots and results.json beside it)")
+    return EXIT_OK if all(r.error is None for r in runs) else EXIT_INTERNAL
 
 
 def cmd_shm(args: argparse.Namespace) -> int:
@@ -171,11 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("selfcheck", help="prove this host can run TradSys (rings, native)")
     check.set_defaults(func=cmd_selfcheck)
 
-    bench = sub.add_parser("bench", help="run perf/<name>_bench.py, or every one with 'all'")
-    bench.add_argument("name", help="ring, engine, ... or all")
-    bench.add_argument(
-        "bench_args", nargs=argparse.REMAINDER, help="passed through, e.g. --quick --json"
+    bench = sub.add_parser(
+        "bench", help="run the perf/ benchmarks against their peers and write a report"
     )
+    bench.add_argument("name", nargs="?", default="all", help="ring, engine, ... (default: all)")
+    bench.add_argument("--quick", action="store_true", help="each bench's short run")
+    bench.add_argument("--report", help="report directory (default: var/bench/<time>)")
+    bench.epilog = "Arguments after -- are passed to each bench, e.g. tradsys bench ring -- --pin"
     bench.set_defaults(func=cmd_bench)
 
     shm = sub.add_parser("shm", help="list or reclaim TradSys shared-memory segments")
@@ -183,11 +197,23 @@ def build_parser() -> argparse.ArgumentParser:
     shm.add_argument("--instance", help="only this instance's segments")
     shm.set_defaults(func=cmd_shm)
     cli_order.register(sub)
+
+    cli_tune.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # everything after "--" is for the program a command runs (a bench), not for us
+    passthrough: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1 :]
     args = build_parser().parse_args(argv)
+    args.passthrough = passthrough
+    if passthrough and args.command != "bench":
+        print(f"tradsys {args.command}: nothing takes arguments after --", file=sys.stderr)
+        return EXIT_USER_ERROR
     try:
         return int(args.func(args))
     except UserError as exc:

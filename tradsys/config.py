@@ -110,6 +110,13 @@ class MdSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     heartbeat_ms: int = 1000
 
 
+class MetricsSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Where the supervisor serves Prometheus `/metrics` (host:port; port 0 picks a free
+    one). Off ("") unless configured; the built-in default config serves 127.0.0.1:9300."""
+
+    listen: str = ""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A whole instance: engine settings, journal policy, shards and instruments, and
     the order-entry gateway, its accounts, and the market-data sidecar."""
@@ -121,6 +128,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     gateway: GatewaySection = msgspec.field(default_factory=GatewaySection)
     accounts: list[AccountSection] = msgspec.field(default_factory=list, name="account")
     md: MdSection = msgspec.field(default_factory=MdSection)
+    metrics: MetricsSection = msgspec.field(default_factory=MetricsSection)
 
     @property
     def instance_dir(self) -> Path:
@@ -219,6 +227,9 @@ def _problems(config: Config) -> list[str]:
             f"gateway.max_accounts {g.max_accounts} is below the number of "
             f"[[account]] sections ({len(config.accounts)})"
         )
+    listen = config.metrics.listen
+    if listen and not listen.rpartition(":")[2].isdigit():
+        out.append(f"metrics.listen {listen!r}: use host:port (port 0 picks a free one)")
     for name, core in (("gateway", config.gateway.core), ("md", config.md.core)):
         if core is not None and core not in cores:
             out.append(f"{name}.core {core} does not exist on this host")

@@ -19,6 +19,7 @@ import pytest
 
 from tradsys import wire
 from tradsys.journal import replay
+from tradsys.logs import parse_logfmt
 from tradsys.matching import CEngine
 from tradsys.matching.commands import batch, new_order
 from tradsys.ring import Ring, WaitStrategy, instance_segments, segment_name
@@ -34,6 +35,13 @@ ring_capacity = 1024
 
 [journal]
 durability = "{durability}"
+
+# this test is the rings' producer and consumer itself: no gateway, no md sidecar
+[gateway]
+enabled = false
+
+[md]
+enabled = false
 
 [[shard]]
 id = 0
@@ -196,6 +204,10 @@ def test_trade_through_a_running_instance_then_stop_cleanly(
     assert "stopped cleanly" in "".join(inst.lines)
     assert instance_segments(instance) == []
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+    # structured logs: every log line names its process, a worker's its shard too
+    logged = [parse_logfmt(line.strip()) for line in inst.lines if line.startswith("ts=")]
+    assert {entry["proc"] for entry in logged} == {"supervisor", "worker"}
+    assert {entry["shard"] for entry in logged if entry["proc"] == "worker"} == {"0", "1"}
     # what was acknowledged is in the journal: an offline replay rebuilds the same book
     assert replay(data / instance / "shard-0", 0).digest() == expected.digest()
 

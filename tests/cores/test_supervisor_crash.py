@@ -88,6 +88,11 @@ def _config_text(instance: str, data_dir: Path, durability: str) -> str:
         "group_commit_us = 200",
         "segment_mb = 1",  # rotation
         "snapshot_every = 2500",  # restarts start from a snapshot + a journal tail
+        # the test drives the rings itself: no gateway, no md sidecar
+        "[gateway]",
+        "enabled = false",
+        "[md]",
+        "enabled = false",
     ]
     for shard, instruments in _shard_instruments().items():
         symbols = ", ".join(f'"{i.symbol}"' for i in instruments)

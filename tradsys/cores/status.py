@@ -70,4 +70,22 @@ def read_status(config: Config, interval_s: float = 0.5) -> str:
         )
         if a.error:
             lines.append(f"      last error: {a.error}")
+    lines.extend(_sidecar_lines(config, doc.get("sidecars", [])))
     return "\n".join(lines)
+
+
+def _sidecar_lines(config: Config, sidecars: list[dict[str, object]]) -> list[str]:
+    """One line per sidecar: its pid and restarts, and what it announced (endpoints,
+    sockets, counters it chooses to publish)."""
+    from tradsys.cores.sidecar import read_announcement
+
+    lines = []
+    for sc in sidecars:
+        name = str(sc["name"])
+        doc = read_announcement(config, name) or {}
+        extra = ", ".join(f"{k} {v}" for k, v in doc.items() if k not in ("name", "pid"))
+        lines.append(
+            f"{name}: pid {sc['pid']}, restarts {sc['restarts']}"
+            + (f"; {extra}" if extra else "; not serving")
+        )
+    return lines

@@ -11,7 +11,9 @@ nothing else.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
+import logging
 import os
 import selectors
 import signal
@@ -28,7 +30,10 @@ import msgspec
 from tradsys import wire
 from tradsys.config import Config
 from tradsys.cores.control import WorkerControl, WorkerState
+from tradsys.cores.sidecar import write_effective_config
+from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
 from tradsys.cores.worker import WorkerSpec
+from tradsys.metrics import InstanceCollector, MetricsServer
 from tradsys.ring import Ring, reclaim_stale, segment_name
 from tradsys.ring.segment import instance_segments
 
@@ -64,11 +69,18 @@ class Supervisor:
     :meth:`start`, :meth:`watch` and :meth:`stop`."""
 
     config: Config
-    log: Log = field(default=lambda line: print(line, flush=True))
+    # one call per event; the default goes to the structured log (tradsys.logs)
+    log: Log = field(default=logging.getLogger("tradsys.supervisor").info)
     python: str = sys.executable
     ready_timeout_s: float = 120.0
+    # which module runs each sidecar (tests substitute their own)
+    sidecar_modules: dict[str, str] = field(
+        default_factory=lambda: {"md": "tradsys.cores.md", "gateway": "tradsys.cores.gateway"}
+    )
     shards: list[ShardProcess] = field(default_factory=list)
+    sidecars: list[SidecarProcess] = field(default_factory=list)
     rings: list[Ring] = field(default_factory=list)
+    metrics: MetricsServer | None = None
     _stop_requested: bool = False
     _wakeup: tuple[int, int] | None = None
 
@@ -85,7 +97,7 @@ class Supervisor:
     def start(self) -> None:
         """Create the shared memory, spawn every worker and wait until all are running."""
         for name in reclaim_stale(self.instance):
-            self.log(f"supervisor: removed stale segment {name} (its creator is gone)")
+            self.log(f"removed stale segment {name} (its creator is gone)")
         left = instance_segments(self.instance)
         if left:
             raise SupervisorError(
@@ -98,6 +110,9 @@ class Supervisor:
             for sp in self.shards:
                 self._spawn(sp)
             self._wait_ready()
+            self._start_sidecars()
+            if self.config.metrics.listen:
+                self.metrics = MetricsServer(self.config.metrics.listen, InstanceCollector(self))
         except BaseException:
             self.stop()
             raise
@@ -148,7 +163,7 @@ class Supervisor:
         sp.started_at = time.monotonic()
         sp.restart_due = None
         core = "any core" if sp.spec.core is None else f"core {sp.spec.core}"
-        self.log(f"supervisor: shard {sp.spec.shard_id} worker pid {sp.process.pid} on {core}")
+        self.log(f"shard {sp.spec.shard_id} worker pid {sp.process.pid} on {core}")
 
     def _wait_ready(self) -> None:
         """Block until every worker reports RUNNING (recovery included), or fail."""
@@ -171,9 +186,36 @@ class Supervisor:
                 )
             time.sleep(0.005)  # start-up only: recovery time dwarfs this poll
 
+    def _start_sidecars(self) -> None:
+        """The market-data sidecar first (so nothing the workers publish waits long), the
+        gateway last (clients can only come once everything behind it serves)."""
+        config_path = write_effective_config(self.config)
+        md, gateway = self.config.md, self.config.gateway
+        wanted = [("md", md.enabled, md.core), ("gateway", gateway.enabled, gateway.core)]
+        for name, enabled, core in wanted:
+            module = self.sidecar_modules[name]
+            if not enabled:
+                continue
+            if importlib.util.find_spec(module) is None:
+                self.log(f"{name} is not part of this build; not started")
+                continue
+            sc = SidecarProcess(name, module, self.config, config_path, self.python, core)
+            self.sidecars.append(sc)
+            sc.spawn(self.log)
+            try:
+                sc.wait_ready(self.ready_timeout_s)
+            except SidecarError as exc:
+                raise SupervisorError(str(exc)) from None
+
     def connection_info(self) -> list[str]:
-        """Where clients attach, one line per shard."""
+        """Where clients attach: the sidecars' announced endpoints, then each shard."""
         lines = []
+        if self.metrics is not None:
+            lines.append(f"metrics: http://{self.metrics.address}/metrics")
+        for sc in self.sidecars:
+            doc = sc.announcement() or {}
+            where = ", ".join(f"{k} {v}" for k, v in doc.items() if k not in ("name", "pid"))
+            lines.append(f"{sc.name}: {where or '(starting)'}")
         for sp in self.shards:
             symbols = ", ".join(i.symbol for i in sp.spec.instruments) or "(no symbols)"
             lines.append(
@@ -209,6 +251,7 @@ class Supervisor:
         try:
             while not self._stop_requested and not (until and until()):
                 registered = {sp.pidfd for sp in self.shards if sp.pidfd is not None}
+                registered |= {sc.pidfd for sc in self.sidecars if sc.pidfd is not None}
                 for fd in registered:
                     sel.register(fd, selectors.EVENT_READ)
                 sel.select(timeout=tick_s)
@@ -223,6 +266,9 @@ class Supervisor:
 
     def _check_workers(self) -> None:
         now = time.monotonic()
+        for sc in self.sidecars:
+            if sc.check(now, self.log, STABLE_AFTER_S, RESTART_BACKOFF_S[1]):
+                self._write_status()
         timeout_ns = self.config.engine.heartbeat_timeout_ms * 1_000_000
         for sp in self.shards:
             proc = sp.process
@@ -239,7 +285,7 @@ class Supervisor:
                 age_ns = time.monotonic_ns() - last_ns
                 if age_ns > timeout_ns:
                     self.log(
-                        f"supervisor: shard {sp.spec.shard_id} worker pid {proc.pid} has not "
+                        f"shard {sp.spec.shard_id} worker pid {proc.pid} has not "
                         f"heart-beaten for {age_ns / 1e9:.1f} s; killing it"
                     )
                     proc.kill()
@@ -256,7 +302,7 @@ class Supervisor:
             sp.backoff_s = RESTART_BACKOFF_S[0]
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
         self.log(
-            f"supervisor: shard {sp.spec.shard_id} worker died ({how}); restarting from its "
+            f"shard {sp.spec.shard_id} worker died ({how}); restarting from its "
             f"journal in {sp.backoff_s:.2f} s"
         )
         sp.restarts += 1
@@ -267,8 +313,18 @@ class Supervisor:
 
     def stop(self) -> None:
         """Ask every worker to drain, snapshot and exit; kill the ones that do not in time;
-        then unlink every segment. Idempotent."""
+        then unlink every segment. Idempotent.
+
+        The gateway goes first (no new orders), the market-data sidecar last (it
+        publishes what the workers emitted while draining)."""
         deadline = time.monotonic() + self.config.engine.stop_timeout_ms / 1000
+        sidecar_timeout_s = self.config.engine.stop_timeout_ms / 1000
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
+        for sc in self.sidecars:
+            if sc.name == "gateway":
+                sc.stop(sidecar_timeout_s, self.log)
         for sp in self.shards:
             sp.control.request_stop()
         for ring in self.rings:
@@ -280,20 +336,26 @@ class Supervisor:
             try:
                 code = sp.process.wait(timeout=left)
                 if code != 0:
-                    self.log(f"supervisor: shard {sp.spec.shard_id} worker exited with {code}")
+                    self.log(f"shard {sp.spec.shard_id} worker exited with {code}")
             except subprocess.TimeoutExpired:
-                self.log(f"supervisor: shard {sp.spec.shard_id} did not stop in time; killing it")
+                self.log(f"shard {sp.spec.shard_id} did not stop in time; killing it")
                 sp.process.kill()
                 sp.process.wait()
             if sp.pidfd is not None:
                 os.close(sp.pidfd)
                 sp.pidfd = None
             sp.process = None
+        for sc in self.sidecars:
+            sc.stop(sidecar_timeout_s, self.log)
         for sp in self.shards:
             sp.control.close()
         for ring in self.rings:
             ring.close()
+        # segments a killed sidecar made (a gateway's session rings) have a dead creator
+        for name in reclaim_stale(self.instance):
+            self.log(f"removed {name}, left by a process that died")
         self.shards.clear()
+        self.sidecars.clear()
         self.rings.clear()
         self.status_path.unlink(missing_ok=True)
 
@@ -312,6 +374,7 @@ class Supervisor:
         doc = {
             "supervisor_pid": os.getpid(),
             "instance": self.instance,
+            "metrics": self.metrics.address if self.metrics else None,
             "shards": [
                 {
                     "shard": sp.spec.shard_id,
@@ -324,6 +387,15 @@ class Supervisor:
                     "data_dir": sp.spec.data_dir,
                 }
                 for sp in self.shards
+            ],
+            "sidecars": [
+                {
+                    "name": sc.name,
+                    "pid": sc.process.pid if sc.process else None,
+                    "core": sc.core,
+                    "restarts": sc.restarts,
+                }
+                for sc in self.sidecars
             ],
         }
         tmp = self.status_path.with_suffix(".tmp")

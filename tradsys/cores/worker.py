@@ -28,6 +28,7 @@ from typing import Any, Literal
 import msgspec
 import psutil
 
+from tradsys import logs
 from tradsys._native import ffi, lib
 from tradsys.cores.control import WorkerControl, WorkerState
 from tradsys.journal.errors import JournalCorruptError, JournalError, error_from_c
@@ -334,11 +335,7 @@ def run_worker(spec: WorkerSpec) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m tradsys.cores.worker SPEC_JSON``."""
     args = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
-    )
+    logs.configure("worker")
     if len(args) != 1:
         print("usage: python -m tradsys.cores.worker SPEC_JSON", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -347,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     except msgspec.DecodeError as exc:
         print(f"tradsys.worker: bad worker spec: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    logs.configure("worker", spec.shard_id)
     return run_worker(spec)
 
 

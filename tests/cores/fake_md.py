@@ -1,0 +1,8 @@
+"""The fake md sidecar (see fake_sidecar.py)."""
+
+import sys
+
+from tests.cores.fake_sidecar import run
+
+if __name__ == "__main__":
+    sys.exit(run("md"))

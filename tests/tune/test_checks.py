@@ -1,0 +1,201 @@
+"""`tradsys tune check` against made-up hosts (a tmp tree shaped like /proc and /sys), one
+test per thing it must notice, and once against this machine through the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from tradsys.config import Config, load_config
+from tradsys.tune import Finding, Host, Verdict, run_checks
+from tradsys.tune.host import format_cpu_list, parse_cpu_list
+from tradsys.tune.report import is_ready, render
+
+
+class FakeHost:
+    """Writes a /proc + /sys tree of a host tuned the way tuning/README.md says; each
+    test then breaks one thing."""
+
+    def __init__(self, root: Path, cpus: int = 8) -> None:
+        self.root = root
+        online = f"0-{cpus - 1}"
+        self.write("sys/devices/system/cpu/online", online)
+        self.write("sys/devices/system/cpu/isolated", "2-5")
+        self.write("sys/devices/system/cpu/nohz_full", "2-5")
+        self.write("proc/cmdline", "quiet isolcpus=managed_irq,domain,2-5 rcu_nocbs=2-5")
+        for cpu in range(cpus):
+            base = f"sys/devices/system/cpu/cpu{cpu}"
+            self.write(f"{base}/cpufreq/scaling_governor", "performance")
+            for i, (name, latency, disabled) in enumerate(
+                [("POLL", 0, "0"), ("C1", 2, "0"), ("C6", 133, "1")]
+            ):
+                self.write(f"{base}/cpuidle/state{i}/name", name)
+                self.write(f"{base}/cpuidle/state{i}/latency", str(latency))
+                self.write(f"{base}/cpuidle/state{i}/disable", disabled)
+        self.write("sys/kernel/mm/transparent_hugepage/enabled", "always [madvise] never")
+        self.write("proc/swaps", "Filename\tType\tSize\tUsed\tPriority")
+        self.write("proc/sys/kernel/numa_balancing", "0")
+        self.write("proc/sys/kernel/sched_rt_runtime_us", "-1")
+        self.write("proc/self/timerslack_ns", "1")
+        self.write("sys/devices/system/node/node0/cpulist", online)
+        self.write("sys/devices/system/clocksource/clocksource0/current_clocksource", "tsc")
+        self.write("proc/irq/24/smp_affinity_list", "0-1")
+        self.write("proc/irq/25/smp_affinity_list", "6-7")
+        self.write("proc/1/comm", "systemd")
+
+    def write(self, path: str, text: str) -> None:
+        target = self.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text + "\n")
+
+    def host(self) -> Host:
+        return Host(root=self.root, memlock_bytes=None)
+
+
+def pinned_config(shards: dict[int, int], gateway: int | None = 4, md: int | None = 5) -> Config:
+    """The built-in config with shards, gateway and md on the given CPUs."""
+    base = load_config()
+    shard = base.shards[0]
+    return msgspec.structs.replace(
+        base,
+        shards=[msgspec.structs.replace(shard, id=i, core=c) for i, c in shards.items()],
+        gateway=msgspec.structs.replace(base.gateway, core=gateway),
+        md=msgspec.structs.replace(base.md, core=md),
+    )
+
+
+TUNED = {0: 2, 1: 3}
+
+
+def findings_of(fake: FakeHost, config: Config, check: str) -> list[Finding]:
+    return [f for f in run_checks(fake.host(), config) if f.check == check]
+
+
+def verdicts(findings: list[Finding]) -> set[Verdict]:
+    return {f.verdict for f in findings}
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> FakeHost:
+    return FakeHost(tmp_path)
+
+
+def test_a_tuned_host_is_ready_even_when_strict(fake: FakeHost) -> None:
+    findings = run_checks(fake.host(), pinned_config(TUNED))
+    assert [f for f in findings if f.verdict is not Verdict.OK] == []
+    assert is_ready(findings, strict=True)
+    assert render(findings).splitlines()[-1].startswith("ready: 0 problem(s)")
+
+
+def test_too_few_cores_and_unpinned_processes_cost_latency(tmp_path: Path) -> None:
+    fake = FakeHost(tmp_path, cpus=2)
+    config = load_config()  # nothing pinned
+    assert verdicts(findings_of(fake, config, "cores")) == {Verdict.WARN}
+    assert "not pinned: shard 0, gateway, md" in findings_of(fake, config, "pinning")[0].found
+    assert is_ready(run_checks(fake.host(), config))
+    assert not is_ready(run_checks(fake.host(), config), strict=True)
+
+
+def test_a_pinned_core_that_is_not_online_is_bad(fake: FakeHost) -> None:
+    findings = findings_of(fake, pinned_config({0: 2, 1: 12}), "cores")
+    bad = [f for f in findings if f.verdict is Verdict.BAD]
+    assert len(bad) == 1 and "shard 1 is pinned to CPU 12" in bad[0].found
+    assert not is_ready(run_checks(fake.host(), pinned_config({0: 2, 1: 12})))
+
+
+def test_two_processes_on_one_core_is_bad(fake: FakeHost) -> None:
+    findings = findings_of(fake, pinned_config({0: 2, 1: 3}, gateway=3), "cores")
+    assert any(f.verdict is Verdict.BAD and "shard 1 and gateway" in f.found for f in findings)
+
+
+def test_pinning_to_cpu0_is_flagged(fake: FakeHost) -> None:
+    findings = findings_of(fake, pinned_config({0: 0, 1: 3}), "pinning")
+    assert any("CPU 0" in f.found for f in findings)
+
+
+def test_pinned_cores_outside_isolcpus_nohz_and_rcu_nocbs(fake: FakeHost) -> None:
+    fake.write("sys/devices/system/cpu/isolated", "2-3")
+    fake.write("sys/devices/system/cpu/nohz_full", "(null)")
+    fake.write("proc/cmdline", "quiet")
+    found = [f.found for f in findings_of(fake, pinned_config(TUNED), "isolation")]
+    assert "isolcpus does not cover pinned CPU(s) 4-5" in found
+    assert "nohz_full does not cover pinned CPU(s) 2-5" in found
+    assert "rcu_nocbs does not cover pinned CPU(s) 2-5" in found
+
+
+def test_a_powersave_governor_is_flagged(fake: FakeHost) -> None:
+    fake.write("sys/devices/system/cpu/cpu3/cpufreq/scaling_governor", "powersave")
+    (finding,) = findings_of(fake, pinned_config(TUNED), "cpu frequency")
+    assert finding.verdict is Verdict.WARN and "powersave on CPU(s) 3" in finding.found
+
+
+def test_deep_cstates_on_engine_cores_are_flagged(fake: FakeHost) -> None:
+    fake.write("sys/devices/system/cpu/cpu2/cpuidle/state2/disable", "0")
+    (finding,) = findings_of(fake, pinned_config(TUNED), "c-states")
+    assert finding.verdict is Verdict.WARN and "C6 (exit 133 µs)" in finding.found
+
+
+def test_thp_always_swap_and_a_small_memlock(fake: FakeHost) -> None:
+    fake.write("sys/kernel/mm/transparent_hugepage/enabled", "[always] madvise never")
+    fake.write("proc/swaps", "Filename Type Size Used Priority\n/swapfile file 1024 0 -2")
+    host = Host(root=fake.root, memlock_bytes=64 * 1024)
+    findings = {
+        f.check: f for f in run_checks(host, pinned_config(TUNED)) if f.verdict.value == "warn"
+    }
+    assert "always" in findings["huge pages"].found
+    assert "/swapfile" in findings["swap"].found
+    assert "64 KiB" in findings["memlock"].found
+
+
+def test_irqs_on_pinned_cores_and_irqbalance(fake: FakeHost) -> None:
+    fake.write("proc/irq/30/smp_affinity_list", "0-7")
+    fake.write("proc/77/comm", "irqbalance")
+    found = [f.found for f in findings_of(fake, pinned_config(TUNED), "irq affinity")]
+    assert "1 IRQ(s) may be delivered to the pinned CPUs" in found
+    assert any("irqbalance is running" in f for f in found)
+
+
+def test_pinned_cores_across_numa_nodes_and_numa_balancing(fake: FakeHost) -> None:
+    fake.write("sys/devices/system/node/node0/cpulist", "0-3")
+    fake.write("sys/devices/system/node/node1/cpulist", "4-7")
+    fake.write("proc/sys/kernel/numa_balancing", "1")
+    found = [f.found for f in findings_of(fake, pinned_config(TUNED), "numa")]
+    assert any("span NUMA nodes [0, 1]" in f for f in found)
+    assert any("numa_balancing=1" in f for f in found)
+
+
+def test_timer_slack_rt_throttling_and_clocksource(fake: FakeHost) -> None:
+    fake.write("proc/self/timerslack_ns", "50000")
+    fake.write("proc/sys/kernel/sched_rt_runtime_us", "950000")
+    fake.write("sys/devices/system/clocksource/clocksource0/current_clocksource", "hpet")
+    warned = {
+        f.check for f in run_checks(fake.host(), pinned_config(TUNED)) if f.verdict is Verdict.WARN
+    }
+    assert {"timer slack", "rt throttling", "clocksource"} <= warned
+
+
+@pytest.mark.parametrize(
+    ("text", "cpus"), [("", set()), ("3", {3}), ("0-2,5,7-8", {0, 1, 2, 5, 7, 8})]
+)
+def test_cpu_lists_round_trip(text: str, cpus: set[int]) -> None:
+    assert parse_cpu_list(text) == cpus
+    assert format_cpu_list(cpus) == (text or "none")
+
+
+def test_tune_check_runs_on_this_machine_and_its_exit_code_is_the_verdict() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tradsys.cli", "tune", "check"], capture_output=True, text=True
+    )
+    findings = run_checks(Host(), load_config())
+    assert proc.returncode == (0 if is_ready(findings) else 1), proc.stderr
+    assert proc.stdout.splitlines()[-1] == render(findings).splitlines()[-1]
+    strict = subprocess.run(
+        [sys.executable, "-m", "tradsys.cli", "tune", "check", "--strict"],
+        capture_output=True,
+        text=True,
+    )
+    assert strict.returncode == (0 if is_ready(findings, strict=True) else 1)

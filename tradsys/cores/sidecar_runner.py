@@ -1,0 +1,126 @@
+"""The supervisor's side of the sidecar contract (see :mod:`tradsys.cores.sidecar`): start a
+sidecar, wait for its announcement, notice its death, restart it with back-off, stop it.
+
+Kept apart from the shard-worker handling because a sidecar holds no journal: restarting
+one is starting it again, and stopping one is a SIGTERM and a wait.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tradsys.config import Config
+from tradsys.cores.sidecar import read_announcement, status_path
+
+Log = Callable[[str], None]
+
+
+class SidecarError(Exception):
+    """A sidecar did not come up; the message says which and why."""
+
+
+@dataclass
+class SidecarProcess:
+    """One sidecar (``name`` is ``gateway`` or ``md``) and its current process."""
+
+    name: str
+    module: str
+    config: Config
+    config_path: Path
+    python: str
+    core: int | None = None
+    process: subprocess.Popen[bytes] | None = None
+    pidfd: int | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff_s: float = 0.05
+    restart_due: float | None = None
+
+    def spawn(self, log: Log) -> None:
+        # an announcement left by a killed predecessor must not pass for this one's
+        status_path(self.config, self.name).unlink(missing_ok=True)
+        cmd = [self.python, "-m", self.module, str(self.config_path)]
+        self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        self.pidfd = os.pidfd_open(self.process.pid)
+        self.started_at = time.monotonic()
+        self.restart_due = None
+        if self.core is not None:
+            import psutil
+
+            psutil.Process(self.process.pid).cpu_affinity([self.core])
+        where = "any core" if self.core is None else f"core {self.core}"
+        log(f"{self.name} pid {self.process.pid} on {where}")
+
+    def announcement(self) -> dict[str, object] | None:
+        """What the current process announced (a stale file of another pid is not it)."""
+        doc = read_announcement(self.config, self.name)
+        if doc is None or self.process is None or doc.get("pid") != self.process.pid:
+            return None
+        return doc
+
+    def wait_ready(self, timeout_s: float) -> dict[str, object]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            doc = self.announcement()
+            if doc is not None:
+                return doc
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise SidecarError(
+                    f"{self.name} exited with code {self.process.returncode} while "
+                    "starting; its log above says why"
+                )
+            if time.monotonic() > deadline:
+                raise SidecarError(f"{self.name} not ready after {timeout_s:.0f} s")
+            time.sleep(0.005)  # start-up only: an interpreter start dwarfs this poll
+
+    def check(self, now: float, log: Log, stable_after_s: float, backoff_cap_s: float) -> bool:
+        """Restart a dead sidecar when its back-off is over; True if something changed."""
+        if self.process is None:
+            if self.restart_due is not None and now >= self.restart_due:
+                self.spawn(log)
+                return True
+            return False
+        code = self.process.poll()
+        if code is None:
+            return False
+        self._forget_process()
+        if now - self.started_at > stable_after_s:
+            self.backoff_s = 0.05
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        log(f"{self.name} died ({how}); restarting in {self.backoff_s:.2f} s")
+        self.restarts += 1
+        self.restart_due = now + self.backoff_s
+        self.backoff_s = min(self.backoff_s * 2, backoff_cap_s)
+        return True
+
+    def stop(self, timeout_s: float, log: Log) -> None:
+        """SIGTERM, wait, SIGKILL if it will not go. Idempotent."""
+        self.restart_due = None
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=timeout_s)
+            if code != 0:
+                log(f"{self.name} exited with {code}")
+        except subprocess.TimeoutExpired:
+            log(f"{self.name} did not stop in time; killing it")
+            proc.kill()
+            proc.wait()
+        self._forget_process()
+        status_path(self.config, self.name).unlink(missing_ok=True)
+
+    def _forget_process(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        self.process = None

@@ -1,0 +1,120 @@
+"""The supervisor's view of the instance, turned into Prometheus metric families.
+
+Shard workers already publish their counters in their control blocks (written once per
+batch, for `tradsys status`), and each ring's header holds its indices. Reading those at
+scrape time costs the engine nothing: no counter is incremented for Prometheus on any
+hot path. Counters of one worker process start again from zero when it is restarted,
+which Prometheus's ``rate()`` treats as a counter reset.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tradsys.cores.control import WorkerState
+
+if TYPE_CHECKING:
+    from tradsys.cores.supervisor import Supervisor
+
+# (metric suffix, control-block field, help): per-incarnation counters of a worker.
+WORKER_COUNTERS = [
+    ("commands", "commands", "Commands the shard worker took from its command ring."),
+    ("batches", "batches", "Batches the shard worker processed."),
+    ("events", "events_out", "Execution events the shard worker pushed."),
+    ("md_records", "md_out", "Market-data records the shard worker pushed."),
+    ("out_waits", "out_waits", "Times the worker waited for room in an output ring."),
+    ("idle_waits", "idle_waits", "Times the worker waited for commands."),
+    ("replayed_commands", "replayed", "Journal commands replayed at the last start-up."),
+]
+
+
+class InstanceCollector(Collector):
+    """Collects one running :class:`~tradsys.cores.supervisor.Supervisor`'s instance."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._shards()
+        yield from self._rings()
+        yield from self._sidecars()
+
+    def _shards(self) -> Iterator[Metric]:
+        labels = ["shard"]
+        counters = {
+            suffix: CounterMetricFamily(f"tradsys_shard_{suffix}", text, labels=labels)
+            for suffix, _, text in WORKER_COUNTERS
+        }
+        busy = CounterMetricFamily(
+            "tradsys_shard_busy_seconds", "Time the worker spent not waiting.", labels=labels
+        )
+        restarts = CounterMetricFamily(
+            "tradsys_shard_restarts", "Times the supervisor restarted the worker.", labels=labels
+        )
+        up = GaugeMetricFamily(
+            "tradsys_shard_up", "1 when the shard worker is running.", labels=labels
+        )
+        heartbeat = GaugeMetricFamily(
+            "tradsys_shard_heartbeat_age_seconds",
+            "Seconds since the worker's last heartbeat.",
+            labels=labels,
+        )
+        lag = GaugeMetricFamily(
+            "tradsys_shard_journal_lag_commands",
+            "Commands journaled but not yet covered by an fdatasync.",
+            labels=labels,
+        )
+        seq = GaugeMetricFamily(
+            "tradsys_shard_journaled_commands",
+            "Journal sequence number last written (commands journaled).",
+            labels=labels,
+        )
+        now_ns = time.monotonic_ns()
+        for sp in self.supervisor.shards:
+            shard = [str(sp.spec.shard_id)]
+            snap = sp.control.snapshot()
+            for suffix, field, _ in WORKER_COUNTERS:
+                counters[suffix].add_metric(shard, getattr(snap, field))
+            busy.add_metric(shard, snap.busy_ns / 1e9)
+            restarts.add_metric(shard, sp.restarts)
+            up.add_metric(
+                shard, float(snap.state == WorkerState.RUNNING and sp.process is not None)
+            )
+            age = (now_ns - snap.heartbeat_ns) / 1e9 if snap.heartbeat_ns else float("nan")
+            heartbeat.add_metric(shard, age)
+            lag.add_metric(shard, max(0, snap.journaled_seq - snap.synced_seq))
+            seq.add_metric(shard, snap.journaled_seq)
+        yield from counters.values()
+        yield from (busy, restarts, up, heartbeat, lag, seq)
+
+    def _rings(self) -> Iterator[Metric]:
+        fill = GaugeMetricFamily(
+            "tradsys_ring_fill_records", "Records waiting in the ring.", labels=["ring"]
+        )
+        capacity = GaugeMetricFamily(
+            "tradsys_ring_capacity_records", "Slots in the ring.", labels=["ring"]
+        )
+        for ring in self.supervisor.rings:
+            info = ring.info()
+            fill.add_metric([ring.name], info.fill)
+            capacity.add_metric([ring.name], info.capacity)
+        yield fill
+        yield capacity
+
+    def _sidecars(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "tradsys_sidecar_up", "1 when the sidecar serves.", labels=["sidecar"]
+        )
+        restarts = CounterMetricFamily(
+            "tradsys_sidecar_restarts", "Times the supervisor restarted it.", labels=["sidecar"]
+        )
+        for sc in self.supervisor.sidecars:
+            up.add_metric([sc.name], float(sc.announcement() is not None))
+            restarts.add_metric([sc.name], sc.restarts)
+        yield up
+        yield restarts

@@ -1,0 +1,380 @@
+"""The host checks behind `tradsys tune check`: one function per thing that hurts latency.
+
+Each check looks at the :class:`~tradsys.tune.host.Host` and the instance's configuration
+(which processes run, on which cores) and returns findings. A finding is ``ok``, ``warn``
+(it will cost latency; fine on a laptop or in CI) or ``bad`` (this configuration cannot
+run as configured here: a pinned core that does not exist, two processes on one core).
+The host is ready when nothing is ``bad``; ``--strict`` also counts the warnings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from tradsys.config import Config
+from tradsys.tune.host import Host, format_cpu_list, parse_cpu_list
+
+# A cpuidle state whose exit latency is above this (µs) is a "deep" C-state: waking from
+# it costs more than a whole order round trip.
+DEEP_IDLE_LATENCY_US = 10
+# Default timer slack is 50 µs: every timed wait may oversleep by that much.
+TIMER_SLACK_OK_NS = 1_000
+
+
+class Verdict(Enum):
+    OK = "ok"
+    WARN = "warn"
+    BAD = "bad"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the report: what was checked, what was found, what to change."""
+
+    check: str
+    verdict: Verdict
+    found: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The processes the configuration runs and the cores they are pinned to."""
+
+    pinned: dict[str, int]  # process → core
+    unpinned: list[str]
+
+    @classmethod
+    def of(cls, config: Config) -> Placement:
+        pinned: dict[str, int] = {}
+        unpinned: list[str] = []
+        procs: list[tuple[str, int | None]] = [(f"shard {s.id}", s.core) for s in config.shards]
+        if config.gateway.enabled:
+            procs.append(("gateway", config.gateway.core))
+        if config.md.enabled:
+            procs.append(("md", config.md.core))
+        for name, core in procs:
+            if core is None:
+                unpinned.append(name)
+            else:
+                pinned[name] = core
+        return cls(pinned, unpinned)
+
+    @property
+    def cores(self) -> set[int]:
+        return set(self.pinned.values())
+
+    @property
+    def count(self) -> int:
+        return len(self.pinned) + len(self.unpinned)
+
+
+Check = Callable[[Host, Placement], list[Finding]]
+
+
+def check_cores(host: Host, place: Placement) -> list[Finding]:
+    online = host.online_cpus()
+    out: list[Finding] = []
+    # one core per process plus one for the supervisor, the OS and interrupts
+    need = place.count + 1
+    if len(online) < need:
+        out.append(
+            Finding(
+                "cores",
+                Verdict.WARN,
+                f"{len(online)} online CPU(s) for {place.count} engine process(es) + housekeeping",
+                f"give each shard, the gateway and md a core of its own: {need} CPUs, or "
+                "fewer shards (processes now share cores and wait for each other)",
+            )
+        )
+    else:
+        out.append(Finding("cores", Verdict.OK, f"{len(online)} online CPUs, {need} needed"))
+    missing = {n: c for n, c in place.pinned.items() if c not in online}
+    for name, core in missing.items():
+        out.append(
+            Finding(
+                "cores",
+                Verdict.BAD,
+                f"{name} is pinned to CPU {core}, which is not online "
+                f"(online: {format_cpu_list(online)})",
+                "pick an online CPU in the configuration",
+            )
+        )
+    by_core: dict[int, list[str]] = {}
+    for name, core in place.pinned.items():
+        by_core.setdefault(core, []).append(name)
+    for core, names in sorted(by_core.items()):
+        if len(names) > 1:
+            out.append(
+                Finding(
+                    "cores",
+                    Verdict.BAD,
+                    f"{' and '.join(names)} are pinned to the same CPU {core}",
+                    "give each pinned process its own CPU",
+                )
+            )
+    if place.unpinned:
+        out.append(
+            Finding(
+                "pinning",
+                Verdict.WARN,
+                f"not pinned: {', '.join(place.unpinned)}",
+                "set `core = N` for each (an isolated CPU); the scheduler moves unpinned "
+                "processes and their caches go cold",
+            )
+        )
+    if 0 in place.cores:
+        out.append(
+            Finding(
+                "pinning",
+                Verdict.WARN,
+                "a process is pinned to CPU 0, where the kernel's housekeeping and most IRQs run",
+                "use CPU 1 and up for engine processes",
+            )
+        )
+    return out
+
+
+def check_isolation(host: Host, place: Placement) -> list[Finding]:
+    cores = place.cores
+    if not cores:
+        return [
+            Finding(
+                "isolation",
+                Verdict.WARN,
+                "no process is pinned, so no CPU can be isolated for it",
+                "pin the processes, then isolate their CPUs (tuning/README.md)",
+            )
+        ]
+    out = []
+    params = host.cmdline()
+    for what, have, fix in (
+        ("isolcpus", host.isolated_cpus(), "isolcpus=managed_irq,domain,{cpus}"),
+        ("nohz_full", host.nohz_full_cpus(), "nohz_full={cpus}"),
+        ("rcu_nocbs", _cmdline_cpus(params, "rcu_nocbs"), "rcu_nocbs={cpus}"),
+    ):
+        lacking = cores - have
+        if lacking:
+            cpus = format_cpu_list(cores)
+            out.append(
+                Finding(
+                    "isolation",
+                    Verdict.WARN,
+                    f"{what} does not cover pinned CPU(s) {format_cpu_list(lacking)}",
+                    f"kernel command line: {fix.format(cpus=cpus)}",
+                )
+            )
+        else:
+            out.append(Finding("isolation", Verdict.OK, f"{what} covers the pinned CPUs"))
+    return out
+
+
+def _cmdline_cpus(params: dict[str, str], key: str) -> set[int]:
+    value = params.get(key, "")
+    # isolcpus-style flags ("managed_irq,domain,2-5") carry words before the list
+    return parse_cpu_list(",".join(p for p in value.split(",") if p[:1].isdigit()))
+
+
+def check_governor(host: Host, place: Placement) -> list[Finding]:
+    governors = host.governors()
+    if not governors:
+        return [
+            Finding(
+                "cpu frequency",
+                Verdict.OK,
+                "no cpufreq control (a VM or fixed frequency): nothing to set",
+            )
+        ]
+    slow = {cpu for cpu, gov in governors.items() if gov != "performance"}
+    if slow:
+        kinds = sorted({governors[c] for c in slow})
+        return [
+            Finding(
+                "cpu frequency",
+                Verdict.WARN,
+                f"governor {'/'.join(kinds)} on CPU(s) {format_cpu_list(slow)}",
+                "cpupower frequency-set -g performance (tuning/apply.sh does it)",
+            )
+        ]
+    return [Finding("cpu frequency", Verdict.OK, "governor performance on every CPU")]
+
+
+def check_cstates(host: Host, place: Placement) -> list[Finding]:
+    cpus = place.cores or host.online_cpus()
+    deep: dict[str, tuple[int, set[int]]] = {}
+    for cpu in sorted(cpus):
+        for name, latency, disabled in host.idle_states(cpu):
+            if latency > DEEP_IDLE_LATENCY_US and not disabled:
+                deep.setdefault(name, (latency, set()))[1].add(cpu)
+    if not deep:
+        return [Finding("c-states", Verdict.OK, "no deep idle state enabled on the engine CPUs")]
+    return [
+        Finding(
+            "c-states",
+            Verdict.WARN,
+            f"idle state {name} (exit {lat} µs) enabled on CPU(s) {format_cpu_list(on)}",
+            "kernel command line: intel_idle.max_cstate=1 processor.max_cstate=1, or "
+            "disable it in /sys/devices/system/cpu/cpu*/cpuidle (tuning/apply.sh)",
+        )
+        for name, (lat, on) in sorted(deep.items())
+    ]
+
+
+def check_memory(host: Host, place: Placement) -> list[Finding]:
+    out = []
+    thp = host.thp_mode()
+    if thp == "always":
+        out.append(
+            Finding(
+                "huge pages",
+                Verdict.WARN,
+                "transparent_hugepage=always: khugepaged compaction can stall any process",
+                "echo madvise > /sys/kernel/mm/transparent_hugepage/enabled",
+            )
+        )
+    else:
+        out.append(Finding("huge pages", Verdict.OK, f"transparent_hugepage={thp or 'absent'}"))
+    swaps = host.swap_devices()
+    if swaps:
+        out.append(
+            Finding(
+                "swap",
+                Verdict.WARN,
+                f"swap is on ({', '.join(swaps)}): a page of a book can go to disk",
+                "swapoff -a (and remove it from /etc/fstab), or vm.swappiness=0",
+            )
+        )
+    else:
+        out.append(Finding("swap", Verdict.OK, "no swap"))
+    memlock = host.memlock_bytes
+    if memlock is not None and memlock < 1 << 30:
+        out.append(
+            Finding(
+                "memlock",
+                Verdict.WARN,
+                f"RLIMIT_MEMLOCK is {memlock // 1024} KiB: rings and books cannot be locked",
+                "LimitMEMLOCK=infinity in the systemd unit (tuning/tradsys.service)",
+            )
+        )
+    else:
+        out.append(Finding("memlock", Verdict.OK, "RLIMIT_MEMLOCK allows locking memory"))
+    return out
+
+
+def check_irqs(host: Host, place: Placement) -> list[Finding]:
+    out = []
+    cores = place.cores
+    if cores:
+        onto = [irq for irq, cpus in host.irq_affinities().items() if cpus & cores]
+        if onto:
+            out.append(
+                Finding(
+                    "irq affinity",
+                    Verdict.WARN,
+                    f"{len(onto)} IRQ(s) may be delivered to the pinned CPUs",
+                    "write the housekeeping CPUs to /proc/irq/*/smp_affinity_list "
+                    "(tuning/apply.sh)",
+                )
+            )
+        else:
+            out.append(Finding("irq affinity", Verdict.OK, "no IRQ targets the pinned CPUs"))
+    if "irqbalance" in host.process_names():
+        out.append(
+            Finding(
+                "irq affinity",
+                Verdict.WARN,
+                "irqbalance is running and will move IRQs back onto any CPU",
+                "systemctl disable --now irqbalance, or IRQBALANCE_BANNED_CPULIST",
+            )
+        )
+    return out
+
+
+def check_numa(host: Host, place: Placement) -> list[Finding]:
+    nodes = host.numa_nodes()
+    out = []
+    if len(nodes) > 1 and place.cores:
+        spanned = {n for n, cpus in nodes.items() if cpus & place.cores}
+        if len(spanned) > 1:
+            out.append(
+                Finding(
+                    "numa",
+                    Verdict.WARN,
+                    f"pinned CPUs span NUMA nodes {sorted(spanned)}: rings cross the interconnect",
+                    "pin every engine process on the node of the NIC",
+                )
+            )
+    if host.sysctl("kernel.numa_balancing") == "1":
+        out.append(
+            Finding(
+                "numa",
+                Verdict.WARN,
+                "kernel.numa_balancing=1: the kernel unmaps pages to sample them",
+                "sysctl kernel.numa_balancing=0 (tuning/sysctl.conf)",
+            )
+        )
+    if not out:
+        out.append(Finding("numa", Verdict.OK, f"{len(nodes) or 1} node(s), nothing spans them"))
+    return out
+
+
+def check_timers(host: Host, place: Placement) -> list[Finding]:
+    out = []
+    slack = host.read("/proc/self/timerslack_ns")
+    if slack is not None and int(slack) > TIMER_SLACK_OK_NS:
+        out.append(
+            Finding(
+                "timer slack",
+                Verdict.WARN,
+                f"timer slack {int(slack) // 1000} µs: a timed wait may oversleep that much",
+                "TimerSlackNSec=1 in the systemd unit (tuning/tradsys.service)",
+            )
+        )
+    else:
+        out.append(Finding("timer slack", Verdict.OK, f"timer slack {slack or '?'} ns"))
+    rt = host.sysctl("kernel.sched_rt_runtime_us")
+    if rt is not None and rt != "-1":
+        out.append(
+            Finding(
+                "rt throttling",
+                Verdict.WARN,
+                f"kernel.sched_rt_runtime_us={rt}: a real-time busy-spinner is stopped "
+                "for the rest of every second",
+                "sysctl kernel.sched_rt_runtime_us=-1 on isolated CPUs (tuning/sysctl.conf)",
+            )
+        )
+    else:
+        out.append(Finding("rt throttling", Verdict.OK, "no real-time throttling"))
+    source = host.read("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+    if source not in (None, "tsc"):
+        out.append(
+            Finding(
+                "clocksource",
+                Verdict.WARN,
+                f"clocksource {source}: every timestamp is a slow read",
+                "tsc (kernel command line tsc=reliable where the TSC is invariant)",
+            )
+        )
+    else:
+        out.append(Finding("clocksource", Verdict.OK, f"clocksource {source or '?'}"))
+    return out
+
+
+CHECKS: list[Check] = [
+    check_cores,
+    check_isolation,
+    check_governor,
+    check_cstates,
+    check_memory,
+    check_irqs,
+    check_numa,
+    check_timers,
+]
+
+
+def run_checks(host: Host, config: Config) -> list[Finding]:
+    """Every check, in the order of the report."""
+    place = Placement.of(config)
+    return [finding for check in CHECKS for finding in check(host, place)]

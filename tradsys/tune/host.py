@@ -1,0 +1,154 @@
+"""What the host says about itself, read from /proc and /sys under a root directory.
+
+Everything goes through :class:`Host` so that the checks can be tested against a made-up
+tree (a tmp directory shaped like /proc and /sys) as well as run on the real machine.
+Reading only: nothing here writes anywhere, which is what makes `tradsys tune check`
+safe to run in CI or on a live trading host.
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def parse_cpu_list(text: str) -> set[int]:
+    """The kernel's CPU list format ("0-3,8,10-11") as a set; "" is the empty set."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            cpus.update(range(int(lo), int(hi) + 1))
+        else:
+            cpus.add(int(part))
+    return cpus
+
+
+def format_cpu_list(cpus: set[int]) -> str:
+    """The inverse of :func:`parse_cpu_list`, for messages."""
+    out: list[str] = []
+    ordered = sorted(cpus)
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        out.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(out) or "none"
+
+
+@dataclass
+class Host:
+    """A read-only view of one machine (``root`` is "/" except in tests)."""
+
+    root: Path = Path("/")
+    memlock_bytes: int | None = field(
+        default_factory=lambda: _limit(resource.getrlimit(resource.RLIMIT_MEMLOCK)[0])
+    )
+
+    def read(self, path: str) -> str | None:
+        """A file's text (``path`` as on the host, e.g. "/proc/swaps"), stripped; None
+        when it does not exist or cannot be read."""
+        return _read(self.root / path.lstrip("/"))
+
+    def glob(self, pattern: str) -> list[Path]:
+        return sorted(self.root.glob(pattern.lstrip("/")))
+
+    # ---- CPUs --------------------------------------------------------------------------
+
+    def online_cpus(self) -> set[int]:
+        return parse_cpu_list(self.read("/sys/devices/system/cpu/online") or "0")
+
+    def cmdline(self) -> dict[str, str]:
+        """Kernel command-line parameters (a bare flag maps to "")."""
+        params: dict[str, str] = {}
+        for word in (self.read("/proc/cmdline") or "").split():
+            if word == "--":
+                break
+            key, _, value = word.partition("=")
+            params[key] = value
+        return params
+
+    def isolated_cpus(self) -> set[int]:
+        return parse_cpu_list(self.read("/sys/devices/system/cpu/isolated") or "")
+
+    def nohz_full_cpus(self) -> set[int]:
+        text = self.read("/sys/devices/system/cpu/nohz_full")
+        if text is None or text == "(null)":
+            return set()
+        return parse_cpu_list(text)
+
+    def governors(self) -> dict[int, str]:
+        """cpu → scaling governor, for the CPUs that have cpufreq (a VM often has none)."""
+        out: dict[int, str] = {}
+        for path in self.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor"):
+            cpu = int(path.parent.parent.name[3:])
+            out[cpu] = path.read_text().strip()
+        return out
+
+    def idle_states(self, cpu: int) -> list[tuple[str, int, bool]]:
+        """(name, exit latency in µs, disabled) of each cpuidle state of ``cpu``."""
+        states = []
+        for state in self.glob(f"/sys/devices/system/cpu/cpu{cpu}/cpuidle/state[0-9]*"):
+            name = _read(state / "name") or state.name
+            latency = int(_read(state / "latency") or 0)
+            disabled = (_read(state / "disable") or "0") == "1"
+            states.append((name, latency, disabled))
+        return states
+
+    # ---- memory ------------------------------------------------------------------------
+
+    def thp_mode(self) -> str | None:
+        """The bracketed choice of transparent_hugepage/enabled ("always", "madvise", ...)."""
+        text = self.read("/sys/kernel/mm/transparent_hugepage/enabled")
+        if text is None or "[" not in text:
+            return None
+        return text[text.index("[") + 1 : text.index("]")]
+
+    def swap_devices(self) -> list[str]:
+        lines = (self.read("/proc/swaps") or "").splitlines()[1:]
+        return [line.split()[0] for line in lines if line.strip()]
+
+    def sysctl(self, name: str) -> str | None:
+        return self.read("/proc/sys/" + name.replace(".", "/"))
+
+    # ---- NUMA, IRQs, processes ---------------------------------------------------------
+
+    def numa_nodes(self) -> dict[int, set[int]]:
+        """node → its CPUs."""
+        nodes: dict[int, set[int]] = {}
+        for path in self.glob("/sys/devices/system/node/node[0-9]*"):
+            nodes[int(path.name[4:])] = parse_cpu_list(_read(path / "cpulist") or "")
+        return nodes
+
+    def irq_affinities(self) -> dict[str, set[int]]:
+        """irq number → the CPUs it may be delivered to."""
+        out: dict[str, set[int]] = {}
+        for path in self.glob("/proc/irq/[0-9]*/smp_affinity_list"):
+            out[path.parent.name] = parse_cpu_list(path.read_text())
+        return out
+
+    def process_names(self) -> set[str]:
+        names = set()
+        for path in self.glob("/proc/[0-9]*/comm"):
+            try:
+                names.add(path.read_text().strip())
+            except OSError:  # the process ended while we looked
+                continue
+        return names
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _limit(value: int) -> int | None:
+    return None if value == resource.RLIM_INFINITY else value

@@ -1,0 +1,45 @@
+#!/bin/sh
+# Apply the run-time host tuning for TradSys (the kernel command line needs a reboot;
+# see kernel-cmdline.example). Opt-in, needs root, and records what it changes in
+# /var/lib/tradsys-tuning/saved so that revert.sh puts it back.
+#   sudo tuning/apply.sh HOUSEKEEPING_CPUS      e.g. sudo tuning/apply.sh 0-1
+set -eu
+housekeeping=${1:?usage: apply.sh HOUSEKEEPING_CPUS (e.g. 0-1)}
+here=$(cd "$(dirname "$0")" && pwd)
+state=/var/lib/tradsys-tuning
+mkdir -p "$state"
+saved="$state/saved"
+: > "$saved"
+
+save() {  # remember a file's current value once, before changing it
+    path=$1
+    [ -w "$path" ] || return 0
+    value=$(cat "$path")
+    # choice files ("always [madvise] never") are written back as the chosen word
+    case "$value" in *\[*) value=$(echo "$value" | sed 's/.*\[\(.*\)\].*/\1/') ;; esac
+    printf '%s\t%s\n' "$path" "$value" >> "$saved"
+}
+
+set_value() {
+    path=$1 value=$2
+    [ -w "$path" ] || { echo "skip $path (not writable here)"; return 0; }
+    save "$path"
+    echo "$value" > "$path" && echo "set  $path = $value"
+}
+
+for gov in /sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor; do
+    [ -e "$gov" ] && set_value "$gov" performance
+done
+for state in /sys/devices/system/cpu/cpu[0-9]*/cpuidle/state[2-9]/disable; do
+    [ -e "$state" ] && set_value "$state" 1
+done
+set_value /sys/kernel/mm/transparent_hugepage/enabled madvise
+for irq in /proc/irq/[0-9]*/smp_affinity_list; do
+    set_value "$irq" "$housekeeping" 2>/dev/null || echo "skip $irq (managed by its driver)"
+done
+if systemctl is-active --quiet irqbalance 2>/dev/null; then
+    echo "irqbalance" >> "$state/services"
+    systemctl stop irqbalance && echo "stopped irqbalance"
+fi
+cp "$here/sysctl.conf" /etc/sysctl.d/90-tradsys.conf && sysctl -q --system
+echo "done; undo with: sudo $here/revert.sh"
