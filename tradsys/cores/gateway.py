@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
+import json
 import logging
 import os
 import signal
@@ -25,6 +25,7 @@ from typing import Any
 
 import uvloop
 
+from tradsys import logs
 from tradsys.config import Config, ConfigError
 from tradsys.cores.gateway_auth import Credentials
 from tradsys.cores.gateway_colocated import ColocatedEdge
@@ -32,13 +33,15 @@ from tradsys.cores.gateway_rings import RingMaker
 from tradsys.cores.gateway_sessions import SessionCore, SessionTable
 from tradsys.cores.gateway_tcp import TcpEdge
 from tradsys.cores.sidecar import announce_ready, read_effective_config, withdraw
+from tradsys.gateway import GatewayCore, GatewayError, next_epoch
 from tradsys.gctune import GcMonitor, tune_for_trading
-from tradsys.ring import reclaim_stale
+from tradsys.ring import RingError, reclaim_stale
 
 NAME = "gateway"
 STATS_INTERVAL_S = 0.25
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
 EPOCH_FILE = "gateway.epoch"
+STATS_FILE = "gateway.stats.json"
 
 log = logging.getLogger("tradsys.gateway")
 
@@ -162,28 +165,36 @@ class GatewayServer:
         self.unix_path.unlink(missing_ok=True)
 
 
-def next_epoch(config: Config) -> int:
-    """A number that grows with every start of this instance's gateway, so the exchange
-    ids a restarted gateway assigns never repeat an earlier run's."""
-    path = config.instance_dir / EPOCH_FILE
-    try:
-        epoch = int(path.read_text()) + 1
-    except (OSError, ValueError):
-        epoch = 1
-    path.parent.mkdir(parents=True, exist_ok=True)
+def stats_path(config: Config) -> Path:
+    return config.instance_dir / STATS_FILE
+
+
+def write_stats(config: Config, stats: dict[str, Any]) -> None:
+    """The gateway's counters and GC figures, for `tradsys status` and the benches: a
+    file of its own (atomic replace), so the announcement stays a short address card."""
+    path = stats_path(config)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(str(epoch))
+    tmp.write_text(json.dumps({"pid": os.getpid(), "time": time.time(), **stats}, indent=1))
     tmp.replace(path)
-    return epoch
 
 
-def make_core(config: Config) -> Any:
-    """The native gateway core (imported here, so this module loads without it)."""
-    core_module = importlib.import_module("tradsys.gateway")
-    return core_module.GatewayCore(config, epoch=next_epoch(config))
+def read_stats(config: Config) -> dict[str, Any] | None:
+    """What the running gateway last wrote, or None."""
+    try:
+        doc: dict[str, Any] = json.loads(stats_path(config).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc
 
 
-async def serve(config: Config, core: Any) -> None:
+def make_core(config: Config) -> GatewayCore:
+    """The native gateway core, with an epoch above every earlier run's (so the exchange
+    ids a restarted gateway assigns keep growing)."""
+    config.instance_dir.mkdir(parents=True, exist_ok=True)
+    return GatewayCore(config, epoch=next_epoch(config.instance_dir / EPOCH_FILE))
+
+
+async def serve(config: Config, core: GatewayCore) -> None:
     """Serve until SIGTERM/SIGINT, announcing readiness and refreshing the stats."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -196,15 +207,11 @@ async def serve(config: Config, core: Any) -> None:
         tune_for_trading()
         server.gc.install()
         server.gc.reset()
+        announce_ready(
+            config, NAME, unix_socket=str(server.unix_path), tcp=server.tcp_address or None
+        )
         while not stop.is_set():
-            announce_ready(
-                config,
-                NAME,
-                unix_socket=str(server.unix_path),
-                tcp=server.tcp_address or None,
-                updated=time.time(),
-                stats=server.stats(),
-            )
+            write_stats(config, server.stats())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), STATS_INTERVAL_S)
     finally:
@@ -213,9 +220,7 @@ async def serve(config: Config, core: Any) -> None:
 
 
 def run(config_path: str) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s tradsys.gateway[%(process)d] %(message)s"
-    )
+    logs.configure("gateway")
     try:
         config = read_effective_config(config_path)
     except ConfigError as exc:
@@ -225,7 +230,11 @@ def run(config_path: str) -> int:
         os.sched_setaffinity(0, {config.gateway.core})
     for name in reclaim_stale(config.engine.instance):
         log.info("removed stale segment %s (its creator is gone)", name)
-    core = make_core(config)
+    try:
+        core = make_core(config)
+    except (GatewayError, RingError) as exc:
+        log.error("cannot start the gateway core: %s", exc)
+        return EXIT_FAILURE
     try:
         core.start()
         try:
@@ -238,6 +247,7 @@ def run(config_path: str) -> int:
     finally:
         core.close()
         withdraw(config, NAME)
+        stats_path(config).unlink(missing_ok=True)
     log.info("stopped cleanly")
     return EXIT_OK
 

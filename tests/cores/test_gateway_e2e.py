@@ -1,0 +1,127 @@
+"""End to end through the Supervisor and the real gateway process and native core: two
+accounts trade against each other, one colocated (shared memory), one over TCP; each sees
+its own acks and fills with the right quantities and prices. Stopping leaves nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.client.edge_rig import KEYS
+from tradsys.client.events import Ack, Fill
+from tradsys.client.orders import Disconnected, OrderClient
+from tradsys.config import Config, parse_config
+from tradsys.cores.gateway import read_stats
+from tradsys.cores.gateway_auth import key_digest
+from tradsys.cores.sidecar import read_announcement
+from tradsys.cores.supervisor import Supervisor
+from tradsys.ring import instance_segments
+
+pytestmark = pytest.mark.multiprocess
+
+
+def e2e_config(instance: str, data_dir: Path) -> Config:
+    accounts = "\n".join(
+        f'[[account]]\nid = {i}\nname = "acct{i}"\napi_key_sha256 = "{key_digest(k)}"\n'
+        for i, k in KEYS.items()
+    )
+    return parse_config(
+        f"""
+[engine]
+instance = "{instance}"
+data_dir = "{data_dir}"
+ring_capacity = 4096
+
+[journal]
+durability = "none"
+
+[[shard]]
+id = 0
+symbols = ["ACME"]
+
+[[shard]]
+id = 1
+
+[[instrument]]
+symbol = "ACME"
+symbol_id = 1
+reference_price = 100
+
+[[instrument]]
+symbol = "ZETA"
+symbol_id = 2
+reference_price = 50
+
+[gateway]
+tcp_listen = "127.0.0.1:0"
+heartbeat_ms = 500
+
+[md]
+enabled = false
+{accounts}""",
+        "e2e",
+    )
+
+
+@pytest.fixture
+def running(instance: str, tmp_path: Path) -> Iterator[Supervisor]:
+    sup = Supervisor(e2e_config(instance, tmp_path), log=lambda line: None)
+    sup.start()
+    try:
+        yield sup
+    finally:
+        sup.stop()
+
+
+def test_colocated_and_tcp_accounts_trade_with_each_other(running: Supervisor) -> None:
+    config = running.config
+    ann = read_announcement(config, "gateway")
+    assert ann is not None and ann["tcp"] and ann["unix_socket"]
+    with (
+        OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1]) as alice,
+        OrderClient.connect(f"tcp://{ann['tcp']}", account_id=2, api_key=KEYS[2]) as bob,
+    ):
+        ask = alice.submit(1, "sell", 10, 101, order_id=5)
+        assert alice.wait_for(ask) == Ack(5, 1, 2, 101, 10, 10)
+        bid = bob.submit(1, "buy", 4, 102, order_id=5)  # the same client id: per account
+        assert isinstance(bob.wait_for(bid), Ack)
+        taker = bob.wait_for(bid, (Fill,))
+        maker = alice.wait_for(ask, (Fill,))
+        assert isinstance(taker, Fill) and isinstance(maker, Fill)
+        assert (taker.price, taker.quantity, taker.leaves_qty, taker.maker) == (101, 4, 0, False)
+        assert (maker.price, maker.quantity, maker.leaves_qty, maker.maker) == (101, 4, 6, True)
+        # second trade the other way round: bob rests on ZETA (shard 1), alice takes over shm
+        bob.submit(2, "buy", 3, 50, order_id=6)
+        bob.wait_for(6)
+        alice.submit(2, "sell", 5, 49, order_id=7, tif="ioc")
+        assert isinstance(alice.wait_for(7), Ack)
+        fill = alice.wait_for(7, (Fill,))
+        assert isinstance(fill, Fill) and (fill.price, fill.quantity) == (50, 3)
+        assert isinstance(bob.wait_for(6, (Fill,)), Fill)
+    stats = read_stats(config)
+    assert stats is not None and stats["gc"]["gen2"] == 0
+
+
+def test_stopping_the_instance_ends_sessions_and_leaves_nothing(running: Supervisor) -> None:
+    config = running.config
+    ann = read_announcement(config, "gateway")
+    assert ann is not None
+    gateway_pid = int(ann["pid"])
+    alice = OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1])
+    bob = OrderClient.connect(f"tcp://{ann['tcp']}", account_id=2, api_key=KEYS[2])
+    try:
+        alice.wait_for(alice.submit(1, "buy", 1, 99))
+        running.stop()
+        for client in (alice, bob):
+            with pytest.raises(Disconnected):
+                for _ in range(200):
+                    client.poll(0.05)
+    finally:
+        alice.close()
+        bob.close()
+    assert not psutil.pid_exists(gateway_pid) or psutil.Process(gateway_pid).status() == "zombie"
+    assert instance_segments(config.engine.instance) == []
+    assert read_announcement(config, "gateway") is None
