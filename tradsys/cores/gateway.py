@@ -127,6 +127,7 @@ class GatewayServer:
 
         def tick() -> None:
             self.tcp.tick(loop.time())
+            self.table.reap()
             self._tick = loop.call_later(interval, tick)
 
         self._tick = loop.call_later(interval, tick)
@@ -163,6 +164,10 @@ class GatewayServer:
         self._servers.clear()
         self.table.close_all()
         self.unix_path.unlink(missing_ok=True)
+        for _ in range(1000):  # the pump finishes its passes within milliseconds
+            if not self.table.reap():
+                break
+            await asyncio.sleep(0.001)
 
 
 def stats_path(config: Config) -> Path:
@@ -194,7 +199,7 @@ def make_core(config: Config) -> GatewayCore:
     return GatewayCore(config, epoch=next_epoch(config.instance_dir / EPOCH_FILE))
 
 
-async def serve(config: Config, core: GatewayCore) -> None:
+async def serve(config: Config, core: GatewayCore) -> GatewayServer:
     """Serve until SIGTERM/SIGINT, announcing readiness and refreshing the stats."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -217,6 +222,7 @@ async def serve(config: Config, core: GatewayCore) -> None:
     finally:
         await server.close()
         server.gc.uninstall()
+    return server
 
 
 def run(config_path: str) -> int:
@@ -237,10 +243,13 @@ def run(config_path: str) -> int:
         return EXIT_FAILURE
     try:
         core.start()
+        server = None
         try:
-            uvloop.run(serve(config, core))
+            server = uvloop.run(serve(config, core))
         finally:
             core.stop()
+            if server is not None:
+                server.table.reap(force=True)  # the pump is stopped: nothing touches them
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_USER_ERROR

@@ -8,6 +8,7 @@ small fake with the same two methods.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,6 +17,11 @@ from tradsys.cores.gateway_auth import LoginRefusedError
 from tradsys.cores.gateway_rings import RingMaker, SessionRings
 from tradsys.protocols.binary import LoginRejectReason
 from tradsys.ring import Ring
+from tradsys.ring.segment import unlink_quietly
+
+# A removed session's rings stay mapped until the pump has finished this many passes
+# since the removal (see SessionTable.close).
+RETIRE_AFTER_PASSES = 2
 
 
 class SessionCore(Protocol):
@@ -42,6 +48,7 @@ class OpenSession:
     account_id: int
     kind: str  # "colocated" or "tcp"
     rings: SessionRings
+    notify_fd: int | None = None
     closed: bool = False
 
 
@@ -51,6 +58,7 @@ class SessionTable:
     rings: RingMaker
     max_sessions: int
     live: dict[int, OpenSession] = field(default_factory=dict)
+    retired: list[tuple[int, OpenSession]] = field(default_factory=list)
     opened: int = 0
     closed: int = 0
 
@@ -76,14 +84,18 @@ class SessionTable:
             raise LoginRefusedError(
                 LoginRejectReason.UNAVAILABLE, f"the gateway core refused the session: {exc}"
             ) from exc
-        session = OpenSession(sid, account.id, kind, rings)
+        session = OpenSession(sid, account.id, kind, rings, notify_fd)
         self.live[sid] = session
         self.opened += 1
         return session
 
     def close(self, session: OpenSession) -> None:
-        """Deregister (the core stops touching the rings, cancels if configured), then
-        unlink the rings. Idempotent."""
+        """Deregister (the core cancels its orders if configured) and unlink the rings'
+        names at once, so nothing of the session is left in /dev/shm. Idempotent.
+
+        The memory itself (and the session's eventfd) is released only once the pump has
+        finished RETIRE_AFTER_PASSES passes since: a pump parked on the session's ring
+        futex still touches the ring when it wakes (see :meth:`reap`)."""
         if session.closed:
             return
         session.closed = True
@@ -91,8 +103,42 @@ class SessionTable:
         try:
             self.core.remove_session(session.session_id)
         finally:
-            session.rings.close()
+            unlink_quietly([session.rings.inbound.name, session.rings.outbound.name])
             self.closed += 1
+            mark = self._passes()
+            if mark is None:
+                self._release(session)
+            else:
+                self.retired.append((mark, session))
+
+    def _passes(self) -> int | None:
+        stats = getattr(self.core, "stats", None)
+        if not callable(stats):
+            return None
+        passes = stats().get("passes")
+        return None if passes is None else int(passes)
+
+    @staticmethod
+    def _release(session: OpenSession) -> None:
+        session.rings.close()
+        if session.notify_fd is not None:
+            os.close(session.notify_fd)
+            session.notify_fd = None
+
+    def reap(self, force: bool = False) -> int:
+        """Release the retired sessions the pump is done with (all, with ``force``: only
+        once the pump is stopped); return how many are still waiting."""
+        if not self.retired:
+            return 0
+        passes = None if force else self._passes()
+        keep = []
+        for mark, session in self.retired:
+            if passes is not None and passes < mark + RETIRE_AFTER_PASSES:
+                keep.append((mark, session))
+            else:
+                self._release(session)
+        self.retired = keep
+        return len(keep)
 
     def close_all(self) -> None:
         for session in list(self.live.values()):
@@ -103,4 +149,5 @@ class SessionTable:
             "sessions": len(self.live),
             "sessions_opened": self.opened,
             "sessions_closed": self.closed,
+            "sessions_retiring": len(self.retired),
         }

@@ -117,16 +117,14 @@ class TcpSession(asyncio.BufferedProtocol):
         if self.efd >= 0:
             self.loop.remove_reader(self.efd)
         if self.session is not None:
-            self.edge.table.close(self.session)
+            self.edge.table.close(self.session)  # it closes the eventfd when safe
+            self.efd = -1
             log.info(
                 "tcp session %d (account %d, %s) closed",
                 self.session.session_id,
                 self.session.account_id,
                 self.peer,
             )
-        if self.efd >= 0:
-            os.close(self.efd)
-            self.efd = -1
 
     def pause_writing(self) -> None:
         self.write_paused = True

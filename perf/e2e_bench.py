@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""End-to-end order entry: order → ack round trip through the whole engine, against the
+baseline a Python user would otherwise build.
+
+TradSys: `Supervisor` + one shard worker + the gateway process (uvloop control plane, the
+native pump moving orders); clients connect colocated (shared-memory rings after the Unix
+socket handshake) and over TCP (the binary protocol). Baseline ("peer"): an asyncio TCP
+server (uvloop) that calls the reference matching model per frame of orders and writes
+the events back, driven by the same TCP client code.
+
+Load is open loop: IOC orders on a fixed timetable, each latency measured from the
+order's intended send time, so a queue that builds up is measured, not hidden. For each
+side: p50 / p99 / p99.9 at several offered rates; the highest offered rate sustained
+(every order answered, >= 95 % of the rate, and the latency not growing over the run: the
+last quarter's median at most 2 ms above the first quarter's); then the round trip at
+half of it (``e2e.colocated.rtt.*``). ``e2e.tcp.rtt.p99`` is at one fixed moderate rate
+for both TradSys's TCP sessions and the baseline.
+
+Usage: e2e_bench.py [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as common
+import _e2e_rig as rig
+
+BENCH = "e2e"
+PEER = "asyncio TCP server + reference model"
+SUSTAIN_GROWTH_US = 2_000.0
+TCP_RATE = 10_000.0
+COLOCATED_RATES = [100e3, 250e3, 500e3, 1e6, 1.5e6, 2e6, 3e6, 4e6]
+BASELINE_RATES = [5e3, 10e3, 20e3, 40e3, 80e3, 160e3]
+ids = itertools.count(1, 10_000_000)
+
+
+def sweep(make, rates: list[float], seconds: float, label: str) -> list[rig.RunResult]:
+    """Run each rate on a fresh session until two rates in a row are not sustained."""
+    out: list[rig.RunResult] = []
+    misses = 0
+    for rate in rates:
+        sender = make()
+        try:
+            res = sender.run(rate, seconds, next(ids))
+        finally:
+            sender.close()
+        out.append(res)
+        common.note(
+            f"{label} {common.fmt_rate(rate)}/s: achieved {common.fmt_rate(res.achieved)}/s, "
+            f"p50 {common.fmt_us(res.us(50))} p99 {common.fmt_us(res.us(99))} µs "
+            f"({res.acked}/{res.sent} answered)"
+        )
+        misses = 0 if res.sustained(SUSTAIN_GROWTH_US) else misses + 1
+        if misses == 2:
+            break
+    return out
+
+
+def max_rate(results: list[rig.RunResult]) -> float:
+    ok = [r.offered for r in results if r.sustained(SUSTAIN_GROWTH_US)]
+    return max(ok) if ok else 0.0
+
+
+def one(make, rate: float, seconds: float) -> rig.RunResult:
+    sender = make()
+    try:
+        return sender.run(rate, seconds, next(ids))
+    finally:
+        sender.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    seconds = 0.5 if args.quick else 3.0
+    half_seconds = 1.0 if args.quick else 5.0
+
+    rows = []
+    with rig.tradsys_instance("e2ebench") as (_, ann):
+        host, port = rig.tcp_address(ann)
+        path = str(ann["unix_socket"])
+        one(lambda: rig.RingSender(path), 50e3, 0.3)  # warm-up: caches, page faults
+        colo = sweep(lambda: rig.RingSender(path), COLOCATED_RATES, seconds, "colocated")
+        colo_max = max_rate(colo)
+        colo_half = one(lambda: rig.RingSender(path), max(colo_max / 2, 1e3), half_seconds)
+        tcp = one(lambda: rig.TcpSender(host, port), TCP_RATE, max(seconds, 1.0))
+    with rig.baseline_server() as (bhost, bport):
+        one(lambda: rig.TcpSender(bhost, bport), 2e3, 0.3)
+        base = sweep(lambda: rig.TcpSender(bhost, bport), BASELINE_RATES, seconds, "baseline")
+        base_max = max_rate(base)
+        base_half = one(lambda: rig.TcpSender(bhost, bport), max(base_max / 2, 1e3), half_seconds)
+        base_tcp = one(lambda: rig.TcpSender(bhost, bport), TCP_RATE, max(seconds, 1.0))
+
+    def row(label: str, r: rig.RunResult) -> list[str]:
+        return [
+            label,
+            common.fmt_rate(r.offered),
+            common.fmt_rate(r.achieved),
+            common.fmt_us(r.us(50)),
+            common.fmt_us(r.us(99)),
+            common.fmt_us(r.us(99.9)),
+            "yes" if r.sustained(SUSTAIN_GROWTH_US) else "no",
+        ]
+
+    rows += [row("TradSys colocated", r) for r in colo]
+    rows.append(row("TradSys colocated, half max", colo_half))
+    rows.append(row("TradSys TCP", tcp))
+    rows += [row("baseline (asyncio + reference)", r) for r in base]
+    rows.append(row("baseline, half its max", base_half))
+    rows.append(row("baseline TCP", base_tcp))
+    print(
+        common.table(
+            ["order → ack", "offered/s", "achieved/s", "p50 µs", "p99 µs", "p99.9 µs", "sustained"],
+            rows,
+        )
+    )
+    ratio = common.fmt_ratio(colo_max / base_max if base_max else None)
+    print(
+        f"\nmax sustained: TradSys colocated {common.fmt_rate(colo_max)}/s, baseline "
+        f"{common.fmt_rate(base_max)}/s ({ratio})"
+    )
+    results = [
+        common.result(
+            "e2e.colocated.max_rate",
+            "orders/s",
+            colo_max,
+            higher_is_better=True,
+            peer=PEER,
+            peer_value=base_max,
+        ),
+        common.result(
+            "e2e.colocated.rtt.p50",
+            "us",
+            colo_half.us(50),
+            higher_is_better=False,
+            peer=PEER,
+            peer_value=base_half.us(50),
+        ),
+        common.result(
+            "e2e.colocated.rtt.p99",
+            "us",
+            colo_half.us(99),
+            higher_is_better=False,
+            peer=PEER,
+            peer_value=base_half.us(99),
+        ),
+        common.result(
+            "e2e.colocated.rtt.p99_9",
+            "us",
+            colo_half.us(99.9),
+            higher_is_better=False,
+            peer=PEER,
+            peer_value=base_half.us(99.9),
+        ),
+        common.result(
+            "e2e.tcp.rtt.p50",
+            "us",
+            tcp.us(50),
+            higher_is_better=False,
+            peer=PEER,
+            peer_value=base_tcp.us(50),
+        ),
+        common.result(
+            "e2e.tcp.rtt.p99",
+            "us",
+            tcp.us(99),
+            higher_is_better=False,
+            peer=PEER,
+            peer_value=base_tcp.us(99),
+        ),
+    ]
+    if args.json:
+        common.emit_json(BENCH, args.quick, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
