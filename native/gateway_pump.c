@@ -207,32 +207,37 @@ static uint64_t take_session(ts_gateway *gw, uint32_t slot, uint32_t max_batch) 
     uint64_t out_room = gw->cfg.max_batch - s->staged;
     if (out_room < room) room = out_room;
     if (max_batch < room) room = max_batch;
-    if (!room) return 0;
-    void *first;
-    uint64_t n = ts_ring_peek(s->in, &first);
-    if (n > room) n = room;
-    const ts_command *cmds = first;
-    for (uint64_t i = 0; i < n; i++) {
-        const ts_command *c = &cmds[i];
-        switch (c->kind) {
-        case TS_CMD_NEW_ORDER:
-            take_new(gw, s, slot, c);
-            break;
-        case TS_CMD_CANCEL:
-        case TS_CMD_REPLACE:
-            take_amend(gw, s, slot, c);
-            break;
-        case TS_CMD_MASS_CANCEL:
-            take_mass_cancel(gw, s, c);
-            break;
-        default:
-            stage_reject(gw, s, c, TS_REJ_INVALID_COMMAND);
-            break;
+    uint64_t taken = 0;
+    /* the readable records may wrap around the ring's end: two runs at most */
+    for (int run = 0; run < 2 && taken < room; run++) {
+        void *first;
+        uint64_t n = ts_ring_peek(s->in, &first);
+        if (n > room - taken) n = room - taken;
+        if (!n) break;
+        const ts_command *cmds = first;
+        for (uint64_t i = 0; i < n; i++) {
+            const ts_command *c = &cmds[i];
+            switch (c->kind) {
+            case TS_CMD_NEW_ORDER:
+                take_new(gw, s, slot, c);
+                break;
+            case TS_CMD_CANCEL:
+            case TS_CMD_REPLACE:
+                take_amend(gw, s, slot, c);
+                break;
+            case TS_CMD_MASS_CANCEL:
+                take_mass_cancel(gw, s, c);
+                break;
+            default:
+                stage_reject(gw, s, c, TS_REJ_INVALID_COMMAND);
+                break;
+            }
         }
+        ts_ring_release(s->in, n);
+        taken += n;
     }
-    if (n) ts_ring_release(s->in, n);
-    gw->st.commands_in += n;
-    return n;
+    gw->st.commands_in += taken;
+    return taken;
 }
 
 /* ---- events ------------------------------------------------------------------------------ */
@@ -242,12 +247,12 @@ static void note_trade(ts_gateway *gw, const ts_event *ev) {
     if (k != GW_NONE && ev->price > 0) gw->instr[k].last_trade = ev->price;
 }
 
-/* Route up to max_batch events of one shard; stops early (a stall) at an event whose
- * session has no room even after pushing its stage. */
-static uint64_t take_events(ts_gateway *gw, gw_shard *sh, uint32_t max_batch) {
+/* One contiguous run of a shard's events, up to max; fewer (a stall) when an event's
+ * session has no room even after pushing its stage, with *stalled set. */
+static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *stalled) {
     void *first;
     uint64_t n = ts_ring_peek(sh->evt, &first);
-    if (n > max_batch) n = max_batch;
+    if (n > max) n = max;
     const ts_event *evs = first;
     uint64_t i = 0;
     for (; i < n; i++) {
@@ -264,6 +269,7 @@ static uint64_t take_events(ts_gateway *gw, gw_shard *sh, uint32_t max_batch) {
             flush_session(s);
             if (s->staged == gw->cfg.max_batch) {
                 gw->st.event_stalls++;
+                *stalled = 1;
                 break;
             }
         }
@@ -286,6 +292,19 @@ static uint64_t take_events(ts_gateway *gw, gw_shard *sh, uint32_t max_batch) {
     if (i) ts_ring_release(sh->evt, i);
     gw->st.events_in += i;
     return i;
+}
+
+/* Route up to max_batch events of one shard (the readable ones may wrap around the
+ * ring's end: two runs at most). */
+static uint64_t take_events(ts_gateway *gw, gw_shard *sh, uint32_t max_batch) {
+    uint64_t total = 0;
+    int stalled = 0;
+    for (int run = 0; run < 2 && total < max_batch && !stalled; run++) {
+        uint64_t i = take_event_run(gw, sh, max_batch - total, &stalled);
+        if (!i) break;
+        total += i;
+    }
+    return total;
 }
 
 /* ---- the pass ---------------------------------------------------------------------------- */
