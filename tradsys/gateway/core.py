@@ -13,6 +13,12 @@ rings; this object owns the pump that moves records between those rings and the 
 Every method may be called while the pump thread runs: the C side serialises them with
 the pump between two passes.
 
+A session's outbound ring has one producer, the pump: the gateway process must not push
+its own records (login answers, heartbeats) into it. A client that stops reading fills its
+outbound ring; the pump then leaves that shard's later events in the shard ring until
+there is room (``stats()["event_stalls"]`` counts such passes), which holds back the
+shard's other sessions too — the gateway process should disconnect such a client.
+
 Order ids: a client writes its own client order id in ``order_id``; the pump assigns the
 exchange id ``(epoch << 40) | n``. ``epoch`` must exceed every earlier incarnation's so
 that ids keep growing across restarts (the engine rejects an id that does not):
