@@ -231,4 +231,6 @@ def test_pump_matches_the_reference_model(
         if diff is not None:
             diff.rig.close()
         rings.close_all()
-        unlink_quietly(instance_segments(instance))
+        leftovers = instance_segments(instance)
+        unlink_quietly(leftovers)
+    assert not leftovers, f"shared memory left behind: {leftovers}"

@@ -230,6 +230,16 @@ class GatewayCore:
             f"account {account.id}",
         )
 
+    def reload_accounts(self, config: Config) -> None:
+        """Hot reload every ``[[account]]`` of a (re-read) config: each one's limits are
+        replaced, new ones added. All are checked before any is applied. Accounts missing
+        from the new config keep their old limits (the pump never forgets an account)."""
+        problems = [p for acc in config.accounts for p in limit_problems(acc)]
+        if problems:
+            raise GatewayError("; ".join(problems))
+        for acc in config.accounts:
+            self.set_account_limits(acc)
+
     def kill(self, account_id: int | None, on: bool = True) -> None:
         """Kill switch of one account, or of every account (None): on=True cancels the
         resting orders (MASS_CANCEL to every shard) and rejects new orders and replaces
