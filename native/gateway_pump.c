@@ -355,7 +355,12 @@ static int waitv_supported = 1;
  * sleep itself. */
 static void park(ts_gateway *gw, const int32_t *stop) {
     struct gw_waitv wv[WAITV_MAX];
-    ts_ring *parked[WAITV_MAX];
+    /* what was parked: a session slot and generation (GW_NONE for a shard's ring), so a
+     * session removed during the sleep — its ring maybe unmapped since — is not touched */
+    struct {
+        ts_ring *ring;
+        uint32_t slot, gen;
+    } parked[WAITV_MAX];
     uint32_t n = 0, np = 0;
     uint32_t bell = atomic_load_explicit(&gw->doorbell, memory_order_acquire);
     wv[n++] = (struct gw_waitv){.val = bell, .uaddr = (uintptr_t)&gw->doorbell, .flags = FUTEX_32};
@@ -364,12 +369,15 @@ static void park(ts_gateway *gw, const int32_t *stop) {
     else if (output_pending(gw)) how = YIELD;
     for (uint32_t i = 0; how == SLEEP && i < gw->n_shards + gw->cfg.max_sessions; i++) {
         ts_ring *r;
+        uint32_t slot = GW_NONE, gen = 0;
         if (i < gw->n_shards) {
             r = gw->shards[i].evt;
         } else {
-            gw_session *s = &gw->sessions[i - gw->n_shards];
+            slot = i - gw->n_shards;
+            gw_session *s = &gw->sessions[slot];
             if (!s->active) continue;
             r = s->in;
+            gen = s->gen;
         }
         if (n == WAITV_MAX) {
             how = TIMED; /* more rings than one futex_waitv takes */
@@ -380,7 +388,9 @@ static void park(ts_gateway *gw, const int32_t *stop) {
             how = AGAIN; /* a record arrived while parking */
             break;
         }
-        parked[np++] = r;
+        parked[np].ring = r;
+        parked[np].slot = slot;
+        parked[np++].gen = gen;
         wv[n++] = (struct gw_waitv){.val = seen, .uaddr = (uintptr_t)word, .flags = FUTEX_32};
     }
     if (how == SLEEP) gw->st.parks++;
@@ -401,7 +411,13 @@ static void park(ts_gateway *gw, const int32_t *stop) {
         }
     }
     pthread_mutex_lock(&gw->lock);
-    for (uint32_t i = 0; i < np; i++) ts_ring_unpark_consumer(parked[i]);
+    for (uint32_t i = 0; i < np; i++) {
+        uint32_t slot = parked[i].slot;
+        if (slot != GW_NONE &&
+            (!gw->sessions[slot].active || gw->sessions[slot].gen != parked[i].gen))
+            continue; /* removed meanwhile: remove_session withdrew the mark */
+        ts_ring_unpark_consumer(parked[i].ring);
+    }
 }
 
 void ts_gateway_run(ts_gateway *gw, const int32_t *stop) {
