@@ -428,6 +428,7 @@ int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id) {
         }
         s->head = GW_NONE;
         s->active = 0;
+        ts_ring_unpark_consumer(s->in); /* a parked pump may have marked it */
         s->in = s->out = NULL;
         gw->st.sessions--;
     }

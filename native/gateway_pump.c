@@ -207,32 +207,37 @@ static uint64_t take_session(ts_gateway *gw, uint32_t slot, uint32_t max_batch) 
     uint64_t out_room = gw->cfg.max_batch - s->staged;
     if (out_room < room) room = out_room;
     if (max_batch < room) room = max_batch;
-    if (!room) return 0;
-    void *first;
-    uint64_t n = ts_ring_peek(s->in, &first);
-    if (n > room) n = room;
-    const ts_command *cmds = first;
-    for (uint64_t i = 0; i < n; i++) {
-        const ts_command *c = &cmds[i];
-        switch (c->kind) {
-        case TS_CMD_NEW_ORDER:
-            take_new(gw, s, slot, c);
-            break;
-        case TS_CMD_CANCEL:
-        case TS_CMD_REPLACE:
-            take_amend(gw, s, slot, c);
-            break;
-        case TS_CMD_MASS_CANCEL:
-            take_mass_cancel(gw, s, c);
-            break;
-        default:
-            stage_reject(gw, s, c, TS_REJ_INVALID_COMMAND);
-            break;
+    uint64_t taken = 0;
+    /* the readable records may wrap around the ring's end: two runs at most */
+    for (int run = 0; run < 2 && taken < room; run++) {
+        void *first;
+        uint64_t n = ts_ring_peek(s->in, &first);
+        if (n > room - taken) n = room - taken;
+        if (!n) break;
+        const ts_command *cmds = first;
+        for (uint64_t i = 0; i < n; i++) {
+            const ts_command *c = &cmds[i];
+            switch (c->kind) {
+            case TS_CMD_NEW_ORDER:
+                take_new(gw, s, slot, c);
+                break;
+            case TS_CMD_CANCEL:
+            case TS_CMD_REPLACE:
+                take_amend(gw, s, slot, c);
+                break;
+            case TS_CMD_MASS_CANCEL:
+                take_mass_cancel(gw, s, c);
+                break;
+            default:
+                stage_reject(gw, s, c, TS_REJ_INVALID_COMMAND);
+                break;
+            }
         }
+        ts_ring_release(s->in, n);
+        taken += n;
     }
-    if (n) ts_ring_release(s->in, n);
-    gw->st.commands_in += n;
-    return n;
+    gw->st.commands_in += taken;
+    return taken;
 }
 
 /* ---- events ------------------------------------------------------------------------------ */
@@ -242,12 +247,12 @@ static void note_trade(ts_gateway *gw, const ts_event *ev) {
     if (k != GW_NONE && ev->price > 0) gw->instr[k].last_trade = ev->price;
 }
 
-/* Route up to max_batch events of one shard; stops early (a stall) at an event whose
- * session has no room even after pushing its stage. */
-static uint64_t take_events(ts_gateway *gw, gw_shard *sh, uint32_t max_batch) {
+/* One contiguous run of a shard's events, up to max; fewer (a stall) when an event's
+ * session has no room even after pushing its stage, with *stalled set. */
+static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *stalled) {
     void *first;
     uint64_t n = ts_ring_peek(sh->evt, &first);
-    if (n > max_batch) n = max_batch;
+    if (n > max) n = max;
     const ts_event *evs = first;
     uint64_t i = 0;
     for (; i < n; i++) {
@@ -264,6 +269,7 @@ static uint64_t take_events(ts_gateway *gw, gw_shard *sh, uint32_t max_batch) {
             flush_session(s);
             if (s->staged == gw->cfg.max_batch) {
                 gw->st.event_stalls++;
+                *stalled = 1;
                 break;
             }
         }
@@ -286,6 +292,19 @@ static uint64_t take_events(ts_gateway *gw, gw_shard *sh, uint32_t max_batch) {
     if (i) ts_ring_release(sh->evt, i);
     gw->st.events_in += i;
     return i;
+}
+
+/* Route up to max_batch events of one shard (the readable ones may wrap around the
+ * ring's end: two runs at most). */
+static uint64_t take_events(ts_gateway *gw, gw_shard *sh, uint32_t max_batch) {
+    uint64_t total = 0;
+    int stalled = 0;
+    for (int run = 0; run < 2 && total < max_batch && !stalled; run++) {
+        uint64_t i = take_event_run(gw, sh, max_batch - total, &stalled);
+        if (!i) break;
+        total += i;
+    }
+    return total;
 }
 
 /* ---- the pass ---------------------------------------------------------------------------- */
@@ -336,7 +355,12 @@ static int waitv_supported = 1;
  * sleep itself. */
 static void park(ts_gateway *gw, const int32_t *stop) {
     struct gw_waitv wv[WAITV_MAX];
-    ts_ring *parked[WAITV_MAX];
+    /* what was parked: a session slot and generation (GW_NONE for a shard's ring), so a
+     * session removed during the sleep — its ring maybe unmapped since — is not touched */
+    struct {
+        ts_ring *ring;
+        uint32_t slot, gen;
+    } parked[WAITV_MAX];
     uint32_t n = 0, np = 0;
     uint32_t bell = atomic_load_explicit(&gw->doorbell, memory_order_acquire);
     wv[n++] = (struct gw_waitv){.val = bell, .uaddr = (uintptr_t)&gw->doorbell, .flags = FUTEX_32};
@@ -345,12 +369,15 @@ static void park(ts_gateway *gw, const int32_t *stop) {
     else if (output_pending(gw)) how = YIELD;
     for (uint32_t i = 0; how == SLEEP && i < gw->n_shards + gw->cfg.max_sessions; i++) {
         ts_ring *r;
+        uint32_t slot = GW_NONE, gen = 0;
         if (i < gw->n_shards) {
             r = gw->shards[i].evt;
         } else {
-            gw_session *s = &gw->sessions[i - gw->n_shards];
+            slot = i - gw->n_shards;
+            gw_session *s = &gw->sessions[slot];
             if (!s->active) continue;
             r = s->in;
+            gen = s->gen;
         }
         if (n == WAITV_MAX) {
             how = TIMED; /* more rings than one futex_waitv takes */
@@ -361,7 +388,9 @@ static void park(ts_gateway *gw, const int32_t *stop) {
             how = AGAIN; /* a record arrived while parking */
             break;
         }
-        parked[np++] = r;
+        parked[np].ring = r;
+        parked[np].slot = slot;
+        parked[np++].gen = gen;
         wv[n++] = (struct gw_waitv){.val = seen, .uaddr = (uintptr_t)word, .flags = FUTEX_32};
     }
     if (how == SLEEP) gw->st.parks++;
@@ -382,7 +411,13 @@ static void park(ts_gateway *gw, const int32_t *stop) {
         }
     }
     pthread_mutex_lock(&gw->lock);
-    for (uint32_t i = 0; i < np; i++) ts_ring_unpark_consumer(parked[i]);
+    for (uint32_t i = 0; i < np; i++) {
+        uint32_t slot = parked[i].slot;
+        if (slot != GW_NONE &&
+            (!gw->sessions[slot].active || gw->sessions[slot].gen != parked[i].gen))
+            continue; /* removed meanwhile: remove_session withdrew the mark */
+        ts_ring_unpark_consumer(parked[i].ring);
+    }
 }
 
 void ts_gateway_run(ts_gateway *gw, const int32_t *stop) {

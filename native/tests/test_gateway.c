@@ -245,6 +245,8 @@ typedef struct runner {
     int32_t stop;
 } runner;
 
+static void wait_for_parks(ts_gateway *gw, uint64_t n);
+
 static void *run_thread(void *arg) {
     runner *rn = arg;
     ts_gateway_run(rn->gw, &rn->stop);
@@ -263,13 +265,7 @@ static void test_run_parks_and_wakes(void) {
     CHECK(pthread_create(&t, NULL, run_thread, &rn) == 0);
     ts_wait_strategy w = {TS_WAIT_SPIN_PARK, 64, 4, 0};
     for (int i = 1; i <= 5; i++) {
-        /* let the pump go idle and park before each order */
-        ts_gateway_stats st;
-        for (int k = 0; k < 100000; k++) {
-            ts_gateway_get_stats(r.gw, &st);
-            if (st.parks >= (uint64_t)i) break;
-            sched_yield();
-        }
+        wait_for_parks(r.gw, (uint64_t)i); /* let the pump go idle and park first */
         ts_command n = rig_new(i, 1, TS_SIDE_BUY, 1000, 1);
         ts_ring_push(c.in, &n, 1);
         ts_command got;
@@ -279,6 +275,46 @@ static void test_run_parks_and_wakes(void) {
     ts_gateway_stats st;
     ts_gateway_get_stats(r.gw, &st);
     CHECK(st.parks >= 1);
+    __atomic_store_n(&rn.stop, 1, __ATOMIC_RELEASE);
+    ts_gateway_wake(r.gw);
+    pthread_join(t, NULL);
+    rig_free(&r);
+}
+
+static void wait_for_parks(ts_gateway *gw, uint64_t n) {
+    ts_gateway_stats st;
+    for (int k = 0; k < 1000000; k++) {
+        ts_gateway_get_stats(gw, &st);
+        if (st.parks >= n) return;
+        sched_yield();
+    }
+}
+
+/* A session removed while the pump sleeps, and its ring freed at once: the pump must not
+ * touch it when it wakes (ASan would see it), and it goes on serving the others. */
+static void test_remove_while_parked(void) {
+    rig r;
+    rig_init(&r, 1, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client keep = rig_client(&r, 1, 64);
+    size_t size = ts_ring_bytes_needed(TS_RECORD_SIZE, 64);
+    void *in_mem = aligned_alloc(128, size), *out_mem = aligned_alloc(128, size);
+    ts_ring_init(in_mem, size, TS_RECORD_SIZE, 64, TS_LAYOUT_VERSION, 1, 0);
+    ts_ring_init(out_mem, size, TS_RECORD_SIZE, 64, TS_LAYOUT_VERSION, 1, 0);
+    int64_t gone = ts_gateway_add_session(r.gw, 1, in_mem, out_mem, -1, 0);
+    CHECK(gone >= 0);
+    runner rn = {r.gw, 0};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, run_thread, &rn) == 0);
+    wait_for_parks(r.gw, 1);
+    CHECK_EQ(ts_gateway_remove_session(r.gw, gone), TS_GW_OK);
+    free(in_mem);
+    free(out_mem);
+    ts_command n = rig_new(1, 1, TS_SIDE_BUY, 1000, 1), got;
+    ts_ring_push(keep.in, &n, 1);
+    ts_wait_strategy w = {TS_WAIT_SPIN_PARK, 64, 4, 0};
+    CHECK_EQ(ts_ring_pop_wait(r.cmd[0], &got, 1, &w, 5000000000LL), 1);
     __atomic_store_n(&rn.stop, 1, __ATOMIC_RELEASE);
     ts_gateway_wake(r.gw);
     pthread_join(t, NULL);
@@ -299,6 +335,7 @@ int main(void) {
         {"backpressure", test_backpressure},
         {"pool_limit", test_pool_limit},
         {"run_parks_and_wakes", test_run_parks_and_wakes},
+        {"remove_while_parked", test_remove_while_parked},
     };
     int failed = 0;
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {

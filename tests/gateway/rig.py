@@ -43,7 +43,7 @@ def make_config(instance: str, accounts: list[AccountSection], **gateway: Any) -
             Instrument("BBB", BBB, reference_price=0),
         ],
         accounts=accounts,
-        gateway=GatewaySection(max_live_orders=4096, max_sessions=8, **gateway),
+        gateway=GatewaySection(**({"max_live_orders": 4096, "max_sessions": 8} | gateway)),
     )
 
 

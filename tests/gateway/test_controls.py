@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import select
 from collections.abc import Callable
+from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
 from tests.gateway.rig import BBB, GatewayRig, account, command
-from tradsys.gateway import GatewayError
+from tradsys.gateway import GatewayCore, GatewayError, next_epoch
+from tradsys.ring import RingAttachError
 from tradsys.wire import COMMAND_DTYPE, CommandKind, EventKind, RejectReason
 
 SECOND = 1_000_000_000
@@ -167,3 +170,37 @@ def test_pump_thread_moves_orders_and_signals_the_eventfd(
         assert rig.core.stats()["commands_in"] == 1
     finally:
         os.close(efd)
+
+
+def test_reload_accounts_from_a_config(make_rig: Callable[..., GatewayRig]) -> None:
+    rig = make_rig([account(1)])
+    s = rig.session()
+    new = msgspec.structs.replace(rig.config, accounts=[account(1, max_order_qty=1), account(2)])
+    rig.core.reload_accounts(new)
+    s.send(command(order_id=1, quantity=2))
+    rig.poll()
+    assert s.events()[0]["reason"] == RejectReason.MAX_ORDER_QTY
+    rig.session(2)  # added by the reload
+    bad = msgspec.structs.replace(rig.config, accounts=[account(1), account(2, credit_limit=-1)])
+    with pytest.raises(GatewayError, match="credit_limit"):
+        rig.core.reload_accounts(bad)
+
+
+def test_errors_name_what_is_wrong(make_rig: Callable[..., GatewayRig], instance: str) -> None:
+    rig = make_rig()
+    with pytest.raises(GatewayError, match="session for account 77: unknown"):
+        rig.session(77)
+    with pytest.raises(GatewayError, match="epoch"):
+        GatewayCore(rig.config, epoch=0)
+    other = msgspec.structs.replace(
+        rig.config, engine=msgspec.structs.replace(rig.config.engine, instance=instance + "x")
+    )
+    with pytest.raises(RingAttachError):
+        GatewayCore(other, epoch=1)  # no shard rings under that instance
+
+
+def test_next_epoch_grows(tmp_path: Path) -> None:
+    path = tmp_path / "epoch"
+    first = next_epoch(path)
+    assert next_epoch(path) == first + 1
+    assert int(path.read_text()) == first + 1

@@ -13,6 +13,12 @@ rings; this object owns the pump that moves records between those rings and the 
 Every method may be called while the pump thread runs: the C side serialises them with
 the pump between two passes.
 
+A session's outbound ring has one producer, the pump: the gateway process must not push
+its own records (login answers, heartbeats) into it. A client that stops reading fills its
+outbound ring; the pump then leaves that shard's later events in the shard ring until
+there is room (``stats()["event_stalls"]`` counts such passes), which holds back the
+shard's other sessions too — the gateway process should disconnect such a client.
+
 Order ids: a client writes its own client order id in ``order_id``; the pump assigns the
 exchange id ``(epoch << 40) | n``. ``epoch`` must exceed every earlier incarnation's so
 that ids keep growing across restarts (the engine rejects an id that does not):
@@ -223,6 +229,16 @@ class GatewayCore:
             lib.ts_gateway_set_account(self._gw, account.id, limits_cdata(account)),
             f"account {account.id}",
         )
+
+    def reload_accounts(self, config: Config) -> None:
+        """Hot reload every ``[[account]]`` of a (re-read) config: each one's limits are
+        replaced, new ones added. All are checked before any is applied. Accounts missing
+        from the new config keep their old limits (the pump never forgets an account)."""
+        problems = [p for acc in config.accounts for p in limit_problems(acc)]
+        if problems:
+            raise GatewayError("; ".join(problems))
+        for acc in config.accounts:
+            self.set_account_limits(acc)
 
     def kill(self, account_id: int | None, on: bool = True) -> None:
         """Kill switch of one account, or of every account (None): on=True cancels the
