@@ -12,7 +12,8 @@ Load is open loop: IOC orders on a fixed timetable, each latency measured from t
 order's intended send time, so a queue that builds up is measured, not hidden. For each
 side: p50 / p99 / p99.9 at several offered rates; the highest offered rate sustained
 (every order answered, >= 95 % of the rate, and the latency not growing over the run: the
-last quarter's median at most 2 ms above the first quarter's); then the round trip at
+last quarter's median at most 20 ms above the first quarter's -- an overloaded run's grows
+by a good part of its length, a shared machine's noise by a few ms); then the round trip at
 half of it (``e2e.colocated.rtt.*``). ``e2e.tcp.rtt.p99`` is at one fixed moderate rate
 for both TradSys's TCP sessions and the baseline.
 
@@ -33,7 +34,7 @@ import _e2e_rig as rig
 
 BENCH = "e2e"
 PEER = "asyncio TCP server + reference model"
-SUSTAIN_GROWTH_US = 2_000.0
+SUSTAIN_GROWTH_US = 20_000.0
 TCP_RATE = 10_000.0
 COLOCATED_RATES = [100e3, 250e3, 500e3, 1e6, 1.5e6, 2e6, 3e6, 4e6]
 BASELINE_RATES = [5e3, 10e3, 20e3, 40e3, 80e3, 160e3]

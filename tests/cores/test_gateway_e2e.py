@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from tests.client.edge_rig import KEYS
-from tradsys.client.events import Ack, Fill
+from tradsys.client.events import Ack, Cancelled, Fill
 from tradsys.client.orders import Disconnected, OrderClient
 from tradsys.config import Config, parse_config
 from tradsys.cores.gateway import read_stats
@@ -125,3 +125,34 @@ def test_stopping_the_instance_ends_sessions_and_leaves_nothing(running: Supervi
     assert not psutil.pid_exists(gateway_pid) or psutil.Process(gateway_pid).status() == "zombie"
     assert instance_segments(config.engine.instance) == []
     assert read_announcement(config, "gateway") is None
+
+
+def test_a_killed_colocated_client_loses_its_orders_and_nothing_leaks(
+    running: Supervisor, children, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import time
+
+    from tests.cores.test_gateway_edge import _colocated_child
+
+    config = running.config
+    ann = read_announcement(config, "gateway")
+    assert ann is not None
+    ready = tmp_path / "ready"
+    proc = children.start(_colocated_child, ann["unix_socket"], str(ready))
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert time.monotonic() < deadline, "the child never got its ack"
+        time.sleep(0.01)
+    assert any(".sin." in n for n in instance_segments(config.engine.instance))
+    os.kill(proc.pid, signal.SIGKILL)
+    while any(".sin." in n for n in instance_segments(config.engine.instance)):
+        assert time.monotonic() < deadline, "the session's rings were not removed"
+        time.sleep(0.01)
+    # cancel-on-disconnect: the child's resting sell (5 @ 120) is gone from the book
+    with OrderClient.connect(f"tcp://{ann['tcp']}", account_id=2, api_key=KEYS[2]) as bob:
+        oid = bob.submit(1, "buy", 5, 120, tif="ioc")
+        assert isinstance(bob.wait_for(oid), Ack)
+        cxl = bob.wait_for(oid, (Cancelled, Fill))
+        assert isinstance(cxl, Cancelled) and cxl.quantity == 5, cxl  # nothing to trade with
