@@ -55,6 +55,7 @@ durability = "none"
 
 [[shard]]
 id = 0
+{shard_core}
 
 [[instrument]]
 symbol = "ACME"
@@ -62,6 +63,7 @@ symbol_id = 1
 reference_price = {price}
 
 [gateway]
+{gateway_core}
 tcp_listen = "127.0.0.1:0"
 session_ring_capacity = 65536
 heartbeat_ms = 5000
@@ -274,9 +276,28 @@ class TcpSender(OrderSender):
 # ---- TradSys --------------------------------------------------------------------------------
 
 
+def placement() -> tuple[int | None, set[int] | None]:
+    """(engine CPU, client CPUs). By default the kernel places everything. With
+    TRADSYS_BENCH_PIN=1 (and two CPUs or more) the shard worker and the gateway share the
+    last CPU and the client keeps the rest -- on a 2-CPU VM that halved the throughput
+    (the pump and the worker then take turns on one CPU), so it is not the default."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or os.environ.get("TRADSYS_BENCH_PIN", "0") == "0":
+        return None, None
+    return cpus[-1], set(cpus[:-1])
+
+
 def bench_config(instance: str, data_dir: Path, wait: str = WAIT) -> Config:
+    engine_cpu, _ = placement()
+    core = "" if engine_cpu is None else f"core = {engine_cpu}"
     text = CONFIG.format(
-        instance=instance, data_dir=data_dir, price=PRICE, digest=key_digest(KEY), wait=wait
+        instance=instance,
+        data_dir=data_dir,
+        price=PRICE,
+        digest=key_digest(KEY),
+        wait=wait,
+        shard_core=core,
+        gateway_core=core,
     )
     return parse_config(text, "bench")
 
@@ -287,13 +308,18 @@ def tradsys_instance(name: str) -> Iterator[tuple[Supervisor, dict[str, Any]]]:
     tmp = tempfile.mkdtemp(prefix=f"tradsys-{name}-")
     config = bench_config(f"{name}{os.getpid()}", Path(tmp))
     sup = Supervisor(config, log=lambda line: None)
+    _, client_cpus = placement()
+    before = os.sched_getaffinity(0)
     try:
+        if client_cpus:
+            os.sched_setaffinity(0, client_cpus)
         sup.start()
         ann = read_announcement(config, "gateway")
         assert ann is not None
         yield sup, ann
     finally:
         sup.stop()
+        os.sched_setaffinity(0, before)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
