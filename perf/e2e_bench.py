@@ -14,8 +14,10 @@ side: p50 / p99 / p99.9 at several offered rates; the highest offered rate susta
 (every order answered, >= 95 % of the rate, and the latency not growing over the run: the
 last quarter's median at most 20 ms above the first quarter's -- an overloaded run's grows
 by a good part of its length, a shared machine's noise by a few ms); then the round trip at
-half of it (``e2e.colocated.rtt.*``). ``e2e.tcp.rtt.p99`` is at one fixed moderate rate
-for both TradSys's TCP sessions and the baseline.
+half of it (``e2e.colocated.rtt.*``, against the baseline at half of *its* maximum). At
+one fixed moderate rate (10 k/s) both sides run the same load: ``e2e.tcp.rtt.*`` (TradSys
+over TCP) and ``e2e.colocated.rtt_same_rate.*`` (TradSys colocated), each against the
+baseline at that rate.
 
 Usage: e2e_bench.py [--quick] [--json]
 """
@@ -93,6 +95,7 @@ def main() -> int:
         colo_max = max_rate(colo)
         colo_half = one(lambda: rig.RingSender(path), max(colo_max / 2, 1e3), half_seconds)
         tcp = one(lambda: rig.TcpSender(host, port), TCP_RATE, max(seconds, 1.0))
+        colo_low = one(lambda: rig.RingSender(path), TCP_RATE, max(seconds, 1.0))
     with rig.baseline_server() as (bhost, bport):
         one(lambda: rig.TcpSender(bhost, bport), 2e3, 0.3)
         base = sweep(lambda: rig.TcpSender(bhost, bport), BASELINE_RATES, seconds, "baseline")
@@ -113,6 +116,7 @@ def main() -> int:
 
     rows += [row("TradSys colocated", r) for r in colo]
     rows.append(row("TradSys colocated, half max", colo_half))
+    rows.append(row("TradSys colocated", colo_low))
     rows.append(row("TradSys TCP", tcp))
     rows += [row("baseline (asyncio + reference)", r) for r in base]
     rows.append(row("baseline, half its max", base_half))
@@ -160,6 +164,22 @@ def main() -> int:
             higher_is_better=False,
             peer=PEER,
             peer_value=base_half.us(99.9),
+        ),
+        common.result(
+            "e2e.colocated.rtt_same_rate.p50",
+            "us",
+            colo_low.us(50),
+            higher_is_better=False,
+            peer=PEER,
+            peer_value=base_tcp.us(50),
+        ),
+        common.result(
+            "e2e.colocated.rtt_same_rate.p99",
+            "us",
+            colo_low.us(99),
+            higher_is_better=False,
+            peer=PEER,
+            peer_value=base_tcp.us(99),
         ),
         common.result(
             "e2e.tcp.rtt.p50",
