@@ -93,6 +93,10 @@ class GcMonitor:
             "pause_p99_us": p99,
             "pause_max_us": self._max_ns / 1000,
             "frozen_objects": float(gc.get_freeze_count()),
+            # what each generation holds now, against its threshold: how close the next
+            # collection is
+            "young_pending": float(gc.get_count()[0]),
+            "young_threshold": float(gc.get_threshold()[0]),
         }
 
 
