@@ -383,6 +383,7 @@ int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inb
         s->cancel_on_disconnect = s->explicit_cod ? cancel_on_disconnect
                                                   : gw->accounts[a].lim.cancel_on_disconnect;
         s->staged = s->stage_sent = 0;
+        s->stalled = 0;
         s->head = GW_NONE;
         gw_throttle_reset(s, &gw->accounts[a].lim, mono_now());
         s->active = 1;
@@ -462,6 +463,17 @@ void ts_gateway_get_stats(ts_gateway *gw, ts_gateway_stats *out) {
     control_lock(gw);
     *out = gw->st;
     control_unlock(gw);
+}
+
+uint32_t ts_gateway_stalled_sessions(ts_gateway *gw, int64_t *out, uint32_t max) {
+    control_lock(gw);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < gw->cfg.max_sessions && n < max; i++) {
+        const gw_session *s = &gw->sessions[i];
+        if (s->active && s->stalled) out[n++] = (int64_t)s->gen << 32 | i;
+    }
+    control_unlock(gw);
+    return n;
 }
 
 int ts_gateway_account_state(ts_gateway *gw, uint32_t account_id, ts_account_state *out) {

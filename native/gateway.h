@@ -146,6 +146,10 @@ void ts_gateway_run(ts_gateway *gw, const int32_t *stop);
 void ts_gateway_wake(ts_gateway *gw);
 
 void ts_gateway_get_stats(ts_gateway *gw, ts_gateway_stats *out);
+/* Sessions whose outbound ring is full with events waiting for it: the pump holds the
+ * shard's later events back for them (for every session of that shard), so the caller
+ * should disconnect such a client. Writes up to max session ids; returns how many. */
+uint32_t ts_gateway_stalled_sessions(ts_gateway *gw, int64_t *out, uint32_t max);
 int ts_gateway_account_state(ts_gateway *gw, uint32_t account_id, ts_account_state *out);
 int ts_gateway_position(ts_gateway *gw, uint32_t account_id, uint32_t symbol_id,
                         ts_position_state *out);

@@ -91,6 +91,7 @@ typedef struct gw_session {
     ts_event *stage;   /* events for the client, pushed once per pass */
     uint32_t staged, stage_sent;
     uint32_t head;     /* first order of its list, GW_NONE if empty */
+    int32_t stalled;   /* its full outbound ring held a shard's events back */
     int64_t tokens;    /* throttle bucket, in 1e-9 tokens */
     int64_t last_ns;
 } gw_session;

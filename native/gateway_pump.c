@@ -92,6 +92,7 @@ static uint64_t flush_shard(ts_gateway *gw, gw_shard *sh) {
 
 static uint64_t flush_session(gw_session *s) {
     uint64_t k = push_stage(s->out, s->stage, &s->staged, &s->stage_sent);
+    if (!s->staged) s->stalled = 0;
     if (k && s->notify_fd >= 0) {
         uint64_t one = 1;
         /* EAGAIN means the counter is saturated: the reader has a wake-up pending anyway */
@@ -269,6 +270,7 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
             flush_session(s);
             if (s->staged == gw->cfg.max_batch) {
                 gw->st.event_stalls++;
+                s->stalled = 1;
                 *stalled = 1;
                 break;
             }

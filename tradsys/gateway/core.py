@@ -17,7 +17,8 @@ A session's outbound ring has one producer, the pump: the gateway process must n
 its own records (login answers, heartbeats) into it. A client that stops reading fills its
 outbound ring; the pump then leaves that shard's later events in the shard ring until
 there is room (``stats()["event_stalls"]`` counts such passes), which holds back the
-shard's other sessions too — the gateway process should disconnect such a client.
+shard's other sessions too — the gateway process should disconnect such a client
+(:meth:`GatewayCore.stalled_sessions` names them).
 
 Order ids: a client writes its own client order id in ``order_id``; the pump assigns the
 exchange id ``(epoch << 40) | n``. ``epoch`` must exceed every earlier incarnation's so
@@ -299,6 +300,13 @@ class GatewayCore:
             self._stop[0] = 1
             lib.ts_gateway_wake(self._gw)
             thread.join()
+
+    def stalled_sessions(self) -> list[int]:
+        """Sessions whose full outbound ring is holding a shard's events back right now:
+        clients that stopped reading. Disconnect them (remove_session)."""
+        out = ffi.new("int64_t[]", max(len(self._sessions), 1))
+        n = lib.ts_gateway_stalled_sessions(self._gw, out, len(out))
+        return [int(out[i]) for i in range(n)]
 
     @property
     def running(self) -> bool:
