@@ -15,6 +15,25 @@
 #include <string.h>
 #include <time.h>
 
+/* The Makefile links this program with -Wl,--wrap for malloc, calloc and realloc, so
+ * every allocation the gateway's code makes passes through here and is counted. */
+static uint64_t g_allocs;
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n) {
+    g_allocs++;
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t k, size_t n) {
+    g_allocs++;
+    return __real_calloc(k, n);
+}
+void *__wrap_realloc(void *p, size_t n) {
+    g_allocs++;
+    return __real_realloc(p, n);
+}
+
 static ts_risk_limits no_limits(void) {
     ts_risk_limits l;
     memset(&l, 0, sizeof l);
@@ -321,6 +340,65 @@ static void test_remove_while_parked(void) {
     rig_free(&r);
 }
 
+/* The hot path allocates nothing: once set up, thousands of orders with every check on,
+ * their events, cancels and replaces go through without one malloc. */
+static void test_no_allocation_per_order(void) {
+    const int64_t BASE_NS = 1000000000000000LL; /* past the sessions' start (real clock) */
+    rig r;
+    rig_init(&r, 2, 1024, 64, 1024);
+    ts_risk_limits l = {.max_order_qty = 100,
+                        .max_order_notional = 1 << 30,
+                        .price_collar_bps = 1000,
+                        .max_open_orders = 1000,
+                        .max_position = 1 << 30,
+                        .credit_limit = 1LL << 40,
+                        .throttle_per_s = 1000000,
+                        .throttle_burst = 1000};
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 1024);
+    ts_gateway_poll_at(r.gw, 0, 1); /* a first pass, as after start-up */
+    uint64_t before = g_allocs;
+    ts_command got[64];
+    for (uint64_t round = 0; round < 200; round++) {
+        ts_command cmds[40];
+        for (int i = 0; i < 20; i++) {
+            cmds[i] = rig_new(round * 20 + i + 1, (uint32_t)(i % 4) + 1, TS_SIDE_BUY, 1000, 2);
+            ts_command x = {.kind = i % 2 ? TS_CMD_CANCEL : TS_CMD_REPLACE,
+                            .order_id = round * 20 + i + 1, .price = 1001, .quantity = 3};
+            cmds[20 + i] = x;
+        }
+        ts_ring_push(c.in, cmds, 40);
+        ts_gateway_poll_at(r.gw, 0, BASE_NS + (int64_t)round * 1000000);
+        for (int s = 0; s < 2; s++) {
+            uint64_t k = pop_cmds(r.cmd[s], got, 64);
+            for (uint64_t i = 0; i < k; i++) {
+                ts_event e;
+                if (got[i].kind == TS_CMD_NEW_ORDER) {
+                    e = rig_event(&r, TS_EV_TRADE, &got[i], 1, 1, 0);
+                } else if (got[i].kind == TS_CMD_REPLACE) {
+                    e = rig_event(&r, TS_EV_REPLACED, &got[i], 3, 2, 0);
+                    ts_ring_push(r.evt[s], &e, 1);
+                    e = rig_event(&r, TS_EV_CANCELLED, &got[i], 2, 0, TS_EVF_DONE);
+                } else {
+                    e = rig_event(&r, TS_EV_CANCELLED, &got[i], 1, 0, TS_EVF_DONE);
+                    e.reason = TS_CXL_USER;
+                }
+                ts_ring_push(r.evt[s], &e, 1);
+            }
+        }
+        ts_gateway_poll_at(r.gw, 0, BASE_NS + (int64_t)round * 1000000 + 1);
+        ts_event ev[256];
+        while (ts_ring_pop(c.out, ev, 256)) {
+        }
+    }
+    CHECK_EQ(g_allocs - before, 0);
+    ts_gateway_stats st;
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK_EQ(st.commands_in, 200 * 40);
+    CHECK_EQ(st.live_orders, 0);
+    rig_free(&r);
+}
+
 typedef struct test_case {
     const char *name;
     void (*fn)(void);
@@ -336,6 +414,7 @@ int main(void) {
         {"pool_limit", test_pool_limit},
         {"run_parks_and_wakes", test_run_parks_and_wakes},
         {"remove_while_parked", test_remove_while_parked},
+        {"no_allocation_per_order", test_no_allocation_per_order},
     };
     int failed = 0;
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
