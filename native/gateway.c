@@ -459,6 +459,10 @@ int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on) {
 
 /* ---- reading ------------------------------------------------------------------------- */
 
+static int64_t clamp64(gw_wide v) {
+    return v > INT64_MAX ? INT64_MAX : v < INT64_MIN ? INT64_MIN : (int64_t)v;
+}
+
 void ts_gateway_get_stats(ts_gateway *gw, ts_gateway_stats *out) {
     control_lock(gw);
     *out = gw->st;
@@ -483,8 +487,8 @@ int ts_gateway_account_state(ts_gateway *gw, uint32_t account_id, ts_account_sta
         const gw_account *acc = &gw->accounts[a];
         memset(out, 0, sizeof *out);
         out->open_orders = acc->open_orders;
-        out->open_notional = acc->open_notional;
-        out->filled_notional = acc->filled_notional;
+        out->open_notional = clamp64(acc->open_notional);
+        out->filled_notional = clamp64(acc->filled_notional);
         out->killed = acc->killed || gw->global_kill;
     }
     control_unlock(gw);
@@ -498,9 +502,9 @@ int ts_gateway_position(ts_gateway *gw, uint32_t account_id, uint32_t symbol_id,
     uint32_t k = gw_keymap_get(&gw->instr_map, symbol_id);
     if (a != GW_NONE && k != GW_NONE) {
         const gw_position *p = &gw->accounts[a].pos[k];
-        out->position = p->position;
-        out->open_buy = p->open_buy;
-        out->open_sell = p->open_sell;
+        out->position = clamp64(p->position);
+        out->open_buy = clamp64(p->open_buy);
+        out->open_sell = clamp64(p->open_sell);
     }
     control_unlock(gw);
     return a == GW_NONE || k == GW_NONE ? TS_GW_ERR_UNKNOWN : TS_GW_OK;

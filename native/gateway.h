@@ -86,7 +86,8 @@ typedef struct ts_gateway_stats {
     uint64_t rejects[64];
 } ts_gateway_stats;
 
-/* An account's risk state, read as a copy. */
+/* An account's risk state, read as a copy (the gateway counts in 128 bits; a figure
+ * beyond int64 reads as INT64_MAX / INT64_MIN). */
 typedef struct ts_account_state {
     int64_t open_orders;
     int64_t open_notional;

@@ -399,6 +399,46 @@ static void test_no_allocation_per_order(void) {
     rig_free(&r);
 }
 
+/* Any int64 a client sends is counted exactly (UBSan would flag a wrap): two orders of
+ * 2^62 lots at 2^40 leave the account's sums beyond int64, read out clamped, and a credit
+ * limit set afterwards still sees them whole. */
+static void test_huge_values_do_not_wrap(void) {
+    rig r;
+    rig_init(&r, 1, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 64);
+    ts_command cmds[2] = {rig_new(1, 1, TS_SIDE_BUY, 1LL << 40, 1LL << 62),
+                          rig_new(2, 1, TS_SIDE_BUY, 1LL << 40, 1LL << 62)};
+    ts_ring_push(c.in, cmds, 2);
+    ts_gateway_poll_at(r.gw, 0, 1);
+    ts_command got[2];
+    CHECK_EQ(pop_cmds(r.cmd[0], got, 2), 2);
+    for (int i = 0; i < 2; i++) {
+        ts_event e = rig_event(&r, TS_EV_TRADE, &got[i], 1LL << 61, 1LL << 61, 0);
+        ts_ring_push(r.evt[0], &e, 1);
+    }
+    ts_gateway_poll_at(r.gw, 0, 2);
+    ts_account_state a;
+    ts_gateway_account_state(r.gw, 1, &a);
+    CHECK_EQ(a.open_notional, INT64_MAX);
+    CHECK_EQ(a.filled_notional, INT64_MAX);
+    ts_position_state p;
+    ts_gateway_position(r.gw, 1, 1, &p);
+    CHECK_EQ(p.position, 1LL << 62);
+    CHECK_EQ(p.open_buy, 1LL << 62);
+    l.credit_limit = INT64_MAX;
+    ts_gateway_set_account(r.gw, 1, &l);
+    ts_command small = rig_new(3, 1, TS_SIDE_BUY, 1, 1);
+    ts_ring_push(c.in, &small, 1);
+    ts_gateway_poll_at(r.gw, 0, 3);
+    ts_event ev[4];
+    uint64_t n = ts_ring_pop(c.out, ev, 4);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(ev[2].reason, TS_REJ_CREDIT_LIMIT);
+    rig_free(&r);
+}
+
 typedef struct test_case {
     const char *name;
     void (*fn)(void);
@@ -415,6 +455,7 @@ int main(void) {
         {"run_parks_and_wakes", test_run_parks_and_wakes},
         {"remove_while_parked", test_remove_while_parked},
         {"no_allocation_per_order", test_no_allocation_per_order},
+        {"huge_values_do_not_wrap", test_huge_values_do_not_wrap},
     };
     int failed = 0;
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
