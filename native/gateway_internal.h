@@ -122,6 +122,7 @@ struct ts_gateway {
     int32_t global_kill;
     uint32_t n_shards, n_instr, n_accounts, n_sessions_used;
     uint64_t next_id;
+    uint32_t first_session; /* where the next pass starts its round of the sessions */
     gw_shard shards[TS_GW_MAX_SHARDS];
     gw_instrument *instr;
     gw_keymap instr_map;

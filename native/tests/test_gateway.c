@@ -439,6 +439,31 @@ static void test_huge_values_do_not_wrap(void) {
     rig_free(&r);
 }
 
+/* Two sessions flooding one shard through a stage of 8: both get through, interleaved,
+ * rather than the first slot's session taking every pass. */
+static void test_sessions_share_the_pump(void) {
+    rig r;
+    rig_init(&r, 1, 1024, 8, 1024);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    ts_gateway_set_account(r.gw, 2, &l);
+    client a = rig_client(&r, 1, 256), b = rig_client(&r, 2, 256);
+    ts_command cmds[100];
+    for (int i = 0; i < 100; i++) cmds[i] = rig_new(i + 1, 1, TS_SIDE_BUY, 1000, 1);
+    CHECK_EQ(ts_ring_push(a.in, cmds, 100), 100);
+    CHECK_EQ(ts_ring_push(b.in, cmds, 100), 100);
+    uint64_t from_b_in_first_half = 0, got = 0;
+    ts_command out[16];
+    while (got < 200) {
+        ts_gateway_poll_at(r.gw, 0, 1);
+        uint64_t k = pop_cmds(r.cmd[0], out, 16);
+        for (uint64_t i = 0; i < k; i++, got++)
+            if (got < 100 && out[i].account_id == 2) from_b_in_first_half++;
+    }
+    CHECK(from_b_in_first_half >= 40);
+    rig_free(&r);
+}
+
 typedef struct test_case {
     const char *name;
     void (*fn)(void);
@@ -456,6 +481,7 @@ int main(void) {
         {"remove_while_parked", test_remove_while_parked},
         {"no_allocation_per_order", test_no_allocation_per_order},
         {"huge_values_do_not_wrap", test_huge_values_do_not_wrap},
+        {"sessions_share_the_pump", test_sessions_share_the_pump},
     };
     int failed = 0;
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
