@@ -439,6 +439,11 @@ int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id) {
 
 /* ---- kill switch --------------------------------------------------------------------- */
 
+static void mass_cancel_everywhere(ts_gateway *gw, uint32_t account_id) {
+    ts_command c = {.kind = TS_CMD_MASS_CANCEL, .account_id = account_id};
+    for (uint32_t i = 0; i < gw->n_shards; i++) gw_backlog_add(&gw->shards[i].backlog, &c);
+}
+
 int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on) {
     control_lock(gw);
     int rc = TS_GW_OK;
@@ -449,10 +454,18 @@ int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on) {
     } else {
         gw->global_kill = on != 0;
     }
-    if (rc == TS_GW_OK && on) {
-        ts_command c = {.kind = TS_CMD_MASS_CANCEL, .account_id = account_id};
-        for (uint32_t i = 0; i < gw->n_shards; i++) gw_backlog_add(&gw->shards[i].backlog, &c);
-    }
+    if (rc == TS_GW_OK && on) mass_cancel_everywhere(gw, account_id);
+    control_unlock(gw);
+    return rc;
+}
+
+int ts_gateway_mass_cancel(ts_gateway *gw, uint32_t account_id) {
+    control_lock(gw);
+    int rc = TS_GW_OK;
+    if (account_id && gw_keymap_get(&gw->account_map, account_id) == GW_NONE)
+        rc = TS_GW_ERR_UNKNOWN;
+    else
+        mass_cancel_everywhere(gw, account_id);
     control_unlock(gw);
     return rc;
 }

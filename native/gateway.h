@@ -136,6 +136,10 @@ int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id);
  * to every shard; on = 0 lifts the block. */
 int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on);
 
+/* Send MASS_CANCEL for one account (0 = every account) to every shard, after anything
+ * already sent; blocks nothing (see ts_gateway_kill for that). */
+int ts_gateway_mass_cancel(ts_gateway *gw, uint32_t account_id);
+
 /* One pass over every session and shard; returns the records moved (0 = idle). Reads
  * CLOCK_MONOTONIC once, for the throttles. _at takes the time from the caller (tests). */
 uint64_t ts_gateway_poll(ts_gateway *gw, uint32_t max_batch);

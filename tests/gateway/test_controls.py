@@ -238,3 +238,30 @@ def test_a_client_that_stops_reading_is_named_and_holds_back_its_shard(
     assert got == 30
     assert rig.core.stalled_sessions() == []
     assert list(other.events()["order_id"]) == [1]
+
+
+def test_start_cancels_what_an_earlier_gateway_left_for_cod_accounts(
+    make_rig: Callable[..., GatewayRig],
+) -> None:
+    rig = make_rig(
+        [account(1), account(2, cancel_on_disconnect=False), account(3)], cancel_on_start=True
+    )
+    rig.poll()
+    for shard in (0, 1):
+        cmds = rig.sent(shard)
+        assert list(cmds["kind"]) == [CommandKind.MASS_CANCEL] * 2
+        assert list(cmds["account_id"]) == [1, 3]
+
+
+def test_mass_cancel_blocks_nothing(make_rig: Callable[..., GatewayRig]) -> None:
+    rig = make_rig([account(1), account(2)])
+    s = rig.session(1)
+    rig.core.mass_cancel(None)
+    rig.core.mass_cancel(1)
+    s.send(command(order_id=1))
+    rig.poll()
+    cmds = rig.sent(0)
+    assert list(cmds["kind"]) == [CommandKind.MASS_CANCEL] * 2 + [CommandKind.NEW_ORDER]
+    assert list(cmds["account_id"]) == [0, 1, 1]
+    with pytest.raises(GatewayError, match="mass_cancel 9: unknown"):
+        rig.core.mass_cancel(9)

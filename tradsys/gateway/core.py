@@ -20,6 +20,12 @@ there is room (``stats()["event_stalls"]`` counts such passes), which holds back
 shard's other sessions too — the gateway process should disconnect such a client
 (:meth:`GatewayCore.stalled_sessions` names them).
 
+A gateway that starts knows nothing of orders an earlier incarnation left in the
+engines: with ``cancel_on_start`` (the default) it cancels those of every
+cancel-on-disconnect account (MASS_CANCEL per shard, sent on the first pass), since
+every session of the old gateway is gone. Orders of other accounts keep resting, but
+their fills are not counted in this gateway's risk state.
+
 Order ids: a client writes its own client order id in ``order_id``; the pump assigns the
 exchange id ``(epoch << 40) | n``. ``epoch`` must exceed every earlier incarnation's so
 that ids keep growing across restarts (the engine rejects an id that does not):
@@ -105,7 +111,7 @@ class _Session:
 class GatewayCore:
     """The native pump between client sessions and shard rings, with pre-trade risk."""
 
-    def __init__(self, config: Config, *, epoch: int) -> None:
+    def __init__(self, config: Config, *, epoch: int, cancel_on_start: bool = True) -> None:
         if not 0 < epoch <= MAX_EPOCH:
             raise GatewayError(f"epoch {epoch} must be in 1..{MAX_EPOCH}")
         g = config.gateway
@@ -155,6 +161,10 @@ class GatewayCore:
                 self._symbols[ins.symbol] = ins.symbol_id
             for acc in config.accounts:
                 self.set_account_limits(acc)
+                if cancel_on_start and acc.cancel_on_disconnect:
+                    # a gateway that starts has no sessions: whatever an earlier one left
+                    # resting for a cancel-on-disconnect account is an orphan to cancel
+                    self.mass_cancel(acc.id)
         except BaseException:
             self.close()
             raise
@@ -248,6 +258,13 @@ class GatewayCore:
         if account_id is not None and account_id <= 0:
             raise GatewayError(f"kill: account id {account_id} must be > 0 (None = all)")
         _check(lib.ts_gateway_kill(self._gw, account_id or 0, int(on)), f"kill {account_id}")
+
+    def mass_cancel(self, account_id: int | None) -> None:
+        """Cancel every resting order of one account (None: of every account) on every
+        shard, after anything already sent. Unlike :meth:`kill` it blocks nothing."""
+        if account_id is not None and account_id <= 0:
+            raise GatewayError(f"mass_cancel: account id {account_id} must be > 0 (None = all)")
+        _check(lib.ts_gateway_mass_cancel(self._gw, account_id or 0), f"mass_cancel {account_id}")
 
     def account_state(self, account_id: int) -> AccountState:
         out = ffi.new("ts_account_state *")
