@@ -383,6 +383,7 @@ int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inb
         s->cancel_on_disconnect = s->explicit_cod ? cancel_on_disconnect
                                                   : gw->accounts[a].lim.cancel_on_disconnect;
         s->staged = s->stage_sent = 0;
+        s->stalled = 0;
         s->head = GW_NONE;
         gw_throttle_reset(s, &gw->accounts[a].lim, mono_now());
         s->active = 1;
@@ -438,6 +439,11 @@ int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id) {
 
 /* ---- kill switch --------------------------------------------------------------------- */
 
+static void mass_cancel_everywhere(ts_gateway *gw, uint32_t account_id) {
+    ts_command c = {.kind = TS_CMD_MASS_CANCEL, .account_id = account_id};
+    for (uint32_t i = 0; i < gw->n_shards; i++) gw_backlog_add(&gw->shards[i].backlog, &c);
+}
+
 int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on) {
     control_lock(gw);
     int rc = TS_GW_OK;
@@ -448,20 +454,43 @@ int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on) {
     } else {
         gw->global_kill = on != 0;
     }
-    if (rc == TS_GW_OK && on) {
-        ts_command c = {.kind = TS_CMD_MASS_CANCEL, .account_id = account_id};
-        for (uint32_t i = 0; i < gw->n_shards; i++) gw_backlog_add(&gw->shards[i].backlog, &c);
-    }
+    if (rc == TS_GW_OK && on) mass_cancel_everywhere(gw, account_id);
+    control_unlock(gw);
+    return rc;
+}
+
+int ts_gateway_mass_cancel(ts_gateway *gw, uint32_t account_id) {
+    control_lock(gw);
+    int rc = TS_GW_OK;
+    if (account_id && gw_keymap_get(&gw->account_map, account_id) == GW_NONE)
+        rc = TS_GW_ERR_UNKNOWN;
+    else
+        mass_cancel_everywhere(gw, account_id);
     control_unlock(gw);
     return rc;
 }
 
 /* ---- reading ------------------------------------------------------------------------- */
 
+static int64_t clamp64(gw_wide v) {
+    return v > INT64_MAX ? INT64_MAX : v < INT64_MIN ? INT64_MIN : (int64_t)v;
+}
+
 void ts_gateway_get_stats(ts_gateway *gw, ts_gateway_stats *out) {
     control_lock(gw);
     *out = gw->st;
     control_unlock(gw);
+}
+
+uint32_t ts_gateway_stalled_sessions(ts_gateway *gw, int64_t *out, uint32_t max) {
+    control_lock(gw);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < gw->cfg.max_sessions && n < max; i++) {
+        const gw_session *s = &gw->sessions[i];
+        if (s->active && s->stalled) out[n++] = (int64_t)s->gen << 32 | i;
+    }
+    control_unlock(gw);
+    return n;
 }
 
 int ts_gateway_account_state(ts_gateway *gw, uint32_t account_id, ts_account_state *out) {
@@ -471,8 +500,8 @@ int ts_gateway_account_state(ts_gateway *gw, uint32_t account_id, ts_account_sta
         const gw_account *acc = &gw->accounts[a];
         memset(out, 0, sizeof *out);
         out->open_orders = acc->open_orders;
-        out->open_notional = acc->open_notional;
-        out->filled_notional = acc->filled_notional;
+        out->open_notional = clamp64(acc->open_notional);
+        out->filled_notional = clamp64(acc->filled_notional);
         out->killed = acc->killed || gw->global_kill;
     }
     control_unlock(gw);
@@ -486,9 +515,9 @@ int ts_gateway_position(ts_gateway *gw, uint32_t account_id, uint32_t symbol_id,
     uint32_t k = gw_keymap_get(&gw->instr_map, symbol_id);
     if (a != GW_NONE && k != GW_NONE) {
         const gw_position *p = &gw->accounts[a].pos[k];
-        out->position = p->position;
-        out->open_buy = p->open_buy;
-        out->open_sell = p->open_sell;
+        out->position = clamp64(p->position);
+        out->open_buy = clamp64(p->open_buy);
+        out->open_sell = clamp64(p->open_sell);
     }
     control_unlock(gw);
     return a == GW_NONE || k == GW_NONE ? TS_GW_ERR_UNKNOWN : TS_GW_OK;

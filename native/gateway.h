@@ -86,7 +86,8 @@ typedef struct ts_gateway_stats {
     uint64_t rejects[64];
 } ts_gateway_stats;
 
-/* An account's risk state, read as a copy. */
+/* An account's risk state, read as a copy (the gateway counts in 128 bits; a figure
+ * beyond int64 reads as INT64_MAX / INT64_MIN). */
 typedef struct ts_account_state {
     int64_t open_orders;
     int64_t open_notional;
@@ -135,6 +136,10 @@ int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id);
  * to every shard; on = 0 lifts the block. */
 int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on);
 
+/* Send MASS_CANCEL for one account (0 = every account) to every shard, after anything
+ * already sent; blocks nothing (see ts_gateway_kill for that). */
+int ts_gateway_mass_cancel(ts_gateway *gw, uint32_t account_id);
+
 /* One pass over every session and shard; returns the records moved (0 = idle). Reads
  * CLOCK_MONOTONIC once, for the throttles. _at takes the time from the caller (tests). */
 uint64_t ts_gateway_poll(ts_gateway *gw, uint32_t max_batch);
@@ -146,6 +151,10 @@ void ts_gateway_run(ts_gateway *gw, const int32_t *stop);
 void ts_gateway_wake(ts_gateway *gw);
 
 void ts_gateway_get_stats(ts_gateway *gw, ts_gateway_stats *out);
+/* Sessions whose outbound ring is full with events waiting for it: the pump holds the
+ * shard's later events back for them (for every session of that shard), so the caller
+ * should disconnect such a client. Writes up to max session ids; returns how many. */
+uint32_t ts_gateway_stalled_sessions(ts_gateway *gw, int64_t *out, uint32_t max);
 int ts_gateway_account_state(ts_gateway *gw, uint32_t account_id, ts_account_state *out);
 int ts_gateway_position(ts_gateway *gw, uint32_t account_id, uint32_t symbol_id,
                         ts_position_state *out);

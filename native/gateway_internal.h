@@ -20,6 +20,11 @@
 
 enum gw_order_state { GW_PENDING_NEW = 1, GW_LIVE = 2, GW_DONE = 3 };
 
+/* Exposure sums are exact 128-bit integers: a client may send any int64 price and
+ * quantity, and no sum of those may wrap (the figures are clamped to int64 only when
+ * read out). */
+typedef __int128 gw_wide;
+
 /* One order the gateway sent and has not seen finish (or whose cancel/replace answers
  * are still due). res_* is what the order holds in its account's open totals. */
 typedef struct gw_order {
@@ -29,9 +34,9 @@ typedef struct gw_order {
     int64_t qty;          /* total quantity */
     int64_t leaves;
     int64_t res_qty;      /* held in the account's open same-side quantity */
-    int64_t res_notional; /* held in the account's open notional */
     int64_t pend_qty;     /* worst case of the replaces in flight (res while pending) */
-    int64_t pend_notional;
+    gw_wide res_notional; /* held in the account's open notional */
+    gw_wide pend_notional;
     uint32_t session;     /* slot, GW_NONE once the session is gone */
     uint32_t session_gen;
     uint32_t account;     /* account index */
@@ -44,9 +49,9 @@ typedef struct gw_order {
 } gw_order;
 
 typedef struct gw_position {
-    int64_t position;
-    int64_t open_buy;
-    int64_t open_sell;
+    gw_wide position;
+    gw_wide open_buy;
+    gw_wide open_sell;
 } gw_position;
 
 typedef struct gw_account {
@@ -54,8 +59,8 @@ typedef struct gw_account {
     int32_t killed;
     ts_risk_limits lim;
     int64_t open_orders;
-    int64_t open_notional;
-    int64_t filled_notional;
+    gw_wide open_notional;
+    gw_wide filled_notional;
     gw_position *pos; /* per instrument index */
 } gw_account;
 
@@ -91,6 +96,7 @@ typedef struct gw_session {
     ts_event *stage;   /* events for the client, pushed once per pass */
     uint32_t staged, stage_sent;
     uint32_t head;     /* first order of its list, GW_NONE if empty */
+    int32_t stalled;   /* its full outbound ring held a shard's events back */
     int64_t tokens;    /* throttle bucket, in 1e-9 tokens */
     int64_t last_ns;
 } gw_session;
@@ -116,6 +122,7 @@ struct ts_gateway {
     int32_t global_kill;
     uint32_t n_shards, n_instr, n_accounts, n_sessions_used;
     uint64_t next_id;
+    uint32_t first_session; /* where the next pass starts its round of the sessions */
     gw_shard shards[TS_GW_MAX_SHARDS];
     gw_instrument *instr;
     gw_keymap instr_map;

@@ -4,7 +4,8 @@
  * A pass, under gw->lock:
  *   1. push what earlier passes or control calls left for the shards (stage, then backlog)
  *   2. intake: each session's inbound commands, read in place (peek/release), checked and
- *      staged per shard; rejects are staged for the session
+ *      staged per shard; rejects are staged for the session (the round of the sessions
+ *      starts one further each pass, so a busy session cannot starve the others)
  *   3. push each shard's stage in one batch
  *   4. each shard's events, read in place: accounted, rewritten to the client's ids and
  *      staged for the owning session
@@ -92,6 +93,7 @@ static uint64_t flush_shard(ts_gateway *gw, gw_shard *sh) {
 
 static uint64_t flush_session(gw_session *s) {
     uint64_t k = push_stage(s->out, s->stage, &s->staged, &s->stage_sent);
+    if (!s->staged) s->stalled = 0;
     if (k && s->notify_fd >= 0) {
         uint64_t one = 1;
         /* EAGAIN means the counter is saturated: the reader has a wake-up pending anyway */
@@ -269,6 +271,7 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
             flush_session(s);
             if (s->staged == gw->cfg.max_batch) {
                 gw->st.event_stalls++;
+                s->stalled = 1;
                 *stalled = 1;
                 break;
             }
@@ -315,8 +318,19 @@ static uint64_t pass(ts_gateway *gw, uint32_t max_batch, int64_t now) {
     gw->st.passes++;
     uint64_t work = 0;
     for (uint32_t i = 0; i < gw->n_shards; i++) work += flush_shard(gw, &gw->shards[i]);
-    for (uint32_t slot = 0; slot < gw->cfg.max_sessions; slot++)
-        if (gw->sessions[slot].active) work += take_session(gw, slot, max_batch);
+    /* each pass starts one session further: a session that fills the shard stages on its
+     * own cannot keep the ones after it waiting */
+    const uint32_t n_slots = gw->cfg.max_sessions, start = gw->first_session;
+    int first = 1;
+    for (uint32_t k = 0; k < n_slots; k++) {
+        uint32_t slot = start + k < n_slots ? start + k : start + k - n_slots;
+        if (!gw->sessions[slot].active) continue;
+        if (first) { /* the next pass begins after this one */
+            gw->first_session = slot + 1 < n_slots ? slot + 1 : 0;
+            first = 0;
+        }
+        work += take_session(gw, slot, max_batch);
+    }
     for (uint32_t i = 0; i < gw->n_shards; i++) flush_shard(gw, &gw->shards[i]);
     for (uint32_t i = 0; i < gw->n_shards; i++) work += take_events(gw, &gw->shards[i], max_batch);
     for (uint32_t slot = 0; slot < gw->cfg.max_sessions; slot++) {

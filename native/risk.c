@@ -9,22 +9,18 @@
  * Exposure is counted at the worst case the engine could still reach: an order holds
  * (res_qty, res_notional) in its account's open totals from the moment it is sent — its
  * leaves at its risk price, or, while a replace is in flight, the larger of the old and
- * the new figures — and gives them back as fills and cancels come in. Products are taken
- * in 128 bits and saturate, so no input can wrap a limit check.
+ * the new figures — and gives them back as fills and cancels come in. Notionals, sums and
+ * limit checks are exact 128-bit integers (gw_wide), so no input can wrap one.
  */
 #include "gateway_internal.h"
 
 #define TOKEN 1000000000LL /* one throttle token in the bucket's 1e-9 units */
 
-static inline int64_t sat(__int128 v) {
-    if (v > INT64_MAX) return INT64_MAX;
-    if (v < INT64_MIN) return INT64_MIN;
-    return (int64_t)v;
-}
-
-static inline int64_t notional(int64_t price, int64_t qty) { return sat((__int128)price * qty); }
+static inline gw_wide notional(int64_t price, int64_t qty) { return (gw_wide)price * qty; }
 
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static inline gw_wide max_wide(gw_wide a, gw_wide b) { return a > b ? a : b; }
 
 static inline int64_t reference_of(const gw_instrument *in) {
     return in->last_trade ? in->last_trade : in->reference;
@@ -73,17 +69,15 @@ static int collar_breached(const ts_risk_limits *lim, const gw_instrument *in, i
 static int position_breached(const ts_risk_limits *lim, const gw_position *p, uint8_t side,
                              int64_t was, int64_t held) {
     if (!lim->max_position) return 0;
-    __int128 worst = side == TS_SIDE_BUY
-                         ? (__int128)p->position + p->open_buy - was + held
-                         : (__int128)p->open_sell - was + held - p->position;
+    gw_wide worst = side == TS_SIDE_BUY ? p->position + p->open_buy - was + held
+                                        : p->open_sell - was + held - p->position;
     return worst > lim->max_position;
 }
 
-static int credit_breached(const ts_risk_limits *lim, const gw_account *acc, int64_t was,
-                           int64_t held) {
+static int credit_breached(const ts_risk_limits *lim, const gw_account *acc, gw_wide was,
+                           gw_wide held) {
     if (!lim->credit_limit) return 0;
-    __int128 used = (__int128)acc->open_notional - was + held + acc->filled_notional;
-    return used > lim->credit_limit;
+    return acc->open_notional - was + held + acc->filled_notional > lim->credit_limit;
 }
 
 int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *instr_out,
@@ -102,7 +96,7 @@ int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *i
     if (c->price < 0 || c->stop_price < 0) return TS_REJ_INVALID_PRICE;
     const gw_instrument *in = &gw->instr[k];
     int64_t rp = c->price > 0 ? c->price : c->stop_price > 0 ? c->stop_price : reference_of(in);
-    int64_t n = notional(rp, c->quantity);
+    gw_wide n = notional(rp, c->quantity);
     if (lim->max_order_qty && c->quantity > lim->max_order_qty) return TS_REJ_MAX_ORDER_QTY;
     if (lim->max_order_notional && (rp == 0 || n > lim->max_order_notional))
         return TS_REJ_MAX_NOTIONAL;
@@ -118,17 +112,17 @@ int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *i
 }
 
 /* What an order holds while replaces are in flight (pend_*) or not. */
-static void reserve_target(const gw_order *o, int64_t *rq, int64_t *rn) {
+static void reserve_target(const gw_order *o, int64_t *rq, gw_wide *rn) {
     *rq = o->leaves;
     *rn = notional(o->price, o->leaves);
     if (o->pending && o->pend_qty) {
         *rq = max64(*rq, o->pend_qty);
-        *rn = max64(*rn, o->pend_notional);
+        *rn = max_wide(*rn, o->pend_notional);
     }
 }
 
 /* The replace's worst case: its new leaves (new total − filled) at its new risk price. */
-static void replace_figures(const gw_order *o, const ts_command *c, int64_t *est, int64_t *est_n) {
+static void replace_figures(const gw_order *o, const ts_command *c, int64_t *est, gw_wide *est_n) {
     int64_t rp = c->price > 0 ? c->price : o->price;
     int64_t e = c->quantity - (o->qty - o->leaves);
     *est = e > 0 ? e : 0;
@@ -151,9 +145,11 @@ int gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_
     if (lim->max_order_notional && (rp == 0 || notional(rp, c->quantity) > lim->max_order_notional))
         return TS_REJ_MAX_NOTIONAL;
     if (collar_breached(lim, in, c->price)) return TS_REJ_PRICE_COLLAR;
-    int64_t est, est_n;
+    int64_t est;
+    gw_wide est_n;
     replace_figures(o, c, &est, &est_n);
-    int64_t rq = max64(o->res_qty, est), rn = max64(o->res_notional, est_n);
+    int64_t rq = max64(o->res_qty, est);
+    gw_wide rn = max_wide(o->res_notional, est_n);
     if (position_breached(lim, &acc->pos[o->instr], o->side, o->res_qty, rq))
         return TS_REJ_MAX_POSITION;
     if (credit_breached(lim, acc, o->res_notional, rn)) return TS_REJ_CREDIT_LIMIT;
@@ -163,7 +159,7 @@ int gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_
 
 /* ---- accounting -------------------------------------------------------------------------- */
 
-static void set_reserve(ts_gateway *gw, gw_order *o, int64_t rq, int64_t rn) {
+static void set_reserve(ts_gateway *gw, gw_order *o, int64_t rq, gw_wide rn) {
     gw_account *acc = &gw->accounts[o->account];
     gw_position *p = &acc->pos[o->instr];
     if (o->side == TS_SIDE_BUY) p->open_buy += rq - o->res_qty;
@@ -174,7 +170,8 @@ static void set_reserve(ts_gateway *gw, gw_order *o, int64_t rq, int64_t rn) {
 }
 
 static void rereserve(ts_gateway *gw, gw_order *o) {
-    int64_t rq, rn;
+    int64_t rq;
+    gw_wide rn;
     reserve_target(o, &rq, &rn);
     set_reserve(gw, o, rq, rn);
 }
@@ -190,15 +187,20 @@ void gw_book_new(ts_gateway *gw, uint32_t idx, int64_t risk_price) {
 
 void gw_book_replace(ts_gateway *gw, uint32_t idx, const ts_command *c) {
     gw_order *o = &gw->orders[idx];
-    int64_t est, est_n;
+    int64_t est;
+    gw_wide est_n;
     replace_figures(o, c, &est, &est_n);
-    if (!o->pending) o->pend_qty = o->pend_notional = 0;
+    if (!o->pending) {
+        o->pend_qty = 0;
+        o->pend_notional = 0;
+    }
     o->pend_qty = max64(o->pend_qty, est);
-    o->pend_notional = max64(o->pend_notional, est_n);
+    o->pend_notional = max_wide(o->pend_notional, est_n);
     o->pending++;
-    int64_t rq, rn;
+    int64_t rq;
+    gw_wide rn;
     reserve_target(o, &rq, &rn);
-    set_reserve(gw, o, max64(rq, o->res_qty), max64(rn, o->res_notional));
+    set_reserve(gw, o, max64(rq, o->res_qty), max_wide(rn, o->res_notional));
 }
 
 /* The order can no longer trade: give back what it holds and free its client id. */
@@ -230,7 +232,7 @@ void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev) {
         gw_account *acc = &gw->accounts[o->account];
         gw_position *p = &acc->pos[o->instr];
         p->position += o->side == TS_SIDE_BUY ? ev->quantity : -ev->quantity;
-        acc->filled_notional = sat((__int128)acc->filled_notional + notional(ev->price, ev->quantity));
+        acc->filled_notional += notional(ev->price, ev->quantity);
         if (o->state == GW_DONE) break;
         o->state = GW_LIVE;
         o->leaves = ev->leaves_qty;

@@ -30,6 +30,10 @@ static ts_ring *rig_ring(rig *r, uint64_t capacity) {
     return mem;
 }
 
+/* The pump's idle wait in rigs: spin-park, as on a laptop or CI (the bench may change it
+ * before rig_init). */
+static ts_wait_strategy rig_wait = {TS_WAIT_SPIN_PARK, 64, 4, 0};
+
 /* A gateway with `shards` shards; symbol s (1..) lives on shard (s - 1) % shards, with
  * reference price 1000. */
 static void rig_init(rig *r, uint32_t shards, uint64_t max_orders, uint32_t max_batch,
@@ -41,7 +45,7 @@ static void rig_init(rig *r, uint32_t shards, uint64_t max_orders, uint32_t max_
                              .max_batch = max_batch,
                              .max_orders = max_orders,
                              .epoch = 3,
-                             .wait = {TS_WAIT_SPIN_PARK, 64, 4, 0}};
+                             .wait = rig_wait};
     r->gw = ts_gateway_new(&cfg);
     if (!r->gw) abort();
     for (uint32_t i = 0; i < shards; i++) {

@@ -102,6 +102,7 @@ class GatewayRig:
     rings: RingFactory
     config: Config
     epoch: int = 7
+    cancel_on_start: bool = False  # most tests want an empty shard ring to start with
     core: GatewayCore = field(init=False)
     commands: list[Ring] = field(init=False, default_factory=list)  # per shard, to read
     events: list[Ring] = field(init=False, default_factory=list)  # per shard, to write
@@ -120,7 +121,7 @@ class GatewayRig:
                     segment_name(instance, "evt", shard.id), capacity=1024, role="producer"
                 )
             )
-        self.core = GatewayCore(self.config, epoch=self.epoch)
+        self.core = GatewayCore(self.config, epoch=self.epoch, cancel_on_start=self.cancel_on_start)
 
     def session(self, account_id: int = 1, capacity: int = 256, **kwargs: Any) -> Session:
         to_gw = self.rings.create(capacity=capacity, role="producer")

@@ -204,3 +204,64 @@ def test_next_epoch_grows(tmp_path: Path) -> None:
     first = next_epoch(path)
     assert next_epoch(path) == first + 1
     assert int(path.read_text()) == first + 1
+
+
+def test_a_client_that_stops_reading_is_named_and_holds_back_its_shard(
+    make_rig: Callable[..., GatewayRig],
+) -> None:
+    rig = make_rig([account(1), account(2)], pump_batch=8)
+    slow = rig.session(1, capacity=16)  # room for 16 in its ring + 8 in the pump's stage
+    other = rig.session(2)
+    slow.send(*(command(order_id=i) for i in range(1, 11)))
+    for _ in range(2):  # 8 commands a pass
+        rig.poll()
+    sent = rig.sent(0)
+    assert len(sent) == 10
+    for cmd in sent:  # 30 events for the slow client
+        rig.answer(0, EventKind.ACCEPTED, cmd)
+        rig.answer(0, EventKind.TRADE, cmd, quantity=1, leaves_qty=9)
+        rig.answer(0, EventKind.CANCELLED, cmd, reason=1)
+    other.send(command(order_id=1))
+    for _ in range(6):
+        rig.poll()
+    (theirs,) = rig.sent(0)
+    rig.answer(0, EventKind.ACCEPTED, theirs)
+    for _ in range(6):
+        rig.poll()
+    assert rig.core.stalled_sessions() == [slow.id]
+    assert rig.core.stats()["event_stalls"] >= 1
+    assert len(other.events()) == 0  # its ACCEPTED is behind the slow client's events
+    got = 0
+    for _ in range(10):
+        got += len(slow.events())
+        rig.poll()
+    assert got == 30
+    assert rig.core.stalled_sessions() == []
+    assert list(other.events()["order_id"]) == [1]
+
+
+def test_start_cancels_what_an_earlier_gateway_left_for_cod_accounts(
+    make_rig: Callable[..., GatewayRig],
+) -> None:
+    rig = make_rig(
+        [account(1), account(2, cancel_on_disconnect=False), account(3)], cancel_on_start=True
+    )
+    rig.poll()
+    for shard in (0, 1):
+        cmds = rig.sent(shard)
+        assert list(cmds["kind"]) == [CommandKind.MASS_CANCEL] * 2
+        assert list(cmds["account_id"]) == [1, 3]
+
+
+def test_mass_cancel_blocks_nothing(make_rig: Callable[..., GatewayRig]) -> None:
+    rig = make_rig([account(1), account(2)])
+    s = rig.session(1)
+    rig.core.mass_cancel(None)
+    rig.core.mass_cancel(1)
+    s.send(command(order_id=1))
+    rig.poll()
+    cmds = rig.sent(0)
+    assert list(cmds["kind"]) == [CommandKind.MASS_CANCEL] * 2 + [CommandKind.NEW_ORDER]
+    assert list(cmds["account_id"]) == [0, 1, 1]
+    with pytest.raises(GatewayError, match="mass_cancel 9: unknown"):
+        rig.core.mass_cancel(9)

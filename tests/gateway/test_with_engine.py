@@ -26,7 +26,9 @@ TIMEOUT_S = 30.0
 
 
 @pytest.fixture
-def engine(instance: str, tmp_path: Path, rings: RingFactory) -> Iterator[tuple[GatewayCore, Any]]:
+def engine(
+    instance: str, tmp_path: Path, rings: RingFactory
+) -> Iterator[tuple[GatewayCore, Any, Config]]:
     config = Config(
         engine=EngineSection(instance=instance, data_dir=str(tmp_path), ring_capacity=1024),
         journal=JournalSection(durability="none"),
@@ -43,7 +45,7 @@ def engine(instance: str, tmp_path: Path, rings: RingFactory) -> Iterator[tuple[
         core = GatewayCore(config, epoch=11)
         try:
             core.start()
-            yield core, rings
+            yield core, rings, config
         finally:
             core.close()
 
@@ -65,8 +67,8 @@ def expect(session: Session, n: int) -> np.ndarray[Any, Any]:
     return out
 
 
-def test_fills_positions_and_exposure(engine: tuple[GatewayCore, Any]) -> None:
-    core, rings = engine
+def test_fills_positions_and_exposure(engine: tuple[GatewayCore, Any, Config]) -> None:
+    core, rings, _ = engine
     seller, buyer = connect(core, rings, 1), connect(core, rings, 2)
     seller.send(command(order_id=100, side=Side.SELL, quantity=10, price=1000))
     assert expect(seller, 1)["kind"][0] == EventKind.ACCEPTED
@@ -100,8 +102,8 @@ def test_fills_positions_and_exposure(engine: tuple[GatewayCore, Any]) -> None:
     core.kill(1, on=False)
 
 
-def test_disconnect_cancels_in_the_engine(engine: tuple[GatewayCore, Any]) -> None:
-    core, rings = engine
+def test_disconnect_cancels_in_the_engine(engine: tuple[GatewayCore, Any, Config]) -> None:
+    core, rings, _ = engine
     s = connect(core, rings, 2, cancel_on_disconnect=True)
     s.send(command(order_id=1, symbol_id=BBB, price=500), command(order_id=2, price=990))
     assert list(expect(s, 2)["kind"]) == [EventKind.ACCEPTED] * 2
@@ -116,3 +118,28 @@ def test_disconnect_cancels_in_the_engine(engine: tuple[GatewayCore, Any]) -> No
     assert core.account_state(2).open_orders == 2
     assert core.stats()["events_orphaned"] == 2
     assert len(s.events()) == 0
+
+
+def test_a_new_gateway_cancels_what_the_old_one_left(
+    engine: tuple[GatewayCore, Any, Config],
+) -> None:
+    core, rings, config = engine
+    s = connect(core, rings, 2)  # account 2 is cancel-on-disconnect (the default)
+    s.send(command(order_id=1, price=990))
+    assert expect(s, 1)["kind"][0] == EventKind.ACCEPTED
+    core.close()  # the gateway dies with the order resting in the engine
+    successor = GatewayCore(config, epoch=12)
+    try:
+        successor.start()
+        # a barrier: the MASS_CANCEL went first on shard 0, so once this order is
+        # ACCEPTED the engine's CANCELLED for the orphan has come (for an unknown id)
+        t = connect(successor, rings, 1)
+        t.send(command(order_id=1, price=980))
+        assert expect(t, 1)["kind"][0] == EventKind.ACCEPTED
+        assert successor.stats()["events_unknown"] == 1
+        # the orphan is gone from the book: a sell at 990 does not trade with it
+        t.send(command(order_id=2, side=Side.SELL, price=990))
+        assert list(expect(t, 1)["kind"]) == [EventKind.ACCEPTED]
+        assert successor.position(1, "AAA").position == 0
+    finally:
+        successor.close()

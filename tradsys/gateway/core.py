@@ -17,7 +17,14 @@ A session's outbound ring has one producer, the pump: the gateway process must n
 its own records (login answers, heartbeats) into it. A client that stops reading fills its
 outbound ring; the pump then leaves that shard's later events in the shard ring until
 there is room (``stats()["event_stalls"]`` counts such passes), which holds back the
-shard's other sessions too — the gateway process should disconnect such a client.
+shard's other sessions too — the gateway process should disconnect such a client
+(:meth:`GatewayCore.stalled_sessions` names them).
+
+A gateway that starts knows nothing of orders an earlier incarnation left in the
+engines: with ``cancel_on_start`` (the default) it cancels those of every
+cancel-on-disconnect account (MASS_CANCEL per shard, sent on the first pass), since
+every session of the old gateway is gone. Orders of other accounts keep resting, but
+their fills are not counted in this gateway's risk state.
 
 Order ids: a client writes its own client order id in ``order_id``; the pump assigns the
 exchange id ``(epoch << 40) | n``. ``epoch`` must exceed every earlier incarnation's so
@@ -104,7 +111,7 @@ class _Session:
 class GatewayCore:
     """The native pump between client sessions and shard rings, with pre-trade risk."""
 
-    def __init__(self, config: Config, *, epoch: int) -> None:
+    def __init__(self, config: Config, *, epoch: int, cancel_on_start: bool = True) -> None:
         if not 0 < epoch <= MAX_EPOCH:
             raise GatewayError(f"epoch {epoch} must be in 1..{MAX_EPOCH}")
         g = config.gateway
@@ -154,6 +161,10 @@ class GatewayCore:
                 self._symbols[ins.symbol] = ins.symbol_id
             for acc in config.accounts:
                 self.set_account_limits(acc)
+                if cancel_on_start and acc.cancel_on_disconnect:
+                    # a gateway that starts has no sessions: whatever an earlier one left
+                    # resting for a cancel-on-disconnect account is an orphan to cancel
+                    self.mass_cancel(acc.id)
         except BaseException:
             self.close()
             raise
@@ -248,6 +259,13 @@ class GatewayCore:
             raise GatewayError(f"kill: account id {account_id} must be > 0 (None = all)")
         _check(lib.ts_gateway_kill(self._gw, account_id or 0, int(on)), f"kill {account_id}")
 
+    def mass_cancel(self, account_id: int | None) -> None:
+        """Cancel every resting order of one account (None: of every account) on every
+        shard, after anything already sent. Unlike :meth:`kill` it blocks nothing."""
+        if account_id is not None and account_id <= 0:
+            raise GatewayError(f"mass_cancel: account id {account_id} must be > 0 (None = all)")
+        _check(lib.ts_gateway_mass_cancel(self._gw, account_id or 0), f"mass_cancel {account_id}")
+
     def account_state(self, account_id: int) -> AccountState:
         out = ffi.new("ts_account_state *")
         _check(lib.ts_gateway_account_state(self._gw, account_id, out), f"account {account_id}")
@@ -299,6 +317,13 @@ class GatewayCore:
             self._stop[0] = 1
             lib.ts_gateway_wake(self._gw)
             thread.join()
+
+    def stalled_sessions(self) -> list[int]:
+        """Sessions whose full outbound ring is holding a shard's events back right now:
+        clients that stopped reading. Disconnect them (remove_session)."""
+        out = ffi.new("int64_t[]", max(len(self._sessions), 1))
+        n = lib.ts_gateway_stalled_sessions(self._gw, out, len(out))
+        return [int(out[i]) for i in range(n)]
 
     @property
     def running(self) -> bool:

@@ -1,7 +1,8 @@
 """A plain-Python model of the gateway's risk gate and routing, for differential tests.
 
 It states the rules of ``native/risk.c`` and ``native/gateway_pump.c`` once more, as
-directly as Python allows and with no concern for speed: what each command is checked
+directly as Python allows and with no concern for speed (Python's integers are exact, as
+the C side's 128-bit sums are): what each command is checked
 against (first failure wins), what it holds of its account's exposure, how each shard
 event changes the account and where it is routed. The property tests feed the C pump and
 this model the same streams and require the same records out and the same state.
@@ -27,14 +28,9 @@ from tradsys.wire import (
 )
 
 Record = dict[str, Any]
-INT64_MAX = 2**63 - 1
 TOKEN = 1_000_000_000
 EPOCH_SHIFT = 40
 PENDING_NEW, LIVE, DONE = 1, 2, 3
-
-
-def sat(v: int) -> int:
-    return max(-INT64_MAX - 1, min(INT64_MAX, v))
 
 
 @dataclass
@@ -250,7 +246,7 @@ class ReferenceGateway:
         if c["price"] < 0 or c["stop_price"] < 0:
             raise _RejectError(RejectReason.INVALID_PRICE)
         rp = c["price"] if c["price"] > 0 else c["stop_price"] or self._ref(sym)
-        n = sat(rp * qty)
+        n = rp * qty
         if lim.max_order_qty and qty > lim.max_order_qty:
             raise _RejectError(RejectReason.MAX_ORDER_QTY)
         if lim.max_order_notional and (rp == 0 or n > lim.max_order_notional):
@@ -299,11 +295,11 @@ class ReferenceGateway:
         rp = price if price > 0 else o.price
         if lim.max_order_qty and qty > lim.max_order_qty:
             raise _RejectError(RejectReason.MAX_ORDER_QTY)
-        if lim.max_order_notional and (rp == 0 or sat(rp * qty) > lim.max_order_notional):
+        if lim.max_order_notional and (rp == 0 or rp * qty > lim.max_order_notional):
             raise _RejectError(RejectReason.MAX_NOTIONAL)
         self._collar(lim, o.symbol, price)
         est = max(0, qty - (o.qty - o.leaves))
-        est_n = sat(rp * est)
+        est_n = rp * est
         rq, rn = max(o.res_qty, est), max(o.res_notional, est_n)
         self._position(acc, o.symbol, o.side, o.res_qty, rq)
         self._credit(acc, o.res_notional, rn)
@@ -325,7 +321,7 @@ class ReferenceGateway:
         o.res_qty, o.res_notional = rq, rn
 
     def _rereserve(self, o: RefOrder) -> None:
-        rq, rn = o.leaves, sat(o.price * o.leaves)
+        rq, rn = o.leaves, (o.price * o.leaves)
         if o.pending and o.pend_qty:
             rq, rn = max(rq, o.pend_qty), max(rn, o.pend_notional)
         self._set_reserve(o, rq, rn)
@@ -363,7 +359,7 @@ class ReferenceGateway:
             acc.position[o.symbol] = acc.position.get(o.symbol, 0) + (
                 q if o.side == Side.BUY else -q
             )
-            acc.filled_notional = sat(acc.filled_notional + sat(ev["price"] * q))
+            acc.filled_notional = acc.filled_notional + ev["price"] * q
             if o.state != DONE:
                 o.state, o.leaves = LIVE, ev["leaves_qty"]
                 if ev["flags"] & EventFlag.DONE or ev["leaves_qty"] <= 0:
