@@ -94,7 +94,8 @@ def describe(event: Event, names: dict[int, str]) -> str:
         f"{k}={getattr(v, 'name', v)}".replace("=True", "").replace(" maker=False", "")
         for k, v in fields.items()
     )
-    return f"{type(event).__name__:<9} order {event.order_id} {sym} {detail}"
+    line = f"{type(event).__name__:<9} order {event.order_id} {sym} {detail}"
+    return f"{line}: {event.text}" if isinstance(event, Reject) else line
 
 
 # ---- the verbs (shared by the one-shot commands and the shell) ---------------------------

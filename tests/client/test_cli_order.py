@@ -41,6 +41,7 @@ def test_submit_prints_the_ack_then_a_reject_exits_1(edge: EdgeRig, tmp_path: Pa
         edge, tmp_path, "--account", "1", "--tcp", "submit", "ACME", "buy", "0", "--price", "99"
     )
     assert bad.returncode == 1 and "Reject" in bad.stdout and "INVALID_QUANTITY" in bad.stdout
+    assert "quantity not allowed" in bad.stdout
 
 
 def test_user_errors_are_named(edge: EdgeRig, tmp_path: Path) -> None:

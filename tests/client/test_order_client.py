@@ -60,6 +60,7 @@ def test_a_rejected_order_raises_with_the_reason(edge: EdgeRig, how: str) -> Non
         with pytest.raises(OrderRejected) as info:
             c.wait_for(oid)
         assert info.value.reason == RejectReason.UNKNOWN_SYMBOL
+        assert "UNKNOWN_SYMBOL (unknown symbol)" in str(info.value)
         assert isinstance(info.value.reject, Reject)
 
 

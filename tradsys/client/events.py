@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from tradsys.wire import CancelReason, EventFlag, EventKind, RejectReason, Side
+from tradsys.wire import REJECT_TEXT, CancelReason, EventFlag, EventKind, RejectReason, Side
 
 
 class Ack(msgspec.Struct, frozen=True):
@@ -33,6 +33,11 @@ class Reject(msgspec.Struct, frozen=True):
     order_id: int
     symbol_id: int
     reason: RejectReason
+
+    @property
+    def text(self) -> str:
+        """The reason in a few words."""
+        return REJECT_TEXT.get(self.reason, "")
 
 
 class Fill(msgspec.Struct, frozen=True):
@@ -143,7 +148,10 @@ class OrderRejected(OrderClientError):  # noqa: N818
 
     def __init__(self, reject: Reject) -> None:
         reason = reject.reason
-        name = reason.name if isinstance(reason, RejectReason) else str(reason)
-        super().__init__(f"order {reject.order_id} rejected: {name}")
+        if isinstance(reason, RejectReason):
+            why = f"{reason.name} ({REJECT_TEXT.get(reason, '')})"
+        else:
+            why = f"reason {reason}"
+        super().__init__(f"order {reject.order_id} rejected: {why}")
         self.reject = reject
         self.reason = reason
