@@ -156,3 +156,40 @@ def test_a_killed_colocated_client_loses_its_orders_and_nothing_leaks(
         assert isinstance(bob.wait_for(oid), Ack)
         cxl = bob.wait_for(oid, (Cancelled, Fill))
         assert isinstance(cxl, Cancelled) and cxl.quantity == 5, cxl  # nothing to trade with
+
+
+def test_a_thousand_sessions_come_and_go_through_the_real_gateway(running: Supervisor) -> None:
+    """Half colocated, half TCP, each dropped without a goodbye: the gateway process
+    (the same one: it never crashed) ends with no session, ring or descriptor left."""
+    import os
+    import time
+
+    config = running.config
+    ann = read_announcement(config, "gateway")
+    assert ann is not None
+    pid = int(ann["pid"])
+    fds_before = len(os.listdir(f"/proc/{pid}/fd"))
+    for i in range(1000):
+        if i % 2:
+            c = OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1])
+        else:
+            c = OrderClient.connect(f"tcp://{ann['tcp']}", account_id=2, api_key=KEYS[2])
+        if i % 100 == 0:
+            assert isinstance(c.wait_for(c.submit(1, "buy", 1, 90, tif="ioc")), Ack)
+        c.transport.close()
+    deadline = time.monotonic() + 30
+    while True:
+        stats = read_stats(config)
+        done = (
+            stats is not None
+            and stats["sessions_closed"] == 1000
+            and stats["sessions"] == 0
+            and stats["sessions_retiring"] == 0
+            and len(os.listdir(f"/proc/{pid}/fd")) <= fds_before
+        )
+        if done:
+            break
+        assert time.monotonic() < deadline, f"not back to idle: {stats}"
+        time.sleep(0.05)
+    assert read_announcement(config, "gateway")["pid"] == pid, "the gateway was restarted"
+    assert not any(".sin." in n or ".sout." in n for n in instance_segments(config.engine.instance))
