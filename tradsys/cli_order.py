@@ -48,6 +48,10 @@ def _account_id(config: Config, value: str) -> int:
     raise OrderCliError(f"no account {value!r} in the config; accounts: {names}")
 
 
+def _cancels_on_disconnect(config: Config, account: str) -> bool:
+    return any(a.cancel_on_disconnect for a in config.accounts if account in (a.name, str(a.id)))
+
+
 def _symbols(config: Config) -> dict[str, int]:
     return {i.symbol: i.symbol_id for i in config.instruments}
 
@@ -173,7 +177,14 @@ def cmd_order(args: argparse.Namespace) -> int:
             if args.verb == "shell":
                 return _shell(args, config, client, names)
             _run_verb(args, config, client)
-            return _print_events(client, names, args.wait)
+            status = _print_events(client, names, args.wait)
+            if args.verb == "submit" and _cancels_on_disconnect(config, args.account):
+                print(
+                    "note: this account cancels its resting orders when its session ends "
+                    "(cancel_on_disconnect); use `tradsys order shell` to keep them working",
+                    file=sys.stderr,
+                )
+            return status
     except OrderCliError as exc:
         print(f"tradsys order: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

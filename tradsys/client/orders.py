@@ -137,8 +137,9 @@ class _Orders:
         self.transport = transport
         self.account_id = transport.accepted.account_id
         self.session_id = transport.accepted.session_id
-        # ids unique across this account's sessions over time: µs since the epoch << 10
-        self._ids = itertools.count(int(time.time() * 1e6) << 10)
+        # client order ids need only be unique among the session's live orders (the
+        # gateway maps them to exchange ids per session): 1, 2, 3 ... reads well in a log
+        self._ids = itertools.count(1)
         self._symbols: dict[int, int] = {}
 
     def next_order_id(self) -> int:
