@@ -137,3 +137,12 @@ def test_tcp_client_learns_of_shutdown(edge: EdgeRig) -> None:
     finally:
         c.close()
     assert os.path.exists(edge.unix)
+
+
+def test_an_idle_tcp_client_is_kept_alive_by_its_heartbeats(edge: EdgeRig) -> None:
+    import time
+
+    with OrderClient.connect(f"tcp://{edge.tcp}", account_id=1, api_key=KEYS[1]) as c:
+        time.sleep(5 * 0.2)  # idle (not waiting for anything) for 5 heartbeat intervals
+        assert isinstance(c.wait_for(c.submit(1, "buy", 1, 90)), Ack)
+        assert edge.stats()["heartbeat_timeouts"] == 0

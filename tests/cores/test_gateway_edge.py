@@ -255,3 +255,30 @@ def test_session_limit(instance: str, tmp_path: Path) -> None:
         wait_for_sessions(rig, 1)
         c = clients.enter_context(OrderClient.connect(rig.unix, account_id=3, api_key=KEYS[3]))
         assert c.session_id
+
+
+def test_a_full_inbound_ring_is_backpressure_not_loss(instance: str, tmp_path: Path) -> None:
+    """The core is not pumping: a TCP client's commands fill the session's 64-slot ring,
+    the gateway stops reading the socket; once the core runs, every command goes through,
+    in order."""
+    from tests.client.fake_core import FakeCore
+
+    config = edge_config(instance, tmp_path, session_ring_capacity=64, heartbeat_ms=2000)
+    core = FakeCore(config)
+    rig = EdgeRig(config, core)
+    try:
+        with OrderClient.connect(f"tcp://{rig.tcp}", account_id=1, api_key=KEYS[1]) as c:
+            n = 500
+            orders = batch(*[one_order(i + 1) for i in range(n)])
+            c.submit_batch(orders)
+            assert c.poll(0.3) == []  # nothing moves while the core is stopped
+            core.start()
+            got: list[int] = []
+            while len(got) < n:
+                events = c.poll(5.0)
+                assert events, f"only {len(got)} of {n} acks"
+                got += [e.order_id for e in events if isinstance(e, Ack)]
+            assert got == list(range(1, n + 1))
+    finally:
+        rig.close()
+        core.close()
