@@ -223,8 +223,9 @@ class GatewayCore:
         return int(sid)
 
     def remove_session(self, session_id: int) -> None:
-        """Unplug a session: once this returns the pump no longer touches its rings; its
-        live orders are cancelled if it was cancel-on-disconnect."""
+        """Unplug a session: once this returns the pump never touches its rings or its
+        eventfd again (they may be closed at once); its live orders are cancelled if it
+        was cancel-on-disconnect."""
         _check(lib.ts_gateway_remove_session(self._gw, session_id), f"session {session_id}")
         del self._sessions[session_id]
 
