@@ -19,7 +19,9 @@
  *
  * Threads: the control calls (sessions, accounts, kill, stats) may come from any thread
  * while the pump runs; they take the gateway's lock, which the pump holds only during a
- * pass, and ring the pump's doorbell. Setup calls (shards, instruments) come first.
+ * pass, and ring the pump's doorbell. Setup calls (shards, instruments) come first. Once
+ * ts_gateway_remove_session returns, the pump never touches that session's rings or
+ * eventfd again (even a pump that was parked on its ring), so they may be freed at once.
  *
  * Declarations only (cffi reads this file); the definitions are in gateway*.c and risk.c.
  */

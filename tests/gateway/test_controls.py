@@ -265,3 +265,23 @@ def test_mass_cancel_blocks_nothing(make_rig: Callable[..., GatewayRig]) -> None
     assert list(cmds["account_id"]) == [0, 1, 1]
     with pytest.raises(GatewayError, match="mass_cancel 9: unknown"):
         rig.core.mass_cancel(9)
+
+
+def test_the_pump_thread_can_be_pinned_alone(make_rig: Callable[..., GatewayRig]) -> None:
+    rig = make_rig()
+    cpus = os.sched_getaffinity(0)
+    cpu = max(cpus)
+    rig.core.start(cpu=cpu)
+    try:
+        s = rig.session()
+        s.send(command(order_id=1))
+        got = np.zeros(1, dtype=COMMAND_DTYPE)
+        assert rig.commands[0].pop_wait(got, timeout=10) == 1  # the pump runs, pinned
+        tid = rig.core.pump_thread_id
+        assert tid is not None
+        assert os.sched_getaffinity(tid) == {cpu}
+        assert os.sched_getaffinity(0) == cpus  # the caller's thread is untouched
+    finally:
+        rig.core.stop()
+    with pytest.raises(GatewayError, match="cpu"):
+        rig.core.start(cpu=max(cpus) + 1000)

@@ -223,8 +223,9 @@ class GatewayCore:
         return int(sid)
 
     def remove_session(self, session_id: int) -> None:
-        """Unplug a session: once this returns the pump no longer touches its rings; its
-        live orders are cancelled if it was cancel-on-disconnect."""
+        """Unplug a session: once this returns the pump never touches its rings or its
+        eventfd again (they may be closed at once); its live orders are cancelled if it
+        was cancel-on-disconnect."""
         _check(lib.ts_gateway_remove_session(self._gw, session_id), f"session {session_id}")
         del self._sessions[session_id]
 
@@ -294,19 +295,34 @@ class GatewayCore:
             return int(lib.ts_gateway_poll(self._gw, max_batch))
         return int(lib.ts_gateway_poll_at(self._gw, max_batch, now_ns))
 
-    def start(self) -> None:
-        """Run the pump in a thread until :meth:`stop`."""
+    def start(self, *, cpu: int | None = None) -> None:
+        """Run the pump in a thread until :meth:`stop`; ``cpu`` pins that thread alone (the
+        rest of the process keeps its own affinity), e.g. the pump on one isolated core
+        and the event loop on another."""
+        if cpu is not None and cpu not in os.sched_getaffinity(0):
+            raise GatewayError(
+                f"cpu {cpu} is not one this process may run on "
+                f"({', '.join(map(str, sorted(os.sched_getaffinity(0))))})"
+            )
         with self._lock:
             if self._thread is not None:
                 raise GatewayError("the gateway pump is already running")
             self._stop[0] = 0
             self._thread = threading.Thread(
-                target=lib.ts_gateway_run,
-                args=(self._gw, self._stop),
-                name="gateway-pump",
-                daemon=True,
+                target=self._run, args=(cpu,), name="gateway-pump", daemon=True
             )
             self._thread.start()
+
+    def _run(self, cpu: int | None) -> None:
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})  # pid 0 from a thread: this thread only
+        lib.ts_gateway_run(self._gw, self._stop)
+
+    @property
+    def pump_thread_id(self) -> int | None:
+        """The pump thread's kernel id while it runs (for pinning checks, profilers)."""
+        thread = self._thread
+        return None if thread is None else thread.native_id
 
     def stop(self) -> None:
         """Stop the pump thread (a no-op if it is not running)."""
