@@ -192,6 +192,16 @@ def read_stats(config: Config) -> dict[str, Any] | None:
     return doc
 
 
+def keep_control_plane_off(cpu: int) -> None:
+    """Move this (the event loop's) thread to the host's other CPUs, so handshakes and
+    TCP sessions never take the pinned pump's CPU; stays put if there is no other or the
+    cgroup forbids it."""
+    others = set(range(os.cpu_count() or 1)) - {cpu}
+    if others:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, others)  # pid 0 from a thread: this thread only
+
+
 def make_core(config: Config) -> GatewayCore:
     """The native gateway core, with an epoch above every earlier run's (so the exchange
     ids a restarted gateway assigns keep growing)."""
@@ -232,8 +242,6 @@ def run(config_path: str) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_USER_ERROR
-    if config.gateway.core is not None:
-        os.sched_setaffinity(0, {config.gateway.core})
     for name in reclaim_stale(config.engine.instance):
         log.info("removed stale segment %s (its creator is gone)", name)
     try:
@@ -242,7 +250,10 @@ def run(config_path: str) -> int:
         log.error("cannot start the gateway core: %s", exc)
         return EXIT_FAILURE
     try:
-        core.start()
+        cpu = config.gateway.core
+        core.start(cpu=cpu)  # [gateway] core: the pump thread alone is pinned there
+        if cpu is not None:
+            keep_control_plane_off(cpu)
         server = None
         try:
             server = uvloop.run(serve(config, core))
