@@ -193,3 +193,25 @@ def test_a_thousand_sessions_come_and_go_through_the_real_gateway(running: Super
         time.sleep(0.05)
     assert read_announcement(config, "gateway")["pid"] == pid, "the gateway was restarted"
     assert not any(".sin." in n or ".sout." in n for n in instance_segments(config.engine.instance))
+
+
+def test_gateway_core_pins_the_pump_alone(instance: str, tmp_path: Path) -> None:
+    import os
+
+    import msgspec
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.fail("this test needs two CPUs (CI and the dev machines have them)")
+    cpu = cpus[-1]
+    base = e2e_config(instance, tmp_path)
+    config = msgspec.structs.replace(base, gateway=msgspec.structs.replace(base.gateway, core=cpu))
+    with Supervisor(config, log=lambda line: None):
+        ann = read_announcement(config, "gateway")
+        assert ann is not None
+        pid = int(ann["pid"])
+        affinity = {
+            int(tid): os.sched_getaffinity(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")
+        }
+        assert cpu not in affinity[pid], "the event loop (main thread) is off the pump's CPU"
+        assert sum(1 for a in affinity.values() if a == {cpu}) == 1, affinity
