@@ -19,7 +19,11 @@ one fixed moderate rate (10 k/s) both sides run the same load: ``e2e.tcp.rtt.*``
 over TCP) and ``e2e.colocated.rtt_same_rate.*`` (TradSys colocated), each against the
 baseline at that rate.
 
-Usage: e2e_bench.py [--quick] [--json]
+Beside the timings, which a shared machine makes noisy, the stable figure: instructions
+per order of the gateway's own Python TCP path, counted by callgrind (frames of 1 and of
+64 orders in, events framed back).
+
+Usage: e2e_bench.py [--quick] [--json] [--no-callgrind]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _callgrind
 import _common as common
 import _e2e_rig as rig
 
@@ -78,10 +83,47 @@ def one(make, rate: float, seconds: float) -> rig.RunResult:
         sender.close()
 
 
+PROBE_ROUNDS = 100  # x 64 orders per stretch
+
+
+def instructions() -> list[dict]:
+    """The stable figure beside the noisy timings: instructions per order of the gateway's
+    own Python TCP path (``_gateway_probe.py`` under callgrind), for frames of 1 and of
+    64 orders, and per event framed back. Empty when valgrind is missing."""
+    if _callgrind.valgrind() is None:
+        common.note("valgrind not installed: no instruction counts")
+        return []
+    probe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_gateway_probe.py")
+    dumps = _callgrind.run(
+        [sys.executable, probe, f"e2eprobe{os.getpid()}", str(PROBE_ROUNDS)],
+        zero_before="ts_ring_read_info",
+        dump_before="ts_ring_set_consumer",
+        env={
+            "PYTHONHASHSEED": "0",
+            "OPENBLAS_NUM_THREADS": "1",
+            "GLIBC_TUNABLES": "glibc.cpu.x86_rep_movsb_threshold=4294967295",
+        },
+    )
+    if len(dumps) != 3:
+        common.note(f"callgrind gave {len(dumps)} dumps, expected 3: no instruction counts")
+        return []
+    n = PROBE_ROUNDS * 64
+    names = [
+        "e2e.tcp.gateway_instructions_per_order.frame_of_1",
+        "e2e.tcp.gateway_instructions_per_order.frame_of_64",
+        "e2e.tcp.gateway_instructions_per_event.batch_of_64",
+    ]
+    return [
+        common.result(name, "instructions", d.total / n, higher_is_better=False)
+        for name, d in zip(names, dumps, strict=True)
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
     args = ap.parse_args()
     seconds = 0.5 if args.quick else 3.0
     half_seconds = 1.0 if args.quick else 5.0
@@ -198,6 +240,12 @@ def main() -> int:
             peer_value=base_tcp.us(99),
         ),
     ]
+    counts = [] if args.no_callgrind else instructions()
+    if counts:
+        print("\ninstructions per order in the gateway's Python TCP path (callgrind, exact):")
+        for r in counts:
+            print(f"  {r['name']:55} {r['value']:10.0f}")
+    results += counts
     if args.json:
         common.emit_json(BENCH, args.quick, results)
     return 0

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -48,6 +49,13 @@ CLIENT_KINDS = (
     wire.CommandKind.REPLACE,
     wire.CommandKind.MASS_CANCEL,
 )
+_FIRST_KIND, _LAST_KIND = int(CLIENT_KINDS[0]), int(CLIENT_KINDS[-1])
+# plain ints: comparing with IntEnum members costs a method call per frame
+_LOGIN, _COMMANDS = int(MessageType.LOGIN), int(MessageType.COMMANDS)
+_HEARTBEAT, _LOGOUT = int(MessageType.HEARTBEAT), int(MessageType.LOGOUT)
+_ACCOUNT = struct.Struct("<I")
+_ACCOUNT_OFFSET = 12  # of COMMAND_DTYPE's account_id (tests/test_wire.py holds the layout)
+RECORD_SIZE = wire.RECORD_SIZE
 MISSED_HEARTBEATS = 3  # a peer silent this many intervals is gone
 BACKLOG_RETRY_S = 0.0005
 
@@ -203,14 +211,17 @@ class TcpSession(asyncio.BufferedProtocol):
     def _on_frame(self, frame: Frame) -> None:
         kind = frame.type
         if self.session is None:
-            if kind != MessageType.LOGIN:
+            if kind != _LOGIN:
                 raise ProtocolError(f"the first frame must be LOGIN, not {MessageType(kind).name}")
             self._login(frame)
-        elif kind == MessageType.COMMANDS:
-            self._commands(frame)
-        elif kind == MessageType.HEARTBEAT:
+        elif kind == _COMMANDS:
+            if frame.size == RECORD_SIZE:
+                self._one_command(frame)
+            else:
+                self._commands(frame)
+        elif kind == _HEARTBEAT:
             pass
-        elif kind == MessageType.LOGOUT:
+        elif kind == _LOGOUT:
             self.end(EndReason.LOGOUT, "logged out")
         else:
             raise ProtocolError(f"a client may not send {MessageType(kind).name}")
@@ -246,6 +257,23 @@ class TcpSession(asyncio.BufferedProtocol):
         )
         log.info("tcp session %d: account %d from %s", session.session_id, account.id, self.peer)
         self._drain_events()
+
+    def _one_command(self, frame: Frame) -> None:
+        """A frame of one order, the common case of a client sending as orders come: the
+        same checks as :meth:`_commands` on the raw bytes, without numpy's per-call
+        overhead (a tenth of the instructions)."""
+        assert self.session is not None
+        if frame.seq != self.next_command_seq:
+            self._commands(frame)  # the general path ends the session with the reason
+            return
+        data, off = self.buf.data, frame.offset
+        if not _FIRST_KIND <= data[off] <= _LAST_KIND or self.backlog is not None:
+            self._commands(frame)
+            return
+        self.next_command_seq += 1
+        _ACCOUNT.pack_into(data, off + _ACCOUNT_OFFSET, self.session.account_id)
+        if not self.session.rings.inbound.push(bytes(self.buf.view[off : off + RECORD_SIZE])):
+            self._push(self.buf.records(frame, wire.COMMAND_DTYPE))  # full: the backlog path
 
     def _commands(self, frame: Frame) -> None:
         assert self.session is not None

@@ -74,14 +74,17 @@ REASON_BODY = struct.Struct(f"<B{TEXT_MAX}s")
 
 # The body size each fixed-layout message must have; None: a multiple of RECORD_SIZE.
 BODY_SIZE: dict[int, int | None] = {
-    MessageType.LOGIN: LOGIN_BODY.size,
-    MessageType.LOGIN_ACCEPTED: ACCEPTED_BODY.size,
-    MessageType.LOGIN_REJECTED: REASON_BODY.size,
-    MessageType.HEARTBEAT: 0,
-    MessageType.COMMANDS: None,
-    MessageType.EVENTS: None,
-    MessageType.LOGOUT: 0,
-    MessageType.END: REASON_BODY.size,
+    int(kind): size
+    for kind, size in (
+        (MessageType.LOGIN, LOGIN_BODY.size),
+        (MessageType.LOGIN_ACCEPTED, ACCEPTED_BODY.size),
+        (MessageType.LOGIN_REJECTED, REASON_BODY.size),
+        (MessageType.HEARTBEAT, 0),
+        (MessageType.COMMANDS, None),
+        (MessageType.EVENTS, None),
+        (MessageType.LOGOUT, 0),
+        (MessageType.END, REASON_BODY.size),
+    )
 }
 
 
@@ -259,12 +262,11 @@ def check_header(kind: int, size: int) -> None:
         expected = BODY_SIZE[kind]
     except KeyError:
         raise ProtocolError(f"unknown message type 0x{kind:02x}") from None
-    name = MessageType(kind).name
     if expected is None:
         if size == 0 or size % RECORD_SIZE:
             raise ProtocolError(
-                f"{name} body of {size} bytes is not 1..{MAX_RECORDS_PER_FRAME} "
-                f"{RECORD_SIZE}-byte records"
+                f"{MessageType(kind).name} body of {size} bytes is not "
+                f"1..{MAX_RECORDS_PER_FRAME} {RECORD_SIZE}-byte records"
             )
     elif size != expected:
-        raise ProtocolError(f"{name} body must be {expected} bytes, not {size}")
+        raise ProtocolError(f"{MessageType(kind).name} body must be {expected} bytes, not {size}")
