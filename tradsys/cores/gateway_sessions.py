@@ -94,8 +94,11 @@ class SessionTable:
         names at once, so nothing of the session is left in /dev/shm. Idempotent.
 
         The memory itself (and the session's eventfd) is released only once the pump has
-        finished RETIRE_AFTER_PASSES passes since: a pump parked on the session's ring
-        futex still touches the ring when it wakes (see :meth:`reap`)."""
+        finished RETIRE_AFTER_PASSES passes since (see :meth:`reap`). The core promises
+        not to touch a removed session's rings; an early version did, from a park, and
+        crashed the gateway -- a few hundred kilobytes held for a millisecond is a cheap
+        guard against that class of bug, and against an eventfd number being reused
+        while a late write is in flight."""
         if session.closed:
             return
         session.closed = True
