@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "book_internal.h"
+#include "huge_alloc.h"
 
 #define INITIAL_ORDERS 1024u
 #define INITIAL_LEVELS 256u
@@ -31,25 +32,19 @@ static int grow_array(void **p, uint64_t *cap, uint64_t need, size_t size) {
     return 0;
 }
 
-/* The hot order array is kept TS_ORDER_ALIGN-aligned inside a block from malloc/realloc
- * (e->orders_raw), TS_ORDER_ALIGN - 1 bytes bigger than the array: realloc keeps the
- * cheap growth of big blocks (mremap, no copy), and when the new block's alignment
- * differs from the old one's the records are moved to the aligned place. */
-static size_t hot_bytes(uint64_t n) { return n * sizeof(ts_order) + TS_ORDER_ALIGN - 1; }
-
-static ts_order *align_hot(void *raw) {
-    uintptr_t p = (uintptr_t)raw;
-    return (ts_order *)((p + TS_ORDER_ALIGN - 1) & ~(uintptr_t)(TS_ORDER_ALIGN - 1));
-}
+/* The order pool's two arrays, huge-page backed (huge_alloc.h); blocks from it are
+ * page-aligned, so the hot records are TS_ORDER_ALIGN-aligned. */
+static size_t hot_bytes(uint64_t n) { return (size_t)n * sizeof(ts_order); }
+static size_t cold_bytes(uint64_t n) { return (size_t)n * sizeof(ts_order_cold); }
 
 ts_engine *ts_engine_new(void) {
     ts_engine *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->ord_free = TS_NIL;
     e->lvl_free = TS_NIL;
-    e->orders_raw = malloc(hot_bytes(INITIAL_ORDERS));
-    e->orders = e->orders_raw ? align_hot(e->orders_raw) : NULL;
-    e->cold = malloc(INITIAL_ORDERS * sizeof *e->cold);
+    e->orders = ts_huge_alloc(hot_bytes(INITIAL_ORDERS));
+    e->cold = ts_huge_alloc(cold_bytes(INITIAL_ORDERS));
+    e->ord_cap = e->cold_cap = INITIAL_ORDERS; /* ts_engine_free frees by capacity */
     e->lvls = malloc(INITIAL_LEVELS * sizeof *e->lvls);
     e->touches = malloc(INITIAL_LEVELS * sizeof *e->touches);
     e->ev = malloc(INITIAL_OUTPUT * sizeof *e->ev);
@@ -59,7 +54,6 @@ ts_engine *ts_engine_new(void) {
         ts_engine_free(e);
         return NULL;
     }
-    e->ord_cap = INITIAL_ORDERS;
     e->lvl_cap = INITIAL_LEVELS;
     e->touches_cap = INITIAL_LEVELS;
     e->ev_cap = INITIAL_OUTPUT;
@@ -79,8 +73,8 @@ void ts_engine_free(ts_engine *e) {
     free(e->by_id);
     free(e->sym_keys);
     free(e->sym_vals);
-    free(e->orders_raw);
-    free(e->cold);
+    ts_huge_free(e->orders, hot_bytes(e->ord_cap));
+    ts_huge_free(e->cold, cold_bytes(e->cold_cap));
     free(e->lvls);
     ts_oix_free(&e->index);
     free(e->heap);
@@ -208,12 +202,9 @@ int ts_engine_add_instrument(ts_engine *e, const ts_instrument *instrument) {
  * The order pool doubles up to ORDERS_DOUBLING_LIMIT slots, then grows by an eighth at a
  * time: a doubled pool can stand up to half empty, which at millions of 96-byte orders
  * is most of the engine's memory (10 M orders in a 16.7 M-slot pool: 161 bytes of pool
- * per order), while +1/8 wastes at most 12 bytes an order. Growing that big a block is
- * a realloc that the C library does by remapping pages, not copying them (glibc serves
- * blocks this size with mmap and grows them with mremap); and even a copying realloc
- * costs only 8 copies of each order over the pool's life. Indices stay valid either way.
- * The hot array must stay TS_ORDER_ALIGN-aligned, which realloc does not promise: see
- * hot_bytes.
+ * per order), while +1/8 wastes at most 12 bytes an order. Growing that big a block
+ * remaps its pages rather than copying them (ts_huge_grow); and even copying would cost
+ * only about 9 copies of each order over the pool's life. Indices stay valid.
  */
 #define ORDERS_DOUBLING_LIMIT (1u << 20)
 
@@ -223,17 +214,18 @@ int ts_eng_grow_orders(ts_engine *e) {
     if (cap >= max) return -1;
     uint64_t n = cap < 16 ? 16 : cap < ORDERS_DOUBLING_LIMIT ? 2 * cap : cap + cap / 8;
     if (n > max) n = max;
-    ts_order_cold *c = realloc(e->cold, n * sizeof *e->cold);
-    if (!c) return -1;
-    e->cold = c;
-    const size_t old_off = (size_t)((char *)e->orders - (char *)e->orders_raw);
-    void *raw = realloc(e->orders_raw, hot_bytes(n));
-    if (!raw) return -1;
-    ts_order *p = align_hot(raw);
-    if ((char *)p != (char *)raw + old_off)
-        memmove(p, (char *)raw + old_off, (size_t)e->ord_hwm * sizeof *p);
-    e->orders_raw = raw;
-    e->orders = p;
+    /* the cold array first, keeping its own capacity: if the hot one then cannot grow,
+     * the cold one is just ahead, and the next attempt finds it big enough */
+    if (e->cold_cap < n) {
+        ts_order_cold *cold = ts_huge_grow(e->cold, cold_bytes(e->cold_cap), cold_bytes(n),
+                                           cold_bytes(e->ord_hwm));
+        if (!cold) return -1;
+        e->cold = cold;
+        e->cold_cap = (uint32_t)n;
+    }
+    ts_order *hot = ts_huge_grow(e->orders, hot_bytes(cap), hot_bytes(n), hot_bytes(e->ord_hwm));
+    if (!hot) return -1;
+    e->orders = hot;
     e->ord_cap = (uint32_t)n;
     return 0;
 }
@@ -359,7 +351,7 @@ int ts_eng_grow_heap(ts_engine *e) {
  */
 int ts_eng_reserve_book(ts_engine *e, ts_book *b) {
     if (e->ord_free == TS_NIL && e->ord_hwm == e->ord_cap && ts_eng_grow_orders(e)) return -1;
-    if (ts_oix_reserve(&e->index, 1)) return -1;
+    if (ts_oix_reserve(&e->index, 1, e->orders, sizeof(ts_order))) return -1;
     if (e->heap_n == e->heap_cap && ts_eng_grow_heap(e)) return -1;
     uint32_t extra = 2 + b->n_stops;
     if (e->lvl_cap - e->lvl_used < extra && ts_eng_grow_levels(e, extra)) return -1;
@@ -534,7 +526,7 @@ uint64_t ts_engine_live_orders(const ts_engine *e) { return e->n_live; }
 
 uint64_t ts_engine_memory_bytes(const ts_engine *e) {
     uint64_t n = sizeof *e;
-    n += (uint64_t)e->ord_cap * (sizeof *e->orders + sizeof *e->cold);
+    n += ts_huge_bytes(hot_bytes(e->ord_cap)) + ts_huge_bytes(cold_bytes(e->cold_cap));
     n += (uint64_t)e->lvl_cap * sizeof *e->lvls;
     n += ts_oix_bytes(&e->index);
     n += (uint64_t)e->books_cap * (sizeof *e->books + sizeof *e->by_id + sizeof *e->tsyms +

@@ -168,8 +168,8 @@ int ts_book_check(const ts_engine *e, char *err, size_t errlen) {
     CHECK(stops_total == e->n_stops, "engine stop count");
     CHECK(gtd_total == e->gtd_live, "GTD live count %llu vs %llu", (unsigned long long)gtd_total,
           (unsigned long long)e->gtd_live);
-    CHECK(e->index.count == e->n_live, "index holds %llu, live %llu",
-          (unsigned long long)e->index.count, (unsigned long long)e->n_live);
+    CHECK(ts_oix_size(&e->index) == e->n_live, "index holds %llu, live %llu",
+          (unsigned long long)ts_oix_size(&e->index), (unsigned long long)e->n_live);
     CHECK(levels_total == e->lvl_used, "levels in use %u, in ladders %llu", e->lvl_used,
           (unsigned long long)levels_total);
     /* every order slot is live, free or never used */
@@ -183,14 +183,33 @@ int ts_book_check(const ts_engine *e, char *err, size_t errlen) {
           "pool: free %llu + live %llu != used slots %u", (unsigned long long)free_n,
           (unsigned long long)e->n_live, e->ord_hwm);
     for (uint32_t oi = 0; oi < e->ord_hwm; oi++) CHECK(seen[oi] >= 2, "order slot %u leaked", oi);
-    /* index entries all point at live orders */
+    /* index entries all point at live orders, from the slot of their id, and each live
+     * order is found (the counts above then say there is one entry per live order) */
+    uint64_t direct_n = 0, hash_n = 0;
+    for (uint64_t i = 0; i <= e->index.dmask; i++) {
+        const uint32_t v = e->index.direct[i];
+        if (v == TS_OIX_EMPTY) continue;
+        CHECK(v < e->ord_hwm && seen[v] == 2 &&
+                  ((uint32_t)e->orders[v].order_id & e->index.dmask) == i,
+              "direct index entry %llu (order %u) is stale", (unsigned long long)i, v);
+        direct_n++;
+    }
     for (uint64_t i = 0; i <= e->index.mask; i++) {
         const ts_oix_slot *s = &e->index.slots[i];
         if (s->val == TS_OIX_EMPTY) continue;
         CHECK(s->val < e->ord_hwm && seen[s->val] == 2 &&
                   (uint32_t)e->orders[s->val].order_id == s->tag,
               "index entry (tag %u, order %u) is stale", s->tag, s->val);
+        hash_n++;
     }
+    CHECK(direct_n == e->index.dcount && hash_n == e->index.count,
+          "index counts: direct %llu of %llu, hash %llu of %llu", (unsigned long long)direct_n,
+          (unsigned long long)e->index.dcount, (unsigned long long)hash_n,
+          (unsigned long long)e->index.count);
+    for (uint32_t oi = 0; oi < e->ord_hwm; oi++)
+        if (seen[oi] == 2)
+            CHECK(ts_find_order(e, e->orders[oi].order_id) == oi, "live order %llu not indexed",
+                  (unsigned long long)e->orders[oi].order_id);
     /* heap property, and every live GTD order has an entry */
     uint64_t covered = 0;
     for (uint64_t i = 0; i < e->heap_n; i++) {

@@ -6,12 +6,13 @@
  * Layout, and why:
  *  - Orders live in one pool, addressed by u32 index, as two parallel arrays: a 64-byte,
  *    cache-line-aligned hot record (ts_order) and a 32-byte cold one (ts_order_cold),
- *    96 bytes a slot in all. The pool grows (doubling up to 1 M slots, then by an
- *    eighth, so a big pool wastes little: ts_eng_grow_orders), so indices stay valid;
- *    freed slots go on a free list, so a steady state of adds and cancels never calls
- *    malloc.
- *  - An order-id hash index (order_index.h) maps ids to pool indices: cancel and replace
- *    find their order in O(1).
+ *    96 bytes a slot in all, on huge pages where the kernel has them (huge_alloc.h). The
+ *    pool grows (doubling up to 1 M slots, then by an eighth, so a big pool wastes
+ *    little: ts_eng_grow_orders), so indices stay valid; freed slots go on a free list,
+ *    so a steady state of adds and cancels never allocates.
+ *  - An order-id index (order_index.h: a table direct-mapped by id, a hash for the ids
+ *    that collide in it) maps ids to pool indices: cancel and replace find their order
+ *    in O(1), a recent order usually without a cache miss before its own line.
  *  - Each price level (ts_lvl, from a pool of its own) keeps its orders in an intrusive
  *    doubly linked FIFO (u32 prev/next in the order), so removing an order never scans
  *    its level, and the level keeps its displayed and total aggregates up to date.
@@ -163,10 +164,10 @@ typedef struct ts_gtd {
 
 struct ts_engine {
     /* pools */
-    ts_order *orders;      /* hot records, TS_ORDER_ALIGN-aligned, inside orders_raw */
-    void *orders_raw;      /* the block from malloc/realloc holding them */
+    ts_order *orders;      /* hot records, TS_ORDER_ALIGN-aligned (huge_alloc.h) */
     ts_order_cold *cold;   /* cold records, same indices */
     uint32_t ord_cap, ord_hwm, ord_free, ord_used;
+    uint32_t cold_cap;     /* >= ord_cap (ts_eng_grow_orders grows it first) */
     ts_lvl *lvls;
     uint32_t lvl_cap, lvl_hwm, lvl_free, lvl_used;
     ts_order_index index;
@@ -321,7 +322,7 @@ static inline void ts_prefetch_unlink(const ts_engine *e, const ts_order *o) {
     if (o->next != TS_NIL) TS_PREFETCH_W(&e->orders[o->next].prev);
     if (o->live_prev != TS_NIL) TS_PREFETCH_W(&e->orders[o->live_prev].live_prev);
     if (o->live_next != TS_NIL) TS_PREFETCH_W(&e->orders[o->live_next].live_prev);
-    TS_PREFETCH_W(&e->index.slots[ts_oix_home(&e->index, (uint32_t)o->order_id)]);
+    ts_oix_prefetch(&e->index, o->order_id);
 }
 
 /* ---- output ---- */

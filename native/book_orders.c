@@ -32,7 +32,7 @@ void ts_eng_link_live(ts_engine *e, ts_book *b, uint32_t oi) {
     b->live_tail = oi;
     b->n_live++;
     e->n_live++;
-    ts_oix_put(&e->index, o->order_id, oi);
+    ts_oix_put(&e->index, o->order_id, oi, e->orders, sizeof(ts_order));
     if (o->tif == TS_TIF_GTD) {
         e->gtd_live++;
         ts_eng_heap_push(e, e->cold[oi].expire_ns, e->cold[oi].seq, oi);
@@ -314,8 +314,8 @@ static uint8_t validate_new(const ts_engine *e, const ts_command *c, const ts_bo
 
 /* Returns -1 only when memory for the command could not be reserved (nothing done). */
 static int cmd_new(ts_engine *e, const ts_command *c) {
-    /* the index slot an accepted order goes in: fetched while the order is validated */
-    TS_PREFETCH_W(&e->index.slots[ts_oix_home(&e->index, (uint32_t)c->order_id)]);
+    /* what indexing an accepted order reads: fetched while the order is validated */
+    ts_oix_prefetch_put(&e->index, c->order_id, e->orders, sizeof(ts_order));
     ts_book *b = ts_eng_find_book(e, c->symbol_id);
     uint8_t reason = validate_new(e, c, b);
     if (reason) {

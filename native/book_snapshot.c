@@ -184,7 +184,8 @@ static int restore_into(ts_engine *e, const unsigned char *p, uint64_t len) {
     /* room for every order up front; levels and sides grow as orders are placed */
     while (e->ord_cap < h.total_orders + 1)
         if (ts_eng_grow_orders(e)) return TS_ENG_ERR_NO_MEMORY;
-    if (ts_oix_reserve(&e->index, h.total_orders + 1)) return TS_ENG_ERR_NO_MEMORY;
+    if (ts_oix_reserve(&e->index, h.total_orders + 1, e->orders, sizeof(ts_order)))
+        return TS_ENG_ERR_NO_MEMORY;
     seq_ref *all = malloc((h.total_orders + 1) * sizeof *all);
     if (!all) return TS_ENG_ERR_NO_MEMORY;
     uint64_t n_all = 0;
@@ -283,7 +284,7 @@ static int restore_into(ts_engine *e, const unsigned char *p, uint64_t len) {
                             .flags = r.flags,
                             .stp = r.stp_mode,
                             .state = r.state};
-            ts_oix_put(&e->index, r.order_id, oi);
+            ts_oix_put(&e->index, r.order_id, oi, e->orders, sizeof(ts_order));
             all[n_all++] = (seq_ref){.seq = r.seq, .order = oi};
             if (section < 2) {
                 /* Records come best level first and in queue order, so a new level goes

@@ -25,6 +25,7 @@ SOURCES = [
     "book_session.c",
     "book_snapshot.c",
     "order_index.c",
+    "huge_alloc.c",
     "crc32c.c",
     "journal_common.c",
     "journal.c",

@@ -1271,6 +1271,90 @@ static void test_growth_and_random_cancels(void) {
     CHECK(ts_book_check(g_e, g_check_err, sizeof g_check_err) == 0);
 }
 
+/* Order ids far apart collide in the index's direct table (its slot is the id's low bits)
+ * and spill to its hash; ids equal in their low 32 bits also share a hash tag. Cancels,
+ * replaces, a snapshot round trip and growth must find every order all the same. */
+static uint64_t sparse_id(uint64_t i) {
+    /* ascending (2^32 apart); even ids have only seven distinct low halves, multiples of
+     * 1024 (a few direct slots while the table is small, more as it grows: hash entries
+     * move over), odd ones are spread */
+    return ((i + 1) << 32) + (i % 7) * 1024u + (i % 2 ? i : 0);
+}
+
+/* Process c on g_e, every 64th call through RUN (the invariant checker looks every live
+ * order up: O(n) a call, and longer over hash collisions); the first event's kind. */
+static int run_sampled(ts_command c, uint64_t i) {
+    if (i % 64 == 0) {
+        run_on(g_e, c);
+        return g_run_failed ? -1 : NEV ? EV[0].kind : -1;
+    }
+    ts_engine_clear_output(g_e);
+    if (ts_engine_process(g_e, &c, 1) != 1) return -1;
+    uint64_t k = ts_engine_events(g_e, &EV);
+    NEV = k;
+    if (k) g_exec_seen = EV[k - 1].exec_id; /* keeps RUN's exec id check in step */
+    return k ? EV[0].kind : -1;
+}
+
+static void test_sparse_order_ids(void) {
+    setup();
+    enum { N = 3000 }; /* past the direct table's first size, so it grows */
+    uint64_t ids[N];
+    for (uint64_t i = 0; i < N; i++) {
+        ids[i] = sparse_id(i);
+        uint8_t side = i % 2 ? BUY : SELL;
+        int64_t px = side == BUY ? 900 - (int64_t)(i % 40) : 1100 + (int64_t)(i % 40);
+        ts_command c = limit(ids[i], S1, 1 + (uint32_t)(i % 5), side, 1 + (int64_t)(i % 9), px);
+        CHECK_EQ(run_sampled(c, i), TS_EV_ACCEPTED);
+    }
+    CHECK_EQ(ts_engine_live_orders(g_e), N);
+    CHECK(ts_book_check(g_e, g_check_err, sizeof g_check_err) == 0);
+    /* every other order replaced (new size, same price), every third cancelled */
+    for (uint64_t i = 0; i < N; i += 2) {
+        int64_t px = i % 2 ? 900 - (int64_t)(i % 40) : 1100 + (int64_t)(i % 40);
+        CHECK_EQ(run_sampled(replace(ids[i], S1, 1 + (uint32_t)(i % 5), px, 20), i / 2),
+                 TS_EV_REPLACED);
+    }
+    for (uint64_t i = 0; i < N; i += 3)
+        CHECK_EQ(run_sampled(cancel(ids[i], S1, 1 + (uint32_t)(i % 5)), i / 3), TS_EV_CANCELLED);
+    /* unknown ids sharing a slot or a tag with live ones */
+    RUN(cancel(ids[1] + ((uint64_t)1 << 32), S1, 1));
+    CHECK_EQ(EV[0].kind, TS_EV_REJECTED);
+    CHECK_EQ(EV[0].reason, TS_REJ_UNKNOWN_ORDER);
+    RUN(cancel(ids[0], S1, 1)); /* cancelled above */
+    CHECK_EQ(EV[0].reason, TS_REJ_UNKNOWN_ORDER);
+    /* a restored engine finds them too */
+    uint64_t n1, n2;
+    uint8_t *s1 = snapshot_of(g_e, &n1);
+    int status = 1;
+    g_e2 = ts_engine_restore(s1, n1, &status);
+    free(s1);
+    CHECK_EQ(status, TS_ENG_OK);
+    CHECK(ts_book_check(g_e2, g_check_err, sizeof g_check_err) == 0);
+    for (uint64_t i = 0; i < N; i++) {
+        if (i % 3 == 0) continue;
+        ts_command c = cancel(ids[i], S1, 1 + (uint32_t)(i % 5));
+        for (int k = 0; k < 2; k++) {
+            ts_engine *e = k ? g_e2 : g_e;
+            ts_engine_clear_output(e);
+            CHECK_EQ(ts_engine_process(e, &c, 1), 1);
+            const ts_event *ev;
+            CHECK_EQ(ts_engine_events(e, &ev), 1);
+            CHECK_EQ(ev->kind, TS_EV_CANCELLED);
+        }
+    }
+    CHECK_EQ(ts_engine_live_orders(g_e), 0);
+    CHECK_EQ(ts_engine_live_orders(g_e2), 0);
+    CHECK(ts_book_check(g_e, g_check_err, sizeof g_check_err) == 0);
+    CHECK(ts_book_check(g_e2, g_check_err, sizeof g_check_err) == 0);
+    s1 = snapshot_of(g_e, &n1);
+    uint8_t *s2 = snapshot_of(g_e2, &n2);
+    int same = n1 == n2 && memcmp(s1, s2, n1) == 0;
+    free(s1);
+    free(s2);
+    CHECK(same);
+}
+
 /* ---- bench ------------------------------------------------------------------------------ */
 
 static uint64_t xorshift(uint64_t *s) {
@@ -1461,6 +1545,7 @@ static const struct test TESTS[] = {
     T(test_snapshot_layout),
     T(test_add_instrument_errors),
     T(test_growth_and_random_cancels),
+    T(test_sparse_order_ids),
 };
 
 int main(int argc, char **argv) {
