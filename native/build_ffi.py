@@ -17,7 +17,16 @@ from pathlib import Path
 from cffi import FFI
 
 NATIVE = Path(__file__).resolve().parent
-HEADERS = ["wire.h", "ring.h", "book.h", "journal.h", "snapshot_file.h", "worker.h", "md_refresh.h"]
+HEADERS = [
+    "wire.h",
+    "ring.h",
+    "book.h",
+    "journal.h",
+    "snapshot_file.h",
+    "worker.h",
+    "md_refresh.h",
+    "gateway.h",
+]
 SOURCES = [
     "ring.c",
     "book.c",
@@ -33,6 +42,9 @@ SOURCES = [
     "snapshot_file.c",
     "worker.c",
     "md_refresh.c",
+    "gateway.c",
+    "gateway_pump.c",
+    "risk.c",
 ]
 
 _SIMPLE_DEFINE = re.compile(r"^#define\s+\w+\s+(0x[0-9a-fA-F]+|\d+)\s*$")

@@ -326,6 +326,21 @@ uint64_t ts_ring_pop_wait(ts_ring *r, void *out, uint64_t max, const ts_wait_str
     return ts_ring_pop(r, out, max);
 }
 
+uint64_t ts_ring_park_consumer(ts_ring *r, uint32_t **word, uint32_t *seen) {
+    /* the same handshake as wait_until's park, minus the sleep, which the caller does */
+    *word = (uint32_t *)&r->data_futex;
+    *seen = atomic_load_explicit(&r->data_futex, memory_order_acquire);
+    atomic_store_explicit(&r->consumer_parked, 1, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+    uint64_t n = ts_ring_readable(r);
+    if (n) atomic_store_explicit(&r->consumer_parked, 0, memory_order_relaxed);
+    return n;
+}
+
+void ts_ring_unpark_consumer(ts_ring *r) {
+    atomic_store_explicit(&r->consumer_parked, 0, memory_order_relaxed);
+}
+
 void ts_ring_wake_all(ts_ring *r) {
     futex_wake(&r->data_futex);
     futex_wake(&r->space_futex);

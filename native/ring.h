@@ -117,6 +117,14 @@ uint64_t ts_ring_push_all(ts_ring *r, const void *records, uint64_t n,
 uint64_t ts_ring_pop_wait(ts_ring *r, void *out, uint64_t max,
                           const ts_wait_strategy *w, int64_t timeout_ns);
 
+/* For a consumer that waits on several rings at once (futex_waitv): mark this ring's
+ * consumer parked, then return the records readable (if any, the mark is withdrawn and
+ * the caller must not sleep). Otherwise *word and *seen are the futex word and value to
+ * wait on: a producer that publishes after this call changes the word and wakes it.
+ * Call ts_ring_unpark_consumer after the wait. */
+uint64_t ts_ring_park_consumer(ts_ring *r, uint32_t **word, uint32_t *seen);
+void ts_ring_unpark_consumer(ts_ring *r);
+
 /* Wake a parked peer, e.g. after setting a stop flag it should notice. */
 void ts_ring_wake_all(ts_ring *r);
 

@@ -123,7 +123,18 @@ enum ts_reject_reason {
     TS_REJ_INVALID_COMMAND = 14,
     TS_REJ_RISK = 15,
     TS_REJ_THROTTLED = 16,
-    TS_REJ_PHASE = 17             /* order type not accepted in the current phase */
+    TS_REJ_PHASE = 17,            /* order type not accepted in the current phase */
+    /* pre-trade risk and session checks of the gateway (docs: README "Pre-trade risk") */
+    TS_REJ_MAX_ORDER_QTY = 18,
+    TS_REJ_MAX_NOTIONAL = 19,
+    TS_REJ_PRICE_COLLAR = 20,     /* too far from the last trade (or reference) price */
+    TS_REJ_MAX_OPEN_ORDERS = 21,
+    TS_REJ_MAX_POSITION = 22,     /* position + open same-side qty + order over the limit */
+    TS_REJ_CREDIT_LIMIT = 23,     /* open + filled + order notional over the limit */
+    TS_REJ_DUPLICATE_CLIENT_ID = 24, /* the session has a live order with that client id */
+    TS_REJ_KILL_SWITCH = 25,
+    TS_REJ_UNKNOWN_CLIENT_ID = 26,   /* cancel/replace of no live order of the session */
+    TS_REJ_GATEWAY_CAPACITY = 27     /* the gateway tracks its maximum of live orders */
 };
 
 /* ts_event.reason for TS_EV_CANCELLED */

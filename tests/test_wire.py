@@ -241,3 +241,8 @@ def test_command_batches_keep_the_64_byte_layout() -> None:
     assert joined.dtype == wire.COMMAND_DTYPE and joined.dtype.itemsize == 64
     assert joined.tobytes()[7:8] == b"\x00"  # the pad byte is zero, not leftover memory
     assert joined["kind"].tolist() == [wire.CommandKind.NEW_ORDER, wire.CommandKind.CANCEL]
+
+
+def test_every_reject_reason_has_a_text() -> None:
+    assert set(wire.REJECT_TEXT) == set(wire.RejectReason)
+    assert all(wire.REJECT_TEXT[r] for r in wire.RejectReason if r != wire.RejectReason.NONE)

@@ -62,6 +62,10 @@ class GatewaySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     max_sessions: int = 256
     heartbeat_ms: int = 1000
     login_timeout_ms: int = 2000
+    # the native pump (tradsys.gateway.GatewayCore): tables sized once at start
+    max_accounts: int = 1024
+    max_live_orders: int = 262144
+    pump_batch: int = 256
 
 
 class AccountSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -80,6 +84,19 @@ class AccountSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     credit_limit: int = 0
     throttle_per_s: int = 0
     throttle_burst: int = 0
+
+
+RISK_LIMIT_FIELDS = (
+    "max_order_qty",
+    "max_order_notional",
+    "price_collar_bps",
+    "max_open_orders",
+    "max_position",
+    "credit_limit",
+    "throttle_per_s",
+    "throttle_burst",
+)
+"""The AccountSection fields that are pre-trade risk limits (0 = no limit)."""
 
 
 class MdSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -210,6 +227,15 @@ def _problems(config: Config) -> list[str]:
             owner.setdefault(sym, shard.id)
     out.extend(_account_problems(config))
     out.extend(_md_problems(config))
+    g = config.gateway
+    for key in ("max_sessions", "max_accounts", "max_live_orders", "pump_batch"):
+        if not 0 < getattr(g, key) < 2**31:
+            out.append(f"gateway.{key} must be in 1..2^31-1")
+    if len(config.accounts) > g.max_accounts:
+        out.append(
+            f"gateway.max_accounts {g.max_accounts} is below the number of "
+            f"[[account]] sections ({len(config.accounts)})"
+        )
     listen = config.metrics.listen
     if listen and not listen.rpartition(":")[2].isdigit():
         out.append(f"metrics.listen {listen!r}: use host:port (port 0 picks a free one)")
@@ -249,16 +275,7 @@ def _account_problems(config: Config) -> list[str]:
         key = acc.api_key_sha256
         if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
             out.append(f"{where}: api_key_sha256 must be 64 lowercase hex digits")
-        for limit in (
-            "max_order_qty",
-            "max_order_notional",
-            "price_collar_bps",
-            "max_open_orders",
-            "max_position",
-            "credit_limit",
-            "throttle_per_s",
-            "throttle_burst",
-        ):
+        for limit in RISK_LIMIT_FIELDS:
             if getattr(acc, limit) < 0:
                 out.append(f"{where}: {limit} must be >= 0 (0 means no limit)")
     return out

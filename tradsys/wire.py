@@ -105,6 +105,59 @@ class RejectReason(IntEnum):
     RISK = 15
     THROTTLED = 16
     PHASE = 17
+    # the gateway's pre-trade risk and session checks
+    MAX_ORDER_QTY = 18
+    MAX_NOTIONAL = 19
+    PRICE_COLLAR = 20
+    MAX_OPEN_ORDERS = 21
+    MAX_POSITION = 22
+    CREDIT_LIMIT = 23
+    DUPLICATE_CLIENT_ID = 24
+    KILL_SWITCH = 25
+    UNKNOWN_CLIENT_ID = 26
+    GATEWAY_CAPACITY = 27
+
+
+GATEWAY_ONLY_REJECTS = frozenset(
+    {
+        RejectReason.RISK,
+        RejectReason.THROTTLED,
+        *(r for r in RejectReason if r >= RejectReason.MAX_ORDER_QTY),
+    }
+)
+"""Reasons only the gateway's checks give; the engine never does (it may give the rest)."""
+
+REJECT_TEXT: dict[RejectReason, str] = {
+    RejectReason.NONE: "",
+    RejectReason.UNKNOWN_SYMBOL: "unknown symbol",
+    RejectReason.INVALID_SIDE: "side must be BUY or SELL",
+    RejectReason.INVALID_ORDER_TYPE: "order type not allowed here",
+    RejectReason.INVALID_TIF: "time in force not allowed here",
+    RejectReason.INVALID_PRICE: "price not allowed (tick, sign, or type)",
+    RejectReason.INVALID_QUANTITY: "quantity not allowed (lot, min/max, or sign)",
+    RejectReason.PRICE_BAND: "price outside the instrument's band",
+    RejectReason.DUPLICATE_ORDER_ID: "order id not above every earlier one",
+    RejectReason.UNKNOWN_ORDER: "no such live order",
+    RejectReason.NOT_OWNER: "the order belongs to another account",
+    RejectReason.POST_ONLY_WOULD_TAKE: "post-only order would take liquidity",
+    RejectReason.FOK_UNFILLABLE: "fill-or-kill order cannot fill completely",
+    RejectReason.HALTED: "the symbol is halted",
+    RejectReason.INVALID_COMMAND: "malformed command",
+    RejectReason.RISK: "pre-trade risk",
+    RejectReason.THROTTLED: "message rate over the session's throttle",
+    RejectReason.PHASE: "order type not accepted in this trading phase",
+    RejectReason.MAX_ORDER_QTY: "quantity over the account's max_order_qty",
+    RejectReason.MAX_NOTIONAL: "price x quantity over the account's max_order_notional",
+    RejectReason.PRICE_COLLAR: "price outside the collar around the last trade",
+    RejectReason.MAX_OPEN_ORDERS: "the account has max_open_orders open",
+    RejectReason.MAX_POSITION: "worst-case position would pass max_position",
+    RejectReason.CREDIT_LIMIT: "open + filled notional would pass credit_limit",
+    RejectReason.DUPLICATE_CLIENT_ID: "the session has a live order with this client order id",
+    RejectReason.KILL_SWITCH: "kill switch on",
+    RejectReason.UNKNOWN_CLIENT_ID: "no live order of the session with this client order id",
+    RejectReason.GATEWAY_CAPACITY: "the gateway tracks its maximum of live orders",
+}
+"""A short text per reject reason, for protocols and logs that carry one."""
 
 
 class CancelReason(IntEnum):

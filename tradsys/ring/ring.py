@@ -210,6 +210,14 @@ class Ring:
     def is_owner(self) -> bool:
         return self._segment.owner
 
+    @property
+    def handle(self) -> Any:
+        """The C ``ts_ring *``, for native code that moves records itself (the gateway
+        pump). Valid until :meth:`close`; the caller must keep this object alive."""
+        if self._ring is None:
+            raise ValueError(f"ring {self.name} is closed")
+        return self._ring
+
     def __enter__(self) -> Ring:
         return self
 

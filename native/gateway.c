@@ -1,0 +1,524 @@
+/*
+ * gateway.c — the gateway's tables, setup and control calls; see gateway.h.
+ *
+ * The pump (gateway_pump.c) holds gw->lock for the length of one pass; every control call
+ * here takes it too, so a call sees the tables between passes and the pump never sees a
+ * half-made session. A control caller announces itself in gw->waiting so the pump steps
+ * aside after its pass instead of re-taking the lock at once, and rings gw->doorbell so a
+ * parked pump wakes to push what the call queued (kill and disconnect cancels).
+ */
+#define _GNU_SOURCE
+#include "gateway_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t pow2_at_least(uint64_t n) {
+    uint64_t p = 16;
+    while (p < n) p <<= 1;
+    return p;
+}
+
+static inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static inline uint64_t client_hash(uint32_t session, uint64_t client_id) {
+    return mix64(client_id * 0x9E3779B97F4A7C15ULL + session);
+}
+
+/* ---- small key maps (accounts, symbols) ---------------------------------------------- */
+
+static int keymap_init(gw_keymap *m, uint64_t n) {
+    uint64_t cap = pow2_at_least(2 * n);
+    m->keys = calloc(cap, sizeof *m->keys);
+    m->vals = calloc(cap, sizeof *m->vals);
+    m->mask = cap - 1;
+    return m->keys && m->vals ? 0 : -1;
+}
+
+uint32_t gw_keymap_get(const gw_keymap *m, uint32_t key) {
+    for (uint64_t i = mix64(key) & m->mask;; i = (i + 1) & m->mask) {
+        if (m->keys[i] == key) return m->vals[i];
+        if (m->keys[i] == 0) return GW_NONE;
+    }
+}
+
+static void keymap_put(gw_keymap *m, uint32_t key, uint32_t val) {
+    uint64_t i = mix64(key) & m->mask;
+    while (m->keys[i] != 0 && m->keys[i] != key) i = (i + 1) & m->mask;
+    m->keys[i] = key;
+    m->vals[i] = val;
+}
+
+/* ---- order tables ------------------------------------------------------------------- */
+
+static int table_init(gw_table *t, uint64_t n) {
+    uint64_t cap = pow2_at_least(2 * n);
+    t->slots = calloc(cap, sizeof *t->slots);
+    t->mask = cap - 1;
+    return t->slots ? 0 : -1;
+}
+
+static void table_insert(gw_table *t, uint64_t hash, uint32_t idx) {
+    uint64_t i = hash & t->mask;
+    while (t->slots[i]) i = (i + 1) & t->mask;
+    t->slots[i] = idx + 1;
+}
+
+/* Remove idx, found at hash's probe run; backward-shift keeps every run unbroken. */
+static void table_remove(gw_table *t, uint64_t hash, uint32_t idx,
+                         uint64_t (*hash_of)(const ts_gateway *, uint32_t), const ts_gateway *gw) {
+    uint64_t i = hash & t->mask;
+    while (t->slots[i] != idx + 1) {
+        if (!t->slots[i]) return;
+        i = (i + 1) & t->mask;
+    }
+    for (;;) {
+        t->slots[i] = 0;
+        uint64_t j = i;
+        for (;;) {
+            j = (j + 1) & t->mask;
+            if (!t->slots[j]) return;
+            uint64_t home = hash_of(gw, t->slots[j] - 1) & t->mask;
+            /* move j back to i unless its home lies cyclically in (i, j] */
+            int stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+            if (!stays) break;
+        }
+        t->slots[i] = t->slots[j];
+        i = j;
+    }
+}
+
+static uint64_t exch_hash_of(const ts_gateway *gw, uint32_t idx) {
+    return mix64(gw->orders[idx].exch_id);
+}
+
+static uint64_t client_hash_of(const ts_gateway *gw, uint32_t idx) {
+    const gw_order *o = &gw->orders[idx];
+    return client_hash(o->session, o->client_id);
+}
+
+uint32_t gw_find_exch(const ts_gateway *gw, uint64_t exch_id) {
+    const gw_table *t = &gw->by_exch;
+    for (uint64_t i = mix64(exch_id) & t->mask;; i = (i + 1) & t->mask) {
+        uint32_t s = t->slots[i];
+        if (!s) return GW_NONE;
+        if (gw->orders[s - 1].exch_id == exch_id) return s - 1;
+    }
+}
+
+uint32_t gw_find_client(const ts_gateway *gw, uint32_t session, uint64_t client_id) {
+    const gw_table *t = &gw->by_client;
+    for (uint64_t i = client_hash(session, client_id) & t->mask;; i = (i + 1) & t->mask) {
+        uint32_t s = t->slots[i];
+        if (!s) return GW_NONE;
+        const gw_order *o = &gw->orders[s - 1];
+        if (o->client_id == client_id && o->session == session) return s - 1;
+    }
+}
+
+void gw_index_client(ts_gateway *gw, uint32_t idx) {
+    const gw_order *o = &gw->orders[idx];
+    table_insert(&gw->by_client, client_hash(o->session, o->client_id), idx);
+}
+
+void gw_unindex_client(ts_gateway *gw, uint32_t idx) {
+    const gw_order *o = &gw->orders[idx];
+    table_remove(&gw->by_client, client_hash(o->session, o->client_id), idx, client_hash_of, gw);
+}
+
+/* A free order slot with a fresh exchange id, indexed by it and linked into the
+ * session's list; GW_NONE when the pool is exhausted. */
+uint32_t gw_order_alloc(ts_gateway *gw, uint32_t session) {
+    uint32_t idx = gw->free_head;
+    if (idx == GW_NONE) return GW_NONE;
+    gw_order *o = &gw->orders[idx];
+    gw->free_head = o->next_free;
+    memset(o, 0, sizeof *o);
+    o->exch_id = gw->next_id++;
+    o->session = session;
+    gw_session *s = &gw->sessions[session];
+    o->session_gen = s->gen;
+    o->sess_prev = GW_NONE;
+    o->sess_next = s->head;
+    if (s->head != GW_NONE) gw->orders[s->head].sess_prev = idx;
+    s->head = idx;
+    table_insert(&gw->by_exch, mix64(o->exch_id), idx);
+    gw->st.live_orders++;
+    return idx;
+}
+
+static void session_unlink(ts_gateway *gw, uint32_t idx) {
+    gw_order *o = &gw->orders[idx];
+    if (o->session == GW_NONE) return;
+    if (o->sess_prev != GW_NONE) gw->orders[o->sess_prev].sess_next = o->sess_next;
+    else gw->sessions[o->session].head = o->sess_next;
+    if (o->sess_next != GW_NONE) gw->orders[o->sess_next].sess_prev = o->sess_prev;
+}
+
+/* Forget an order: out of the exchange-id table and its session's list (the client-id
+ * table lost it when it finished). */
+void gw_order_free(ts_gateway *gw, uint32_t idx) {
+    gw_order *o = &gw->orders[idx];
+    table_remove(&gw->by_exch, mix64(o->exch_id), idx, exch_hash_of, gw);
+    session_unlink(gw, idx);
+    o->exch_id = 0;
+    o->next_free = gw->free_head;
+    gw->free_head = idx;
+    gw->st.live_orders--;
+}
+
+void gw_backlog_add(gw_backlog *b, const ts_command *c) {
+    if (b->count == b->cap) {
+        uint64_t cap = b->cap ? 2 * b->cap : 64;
+        ts_command *p = realloc(b->cmds, cap * sizeof *p);
+        if (!p) abort(); /* a control call: out of memory here is fatal */
+        b->cmds = p;
+        b->cap = cap;
+    }
+    b->cmds[b->count++] = *c;
+}
+
+/* ---- life cycle ---------------------------------------------------------------------- */
+
+ts_gateway *ts_gateway_new(const ts_gateway_config *cfg) {
+    if (!cfg || !cfg->max_sessions || !cfg->max_accounts || !cfg->max_instruments ||
+        !cfg->max_batch || !cfg->max_orders || cfg->max_orders >= GW_NONE || !cfg->epoch ||
+        cfg->epoch > TS_GW_MAX_EPOCH)
+        return NULL;
+    ts_gateway *gw = calloc(1, sizeof *gw);
+    if (!gw) return NULL;
+    gw->cfg = *cfg;
+    pthread_mutex_init(&gw->lock, NULL);
+    gw->next_id = ((uint64_t)cfg->epoch << TS_GW_EPOCH_SHIFT) + 1;
+    gw->instr = calloc(cfg->max_instruments, sizeof *gw->instr);
+    gw->accounts = calloc(cfg->max_accounts, sizeof *gw->accounts);
+    gw->sessions = calloc(cfg->max_sessions, sizeof *gw->sessions);
+    gw->orders = calloc(cfg->max_orders, sizeof *gw->orders);
+    if (!gw->instr || !gw->accounts || !gw->sessions || !gw->orders ||
+        keymap_init(&gw->instr_map, cfg->max_instruments) ||
+        keymap_init(&gw->account_map, cfg->max_accounts) ||
+        table_init(&gw->by_exch, cfg->max_orders) || table_init(&gw->by_client, cfg->max_orders)) {
+        ts_gateway_free(gw);
+        return NULL;
+    }
+    for (uint64_t i = 0; i < cfg->max_orders; i++)
+        gw->orders[i].next_free = i + 1 < cfg->max_orders ? (uint32_t)(i + 1) : GW_NONE;
+    gw->free_head = 0;
+    return gw;
+}
+
+void ts_gateway_free(ts_gateway *gw) {
+    if (!gw) return;
+    for (uint32_t i = 0; i < gw->n_shards; i++) {
+        free(gw->shards[i].stage);
+        free(gw->shards[i].backlog.cmds);
+    }
+    if (gw->sessions)
+        for (uint32_t i = 0; i < gw->cfg.max_sessions; i++) free(gw->sessions[i].stage);
+    if (gw->accounts)
+        for (uint32_t i = 0; i < gw->n_accounts; i++) free(gw->accounts[i].pos);
+    free(gw->instr);
+    free(gw->instr_map.keys);
+    free(gw->instr_map.vals);
+    free(gw->accounts);
+    free(gw->account_map.keys);
+    free(gw->account_map.vals);
+    free(gw->sessions);
+    free(gw->orders);
+    free(gw->by_exch.slots);
+    free(gw->by_client.slots);
+    pthread_mutex_destroy(&gw->lock);
+    free(gw);
+}
+
+/* ---- control: lock, doorbell --------------------------------------------------------- */
+
+static void control_lock(ts_gateway *gw) {
+    atomic_fetch_add_explicit(&gw->waiting, 1, memory_order_seq_cst);
+    pthread_mutex_lock(&gw->lock);
+}
+
+static void control_unlock(ts_gateway *gw) {
+    atomic_fetch_sub_explicit(&gw->waiting, 1, memory_order_seq_cst);
+    pthread_mutex_unlock(&gw->lock);
+    ts_gateway_wake(gw);
+}
+
+void ts_gateway_wake(ts_gateway *gw) {
+    atomic_fetch_add_explicit(&gw->doorbell, 1, memory_order_seq_cst);
+    syscall(SYS_futex, (uint32_t *)&gw->doorbell, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static int64_t mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- setup --------------------------------------------------------------------------- */
+
+int ts_gateway_add_shard(ts_gateway *gw, uint32_t shard_id, ts_ring *commands, ts_ring *events) {
+    if (!commands || !events) return TS_GW_ERR_ARGUMENT;
+    control_lock(gw);
+    int rc = TS_GW_OK;
+    for (uint32_t i = 0; i < gw->n_shards; i++)
+        if (gw->shards[i].shard_id == shard_id) rc = TS_GW_ERR_EXISTS;
+    if (rc == TS_GW_OK && gw->n_shards == TS_GW_MAX_SHARDS) rc = TS_GW_ERR_FULL;
+    if (rc == TS_GW_OK) {
+        gw_shard *sh = &gw->shards[gw->n_shards];
+        sh->stage = calloc(gw->cfg.max_batch, sizeof *sh->stage);
+        if (!sh->stage) {
+            rc = TS_GW_ERR_NOMEM;
+        } else {
+            sh->shard_id = shard_id;
+            sh->cmd = commands;
+            sh->evt = events;
+            gw->n_shards++;
+        }
+    }
+    control_unlock(gw);
+    return rc;
+}
+
+int ts_gateway_add_instrument(ts_gateway *gw, uint32_t symbol_id, uint32_t shard_id,
+                              int64_t reference_price) {
+    if (!symbol_id || reference_price < 0) return TS_GW_ERR_ARGUMENT;
+    control_lock(gw);
+    int rc = TS_GW_OK;
+    uint32_t shard = GW_NONE;
+    for (uint32_t i = 0; i < gw->n_shards; i++)
+        if (gw->shards[i].shard_id == shard_id) shard = i;
+    if (shard == GW_NONE) rc = TS_GW_ERR_UNKNOWN;
+    else if (gw_keymap_get(&gw->instr_map, symbol_id) != GW_NONE) rc = TS_GW_ERR_EXISTS;
+    else if (gw->n_instr == gw->cfg.max_instruments) rc = TS_GW_ERR_FULL;
+    if (rc == TS_GW_OK) {
+        gw_instrument *in = &gw->instr[gw->n_instr];
+        in->symbol_id = symbol_id;
+        in->shard = shard;
+        in->reference = reference_price;
+        keymap_put(&gw->instr_map, symbol_id, gw->n_instr++);
+    }
+    control_unlock(gw);
+    return rc;
+}
+
+static int limits_valid(const ts_risk_limits *l) {
+    return l->max_order_qty >= 0 && l->max_order_notional >= 0 && l->price_collar_bps >= 0 &&
+           l->max_open_orders >= 0 && l->max_position >= 0 && l->credit_limit >= 0 &&
+           l->throttle_per_s >= 0 && l->throttle_per_s <= 1000000000 &&
+           l->throttle_burst >= 0 && l->throttle_burst <= 1000000000;
+}
+
+int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_limits *limits) {
+    if (!account_id || !limits || !limits_valid(limits)) return TS_GW_ERR_ARGUMENT;
+    control_lock(gw);
+    int rc = TS_GW_OK;
+    uint32_t a = gw_keymap_get(&gw->account_map, account_id);
+    if (a == GW_NONE) {
+        if (gw->n_accounts == gw->cfg.max_accounts) {
+            rc = TS_GW_ERR_FULL;
+        } else {
+            gw_account *acc = &gw->accounts[gw->n_accounts];
+            acc->pos = calloc(gw->cfg.max_instruments, sizeof *acc->pos);
+            if (!acc->pos) {
+                rc = TS_GW_ERR_NOMEM;
+            } else {
+                acc->id = account_id;
+                acc->lim = *limits;
+                keymap_put(&gw->account_map, account_id, gw->n_accounts++);
+            }
+        }
+    } else {
+        gw_account *acc = &gw->accounts[a];
+        int rate_changed = acc->lim.throttle_per_s != limits->throttle_per_s ||
+                           acc->lim.throttle_burst != limits->throttle_burst;
+        acc->lim = *limits;
+        int64_t now = mono_now();
+        for (uint32_t i = 0; i < gw->cfg.max_sessions; i++) {
+            gw_session *s = &gw->sessions[i];
+            if (!s->active || s->account != a) continue;
+            if (rate_changed) gw_throttle_reset(s, limits, now);
+            if (!s->explicit_cod) s->cancel_on_disconnect = limits->cancel_on_disconnect;
+        }
+    }
+    control_unlock(gw);
+    return rc;
+}
+
+/* ---- sessions ------------------------------------------------------------------------ */
+
+int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inbound,
+                               ts_ring *outbound, int32_t notify_fd, int32_t cancel_on_disconnect) {
+    if (!inbound || !outbound || cancel_on_disconnect < -1 || cancel_on_disconnect > 1)
+        return TS_GW_ERR_ARGUMENT;
+    control_lock(gw);
+    int64_t rc = TS_GW_ERR_FULL;
+    uint32_t a = gw_keymap_get(&gw->account_map, account_id);
+    if (a == GW_NONE) rc = TS_GW_ERR_UNKNOWN;
+    for (uint32_t i = 0; a != GW_NONE && i < gw->cfg.max_sessions; i++) {
+        gw_session *s = &gw->sessions[i];
+        if (s->active) continue;
+        if (!s->stage) s->stage = calloc(gw->cfg.max_batch, sizeof *s->stage);
+        if (!s->stage) {
+            rc = TS_GW_ERR_NOMEM;
+            break;
+        }
+        s->gen++;
+        s->account = a;
+        s->in = inbound;
+        s->out = outbound;
+        s->notify_fd = notify_fd;
+        s->explicit_cod = cancel_on_disconnect >= 0;
+        s->cancel_on_disconnect = s->explicit_cod ? cancel_on_disconnect
+                                                  : gw->accounts[a].lim.cancel_on_disconnect;
+        s->staged = s->stage_sent = 0;
+        s->stalled = 0;
+        s->head = GW_NONE;
+        gw_throttle_reset(s, &gw->accounts[a].lim, mono_now());
+        s->active = 1;
+        gw->st.sessions++;
+        rc = (int64_t)s->gen << 32 | i;
+        break;
+    }
+    control_unlock(gw);
+    return rc;
+}
+
+static gw_session *session_of(ts_gateway *gw, int64_t session_id, uint32_t *slot) {
+    if (session_id < 0) return NULL;
+    uint32_t i = (uint32_t)(session_id & 0xffffffff);
+    if (i >= gw->cfg.max_sessions) return NULL;
+    gw_session *s = &gw->sessions[i];
+    if (!s->active || s->gen != (uint32_t)(session_id >> 32)) return NULL;
+    *slot = i;
+    return s;
+}
+
+int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id) {
+    control_lock(gw);
+    uint32_t slot;
+    gw_session *s = session_of(gw, session_id, &slot);
+    int rc = s ? TS_GW_OK : TS_GW_ERR_UNKNOWN;
+    if (s) {
+        for (uint32_t idx = s->head; idx != GW_NONE;) {
+            gw_order *o = &gw->orders[idx];
+            uint32_t next = o->sess_next;
+            if (s->cancel_on_disconnect && o->state != GW_DONE) {
+                const gw_instrument *in = &gw->instr[o->instr];
+                ts_command c = {.kind = TS_CMD_CANCEL,
+                                .symbol_id = in->symbol_id,
+                                .account_id = gw->accounts[o->account].id,
+                                .order_id = o->exch_id};
+                gw_backlog_add(&gw->shards[in->shard].backlog, &c);
+                o->pending++;
+            }
+            if (o->state != GW_DONE) gw_unindex_client(gw, idx);
+            o->session = GW_NONE; /* orphan: still accounted, no longer routed */
+            idx = next;
+        }
+        s->head = GW_NONE;
+        s->active = 0;
+        ts_ring_unpark_consumer(s->in); /* a parked pump may have marked it */
+        s->in = s->out = NULL;
+        gw->st.sessions--;
+    }
+    control_unlock(gw);
+    return rc;
+}
+
+/* ---- kill switch --------------------------------------------------------------------- */
+
+static void mass_cancel_everywhere(ts_gateway *gw, uint32_t account_id) {
+    ts_command c = {.kind = TS_CMD_MASS_CANCEL, .account_id = account_id};
+    for (uint32_t i = 0; i < gw->n_shards; i++) gw_backlog_add(&gw->shards[i].backlog, &c);
+}
+
+int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on) {
+    control_lock(gw);
+    int rc = TS_GW_OK;
+    if (account_id) {
+        uint32_t a = gw_keymap_get(&gw->account_map, account_id);
+        if (a == GW_NONE) rc = TS_GW_ERR_UNKNOWN;
+        else gw->accounts[a].killed = on != 0;
+    } else {
+        gw->global_kill = on != 0;
+    }
+    if (rc == TS_GW_OK && on) mass_cancel_everywhere(gw, account_id);
+    control_unlock(gw);
+    return rc;
+}
+
+int ts_gateway_mass_cancel(ts_gateway *gw, uint32_t account_id) {
+    control_lock(gw);
+    int rc = TS_GW_OK;
+    if (account_id && gw_keymap_get(&gw->account_map, account_id) == GW_NONE)
+        rc = TS_GW_ERR_UNKNOWN;
+    else
+        mass_cancel_everywhere(gw, account_id);
+    control_unlock(gw);
+    return rc;
+}
+
+/* ---- reading ------------------------------------------------------------------------- */
+
+static int64_t clamp64(gw_wide v) {
+    return v > INT64_MAX ? INT64_MAX : v < INT64_MIN ? INT64_MIN : (int64_t)v;
+}
+
+void ts_gateway_get_stats(ts_gateway *gw, ts_gateway_stats *out) {
+    control_lock(gw);
+    *out = gw->st;
+    control_unlock(gw);
+}
+
+uint32_t ts_gateway_stalled_sessions(ts_gateway *gw, int64_t *out, uint32_t max) {
+    control_lock(gw);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < gw->cfg.max_sessions && n < max; i++) {
+        const gw_session *s = &gw->sessions[i];
+        if (s->active && s->stalled) out[n++] = (int64_t)s->gen << 32 | i;
+    }
+    control_unlock(gw);
+    return n;
+}
+
+int ts_gateway_account_state(ts_gateway *gw, uint32_t account_id, ts_account_state *out) {
+    control_lock(gw);
+    uint32_t a = gw_keymap_get(&gw->account_map, account_id);
+    if (a != GW_NONE) {
+        const gw_account *acc = &gw->accounts[a];
+        memset(out, 0, sizeof *out);
+        out->open_orders = acc->open_orders;
+        out->open_notional = clamp64(acc->open_notional);
+        out->filled_notional = clamp64(acc->filled_notional);
+        out->killed = acc->killed || gw->global_kill;
+    }
+    control_unlock(gw);
+    return a == GW_NONE ? TS_GW_ERR_UNKNOWN : TS_GW_OK;
+}
+
+int ts_gateway_position(ts_gateway *gw, uint32_t account_id, uint32_t symbol_id,
+                        ts_position_state *out) {
+    control_lock(gw);
+    uint32_t a = gw_keymap_get(&gw->account_map, account_id);
+    uint32_t k = gw_keymap_get(&gw->instr_map, symbol_id);
+    if (a != GW_NONE && k != GW_NONE) {
+        const gw_position *p = &gw->accounts[a].pos[k];
+        out->position = clamp64(p->position);
+        out->open_buy = clamp64(p->open_buy);
+        out->open_sell = clamp64(p->open_sell);
+    }
+    control_unlock(gw);
+    return a == GW_NONE || k == GW_NONE ? TS_GW_ERR_UNKNOWN : TS_GW_OK;
+}

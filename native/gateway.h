@@ -1,0 +1,164 @@
+/*
+ * gateway.h — the order-entry gateway's pump: client sessions → pre-trade risk → shard
+ * command rings, and shard execution events → the session that owns the order.
+ *
+ * One ts_gateway lives in the gateway process's memory. The pump (ts_gateway_poll or
+ * ts_gateway_run, one thread) pops each session's inbound ring of COMMAND records, checks
+ * each command (validation, kill switch, throttle, risk), pushes what passes in batches to
+ * its shard's command ring and answers what fails with a REJECTED event naming the reason
+ * on the session's outbound ring: a rejected command never reaches a shard. The other
+ * way, it pops each shard's event ring, keeps the accounts' open orders, notional and
+ * positions from the events, and forwards each event to the owning session with the
+ * client's own order id.
+ *
+ * Identities: a client puts its client order id in ts_command.order_id. The gateway
+ * assigns the exchange order id, (epoch << TS_GW_EPOCH_SHIFT) | counter, so ids grow
+ * strictly (the engine requires it) and a restarted gateway with a larger epoch never
+ * reuses a live one. account_id is overwritten with the session's account; on the way
+ * back order_id is the client id again and contra_order_id is zeroed.
+ *
+ * Threads: the control calls (sessions, accounts, kill, stats) may come from any thread
+ * while the pump runs; they take the gateway's lock, which the pump holds only during a
+ * pass, and ring the pump's doorbell. Setup calls (shards, instruments) come first. Once
+ * ts_gateway_remove_session returns, the pump never touches that session's rings or
+ * eventfd again (even a pump that was parked on its ring), so they may be freed at once.
+ *
+ * Declarations only (cffi reads this file); the definitions are in gateway*.c and risk.c.
+ */
+#ifndef TRADSYS_GATEWAY_H
+#define TRADSYS_GATEWAY_H
+
+#include <stdint.h>
+
+#include "ring.h"
+#include "wire.h"
+
+#define TS_GW_EPOCH_SHIFT 40
+#define TS_GW_MAX_EPOCH 16777215
+#define TS_GW_MAX_SHARDS 64
+
+/* Status codes of the control calls (>= 0 is success). */
+enum ts_gw_status {
+    TS_GW_OK = 0,
+    TS_GW_ERR_ARGUMENT = -1,  /* a bad value: see the function's comment */
+    TS_GW_ERR_FULL = -2,      /* a table is at its configured maximum */
+    TS_GW_ERR_UNKNOWN = -3,   /* no such shard, account, symbol or session */
+    TS_GW_ERR_EXISTS = -4,    /* already there (shard, instrument) */
+    TS_GW_ERR_NOMEM = -5
+};
+
+/* An account's pre-trade limits; 0 means "no limit" for each. */
+typedef struct ts_risk_limits {
+    int64_t max_order_qty;      /* lots per order */
+    int64_t max_order_notional; /* price × quantity per order */
+    int64_t price_collar_bps;   /* |price − reference| ≤ reference × bps / 10000 */
+    int64_t max_open_orders;    /* orders sent and not finished */
+    int64_t max_position;       /* |position + open same-side qty + order| per symbol */
+    int64_t credit_limit;       /* open notional + filled notional + order notional */
+    int64_t throttle_per_s;     /* token bucket of each of the account's sessions */
+    int64_t throttle_burst;     /* bucket depth; 0 = throttle_per_s */
+    int32_t cancel_on_disconnect;
+    int32_t _pad0;
+} ts_risk_limits;
+
+typedef struct ts_gateway_config {
+    uint32_t max_sessions;
+    uint32_t max_accounts;
+    uint32_t max_instruments;
+    uint32_t max_batch;   /* commands taken per session and events per shard per pass */
+    uint64_t max_orders;  /* orders tracked at once (sent and not finished) */
+    uint32_t epoch;       /* 1..TS_GW_MAX_EPOCH, larger than any earlier incarnation's */
+    uint32_t _pad0;
+    ts_wait_strategy wait; /* what ts_gateway_run does when a pass found nothing */
+} ts_gateway_config;
+
+/* Counters, read as a copy. rejects[r] counts gateway rejects of reason r. */
+typedef struct ts_gateway_stats {
+    uint64_t passes;
+    uint64_t commands_in;        /* commands taken from sessions */
+    uint64_t commands_out;       /* commands pushed to shards (incl. kill / disconnect cancels) */
+    uint64_t events_in;          /* events taken from shards */
+    uint64_t events_routed;      /* events delivered to a session */
+    uint64_t events_unknown;     /* events for an order id the gateway does not know: dropped */
+    uint64_t events_orphaned;    /* events for an order of a removed session: dropped */
+    uint64_t event_stalls;       /* passes that left events in a shard ring (a session full) */
+    uint64_t parks;              /* times ts_gateway_run slept */
+    uint64_t sessions;
+    uint64_t live_orders;
+    uint64_t rejects[64];
+} ts_gateway_stats;
+
+/* An account's risk state, read as a copy (the gateway counts in 128 bits; a figure
+ * beyond int64 reads as INT64_MAX / INT64_MIN). */
+typedef struct ts_account_state {
+    int64_t open_orders;
+    int64_t open_notional;
+    int64_t filled_notional;
+    int32_t killed;
+    int32_t _pad0;
+} ts_account_state;
+
+/* One symbol of one account: the position from fills and the open quantities. */
+typedef struct ts_position_state {
+    int64_t position; /* bought − sold, lots */
+    int64_t open_buy;
+    int64_t open_sell;
+} ts_position_state;
+
+typedef struct ts_gateway ts_gateway;
+
+/* NULL on a bad configuration (a zero maximum, an epoch out of range) or no memory. */
+ts_gateway *ts_gateway_new(const ts_gateway_config *cfg);
+void ts_gateway_free(ts_gateway *gw);
+
+/* Setup, before the pump runs. The gateway produces into `commands` and consumes
+ * `events`; the rings stay the caller's and must outlive the gateway. */
+int ts_gateway_add_shard(ts_gateway *gw, uint32_t shard_id, ts_ring *commands, ts_ring *events);
+int ts_gateway_add_instrument(ts_gateway *gw, uint32_t symbol_id, uint32_t shard_id,
+                              int64_t reference_price);
+
+/* Add an account or replace its limits (hot reload; open state is kept, and the
+ * throttle of its live sessions follows the new rate). */
+int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_limits *limits);
+
+/* A session trading for `account_id`: the gateway consumes `inbound` (COMMAND records)
+ * and produces into `outbound` (EVENT records), writing 8 bytes to notify_fd (an
+ * eventfd; -1 = none) after a pass that pushed to it. cancel_on_disconnect: 0, 1, or -1
+ * for the account's setting. Returns the session id (>= 0) or a ts_gw_status. */
+int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inbound,
+                               ts_ring *outbound, int32_t notify_fd, int32_t cancel_on_disconnect);
+
+/* Detach a session: its rings are no longer touched once this returns; with
+ * cancel_on_disconnect each of its live orders gets a CANCEL to its shard; later events
+ * of its orders still update the account but are dropped. */
+int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id);
+
+/* Kill switch of one account (account_id > 0) or of all (0): on = 1 blocks new orders
+ * and replaces (KILL_SWITCH) and sends MASS_CANCEL for the account (0 = every account)
+ * to every shard; on = 0 lifts the block. */
+int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on);
+
+/* Send MASS_CANCEL for one account (0 = every account) to every shard, after anything
+ * already sent; blocks nothing (see ts_gateway_kill for that). */
+int ts_gateway_mass_cancel(ts_gateway *gw, uint32_t account_id);
+
+/* One pass over every session and shard; returns the records moved (0 = idle). Reads
+ * CLOCK_MONOTONIC once, for the throttles. _at takes the time from the caller (tests). */
+uint64_t ts_gateway_poll(ts_gateway *gw, uint32_t max_batch);
+uint64_t ts_gateway_poll_at(ts_gateway *gw, uint32_t max_batch, int64_t now_ns);
+
+/* Poll until *stop becomes non-zero, waiting per the configured strategy when idle.
+ * After setting *stop, call ts_gateway_wake so a parked pump sees it. */
+void ts_gateway_run(ts_gateway *gw, const int32_t *stop);
+void ts_gateway_wake(ts_gateway *gw);
+
+void ts_gateway_get_stats(ts_gateway *gw, ts_gateway_stats *out);
+/* Sessions whose outbound ring is full with events waiting for it: the pump holds the
+ * shard's later events back for them (for every session of that shard), so the caller
+ * should disconnect such a client. Writes up to max session ids; returns how many. */
+uint32_t ts_gateway_stalled_sessions(ts_gateway *gw, int64_t *out, uint32_t max);
+int ts_gateway_account_state(ts_gateway *gw, uint32_t account_id, ts_account_state *out);
+int ts_gateway_position(ts_gateway *gw, uint32_t account_id, uint32_t symbol_id,
+                        ts_position_state *out);
+
+#endif /* TRADSYS_GATEWAY_H */

@@ -1,0 +1,161 @@
+/*
+ * gateway_internal.h — the gateway's tables, shared by gateway.c (setup, control, id
+ * tables), risk.c (the checks and the accounting from events) and gateway_pump.c (the
+ * passes and the wait). Not read by cffi.
+ *
+ * Everything the hot path touches is allocated at setup: the order pool and its two hash
+ * tables, the per-shard command stages and the per-session event stages. A pass
+ * allocates nothing.
+ */
+#ifndef TRADSYS_GATEWAY_INTERNAL_H
+#define TRADSYS_GATEWAY_INTERNAL_H
+
+#include "gateway.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#define GW_NONE UINT32_MAX
+
+enum gw_order_state { GW_PENDING_NEW = 1, GW_LIVE = 2, GW_DONE = 3 };
+
+/* Exposure sums are exact 128-bit integers: a client may send any int64 price and
+ * quantity, and no sum of those may wrap (the figures are clamped to int64 only when
+ * read out). */
+typedef __int128 gw_wide;
+
+/* One order the gateway sent and has not seen finish (or whose cancel/replace answers
+ * are still due). res_* is what the order holds in its account's open totals. */
+typedef struct gw_order {
+    uint64_t exch_id;     /* 0 = free slot */
+    uint64_t client_id;
+    int64_t price;        /* risk price: limit price, else stop, else reference at entry */
+    int64_t qty;          /* total quantity */
+    int64_t leaves;
+    int64_t res_qty;      /* held in the account's open same-side quantity */
+    int64_t pend_qty;     /* worst case of the replaces in flight (res while pending) */
+    gw_wide res_notional; /* held in the account's open notional */
+    gw_wide pend_notional;
+    uint32_t session;     /* slot, GW_NONE once the session is gone */
+    uint32_t session_gen;
+    uint32_t account;     /* account index */
+    uint32_t instr;       /* instrument index */
+    uint32_t sess_prev, sess_next; /* the session's list of orders */
+    uint32_t next_free;
+    uint8_t side;
+    uint8_t state;        /* gw_order_state */
+    uint16_t pending;     /* cancels/replaces sent and not answered */
+} gw_order;
+
+typedef struct gw_position {
+    gw_wide position;
+    gw_wide open_buy;
+    gw_wide open_sell;
+} gw_position;
+
+typedef struct gw_account {
+    uint32_t id;
+    int32_t killed;
+    ts_risk_limits lim;
+    int64_t open_orders;
+    gw_wide open_notional;
+    gw_wide filled_notional;
+    gw_position *pos; /* per instrument index */
+} gw_account;
+
+typedef struct gw_instrument {
+    uint32_t symbol_id;
+    uint32_t shard;     /* shard index */
+    int64_t reference;  /* configured reference price */
+    int64_t last_trade; /* 0 before any trade seen */
+} gw_instrument;
+
+/* A growable queue of commands made by control calls (kill, disconnect cancels). */
+typedef struct gw_backlog {
+    ts_command *cmds;
+    uint64_t count, sent, cap;
+} gw_backlog;
+
+typedef struct gw_shard {
+    uint32_t shard_id;
+    ts_ring *cmd, *evt;
+    ts_command *stage; /* commands of this pass, pushed in one batch */
+    uint32_t staged, stage_sent;
+    gw_backlog backlog;
+} gw_shard;
+
+typedef struct gw_session {
+    int32_t active;
+    uint32_t gen;
+    uint32_t account;  /* account index */
+    int32_t notify_fd;
+    int32_t cancel_on_disconnect;
+    int32_t explicit_cod; /* cancel_on_disconnect chosen at add, not from the account */
+    ts_ring *in, *out;
+    ts_event *stage;   /* events for the client, pushed once per pass */
+    uint32_t staged, stage_sent;
+    uint32_t head;     /* first order of its list, GW_NONE if empty */
+    int32_t stalled;   /* its full outbound ring held a shard's events back */
+    int64_t tokens;    /* throttle bucket, in 1e-9 tokens */
+    int64_t last_ns;
+} gw_session;
+
+/* Open-addressing table of order indices (linear probing, backward-shift deletion). */
+typedef struct gw_table {
+    uint32_t *slots; /* order index + 1; 0 = empty */
+    uint64_t mask;
+} gw_table;
+
+/* Small key → index table (accounts, symbols). */
+typedef struct gw_keymap {
+    uint32_t *keys; /* 0 = empty (ids are > 0) */
+    uint32_t *vals;
+    uint64_t mask;
+} gw_keymap;
+
+struct ts_gateway {
+    ts_gateway_config cfg;
+    pthread_mutex_t lock;
+    _Atomic uint32_t waiting;  /* control callers waiting for the lock */
+    _Atomic uint32_t doorbell; /* futex word the control calls ring */
+    int32_t global_kill;
+    uint32_t n_shards, n_instr, n_accounts, n_sessions_used;
+    uint64_t next_id;
+    uint32_t first_session; /* where the next pass starts its round of the sessions */
+    gw_shard shards[TS_GW_MAX_SHARDS];
+    gw_instrument *instr;
+    gw_keymap instr_map;
+    gw_account *accounts;
+    gw_keymap account_map;
+    gw_session *sessions;
+    gw_order *orders;
+    uint32_t free_head;
+    gw_table by_exch, by_client;
+    ts_gateway_stats st;
+    int64_t clock_ns; /* the time of the current pass */
+};
+
+/* gateway.c: tables */
+uint32_t gw_keymap_get(const gw_keymap *m, uint32_t key);
+uint32_t gw_find_exch(const ts_gateway *gw, uint64_t exch_id);
+uint32_t gw_find_client(const ts_gateway *gw, uint32_t session, uint64_t client_id);
+void gw_index_client(ts_gateway *gw, uint32_t idx);
+void gw_unindex_client(ts_gateway *gw, uint32_t idx);
+uint32_t gw_order_alloc(ts_gateway *gw, uint32_t session);
+void gw_order_free(ts_gateway *gw, uint32_t idx);
+void gw_backlog_add(gw_backlog *b, const ts_command *c);
+
+/* risk.c: the checks (return a reject reason or 0) and the accounting */
+void gw_throttle_reset(gw_session *s, const ts_risk_limits *lim, int64_t now);
+int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *instr_out,
+                 int64_t *risk_price_out);
+int gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *order_out);
+void gw_book_new(ts_gateway *gw, uint32_t idx, int64_t risk_price);
+void gw_book_replace(ts_gateway *gw, uint32_t idx, const ts_command *c);
+/* apply one shard event to its order (found by exchange id); the caller routes it, then
+ * calls gw_finish_if_done, which frees the order once nothing more can come for it */
+void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev);
+void gw_finish_if_done(ts_gateway *gw, uint32_t idx);
+
+#endif /* TRADSYS_GATEWAY_INTERNAL_H */

@@ -1,0 +1,467 @@
+/*
+ * gateway_pump.c — one pass of the gateway, and the loop that runs passes; see gateway.h.
+ *
+ * A pass, under gw->lock:
+ *   1. push what earlier passes or control calls left for the shards (stage, then backlog)
+ *   2. intake: each session's inbound commands, read in place (peek/release), checked and
+ *      staged per shard; rejects are staged for the session (the round of the sessions
+ *      starts one further each pass, so a busy session cannot starve the others)
+ *   3. push each shard's stage in one batch
+ *   4. each shard's events, read in place: accounted, rewritten to the client's ids and
+ *      staged for the owning session
+ *   5. push each session's stage in one batch; ring its eventfd
+ * Intake takes no more than every stage can hold, so a full shard or client ring stops
+ * the intake (backpressure) instead of losing a record. A control call's backlog (kill,
+ * disconnect cancels) goes after the stage it found and before any later intake, so a
+ * kill's MASS_CANCEL reaches each shard after every order sent before the kill.
+ *
+ * Idle wait (ts_gateway_run): spin, then sched_yield, then park with futex_waitv on every
+ * inbound ring's and event ring's data futex plus the control doorbell, so any producer's
+ * push (ts_ring_push wakes a parked consumer) or any control call wakes the pump. While a
+ * stage holds records for a full ring nothing of ours signals room, so the pump yields
+ * instead of parking then; with more rings than futex_waitv takes (128), or a kernel
+ * without it, the park becomes a 200 µs futex wait on the doorbell.
+ */
+#define _GNU_SOURCE
+#include "gateway_internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+#define WAITV_MAX 128
+#define FALLBACK_PARK_NS 200000
+
+struct gw_waitv {
+    uint64_t val;
+    uint64_t uaddr;
+    uint32_t flags;
+    uint32_t reserved;
+};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- stages ------------------------------------------------------------------------------ */
+
+/* Push the unsent part of a stage; keep what did not fit at its front. */
+static uint64_t push_stage(ts_ring *r, void *stage, uint32_t *staged, uint32_t *sent) {
+    if (*sent == *staged) return 0;
+    unsigned char *p = stage;
+    uint64_t k = ts_ring_push(r, p + (size_t)*sent * TS_RECORD_SIZE, *staged - *sent);
+    *sent += (uint32_t)k;
+    if (*sent == *staged) {
+        *staged = *sent = 0;
+    } else if (*sent) {
+        memmove(p, p + (size_t)*sent * TS_RECORD_SIZE, (size_t)(*staged - *sent) * TS_RECORD_SIZE);
+        *staged -= *sent;
+        *sent = 0;
+    }
+    return k;
+}
+
+static uint64_t flush_shard(ts_gateway *gw, gw_shard *sh) {
+    uint64_t k = push_stage(sh->cmd, sh->stage, &sh->staged, &sh->stage_sent);
+    gw_backlog *b = &sh->backlog;
+    if (!sh->staged && b->sent < b->count) {
+        uint64_t m = ts_ring_push(sh->cmd, b->cmds + b->sent, b->count - b->sent);
+        b->sent += m;
+        if (b->sent == b->count) b->sent = b->count = 0;
+        k += m;
+    }
+    gw->st.commands_out += k;
+    return k;
+}
+
+static uint64_t flush_session(gw_session *s) {
+    uint64_t k = push_stage(s->out, s->stage, &s->staged, &s->stage_sent);
+    if (!s->staged) s->stalled = 0;
+    if (k && s->notify_fd >= 0) {
+        uint64_t one = 1;
+        /* EAGAIN means the counter is saturated: the reader has a wake-up pending anyway */
+        ssize_t w = write(s->notify_fd, &one, sizeof one);
+        (void)w;
+    }
+    return k;
+}
+
+static inline void stage_reject(ts_gateway *gw, gw_session *s, const ts_command *c, int reason) {
+    ts_event *e = &s->stage[s->staged++];
+    memset(e, 0, sizeof *e);
+    e->kind = TS_EV_REJECTED;
+    e->side = c->side;
+    e->reason = (uint8_t)reason;
+    e->flags = c->kind == TS_CMD_NEW_ORDER ? TS_EVF_DONE : 0;
+    e->symbol_id = c->symbol_id;
+    e->account_id = gw->accounts[s->account].id;
+    e->order_id = c->order_id;
+    e->price = c->price;
+    e->quantity = c->quantity;
+    gw->st.rejects[reason & 63]++;
+}
+
+/* ---- intake ------------------------------------------------------------------------------ */
+
+static inline void stage_cmd(gw_shard *sh, const ts_command *c) { sh->stage[sh->staged++] = *c; }
+
+static void take_new(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_command *c) {
+    uint32_t k;
+    int64_t rp;
+    int reason = gw_check_new(gw, s, c, &k, &rp);
+    uint32_t idx = GW_NONE;
+    if (!reason && (idx = gw_order_alloc(gw, slot)) == GW_NONE) reason = TS_REJ_GATEWAY_CAPACITY;
+    if (reason) {
+        stage_reject(gw, s, c, reason);
+        return;
+    }
+    gw_order *o = &gw->orders[idx];
+    o->client_id = c->order_id;
+    o->qty = c->quantity;
+    o->side = c->side;
+    o->account = s->account;
+    o->instr = k;
+    gw_index_client(gw, idx);
+    gw_book_new(gw, idx, rp);
+    ts_command out = *c;
+    out.account_id = gw->accounts[s->account].id;
+    out.order_id = o->exch_id;
+    stage_cmd(&gw->shards[gw->instr[k].shard], &out);
+}
+
+/* CANCEL and REPLACE name the order by the session's client id. */
+static void take_amend(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_command *c) {
+    uint32_t idx;
+    int reason;
+    if (c->kind == TS_CMD_CANCEL) {
+        idx = gw_find_client(gw, slot, c->order_id);
+        reason = idx == GW_NONE ? TS_REJ_UNKNOWN_CLIENT_ID : 0;
+    } else {
+        reason = gw_check_replace(gw, s, c, &idx);
+    }
+    if (reason) {
+        stage_reject(gw, s, c, reason);
+        return;
+    }
+    gw_order *o = &gw->orders[idx];
+    const gw_instrument *in = &gw->instr[o->instr];
+    ts_command out = {.kind = c->kind,
+                      .side = o->side,
+                      .symbol_id = in->symbol_id,
+                      .account_id = gw->accounts[s->account].id,
+                      .order_id = o->exch_id};
+    if (c->kind == TS_CMD_REPLACE) {
+        out.price = c->price;
+        out.quantity = c->quantity;
+        gw_book_replace(gw, idx, c);
+    } else {
+        o->pending++;
+    }
+    stage_cmd(&gw->shards[in->shard], &out);
+}
+
+static void take_mass_cancel(ts_gateway *gw, gw_session *s, const ts_command *c) {
+    ts_command out = {.kind = TS_CMD_MASS_CANCEL,
+                      .symbol_id = c->symbol_id,
+                      .account_id = gw->accounts[s->account].id};
+    if (!c->symbol_id) {
+        for (uint32_t i = 0; i < gw->n_shards; i++) stage_cmd(&gw->shards[i], &out);
+        return;
+    }
+    uint32_t k = gw_keymap_get(&gw->instr_map, c->symbol_id);
+    if (k == GW_NONE) stage_reject(gw, s, c, TS_REJ_UNKNOWN_SYMBOL);
+    else stage_cmd(&gw->shards[gw->instr[k].shard], &out);
+}
+
+/* Room in every shard stage (each command stages at most one record per shard); 0 while
+ * a control call's backlog waits, so nothing overtakes it. */
+static uint32_t shard_room(const ts_gateway *gw) {
+    uint32_t room = gw->cfg.max_batch;
+    for (uint32_t i = 0; i < gw->n_shards; i++) {
+        const gw_shard *sh = &gw->shards[i];
+        if (sh->backlog.count) return 0;
+        uint32_t r = gw->cfg.max_batch - sh->staged;
+        if (r < room) room = r;
+    }
+    return room;
+}
+
+static uint64_t take_session(ts_gateway *gw, uint32_t slot, uint32_t max_batch) {
+    gw_session *s = &gw->sessions[slot];
+    uint64_t room = shard_room(gw);
+    uint64_t out_room = gw->cfg.max_batch - s->staged;
+    if (out_room < room) room = out_room;
+    if (max_batch < room) room = max_batch;
+    uint64_t taken = 0;
+    /* the readable records may wrap around the ring's end: two runs at most */
+    for (int run = 0; run < 2 && taken < room; run++) {
+        void *first;
+        uint64_t n = ts_ring_peek(s->in, &first);
+        if (n > room - taken) n = room - taken;
+        if (!n) break;
+        const ts_command *cmds = first;
+        for (uint64_t i = 0; i < n; i++) {
+            const ts_command *c = &cmds[i];
+            switch (c->kind) {
+            case TS_CMD_NEW_ORDER:
+                take_new(gw, s, slot, c);
+                break;
+            case TS_CMD_CANCEL:
+            case TS_CMD_REPLACE:
+                take_amend(gw, s, slot, c);
+                break;
+            case TS_CMD_MASS_CANCEL:
+                take_mass_cancel(gw, s, c);
+                break;
+            default:
+                stage_reject(gw, s, c, TS_REJ_INVALID_COMMAND);
+                break;
+            }
+        }
+        ts_ring_release(s->in, n);
+        taken += n;
+    }
+    gw->st.commands_in += taken;
+    return taken;
+}
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+static void note_trade(ts_gateway *gw, const ts_event *ev) {
+    uint32_t k = gw_keymap_get(&gw->instr_map, ev->symbol_id);
+    if (k != GW_NONE && ev->price > 0) gw->instr[k].last_trade = ev->price;
+}
+
+/* One contiguous run of a shard's events, up to max; fewer (a stall) when an event's
+ * session has no room even after pushing its stage, with *stalled set. */
+static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *stalled) {
+    void *first;
+    uint64_t n = ts_ring_peek(sh->evt, &first);
+    if (n > max) n = max;
+    const ts_event *evs = first;
+    uint64_t i = 0;
+    for (; i < n; i++) {
+        const ts_event *ev = &evs[i];
+        uint32_t idx = gw_find_exch(gw, ev->order_id);
+        if (idx == GW_NONE) {
+            if (ev->kind == TS_EV_TRADE) note_trade(gw, ev);
+            gw->st.events_unknown++;
+            continue;
+        }
+        gw_order *o = &gw->orders[idx];
+        gw_session *s = o->session == GW_NONE ? NULL : &gw->sessions[o->session];
+        if (s && s->staged == gw->cfg.max_batch) {
+            flush_session(s);
+            if (s->staged == gw->cfg.max_batch) {
+                gw->st.event_stalls++;
+                s->stalled = 1;
+                *stalled = 1;
+                break;
+            }
+        }
+        if (ev->kind == TS_EV_TRADE) note_trade(gw, ev);
+        gw_apply_event(gw, idx, ev);
+        if (s) {
+            ts_event *e = &s->stage[s->staged++];
+            *e = *ev;
+            e->order_id = o->client_id;
+            e->contra_order_id = 0;
+            /* the engine marks every reject DONE; a rejected cancel/replace is not the end
+             * of the order it names */
+            if (ev->kind == TS_EV_REJECTED && o->state != GW_DONE) e->flags &= ~TS_EVF_DONE;
+            gw->st.events_routed++;
+        } else {
+            gw->st.events_orphaned++;
+        }
+        gw_finish_if_done(gw, idx);
+    }
+    if (i) ts_ring_release(sh->evt, i);
+    gw->st.events_in += i;
+    return i;
+}
+
+/* Route up to max_batch events of one shard (the readable ones may wrap around the
+ * ring's end: two runs at most). */
+static uint64_t take_events(ts_gateway *gw, gw_shard *sh, uint32_t max_batch) {
+    uint64_t total = 0;
+    int stalled = 0;
+    for (int run = 0; run < 2 && total < max_batch && !stalled; run++) {
+        uint64_t i = take_event_run(gw, sh, max_batch - total, &stalled);
+        if (!i) break;
+        total += i;
+    }
+    return total;
+}
+
+/* ---- the pass ---------------------------------------------------------------------------- */
+
+static uint64_t pass(ts_gateway *gw, uint32_t max_batch, int64_t now) {
+    if (!max_batch || max_batch > gw->cfg.max_batch) max_batch = gw->cfg.max_batch;
+    gw->clock_ns = now;
+    gw->st.passes++;
+    uint64_t work = 0;
+    for (uint32_t i = 0; i < gw->n_shards; i++) work += flush_shard(gw, &gw->shards[i]);
+    /* each pass starts one session further: a session that fills the shard stages on its
+     * own cannot keep the ones after it waiting */
+    const uint32_t n_slots = gw->cfg.max_sessions, start = gw->first_session;
+    int first = 1;
+    for (uint32_t k = 0; k < n_slots; k++) {
+        uint32_t slot = start + k < n_slots ? start + k : start + k - n_slots;
+        if (!gw->sessions[slot].active) continue;
+        if (first) { /* the next pass begins after this one */
+            gw->first_session = slot + 1 < n_slots ? slot + 1 : 0;
+            first = 0;
+        }
+        work += take_session(gw, slot, max_batch);
+    }
+    for (uint32_t i = 0; i < gw->n_shards; i++) flush_shard(gw, &gw->shards[i]);
+    for (uint32_t i = 0; i < gw->n_shards; i++) work += take_events(gw, &gw->shards[i], max_batch);
+    for (uint32_t slot = 0; slot < gw->cfg.max_sessions; slot++) {
+        gw_session *s = &gw->sessions[slot];
+        if (s->active && s->staged) flush_session(s);
+    }
+    return work;
+}
+
+uint64_t ts_gateway_poll_at(ts_gateway *gw, uint32_t max_batch, int64_t now_ns) {
+    pthread_mutex_lock(&gw->lock);
+    uint64_t work = pass(gw, max_batch, now_ns);
+    pthread_mutex_unlock(&gw->lock);
+    return work;
+}
+
+uint64_t ts_gateway_poll(ts_gateway *gw, uint32_t max_batch) {
+    return ts_gateway_poll_at(gw, max_batch, mono_ns());
+}
+
+/* ---- waiting ----------------------------------------------------------------------------- */
+
+/* Whether some stage or backlog still holds records for a full ring. */
+static int output_pending(const ts_gateway *gw) {
+    for (uint32_t i = 0; i < gw->n_shards; i++)
+        if (gw->shards[i].staged || gw->shards[i].backlog.count) return 1;
+    for (uint32_t slot = 0; slot < gw->cfg.max_sessions; slot++)
+        if (gw->sessions[slot].active && gw->sessions[slot].staged) return 1;
+    return 0;
+}
+
+static int waitv_supported = 1;
+
+/* Sleep until a producer pushes to any ring the pump reads or a control call rings the
+ * doorbell. Called under the lock (the rings are stable); the lock is dropped for the
+ * sleep itself. */
+static void park(ts_gateway *gw, const int32_t *stop) {
+    struct gw_waitv wv[WAITV_MAX];
+    /* what was parked: a session slot and generation (GW_NONE for a shard's ring), so a
+     * session removed during the sleep — its ring maybe unmapped since — is not touched */
+    struct {
+        ts_ring *ring;
+        uint32_t slot, gen;
+    } parked[WAITV_MAX];
+    uint32_t n = 0, np = 0;
+    uint32_t bell = atomic_load_explicit(&gw->doorbell, memory_order_acquire);
+    wv[n++] = (struct gw_waitv){.val = bell, .uaddr = (uintptr_t)&gw->doorbell, .flags = FUTEX_32};
+    enum { SLEEP, AGAIN, YIELD, TIMED } how = SLEEP;
+    if (!waitv_supported) how = TIMED;
+    else if (output_pending(gw)) how = YIELD;
+    for (uint32_t i = 0; how == SLEEP && i < gw->n_shards + gw->cfg.max_sessions; i++) {
+        ts_ring *r;
+        uint32_t slot = GW_NONE, gen = 0;
+        if (i < gw->n_shards) {
+            r = gw->shards[i].evt;
+        } else {
+            slot = i - gw->n_shards;
+            gw_session *s = &gw->sessions[slot];
+            if (!s->active) continue;
+            r = s->in;
+            gen = s->gen;
+        }
+        if (n == WAITV_MAX) {
+            how = TIMED; /* more rings than one futex_waitv takes */
+            break;
+        }
+        uint32_t *word, seen;
+        if (ts_ring_park_consumer(r, &word, &seen)) {
+            how = AGAIN; /* a record arrived while parking */
+            break;
+        }
+        parked[np].ring = r;
+        parked[np].slot = slot;
+        parked[np++].gen = gen;
+        wv[n++] = (struct gw_waitv){.val = seen, .uaddr = (uintptr_t)word, .flags = FUTEX_32};
+    }
+    if (how == SLEEP) gw->st.parks++;
+    pthread_mutex_unlock(&gw->lock);
+    if (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
+        if (how == SLEEP) {
+            /* absolute timeout: a safety net only, every producer and control call wakes us */
+            struct timespec deadline;
+            clock_gettime(CLOCK_MONOTONIC, &deadline);
+            deadline.tv_sec += 1;
+            long rc = syscall(SYS_futex_waitv, wv, n, 0, &deadline, CLOCK_MONOTONIC);
+            if (rc < 0 && errno == ENOSYS) waitv_supported = 0;
+        } else if (how == YIELD) {
+            sched_yield();
+        } else if (how == TIMED) {
+            struct timespec ts = {0, FALLBACK_PARK_NS};
+            syscall(SYS_futex, (uint32_t *)&gw->doorbell, FUTEX_WAIT, bell, &ts, NULL, 0);
+        }
+    }
+    pthread_mutex_lock(&gw->lock);
+    for (uint32_t i = 0; i < np; i++) {
+        uint32_t slot = parked[i].slot;
+        if (slot != GW_NONE &&
+            (!gw->sessions[slot].active || gw->sessions[slot].gen != parked[i].gen))
+            continue; /* removed meanwhile: remove_session withdrew the mark */
+        ts_ring_unpark_consumer(parked[i].ring);
+    }
+}
+
+void ts_gateway_run(ts_gateway *gw, const int32_t *stop) {
+    const ts_wait_strategy *w = &gw->cfg.wait;
+    uint64_t idle = 0;
+    pthread_mutex_lock(&gw->lock);
+    while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
+        uint64_t work = pass(gw, gw->cfg.max_batch, mono_ns());
+        if (atomic_load_explicit(&gw->waiting, memory_order_relaxed)) {
+            /* a control call waits: let it in before the next pass */
+            pthread_mutex_unlock(&gw->lock);
+            while (atomic_load_explicit(&gw->waiting, memory_order_relaxed)) sched_yield();
+            pthread_mutex_lock(&gw->lock);
+        }
+        if (work) {
+            idle = 0;
+            continue;
+        }
+        idle++;
+        if (idle <= w->spin_iters || w->kind == TS_WAIT_BUSY_SPIN) {
+            cpu_relax();
+            continue;
+        }
+        if (w->kind == TS_WAIT_SPIN_YIELD || idle <= (uint64_t)w->spin_iters + w->yield_iters) {
+            pthread_mutex_unlock(&gw->lock);
+            sched_yield();
+            pthread_mutex_lock(&gw->lock);
+            continue;
+        }
+        park(gw, stop);
+    }
+    pthread_mutex_unlock(&gw->lock);
+}

@@ -1,0 +1,263 @@
+/*
+ * risk.c — the gateway's pre-trade checks and the account state kept from events.
+ *
+ * Each check returns the reject reason of the first rule an order breaks (0 = passes) and
+ * changes nothing; booking happens only once an order is sure to be sent. The rules, in
+ * order, are listed in README.md ("Pre-trade risk") and mirrored by the reference model in
+ * tradsys/gateway/reference.py, which the property tests hold this file to.
+ *
+ * Exposure is counted at the worst case the engine could still reach: an order holds
+ * (res_qty, res_notional) in its account's open totals from the moment it is sent — its
+ * leaves at its risk price, or, while a replace is in flight, the larger of the old and
+ * the new figures — and gives them back as fills and cancels come in. Notionals, sums and
+ * limit checks are exact 128-bit integers (gw_wide), so no input can wrap one.
+ */
+#include "gateway_internal.h"
+
+#define TOKEN 1000000000LL /* one throttle token in the bucket's 1e-9 units */
+
+static inline gw_wide notional(int64_t price, int64_t qty) { return (gw_wide)price * qty; }
+
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static inline gw_wide max_wide(gw_wide a, gw_wide b) { return a > b ? a : b; }
+
+static inline int64_t reference_of(const gw_instrument *in) {
+    return in->last_trade ? in->last_trade : in->reference;
+}
+
+/* ---- throttle ---------------------------------------------------------------------------- */
+
+static inline int64_t bucket_depth(const ts_risk_limits *lim) {
+    int64_t burst = lim->throttle_burst ? lim->throttle_burst : lim->throttle_per_s;
+    return burst * TOKEN;
+}
+
+void gw_throttle_reset(gw_session *s, const ts_risk_limits *lim, int64_t now) {
+    s->tokens = bucket_depth(lim);
+    s->last_ns = now;
+}
+
+/* Take one token; 0 when the bucket is empty. Refilled at throttle_per_s from the pass's
+ * clock, up to the burst depth. */
+static int throttle_take(gw_session *s, const ts_risk_limits *lim, int64_t now) {
+    if (!lim->throttle_per_s) return 1;
+    int64_t depth = bucket_depth(lim);
+    if (now > s->last_ns) {
+        __int128 t = (__int128)(now - s->last_ns) * lim->throttle_per_s + s->tokens;
+        s->tokens = t > depth ? depth : (int64_t)t;
+        s->last_ns = now;
+    }
+    if (s->tokens < TOKEN) return 0;
+    s->tokens -= TOKEN;
+    return 1;
+}
+
+/* ---- checks ------------------------------------------------------------------------------ */
+
+static int collar_breached(const ts_risk_limits *lim, const gw_instrument *in, int64_t price) {
+    if (!lim->price_collar_bps || price <= 0) return 0;
+    int64_t ref = reference_of(in);
+    if (ref <= 0) return 0;
+    __int128 diff = (__int128)price - ref;
+    if (diff < 0) diff = -diff;
+    return diff * 10000 > (__int128)ref * lim->price_collar_bps;
+}
+
+/* Position rule: the side's worst case once this order holds `held` lots (instead of
+ * `was`) of its open quantity. */
+static int position_breached(const ts_risk_limits *lim, const gw_position *p, uint8_t side,
+                             int64_t was, int64_t held) {
+    if (!lim->max_position) return 0;
+    gw_wide worst = side == TS_SIDE_BUY ? p->position + p->open_buy - was + held
+                                        : p->open_sell - was + held - p->position;
+    return worst > lim->max_position;
+}
+
+static int credit_breached(const ts_risk_limits *lim, const gw_account *acc, gw_wide was,
+                           gw_wide held) {
+    if (!lim->credit_limit) return 0;
+    return acc->open_notional - was + held + acc->filled_notional > lim->credit_limit;
+}
+
+int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *instr_out,
+                 int64_t *risk_price_out) {
+    gw_account *acc = &gw->accounts[s->account];
+    const ts_risk_limits *lim = &acc->lim;
+    if (c->order_id == 0) return TS_REJ_INVALID_COMMAND;
+    if (gw->global_kill || acc->killed) return TS_REJ_KILL_SWITCH;
+    if (!throttle_take(s, lim, gw->clock_ns)) return TS_REJ_THROTTLED;
+    uint32_t slot = (uint32_t)(s - gw->sessions);
+    if (gw_find_client(gw, slot, c->order_id) != GW_NONE) return TS_REJ_DUPLICATE_CLIENT_ID;
+    uint32_t k = gw_keymap_get(&gw->instr_map, c->symbol_id);
+    if (k == GW_NONE) return TS_REJ_UNKNOWN_SYMBOL;
+    if (c->side != TS_SIDE_BUY && c->side != TS_SIDE_SELL) return TS_REJ_INVALID_SIDE;
+    if (c->quantity <= 0) return TS_REJ_INVALID_QUANTITY;
+    if (c->price < 0 || c->stop_price < 0) return TS_REJ_INVALID_PRICE;
+    const gw_instrument *in = &gw->instr[k];
+    int64_t rp = c->price > 0 ? c->price : c->stop_price > 0 ? c->stop_price : reference_of(in);
+    gw_wide n = notional(rp, c->quantity);
+    if (lim->max_order_qty && c->quantity > lim->max_order_qty) return TS_REJ_MAX_ORDER_QTY;
+    if (lim->max_order_notional && (rp == 0 || n > lim->max_order_notional))
+        return TS_REJ_MAX_NOTIONAL;
+    if (collar_breached(lim, in, c->price)) return TS_REJ_PRICE_COLLAR;
+    if (lim->max_open_orders && acc->open_orders >= lim->max_open_orders)
+        return TS_REJ_MAX_OPEN_ORDERS;
+    if (position_breached(lim, &acc->pos[k], c->side, 0, c->quantity)) return TS_REJ_MAX_POSITION;
+    if (lim->credit_limit && (rp == 0 || credit_breached(lim, acc, 0, n)))
+        return TS_REJ_CREDIT_LIMIT;
+    *instr_out = k;
+    *risk_price_out = rp;
+    return 0;
+}
+
+/* What an order holds while replaces are in flight (pend_*) or not. */
+static void reserve_target(const gw_order *o, int64_t *rq, gw_wide *rn) {
+    *rq = o->leaves;
+    *rn = notional(o->price, o->leaves);
+    if (o->pending && o->pend_qty) {
+        *rq = max64(*rq, o->pend_qty);
+        *rn = max_wide(*rn, o->pend_notional);
+    }
+}
+
+/* The replace's worst case: its new leaves (new total − filled) at its new risk price. */
+static void replace_figures(const gw_order *o, const ts_command *c, int64_t *est, gw_wide *est_n) {
+    int64_t rp = c->price > 0 ? c->price : o->price;
+    int64_t e = c->quantity - (o->qty - o->leaves);
+    *est = e > 0 ? e : 0;
+    *est_n = notional(rp, *est);
+}
+
+int gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *order_out) {
+    gw_account *acc = &gw->accounts[s->account];
+    const ts_risk_limits *lim = &acc->lim;
+    if (gw->global_kill || acc->killed) return TS_REJ_KILL_SWITCH;
+    if (!throttle_take(s, lim, gw->clock_ns)) return TS_REJ_THROTTLED;
+    uint32_t idx = gw_find_client(gw, (uint32_t)(s - gw->sessions), c->order_id);
+    if (idx == GW_NONE) return TS_REJ_UNKNOWN_CLIENT_ID;
+    const gw_order *o = &gw->orders[idx];
+    if (c->quantity <= 0) return TS_REJ_INVALID_QUANTITY;
+    if (c->price < 0) return TS_REJ_INVALID_PRICE;
+    const gw_instrument *in = &gw->instr[o->instr];
+    int64_t rp = c->price > 0 ? c->price : o->price;
+    if (lim->max_order_qty && c->quantity > lim->max_order_qty) return TS_REJ_MAX_ORDER_QTY;
+    if (lim->max_order_notional && (rp == 0 || notional(rp, c->quantity) > lim->max_order_notional))
+        return TS_REJ_MAX_NOTIONAL;
+    if (collar_breached(lim, in, c->price)) return TS_REJ_PRICE_COLLAR;
+    int64_t est;
+    gw_wide est_n;
+    replace_figures(o, c, &est, &est_n);
+    int64_t rq = max64(o->res_qty, est);
+    gw_wide rn = max_wide(o->res_notional, est_n);
+    if (position_breached(lim, &acc->pos[o->instr], o->side, o->res_qty, rq))
+        return TS_REJ_MAX_POSITION;
+    if (credit_breached(lim, acc, o->res_notional, rn)) return TS_REJ_CREDIT_LIMIT;
+    *order_out = idx;
+    return 0;
+}
+
+/* ---- accounting -------------------------------------------------------------------------- */
+
+static void set_reserve(ts_gateway *gw, gw_order *o, int64_t rq, gw_wide rn) {
+    gw_account *acc = &gw->accounts[o->account];
+    gw_position *p = &acc->pos[o->instr];
+    if (o->side == TS_SIDE_BUY) p->open_buy += rq - o->res_qty;
+    else p->open_sell += rq - o->res_qty;
+    acc->open_notional += rn - o->res_notional;
+    o->res_qty = rq;
+    o->res_notional = rn;
+}
+
+static void rereserve(ts_gateway *gw, gw_order *o) {
+    int64_t rq;
+    gw_wide rn;
+    reserve_target(o, &rq, &rn);
+    set_reserve(gw, o, rq, rn);
+}
+
+void gw_book_new(ts_gateway *gw, uint32_t idx, int64_t risk_price) {
+    gw_order *o = &gw->orders[idx];
+    o->price = risk_price;
+    o->leaves = o->qty;
+    o->state = GW_PENDING_NEW;
+    gw->accounts[o->account].open_orders++;
+    rereserve(gw, o);
+}
+
+void gw_book_replace(ts_gateway *gw, uint32_t idx, const ts_command *c) {
+    gw_order *o = &gw->orders[idx];
+    int64_t est;
+    gw_wide est_n;
+    replace_figures(o, c, &est, &est_n);
+    if (!o->pending) {
+        o->pend_qty = 0;
+        o->pend_notional = 0;
+    }
+    o->pend_qty = max64(o->pend_qty, est);
+    o->pend_notional = max_wide(o->pend_notional, est_n);
+    o->pending++;
+    int64_t rq;
+    gw_wide rn;
+    reserve_target(o, &rq, &rn);
+    set_reserve(gw, o, max64(rq, o->res_qty), max_wide(rn, o->res_notional));
+}
+
+/* The order can no longer trade: give back what it holds and free its client id. */
+static void finish(ts_gateway *gw, uint32_t idx) {
+    gw_order *o = &gw->orders[idx];
+    if (o->state == GW_DONE) return;
+    o->state = GW_DONE;
+    o->leaves = 0;
+    gw->accounts[o->account].open_orders--;
+    set_reserve(gw, o, 0, 0);
+    if (o->session != GW_NONE) gw_unindex_client(gw, idx);
+}
+
+void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev) {
+    gw_order *o = &gw->orders[idx];
+    switch (ev->kind) {
+    case TS_EV_ACCEPTED:
+        if (o->state == GW_PENDING_NEW) o->state = GW_LIVE;
+        break;
+    case TS_EV_REJECTED:
+        if (o->state == GW_PENDING_NEW) {
+            finish(gw, idx); /* the order itself */
+        } else if (o->pending) {
+            o->pending--; /* a cancel or replace of it */
+            if (o->state != GW_DONE) rereserve(gw, o);
+        }
+        break;
+    case TS_EV_TRADE: {
+        gw_account *acc = &gw->accounts[o->account];
+        gw_position *p = &acc->pos[o->instr];
+        p->position += o->side == TS_SIDE_BUY ? ev->quantity : -ev->quantity;
+        acc->filled_notional += notional(ev->price, ev->quantity);
+        if (o->state == GW_DONE) break;
+        o->state = GW_LIVE;
+        o->leaves = ev->leaves_qty;
+        if ((ev->flags & TS_EVF_DONE) || ev->leaves_qty <= 0) finish(gw, idx);
+        else rereserve(gw, o);
+        break;
+    }
+    case TS_EV_CANCELLED:
+        if (ev->reason == TS_CXL_USER && o->pending) o->pending--;
+        finish(gw, idx);
+        break;
+    case TS_EV_REPLACED:
+        if (o->pending) o->pending--;
+        if (o->state == GW_DONE) break;
+        o->qty = ev->quantity;
+        o->leaves = ev->leaves_qty;
+        if (ev->price > 0) o->price = ev->price;
+        rereserve(gw, o);
+        break;
+    default: /* TRIGGERED changes nothing the gateway counts */
+        break;
+    }
+}
+
+void gw_finish_if_done(ts_gateway *gw, uint32_t idx) {
+    const gw_order *o = &gw->orders[idx];
+    if (o->state == GW_DONE && o->pending == 0) gw_order_free(gw, idx);
+}

@@ -1,0 +1,495 @@
+/*
+ * test_gateway.c — the gateway pump in C, without Python: routing and ids, rejects that
+ * never reach a shard, hash-table churn in random completion order, kill switch and
+ * disconnect cancels, backpressure on full rings, the pool's limit, and the run loop in
+ * a thread (park and wake). Run under ASan/UBSan by `make test-asan`.
+ */
+#define _GNU_SOURCE
+#include "../gateway.h"
+#include "check.h"
+#include "gateway_rig.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* The Makefile links this program with -Wl,--wrap for malloc, calloc and realloc, so
+ * every allocation the gateway's code makes passes through here and is counted. */
+static uint64_t g_allocs;
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n) {
+    g_allocs++;
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t k, size_t n) {
+    g_allocs++;
+    return __real_calloc(k, n);
+}
+void *__wrap_realloc(void *p, size_t n) {
+    g_allocs++;
+    return __real_realloc(p, n);
+}
+
+static ts_risk_limits no_limits(void) {
+    ts_risk_limits l;
+    memset(&l, 0, sizeof l);
+    l.cancel_on_disconnect = 1;
+    return l;
+}
+
+typedef struct client {
+    int64_t id;
+    ts_ring *in, *out;
+} client;
+
+static client rig_client(rig *r, uint32_t account, uint64_t capacity) {
+    client c = {0, rig_ring(r, capacity), rig_ring(r, capacity)};
+    c.id = ts_gateway_add_session(r->gw, account, c.in, c.out, -1, -1);
+    return c;
+}
+
+static uint64_t pop_cmds(ts_ring *ring, ts_command *out, uint64_t max) {
+    return ts_ring_pop(ring, out, max);
+}
+
+static void test_new_accept_cancel(void) {
+    rig r;
+    rig_init(&r, 2, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    CHECK_EQ(ts_gateway_set_account(r.gw, 5, &l), TS_GW_OK);
+    client c = rig_client(&r, 5, 64);
+    CHECK(c.id >= 0);
+    ts_command n = rig_new(42, 2, TS_SIDE_SELL, 1000, 7);
+    n.account_id = 999;
+    CHECK_EQ(ts_ring_push(c.in, &n, 1), 1);
+    CHECK_EQ(ts_gateway_poll_at(r.gw, 0, 1), 1);
+    ts_command got[8];
+    CHECK_EQ(pop_cmds(r.cmd[0], got, 8), 0);
+    CHECK_EQ(pop_cmds(r.cmd[1], got, 8), 1);
+    CHECK_EQ(got[0].account_id, 5);
+    CHECK_EQ(got[0].order_id, (3ull << TS_GW_EPOCH_SHIFT) + 1);
+    ts_event e = rig_event(&r, TS_EV_ACCEPTED, &got[0], 7, 7, 0);
+    e.contra_order_id = 77;
+    CHECK_EQ(ts_ring_push(r.evt[1], &e, 1), 1);
+    ts_gateway_poll_at(r.gw, 0, 2);
+    ts_event back;
+    CHECK_EQ(ts_ring_pop(c.out, &back, 1), 1);
+    CHECK_EQ(back.kind, TS_EV_ACCEPTED);
+    CHECK_EQ(back.order_id, 42);
+    CHECK_EQ(back.contra_order_id, 0);
+    ts_command x = {.kind = TS_CMD_CANCEL, .order_id = 42};
+    ts_ring_push(c.in, &x, 1);
+    ts_gateway_poll_at(r.gw, 0, 3);
+    CHECK_EQ(pop_cmds(r.cmd[1], got + 1, 8), 1);
+    CHECK_EQ(got[1].kind, TS_CMD_CANCEL);
+    CHECK_EQ(got[1].order_id, got[0].order_id);
+    CHECK_EQ(got[1].symbol_id, 2);
+    e = rig_event(&r, TS_EV_CANCELLED, &got[0], 7, 0, TS_EVF_DONE);
+    e.reason = TS_CXL_USER;
+    ts_ring_push(r.evt[1], &e, 1);
+    ts_gateway_poll_at(r.gw, 0, 4);
+    CHECK_EQ(ts_ring_pop(c.out, &back, 1), 1);
+    CHECK_EQ(back.kind, TS_EV_CANCELLED);
+    ts_gateway_stats st;
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK_EQ(st.live_orders, 0);
+    CHECK_EQ(st.events_routed, 2);
+    ts_account_state a;
+    CHECK_EQ(ts_gateway_account_state(r.gw, 5, &a), TS_GW_OK);
+    CHECK_EQ(a.open_orders, 0);
+    CHECK_EQ(a.open_notional, 0);
+    rig_free(&r);
+}
+
+static void test_rejects_never_reach_a_shard(void) {
+    rig r;
+    rig_init(&r, 1, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    l.max_order_qty = 10;
+    l.price_collar_bps = 100;
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 64);
+    ts_command cmds[4] = {rig_new(1, 1, TS_SIDE_BUY, 1000, 11), rig_new(2, 1, TS_SIDE_BUY, 1011, 1),
+                          rig_new(3, 9, TS_SIDE_BUY, 1000, 1), rig_new(4, 1, TS_SIDE_BUY, 1010, 10)};
+    ts_ring_push(c.in, cmds, 4);
+    ts_gateway_poll_at(r.gw, 0, 1);
+    ts_command got[8];
+    CHECK_EQ(pop_cmds(r.cmd[0], got, 8), 1);
+    CHECK_EQ(got[0].quantity, 10);
+    ts_event ev[4];
+    CHECK_EQ(ts_ring_pop(c.out, ev, 4), 3);
+    CHECK_EQ(ev[0].reason, TS_REJ_MAX_ORDER_QTY);
+    CHECK_EQ(ev[1].reason, TS_REJ_PRICE_COLLAR);
+    CHECK_EQ(ev[2].reason, TS_REJ_UNKNOWN_SYMBOL);
+    CHECK_EQ(ev[0].order_id, 1);
+    rig_free(&r);
+}
+
+/* Many live orders finishing in a random order: every event reaches its client id, and
+ * afterwards the tables are empty (the client ids can be used again). */
+static void test_table_churn(void) {
+    enum { N = 3000 };
+    rig r;
+    rig_init(&r, 1, 4096, 256, 4096);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 4096);
+    static ts_command sent[N];
+    static ts_command in[N];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) in[i] = rig_new(1000 + i, 1, TS_SIDE_BUY, 1000, 1);
+        uint64_t pushed = 0, got = 0;
+        while (got < N) {
+            pushed += ts_ring_push(c.in, in + pushed, N - pushed);
+            ts_gateway_poll_at(r.gw, 0, 1);
+            got += pop_cmds(r.cmd[0], sent + got, N - got);
+        }
+        uint64_t s = 12345 + round;
+        for (int i = N - 1; i > 0; i--) { /* Fisher-Yates */
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            int j = (int)((s >> 33) % (uint64_t)(i + 1));
+            ts_command t = sent[i];
+            sent[i] = sent[j];
+            sent[j] = t;
+        }
+        uint64_t done = 0, back = 0;
+        while (back < N) {
+            if (done < N) {
+                ts_event e = rig_event(&r, TS_EV_CANCELLED, &sent[done], 1, 0, TS_EVF_DONE);
+                if (ts_ring_push(r.evt[0], &e, 1)) done++;
+            }
+            ts_gateway_poll_at(r.gw, 0, 1);
+            ts_event ev;
+            while (ts_ring_pop(c.out, &ev, 1)) {
+                CHECK_EQ(ev.order_id, 1000 + ((sent[back].order_id & 0xffffffffff) - 1) % N);
+                back++;
+            }
+        }
+        ts_gateway_stats st;
+        ts_gateway_get_stats(r.gw, &st);
+        CHECK_EQ(st.live_orders, 0);
+    }
+    rig_free(&r);
+}
+
+static void test_kill_and_disconnect(void) {
+    rig r;
+    rig_init(&r, 2, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 64);
+    ts_command cmds[2] = {rig_new(1, 1, TS_SIDE_BUY, 1000, 1), rig_new(2, 2, TS_SIDE_BUY, 1000, 1)};
+    ts_ring_push(c.in, cmds, 2);
+    ts_gateway_poll_at(r.gw, 0, 1);
+    CHECK_EQ(ts_gateway_kill(r.gw, 1, 1), TS_GW_OK);
+    CHECK_EQ(ts_gateway_kill(r.gw, 9, 1), TS_GW_ERR_UNKNOWN);
+    ts_ring_push(c.in, cmds, 1);
+    ts_gateway_poll_at(r.gw, 0, 2);
+    ts_command got[8];
+    for (int s = 0; s < 2; s++) {
+        CHECK_EQ(pop_cmds(r.cmd[s], got, 8), 2);
+        CHECK_EQ(got[0].kind, TS_CMD_NEW_ORDER);
+        CHECK_EQ(got[1].kind, TS_CMD_MASS_CANCEL);
+        CHECK_EQ(got[1].account_id, 1);
+    }
+    ts_event ev[4];
+    CHECK_EQ(ts_ring_pop(c.out, ev, 4), 1);
+    CHECK_EQ(ev[0].reason, TS_REJ_KILL_SWITCH);
+    /* disconnect: both orders are still live for the gateway, so both get a CANCEL */
+    CHECK_EQ(ts_gateway_remove_session(r.gw, c.id), TS_GW_OK);
+    CHECK_EQ(ts_gateway_remove_session(r.gw, c.id), TS_GW_ERR_UNKNOWN);
+    ts_gateway_poll_at(r.gw, 0, 3);
+    for (int s = 0; s < 2; s++) {
+        CHECK_EQ(pop_cmds(r.cmd[s], got, 8), 1);
+        CHECK_EQ(got[0].kind, TS_CMD_CANCEL);
+    }
+    rig_free(&r);
+}
+
+/* A shard ring of 16 and a client ring of 16: nothing is lost, order is kept. */
+static void test_backpressure(void) {
+    enum { N = 500 };
+    rig r;
+    rig_init(&r, 1, 1024, 64, 16);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 16);
+    uint64_t pushed = 0, got = 0, answered = 0, back = 0;
+    ts_command sent[N];
+    while (back < N) {
+        if (pushed < N) {
+            ts_command n = rig_new(pushed + 1, 1, TS_SIDE_BUY, 1000, 1);
+            pushed += ts_ring_push(c.in, &n, 1);
+        }
+        ts_gateway_poll_at(r.gw, 0, 1);
+        if (got < N) got += pop_cmds(r.cmd[0], sent + got, got % 3 ? 1 : 5);
+        while (answered < got) {
+            ts_event e = rig_event(&r, TS_EV_CANCELLED, &sent[answered], 1, 0, TS_EVF_DONE);
+            if (!ts_ring_push(r.evt[0], &e, 1)) break;
+            answered++;
+        }
+        ts_event ev;
+        if (ts_ring_pop(c.out, &ev, 1)) {
+            CHECK_EQ(ev.order_id, back + 1);
+            back++;
+        }
+    }
+    for (uint64_t i = 0; i < N; i++) CHECK_EQ(sent[i].order_id & 0xffffffffff, i + 1);
+    rig_free(&r);
+}
+
+static void test_pool_limit(void) {
+    rig r;
+    rig_init(&r, 1, 2, 32, 64);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 64);
+    ts_command cmds[3] = {rig_new(1, 1, TS_SIDE_BUY, 1000, 1), rig_new(2, 1, TS_SIDE_BUY, 1000, 1),
+                          rig_new(3, 1, TS_SIDE_BUY, 1000, 1)};
+    ts_ring_push(c.in, cmds, 3);
+    ts_gateway_poll_at(r.gw, 0, 1);
+    ts_event ev;
+    CHECK_EQ(ts_ring_pop(c.out, &ev, 1), 1);
+    CHECK_EQ(ev.reason, TS_REJ_GATEWAY_CAPACITY);
+    CHECK_EQ(ev.order_id, 3);
+    rig_free(&r);
+}
+
+typedef struct runner {
+    ts_gateway *gw;
+    int32_t stop;
+} runner;
+
+static void wait_for_parks(ts_gateway *gw, uint64_t n);
+
+static void *run_thread(void *arg) {
+    runner *rn = arg;
+    ts_gateway_run(rn->gw, &rn->stop);
+    return NULL;
+}
+
+/* The run loop parks when idle and a client's push wakes it. */
+static void test_run_parks_and_wakes(void) {
+    rig r;
+    rig_init(&r, 1, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 64);
+    runner rn = {r.gw, 0};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, run_thread, &rn) == 0);
+    ts_wait_strategy w = {TS_WAIT_SPIN_PARK, 64, 4, 0};
+    for (int i = 1; i <= 5; i++) {
+        wait_for_parks(r.gw, (uint64_t)i); /* let the pump go idle and park first */
+        ts_command n = rig_new(i, 1, TS_SIDE_BUY, 1000, 1);
+        ts_ring_push(c.in, &n, 1);
+        ts_command got;
+        CHECK_EQ(ts_ring_pop_wait(r.cmd[0], &got, 1, &w, 5000000000LL), 1);
+        CHECK_EQ(got.quantity, 1);
+    }
+    ts_gateway_stats st;
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK(st.parks >= 1);
+    __atomic_store_n(&rn.stop, 1, __ATOMIC_RELEASE);
+    ts_gateway_wake(r.gw);
+    pthread_join(t, NULL);
+    rig_free(&r);
+}
+
+static void wait_for_parks(ts_gateway *gw, uint64_t n) {
+    ts_gateway_stats st;
+    for (int k = 0; k < 1000000; k++) {
+        ts_gateway_get_stats(gw, &st);
+        if (st.parks >= n) return;
+        sched_yield();
+    }
+}
+
+/* A session removed while the pump sleeps, and its ring freed at once: the pump must not
+ * touch it when it wakes (ASan would see it), and it goes on serving the others. */
+static void test_remove_while_parked(void) {
+    rig r;
+    rig_init(&r, 1, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client keep = rig_client(&r, 1, 64);
+    size_t size = ts_ring_bytes_needed(TS_RECORD_SIZE, 64);
+    void *in_mem = aligned_alloc(128, size), *out_mem = aligned_alloc(128, size);
+    ts_ring_init(in_mem, size, TS_RECORD_SIZE, 64, TS_LAYOUT_VERSION, 1, 0);
+    ts_ring_init(out_mem, size, TS_RECORD_SIZE, 64, TS_LAYOUT_VERSION, 1, 0);
+    int64_t gone = ts_gateway_add_session(r.gw, 1, in_mem, out_mem, -1, 0);
+    CHECK(gone >= 0);
+    runner rn = {r.gw, 0};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, run_thread, &rn) == 0);
+    wait_for_parks(r.gw, 1);
+    CHECK_EQ(ts_gateway_remove_session(r.gw, gone), TS_GW_OK);
+    free(in_mem);
+    free(out_mem);
+    ts_command n = rig_new(1, 1, TS_SIDE_BUY, 1000, 1), got;
+    ts_ring_push(keep.in, &n, 1);
+    ts_wait_strategy w = {TS_WAIT_SPIN_PARK, 64, 4, 0};
+    CHECK_EQ(ts_ring_pop_wait(r.cmd[0], &got, 1, &w, 5000000000LL), 1);
+    __atomic_store_n(&rn.stop, 1, __ATOMIC_RELEASE);
+    ts_gateway_wake(r.gw);
+    pthread_join(t, NULL);
+    rig_free(&r);
+}
+
+/* The hot path allocates nothing: once set up, thousands of orders with every check on,
+ * their events, cancels and replaces go through without one malloc. */
+static void test_no_allocation_per_order(void) {
+    const int64_t BASE_NS = 1000000000000000LL; /* past the sessions' start (real clock) */
+    rig r;
+    rig_init(&r, 2, 1024, 64, 1024);
+    ts_risk_limits l = {.max_order_qty = 100,
+                        .max_order_notional = 1 << 30,
+                        .price_collar_bps = 1000,
+                        .max_open_orders = 1000,
+                        .max_position = 1 << 30,
+                        .credit_limit = 1LL << 40,
+                        .throttle_per_s = 1000000,
+                        .throttle_burst = 1000};
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 1024);
+    ts_gateway_poll_at(r.gw, 0, 1); /* a first pass, as after start-up */
+    uint64_t before = g_allocs;
+    ts_command got[64];
+    for (uint64_t round = 0; round < 200; round++) {
+        ts_command cmds[40];
+        for (int i = 0; i < 20; i++) {
+            cmds[i] = rig_new(round * 20 + i + 1, (uint32_t)(i % 4) + 1, TS_SIDE_BUY, 1000, 2);
+            ts_command x = {.kind = i % 2 ? TS_CMD_CANCEL : TS_CMD_REPLACE,
+                            .order_id = round * 20 + i + 1, .price = 1001, .quantity = 3};
+            cmds[20 + i] = x;
+        }
+        ts_ring_push(c.in, cmds, 40);
+        ts_gateway_poll_at(r.gw, 0, BASE_NS + (int64_t)round * 1000000);
+        for (int s = 0; s < 2; s++) {
+            uint64_t k = pop_cmds(r.cmd[s], got, 64);
+            for (uint64_t i = 0; i < k; i++) {
+                ts_event e;
+                if (got[i].kind == TS_CMD_NEW_ORDER) {
+                    e = rig_event(&r, TS_EV_TRADE, &got[i], 1, 1, 0);
+                } else if (got[i].kind == TS_CMD_REPLACE) {
+                    e = rig_event(&r, TS_EV_REPLACED, &got[i], 3, 2, 0);
+                    ts_ring_push(r.evt[s], &e, 1);
+                    e = rig_event(&r, TS_EV_CANCELLED, &got[i], 2, 0, TS_EVF_DONE);
+                } else {
+                    e = rig_event(&r, TS_EV_CANCELLED, &got[i], 1, 0, TS_EVF_DONE);
+                    e.reason = TS_CXL_USER;
+                }
+                ts_ring_push(r.evt[s], &e, 1);
+            }
+        }
+        ts_gateway_poll_at(r.gw, 0, BASE_NS + (int64_t)round * 1000000 + 1);
+        ts_event ev[256];
+        while (ts_ring_pop(c.out, ev, 256)) {
+        }
+    }
+    CHECK_EQ(g_allocs - before, 0);
+    ts_gateway_stats st;
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK_EQ(st.commands_in, 200 * 40);
+    CHECK_EQ(st.live_orders, 0);
+    rig_free(&r);
+}
+
+/* Any int64 a client sends is counted exactly (UBSan would flag a wrap): two orders of
+ * 2^62 lots at 2^40 leave the account's sums beyond int64, read out clamped, and a credit
+ * limit set afterwards still sees them whole. */
+static void test_huge_values_do_not_wrap(void) {
+    rig r;
+    rig_init(&r, 1, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 64);
+    ts_command cmds[2] = {rig_new(1, 1, TS_SIDE_BUY, 1LL << 40, 1LL << 62),
+                          rig_new(2, 1, TS_SIDE_BUY, 1LL << 40, 1LL << 62)};
+    ts_ring_push(c.in, cmds, 2);
+    ts_gateway_poll_at(r.gw, 0, 1);
+    ts_command got[2];
+    CHECK_EQ(pop_cmds(r.cmd[0], got, 2), 2);
+    for (int i = 0; i < 2; i++) {
+        ts_event e = rig_event(&r, TS_EV_TRADE, &got[i], 1LL << 61, 1LL << 61, 0);
+        ts_ring_push(r.evt[0], &e, 1);
+    }
+    ts_gateway_poll_at(r.gw, 0, 2);
+    ts_account_state a;
+    ts_gateway_account_state(r.gw, 1, &a);
+    CHECK_EQ(a.open_notional, INT64_MAX);
+    CHECK_EQ(a.filled_notional, INT64_MAX);
+    ts_position_state p;
+    ts_gateway_position(r.gw, 1, 1, &p);
+    CHECK_EQ(p.position, 1LL << 62);
+    CHECK_EQ(p.open_buy, 1LL << 62);
+    l.credit_limit = INT64_MAX;
+    ts_gateway_set_account(r.gw, 1, &l);
+    ts_command small = rig_new(3, 1, TS_SIDE_BUY, 1, 1);
+    ts_ring_push(c.in, &small, 1);
+    ts_gateway_poll_at(r.gw, 0, 3);
+    ts_event ev[4];
+    uint64_t n = ts_ring_pop(c.out, ev, 4);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(ev[2].reason, TS_REJ_CREDIT_LIMIT);
+    rig_free(&r);
+}
+
+/* Two sessions flooding one shard through a stage of 8: both get through, interleaved,
+ * rather than the first slot's session taking every pass. */
+static void test_sessions_share_the_pump(void) {
+    rig r;
+    rig_init(&r, 1, 1024, 8, 1024);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    ts_gateway_set_account(r.gw, 2, &l);
+    client a = rig_client(&r, 1, 256), b = rig_client(&r, 2, 256);
+    ts_command cmds[100];
+    for (int i = 0; i < 100; i++) cmds[i] = rig_new(i + 1, 1, TS_SIDE_BUY, 1000, 1);
+    CHECK_EQ(ts_ring_push(a.in, cmds, 100), 100);
+    CHECK_EQ(ts_ring_push(b.in, cmds, 100), 100);
+    uint64_t from_b_in_first_half = 0, got = 0;
+    ts_command out[16];
+    while (got < 200) {
+        ts_gateway_poll_at(r.gw, 0, 1);
+        uint64_t k = pop_cmds(r.cmd[0], out, 16);
+        for (uint64_t i = 0; i < k; i++, got++)
+            if (got < 100 && out[i].account_id == 2) from_b_in_first_half++;
+    }
+    CHECK(from_b_in_first_half >= 40);
+    rig_free(&r);
+}
+
+typedef struct test_case {
+    const char *name;
+    void (*fn)(void);
+} test_case;
+
+int main(void) {
+    const test_case tests[] = {
+        {"new_accept_cancel", test_new_accept_cancel},
+        {"rejects_never_reach_a_shard", test_rejects_never_reach_a_shard},
+        {"table_churn", test_table_churn},
+        {"kill_and_disconnect", test_kill_and_disconnect},
+        {"backpressure", test_backpressure},
+        {"pool_limit", test_pool_limit},
+        {"run_parks_and_wakes", test_run_parks_and_wakes},
+        {"remove_while_parked", test_remove_while_parked},
+        {"no_allocation_per_order", test_no_allocation_per_order},
+        {"huge_values_do_not_wrap", test_huge_values_do_not_wrap},
+        {"sessions_share_the_pump", test_sessions_share_the_pump},
+    };
+    int failed = 0;
+    for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
+        g_test_failed = 0;
+        tests[i].fn();
+        printf("%s %s\n", g_test_failed ? "FAIL" : "ok  ", tests[i].name);
+        failed += g_test_failed;
+    }
+    printf("test_gateway: %d failed\n", failed);
+    return failed != 0;
+}

@@ -1,0 +1,397 @@
+"""Pieces shared by the e2e and gc benches: a TradSys instance with its gateway (started
+through the Supervisor, as `tradsys run` does), the baseline peer (an asyncio TCP server
+calling the reference matching model), and open-loop order senders for shared memory and
+TCP that measure order → ack from each order's intended send time."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tradsys import wire
+from tradsys.client.transport import ColocatedTransport, _login
+from tradsys.config import Config, parse_config
+from tradsys.cores.gateway_auth import key_digest
+from tradsys.cores.sidecar import read_announcement
+from tradsys.cores.supervisor import Supervisor
+from tradsys.profiling import LatencyRecorder
+from tradsys.protocols.binary import (
+    MAX_RECORDS_PER_FRAME,
+    FrameBuffer,
+    MessageType,
+    encode_records,
+)
+from tradsys.ring import WaitStrategy
+
+KEY = "bench-key"
+EVENTS_PER_ORDER = 2  # an IOC buy on an empty book: ACCEPTED, then CANCELLED
+CHUNK = 1 << 16  # events matched to their orders at a time
+POP_MAX = 8192  # events taken per pop
+SYMBOL = 1
+PRICE = 10_000
+HERE = Path(__file__).resolve().parent
+# The worker's and the pump's wait: TRADSYS_BENCH_WAIT=busy-spin|spin-yield|spin-park
+WAIT = os.environ.get("TRADSYS_BENCH_WAIT", "spin-park")
+
+CONFIG = """
+[engine]
+instance = "{instance}"
+data_dir = "{data_dir}"
+wait = "{wait}"
+ring_capacity = 65536
+
+[journal]
+durability = "none"
+
+[[shard]]
+id = 0
+{shard_core}
+
+[[instrument]]
+symbol = "ACME"
+symbol_id = 1
+reference_price = {price}
+
+[gateway]
+{gateway_core}
+tcp_listen = "127.0.0.1:0"
+session_ring_capacity = 65536
+heartbeat_ms = 5000
+max_live_orders = 1048576
+pump_batch = 1024
+
+[md]
+enabled = false
+
+[[account]]
+id = 1
+name = "bench"
+api_key_sha256 = "{digest}"
+"""
+
+
+def orders(n: int, first_id: int) -> np.ndarray:
+    """IOC buys against an empty book: each is ACCEPTED (the ack the bench times), then
+    CANCELLED(IOC_REMAINDER); the book and the gateway's live-order table stay empty."""
+    rec = np.zeros(n, wire.COMMAND_DTYPE)
+    rec["kind"] = wire.CommandKind.NEW_ORDER
+    rec["order_id"] = np.arange(first_id, first_id + n, dtype=np.uint64)
+    rec["symbol_id"] = SYMBOL
+    rec["account_id"] = 1
+    rec["side"] = wire.Side.BUY
+    rec["order_type"] = wire.OrderType.LIMIT
+    rec["tif"] = wire.TimeInForce.IOC
+    rec["quantity"] = 1
+    rec["price"] = PRICE
+    return rec
+
+
+@dataclass
+class RunResult:
+    """One open-loop run at one offered rate."""
+
+    offered: float
+    sent: int
+    acked: int
+    seconds: float
+    latency: LatencyRecorder
+    growth_us: float = 0.0  # median latency of the last quarter minus the first quarter
+
+    @property
+    def achieved(self) -> float:
+        return self.acked / self.seconds if self.seconds else 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.acked == self.sent and self.sent > 0
+
+    def us(self, p: float) -> float:
+        return self.latency.percentile_us(p) if self.latency.count else float("inf")
+
+    def sustained(self, growth_limit_us: float) -> bool:
+        """Every order answered, at the offered rate, and no queue building up: the
+        median latency of the run's last quarter at most ``growth_limit_us`` above the
+        first quarter's (an overloaded system's latency grows for as long as it runs)."""
+        return (
+            self.complete
+            and self.achieved >= 0.95 * self.offered
+            and self.growth_us <= growth_limit_us
+        )
+
+
+class OrderSender:
+    """Open-loop sender over a non-blocking transport: ``push(records) -> taken`` and
+    ``pop() -> EVENT records``."""
+
+    chunk = 4096
+
+    def push(self, records: np.ndarray) -> int:
+        raise NotImplementedError
+
+    def pop_into(self, out: np.ndarray) -> int:
+        """Move the events that arrived into ``out``; return how many."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def idle(self, timeout_s: float) -> None:
+        """Nothing due, nothing arrived: wait for events up to ``timeout_s`` without
+        burning the CPU the engine needs (a spinning client on 2 cores starves it)."""
+
+    def run(self, rate: float, seconds: float, first_id: int, drain_s: float = 3.0) -> RunResult:
+        """Send ``rate * seconds`` orders on the timetable; time each ack.
+
+        The loop does as little Python per pass as it can (a push, a pop into a chunk
+        buffer, a clock read), so that the client is not what limits the rate: the events
+        are matched to their orders in bulk with numpy, a chunk at a time. Each order of
+        this workload makes exactly EVENTS_PER_ORDER events, which says when all are in.
+        """
+        n = max(1, int(rate * seconds))
+        recs = orders(n, first_id)
+        step_ns = 1e9 / rate
+        intended = (np.arange(n, dtype=np.float64) * step_ns).astype(np.int64)
+        received = np.zeros(n, np.int64)
+        accepted, rejected = wire.EventKind.ACCEPTED, wire.EventKind.REJECTED
+        buf = np.zeros(CHUNK + POP_MAX, wire.EVENT_DTYPE)
+        counts: list[int] = []
+        stamps: list[int] = []
+        filled = sent = total = acked = 0
+
+        def flush() -> int:
+            ev = buf[:filled]
+            times = np.repeat(np.array(stamps, np.int64), np.array(counts, np.int64))
+            kinds = ev["kind"]
+            mask = (kinds == accepted) | (kinds == rejected)
+            idx = ev["order_id"][mask].astype(np.int64) - first_id
+            ok = (idx >= 0) & (idx < n)
+            received[idx[ok]] = times[mask][ok]
+            counts.clear()
+            stamps.clear()
+            return int(ok.sum())
+
+        now_ns = time.monotonic_ns
+        push, pop_into, chunk = self.push, self.pop_into, self.chunk
+        t0 = now_ns() + 1_000_000
+        intended += t0
+        deadline = t0 + int((seconds + drain_s) * 1e9)
+        expected = EVENTS_PER_ORDER * n
+        while total < expected:
+            now = now_ns()
+            if now > deadline:
+                break
+            pushed = False
+            if sent < n:
+                due = min(n, int((now - t0) / step_ns) + 1)
+                if due > sent:
+                    sent += push(recs[sent : min(due, sent + chunk)])
+                    pushed = True
+            k = pop_into(buf[filled : filled + POP_MAX])
+            if k:
+                stamps.append(now_ns())
+                counts.append(k)
+                filled += k
+                total += k
+                if filled >= CHUNK:
+                    acked += flush()
+                    filled = 0
+            elif not pushed:
+                next_due = intended[sent] if sent < n else deadline
+                self.idle(max(0, min(next_due, deadline) - now) / 1e9)
+        if filled:
+            acked += flush()
+        end = received.max() if acked else now_ns()
+        lat = LatencyRecorder()
+        got = received > 0
+        growth = float("inf")
+        if got.any():
+            values = received[got] - intended[got]
+            lat.record_many(values)
+            q = max(1, len(values) // 4)
+            growth = float(np.median(values[-q:]) - np.median(values[:q])) / 1000
+        return RunResult(rate, sent, acked, max(1e-9, (end - t0) / 1e9), lat, growth)
+
+
+class RingSender(OrderSender):
+    """A colocated session: straight into the inbound ring, out of the outbound ring."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.t = ColocatedTransport(socket_path, 1, KEY)
+        self.wait = WaitStrategy.spin_park()
+
+    def push(self, records: np.ndarray) -> int:
+        return self.t.inbound.push_batch(records)
+
+    def pop_into(self, out: np.ndarray) -> int:
+        return self.t.outbound.pop_batch(out)
+
+    def idle(self, timeout_s: float) -> None:
+        self.t.outbound.wait_readable(self.wait, timeout_s)
+
+    def close(self) -> None:
+        self.t.close()
+
+
+class TcpSender(OrderSender):
+    """A TCP session of the binary protocol, on a non-blocking socket: frames queue in a
+    send buffer that is written as the socket takes it."""
+
+    chunk = MAX_RECORDS_PER_FRAME
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        accepted = _login(self.sock, 1, KEY, 10.0)
+        self.sock.setblocking(False)
+        self.seq = accepted.next_command_seq
+        self.pending = bytearray()
+        self.buf = FrameBuffer()
+
+    def _flush(self) -> None:
+        if self.pending:
+            with contextlib.suppress(BlockingIOError):
+                n = self.sock.send(self.pending)
+                del self.pending[:n]
+
+    def push(self, records: np.ndarray) -> int:
+        if len(self.pending) > 1 << 20:  # the peer is not reading: stop queueing
+            self._flush()
+            return 0
+        self.pending += encode_records(MessageType.COMMANDS, self.seq, records)
+        self.seq += len(records)
+        self._flush()
+        return len(records)
+
+    def pop_into(self, out: np.ndarray) -> int:
+        """Decode the EVENTS frames that arrived into ``out``; a frame that does not fit
+        waits in the buffer for the next call."""
+        self._flush()
+        room = self.buf.writable()
+        try:
+            n = self.sock.recv_into(room) if len(room) else -1
+        except BlockingIOError:
+            n = -1
+        if n == 0:
+            raise ConnectionError("the server closed the connection")
+        if n > 0:
+            self.buf.advance(n)
+        got = 0
+        for f in self.buf.frames():
+            if f.type != MessageType.EVENTS:
+                continue
+            recs = self.buf.records(f, wire.EVENT_DTYPE)
+            out[got : got + len(recs)] = recs
+            got += len(recs)
+            if got + MAX_RECORDS_PER_FRAME > len(out):
+                break
+        return got
+
+    def idle(self, timeout_s: float) -> None:
+        writers = [self.sock] if self.pending else []
+        select.select([self.sock], writers, [], timeout_s)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# ---- TradSys --------------------------------------------------------------------------------
+
+
+def placement() -> tuple[int | None, set[int] | None]:
+    """(engine CPU, client CPUs). By default the kernel places everything. With
+    TRADSYS_BENCH_PIN=1 (and two CPUs or more) the shard worker and the gateway share the
+    last CPU and the client keeps the rest -- on a 2-CPU VM that halved the throughput
+    (the pump and the worker then take turns on one CPU), so it is not the default."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or os.environ.get("TRADSYS_BENCH_PIN", "0") == "0":
+        return None, None
+    return cpus[-1], set(cpus[:-1])
+
+
+def bench_config(instance: str, data_dir: Path, wait: str = WAIT) -> Config:
+    engine_cpu, _ = placement()
+    core = "" if engine_cpu is None else f"core = {engine_cpu}"
+    text = CONFIG.format(
+        instance=instance,
+        data_dir=data_dir,
+        price=PRICE,
+        digest=key_digest(KEY),
+        wait=wait,
+        shard_core=core,
+        gateway_core=core,
+    )
+    return parse_config(text, "bench")
+
+
+@contextlib.contextmanager
+def tradsys_instance(name: str) -> Iterator[tuple[Supervisor, dict[str, Any]]]:
+    """A running instance (one shard worker, the gateway) and the gateway's announcement."""
+    tmp = tempfile.mkdtemp(prefix=f"tradsys-{name}-")
+    config = bench_config(f"{name}{os.getpid()}", Path(tmp))
+    sup = Supervisor(config, log=lambda line: None)
+    _, client_cpus = placement()
+    before = os.sched_getaffinity(0)
+    try:
+        if client_cpus:
+            os.sched_setaffinity(0, client_cpus)
+        sup.start()
+        ann = read_announcement(config, "gateway")
+        assert ann is not None
+        yield sup, ann
+    finally:
+        sup.stop()
+        os.sched_setaffinity(0, before)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def tcp_address(ann: dict[str, Any]) -> tuple[str, int]:
+    host, port = str(ann["tcp"]).rsplit(":", 1)
+    return host, int(port)
+
+
+# ---- the baseline peer ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def baseline_server(stats_file: Path | None = None) -> Iterator[tuple[str, int]]:
+    """The asyncio + reference-model server in its own process; yields (host, port)."""
+    cmd = [sys.executable, str(HERE / "_baseline_server.py"), str(PRICE)]
+    if stats_file is not None:
+        cmd.append(str(stats_file))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        line = proc.stdout.readline().strip() if ready else ""
+        if not line.startswith("listening "):
+            raise RuntimeError(f"the baseline server did not start: {line!r}")
+        host, port = line.split()[1].rsplit(":", 1)
+        yield host, int(port)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.01)

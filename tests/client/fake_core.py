@@ -1,0 +1,129 @@
+"""A stand-in for the native gateway core in in-process tests of the edge: the same
+``add_session`` / ``remove_session`` face, a Python thread as the pump and an in-process
+C matching engine instead of shard workers. It assigns exchange ids and maps events back
+to each session's client order ids, as the real core does, so clients see real fills."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tradsys import wire
+from tradsys.config import Config
+from tradsys.matching import CEngine
+from tradsys.ring import Ring
+
+
+@dataclass
+class _Session:
+    account_id: int
+    inbound: Ring
+    outbound: Ring
+    notify_fd: int | None
+    cancel_on_disconnect: bool
+    exchange_ids: dict[int, int] = field(default_factory=dict)  # client id -> exchange id
+
+
+class FakeCore:
+    def __init__(self, config: Config) -> None:
+        self.engine = CEngine()
+        for ins in config.instruments:
+            self.engine.add_instrument(ins)
+        self.sessions: dict[int, _Session] = {}
+        self.owner: dict[int, tuple[int, int]] = {}  # exchange id -> (session, client id)
+        self._ids = itertools.count(1)
+        self._exchange_ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.removed: list[int] = []
+        self.commands = 0
+
+    def add_session(
+        self,
+        account_id: int,
+        inbound: Ring,
+        outbound: Ring,
+        *,
+        notify_fd: int | None = None,
+        cancel_on_disconnect: bool | None = None,
+    ) -> int:
+        with self._lock:
+            sid = next(self._ids)
+            self.sessions[sid] = _Session(
+                account_id, inbound, outbound, notify_fd, bool(cancel_on_disconnect)
+            )
+            return sid
+
+    def remove_session(self, session_id: int) -> None:
+        with self._lock:
+            s = self.sessions.pop(session_id)
+            self.removed.append(session_id)
+            if s.cancel_on_disconnect:
+                for xid in s.exchange_ids.values():
+                    cancel = np.zeros(1, wire.COMMAND_DTYPE)
+                    cancel["kind"] = wire.CommandKind.CANCEL
+                    cancel["order_id"] = xid
+                    cancel["account_id"] = s.account_id
+                    for sym in (1, 2):
+                        cancel["symbol_id"] = sym
+                        self._route(self.engine.process(cancel).events)
+
+    def _route(self, events: np.ndarray) -> None:
+        for ev in events:
+            owner = self.owner.get(int(ev["order_id"]))
+            if owner is None or owner[0] not in self.sessions:
+                continue
+            s = self.sessions[owner[0]]
+            out = np.array([ev], wire.EVENT_DTYPE)
+            out["order_id"] = owner[1]
+            out["contra_order_id"] = 0
+            while s.outbound.push_batch(out) == 0:
+                pass
+            if s.notify_fd is not None:
+                os.eventfd_write(s.notify_fd, 1)
+
+    def poll(self) -> int:
+        buf = np.zeros(256, wire.COMMAND_DTYPE)
+        moved = 0
+        with self._lock:
+            for sid, s in list(self.sessions.items()):
+                n = s.inbound.pop_batch(buf)
+                for cmd in buf[:n].copy():
+                    cmd["account_id"] = s.account_id
+                    client_id = int(cmd["order_id"])
+                    if cmd["kind"] == wire.CommandKind.NEW_ORDER:
+                        xid = next(self._exchange_ids)
+                        s.exchange_ids[client_id] = xid
+                        self.owner[xid] = (sid, client_id)
+                        cmd["order_id"] = xid
+                    elif cmd["kind"] in (wire.CommandKind.CANCEL, wire.CommandKind.REPLACE):
+                        cmd["order_id"] = s.exchange_ids.get(client_id, 0)
+                    self._route(self.engine.process(np.array([cmd], wire.COMMAND_DTYPE)).events)
+                moved += n
+                self.commands += n
+        return moved
+
+    def start(self) -> None:
+        def pump() -> None:
+            while not self._stop.is_set():
+                if not self.poll():
+                    self._stop.wait(0.0005)
+
+        self._thread = threading.Thread(target=pump, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def stats(self) -> dict[str, int]:
+        return {"commands": self.commands, "sessions": len(self.sessions)}
+
+    def close(self) -> None:
+        self.stop()

@@ -1,0 +1,69 @@
+"""`tradsys order` against the real edge (fake core), found through its announcement."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.client.edge_rig import KEYS, EdgeRig, edge_toml
+from tradsys.cores.sidecar import announce_ready, withdraw
+
+
+def order_cli(
+    edge: EdgeRig, tmp_path: Path, *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess:
+    config = tmp_path / "tradsys.toml"
+    config.write_text(edge_toml(edge.config.engine.instance, Path(edge.config.engine.data_dir)))
+    announce_ready(edge.config, "gateway", unix_socket=edge.unix, tcp=edge.tcp)
+    env = {**os.environ, "TRADSYS_API_KEY": KEYS[1]}
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "tradsys.cli", "order", "--config", str(config), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    finally:
+        withdraw(edge.config, "gateway")
+
+
+def test_submit_prints_the_ack_then_a_reject_exits_1(edge: EdgeRig, tmp_path: Path) -> None:
+    ok = order_cli(
+        edge, tmp_path, "--account", "acct1", "submit", "ACME", "buy", "3", "--price", "99"
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "Ack" in ok.stdout and "ACME" in ok.stdout and "quantity=3" in ok.stdout
+    bad = order_cli(
+        edge, tmp_path, "--account", "1", "--tcp", "submit", "ACME", "buy", "0", "--price", "99"
+    )
+    assert bad.returncode == 1 and "Reject" in bad.stdout and "INVALID_QUANTITY" in bad.stdout
+    assert "quantity not allowed" in bad.stdout
+
+
+def test_user_errors_are_named(edge: EdgeRig, tmp_path: Path) -> None:
+    sym = order_cli(edge, tmp_path, "--account", "acct1", "submit", "NOPE", "buy", "1")
+    assert sym.returncode == 1 and "unknown symbol 'NOPE'" in sym.stderr
+    acct = order_cli(edge, tmp_path, "--account", "zed", "mass-cancel")
+    assert acct.returncode == 1 and "no account 'zed'" in acct.stderr
+    key = order_cli(edge, tmp_path, "--account", "acct2", "mass-cancel")  # alice's key
+    assert key.returncode == 1 and "bad credentials" in key.stderr
+
+
+def test_shell_keeps_one_session(edge: EdgeRig, tmp_path: Path) -> None:
+    script = (
+        "submit ACME sell 5 --price 101 --order-id 7\n"
+        "bogus\n"
+        "replace 7 ACME --price 102 --quantity 4\n"
+        "cancel 7 ACME\n"
+    )
+    out = order_cli(edge, tmp_path, "--account", "acct1", "shell", stdin=script)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("Ack") and "order 7 ACME" in lines[0]
+    assert lines[1].startswith("error: argument verb: invalid choice: 'bogus'")
+    assert lines[2].startswith("Replaced") and "price=102" in lines[2]
+    assert lines[3].startswith("Cancelled") and "reason=USER" in lines[3]

@@ -1,0 +1,148 @@
+"""The order client against the real gateway edge (fake core): colocated and TCP give the
+same API and the same answers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import numpy as np
+import pytest
+
+from tests.client.edge_rig import KEYS, EdgeRig
+from tradsys import wire
+from tradsys.client.events import Ack, Cancelled, Fill, Reject, Replaced
+from tradsys.client.orders import (
+    AsyncOrderClient,
+    Disconnected,
+    LoginFailed,
+    OrderClient,
+    OrderRejected,
+)
+from tradsys.ring import instance_segments
+from tradsys.wire import CancelReason, RejectReason
+
+
+def address(edge: EdgeRig, how: str) -> str:
+    return edge.unix if how == "colocated" else f"tcp://{edge.tcp}"
+
+
+@pytest.mark.parametrize("how", ["colocated", "tcp"])
+def test_submit_ack_fill_cancel_replace(edge: EdgeRig, how: str) -> None:
+    with (
+        OrderClient.connect(address(edge, how), account_id=1, api_key=KEYS[1]) as alice,
+        OrderClient.connect(address(edge, "tcp"), account_id=2, api_key=KEYS[2]) as bob,
+    ):
+        sell = alice.submit(1, "sell", 10, 101)
+        ack = alice.wait_for(sell)
+        assert ack == Ack(sell, 1, wire.Side.SELL, 101, 10, 10)
+        buy = bob.submit(1, "buy", 4, 102, tif="ioc")
+        fill = bob.wait_for(buy, (Fill,))
+        assert isinstance(fill, Fill)
+        assert (fill.price, fill.quantity, fill.leaves_qty, fill.maker) == (101, 4, 0, False)
+        maker = alice.wait_for(sell, (Fill,))
+        assert isinstance(maker, Fill)
+        assert (maker.price, maker.quantity, maker.leaves_qty, maker.maker) == (101, 4, 6, True)
+
+        alice.replace(sell, price=103, quantity=8)
+        rep = alice.wait_for(sell, (Replaced,))
+        assert rep == Replaced(sell, 1, 103, 8, 4)
+        alice.cancel(sell)
+        cxl = alice.wait_for(sell, (Cancelled,))
+        assert isinstance(cxl, Cancelled) and cxl.reason == CancelReason.USER
+        assert cxl.quantity == 4
+
+
+@pytest.mark.parametrize("how", ["colocated", "tcp"])
+def test_a_rejected_order_raises_with_the_reason(edge: EdgeRig, how: str) -> None:
+    with OrderClient.connect(address(edge, how), account_id=1, api_key=KEYS[1]) as c:
+        oid = c.submit(99, "buy", 1, 100)  # no such symbol
+        with pytest.raises(OrderRejected) as info:
+            c.wait_for(oid)
+        assert info.value.reason == RejectReason.UNKNOWN_SYMBOL
+        assert "UNKNOWN_SYMBOL (unknown symbol)" in str(info.value)
+        assert isinstance(info.value.reject, Reject)
+
+
+@pytest.mark.parametrize("how", ["colocated", "tcp"])
+def test_bad_credentials_are_refused_and_leave_nothing(edge: EdgeRig, how: str) -> None:
+    for account, key in ((1, "wrong"), (42, KEYS[1]), (2, KEYS[1])):
+        with pytest.raises(LoginFailed) as info:
+            OrderClient.connect(address(edge, how), account_id=account, api_key=key)
+        assert info.value.reason == 1 and "bad credentials" in info.value.text
+    assert edge.stats()["sessions"] == 0
+    assert instance_segments(edge.config.engine.instance) == []
+
+
+@pytest.mark.parametrize("how", ["colocated", "tcp"])
+def test_batch_submit_of_numpy_records(edge: EdgeRig, how: str) -> None:
+    with OrderClient.connect(address(edge, how), account_id=1, api_key=KEYS[1]) as c:
+        n = 3000
+        orders = np.zeros(n, wire.COMMAND_DTYPE)
+        orders["kind"] = wire.CommandKind.NEW_ORDER
+        orders["order_id"] = np.arange(1, n + 1)
+        orders["symbol_id"] = 2
+        orders["side"] = wire.Side.BUY
+        orders["order_type"] = wire.OrderType.LIMIT
+        orders["tif"] = wire.TimeInForce.GTC
+        orders["quantity"] = 1
+        orders["price"] = 40 + np.arange(n) % 5
+        c.submit_batch(orders)
+        got: list[np.ndarray] = []
+        total = 0
+        while total < n:
+            recs = c.poll_records(5.0)
+            assert len(recs), f"only {total} of {n} acks"
+            got.append(recs.copy())
+            total += len(recs)
+        events = np.concatenate(got)
+        assert (events["kind"] == wire.EventKind.ACCEPTED).all()
+        assert events["order_id"].tolist() == list(range(1, n + 1))
+
+
+@pytest.mark.parametrize("how", ["colocated", "tcp"])
+def test_async_client_same_api(edge: EdgeRig, how: str) -> None:
+    async def main() -> None:
+        async with await AsyncOrderClient.connect(
+            address(edge, how), account_id=3, api_key=KEYS[3]
+        ) as c:
+            oid = await c.submit(1, "buy", 2, 99, post_only=True)
+            ack = await c.wait_for(oid)
+            assert isinstance(ack, Ack) and ack.leaves_qty == 2
+            await c.mass_cancel()
+            cxl = await c.wait_for(oid, (Cancelled,))
+            assert isinstance(cxl, Cancelled) and cxl.reason == CancelReason.MASS_CANCEL
+
+    asyncio.run(main())
+
+
+def test_colocated_client_learns_the_gateway_is_gone(edge: EdgeRig) -> None:
+    c = OrderClient.connect(edge.unix, account_id=1, api_key=KEYS[1])
+    try:
+        edge.call(edge.server.colocated.shutdown())
+        with pytest.raises(Disconnected):
+            for _ in range(100):
+                c.poll(0.05)
+    finally:
+        c.close()
+
+
+def test_tcp_client_learns_of_shutdown(edge: EdgeRig) -> None:
+    c = OrderClient.connect(f"tcp://{edge.tcp}", account_id=1, api_key=KEYS[1])
+    try:
+        edge.run(edge.server.tcp.shutdown)
+        with pytest.raises(Disconnected, match="stopping"):
+            for _ in range(100):
+                c.poll(0.05)
+    finally:
+        c.close()
+    assert os.path.exists(edge.unix)
+
+
+def test_an_idle_tcp_client_is_kept_alive_by_its_heartbeats(edge: EdgeRig) -> None:
+    import time
+
+    with OrderClient.connect(f"tcp://{edge.tcp}", account_id=1, api_key=KEYS[1]) as c:
+        time.sleep(5 * 0.2)  # idle (not waiting for anything) for 5 heartbeat intervals
+        assert isinstance(c.wait_for(c.submit(1, "buy", 1, 90)), Ack)
+        assert edge.stats()["heartbeat_timeouts"] == 0

@@ -1,0 +1,284 @@
+"""Bad input at every entry of the gateway edge gets a clear reject or disconnect,
+changes no state, and every other session keeps being served."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.client.edge_rig import KEYS, EdgeRig, edge_config, running_edge
+from tests.client.raw import RawPeer
+from tradsys import wire
+from tradsys.client.events import Ack
+from tradsys.client.orders import OrderClient
+from tradsys.matching.commands import batch
+from tradsys.protocols.binary import (
+    EndReason,
+    LoginRejectReason,
+    MessageType,
+    decode_reason,
+    encode_empty,
+    encode_login,
+    encode_records,
+    header,
+)
+from tradsys.ring import instance_segments
+
+
+@pytest.fixture
+def edge(instance: str, tmp_path: Path) -> Iterator[EdgeRig]:
+    with running_edge(edge_config(instance, tmp_path)) as rig:
+        yield rig
+
+
+@pytest.fixture
+def bystander(edge: EdgeRig) -> Iterator[OrderClient]:
+    """A well-behaved TCP session that must keep working whatever the others do."""
+    with OrderClient.connect(f"tcp://{edge.tcp}", account_id=3, api_key=KEYS[3]) as c:
+        yield c
+
+
+def wait_for_sessions(edge: EdgeRig, n: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while edge.stats()["sessions"] != n:
+        assert time.monotonic() < deadline, f"sessions: {edge.stats()['sessions']}, not {n}"
+        time.sleep(0.005)
+
+
+def still_served(c: OrderClient) -> None:
+    oid = c.submit(2, "buy", 1, 45)
+    assert isinstance(c.wait_for(oid), Ack)
+
+
+def reason_of(frames: list, kind: MessageType) -> tuple[int, str]:
+    assert frames and frames[-1][0] == kind, frames
+    return decode_reason(frames[-1][2])
+
+
+def one_order(oid: int, kind: int = wire.CommandKind.NEW_ORDER) -> np.ndarray:
+    rec = np.zeros(1, wire.COMMAND_DTYPE)
+    rec["kind"], rec["order_id"], rec["symbol_id"] = kind, oid, 1
+    rec["side"], rec["order_type"], rec["tif"] = 1, 1, 1
+    rec["quantity"], rec["price"] = 1, 90
+    return rec
+
+
+# ---- TCP -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "why"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "exceeds the maximum"),
+        (b"\x10\x00\x00\x00Q" + bytes(15), "unknown message type 0x51"),
+        (encode_empty(MessageType.HEARTBEAT), "first frame must be LOGIN"),
+        (header(MessageType.LOGIN, 10) + bytes(10), "LOGIN body must be 72"),
+        (header(MessageType.COMMANDS, 1 << 20), "exceeds the maximum"),
+    ],
+)
+def test_tcp_garbage_before_login(edge: EdgeRig, bystander: OrderClient, first: bytes, why: str):
+    peer = RawPeer.tcp(edge.host, edge.port)
+    peer.send(first)
+    reason, text = reason_of(peer.frames_until_closed(), MessageType.LOGIN_REJECTED)
+    assert reason == LoginRejectReason.MALFORMED and why in text
+    peer.close()
+    still_served(bystander)
+    wait_for_sessions(edge, 1)
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason", "why"),
+    [
+        (header(0x7F, 0), EndReason.PROTOCOL_ERROR, "unknown message type 0x7f"),
+        (header(MessageType.COMMANDS, 100) + bytes(100), EndReason.PROTOCOL_ERROR, "not 1..1024"),
+        (header(MessageType.EVENTS, 64) + bytes(64), EndReason.PROTOCOL_ERROR, "may not send"),
+        (encode_login(1, KEYS[1]), EndReason.PROTOCOL_ERROR, "may not send LOGIN"),
+        (header(MessageType.COMMANDS, 70_000), EndReason.PROTOCOL_ERROR, "exceeds"),
+        (
+            encode_records(MessageType.COMMANDS, 5, one_order(1)),
+            EndReason.SEQUENCE_GAP,
+            "seq 5, expected 1",
+        ),
+        (encode_empty(MessageType.LOGOUT), EndReason.LOGOUT, "logged out"),
+    ],
+)
+def test_tcp_bad_frames_after_login_end_only_that_session(
+    edge: EdgeRig, bystander: OrderClient, frame: bytes, reason: int, why: str
+) -> None:
+    peer = RawPeer.tcp(edge.host, edge.port)
+    peer.login(1, KEYS[1])
+    commands_before = edge.core.commands
+    peer.send(frame)
+    got, text = reason_of(peer.frames_until_closed(), MessageType.END)
+    assert got == reason and why in text, text
+    peer.close()
+    assert edge.core.commands == commands_before, "nothing reached the core"
+    still_served(bystander)
+    wait_for_sessions(edge, 1)
+
+
+def test_commands_no_client_may_send_are_rejected_locally(edge: EdgeRig) -> None:
+    peer = RawPeer.tcp(edge.host, edge.port)
+    peer.login(1, KEYS[1])
+    recs = batch(one_order(1), one_order(2, wire.CommandKind.CONTROL), one_order(3, 99))
+    peer.send(encode_records(MessageType.COMMANDS, 1, recs))
+    events = []
+    while len(events) < 3:
+        frame = peer.next_frame()
+        assert frame is not None
+        if frame[0] == MessageType.EVENTS:
+            events.extend(np.frombuffer(frame[2], wire.EVENT_DTYPE))
+    by_id = {int(e["order_id"]): (int(e["kind"]), int(e["reason"])) for e in events}
+    invalid = (wire.EventKind.REJECTED, wire.RejectReason.INVALID_COMMAND)
+    assert by_id == {1: (wire.EventKind.ACCEPTED, 0), 2: invalid, 3: invalid}
+    assert edge.core.commands == 1, "only the new order reached the core"
+    peer.close()
+
+
+def test_tcp_login_timeout_and_silent_peer(edge: EdgeRig, bystander: OrderClient) -> None:
+    mute = RawPeer.tcp(edge.host, edge.port)  # never logs in
+    silent = RawPeer.tcp(edge.host, edge.port)
+    silent.login(2, KEYS[2])  # logs in, then never speaks again
+    reason, _ = reason_of(mute.frames_until_closed(), MessageType.LOGIN_REJECTED)
+    assert reason == LoginRejectReason.TIMEOUT
+    frames = silent.frames_until_closed()
+    assert any(f[0] == MessageType.HEARTBEAT for f in frames), "the gateway heart-beats"
+    reason, _ = reason_of(frames, MessageType.END)
+    assert reason == EndReason.HEARTBEAT_TIMEOUT
+    still_served(bystander)  # it heart-beat all along, so it is still there
+    assert edge.stats()["heartbeat_timeouts"] == 1
+
+
+def test_a_tcp_client_that_vanishes_mid_stream(edge: EdgeRig, bystander: OrderClient) -> None:
+    peer = RawPeer.tcp(edge.host, edge.port)
+    peer.login(1, KEYS[1])
+    frame = encode_records(MessageType.COMMANDS, 1, one_order(1))
+    peer.send(frame[:40])  # half a frame, then a reset
+    peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()
+    wait_for_sessions(edge, 1)
+    assert edge.core.commands == 0
+    still_served(bystander)
+
+
+# ---- colocated -----------------------------------------------------------------------------
+
+
+def test_unix_half_finished_handshake_times_out(edge: EdgeRig, bystander: OrderClient) -> None:
+    peer = RawPeer.unix(edge.unix)
+    peer.send(encode_login(1, KEYS[1])[:20])
+    reason, text = reason_of(peer.frames_until_closed(), MessageType.LOGIN_REJECTED)
+    assert reason == LoginRejectReason.TIMEOUT and "no LOGIN within 500 ms" in text
+    peer.close()
+    wait_for_sessions(edge, 1)
+    still_served(bystander)
+
+
+@pytest.mark.parametrize(
+    ("first", "reason"),
+    [
+        (b"\xff" * 16, LoginRejectReason.MALFORMED),
+        (encode_empty(MessageType.HEARTBEAT), LoginRejectReason.MALFORMED),
+        (encode_login(1, "nope"), LoginRejectReason.BAD_CREDENTIALS),
+        (encode_login(77, KEYS[1]), LoginRejectReason.BAD_CREDENTIALS),
+    ],
+)
+def test_unix_bad_logins(edge: EdgeRig, bystander: OrderClient, first: bytes, reason: int) -> None:
+    peer = RawPeer.unix(edge.unix)
+    peer.send(first)
+    got, _ = reason_of(peer.frames_until_closed(), MessageType.LOGIN_REJECTED)
+    assert got == reason
+    peer.close()
+    wait_for_sessions(edge, 1)
+    assert [n for n in instance_segments(edge.config.engine.instance) if ".sin." in n] == [
+        f"/tradsys.{edge.config.engine.instance}.sin.0"
+    ], "only the bystander's rings"
+    still_served(bystander)
+
+
+def test_unix_socket_file_is_owner_only(edge: EdgeRig) -> None:
+    assert os.stat(edge.unix).st_mode & 0o777 == 0o600
+
+
+def _colocated_child(path: str, ready: str) -> None:
+    """Log in, rest an order, say so, then wait to be killed."""
+    c = OrderClient.connect(path, account_id=1, api_key=KEYS[1])
+    oid = c.submit(1, "sell", 5, 120)
+    c.wait_for(oid)
+    Path(ready).write_text(str(oid))
+    time.sleep(600)  # killed by the test long before
+
+
+def test_a_colocated_client_killed_mid_session(edge: EdgeRig, children, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    proc = children.start(_colocated_child, edge.unix, str(ready))
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ready.exists(), "the child never got its ack"
+    wait_for_sessions(edge, 1)
+    os.kill(proc.pid, signal.SIGKILL)
+    wait_for_sessions(edge, 0)
+    assert instance_segments(edge.config.engine.instance) == [], "its rings are unlinked"
+    # cancel on disconnect: the resting sell is gone, so this buy finds nothing to hit
+    with OrderClient.connect(f"tcp://{edge.tcp}", account_id=2, api_key=KEYS[2]) as bob:
+        oid = bob.submit(1, "buy", 5, 120, tif="ioc")
+        events = [bob.wait_for(oid)]
+        events += list(bob.events(0.3))
+        assert all(e.__class__.__name__ != "Fill" for e in events), events
+
+
+def test_session_limit(instance: str, tmp_path: Path) -> None:
+    with (
+        running_edge(edge_config(instance, tmp_path, max_sessions=2)) as rig,
+        contextlib.ExitStack() as clients,
+    ):
+        a = clients.enter_context(OrderClient.connect(rig.unix, account_id=1, api_key=KEYS[1]))
+        clients.enter_context(
+            OrderClient.connect(f"tcp://{rig.tcp}", account_id=2, api_key=KEYS[2])
+        )
+        peer = RawPeer.unix(rig.unix)
+        peer.send(encode_login(3, KEYS[3]))
+        got, text = reason_of(peer.frames_until_closed(), MessageType.LOGIN_REJECTED)
+        assert got == LoginRejectReason.SESSION_LIMIT and "at most 2" in text
+        peer.close()
+        a.close()
+        wait_for_sessions(rig, 1)
+        c = clients.enter_context(OrderClient.connect(rig.unix, account_id=3, api_key=KEYS[3]))
+        assert c.session_id
+
+
+def test_a_full_inbound_ring_is_backpressure_not_loss(instance: str, tmp_path: Path) -> None:
+    """The core is not pumping: a TCP client's commands fill the session's 64-slot ring,
+    the gateway stops reading the socket; once the core runs, every command goes through,
+    in order."""
+    from tests.client.fake_core import FakeCore
+
+    config = edge_config(instance, tmp_path, session_ring_capacity=64, heartbeat_ms=2000)
+    core = FakeCore(config)
+    rig = EdgeRig(config, core)
+    try:
+        with OrderClient.connect(f"tcp://{rig.tcp}", account_id=1, api_key=KEYS[1]) as c:
+            n = 500
+            orders = batch(*[one_order(i + 1) for i in range(n)])
+            c.submit_batch(orders)
+            assert c.poll(0.3) == []  # nothing moves while the core is stopped
+            core.start()
+            got: list[int] = []
+            while len(got) < n:
+                events = c.poll(5.0)
+                assert events, f"only {len(got)} of {n} acks"
+                got += [e.order_id for e in events if isinstance(e, Ack)]
+            assert got == list(range(1, n + 1))
+    finally:
+        rig.close()
+        core.close()

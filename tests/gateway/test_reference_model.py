@@ -1,0 +1,236 @@
+"""The C pump against the plain-Python model (tradsys.gateway.reference) on random
+streams: client commands from several sessions, shard answers from a toy engine, fills,
+expiries, kill switches, limit reloads, disconnects and the passing of time. After every
+step both must have sent the same commands to each shard, the same records to each
+session, and must agree on every account's exposure and positions."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import RUN_PREFIX, RingFactory
+from tests.gateway.fake_shard import FakeShard
+from tests.gateway.rig import AAA, BBB, GatewayRig, Session, account, make_config
+from tradsys.gateway.reference import Record, ReferenceGateway
+from tradsys.ring import instance_segments
+from tradsys.ring.segment import unlink_quietly
+from tradsys.wire import COMMAND_DTYPE, EVENT_DTYPE, CommandKind
+
+_examples = itertools.count()
+ACCOUNTS = (1, 2)
+SYMBOLS = (AAA, BBB, 3)  # 3 is unknown
+
+
+def _sometimes(value: int) -> st.SearchStrategy[int]:
+    """A limit that is set in about one example of three (many at once block everything)."""
+    return st.sampled_from([0, 0, value])
+
+
+LIMITS = st.fixed_dictionaries(
+    {
+        "max_order_qty": _sometimes(20),
+        "max_order_notional": _sometimes(20_000),
+        "price_collar_bps": _sometimes(500),
+        "max_open_orders": _sometimes(4),
+        "max_position": _sometimes(60),
+        "credit_limit": _sometimes(100_000),
+        "throttle_per_s": _sometimes(100),
+        "throttle_burst": st.sampled_from([0, 8]),
+    }
+)
+
+NEW = st.fixed_dictionaries(
+    {
+        "kind": st.just(int(CommandKind.NEW_ORDER)),
+        "order_id": st.integers(0, 12).map(lambda i: i if i < 9 else i - 8),  # rarely 0
+        "symbol_id": st.sampled_from([AAA, AAA, BBB, BBB, 3]),
+        "side": st.sampled_from([1, 1, 1, 2, 2, 2, 3]),
+        "order_type": st.just(1),
+        "tif": st.just(1),
+        "price": st.sampled_from([0, 960, 1000, 1000, 1000, 1040, 1100]),
+        "quantity": st.sampled_from([0, 1, 5, 5, 10, 10, 21]),
+    }
+)
+AMEND = st.fixed_dictionaries(
+    {
+        "kind": st.sampled_from([int(CommandKind.CANCEL), int(CommandKind.REPLACE)]),
+        "order_id": st.integers(1, 8),
+        "price": st.sampled_from([0, 950, 1000, 1060]),
+        "quantity": st.sampled_from([0, 3, 10, 25]),
+    }
+)
+OTHER = st.fixed_dictionaries(
+    {
+        "kind": st.sampled_from([int(CommandKind.MASS_CANCEL), int(CommandKind.CONTROL), 0, 9]),
+        "symbol_id": st.sampled_from((0, *SYMBOLS)),
+    }
+)
+COMMAND = st.one_of(NEW, NEW, NEW, NEW, AMEND, AMEND, OTHER)
+
+STEPS: list[tuple[int, st.SearchStrategy[tuple[Any, Any, Any]]]] = [
+    (10, st.tuples(st.just("send"), st.integers(0, 2), st.lists(COMMAND, min_size=1, max_size=16))),
+    (4, st.tuples(st.just("fill"), st.integers(0, 1), st.integers(1, 4))),
+    (1, st.tuples(st.just("expire"), st.integers(0, 1), st.just(1))),
+    (1, st.tuples(st.just("kill"), st.sampled_from([None, *ACCOUNTS]), st.booleans())),
+    (1, st.tuples(st.just("limits"), st.sampled_from(ACCOUNTS), LIMITS)),
+    (
+        2,
+        st.tuples(
+            st.just("tick"), st.sampled_from([1_000_000, 10_000_000, 50_000_000]), st.just(0)
+        ),
+    ),
+    (1, st.tuples(st.just("disconnect"), st.integers(0, 2), st.booleans())),
+]
+STEP = st.sampled_from([s for weight, s in STEPS for _ in range(weight)]).flatmap(lambda s: s)
+
+
+def full_command(fields: dict[str, int]) -> Record:
+    return {name: int(fields.get(name, 0)) for name in COMMAND_DTYPE.names or ()}
+
+
+def as_dicts(array: np.ndarray[Any, Any]) -> list[Record]:
+    return [{name: int(row[name]) for name in array.dtype.names or ()} for row in array]
+
+
+class Differential:
+    """The C gateway (in a rig) and the model, driven side by side."""
+
+    def __init__(self, rings: RingFactory, limits: dict[int, dict[str, int]], seed: int) -> None:
+        accounts = [account(a, **limits[a]) for a in ACCOUNTS]
+        config = make_config(rings.instance, accounts, max_live_orders=64)
+        self.rig = GatewayRig(rings, config)
+        self.now = time.monotonic_ns() + 10**12  # ahead of the C side's own clock reads
+        self.model = ReferenceGateway(
+            {AAA: (0, 1000), BBB: (1, 0)}, accounts, epoch=self.rig.epoch, max_orders=64
+        )
+        self.shards = [FakeShard(random.Random(seed)), FakeShard(random.Random(seed + 1))]
+        self.sessions: list[Session] = []
+        for i in range(3):
+            self.sessions.append(self._connect(ACCOUNTS[i % 2], None))
+
+    def _connect(self, account_id: int, cod: bool | None) -> Session:
+        s = self.rig.session(account_id, capacity=64, cancel_on_disconnect=cod)
+        self.model.add_session(s.id, account_id, cod, self.now)
+        return s
+
+    def _pass(
+        self, expected_cmds: dict[int, list[Record]], expected_events: dict[int, list[Record]]
+    ) -> None:
+        """Poll once; check what reached each shard and each session; the shards answer."""
+        self.rig.poll(self.now)
+        for s in self.sessions:
+            assert as_dicts(s.events()) == expected_events.get(s.id, []), f"session {s.id}"
+        answers: list[list[Record]] = [[], []]
+        for shard in (0, 1):
+            got = as_dicts(self.rig.sent(shard))
+            assert got == expected_cmds.get(shard, []), f"shard {shard}"
+            for c in got:
+                answers[shard] += self.shards[shard].on_command(c)
+        self._deliver(answers)
+
+    def _deliver(self, answers: list[list[Record]]) -> None:
+        if not any(answers):
+            return
+        routed: dict[int, list[Record]] = {}
+        for shard in (0, 1):
+            if answers[shard]:
+                batch = np.zeros(len(answers[shard]), dtype=EVENT_DTYPE)
+                for i, ev in enumerate(answers[shard]):
+                    for name, value in ev.items():
+                        batch[i][name] = value
+                assert self.rig.events[shard].push_batch(batch) == len(batch)
+            for ev in answers[shard]:
+                sid, rec = self.model.event(ev)
+                if sid is not None and rec is not None:
+                    routed.setdefault(sid, []).append(rec)
+        self._pass({}, routed)
+
+    def step(self, step: tuple[Any, Any, Any]) -> None:
+        what, a, b = step
+        if what == "send":
+            s = self.sessions[a]
+            cmds = [full_command(c) for c in b]
+            expected_cmds: dict[int, list[Record]] = {}
+            rejects: list[Record] = []
+            for c in cmds:
+                sent, evs = self.model.command(s.id, c, self.now)
+                for shard, recs in sent.items():
+                    expected_cmds.setdefault(shard, []).extend(recs)
+                rejects += evs
+            batch = np.zeros(len(cmds), dtype=COMMAND_DTYPE)
+            for i, c in enumerate(cmds):
+                for name, value in c.items():
+                    batch[i][name] = value
+            assert s.to_gateway.push_batch(batch) == len(batch)
+            self._pass(expected_cmds, {s.id: rejects})
+        elif what in ("fill", "expire"):
+            shard = self.shards[a]
+            answers: list[list[Record]] = [[], []]
+            for _ in range(b):
+                answers[a] += shard.fill() if what == "fill" else shard.expire()
+            self._deliver(answers)
+        elif what == "kill":
+            self.rig.core.kill(a, on=b)
+            self._pass(self.model.kill(a, b), {})
+        elif what == "limits":
+            limits = account(a, **b)
+            self.rig.core.set_account_limits(limits)
+            self.model.set_limits(limits, self.now)
+        elif what == "tick":
+            self.now += a
+        elif what == "disconnect":
+            old = self.sessions[a]
+            self.rig.core.remove_session(old.id)
+            expected = self.model.remove_session(old.id)
+            self.sessions[a] = self._connect(old.account_id, b)
+            self._pass(expected, {})
+        self.check_state()
+
+    def check_state(self) -> None:
+        for a, acc in self.model.accounts.items():
+            got = self.rig.core.account_state(a)
+            assert (got.open_orders, got.open_notional, got.filled_notional) == (
+                acc.open_orders,
+                acc.open_notional,
+                acc.filled_notional,
+            ), f"account {a}"
+            for sym in (AAA, BBB):
+                p = self.rig.core.position(a, sym)
+                assert (p.position, p.open_buy, p.open_sell) == (
+                    acc.position.get(sym, 0),
+                    acc.open_buy.get(sym, 0),
+                    acc.open_sell.get(sym, 0),
+                ), f"account {a} symbol {sym}"
+        assert self.rig.core.stats()["live_orders"] == len(self.model.orders)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.fixed_dictionaries({a: LIMITS for a in ACCOUNTS}),
+    st.lists(STEP, min_size=10, max_size=50),
+    st.integers(0, 2**32),
+)
+def test_pump_matches_the_reference_model(
+    limits: dict[int, dict[str, int]], steps: list[tuple[Any, Any, Any]], seed: int
+) -> None:
+    instance = f"{RUN_PREFIX}gwref{next(_examples)}"
+    rings = RingFactory(instance)
+    diff = None
+    try:
+        diff = Differential(rings, limits, seed)
+        for step in steps:
+            diff.step(step)
+    finally:
+        if diff is not None:
+            diff.rig.close()
+        rings.close_all()
+        leftovers = instance_segments(instance)
+        unlink_quietly(leftovers)
+    assert not leftovers, f"shared memory left behind: {leftovers}"

@@ -1,0 +1,132 @@
+"""The binary protocol's codec: round trips, header validation, the in-place decoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tradsys import wire
+from tradsys.protocols.binary import (
+    HEADER_SIZE,
+    MAX_FRAME,
+    MAX_RECORDS_PER_FRAME,
+    Accepted,
+    FrameBuffer,
+    MessageType,
+    ProtocolError,
+    decode_accepted,
+    decode_login,
+    decode_reason,
+    encode_accepted,
+    encode_empty,
+    encode_login,
+    encode_reason,
+    encode_records,
+    header,
+)
+
+
+def feed(buf: FrameBuffer, data: bytes) -> list:
+    out = []
+    for i in range(0, len(data), 7):  # in awkward pieces
+        piece = data[i : i + 7]
+        buf.writable()[: len(piece)] = piece
+        buf.advance(len(piece))
+        for f in buf.frames():
+            out.append((f.type, f.seq, bytes(buf.body(f))))
+    return out
+
+
+def test_fixed_messages_round_trip() -> None:
+    acc = Accepted(7, 1000, 3, 1, 1, 8192, "/tradsys.x.sin.0", "/tradsys.x.sout.0")
+    stream = (
+        encode_login(3, "k" * 64, 0)
+        + encode_accepted(acc)
+        + encode_reason(MessageType.END, 2, "bad frame: " + "x" * 100)
+        + encode_empty(MessageType.HEARTBEAT)
+    )
+    frames = feed(FrameBuffer(), stream)
+    assert [f[0] for f in frames] == [ord("L"), ord("A"), ord("Z"), ord("H")]
+    assert decode_login(frames[0][2]) == (3, 0, "k" * 64)
+    assert decode_accepted(frames[1][2]) == acc
+    reason, text = decode_reason(frames[2][2])
+    assert reason == 2 and text.startswith("bad frame: ") and len(text) == 63
+
+
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=10), st.integers(1, 2**40))
+def test_record_frames_decode_in_place(sizes: list[int], seq: int) -> None:
+    buf = FrameBuffer()
+    sent = []
+    stream = b""
+    for n in sizes:
+        recs = np.zeros(n, wire.COMMAND_DTYPE)
+        recs["order_id"] = np.arange(seq, seq + n)
+        sent.append(recs)
+        stream += encode_records(MessageType.COMMANDS, seq, recs)
+        seq += n
+    got = []
+    for i in range(0, len(stream), 1000):
+        piece = stream[i : i + 1000]
+        buf.writable()[: len(piece)] = piece
+        buf.advance(len(piece))
+        for f in buf.frames():
+            recs = buf.records(f, wire.COMMAND_DTYPE)
+            assert recs["order_id"][0] == f.seq
+            got.append(recs.copy())
+    assert buf.pending == 0
+    assert np.concatenate(got).tobytes() == np.concatenate(sent).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (header(0x51, 0), "unknown message type 0x51"),
+        (header(MessageType.LOGIN, 3), "LOGIN body must be 72 bytes, not 3"),
+        (header(MessageType.COMMANDS, 0), "not 1..1024 64-byte records"),
+        (header(MessageType.COMMANDS, 65), "not 1..1024 64-byte records"),
+        (header(MessageType.EVENTS, MAX_FRAME), "exceeds the maximum"),
+        (b"\x00\x00\x00\x00" + bytes(12), "below the header"),
+        (header(MessageType.HEARTBEAT, 1), "HEARTBEAT body must be 0 bytes, not 1"),
+    ],
+)
+def test_bad_headers_are_refused_by_name(frame: bytes, message: str) -> None:
+    buf = FrameBuffer()
+    buf.writable()[: len(frame)] = frame
+    buf.advance(len(frame))
+    with pytest.raises(ProtocolError, match=message):
+        list(buf.frames())
+
+
+def test_an_oversized_frame_is_refused_from_its_header_alone() -> None:
+    buf = FrameBuffer()
+    hdr = header(MessageType.COMMANDS, (MAX_RECORDS_PER_FRAME + 1) * 64)
+    buf.writable()[:HEADER_SIZE] = hdr
+    buf.advance(HEADER_SIZE)
+    with pytest.raises(ProtocolError, match="exceeds"):
+        list(buf.frames())
+
+
+def test_encoders_refuse_what_the_protocol_cannot_carry() -> None:
+    with pytest.raises(ValueError, match="at most 64"):
+        encode_login(1, "k" * 65)
+    with pytest.raises(ValueError, match=r"1\.\.1024"):
+        encode_records(MessageType.EVENTS, 1, np.zeros(0, wire.EVENT_DTYPE))
+    with pytest.raises(ValueError, match=r"1\.\.1024"):
+        encode_records(MessageType.EVENTS, 1, np.zeros(1025, wire.EVENT_DTYPE))
+
+
+def test_buffer_compacts_a_partial_frame() -> None:
+    buf = FrameBuffer(MAX_FRAME)
+    recs = np.zeros(MAX_RECORDS_PER_FRAME, wire.EVENT_DTYPE)
+    frame = encode_records(MessageType.EVENTS, 1, recs)
+    for _ in range(5):  # each full frame fills almost the whole buffer
+        half = len(frame) // 2
+        buf.writable()[:half] = frame[:half]
+        buf.advance(half)
+        assert list(buf.frames()) == []
+        rest = frame[half:]
+        buf.writable()[: len(rest)] = rest
+        buf.advance(len(rest))
+        assert len(list(buf.frames())) == 1

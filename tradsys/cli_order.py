@@ -1,0 +1,241 @@
+"""`tradsys order ...`: order entry for a person at a terminal.
+
+    tradsys order submit ACME buy 10 --price 10001 --account alice
+    tradsys order cancel 1234 ACME --account alice
+    tradsys order mass-cancel --account alice
+    tradsys order watch --account alice          # print the account's events
+    tradsys order shell --account alice          # one session, commands typed line by line
+
+It finds the running gateway through its announcement (``<instance_dir>/gateway.json``),
+connects colocated (Unix socket) unless ``--tcp`` is given, and takes the API key from
+``--api-key`` or the environment variable ``TRADSYS_API_KEY``. Symbols are names from the
+config. A session ends when the command does, and an account with cancel_on_disconnect
+(the default) loses its resting orders then: use ``shell`` to keep orders working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from typing import Any
+
+from tradsys.client.events import Event, Reject
+from tradsys.client.orders import Disconnected, LoginFailed, OrderClient, OrderRejected
+from tradsys.config import Config, ConfigError, load_config
+from tradsys.cores.sidecar import read_announcement
+
+EXIT_OK, EXIT_USER_ERROR = 0, 1
+
+
+class OrderCliError(Exception):
+    """A mistake the user can fix; printed without a traceback, exit code 1."""
+
+
+def _config(args: argparse.Namespace) -> Config:
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        raise OrderCliError(str(exc)) from None
+
+
+def _account_id(config: Config, value: str) -> int:
+    for acc in config.accounts:
+        if value in (acc.name, str(acc.id)):
+            return acc.id
+    names = ", ".join(f"{a.name} ({a.id})" for a in config.accounts) or "none"
+    raise OrderCliError(f"no account {value!r} in the config; accounts: {names}")
+
+
+def _cancels_on_disconnect(config: Config, account: str) -> bool:
+    return any(a.cancel_on_disconnect for a in config.accounts if account in (a.name, str(a.id)))
+
+
+def _symbols(config: Config) -> dict[str, int]:
+    return {i.symbol: i.symbol_id for i in config.instruments}
+
+
+def _symbol_id(config: Config, name: str) -> int:
+    symbols = _symbols(config)
+    if name.upper() in symbols:
+        return symbols[name.upper()]
+    raise OrderCliError(f"unknown symbol {name!r}; configured: {', '.join(symbols)}")
+
+
+def _connect(args: argparse.Namespace, config: Config) -> OrderClient:
+    key = args.api_key or os.environ.get("TRADSYS_API_KEY")
+    if not key:
+        raise OrderCliError("give the account's API key with --api-key or TRADSYS_API_KEY")
+    ann = read_announcement(config, "gateway")
+    if ann is None:
+        raise OrderCliError(
+            f"the gateway of instance {config.engine.instance!r} is not running "
+            "(no gateway.json): start it with `tradsys run`"
+        )
+    if args.tcp:
+        if not ann.get("tcp"):
+            raise OrderCliError("the gateway serves no TCP (gateway.tcp_listen is empty)")
+        address = f"tcp://{ann['tcp']}"
+    else:
+        address = str(ann["unix_socket"])
+    try:
+        return OrderClient.connect(
+            address, account_id=_account_id(config, args.account), api_key=key
+        )
+    except LoginFailed as exc:
+        raise OrderCliError(str(exc)) from None
+    except Disconnected as exc:
+        raise OrderCliError(f"cannot reach the gateway: {exc}") from None
+
+
+def describe(event: Event, names: dict[int, str]) -> str:
+    """One line for a person: what happened to which order."""
+    fields = {f: getattr(event, f) for f in event.__struct_fields__}
+    fields.pop("order_id")
+    sym = names.get(fields.pop("symbol_id"), "?")
+    detail = " ".join(
+        f"{k}={getattr(v, 'name', v)}".replace("=True", "").replace(" maker=False", "")
+        for k, v in fields.items()
+    )
+    line = f"{type(event).__name__:<9} order {event.order_id} {sym} {detail}"
+    return f"{line}: {event.text}" if isinstance(event, Reject) else line
+
+
+# ---- the verbs (shared by the one-shot commands and the shell) ---------------------------
+
+
+def _verb_parser(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[Any]:
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    sub = verbs.add_parser("submit", help="send a new order and print what happens to it")
+    sub.add_argument("symbol")
+    sub.add_argument("side", choices=["buy", "sell"])
+    sub.add_argument("quantity", type=int)
+    sub.add_argument("--price", type=int, help="limit price (none: a market order)")
+    sub.add_argument("--tif", default="gtc", choices=["gtc", "day", "ioc", "fok"])
+    sub.add_argument("--post-only", action="store_true")
+    sub.add_argument("--stop", type=int, help="stop price (a stop / stop-limit order)")
+    sub.add_argument("--display", type=int, help="visible quantity (an iceberg)")
+    sub.add_argument("--order-id", type=int, help="client order id (default: chosen)")
+    cancel = verbs.add_parser("cancel", help="cancel one order")
+    cancel.add_argument("order_id", type=int)
+    cancel.add_argument("symbol")
+    rep = verbs.add_parser("replace", help="new price and total quantity for an order")
+    rep.add_argument("order_id", type=int)
+    rep.add_argument("symbol")
+    rep.add_argument("--price", type=int, required=True)
+    rep.add_argument("--quantity", type=int, required=True)
+    mass = verbs.add_parser("mass-cancel", help="cancel every order of the account")
+    mass.add_argument("symbol", nargs="?", help="only this symbol")
+    return verbs
+
+
+def _run_verb(args: argparse.Namespace, config: Config, client: OrderClient) -> int | None:
+    """Send the command; return the order id to follow, if any."""
+    if args.verb == "submit":
+        return client.submit(
+            _symbol_id(config, args.symbol),
+            args.side,
+            args.quantity,
+            args.price,
+            order_id=args.order_id,
+            tif=args.tif,
+            post_only=args.post_only,
+            stop_price=args.stop,
+            display_qty=args.display,
+        )
+    if args.verb == "cancel":
+        client.cancel(args.order_id, _symbol_id(config, args.symbol))
+        return int(args.order_id)
+    if args.verb == "replace":
+        sym = _symbol_id(config, args.symbol)
+        client.replace(args.order_id, price=args.price, quantity=args.quantity, symbol_id=sym)
+        return int(args.order_id)
+    client.mass_cancel(_symbol_id(config, args.symbol) if args.symbol else 0)
+    return None
+
+
+def _print_events(client: OrderClient, names: dict[int, str], wait: float) -> int:
+    """Print events until none comes for ``wait`` s; 1 if any was a reject."""
+    status = EXIT_OK
+    for event in client.events(wait):
+        print(describe(event, names), flush=True)
+        if isinstance(event, Reject):
+            status = EXIT_USER_ERROR
+    return status
+
+
+def cmd_order(args: argparse.Namespace) -> int:
+    config = _config(args)
+    names = {v: k for k, v in _symbols(config).items()}
+    try:
+        with _connect(args, config) as client:
+            if args.verb == "watch":
+                print("watching; Ctrl-C stops", file=sys.stderr, flush=True)
+                while True:
+                    _print_events(client, names, 3600.0)
+            if args.verb == "shell":
+                return _shell(args, config, client, names)
+            _run_verb(args, config, client)
+            status = _print_events(client, names, args.wait)
+            if args.verb == "submit" and _cancels_on_disconnect(config, args.account):
+                print(
+                    "note: this account cancels its resting orders when its session ends "
+                    "(cancel_on_disconnect); use `tradsys order shell` to keep them working",
+                    file=sys.stderr,
+                )
+            return status
+    except OrderCliError as exc:
+        print(f"tradsys order: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (Disconnected, OrderRejected) as exc:
+        print(f"tradsys order: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+class _ShellParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise OrderCliError(message)
+
+
+def _shell(
+    args: argparse.Namespace, config: Config, client: OrderClient, names: dict[int, str]
+) -> int:
+    """Commands typed one per line (the verbs of `tradsys order`), one session."""
+    parser = _ShellParser(prog="", add_help=False)
+    _verb_parser(parser)
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            print("order> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            return EXIT_OK
+        if not line.strip() or line.strip().startswith("#"):
+            continue
+        if line.strip() in ("quit", "exit"):
+            return EXIT_OK
+        try:
+            _run_verb(parser.parse_args(shlex.split(line)), config, client)
+        except (OrderCliError, ValueError) as exc:
+            print(f"error: {exc}", flush=True)
+            continue
+        _print_events(client, names, args.wait)
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add `tradsys order` to the main parser."""
+    order = subparsers.add_parser("order", help="submit, cancel, replace, watch orders")
+    order.add_argument("--config", help="the instance's TOML config (default: built-in)")
+    order.add_argument("--account", required=True, help="account name or id")
+    order.add_argument("--api-key", help="the account's API key (or TRADSYS_API_KEY)")
+    order.add_argument("--tcp", action="store_true", help="connect over TCP, not colocated")
+    order.add_argument(
+        "--wait", type=float, default=0.5, help="seconds to wait for more events (default 0.5)"
+    )
+    verbs = _verb_parser(order)
+    verbs.add_parser("watch", help="print the account's events until Ctrl-C")
+    verbs.add_parser("shell", help="one session; type commands line by line")
+    order.set_defaults(func=cmd_order)

@@ -1,0 +1,393 @@
+"""The order-entry client: one API whether the gateway is reached through shared memory
+(colocated) or TCP.
+
+    with OrderClient.connect("var/default/gateway.sock", account_id=1, api_key="...") as c:
+        oid = c.submit(symbol_id=1, side="buy", quantity=10, price=10_000)
+        ack = c.wait_for(oid)          # Ack, or OrderRejected is raised
+        for event in c.poll(1.0): ...  # Fill, Cancelled, ...
+
+``address`` is a Unix socket path (colocated: ``unix:PATH`` or any path) or
+``tcp://host:port`` / ``host:port``. Orders are identified by the client's own ids
+(``order_id``, chosen here unless given); every event carries them back. For speed,
+``submit_batch`` takes a numpy ``COMMAND_DTYPE`` array and ``poll_records`` returns raw
+``EVENT_DTYPE`` records, with no Python object per order. ``AsyncOrderClient`` is the
+same for asyncio: awaitable calls and ``async for event in client.events()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from tradsys import wire
+from tradsys.client.events import (
+    Ack,
+    Disconnected,
+    Event,
+    LoginFailed,
+    OrderRejected,
+    Reject,
+    to_event,
+)
+from tradsys.client.transport import ColocatedTransport, Records, TcpTransport, Transport
+from tradsys.wire import CommandKind, OrderFlag, OrderType, Side, TimeInForce
+
+__all__ = [
+    "AsyncOrderClient",
+    "Disconnected",
+    "LoginFailed",
+    "OrderClient",
+    "OrderRejected",
+    "connect_transport",
+]
+
+SideLike = Side | str | int
+TifLike = TimeInForce | str | int
+
+
+def connect_transport(
+    address: str, account_id: int, api_key: str, timeout: float = 5.0
+) -> Transport:
+    """Open and log in a transport: ``tcp://host:port`` or ``host:port`` for TCP,
+    anything else (``unix:PATH`` or a path) for a colocated session."""
+    if address.startswith("tcp://") or (
+        ":" in address and not address.startswith("unix:") and "/" not in address
+    ):
+        host, _, port = address.removeprefix("tcp://").rpartition(":")
+        return TcpTransport(host, int(port), account_id, api_key, timeout)
+    return ColocatedTransport(address.removeprefix("unix:"), account_id, api_key, timeout)
+
+
+def _side(side: SideLike) -> int:
+    if isinstance(side, str):
+        try:
+            return int(Side[side.upper()])
+        except KeyError:
+            raise ValueError(f"side {side!r}: use 'buy' or 'sell'") from None
+    return int(Side(side))
+
+
+def _tif(tif: TifLike) -> int:
+    if isinstance(tif, str):
+        try:
+            return int(TimeInForce[tif.upper()])
+        except KeyError:
+            names = ", ".join(t.name.lower() for t in TimeInForce)
+            raise ValueError(f"time in force {tif!r}: use one of {names}") from None
+    return int(TimeInForce(tif))
+
+
+def order_record(
+    order_id: int,
+    symbol_id: int,
+    side: SideLike,
+    quantity: int,
+    price: int | None = None,
+    *,
+    tif: TifLike = TimeInForce.GTC,
+    post_only: bool = False,
+    stop_price: int | None = None,
+    display_qty: int | None = None,
+    order_type: OrderType | None = None,
+) -> Records:
+    """One NEW_ORDER record. The order type follows from the prices unless given: no
+    price is MARKET, a stop price makes it STOP (or STOP_LIMIT with a price); a
+    ``display_qty`` makes it an iceberg; ``tif="ioc"``/``"fok"``; ``post_only``."""
+    if order_type is None:
+        if stop_price:
+            order_type = OrderType.STOP_LIMIT if price else OrderType.STOP
+        else:
+            order_type = OrderType.LIMIT if price else OrderType.MARKET
+    rec = np.zeros(1, wire.COMMAND_DTYPE)
+    rec["kind"] = CommandKind.NEW_ORDER
+    rec["order_id"] = order_id
+    rec["symbol_id"] = symbol_id
+    rec["side"] = _side(side)
+    rec["quantity"] = quantity
+    rec["price"] = price or 0
+    rec["order_type"] = order_type
+    rec["tif"] = _tif(tif)
+    rec["flags"] = int(OrderFlag.POST_ONLY) if post_only else 0
+    rec["stop_price"] = stop_price or 0
+    rec["display_qty"] = display_qty or 0
+    return rec
+
+
+def _command(kind: CommandKind, order_id: int, symbol_id: int, **fields: int) -> Records:
+    rec = np.zeros(1, wire.COMMAND_DTYPE)
+    rec["kind"] = kind
+    rec["order_id"] = order_id
+    rec["symbol_id"] = symbol_id
+    for name, value in fields.items():
+        rec[name] = value
+    return rec
+
+
+class _Orders:
+    """What both clients share: order ids, the symbol each order is on, command records."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.account_id = transport.accepted.account_id
+        self.session_id = transport.accepted.session_id
+        # client order ids need only be unique among the session's live orders (the
+        # gateway maps them to exchange ids per session): 1, 2, 3 ... reads well in a log
+        self._ids = itertools.count(1)
+        self._symbols: dict[int, int] = {}
+
+    def next_order_id(self) -> int:
+        return next(self._ids)
+
+    def _new(self, symbol_id: int, side: SideLike, quantity: int, price: int | None,
+             order_id: int | None, kw: dict[str, Any]) -> tuple[int, Records]:  # fmt: skip
+        oid = self.next_order_id() if order_id is None else order_id
+        self._symbols[oid] = symbol_id
+        return oid, order_record(oid, symbol_id, side, quantity, price, **kw)
+
+    def _symbol(self, order_id: int, symbol_id: int | None) -> int:
+        if symbol_id is not None:
+            return symbol_id
+        try:
+            return self._symbols[order_id]
+        except KeyError:
+            raise ValueError(
+                f"order {order_id} was not submitted by this client: pass its symbol_id"
+            ) from None
+
+    def _cancel(self, order_id: int, symbol_id: int | None) -> Records:
+        return _command(CommandKind.CANCEL, order_id, self._symbol(order_id, symbol_id))
+
+    def _replace(self, order_id: int, price: int, quantity: int, symbol_id: int | None) -> Records:
+        sym = self._symbol(order_id, symbol_id)
+        return _command(CommandKind.REPLACE, order_id, sym, price=price, quantity=quantity)
+
+
+class OrderClient(_Orders):
+    """A blocking order-entry session (see the module docstring)."""
+
+    def __init__(self, transport: Transport) -> None:
+        super().__init__(transport)
+        self._callbacks: list[Callable[[Event], None]] = []
+        self._backlog: deque[Event] = deque()
+
+    @classmethod
+    def connect(
+        cls, address: str, *, account_id: int, api_key: str, timeout: float = 5.0
+    ) -> OrderClient:
+        return cls(connect_transport(address, account_id, api_key, timeout))
+
+    # ---- commands ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        symbol_id: int,
+        side: SideLike,
+        quantity: int,
+        price: int | None = None,
+        *,
+        order_id: int | None = None,
+        **kw: Any,
+    ) -> int:
+        """Send one new order; return its client order id. Keywords as
+        :func:`order_record` (tif, post_only, stop_price, display_qty, order_type)."""
+        oid, rec = self._new(symbol_id, side, quantity, price, order_id, kw)
+        self.transport.send(rec)
+        return oid
+
+    def submit_batch(self, records: Records) -> int:
+        """Send a ``COMMAND_DTYPE`` array as it is (the caller sets the order ids)."""
+        self.transport.send(records)
+        return len(records)
+
+    def cancel(self, order_id: int, symbol_id: int | None = None) -> None:
+        self.transport.send(self._cancel(order_id, symbol_id))
+
+    def replace(
+        self, order_id: int, *, price: int, quantity: int, symbol_id: int | None = None
+    ) -> None:
+        """New price and new total quantity (FIX cancel/replace semantics)."""
+        self.transport.send(self._replace(order_id, price, quantity, symbol_id))
+
+    def mass_cancel(self, symbol_id: int = 0) -> None:
+        """Cancel every live order of this account (in one symbol, or all with 0)."""
+        self.transport.send(_command(CommandKind.MASS_CANCEL, 0, symbol_id))
+
+    # ---- events --------------------------------------------------------------------------
+
+    def on_event(self, callback: Callable[[Event], None]) -> None:
+        """Call ``callback`` for every event that :meth:`poll` / :meth:`wait_for` read."""
+        self._callbacks.append(callback)
+
+    def poll_records(self, timeout: float = 0.0) -> Records:
+        """Raw event records (no objects); the array is valid until the next call."""
+        return self.transport.poll(timeout)
+
+    def poll(self, timeout: float = 0.0) -> list[Event]:
+        """The events that arrived, as structs (waiting up to ``timeout`` for the first)."""
+        if self._backlog:
+            out = list(self._backlog)
+            self._backlog.clear()
+            return out
+        events = [to_event(r) for r in self.transport.poll(timeout)]
+        for event in events:
+            for callback in self._callbacks:
+                callback(event)
+        return events
+
+    def events(self, timeout: float = 1.0) -> Iterator[Event]:
+        """Events as they come, until none arrives within ``timeout``."""
+        while batch := self.poll(timeout):
+            yield from batch
+
+    def wait_for(
+        self, order_id: int, kinds: tuple[type, ...] = (Ack,), timeout: float = 5.0
+    ) -> Event:
+        """The first event of ``kinds`` for ``order_id``; OrderRejected if the order is
+        rejected first, TimeoutError if nothing comes. Other events stay for poll()."""
+        deadline = time.monotonic() + timeout
+        keep: list[Event] = []
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                for i, event in enumerate(batch := self.poll(left)):
+                    if event.order_id != order_id:
+                        keep.append(event)
+                    elif isinstance(event, Reject) and Reject not in kinds:
+                        keep.extend(batch[i + 1 :])
+                        raise OrderRejected(event)
+                    elif isinstance(event, kinds):
+                        keep.extend(batch[i + 1 :])
+                        return event
+                    else:
+                        keep.append(event)
+            raise TimeoutError(f"no {[k.__name__ for k in kinds]} for order {order_id}")
+        finally:
+            self._backlog.extend(keep)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """End the session (TCP: LOGOUT first; colocated: closing the socket does it)."""
+        logout = getattr(self.transport, "logout", None)
+        if callable(logout) and not self.transport.closed:
+            logout()
+        self.transport.close()
+
+    def __enter__(self) -> OrderClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncOrderClient(_Orders):
+    """The asyncio twin of :class:`OrderClient`. Sends are immediate (a ring push or a
+    socket write); a reader thread waits on the transport with the GIL released and hands
+    the events to the loop."""
+
+    def __init__(self, transport: Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(transport)
+        self.loop = loop
+        self.queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True, name="tradsys-events")
+        self._reader.start()
+
+    @classmethod
+    async def connect(
+        cls, address: str, *, account_id: int, api_key: str, timeout: float = 5.0
+    ) -> AsyncOrderClient:
+        loop = asyncio.get_running_loop()
+        transport = await loop.run_in_executor(
+            None, connect_transport, address, account_id, api_key, timeout
+        )
+        return cls(transport, loop)
+
+    def _read(self) -> None:
+        put = self.queue.put_nowait
+        while not self._stop.is_set():
+            try:
+                records = self.transport.poll(0.05)
+                events = [to_event(r) for r in records]
+            except BaseException as exc:  # Disconnected, or the transport was closed
+                if not self._stop.is_set():
+                    self.loop.call_soon_threadsafe(put, exc)
+                return
+            for event in events:
+                self.loop.call_soon_threadsafe(put, event)
+
+    async def submit(
+        self,
+        symbol_id: int,
+        side: SideLike,
+        quantity: int,
+        price: int | None = None,
+        *,
+        order_id: int | None = None,
+        **kw: Any,
+    ) -> int:
+        oid, rec = self._new(symbol_id, side, quantity, price, order_id, kw)
+        self.transport.send(rec)
+        return oid
+
+    async def submit_batch(self, records: Records) -> int:
+        self.transport.send(records)
+        return len(records)
+
+    async def cancel(self, order_id: int, symbol_id: int | None = None) -> None:
+        self.transport.send(self._cancel(order_id, symbol_id))
+
+    async def replace(
+        self, order_id: int, *, price: int, quantity: int, symbol_id: int | None = None
+    ) -> None:
+        self.transport.send(self._replace(order_id, price, quantity, symbol_id))
+
+    async def mass_cancel(self, symbol_id: int = 0) -> None:
+        self.transport.send(_command(CommandKind.MASS_CANCEL, 0, symbol_id))
+
+    async def next_event(self, timeout: float | None = None) -> Event:
+        item = await asyncio.wait_for(self.queue.get(), timeout)
+        if isinstance(item, BaseException):
+            self.queue.put_nowait(item)  # every later call sees it too
+            raise Disconnected(str(item)) from item
+        return item
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event, in order, until the session ends (Disconnected)."""
+        while True:
+            yield await self.next_event()
+
+    async def wait_for(
+        self, order_id: int, kinds: tuple[type, ...] = (Ack,), timeout: float = 5.0
+    ) -> Event:
+        """As :meth:`OrderClient.wait_for`; other orders' events are dropped here, so use
+        it only when one task consumes the events."""
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.next_event()
+                if event.order_id != order_id:
+                    continue
+                if isinstance(event, Reject) and Reject not in kinds:
+                    raise OrderRejected(event)
+                if isinstance(event, kinds):
+                    return event
+
+    async def close(self) -> None:
+        self._stop.set()
+        await self.loop.run_in_executor(None, self._reader.join, 2.0)
+        logout = getattr(self.transport, "logout", None)
+        if callable(logout) and not self.transport.closed:
+            await self.loop.run_in_executor(None, logout)
+        self.transport.close()
+
+    async def __aenter__(self) -> AsyncOrderClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,305 @@
+"""How an order client reaches the gateway: colocated (shared-memory rings, after a Unix
+socket handshake) or remote (TCP binary protocol). Both move whole numpy batches of
+64-byte records and offer the same four calls, so the client above them is one class.
+
+Either transport may be sent to from one thread while another polls it (the sync
+client's heartbeat thread, the async client's reader thread rely on that).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import threading
+import time
+from typing import Any, Protocol
+
+import numpy as np
+
+from tradsys import wire
+from tradsys.client.events import Disconnected, LoginFailed
+from tradsys.protocols.binary import (
+    HEADER,
+    HEADER_SIZE,
+    MAX_RECORDS_PER_FRAME,
+    Accepted,
+    FrameBuffer,
+    MessageType,
+    ProtocolError,
+    check_header,
+    decode_accepted,
+    decode_reason,
+    encode_empty,
+    encode_login,
+    encode_records,
+)
+from tradsys.ring import Ring, WaitStrategy
+
+Records = np.ndarray[Any, Any]
+LAYOUT = {"slot_size": wire.RECORD_SIZE, "layout_version": wire.LAYOUT_VERSION}
+POLL_BATCH = 4096
+NO_EVENTS = np.zeros(0, wire.EVENT_DTYPE)
+
+
+class Transport(Protocol):
+    accepted: Accepted
+
+    def send(self, records: Records, timeout: float | None = None) -> None: ...
+    def poll(self, timeout: float) -> Records: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+
+
+def _read_frame(sock: socket.socket, deadline: float) -> tuple[int, int, bytes]:
+    """One whole frame from a blocking socket (handshake only: not the hot path)."""
+
+    def exactly(n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LoginFailed(0, "the gateway did not answer the login in time")
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(n - len(out))
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise Disconnected("the gateway closed the connection during the login")
+            out += chunk
+        return bytes(out)
+
+    length, kind, seq = HEADER.unpack(exactly(HEADER_SIZE))
+    size = length + 4 - HEADER_SIZE
+    try:
+        check_header(kind, size)
+    except ProtocolError as exc:
+        raise Disconnected(f"the gateway sent a malformed frame: {exc}") from None
+    return kind, seq, exactly(size)
+
+
+def _login(sock: socket.socket, account_id: int, api_key: str, timeout: float) -> Accepted:
+    sock.sendall(encode_login(account_id, api_key))
+    kind, _, body = _read_frame(sock, time.monotonic() + timeout)
+    if kind == MessageType.LOGIN_ACCEPTED:
+        return decode_accepted(body)
+    if kind == MessageType.LOGIN_REJECTED:
+        raise LoginFailed(*decode_reason(body))
+    raise Disconnected(f"unexpected {MessageType(kind).name} in answer to LOGIN")
+
+
+class ColocatedTransport:
+    """Orders into the session's inbound ring, events out of its outbound ring; the Unix
+    socket stays open only so the gateway knows this process lives."""
+
+    def __init__(
+        self,
+        path: str,
+        account_id: int,
+        api_key: str,
+        timeout: float = 5.0,
+        wait: WaitStrategy | None = None,
+    ) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect(path)
+            except OSError as exc:
+                raise Disconnected(f"cannot connect to the gateway at {path}: {exc}") from None
+            self.accepted = _login(self.sock, account_id, api_key, timeout)
+            self.inbound = Ring.attach(self.accepted.inbound, role="producer", **LAYOUT)
+            try:
+                self.outbound = Ring.attach(self.accepted.outbound, role="consumer", **LAYOUT)
+            except BaseException:
+                self.inbound.close()
+                raise
+        except BaseException:
+            self.sock.close()
+            raise
+        self.sock.setblocking(False)
+        self.wait = wait or WaitStrategy.spin_park()
+        self.out = np.zeros(POLL_BATCH, wire.EVENT_DTYPE)
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_alive(self) -> None:
+        """The gateway closes the socket when it ends the session or exits."""
+        try:
+            data = self.sock.recv(64, socket.MSG_PEEK)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            raise Disconnected(f"the gateway connection broke: {exc}") from None
+        if not data:
+            raise Disconnected("the gateway ended the session (its socket closed)")
+
+    def send(self, records: Records, timeout: float | None = 10.0) -> None:
+        if self._closed:
+            raise Disconnected("the client is closed")
+        if len(records) == 0:
+            return
+        sent = self.inbound.push_all(records, self.wait, timeout)
+        if sent < len(records):
+            self._check_alive()
+            raise TimeoutError(
+                f"the inbound ring {self.inbound.name} stayed full: {sent} of "
+                f"{len(records)} records sent"
+            )
+
+    def poll(self, timeout: float) -> Records:
+        """Events that arrived (a view valid until the next poll); empty on timeout."""
+        if self._closed:
+            raise Disconnected("the client is closed")
+        n = self.outbound.pop_wait(self.out, self.wait, timeout) if timeout else 0
+        if n == 0:
+            n = self.outbound.pop_batch(self.out)
+        if n == 0:
+            self._check_alive()
+        return self.out[:n]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.inbound.close()
+        self.outbound.close()
+        self.sock.close()
+
+
+class TcpTransport:
+    """The binary protocol over TCP: COMMANDS frames out, EVENTS frames in, numbered and
+    checked; a heartbeat thread keeps an idle session alive."""
+
+    def __init__(self, host: str, port: int, account_id: int, api_key: str, timeout: float = 5.0):
+        try:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise Disconnected(f"cannot connect to the gateway at {host}:{port}: {exc}") from None
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.accepted = _login(self.sock, account_id, api_key, timeout)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.sock.settimeout(None)
+        self.buf = FrameBuffer()
+        self.next_command_seq = self.accepted.next_command_seq
+        self.next_event_seq = self.accepted.next_event_seq
+        self.heartbeat_s = max(self.accepted.heartbeat_ms, 1) / 1000
+        self._send_lock = threading.Lock()
+        self._last_sent = time.monotonic()
+        self._closed = False
+        self._ended: str | None = None
+        self._pending: list[Records] = []
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeats, daemon=True, name="tradsys-hb")
+        self._beat.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _heartbeats(self) -> None:
+        while not self._stop.wait(self.heartbeat_s / 2):
+            if time.monotonic() - self._last_sent >= self.heartbeat_s / 2:
+                with contextlib.suppress(OSError, Disconnected):
+                    self._sendall(encode_empty(MessageType.HEARTBEAT))
+
+    def _sendall(self, data: bytes | None, records: Records | None = None) -> None:
+        """Write one frame (or, with ``records``, one COMMANDS frame numbered here: the
+        number is taken and the frame written under one lock, so they stay in order)."""
+        with self._send_lock:
+            if self._closed:
+                raise Disconnected("the client is closed")
+            if records is not None:
+                data = encode_records(MessageType.COMMANDS, self.next_command_seq, records)
+                self.next_command_seq += len(records)
+            assert data is not None
+            try:
+                self.sock.sendall(data)
+            except OSError as exc:
+                raise Disconnected(f"the gateway connection broke: {exc}") from None
+            self._last_sent = time.monotonic()
+
+    def send(self, records: Records, timeout: float | None = None) -> None:
+        if self._ended:
+            raise Disconnected(self._ended)
+        for start in range(0, len(records), MAX_RECORDS_PER_FRAME):
+            self._sendall(None, records[start : start + MAX_RECORDS_PER_FRAME])
+
+    def poll(self, timeout: float) -> Records:
+        """Events that arrived, in order (empty on timeout); Disconnected on END or EOF."""
+        if self._pending:
+            return self._pending.pop(0)
+        if self._ended:
+            raise Disconnected(self._ended)
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self._decode()
+            if got is not None:
+                return got
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.sock], [], [], max(0.0, left))
+            if not ready:
+                return NO_EVENTS
+            try:
+                n = self.sock.recv_into(self.buf.writable())
+            except OSError as exc:
+                self._ended = f"the gateway connection broke: {exc}"
+                raise Disconnected(self._ended) from None
+            if n == 0:
+                self._ended = "the gateway closed the connection"
+                raise Disconnected(self._ended)
+            self.buf.advance(n)
+
+    def _decode(self) -> Records | None:
+        out: list[Records] = []
+        try:
+            for frame in self.buf.frames():
+                if frame.type == MessageType.EVENTS:
+                    if frame.seq != self.next_event_seq:
+                        self._ended = (
+                            f"event sequence gap: got {frame.seq}, expected {self.next_event_seq}"
+                        )
+                        raise Disconnected(self._ended)
+                    recs = self.buf.records(frame, wire.EVENT_DTYPE).copy()
+                    self.next_event_seq += len(recs)
+                    out.append(recs)
+                elif frame.type == MessageType.END:
+                    reason, text = decode_reason(self.buf.body(frame))
+                    self._ended = f"the gateway ended the session ({reason}): {text}"
+                    break
+                elif frame.type != MessageType.HEARTBEAT:
+                    self._ended = f"unexpected {MessageType(frame.type).name} from the gateway"
+                    break
+        except ProtocolError as exc:
+            self._ended = f"the gateway sent a malformed frame: {exc}"
+        if out:
+            self._pending.extend(out[1:])
+            return out[0]
+        if self._ended:
+            raise Disconnected(self._ended)
+        return None
+
+    def logout(self, timeout: float = 2.0) -> None:
+        """Ask the gateway to end the session, and read until it does."""
+        with contextlib.suppress(Disconnected):
+            self._sendall(encode_empty(MessageType.LOGOUT))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                self.poll(deadline - time.monotonic())
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._stop.set()
+        with self._send_lock:
+            self._closed = True
+            self.sock.close()
+        self._beat.join(timeout=2.0)

@@ -1,0 +1,284 @@
+"""The gateway process: the control plane of order entry, beside the native pump.
+
+``python -m tradsys.cores.gateway <instance_dir>/config.json`` (the sidecar contract of
+``tradsys.cores.sidecar``) runs it: the native ``GatewayCore`` (``tradsys.gateway``) moves
+orders between session rings and shard rings in its own C thread with the GIL released,
+while this process's uvloop loop does what is rare per order or not per order at all:
+colocated handshakes on the Unix socket, TCP binary sessions, heartbeats, and stats. Once
+it serves, the garbage collector is tuned for trading (``tradsys.gctune``) and every
+collection is timed; the figures go into the announcement file, refreshed periodically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from tradsys import logs
+from tradsys.config import Config, ConfigError
+from tradsys.cores.gateway_auth import Credentials
+from tradsys.cores.gateway_colocated import ColocatedEdge
+from tradsys.cores.gateway_rings import RingMaker
+from tradsys.cores.gateway_sessions import SessionCore, SessionTable
+from tradsys.cores.gateway_tcp import TcpEdge
+from tradsys.cores.sidecar import announce_ready, read_effective_config, withdraw
+from tradsys.gateway import GatewayCore, GatewayError, next_epoch
+from tradsys.gctune import GcMonitor, tune_for_trading
+from tradsys.ring import RingError, reclaim_stale
+
+NAME = "gateway"
+STATS_INTERVAL_S = 0.25
+EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
+EPOCH_FILE = "gateway.epoch"
+STATS_FILE = "gateway.stats.json"
+
+log = logging.getLogger("tradsys.gateway")
+
+
+def unix_socket_path(config: Config) -> Path:
+    """Where colocated clients connect: ``gateway.unix_socket``, relative to the
+    instance's directory unless absolute."""
+    path = Path(config.gateway.unix_socket)
+    return path if path.is_absolute() else config.instance_dir / path
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"gateway.tcp_listen {value!r}: expected host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class GatewayServer:
+    """The asyncio half of the gateway: both edges, heartbeats and stats, over a core
+    that implements :class:`SessionCore` (the native one, or a test's fake)."""
+
+    def __init__(self, config: Config, core: SessionCore) -> None:
+        gw = config.gateway
+        self.config = config
+        self.core = core
+        credentials = Credentials(config)
+        self.table = SessionTable(
+            core, RingMaker(config.engine.instance, gw.session_ring_capacity), gw.max_sessions
+        )
+        self.colocated = ColocatedEdge(credentials, self.table, gw.login_timeout_ms / 1000)
+        self.tcp = TcpEdge(
+            credentials, self.table, gw.heartbeat_ms / 1000, gw.login_timeout_ms / 1000
+        )
+        self.gc = GcMonitor()
+        self.unix_path = unix_socket_path(config)
+        self.tcp_address = ""
+        self._servers: list[asyncio.Server] = []
+        self._tick: asyncio.TimerHandle | None = None
+
+    async def start(self) -> None:
+        """Bind the Unix socket and the TCP port, start the heartbeat tick."""
+        path = self.unix_path
+        if len(os.fsencode(path)) >= 108:
+            raise ConfigError(
+                f"gateway.unix_socket {path} is {len(os.fsencode(path))} bytes; a Unix socket "
+                "path must be under 108: use a shorter data_dir or an absolute unix_socket"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_socket(path)
+        old_umask = os.umask(0o177)  # the socket file is created 0600: owner only
+        try:
+            self._servers.append(await asyncio.start_unix_server(self.colocated.handle, path))
+        finally:
+            os.umask(old_umask)
+        if self.config.gateway.tcp_listen:
+            host, port = parse_listen(self.config.gateway.tcp_listen)
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(self.tcp.factory(), host, port)
+            self._servers.append(server)
+            bound = server.sockets[0].getsockname()
+            self.tcp_address = f"{bound[0]}:{bound[1]}"
+        self._schedule_tick()
+
+    @staticmethod
+    def _remove_stale_socket(path: Path) -> None:
+        """A socket file left by a dead gateway is removed; a live one is refused."""
+        if not path.exists():
+            return
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink(missing_ok=True)
+            return
+        finally:
+            probe.close()
+        raise ConfigError(f"another gateway already serves {path}; stop it first")
+
+    def _schedule_tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = max(0.005, self.tcp.heartbeat_s / 4)
+
+        def tick() -> None:
+            self.tcp.tick(loop.time())
+            self.table.reap()
+            self._tick = loop.call_later(interval, tick)
+
+        self._tick = loop.call_later(interval, tick)
+
+    def stats(self) -> dict[str, Any]:
+        tcp = self.tcp
+        out: dict[str, Any] = {
+            **self.table.stats(),
+            "tcp_connections": len(tcp.connections),
+            "colocated_connections": len(self.colocated.tasks),
+            "logins_refused": tcp.logins_refused + self.colocated.logins_refused,
+            "protocol_errors": tcp.protocol_errors,
+            "heartbeat_timeouts": tcp.heartbeat_timeouts,
+            "local_rejects": tcp.local_rejects,
+            "gc": self.gc.stats(),
+        }
+        core_stats = getattr(self.core, "stats", None)
+        if callable(core_stats):
+            out["core"] = core_stats()
+        return out
+
+    async def close(self) -> None:
+        """Stop accepting, end every session (TCP clients get END(SHUTDOWN)), unlink the
+        rings and the socket file."""
+        if self._tick is not None:
+            self._tick.cancel()
+        for server in self._servers:
+            server.close()
+        self.tcp.shutdown()
+        await self.colocated.shutdown()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        self._servers.clear()
+        self.table.close_all()
+        self.unix_path.unlink(missing_ok=True)
+        for _ in range(1000):  # the pump finishes its passes within milliseconds
+            if not self.table.reap():
+                break
+            await asyncio.sleep(0.001)
+
+
+def stats_path(config: Config) -> Path:
+    return config.instance_dir / STATS_FILE
+
+
+def write_stats(config: Config, stats: dict[str, Any]) -> None:
+    """The gateway's counters and GC figures, for `tradsys status` and the benches: a
+    file of its own (atomic replace), so the announcement stays a short address card."""
+    path = stats_path(config)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "time": time.time(), **stats}, indent=1))
+    tmp.replace(path)
+
+
+def read_stats(config: Config) -> dict[str, Any] | None:
+    """What the running gateway last wrote, or None."""
+    try:
+        doc: dict[str, Any] = json.loads(stats_path(config).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc
+
+
+def keep_control_plane_off(cpu: int) -> None:
+    """Move this (the event loop's) thread to the host's other CPUs, so handshakes and
+    TCP sessions never take the pinned pump's CPU; stays put if there is no other or the
+    cgroup forbids it."""
+    others = set(range(os.cpu_count() or 1)) - {cpu}
+    if others:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, others)  # pid 0 from a thread: this thread only
+
+
+def make_core(config: Config) -> GatewayCore:
+    """The native gateway core, with an epoch above every earlier run's (so the exchange
+    ids a restarted gateway assigns keep growing)."""
+    config.instance_dir.mkdir(parents=True, exist_ok=True)
+    return GatewayCore(config, epoch=next_epoch(config.instance_dir / EPOCH_FILE))
+
+
+async def serve(config: Config, core: GatewayCore) -> GatewayServer:
+    """Serve until SIGTERM/SIGINT, announcing readiness and refreshing the stats."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = GatewayServer(config, core)
+    await server.start()
+    try:
+        # warm-up is over: everything alive now is permanent, collections are timed
+        tune_for_trading()
+        server.gc.install()
+        server.gc.reset()
+        announce_ready(
+            config, NAME, unix_socket=str(server.unix_path), tcp=server.tcp_address or None
+        )
+        while not stop.is_set():
+            write_stats(config, server.stats())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), STATS_INTERVAL_S)
+    finally:
+        await server.close()
+        server.gc.uninstall()
+    return server
+
+
+def run(config_path: str) -> int:
+    logs.configure("gateway")
+    try:
+        config = read_effective_config(config_path)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_USER_ERROR
+    for name in reclaim_stale(config.engine.instance):
+        log.info("removed stale segment %s (its creator is gone)", name)
+    try:
+        core = make_core(config)
+    except (GatewayError, RingError) as exc:
+        log.error("cannot start the gateway core: %s", exc)
+        return EXIT_FAILURE
+    try:
+        cpu = config.gateway.core
+        core.start(cpu=cpu)  # [gateway] core: the pump thread alone is pinned there
+        if cpu is not None:
+            keep_control_plane_off(cpu)
+        server = None
+        try:
+            server = uvloop.run(serve(config, core))
+        finally:
+            core.stop()
+            if server is not None:
+                server.table.reap(force=True)  # the pump is stopped: nothing touches them
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_USER_ERROR
+    finally:
+        core.close()
+        withdraw(config, NAME)
+        stats_path(config).unlink(missing_ok=True)
+    log.info("stopped cleanly")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m tradsys.cores.gateway <instance_dir>/config.json", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return run(args[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,376 @@
+"""GatewayCore: the Python face of the native order-entry pump (``native/gateway.h``).
+
+The gateway process (uvloop, sessions, protocols) owns the sockets and the client
+rings; this object owns the pump that moves records between those rings and the shards:
+
+- ``__init__`` attaches every shard's command ring (as producer) and event ring (as
+  consumer) by the supervisor's names, and loads the instruments and accounts;
+- ``add_session`` / ``remove_session`` plug a client's pair of rings in and out;
+- ``set_account_limits`` (hot reload) and ``kill`` (kill switch) change risk at run time;
+- ``start`` runs the pump in a thread — the loop is C with the GIL released, so Python
+  keeps running beside it — and ``poll`` does one pass for tests or a caller's own loop.
+
+Every method may be called while the pump thread runs: the C side serialises them with
+the pump between two passes.
+
+A session's outbound ring has one producer, the pump: the gateway process must not push
+its own records (login answers, heartbeats) into it. A client that stops reading fills its
+outbound ring; the pump then leaves that shard's later events in the shard ring until
+there is room (``stats()["event_stalls"]`` counts such passes), which holds back the
+shard's other sessions too — the gateway process should disconnect such a client
+(:meth:`GatewayCore.stalled_sessions` names them).
+
+A gateway that starts knows nothing of orders an earlier incarnation left in the
+engines: with ``cancel_on_start`` (the default) it cancels those of every
+cancel-on-disconnect account (MASS_CANCEL per shard, sent on the first pass), since
+every session of the old gateway is gone. Orders of other accounts keep resting, but
+their fills are not counted in this gateway's risk state.
+
+Order ids: a client writes its own client order id in ``order_id``; the pump assigns the
+exchange id ``(epoch << 40) | n``. ``epoch`` must exceed every earlier incarnation's so
+that ids keep growing across restarts (the engine rejects an id that does not):
+:func:`next_epoch` keeps one in a file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tradsys._native import ffi, lib
+from tradsys.config import AccountSection, Config
+from tradsys.gateway.risk import AccountState, PositionState, limit_problems, limits_cdata
+from tradsys.ring import Ring, WaitStrategy, segment_name
+from tradsys.wire import LAYOUT_VERSION, RECORD_SIZE, RejectReason
+
+EPOCH_SHIFT = 40
+MAX_EPOCH = (1 << 24) - 1
+# next_epoch's floor: minutes since 2024-01-01, so a lost epoch file still moves forward
+_EPOCH_BASE_S = 1_704_067_200
+
+_STATUS = {
+    lib.TS_GW_ERR_ARGUMENT: "a bad argument",
+    lib.TS_GW_ERR_FULL: "a table is full (raise the [gateway] maximum)",
+    lib.TS_GW_ERR_UNKNOWN: "unknown",
+    lib.TS_GW_ERR_EXISTS: "already exists",
+    lib.TS_GW_ERR_NOMEM: "out of memory",
+}
+
+_STAT_FIELDS = (
+    "passes",
+    "commands_in",
+    "commands_out",
+    "events_in",
+    "events_routed",
+    "events_unknown",
+    "events_orphaned",
+    "event_stalls",
+    "parks",
+    "sessions",
+    "live_orders",
+)
+
+
+class GatewayError(Exception):
+    """A gateway call failed; the message says which and why."""
+
+
+def _check(rc: int, what: str) -> int:
+    if rc < 0:
+        raise GatewayError(f"{what}: {_STATUS.get(rc, f'status {rc}')}")
+    return rc
+
+
+def next_epoch(path: str | Path) -> int:
+    """The epoch for a gateway starting now, recorded in ``path`` for the next start:
+    one more than the last one recorded, and never less than the minutes since 2024."""
+    p = Path(path)
+    try:
+        last = int(p.read_text().strip() or 0)
+    except FileNotFoundError:
+        last = 0
+    epoch = max(last + 1, int(time.time() - _EPOCH_BASE_S) // 60)
+    if epoch > MAX_EPOCH:
+        raise GatewayError(f"{p}: epoch {epoch} is beyond {MAX_EPOCH}")
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(f"{epoch}\n")
+    os.replace(tmp, p)
+    return epoch
+
+
+@dataclass
+class _Session:
+    inbound: Ring
+    outbound: Ring
+
+
+class GatewayCore:
+    """The native pump between client sessions and shard rings, with pre-trade risk."""
+
+    def __init__(self, config: Config, *, epoch: int, cancel_on_start: bool = True) -> None:
+        if not 0 < epoch <= MAX_EPOCH:
+            raise GatewayError(f"epoch {epoch} must be in 1..{MAX_EPOCH}")
+        g = config.gateway
+        for acc in config.accounts:
+            problems = limit_problems(acc)
+            if problems:
+                raise GatewayError("; ".join(problems))
+        cfg = ffi.new("ts_gateway_config *")
+        cfg.max_sessions = g.max_sessions
+        cfg.max_accounts = max(g.max_accounts, len(config.accounts), 1)
+        cfg.max_instruments = max(len(config.instruments), 1)
+        cfg.max_batch = g.pump_batch
+        cfg.max_orders = g.max_live_orders
+        cfg.epoch = epoch
+        wait = WaitStrategy.named(config.engine.wait).cdata
+        cfg.wait.kind = wait.kind
+        cfg.wait.spin_iters = wait.spin_iters
+        cfg.wait.yield_iters = wait.yield_iters
+        gw = lib.ts_gateway_new(cfg)
+        if gw == ffi.NULL:
+            raise GatewayError(
+                "cannot create the gateway: check [gateway] max_sessions, max_accounts, "
+                "max_live_orders (< 2^32) and pump_batch (all > 0), or memory"
+            )
+        self._gw: Any = ffi.gc(gw, lib.ts_gateway_free)
+        self.epoch = epoch
+        self._shard_rings: list[Ring] = []
+        self._sessions: dict[int, _Session] = {}
+        self._symbols: dict[str, int] = {}
+        self._stop = ffi.new("int32_t *")
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        try:
+            self._attach_shards(config)
+            placement = {
+                ins.symbol: shard.id
+                for shard in config.shards
+                for ins in config.symbols_of(shard.id)
+            }
+            for ins in config.instruments:
+                _check(
+                    lib.ts_gateway_add_instrument(
+                        self._gw, ins.symbol_id, placement[ins.symbol], ins.reference_price
+                    ),
+                    f"instrument {ins.symbol!r}",
+                )
+                self._symbols[ins.symbol] = ins.symbol_id
+            for acc in config.accounts:
+                self.set_account_limits(acc)
+                if cancel_on_start and acc.cancel_on_disconnect:
+                    # a gateway that starts has no sessions: whatever an earlier one left
+                    # resting for a cancel-on-disconnect account is an orphan to cancel
+                    self.mass_cancel(acc.id)
+        except BaseException:
+            self.close()
+            raise
+
+    def _attach_shards(self, config: Config) -> None:
+        instance = config.engine.instance
+        for shard in config.shards:
+            cmd = Ring.attach(
+                segment_name(instance, "cmd", shard.id),
+                slot_size=RECORD_SIZE,
+                layout_version=LAYOUT_VERSION,
+                role="producer",
+            )
+            self._shard_rings.append(cmd)
+            evt = Ring.attach(
+                segment_name(instance, "evt", shard.id),
+                slot_size=RECORD_SIZE,
+                layout_version=LAYOUT_VERSION,
+                role="consumer",
+            )
+            self._shard_rings.append(evt)
+            _check(
+                lib.ts_gateway_add_shard(self._gw, shard.id, cmd.handle, evt.handle),
+                f"shard {shard.id}",
+            )
+
+    # ---- sessions ------------------------------------------------------------------------
+
+    def add_session(
+        self,
+        account_id: int,
+        inbound: Ring,
+        outbound: Ring,
+        *,
+        notify_fd: int | None = None,
+        cancel_on_disconnect: bool | None = None,
+    ) -> int:
+        """Plug in a client: the pump pops COMMAND records from ``inbound`` and pushes
+        EVENT records to ``outbound`` (writing 1 to the eventfd ``notify_fd`` after a
+        pass that pushed). ``cancel_on_disconnect`` None follows the account. The rings
+        must stay open until :meth:`remove_session`. Returns the session id."""
+        for ring in (inbound, outbound):
+            if ring.slot_size != RECORD_SIZE:
+                raise GatewayError(f"ring {ring.name}: slots are {ring.slot_size} bytes, not 64")
+        cod = -1 if cancel_on_disconnect is None else int(cancel_on_disconnect)
+        sid = lib.ts_gateway_add_session(
+            self._gw,
+            account_id,
+            inbound.handle,
+            outbound.handle,
+            -1 if notify_fd is None else notify_fd,
+            cod,
+        )
+        _check(sid, f"session for account {account_id}")
+        self._sessions[sid] = _Session(inbound, outbound)
+        return int(sid)
+
+    def remove_session(self, session_id: int) -> None:
+        """Unplug a session: once this returns the pump never touches its rings or its
+        eventfd again (they may be closed at once); its live orders are cancelled if it
+        was cancel-on-disconnect."""
+        _check(lib.ts_gateway_remove_session(self._gw, session_id), f"session {session_id}")
+        del self._sessions[session_id]
+
+    # ---- risk ------------------------------------------------------------------------------
+
+    def set_account_limits(self, account: AccountSection) -> None:
+        """Add an account or replace its limits (hot reload); its open orders, exposure
+        and positions are kept, its sessions' throttles follow the new rate at once."""
+        problems = limit_problems(account)
+        if problems:
+            raise GatewayError("; ".join(problems))
+        _check(
+            lib.ts_gateway_set_account(self._gw, account.id, limits_cdata(account)),
+            f"account {account.id}",
+        )
+
+    def reload_accounts(self, config: Config) -> None:
+        """Hot reload every ``[[account]]`` of a (re-read) config: each one's limits are
+        replaced, new ones added. All are checked before any is applied. Accounts missing
+        from the new config keep their old limits (the pump never forgets an account)."""
+        problems = [p for acc in config.accounts for p in limit_problems(acc)]
+        if problems:
+            raise GatewayError("; ".join(problems))
+        for acc in config.accounts:
+            self.set_account_limits(acc)
+
+    def kill(self, account_id: int | None, on: bool = True) -> None:
+        """Kill switch of one account, or of every account (None): on=True cancels the
+        resting orders (MASS_CANCEL to every shard) and rejects new orders and replaces
+        with KILL_SWITCH until it is turned off again."""
+        if account_id is not None and account_id <= 0:
+            raise GatewayError(f"kill: account id {account_id} must be > 0 (None = all)")
+        _check(lib.ts_gateway_kill(self._gw, account_id or 0, int(on)), f"kill {account_id}")
+
+    def mass_cancel(self, account_id: int | None) -> None:
+        """Cancel every resting order of one account (None: of every account) on every
+        shard, after anything already sent. Unlike :meth:`kill` it blocks nothing."""
+        if account_id is not None and account_id <= 0:
+            raise GatewayError(f"mass_cancel: account id {account_id} must be > 0 (None = all)")
+        _check(lib.ts_gateway_mass_cancel(self._gw, account_id or 0), f"mass_cancel {account_id}")
+
+    def account_state(self, account_id: int) -> AccountState:
+        out = ffi.new("ts_account_state *")
+        _check(lib.ts_gateway_account_state(self._gw, account_id, out), f"account {account_id}")
+        return AccountState(
+            open_orders=out.open_orders,
+            open_notional=out.open_notional,
+            filled_notional=out.filled_notional,
+            killed=bool(out.killed),
+        )
+
+    def position(self, account_id: int, symbol: str | int) -> PositionState:
+        symbol_id = self._symbols[symbol] if isinstance(symbol, str) else symbol
+        out = ffi.new("ts_position_state *")
+        _check(
+            lib.ts_gateway_position(self._gw, account_id, symbol_id, out),
+            f"position of account {account_id} in {symbol!r}",
+        )
+        return PositionState(out.position, out.open_buy, out.open_sell)
+
+    # ---- the pump ----------------------------------------------------------------------------
+
+    def poll(self, max_batch: int = 256, *, now_ns: int | None = None) -> int:
+        """One pass over every session and shard; returns the records moved. ``now_ns``
+        (CLOCK_MONOTONIC ns) replaces the clock for the throttles, for tests."""
+        if now_ns is None:
+            return int(lib.ts_gateway_poll(self._gw, max_batch))
+        return int(lib.ts_gateway_poll_at(self._gw, max_batch, now_ns))
+
+    def start(self, *, cpu: int | None = None) -> None:
+        """Run the pump in a thread until :meth:`stop`; ``cpu`` pins that thread alone (the
+        rest of the process keeps its own affinity), e.g. the pump on one isolated core
+        and the event loop on another."""
+        if cpu is not None and cpu not in os.sched_getaffinity(0):
+            raise GatewayError(
+                f"cpu {cpu} is not one this process may run on "
+                f"({', '.join(map(str, sorted(os.sched_getaffinity(0))))})"
+            )
+        with self._lock:
+            if self._thread is not None:
+                raise GatewayError("the gateway pump is already running")
+            self._stop[0] = 0
+            self._thread = threading.Thread(
+                target=self._run, args=(cpu,), name="gateway-pump", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, cpu: int | None) -> None:
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})  # pid 0 from a thread: this thread only
+        lib.ts_gateway_run(self._gw, self._stop)
+
+    @property
+    def pump_thread_id(self) -> int | None:
+        """The pump thread's kernel id while it runs (for pinning checks, profilers)."""
+        thread = self._thread
+        return None if thread is None else thread.native_id
+
+    def stop(self) -> None:
+        """Stop the pump thread (a no-op if it is not running)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            self._stop[0] = 1
+            lib.ts_gateway_wake(self._gw)
+            thread.join()
+
+    def stalled_sessions(self) -> list[int]:
+        """Sessions whose full outbound ring is holding a shard's events back right now:
+        clients that stopped reading. Disconnect them (remove_session)."""
+        out = ffi.new("int64_t[]", max(len(self._sessions), 1))
+        n = lib.ts_gateway_stalled_sessions(self._gw, out, len(out))
+        return [int(out[i]) for i in range(n)]
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def stats(self) -> dict[str, int]:
+        """Counters: passes, commands in/out, events in/routed/unknown/orphaned, stalls,
+        parks, sessions, live orders, and ``rejects.<REASON>`` for every reject reason."""
+        raw = ffi.new("ts_gateway_stats *")
+        lib.ts_gateway_get_stats(self._gw, raw)
+        out = {name: int(getattr(raw, name)) for name in _STAT_FIELDS}
+        for reason in RejectReason:
+            if reason is not RejectReason.NONE:
+                out[f"rejects.{reason.name}"] = int(raw.rejects[reason])
+        out["rejects"] = sum(int(raw.rejects[i]) for i in range(64))
+        return out
+
+    def close(self) -> None:
+        """Stop the pump, free the native gateway and detach from the shard rings.
+        Idempotent. The session rings stay the caller's to close."""
+        self.stop()
+        gw, self._gw = self._gw, None
+        if gw is not None:
+            ffi.release(gw)
+        for ring in self._shard_rings:
+            ring.close()
+        self._shard_rings.clear()
+        self._sessions.clear()
+
+    def __enter__(self) -> GatewayCore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

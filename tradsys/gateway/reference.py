@@ -1,0 +1,407 @@
+"""A plain-Python model of the gateway's risk gate and routing, for differential tests.
+
+It states the rules of ``native/risk.c`` and ``native/gateway_pump.c`` once more, as
+directly as Python allows and with no concern for speed (Python's integers are exact, as
+the C side's 128-bit sums are): what each command is checked
+against (first failure wins), what it holds of its account's exposure, how each shard
+event changes the account and where it is routed. The property tests feed the C pump and
+this model the same streams and require the same records out and the same state.
+
+Records are plain dicts keyed by the ``tradsys.wire`` field names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tradsys.config import AccountSection
+from tradsys.wire import (
+    COMMAND_DTYPE,
+    EVENT_DTYPE,
+    CancelReason,
+    CommandKind,
+    EventFlag,
+    EventKind,
+    RejectReason,
+    Side,
+)
+
+Record = dict[str, Any]
+TOKEN = 1_000_000_000
+EPOCH_SHIFT = 40
+PENDING_NEW, LIVE, DONE = 1, 2, 3
+
+
+@dataclass
+class RefOrder:
+    exch_id: int
+    client_id: int
+    session: int | None
+    account: int
+    symbol: int
+    side: int
+    qty: int
+    price: int = 0
+    leaves: int = 0
+    res_qty: int = 0
+    res_notional: int = 0
+    pend_qty: int = 0
+    pend_notional: int = 0
+    pending: int = 0
+    state: int = PENDING_NEW
+
+
+@dataclass
+class RefAccount:
+    limits: AccountSection
+    killed: bool = False
+    open_orders: int = 0
+    open_notional: int = 0
+    filled_notional: int = 0
+    position: dict[int, int] = field(default_factory=dict)
+    open_buy: dict[int, int] = field(default_factory=dict)
+    open_sell: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class RefSession:
+    account: int
+    cancel_on_disconnect: bool
+    tokens: int
+    last_ns: int
+
+
+def _depth(limits: AccountSection) -> int:
+    return (limits.throttle_burst or limits.throttle_per_s) * TOKEN
+
+
+class ReferenceGateway:
+    """The gateway's rules over dicts: ``command`` and ``event`` say what leaves."""
+
+    def __init__(
+        self,
+        instruments: dict[int, tuple[int, int]],
+        accounts: list[AccountSection],
+        *,
+        epoch: int,
+        max_orders: int,
+    ) -> None:
+        """``instruments``: symbol_id → (shard id, reference price)."""
+        self.shard_of = {sym: shard for sym, (shard, _) in instruments.items()}
+        self.reference = {sym: ref for sym, (_, ref) in instruments.items()}
+        self.last_trade: dict[int, int] = {}
+        self.accounts = {a.id: RefAccount(a) for a in accounts}
+        self.global_kill = False
+        self.next_id = (epoch << EPOCH_SHIFT) + 1
+        self.max_orders = max_orders
+        self.orders: dict[int, RefOrder] = {}
+        self.by_client: dict[tuple[int, int], int] = {}
+        self.sessions: dict[int, RefSession] = {}
+        self.shards = sorted(set(self.shard_of.values()))
+
+    # ---- control -----------------------------------------------------------------------
+
+    def add_session(self, sid: int, account: int, cod: bool | None, now: int) -> None:
+        acc = self.accounts[account]
+        c = acc.limits.cancel_on_disconnect if cod is None else cod
+        self.sessions[sid] = RefSession(account, c, _depth(acc.limits), now)
+
+    def set_limits(self, limits: AccountSection, now: int) -> None:
+        acc = self.accounts.get(limits.id)
+        if acc is None:
+            self.accounts[limits.id] = RefAccount(limits)
+            return
+        old, acc.limits = acc.limits, limits
+        if (old.throttle_per_s, old.throttle_burst) != (
+            limits.throttle_per_s,
+            limits.throttle_burst,
+        ):
+            for s in self.sessions.values():
+                if s.account == limits.id:
+                    s.tokens, s.last_ns = _depth(limits), now
+
+    def kill(self, account: int | None, on: bool) -> dict[int, list[Record]]:
+        if account is None:
+            self.global_kill = on
+        else:
+            self.accounts[account].killed = on
+        if not on:
+            return {}
+        mc = _cmd(kind=CommandKind.MASS_CANCEL, account_id=account or 0)
+        return {shard: [mc] for shard in self.shards}
+
+    def remove_session(self, sid: int) -> dict[int, list[Record]]:
+        s = self.sessions.pop(sid)
+        out: dict[int, list[Record]] = {}
+        mine = [o for o in self.orders.values() if o.session == sid]
+        for o in sorted(mine, key=lambda o: -o.exch_id):  # the C list is newest first
+            if s.cancel_on_disconnect and o.state != DONE:
+                c = _cmd(kind=CommandKind.CANCEL, symbol_id=o.symbol, account_id=o.account)
+                c["order_id"] = o.exch_id
+                out.setdefault(self.shard_of[o.symbol], []).append(c)
+                o.pending += 1
+            if o.state != DONE:
+                del self.by_client[(sid, o.client_id)]
+            o.session = None
+        return out
+
+    # ---- intake --------------------------------------------------------------------------
+
+    def command(
+        self, sid: int, c: Record, now: int
+    ) -> tuple[dict[int, list[Record]], list[Record]]:
+        """One client command: (commands per shard, events for the session)."""
+        s = self.sessions[sid]
+        kind = c["kind"]
+        try:
+            if kind == CommandKind.NEW_ORDER:
+                return self._new(sid, s, c, now), []
+            if kind in (CommandKind.CANCEL, CommandKind.REPLACE):
+                return self._amend(sid, s, c, now), []
+            if kind == CommandKind.MASS_CANCEL:
+                mc = _cmd(kind=kind, symbol_id=c["symbol_id"], account_id=s.account)
+                if not c["symbol_id"]:
+                    return {shard: [mc] for shard in self.shards}, []
+                if c["symbol_id"] not in self.shard_of:
+                    raise _RejectError(RejectReason.UNKNOWN_SYMBOL)
+                return {self.shard_of[c["symbol_id"]]: [mc]}, []
+            raise _RejectError(RejectReason.INVALID_COMMAND)
+        except _RejectError as r:
+            return {}, [self._reject(s, c, r.reason)]
+
+    def _reject(self, s: RefSession, c: Record, reason: RejectReason) -> Record:
+        new = c["kind"] == CommandKind.NEW_ORDER
+        return _event(
+            kind=EventKind.REJECTED,
+            side=c["side"],
+            reason=reason,
+            flags=EventFlag.DONE if new else 0,
+            symbol_id=c["symbol_id"],
+            account_id=s.account,
+            order_id=c["order_id"],
+            price=c["price"],
+            quantity=c["quantity"],
+        )
+
+    def _throttle(self, s: RefSession, now: int) -> None:
+        lim = self.accounts[s.account].limits
+        if not lim.throttle_per_s:
+            return
+        if now > s.last_ns:
+            s.tokens = min(_depth(lim), (now - s.last_ns) * lim.throttle_per_s + s.tokens)
+            s.last_ns = now
+        if s.tokens < TOKEN:
+            raise _RejectError(RejectReason.THROTTLED)
+        s.tokens -= TOKEN
+
+    def _ref(self, symbol: int) -> int:
+        return self.last_trade.get(symbol) or self.reference[symbol]
+
+    def _collar(self, lim: AccountSection, symbol: int, price: int) -> None:
+        if not lim.price_collar_bps or price <= 0:
+            return
+        ref = self._ref(symbol)
+        if ref > 0 and abs(price - ref) * 10000 > ref * lim.price_collar_bps:
+            raise _RejectError(RejectReason.PRICE_COLLAR)
+
+    def _position(self, acc: RefAccount, symbol: int, side: int, was: int, held: int) -> None:
+        lim = acc.limits
+        if not lim.max_position:
+            return
+        pos = acc.position.get(symbol, 0)
+        if side == Side.BUY:
+            worst = pos + acc.open_buy.get(symbol, 0) - was + held
+        else:
+            worst = acc.open_sell.get(symbol, 0) - was + held - pos
+        if worst > lim.max_position:
+            raise _RejectError(RejectReason.MAX_POSITION)
+
+    def _credit(self, acc: RefAccount, was: int, held: int) -> None:
+        lim = acc.limits
+        if (
+            lim.credit_limit
+            and acc.open_notional - was + held + acc.filled_notional > lim.credit_limit
+        ):
+            raise _RejectError(RejectReason.CREDIT_LIMIT)
+
+    def _new(self, sid: int, s: RefSession, c: Record, now: int) -> dict[int, list[Record]]:
+        acc = self.accounts[s.account]
+        lim = acc.limits
+        if c["order_id"] == 0:
+            raise _RejectError(RejectReason.INVALID_COMMAND)
+        if self.global_kill or acc.killed:
+            raise _RejectError(RejectReason.KILL_SWITCH)
+        self._throttle(s, now)
+        if (sid, c["order_id"]) in self.by_client:
+            raise _RejectError(RejectReason.DUPLICATE_CLIENT_ID)
+        sym = c["symbol_id"]
+        if sym not in self.shard_of:
+            raise _RejectError(RejectReason.UNKNOWN_SYMBOL)
+        if c["side"] not in (Side.BUY, Side.SELL):
+            raise _RejectError(RejectReason.INVALID_SIDE)
+        qty = c["quantity"]
+        if qty <= 0:
+            raise _RejectError(RejectReason.INVALID_QUANTITY)
+        if c["price"] < 0 or c["stop_price"] < 0:
+            raise _RejectError(RejectReason.INVALID_PRICE)
+        rp = c["price"] if c["price"] > 0 else c["stop_price"] or self._ref(sym)
+        n = rp * qty
+        if lim.max_order_qty and qty > lim.max_order_qty:
+            raise _RejectError(RejectReason.MAX_ORDER_QTY)
+        if lim.max_order_notional and (rp == 0 or n > lim.max_order_notional):
+            raise _RejectError(RejectReason.MAX_NOTIONAL)
+        self._collar(lim, sym, c["price"])
+        if lim.max_open_orders and acc.open_orders >= lim.max_open_orders:
+            raise _RejectError(RejectReason.MAX_OPEN_ORDERS)
+        self._position(acc, sym, c["side"], 0, qty)
+        if lim.credit_limit and rp == 0:
+            raise _RejectError(RejectReason.CREDIT_LIMIT)
+        self._credit(acc, 0, n)
+        if len(self.orders) >= self.max_orders:
+            raise _RejectError(RejectReason.GATEWAY_CAPACITY)
+        o = RefOrder(self.next_id, c["order_id"], sid, s.account, sym, c["side"], qty)
+        self.next_id += 1
+        self.orders[o.exch_id] = o
+        self.by_client[(sid, o.client_id)] = o.exch_id
+        o.price, o.leaves = rp, qty
+        acc.open_orders += 1
+        self._rereserve(o)
+        out = dict(c) | {"account_id": s.account, "order_id": o.exch_id}
+        return {self.shard_of[sym]: [out]}
+
+    def _amend(self, sid: int, s: RefSession, c: Record, now: int) -> dict[int, list[Record]]:
+        acc = self.accounts[s.account]
+        lim = acc.limits
+        replace = c["kind"] == CommandKind.REPLACE
+        if replace:
+            if self.global_kill or acc.killed:
+                raise _RejectError(RejectReason.KILL_SWITCH)
+            self._throttle(s, now)
+        exch = self.by_client.get((sid, c["order_id"]))
+        if exch is None:
+            raise _RejectError(RejectReason.UNKNOWN_CLIENT_ID)
+        o = self.orders[exch]
+        out = _cmd(kind=c["kind"], side=o.side, symbol_id=o.symbol, account_id=s.account)
+        out["order_id"] = o.exch_id
+        if not replace:
+            o.pending += 1
+            return {self.shard_of[o.symbol]: [out]}
+        qty, price = c["quantity"], c["price"]
+        if qty <= 0:
+            raise _RejectError(RejectReason.INVALID_QUANTITY)
+        if price < 0:
+            raise _RejectError(RejectReason.INVALID_PRICE)
+        rp = price if price > 0 else o.price
+        if lim.max_order_qty and qty > lim.max_order_qty:
+            raise _RejectError(RejectReason.MAX_ORDER_QTY)
+        if lim.max_order_notional and (rp == 0 or rp * qty > lim.max_order_notional):
+            raise _RejectError(RejectReason.MAX_NOTIONAL)
+        self._collar(lim, o.symbol, price)
+        est = max(0, qty - (o.qty - o.leaves))
+        est_n = rp * est
+        rq, rn = max(o.res_qty, est), max(o.res_notional, est_n)
+        self._position(acc, o.symbol, o.side, o.res_qty, rq)
+        self._credit(acc, o.res_notional, rn)
+        if not o.pending:
+            o.pend_qty = o.pend_notional = 0
+        o.pend_qty, o.pend_notional = max(o.pend_qty, est), max(o.pend_notional, est_n)
+        o.pending += 1
+        self._set_reserve(o, rq, rn)
+        out["price"], out["quantity"] = price, qty
+        return {self.shard_of[o.symbol]: [out]}
+
+    # ---- accounting ------------------------------------------------------------------------
+
+    def _set_reserve(self, o: RefOrder, rq: int, rn: int) -> None:
+        acc = self.accounts[o.account]
+        book = acc.open_buy if o.side == Side.BUY else acc.open_sell
+        book[o.symbol] = book.get(o.symbol, 0) + rq - o.res_qty
+        acc.open_notional += rn - o.res_notional
+        o.res_qty, o.res_notional = rq, rn
+
+    def _rereserve(self, o: RefOrder) -> None:
+        rq, rn = o.leaves, (o.price * o.leaves)
+        if o.pending and o.pend_qty:
+            rq, rn = max(rq, o.pend_qty), max(rn, o.pend_notional)
+        self._set_reserve(o, rq, rn)
+
+    def _finish(self, o: RefOrder) -> None:
+        if o.state == DONE:
+            return
+        o.state, o.leaves = DONE, 0
+        self.accounts[o.account].open_orders -= 1
+        self._set_reserve(o, 0, 0)
+        if o.session is not None:
+            del self.by_client[(o.session, o.client_id)]
+
+    def event(self, ev: Record) -> tuple[int | None, Record | None]:
+        """One shard event: (session, the record it gets) — (None, None) when dropped."""
+        o = self.orders.get(ev["order_id"])
+        kind = ev["kind"]
+        if kind == EventKind.TRADE and ev["price"] > 0 and ev["symbol_id"] in self.shard_of:
+            self.last_trade[ev["symbol_id"]] = ev["price"]
+        if o is None:
+            return None, None
+        acc = self.accounts[o.account]
+        if kind == EventKind.ACCEPTED:
+            if o.state == PENDING_NEW:
+                o.state = LIVE
+        elif kind == EventKind.REJECTED:
+            if o.state == PENDING_NEW:
+                self._finish(o)
+            elif o.pending:
+                o.pending -= 1
+                if o.state != DONE:
+                    self._rereserve(o)
+        elif kind == EventKind.TRADE:
+            q = ev["quantity"]
+            acc.position[o.symbol] = acc.position.get(o.symbol, 0) + (
+                q if o.side == Side.BUY else -q
+            )
+            acc.filled_notional = acc.filled_notional + ev["price"] * q
+            if o.state != DONE:
+                o.state, o.leaves = LIVE, ev["leaves_qty"]
+                if ev["flags"] & EventFlag.DONE or ev["leaves_qty"] <= 0:
+                    self._finish(o)
+                else:
+                    self._rereserve(o)
+        elif kind == EventKind.CANCELLED:
+            if ev["reason"] == CancelReason.USER and o.pending:
+                o.pending -= 1
+            self._finish(o)
+        elif kind == EventKind.REPLACED:
+            if o.pending:
+                o.pending -= 1
+            if o.state != DONE:
+                o.qty, o.leaves = ev["quantity"], ev["leaves_qty"]
+                if ev["price"] > 0:
+                    o.price = ev["price"]
+                self._rereserve(o)
+        routed = None
+        if o.session is not None:
+            routed = dict(ev) | {"order_id": o.client_id, "contra_order_id": 0}
+            if kind == EventKind.REJECTED and o.state != DONE:
+                routed["flags"] = ev["flags"] & ~EventFlag.DONE
+        if o.state == DONE and o.pending == 0:
+            del self.orders[o.exch_id]
+        return o.session, routed
+
+
+class _RejectError(Exception):
+    """A check failed: the command is answered with this reason."""
+
+    def __init__(self, reason: RejectReason) -> None:
+        self.reason = reason
+
+
+_COMMAND_FIELDS: tuple[str, ...] = tuple(COMMAND_DTYPE.names or ())
+_EVENT_FIELDS: tuple[str, ...] = tuple(EVENT_DTYPE.names or ())
+
+
+def _cmd(**fields: int) -> Record:
+    return {name: int(fields.get(name, 0)) for name in _COMMAND_FIELDS}
+
+
+def _event(**fields: int) -> Record:
+    return {name: int(fields.get(name, 0)) for name in _EVENT_FIELDS}
