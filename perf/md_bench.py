@@ -97,6 +97,8 @@ def make_config(root: Path, instance: str, frame_records: int) -> Config:
     doc = {
         "engine": {"instance": instance, "data_dir": str(root / "var"), "ring_capacity": 1 << 18},
         "journal": {"durability": "none"},
+        # the bench is the producer of the command ring itself: no gateway
+        "gateway": {"enabled": False},
         "shard": [{"id": 0, "symbols": [SYMBOL.symbol]}],
         "instrument": [msgspec.to_builtins(SYMBOL)],
         "md": {

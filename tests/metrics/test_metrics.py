@@ -130,7 +130,53 @@ def test_metric_names_follow_prometheus_conventions(supervisor: Supervisor) -> N
         }, family.name
 
 
-def test_the_grafana_dashboard_only_charts_metrics_that_exist(supervisor: Supervisor) -> None:
+def test_gateway_series_move_with_orders_rejects_and_sessions(
+    instance: str, tmp_path: Path
+) -> None:
+    import msgspec
+
+    from tests.client.edge_rig import KEYS
+    from tests.cores.test_gateway_e2e import e2e_config
+    from tradsys.client.events import Ack, OrderRejected
+    from tradsys.client.orders import OrderClient
+    from tradsys.cores.sidecar import read_announcement
+
+    base = e2e_config(instance, tmp_path)
+    accounts = [msgspec.structs.replace(a, max_order_qty=100) for a in base.accounts]
+    config = msgspec.structs.replace(
+        base,
+        accounts=accounts,
+        metrics=msgspec.structs.replace(base.metrics, listen="127.0.0.1:0"),
+    )
+    with Supervisor(config, log=lambda line: None) as sup:
+        ann = read_announcement(config, "gateway")
+        assert ann is not None
+        with OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1]) as alice:
+            assert isinstance(alice.wait_for(alice.submit(1, "buy", 5, 99, order_id=1)), Ack)
+            with pytest.raises(OrderRejected, match="MAX_ORDER_QTY"):
+                alice.wait_for(alice.submit(1, "buy", 101, 99, order_id=2))
+
+            def caught_up() -> dict[str, float]:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:  # the gateway refreshes its stats file
+                    samples = scrape(sup)
+                    if samples.get("tradsys_gateway_commands_in_total{}") == 2.0:
+                        return samples
+                raise AssertionError("the gateway's figures never reached /metrics")
+
+            samples = caught_up()
+            # the accepted order, after the gateway's start-up mass cancel of every
+            # cancel-on-disconnect account on every shard
+            start_cancels = len(config.shards) * sum(a.cancel_on_disconnect for a in accounts)
+            assert samples["tradsys_gateway_commands_routed_total{}"] == 1 + start_cancels
+            assert samples["tradsys_gateway_rejects_total{reason=max_order_qty}"] == 1.0
+            assert samples["tradsys_gateway_sessions{transport=colocated}"] == 1.0
+            assert samples["tradsys_gateway_gc_collections_total{generation=2}"] == 0.0
+            assert_dashboard_charts_only(sup)
+
+
+def assert_dashboard_charts_only(supervisor: Supervisor) -> None:
+    """Every metric the Grafana dashboard charts is one /metrics exports."""
     import json
     import re
 
@@ -138,7 +184,6 @@ def test_the_grafana_dashboard_only_charts_metrics_that_exist(supervisor: Superv
     doc = json.loads(dashboard.read_text())
     exprs = [t["expr"] for panel in doc["panels"] for t in panel["targets"]]
     charted = {m for e in exprs for m in re.findall(r"tradsys_[a-z_]+", e)}
-    # a family with no sample yet (no sidecar in this config) still declares its names
     found = families(supervisor)
     exported = {f.name for f in found} | {f"{f.name}_total" for f in found}
     assert charted and charted <= exported, charted - exported

@@ -218,9 +218,13 @@ class Supervisor:
             lines.append(f"{sc.name}: {where or '(starting)'}")
         for sp in self.shards:
             symbols = ", ".join(i.symbol for i in sp.spec.instruments) or "(no symbols)"
+            # each ring has one producer and one consumer: say who, so nobody attaches twice
+            running = {sc.name for sc in self.sidecars}
+            cmd_evt = "the gateway's" if "gateway" in running else "free: attach as producer"
+            md = "the md sidecar's" if "md" in running else "free: attach as consumer"
             lines.append(
-                f"shard {sp.spec.shard_id} [{symbols}]: commands {sp.spec.commands} "
-                f"(attach as producer), events {sp.spec.events}, market data {sp.spec.md}"
+                f"shard {sp.spec.shard_id} [{symbols}]: commands {sp.spec.commands} and "
+                f"events {sp.spec.events} ({cmd_evt}), market data {sp.spec.md} ({md})"
             )
         return lines
 

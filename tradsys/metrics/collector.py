@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -43,6 +43,7 @@ class InstanceCollector(Collector):
         yield from self._shards()
         yield from self._rings()
         yield from self._sidecars()
+        yield from self._gateway()
 
     def _shards(self) -> Iterator[Metric]:
         labels = ["shard"]
@@ -106,6 +107,16 @@ class InstanceCollector(Collector):
         yield fill
         yield capacity
 
+    def _gateway(self) -> Iterator[Metric]:
+        from tradsys.cores.gateway import read_stats
+
+        running = {
+            sc.process.pid for sc in self.supervisor.sidecars if sc.name == "gateway" and sc.process
+        }
+        doc = read_stats(self.supervisor.config)
+        if doc is not None and doc.get("pid") in running:  # not a dead gateway's figures
+            yield from _gateway_families(doc)
+
     def _sidecars(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             "tradsys_sidecar_up", "1 when the sidecar serves.", labels=["sidecar"]
@@ -118,3 +129,64 @@ class InstanceCollector(Collector):
             restarts.add_metric([sc.name], sc.restarts)
         yield up
         yield restarts
+
+
+# (metric suffix, gateway core stat, help): counters of the native pump.
+GATEWAY_COUNTERS = [
+    ("commands_in", "commands_in", "Commands the gateway took from its sessions."),
+    ("commands_routed", "commands_out", "Commands the gateway passed on to the shards."),
+    ("events_routed", "events_routed", "Execution events routed back to their session."),
+    ("events_dropped", "events_unknown", "Events for orders no session owns."),
+]
+GATEWAY_EDGE_COUNTERS = [
+    ("logins_refused", "Logins refused (bad key, bad uid, wrong account, timeout)."),
+    ("protocol_errors", "TCP sessions ended for a protocol error."),
+    ("heartbeat_timeouts", "TCP sessions ended for silence."),
+    ("sessions_opened", "Sessions opened."),
+]
+
+
+def _gateway_families(doc: dict[str, Any]) -> Iterator[Metric]:
+    """The gateway's own figures, from the stats file it refreshes 4 times a second."""
+    core = doc.get("core", {})
+    for suffix, key, text in GATEWAY_COUNTERS:
+        family = CounterMetricFamily(f"tradsys_gateway_{suffix}", text)
+        family.add_metric([], core.get(key, 0))
+        yield family
+    rejects = CounterMetricFamily(
+        "tradsys_gateway_rejects", "Orders the gateway rejected, by reason.", labels=["reason"]
+    )
+    for key, value in sorted(core.items()):
+        if key.startswith("rejects."):
+            rejects.add_metric([key.removeprefix("rejects.").lower()], value)
+    yield rejects
+    for key, text in GATEWAY_EDGE_COUNTERS:
+        family = CounterMetricFamily(f"tradsys_gateway_{key}", text)
+        family.add_metric([], doc.get(key, 0))
+        yield family
+    sessions = GaugeMetricFamily(
+        "tradsys_gateway_sessions", "Open sessions, by transport.", labels=["transport"]
+    )
+    sessions.add_metric(["tcp"], doc.get("tcp_connections", 0))
+    sessions.add_metric(["colocated"], doc.get("colocated_connections", 0))
+    yield sessions
+    live = GaugeMetricFamily("tradsys_gateway_live_orders", "Orders the gateway tracks.")
+    live.add_metric([], core.get("live_orders", 0))
+    yield live
+    gc_doc = doc.get("gc", {})
+    collections = CounterMetricFamily(
+        "tradsys_gateway_gc_collections",
+        "Garbage collections in the gateway, by generation (2 = full).",
+        labels=["generation"],
+    )
+    for gen in ("0", "1", "2"):
+        collections.add_metric([gen], gc_doc.get(f"gen{gen}", 0))
+    yield collections
+    pause = GaugeMetricFamily(
+        "tradsys_gateway_gc_pause_seconds",
+        "Gateway GC pause percentiles since start (timed with gc.callbacks).",
+        labels=["quantile"],
+    )
+    for quantile, key in (("0.5", "pause_p50_us"), ("0.99", "pause_p99_us"), ("1", "pause_max_us")):
+        pause.add_metric([quantile], gc_doc.get(key, 0.0) / 1e6)
+    yield pause
