@@ -70,8 +70,8 @@
 
 /* "TSKWCTL1" little-endian */
 #define TS_WORKER_CONTROL_MAGIC 0x314c5443574b5354
-#define TS_WORKER_CONTROL_VERSION 1
-#define TS_WORKER_CONTROL_SIZE 1024
+#define TS_WORKER_CONTROL_VERSION 2
+#define TS_WORKER_CONTROL_SIZE 2048
 
 enum ts_worker_state {
     TS_WORKER_EMPTY = 0,      /* control block made, no worker yet */
@@ -155,6 +155,16 @@ typedef struct ts_worker_control {
     /* ---- 384: the last error, a sentence for `tradsys status` ---- */
     char error[512];            /* 384 */
     uint8_t _reserved[128];     /* 896 */
+    /* ---- 1024: execution events this incarnation pushed, by kind (for /metrics) ---- */
+    uint64_t accepted_out;      /* 1024 */
+    uint64_t trades_out;        /* 1032 fills, counted once (on the taker's event) */
+    uint64_t cancelled_out;     /* 1040 */
+    uint64_t replaced_out;      /* 1048 */
+    uint64_t triggered_out;     /* 1056 */
+    uint64_t rejected_out;      /* 1064 */
+    uint64_t _pad4[2];          /* 1072 */
+    uint64_t rejects_by_reason[64]; /* 1088 indexed by ts_reject_reason */
+    uint8_t _reserved2[448];    /* 1600 */
 } ts_worker_control;
 
 /* Format a block as a fresh control block (zeroes it; the magic is published last). */

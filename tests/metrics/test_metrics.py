@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tradsys import wire
 from tradsys.config import parse_config
 from tradsys.cores.supervisor import Supervisor
+from tradsys.matching import CEngine
 from tradsys.matching.commands import batch, new_order
 from tradsys.ring import Ring, WaitStrategy, segment_name
 
@@ -74,29 +75,43 @@ def test_counters_move_when_orders_flow(supervisor: Supervisor, instance: str) -
     assert before["tradsys_shard_up{shard=0}"] == 1.0
     assert before["tradsys_shard_commands_total{shard=0}"] == 0.0
 
-    orders = batch(
-        *(
-            new_order(i, 1, account_id=7, side=wire.Side.BUY, quantity=1, price=90 + i % 5)
-            for i in range(1, 101)
-        )
-    )
+    bids = [
+        new_order(i, 1, account_id=7, side=wire.Side.BUY, quantity=1, price=90 + i % 5)
+        for i in range(1, 101)
+    ]
+    sweep = new_order(101, 1, account_id=8, side=wire.Side.SELL, quantity=3, price=90)
+    bad = [new_order(102, 1, account_id=8, side=wire.Side.SELL, quantity=0, price=90)]
+    bad.append(new_order(103, 99, account_id=8, side=wire.Side.SELL, quantity=1, price=90))
+    orders = batch(*bids, sweep, *bad)
+    expected = CEngine()
+    for ins in supervisor.config.instruments:
+        expected.add_instrument(ins)
+    want = expected.process(orders).events
     cmd = Ring.attach(segment_name(instance, "cmd", 0), role="producer", **LAYOUT)
     evt = Ring.attach(segment_name(instance, "evt", 0), role="consumer", **LAYOUT)
     try:
-        assert cmd.push_all(orders, timeout=10.0) == 100
+        assert cmd.push_all(orders, timeout=10.0) == len(orders)
         events = 0
-        out = np.zeros(100, wire.EVENT_DTYPE)
+        out = np.zeros(len(want), wire.EVENT_DTYPE)
         deadline = time.monotonic() + 30
-        while events < 100 and time.monotonic() < deadline:
+        while events < len(want) and time.monotonic() < deadline:
             events += evt.pop_wait(out[events:], WaitStrategy.spin_park(), timeout=1.0)
-        assert events == 100
+        assert events == len(want)
         after = scrape(supervisor)
     finally:
         cmd.close()
         evt.close()
-    assert after["tradsys_shard_commands_total{shard=0}"] == 100.0
-    assert after["tradsys_shard_events_total{shard=0}"] == 100.0
-    assert after["tradsys_shard_journaled_commands{shard=0}"] == 100.0
+    n = float(len(orders))
+    assert after["tradsys_shard_commands_total{shard=0}"] == n
+    assert after["tradsys_shard_events_total{shard=0}"] == len(want)
+    assert after["tradsys_shard_journaled_commands{shard=0}"] == n
+    kinds = want["kind"]
+    assert after["tradsys_shard_accepted_orders_total{shard=0}"] == 101.0
+    assert after["tradsys_shard_trades_total{shard=0}"] == 3.0  # the sweep took 3 bids
+    assert (kinds == wire.EventKind.TRADE).sum() == 6  # maker and taker: counted once
+    assert after["tradsys_shard_rejects_total{reason=invalid_quantity,shard=0}"] == 1.0
+    assert after["tradsys_shard_rejects_total{reason=unknown_symbol,shard=0}"] == 1.0
+    assert after["tradsys_shard_rejects_total{reason=price_band,shard=0}"] == 0.0
     # the worker pushed its market data and nobody drained it: the md ring shows it
     md_ring = segment_name(instance, "md", 0)
     md_out = after["tradsys_shard_md_records_total{shard=0}"]
@@ -126,7 +141,9 @@ def test_metric_names_follow_prometheus_conventions(supervisor: Supervisor) -> N
             "seconds",
             "restarts",
             "up",
-            "seq",
+            "orders",
+            "trades",
+            "rejects",
         }, family.name
 
 

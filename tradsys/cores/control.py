@@ -82,6 +82,13 @@ class ControlSnapshot:
     intake_skipped: int
     truncated_bytes: int
     error: str
+    accepted_out: int = 0
+    trades_out: int = 0
+    cancelled_out: int = 0
+    replaced_out: int = 0
+    triggered_out: int = 0
+    rejected_out: int = 0
+    rejects_by_reason: tuple[int, ...] = ()
 
 
 class WorkerControl:
@@ -121,6 +128,18 @@ class WorkerControl:
     intake_skipped = _Field()
     truncated_bytes = _Field()
     base_set = _Field()
+    accepted_out = _Field()
+    trades_out = _Field()
+    cancelled_out = _Field()
+    replaced_out = _Field()
+    triggered_out = _Field()
+    rejected_out = _Field()
+
+    @property
+    def rejects_by_reason(self) -> tuple[int, ...]:
+        """Engine rejects this incarnation pushed, indexed by ``wire.RejectReason``."""
+        return tuple(int(v) for v in self.cdata.rejects_by_reason)
+
     md_refresh_requests = _Field()
     md_refreshes_served = _Field()
     md_refresh_records = _Field()
@@ -218,6 +237,8 @@ class WorkerControl:
                 values[f.name] = self.state
             elif f.name == "error":
                 values[f.name] = self.error
+            elif f.name == "rejects_by_reason":
+                values[f.name] = self.rejects_by_reason
             else:
                 values[f.name] = getattr(self, f.name)
         return ControlSnapshot(**values)

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tradsys.cores.control import WorkerState
+from tradsys.wire import RejectReason
 
 if TYPE_CHECKING:
     from tradsys.cores.supervisor import Supervisor
@@ -30,6 +31,11 @@ WORKER_COUNTERS = [
     ("out_waits", "out_waits", "Times the worker waited for room in an output ring."),
     ("idle_waits", "idle_waits", "Times the worker waited for commands."),
     ("replayed_commands", "replayed", "Journal commands replayed at the last start-up."),
+    ("accepted_orders", "accepted_out", "Orders the engine accepted."),
+    ("trades", "trades_out", "Trades the engine printed (each fill once)."),
+    ("cancelled_orders", "cancelled_out", "Orders the engine cancelled (any reason)."),
+    ("replaced_orders", "replaced_out", "Orders the engine replaced."),
+    ("triggered_orders", "triggered_out", "Stop orders the engine triggered."),
 ]
 
 
@@ -75,6 +81,11 @@ class InstanceCollector(Collector):
             "Journal sequence number last written (commands journaled).",
             labels=labels,
         )
+        rejects = CounterMetricFamily(
+            "tradsys_shard_rejects",
+            "Commands the engine rejected, by reason.",
+            labels=["shard", "reason"],
+        )
         now_ns = time.monotonic_ns()
         for sp in self.supervisor.shards:
             shard = [str(sp.spec.shard_id)]
@@ -90,8 +101,12 @@ class InstanceCollector(Collector):
             heartbeat.add_metric(shard, age)
             lag.add_metric(shard, max(0, snap.journaled_seq - snap.synced_seq))
             seq.add_metric(shard, snap.journaled_seq)
+            for reason in RejectReason:
+                if reason is not RejectReason.NONE and reason < len(snap.rejects_by_reason):
+                    count = snap.rejects_by_reason[reason]
+                    rejects.add_metric([*shard, reason.name.lower()], count)
         yield from counters.values()
-        yield from (busy, restarts, up, heartbeat, lag, seq)
+        yield from (busy, restarts, up, heartbeat, lag, seq, rejects)
 
     def _rings(self) -> Iterator[Metric]:
         fill = GaugeMetricFamily(
