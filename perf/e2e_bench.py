@@ -119,6 +119,18 @@ def instructions() -> list[dict]:
     ]
 
 
+def rtt(name: str, mine: rig.RunResult, peer: rig.RunResult, percentile: float) -> dict:
+    """One round-trip percentile of a TradSys run beside the same one of its peer run."""
+    return common.result(
+        name,
+        "us",
+        mine.us(percentile),
+        higher_is_better=False,
+        peer=PEER,
+        peer_value=peer.us(percentile),
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -183,62 +195,14 @@ def main() -> int:
             peer=PEER,
             peer_value=base_max,
         ),
-        common.result(
-            "e2e.colocated.rtt.p50",
-            "us",
-            colo_half.us(50),
-            higher_is_better=False,
-            peer=PEER,
-            peer_value=base_half.us(50),
+        *(
+            rtt(f"e2e.colocated.rtt.{label}", colo_half, base_half, p)
+            for label, p in (("p50", 50), ("p99", 99), ("p99_9", 99.9))
         ),
-        common.result(
-            "e2e.colocated.rtt.p99",
-            "us",
-            colo_half.us(99),
-            higher_is_better=False,
-            peer=PEER,
-            peer_value=base_half.us(99),
-        ),
-        common.result(
-            "e2e.colocated.rtt.p99_9",
-            "us",
-            colo_half.us(99.9),
-            higher_is_better=False,
-            peer=PEER,
-            peer_value=base_half.us(99.9),
-        ),
-        common.result(
-            "e2e.colocated.rtt_same_rate.p50",
-            "us",
-            colo_low.us(50),
-            higher_is_better=False,
-            peer=PEER,
-            peer_value=base_tcp.us(50),
-        ),
-        common.result(
-            "e2e.colocated.rtt_same_rate.p99",
-            "us",
-            colo_low.us(99),
-            higher_is_better=False,
-            peer=PEER,
-            peer_value=base_tcp.us(99),
-        ),
-        common.result(
-            "e2e.tcp.rtt.p50",
-            "us",
-            tcp.us(50),
-            higher_is_better=False,
-            peer=PEER,
-            peer_value=base_tcp.us(50),
-        ),
-        common.result(
-            "e2e.tcp.rtt.p99",
-            "us",
-            tcp.us(99),
-            higher_is_better=False,
-            peer=PEER,
-            peer_value=base_tcp.us(99),
-        ),
+        rtt("e2e.colocated.rtt_same_rate.p50", colo_low, base_tcp, 50),
+        rtt("e2e.colocated.rtt_same_rate.p99", colo_low, base_tcp, 99),
+        rtt("e2e.tcp.rtt.p50", tcp, base_tcp, 50),
+        rtt("e2e.tcp.rtt.p99", tcp, base_tcp, 99),
     ]
     counts = [] if args.no_callgrind else instructions()
     if counts:
