@@ -4,8 +4,9 @@
 Seeded synthetic workloads that look like a venue (perf/_engine_workloads.py): ``venue``
 (``tradsys.matching.workload.venue_stream`` as it is), ``sweeps`` (more large IOC sweeps
 through a deep book), ``cancel_heavy`` (a cancel storm, over 70% cancels) and
-``deep_book`` (a 10^6-order book with the activity at the top). Each has an untimed
-prefix that builds the book, then the timed commands, which run in one run through:
+``deep_book`` (a 10^6-order book, 2.5 * 10^5 with --quick, with the activity at the
+top). Each has an untimed prefix that builds the book, then the timed commands, which run
+in one run through:
 
 * the C core one command per ``ts_engine_process`` call, reading the output counts and
   clearing the output after each, as a shard worker's loop does -- in the C driver
@@ -87,7 +88,7 @@ class Plan:
     @classmethod
     def of(cls, quick: bool, rounds: int | None) -> Plan:
         if quick:
-            plan = cls(True, 200_000, 3, 40_960, 1, 1_000_000, 20_000, 1_000_000)
+            plan = cls(True, 200_000, 3, 16_384, 1, 1_000_000, 20_000, 250_000)
         else:
             plan = cls(False, 2_000_000, 5, 200_704, 2, 10_000_000, 100_000, 1_000_000)
         if rounds is not None:

@@ -127,7 +127,7 @@ class Plan:
     @classmethod
     def of(cls, quick: bool, rounds: int | None, commands: int | None) -> Plan:
         if quick:
-            plan = cls(True, 500_000, 3, 3, 0.1, 20_000, 10_000)
+            plan = cls(True, 500_000, 3, 2, 0.06, 20_000, 10_000)
         else:
             plan = cls(False, 1_000_000, 5, 5, 0.3, 50_000, 10_000)
         n = commands or plan.commands
@@ -937,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = _Parser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a short look (under a minute)")
     ap.add_argument("--json", action="store_true", help="end stdout with the JSON result line")
-    ap.add_argument("--rounds", type=int, help="rounds (default 5, quick 3)")
+    ap.add_argument("--rounds", type=int, help="rounds (default 5, quick 3; append rounds quick 2)")
     ap.add_argument("--commands", type=int, help="journaled commands (default 1 M, quick 500 k)")
     ap.add_argument("--seed", type=int, default=1, help="venue_stream seed (default 1)")
     ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")

@@ -122,7 +122,8 @@ def write_report(runs: Sequence[BenchRun], out_dir: Path, command: str) -> Path:
     lines = [
         "# TradSys benchmark report",
         "",
-        f"Made by `{command}` on {time.strftime('%Y-%m-%d %H:%M:%S %Z')}. Each figure's "
+        f"Made by `{command}` on {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, "
+        f"{len(runs)} bench(es) in {sum(r.seconds for r in runs):.0f} s. Each figure's "
         "peer was measured in the same run; the ratio is TradSys's advantage (above 1: "
         "TradSys wins).",
         "",
