@@ -64,6 +64,8 @@ def _symbol_id(config: Config, name: str) -> int:
 
 
 def _connect(args: argparse.Namespace, config: Config) -> OrderClient:
+    if not args.account:
+        raise OrderCliError("name the account with --account NAME (before or after the verb)")
     key = args.api_key or os.environ.get("TRADSYS_API_KEY")
     if not key:
         raise OrderCliError("give the account's API key with --api-key or TRADSYS_API_KEY")
@@ -105,9 +107,14 @@ def describe(event: Event, names: dict[int, str]) -> str:
 # ---- the verbs (shared by the one-shot commands and the shell) ---------------------------
 
 
-def _verb_parser(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[Any]:
+def _verb_parser(
+    parser: argparse.ArgumentParser, parents: list[argparse.ArgumentParser] | None = None
+) -> argparse._SubParsersAction[Any]:
     verbs = parser.add_subparsers(dest="verb", required=True)
-    sub = verbs.add_parser("submit", help="send a new order and print what happens to it")
+    parents = parents or []
+    sub = verbs.add_parser(
+        "submit", help="send a new order and print what happens to it", parents=parents
+    )
     sub.add_argument("symbol")
     sub.add_argument("side", choices=["buy", "sell"])
     sub.add_argument("quantity", type=int)
@@ -117,15 +124,19 @@ def _verb_parser(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[
     sub.add_argument("--stop", type=int, help="stop price (a stop / stop-limit order)")
     sub.add_argument("--display", type=int, help="visible quantity (an iceberg)")
     sub.add_argument("--order-id", type=int, help="client order id (default: chosen)")
-    cancel = verbs.add_parser("cancel", help="cancel one order")
+    cancel = verbs.add_parser("cancel", help="cancel one order", parents=parents)
     cancel.add_argument("order_id", type=int)
     cancel.add_argument("symbol")
-    rep = verbs.add_parser("replace", help="new price and total quantity for an order")
+    rep = verbs.add_parser(
+        "replace", help="new price and total quantity for an order", parents=parents
+    )
     rep.add_argument("order_id", type=int)
     rep.add_argument("symbol")
     rep.add_argument("--price", type=int, required=True)
     rep.add_argument("--quantity", type=int, required=True)
-    mass = verbs.add_parser("mass-cancel", help="cancel every order of the account")
+    mass = verbs.add_parser(
+        "mass-cancel", help="cancel every order of the account", parents=parents
+    )
     mass.add_argument("symbol", nargs="?", help="only this symbol")
     return verbs
 
@@ -225,17 +236,43 @@ def _shell(
         _print_events(client, names, args.wait)
 
 
+def _session_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The session's options. They are accepted before the verb and after it (`tradsys
+    order --account alice submit ...` and `tradsys order submit ... --account alice`); the
+    copies after the verb default to SUPPRESS so they never overwrite a value given before
+    it (argparse applies a subparser's defaults last)."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--config", default=default(None), help="the instance's TOML config (default: built-in)"
+    )
+    parser.add_argument("--account", default=default(None), help="account name or id (required)")
+    parser.add_argument(
+        "--api-key", default=default(None), help="the account's API key (or TRADSYS_API_KEY)"
+    )
+    parser.add_argument(
+        "--tcp",
+        action="store_true",
+        default=default(False),
+        help="connect over TCP, not colocated",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=default(0.5),
+        help="seconds to wait for more events (default 0.5)",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `tradsys order` to the main parser."""
     order = subparsers.add_parser("order", help="submit, cancel, replace, watch orders")
-    order.add_argument("--config", help="the instance's TOML config (default: built-in)")
-    order.add_argument("--account", required=True, help="account name or id")
-    order.add_argument("--api-key", help="the account's API key (or TRADSYS_API_KEY)")
-    order.add_argument("--tcp", action="store_true", help="connect over TCP, not colocated")
-    order.add_argument(
-        "--wait", type=float, default=0.5, help="seconds to wait for more events (default 0.5)"
-    )
-    verbs = _verb_parser(order)
-    verbs.add_parser("watch", help="print the account's events until Ctrl-C")
-    verbs.add_parser("shell", help="one session; type commands line by line")
+    _session_options(order, defaults=True)
+    after_verb = argparse.ArgumentParser(add_help=False)
+    _session_options(after_verb, defaults=False)
+    verbs = _verb_parser(order, [after_verb])
+    verbs.add_parser("watch", help="print the account's events until Ctrl-C", parents=[after_verb])
+    verbs.add_parser("shell", help="one session; type commands line by line", parents=[after_verb])
     order.set_defaults(func=cmd_order)

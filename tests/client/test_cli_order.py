@@ -67,3 +67,17 @@ def test_shell_keeps_one_session(edge: EdgeRig, tmp_path: Path) -> None:
     assert lines[1].startswith("error: argument verb: invalid choice: 'bogus'")
     assert lines[2].startswith("Replaced") and "price=102" in lines[2]
     assert lines[3].startswith("Cancelled") and "reason=USER" in lines[3]
+
+
+def test_session_options_also_work_after_the_verb(edge: EdgeRig, tmp_path: Path) -> None:
+    """As the README writes it: `tradsys order submit ACME buy 3 --price 99 --account acct1
+    --tcp` — and an option given before the verb is not overwritten by the verb's default."""
+    after = order_cli(
+        edge, tmp_path, "submit", "ACME", "buy", "3", "--price", "99", "--account", "acct1", "--tcp"
+    )
+    assert after.returncode == 0, after.stderr
+    assert "Ack" in after.stdout and "quantity=3" in after.stdout
+    before = order_cli(edge, tmp_path, "--account", "acct1", "--tcp", "mass-cancel", "ACME")
+    assert before.returncode == 0, before.stderr
+    missing = order_cli(edge, tmp_path, "mass-cancel")
+    assert missing.returncode == 1 and "--account NAME" in missing.stderr
