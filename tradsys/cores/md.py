@@ -425,6 +425,8 @@ class MdSidecar:
         hb = Heartbeat(time.time_ns(), self.feed_id, self.config.md.heartbeat_ms, seqs)
         self.pub.send_multipart([HEARTBEAT_TOPIC, heartbeat_encoder.encode(hb)])
         self.stats.heartbeats += 1
+        if self.conflated is not None:
+            self._send_board()  # so a board subscriber that joins a quiet market gets one
 
     def _tick(self) -> None:
         """Once per heartbeat: time out waiting requests, and ask again for a refresh a
