@@ -222,10 +222,13 @@ def spawn_subscriber(target: Any, *args: Any) -> tuple[Any, mpc.Connection]:
 
 def wait_subscribed(proc: Any, conn: mpc.Connection) -> None:
     """Until the subscriber has seen the feed (its subscription reached the sidecar)."""
-    if not conn.poll(60):
+    try:
+        if not conn.poll(60):
+            raise BenchError("the subscriber never saw the feed")
+        conn.recv()
+    except (BenchError, EOFError):
         proc.kill()
-        raise BenchError("the subscriber never saw the feed")
-    conn.recv()
+        raise BenchError(f"the subscriber never saw the feed (exit {proc.exitcode})") from None
 
 
 # ---- throughput ------------------------------------------------------------------------------

@@ -8,13 +8,14 @@ nothing is observed for Prometheus on the hot path itself.
 
 The publish lag is measured from the engine's timestamp of a record (``time_ns``: the
 engine's clock, which its command stream sets with CLOCK_TICKs on CLOCK_REALTIME) to the
-moment its message left the PUB socket. Records stamped 0 (an engine whose clock was
+moment its message is handed to the PUB socket (stamped before the send: a send may hand
+the CPU to ZeroMQ's I/O thread before it returns). Records stamped 0 (an engine whose clock was
 never ticked) say nothing about lag and are left out.
 
 :class:`StageLog` is the profiling aid behind ``perf/md_bench.py``'s stage breakdown:
 when ``TRADSYS_MD_STAGE_LOG`` names a file, the sidecar notes, per message, when its
-records were drained from the ring and when the send returned, and saves the table there
-when it stops.
+records were drained from the ring and when it was handed to ZeroMQ, and saves the table
+there when it stops.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ STAGE_COLUMNS = ("channel", "symbol", "first_seq", "last_seq", "drained_ns", "se
 
 
 class StageLog:
-    """Per message: channel, symbol index, first and last seq, drained and sent times
+    """Per message: channel, symbol index, first and last seq, drained and send times
     (CLOCK_REALTIME ns, the engine's clock). Preallocated; the rows past ``capacity``
     are not kept."""
 
