@@ -56,7 +56,17 @@ class RingSet:
         self._word = ffi.new("uint32_t **")
         self._seen = ffi.new("uint32_t *")
         self._libc = ctypes.CDLL(None, use_errno=True)
-        self._libc.syscall.restype = ctypes.c_long
+        # syscall(long number, ...): every argument a full register wide
+        self._syscall = self._libc.syscall
+        self._syscall.restype = ctypes.c_long
+        self._syscall.argtypes = [
+            ctypes.c_long,
+            ctypes.c_void_p,
+            ctypes.c_long,
+            ctypes.c_long,
+            ctypes.c_void_p,
+            ctypes.c_long,
+        ]
         self.waitv = 1 < len(self.rings) <= WAITV_MAX
         self._turn = 0
 
@@ -104,12 +114,12 @@ class RingSet:
                 return self.readable()
             # the timeout is absolute on CLOCK_MONOTONIC (Python's monotonic clock)
             ts = _Timespec(int(deadline), int((deadline % 1) * 1e9))
-            rc = self._libc.syscall(
+            rc = self._syscall(
                 SYS_FUTEX_WAITV,
-                self._waitv,
+                ctypes.addressof(self._waitv),
                 len(self._handles),
                 0,
-                ctypes.byref(ts),
+                ctypes.addressof(ts),
                 CLOCK_MONOTONIC,
             )
             if rc < 0 and ctypes.get_errno() == errno.ENOSYS:
