@@ -20,6 +20,7 @@ there when it stops.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -74,14 +75,26 @@ class PublishStats:
         self.lag_sum_ns += lag_ns
 
     def lag_many(self, sent_ns: int, stamps: np.ndarray) -> None:
-        """A batch's publish lags, all sent at ``sent_ns`` (stamps of 0 are skipped)."""
-        stamps = stamps[stamps != 0]
-        if not len(stamps):
+        """A batch's publish lags, all sent at ``sent_ns`` (stamps of 0 are skipped).
+
+        A shard's engine clock never goes back, so a drained batch's stamps are sorted
+        and a dozen binary searches count the buckets — instead of placing each of tens
+        of thousands of records (checked; an unsorted batch is sorted first)."""
+        s = np.asarray(stamps, np.int64)
+        if len(s) > 1 and not bool((s[1:] >= s[:-1]).all()):
+            s = np.sort(s)
+        start = int(np.searchsorted(s, 1))  # the unstamped (0) come first
+        n = len(s) - start
+        if n == 0:
             return
-        lags = np.maximum(sent_ns - stamps.astype(np.int64), 0)
-        counts = np.bincount(np.searchsorted(_BOUNDS, lags), minlength=len(self.lag_counts))
-        self.lag_counts = [a + b for a, b in zip(self.lag_counts, counts.tolist(), strict=True)]
-        self.lag_sum_ns += int(lags.sum())
+        # lag <= bound  <=>  stamp >= sent - bound (a future stamp counts as lag 0)
+        cumulative = (len(s) - np.searchsorted(s, sent_ns - _BOUNDS)).tolist()
+        counts = [cumulative[0]]
+        counts += [b - a for a, b in itertools.pairwise(cumulative)]
+        counts.append(n - cumulative[-1])
+        self.lag_counts = [a + b for a, b in zip(self.lag_counts, counts, strict=True)]
+        past = s[start : int(np.searchsorted(s, sent_ns, side="right"))]
+        self.lag_sum_ns += int((sent_ns - past).sum())
 
     def doc(self) -> dict[str, Any]:
         """The JSON document of the stats file (without pid and time)."""
