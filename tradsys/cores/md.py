@@ -71,6 +71,9 @@ STATS_EVERY_NS = 250_000_000  # the stats file for /metrics, refreshed when idle
 _RECORD = struct.Struct("<BB2xIQqqqqI4xq")
 assert _RECORD.size == RECORD_SIZE and MD_DTYPE.itemsize == RECORD_SIZE
 _CHANNEL_OF_KIND = CHANNEL_NO.tolist()
+# pyzmq's native send, under its Python "sugar" (which only adds keyword handling we do
+# not use): about 0.35 µs less per frame on the quiet path, where each record costs two
+_BACKEND_SEND = zmq.backend.Socket.send
 NOT_READY_AFTER_S = 5.0  # a snapshot request waits this long for a refresh image
 
 log = logging.getLogger("tradsys.md")
@@ -308,6 +311,7 @@ class MdSidecar:
         drained = time.time_ns() if self.stages is not None else 0
         pub, topics, store, stats = self.pub, self.packer.topics, self.store, self.stats
         unpack, si_of_id, channel_of = _RECORD.unpack_from, self._si_of_id, _CHANNEL_OF_KIND
+        send = _BACKEND_SEND
         for off in range(0, end, RECORD_SIZE):
             kind, side, symbol_id, seq, price, qty, _, _, count, stamp = unpack(raw, off)
             si = si_of_id.get(symbol_id, -1)
@@ -318,8 +322,8 @@ class MdSidecar:
             store.apply_scalar(si, channel, seq, side, price, qty, count)
             t = topics[si * N_CHANNELS + channel]
             sent = time.time_ns()  # before the send: it may hand the CPU to ZeroMQ's thread
-            pub.send(t, zmq.SNDMORE)
-            pub.send(raw[off : off + RECORD_SIZE])
+            send(pub, t, zmq.SNDMORE)
+            send(pub, raw[off : off + RECORD_SIZE])  # copied: the buffer is reused
             stats.records[channel] += 1
             stats.messages[channel] += 1
             stats.bytes += len(t) + RECORD_SIZE
