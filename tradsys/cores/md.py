@@ -5,10 +5,14 @@
 
 - pop a batch from each shard's md ring; group it by (symbol, channel) and send one
   message per group (``tradsys.marketdata.framing``) on the PUB socket, bound to every
-  ``[md] publish`` endpoint; remember the L2 books it published (``L2Store``);
+  ``[md] publish`` endpoint; remember the L2 books it published (``L2Store``). A batch of
+  a few records (a quiet market: the latency path) takes a plain-Python path instead;
+- when every ring is empty, wait on all of them at once (``RingSet``: one futex_waitv);
 - answer snapshot requests on the ROUTER socket between batches — so a snapshot is
   always valid at a sequence number the feed has already published;
-- every ``heartbeat_ms``: a heartbeat with every symbol's last sequence numbers.
+- every ``heartbeat_ms``: a heartbeat with every symbol's last sequence numbers;
+- a few times a second, when idle: its counters to ``md.stats.json`` for ``/metrics``
+  (``tradsys.marketdata.stats``).
 
 At start (and after a crash, when it is restarted) it knows none of the books the
 workers hold, so it asks each worker for a market-data refresh through its control
@@ -65,7 +69,7 @@ BATCH = 32768  # records drained per ring per turn: bigger batches, fewer messag
 # Batches up to this size (a quiet market: a command's few records) take the scalar path,
 # one message per record; numpy's per-call costs would dominate their latency.
 SMALL_BATCH = 8
-IDLE_WAIT_S = 0.002  # longest wait on a ring before looking at snapshot requests again
+IDLE_WAIT_S = 0.002  # longest wait on the rings before looking at snapshot requests again
 STATS_EVERY_NS = 250_000_000  # the stats file for /metrics, refreshed when idle
 # MD_DTYPE as one struct: the scalar path reads a record's fields in one call
 _RECORD = struct.Struct("<BB2xIQqqqqI4xq")

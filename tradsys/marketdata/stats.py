@@ -129,8 +129,11 @@ def write_stats(instance_dir: Path, stats: PublishStats, **extra: Any) -> None:
 
 
 def remove_stats(instance_dir: Path) -> None:
-    """At exit, so a stopped sidecar's figures are not served as live ones."""
-    stats_path(instance_dir).unlink(missing_ok=True)
+    """At exit, so a stopped sidecar's figures are not served as live ones (only this
+    process's own file: a successor's is left alone)."""
+    doc = read_stats(instance_dir)
+    if doc is not None and doc.get("pid") == os.getpid():
+        stats_path(instance_dir).unlink(missing_ok=True)
 
 
 def read_stats(instance_dir: Path) -> dict[str, Any] | None:
