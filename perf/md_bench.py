@@ -526,6 +526,13 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
         common.result("md.sidecar.cpu_per_message", "us", us_per_message,
                       higher_is_better=False),
     ]  # fmt: skip
+    # where the batched run's microseconds went, hop by hop (no peer: a breakdown)
+    for hop, p50, p99, _ in bl.stages.rows():
+        slug = hop.replace(" -> ", "_to_").replace(" ", "_")
+        for pct, value in (("p50", p50), ("p99", p99)):
+            results.append(
+                common.result(f"md.latency.hop.{slug}.{pct}", "us", value, higher_is_better=False)
+            )
     text = [
         common.table(
             ["measure", "TradSys (batched frames)", PEER, "ratio"],
