@@ -86,7 +86,7 @@ def test_md_series_move_when_trades_flow(instance: str, tmp_path: Path) -> None:
 
         total = sum(want.values())
         deadline = time.monotonic() + DEADLINE_S
-        while True:  # the sidecar rewrites its stats file a few times a second
+        while True:  # the sidecar rewrites its stats file once a second
             found = families(sup)
             s = samples_of(found)
             if (

@@ -11,7 +11,7 @@
 - answer snapshot requests on the ROUTER socket between batches — so a snapshot is
   always valid at a sequence number the feed has already published;
 - every ``heartbeat_ms``: a heartbeat with every symbol's last sequence numbers;
-- a few times a second, when idle: its counters to ``md.stats.json`` for ``/metrics``
+- once a second, when idle: its counters to ``md.stats.json`` for ``/metrics``
   (``tradsys.marketdata.stats``).
 
 At start (and after a crash, when it is restarted) it knows none of the books the
@@ -70,7 +70,9 @@ BATCH = 32768  # records drained per ring per turn: bigger batches, fewer messag
 # one message per record; numpy's per-call costs would dominate their latency.
 SMALL_BATCH = 8
 IDLE_WAIT_S = 0.002  # longest wait on the rings before looking at snapshot requests again
-STATS_EVERY_NS = 250_000_000  # the stats file for /metrics, refreshed when idle
+# the stats file for /metrics, refreshed when idle: a write (~300 µs on a disk) is time
+# a record that arrives meanwhile waits, so once a second, not more
+STATS_EVERY_NS = 1_000_000_000
 # MD_DTYPE as one struct: the scalar path reads a record's fields in one call
 _RECORD = struct.Struct("<BB2xIQqqqqI4xq")
 assert _RECORD.size == RECORD_SIZE and MD_DTYPE.itemsize == RECORD_SIZE
@@ -209,7 +211,7 @@ class MdSidecar:
                 self._heartbeat()
                 self._tick()
                 next_beat = now + interval_ns
-            if now >= next_stats and (not busy or now >= next_stats + 3 * STATS_EVERY_NS):
+            if now >= next_stats and (not busy or now >= next_stats + STATS_EVERY_NS):
                 # when idle (a file write must not sit between a record and its
                 # message), or, under constant load, a little late
                 self.write_stats()

@@ -1,7 +1,7 @@
 """The md sidecar's own figures: what it published, and how late.
 
 Kept as plain Python ints (and one small bucket array) that the publish path bumps as it
-goes, and written to ``<instance_dir>/md.stats.json`` a few times a second (atomically,
+goes, and written to ``<instance_dir>/md.stats.json`` once a second (atomically,
 with the sidecar's pid) for ``/metrics`` to read at scrape time
 (:mod:`tradsys.metrics.md_series`) — the same arrangement as the gateway's stats file, so
 nothing is observed for Prometheus on the hot path itself.

@@ -1,7 +1,7 @@
 """The market-data sidecar's series in ``/metrics``.
 
 The sidecar counts what it publishes as it goes and rewrites
-``<instance_dir>/md.stats.json`` a few times a second (:mod:`tradsys.marketdata.stats`);
+``<instance_dir>/md.stats.json`` once a second (:mod:`tradsys.marketdata.stats`);
 this module turns the file into metric families at scrape time, so Prometheus costs the
 publish path nothing. A file left by a sidecar that is no longer the running one (a
 crash, a restart) is not served: its pid must be the current md process's.
