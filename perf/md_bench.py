@@ -77,15 +77,16 @@ LAYOUT = {"slot_size": RECORD_SIZE, "layout_version": LAYOUT_VERSION}
 class Plan:
     quick: bool
     rounds: int
-    records: int  # throughput: records per batched run (the peer gets a twentieth)
+    records: int  # throughput: records per batched run (the peer gets a thirtieth)
     trades: int  # latency: trades per run
     rate: int  # latency: trades per second offered
+    pool_commands: int  # venue-stream commands whose market data is the records' pool
 
     @classmethod
     def of(cls, quick: bool, rounds: int | None) -> Plan:
         if quick:
-            return cls(True, rounds or 1, 3_000_000, 4_000, 2_000)
-        return cls(False, rounds or 3, 20_000_000, 30_000, 2_000)
+            return cls(True, rounds or 1, 3_000_000, 3_000, 2_000, 60_000)
+        return cls(False, rounds or 3, 20_000_000, 30_000, 2_000, 200_000)
 
 
 class BenchError(Exception):
@@ -492,12 +493,12 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
     instance = f"mdb{os.getpid()}"
     try:
         common.note("md bench: generating engine market data")
-        pool = engine_md(200_000)
+        pool = engine_md(plan.pool_commands)
         common.note(f"md bench: delivered throughput, {plan.rounds} round(s)")
         batched, single = [], []
         for _ in range(plan.rounds):
             batched.append(throughput(root, instance, 1024, plan.records, pool))
-            single.append(throughput(root, instance, 1, plan.records // 20, pool))
+            single.append(throughput(root, instance, 1, plan.records // 30, pool))
         common.note(f"md bench: latency, {plan.trades:,} trades at {plan.rate:,}/s")
         lat = latency(root, instance, plan)
         binary, packed = codec(pool)
