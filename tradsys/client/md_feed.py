@@ -185,6 +185,7 @@ class FeedCore:
         self._ids = itertools.count(1)
         self._by_id: dict[int, str] = {}
         self._last_message = time.monotonic()
+        self._topics: dict[bytes, tuple[Channel, str]] = {}
         if Channel.L2 in self.channels:
             for book in self.books.values():
                 self._resync(book)
@@ -201,7 +202,10 @@ class FeedCore:
         if topic == HEARTBEAT_TOPIC:
             events += self._on_heartbeat(heartbeat_decoder.decode(payload))
             return events
-        channel, symbol = parse_topic(topic)
+        parsed = self._topics.get(topic)
+        if parsed is None:  # one parse per topic: the set is the subscribed symbols'
+            parsed = self._topics[topic] = parse_topic(topic)
+        channel, symbol = parsed
         recs = records(payload)
         if channel == Channel.L2:
             events += self._on_l2(self.books[symbol], recs)
@@ -284,9 +288,15 @@ class FeedCore:
 
     def _on_trades(self, symbol: str, recs: np.ndarray) -> list[MdEvent]:
         last = self._trade_seq[symbol]
-        fresh = recs[recs["seq"] > last]
-        if not len(fresh):
-            return []
+        seqs = recs["seq"]
+        if len(recs) == 1:  # a quiet market: no mask to build
+            if int(seqs[0]) <= last:
+                return []
+            fresh = recs
+        else:
+            fresh = recs[seqs > last]
+            if not len(fresh):
+                return []
         events: list[MdEvent] = []
         first = int(fresh["seq"][0])
         if last and first != last + 1:
@@ -296,22 +306,12 @@ class FeedCore:
         return events
 
     def _on_bbo(self, symbol: str, recs: np.ndarray) -> list[MdEvent]:
-        r = recs[-1]  # only the newest matters
-        seq = int(r["seq"])
+        # only the newest matters; one .item() reads all its fields
+        _, _, _, seq, bid, bid_qty, ask, ask_qty, _, stamp = recs[-1].item()
         if seq <= self._bbo_seq[symbol]:
             return []
         self._bbo_seq[symbol] = seq
-        return [
-            BboChange(
-                symbol,
-                seq,
-                int(r["price"]),
-                int(r["quantity"]),
-                int(r["ask_price"]),
-                int(r["ask_quantity"]),
-                int(r["time_ns"]),
-            )
-        ]
+        return [BboChange(symbol, seq, bid, bid_qty, ask, ask_qty, stamp)]
 
     def _on_heartbeat(self, hb: Heartbeat) -> list[MdEvent]:
         """A heartbeat follows everything published before it on the same connection:
