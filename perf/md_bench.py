@@ -48,10 +48,12 @@ from tradsys.config import Config, check_config
 from tradsys.cores.control import WorkerControl
 from tradsys.cores.sidecar import read_announcement, write_effective_config
 from tradsys.cores.supervisor import Supervisor
-from tradsys.marketdata.protocol import HEARTBEAT_TOPIC, topic
+from tradsys.marketdata.protocol import CHANNELS, HEARTBEAT_TOPIC, Channel, topic
+from tradsys.marketdata.stats import STAGE_COLUMNS, STAGE_LOG_ENV
 from tradsys.matching import CEngine, Instrument
 from tradsys.matching.commands import batch, new_order
 from tradsys.matching.workload import venue_stream
+from tradsys.profiling import StageBreakdown
 from tradsys.ring import Ring, WaitStrategy, reclaim_stale, segment_name
 from tradsys.wire import (
     COMMAND_DTYPE,
@@ -75,15 +77,16 @@ LAYOUT = {"slot_size": RECORD_SIZE, "layout_version": LAYOUT_VERSION}
 class Plan:
     quick: bool
     rounds: int
-    records: int  # throughput: records per batched run (the peer gets a tenth)
+    records: int  # throughput: records per batched run (the peer gets a thirtieth)
     trades: int  # latency: trades per run
     rate: int  # latency: trades per second offered
+    pool_commands: int  # venue-stream commands whose market data is the records' pool
 
     @classmethod
     def of(cls, quick: bool, rounds: int | None) -> Plan:
         if quick:
-            return cls(True, rounds or 1, 3_000_000, 10_000, 2_000)
-        return cls(False, rounds or 3, 20_000_000, 30_000, 2_000)
+            return cls(True, rounds or 1, 3_000_000, 3_000, 2_000, 60_000)
+        return cls(False, rounds or 3, 20_000_000, 30_000, 2_000, 200_000)
 
 
 class BenchError(Exception):
@@ -115,10 +118,12 @@ def make_config(root: Path, instance: str, frame_records: int) -> Config:
 class Sidecar:
     """``python -m tradsys.cores.md`` for one config, stopped with SIGTERM."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, env: dict[str, str] | None = None) -> None:
         self.config = config
         path = write_effective_config(config)
-        self.proc = subprocess.Popen([sys.executable, "-m", "tradsys.cores.md", str(path)])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tradsys.cores.md", str(path)], env={**os.environ, **(env or {})}
+        )
         deadline = time.monotonic() + 60
         while True:
             doc = read_announcement(config, "md")
@@ -177,51 +182,54 @@ def count_subscriber(endpoint: str, expected: int, conn: mpc.Connection) -> None
 
 
 def latency_subscriber(endpoint: str, expected: int, conn: mpc.Connection) -> None:
-    """Trade prints' ``now - time_ns`` (CLOCK_REALTIME) into an HdrHistogram, µs."""
-    from hdrh.histogram import HdrHistogram
-
-    hist = HdrHistogram(1, 60_000_000, 3)
+    """Per trade print: its seq, the engine's stamp and when it arrived here (both
+    CLOCK_REALTIME ns), sent back as one array once ``expected`` came or the feed went
+    quiet. The subscriber blocks in ZeroMQ's own wait (a poll, for the quiet timeout)."""
     ctx, sub = _subscribe(endpoint, topic("trade", SYMBOL.symbol))
     conn.send("ready")
     poller = zmq.Poller()
     poller.register(sub, zmq.POLLIN)
+    rows = np.zeros((expected, 3), np.int64)
     got = 0
     last_data = time.monotonic()
     while got < expected and time.monotonic() - last_data < 5:
         if not poller.poll(1000):
             continue
         t, payload = sub.recv_multipart()
+        now = time.clock_gettime_ns(time.CLOCK_REALTIME)
         if t == HEARTBEAT_TOPIC:
             continue
         last_data = time.monotonic()
-        now = time.clock_gettime_ns(time.CLOCK_REALTIME)
-        stamps = np.frombuffer(payload, MD_DTYPE)["time_ns"]
-        for lat in ((now - stamps) // 1000).tolist():
-            hist.record_value(max(1, lat))
-        got += len(stamps)
-    conn.send(
-        (
-            got,
-            hist.get_value_at_percentile(50),
-            hist.get_value_at_percentile(99),
-            hist.get_value_at_percentile(99.9),
-            hist.get_max_value(),
-        )
-    )
+        recs = np.frombuffer(payload, MD_DTYPE)[: expected - got]
+        k = len(recs)
+        rows[got : got + k, 0] = recs["seq"]
+        rows[got : got + k, 1] = recs["time_ns"]
+        rows[got : got + k, 2] = now
+        got += k
+    conn.send(rows[:got])
     sub.close()
     ctx.term()
 
 
-def start_subscriber(target: Any, *args: Any) -> tuple[Any, mpc.Connection]:
+def spawn_subscriber(target: Any, *args: Any) -> tuple[Any, mpc.Connection]:
+    """Start a subscriber process; it connects at once (ZeroMQ retries until the
+    sidecar binds), so its start-up overlaps the sidecar's."""
     ctx = mp.get_context("spawn")
     mine, theirs = ctx.Pipe()
     proc = ctx.Process(target=target, args=(*args, theirs), daemon=True)
     proc.start()
-    if not mine.poll(60):
-        proc.kill()
-        raise BenchError("the subscriber never saw the feed")
-    mine.recv()
     return proc, mine
+
+
+def wait_subscribed(proc: Any, conn: mpc.Connection) -> None:
+    """Until the subscriber has seen the feed (its subscription reached the sidecar)."""
+    try:
+        if not conn.poll(60):
+            raise BenchError("the subscriber never saw the feed")
+        conn.recv()
+    except (BenchError, EOFError):
+        proc.kill()
+        raise BenchError(f"the subscriber never saw the feed (exit {proc.exitcode})") from None
 
 
 # ---- throughput ------------------------------------------------------------------------------
@@ -245,8 +253,9 @@ def throughput(
     sidecar = None
     sub = None
     try:
+        sub, conn = spawn_subscriber(count_subscriber, config.md.publish[0], records)
         sidecar = Sidecar(config)
-        sub, conn = start_subscriber(count_subscriber, sidecar.publish, records)
+        wait_subscribed(sub, conn)
         wait = WaitStrategy.spin_park()
         pushed = 0
         while pushed < records:
@@ -292,12 +301,26 @@ def cross_commands(n: int, first_id: int) -> np.ndarray:
     return cmds
 
 
-def latency(root: Path, instance: str, plan: Plan) -> dict[int, tuple[float, ...]]:
-    """p50, p99, p99.9, max (µs) per frame mode, over one supervisor."""
+STAGES = ("engine ts", "cmd pushed", "md drained", "zmq send", "subscriber")
+
+
+@dataclass
+class LatencyRun:
+    """One frame mode's trades: percentiles (µs) and where the time went."""
+
+    p50: float
+    p99: float
+    p999: float
+    max: float
+    stages: StageBreakdown
+
+
+def latency(root: Path, instance: str, plan: Plan) -> dict[int, LatencyRun]:
+    """Per frame mode, over one supervisor."""
     config = make_config(root, f"{instance}lat", 1024)
     # the bench starts the sidecar itself, once per frame mode, beside the supervisor
     quiet = msgspec.structs.replace(config, md=msgspec.structs.replace(config.md, enabled=False))
-    out: dict[int, tuple[float, ...]] = {}
+    out: dict[int, LatencyRun] = {}
     with Supervisor(quiet, log=lambda line: None) as sup:
         cmd = Ring.attach(segment_name(sup.instance, "cmd", 0), role="producer", **LAYOUT)
         evt = Ring.attach(segment_name(sup.instance, "evt", 0), role="consumer", **LAYOUT)
@@ -311,23 +334,26 @@ def latency(root: Path, instance: str, plan: Plan) -> dict[int, tuple[float, ...
                 cfg = msgspec.structs.replace(
                     config, md=msgspec.structs.replace(config.md, max_frame_records=frame_records)
                 )
-                sidecar = Sidecar(cfg)
-                sub = None
+                stage_log = root / f"stages-{frame_records}.npy"
+                sub, conn = spawn_subscriber(latency_subscriber, cfg.md.publish[0], plan.trades)
+                sidecar = None
                 try:
-                    sub, conn = start_subscriber(latency_subscriber, sidecar.publish, plan.trades)
+                    sidecar = Sidecar(cfg, {STAGE_LOG_ENV: str(stage_log)})
+                    wait_subscribed(sub, conn)
                     cmds = cross_commands(plan.trades, next_id)
                     next_id += plan.trades
-                    offer(cmds, cmd, evt, events, plan.rate)
+                    intended, pushed = offer(cmds, cmd, evt, events, plan.rate)
                     if not conn.poll(120):
                         raise BenchError("the latency subscriber did not finish")
-                    got, *pcts = conn.recv()
-                    if got < plan.trades:
-                        raise BenchError(f"only {got} of {plan.trades} trades were seen")
-                    out[frame_records] = tuple(float(p) for p in pcts)
+                    rows = conn.recv()
+                    if len(rows) < plan.trades:
+                        raise BenchError(f"only {len(rows)} of {plan.trades} trades were seen")
                 finally:
-                    if sub is not None and sub.is_alive():
+                    if sub.is_alive():
                         sub.kill()
-                    sidecar.stop()
+                    if sidecar is not None:
+                        sidecar.stop()
+                out[frame_records] = summarise(rows, intended, pushed, np.load(stage_log))
                 while evt.pop_batch(events):
                     pass
         finally:
@@ -336,20 +362,69 @@ def latency(root: Path, instance: str, plan: Plan) -> dict[int, tuple[float, ...
     return out
 
 
-def offer(cmds: np.ndarray, cmd: Ring, evt: Ring, events: np.ndarray, rate: int) -> None:
-    """Send each (tick, order) pair at its intended time, stamped with that time."""
+def summarise(
+    rows: np.ndarray, intended: np.ndarray, pushed: np.ndarray, log: np.ndarray
+) -> LatencyRun:
+    """Join the subscriber's trades (seq, engine stamp, arrival) with the bench's push
+    times (by stamp) and the sidecar's stage log (by seq) into per-trade stage stamps."""
+    seq, stamp, arrived = rows[:, 0], rows[:, 1], rows[:, 2]
+    lat_us = (arrived - stamp) / 1000
+    at = np.searchsorted(intended, stamp)
+    if (at >= len(intended)).any() or (intended[np.minimum(at, len(intended) - 1)] != stamp).any():
+        raise BenchError("a trade print carries a stamp the bench never sent")
+    col = {name: i for i, name in enumerate(STAGE_COLUMNS)}
+    trade = (log[:, col["channel"]] == CHANNELS.index(Channel.TRADE)) & (log[:, col["symbol"]] == 0)
+    trade_log = log[trade]
+    trade_log = trade_log[np.argsort(trade_log[:, 2], kind="stable")]
+    k = np.searchsorted(trade_log[:, 2], seq, side="right") - 1
+    if (k < 0).any() or (trade_log[np.maximum(k, 0), 3] < seq).any():
+        raise BenchError("the sidecar's stage log misses trades the subscriber got")
+    stamps = np.stack(
+        [stamp, pushed[at], trade_log[k, 4], trade_log[k, 5], arrived], axis=1
+    ).astype(np.int64)
+    # stamps are taken just after each step (a send returns after the io thread may
+    # already have delivered): a stage never precedes the one before it
+    stamps = np.maximum.accumulate(stamps, axis=1)
+    stages = StageBreakdown(STAGES)
+    stages.record(stamps)
+    p50, p99, p999, mx = np.percentile(lat_us, [50, 99, 99.9, 100]).tolist()
+    return LatencyRun(p50, p99, p999, mx, stages)
+
+
+def offer(
+    cmds: np.ndarray, cmd: Ring, evt: Ring, events: np.ndarray, rate: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Send each (tick, order) pair at its intended time, stamped with that time; return
+    the intended and the actual push times (CLOCK_REALTIME ns). The wait sleeps with a
+    1 µs timer slack until just before each send, so the load generator leaves the
+    cores to what it measures."""
+    _tight_timer_slack()
     period = 1.0 / rate
+    n = len(cmds) // 2
     mono0 = time.perf_counter() + 0.05
     real0 = time.clock_gettime_ns(time.CLOCK_REALTIME) + 50_000_000
+    intended = real0 + (np.arange(n) * (period * 1e9)).astype(np.int64)
+    pushed = np.zeros(n, np.int64)
     wait = WaitStrategy.spin_park()
-    for i in range(0, len(cmds), 2):
-        due = mono0 + (i // 2) * period
+    for i in range(n):
+        due = mono0 + i * period
         while (left := due - time.perf_counter()) > 0:
-            if left > 0.0003:
-                time.sleep(left - 0.0002)
-        cmds["time_ns"][i] = real0 + int((due - mono0) * 1e9)
-        cmd.push_all(cmds[i : i + 2], wait, timeout=10)
+            if left > 60e-6:
+                time.sleep(left - 40e-6)
+        cmds["time_ns"][2 * i] = intended[i]
+        pushed[i] = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        cmd.push_all(cmds[2 * i : 2 * i + 2], wait, timeout=10)
         evt.pop_batch(events)
+    return intended, pushed
+
+
+def _tight_timer_slack() -> None:
+    """prctl(PR_SET_TIMERSLACK, 1 µs): a sleep ends when asked, not up to 50 µs later."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the default slack
+        ctypes.CDLL(None, use_errno=True).prctl(29, 1000, 0, 0, 0)
 
 
 # ---- the sidecar's own cost, in this process -------------------------------------------------
@@ -376,10 +451,13 @@ def sidecar_cost(root: Path, instance: str, pool: np.ndarray) -> tuple[float, fl
             for b in big:
                 sidecar.handle(b)
             best = min(best, (time.process_time() - t) / n * 1e9)
-        singles = pool[:20_000]
+        # the quiet path as the loop runs it: a drained batch of one, published by
+        # the scalar path (the record's copy into the drain buffer included)
+        singles, buf = pool[:20_000], sidecar._buf
         t = time.process_time()
         for i in range(len(singles)):
-            sidecar.handle(singles[i : i + 1])
+            buf[0] = singles[i]
+            sidecar._publish_small(1)
         per_message = (time.process_time() - t) / len(singles) * 1e6
         return best, per_message
     finally:
@@ -415,12 +493,12 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
     instance = f"mdb{os.getpid()}"
     try:
         common.note("md bench: generating engine market data")
-        pool = engine_md(200_000)
+        pool = engine_md(plan.pool_commands)
         common.note(f"md bench: delivered throughput, {plan.rounds} round(s)")
         batched, single = [], []
         for _ in range(plan.rounds):
             batched.append(throughput(root, instance, 1024, plan.records, pool))
-            single.append(throughput(root, instance, 1, plan.records // 10, pool))
+            single.append(throughput(root, instance, 1, plan.records // 30, pool))
         common.note(f"md bench: latency, {plan.trades:,} trades at {plan.rate:,}/s")
         lat = latency(root, instance, plan)
         binary, packed = codec(pool)
@@ -429,7 +507,10 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
         shutil.rmtree(root, ignore_errors=True)
         reclaim_stale(instance)
     tp, tp_peer = max(batched), max(single)
-    (b50, b99, b999, bmax), (s50, s99, s999, smax) = lat[1024], lat[1]
+    bl, sl = lat[1024], lat[1]
+    (b50, b99, b999, bmax), (s50, s99, s999, smax) = (
+        (r.p50, r.p99, r.p999, r.max) for r in (bl, sl)
+    )
     results = [
         common.result("md.delivered.throughput", "records/s", tp, higher_is_better=True,
                       peer=PEER, peer_value=tp_peer),
@@ -446,6 +527,13 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
         common.result("md.sidecar.cpu_per_message", "us", us_per_message,
                       higher_is_better=False),
     ]  # fmt: skip
+    # where the batched run's microseconds went, hop by hop (no peer: a breakdown)
+    for hop, p50, p99, _ in bl.stages.rows():
+        slug = hop.replace(" -> ", "_to_").replace(" ", "_")
+        for pct, value in (("p50", p50), ("p99", p99)):
+            results.append(
+                common.result(f"md.latency.hop.{slug}.{pct}", "us", value, higher_is_better=False)
+            )
     text = [
         common.table(
             ["measure", "TradSys (batched frames)", PEER, "ratio"],
@@ -462,6 +550,9 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
                 ["trade→subscriber max (µs)", common.fmt_us(bmax), common.fmt_us(smax), ""],
             ],
         ),
+        "",
+        "where a trade's microseconds go (batched frames): engine ts = the intended send time",
+        bl.stages.table(),
         "",
         f"sidecar CPU, one thread, no subscriber: {ns_per_record:.0f} ns per record in 32 k "
         f"batches; {us_per_message:.1f} µs per single-record message (a quiet market)",

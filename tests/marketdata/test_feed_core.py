@@ -85,3 +85,17 @@ def test_trades_report_gaps_and_skip_repeats() -> None:
     assert core.on_message(t, recs[1:2].tobytes()) == []
     gap, trades = core.on_message(t, recs[2:].tobytes())
     assert gap == Gap("ACME", Channel.TRADE, 3, 4) and isinstance(trades, Trades)
+
+
+def test_bbo_changes_carry_the_newest_record_and_skip_older_ones() -> None:
+    from tradsys.client.md_feed import BboChange
+
+    core = FeedCore(["ACME"], channels=(Channel.BBO,))
+    recs = np.zeros(3, MD_DTYPE)
+    recs["kind"], recs["symbol_id"], recs["seq"] = MdKind.BBO, 1, [1, 2, 3]
+    recs["price"], recs["quantity"] = [99, 98, 97], [5, 6, 7]
+    recs["ask_price"], recs["ask_quantity"], recs["time_ns"] = [101, 102, 103], [1, 2, 3], 42
+    t = topic("bbo", "ACME")
+    assert core.on_message(t, recs[:2].tobytes()) == [BboChange("ACME", 2, 98, 6, 102, 2, 42)]
+    assert core.on_message(t, recs[:1].tobytes()) == []  # older than what was seen
+    assert core.on_message(t, recs[2:].tobytes()) == [BboChange("ACME", 3, 97, 7, 103, 3, 42)]

@@ -12,7 +12,14 @@ and BBO changes, as callbacks (:class:`MarketDataClient`) or an async iterator
         print(md.books["ACME"].levels(Side.BUY, 5))
         md.run_forever()
 
-Both drive :class:`tradsys.client.md_feed.FeedCore` (the rules: gaps, snapshots,
+For a consumer that only wants prices and may be slow, :class:`BboBoardClient` (and
+:class:`AsyncBboBoardClient`) read the sidecar's conflated BBO socket (``[md]
+conflated_bbo``): only the newest board is ever queued, so falling behind costs nothing::
+
+    with BboBoardClient.from_announcement(read_announcement(config, "md")) as board:
+        quotes = board.latest(timeout_s=1.0)
+
+Both feed clients drive :class:`tradsys.client.md_feed.FeedCore` (the rules: gaps, snapshots,
 liveness) with ZeroMQ's own polling — a SUB socket for the feed, a DEALER socket for the
 snapshot service — never a sleep loop.
 """
@@ -29,17 +36,24 @@ import zmq
 import zmq.asyncio
 
 from tradsys.client.md_feed import (
+    Bbo,
+    BboBoard,
     BboChange,
     BookUpdate,
     FeedCore,
     LocalBook,
     MdEvent,
     Trades,
+    decode_board,
 )
-from tradsys.marketdata.protocol import CHANNELS, HEARTBEAT_TOPIC, Channel, topic
+from tradsys.marketdata.protocol import BBO_BOARD_TOPIC, CHANNELS, HEARTBEAT_TOPIC, Channel, topic
 
 __all__ = [
+    "AsyncBboBoardClient",
     "AsyncMarketDataClient",
+    "Bbo",
+    "BboBoard",
+    "BboBoardClient",
     "BboChange",
     "BookUpdate",
     "LocalBook",
@@ -252,6 +266,122 @@ class AsyncMarketDataClient(_ClientBase):
 
     def close(self) -> None:
         self._close_sockets()
+        if self._own_ctx:
+            self.ctx.term()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _board_socket(ctx: zmq.Context[Any], endpoint: str) -> Any:
+    sub = ctx.socket(zmq.SUB)
+    # CONFLATE before connect: the socket keeps only the newest message (single-frame)
+    sub.setsockopt(zmq.CONFLATE, 1)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, BBO_BOARD_TOPIC)
+    sub.connect(endpoint)
+    return sub
+
+
+def _announced(doc: dict[str, Any]) -> tuple[str, list[str]]:
+    endpoint = doc.get("conflated_bbo")
+    if not endpoint:
+        raise ValueError("the md sidecar announces no conflated BBO socket: set [md] conflated_bbo")
+    return str(endpoint), [str(s) for s in doc["symbols"]]
+
+
+class BboBoardClient:
+    """The latest BBO of every symbol, from the conflated board socket (blocking).
+
+    ``symbols`` are the sidecar's, in its order (``md.json``'s ``symbols``;
+    :meth:`from_announcement` reads both from the announcement). The sidecar sends a
+    board whenever a BBO changes and with every heartbeat, so a client that joins a
+    quiet market still gets one within a heartbeat interval."""
+
+    def __init__(
+        self, endpoint: str, symbols: list[str], *, context: zmq.Context[Any] | None = None
+    ) -> None:
+        self.symbols = list(symbols)
+        self._own_ctx = context is None
+        self.ctx: zmq.Context[Any] = context or zmq.Context()
+        self.sub: Any = _board_socket(self.ctx, endpoint)
+        self.board: BboBoard | None = None
+
+    @classmethod
+    def from_announcement(cls, doc: dict[str, Any], **kw: Any) -> BboBoardClient:
+        """From what the sidecar announced (``read_announcement(config, "md")``)."""
+        endpoint, symbols = _announced(doc)
+        return cls(endpoint, symbols, **kw)
+
+    def latest(self, timeout_s: float = 0.0) -> BboBoard | None:
+        """The newest board: what is queued now, else wait up to ``timeout_s`` for one;
+        the last one seen if none came (None before the first)."""
+        if self.sub.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN):
+            while True:
+                try:
+                    message = self.sub.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self.board = decode_board(message, self.symbols)
+        return self.board
+
+    def close(self) -> None:
+        self.sub.close()
+        if self._own_ctx:
+            self.ctx.term()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncBboBoardClient:
+    """:class:`BboBoardClient` for asyncio: ``await latest(...)``, or
+    ``async for board in client`` (each board as it comes; one a slow loop missed is
+    simply replaced by the newer one)."""
+
+    def __init__(
+        self, endpoint: str, symbols: list[str], *, context: zmq.asyncio.Context | None = None
+    ) -> None:
+        self.symbols = list(symbols)
+        self._own_ctx = context is None
+        self.ctx = context or zmq.asyncio.Context()
+        self.sub: Any = _board_socket(self.ctx, endpoint)
+        self.board: BboBoard | None = None
+
+    @classmethod
+    def from_announcement(cls, doc: dict[str, Any], **kw: Any) -> AsyncBboBoardClient:
+        endpoint, symbols = _announced(doc)
+        return cls(endpoint, symbols, **kw)
+
+    async def latest(self, timeout_s: float = 0.0) -> BboBoard | None:
+        """As :meth:`BboBoardClient.latest`, without blocking the event loop."""
+        if await self.sub.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN):
+            while True:
+                try:
+                    message = await self.sub.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self.board = decode_board(message, self.symbols)
+        return self.board
+
+    async def __aiter__(self) -> AsyncIterator[BboBoard]:
+        while True:
+            self.board = decode_board(await self.sub.recv(), self.symbols)
+            yield self.board
+
+    def close(self) -> None:
+        self.sub.close()
         if self._own_ctx:
             self.ctx.term()
 

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 
 from tradsys.marketdata.protocol import (
+    BBO_BOARD_TOPIC,
     HEARTBEAT_TOPIC,
     BookSnapshot,
     Channel,
@@ -32,7 +35,7 @@ from tradsys.marketdata.protocol import (
     records,
     reply_decoder,
 )
-from tradsys.wire import Side
+from tradsys.wire import MD_DTYPE, RECORD_SIZE, MdKind, Side
 
 Level = tuple[int, int]  # (displayed quantity, order count)
 SNAPSHOT_RETRY_S = 2.0  # a snapshot request unanswered this long is sent again
@@ -182,6 +185,7 @@ class FeedCore:
         self._ids = itertools.count(1)
         self._by_id: dict[int, str] = {}
         self._last_message = time.monotonic()
+        self._topics: dict[bytes, tuple[Channel, str]] = {}
         if Channel.L2 in self.channels:
             for book in self.books.values():
                 self._resync(book)
@@ -198,7 +202,10 @@ class FeedCore:
         if topic == HEARTBEAT_TOPIC:
             events += self._on_heartbeat(heartbeat_decoder.decode(payload))
             return events
-        channel, symbol = parse_topic(topic)
+        parsed = self._topics.get(topic)
+        if parsed is None:  # one parse per topic: the set is the subscribed symbols'
+            parsed = self._topics[topic] = parse_topic(topic)
+        channel, symbol = parsed
         recs = records(payload)
         if channel == Channel.L2:
             events += self._on_l2(self.books[symbol], recs)
@@ -281,9 +288,15 @@ class FeedCore:
 
     def _on_trades(self, symbol: str, recs: np.ndarray) -> list[MdEvent]:
         last = self._trade_seq[symbol]
-        fresh = recs[recs["seq"] > last]
-        if not len(fresh):
-            return []
+        seqs = recs["seq"]
+        if len(recs) == 1:  # a quiet market: no mask to build
+            if int(seqs[0]) <= last:
+                return []
+            fresh = recs
+        else:
+            fresh = recs[seqs > last]
+            if not len(fresh):
+                return []
         events: list[MdEvent] = []
         first = int(fresh["seq"][0])
         if last and first != last + 1:
@@ -293,22 +306,12 @@ class FeedCore:
         return events
 
     def _on_bbo(self, symbol: str, recs: np.ndarray) -> list[MdEvent]:
-        r = recs[-1]  # only the newest matters
-        seq = int(r["seq"])
+        # only the newest matters; one .item() reads all its fields
+        _, _, _, seq, bid, bid_qty, ask, ask_qty, _, stamp = recs[-1].item()
         if seq <= self._bbo_seq[symbol]:
             return []
         self._bbo_seq[symbol] = seq
-        return [
-            BboChange(
-                symbol,
-                seq,
-                int(r["price"]),
-                int(r["quantity"]),
-                int(r["ask_price"]),
-                int(r["ask_quantity"]),
-                int(r["time_ns"]),
-            )
-        ]
+        return [BboChange(symbol, seq, bid, bid_qty, ask, ask_qty, stamp)]
 
     def _on_heartbeat(self, hb: Heartbeat) -> list[MdEvent]:
         """A heartbeat follows everything published before it on the same connection:
@@ -329,3 +332,60 @@ class FeedCore:
                 events.append(Gap(s.symbol, Channel.TRADE, last + 1, s.trade_seq))
                 self._trade_seq[s.symbol] = s.trade_seq
         return events
+
+
+# ---- the conflated BBO board ---------------------------------------------------------------
+
+
+class Bbo(msgspec.Struct, frozen=True):
+    """One symbol's latest best bid and offer (a quantity of 0 = that side is empty)."""
+
+    symbol: str
+    symbol_id: int
+    seq: int
+    bid_price: int
+    bid_quantity: int
+    ask_price: int
+    ask_quantity: int
+    time_ns: int
+
+
+class BboBoard(msgspec.Struct, frozen=True):
+    """Every symbol's latest BBO as one message carried it; a symbol that has had no
+    BBO yet is absent. ``received_ns`` (CLOCK_REALTIME) is when this client took it."""
+
+    quotes: dict[str, Bbo]
+    received_ns: int
+
+
+def decode_board(message: bytes, symbols: Sequence[str]) -> BboBoard:
+    """A conflated-board message: ``bbo*\0`` then one MD record per symbol in the
+    sidecar's symbol order (its announced ``symbols``). ValueError, naming what is wrong,
+    for anything else — a board of another symbol set is not silently mislabelled."""
+    if not message.startswith(BBO_BOARD_TOPIC):
+        raise ValueError(f"not a BBO board message (starts {message[:8]!r})")
+    body = memoryview(message)[len(BBO_BOARD_TOPIC) :]
+    if len(body) % RECORD_SIZE:
+        raise ValueError(f"BBO board of {len(body)} bytes is not whole 64-byte records")
+    rows = np.frombuffer(body, MD_DTYPE)
+    if len(rows) != len(symbols):
+        raise ValueError(
+            f"the BBO board has {len(rows)} symbols but this client was given "
+            f"{len(symbols)}: pass the sidecar's announced symbols (md.json), in order"
+        )
+    quotes = {}
+    for name, kind, sid, seq, bp, bq, ap, aq, t in zip(
+        symbols,
+        rows["kind"].tolist(),
+        rows["symbol_id"].tolist(),
+        rows["seq"].tolist(),
+        rows["price"].tolist(),
+        rows["quantity"].tolist(),
+        rows["ask_price"].tolist(),
+        rows["ask_quantity"].tolist(),
+        rows["time_ns"].tolist(),
+        strict=True,
+    ):
+        if kind == MdKind.BBO:
+            quotes[name] = Bbo(name, sid, seq, bp, bq, ap, aq, t)
+    return BboBoard(quotes, time.clock_gettime_ns(time.CLOCK_REALTIME))

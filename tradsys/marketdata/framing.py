@@ -74,11 +74,15 @@ class FramePacker:
         self.max_records = max_records
         self.topics = [topic(ch, sym) for sym in symbols for ch in CHANNELS]
 
+    def spans(self, g: Grouped) -> Iterator[tuple[int, int, int]]:
+        """(key, first, end) record indices of every message of a grouped batch."""
+        step = self.max_records
+        for k, s, e in zip(g.keys.tolist(), g.starts.tolist(), g.ends.tolist(), strict=True):
+            for a in range(s, e, step):
+                yield k, a, min(a + step, e)
+
     def frames(self, g: Grouped) -> Iterator[tuple[bytes, memoryview]]:
         """(topic, payload) for every message of a grouped batch."""
-        step = self.max_records
         topics, raw = self.topics, g.raw
-        for k, s, e in zip(g.keys.tolist(), g.starts.tolist(), g.ends.tolist(), strict=True):
-            t = topics[k]
-            for a in range(s, e, step):
-                yield t, raw[a * RECORD_SIZE : min(a + step, e) * RECORD_SIZE]
+        for k, a, b in self.spans(g):
+            yield topics[k], raw[a * RECORD_SIZE : b * RECORD_SIZE]

@@ -27,6 +27,7 @@ LEVEL_DTYPE = np.dtype(
     [("sym", "<u4"), ("side", "u1"), ("price", "<i8"), ("quantity", "<i8"), ("count", "<u4")]
 )
 FOLD_AT = 1 << 18  # pending rows that trigger a fold (bounds memory, amortises the sort)
+SINGLES_AT = 4096  # scalar-path rows gathered before they join the pending log
 
 
 class L2Store:
@@ -43,9 +44,9 @@ class L2Store:
         self._levels = np.zeros(0, LEVEL_DTYPE)
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
-        # single L2 records (a quiet market) gather here, in order, before _pending
-        self._singles = np.zeros(4096, LEVEL_DTYPE)
-        self._n_singles = 0
+        # single L2 records (a quiet market) gather here as tuples, in order, before
+        # _pending: a list append is the cheapest thing the scalar path can do per record
+        self._singles: list[tuple[int, int, int, int, int]] = []
         self._seqs = (self.trade_seq, self.bbo_seq, self.l2_seq)  # by CHANNELS order
         self._lut: np.ndarray | None = None
         if n and int(self.ids[-1]) < 1 << 20:
@@ -92,9 +93,22 @@ class L2Store:
         self._append(s, rows["side"], rows["price"], rows["quantity"], rows["order_count"])
 
     def apply_one(self, si: int, channel: int, rec: np.void) -> None:
-        """One engine record (the scalar path for a batch of one: a quiet market, where
-        numpy's per-call cost would dominate the latency)."""
-        seq = int(rec["seq"])
+        """One engine record as a numpy scalar (see :meth:`apply_scalar`)."""
+        self.apply_scalar(
+            si,
+            channel,
+            int(rec["seq"]),
+            int(rec["side"]),
+            int(rec["price"]),
+            int(rec["quantity"]),
+            int(rec["order_count"]),
+        )
+
+    def apply_scalar(
+        self, si: int, channel: int, seq: int, side: int, price: int, quantity: int, count: int
+    ) -> None:
+        """One engine record's fields (the scalar path for a batch of a few records: a
+        quiet market, where numpy's per-call cost would dominate the latency)."""
         self._seqs[channel][si] = seq
         if channel != L2_CH:
             return
@@ -103,17 +117,16 @@ class L2Store:
         if self._refreshing[si]:
             self._refreshing[si] = False
             self.ready[si] = False
-        k = self._n_singles
-        self._singles[k] = (si, rec["side"], rec["price"], rec["quantity"], rec["order_count"])
-        self._n_singles = k + 1
-        if k + 1 == len(self._singles):
+        singles = self._singles
+        singles.append((si, side, price, quantity, count))
+        if len(singles) >= SINGLES_AT:
             self._flush_singles()
 
     def _flush_singles(self) -> None:
-        if self._n_singles:
-            self._pending.append(self._singles[: self._n_singles].copy())
-            self._pending_rows += self._n_singles
-            self._n_singles = 0
+        if self._singles:
+            self._pending.append(np.array(self._singles, LEVEL_DTYPE))
+            self._pending_rows += len(self._singles)
+            self._singles = []
 
     def apply_refresh(self, image: np.ndarray, sym: np.ndarray) -> None:
         """Take a run of refresh records (BEGIN / LEVEL... / END, maybe cut at either
