@@ -68,7 +68,9 @@ typedef struct ts_gateway_config {
     uint32_t max_batch;   /* commands taken per session and events per shard per pass */
     uint64_t max_orders;  /* orders tracked at once (sent and not finished) */
     uint32_t epoch;       /* 1..TS_GW_MAX_EPOCH, larger than any earlier incarnation's */
-    uint32_t _pad0;
+    uint32_t clock_tick_us; /* the engine clock's resolution: a CLOCK_TICK goes before a
+                             * shard's commands once the last is this old (0: the pump
+                             * sends no ticks; see gateway_pump.c, "the engine's clock") */
     ts_wait_strategy wait; /* what ts_gateway_run does when a pass found nothing */
 } ts_gateway_config;
 
@@ -76,7 +78,8 @@ typedef struct ts_gateway_config {
 typedef struct ts_gateway_stats {
     uint64_t passes;
     uint64_t commands_in;        /* commands taken from sessions */
-    uint64_t commands_out;       /* commands pushed to shards (incl. kill / disconnect cancels) */
+    uint64_t commands_out;       /* records pushed to shards (incl. kill / disconnect cancels
+                                  * and clock ticks) */
     uint64_t events_in;          /* events taken from shards */
     uint64_t events_routed;      /* events delivered to a session */
     uint64_t events_unknown;     /* events for an order id the gateway does not know: dropped */
@@ -85,6 +88,7 @@ typedef struct ts_gateway_stats {
     uint64_t parks;              /* times ts_gateway_run slept */
     uint64_t sessions;
     uint64_t live_orders;
+    uint64_t clock_ticks;        /* CLOCK_TICK commands staged for the shards */
     uint64_t rejects[64];
 } ts_gateway_stats;
 

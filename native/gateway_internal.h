@@ -83,6 +83,7 @@ typedef struct gw_shard {
     ts_command *stage; /* commands of this pass, pushed in one batch */
     uint32_t staged, stage_sent;
     gw_backlog backlog;
+    int64_t tick_ns; /* the time of the last CLOCK_TICK staged for it (CLOCK_REALTIME) */
 } gw_shard;
 
 typedef struct gw_session {
@@ -134,6 +135,7 @@ struct ts_gateway {
     gw_table by_exch, by_client;
     ts_gateway_stats st;
     int64_t clock_ns; /* the time of the current pass */
+    int64_t real_ns;  /* CLOCK_REALTIME at the start of the pass (0: ticks are off) */
 };
 
 /* gateway.c: tables */

@@ -15,6 +15,14 @@
  * disconnect cancels) goes after the stage it found and before any later intake, so a
  * kill's MASS_CANCEL reaches each shard after every order sent before the kill.
  *
+ * The engine's clock: it moves only by CLOCK_TICK commands in each shard's command stream,
+ * so a replay of the journal sees the very times the live run saw. The pump is every
+ * shard's sequencer, so it keeps the time: before the first command of a pass for a shard
+ * it stages a CLOCK_TICK with CLOCK_REALTIME when the last one is clock_tick_us old, and
+ * one on its own when a shard has had none for IDLE_TICK_NS, so GTD orders expire and
+ * halted books reopen in a quiet market too (within the park's timeout when the pump
+ * sleeps). Ticks never go backwards, whatever the wall clock does.
+ *
  * Idle wait (ts_gateway_run): spin, then sched_yield, then park with futex_waitv on every
  * inbound ring's and event ring's data futex plus the control doorbell, so any producer's
  * push (ts_ring_push wakes a parked consumer) or any control call wakes the pump. While a
@@ -54,9 +62,17 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+#define IDLE_TICK_NS 100000000LL
+
 static int64_t mono_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int64_t real_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
@@ -120,7 +136,20 @@ static inline void stage_reject(ts_gateway *gw, gw_session *s, const ts_command 
 
 /* ---- intake ------------------------------------------------------------------------------ */
 
-static inline void stage_cmd(gw_shard *sh, const ts_command *c) { sh->stage[sh->staged++] = *c; }
+static void stage_tick(ts_gateway *gw, gw_shard *sh, int64_t now) {
+    if (now < sh->tick_ns) now = sh->tick_ns; /* the wall clock stepped back: hold */
+    gw->st.clock_ticks++;
+    sh->stage[sh->staged++] = (ts_command){
+        .kind = TS_CMD_CONTROL, .control = TS_CTL_CLOCK_TICK, .time_ns = now};
+    sh->tick_ns = now;
+}
+
+/* shard_room keeps one record free in each stage for this tick */
+static inline void stage_cmd(ts_gateway *gw, gw_shard *sh, const ts_command *c) {
+    if (gw->real_ns && gw->real_ns - sh->tick_ns >= (int64_t)gw->cfg.clock_tick_us * 1000)
+        stage_tick(gw, sh, gw->real_ns);
+    sh->stage[sh->staged++] = *c;
+}
 
 static void take_new(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_command *c) {
     uint32_t k;
@@ -143,7 +172,7 @@ static void take_new(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_comm
     ts_command out = *c;
     out.account_id = gw->accounts[s->account].id;
     out.order_id = o->exch_id;
-    stage_cmd(&gw->shards[gw->instr[k].shard], &out);
+    stage_cmd(gw, &gw->shards[gw->instr[k].shard], &out);
 }
 
 /* CANCEL and REPLACE name the order by the session's client id. */
@@ -174,7 +203,7 @@ static void take_amend(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_co
     } else {
         o->pending++;
     }
-    stage_cmd(&gw->shards[in->shard], &out);
+    stage_cmd(gw, &gw->shards[in->shard], &out);
 }
 
 static void take_mass_cancel(ts_gateway *gw, gw_session *s, const ts_command *c) {
@@ -182,25 +211,37 @@ static void take_mass_cancel(ts_gateway *gw, gw_session *s, const ts_command *c)
                       .symbol_id = c->symbol_id,
                       .account_id = gw->accounts[s->account].id};
     if (!c->symbol_id) {
-        for (uint32_t i = 0; i < gw->n_shards; i++) stage_cmd(&gw->shards[i], &out);
+        for (uint32_t i = 0; i < gw->n_shards; i++) stage_cmd(gw, &gw->shards[i], &out);
         return;
     }
     uint32_t k = gw_keymap_get(&gw->instr_map, c->symbol_id);
     if (k == GW_NONE) stage_reject(gw, s, c, TS_REJ_UNKNOWN_SYMBOL);
-    else stage_cmd(&gw->shards[gw->instr[k].shard], &out);
+    else stage_cmd(gw, &gw->shards[gw->instr[k].shard], &out);
 }
 
-/* Room in every shard stage (each command stages at most one record per shard); 0 while
- * a control call's backlog waits, so nothing overtakes it. */
+/* Room in every shard stage (each command stages at most one record per shard, and one
+ * stays free for a clock tick); 0 while a control call's backlog waits, so nothing
+ * overtakes it. */
 static uint32_t shard_room(const ts_gateway *gw) {
+    const uint32_t tick = gw->cfg.clock_tick_us ? 1 : 0;
     uint32_t room = gw->cfg.max_batch;
     for (uint32_t i = 0; i < gw->n_shards; i++) {
         const gw_shard *sh = &gw->shards[i];
-        if (sh->backlog.count) return 0;
-        uint32_t r = gw->cfg.max_batch - sh->staged;
+        if (sh->backlog.count || sh->staged + tick >= gw->cfg.max_batch) return 0;
+        uint32_t r = gw->cfg.max_batch - sh->staged - tick;
         if (r < room) room = r;
     }
     return room;
+}
+
+/* A tick for each shard that has had none for IDLE_TICK_NS (see "the engine's clock"). */
+static void idle_ticks(ts_gateway *gw) {
+    for (uint32_t i = 0; i < gw->n_shards; i++) {
+        gw_shard *sh = &gw->shards[i];
+        if (!sh->backlog.count && sh->staged < gw->cfg.max_batch &&
+            gw->real_ns - sh->tick_ns >= IDLE_TICK_NS)
+            stage_tick(gw, sh, gw->real_ns);
+    }
 }
 
 static uint64_t take_session(ts_gateway *gw, uint32_t slot, uint32_t max_batch) {
@@ -315,6 +356,7 @@ static uint64_t take_events(ts_gateway *gw, gw_shard *sh, uint32_t max_batch) {
 static uint64_t pass(ts_gateway *gw, uint32_t max_batch, int64_t now) {
     if (!max_batch || max_batch > gw->cfg.max_batch) max_batch = gw->cfg.max_batch;
     gw->clock_ns = now;
+    gw->real_ns = gw->cfg.clock_tick_us ? real_ns() : 0;
     gw->st.passes++;
     uint64_t work = 0;
     for (uint32_t i = 0; i < gw->n_shards; i++) work += flush_shard(gw, &gw->shards[i]);
@@ -331,6 +373,7 @@ static uint64_t pass(ts_gateway *gw, uint32_t max_batch, int64_t now) {
         }
         work += take_session(gw, slot, max_batch);
     }
+    if (gw->real_ns) idle_ticks(gw);
     for (uint32_t i = 0; i < gw->n_shards; i++) flush_shard(gw, &gw->shards[i]);
     for (uint32_t i = 0; i < gw->n_shards; i++) work += take_events(gw, &gw->shards[i], max_batch);
     for (uint32_t slot = 0; slot < gw->cfg.max_sessions; slot++) {

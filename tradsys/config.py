@@ -66,6 +66,10 @@ class GatewaySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     max_accounts: int = 1024
     max_live_orders: int = 262144
     pump_batch: int = 256
+    # the engine clock's resolution: the pump puts a CLOCK_TICK (wall-clock time) before a
+    # shard's commands once the last tick is this many µs old; 0: no ticks (the clock then
+    # moves only by CLOCK_TICK controls someone else sends, and trades carry no time)
+    clock_tick_us: int = 10
 
 
 class AccountSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -231,6 +235,8 @@ def _problems(config: Config) -> list[str]:
     for key in ("max_sessions", "max_accounts", "max_live_orders", "pump_batch"):
         if not 0 < getattr(g, key) < 2**31:
             out.append(f"gateway.{key} must be in 1..2^31-1")
+    if not 0 <= g.clock_tick_us < 2**31:
+        out.append("gateway.clock_tick_us must be in 0..2^31-1 (0: no clock ticks)")
     if len(config.accounts) > g.max_accounts:
         out.append(
             f"gateway.max_accounts {g.max_accounts} is below the number of "

@@ -43,7 +43,10 @@ def make_config(instance: str, accounts: list[AccountSection], **gateway: Any) -
             Instrument("BBB", BBB, reference_price=0),
         ],
         accounts=accounts,
-        gateway=GatewaySection(**({"max_live_orders": 4096, "max_sessions": 8} | gateway)),
+        # clock ticks off: these tests read each shard's exact command stream
+        gateway=GatewaySection(
+            **({"max_live_orders": 4096, "max_sessions": 8, "clock_tick_us": 0} | gateway)
+        ),
     )
 
 

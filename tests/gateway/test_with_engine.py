@@ -5,6 +5,7 @@ switch and a disconnect cancel what rests."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from tradsys.config import (
 from tradsys.cores.supervisor import Supervisor
 from tradsys.gateway import GatewayCore
 from tradsys.matching import Instrument
-from tradsys.wire import EVENT_DTYPE, CancelReason, EventKind, Side
+from tradsys.wire import EVENT_DTYPE, CancelReason, EventKind, Side, TimeInForce
 
 pytestmark = pytest.mark.multiprocess
 
@@ -151,3 +152,23 @@ def test_a_new_gateway_cancels_what_the_old_one_left(
         assert successor.position(1, "AAA").position == 0
     finally:
         successor.close()
+
+
+def test_gtd_orders_expire_because_the_pump_keeps_the_engine_clock(
+    engine: tuple[GatewayCore, Any, Config],
+) -> None:
+    """Nobody else sends CLOCK_TICK: the pump's ticks alone make a GTD order expire, in a
+    market where nothing else happens."""
+    core, rings, _ = engine
+    s = connect(core, rings, 1)
+    expiry = time.time_ns() + 200_000_000
+    s.send(command(order_id=5, price=990, tif=TimeInForce.GTD, time_ns=expiry))
+    assert expect(s, 1)["kind"][0] == EventKind.ACCEPTED
+    ev = expect(s, 1)[0]
+    assert (ev["kind"], ev["reason"], ev["order_id"]) == (
+        EventKind.CANCELLED,
+        CancelReason.EXPIRED,
+        5,
+    )
+    assert time.time_ns() >= expiry
+    assert core.account_state(1).open_orders == 0

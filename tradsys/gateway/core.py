@@ -72,6 +72,7 @@ _STAT_FIELDS = (
     "parks",
     "sessions",
     "live_orders",
+    "clock_ticks",
 )
 
 
@@ -126,6 +127,7 @@ class GatewayCore:
         cfg.max_batch = g.pump_batch
         cfg.max_orders = g.max_live_orders
         cfg.epoch = epoch
+        cfg.clock_tick_us = g.clock_tick_us
         wait = WaitStrategy.named(config.engine.wait).cdata
         cfg.wait.kind = wait.kind
         cfg.wait.spin_iters = wait.spin_iters

@@ -151,7 +151,11 @@ class InstanceCollector(Collector):
 # (metric suffix, gateway core stat, help): counters of the native pump.
 GATEWAY_COUNTERS = [
     ("commands_in", "commands_in", "Commands the gateway took from its sessions."),
-    ("commands_routed", "commands_out", "Commands the gateway passed on to the shards."),
+    (
+        "clock_ticks",
+        "clock_ticks",
+        "CLOCK_TICK commands the gateway sent to keep the engine clock.",
+    ),
     ("events_routed", "events_routed", "Execution events routed back to their session."),
     ("events_dropped", "events_unknown", "Events for orders no session owns."),
 ]
@@ -166,6 +170,11 @@ GATEWAY_EDGE_COUNTERS = [
 def _gateway_families(doc: dict[str, Any]) -> Iterator[Metric]:
     """The gateway's own figures, from the stats file it refreshes 4 times a second."""
     core = doc.get("core", {})
+    routed = CounterMetricFamily(
+        "tradsys_gateway_commands_routed", "Commands the gateway passed on to the shards."
+    )
+    routed.add_metric([], core.get("commands_out", 0) - core.get("clock_ticks", 0))
+    yield routed
     for suffix, key, text in GATEWAY_COUNTERS:
         family = CounterMetricFamily(f"tradsys_gateway_{suffix}", text)
         family.add_metric([], core.get(key, 0))
