@@ -20,6 +20,7 @@ NATIVE = Path(__file__).resolve().parent
 HEADERS = [
     "wire.h",
     "ring.h",
+    "latency_hist.h",
     "book.h",
     "journal.h",
     "snapshot_file.h",
@@ -41,6 +42,7 @@ SOURCES = [
     "journal_read.c",
     "snapshot_file.c",
     "worker.c",
+    "latency_hist.c",
     "md_refresh.c",
     "gateway.c",
     "gateway_pump.c",

@@ -70,6 +70,9 @@ struct ts_worker {
     uint64_t emit_md_from;
     uint64_t reemitted_events, reemitted_md;
     ts_journal_error err;
+    /* stage latencies (NULL: not recorded); see ts_worker_set_latency */
+    ts_lat_segment *lat;
+    int64_t out_since_ns;      /* when the oldest output not yet pushed was matched */
 };
 
 static int64_t mono_ns(void) {
@@ -149,6 +152,8 @@ void ts_worker_set_journal(ts_worker *w, ts_journal *j) {
     w->j = j;
     w->durability = j ? ts_journal_durability(j) : TS_DURABILITY_NONE;
 }
+
+void ts_worker_set_latency(ts_worker *w, ts_lat_segment *seg) { w->lat = seg; }
 
 uint64_t ts_worker_seq(const ts_worker *w) { return w->seq; }
 uint64_t ts_worker_md_count(const ts_worker *w) { return w->md_total; }
@@ -345,6 +350,9 @@ static int push_ready(ts_worker *w) {
         uint64_t k = ts_ring_push(w->ev, ev + w->evo.pushed, w->evo.ready - w->evo.pushed);
         if (k) {
             count_events(w->ctl, ev + w->evo.pushed, k);
+            if (w->lat)
+                ts_lat_record(ts_lat_segment_hist(w->lat, TS_LAT_MATCHED_TO_EVENT),
+                              mono_ns() - w->out_since_ns, k);
             w->evo.pushed += k;
             STORE(w->ctl->events_out, w->ctl->events_out + k);
             STORE(w->ctl->last_exec_id, ev[w->evo.pushed - 1].exec_id);
@@ -405,8 +413,25 @@ static int push_md_refresh(ts_worker *w, uint32_t req) {
     return 0;
 }
 
+/* Stage latencies of a batch taken at t_in (ring index `first_index`, n commands), just
+ * matched: every command of it waited for the whole batch, so the batch's time counts
+ * once per command. The gateway's hand-off stamp is a sample for the batch holding the
+ * last command of the gateway's latest push. */
+static void note_batch_latency(ts_worker *w, uint64_t first_index, uint64_t n, int64_t t_in) {
+    int64_t t_matched = mono_ns();
+    ts_lat_record(ts_lat_segment_hist(w->lat, TS_LAT_SHARD_TO_MATCHED), t_matched - t_in, n);
+    uint64_t index_end;
+    int64_t stamp;
+    if (ts_lat_handoff_read(w->lat, &index_end, &stamp) && index_end > first_index &&
+        index_end <= first_index + n)
+        ts_lat_record(ts_lat_segment_hist(w->lat, TS_LAT_GATEWAY_TO_SHARD), t_in - stamp, 1);
+    if (w->evo.pushed == w->evo.count) w->out_since_ns = t_matched;
+}
+
 /* Take, journal, match and release one batch of n commands at `first`. */
 static int take_batch(ts_worker *w, const ts_command *first, uint64_t n, int64_t now) {
+    const int64_t t_in = w->lat ? mono_ns() : 0;
+    const uint64_t first_index = w->in_tail;
     if (ts_journal_append(w->j, 0, w->in_tail, first, n, &w->err))
         return journal_fail(w, TS_WORKER_ERR_JOURNAL);
     uint64_t done = ts_engine_process(w->e, first, n);
@@ -416,6 +441,7 @@ static int take_batch(ts_worker *w, const ts_command *first, uint64_t n, int64_t
                            "with more memory replays it)",
                            (unsigned long long)(w->seq + done + 1));
     ts_ring_release(w->in, n);
+    if (w->lat) note_batch_latency(w, first_index, n, t_in);
     w->in_tail += n;
     w->seq += n;
     w->since_snapshot += n;

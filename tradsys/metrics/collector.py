@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tradsys.cores.control import WorkerState
+from tradsys.metrics.stage_metrics import stage_latency_families
 from tradsys.wire import RejectReason
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class InstanceCollector(Collector):
         yield from self._rings()
         yield from self._sidecars()
         yield from self._gateway()
+        yield from stage_latency_families(self.supervisor)
 
     def _shards(self) -> Iterator[Metric]:
         labels = ["shard"]
