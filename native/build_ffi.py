@@ -27,6 +27,7 @@ HEADERS = [
     "worker.h",
     "md_refresh.h",
     "gateway.h",
+    "gateway_latency.h",
 ]
 SOURCES = [
     "ring.c",
@@ -46,6 +47,7 @@ SOURCES = [
     "md_refresh.c",
     "gateway.c",
     "gateway_pump.c",
+    "gateway_latency.c",
     "risk.c",
 ]
 

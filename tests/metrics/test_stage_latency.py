@@ -153,3 +153,44 @@ symbol_id = 2
         assert {shard_segment_name(instance, 0), shard_segment_name(instance, 1)} <= names
         assert all(sp.latency is not None for sp in sup.shards)
     assert instance_segments(instance) == []
+
+
+def test_gateway_stages_move_when_orders_flow_through_it(instance: str, tmp_path: Path) -> None:
+    import msgspec
+
+    from tests.client.edge_rig import KEYS
+    from tests.cores.test_gateway_e2e import e2e_config
+    from tradsys.client.events import Ack
+    from tradsys.client.orders import OrderClient
+    from tradsys.cores.sidecar import read_announcement
+    from tradsys.metrics.latency_segment import gateway_segment_name
+
+    base = e2e_config(instance, tmp_path)
+    config = msgspec.structs.replace(
+        base, metrics=msgspec.structs.replace(base.metrics, listen="127.0.0.1:0")
+    )
+    n = 50
+    with Supervisor(config, log=lambda line: None) as sup:
+        ann = read_announcement(config, "gateway")
+        assert ann is not None
+        with OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1]) as alice:
+            for i in range(1, n + 1):  # one at a time: each crosses the whole path alone
+                assert isinstance(alice.wait_for(alice.submit(1, "buy", 1, 90, order_id=i)), Ack)
+        samples = stage_samples(sup)
+        acks = samples["order_to_ack/all"]
+        assert acks["count"] == n  # every order's first event, once
+        assert acks["le=+Inf"] == n and 0 < acks["sum"] < n
+        # the hand-off is sampled once per worker batch that ends at a gateway push: with
+        # one order in flight at a time, every order's batch does
+        handoff = samples["gateway_to_shard/0"]
+        assert n <= handoff["count"] <= n + len(config.accounts) * len(config.shards)
+        assert samples["shard_to_matched/0"]["count"] >= n
+        with LatencySegment.attach(gateway_segment_name(instance)) as seg:
+            ack = summary_us(seg.histograms()["order_to_ack"])
+        with LatencySegment.attach(shard_segment_name(instance, 0)) as seg:
+            parts = {k: summary_us(v) for k, v in seg.histograms().items()}
+        # each order's round trip inside the gateway holds its shard stages: the sum of
+        # the stages' medians cannot exceed the whole's maximum
+        assert 0 < ack["p50_us"] <= ack["max_us"] < 1e6
+        inside = sum(parts[s]["p50_us"] for s in parts)
+        assert 0 < inside <= ack["max_us"] * 1.01

@@ -185,6 +185,15 @@ class LatencySegment:
         self.close()
 
 
+def attach_if_present(name: str) -> LatencySegment | None:
+    """The segment if the supervisor made it, else None: a process started without one
+    (a test rig, an instance run by hand) simply records no stage latencies."""
+    try:
+        return LatencySegment.attach(name)
+    except RingAttachError:
+        return None
+
+
 def find_stale_latency(instance: str | None = None) -> list[str]:
     """Latency segments (of one instance, or all) whose creator no longer runs: a
     supervisor killed before its stop could unlink them."""
