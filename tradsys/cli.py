@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tradsys import __version__, cli_md, cli_order, cli_tune
+from tradsys import __version__, cli_latency, cli_md, cli_order, cli_tune
 from tradsys.config import Config, ConfigError, load_config
 from tradsys.ring import find_stale, instance_segments, reclaim_stale
 
@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_tune.register(sub)
     cli_md.register(sub)
+    cli_latency.register(sub)
     return parser
 
 
