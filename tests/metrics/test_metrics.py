@@ -203,4 +203,10 @@ def assert_dashboard_charts_only(supervisor: Supervisor) -> None:
     charted = {m for e in exprs for m in re.findall(r"tradsys_[a-z_]+", e)}
     found = families(supervisor)
     exported = {f.name for f in found} | {f"{f.name}_total" for f in found}
+    exported |= {
+        f"{f.name}{suffix}"
+        for f in found
+        if f.type == "histogram"
+        for suffix in ("_bucket", "_sum", "_count")
+    }
     assert charted and charted <= exported, charted - exported
