@@ -8,6 +8,7 @@
  * (sub-bucket - half count).
  */
 #include "latency_hist.h"
+#include "latency_hist_record.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -29,9 +30,6 @@ _Static_assert(((uint64_t)TS_LAT_SUB_BUCKET_COUNT << (TS_LAT_BUCKET_COUNT - 1)) 
                        (uint64_t)TS_LAT_HIGHEST,
                "bucket count");
 _Static_assert(TS_LAT_COUNTS_LEN == (TS_LAT_BUCKET_COUNT + 1) * HALF_COUNT, "counts length");
-
-#define RELAXED_ADD(field, v) \
-    __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (v), __ATOMIC_RELAXED)
 
 uint64_t ts_lat_segment_size(uint32_t n_hists) {
     return TS_LAT_HEADER_SIZE + (uint64_t)n_hists * sizeof(ts_lat_hist);
@@ -76,12 +74,7 @@ ts_lat_hist *ts_lat_segment_hist(ts_lat_segment *seg, uint32_t i) {
     return (ts_lat_hist *)((unsigned char *)seg + TS_LAT_HEADER_SIZE + (size_t)i * sizeof(ts_lat_hist));
 }
 
-static inline uint32_t index_of(uint64_t v) {
-    /* v | mask is never 0, so clzll is defined */
-    int bucket = 64 - __builtin_clzll(v | SUB_BUCKET_MASK) - (HALF_MAG + 1);
-    uint64_t sub = v >> bucket;
-    return (uint32_t)(((uint64_t)(bucket + 1) << HALF_MAG) + (sub - HALF_COUNT));
-}
+#define index_of ts_lat_index_of_
 
 uint32_t ts_lat_index(int64_t value_ns) {
     if (value_ns < 0) value_ns = 0;
@@ -106,21 +99,7 @@ int64_t ts_lat_index_value_highest(uint32_t index) {
 }
 
 void ts_lat_record(ts_lat_hist *h, int64_t value_ns, uint64_t count) {
-    uint64_t v = value_ns < 0 ? 0 : (uint64_t)value_ns;
-    uint32_t i;
-    if (v > (uint64_t)TS_LAT_HIGHEST) {
-        i = index_of((uint64_t)TS_LAT_HIGHEST);
-        RELAXED_ADD(h->overflow, count);
-    } else {
-        i = index_of(v);
-    }
-    RELAXED_ADD(h->counts[i], count);
-    RELAXED_ADD(h->total, count);
-    RELAXED_ADD(h->sum_ns, v * count);
-    if (v < __atomic_load_n(&h->min_ns, __ATOMIC_RELAXED))
-        __atomic_store_n(&h->min_ns, v, __ATOMIC_RELAXED);
-    if (v > __atomic_load_n(&h->max_ns, __ATOMIC_RELAXED))
-        __atomic_store_n(&h->max_ns, v, __ATOMIC_RELAXED);
+    ts_lat_record_inline(h, value_ns, count);
 }
 
 /* Seqlock, one writer: odd while writing. The reader retries never — a sample missed
