@@ -140,8 +140,9 @@ def main() -> int:
     if args.callgrind:
         n = min(args.commands, 20_000)
         off, on = callgrind_ir(False, n, args.chunk), callgrind_ir(True, n, args.chunk)
+        extra = f"+{on - off:.1f}, {100 * (on / off - 1):.1f} %"
         print(f"instructions/command in ts_worker_run ({n} commands, callgrind): "
-              f"off {off:.1f}, on {on:.1f} (+{on - off:.1f}, {100 * (on / off - 1):.1f} %)")  # fmt: skip
+              f"off {off:.1f}, on {on:.1f} ({extra})")  # fmt: skip
     return 0
 
 
