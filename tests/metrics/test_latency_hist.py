@@ -159,3 +159,11 @@ def test_new_hdr_refuses_a_layout_the_package_computes_otherwise(
     monkeypatch.setattr(export, "COUNTS_LEN", COUNTS_LEN + 1)
     with pytest.raises(RuntimeError, match="counters"):
         new_hdr()
+
+
+def test_summary_percentiles_never_pass_the_exact_max() -> None:
+    c = CHist()
+    c.record(124_390)  # its counter holds up to 124_927: HdrHistogram answers with that
+    s = summary_us(c.copy())
+    assert s["count"] == 1
+    assert s["p50_us"] == s["p99_us"] == s["p99_9_us"] == s["max_us"] == 124.39

@@ -86,10 +86,15 @@ def summary_us(copy: HistogramCopy) -> dict[str, float]:
     count = hist.get_total_count()
     if not count:
         return {"count": 0.0, "p50_us": 0.0, "p99_us": 0.0, "p99_9_us": 0.0, "max_us": 0.0}
+    # HdrHistogram answers a percentile with the highest value of its counter's range,
+    # which may lie above the exact max the C side kept: never report past the max
+    def at(p: float) -> float:
+        return float(min(hist.get_value_at_percentile(p), copy.max_ns)) / 1000
+
     return {
         "count": float(count),
-        "p50_us": hist.get_value_at_percentile(50) / 1000,
-        "p99_us": hist.get_value_at_percentile(99) / 1000,
-        "p99_9_us": hist.get_value_at_percentile(99.9) / 1000,
+        "p50_us": at(50),
+        "p99_us": at(99),
+        "p99_9_us": at(99.9),
         "max_us": copy.max_ns / 1000,
     }
