@@ -99,3 +99,27 @@ def test_stale_segment_of_a_dead_creator_is_reclaimed(instance: str) -> None:
         raw.close()
         live.close()
     assert os.path.exists("/dev/shm") and not shm_path(live_name).exists()
+
+
+def test_tradsys_shm_lists_and_reclaims_stale_latency_segments(
+    instance: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tradsys.cli import main
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_start = process_start_us(dead.pid)
+    dead.wait()
+    name = gateway_segment_name(instance)
+    raw = Segment.create(name, int(lib.ts_lat_segment_size(1)))
+    raw.owner = False
+    try:
+        base = ffi.from_buffer(raw.memory)
+        lib.ts_lat_segment_init(base, raw.size, 1, ROLE_GATEWAY, 0, dead.pid, dead_start)
+        ffi.release(base)
+        assert main(["shm", "ls", "--instance", instance]) == 0
+        assert f"{name}  (stale: creator gone)" in capsys.readouterr().out
+        assert main(["shm", "reclaim", "--instance", instance]) == 0
+        assert f"removed stale segment {name}" in capsys.readouterr().out
+        assert not shm_path(name).exists()
+    finally:
+        raw.close()

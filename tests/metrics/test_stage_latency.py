@@ -194,3 +194,41 @@ def test_gateway_stages_move_when_orders_flow_through_it(instance: str, tmp_path
         assert 0 < ack["p50_us"] <= ack["max_us"] < 1e6
         inside = sum(parts[s]["p50_us"] for s in parts)
         assert 0 < inside <= ack["max_us"] * 1.01
+
+
+def test_figures_survive_a_killed_worker(supervisor: Supervisor, instance: str) -> None:
+    import os
+    import signal
+
+    from tradsys.cores.control import WorkerState
+
+    first = batch(
+        *[
+            new_order(i, 1, account_id=7, side=wire.Side.BUY, quantity=1, price=95)
+            for i in range(1, 11)
+        ]
+    )
+    push_and_drain(instance, first, 10)
+    sp = supervisor.shards[0]
+    with LatencySegment.attach(shard_segment_name(instance, 0)) as seg:
+        before = seg.histograms()["shard_to_matched"].count
+        assert before == 10
+        os.kill(sp.control.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+
+        def restarted() -> bool:
+            assert time.monotonic() < deadline, "the worker was not restarted in time"
+            return sp.control.incarnations >= 2 and sp.control.state == WorkerState.RUNNING
+
+        supervisor.watch(until=restarted, tick_s=0.05)
+        assert seg.histograms()["shard_to_matched"].count >= before  # kept across the crash
+        second = batch(
+            *[
+                new_order(i, 1, account_id=7, side=wire.Side.BUY, quantity=1, price=95)
+                for i in range(11, 16)
+            ]
+        )
+        push_and_drain(instance, second, 5)
+        # the new incarnation records into the same histograms (the journal replay at its
+        # start-up is not intake, so it adds nothing)
+        assert seg.histograms()["shard_to_matched"].count == before + 5

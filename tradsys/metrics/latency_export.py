@@ -86,6 +86,7 @@ def summary_us(copy: HistogramCopy) -> dict[str, float]:
     count = hist.get_total_count()
     if not count:
         return {"count": 0.0, "p50_us": 0.0, "p99_us": 0.0, "p99_9_us": 0.0, "max_us": 0.0}
+
     # HdrHistogram answers a percentile with the highest value of its counter's range,
     # which may lie above the exact max the C side kept: never report past the max
     def at(p: float) -> float:
