@@ -24,6 +24,7 @@
  */
 #define _GNU_SOURCE
 #include "gateway_internal.h"
+#include "latency_hist_record.h"
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -79,7 +80,8 @@ static uint64_t push_stage(ts_ring *r, void *stage, uint32_t *staged, uint32_t *
 }
 
 static uint64_t flush_shard(ts_gateway *gw, gw_shard *sh) {
-    if (sh->lat) gw_latency_before_push(sh, gw->clock_ns); /* stage latency */
+    if (sh->lat && (sh->staged | sh->backlog.count)) /* stage latency: something to push */
+        gw_latency_before_push(sh, gw->clock_ns);
     uint64_t k = push_stage(sh->cmd, sh->stage, &sh->staged, &sh->stage_sent);
     gw_backlog *b = &sh->backlog;
     if (!sh->staged && b->sent < b->count) {
@@ -293,7 +295,7 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
             gw->st.events_routed++;
             if (gw->lat_ack && o->in_ns) { /* stage latency: the order's first event */
                 if (!now) now = mono_ns();
-                ts_lat_record(gw->lat_ack, now - o->in_ns, 1);
+                ts_lat_record_inline(gw->lat_ack, now - o->in_ns, 1);
                 o->in_ns = 0;
             }
         } else {
