@@ -214,7 +214,8 @@ void ts_worker_request_stop(ts_worker *w);
 
 /* Record this worker's stage latencies (latency_hist.h, TS_LAT_WORKER_STAGES histograms)
  * into `seg`, a segment the supervisor made for the shard; NULL stops recording. The cost
- * is two clock reads per batch and one per push of events, never one per command. */
+ * is one clock read per batch (after matching; shard-in is the loop's own time) and one
+ * per push of events, never one per command. */
 void ts_worker_set_latency(ts_worker *w, ts_lat_segment *seg);
 
 /* Sync the journal now (the clean stop does, whatever the policy). */
