@@ -20,12 +20,14 @@ NATIVE = Path(__file__).resolve().parent
 HEADERS = [
     "wire.h",
     "ring.h",
+    "latency_hist.h",
     "book.h",
     "journal.h",
     "snapshot_file.h",
     "worker.h",
     "md_refresh.h",
     "gateway.h",
+    "gateway_latency.h",
 ]
 SOURCES = [
     "ring.c",
@@ -41,9 +43,11 @@ SOURCES = [
     "journal_read.c",
     "snapshot_file.c",
     "worker.c",
+    "latency_hist.c",
     "md_refresh.c",
     "gateway.c",
     "gateway_pump.c",
+    "gateway_latency.c",
     "risk.c",
 ]
 

@@ -11,6 +11,7 @@
 #define TRADSYS_GATEWAY_INTERNAL_H
 
 #include "gateway.h"
+#include "latency_hist.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -46,6 +47,7 @@ typedef struct gw_order {
     uint8_t side;
     uint8_t state;        /* gw_order_state */
     uint16_t pending;     /* cancels/replaces sent and not answered */
+    int64_t in_ns;        /* pass that took it, until its first event (stage latency) */
 } gw_order;
 
 typedef struct gw_position {
@@ -84,6 +86,9 @@ typedef struct gw_shard {
     uint32_t staged, stage_sent;
     gw_backlog backlog;
     int64_t tick_ns; /* the time of the last CLOCK_TICK staged for it (CLOCK_REALTIME) */
+    ts_lat_segment *lat;  /* stage-latency hand-off (gateway_latency.h); NULL: off */
+    uint64_t lat_pushed;  /* commands ring head, counted locally */
+    uint64_t lat_stamped; /* the end index last stamped */
 } gw_shard;
 
 typedef struct gw_session {
@@ -136,6 +141,7 @@ struct ts_gateway {
     ts_gateway_stats st;
     int64_t clock_ns; /* the time of the current pass */
     int64_t real_ns;  /* CLOCK_REALTIME at the start of the pass (0: ticks are off) */
+    ts_lat_hist *lat_ack; /* order → first event routed (gateway_latency.h); NULL: off */
 };
 
 /* gateway.c: tables */
@@ -159,5 +165,8 @@ void gw_book_replace(ts_gateway *gw, uint32_t idx, const ts_command *c);
  * calls gw_finish_if_done, which frees the order once nothing more can come for it */
 void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev);
 void gw_finish_if_done(ts_gateway *gw, uint32_t idx);
+
+/* gateway_latency.c: stamp a shard's hand-off slot before pushing what it holds */
+void gw_latency_before_push(gw_shard *sh, int64_t pass_ns);
 
 #endif /* TRADSYS_GATEWAY_INTERNAL_H */

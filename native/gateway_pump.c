@@ -32,6 +32,7 @@
  */
 #define _GNU_SOURCE
 #include "gateway_internal.h"
+#include "latency_hist_record.h"
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -95,6 +96,8 @@ static uint64_t push_stage(ts_ring *r, void *stage, uint32_t *staged, uint32_t *
 }
 
 static uint64_t flush_shard(ts_gateway *gw, gw_shard *sh) {
+    if (sh->lat && (sh->staged | sh->backlog.count)) /* stage latency: something to push */
+        gw_latency_before_push(sh, gw->clock_ns);
     uint64_t k = push_stage(sh->cmd, sh->stage, &sh->staged, &sh->stage_sent);
     gw_backlog *b = &sh->backlog;
     if (!sh->staged && b->sent < b->count) {
@@ -104,6 +107,7 @@ static uint64_t flush_shard(ts_gateway *gw, gw_shard *sh) {
         k += m;
     }
     gw->st.commands_out += k;
+    sh->lat_pushed += k; /* stage latency */
     return k;
 }
 
@@ -167,6 +171,7 @@ static void take_new(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_comm
     o->side = c->side;
     o->account = s->account;
     o->instr = k;
+    o->in_ns = gw->clock_ns; /* stage latency: order in */
     gw_index_client(gw, idx);
     gw_book_new(gw, idx, rp);
     ts_command out = *c;
@@ -297,6 +302,7 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
     uint64_t n = ts_ring_peek(sh->evt, &first);
     if (n > max) n = max;
     const ts_event *evs = first;
+    int64_t now = 0; /* stage latency: read once per run, when an order's first event comes */
     uint64_t i = 0;
     for (; i < n; i++) {
         const ts_event *ev = &evs[i];
@@ -328,6 +334,11 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
              * of the order it names */
             if (ev->kind == TS_EV_REJECTED && o->state != GW_DONE) e->flags &= ~TS_EVF_DONE;
             gw->st.events_routed++;
+            if (gw->lat_ack && o->in_ns) { /* stage latency: the order's first event */
+                if (!now) now = mono_ns();
+                ts_lat_record_inline(gw->lat_ack, now - o->in_ns, 1);
+                o->in_ns = 0;
+            }
         } else {
             gw->st.events_orphaned++;
         }

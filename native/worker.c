@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "worker.h"
 
+#include "latency_hist_record.h"
 #include "md_refresh.h"
 #include "snapshot_file.h"
 
@@ -70,6 +71,10 @@ struct ts_worker {
     uint64_t emit_md_from;
     uint64_t reemitted_events, reemitted_md;
     ts_journal_error err;
+    /* stage latencies (NULL: not recorded); see ts_worker_set_latency */
+    ts_lat_segment *lat;
+    ts_lat_hist *lat_g2s, *lat_s2m, *lat_m2e; /* its histograms */
+    int64_t out_since_ns;      /* when the oldest output not yet pushed was matched */
 };
 
 static int64_t mono_ns(void) {
@@ -148,6 +153,13 @@ void ts_worker_free(ts_worker *w) { free(w); }
 void ts_worker_set_journal(ts_worker *w, ts_journal *j) {
     w->j = j;
     w->durability = j ? ts_journal_durability(j) : TS_DURABILITY_NONE;
+}
+
+void ts_worker_set_latency(ts_worker *w, ts_lat_segment *seg) {
+    w->lat = seg;
+    w->lat_g2s = seg ? ts_lat_segment_hist(seg, TS_LAT_GATEWAY_TO_SHARD) : NULL;
+    w->lat_s2m = seg ? ts_lat_segment_hist(seg, TS_LAT_SHARD_TO_MATCHED) : NULL;
+    w->lat_m2e = seg ? ts_lat_segment_hist(seg, TS_LAT_MATCHED_TO_EVENT) : NULL;
 }
 
 uint64_t ts_worker_seq(const ts_worker *w) { return w->seq; }
@@ -345,6 +357,8 @@ static int push_ready(ts_worker *w) {
         uint64_t k = ts_ring_push(w->ev, ev + w->evo.pushed, w->evo.ready - w->evo.pushed);
         if (k) {
             count_events(w->ctl, ev + w->evo.pushed, k);
+            if (w->lat)
+                ts_lat_record_inline(w->lat_m2e, mono_ns() - w->out_since_ns, k);
             w->evo.pushed += k;
             STORE(w->ctl->events_out, w->ctl->events_out + k);
             STORE(w->ctl->last_exec_id, ev[w->evo.pushed - 1].exec_id);
@@ -405,8 +419,27 @@ static int push_md_refresh(ts_worker *w, uint32_t req) {
     return 0;
 }
 
+/* Stage latencies of a batch taken at t_in (ring index `first_index`, n commands), just
+ * matched: every command of it waited for the whole batch, so the batch's time counts
+ * once per command. The gateway's hand-off stamp is a sample for the batch holding the
+ * last command of the gateway's latest push. */
+static void note_batch_latency(ts_worker *w, uint64_t first_index, uint64_t n, int64_t t_in) {
+    int64_t t_matched = mono_ns();
+    ts_lat_record_inline(w->lat_s2m, t_matched - t_in, n);
+    uint64_t index_end;
+    int64_t stamp;
+    if (ts_lat_handoff_read(w->lat, &index_end, &stamp) && index_end > first_index &&
+        index_end <= first_index + n)
+        ts_lat_record_inline(w->lat_g2s, t_in - stamp, 1);
+    if (w->evo.pushed == w->evo.count) w->out_since_ns = t_matched;
+}
+
 /* Take, journal, match and release one batch of n commands at `first`. */
 static int take_batch(ts_worker *w, const ts_command *first, uint64_t n, int64_t now) {
+    /* shard in: the loop's `now`, read just before the peek that found this batch (it is
+     * refreshed after every wait, push and sync), so recording adds no clock read here */
+    const int64_t t_in = now;
+    const uint64_t first_index = w->in_tail;
     if (ts_journal_append(w->j, 0, w->in_tail, first, n, &w->err))
         return journal_fail(w, TS_WORKER_ERR_JOURNAL);
     uint64_t done = ts_engine_process(w->e, first, n);
@@ -416,6 +449,7 @@ static int take_batch(ts_worker *w, const ts_command *first, uint64_t n, int64_t
                            "with more memory replays it)",
                            (unsigned long long)(w->seq + done + 1));
     ts_ring_release(w->in, n);
+    if (w->lat) note_batch_latency(w, first_index, n, t_in);
     w->in_tail += n;
     w->seq += n;
     w->since_snapshot += n;
@@ -460,15 +494,18 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
     for (;;) {
         STORE(ctl->heartbeat_ns, now);
         /* 1. output that may leave goes first: no new intake while it cannot */
-        if (outbox_waiting(w) && !push_ready(w)) {
-            if (now >= deadline) break;
-            ts_ring *full = w->evo.pushed < w->evo.ready ? w->ev : w->md;
-            STORE(ctl->out_waits, ctl->out_waits + 1);
-            int64_t t = now;
-            ts_ring_wait_writable(full, &w->cfg.wait, deadline - now);
-            now = mono_ns();
-            waited += now - t;
-            continue;
+        if (outbox_waiting(w)) {
+            if (!push_ready(w)) {
+                if (now >= deadline) break;
+                ts_ring *full = w->evo.pushed < w->evo.ready ? w->ev : w->md;
+                STORE(ctl->out_waits, ctl->out_waits + 1);
+                int64_t t = now;
+                ts_ring_wait_writable(full, &w->cfg.wait, deadline - now);
+                now = mono_ns();
+                waited += now - t;
+                continue;
+            }
+            now = mono_ns(); /* after a push of held output: the next shard-in stamp */
         }
         /* 2. a group commit that has come due releases the output it covers */
         if (w->durability == TS_DURABILITY_GROUP) {
@@ -480,6 +517,7 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
             if (rc > 0) {
                 STORE(ctl->synced_seq, ts_journal_synced_seq(w->j));
                 mark_all_ready(w);
+                now = mono_ns(); /* an fdatasync took time: the next batch's shard-in stamp */
                 continue;
             }
         }

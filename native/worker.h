@@ -66,6 +66,7 @@
 
 #include "book.h"
 #include "journal.h"
+#include "latency_hist.h"
 #include "ring.h"
 
 /* "TSKWCTL1" little-endian */
@@ -210,6 +211,12 @@ int ts_worker_snapshot(ts_worker *w, const char *dir);
  * control block (whose flag would also stop the next incarnation): for a SIGTERM sent to
  * the worker itself. Takes effect at the next ts_worker_run. */
 void ts_worker_request_stop(ts_worker *w);
+
+/* Record this worker's stage latencies (latency_hist.h, TS_LAT_WORKER_STAGES histograms)
+ * into `seg`, a segment the supervisor made for the shard; NULL stops recording. The cost
+ * is one clock read per batch (after matching; shard-in is the loop's own time) and one
+ * per push of events, never one per command. */
+void ts_worker_set_latency(ts_worker *w, ts_lat_segment *seg);
 
 /* Sync the journal now (the clean stop does, whatever the policy). */
 int ts_worker_sync(ts_worker *w);

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tradsys import __version__, cli_md, cli_order, cli_tune
+from tradsys import __version__, cli_latency, cli_md, cli_order, cli_tune
 from tradsys.config import Config, ConfigError, load_config
 from tradsys.ring import find_stale, instance_segments, reclaim_stale
 
@@ -147,12 +147,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_shm(args: argparse.Namespace) -> int:
+    from tradsys.metrics.latency_segment import find_stale_latency, reclaim_stale_latency
+
     if args.action == "ls":
         stale = {s.name for s in find_stale(args.instance)}
+        stale |= set(find_stale_latency(args.instance))
         for name in instance_segments(args.instance):
             print(f"{name}{'  (stale: creator gone)' if name in stale else ''}")
     else:
-        for name in reclaim_stale(args.instance):
+        for name in reclaim_stale(args.instance) + reclaim_stale_latency(args.instance):
             print(f"removed stale segment {name}")
     return EXIT_OK
 
@@ -200,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_tune.register(sub)
     cli_md.register(sub)
+    cli_latency.register(sub)
     return parser
 
 

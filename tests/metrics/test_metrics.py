@@ -205,4 +205,10 @@ def assert_dashboard_charts_only(supervisor: Supervisor) -> None:
     charted = {m for m in charted if not m.startswith("tradsys_md_")}
     found = families(supervisor)
     exported = {f.name for f in found} | {f"{f.name}_total" for f in found}
+    exported |= {
+        f"{f.name}{suffix}"
+        for f in found
+        if f.type == "histogram"
+        for suffix in ("_bucket", "_sum", "_count")
+    }
     assert charted and charted <= exported, charted - exported

@@ -34,6 +34,14 @@ from tradsys.cores.sidecar import write_effective_config
 from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
 from tradsys.cores.worker import WorkerSpec
 from tradsys.metrics import InstanceCollector, MetricsServer
+from tradsys.metrics.latency_segment import (
+    ROLE_GATEWAY,
+    ROLE_WORKER,
+    LatencySegment,
+    gateway_segment_name,
+    reclaim_stale_latency,
+    shard_segment_name,
+)
 from tradsys.ring import Ring, reclaim_stale, segment_name
 from tradsys.ring.segment import instance_segments
 
@@ -55,6 +63,8 @@ class ShardProcess:
 
     spec: WorkerSpec
     control: WorkerControl
+    # its stage-latency histograms (kept across restarts, like the control block)
+    latency: LatencySegment | None = None
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -80,6 +90,8 @@ class Supervisor:
     shards: list[ShardProcess] = field(default_factory=list)
     sidecars: list[SidecarProcess] = field(default_factory=list)
     rings: list[Ring] = field(default_factory=list)
+    # the gateway's stage-latency histograms (None without a gateway)
+    gateway_latency: LatencySegment | None = None
     metrics: MetricsServer | None = None
     _stop_requested: bool = False
     _wakeup: tuple[int, int] | None = None
@@ -96,7 +108,7 @@ class Supervisor:
 
     def start(self) -> None:
         """Create the shared memory, spawn every worker and wait until all are running."""
-        for name in reclaim_stale(self.instance):
+        for name in reclaim_stale(self.instance) + reclaim_stale_latency(self.instance):
             self.log(f"removed stale segment {name} (its creator is gone)")
         left = instance_segments(self.instance)
         if left:
@@ -107,6 +119,10 @@ class Supervisor:
         try:
             for shard in self.config.shards:
                 self.shards.append(self._prepare(shard.id, shard.core))
+            if self.config.gateway.enabled:
+                self.gateway_latency = LatencySegment.create(
+                    gateway_segment_name(self.instance), ROLE_GATEWAY, 0
+                )
             for sp in self.shards:
                 self._spawn(sp)
             self._wait_ready()
@@ -133,6 +149,13 @@ class Supervisor:
         events = self._ring("evt", shard_id)
         md = self._ring("md", shard_id)
         control = WorkerControl.create(segment_name(self.instance, "ctl", shard_id))
+        try:
+            latency = LatencySegment.create(
+                shard_segment_name(self.instance, shard_id), ROLE_WORKER, shard_id
+            )
+        except BaseException:
+            control.close()
+            raise
         j = self.config.journal
         spec = WorkerSpec(
             instance=self.instance,
@@ -149,8 +172,9 @@ class Supervisor:
             events=events.name,
             md=md.name,
             control=control.name,
+            latency=latency.name,
         )
-        return ShardProcess(spec=spec, control=control)
+        return ShardProcess(spec=spec, control=control, latency=latency)
 
     def _spawn(self, sp: ShardProcess) -> None:
         # a dead worker's block still says RUNNING with an old heartbeat: reset it so the
@@ -353,6 +377,11 @@ class Supervisor:
             sc.stop(sidecar_timeout_s, self.log)
         for sp in self.shards:
             sp.control.close()
+            if sp.latency is not None:
+                sp.latency.close()
+        if self.gateway_latency is not None:
+            self.gateway_latency.close()
+            self.gateway_latency = None
         for ring in self.rings:
             ring.close()
         # segments a killed sidecar made (a gateway's session rings) have a dead creator
@@ -387,11 +416,13 @@ class Supervisor:
                     "restarts": sp.restarts,
                     "symbols": [i.symbol for i in sp.spec.instruments],
                     "control": sp.spec.control,
+                    "latency": sp.spec.latency,
                     "rings": [sp.spec.commands, sp.spec.events, sp.spec.md],
                     "data_dir": sp.spec.data_dir,
                 }
                 for sp in self.shards
             ],
+            "gateway_latency": self.gateway_latency.name if self.gateway_latency else None,
             "sidecars": [
                 {
                     "name": sc.name,

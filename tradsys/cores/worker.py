@@ -36,6 +36,7 @@ from tradsys.journal.recovery import replay_result, start_state, truncate_torn_t
 from tradsys.journal.snapshots import SnapshotStore, engine_pointer
 from tradsys.journal.writer import Durability, journal_config
 from tradsys.matching import CEngine, Instrument
+from tradsys.metrics.latency_segment import LatencySegment
 from tradsys.ring import Ring, Role, WaitStrategy
 from tradsys.ring.errors import RingError
 from tradsys.ring.segment import process_start_us
@@ -67,6 +68,8 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     events: str
     md: str
     control: str
+    latency: str = ""
+    """Stage-latency segment (tradsys.metrics.latency_segment); "" records none."""
     max_batch: int = 1024
     slice_ms: int = 20
     """How long one C slice may run before Python looks at signals again."""
@@ -89,6 +92,7 @@ class ShardWorker:
         self.spec = spec
         self.dir = Path(spec.data_dir)
         self.control: WorkerControl | None = None
+        self.latency: LatencySegment | None = None
         self.rings: list[Ring] = []
         self.engine: CEngine | None = None
         self._worker: Any = None
@@ -133,6 +137,9 @@ class ShardWorker:
         if ptr == ffi.NULL:
             raise MemoryError("ts_worker_new: out of memory")
         self._worker = ptr
+        if self.spec.latency:
+            self.latency = LatencySegment.attach(self.spec.latency)
+            lib.ts_worker_set_latency(ptr, self.latency.cdata)
 
     def recover(self) -> None:
         """Rebuild the books, re-emit what was never pushed, open the journal."""
@@ -264,6 +271,9 @@ class ShardWorker:
         if self.control is not None:
             self.control.close()
             self.control = None
+        if self.latency is not None:
+            self.latency.close()
+            self.latency = None
 
 
 def _pin(core: int | None) -> None:

@@ -44,6 +44,12 @@ from typing import Any
 from tradsys._native import ffi, lib
 from tradsys.config import AccountSection, Config
 from tradsys.gateway.risk import AccountState, PositionState, limit_problems, limits_cdata
+from tradsys.metrics.latency_segment import (
+    LatencySegment,
+    attach_if_present,
+    gateway_segment_name,
+    shard_segment_name,
+)
 from tradsys.ring import Ring, WaitStrategy, segment_name
 from tradsys.wire import LAYOUT_VERSION, RECORD_SIZE, RejectReason
 
@@ -141,6 +147,7 @@ class GatewayCore:
         self._gw: Any = ffi.gc(gw, lib.ts_gateway_free)
         self.epoch = epoch
         self._shard_rings: list[Ring] = []
+        self._latency: list[LatencySegment] = []  # stage latencies, if the supervisor made them
         self._sessions: dict[int, _Session] = {}
         self._symbols: dict[str, int] = {}
         self._stop = ffi.new("int32_t *")
@@ -148,6 +155,7 @@ class GatewayCore:
         self._lock = threading.Lock()
         try:
             self._attach_shards(config)
+            self._attach_latency(config)
             placement = {
                 ins.symbol: shard.id
                 for shard in config.shards
@@ -192,6 +200,19 @@ class GatewayCore:
                 lib.ts_gateway_add_shard(self._gw, shard.id, cmd.handle, evt.handle),
                 f"shard {shard.id}",
             )
+
+    def _attach_latency(self, config: Config) -> None:
+        """Stage-latency recording (native/gateway_latency.h), where segments exist."""
+        instance = config.engine.instance
+        own = attach_if_present(gateway_segment_name(instance))
+        if own is not None:
+            self._latency.append(own)
+            lib.ts_gateway_set_latency(self._gw, own.cdata)
+        for shard in config.shards:
+            seg = attach_if_present(shard_segment_name(instance, shard.id))
+            if seg is not None:
+                self._latency.append(seg)
+                _check(lib.ts_gateway_set_shard_latency(self._gw, shard.id, seg.cdata), "lat")
 
     # ---- sessions ------------------------------------------------------------------------
 
@@ -369,6 +390,9 @@ class GatewayCore:
         for ring in self._shard_rings:
             ring.close()
         self._shard_rings.clear()
+        for seg in self._latency:  # after the free: the pump wrote into them
+            seg.close()
+        self._latency.clear()
         self._sessions.clear()
 
     def __enter__(self) -> GatewayCore:

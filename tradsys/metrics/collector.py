@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from tradsys.cores.control import WorkerState
 from tradsys.metrics.md_series import md_families
+from tradsys.metrics.stage_metrics import stage_latency_families
 from tradsys.wire import RejectReason
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class InstanceCollector(Collector):
         yield from self._sidecars()
         yield from self._gateway()
         yield from md_families(self.supervisor)
+        yield from stage_latency_families(self.supervisor)
 
     def _shards(self) -> Iterator[Metric]:
         labels = ["shard"]
