@@ -54,6 +54,24 @@ def test_submit_ack_fill_cancel_replace(edge: EdgeRig, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["colocated", "tcp"])
+def test_orders_name_symbols_from_the_gateways_directory(edge: EdgeRig, how: str) -> None:
+    """The gateway sends its SYMBOLS directory after the login: a client names symbols."""
+    with OrderClient.connect(address(edge, how), account_id=1, api_key=KEYS[1]) as c:
+        assert c.symbols == {"ACME": 1, "ZETA": 2}
+        oid = c.submit("acme", "sell", 10, 101)
+        assert c.wait_for(oid) == Ack(oid, 1, wire.Side.SELL, 101, 10, 10)
+        other = c.submit("ZETA", "sell", 3, 51)
+        assert c.wait_for(other).symbol_id == 2
+        with pytest.raises(
+            ValueError, match="unknown symbol 'NOPE'; the gateway trades: ACME, ZETA"
+        ):
+            c.submit("NOPE", "buy", 1, 100)
+        c.mass_cancel("ZETA")
+        cxl = c.wait_for(other, (Cancelled,))
+        assert isinstance(cxl, Cancelled) and cxl.reason == CancelReason.MASS_CANCEL
+
+
+@pytest.mark.parametrize("how", ["colocated", "tcp"])
 def test_a_rejected_order_raises_with_the_reason(edge: EdgeRig, how: str) -> None:
     with OrderClient.connect(address(edge, how), account_id=1, api_key=KEYS[1]) as c:
         oid = c.submit(99, "buy", 1, 100)  # no such symbol

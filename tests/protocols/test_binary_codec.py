@@ -16,14 +16,17 @@ from tradsys.protocols.binary import (
     FrameBuffer,
     MessageType,
     ProtocolError,
+    SymbolInfo,
     decode_accepted,
     decode_login,
     decode_reason,
+    decode_symbols,
     encode_accepted,
     encode_empty,
     encode_login,
     encode_reason,
     encode_records,
+    encode_symbols,
     header,
 )
 
@@ -130,3 +133,27 @@ def test_buffer_compacts_a_partial_frame() -> None:
         buf.writable()[: len(rest)] = rest
         buf.advance(len(rest))
         assert len(list(buf.frames())) == 1
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 2**32 - 1),
+            st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", min_size=1, max_size=40),
+            st.integers(1, 2**62),
+            st.integers(1, 2**62),
+        ),
+        max_size=50,
+    )
+)
+def test_the_symbol_directory_round_trips_and_may_be_empty(entries: list[tuple]) -> None:
+    symbols = [SymbolInfo(*e) for e in entries]
+    frames = feed(FrameBuffer(), encode_symbols(symbols) + encode_empty(MessageType.HEARTBEAT))
+    assert [f[0] for f in frames] == [ord("S"), ord("H")]
+    assert len(frames[0][2]) == 64 * len(symbols)
+    assert decode_symbols(frames[0][2]) == symbols
+
+
+def test_a_symbols_body_must_be_whole_entries() -> None:
+    with pytest.raises(ProtocolError, match="SYMBOLS body of 63 bytes"):
+        feed(FrameBuffer(), header(MessageType.SYMBOLS, 63) + bytes(63))

@@ -50,6 +50,7 @@ __all__ = [
 
 SideLike = Side | str | int
 TifLike = TimeInForce | str | int
+SymbolLike = int | str  # a symbol id, or a name from the gateway's SYMBOLS directory
 
 
 def connect_transport(
@@ -141,19 +142,34 @@ class _Orders:
         # gateway maps them to exchange ids per session): 1, 2, 3 ... reads well in a log
         self._ids = itertools.count(1)
         self._symbols: dict[int, int] = {}
+        # the gateway's SYMBOLS directory: name -> symbol id (orders may name either)
+        self.symbols: dict[str, int] = {
+            info.name: info.symbol_id for info in getattr(transport, "symbols", [])
+        }
 
     def next_order_id(self) -> int:
         return next(self._ids)
 
-    def _new(self, symbol_id: int, side: SideLike, quantity: int, price: int | None,
+    def symbol_id(self, symbol: SymbolLike) -> int:
+        """A symbol's id: an int as it is, a name (any case) from the gateway's directory."""
+        if not isinstance(symbol, str):
+            return int(symbol)
+        found = self.symbols.get(symbol, self.symbols.get(symbol.upper()))
+        if found is None:
+            known = ", ".join(sorted(self.symbols)) or "none"
+            raise ValueError(f"unknown symbol {symbol!r}; the gateway trades: {known}")
+        return found
+
+    def _new(self, symbol: SymbolLike, side: SideLike, quantity: int, price: int | None,
              order_id: int | None, kw: dict[str, Any]) -> tuple[int, Records]:  # fmt: skip
+        symbol_id = self.symbol_id(symbol)
         oid = self.next_order_id() if order_id is None else order_id
         self._symbols[oid] = symbol_id
         return oid, order_record(oid, symbol_id, side, quantity, price, **kw)
 
-    def _symbol(self, order_id: int, symbol_id: int | None) -> int:
+    def _symbol(self, order_id: int, symbol_id: SymbolLike | None) -> int:
         if symbol_id is not None:
-            return symbol_id
+            return self.symbol_id(symbol_id)
         try:
             return self._symbols[order_id]
         except KeyError:
@@ -161,10 +177,12 @@ class _Orders:
                 f"order {order_id} was not submitted by this client: pass its symbol_id"
             ) from None
 
-    def _cancel(self, order_id: int, symbol_id: int | None) -> Records:
+    def _cancel(self, order_id: int, symbol_id: SymbolLike | None) -> Records:
         return _command(CommandKind.CANCEL, order_id, self._symbol(order_id, symbol_id))
 
-    def _replace(self, order_id: int, price: int, quantity: int, symbol_id: int | None) -> Records:
+    def _replace(
+        self, order_id: int, price: int, quantity: int, symbol_id: SymbolLike | None
+    ) -> Records:
         sym = self._symbol(order_id, symbol_id)
         return _command(CommandKind.REPLACE, order_id, sym, price=price, quantity=quantity)
 
@@ -187,7 +205,7 @@ class OrderClient(_Orders):
 
     def submit(
         self,
-        symbol_id: int,
+        symbol_id: SymbolLike,
         side: SideLike,
         quantity: int,
         price: int | None = None,
@@ -206,18 +224,20 @@ class OrderClient(_Orders):
         self.transport.send(records)
         return len(records)
 
-    def cancel(self, order_id: int, symbol_id: int | None = None) -> None:
+    def cancel(self, order_id: int, symbol_id: SymbolLike | None = None) -> None:
         self.transport.send(self._cancel(order_id, symbol_id))
 
     def replace(
-        self, order_id: int, *, price: int, quantity: int, symbol_id: int | None = None
+        self, order_id: int, *, price: int, quantity: int, symbol_id: SymbolLike | None = None
     ) -> None:
         """New price and new total quantity (FIX cancel/replace semantics)."""
         self.transport.send(self._replace(order_id, price, quantity, symbol_id))
 
-    def mass_cancel(self, symbol_id: int = 0) -> None:
+    def mass_cancel(self, symbol_id: SymbolLike = 0) -> None:
         """Cancel every live order of this account (in one symbol, or all with 0)."""
-        self.transport.send(_command(CommandKind.MASS_CANCEL, 0, symbol_id))
+        self.transport.send(
+            _command(CommandKind.MASS_CANCEL, 0, self.symbol_id(symbol_id) if symbol_id else 0)
+        )
 
     # ---- events --------------------------------------------------------------------------
 
@@ -324,7 +344,7 @@ class AsyncOrderClient(_Orders):
 
     async def submit(
         self,
-        symbol_id: int,
+        symbol_id: SymbolLike,
         side: SideLike,
         quantity: int,
         price: int | None = None,
@@ -340,16 +360,18 @@ class AsyncOrderClient(_Orders):
         self.transport.send(records)
         return len(records)
 
-    async def cancel(self, order_id: int, symbol_id: int | None = None) -> None:
+    async def cancel(self, order_id: int, symbol_id: SymbolLike | None = None) -> None:
         self.transport.send(self._cancel(order_id, symbol_id))
 
     async def replace(
-        self, order_id: int, *, price: int, quantity: int, symbol_id: int | None = None
+        self, order_id: int, *, price: int, quantity: int, symbol_id: SymbolLike | None = None
     ) -> None:
         self.transport.send(self._replace(order_id, price, quantity, symbol_id))
 
-    async def mass_cancel(self, symbol_id: int = 0) -> None:
-        self.transport.send(_command(CommandKind.MASS_CANCEL, 0, symbol_id))
+    async def mass_cancel(self, symbol_id: SymbolLike = 0) -> None:
+        self.transport.send(
+            _command(CommandKind.MASS_CANCEL, 0, self.symbol_id(symbol_id) if symbol_id else 0)
+        )
 
     async def next_event(self, timeout: float | None = None) -> Event:
         item = await asyncio.wait_for(self.queue.get(), timeout)

@@ -27,9 +27,11 @@ from tradsys.protocols.binary import (
     FrameBuffer,
     MessageType,
     ProtocolError,
+    SymbolInfo,
     check_header,
     decode_accepted,
     decode_reason,
+    decode_symbols,
     encode_empty,
     encode_login,
     encode_records,
@@ -44,6 +46,7 @@ NO_EVENTS = np.zeros(0, wire.EVENT_DTYPE)
 
 class Transport(Protocol):
     accepted: Accepted
+    symbols: list[SymbolInfo]
 
     def send(self, records: Records, timeout: float | None = None) -> None: ...
     def poll(self, timeout: float) -> Records: ...
@@ -80,14 +83,22 @@ def _read_frame(sock: socket.socket, deadline: float) -> tuple[int, int, bytes]:
     return kind, seq, exactly(size)
 
 
-def _login(sock: socket.socket, account_id: int, api_key: str, timeout: float) -> Accepted:
+def _login(
+    sock: socket.socket, account_id: int, api_key: str, timeout: float
+) -> tuple[Accepted, list[SymbolInfo]]:
+    """LOGIN, then LOGIN_ACCEPTED and the SYMBOLS directory that always follows it."""
     sock.sendall(encode_login(account_id, api_key))
-    kind, _, body = _read_frame(sock, time.monotonic() + timeout)
-    if kind == MessageType.LOGIN_ACCEPTED:
-        return decode_accepted(body)
+    deadline = time.monotonic() + timeout
+    kind, _, body = _read_frame(sock, deadline)
     if kind == MessageType.LOGIN_REJECTED:
         raise LoginFailed(*decode_reason(body))
-    raise Disconnected(f"unexpected {MessageType(kind).name} in answer to LOGIN")
+    if kind != MessageType.LOGIN_ACCEPTED:
+        raise Disconnected(f"unexpected {MessageType(kind).name} in answer to LOGIN")
+    accepted = decode_accepted(body)
+    kind, _, body = _read_frame(sock, deadline)
+    if kind != MessageType.SYMBOLS:
+        raise Disconnected(f"unexpected {MessageType(kind).name} after LOGIN_ACCEPTED")
+    return accepted, decode_symbols(body)
 
 
 class ColocatedTransport:
@@ -109,7 +120,7 @@ class ColocatedTransport:
                 self.sock.connect(path)
             except OSError as exc:
                 raise Disconnected(f"cannot connect to the gateway at {path}: {exc}") from None
-            self.accepted = _login(self.sock, account_id, api_key, timeout)
+            self.accepted, self.symbols = _login(self.sock, account_id, api_key, timeout)
             self.inbound = Ring.attach(self.accepted.inbound, role="producer", **LAYOUT)
             try:
                 self.outbound = Ring.attach(self.accepted.outbound, role="consumer", **LAYOUT)
@@ -183,7 +194,7 @@ class TcpTransport:
             raise Disconnected(f"cannot connect to the gateway at {host}:{port}: {exc}") from None
         try:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.accepted = _login(self.sock, account_id, api_key, timeout)
+            self.accepted, self.symbols = _login(self.sock, account_id, api_key, timeout)
         except BaseException:
             self.sock.close()
             raise

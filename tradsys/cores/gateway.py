@@ -35,6 +35,7 @@ from tradsys.cores.gateway_tcp import TcpEdge
 from tradsys.cores.sidecar import announce_ready, read_effective_config, withdraw
 from tradsys.gateway import GatewayCore, GatewayError, next_epoch
 from tradsys.gctune import GcMonitor, tune_for_trading
+from tradsys.protocols.binary import SymbolInfo, encode_symbols
 from tradsys.ring import RingError, reclaim_stale
 
 NAME = "gateway"
@@ -60,6 +61,17 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def symbol_directory(config: Config) -> bytes:
+    """The SYMBOLS frame every session gets after its LOGIN_ACCEPTED: every instrument
+    (each is on some shard), so a client can name them (``submit("ACME", ...)``)."""
+    return encode_symbols(
+        [
+            SymbolInfo(ins.symbol_id, ins.symbol, ins.tick_size, ins.lot_size)
+            for ins in config.instruments
+        ]
+    )
+
+
 class GatewayServer:
     """The asyncio half of the gateway: both edges, heartbeats and stats, over a core
     that implements :class:`SessionCore` (the native one, or a test's fake)."""
@@ -72,9 +84,16 @@ class GatewayServer:
         self.table = SessionTable(
             core, RingMaker(config.engine.instance, gw.session_ring_capacity), gw.max_sessions
         )
-        self.colocated = ColocatedEdge(credentials, self.table, gw.login_timeout_ms / 1000)
+        directory = symbol_directory(config)
+        self.colocated = ColocatedEdge(
+            credentials, self.table, gw.login_timeout_ms / 1000, directory=directory
+        )
         self.tcp = TcpEdge(
-            credentials, self.table, gw.heartbeat_ms / 1000, gw.login_timeout_ms / 1000
+            credentials,
+            self.table,
+            gw.heartbeat_ms / 1000,
+            gw.login_timeout_ms / 1000,
+            directory=directory,
         )
         self.gc = GcMonitor()
         self.unix_path = unix_socket_path(config)

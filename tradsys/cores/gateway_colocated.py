@@ -43,6 +43,7 @@ class ColocatedEdge:
     credentials: Credentials
     table: SessionTable
     login_timeout_s: float
+    directory: bytes = b""  # the SYMBOLS frame, sent right after LOGIN_ACCEPTED
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     logins_refused: int = 0
 
@@ -114,6 +115,7 @@ class ColocatedEdge:
                     rings.outbound.name,
                 )
             )
+            + self.directory
         )
         try:
             await writer.drain()

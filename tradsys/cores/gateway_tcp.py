@@ -69,6 +69,7 @@ class TcpEdge:
     table: SessionTable
     heartbeat_s: float
     login_timeout_s: float
+    directory: bytes = b""  # the SYMBOLS frame, sent right after LOGIN_ACCEPTED
     connections: set[TcpSession] = field(default_factory=set)
     protocol_errors: int = 0
     logins_refused: int = 0
@@ -254,6 +255,7 @@ class TcpSession(asyncio.BufferedProtocol):
                     "",
                 )
             )
+            + self.edge.directory
         )
         log.info("tcp session %d: account %d from %s", session.session_id, account.id, self.peer)
         self._drain_events()

@@ -45,6 +45,7 @@ class MessageType(IntEnum):
     EVENTS = ord("E")  # gateway → client: n EVENT records, seq of the first
     LOGOUT = ord("O")  # client → gateway: end the session cleanly
     END = ord("Z")  # gateway → client: the session ends (reason, text); then close
+    SYMBOLS = ord("S")  # gateway → client, right after LOGIN_ACCEPTED: the symbol directory
 
 
 class LoginRejectReason(IntEnum):
@@ -71,6 +72,9 @@ ACCEPTED_BODY = struct.Struct(f"<QIIQQI4x{RING_NAME_MAX}s{RING_NAME_MAX}s")
 inbound ring name, outbound ring name (the names are empty for TCP sessions)."""
 REASON_BODY = struct.Struct(f"<B{TEXT_MAX}s")
 """LOGIN_REJECTED and END: a reason code and a short text."""
+SYMBOL_NAME_MAX = 40
+SYMBOL_ENTRY = struct.Struct(f"<I4xqq{SYMBOL_NAME_MAX}s")
+"""One SYMBOLS entry, 64 bytes: symbol_id, tick_size, lot_size, name (NUL padded)."""
 
 # The body size each fixed-layout message must have; None: a multiple of RECORD_SIZE.
 BODY_SIZE: dict[int, int | None] = {
@@ -84,8 +88,10 @@ BODY_SIZE: dict[int, int | None] = {
         (MessageType.EVENTS, None),
         (MessageType.LOGOUT, 0),
         (MessageType.END, REASON_BODY.size),
+        (MessageType.SYMBOLS, None),
     )
 }
+MAY_BE_EMPTY = {int(MessageType.SYMBOLS)}  # a gateway may trade no symbol at all
 
 
 class ProtocolError(Exception):
@@ -99,6 +105,15 @@ class Frame(NamedTuple):
     seq: int
     offset: int
     size: int
+
+
+class SymbolInfo(NamedTuple):
+    """A symbol the gateway trades: orders name it by ``symbol_id``."""
+
+    symbol_id: int
+    name: str
+    tick_size: int
+    lot_size: int
 
 
 class Accepted(NamedTuple):
@@ -150,6 +165,16 @@ def encode_reason(kind: MessageType, reason: int, text: str) -> bytes:
     return header(kind, REASON_BODY.size) + REASON_BODY.pack(reason, _text(text, TEXT_MAX))
 
 
+def encode_symbols(symbols: list[SymbolInfo]) -> bytes:
+    """The SYMBOLS frame: every symbol the gateway routes, so a client can name them."""
+    if len(symbols) > MAX_RECORDS_PER_FRAME:
+        raise ValueError(f"a SYMBOLS frame lists at most {MAX_RECORDS_PER_FRAME} symbols")
+    body = b"".join(
+        SYMBOL_ENTRY.pack(s.symbol_id, s.tick_size, s.lot_size, s.name.encode()) for s in symbols
+    )
+    return header(MessageType.SYMBOLS, len(body)) + body
+
+
 def encode_empty(kind: MessageType) -> bytes:
     """HEARTBEAT or LOGOUT."""
     return header(kind, 0)
@@ -181,6 +206,13 @@ def decode_login(body: bytes | memoryview) -> tuple[int, int, str]:
 def decode_accepted(body: bytes | memoryview) -> Accepted:
     sid, hb, account, ev, cmd, cap, inbound, outbound = ACCEPTED_BODY.unpack(body)
     return Accepted(sid, hb, account, ev, cmd, cap, _cstr(inbound), _cstr(outbound))
+
+
+def decode_symbols(body: bytes | memoryview) -> list[SymbolInfo]:
+    out = []
+    for symbol_id, tick, lot, name in SYMBOL_ENTRY.iter_unpack(body):
+        out.append(SymbolInfo(symbol_id, _cstr(name), tick, lot))
+    return out
 
 
 def decode_reason(body: bytes | memoryview) -> tuple[int, str]:
@@ -263,7 +295,7 @@ def check_header(kind: int, size: int) -> None:
     except KeyError:
         raise ProtocolError(f"unknown message type 0x{kind:02x}") from None
     if expected is None:
-        if size == 0 or size % RECORD_SIZE:
+        if (size == 0 and kind not in MAY_BE_EMPTY) or size % RECORD_SIZE:
             raise ProtocolError(
                 f"{MessageType(kind).name} body of {size} bytes is not "
                 f"1..{MAX_RECORDS_PER_FRAME} {RECORD_SIZE}-byte records"
