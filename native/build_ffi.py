@@ -25,6 +25,7 @@ HEADERS = [
     "snapshot_file.h",
     "worker.h",
     "md_refresh.h",
+    "order_image.h",
     "gateway.h",
 ]
 SOURCES = [
@@ -42,6 +43,8 @@ SOURCES = [
     "snapshot_file.c",
     "worker.c",
     "md_refresh.c",
+    "order_image.c",
+    "gateway_ledger.c",
     "gateway.c",
     "gateway_pump.c",
     "risk.c",

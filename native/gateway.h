@@ -30,6 +30,7 @@
 
 #include <stdint.h>
 
+#include "order_image.h"
 #include "ring.h"
 #include "wire.h"
 
@@ -57,6 +58,8 @@ typedef struct ts_risk_limits {
     int64_t credit_limit;       /* open notional + filled notional + order notional */
     int64_t throttle_per_s;     /* token bucket of each of the account's sessions */
     int64_t throttle_burst;     /* bucket depth; 0 = throttle_per_s */
+    int64_t account_throttle_per_s; /* one token bucket shared by all its sessions */
+    int64_t account_throttle_burst; /* its depth; 0 = account_throttle_per_s */
     int32_t cancel_on_disconnect;
     int32_t _pad0;
 } ts_risk_limits;
@@ -85,6 +88,11 @@ typedef struct ts_gateway_stats {
     uint64_t parks;              /* times ts_gateway_run slept */
     uint64_t sessions;
     uint64_t live_orders;
+    uint64_t orders_adopted;     /* orders taken over by another session of their account */
+    uint64_t orders_restored;    /* orders rebuilt from the workers' images at start */
+    uint64_t restore_skipped;    /* image orders of an unknown account or symbol */
+    uint64_t restore_no_client_id; /* restored orders whose client id the ledger lacked */
+    uint64_t recovery_events;    /* events drained before the restore (ts_gateway_drain) */
     uint64_t rejects[64];
 } ts_gateway_stats;
 
@@ -128,9 +136,14 @@ int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_li
 int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inbound,
                                ts_ring *outbound, int32_t notify_fd, int32_t cancel_on_disconnect);
 
-/* Detach a session: its rings are no longer touched once this returns; with
- * cancel_on_disconnect each of its live orders gets a CANCEL to its shard; later events
- * of its orders still update the account but are dropped. */
+/* Detach a session: its rings are no longer touched once this returns. With
+ * cancel_on_disconnect each of its live orders gets a CANCEL to its shard (newest first)
+ * and later events of those orders update the account but are dropped. Without it, its
+ * orders belong to the account still: the account's other live session with the lowest
+ * slot takes them over, or, if there is none, the account's next session does when it is
+ * added; until then their events update the account but are dropped. A session may also
+ * cancel or replace (by client id) any live order of its account, and takes it over by
+ * doing so: client order ids are unique per account among its live orders. */
 int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id);
 
 /* Kill switch of one account (account_id > 0) or of all (0): on = 1 blocks new orders
@@ -151,6 +164,41 @@ uint64_t ts_gateway_poll_at(ts_gateway *gw, uint32_t max_batch, int64_t now_ns);
  * After setting *stop, call ts_gateway_wake so a parked pump sees it. */
 void ts_gateway_run(ts_gateway *gw, const int32_t *stop);
 void ts_gateway_wake(ts_gateway *gw);
+
+/* ---- restart (gateway_ledger.c) -----------------------------------------------------
+ * A gateway process may die at any instruction; its successor rebuilds the state of the
+ * orders it had sent from two sources that outlive it:
+ *   - the ledger, a caller-provided block of memory (a file mapping) the gateway keeps
+ *     as it runs: the client id of every order it sends (written before the order is
+ *     pushed), and per account and symbol the position and filled notional (each cell
+ *     double-buffered and committed by one store of the exec id of the last trade it
+ *     holds, so a torn update is never seen and a trade seen twice counts once);
+ *   - the workers' order images (order_image.h): which orders still live, with leaves.
+ * Order at start: accounts and instruments, ts_gateway_attach_ledger, ts_gateway_drain
+ * until every image is served and the event rings are empty, ts_gateway_restore with
+ * each image, and only then sessions and the pump. */
+
+/* Bytes of ledger memory this gateway needs (its maximums fix the layout). */
+uint64_t ts_gateway_ledger_size(const ts_gateway *gw);
+
+/* Use mem (size bytes, 16-byte aligned, to stay mapped until ts_gateway_free) as the
+ * ledger. A ledger of the same run_id and layout whose accounts and symbols agree is
+ * carried over: positions, filled notional and last trade prices are loaded (returns 1).
+ * Otherwise it is formatted (returns 0), keeping the client ids of a ledger of the same
+ * layout (exchange ids never repeat). TS_GW_ERR_ARGUMENT: too small or misaligned. */
+int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t run_id);
+
+/* Before the pump runs: take up to max events from each shard's event ring and count
+ * their trades into positions and filled notional (through the ledger, so a trade the
+ * dead gateway had counted is not counted again); nothing is routed. Returns the events
+ * taken. */
+uint64_t ts_gateway_drain(ts_gateway *gw, uint32_t max);
+
+/* Before any session: rebuild n live orders from a worker's image. Each belongs to its
+ * account (taken over by the account's first session), holds its exposure as a live
+ * order does, and gets its client id back from the ledger (without one it is reachable
+ * only by mass cancel and the kill switch). Returns how many were restored. */
+int64_t ts_gateway_restore(ts_gateway *gw, const ts_live_order *orders, uint64_t n);
 
 void ts_gateway_get_stats(ts_gateway *gw, ts_gateway_stats *out);
 /* Sessions whose outbound ring is full with events waiting for it: the pump holds the

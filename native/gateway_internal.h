@@ -46,6 +46,8 @@ typedef struct gw_order {
     uint8_t side;
     uint8_t state;        /* gw_order_state */
     uint16_t pending;     /* cancels/replaces sent and not answered */
+    uint8_t indexed;      /* in by_client (live, and its client id known and reachable) */
+    uint8_t orphan;       /* in its account's orphan list, waiting for a session */
 } gw_order;
 
 typedef struct gw_position {
@@ -62,6 +64,9 @@ typedef struct gw_account {
     gw_wide open_notional;
     gw_wide filled_notional;
     gw_position *pos; /* per instrument index */
+    int64_t tokens;   /* the account-wide throttle bucket, in 1e-9 tokens */
+    int64_t last_ns;
+    uint32_t orphans; /* first order waiting for a session (GW_NONE: none) */
 } gw_account;
 
 typedef struct gw_instrument {
@@ -134,20 +139,35 @@ struct ts_gateway {
     gw_table by_exch, by_client;
     ts_gateway_stats st;
     int64_t clock_ns; /* the time of the current pass */
+    struct gw_ledger *ledger; /* gateway_ledger.c; NULL when none is attached */
 };
 
 /* gateway.c: tables */
 uint32_t gw_keymap_get(const gw_keymap *m, uint32_t key);
 uint32_t gw_find_exch(const ts_gateway *gw, uint64_t exch_id);
-uint32_t gw_find_client(const ts_gateway *gw, uint32_t session, uint64_t client_id);
+/* client ids are unique per account among its live orders */
+uint32_t gw_find_client(const ts_gateway *gw, uint32_t account, uint64_t client_id);
+/* route the order's events to session `slot` from now on (a cancel/replace from it) */
+void gw_take_over(ts_gateway *gw, uint32_t idx, uint32_t slot);
+void gw_link_orphan(ts_gateway *gw, uint32_t idx);
+void gw_index_exch(ts_gateway *gw, uint32_t idx);
 void gw_index_client(ts_gateway *gw, uint32_t idx);
 void gw_unindex_client(ts_gateway *gw, uint32_t idx);
 uint32_t gw_order_alloc(ts_gateway *gw, uint32_t session);
 void gw_order_free(ts_gateway *gw, uint32_t idx);
 void gw_backlog_add(gw_backlog *b, const ts_command *c);
 
+/* gateway_ledger.c: what outlives the process (see gateway.h) */
+void gw_ledger_note_order(ts_gateway *gw, uint32_t idx);
+/* count a trade into the account's position and filled notional, once per exec id */
+void gw_ledger_trade(ts_gateway *gw, uint32_t account, uint32_t instr, const ts_event *ev);
+void gw_ledger_note_account(ts_gateway *gw, uint32_t account);
+
 /* risk.c: the checks (return a reject reason or 0) and the accounting */
 void gw_throttle_reset(gw_session *s, const ts_risk_limits *lim, int64_t now);
+void gw_account_throttle_reset(gw_account *acc, int64_t now);
+void gw_book_restored(ts_gateway *gw, uint32_t idx, int64_t risk_price);
+int64_t gw_risk_price(const gw_instrument *in, int64_t price, int64_t stop_price);
 int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *instr_out,
                  int64_t *risk_price_out);
 int gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *order_out);

@@ -151,7 +151,7 @@ static void take_amend(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_co
     uint32_t idx;
     int reason;
     if (c->kind == TS_CMD_CANCEL) {
-        idx = gw_find_client(gw, slot, c->order_id);
+        idx = gw_find_client(gw, s->account, c->order_id);
         reason = idx == GW_NONE ? TS_REJ_UNKNOWN_CLIENT_ID : 0;
     } else {
         reason = gw_check_replace(gw, s, c, &idx);
@@ -160,6 +160,7 @@ static void take_amend(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_co
         stage_reject(gw, s, c, reason);
         return;
     }
+    gw_take_over(gw, idx, slot); /* orders are the account's: the amending session gets them */
     gw_order *o = &gw->orders[idx];
     const gw_instrument *in = &gw->instr[o->instr];
     ts_command out = {.kind = c->kind,

@@ -1,6 +1,9 @@
 """The C pump against the plain-Python model (tradsys.gateway.reference) on random
-streams: client commands from several sessions, shard answers from a toy engine, fills,
-expiries, kill switches, limit reloads, disconnects and the passing of time. After every
+streams: client commands from several sessions (two of them for one account, so orders
+are taken over between sessions and client ids are the account's), shard answers from a
+toy engine, fills, expiries, kill switches, limit reloads (the per-session and the
+per-account throttles among them), disconnects with and without cancel-on-disconnect and
+the passing of time. After every
 step both must have sent the same commands to each shard, the same records to each
 session, and must agree on every account's exposure and positions."""
 
@@ -43,6 +46,8 @@ LIMITS = st.fixed_dictionaries(
         "credit_limit": _sometimes(100_000),
         "throttle_per_s": _sometimes(100),
         "throttle_burst": st.sampled_from([0, 8]),
+        "account_throttle_per_s": _sometimes(150),
+        "account_throttle_burst": st.sampled_from([0, 12]),
     }
 )
 

@@ -50,18 +50,26 @@ class RefOrder:
     pend_notional: int = 0
     pending: int = 0
     state: int = PENDING_NEW
+    indexed: bool = True  # reachable by its client id (live, not given up at a disconnect)
+    orphan: bool = False  # waiting for the account's next session
 
 
 @dataclass
 class RefAccount:
     limits: AccountSection
     killed: bool = False
+    tokens: int = -1  # the account-wide throttle bucket (-1: full, set in __post_init__)
+    last_ns: int = 0
     open_orders: int = 0
     open_notional: int = 0
     filled_notional: int = 0
     position: dict[int, int] = field(default_factory=dict)
     open_buy: dict[int, int] = field(default_factory=dict)
     open_sell: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens = _account_depth(self.limits)
 
 
 @dataclass
@@ -74,6 +82,14 @@ class RefSession:
 
 def _depth(limits: AccountSection) -> int:
     return (limits.throttle_burst or limits.throttle_per_s) * TOKEN
+
+
+def _account_depth(limits: AccountSection) -> int:
+    return (limits.account_throttle_burst or limits.account_throttle_per_s) * TOKEN
+
+
+def _slot(sid: int) -> int:
+    return sid & 0xFFFFFFFF
 
 
 class ReferenceGateway:
@@ -106,6 +122,9 @@ class ReferenceGateway:
         acc = self.accounts[account]
         c = acc.limits.cancel_on_disconnect if cod is None else cod
         self.sessions[sid] = RefSession(account, c, _depth(acc.limits), now)
+        for o in self.orders.values():  # the account's orders without a session come here
+            if o.orphan and o.account == account:
+                o.orphan, o.session = False, sid
 
     def set_limits(self, limits: AccountSection, now: int) -> None:
         acc = self.accounts.get(limits.id)
@@ -120,6 +139,11 @@ class ReferenceGateway:
             for s in self.sessions.values():
                 if s.account == limits.id:
                     s.tokens, s.last_ns = _depth(limits), now
+        if (old.account_throttle_per_s, old.account_throttle_burst) != (
+            limits.account_throttle_per_s,
+            limits.account_throttle_burst,
+        ):
+            acc.tokens, acc.last_ns = _account_depth(limits), now
 
     def kill(self, account: int | None, on: bool) -> dict[int, list[Record]]:
         if account is None:
@@ -135,16 +159,28 @@ class ReferenceGateway:
         s = self.sessions.pop(sid)
         out: dict[int, list[Record]] = {}
         mine = [o for o in self.orders.values() if o.session == sid]
-        for o in sorted(mine, key=lambda o: -o.exch_id):  # the C list is newest first
-            if s.cancel_on_disconnect and o.state != DONE:
+        if not s.cancel_on_disconnect:
+            # the orders stay the account's: its other session with the lowest slot takes
+            # them, or its next session does
+            heirs = [h for h, x in self.sessions.items() if x.account == s.account]
+            heir = min(heirs, key=_slot) if heirs else None
+            for o in mine:
+                o.session, o.orphan = heir, heir is None
+            return out
+        for o in sorted(mine, key=lambda o: -o.exch_id):  # cancels newest first
+            if o.state != DONE:
                 c = _cmd(kind=CommandKind.CANCEL, symbol_id=o.symbol, account_id=o.account)
                 c["order_id"] = o.exch_id
                 out.setdefault(self.shard_of[o.symbol], []).append(c)
                 o.pending += 1
-            if o.state != DONE:
-                del self.by_client[(sid, o.client_id)]
+                self._unindex(o)
             o.session = None
         return out
+
+    def _unindex(self, o: RefOrder) -> None:
+        if o.indexed:
+            del self.by_client[(o.account, o.client_id)]
+            o.indexed = False
 
     # ---- intake --------------------------------------------------------------------------
 
@@ -185,15 +221,24 @@ class ReferenceGateway:
         )
 
     def _throttle(self, s: RefSession, now: int) -> None:
-        lim = self.accounts[s.account].limits
-        if not lim.throttle_per_s:
-            return
-        if now > s.last_ns:
-            s.tokens = min(_depth(lim), (now - s.last_ns) * lim.throttle_per_s + s.tokens)
-            s.last_ns = now
-        if s.tokens < TOKEN:
-            raise _RejectError(RejectReason.THROTTLED)
-        s.tokens -= TOKEN
+        """The session's bucket, then the account's (shared by all its sessions)."""
+        acc = self.accounts[s.account]
+        lim = acc.limits
+        if lim.throttle_per_s:
+            if now > s.last_ns:
+                s.tokens = min(_depth(lim), (now - s.last_ns) * lim.throttle_per_s + s.tokens)
+                s.last_ns = now
+            if s.tokens < TOKEN:
+                raise _RejectError(RejectReason.THROTTLED)
+            s.tokens -= TOKEN
+        rate = lim.account_throttle_per_s
+        if rate:
+            if now > acc.last_ns:
+                acc.tokens = min(_account_depth(lim), (now - acc.last_ns) * rate + acc.tokens)
+                acc.last_ns = now
+            if acc.tokens < TOKEN:
+                raise _RejectError(RejectReason.ACCOUNT_THROTTLED)
+            acc.tokens -= TOKEN
 
     def _ref(self, symbol: int) -> int:
         return self.last_trade.get(symbol) or self.reference[symbol]
@@ -233,7 +278,7 @@ class ReferenceGateway:
         if self.global_kill or acc.killed:
             raise _RejectError(RejectReason.KILL_SWITCH)
         self._throttle(s, now)
-        if (sid, c["order_id"]) in self.by_client:
+        if (s.account, c["order_id"]) in self.by_client:
             raise _RejectError(RejectReason.DUPLICATE_CLIENT_ID)
         sym = c["symbol_id"]
         if sym not in self.shard_of:
@@ -263,7 +308,7 @@ class ReferenceGateway:
         o = RefOrder(self.next_id, c["order_id"], sid, s.account, sym, c["side"], qty)
         self.next_id += 1
         self.orders[o.exch_id] = o
-        self.by_client[(sid, o.client_id)] = o.exch_id
+        self.by_client[(s.account, o.client_id)] = o.exch_id
         o.price, o.leaves = rp, qty
         acc.open_orders += 1
         self._rereserve(o)
@@ -278,13 +323,14 @@ class ReferenceGateway:
             if self.global_kill or acc.killed:
                 raise _RejectError(RejectReason.KILL_SWITCH)
             self._throttle(s, now)
-        exch = self.by_client.get((sid, c["order_id"]))
+        exch = self.by_client.get((s.account, c["order_id"]))
         if exch is None:
             raise _RejectError(RejectReason.UNKNOWN_CLIENT_ID)
         o = self.orders[exch]
         out = _cmd(kind=c["kind"], side=o.side, symbol_id=o.symbol, account_id=s.account)
         out["order_id"] = o.exch_id
         if not replace:
+            o.session, o.orphan = sid, False  # the amending session takes the order over
             o.pending += 1
             return {self.shard_of[o.symbol]: [out]}
         qty, price = c["quantity"], c["price"]
@@ -307,6 +353,7 @@ class ReferenceGateway:
             o.pend_qty = o.pend_notional = 0
         o.pend_qty, o.pend_notional = max(o.pend_qty, est), max(o.pend_notional, est_n)
         o.pending += 1
+        o.session, o.orphan = sid, False
         self._set_reserve(o, rq, rn)
         out["price"], out["quantity"] = price, qty
         return {self.shard_of[o.symbol]: [out]}
@@ -332,8 +379,7 @@ class ReferenceGateway:
         o.state, o.leaves = DONE, 0
         self.accounts[o.account].open_orders -= 1
         self._set_reserve(o, 0, 0)
-        if o.session is not None:
-            del self.by_client[(o.session, o.client_id)]
+        self._unindex(o)
 
     def event(self, ev: Record) -> tuple[int | None, Record | None]:
         """One shard event: (session, the record it gets) — (None, None) when dropped."""
