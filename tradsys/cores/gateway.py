@@ -34,6 +34,7 @@ from tradsys.cores.gateway_sessions import SessionCore, SessionTable
 from tradsys.cores.gateway_tcp import TcpEdge
 from tradsys.cores.sidecar import announce_ready, read_effective_config, withdraw
 from tradsys.gateway import GatewayCore, GatewayError, next_epoch
+from tradsys.gateway.recovery import recover
 from tradsys.gctune import GcMonitor, tune_for_trading
 from tradsys.ring import RingError, reclaim_stale
 
@@ -204,9 +205,16 @@ def keep_control_plane_off(cpu: int) -> None:
 
 def make_core(config: Config) -> GatewayCore:
     """The native gateway core, with an epoch above every earlier run's (so the exchange
-    ids a restarted gateway assigns keep growing)."""
+    ids a restarted gateway assigns keep growing), and with what an earlier gateway of
+    this run knew rebuilt (``tradsys.gateway.recovery``) before the pump starts."""
     config.instance_dir.mkdir(parents=True, exist_ok=True)
-    return GatewayCore(config, epoch=next_epoch(config.instance_dir / EPOCH_FILE))
+    core = GatewayCore(config, epoch=next_epoch(config.instance_dir / EPOCH_FILE))
+    try:
+        recover(core, config)
+    except BaseException:
+        core.close()
+        raise
+    return core
 
 
 async def serve(config: Config, core: GatewayCore) -> GatewayServer:

@@ -20,6 +20,8 @@ import numpy as np
 from tradsys._native import ffi, lib
 
 IMAGE_FILE = "orders.image"
+IMAGE_MAGIC = 0x31474D4944524F54
+"""``TS_ORDER_IMAGE_MAGIC`` ("TORDIMG1"), which cffi does not export (a 64-bit define)."""
 
 LIVE_ORDER_DTYPE = np.dtype(
     {
@@ -71,7 +73,7 @@ def write_image(
         if int(lib.ts_order_image(engine, buf, n)) != n:
             raise OrderImageError(f"shard {shard_id}: the order image changed size")
     header = np.zeros(1, dtype=HEADER_DTYPE)
-    header[0] = (lib.TS_ORDER_IMAGE_MAGIC, shard_id, request, last_exec_id, n)
+    header[0] = (IMAGE_MAGIC, shard_id, request, last_exec_id, n)
     path = image_path(shard_dir)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as f:
@@ -91,7 +93,7 @@ def read_image(shard_dir: str | Path, shard_id: int, request: int) -> np.ndarray
     if len(data) < HEADER_DTYPE.itemsize:
         raise OrderImageError(f"{path}: {len(data)} bytes, shorter than its header")
     h = np.frombuffer(data, HEADER_DTYPE, count=1)[0]
-    if int(h["magic"]) != lib.TS_ORDER_IMAGE_MAGIC or int(h["shard_id"]) != shard_id:
+    if int(h["magic"]) != IMAGE_MAGIC or int(h["shard_id"]) != shard_id:
         raise OrderImageError(f"{path}: not an order image of shard {shard_id}")
     if int(h["request"]) != request:
         raise OrderImageError(f"{path}: answers request {int(h['request'])}, not {request}")
