@@ -43,6 +43,7 @@ STATS_INTERVAL_S = 0.25
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
 EPOCH_FILE = "gateway.epoch"
 STATS_FILE = "gateway.stats.json"
+MAX_ACCOUNTS_IN_STATS = 64  # beyond that the stats file would grow too big to rewrite often
 
 log = logging.getLogger("tradsys.gateway")
 
@@ -148,6 +149,11 @@ class GatewayServer:
         core_stats = getattr(self.core, "stats", None)
         if callable(core_stats):
             out["core"] = core_stats()
+        if (
+            isinstance(self.core, GatewayCore)
+            and len(self.config.accounts) <= MAX_ACCOUNTS_IN_STATS
+        ):
+            out["accounts"] = account_figures(self.core, self.config)
         return out
 
     async def close(self) -> None:
@@ -169,6 +175,25 @@ class GatewayServer:
             if not self.table.reap():
                 break
             await asyncio.sleep(0.001)
+
+
+def account_figures(core: GatewayCore, config: Config) -> dict[str, Any]:
+    """Each configured account's risk state and positions (symbol → [position, open buy,
+    open sell]), for `tradsys status`, audits and the restart tests."""
+    out: dict[str, Any] = {}
+    for acc in config.accounts:
+        state = core.account_state(acc.id)
+        out[str(acc.id)] = {
+            "open_orders": state.open_orders,
+            "open_notional": state.open_notional,
+            "filled_notional": state.filled_notional,
+            "killed": state.killed,
+            "positions": {},
+        }
+        for ins in config.instruments:
+            p = core.position(acc.id, ins.symbol_id)
+            out[str(acc.id)]["positions"][ins.symbol] = [p.position, p.open_buy, p.open_sell]
+    return out
 
 
 def stats_path(config: Config) -> Path:
