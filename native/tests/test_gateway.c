@@ -353,8 +353,15 @@ static void test_no_allocation_per_order(void) {
                         .max_position = 1 << 30,
                         .credit_limit = 1LL << 40,
                         .throttle_per_s = 1000000,
-                        .throttle_burst = 1000};
+                        .throttle_burst = 1000,
+                        .account_throttle_per_s = 1000000,
+                        .account_throttle_burst = 1000};
     ts_gateway_set_account(r.gw, 1, &l);
+    /* with the ledger the restart reads (client ids and positions written per order) */
+    uint64_t ledger_size = ts_gateway_ledger_size(r.gw);
+    void *ledger = aligned_alloc(64, (ledger_size + 63) & ~(uint64_t)63);
+    CHECK(ledger != NULL);
+    CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, ledger_size, 7), 0);
     client c = rig_client(&r, 1, 1024);
     ts_gateway_poll_at(r.gw, 0, 1); /* a first pass, as after start-up */
     uint64_t before = g_allocs;
@@ -396,7 +403,15 @@ static void test_no_allocation_per_order(void) {
     ts_gateway_get_stats(r.gw, &st);
     CHECK_EQ(st.commands_in, 200 * 40);
     CHECK_EQ(st.live_orders, 0);
+    ts_position_state pos;
+    int64_t bought = 0;
+    for (uint32_t sym = 1; sym <= 4; sym++) {
+        CHECK_EQ(ts_gateway_position(r.gw, 1, sym, &pos), 0);
+        bought += pos.position;
+    }
+    CHECK_EQ(bought, 200 * 20); /* one lot filled per order, each trade counted once */
     rig_free(&r);
+    free(ledger);
 }
 
 /* Any int64 a client sends is counted exactly (UBSan would flag a wrap): two orders of
