@@ -548,6 +548,7 @@ int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on) {
     } else {
         gw->global_kill = on != 0;
     }
+    if (rc == TS_GW_OK && gw->ledger) gw_ledger_note_kill(gw);
     if (rc == TS_GW_OK && on) mass_cancel_everywhere(gw, account_id);
     control_unlock(gw);
     return rc;

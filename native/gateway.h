@@ -183,7 +183,8 @@ uint64_t ts_gateway_ledger_size(const ts_gateway *gw);
 
 /* Use mem (size bytes, 16-byte aligned, to stay mapped until ts_gateway_free) as the
  * ledger. A ledger of the same run_id and layout whose accounts and symbols agree is
- * carried over: positions, filled notional and last trade prices are loaded (returns 1).
+ * carried over: positions, filled notional, last trade prices and the kill switches are
+ * loaded (returns 1).
  * Otherwise it is formatted (returns 0), keeping the client ids of a ledger of the same
  * layout (exchange ids never repeat). TS_GW_ERR_ARGUMENT: too small or misaligned. */
 int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t run_id);

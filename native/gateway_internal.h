@@ -162,6 +162,7 @@ void gw_ledger_note_order(ts_gateway *gw, uint32_t idx);
 /* count a trade into the account's position and filled notional, once per exec id */
 void gw_ledger_trade(ts_gateway *gw, uint32_t account, uint32_t instr, const ts_event *ev);
 void gw_ledger_note_account(ts_gateway *gw, uint32_t account);
+void gw_ledger_note_kill(ts_gateway *gw);
 
 /* risk.c: the checks (return a reject reason or 0) and the accounting */
 void gw_throttle_reset(gw_session *s, const ts_risk_limits *lim, int64_t now);

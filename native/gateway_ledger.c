@@ -7,7 +7,7 @@
  *
  *   header (64 B)                     magic last, so a half-formatted block is refused
  *   order slots [max_orders]          per pool index: client id, then exchange id
- *   account ids [max_accounts]        which account each account index is
+ *   accounts [max_accounts]           which account each account index is, its kill switch
  *   instruments [max_instruments]     symbol id and last trade price per index
  *   cells [max_accounts × max_instr]  position and filled notional per account × symbol
  *
@@ -43,7 +43,7 @@ typedef struct gw_ledger_header {
     uint32_t max_instruments;
     uint32_t n_accounts; /* account ids recorded */
     uint32_t n_instr;    /* instruments recorded */
-    uint32_t _pad0;
+    uint32_t global_kill;
     uint64_t _pad1[2];
 } gw_ledger_header;
 
@@ -51,6 +51,11 @@ typedef struct gw_ledger_order {
     uint64_t client_id;
     uint64_t exch_id; /* written last: the slot's tag */
 } gw_ledger_order;
+
+typedef struct gw_ledger_account {
+    uint32_t id;
+    uint32_t killed;
+} gw_ledger_account;
 
 typedef struct gw_ledger_instr {
     uint32_t symbol_id;
@@ -68,7 +73,7 @@ typedef struct gw_ledger_cell {
 struct gw_ledger {
     gw_ledger_header *h;
     gw_ledger_order *orders;
-    uint32_t *accounts;
+    gw_ledger_account *accounts;
     gw_ledger_instr *instr;
     gw_ledger_cell *cells;
 };
@@ -83,7 +88,7 @@ static uint64_t accounts_off(const ts_gateway *gw) {
     return align64(orders_off() + gw->cfg.max_orders * sizeof(gw_ledger_order));
 }
 static uint64_t instr_off(const ts_gateway *gw) {
-    return align64(accounts_off(gw) + (uint64_t)gw->cfg.max_accounts * sizeof(uint32_t));
+    return align64(accounts_off(gw) + (uint64_t)gw->cfg.max_accounts * sizeof(gw_ledger_account));
 }
 static uint64_t cells_off(const ts_gateway *gw) {
     return align64(instr_off(gw) + (uint64_t)gw->cfg.max_instruments * sizeof(gw_ledger_instr));
@@ -110,8 +115,16 @@ void gw_ledger_note_order(ts_gateway *gw, uint32_t idx) {
 
 void gw_ledger_note_account(ts_gateway *gw, uint32_t account) {
     gw_ledger_header *h = gw->ledger->h;
-    gw->ledger->accounts[account] = gw->accounts[account].id;
+    gw->ledger->accounts[account].id = gw->accounts[account].id;
+    gw->ledger->accounts[account].killed = (uint32_t)gw->accounts[account].killed;
     if (account >= h->n_accounts) STORE_RELEASE(h->n_accounts, account + 1);
+}
+
+void gw_ledger_note_kill(ts_gateway *gw) {
+    struct gw_ledger *l = gw->ledger;
+    for (uint32_t a = 0; a < gw->n_accounts && a < l->h->n_accounts; a++)
+        STORE_RELEASE(l->accounts[a].killed, (uint32_t)gw->accounts[a].killed);
+    STORE_RELEASE(l->h->global_kill, (uint32_t)gw->global_kill);
 }
 
 static void note_instruments(ts_gateway *gw) {
@@ -153,7 +166,7 @@ static int same_tables(const ts_gateway *gw, const struct gw_ledger *l) {
     if (l->h->n_accounts > gw->cfg.max_accounts || l->h->n_instr > gw->cfg.max_instruments)
         return 0;
     for (uint32_t a = 0; a < l->h->n_accounts && a < gw->n_accounts; a++)
-        if (l->accounts[a] != gw->accounts[a].id) return 0;
+        if (l->accounts[a].id != gw->accounts[a].id) return 0;
     for (uint32_t k = 0; k < l->h->n_instr && k < gw->n_instr; k++)
         if (l->instr[k].symbol_id != gw->instr[k].symbol_id) return 0;
     /* an account the ledger has and this gateway lacks would lose its figures */
@@ -162,8 +175,10 @@ static int same_tables(const ts_gateway *gw, const struct gw_ledger *l) {
 
 static void load(ts_gateway *gw) {
     struct gw_ledger *l = gw->ledger;
+    gw->global_kill = (int32_t)l->h->global_kill;
     for (uint32_t a = 0; a < l->h->n_accounts; a++) {
         gw_account *acc = &gw->accounts[a];
+        acc->killed = (int32_t)l->accounts[a].killed;
         for (uint32_t k = 0; k < l->h->n_instr; k++) {
             const gw_ledger_cell *c = cell_of(gw, a, k);
             unsigned cur = (unsigned)(c->commit & 1);
@@ -183,7 +198,7 @@ int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t 
     char *base = mem;
     l->h = mem;
     l->orders = (gw_ledger_order *)(base + orders_off());
-    l->accounts = (uint32_t *)(base + accounts_off(gw));
+    l->accounts = (gw_ledger_account *)(base + accounts_off(gw));
     l->instr = (gw_ledger_instr *)(base + instr_off(gw));
     l->cells = (gw_ledger_cell *)(base + cells_off(gw));
     pthread_mutex_lock(&gw->lock);
@@ -205,7 +220,7 @@ int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t 
         l->h->max_accounts = gw->cfg.max_accounts;
         l->h->max_instruments = gw->cfg.max_instruments;
         l->h->run_id = run_id;
-        l->h->n_accounts = l->h->n_instr = 0;
+        l->h->n_accounts = l->h->n_instr = l->h->global_kill = 0;
         STORE_RELEASE(l->h->magic, LEDGER_MAGIC);
     }
     for (uint32_t a = 0; a < gw->n_accounts; a++) gw_ledger_note_account(gw, a);

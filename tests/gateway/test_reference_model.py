@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import itertools
 import random
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,12 +24,15 @@ from hypothesis import strategies as st
 from tests.conftest import RUN_PREFIX, RingFactory
 from tests.gateway.fake_shard import FakeShard
 from tests.gateway.rig import AAA, BBB, GatewayRig, Session, account, make_config
+from tradsys.cores.order_image import LIVE_ORDER_DTYPE
+from tradsys.gateway import GatewayCore
 from tradsys.gateway.reference import Record, ReferenceGateway
 from tradsys.ring import instance_segments
 from tradsys.ring.segment import unlink_quietly
 from tradsys.wire import COMMAND_DTYPE, EVENT_DTYPE, CommandKind
 
 _examples = itertools.count()
+RUN_ID = 5
 ACCOUNTS = (1, 2)
 SYMBOLS = (AAA, BBB, 3)  # 3 is unknown
 
@@ -92,6 +98,7 @@ STEPS: list[tuple[int, st.SearchStrategy[tuple[Any, Any, Any]]]] = [
         ),
     ),
     (1, st.tuples(st.just("disconnect"), st.integers(0, 2), st.booleans())),
+    (1, st.tuples(st.just("restart"), st.just(0), st.just(0))),
 ]
 STEP = st.sampled_from([s for weight, s in STEPS for _ in range(weight)]).flatmap(lambda s: s)
 
@@ -107,10 +114,14 @@ def as_dicts(array: np.ndarray[Any, Any]) -> list[Record]:
 class Differential:
     """The C gateway (in a rig) and the model, driven side by side."""
 
-    def __init__(self, rings: RingFactory, limits: dict[int, dict[str, int]], seed: int) -> None:
+    def __init__(
+        self, rings: RingFactory, limits: dict[int, dict[str, int]], seed: int, ledger: Path
+    ) -> None:
         accounts = [account(a, **limits[a]) for a in ACCOUNTS]
         config = make_config(rings.instance, accounts, max_live_orders=64)
         self.rig = GatewayRig(rings, config)
+        self.ledger = ledger
+        assert not self.rig.core.attach_ledger(ledger, RUN_ID)
         self.now = time.monotonic_ns() + 10**12  # ahead of the C side's own clock reads
         self.model = ReferenceGateway(
             {AAA: (0, 1000), BBB: (1, 0)}, accounts, epoch=self.rig.epoch, max_orders=64
@@ -190,6 +201,8 @@ class Differential:
             self.model.set_limits(limits, self.now)
         elif what == "tick":
             self.now += a
+        elif what == "restart":
+            self._restart()
         elif what == "disconnect":
             old = self.sessions[a]
             self.rig.core.remove_session(old.id)
@@ -197,6 +210,34 @@ class Differential:
             self.sessions[a] = self._connect(old.account_id, b)
             self._pass(expected, {})
         self.check_state()
+
+    def _restart(self) -> None:
+        """The gateway dies between two passes and another starts on the same rings and
+        ledger (the operator's config carrying the limits reloaded so far)."""
+        live: list[Record] = []
+        for shard in self.shards:
+            for oid, o in sorted(shard.live.items()):  # the toy engine has no stops
+                live.append(
+                    {"order_id": oid, "symbol_id": o.symbol, "account_id": o.account,
+                     "side": o.side, "price": o.price, "stop_price": 0,
+                     "quantity": o.qty, "leaves_qty": o.leaves}
+                )  # fmt: skip
+        self.rig.core.close()
+        self.rig.epoch += 1
+        core = GatewayCore(self.rig.config, epoch=self.rig.epoch, cancel_on_start=False)
+        self.rig.core = core
+        for acc in self.model.accounts.values():
+            core.set_account_limits(acc.limits)
+        assert core.attach_ledger(self.ledger, RUN_ID)
+        assert core.drain() == 0
+        image = np.zeros(len(live), dtype=LIVE_ORDER_DTYPE)
+        for i, r in enumerate(live):
+            for name, value in r.items():
+                image[i][name] = value
+        assert core.restore(image) == len(live)
+        self.model.restart(self.rig.epoch, live)
+        self.sessions = [self._connect(ACCOUNTS[i % 2], None) for i in range(3)]
+        self._pass({}, {})
 
     def check_state(self) -> None:
         for a, acc in self.model.accounts.items():
@@ -228,13 +269,15 @@ def test_pump_matches_the_reference_model(
     instance = f"{RUN_PREFIX}gwref{next(_examples)}"
     rings = RingFactory(instance)
     diff = None
+    tmp = Path(tempfile.mkdtemp(prefix="gwref"))
     try:
-        diff = Differential(rings, limits, seed)
+        diff = Differential(rings, limits, seed, tmp / "gateway.ledger")
         for step in steps:
             diff.step(step)
     finally:
         if diff is not None:
             diff.rig.close()
+        shutil.rmtree(tmp, ignore_errors=True)
         rings.close_all()
         leftovers = instance_segments(instance)
         unlink_quietly(leftovers)

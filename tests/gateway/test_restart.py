@@ -115,7 +115,7 @@ def test_a_torn_cell_update_is_never_read(
     def align(n: int) -> int:
         return (n + 63) & ~63
 
-    cells = align(align(align(64 + max_orders * 16) + max_accounts * 4) + max_instr * 16)
+    cells = align(align(align(64 + max_orders * 16) + max_accounts * 8) + max_instr * 16)
     data = bytearray(ledger.read_bytes())
     (commit,) = struct.unpack_from("<Q", data, cells)
     other = (commit & 1) ^ 1

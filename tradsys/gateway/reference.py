@@ -182,6 +182,38 @@ class ReferenceGateway:
             del self.by_client[(o.account, o.client_id)]
             o.indexed = False
 
+    def restart(self, epoch: int, live: list[Record]) -> None:
+        """A new gateway where this one died (``tradsys.gateway.recovery``): the sessions
+        are gone; the live orders are rebuilt from the shards' images (``live``: records
+        with the ``ts_live_order`` fields) with their client ids from the ledger, each
+        its account's until a session of the account comes; positions, filled notional,
+        last trade prices and kill switches are kept; the throttles start full."""
+        client_of = {o.exch_id: o.client_id for o in self.orders.values()}
+        self.sessions.clear()
+        self.orders.clear()
+        self.by_client.clear()
+        self.next_id = (epoch << EPOCH_SHIFT) + 1
+        for acc in self.accounts.values():
+            acc.open_orders = acc.open_notional = 0
+            acc.open_buy.clear()
+            acc.open_sell.clear()
+            acc.tokens, acc.last_ns = _account_depth(acc.limits), 0
+        for r in live:
+            owner = self.accounts.get(r["account_id"])
+            sym = r["symbol_id"]
+            if owner is None or sym not in self.shard_of:
+                continue
+            exch, client = r["order_id"], client_of.get(r["order_id"], 0)
+            o = RefOrder(exch, client, None, r["account_id"], sym, r["side"], r["quantity"])
+            o.leaves, o.state, o.orphan = r["leaves_qty"], LIVE, True
+            o.price = r["price"] if r["price"] > 0 else r["stop_price"] or self._ref(sym)
+            o.indexed = bool(client) and (o.account, client) not in self.by_client
+            if o.indexed:
+                self.by_client[(o.account, client)] = exch
+            self.orders[exch] = o
+            owner.open_orders += 1
+            self._rereserve(o)
+
     # ---- intake --------------------------------------------------------------------------
 
     def command(
