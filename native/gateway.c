@@ -215,7 +215,7 @@ void gw_link_orphan(ts_gateway *gw, uint32_t idx) {
 void gw_order_free(ts_gateway *gw, uint32_t idx) {
     gw_order *o = &gw->orders[idx];
     table_remove(&gw->by_exch, mix64(o->exch_id), idx, exch_hash_of, gw);
-    gw_unindex_client(gw, idx);
+    if (o->indexed) gw_unindex_client(gw, idx); /* finish() did it for a finished order */
     session_unlink(gw, idx);
     o->exch_id = 0;
     o->next_free = gw->free_head;

@@ -250,7 +250,7 @@ static void finish(ts_gateway *gw, uint32_t idx) {
     o->leaves = 0;
     gw->accounts[o->account].open_orders--;
     set_reserve(gw, o, 0, 0);
-    gw_unindex_client(gw, idx);
+    if (o->indexed) gw_unindex_client(gw, idx);
 }
 
 void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev) {
