@@ -202,12 +202,60 @@ void gw_take_over(ts_gateway *gw, uint32_t idx, uint32_t slot) {
     gw->st.orders_adopted++;
 }
 
-/* Park an order (on no list) with its account until a session of it comes. */
+/* Park an order (on no list) with its account until a session of it comes. A control
+ * call: the account's held-event buffer is made here, never in the pump (without memory
+ * its events are dropped and counted). */
 void gw_link_orphan(ts_gateway *gw, uint32_t idx) {
     gw_order *o = &gw->orders[idx];
-    link_front(gw->orders, &gw->accounts[o->account].orphans, idx);
+    gw_account *acc = &gw->accounts[o->account];
+    link_front(gw->orders, &acc->orphans, idx);
     o->session = GW_NONE;
     o->orphan = 1;
+    if (!acc->held) acc->held = malloc(TS_GW_HELD_EVENTS * sizeof *acc->held);
+}
+
+int gw_must_hold(const ts_gateway *gw, const gw_order *o) {
+    if (o->orphan) return 1;
+    const gw_account *acc = &gw->accounts[o->account];
+    return acc->held_n != acc->held_sent && acc->replay_to != GW_NONE &&
+           o->session == acc->replay_to;
+}
+
+int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev) {
+    gw_account *acc = &gw->accounts[o->account];
+    if (!acc->held || acc->held_n == TS_GW_HELD_EVENTS) return 0;
+    ts_event *e = &acc->held[acc->held_n++];
+    *e = *ev;
+    e->order_id = o->client_id;
+    e->contra_order_id = 0;
+    if (ev->kind == TS_EV_REJECTED && o->state != GW_DONE) e->flags &= ~TS_EVF_DONE;
+    gw->st.events_held++;
+    return 1;
+}
+
+/* Move held events into the stage of the session that took the account's orders, as room
+ * allows; an account whose held events are all out routes directly again. */
+uint64_t gw_replay_held(ts_gateway *gw) {
+    uint64_t moved = 0;
+    for (uint32_t a = 0; a < gw->n_accounts; a++) {
+        gw_account *acc = &gw->accounts[a];
+        if (acc->replay_to == GW_NONE) continue;
+        gw_session *s = &gw->sessions[acc->replay_to];
+        uint32_t room = gw->cfg.max_batch - s->staged;
+        uint32_t n = acc->held_n - acc->held_sent;
+        if (n > room) n = room;
+        memcpy(s->stage + s->staged, acc->held + acc->held_sent, (size_t)n * sizeof *s->stage);
+        s->staged += n;
+        acc->held_sent += n;
+        gw->st.events_routed += n;
+        moved += n;
+        if (acc->held_sent == acc->held_n) {
+            acc->held_n = acc->held_sent = 0;
+            acc->replay_to = GW_NONE;
+            gw->replays_due--;
+        }
+    }
+    return moved;
 }
 
 /* Forget an order: out of the exchange-id table and its session's list (the client-id
@@ -272,7 +320,10 @@ void ts_gateway_free(ts_gateway *gw) {
     if (gw->sessions)
         for (uint32_t i = 0; i < gw->cfg.max_sessions; i++) free(gw->sessions[i].stage);
     if (gw->accounts)
-        for (uint32_t i = 0; i < gw->n_accounts; i++) free(gw->accounts[i].pos);
+        for (uint32_t i = 0; i < gw->n_accounts; i++) {
+            free(gw->accounts[i].pos);
+            free(gw->accounts[i].held);
+        }
     free(gw->instr);
     free(gw->instr_map.keys);
     free(gw->instr_map.vals);
@@ -384,7 +435,7 @@ int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_li
             } else {
                 acc->id = account_id;
                 acc->lim = *limits;
-                acc->orphans = GW_NONE;
+                acc->orphans = acc->replay_to = GW_NONE;
                 gw_account_throttle_reset(acc, mono_now());
                 keymap_put(&gw->account_map, account_id, gw->n_accounts++);
                 if (gw->ledger) gw_ledger_note_account(gw, gw->n_accounts - 1);
@@ -442,8 +493,14 @@ int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inb
         gw_throttle_reset(s, &gw->accounts[a].lim, mono_now());
         s->active = 1;
         gw->st.sessions++;
-        /* the account's orders that have no session come to this one */
-        while (gw->accounts[a].orphans != GW_NONE) gw_take_over(gw, gw->accounts[a].orphans, i);
+        /* the account's orders that have no session come to this one, their held events
+         * first */
+        gw_account *acc = &gw->accounts[a];
+        while (acc->orphans != GW_NONE) gw_take_over(gw, acc->orphans, i);
+        if (acc->held_n != acc->held_sent && acc->replay_to == GW_NONE) {
+            acc->replay_to = i;
+            gw->replays_due++;
+        }
         rc = (int64_t)s->gen << 32 | i;
         break;
     }
@@ -481,6 +538,13 @@ int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id) {
     uint32_t slot;
     gw_session *s = session_of(gw, session_id, &slot);
     int rc = s ? TS_GW_OK : TS_GW_ERR_UNKNOWN;
+    gw_account *acc = s ? &gw->accounts[s->account] : NULL;
+    if (acc && acc->replay_to == slot) {
+        /* its account's held events are not all out yet: the account's other session
+         * gets the rest, or its next one */
+        acc->replay_to = heir_of(gw, s->account, slot);
+        if (acc->replay_to == GW_NONE) gw->replays_due--;
+    }
     if (s && s->cancel_on_disconnect) {
         /* cancels newest first, whatever order the list got into through take-overs */
         uint64_t n = 0;

@@ -37,6 +37,7 @@
 #define TS_GW_EPOCH_SHIFT 40
 #define TS_GW_MAX_EPOCH 16777215
 #define TS_GW_MAX_SHARDS 64
+#define TS_GW_HELD_EVENTS 4096 /* events kept per account while it has no session */
 
 /* Status codes of the control calls (>= 0 is success). */
 enum ts_gw_status {
@@ -83,7 +84,8 @@ typedef struct ts_gateway_stats {
     uint64_t events_in;          /* events taken from shards */
     uint64_t events_routed;      /* events delivered to a session */
     uint64_t events_unknown;     /* events for an order id the gateway does not know: dropped */
-    uint64_t events_orphaned;    /* events for an order of a removed session: dropped */
+    uint64_t events_orphaned;    /* events for an order no session gets: dropped */
+    uint64_t events_held;        /* events kept for the account's next session */
     uint64_t event_stalls;       /* passes that left events in a shard ring (a session full) */
     uint64_t parks;              /* times ts_gateway_run slept */
     uint64_t sessions;
@@ -141,7 +143,9 @@ int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inb
  * and later events of those orders update the account but are dropped. Without it, its
  * orders belong to the account still: the account's other live session with the lowest
  * slot takes them over, or, if there is none, the account's next session does when it is
- * added; until then their events update the account but are dropped. A session may also
+ * added; until then their events update the account and are kept (up to
+ * TS_GW_HELD_EVENTS, then dropped and counted in events_orphaned) for that session, which
+ * gets them first, in order, before any newer event of those orders. A session may also
  * cancel or replace (by client id) any live order of its account, and takes it over by
  * doing so: client order ids are unique per account among its live orders. */
 int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id);

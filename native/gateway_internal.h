@@ -67,6 +67,11 @@ typedef struct gw_account {
     int64_t tokens;   /* the account-wide throttle bucket, in 1e-9 tokens */
     int64_t last_ns;
     uint32_t orphans; /* first order waiting for a session (GW_NONE: none) */
+    /* events of its orders that came while no session had them, for the next one (in
+     * client ids), allocated when the account first has orders without a session */
+    ts_event *held;
+    uint32_t held_n, held_sent;
+    uint32_t replay_to; /* the session slot they go to, GW_NONE until one comes */
 } gw_account;
 
 typedef struct gw_instrument {
@@ -140,6 +145,7 @@ struct ts_gateway {
     ts_gateway_stats st;
     int64_t clock_ns; /* the time of the current pass */
     struct gw_ledger *ledger; /* gateway_ledger.c; NULL when none is attached */
+    uint32_t replays_due;     /* accounts with held events and a session to take them */
 };
 
 /* gateway.c: tables */
@@ -151,6 +157,11 @@ uint32_t gw_find_client(const ts_gateway *gw, uint32_t account, uint64_t client_
 void gw_take_over(ts_gateway *gw, uint32_t idx, uint32_t slot);
 void gw_link_orphan(ts_gateway *gw, uint32_t idx);
 void gw_index_exch(ts_gateway *gw, uint32_t idx);
+/* held events: an order without a session (or one whose new session has not had the
+ * account's held events yet) has its events kept, up to TS_GW_HELD_EVENTS per account */
+int gw_must_hold(const ts_gateway *gw, const gw_order *o);
+int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev); /* 0: no room */
+uint64_t gw_replay_held(ts_gateway *gw);
 void gw_index_client(ts_gateway *gw, uint32_t idx);
 void gw_unindex_client(ts_gateway *gw, uint32_t idx);
 uint32_t gw_order_alloc(ts_gateway *gw, uint32_t session);

@@ -268,6 +268,8 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
         }
         gw_order *o = &gw->orders[idx];
         gw_session *s = o->session == GW_NONE ? NULL : &gw->sessions[o->session];
+        int hold = gw_must_hold(gw, o); /* gateway.c: held for the account's next session */
+        if (hold) s = NULL;
         if (s && s->staged == gw->cfg.max_batch) {
             flush_session(s);
             if (s->staged == gw->cfg.max_batch) {
@@ -288,7 +290,7 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
              * of the order it names */
             if (ev->kind == TS_EV_REJECTED && o->state != GW_DONE) e->flags &= ~TS_EVF_DONE;
             gw->st.events_routed++;
-        } else {
+        } else if (!hold || !gw_hold_event(gw, o, ev)) {
             gw->st.events_orphaned++;
         }
         gw_finish_if_done(gw, idx);
@@ -333,6 +335,7 @@ static uint64_t pass(ts_gateway *gw, uint32_t max_batch, int64_t now) {
         work += take_session(gw, slot, max_batch);
     }
     for (uint32_t i = 0; i < gw->n_shards; i++) flush_shard(gw, &gw->shards[i]);
+    if (gw->replays_due) work += gw_replay_held(gw); /* before newer events of those orders */
     for (uint32_t i = 0; i < gw->n_shards; i++) work += take_events(gw, &gw->shards[i], max_batch);
     for (uint32_t slot = 0; slot < gw->cfg.max_sessions; slot++) {
         gw_session *s = &gw->sessions[slot];

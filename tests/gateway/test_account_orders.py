@@ -1,7 +1,8 @@
 """Orders belong to the account: client ids are unique per account, a session that goes
 away (without cancel-on-disconnect) leaves its orders to the account's other or next
-session, and an amend from another session of the account takes the order over. And the
-per-account throttle, one bucket across all of an account's sessions."""
+session (which first gets the events that came meanwhile), and an amend from another
+session of the account takes the order over. And the per-account throttle, one bucket
+across all of an account's sessions."""
 
 from __future__ import annotations
 
@@ -40,16 +41,18 @@ def test_a_closed_sessions_orders_go_to_the_next_session(
     rig.core.remove_session(old.id)
     rig.poll()
     assert len(rig.sent(0)) == 0  # nothing cancelled
-    # a fill while the account has no session: counted, not delivered
+    # a fill while the account has no session: counted at once, kept for its next session
     rig.answer(0, EventKind.TRADE, sent, quantity=4, leaves_qty=6, price=1000)
     rig.poll()
     assert rig.core.position(1, 1).position == 4
-    assert rig.core.stats()["events_orphaned"] == 1
+    assert (rig.core.stats()["events_held"], rig.core.stats()["events_orphaned"]) == (1, 0)
     new = rig.session(1)
     assert rig.core.stats()["orders_adopted"] == 1
     rig.answer(0, EventKind.TRADE, sent, quantity=1, leaves_qty=5, price=1000)
     rig.poll()
-    (fill,) = new.events()
+    # the held fill first, then the new one, both under the client's id
+    held, fill = new.events()
+    assert (held["kind"], held["order_id"], held["quantity"]) == (EventKind.TRADE, 5, 4)
     assert (fill["kind"], fill["order_id"], fill["quantity"]) == (EventKind.TRADE, 5, 1)
     # the new session amends it by its client id
     new.send(command(CommandKind.REPLACE, order_id=5, price=999, quantity=8))

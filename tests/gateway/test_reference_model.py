@@ -54,6 +54,7 @@ LIMITS = st.fixed_dictionaries(
         "throttle_burst": st.sampled_from([0, 8]),
         "account_throttle_per_s": _sometimes(150),
         "account_throttle_burst": st.sampled_from([0, 12]),
+        "cancel_on_disconnect": st.booleans(),
     }
 )
 
@@ -99,6 +100,7 @@ STEPS: list[tuple[int, st.SearchStrategy[tuple[Any, Any, Any]]]] = [
     ),
     (1, st.tuples(st.just("disconnect"), st.integers(0, 2), st.booleans())),
     (1, st.tuples(st.just("restart"), st.just(0), st.just(0))),
+    (3, st.tuples(st.just("leave"), st.integers(0, 2), st.just(0))),
 ]
 STEP = st.sampled_from([s for weight, s in STEPS for _ in range(weight)]).flatmap(lambda s: s)
 
@@ -127,7 +129,8 @@ class Differential:
             {AAA: (0, 1000), BBB: (1, 0)}, accounts, epoch=self.rig.epoch, max_orders=64
         )
         self.shards = [FakeShard(random.Random(seed)), FakeShard(random.Random(seed + 1))]
-        self.sessions: list[Session] = []
+        # sessions 0 and 2 trade for account 1, session 1 for account 2; None: away
+        self.sessions: list[Session | None] = []
         for i in range(3):
             self.sessions.append(self._connect(ACCOUNTS[i % 2], None))
 
@@ -136,13 +139,31 @@ class Differential:
         self.model.add_session(s.id, account_id, cod, self.now)
         return s
 
+    def _session(self, i: int) -> Session:
+        """Session i, connected again first if it went away."""
+        s = self.sessions[i]
+        if s is None:
+            s = self.sessions[i] = self._connect(ACCOUNTS[i % 2], None)
+        return s
+
     def _pass(
-        self, expected_cmds: dict[int, list[Record]], expected_events: dict[int, list[Record]]
+        self,
+        expected_cmds: dict[int, list[Record]],
+        intake: dict[int, list[Record]],
+        routed: dict[int, list[Record]] | None = None,
+        held: dict[int, list[Record]] | None = None,
     ) -> None:
-        """Poll once; check what reached each shard and each session; the shards answer."""
+        """Poll once; check what reached each shard and each session (in a session's ring:
+        the rejects of its intake, then the held events it takes, then the shards'
+        events); the shards answer."""
+        if held is None:
+            held = self.model.take_held()
         self.rig.poll(self.now)
         for s in self.sessions:
-            assert as_dicts(s.events()) == expected_events.get(s.id, []), f"session {s.id}"
+            if s is None:
+                continue
+            want = intake.get(s.id, []) + held.get(s.id, []) + (routed or {}).get(s.id, [])
+            assert as_dicts(s.events()) == want, f"session {s.id}"
         answers: list[list[Record]] = [[], []]
         for shard in (0, 1):
             got = as_dicts(self.rig.sent(shard))
@@ -154,6 +175,7 @@ class Differential:
     def _deliver(self, answers: list[list[Record]]) -> None:
         if not any(answers):
             return
+        held = self.model.take_held()  # the pass hands these out before the new events
         routed: dict[int, list[Record]] = {}
         for shard in (0, 1):
             if answers[shard]:
@@ -166,12 +188,12 @@ class Differential:
                 sid, rec = self.model.event(ev)
                 if sid is not None and rec is not None:
                     routed.setdefault(sid, []).append(rec)
-        self._pass({}, routed)
+        self._pass({}, {}, routed, held)
 
     def step(self, step: tuple[Any, Any, Any]) -> None:
         what, a, b = step
         if what == "send":
-            s = self.sessions[a]
+            s = self._session(a)
             cmds = [full_command(c) for c in b]
             expected_cmds: dict[int, list[Record]] = {}
             rejects: list[Record] = []
@@ -205,10 +227,18 @@ class Differential:
             self._restart()
         elif what == "disconnect":
             old = self.sessions[a]
-            self.rig.core.remove_session(old.id)
-            expected = self.model.remove_session(old.id)
-            self.sessions[a] = self._connect(old.account_id, b)
+            expected: dict[int, list[Record]] = {}
+            if old is not None:
+                self.rig.core.remove_session(old.id)
+                expected = self.model.remove_session(old.id)
+            self.sessions[a] = self._connect(ACCOUNTS[a % 2], b)
             self._pass(expected, {})
+        elif what == "leave":
+            old = self.sessions[a]
+            if old is not None:
+                self.rig.core.remove_session(old.id)
+                self.sessions[a] = None
+                self._pass(self.model.remove_session(old.id), {})
         self.check_state()
 
     def _restart(self) -> None:
@@ -282,3 +312,46 @@ def test_pump_matches_the_reference_model(
         leftovers = instance_segments(instance)
         unlink_quietly(leftovers)
     assert not leftovers, f"shared memory left behind: {leftovers}"
+
+
+def test_held_events_and_restarts_agree_with_the_model() -> None:
+    """A directed stream through the held-event path (account 2's only session leaves
+    without cancel-on-disconnect, its orders fill, it comes back) and a restart, so both
+    are exercised whatever the random examples above happen to reach."""
+    instance = f"{RUN_PREFIX}gwref{next(_examples)}"
+    rings = RingFactory(instance)
+    diff = None
+    tmp = Path(tempfile.mkdtemp(prefix="gwref"))
+    no_cod = {"cancel_on_disconnect": False}
+    try:
+        diff = Differential(rings, {1: no_cod, 2: no_cod}, 3, tmp / "gateway.ledger")
+        orders = [
+            {"kind": int(CommandKind.NEW_ORDER), "order_id": i, "symbol_id": AAA, "side": 1,
+             "order_type": 1, "tif": 1, "price": 1000, "quantity": 10}
+            for i in range(1, 9)
+        ]  # fmt: skip
+        steps: list[tuple[Any, Any, Any]] = [
+            ("send", 1, orders),
+            ("leave", 1, 0),
+            ("fill", 0, 3),
+            ("expire", 0, 1),
+            ("send", 1, orders[:1]),  # back: the held events come first
+            ("leave", 1, 0),
+            ("fill", 0, 2),
+            ("restart", 0, 0),  # held events die with the gateway; the orders do not
+            ("fill", 0, 2),
+            ("send", 1, [{"kind": int(CommandKind.CANCEL), "order_id": 2}]),
+        ]
+        for step in steps[:5]:
+            diff.step(step)
+        assert diff.rig.core.stats()["events_held"] > 0
+        for step in steps[5:]:
+            diff.step(step)
+        assert diff.rig.core.stats()["orders_restored"] > 0
+        assert diff.model.accounts[2].held == []
+    finally:
+        if diff is not None:
+            diff.rig.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        rings.close_all()
+        unlink_quietly(instance_segments(instance))

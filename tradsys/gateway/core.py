@@ -77,6 +77,7 @@ _STAT_FIELDS = (
     "events_routed",
     "events_unknown",
     "events_orphaned",
+    "events_held",
     "event_stalls",
     "parks",
     "sessions",

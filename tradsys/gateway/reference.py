@@ -29,6 +29,7 @@ from tradsys.wire import (
 
 Record = dict[str, Any]
 TOKEN = 1_000_000_000
+HELD_EVENTS = 4096  # TS_GW_HELD_EVENTS
 EPOCH_SHIFT = 40
 PENDING_NEW, LIVE, DONE = 1, 2, 3
 
@@ -66,6 +67,8 @@ class RefAccount:
     position: dict[int, int] = field(default_factory=dict)
     open_buy: dict[int, int] = field(default_factory=dict)
     open_sell: dict[int, int] = field(default_factory=dict)
+    held: list[Record] = field(default_factory=list)  # events kept for the next session
+    replay_to: int | None = None  # the session they go to, at its next pass
 
     def __post_init__(self) -> None:
         if self.tokens < 0:
@@ -78,6 +81,7 @@ class RefSession:
     cancel_on_disconnect: bool
     tokens: int
     last_ns: int
+    explicit_cod: bool = False  # chosen at login, not following the account's setting
 
 
 def _depth(limits: AccountSection) -> int:
@@ -121,10 +125,22 @@ class ReferenceGateway:
     def add_session(self, sid: int, account: int, cod: bool | None, now: int) -> None:
         acc = self.accounts[account]
         c = acc.limits.cancel_on_disconnect if cod is None else cod
-        self.sessions[sid] = RefSession(account, c, _depth(acc.limits), now)
+        self.sessions[sid] = RefSession(account, c, _depth(acc.limits), now, cod is not None)
         for o in self.orders.values():  # the account's orders without a session come here
             if o.orphan and o.account == account:
                 o.orphan, o.session = False, sid
+        if acc.held and acc.replay_to is None:
+            acc.replay_to = sid
+
+    def take_held(self) -> dict[int, list[Record]]:
+        """The held events a pass delivers (at its start, before the shards' events): all
+        of each account's, to the session that took its orders."""
+        out: dict[int, list[Record]] = {}
+        for acc in self.accounts.values():
+            if acc.replay_to is not None and acc.held:
+                out.setdefault(acc.replay_to, []).extend(acc.held)
+                acc.held, acc.replay_to = [], None
+        return out
 
     def set_limits(self, limits: AccountSection, now: int) -> None:
         acc = self.accounts.get(limits.id)
@@ -132,6 +148,9 @@ class ReferenceGateway:
             self.accounts[limits.id] = RefAccount(limits)
             return
         old, acc.limits = acc.limits, limits
+        for s in self.sessions.values():
+            if s.account == limits.id and not s.explicit_cod:
+                s.cancel_on_disconnect = limits.cancel_on_disconnect
         if (old.throttle_per_s, old.throttle_burst) != (
             limits.throttle_per_s,
             limits.throttle_burst,
@@ -159,11 +178,14 @@ class ReferenceGateway:
         s = self.sessions.pop(sid)
         out: dict[int, list[Record]] = {}
         mine = [o for o in self.orders.values() if o.session == sid]
+        heirs = [h for h, x in self.sessions.items() if x.account == s.account]
+        heir = min(heirs, key=_slot) if heirs else None
+        acc = self.accounts[s.account]
+        if acc.replay_to == sid:  # held events not out yet go to the heir, or wait
+            acc.replay_to = heir
         if not s.cancel_on_disconnect:
             # the orders stay the account's: its other session with the lowest slot takes
             # them, or its next session does
-            heirs = [h for h, x in self.sessions.items() if x.account == s.account]
-            heir = min(heirs, key=_slot) if heirs else None
             for o in mine:
                 o.session, o.orphan = heir, heir is None
             return out
@@ -194,6 +216,7 @@ class ReferenceGateway:
         self.by_client.clear()
         self.next_id = (epoch << EPOCH_SHIFT) + 1
         for acc in self.accounts.values():
+            acc.held, acc.replay_to = [], None  # events held by the dead gateway are lost
             acc.open_orders = acc.open_notional = 0
             acc.open_buy.clear()
             acc.open_sell.clear()
@@ -456,13 +479,19 @@ class ReferenceGateway:
                 if ev["price"] > 0:
                     o.price = ev["price"]
                 self._rereserve(o)
-        routed = None
-        if o.session is not None:
-            routed = dict(ev) | {"order_id": o.client_id, "contra_order_id": 0}
-            if kind == EventKind.REJECTED and o.state != DONE:
-                routed["flags"] = ev["flags"] & ~EventFlag.DONE
+        routed = dict(ev) | {"order_id": o.client_id, "contra_order_id": 0}
+        if kind == EventKind.REJECTED and o.state != DONE:
+            routed["flags"] = ev["flags"] & ~EventFlag.DONE
         if o.state == DONE and o.pending == 0:
             del self.orders[o.exch_id]
+        # an order with no session, or whose new session has not had the account's held
+        # events yet, has its event kept (in order) for that session
+        if o.orphan or (acc.held and acc.replay_to is not None and o.session == acc.replay_to):
+            if len(acc.held) < HELD_EVENTS:
+                acc.held.append(routed)
+            return None, None
+        if o.session is None:
+            return None, None
         return o.session, routed
 
 
