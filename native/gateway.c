@@ -335,6 +335,7 @@ void ts_gateway_free(ts_gateway *gw) {
     free(gw->by_exch.slots);
     free(gw->by_client.slots);
     free(gw->ledger);
+    free(gw->drained);
     pthread_mutex_destroy(&gw->lock);
     free(gw);
 }

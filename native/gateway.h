@@ -180,7 +180,7 @@ void ts_gateway_wake(ts_gateway *gw);
  *   - the workers' order images (order_image.h): which orders still live, with leaves.
  * Order at start: accounts and instruments, ts_gateway_attach_ledger, ts_gateway_drain
  * until every image is served and the event rings are empty, ts_gateway_restore with
- * each image, and only then sessions and the pump. */
+ * each image, ts_gateway_hold_drained, and only then sessions and the pump. */
 
 /* Bytes of ledger memory this gateway needs (its maximums fix the layout). */
 uint64_t ts_gateway_ledger_size(const ts_gateway *gw);
@@ -198,6 +198,13 @@ int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t 
  * dead gateway had counted is not counted again); nothing is routed. Returns the events
  * taken. */
 uint64_t ts_gateway_drain(ts_gateway *gw, uint32_t max);
+
+/* After the restores: keep the events ts_gateway_drain took, in their client ids (from
+ * the restored orders, or the ledger for orders that ended meanwhile), as held events for
+ * each account's next session (see ts_gateway_remove_session). Events the dead gateway had
+ * routed but not yet released come again this way: a client tells them by exec_id.
+ * Returns how many were kept. */
+int64_t ts_gateway_hold_drained(ts_gateway *gw);
 
 /* Before any session: rebuild n live orders from a worker's image. Each belongs to its
  * account (taken over by the account's first session), holds its exposure as a live

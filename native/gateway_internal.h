@@ -146,6 +146,8 @@ struct ts_gateway {
     int64_t clock_ns; /* the time of the current pass */
     struct gw_ledger *ledger; /* gateway_ledger.c; NULL when none is attached */
     uint32_t replays_due;     /* accounts with held events and a session to take them */
+    ts_event *drained;        /* events ts_gateway_drain took, for ts_gateway_hold_drained */
+    uint64_t drained_n, drained_cap;
 };
 
 /* gateway.c: tables */

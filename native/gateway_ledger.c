@@ -231,6 +231,20 @@ int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t 
 
 /* ---- drain and restore --------------------------------------------------------------- */
 
+/* Keep a drained event for ts_gateway_hold_drained (dropped if memory runs out: the
+ * figures are counted either way, only the client's copy is lost). */
+static void keep_drained(ts_gateway *gw, const ts_event *ev) {
+    if (gw_keymap_get(&gw->account_map, ev->account_id) == GW_NONE) return;
+    if (gw->drained_n == gw->drained_cap) {
+        uint64_t cap = gw->drained_cap ? 2 * gw->drained_cap : 1024;
+        ts_event *p = realloc(gw->drained, cap * sizeof *p);
+        if (!p) return;
+        gw->drained = p;
+        gw->drained_cap = cap;
+    }
+    gw->drained[gw->drained_n++] = *ev;
+}
+
 uint64_t ts_gateway_drain(ts_gateway *gw, uint32_t max) {
     pthread_mutex_lock(&gw->lock);
     uint64_t total = 0;
@@ -244,6 +258,7 @@ uint64_t ts_gateway_drain(ts_gateway *gw, uint32_t max) {
             const ts_event *evs = first;
             for (uint64_t j = 0; j < n; j++) {
                 const ts_event *ev = &evs[j];
+                keep_drained(gw, ev);
                 if (ev->kind != TS_EV_TRADE) continue;
                 uint32_t a = gw_keymap_get(&gw->account_map, ev->account_id);
                 uint32_t k = gw_keymap_get(&gw->instr_map, ev->symbol_id);
@@ -372,4 +387,59 @@ out:
     free(used);
     pthread_mutex_unlock(&gw->lock);
     return rc;
+}
+
+/* The client id the ledger recorded for an exchange id; 0 if none (linear probing over a
+ * temporary table of the ledger's slots). */
+static uint64_t ledger_client(const uint64_t *keys, const uint64_t *vals, uint64_t mask,
+                              uint64_t exch_id) {
+    for (uint64_t i = (exch_id * 0x9E3779B97F4A7C15ULL >> 17) & mask;; i = (i + 1) & mask) {
+        if (!keys[i]) return 0;
+        if (keys[i] == exch_id) return vals[i];
+    }
+}
+
+int64_t ts_gateway_hold_drained(ts_gateway *gw) {
+    pthread_mutex_lock(&gw->lock);
+    int64_t held = 0;
+    uint64_t cap = 16, *keys = NULL, *vals = NULL;
+    if (gw->ledger) {
+        while (cap < 2 * gw->cfg.max_orders) cap <<= 1;
+        keys = calloc(cap, sizeof *keys);
+        vals = calloc(cap, sizeof *vals);
+        if (!keys || !vals) {
+            held = TS_GW_ERR_NOMEM;
+            goto out;
+        }
+        for (uint64_t i = 0; i < gw->cfg.max_orders; i++) {
+            const gw_ledger_order *slot = &gw->ledger->orders[i];
+            uint64_t e = __atomic_load_n(&slot->exch_id, __ATOMIC_ACQUIRE);
+            if (!e) continue;
+            uint64_t h = (e * 0x9E3779B97F4A7C15ULL >> 17) & (cap - 1);
+            while (keys[h] && keys[h] != e) h = (h + 1) & (cap - 1);
+            keys[h] = e;
+            vals[h] = slot->client_id;
+        }
+    }
+    for (uint64_t j = 0; j < gw->drained_n; j++) {
+        const ts_event *ev = &gw->drained[j];
+        uint32_t a = gw_keymap_get(&gw->account_map, ev->account_id);
+        uint32_t idx = gw_find_exch(gw, ev->order_id);
+        gw_order ended = {.client_id = keys ? ledger_client(keys, vals, cap - 1, ev->order_id) : 0,
+                          .account = a,
+                          .state = GW_DONE};
+        const gw_order *o = idx != GW_NONE ? &gw->orders[idx] : &ended;
+        if (a == GW_NONE || !o->client_id) continue; /* nothing to name it by */
+        gw_account *acc = &gw->accounts[a];
+        if (!acc->held) acc->held = malloc(TS_GW_HELD_EVENTS * sizeof *acc->held);
+        held += gw_hold_event(gw, o, ev);
+    }
+    free(gw->drained);
+    gw->drained = NULL;
+    gw->drained_n = gw->drained_cap = 0;
+out:
+    free(keys);
+    free(vals);
+    pthread_mutex_unlock(&gw->lock);
+    return held;
 }

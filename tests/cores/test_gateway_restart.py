@@ -171,7 +171,8 @@ def _trade(sup: Supervisor, *, kill: bool) -> dict[str, Any]:
                 elif isinstance(ev, Reject) and ev.reason == RejectReason.UNKNOWN_CLIENT_ID:
                     assert ev.order_id in BURST, ev
                     answers[ev.order_id] = "unknown"
-                else:
+                elif not (isinstance(ev, Ack) and ev.order_id in BURST):
+                    # (an ack that came while no gateway ran is handed over first)
                     raise AssertionError(f"unexpected {ev}")
         outcome = [answers[oid] for oid in BURST]
         reached = outcome.count("cancelled")

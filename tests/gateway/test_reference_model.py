@@ -265,6 +265,7 @@ class Differential:
             for name, value in r.items():
                 image[i][name] = value
         assert core.restore(image) == len(live)
+        assert core.hold_drained() == 0
         self.model.restart(self.rig.epoch, live)
         self.sessions = [self._connect(ACCOUNTS[i % 2], None) for i in range(3)]
         self._pass({}, {})

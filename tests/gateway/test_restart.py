@@ -153,3 +153,35 @@ def test_an_image_order_of_an_unknown_account_is_skipped(
     assert (stats["restore_skipped"], stats["restore_no_client_id"]) == (1, 1)
     assert rig.core.position(1, AAA).open_sell == 3
     assert rig.core.stats()["live_orders"] == 1
+
+
+def test_events_that_came_while_no_gateway_ran_reach_the_next_session(
+    make_rig: Callable[..., GatewayRig], tmp_path: Path
+) -> None:
+    ledger = tmp_path / "gateway.ledger"
+    rig, sent = _trade_and_crash(make_rig, ledger)
+    other = rig.session(1)
+    other.send(command(order_id=6, quantity=2, price=1000))
+    rig.poll()
+    (sent6,) = rig.sent(0)
+    rig.core.close()  # dies with order 6 sent, unanswered
+    # while no gateway runs: order 6 is accepted and fills completely (gone from the
+    # engine, so from the image too), order 5 fills 1 more
+    rig.answer(0, EventKind.ACCEPTED, sent6)
+    rig.answer(0, EventKind.TRADE, sent6, quantity=2, leaves_qty=0, price=1000, flags=4)
+    rig.answer(0, EventKind.TRADE, sent, quantity=1, leaves_qty=5, price=1001)
+    core, _ = _successor(rig, ledger)
+    assert core.drain() == 3
+    assert core.restore(_image(sent, leaves=5)) == 1
+    assert core.hold_drained() == 3  # order 6's client id comes from the ledger
+    assert core.position(1, AAA).position == 4 + 2 + 1
+    new = rig.session(1)
+    rig.answer(0, EventKind.TRADE, sent, quantity=2, leaves_qty=3, price=1002)
+    rig.poll()
+    got = [(int(e["kind"]), int(e["order_id"]), int(e["quantity"])) for e in new.events()]
+    assert got == [
+        (EventKind.ACCEPTED, 6, 2),
+        (EventKind.TRADE, 6, 2),
+        (EventKind.TRADE, 5, 1),
+        (EventKind.TRADE, 5, 2),
+    ]

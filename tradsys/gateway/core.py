@@ -345,6 +345,11 @@ class GatewayCore:
         ptr = ffi.cast("ts_live_order *", ffi.from_buffer(orders)) if n else ffi.NULL
         return int(_check(lib.ts_gateway_restore(self._gw, ptr, n), "restore"))
 
+    def hold_drained(self) -> int:
+        """After the restores: keep the drained events, in client ids, for each account's
+        next session (their first events). Returns how many were kept."""
+        return int(_check(lib.ts_gateway_hold_drained(self._gw), "hold drained events"))
+
     # ---- the pump ----------------------------------------------------------------------------
 
     def poll(self, max_batch: int = 256, *, now_ns: int | None = None) -> int:

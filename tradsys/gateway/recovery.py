@@ -21,10 +21,12 @@ crash:
 - **the exchange-id epoch**: ``gateway.epoch`` (``next_epoch``), larger at every start.
 
 While it waits for the images the gateway drains the event rings, counting their fills
-(its sessions are not there yet; the events themselves are not replayed to clients). A
-worker that is down answers when the supervisor has restarted it. Then each image is
-restored: every order belongs to its account and goes to the account's first session,
-which can cancel and replace it by its client id and receives its later fills.
+(its sessions are not there yet). A worker that is down answers when the supervisor has
+restarted it. Then each image is restored: every order belongs to its account and goes to
+the account's first session, which can cancel and replace it by its client id, first
+receives the drained events of the account's orders (the fills and cancels that came
+while no gateway ran; events the dead gateway had routed but not released come again,
+with the same exec_id) and then their later events.
 
 Rejected alternatives: keeping the whole order table in shared memory (a hash table and
 linked lists are not crash-consistent without a log), and replaying the shard journals
@@ -61,6 +63,7 @@ class RecoveryReport:
     carried_over: bool  # the ledger held this run's figures
     restored: int  # live orders rebuilt
     drained: int  # events counted before the restore
+    held: int  # of those, kept for the accounts' next sessions
 
 
 def run_id(config: Config) -> int:
@@ -121,11 +124,14 @@ def recover(
         for ctl in controls.values():
             ctl.close()
     restored = sum(core.restore(images[sid]) for sid in sorted(images))
-    report = RecoveryReport(carried, restored, drained)
+    held = core.hold_drained()
+    report = RecoveryReport(carried, restored, drained, held)
     log.info(
-        "start: ledger %s, %d live order(s) restored from the workers, %d event(s) drained",
+        "start: ledger %s, %d live order(s) restored from the workers, %d event(s) drained, "
+        "%d kept for the accounts' next sessions",
         "carried over" if carried else "new",
         restored,
         drained,
+        held,
     )
     return report
