@@ -214,13 +214,6 @@ void gw_link_orphan(ts_gateway *gw, uint32_t idx) {
     if (!acc->held) acc->held = malloc(TS_GW_HELD_EVENTS * sizeof *acc->held);
 }
 
-int gw_must_hold(const ts_gateway *gw, const gw_order *o) {
-    if (o->orphan) return 1;
-    const gw_account *acc = &gw->accounts[o->account];
-    return acc->held_n != acc->held_sent && acc->replay_to != GW_NONE &&
-           o->session == acc->replay_to;
-}
-
 int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev) {
     gw_account *acc = &gw->accounts[o->account];
     if (!acc->held || acc->held_n == TS_GW_HELD_EVENTS) return 0;
@@ -264,7 +257,13 @@ void gw_order_free(ts_gateway *gw, uint32_t idx) {
     gw_order *o = &gw->orders[idx];
     table_remove(&gw->by_exch, mix64(o->exch_id), idx, exch_hash_of, gw);
     if (o->indexed) gw_unindex_client(gw, idx); /* finish() did it for a finished order */
-    session_unlink(gw, idx);
+    if (o->session != GW_NONE) { /* the usual case, inline: off its session's list */
+        if (o->sess_prev != GW_NONE) gw->orders[o->sess_prev].sess_next = o->sess_next;
+        else gw->sessions[o->session].head = o->sess_next;
+        if (o->sess_next != GW_NONE) gw->orders[o->sess_next].sess_prev = o->sess_prev;
+    } else {
+        session_unlink(gw, idx);
+    }
     o->exch_id = 0;
     o->next_free = gw->free_head;
     gw->free_head = idx;

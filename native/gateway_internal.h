@@ -161,7 +161,13 @@ void gw_link_orphan(ts_gateway *gw, uint32_t idx);
 void gw_index_exch(ts_gateway *gw, uint32_t idx);
 /* held events: an order without a session (or one whose new session has not had the
  * account's held events yet) has its events kept, up to TS_GW_HELD_EVENTS per account */
-int gw_must_hold(const ts_gateway *gw, const gw_order *o);
+static inline int gw_must_hold(const ts_gateway *gw, const gw_order *o) {
+    if (o->orphan) return 1;
+    if (!gw->replays_due) return 0; /* the usual case: one load */
+    const gw_account *acc = &gw->accounts[o->account];
+    return acc->held_n != acc->held_sent && acc->replay_to != GW_NONE &&
+           o->session == acc->replay_to;
+}
 int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev); /* 0: no room */
 uint64_t gw_replay_held(ts_gateway *gw);
 void gw_index_client(ts_gateway *gw, uint32_t idx);

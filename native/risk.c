@@ -57,8 +57,8 @@ void gw_account_throttle_reset(gw_account *acc, int64_t now) {
 
 /* Take one token from a bucket of `rate` tokens/s and `depth`; 0 when it is empty.
  * Refilled from the pass's clock, up to the depth. */
-static int bucket_take(int64_t *tokens, int64_t *last_ns, int64_t rate, int64_t depth,
-                       int64_t now) {
+static inline int bucket_take(int64_t *tokens, int64_t *last_ns, int64_t rate, int64_t depth,
+                              int64_t now) {
     if (!rate) return 1;
     if (now > *last_ns) {
         __int128 t = (__int128)(now - *last_ns) * rate + *tokens;
@@ -72,11 +72,13 @@ static int bucket_take(int64_t *tokens, int64_t *last_ns, int64_t rate, int64_t 
 
 /* The session's bucket, then the account's (shared by all its sessions): the reject
  * reason, or 0 with a token taken from each. */
-static int throttle_take(gw_session *s, gw_account *acc, int64_t now) {
+static inline int throttle_take(gw_session *s, gw_account *acc, int64_t now) {
     const ts_risk_limits *lim = &acc->lim;
-    if (!bucket_take(&s->tokens, &s->last_ns, lim->throttle_per_s, bucket_depth(lim), now))
+    if (lim->throttle_per_s &&
+        !bucket_take(&s->tokens, &s->last_ns, lim->throttle_per_s, bucket_depth(lim), now))
         return TS_REJ_THROTTLED;
-    if (!bucket_take(&acc->tokens, &acc->last_ns, lim->account_throttle_per_s,
+    if (lim->account_throttle_per_s &&
+        !bucket_take(&acc->tokens, &acc->last_ns, lim->account_throttle_per_s,
                      account_depth(lim), now))
         return TS_REJ_ACCOUNT_THROTTLED;
     return 0;
