@@ -404,7 +404,9 @@ int ts_gateway_add_instrument(ts_gateway *gw, uint32_t symbol_id, uint32_t shard
         in->symbol_id = symbol_id;
         in->shard = shard;
         in->reference = reference_price;
+        in->lslot = GW_NONE;
         keymap_put(&gw->instr_map, symbol_id, gw->n_instr++);
+        if (gw->ledger) gw_ledger_note_instrument(gw, gw->n_instr - 1);
     }
     control_unlock(gw);
     return rc;
@@ -435,7 +437,7 @@ int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_li
             } else {
                 acc->id = account_id;
                 acc->lim = *limits;
-                acc->orphans = acc->replay_to = GW_NONE;
+                acc->orphans = acc->replay_to = acc->lslot = GW_NONE;
                 gw_account_throttle_reset(acc, mono_now());
                 keymap_put(&gw->account_map, account_id, gw->n_accounts++);
                 if (gw->ledger) gw_ledger_note_account(gw, gw->n_accounts - 1);

@@ -72,6 +72,7 @@ typedef struct gw_account {
     ts_event *held;
     uint32_t held_n, held_sent;
     uint32_t replay_to; /* the session slot they go to, GW_NONE until one comes */
+    uint32_t lslot;     /* its slot in the ledger (GW_NONE: none) */
 } gw_account;
 
 typedef struct gw_instrument {
@@ -79,6 +80,7 @@ typedef struct gw_instrument {
     uint32_t shard;     /* shard index */
     int64_t reference;  /* configured reference price */
     int64_t last_trade; /* 0 before any trade seen */
+    uint32_t lslot;     /* its slot in the ledger (GW_NONE: none) */
 } gw_instrument;
 
 /* A growable queue of commands made by control calls (kill, disconnect cancels). */
@@ -182,6 +184,7 @@ void gw_ledger_note_order(ts_gateway *gw, uint32_t idx);
 void gw_ledger_trade(ts_gateway *gw, uint32_t account, uint32_t instr, const ts_event *ev);
 void gw_ledger_note_account(ts_gateway *gw, uint32_t account);
 void gw_ledger_note_kill(ts_gateway *gw);
+void gw_ledger_note_instrument(ts_gateway *gw, uint32_t instr);
 
 /* risk.c: the checks (return a reject reason or 0) and the accounting */
 void gw_throttle_reset(gw_session *s, const ts_risk_limits *lim, int64_t now);

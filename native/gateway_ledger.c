@@ -100,7 +100,8 @@ uint64_t ts_gateway_ledger_size(const ts_gateway *gw) {
 }
 
 static gw_ledger_cell *cell_of(const ts_gateway *gw, uint32_t account, uint32_t instr) {
-    return &gw->ledger->cells[(uint64_t)account * gw->cfg.max_instruments + instr];
+    uint64_t a = gw->accounts[account].lslot, k = gw->instr[instr].lslot;
+    return &gw->ledger->cells[a * gw->cfg.max_instruments + k];
 }
 
 #define STORE_RELEASE(field, value) __atomic_store_n(&(field), (value), __ATOMIC_RELEASE)
@@ -113,43 +114,98 @@ void gw_ledger_note_order(ts_gateway *gw, uint32_t idx) {
     STORE_RELEASE(slot->exch_id, o->exch_id);
 }
 
+/* Load one account × symbol cell into the gateway's figures. */
+static void load_cell(ts_gateway *gw, uint32_t account, uint32_t instr) {
+    const gw_ledger_cell *c = cell_of(gw, account, instr);
+    unsigned cur = (unsigned)(c->commit & 1);
+    gw_account *acc = &gw->accounts[account];
+    acc->pos[instr].position = c->position[cur];
+    acc->filled_notional += c->filled[cur];
+}
+
+/* The ledger keeps accounts and symbols by id in slots of their own, appended as they
+ * come (a write of the id, then of the count): a successor whose config lists them in
+ * another order, or adds some, finds each one's figures by id. An account or symbol that
+ * finds no free slot is not kept (GW_NONE: its figures live in memory only). */
 void gw_ledger_note_account(ts_gateway *gw, uint32_t account) {
-    gw_ledger_header *h = gw->ledger->h;
-    gw->ledger->accounts[account].id = gw->accounts[account].id;
-    gw->ledger->accounts[account].killed = (uint32_t)gw->accounts[account].killed;
-    if (account >= h->n_accounts) STORE_RELEASE(h->n_accounts, account + 1);
+    struct gw_ledger *l = gw->ledger;
+    gw_account *acc = &gw->accounts[account];
+    uint32_t slot = GW_NONE;
+    for (uint32_t i = 0; i < l->h->n_accounts && slot == GW_NONE; i++)
+        if (l->accounts[i].id == acc->id) slot = i;
+    if (slot == GW_NONE && l->h->n_accounts < gw->cfg.max_accounts) {
+        slot = l->h->n_accounts;
+        l->accounts[slot].id = acc->id;
+        l->accounts[slot].killed = (uint32_t)acc->killed;
+        STORE_RELEASE(l->h->n_accounts, slot + 1);
+        acc->lslot = slot; /* a new slot: zero figures, as in memory */
+        return;
+    }
+    acc->lslot = slot;
+    if (slot == GW_NONE) return;
+    /* a known account (this run): the figures it had */
+    acc->killed = (int32_t)l->accounts[slot].killed;
+    acc->filled_notional = 0;
+    for (uint32_t k = 0; k < gw->n_instr; k++)
+        if (gw->instr[k].lslot != GW_NONE) load_cell(gw, account, k);
+}
+
+void gw_ledger_note_instrument(ts_gateway *gw, uint32_t instr) {
+    struct gw_ledger *l = gw->ledger;
+    gw_instrument *in = &gw->instr[instr];
+    uint32_t slot = GW_NONE;
+    for (uint32_t i = 0; i < l->h->n_instr && slot == GW_NONE; i++)
+        if (l->instr[i].symbol_id == in->symbol_id) slot = i;
+    if (slot == GW_NONE && l->h->n_instr < gw->cfg.max_instruments) {
+        slot = l->h->n_instr;
+        l->instr[slot].symbol_id = in->symbol_id;
+        l->instr[slot].last_trade = 0;
+        STORE_RELEASE(l->h->n_instr, slot + 1);
+        in->lslot = slot;
+        return;
+    }
+    in->lslot = slot;
+    if (slot == GW_NONE) return;
+    if (l->instr[slot].last_trade > 0) in->last_trade = l->instr[slot].last_trade;
+    for (uint32_t a = 0; a < gw->n_accounts; a++)
+        if (gw->accounts[a].lslot != GW_NONE) {
+            load_cell(gw, a, instr);
+        }
 }
 
 void gw_ledger_note_kill(ts_gateway *gw) {
     struct gw_ledger *l = gw->ledger;
-    for (uint32_t a = 0; a < gw->n_accounts && a < l->h->n_accounts; a++)
-        STORE_RELEASE(l->accounts[a].killed, (uint32_t)gw->accounts[a].killed);
+    for (uint32_t a = 0; a < gw->n_accounts; a++)
+        if (gw->accounts[a].lslot != GW_NONE)
+            STORE_RELEASE(l->accounts[gw->accounts[a].lslot].killed,
+                          (uint32_t)gw->accounts[a].killed);
     STORE_RELEASE(l->h->global_kill, (uint32_t)gw->global_kill);
 }
 
-static void note_instruments(ts_gateway *gw) {
-    gw_ledger_header *h = gw->ledger->h;
-    for (uint32_t k = h->n_instr; k < gw->n_instr; k++)
-        gw->ledger->instr[k].symbol_id = gw->instr[k].symbol_id;
-    if (gw->n_instr > h->n_instr) STORE_RELEASE(h->n_instr, gw->n_instr);
-}
-
 void gw_ledger_trade(ts_gateway *gw, uint32_t account, uint32_t instr, const ts_event *ev) {
+    gw_account *acc = &gw->accounts[account];
+    gw_instrument *in = &gw->instr[instr];
+    gw_position *p = &acc->pos[instr];
+    gw_wide n = (gw_wide)ev->price * ev->quantity;
+    gw_wide q = ev->side == TS_SIDE_BUY ? ev->quantity : -ev->quantity;
+    if (acc->lslot == GW_NONE || in->lslot == GW_NONE) { /* not kept: memory only */
+        p->position += q;
+        acc->filled_notional += n;
+        if (ev->price > 0) in->last_trade = ev->price;
+        return;
+    }
     gw_ledger_cell *c = cell_of(gw, account, instr);
     uint64_t commit = c->commit;
     if (ev->exec_id <= commit >> 1) return; /* counted before a restart */
-    gw_account *acc = &gw->accounts[account];
-    gw_position *p = &acc->pos[instr];
-    gw_wide n = (gw_wide)ev->price * ev->quantity;
-    p->position += ev->side == TS_SIDE_BUY ? ev->quantity : -ev->quantity;
+    p->position += q;
     acc->filled_notional += n;
     unsigned cur = (unsigned)(commit & 1), nxt = cur ^ 1;
     c->position[nxt] = p->position;
     c->filled[nxt] = c->filled[cur] + n;
     STORE_RELEASE(c->commit, (ev->exec_id << 1) | nxt);
     if (ev->price > 0) {
-        gw->instr[instr].last_trade = ev->price;
-        STORE_RELEASE(gw->ledger->instr[instr].last_trade, ev->price);
+        in->last_trade = ev->price;
+        STORE_RELEASE(gw->ledger->instr[in->lslot].last_trade, ev->price);
     }
 }
 
@@ -158,36 +214,8 @@ void gw_ledger_trade(ts_gateway *gw, uint32_t account, uint32_t instr, const ts_
 static int same_layout(const ts_gateway *gw, const gw_ledger_header *h) {
     return h->magic == LEDGER_MAGIC && h->version == LEDGER_VERSION &&
            h->max_orders == gw->cfg.max_orders && h->max_accounts == gw->cfg.max_accounts &&
-           h->max_instruments == gw->cfg.max_instruments;
-}
-
-/* Do the ledger's accounts and instruments sit at the indices this gateway gave them? */
-static int same_tables(const ts_gateway *gw, const struct gw_ledger *l) {
-    if (l->h->n_accounts > gw->cfg.max_accounts || l->h->n_instr > gw->cfg.max_instruments)
-        return 0;
-    for (uint32_t a = 0; a < l->h->n_accounts && a < gw->n_accounts; a++)
-        if (l->accounts[a].id != gw->accounts[a].id) return 0;
-    for (uint32_t k = 0; k < l->h->n_instr && k < gw->n_instr; k++)
-        if (l->instr[k].symbol_id != gw->instr[k].symbol_id) return 0;
-    /* an account the ledger has and this gateway lacks would lose its figures */
-    return l->h->n_accounts <= gw->n_accounts && l->h->n_instr <= gw->n_instr;
-}
-
-static void load(ts_gateway *gw) {
-    struct gw_ledger *l = gw->ledger;
-    gw->global_kill = (int32_t)l->h->global_kill;
-    for (uint32_t a = 0; a < l->h->n_accounts; a++) {
-        gw_account *acc = &gw->accounts[a];
-        acc->killed = (int32_t)l->accounts[a].killed;
-        for (uint32_t k = 0; k < l->h->n_instr; k++) {
-            const gw_ledger_cell *c = cell_of(gw, a, k);
-            unsigned cur = (unsigned)(c->commit & 1);
-            acc->pos[k].position = c->position[cur];
-            acc->filled_notional += c->filled[cur];
-        }
-    }
-    for (uint32_t k = 0; k < l->h->n_instr; k++)
-        if (l->instr[k].last_trade > 0) gw->instr[k].last_trade = l->instr[k].last_trade;
+           h->max_instruments == gw->cfg.max_instruments && h->n_accounts <= h->max_accounts &&
+           h->n_instr <= h->max_instruments;
 }
 
 int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t run_id) {
@@ -205,10 +233,8 @@ int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t 
     free(gw->ledger);
     gw->ledger = l;
     int layout = same_layout(gw, l->h);
-    int carried = layout && l->h->run_id == run_id && same_tables(gw, l);
-    if (carried) {
-        load(gw);
-    } else {
+    int carried = layout && l->h->run_id == run_id;
+    if (!carried) {
         /* a new run (or a new layout): nothing counted yet; the client ids of a ledger of
          * the same layout stay, for orders an earlier run left resting */
         __atomic_store_n(&l->h->magic, 0, __ATOMIC_RELEASE);
@@ -223,8 +249,12 @@ int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t 
         l->h->n_accounts = l->h->n_instr = l->h->global_kill = 0;
         STORE_RELEASE(l->h->magic, LEDGER_MAGIC);
     }
+    /* slots: instruments first (no account has a slot yet, so nothing loads twice), then
+     * the accounts, each loading its cells of every symbol */
+    for (uint32_t a = 0; a < gw->n_accounts; a++) gw->accounts[a].lslot = GW_NONE;
+    for (uint32_t k = 0; k < gw->n_instr; k++) gw_ledger_note_instrument(gw, k);
     for (uint32_t a = 0; a < gw->n_accounts; a++) gw_ledger_note_account(gw, a);
-    note_instruments(gw);
+    if (carried) gw->global_kill = (int32_t)l->h->global_kill;
     pthread_mutex_unlock(&gw->lock);
     return carried;
 }

@@ -10,11 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from tests.gateway.rig import AAA, GatewayRig, account, command
 from tradsys.cores.order_image import LIVE_ORDER_DTYPE
 from tradsys.gateway import GatewayCore
+from tradsys.gateway.core import instrument_capacity
 from tradsys.wire import CommandKind, EventKind, Side
 
 RUN = 42
@@ -110,7 +112,7 @@ def test_a_torn_cell_update_is_never_read(
     cfg = rig.config
     max_orders = cfg.gateway.max_live_orders
     max_accounts = max(cfg.gateway.max_accounts, len(cfg.accounts), 1)
-    max_instr = len(cfg.instruments)
+    max_instr = instrument_capacity(len(cfg.instruments))
 
     def align(n: int) -> int:
         return (n + 63) & ~63
@@ -185,3 +187,20 @@ def test_events_that_came_while_no_gateway_ran_reach_the_next_session(
         (EventKind.TRADE, 5, 1),
         (EventKind.TRADE, 5, 2),
     ]
+
+
+def test_a_successor_with_the_accounts_in_another_order_keeps_their_figures(
+    make_rig: Callable[..., GatewayRig], tmp_path: Path
+) -> None:
+    ledger = tmp_path / "gateway.ledger"
+    rig, _ = _trade_and_crash(make_rig, ledger)
+    rig.core.kill(1)
+    rig.core.close()
+    # the operator's config now lists a new account first
+    config = msgspec.structs.replace(rig.config, accounts=[account(7), *rig.config.accounts])
+    rig.core = GatewayCore(config, epoch=rig.epoch + 1, cancel_on_start=False)
+    assert rig.core.attach_ledger(ledger, RUN)
+    assert rig.core.position(1, AAA).position == 4
+    state = rig.core.account_state(1)
+    assert (state.filled_notional, state.killed) == (4 * 990, True)
+    assert rig.core.position(7, AAA).position == 0

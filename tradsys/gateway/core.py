@@ -89,6 +89,16 @@ class GatewayError(Exception):
     """A gateway call failed; the message says which and why."""
 
 
+def instrument_capacity(n: int) -> int:
+    """The gateway's instrument table for n configured symbols: at least 64 and a power of
+    two, so that adding a few symbols to the config keeps the ledger's layout (a ledger of
+    another layout starts empty: tradsys.gateway.ledger)."""
+    cap = 64
+    while cap < n:
+        cap *= 2
+    return cap
+
+
 def _check(rc: int, what: str) -> int:
     if rc < 0:
         raise GatewayError(f"{what}: {_STATUS.get(rc, f'status {rc}')}")
@@ -132,7 +142,7 @@ class GatewayCore:
         cfg = ffi.new("ts_gateway_config *")
         cfg.max_sessions = g.max_sessions
         cfg.max_accounts = max(g.max_accounts, len(config.accounts), 1)
-        cfg.max_instruments = max(len(config.instruments), 1)
+        cfg.max_instruments = instrument_capacity(len(config.instruments))
         cfg.max_batch = g.pump_batch
         cfg.max_orders = g.max_live_orders
         cfg.epoch = epoch
