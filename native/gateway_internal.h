@@ -1,10 +1,13 @@
 /*
  * gateway_internal.h — the gateway's tables, shared by gateway.c (setup, control, id
- * tables), risk.c (the checks and the accounting from events) and gateway_pump.c (the
- * passes and the wait). Not read by cffi.
+ * tables), gateway_owner.c (which session gets an order's events; events held for an
+ * account's next session), gateway_ledger.c (what outlives the process; the restart),
+ * risk.c (the checks and the accounting from events) and gateway_pump.c (the passes and
+ * the wait). Not read by cffi.
  *
  * Everything the hot path touches is allocated at setup: the order pool and its two hash
- * tables, the per-shard command stages and the per-session event stages. A pass
+ * tables, the per-shard command stages and the per-session event stages (an account's
+ * held-event buffer by the control call that first parks one of its orders). A pass
  * allocates nothing.
  */
 #ifndef TRADSYS_GATEWAY_INTERNAL_H
@@ -157,6 +160,8 @@ uint32_t gw_keymap_get(const gw_keymap *m, uint32_t key);
 uint32_t gw_find_exch(const ts_gateway *gw, uint64_t exch_id);
 /* client ids are unique per account among its live orders */
 uint32_t gw_find_client(const ts_gateway *gw, uint32_t account, uint64_t client_id);
+/* gateway_owner.c: off the list it is on (its session's, or its account's orphans) */
+void gw_session_unlink(ts_gateway *gw, uint32_t idx);
 /* route the order's events to session `slot` from now on (a cancel/replace from it) */
 void gw_take_over(ts_gateway *gw, uint32_t idx, uint32_t slot);
 void gw_link_orphan(ts_gateway *gw, uint32_t idx);
