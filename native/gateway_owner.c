@@ -3,7 +3,8 @@
  * gateway.h): the lists that say which session gets an order's events, taking orders
  * over, parking them with the account while it has no session, and the events held for
  * the session that comes next. Called under gw->lock, by the pump or a control call; only
- * control calls allocate (gw_link_orphan).
+ * control calls allocate (gw_link_orphan); the pump frees an account's held-event buffer
+ * once it has handed all of it over and the account has no order without a session.
  */
 #include "gateway_internal.h"
 
@@ -88,6 +89,10 @@ uint64_t gw_replay_held(ts_gateway *gw) {
             acc->held_n = acc->held_sent = 0;
             acc->replay_to = GW_NONE;
             gw->replays_due--;
+            if (acc->orphans == GW_NONE) { /* rare: give the buffer back until needed */
+                free(acc->held);
+                acc->held = NULL;
+            }
         }
     }
     return moved;
