@@ -26,6 +26,7 @@ HEADERS = [
     "snapshot_file.h",
     "worker.h",
     "md_refresh.h",
+    "order_image.h",
     "gateway.h",
     "gateway_latency.h",
 ]
@@ -45,6 +46,9 @@ SOURCES = [
     "worker.c",
     "latency_hist.c",
     "md_refresh.c",
+    "order_image.c",
+    "gateway_ledger.c",
+    "gateway_owner.c",
     "gateway.c",
     "gateway_pump.c",
     "gateway_latency.c",

@@ -32,8 +32,8 @@ static inline uint64_t mix64(uint64_t x) {
     return x;
 }
 
-static inline uint64_t client_hash(uint32_t session, uint64_t client_id) {
-    return mix64(client_id * 0x9E3779B97F4A7C15ULL + session);
+static inline uint64_t client_hash(uint32_t account, uint64_t client_id) {
+    return mix64(client_id * 0x9E3779B97F4A7C15ULL + account);
 }
 
 /* ---- small key maps (accounts, symbols) ---------------------------------------------- */
@@ -105,7 +105,7 @@ static uint64_t exch_hash_of(const ts_gateway *gw, uint32_t idx) {
 
 static uint64_t client_hash_of(const ts_gateway *gw, uint32_t idx) {
     const gw_order *o = &gw->orders[idx];
-    return client_hash(o->session, o->client_id);
+    return client_hash(o->account, o->client_id);
 }
 
 uint32_t gw_find_exch(const ts_gateway *gw, uint64_t exch_id) {
@@ -117,24 +117,30 @@ uint32_t gw_find_exch(const ts_gateway *gw, uint64_t exch_id) {
     }
 }
 
-uint32_t gw_find_client(const ts_gateway *gw, uint32_t session, uint64_t client_id) {
+uint32_t gw_find_client(const ts_gateway *gw, uint32_t account, uint64_t client_id) {
     const gw_table *t = &gw->by_client;
-    for (uint64_t i = client_hash(session, client_id) & t->mask;; i = (i + 1) & t->mask) {
+    for (uint64_t i = client_hash(account, client_id) & t->mask;; i = (i + 1) & t->mask) {
         uint32_t s = t->slots[i];
         if (!s) return GW_NONE;
         const gw_order *o = &gw->orders[s - 1];
-        if (o->client_id == client_id && o->session == session) return s - 1;
+        if (o->client_id == client_id && o->account == account) return s - 1;
     }
 }
 
+/* Index the order by its client id (and record it in the ledger before the order can be
+ * pushed to its shard, so a successor gateway knows it). */
 void gw_index_client(ts_gateway *gw, uint32_t idx) {
-    const gw_order *o = &gw->orders[idx];
-    table_insert(&gw->by_client, client_hash(o->session, o->client_id), idx);
+    gw_order *o = &gw->orders[idx];
+    table_insert(&gw->by_client, client_hash(o->account, o->client_id), idx);
+    o->indexed = 1;
+    if (gw->ledger) gw_ledger_note_order(gw, idx);
 }
 
 void gw_unindex_client(ts_gateway *gw, uint32_t idx) {
-    const gw_order *o = &gw->orders[idx];
-    table_remove(&gw->by_client, client_hash(o->session, o->client_id), idx, client_hash_of, gw);
+    gw_order *o = &gw->orders[idx];
+    if (!o->indexed) return;
+    table_remove(&gw->by_client, client_hash(o->account, o->client_id), idx, client_hash_of, gw);
+    o->indexed = 0;
 }
 
 /* A free order slot with a fresh exchange id, indexed by it and linked into the
@@ -158,12 +164,8 @@ uint32_t gw_order_alloc(ts_gateway *gw, uint32_t session) {
     return idx;
 }
 
-static void session_unlink(ts_gateway *gw, uint32_t idx) {
-    gw_order *o = &gw->orders[idx];
-    if (o->session == GW_NONE) return;
-    if (o->sess_prev != GW_NONE) gw->orders[o->sess_prev].sess_next = o->sess_next;
-    else gw->sessions[o->session].head = o->sess_next;
-    if (o->sess_next != GW_NONE) gw->orders[o->sess_next].sess_prev = o->sess_prev;
+void gw_index_exch(ts_gateway *gw, uint32_t idx) {
+    table_insert(&gw->by_exch, mix64(gw->orders[idx].exch_id), idx);
 }
 
 /* Forget an order: out of the exchange-id table and its session's list (the client-id
@@ -171,7 +173,14 @@ static void session_unlink(ts_gateway *gw, uint32_t idx) {
 void gw_order_free(ts_gateway *gw, uint32_t idx) {
     gw_order *o = &gw->orders[idx];
     table_remove(&gw->by_exch, mix64(o->exch_id), idx, exch_hash_of, gw);
-    session_unlink(gw, idx);
+    if (o->indexed) gw_unindex_client(gw, idx); /* finish() did it for a finished order */
+    if (o->session != GW_NONE) { /* the usual case, inline: off its session's list */
+        if (o->sess_prev != GW_NONE) gw->orders[o->sess_prev].sess_next = o->sess_next;
+        else gw->sessions[o->session].head = o->sess_next;
+        if (o->sess_next != GW_NONE) gw->orders[o->sess_next].sess_prev = o->sess_prev;
+    } else {
+        gw_session_unlink(gw, idx);
+    }
     o->exch_id = 0;
     o->next_free = gw->free_head;
     gw->free_head = idx;
@@ -227,7 +236,10 @@ void ts_gateway_free(ts_gateway *gw) {
     if (gw->sessions)
         for (uint32_t i = 0; i < gw->cfg.max_sessions; i++) free(gw->sessions[i].stage);
     if (gw->accounts)
-        for (uint32_t i = 0; i < gw->n_accounts; i++) free(gw->accounts[i].pos);
+        for (uint32_t i = 0; i < gw->n_accounts; i++) {
+            free(gw->accounts[i].pos);
+            free(gw->accounts[i].held);
+        }
     free(gw->instr);
     free(gw->instr_map.keys);
     free(gw->instr_map.vals);
@@ -238,6 +250,8 @@ void ts_gateway_free(ts_gateway *gw) {
     free(gw->orders);
     free(gw->by_exch.slots);
     free(gw->by_client.slots);
+    free(gw->ledger);
+    free(gw->drained);
     pthread_mutex_destroy(&gw->lock);
     free(gw);
 }
@@ -307,7 +321,9 @@ int ts_gateway_add_instrument(ts_gateway *gw, uint32_t symbol_id, uint32_t shard
         in->symbol_id = symbol_id;
         in->shard = shard;
         in->reference = reference_price;
+        in->lslot = GW_NONE;
         keymap_put(&gw->instr_map, symbol_id, gw->n_instr++);
+        if (gw->ledger) gw_ledger_note_instrument(gw, gw->n_instr - 1);
     }
     control_unlock(gw);
     return rc;
@@ -317,7 +333,9 @@ static int limits_valid(const ts_risk_limits *l) {
     return l->max_order_qty >= 0 && l->max_order_notional >= 0 && l->price_collar_bps >= 0 &&
            l->max_open_orders >= 0 && l->max_position >= 0 && l->credit_limit >= 0 &&
            l->throttle_per_s >= 0 && l->throttle_per_s <= 1000000000 &&
-           l->throttle_burst >= 0 && l->throttle_burst <= 1000000000;
+           l->throttle_burst >= 0 && l->throttle_burst <= 1000000000 &&
+           l->account_throttle_per_s >= 0 && l->account_throttle_per_s <= 1000000000 &&
+           l->account_throttle_burst >= 0 && l->account_throttle_burst <= 1000000000;
 }
 
 int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_limits *limits) {
@@ -336,15 +354,21 @@ int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_li
             } else {
                 acc->id = account_id;
                 acc->lim = *limits;
+                acc->orphans = acc->replay_to = acc->lslot = GW_NONE;
+                gw_account_throttle_reset(acc, mono_now());
                 keymap_put(&gw->account_map, account_id, gw->n_accounts++);
+                if (gw->ledger) gw_ledger_note_account(gw, gw->n_accounts - 1);
             }
         }
     } else {
         gw_account *acc = &gw->accounts[a];
         int rate_changed = acc->lim.throttle_per_s != limits->throttle_per_s ||
                            acc->lim.throttle_burst != limits->throttle_burst;
+        int acc_rate_changed = acc->lim.account_throttle_per_s != limits->account_throttle_per_s ||
+                               acc->lim.account_throttle_burst != limits->account_throttle_burst;
         acc->lim = *limits;
         int64_t now = mono_now();
+        if (acc_rate_changed) gw_account_throttle_reset(acc, now);
         for (uint32_t i = 0; i < gw->cfg.max_sessions; i++) {
             gw_session *s = &gw->sessions[i];
             if (!s->active || s->account != a) continue;
@@ -388,6 +412,14 @@ int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inb
         gw_throttle_reset(s, &gw->accounts[a].lim, mono_now());
         s->active = 1;
         gw->st.sessions++;
+        /* the account's orders that have no session come to this one, their held events
+         * first */
+        gw_account *acc = &gw->accounts[a];
+        while (acc->orphans != GW_NONE) gw_take_over(gw, acc->orphans, i);
+        if (acc->held_n != acc->held_sent && acc->replay_to == GW_NONE) {
+            acc->replay_to = i;
+            gw->replays_due++;
+        }
         rc = (int64_t)s->gen << 32 | i;
         break;
     }
@@ -405,16 +437,47 @@ static gw_session *session_of(ts_gateway *gw, int64_t session_id, uint32_t *slot
     return s;
 }
 
+static int newer_first(const void *a, const void *b, void *orders) {
+    const gw_order *o = orders;
+    uint64_t x = o[*(const uint32_t *)a].exch_id, y = o[*(const uint32_t *)b].exch_id;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The account's other live session with the lowest slot, GW_NONE if none. */
+static uint32_t heir_of(const ts_gateway *gw, uint32_t account, uint32_t leaving) {
+    for (uint32_t i = 0; i < gw->cfg.max_sessions; i++) {
+        const gw_session *s = &gw->sessions[i];
+        if (i != leaving && s->active && s->account == account) return i;
+    }
+    return GW_NONE;
+}
+
 int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id) {
     control_lock(gw);
     uint32_t slot;
     gw_session *s = session_of(gw, session_id, &slot);
     int rc = s ? TS_GW_OK : TS_GW_ERR_UNKNOWN;
-    if (s) {
-        for (uint32_t idx = s->head; idx != GW_NONE;) {
+    gw_account *acc = s ? &gw->accounts[s->account] : NULL;
+    if (acc && acc->replay_to == slot) {
+        /* its account's held events are not all out yet: the account's other session
+         * gets the rest, or its next one */
+        acc->replay_to = heir_of(gw, s->account, slot);
+        if (acc->replay_to == GW_NONE) gw->replays_due--;
+    }
+    if (s && s->cancel_on_disconnect) {
+        /* cancels newest first, whatever order the list got into through take-overs */
+        uint64_t n = 0;
+        for (uint32_t idx = s->head; idx != GW_NONE; idx = gw->orders[idx].sess_next) n++;
+        uint32_t *list = n ? malloc(n * sizeof *list) : NULL;
+        if (n && !list) abort(); /* a control call: out of memory here is fatal */
+        n = 0;
+        for (uint32_t idx = s->head; idx != GW_NONE; idx = gw->orders[idx].sess_next)
+            list[n++] = idx;
+        qsort_r(list, n, sizeof *list, newer_first, gw->orders);
+        for (uint64_t k = 0; k < n; k++) {
+            uint32_t idx = list[k];
             gw_order *o = &gw->orders[idx];
-            uint32_t next = o->sess_next;
-            if (s->cancel_on_disconnect && o->state != GW_DONE) {
+            if (o->state != GW_DONE) {
                 const gw_instrument *in = &gw->instr[o->instr];
                 ts_command c = {.kind = TS_CMD_CANCEL,
                                 .symbol_id = in->symbol_id,
@@ -422,11 +485,25 @@ int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id) {
                                 .order_id = o->exch_id};
                 gw_backlog_add(&gw->shards[in->shard].backlog, &c);
                 o->pending++;
+                gw_unindex_client(gw, idx);
             }
-            if (o->state != GW_DONE) gw_unindex_client(gw, idx);
-            o->session = GW_NONE; /* orphan: still accounted, no longer routed */
-            idx = next;
+            gw_session_unlink(gw, idx); /* orphan: still accounted, no longer routed */
         }
+        free(list);
+    } else if (s) {
+        /* the orders stay the account's: its other session, or its next one, takes them */
+        uint32_t heir = heir_of(gw, s->account, slot);
+        while (s->head != GW_NONE) {
+            uint32_t idx = s->head;
+            if (heir != GW_NONE) {
+                gw_take_over(gw, idx, heir);
+            } else {
+                gw_session_unlink(gw, idx);
+                gw_link_orphan(gw, idx);
+            }
+        }
+    }
+    if (s) {
         s->head = GW_NONE;
         s->active = 0;
         ts_ring_unpark_consumer(s->in); /* a parked pump may have marked it */
@@ -454,6 +531,7 @@ int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on) {
     } else {
         gw->global_kill = on != 0;
     }
+    if (rc == TS_GW_OK && gw->ledger) gw_ledger_note_kill(gw);
     if (rc == TS_GW_OK && on) mass_cancel_everywhere(gw, account_id);
     control_unlock(gw);
     return rc;

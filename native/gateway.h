@@ -30,12 +30,14 @@
 
 #include <stdint.h>
 
+#include "order_image.h"
 #include "ring.h"
 #include "wire.h"
 
 #define TS_GW_EPOCH_SHIFT 40
 #define TS_GW_MAX_EPOCH 16777215
 #define TS_GW_MAX_SHARDS 64
+#define TS_GW_HELD_EVENTS 4096 /* events kept per account while it has no session */
 
 /* Status codes of the control calls (>= 0 is success). */
 enum ts_gw_status {
@@ -57,6 +59,8 @@ typedef struct ts_risk_limits {
     int64_t credit_limit;       /* open notional + filled notional + order notional */
     int64_t throttle_per_s;     /* token bucket of each of the account's sessions */
     int64_t throttle_burst;     /* bucket depth; 0 = throttle_per_s */
+    int64_t account_throttle_per_s; /* one token bucket shared by all its sessions */
+    int64_t account_throttle_burst; /* its depth; 0 = account_throttle_per_s */
     int32_t cancel_on_disconnect;
     int32_t _pad0;
 } ts_risk_limits;
@@ -83,12 +87,18 @@ typedef struct ts_gateway_stats {
     uint64_t events_in;          /* events taken from shards */
     uint64_t events_routed;      /* events delivered to a session */
     uint64_t events_unknown;     /* events for an order id the gateway does not know: dropped */
-    uint64_t events_orphaned;    /* events for an order of a removed session: dropped */
+    uint64_t events_orphaned;    /* events for an order no session gets: dropped */
+    uint64_t events_held;        /* events kept for the account's next session */
     uint64_t event_stalls;       /* passes that left events in a shard ring (a session full) */
     uint64_t parks;              /* times ts_gateway_run slept */
     uint64_t sessions;
     uint64_t live_orders;
     uint64_t clock_ticks;        /* CLOCK_TICK commands staged for the shards */
+    uint64_t orders_adopted;     /* orders taken over by another session of their account */
+    uint64_t orders_restored;    /* orders rebuilt from the workers' images at start */
+    uint64_t restore_skipped;    /* image orders of an unknown account or symbol */
+    uint64_t restore_no_client_id; /* restored orders whose client id the ledger lacked */
+    uint64_t recovery_events;    /* events drained before the restore (ts_gateway_drain) */
     uint64_t rejects[64];
 } ts_gateway_stats;
 
@@ -132,9 +142,16 @@ int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_li
 int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inbound,
                                ts_ring *outbound, int32_t notify_fd, int32_t cancel_on_disconnect);
 
-/* Detach a session: its rings are no longer touched once this returns; with
- * cancel_on_disconnect each of its live orders gets a CANCEL to its shard; later events
- * of its orders still update the account but are dropped. */
+/* Detach a session: its rings are no longer touched once this returns. With
+ * cancel_on_disconnect each of its live orders gets a CANCEL to its shard (newest first)
+ * and later events of those orders update the account but are dropped. Without it, its
+ * orders belong to the account still: the account's other live session with the lowest
+ * slot takes them over, or, if there is none, the account's next session does when it is
+ * added; until then their events update the account and are kept (up to
+ * TS_GW_HELD_EVENTS, then dropped and counted in events_orphaned) for that session, which
+ * gets them first, in order, before any newer event of those orders. A session may also
+ * cancel or replace (by client id) any live order of its account, and takes it over by
+ * doing so: client order ids are unique per account among its live orders. */
 int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id);
 
 /* Kill switch of one account (account_id > 0) or of all (0): on = 1 blocks new orders
@@ -155,6 +172,49 @@ uint64_t ts_gateway_poll_at(ts_gateway *gw, uint32_t max_batch, int64_t now_ns);
  * After setting *stop, call ts_gateway_wake so a parked pump sees it. */
 void ts_gateway_run(ts_gateway *gw, const int32_t *stop);
 void ts_gateway_wake(ts_gateway *gw);
+
+/* ---- restart (gateway_ledger.c) -----------------------------------------------------
+ * A gateway process may die at any instruction; its successor rebuilds the state of the
+ * orders it had sent from two sources that outlive it:
+ *   - the ledger, a caller-provided block of memory (a file mapping) the gateway keeps
+ *     as it runs: the client id of every order it sends (written before the order is
+ *     pushed), and per account and symbol the position and filled notional (each cell
+ *     double-buffered and committed by one store of the exec id of the last trade it
+ *     holds, so a torn update is never seen and a trade seen twice counts once);
+ *   - the workers' order images (order_image.h): which orders still live, with leaves.
+ * Order at start: accounts and instruments, ts_gateway_attach_ledger, ts_gateway_drain
+ * until every image is served and the event rings are empty, ts_gateway_restore with
+ * each image, ts_gateway_hold_drained, and only then sessions and the pump. */
+
+/* Bytes of ledger memory this gateway needs (its maximums fix the layout). */
+uint64_t ts_gateway_ledger_size(const ts_gateway *gw);
+
+/* Use mem (size bytes, 16-byte aligned, to stay mapped until ts_gateway_free) as the
+ * ledger. A ledger of the same run_id and layout whose accounts and symbols agree is
+ * carried over: positions, filled notional, last trade prices and the kill switches are
+ * loaded (returns 1).
+ * Otherwise it is formatted (returns 0), keeping the client ids of a ledger of the same
+ * layout (exchange ids never repeat). TS_GW_ERR_ARGUMENT: too small or misaligned. */
+int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t run_id);
+
+/* Before the pump runs: take up to max events from each shard's event ring and count
+ * their trades into positions and filled notional (through the ledger, so a trade the
+ * dead gateway had counted is not counted again); nothing is routed. Returns the events
+ * taken. */
+uint64_t ts_gateway_drain(ts_gateway *gw, uint32_t max);
+
+/* After the restores: keep the events ts_gateway_drain took, in their client ids (from
+ * the restored orders, or the ledger for orders that ended meanwhile), as held events for
+ * each account's next session (see ts_gateway_remove_session). Events the dead gateway had
+ * routed but not yet released come again this way: a client tells them by exec_id.
+ * Returns how many were kept. */
+int64_t ts_gateway_hold_drained(ts_gateway *gw);
+
+/* Before any session: rebuild n live orders from a worker's image. Each belongs to its
+ * account (taken over by the account's first session), holds its exposure as a live
+ * order does, and gets its client id back from the ledger (without one it is reachable
+ * only by mass cancel and the kill switch). Returns how many were restored. */
+int64_t ts_gateway_restore(ts_gateway *gw, const ts_live_order *orders, uint64_t n);
 
 void ts_gateway_get_stats(ts_gateway *gw, ts_gateway_stats *out);
 /* Sessions whose outbound ring is full with events waiting for it: the pump holds the

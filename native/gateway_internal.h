@@ -1,10 +1,13 @@
 /*
  * gateway_internal.h — the gateway's tables, shared by gateway.c (setup, control, id
- * tables), risk.c (the checks and the accounting from events) and gateway_pump.c (the
- * passes and the wait). Not read by cffi.
+ * tables), gateway_owner.c (which session gets an order's events; events held for an
+ * account's next session), gateway_ledger.c (what outlives the process; the restart),
+ * risk.c (the checks and the accounting from events) and gateway_pump.c (the passes and
+ * the wait). Not read by cffi.
  *
  * Everything the hot path touches is allocated at setup: the order pool and its two hash
- * tables, the per-shard command stages and the per-session event stages. A pass
+ * tables, the per-shard command stages and the per-session event stages (an account's
+ * held-event buffer by the control call that first parks one of its orders). A pass
  * allocates nothing.
  */
 #ifndef TRADSYS_GATEWAY_INTERNAL_H
@@ -48,6 +51,8 @@ typedef struct gw_order {
     uint8_t state;        /* gw_order_state */
     uint16_t pending;     /* cancels/replaces sent and not answered */
     int64_t in_ns;        /* pass that took it, until its first event (stage latency) */
+    uint8_t indexed;      /* in by_client (live, and its client id known and reachable) */
+    uint8_t orphan;       /* in its account's orphan list, waiting for a session */
 } gw_order;
 
 typedef struct gw_position {
@@ -64,6 +69,15 @@ typedef struct gw_account {
     gw_wide open_notional;
     gw_wide filled_notional;
     gw_position *pos; /* per instrument index */
+    int64_t tokens;   /* the account-wide throttle bucket, in 1e-9 tokens */
+    int64_t last_ns;
+    uint32_t orphans; /* first order waiting for a session (GW_NONE: none) */
+    /* events of its orders that came while no session had them, for the next one (in
+     * client ids), allocated when the account first has orders without a session */
+    ts_event *held;
+    uint32_t held_n, held_sent;
+    uint32_t replay_to; /* the session slot they go to, GW_NONE until one comes */
+    uint32_t lslot;     /* its slot in the ledger (GW_NONE: none) */
 } gw_account;
 
 typedef struct gw_instrument {
@@ -71,6 +85,7 @@ typedef struct gw_instrument {
     uint32_t shard;     /* shard index */
     int64_t reference;  /* configured reference price */
     int64_t last_trade; /* 0 before any trade seen */
+    uint32_t lslot;     /* its slot in the ledger (GW_NONE: none) */
 } gw_instrument;
 
 /* A growable queue of commands made by control calls (kill, disconnect cancels). */
@@ -142,20 +157,53 @@ struct ts_gateway {
     int64_t clock_ns; /* the time of the current pass */
     int64_t real_ns;  /* CLOCK_REALTIME at the start of the pass (0: ticks are off) */
     ts_lat_hist *lat_ack; /* order → first event routed (gateway_latency.h); NULL: off */
+    struct gw_ledger *ledger; /* gateway_ledger.c; NULL when none is attached */
+    uint32_t replays_due;     /* accounts with held events and a session to take them */
+    ts_event *drained;        /* events ts_gateway_drain took, for ts_gateway_hold_drained */
+    uint64_t drained_n, drained_cap;
 };
 
 /* gateway.c: tables */
 uint32_t gw_keymap_get(const gw_keymap *m, uint32_t key);
 uint32_t gw_find_exch(const ts_gateway *gw, uint64_t exch_id);
-uint32_t gw_find_client(const ts_gateway *gw, uint32_t session, uint64_t client_id);
+/* client ids are unique per account among its live orders */
+uint32_t gw_find_client(const ts_gateway *gw, uint32_t account, uint64_t client_id);
+/* gateway_owner.c: off the list it is on (its session's, or its account's orphans) */
+void gw_session_unlink(ts_gateway *gw, uint32_t idx);
+/* route the order's events to session `slot` from now on (a cancel/replace from it) */
+void gw_take_over(ts_gateway *gw, uint32_t idx, uint32_t slot);
+void gw_link_orphan(ts_gateway *gw, uint32_t idx);
+void gw_index_exch(ts_gateway *gw, uint32_t idx);
+/* held events: an order without a session (or one whose new session has not had the
+ * account's held events yet) has its events kept, up to TS_GW_HELD_EVENTS per account */
+static inline int gw_must_hold(const ts_gateway *gw, const gw_order *o) {
+    if (o->orphan) return 1;
+    if (!gw->replays_due) return 0; /* the usual case: one load */
+    const gw_account *acc = &gw->accounts[o->account];
+    return acc->held_n != acc->held_sent && acc->replay_to != GW_NONE &&
+           o->session == acc->replay_to;
+}
+int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev); /* 0: no room */
+uint64_t gw_replay_held(ts_gateway *gw);
 void gw_index_client(ts_gateway *gw, uint32_t idx);
 void gw_unindex_client(ts_gateway *gw, uint32_t idx);
 uint32_t gw_order_alloc(ts_gateway *gw, uint32_t session);
 void gw_order_free(ts_gateway *gw, uint32_t idx);
 void gw_backlog_add(gw_backlog *b, const ts_command *c);
 
+/* gateway_ledger.c: what outlives the process (see gateway.h) */
+void gw_ledger_note_order(ts_gateway *gw, uint32_t idx);
+/* count a trade into the account's position and filled notional, once per exec id */
+void gw_ledger_trade(ts_gateway *gw, uint32_t account, uint32_t instr, const ts_event *ev);
+void gw_ledger_note_account(ts_gateway *gw, uint32_t account);
+void gw_ledger_note_kill(ts_gateway *gw);
+void gw_ledger_note_instrument(ts_gateway *gw, uint32_t instr);
+
 /* risk.c: the checks (return a reject reason or 0) and the accounting */
 void gw_throttle_reset(gw_session *s, const ts_risk_limits *lim, int64_t now);
+void gw_account_throttle_reset(gw_account *acc, int64_t now);
+void gw_book_restored(ts_gateway *gw, uint32_t idx, int64_t risk_price);
+int64_t gw_risk_price(const gw_instrument *in, int64_t price, int64_t stop_price);
 int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *instr_out,
                  int64_t *risk_price_out);
 int gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *order_out);

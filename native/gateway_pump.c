@@ -185,7 +185,7 @@ static void take_amend(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_co
     uint32_t idx;
     int reason;
     if (c->kind == TS_CMD_CANCEL) {
-        idx = gw_find_client(gw, slot, c->order_id);
+        idx = gw_find_client(gw, s->account, c->order_id);
         reason = idx == GW_NONE ? TS_REJ_UNKNOWN_CLIENT_ID : 0;
     } else {
         reason = gw_check_replace(gw, s, c, &idx);
@@ -194,6 +194,7 @@ static void take_amend(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_co
         stage_reject(gw, s, c, reason);
         return;
     }
+    gw_take_over(gw, idx, slot); /* orders are the account's: the amending session gets them */
     gw_order *o = &gw->orders[idx];
     const gw_instrument *in = &gw->instr[o->instr];
     ts_command out = {.kind = c->kind,
@@ -314,6 +315,8 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
         }
         gw_order *o = &gw->orders[idx];
         gw_session *s = o->session == GW_NONE ? NULL : &gw->sessions[o->session];
+        int hold = gw_must_hold(gw, o); /* gateway.c: held for the account's next session */
+        if (hold) s = NULL;
         if (s && s->staged == gw->cfg.max_batch) {
             flush_session(s);
             if (s->staged == gw->cfg.max_batch) {
@@ -339,7 +342,7 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
                 ts_lat_record_inline(gw->lat_ack, now - o->in_ns, 1);
                 o->in_ns = 0;
             }
-        } else {
+        } else if (!hold || !gw_hold_event(gw, o, ev)) {
             gw->st.events_orphaned++;
         }
         gw_finish_if_done(gw, idx);
@@ -386,6 +389,7 @@ static uint64_t pass(ts_gateway *gw, uint32_t max_batch, int64_t now) {
     }
     if (gw->real_ns) idle_ticks(gw);
     for (uint32_t i = 0; i < gw->n_shards; i++) flush_shard(gw, &gw->shards[i]);
+    if (gw->replays_due) work += gw_replay_held(gw); /* before newer events of those orders */
     for (uint32_t i = 0; i < gw->n_shards; i++) work += take_events(gw, &gw->shards[i], max_batch);
     for (uint32_t slot = 0; slot < gw->cfg.max_sessions; slot++) {
         gw_session *s = &gw->sessions[slot];

@@ -26,10 +26,22 @@ static inline int64_t reference_of(const gw_instrument *in) {
     return in->last_trade ? in->last_trade : in->reference;
 }
 
+/* What an order's exposure is counted at: its limit price, else its stop price, else
+ * the reference (a market order). */
+int64_t gw_risk_price(const gw_instrument *in, int64_t price, int64_t stop_price) {
+    return price > 0 ? price : stop_price > 0 ? stop_price : reference_of(in);
+}
+
 /* ---- throttle ---------------------------------------------------------------------------- */
 
 static inline int64_t bucket_depth(const ts_risk_limits *lim) {
     int64_t burst = lim->throttle_burst ? lim->throttle_burst : lim->throttle_per_s;
+    return burst * TOKEN;
+}
+
+static inline int64_t account_depth(const ts_risk_limits *lim) {
+    int64_t burst =
+        lim->account_throttle_burst ? lim->account_throttle_burst : lim->account_throttle_per_s;
     return burst * TOKEN;
 }
 
@@ -38,19 +50,38 @@ void gw_throttle_reset(gw_session *s, const ts_risk_limits *lim, int64_t now) {
     s->last_ns = now;
 }
 
-/* Take one token; 0 when the bucket is empty. Refilled at throttle_per_s from the pass's
- * clock, up to the burst depth. */
-static int throttle_take(gw_session *s, const ts_risk_limits *lim, int64_t now) {
-    if (!lim->throttle_per_s) return 1;
-    int64_t depth = bucket_depth(lim);
-    if (now > s->last_ns) {
-        __int128 t = (__int128)(now - s->last_ns) * lim->throttle_per_s + s->tokens;
-        s->tokens = t > depth ? depth : (int64_t)t;
-        s->last_ns = now;
+void gw_account_throttle_reset(gw_account *acc, int64_t now) {
+    acc->tokens = account_depth(&acc->lim);
+    acc->last_ns = now;
+}
+
+/* Take one token from a bucket of `rate` tokens/s and `depth`; 0 when it is empty.
+ * Refilled from the pass's clock, up to the depth. */
+static inline int bucket_take(int64_t *tokens, int64_t *last_ns, int64_t rate, int64_t depth,
+                              int64_t now) {
+    if (!rate) return 1;
+    if (now > *last_ns) {
+        __int128 t = (__int128)(now - *last_ns) * rate + *tokens;
+        *tokens = t > depth ? depth : (int64_t)t;
+        *last_ns = now;
     }
-    if (s->tokens < TOKEN) return 0;
-    s->tokens -= TOKEN;
+    if (*tokens < TOKEN) return 0;
+    *tokens -= TOKEN;
     return 1;
+}
+
+/* The session's bucket, then the account's (shared by all its sessions): the reject
+ * reason, or 0 with a token taken from each. */
+static inline int throttle_take(gw_session *s, gw_account *acc, int64_t now) {
+    const ts_risk_limits *lim = &acc->lim;
+    if (lim->throttle_per_s &&
+        !bucket_take(&s->tokens, &s->last_ns, lim->throttle_per_s, bucket_depth(lim), now))
+        return TS_REJ_THROTTLED;
+    if (lim->account_throttle_per_s &&
+        !bucket_take(&acc->tokens, &acc->last_ns, lim->account_throttle_per_s,
+                     account_depth(lim), now))
+        return TS_REJ_ACCOUNT_THROTTLED;
+    return 0;
 }
 
 /* ---- checks ------------------------------------------------------------------------------ */
@@ -86,16 +117,16 @@ int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *i
     const ts_risk_limits *lim = &acc->lim;
     if (c->order_id == 0) return TS_REJ_INVALID_COMMAND;
     if (gw->global_kill || acc->killed) return TS_REJ_KILL_SWITCH;
-    if (!throttle_take(s, lim, gw->clock_ns)) return TS_REJ_THROTTLED;
-    uint32_t slot = (uint32_t)(s - gw->sessions);
-    if (gw_find_client(gw, slot, c->order_id) != GW_NONE) return TS_REJ_DUPLICATE_CLIENT_ID;
+    int thr = throttle_take(s, acc, gw->clock_ns);
+    if (thr) return thr;
+    if (gw_find_client(gw, s->account, c->order_id) != GW_NONE) return TS_REJ_DUPLICATE_CLIENT_ID;
     uint32_t k = gw_keymap_get(&gw->instr_map, c->symbol_id);
     if (k == GW_NONE) return TS_REJ_UNKNOWN_SYMBOL;
     if (c->side != TS_SIDE_BUY && c->side != TS_SIDE_SELL) return TS_REJ_INVALID_SIDE;
     if (c->quantity <= 0) return TS_REJ_INVALID_QUANTITY;
     if (c->price < 0 || c->stop_price < 0) return TS_REJ_INVALID_PRICE;
     const gw_instrument *in = &gw->instr[k];
-    int64_t rp = c->price > 0 ? c->price : c->stop_price > 0 ? c->stop_price : reference_of(in);
+    int64_t rp = gw_risk_price(in, c->price, c->stop_price);
     gw_wide n = notional(rp, c->quantity);
     if (lim->max_order_qty && c->quantity > lim->max_order_qty) return TS_REJ_MAX_ORDER_QTY;
     if (lim->max_order_notional && (rp == 0 || n > lim->max_order_notional))
@@ -133,8 +164,9 @@ int gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_
     gw_account *acc = &gw->accounts[s->account];
     const ts_risk_limits *lim = &acc->lim;
     if (gw->global_kill || acc->killed) return TS_REJ_KILL_SWITCH;
-    if (!throttle_take(s, lim, gw->clock_ns)) return TS_REJ_THROTTLED;
-    uint32_t idx = gw_find_client(gw, (uint32_t)(s - gw->sessions), c->order_id);
+    int thr = throttle_take(s, acc, gw->clock_ns);
+    if (thr) return thr;
+    uint32_t idx = gw_find_client(gw, s->account, c->order_id);
     if (idx == GW_NONE) return TS_REJ_UNKNOWN_CLIENT_ID;
     const gw_order *o = &gw->orders[idx];
     if (c->quantity <= 0) return TS_REJ_INVALID_QUANTITY;
@@ -185,6 +217,15 @@ void gw_book_new(ts_gateway *gw, uint32_t idx, int64_t risk_price) {
     rereserve(gw, o);
 }
 
+/* A live order rebuilt from a worker's image (gateway_ledger.c): qty and leaves set. */
+void gw_book_restored(ts_gateway *gw, uint32_t idx, int64_t risk_price) {
+    gw_order *o = &gw->orders[idx];
+    o->price = risk_price;
+    o->state = GW_LIVE;
+    gw->accounts[o->account].open_orders++;
+    rereserve(gw, o);
+}
+
 void gw_book_replace(ts_gateway *gw, uint32_t idx, const ts_command *c) {
     gw_order *o = &gw->orders[idx];
     int64_t est;
@@ -211,7 +252,7 @@ static void finish(ts_gateway *gw, uint32_t idx) {
     o->leaves = 0;
     gw->accounts[o->account].open_orders--;
     set_reserve(gw, o, 0, 0);
-    if (o->session != GW_NONE) gw_unindex_client(gw, idx);
+    if (o->indexed) gw_unindex_client(gw, idx);
 }
 
 void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev) {
@@ -229,10 +270,14 @@ void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev) {
         }
         break;
     case TS_EV_TRADE: {
-        gw_account *acc = &gw->accounts[o->account];
-        gw_position *p = &acc->pos[o->instr];
-        p->position += o->side == TS_SIDE_BUY ? ev->quantity : -ev->quantity;
-        acc->filled_notional += notional(ev->price, ev->quantity);
+        if (gw->ledger) {
+            gw_ledger_trade(gw, o->account, o->instr, ev);
+        } else {
+            gw_account *acc = &gw->accounts[o->account];
+            gw_position *p = &acc->pos[o->instr];
+            p->position += o->side == TS_SIDE_BUY ? ev->quantity : -ev->quantity;
+            acc->filled_notional += notional(ev->price, ev->quantity);
+        }
         if (o->state == GW_DONE) break;
         o->state = GW_LIVE;
         o->leaves = ev->leaves_qty;

@@ -134,7 +134,8 @@ enum ts_reject_reason {
     TS_REJ_DUPLICATE_CLIENT_ID = 24, /* the session has a live order with that client id */
     TS_REJ_KILL_SWITCH = 25,
     TS_REJ_UNKNOWN_CLIENT_ID = 26,   /* cancel/replace of no live order of the session */
-    TS_REJ_GATEWAY_CAPACITY = 27     /* the gateway tracks its maximum of live orders */
+    TS_REJ_GATEWAY_CAPACITY = 27,    /* the gateway tracks its maximum of live orders */
+    TS_REJ_ACCOUNT_THROTTLED = 28    /* the account's own rate (all its sessions) is spent */
 };
 
 /* ts_event.reason for TS_EV_CANCELLED */

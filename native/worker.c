@@ -34,6 +34,7 @@ _Static_assert(offsetof(ts_worker_control, heartbeat_ns) == 128, "hot counters o
 _Static_assert(offsetof(ts_worker_control, snapshot_seq) == 256, "recovery facts on their own lines");
 _Static_assert(offsetof(ts_worker_control, error) == 384, "error text offset");
 _Static_assert(offsetof(ts_worker_control, md_refreshes_served) == 360, "md refresh fields");
+_Static_assert(offsetof(ts_worker_control, order_images_served) == 84, "order image fields");
 _Static_assert(offsetof(ts_worker_control, accepted_out) == 1024, "event counters offset");
 _Static_assert(offsetof(ts_worker_control, rejects_by_reason) == 1088, "reject counters offset");
 
@@ -533,7 +534,10 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
         int snapshot_due = req != w->snapshot_req_seen ||
                            (w->cfg.snapshot_every && w->since_snapshot >= w->cfg.snapshot_every);
         int refresh_due = refresh_req != w->refresh_seen;
-        if (drained || snapshot_due || refresh_due) {
+        /* an order image waits for the inbound ring to be empty (see worker.h) */
+        int image_due = LOAD(ctl->order_image_requests) != LOAD(ctl->order_images_served) &&
+                        ts_ring_readable(w->in) == 0;
+        if (drained || snapshot_due || refresh_due || image_due) {
             /* quiesce: everything journaled is synced and pushed before returning */
             if (ts_journal_written_seq(w->j) != ts_journal_synced_seq(w->j) && sync_journal(w)) {
                 status = TS_WORKER_ERR_JOURNAL;
@@ -554,6 +558,10 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
                 }
                 now = mono_ns();
                 if (!drained && !snapshot_due) continue;
+            }
+            if (image_due && !drained && !snapshot_due) {
+                status = TS_WORKER_IMAGE_DUE;
+                break;
             }
             w->snapshot_req_seen = req;
             status = snapshot_due ? TS_WORKER_SNAPSHOT_DUE : TS_WORKER_STOP;

@@ -52,6 +52,12 @@
  * md_refresh_head/len/before at the next recovery (both idempotent) (nothing else is pushed while one is in
  * progress). A request made while no worker runs is served by the next one.
  *
+ * Order image (for a restarted gateway, order_image.h): while order_image_requests differs
+ * from order_images_served, the loop keeps taking commands until the inbound ring is
+ * empty (the dead gateway's last commands included: the new one sends nothing before it
+ * has the image), then quiesces as for a snapshot and returns IMAGE_DUE; the caller
+ * writes the image and sets order_images_served. Nothing in the engine changes.
+ *
  * Several inbound rings (one per gateway, say) are designed for: records carry a ring_id
  * and the loop's intake is per ring; this version runs one (ring_id 0). With more than
  * one, recovery will need each ring's last journaled index, which the snapshot header
@@ -89,6 +95,7 @@ enum ts_worker_run_status {
     TS_WORKER_SLICE_END = 0,    /* max_ns passed */
     TS_WORKER_STOP = 1,         /* stop requested: inbound drained, synced, all pushed */
     TS_WORKER_SNAPSHOT_DUE = 2, /* requested, or snapshot_every reached: quiescent now */
+    TS_WORKER_IMAGE_DUE = 3,    /* an order image is asked for: quiescent, inbound empty */
     TS_WORKER_ERR_JOURNAL = -1, /* the journal failed; ts_worker_error says how */
     TS_WORKER_ERR_ENGINE = -2,  /* the engine ran out of memory */
     TS_WORKER_ERR_STATE = -3    /* misuse, or rings and journal that do not agree */
@@ -117,7 +124,9 @@ typedef struct ts_worker_control {
     uint64_t base_md;           /* 64  md records made by then */
     uint32_t base_set;          /* 72  1 once the base fields are valid */
     uint32_t md_refresh_requests; /* 76 md sidecar increments it to ask for a refresh */
-    uint64_t _pad1[6];          /* 80 */
+    uint32_t order_image_requests; /* 80 a (re)starting gateway asks for an order image */
+    uint32_t order_images_served;  /* 84 the request last answered (written by Python) */
+    uint64_t _pad1[5];          /* 88 */
     /* ---- 128: heartbeat and counters, written by the worker every batch ---- */
     int64_t heartbeat_ns;       /* 128 CLOCK_MONOTONIC */
     uint64_t processed_seq;     /* 136 last seq matched */

@@ -88,6 +88,9 @@ class AccountSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     credit_limit: int = 0
     throttle_per_s: int = 0
     throttle_burst: int = 0
+    # one bucket for all the account's sessions together (reject ACCOUNT_THROTTLED)
+    account_throttle_per_s: int = 0
+    account_throttle_burst: int = 0
 
 
 RISK_LIMIT_FIELDS = (
@@ -99,6 +102,8 @@ RISK_LIMIT_FIELDS = (
     "credit_limit",
     "throttle_per_s",
     "throttle_burst",
+    "account_throttle_per_s",
+    "account_throttle_burst",
 )
 """The AccountSection fields that are pre-trade risk limits (0 = no limit)."""
 

@@ -116,6 +116,7 @@ class RejectReason(IntEnum):
     KILL_SWITCH = 25
     UNKNOWN_CLIENT_ID = 26
     GATEWAY_CAPACITY = 27
+    ACCOUNT_THROTTLED = 28
 
 
 GATEWAY_ONLY_REJECTS = frozenset(
@@ -156,6 +157,7 @@ REJECT_TEXT: dict[RejectReason, str] = {
     RejectReason.KILL_SWITCH: "kill switch on",
     RejectReason.UNKNOWN_CLIENT_ID: "no live order of the session with this client order id",
     RejectReason.GATEWAY_CAPACITY: "the gateway tracks its maximum of live orders",
+    RejectReason.ACCOUNT_THROTTLED: "the account's order rate (all its sessions) is spent",
 }
 """A short text per reject reason, for protocols and logs that carry one."""
 

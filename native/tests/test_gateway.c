@@ -353,8 +353,15 @@ static void test_no_allocation_per_order(void) {
                         .max_position = 1 << 30,
                         .credit_limit = 1LL << 40,
                         .throttle_per_s = 1000000,
-                        .throttle_burst = 1000};
+                        .throttle_burst = 1000,
+                        .account_throttle_per_s = 1000000,
+                        .account_throttle_burst = 1000};
     ts_gateway_set_account(r.gw, 1, &l);
+    /* with the ledger the restart reads (client ids and positions written per order) */
+    uint64_t ledger_size = ts_gateway_ledger_size(r.gw);
+    void *ledger = aligned_alloc(64, (ledger_size + 63) & ~(uint64_t)63);
+    CHECK(ledger != NULL);
+    CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, ledger_size, 7), 0);
     client c = rig_client(&r, 1, 1024);
     ts_gateway_poll_at(r.gw, 0, 1); /* a first pass, as after start-up */
     uint64_t before = g_allocs;
@@ -396,7 +403,15 @@ static void test_no_allocation_per_order(void) {
     ts_gateway_get_stats(r.gw, &st);
     CHECK_EQ(st.commands_in, 200 * 40);
     CHECK_EQ(st.live_orders, 0);
+    ts_position_state pos;
+    int64_t bought = 0;
+    for (uint32_t sym = 1; sym <= 4; sym++) {
+        CHECK_EQ(ts_gateway_position(r.gw, 1, sym, &pos), 0);
+        bought += pos.position;
+    }
+    CHECK_EQ(bought, 200 * 20); /* one lot filled per order, each trade counted once */
     rig_free(&r);
+    free(ledger);
 }
 
 /* Any int64 a client sends is counted exactly (UBSan would flag a wrap): two orders of
@@ -469,6 +484,68 @@ typedef struct test_case {
     void (*fn)(void);
 } test_case;
 
+/* A gateway dies between two passes and another takes over on the same rings and ledger:
+ * an unreleased trade is counted once, the live order comes back from the image with its
+ * client id, the events of the downtime go to the account's next session first, and that
+ * session cancels the order by its client id. */
+static void test_restart_from_ledger_and_image(void) {
+    rig r;
+    rig_init(&r, 1, 64, 32, 64);
+    ts_risk_limits l = {.cancel_on_disconnect = 0};
+    ts_gateway_set_account(r.gw, 1, &l);
+    uint64_t size = ts_gateway_ledger_size(r.gw);
+    void *ledger = aligned_alloc(64, (size + 63) & ~(uint64_t)63);
+    CHECK(ledger != NULL);
+    CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, size, 9), 0);
+    client c = rig_client(&r, 1, 64);
+    ts_command cmd = rig_new(42, 1, TS_SIDE_BUY, 1000, 10), got;
+    ts_ring_push(c.in, &cmd, 1);
+    ts_gateway_poll(r.gw, 0);
+    CHECK_EQ(pop_cmds(r.cmd[0], &got, 1), 1);
+    ts_event evs[2] = {rig_event(&r, TS_EV_ACCEPTED, &got, 10, 10, 0),
+                       rig_event(&r, TS_EV_TRADE, &got, 4, 6, 0)};
+    ts_ring_push(r.evt[0], evs, 2);
+    ts_gateway_poll(r.gw, 0);
+    /* the successor: the same config, rings and ledger; the trade comes again (its event
+     * was not released, say) and one more comes while no gateway runs */
+    ts_gateway_free(r.gw);
+    ts_gateway_config cfg = {.max_sessions = 8, .max_accounts = 8, .max_instruments = 8,
+                             .max_batch = 32, .max_orders = 64, .epoch = 4, .wait = rig_wait};
+    r.gw = ts_gateway_new(&cfg);
+    CHECK(r.gw != NULL);
+    ts_gateway_add_shard(r.gw, 0, r.cmd[0], r.evt[0]);
+    for (uint32_t sym = 1; sym <= 4; sym++) ts_gateway_add_instrument(r.gw, sym, 0, 1000);
+    ts_gateway_set_account(r.gw, 1, &l);
+    CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, size, 9), 1);
+    ts_event again[2] = {evs[1], rig_event(&r, TS_EV_TRADE, &got, 1, 5, 0)};
+    ts_ring_push(r.evt[0], again, 2);
+    CHECK_EQ(ts_gateway_drain(r.gw, 64), 2);
+    ts_position_state pos;
+    ts_gateway_position(r.gw, 1, 1, &pos);
+    CHECK_EQ(pos.position, 5);
+    ts_live_order image = {.order_id = got.order_id, .symbol_id = 1, .account_id = 1,
+                           .side = TS_SIDE_BUY, .price = 1000, .quantity = 10, .leaves_qty = 5};
+    CHECK_EQ(ts_gateway_restore(r.gw, &image, 1), 1);
+    CHECK_EQ(ts_gateway_hold_drained(r.gw), 2);
+    ts_account_state st;
+    ts_gateway_account_state(r.gw, 1, &st);
+    CHECK_EQ(st.open_orders, 1);
+    CHECK_EQ(st.open_notional, 5000);
+    client d = rig_client(&r, 1, 64);
+    ts_command cxl = {.kind = TS_CMD_CANCEL, .order_id = 42};
+    ts_ring_push(d.in, &cxl, 1);
+    ts_gateway_poll(r.gw, 0);
+    CHECK_EQ(pop_cmds(r.cmd[0], &got, 1), 1);
+    CHECK_EQ(got.kind, TS_CMD_CANCEL);
+    CHECK_EQ(got.order_id, image.order_id);
+    ts_event out[4];
+    CHECK_EQ(ts_ring_pop(d.out, out, 4), 2); /* the two drained trades, client id 42 */
+    CHECK_EQ(out[0].order_id, 42);
+    CHECK_EQ(out[1].quantity, 1);
+    rig_free(&r);
+    free(ledger);
+}
+
 int main(void) {
     const test_case tests[] = {
         {"new_accept_cancel", test_new_accept_cancel},
@@ -482,6 +559,7 @@ int main(void) {
         {"no_allocation_per_order", test_no_allocation_per_order},
         {"huge_values_do_not_wrap", test_huge_values_do_not_wrap},
         {"sessions_share_the_pump", test_sessions_share_the_pump},
+        {"restart_from_ledger_and_image", test_restart_from_ledger_and_image},
     };
     int failed = 0;
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {

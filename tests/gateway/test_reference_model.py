@@ -1,6 +1,9 @@
 """The C pump against the plain-Python model (tradsys.gateway.reference) on random
-streams: client commands from several sessions, shard answers from a toy engine, fills,
-expiries, kill switches, limit reloads, disconnects and the passing of time. After every
+streams: client commands from several sessions (two of them for one account, so orders
+are taken over between sessions and client ids are the account's), shard answers from a
+toy engine, fills, expiries, kill switches, limit reloads (the per-session and the
+per-account throttles among them), disconnects with and without cancel-on-disconnect and
+the passing of time. After every
 step both must have sent the same commands to each shard, the same records to each
 session, and must agree on every account's exposure and positions."""
 
@@ -8,7 +11,10 @@ from __future__ import annotations
 
 import itertools
 import random
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,12 +24,15 @@ from hypothesis import strategies as st
 from tests.conftest import RUN_PREFIX, RingFactory
 from tests.gateway.fake_shard import FakeShard
 from tests.gateway.rig import AAA, BBB, GatewayRig, Session, account, make_config
+from tradsys.cores.order_image import LIVE_ORDER_DTYPE
+from tradsys.gateway import GatewayCore
 from tradsys.gateway.reference import Record, ReferenceGateway
 from tradsys.ring import instance_segments
 from tradsys.ring.segment import unlink_quietly
 from tradsys.wire import COMMAND_DTYPE, EVENT_DTYPE, CommandKind
 
 _examples = itertools.count()
+RUN_ID = 5
 ACCOUNTS = (1, 2)
 SYMBOLS = (AAA, BBB, 3)  # 3 is unknown
 
@@ -43,6 +52,9 @@ LIMITS = st.fixed_dictionaries(
         "credit_limit": _sometimes(100_000),
         "throttle_per_s": _sometimes(100),
         "throttle_burst": st.sampled_from([0, 8]),
+        "account_throttle_per_s": _sometimes(150),
+        "account_throttle_burst": st.sampled_from([0, 12]),
+        "cancel_on_disconnect": st.booleans(),
     }
 )
 
@@ -87,6 +99,8 @@ STEPS: list[tuple[int, st.SearchStrategy[tuple[Any, Any, Any]]]] = [
         ),
     ),
     (1, st.tuples(st.just("disconnect"), st.integers(0, 2), st.booleans())),
+    (1, st.tuples(st.just("restart"), st.just(0), st.just(0))),
+    (3, st.tuples(st.just("leave"), st.integers(0, 2), st.just(0))),
 ]
 STEP = st.sampled_from([s for weight, s in STEPS for _ in range(weight)]).flatmap(lambda s: s)
 
@@ -102,16 +116,21 @@ def as_dicts(array: np.ndarray[Any, Any]) -> list[Record]:
 class Differential:
     """The C gateway (in a rig) and the model, driven side by side."""
 
-    def __init__(self, rings: RingFactory, limits: dict[int, dict[str, int]], seed: int) -> None:
+    def __init__(
+        self, rings: RingFactory, limits: dict[int, dict[str, int]], seed: int, ledger: Path
+    ) -> None:
         accounts = [account(a, **limits[a]) for a in ACCOUNTS]
         config = make_config(rings.instance, accounts, max_live_orders=64)
         self.rig = GatewayRig(rings, config)
+        self.ledger = ledger
+        assert not self.rig.core.attach_ledger(ledger, RUN_ID)
         self.now = time.monotonic_ns() + 10**12  # ahead of the C side's own clock reads
         self.model = ReferenceGateway(
             {AAA: (0, 1000), BBB: (1, 0)}, accounts, epoch=self.rig.epoch, max_orders=64
         )
         self.shards = [FakeShard(random.Random(seed)), FakeShard(random.Random(seed + 1))]
-        self.sessions: list[Session] = []
+        # sessions 0 and 2 trade for account 1, session 1 for account 2; None: away
+        self.sessions: list[Session | None] = []
         for i in range(3):
             self.sessions.append(self._connect(ACCOUNTS[i % 2], None))
 
@@ -120,13 +139,31 @@ class Differential:
         self.model.add_session(s.id, account_id, cod, self.now)
         return s
 
+    def _session(self, i: int) -> Session:
+        """Session i, connected again first if it went away."""
+        s = self.sessions[i]
+        if s is None:
+            s = self.sessions[i] = self._connect(ACCOUNTS[i % 2], None)
+        return s
+
     def _pass(
-        self, expected_cmds: dict[int, list[Record]], expected_events: dict[int, list[Record]]
+        self,
+        expected_cmds: dict[int, list[Record]],
+        intake: dict[int, list[Record]],
+        routed: dict[int, list[Record]] | None = None,
+        held: dict[int, list[Record]] | None = None,
     ) -> None:
-        """Poll once; check what reached each shard and each session; the shards answer."""
+        """Poll once; check what reached each shard and each session (in a session's ring:
+        the rejects of its intake, then the held events it takes, then the shards'
+        events); the shards answer."""
+        if held is None:
+            held = self.model.take_held()
         self.rig.poll(self.now)
         for s in self.sessions:
-            assert as_dicts(s.events()) == expected_events.get(s.id, []), f"session {s.id}"
+            if s is None:
+                continue
+            want = intake.get(s.id, []) + held.get(s.id, []) + (routed or {}).get(s.id, [])
+            assert as_dicts(s.events()) == want, f"session {s.id}"
         answers: list[list[Record]] = [[], []]
         for shard in (0, 1):
             got = as_dicts(self.rig.sent(shard))
@@ -138,6 +175,7 @@ class Differential:
     def _deliver(self, answers: list[list[Record]]) -> None:
         if not any(answers):
             return
+        held = self.model.take_held()  # the pass hands these out before the new events
         routed: dict[int, list[Record]] = {}
         for shard in (0, 1):
             if answers[shard]:
@@ -150,12 +188,12 @@ class Differential:
                 sid, rec = self.model.event(ev)
                 if sid is not None and rec is not None:
                     routed.setdefault(sid, []).append(rec)
-        self._pass({}, routed)
+        self._pass({}, {}, routed, held)
 
     def step(self, step: tuple[Any, Any, Any]) -> None:
         what, a, b = step
         if what == "send":
-            s = self.sessions[a]
+            s = self._session(a)
             cmds = [full_command(c) for c in b]
             expected_cmds: dict[int, list[Record]] = {}
             rejects: list[Record] = []
@@ -185,13 +223,52 @@ class Differential:
             self.model.set_limits(limits, self.now)
         elif what == "tick":
             self.now += a
+        elif what == "restart":
+            self._restart()
         elif what == "disconnect":
             old = self.sessions[a]
-            self.rig.core.remove_session(old.id)
-            expected = self.model.remove_session(old.id)
-            self.sessions[a] = self._connect(old.account_id, b)
+            expected: dict[int, list[Record]] = {}
+            if old is not None:
+                self.rig.core.remove_session(old.id)
+                expected = self.model.remove_session(old.id)
+            self.sessions[a] = self._connect(ACCOUNTS[a % 2], b)
             self._pass(expected, {})
+        elif what == "leave":
+            old = self.sessions[a]
+            if old is not None:
+                self.rig.core.remove_session(old.id)
+                self.sessions[a] = None
+                self._pass(self.model.remove_session(old.id), {})
         self.check_state()
+
+    def _restart(self) -> None:
+        """The gateway dies between two passes and another starts on the same rings and
+        ledger (the operator's config carrying the limits reloaded so far)."""
+        live: list[Record] = []
+        for shard in self.shards:
+            for oid, o in sorted(shard.live.items()):  # the toy engine has no stops
+                live.append(
+                    {"order_id": oid, "symbol_id": o.symbol, "account_id": o.account,
+                     "side": o.side, "price": o.price, "stop_price": 0,
+                     "quantity": o.qty, "leaves_qty": o.leaves}
+                )  # fmt: skip
+        self.rig.core.close()
+        self.rig.epoch += 1
+        core = GatewayCore(self.rig.config, epoch=self.rig.epoch, cancel_on_start=False)
+        self.rig.core = core
+        for acc in self.model.accounts.values():
+            core.set_account_limits(acc.limits)
+        assert core.attach_ledger(self.ledger, RUN_ID)
+        assert core.drain() == 0
+        image = np.zeros(len(live), dtype=LIVE_ORDER_DTYPE)
+        for i, r in enumerate(live):
+            for name, value in r.items():
+                image[i][name] = value
+        assert core.restore(image) == len(live)
+        assert core.hold_drained() == 0
+        self.model.restart(self.rig.epoch, live)
+        self.sessions = [self._connect(ACCOUNTS[i % 2], None) for i in range(3)]
+        self._pass({}, {})
 
     def check_state(self) -> None:
         for a, acc in self.model.accounts.items():
@@ -223,14 +300,59 @@ def test_pump_matches_the_reference_model(
     instance = f"{RUN_PREFIX}gwref{next(_examples)}"
     rings = RingFactory(instance)
     diff = None
+    tmp = Path(tempfile.mkdtemp(prefix="gwref"))
     try:
-        diff = Differential(rings, limits, seed)
+        diff = Differential(rings, limits, seed, tmp / "gateway.ledger")
         for step in steps:
             diff.step(step)
     finally:
         if diff is not None:
             diff.rig.close()
+        shutil.rmtree(tmp, ignore_errors=True)
         rings.close_all()
         leftovers = instance_segments(instance)
         unlink_quietly(leftovers)
     assert not leftovers, f"shared memory left behind: {leftovers}"
+
+
+def test_held_events_and_restarts_agree_with_the_model() -> None:
+    """A directed stream through the held-event path (account 2's only session leaves
+    without cancel-on-disconnect, its orders fill, it comes back) and a restart, so both
+    are exercised whatever the random examples above happen to reach."""
+    instance = f"{RUN_PREFIX}gwref{next(_examples)}"
+    rings = RingFactory(instance)
+    diff = None
+    tmp = Path(tempfile.mkdtemp(prefix="gwref"))
+    no_cod = {"cancel_on_disconnect": False}
+    try:
+        diff = Differential(rings, {1: no_cod, 2: no_cod}, 3, tmp / "gateway.ledger")
+        orders = [
+            {"kind": int(CommandKind.NEW_ORDER), "order_id": i, "symbol_id": AAA, "side": 1,
+             "order_type": 1, "tif": 1, "price": 1000, "quantity": 10}
+            for i in range(1, 9)
+        ]  # fmt: skip
+        steps: list[tuple[Any, Any, Any]] = [
+            ("send", 1, orders),
+            ("leave", 1, 0),
+            ("fill", 0, 3),
+            ("expire", 0, 1),
+            ("send", 1, orders[:1]),  # back: the held events come first
+            ("leave", 1, 0),
+            ("fill", 0, 2),
+            ("restart", 0, 0),  # held events die with the gateway; the orders do not
+            ("fill", 0, 2),
+            ("send", 1, [{"kind": int(CommandKind.CANCEL), "order_id": 2}]),
+        ]
+        for step in steps[:5]:
+            diff.step(step)
+        assert diff.rig.core.stats()["events_held"] > 0
+        for step in steps[5:]:
+            diff.step(step)
+        assert diff.rig.core.stats()["orders_restored"] > 0
+        assert diff.model.accounts[2].held == []
+    finally:
+        if diff is not None:
+            diff.rig.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        rings.close_all()
+        unlink_quietly(instance_segments(instance))

@@ -143,6 +143,8 @@ class WorkerControl:
     md_refresh_requests = _Field()
     md_refreshes_served = _Field()
     md_refresh_records = _Field()
+    order_image_requests = _Field()
+    order_images_served = _Field()
 
     def __init__(self, segment: Segment) -> None:
         self._segment = segment
@@ -216,6 +218,14 @@ class WorkerControl:
         returned. Written only by the md sidecar, so the field keeps one writer."""
         n = (self.md_refresh_requests + 1) & 0xFFFFFFFF
         self.cdata.md_refresh_requests = n
+        return n
+
+    def request_order_image(self) -> int:
+        """Ask the worker for an image of its live orders (tradsys.cores.order_image);
+        served when ``order_images_served`` reaches the value returned. Written only by
+        the gateway."""
+        n = (self.order_image_requests + 1) & 0xFFFFFFFF
+        self.cdata.order_image_requests = n
         return n
 
     # ---- reading ---------------------------------------------------------------------

@@ -34,6 +34,7 @@ from tradsys.cores.gateway_sessions import SessionCore, SessionTable
 from tradsys.cores.gateway_tcp import TcpEdge
 from tradsys.cores.sidecar import announce_ready, read_effective_config, withdraw
 from tradsys.gateway import GatewayCore, GatewayError, next_epoch
+from tradsys.gateway.recovery import recover
 from tradsys.gctune import GcMonitor, tune_for_trading
 from tradsys.protocols.binary import SymbolInfo, encode_symbols
 from tradsys.ring import RingError, reclaim_stale
@@ -43,6 +44,7 @@ STATS_INTERVAL_S = 0.25
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
 EPOCH_FILE = "gateway.epoch"
 STATS_FILE = "gateway.stats.json"
+MAX_ACCOUNTS_IN_STATS = 64  # beyond that the stats file would grow too big to rewrite often
 
 log = logging.getLogger("tradsys.gateway")
 
@@ -166,6 +168,11 @@ class GatewayServer:
         core_stats = getattr(self.core, "stats", None)
         if callable(core_stats):
             out["core"] = core_stats()
+        if (
+            isinstance(self.core, GatewayCore)
+            and len(self.config.accounts) <= MAX_ACCOUNTS_IN_STATS
+        ):
+            out["accounts"] = account_figures(self.core, self.config)
         return out
 
     async def close(self) -> None:
@@ -187,6 +194,25 @@ class GatewayServer:
             if not self.table.reap():
                 break
             await asyncio.sleep(0.001)
+
+
+def account_figures(core: GatewayCore, config: Config) -> dict[str, Any]:
+    """Each configured account's risk state and positions (symbol → [position, open buy,
+    open sell]), for `tradsys status`, audits and the restart tests."""
+    out: dict[str, Any] = {}
+    for acc in config.accounts:
+        state = core.account_state(acc.id)
+        out[str(acc.id)] = {
+            "open_orders": state.open_orders,
+            "open_notional": state.open_notional,
+            "filled_notional": state.filled_notional,
+            "killed": state.killed,
+            "positions": {},
+        }
+        for ins in config.instruments:
+            p = core.position(acc.id, ins.symbol_id)
+            out[str(acc.id)]["positions"][ins.symbol] = [p.position, p.open_buy, p.open_sell]
+    return out
 
 
 def stats_path(config: Config) -> Path:
@@ -223,9 +249,16 @@ def keep_control_plane_off(cpu: int) -> None:
 
 def make_core(config: Config) -> GatewayCore:
     """The native gateway core, with an epoch above every earlier run's (so the exchange
-    ids a restarted gateway assigns keep growing)."""
+    ids a restarted gateway assigns keep growing), and with what an earlier gateway of
+    this run knew rebuilt (``tradsys.gateway.recovery``) before the pump starts."""
     config.instance_dir.mkdir(parents=True, exist_ok=True)
-    return GatewayCore(config, epoch=next_epoch(config.instance_dir / EPOCH_FILE))
+    core = GatewayCore(config, epoch=next_epoch(config.instance_dir / EPOCH_FILE))
+    try:
+        recover(core, config)
+    except BaseException:
+        core.close()
+        raise
+    return core
 
 
 async def serve(config: Config, core: GatewayCore) -> GatewayServer:

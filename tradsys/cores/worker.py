@@ -31,6 +31,7 @@ import psutil
 from tradsys import logs
 from tradsys._native import ffi, lib
 from tradsys.cores.control import WorkerControl, WorkerState
+from tradsys.cores.order_image import write_image
 from tradsys.journal.errors import JournalCorruptError, JournalError, error_from_c
 from tradsys.journal.recovery import replay_result, start_state, truncate_torn_tail
 from tradsys.journal.snapshots import SnapshotStore, engine_pointer
@@ -211,6 +212,15 @@ class ShardWorker:
             raise JournalError(self._c_error())
         self._store.prune(self.spec.keep_snapshots)
 
+    def write_order_image(self) -> None:
+        """Answer a gateway's order-image request (the worker is quiescent, its inbound
+        ring empty: see tradsys.cores.order_image)."""
+        assert self.control is not None and self.engine is not None
+        request = int(self.control.cdata.order_image_requests)
+        last = int(lib.ts_worker_last_exec_id(self._worker))
+        write_image(engine_pointer(self.engine), self.dir, self.spec.shard_id, request, last)
+        self.control.cdata.order_images_served = request
+
     def request_stop(self) -> None:
         """Stop as the supervisor's flag would, without setting it (see worker.h)."""
         self._stop_signalled = True
@@ -233,6 +243,9 @@ class ShardWorker:
                 continue
             if rc == lib.TS_WORKER_SNAPSHOT_DUE:
                 self.snapshot()
+                continue
+            if rc == lib.TS_WORKER_IMAGE_DUE:
+                self.write_order_image()
                 continue
             if rc == lib.TS_WORKER_STOP:
                 break

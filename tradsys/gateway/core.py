@@ -20,11 +20,14 @@ there is room (``stats()["event_stalls"]`` counts such passes), which holds back
 shard's other sessions too — the gateway process should disconnect such a client
 (:meth:`GatewayCore.stalled_sessions` names them).
 
-A gateway that starts knows nothing of orders an earlier incarnation left in the
-engines: with ``cancel_on_start`` (the default) it cancels those of every
-cancel-on-disconnect account (MASS_CANCEL per shard, sent on the first pass), since
-every session of the old gateway is gone. Orders of other accounts keep resting, but
-their fills are not counted in this gateway's risk state.
+A gateway that starts after another one died rebuilds what that one knew
+(``tradsys.gateway.recovery``): positions and filled notional from the ledger
+(:meth:`GatewayCore.attach_ledger`, ``tradsys.gateway.ledger``), the live orders from the
+workers' order images (:meth:`GatewayCore.restore`), after counting the fills still in
+the event rings (:meth:`GatewayCore.drain`). Restored orders belong to their account and
+go to its first session. With ``cancel_on_start`` (the default) the orders of every
+cancel-on-disconnect account are then cancelled (MASS_CANCEL per shard, sent on the first
+pass), since every session of the old gateway is gone.
 
 Order ids: a client writes its own client order id in ``order_id``; the pump assigns the
 exchange id ``(epoch << 40) | n``. ``epoch`` must exceed every earlier incarnation's so
@@ -43,6 +46,7 @@ from typing import Any
 
 from tradsys._native import ffi, lib
 from tradsys.config import AccountSection, Config
+from tradsys.gateway.ledger import LedgerFile
 from tradsys.gateway.risk import AccountState, PositionState, limit_problems, limits_cdata
 from tradsys.metrics.latency_segment import (
     LatencySegment,
@@ -67,6 +71,11 @@ _STATUS = {
 }
 
 _STAT_FIELDS = (
+    "orders_adopted",
+    "orders_restored",
+    "restore_skipped",
+    "restore_no_client_id",
+    "recovery_events",
     "passes",
     "commands_in",
     "commands_out",
@@ -74,6 +83,7 @@ _STAT_FIELDS = (
     "events_routed",
     "events_unknown",
     "events_orphaned",
+    "events_held",
     "event_stalls",
     "parks",
     "sessions",
@@ -84,6 +94,16 @@ _STAT_FIELDS = (
 
 class GatewayError(Exception):
     """A gateway call failed; the message says which and why."""
+
+
+def instrument_capacity(n: int) -> int:
+    """The gateway's instrument table for n configured symbols: at least 64 and a power of
+    two, so that adding a few symbols to the config keeps the ledger's layout (a ledger of
+    another layout starts empty: tradsys.gateway.ledger)."""
+    cap = 64
+    while cap < n:
+        cap *= 2
+    return cap
 
 
 def _check(rc: int, what: str) -> int:
@@ -129,7 +149,7 @@ class GatewayCore:
         cfg = ffi.new("ts_gateway_config *")
         cfg.max_sessions = g.max_sessions
         cfg.max_accounts = max(g.max_accounts, len(config.accounts), 1)
-        cfg.max_instruments = max(len(config.instruments), 1)
+        cfg.max_instruments = instrument_capacity(len(config.instruments))
         cfg.max_batch = g.pump_batch
         cfg.max_orders = g.max_live_orders
         cfg.epoch = epoch
@@ -148,6 +168,8 @@ class GatewayCore:
         self.epoch = epoch
         self._shard_rings: list[Ring] = []
         self._latency: list[LatencySegment] = []  # stage latencies, if the supervisor made them
+        self._event_rings: dict[int, Ring] = {}
+        self._ledger: LedgerFile | None = None
         self._sessions: dict[int, _Session] = {}
         self._symbols: dict[str, int] = {}
         self._stop = ffi.new("int32_t *")
@@ -196,6 +218,7 @@ class GatewayCore:
                 role="consumer",
             )
             self._shard_rings.append(evt)
+            self._event_rings[shard.id] = evt
             _check(
                 lib.ts_gateway_add_shard(self._gw, shard.id, cmd.handle, evt.handle),
                 f"shard {shard.id}",
@@ -309,6 +332,57 @@ class GatewayCore:
         )
         return PositionState(out.position, out.open_buy, out.open_sell)
 
+    # ---- restart (tradsys.gateway.recovery drives these, before the pump starts) -----------
+
+    def attach_ledger(self, path: str | Path, run_id: int) -> bool:
+        """Keep the ledger in the file ``path`` (made if missing). True when it holds this
+        run's figures, which are now loaded; False when it started empty."""
+        if self._ledger is not None:
+            raise GatewayError("a ledger is attached already")
+        size = int(lib.ts_gateway_ledger_size(self._gw))
+        ledger = LedgerFile(Path(path), size)
+        rc = lib.ts_gateway_attach_ledger(self._gw, ledger.pointer, size, run_id)
+        if rc < 0:
+            ledger.close()
+            _check(rc, f"ledger {path}")
+        self._ledger = ledger
+        return bool(rc)
+
+    def drain(self, max_batch: int = 4096) -> int:
+        """Count the fills waiting in the shards' event rings into positions (each trade
+        once, through the ledger) and drop the rest; nothing is routed. Before the pump
+        runs only."""
+        if self.running:
+            raise GatewayError("drain is for a gateway whose pump is not running")
+        return int(lib.ts_gateway_drain(self._gw, max_batch))
+
+    def events_waiting(self, shard_id: int) -> int:
+        """Records in a shard's event ring not yet taken."""
+        return self._event_rings[shard_id].readable
+
+    def wait_events(self, timeout_s: float) -> None:
+        """Wait until some shard's event ring has records, or the timeout passes."""
+        for ring in self._event_rings.values():
+            if ring.readable:
+                return
+        rings = list(self._event_rings.values())
+        if rings:
+            rings[0].wait_readable(timeout=timeout_s / len(rings))
+
+    def restore(self, orders: Any) -> int:
+        """Rebuild live orders from a worker's order image (a ``LIVE_ORDER_DTYPE``
+        array); before any session. Returns how many were restored."""
+        if self._sessions:
+            raise GatewayError("restore before any session is added")
+        n = len(orders)
+        ptr = ffi.cast("ts_live_order *", ffi.from_buffer(orders)) if n else ffi.NULL
+        return int(_check(lib.ts_gateway_restore(self._gw, ptr, n), "restore"))
+
+    def hold_drained(self) -> int:
+        """After the restores: keep the drained events, in client ids, for each account's
+        next session (their first events). Returns how many were kept."""
+        return int(_check(lib.ts_gateway_hold_drained(self._gw), "hold drained events"))
+
     # ---- the pump ----------------------------------------------------------------------------
 
     def poll(self, max_batch: int = 256, *, now_ns: int | None = None) -> int:
@@ -387,6 +461,10 @@ class GatewayCore:
         gw, self._gw = self._gw, None
         if gw is not None:
             ffi.release(gw)
+        if self._ledger is not None:  # after the gateway that writes it is freed
+            self._ledger.close()
+            self._ledger = None
+        self._event_rings.clear()
         for ring in self._shard_rings:
             ring.close()
         self._shard_rings.clear()

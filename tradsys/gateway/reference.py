@@ -29,6 +29,7 @@ from tradsys.wire import (
 
 Record = dict[str, Any]
 TOKEN = 1_000_000_000
+HELD_EVENTS = 4096  # TS_GW_HELD_EVENTS
 EPOCH_SHIFT = 40
 PENDING_NEW, LIVE, DONE = 1, 2, 3
 
@@ -50,18 +51,28 @@ class RefOrder:
     pend_notional: int = 0
     pending: int = 0
     state: int = PENDING_NEW
+    indexed: bool = True  # reachable by its client id (live, not given up at a disconnect)
+    orphan: bool = False  # waiting for the account's next session
 
 
 @dataclass
 class RefAccount:
     limits: AccountSection
     killed: bool = False
+    tokens: int = -1  # the account-wide throttle bucket (-1: full, set in __post_init__)
+    last_ns: int = 0
     open_orders: int = 0
     open_notional: int = 0
     filled_notional: int = 0
     position: dict[int, int] = field(default_factory=dict)
     open_buy: dict[int, int] = field(default_factory=dict)
     open_sell: dict[int, int] = field(default_factory=dict)
+    held: list[Record] = field(default_factory=list)  # events kept for the next session
+    replay_to: int | None = None  # the session they go to, at its next pass
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens = _account_depth(self.limits)
 
 
 @dataclass
@@ -70,10 +81,19 @@ class RefSession:
     cancel_on_disconnect: bool
     tokens: int
     last_ns: int
+    explicit_cod: bool = False  # chosen at login, not following the account's setting
 
 
 def _depth(limits: AccountSection) -> int:
     return (limits.throttle_burst or limits.throttle_per_s) * TOKEN
+
+
+def _account_depth(limits: AccountSection) -> int:
+    return (limits.account_throttle_burst or limits.account_throttle_per_s) * TOKEN
+
+
+def _slot(sid: int) -> int:
+    return sid & 0xFFFFFFFF
 
 
 class ReferenceGateway:
@@ -105,7 +125,22 @@ class ReferenceGateway:
     def add_session(self, sid: int, account: int, cod: bool | None, now: int) -> None:
         acc = self.accounts[account]
         c = acc.limits.cancel_on_disconnect if cod is None else cod
-        self.sessions[sid] = RefSession(account, c, _depth(acc.limits), now)
+        self.sessions[sid] = RefSession(account, c, _depth(acc.limits), now, cod is not None)
+        for o in self.orders.values():  # the account's orders without a session come here
+            if o.orphan and o.account == account:
+                o.orphan, o.session = False, sid
+        if acc.held and acc.replay_to is None:
+            acc.replay_to = sid
+
+    def take_held(self) -> dict[int, list[Record]]:
+        """The held events a pass delivers (at its start, before the shards' events): all
+        of each account's, to the session that took its orders."""
+        out: dict[int, list[Record]] = {}
+        for acc in self.accounts.values():
+            if acc.replay_to is not None and acc.held:
+                out.setdefault(acc.replay_to, []).extend(acc.held)
+                acc.held, acc.replay_to = [], None
+        return out
 
     def set_limits(self, limits: AccountSection, now: int) -> None:
         acc = self.accounts.get(limits.id)
@@ -113,6 +148,9 @@ class ReferenceGateway:
             self.accounts[limits.id] = RefAccount(limits)
             return
         old, acc.limits = acc.limits, limits
+        for s in self.sessions.values():
+            if s.account == limits.id and not s.explicit_cod:
+                s.cancel_on_disconnect = limits.cancel_on_disconnect
         if (old.throttle_per_s, old.throttle_burst) != (
             limits.throttle_per_s,
             limits.throttle_burst,
@@ -120,6 +158,11 @@ class ReferenceGateway:
             for s in self.sessions.values():
                 if s.account == limits.id:
                     s.tokens, s.last_ns = _depth(limits), now
+        if (old.account_throttle_per_s, old.account_throttle_burst) != (
+            limits.account_throttle_per_s,
+            limits.account_throttle_burst,
+        ):
+            acc.tokens, acc.last_ns = _account_depth(limits), now
 
     def kill(self, account: int | None, on: bool) -> dict[int, list[Record]]:
         if account is None:
@@ -135,16 +178,64 @@ class ReferenceGateway:
         s = self.sessions.pop(sid)
         out: dict[int, list[Record]] = {}
         mine = [o for o in self.orders.values() if o.session == sid]
-        for o in sorted(mine, key=lambda o: -o.exch_id):  # the C list is newest first
-            if s.cancel_on_disconnect and o.state != DONE:
+        heirs = [h for h, x in self.sessions.items() if x.account == s.account]
+        heir = min(heirs, key=_slot) if heirs else None
+        acc = self.accounts[s.account]
+        if acc.replay_to == sid:  # held events not out yet go to the heir, or wait
+            acc.replay_to = heir
+        if not s.cancel_on_disconnect:
+            # the orders stay the account's: its other session with the lowest slot takes
+            # them, or its next session does
+            for o in mine:
+                o.session, o.orphan = heir, heir is None
+            return out
+        for o in sorted(mine, key=lambda o: -o.exch_id):  # cancels newest first
+            if o.state != DONE:
                 c = _cmd(kind=CommandKind.CANCEL, symbol_id=o.symbol, account_id=o.account)
                 c["order_id"] = o.exch_id
                 out.setdefault(self.shard_of[o.symbol], []).append(c)
                 o.pending += 1
-            if o.state != DONE:
-                del self.by_client[(sid, o.client_id)]
+                self._unindex(o)
             o.session = None
         return out
+
+    def _unindex(self, o: RefOrder) -> None:
+        if o.indexed:
+            del self.by_client[(o.account, o.client_id)]
+            o.indexed = False
+
+    def restart(self, epoch: int, live: list[Record]) -> None:
+        """A new gateway where this one died (``tradsys.gateway.recovery``): the sessions
+        are gone; the live orders are rebuilt from the shards' images (``live``: records
+        with the ``ts_live_order`` fields) with their client ids from the ledger, each
+        its account's until a session of the account comes; positions, filled notional,
+        last trade prices and kill switches are kept; the throttles start full."""
+        client_of = {o.exch_id: o.client_id for o in self.orders.values()}
+        self.sessions.clear()
+        self.orders.clear()
+        self.by_client.clear()
+        self.next_id = (epoch << EPOCH_SHIFT) + 1
+        for acc in self.accounts.values():
+            acc.held, acc.replay_to = [], None  # events held by the dead gateway are lost
+            acc.open_orders = acc.open_notional = 0
+            acc.open_buy.clear()
+            acc.open_sell.clear()
+            acc.tokens, acc.last_ns = _account_depth(acc.limits), 0
+        for r in live:
+            owner = self.accounts.get(r["account_id"])
+            sym = r["symbol_id"]
+            if owner is None or sym not in self.shard_of:
+                continue
+            exch, client = r["order_id"], client_of.get(r["order_id"], 0)
+            o = RefOrder(exch, client, None, r["account_id"], sym, r["side"], r["quantity"])
+            o.leaves, o.state, o.orphan = r["leaves_qty"], LIVE, True
+            o.price = r["price"] if r["price"] > 0 else r["stop_price"] or self._ref(sym)
+            o.indexed = bool(client) and (o.account, client) not in self.by_client
+            if o.indexed:
+                self.by_client[(o.account, client)] = exch
+            self.orders[exch] = o
+            owner.open_orders += 1
+            self._rereserve(o)
 
     # ---- intake --------------------------------------------------------------------------
 
@@ -185,15 +276,24 @@ class ReferenceGateway:
         )
 
     def _throttle(self, s: RefSession, now: int) -> None:
-        lim = self.accounts[s.account].limits
-        if not lim.throttle_per_s:
-            return
-        if now > s.last_ns:
-            s.tokens = min(_depth(lim), (now - s.last_ns) * lim.throttle_per_s + s.tokens)
-            s.last_ns = now
-        if s.tokens < TOKEN:
-            raise _RejectError(RejectReason.THROTTLED)
-        s.tokens -= TOKEN
+        """The session's bucket, then the account's (shared by all its sessions)."""
+        acc = self.accounts[s.account]
+        lim = acc.limits
+        if lim.throttle_per_s:
+            if now > s.last_ns:
+                s.tokens = min(_depth(lim), (now - s.last_ns) * lim.throttle_per_s + s.tokens)
+                s.last_ns = now
+            if s.tokens < TOKEN:
+                raise _RejectError(RejectReason.THROTTLED)
+            s.tokens -= TOKEN
+        rate = lim.account_throttle_per_s
+        if rate:
+            if now > acc.last_ns:
+                acc.tokens = min(_account_depth(lim), (now - acc.last_ns) * rate + acc.tokens)
+                acc.last_ns = now
+            if acc.tokens < TOKEN:
+                raise _RejectError(RejectReason.ACCOUNT_THROTTLED)
+            acc.tokens -= TOKEN
 
     def _ref(self, symbol: int) -> int:
         return self.last_trade.get(symbol) or self.reference[symbol]
@@ -233,7 +333,7 @@ class ReferenceGateway:
         if self.global_kill or acc.killed:
             raise _RejectError(RejectReason.KILL_SWITCH)
         self._throttle(s, now)
-        if (sid, c["order_id"]) in self.by_client:
+        if (s.account, c["order_id"]) in self.by_client:
             raise _RejectError(RejectReason.DUPLICATE_CLIENT_ID)
         sym = c["symbol_id"]
         if sym not in self.shard_of:
@@ -263,7 +363,7 @@ class ReferenceGateway:
         o = RefOrder(self.next_id, c["order_id"], sid, s.account, sym, c["side"], qty)
         self.next_id += 1
         self.orders[o.exch_id] = o
-        self.by_client[(sid, o.client_id)] = o.exch_id
+        self.by_client[(s.account, o.client_id)] = o.exch_id
         o.price, o.leaves = rp, qty
         acc.open_orders += 1
         self._rereserve(o)
@@ -278,13 +378,14 @@ class ReferenceGateway:
             if self.global_kill or acc.killed:
                 raise _RejectError(RejectReason.KILL_SWITCH)
             self._throttle(s, now)
-        exch = self.by_client.get((sid, c["order_id"]))
+        exch = self.by_client.get((s.account, c["order_id"]))
         if exch is None:
             raise _RejectError(RejectReason.UNKNOWN_CLIENT_ID)
         o = self.orders[exch]
         out = _cmd(kind=c["kind"], side=o.side, symbol_id=o.symbol, account_id=s.account)
         out["order_id"] = o.exch_id
         if not replace:
+            o.session, o.orphan = sid, False  # the amending session takes the order over
             o.pending += 1
             return {self.shard_of[o.symbol]: [out]}
         qty, price = c["quantity"], c["price"]
@@ -307,6 +408,7 @@ class ReferenceGateway:
             o.pend_qty = o.pend_notional = 0
         o.pend_qty, o.pend_notional = max(o.pend_qty, est), max(o.pend_notional, est_n)
         o.pending += 1
+        o.session, o.orphan = sid, False
         self._set_reserve(o, rq, rn)
         out["price"], out["quantity"] = price, qty
         return {self.shard_of[o.symbol]: [out]}
@@ -332,8 +434,7 @@ class ReferenceGateway:
         o.state, o.leaves = DONE, 0
         self.accounts[o.account].open_orders -= 1
         self._set_reserve(o, 0, 0)
-        if o.session is not None:
-            del self.by_client[(o.session, o.client_id)]
+        self._unindex(o)
 
     def event(self, ev: Record) -> tuple[int | None, Record | None]:
         """One shard event: (session, the record it gets) — (None, None) when dropped."""
@@ -378,13 +479,19 @@ class ReferenceGateway:
                 if ev["price"] > 0:
                     o.price = ev["price"]
                 self._rereserve(o)
-        routed = None
-        if o.session is not None:
-            routed = dict(ev) | {"order_id": o.client_id, "contra_order_id": 0}
-            if kind == EventKind.REJECTED and o.state != DONE:
-                routed["flags"] = ev["flags"] & ~EventFlag.DONE
+        routed = dict(ev) | {"order_id": o.client_id, "contra_order_id": 0}
+        if kind == EventKind.REJECTED and o.state != DONE:
+            routed["flags"] = ev["flags"] & ~EventFlag.DONE
         if o.state == DONE and o.pending == 0:
             del self.orders[o.exch_id]
+        # an order with no session, or whose new session has not had the account's held
+        # events yet, has its event kept (in order) for that session
+        if o.orphan or (acc.held and acc.replay_to is not None and o.session == acc.replay_to):
+            if len(acc.held) < HELD_EVENTS:
+                acc.held.append(routed)
+            return None, None
+        if o.session is None:
+            return None, None
         return o.session, routed
 
 

@@ -34,7 +34,12 @@ def limit_problems(account: AccountSection) -> list[str]:
     """What the pump would refuse in these limits; [] when they are fine."""
     where = f"account {account.id} ({account.name!r})"
     out = [f"{where}: {n} must be >= 0" for n in LIMIT_FIELDS if getattr(account, n) < 0]
-    for name in ("throttle_per_s", "throttle_burst"):
+    for name in (
+        "throttle_per_s",
+        "throttle_burst",
+        "account_throttle_per_s",
+        "account_throttle_burst",
+    ):
         if getattr(account, name) > MAX_THROTTLE:
             out.append(f"{where}: {name} must be <= {MAX_THROTTLE}")
     if not 0 < account.id < 2**32:

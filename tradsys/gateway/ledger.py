@@ -1,0 +1,57 @@
+"""The gateway's ledger file: what a gateway process leaves for the one that replaces it.
+
+The native core writes it as it runs (``native/gateway_ledger.c`` says how each write
+stays crash-consistent): the client id of every order it sends, and per account and
+symbol the position and filled notional counted from fills, each committed by the exec id
+of the last trade it holds. It is a ``MAP_SHARED`` mapping of a file in the instance's
+directory, so every store the dead process made is in the page cache for its successor,
+whatever instruction it died at (a host crash is another matter: the engines' journals
+cover the orders, not these figures).
+
+It belongs to one run of the instance: ``run_id`` is taken from the shard rings, which
+the supervisor creates anew for each run, and a ledger of another run starts empty.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+from typing import Any
+
+from tradsys._native import ffi
+
+LEDGER_FILE = "gateway.ledger"
+
+
+class LedgerFile:
+    """A file of ``size`` bytes mapped shared; the pointer stays valid until close."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size != size:
+                os.ftruncate(fd, size)
+            self._map: mmap.mmap | None = mmap.mmap(fd, size, mmap.MAP_SHARED)
+        finally:
+            os.close(fd)
+        self._buf: Any = ffi.from_buffer(self._map)
+        self.size = size
+
+    @property
+    def pointer(self) -> Any:
+        return self._buf
+
+    def close(self) -> None:
+        """Unmap (the file stays: it is the state a successor reads). Idempotent; only
+        after the native gateway that writes it is freed."""
+        if self._map is not None:
+            ffi.release(self._buf)
+            self._map.close()
+            self._map = None
+
+
+def run_id_of(creator_pid: int, creator_start_us: int) -> int:
+    """A 64-bit name of one run of the instance, from the creator of its shard rings."""
+    return ((creator_start_us << 22) ^ creator_pid) & 0xFFFF_FFFF_FFFF_FFFF

@@ -1,0 +1,137 @@
+"""Starting a gateway where another one died: rebuild what it knew, lose nothing acked.
+
+The supervisor restarts a gateway process that dies (``kill -9`` included) while the
+shard workers, their rings and their books live on. The old gateway's sessions are gone
+(their clients must reconnect) but the orders it sent may still rest, fill and be
+cancelled. What a gateway that never died would know is rebuilt from sources that
+outlive the process, chosen so that each is right by construction at any instant of a
+crash:
+
+- **live orders** (open orders, open notional and quantities): the engines are the
+  source of truth. Each worker writes an image of its live orders on request
+  (``tradsys.cores.order_image``), only once its command ring is empty — the dead
+  gateway's last commands included, since this one sends nothing before it has the
+  images — and only with every event pushed, so an image is exact as of the end of the
+  worker's event ring;
+- **client order ids** and **positions, filled notional, last trade prices**: the
+  ledger the gateway writes as it runs (``tradsys.gateway.ledger``); a client id is in
+  it before its order can reach a shard, and each position cell commits a trade with one
+  store of the trade's exec id, so a trade whose event the dead gateway had counted but
+  not yet released from the ring is not counted twice;
+- **the exchange-id epoch**: ``gateway.epoch`` (``next_epoch``), larger at every start.
+
+While it waits for the images the gateway drains the event rings, counting their fills
+(its sessions are not there yet). A worker that is down answers when the supervisor has
+restarted it. Then each image is restored: every order belongs to its account and goes to
+the account's first session, which can cancel and replace it by its client id, first
+receives the drained events of the account's orders (the fills and cancels that came
+while no gateway ran; events the dead gateway had routed but not released come again,
+with the same exec_id) and then their later events.
+
+Rejected alternatives: keeping the whole order table in shared memory (a hash table and
+linked lists are not crash-consistent without a log), and replaying the shard journals
+for positions (a second matching run of the whole day at every gateway restart).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tradsys.config import Config
+from tradsys.cores.control import WorkerControl
+from tradsys.cores.order_image import OrderImageError, read_image
+from tradsys.gateway.core import GatewayCore, GatewayError
+from tradsys.gateway.ledger import LEDGER_FILE, run_id_of
+from tradsys.ring import Ring, segment_name
+from tradsys.ring.errors import RingError
+from tradsys.wire import LAYOUT_VERSION, RECORD_SIZE
+
+log = logging.getLogger("tradsys.gateway")
+
+IMAGE_TIMEOUT_S = 30.0
+"""How long a start waits for every worker's image (a worker being restarted
+replays its journal first)."""
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    carried_over: bool  # the ledger held this run's figures
+    restored: int  # live orders rebuilt
+    drained: int  # events counted before the restore
+    held: int  # of those, kept for the accounts' next sessions
+
+
+def run_id(config: Config) -> int:
+    """This run of the instance, named by the creator of shard 0's command ring (the
+    supervisor, which makes the rings anew for each run)."""
+    if not config.shards:
+        return 0
+    ring = Ring.attach(
+        segment_name(config.engine.instance, "cmd", config.shards[0].id),
+        slot_size=RECORD_SIZE,
+        layout_version=LAYOUT_VERSION,
+    )
+    try:
+        info = ring.info()
+    finally:
+        ring.close()
+    return run_id_of(info.creator_pid, info.creator_start_us)
+
+
+def recover(
+    core: GatewayCore, config: Config, *, timeout_s: float = IMAGE_TIMEOUT_S
+) -> RecoveryReport:
+    """Attach the ledger, drain, ask every worker for its order image, restore. Call
+    before the pump starts and before any session."""
+    carried = core.attach_ledger(config.instance_dir / LEDGER_FILE, run_id(config))
+    controls: dict[int, WorkerControl] = {}
+    try:
+        for shard in config.shards:
+            controls[shard.id] = WorkerControl.attach(
+                segment_name(config.engine.instance, "ctl", shard.id)
+            )
+        asked = {sid: ctl.request_order_image() for sid, ctl in controls.items()}
+        images: dict[int, np.ndarray[Any, Any]] = {}
+        drained = 0
+        deadline = time.monotonic() + timeout_s
+        while len(images) < len(asked):
+            drained += core.drain()
+            for sid, ctl in controls.items():
+                # served first, then an empty ring: every event before the image is counted
+                if sid in images or ctl.order_images_served != asked[sid]:
+                    continue
+                if core.events_waiting(sid):
+                    continue
+                images[sid] = read_image(config.shard_data_dir(sid), sid, asked[sid])
+            if len(images) == len(asked):
+                break
+            if time.monotonic() > deadline:
+                missing = sorted(set(asked) - set(images))
+                raise GatewayError(
+                    f"shard(s) {missing} did not answer the order-image request within "
+                    f"{timeout_s:.0f} s: is the worker running? (tradsys status)"
+                )
+            core.wait_events(0.01)
+        drained += core.drain()
+    except (RingError, OrderImageError) as exc:
+        raise GatewayError(f"cannot rebuild the gateway's orders: {exc}") from None
+    finally:
+        for ctl in controls.values():
+            ctl.close()
+    restored = sum(core.restore(images[sid]) for sid in sorted(images))
+    held = core.hold_drained()
+    report = RecoveryReport(carried, restored, drained, held)
+    log.info(
+        "start: ledger %s, %d live order(s) restored from the workers, %d event(s) drained, "
+        "%d kept for the accounts' next sessions",
+        "carried over" if carried else "new",
+        restored,
+        drained,
+        held,
+    )
+    return report
