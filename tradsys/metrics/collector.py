@@ -160,6 +160,9 @@ GATEWAY_COUNTERS = [
     ),
     ("events_routed", "events_routed", "Execution events routed back to their session."),
     ("events_dropped", "events_unknown", "Events for orders no session owns."),
+    ("events_held", "events_held", "Events kept for the next session of an order's account."),
+    ("orders_adopted", "orders_adopted", "Orders taken over by another session of the account."),
+    ("orders_restored", "orders_restored", "Orders rebuilt from the workers' images at start."),
 ]
 GATEWAY_EDGE_COUNTERS = [
     ("logins_refused", "Logins refused (bad key, bad uid, wrong account, timeout)."),
