@@ -15,12 +15,18 @@
  * disconnect cancels) goes after the stage it found and before any later intake, so a
  * kill's MASS_CANCEL reaches each shard after every order sent before the kill.
  *
- * Idle wait (ts_gateway_run): spin, then sched_yield, then park with futex_waitv on every
- * inbound ring's and event ring's data futex plus the control doorbell, so any producer's
- * push (ts_ring_push wakes a parked consumer) or any control call wakes the pump. While a
- * stage holds records for a full ring nothing of ours signals room, so the pump yields
- * instead of parking then; with more rings than futex_waitv takes (128), or a kernel
- * without it, the park becomes a 200 µs futex wait on the doorbell.
+ * Idle wait (ts_gateway_run): spin, then park with futex_waitv on every inbound ring's and
+ * event ring's data futex plus the control doorbell, so any producer's push (ts_ring_push
+ * wakes a parked consumer) or any control call wakes the pump. No sched_yield between the
+ * two under spin-park: with the EEVDF scheduler a yield either returns at once (nothing
+ * else runnable: the same as a spin) or moves the pump's deadline a whole slice back
+ * behind whatever else is runnable -- on a 2-core host that is the colocated client or
+ * the worker, and the order waited milliseconds for it (issue 5's p99 of 59 ms).
+ * While a stage holds records for a full ring, the pump parks the same way but for at
+ * most PENDING_PARK_NS: a shard that takes a batch pushes its events right after, which
+ * wakes the pump through the event ring, and the bound covers a batch that makes no event
+ * or a client ring that a slow client empties. With more rings than futex_waitv takes
+ * (128), or a kernel without it, the park becomes a 200 µs futex wait on the doorbell.
  */
 #define _GNU_SOURCE
 #include "gateway_internal.h"
@@ -38,6 +44,7 @@
 #endif
 #define WAITV_MAX 128
 #define FALLBACK_PARK_NS 200000
+#define PENDING_PARK_NS 50000
 
 struct gw_waitv {
     uint64_t val;
@@ -378,9 +385,12 @@ static void park(ts_gateway *gw, const int32_t *stop) {
     uint32_t n = 0, np = 0;
     uint32_t bell = atomic_load_explicit(&gw->doorbell, memory_order_acquire);
     wv[n++] = (struct gw_waitv){.val = bell, .uaddr = (uintptr_t)&gw->doorbell, .flags = FUTEX_32};
-    enum { SLEEP, AGAIN, YIELD, TIMED } how = SLEEP;
+    enum { SLEEP, AGAIN, TIMED } how = SLEEP;
     if (!waitv_supported) how = TIMED;
-    else if (output_pending(gw)) how = YIELD;
+    /* records wait for room in a full ring: nothing signals room, so sleep bounded */
+    const int64_t max_ns = output_pending(gw) ? PENDING_PARK_NS : 1000000000LL;
+    /* while pending, a ring that holds records is left out of the wait: the pass that just
+     * ran could not take them (they wait for the same room), so they must not wake us */
     for (uint32_t i = 0; how == SLEEP && i < gw->n_shards + gw->cfg.max_sessions; i++) {
         ts_ring *r;
         uint32_t slot = GW_NONE, gen = 0;
@@ -399,6 +409,7 @@ static void park(ts_gateway *gw, const int32_t *stop) {
         }
         uint32_t *word, seen;
         if (ts_ring_park_consumer(r, &word, &seen)) {
+            if (max_ns == PENDING_PARK_NS) continue; /* blocked behind the full ring */
             how = AGAIN; /* a record arrived while parking */
             break;
         }
@@ -411,14 +422,13 @@ static void park(ts_gateway *gw, const int32_t *stop) {
     pthread_mutex_unlock(&gw->lock);
     if (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
         if (how == SLEEP) {
-            /* absolute timeout: a safety net only, every producer and control call wakes us */
-            struct timespec deadline;
-            clock_gettime(CLOCK_MONOTONIC, &deadline);
-            deadline.tv_sec += 1;
+            /* absolute timeout: a safety net only when idle (every producer and control
+             * call wakes us), the room check while output is pending */
+            int64_t until = mono_ns() + max_ns;
+            struct timespec deadline = {.tv_sec = until / 1000000000LL,
+                                        .tv_nsec = until % 1000000000LL};
             long rc = syscall(SYS_futex_waitv, wv, n, 0, &deadline, CLOCK_MONOTONIC);
             if (rc < 0 && errno == ENOSYS) waitv_supported = 0;
-        } else if (how == YIELD) {
-            sched_yield();
         } else if (how == TIMED) {
             struct timespec ts = {0, FALLBACK_PARK_NS};
             syscall(SYS_futex, (uint32_t *)&gw->doorbell, FUTEX_WAIT, bell, &ts, NULL, 0);
@@ -455,7 +465,8 @@ void ts_gateway_run(ts_gateway *gw, const int32_t *stop) {
             cpu_relax();
             continue;
         }
-        if (w->kind == TS_WAIT_SPIN_YIELD || idle <= (uint64_t)w->spin_iters + w->yield_iters) {
+        /* spin-park goes straight from spinning to parking (no yield rounds: see the top) */
+        if (w->kind == TS_WAIT_SPIN_YIELD) {
             pthread_mutex_unlock(&gw->lock);
             sched_yield();
             pthread_mutex_lock(&gw->lock);
