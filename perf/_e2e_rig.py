@@ -6,10 +6,13 @@ TCP that measure order → ack from each order's intended send time."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import platform
 import select
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _e2e_stages import RingWatch
 
 from tradsys import wire
 from tradsys.client.transport import ColocatedTransport, _login
@@ -34,7 +38,9 @@ from tradsys.protocols.binary import (
     MessageType,
     encode_records,
 )
-from tradsys.ring import WaitStrategy
+from tradsys.ring import Ring, WaitStrategy
+from tradsys.ring.segment import segment_name
+from tradsys.ring.wait import WaitKind
 
 KEY = "bench-key"
 EVENTS_PER_ORDER = 2  # an IOC buy on an empty book: ACCEPTED, then CANCELLED
@@ -109,6 +115,7 @@ class RunResult:
     seconds: float
     latency: LatencyRecorder
     growth_us: float = 0.0  # median latency of the last quarter minus the first quarter
+    stamps: np.ndarray | None = None  # per-order stage times (see _e2e_stages), if watched
 
     @property
     def achieved(self) -> float:
@@ -121,14 +128,17 @@ class RunResult:
     def us(self, p: float) -> float:
         return self.latency.percentile_us(p) if self.latency.count else float("inf")
 
-    def sustained(self, growth_limit_us: float) -> bool:
-        """Every order answered, at the offered rate, and no queue building up: the
-        median latency of the run's last quarter at most ``growth_limit_us`` above the
-        first quarter's (an overloaded system's latency grows for as long as it runs)."""
+    def sustained(self, growth_limit_us: float, p99_limit_us: float) -> bool:
+        """Every order answered, at the offered rate, no queue building up (the median
+        latency of the run's last quarter at most ``growth_limit_us`` above the first
+        quarter's: an overloaded system's latency grows for as long as it runs), and the
+        latency bounded (p99 at most ``p99_limit_us``: a rate that is kept up only with
+        a standing queue of that much is throughput, not a sustained rate)."""
         return (
             self.complete
             and self.achieved >= 0.95 * self.offered
             and self.growth_us <= growth_limit_us
+            and self.us(99) <= p99_limit_us
         )
 
 
@@ -137,6 +147,10 @@ class OrderSender:
     ``pop() -> EVENT records``."""
 
     chunk = 4096
+    # the shortest pass of the send loop: orders that fall due within a tick go out as one
+    # batch, so the client leaves its CPU to the pump between ticks instead of spinning
+    tick_ns = int(float(os.environ.get("TRADSYS_BENCH_TICK_US", "10")) * 1000)
+    watch: RingWatch | None = None
 
     def push(self, records: np.ndarray) -> int:
         raise NotImplementedError
@@ -159,12 +173,18 @@ class OrderSender:
         buffer, a clock read), so that the client is not what limits the rate: the events
         are matched to their orders in bulk with numpy, a chunk at a time. Each order of
         this workload makes exactly EVENTS_PER_ORDER events, which says when all are in.
+        Each pass sends every order that is due; between passes the client sleeps until
+        the next order is due but at least a tick (woken early by events), so that at a
+        high rate it sends a batch per tick instead of spinning on the CPU the pump needs.
         """
+        tune_client_thread()
         n = max(1, int(rate * seconds))
         recs = orders(n, first_id)
         step_ns = 1e9 / rate
         intended = (np.arange(n, dtype=np.float64) * step_ns).astype(np.int64)
         received = np.zeros(n, np.int64)
+        sent_at = np.zeros(n, np.int64)
+        watch = self.watch
         accepted, rejected = wire.EventKind.ACCEPTED, wire.EventKind.REJECTED
         buf = np.zeros(CHUNK + POP_MAX, wire.EVENT_DTYPE)
         counts: list[int] = []
@@ -184,7 +204,7 @@ class OrderSender:
             return int(ok.sum())
 
         now_ns = time.monotonic_ns
-        push, pop_into, chunk = self.push, self.pop_into, self.chunk
+        push, pop_into, chunk, tick = self.push, self.pop_into, self.chunk, self.tick_ns
         t0 = now_ns() + 1_000_000
         intended += t0
         deadline = t0 + int((seconds + drain_s) * 1e9)
@@ -193,12 +213,14 @@ class OrderSender:
             now = now_ns()
             if now > deadline:
                 break
-            pushed = False
+            if watch is not None:
+                watch.sample(now)
             if sent < n:
                 due = min(n, int((now - t0) / step_ns) + 1)
                 if due > sent:
-                    sent += push(recs[sent : min(due, sent + chunk)])
-                    pushed = True
+                    k = push(recs[sent : min(due, sent + chunk)])
+                    sent_at[sent : sent + k] = now
+                    sent += k
             k = pop_into(buf[filled : filled + POP_MAX])
             if k:
                 stamps.append(now_ns())
@@ -208,9 +230,14 @@ class OrderSender:
                 if filled >= CHUNK:
                     acked += flush()
                     filled = 0
-            elif not pushed:
-                next_due = intended[sent] if sent < n else deadline
-                self.idle(max(0, min(next_due, deadline) - now) / 1e9)
+                if k == POP_MAX or total >= expected:
+                    continue  # more may be waiting, or all are in
+            # sleep (woken early by events) until the next order is due, but pass no more
+            # often than every tick: the orders due meanwhile go out as one batch
+            wake_at = min(max(intended[sent] if sent < n else deadline, now + tick), deadline)
+            left = wake_at - now_ns()
+            if left > 0:
+                self.idle(left / 1e9)
         if filled:
             acked += flush()
         end = received.max() if acked else now_ns()
@@ -222,15 +249,34 @@ class OrderSender:
             lat.record_many(values)
             q = max(1, len(values) // 4)
             growth = float(np.median(values[-q:]) - np.median(values[:q])) / 1000
-        return RunResult(rate, sent, acked, max(1e-9, (end - t0) / 1e9), lat, growth)
+        hops = None if watch is None else watch.stamps(intended, sent_at, received)
+        return RunResult(rate, sent, acked, max(1e-9, (end - t0) / 1e9), lat, growth, hops)
+
+
+# The client's wait for events: a short spin, then park on the ring's futex (the pump's
+# push wakes it). No sched_yield rounds: a yield either returns at once or, with EEVDF,
+# puts the client a whole slice behind whatever else is runnable on its CPU.
+CLIENT_WAIT = WaitStrategy(WaitKind.SPIN_PARK, spin_iters=20, yield_iters=0)
 
 
 class RingSender(OrderSender):
     """A colocated session: straight into the inbound ring, out of the outbound ring."""
 
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: str, watch_instance: str | None = None) -> None:
         self.t = ColocatedTransport(socket_path, 1, KEY)
-        self.wait = WaitStrategy.spin_park()
+        self.wait = CLIENT_WAIT
+        self._shard_rings: list[Ring] = []
+        if watch_instance is not None:
+            cmd, evt = (
+                Ring.attach(
+                    segment_name(watch_instance, role, 0),
+                    slot_size=wire.RECORD_SIZE,
+                    layout_version=wire.LAYOUT_VERSION,
+                )
+                for role in ("cmd", "evt")
+            )
+            self._shard_rings = [cmd, evt]
+            self.watch = RingWatch(self.t.inbound, cmd, evt, self.t.outbound, 1 << 20)
 
     def push(self, records: np.ndarray) -> int:
         return self.t.inbound.push_batch(records)
@@ -239,9 +285,21 @@ class RingSender(OrderSender):
         return self.t.outbound.pop_batch(out)
 
     def idle(self, timeout_s: float) -> None:
-        self.t.outbound.wait_readable(self.wait, timeout_s)
+        if self.watch is None:
+            self.t.outbound.wait_readable(self.wait, timeout_s)
+            return
+        # watched: poll and sample instead of sleeping, or every hop between two of the
+        # client's passes would fall into one sample (the breakdown's resolution is the
+        # time between samples)
+        until = time.monotonic_ns() + int(timeout_s * 1e9)
+        ring, sample = self.t.outbound, self.watch.sample
+        while (now := time.monotonic_ns()) < until and not ring.readable:
+            sample(now)
 
     def close(self) -> None:
+        self.watch = None
+        for ring in self._shard_rings:
+            ring.close()
         self.t.close()
 
 
@@ -311,27 +369,64 @@ class TcpSender(OrderSender):
 
 
 def placement() -> tuple[int | None, set[int] | None]:
-    """(engine CPU, client CPUs). By default the kernel places everything. With
-    TRADSYS_BENCH_PIN=1 (and two CPUs or more) the shard worker and the gateway share the
-    last CPU and the client keeps the rest -- on a 2-CPU VM that halved the throughput
-    (the pump and the worker then take turns on one CPU), so it is not the default."""
+    """(the shard worker's CPU, the CPUs of the gateway and the client), or (None, None) to
+    let the kernel place everything (TRADSYS_BENCH_PIN=0, or a single CPU).
+
+    On 2 CPUs the worker gets one to itself and spins there between batches; the gateway's
+    pump and the client share the other. Unpinned, the kernel is free to put the pump and
+    the worker -- the two that spin at a high rate -- on one CPU, and then each waits out
+    the other's time slice (milliseconds) on every hand-over."""
     cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2 or os.environ.get("TRADSYS_BENCH_PIN", "0") == "0":
+    if len(cpus) < 2 or os.environ.get("TRADSYS_BENCH_PIN", "1") == "0":
         return None, None
     return cpus[-1], set(cpus[:-1])
 
 
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` onto ``cpus``. The gateway is pinned this way, after it
+    started, rather than by ``[gateway] core``: that pins its process to one CPU before
+    the gateway checks the config, and the check then refuses a shard core elsewhere."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(tid), cpus)
+
+
+_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}.get(platform.machine())
+CLIENT_SLICE_NS = int(float(os.environ.get("TRADSYS_BENCH_CLIENT_SLICE_US", "100")) * 1000)
+
+
+def tune_client_thread() -> None:
+    """Make the calling (client) thread's short sleeps short, and its wake-ups prompt.
+
+    - Timer slack 1 µs (``PR_SET_TIMERSLACK``): a normal thread's sleeps may run 50 µs
+      late by default, which alone was most of the send lag at 10 k/s (a sleep until the
+      next order is due).
+    - A 100 µs scheduler slice (``sched_setattr`` with ``sched_runtime``, Linux >= 6.12,
+      EEVDF): a task with a shorter slice may preempt the running one when it wakes
+      (PREEMPT_SHORT); with the default slice a waking client waits until a spinning
+      pump on its CPU has used up its slice (up to a few ms).
+    Either is skipped where the kernel does not offer it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(29, 1000, 0, 0, 0)  # PR_SET_TIMERSLACK, ns
+    if _SCHED_SETATTR is None or CLIENT_SLICE_NS <= 0:
+        return
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    # struct sched_attr (first version, 48 bytes): size, policy (SCHED_OTHER), flags,
+    # nice, priority, runtime (the slice), deadline, period
+    attr = struct.pack("IIQiIQQQ", 48, 0, 0, nice, 0, CLIENT_SLICE_NS, 0, 0)
+    libc.syscall(_SCHED_SETATTR, 0, ctypes.create_string_buffer(attr, len(attr)), 0)
+
+
 def bench_config(instance: str, data_dir: Path, wait: str = WAIT) -> Config:
-    engine_cpu, _ = placement()
-    core = "" if engine_cpu is None else f"core = {engine_cpu}"
+    worker_cpu, _ = placement()
     text = CONFIG.format(
         instance=instance,
         data_dir=data_dir,
         price=PRICE,
         digest=key_digest(KEY),
         wait=wait,
-        shard_core=core,
-        gateway_core=core,
+        shard_core="" if worker_cpu is None else f"core = {worker_cpu}",
+        gateway_core="",
     )
     return parse_config(text, "bench")
 
@@ -342,14 +437,15 @@ def tradsys_instance(name: str) -> Iterator[tuple[Supervisor, dict[str, Any]]]:
     tmp = tempfile.mkdtemp(prefix=f"tradsys-{name}-")
     config = bench_config(f"{name}{os.getpid()}", Path(tmp))
     sup = Supervisor(config, log=lambda line: None)
-    _, client_cpus = placement()
+    _, others = placement()
     before = os.sched_getaffinity(0)
     try:
-        if client_cpus:
-            os.sched_setaffinity(0, client_cpus)
         sup.start()
         ann = read_announcement(config, "gateway")
         assert ann is not None
+        if others:
+            pin_process(int(ann["pid"]), others)
+            os.sched_setaffinity(0, others)
         yield sup, ann
     finally:
         sup.stop()
