@@ -67,6 +67,30 @@ static int64_t mono_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* ---- the session slots in use ------------------------------------------------------------ */
+
+/* A pass, the idle check and the park each look at every session slot, and with the
+ * default 256 slots of which a bench uses one, those scans made an idle pass cost about
+ * a microsecond -- the pump's spin phase of 200 passes ran ~200 µs, and every hop through
+ * the pump waited a pass. A session takes the lowest free slot, so the active ones lie
+ * below a bound kept in n_sessions_used: counting the active slots below it finds one
+ * added above it (fewer than st.sessions), and then all slots are scanned once to move it
+ * (a scan that is only ever wrong on the slow side). Called under the lock. */
+static uint32_t session_bound(ts_gateway *gw) {
+    uint32_t bound = gw->n_sessions_used;
+    if (bound > gw->cfg.max_sessions) bound = gw->cfg.max_sessions;
+    while (bound && !gw->sessions[bound - 1].active) bound--;
+    uint64_t seen = 0;
+    for (uint32_t i = 0; i < bound; i++) seen += gw->sessions[i].active != 0;
+    if (seen != gw->st.sessions) {
+        bound = 0;
+        for (uint32_t i = 0; i < gw->cfg.max_sessions; i++)
+            if (gw->sessions[i].active) bound = i + 1;
+    }
+    gw->n_sessions_used = bound;
+    return bound;
+}
+
 /* ---- stages ------------------------------------------------------------------------------ */
 
 /* Push the unsent part of a stage; keep what did not fit at its front. */
@@ -327,7 +351,8 @@ static uint64_t pass(ts_gateway *gw, uint32_t max_batch, int64_t now) {
     for (uint32_t i = 0; i < gw->n_shards; i++) work += flush_shard(gw, &gw->shards[i]);
     /* each pass starts one session further: a session that fills the shard stages on its
      * own cannot keep the ones after it waiting */
-    const uint32_t n_slots = gw->cfg.max_sessions, start = gw->first_session;
+    const uint32_t n_slots = session_bound(gw);
+    const uint32_t start = gw->first_session < n_slots ? gw->first_session : 0;
     int first = 1;
     for (uint32_t k = 0; k < n_slots; k++) {
         uint32_t slot = start + k < n_slots ? start + k : start + k - n_slots;
@@ -340,7 +365,7 @@ static uint64_t pass(ts_gateway *gw, uint32_t max_batch, int64_t now) {
     }
     for (uint32_t i = 0; i < gw->n_shards; i++) flush_shard(gw, &gw->shards[i]);
     for (uint32_t i = 0; i < gw->n_shards; i++) work += take_events(gw, &gw->shards[i], max_batch);
-    for (uint32_t slot = 0; slot < gw->cfg.max_sessions; slot++) {
+    for (uint32_t slot = 0; slot < n_slots; slot++) {
         gw_session *s = &gw->sessions[slot];
         if (s->active && s->staged) flush_session(s);
     }
@@ -360,11 +385,12 @@ uint64_t ts_gateway_poll(ts_gateway *gw, uint32_t max_batch) {
 
 /* ---- waiting ----------------------------------------------------------------------------- */
 
-/* Whether some stage or backlog still holds records for a full ring. */
+/* Whether some stage or backlog still holds records for a full ring (after a pass:
+ * n_sessions_used is current). */
 static int output_pending(const ts_gateway *gw) {
     for (uint32_t i = 0; i < gw->n_shards; i++)
         if (gw->shards[i].staged || gw->shards[i].backlog.count) return 1;
-    for (uint32_t slot = 0; slot < gw->cfg.max_sessions; slot++)
+    for (uint32_t slot = 0; slot < gw->n_sessions_used; slot++)
         if (gw->sessions[slot].active && gw->sessions[slot].staged) return 1;
     return 0;
 }
@@ -391,7 +417,8 @@ static void park(ts_gateway *gw, const int32_t *stop) {
     const int64_t max_ns = output_pending(gw) ? PENDING_PARK_NS : 1000000000LL;
     /* while pending, a ring that holds records is left out of the wait: the pass that just
      * ran could not take them (they wait for the same room), so they must not wake us */
-    for (uint32_t i = 0; how == SLEEP && i < gw->n_shards + gw->cfg.max_sessions; i++) {
+    const uint32_t n_slots = session_bound(gw); /* one added since the pass is waited on too */
+    for (uint32_t i = 0; how == SLEEP && i < gw->n_shards + n_slots; i++) {
         ts_ring *r;
         uint32_t slot = GW_NONE, gen = 0;
         if (i < gw->n_shards) {
