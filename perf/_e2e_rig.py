@@ -434,6 +434,30 @@ def tune_client_thread() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(29, 1000, 0, 0, 0)  # PR_SET_TIMERSLACK, ns
 
 
+def run_queue_ns(pid: int) -> int:
+    """Nanoseconds the threads of ``pid`` have spent runnable but not running (the second
+    field of /proc/<pid>/task/<tid>/schedstat), or 0 where the kernel does not say. For a
+    process alone on its CPU, all of it is time taken by someone else."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with (
+                contextlib.suppress(OSError, IndexError, ValueError),
+                open(f"/proc/{pid}/task/{tid}/schedstat") as f,
+            ):
+                total += int(f.read().split()[1])
+    return total
+
+
+def engine_pids(sup: Supervisor, ann: dict[str, Any]) -> dict[str, int]:
+    """The processes of a run: the client (this one), the gateway, each shard worker."""
+    pids = {"client": os.getpid(), "gateway": int(ann["pid"])}
+    for sp in sup.shards:
+        if sp.process is not None:
+            pids[f"worker {sp.spec.shard_id}"] = sp.process.pid
+    return pids
+
+
 def bench_config(instance: str, data_dir: Path, wait: str = WAIT) -> Config:
     worker_cpu, _ = placement()
     text = CONFIG.format(

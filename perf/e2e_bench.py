@@ -32,6 +32,7 @@ import argparse
 import itertools
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -209,7 +210,12 @@ def main() -> int:
         colo = sweep(colocated, COLOCATED_RATES, plan.sweep_s, plan.misses, "colocated")
         colo_max = max_rate(colo)
         half = max(colo_max / 2, 1e3)
+        pids = rig.engine_pids(sup, ann)
+        waited = {name: rig.run_queue_ns(pid) for name, pid in pids.items()}
+        t = time.monotonic_ns()
         colo_half = one(colocated, half, plan.half_s)
+        elapsed = time.monotonic_ns() - t
+        waited = {name: rig.run_queue_ns(pid) - waited[name] for name, pid in pids.items()}
         watch = [one(watched, rate, plan.other_s) for rate in [*plan.watched, half]]
         tcp = one(lambda: rig.TcpSender(host, port), TCP_RATE, plan.other_s)
         colo_low = one(colocated, TCP_RATE, plan.other_s)
@@ -241,6 +247,12 @@ def main() -> int:
         f"colocated {common.fmt_rate(colo_max)}/s, baseline {common.fmt_rate(base_max)}/s "
         f"({ratio})"
     )
+    alone = " (it has its CPU to itself: all of its wait is other processes')"
+    print(
+        "\nrun-queue wait during the half-max run (runnable but not running): "
+        + ", ".join(f"{name} {w / elapsed * 1000:.0f} ms/s" for name, w in waited.items())
+        + (alone if rig.placement()[0] is not None else "")
+    )
     for r in watch:
         print(
             f"\nwhere the colocated round trip goes at {common.fmt_rate(r.offered)}/s "
@@ -265,6 +277,15 @@ def main() -> int:
         rtt("e2e.tcp.rtt.p50", tcp, base_tcp, 50),
         rtt("e2e.tcp.rtt.p99", tcp, base_tcp, 99),
         *stage_results(watch[-1]),
+        *(
+            common.result(
+                f"e2e.colocated.run_queue_wait.{name.replace(' ', '_')}",
+                "ms/s",
+                w / elapsed * 1000,
+                higher_is_better=False,
+            )
+            for name, w in waited.items()
+        ),
     ]
     counts = instructions() if count else []
     if counts:
