@@ -1,7 +1,8 @@
 """Pieces shared by the e2e and gc benches: a TradSys instance with its gateway (started
-through the Supervisor, as `tradsys run` does), the baseline peer (an asyncio TCP server
-calling the reference matching model), and open-loop order senders for shared memory and
-TCP that measure order → ack from each order's intended send time."""
+through the Supervisor, as `tradsys run` does, its shard worker on a CPU of its own), the
+baseline peer (an asyncio TCP server calling the reference matching model), and open-loop
+order senders for shared memory and TCP that measure order → ack from each order's
+intended send time (and, watched, each hop of it: see _e2e_stages)."""
 
 from __future__ import annotations
 
@@ -151,7 +152,7 @@ class OrderSender:
 
     chunk = 4096
     # the shortest pass of the send loop: orders that fall due within a tick go out as one
-    # batch, so the client leaves its CPU to the pump between ticks instead of spinning
+    # batch (one push, at most one wake-up of the pump) instead of one by one
     tick_ns = int(float(os.environ.get("TRADSYS_BENCH_TICK_US", "10")) * 1000)
     watch: RingWatch | None = None
 
@@ -166,8 +167,7 @@ class OrderSender:
         raise NotImplementedError
 
     def idle(self, timeout_s: float) -> None:
-        """Nothing due, nothing arrived: wait for events up to ``timeout_s`` without
-        burning the CPU the engine needs (a spinning client on 2 cores starves it)."""
+        """Nothing due, nothing arrived: wait for events up to ``timeout_s``."""
 
     def bind(self, recs: np.ndarray, buf: np.ndarray) -> tuple[Push, Pop, Idle]:
         """The three calls of the send loop over this run's arrays: ``push(start, stop)``
@@ -187,9 +187,9 @@ class OrderSender:
         buffer, a clock read), so that the client is not what limits the rate: the events
         are matched to their orders in bulk with numpy, a chunk at a time. Each order of
         this workload makes exactly EVENTS_PER_ORDER events, which says when all are in.
-        Each pass sends every order that is due; between passes the client sleeps until
-        the next order is due but at least a tick (woken early by events), so that at a
-        high rate it sends a batch per tick instead of spinning on the CPU the pump needs.
+        Each pass sends every order that is due; between passes the client waits (see
+        ``bind``'s idle) until the next order is due but at least a tick, or until events
+        arrive, so that at a high rate it sends a batch per tick.
         """
         tune_client_thread()
         n = max(1, int(rate * seconds))
@@ -250,8 +250,8 @@ class OrderSender:
                     filled = 0
                 if k == POP_MAX or total >= expected:
                     continue  # more may be waiting, or all are in
-            # sleep (woken early by events) until the next order is due, but pass no more
-            # often than every tick: the orders due meanwhile go out as one batch
+            # wait (returning early when events arrive) until the next order is due, but
+            # pass no more often than every tick: the orders due meanwhile go out together
             next_due = t0 + int(sent * step_ns) if sent < n else deadline
             left = min(max(next_due, now + tick), deadline) - now_ns()
             if left > 0:
@@ -306,7 +306,7 @@ class RingSender(OrderSender):
         Why poll: a parked client is woken by the pump's push, and on a shared 2-core
         VM each such wake-up took from tens of µs to milliseconds (the client's CPU had
         gone idle, or someone else was running on it); measured side by side, polling
-        cut the p50 at 100 k/s from ~600 µs to ~40 µs. The yield is what lets the pump,
+        cut the p50 at 100 k/s from ~500 µs to ~25 µs. The yield is what lets the pump,
         which shares the client's CPU (see placement), run whenever it has work: a
         colocated client spinning on its rings is what a latency-sensitive one does on
         its own core, and this is that, made polite for a shared one.
@@ -429,8 +429,9 @@ def pin_process(pid: int, cpus: set[int]) -> None:
 
 def tune_client_thread() -> None:
     """1 µs timer slack for the calling (client) thread (``PR_SET_TIMERSLACK``): a normal
-    thread's timed sleeps may end up to 50 µs late by default, which alone made a TCP
-    client's ``select`` until its next order ~40 µs late at 10 k/s."""
+    thread's timed sleeps may end up to 50 µs late by default. While the colocated client
+    still slept until its next order, that made its sends at 10 k/s 69 µs late at the
+    median instead of 29; the TCP client's ``select`` still sleeps."""
     ctypes.CDLL(None, use_errno=True).prctl(29, 1000, 0, 0, 0)  # PR_SET_TIMERSLACK, ns
 
 
