@@ -11,19 +11,46 @@ the events back, driven by the same TCP client code.
 Load is open loop: IOC orders on a fixed timetable, each latency measured from the
 order's intended send time, so a queue that builds up is measured, not hidden. For each
 side: p50 / p99 / p99.9 at several offered rates; the highest offered rate sustained
-(every order answered, >= 95 % of the rate, and the latency not growing over the run: the
-last quarter's median at most 20 ms above the first quarter's -- an overloaded run's grows
-by a good part of its length, a shared machine's noise by a few ms); then the round trip at
-half of it (``e2e.colocated.rtt.*``, against the baseline at half of *its* maximum). At
-one fixed moderate rate (10 k/s) both sides run the same load: ``e2e.tcp.rtt.*`` (TradSys
-over TCP) and ``e2e.colocated.rtt_same_rate.*`` (TradSys colocated), each against the
-baseline at that rate.
+(every order answered, >= 95 % of the rate, the latency not growing over the run -- the
+last quarter's median at most 5 ms above the first quarter's -- and no standing queue:
+the median at most 1 ms; a shared machine's stalls reach the tail, not the median); then
+the round trip at half of it (``e2e.colocated.rtt.*``, against the baseline at half of
+*its* maximum). At one fixed moderate rate (10 k/s) both sides run the same load:
+``e2e.tcp.rtt.*`` (TradSys over TCP) and ``e2e.colocated.rtt_same_rate.*`` (TradSys
+colocated), each against the baseline at that rate.
+
+Where the time goes: a watched run at half the max rate (the full run adds 100 k/s and
+250 k/s) samples the indices of the session and shard rings at every look of the client,
+which times each order at each hop -- due, sent, taken by the pump, in the shard's ring,
+processed by the shard, events out, routed to the client, read by the client
+(``_e2e_stages.py``; ``e2e.colocated.stage.<hop>.p50/p99``). Beside it, the run-queue
+wait of the client, the gateway and the worker during the half-max run (schedstat:
+runnable but not running; ``e2e.colocated.run_queue_wait.*``): the worker has its CPU to
+itself, so its wait is other processes' use of that CPU.
+
+Placement and waiting (what issue 5's p99 of 59 ms at half the max rate came from, and
+what changed; each measured side by side on the shared 2-vCPU VM, see the README):
+- The shard worker gets the last CPU to itself; the gateway process and the client share
+  the other (``TRADSYS_BENCH_PIN=0`` lets the kernel place everything). Unplaced, the
+  kernel put the pump and the worker -- both spinning at these rates -- on one CPU and
+  each hand-over waited out the other's time slice: p50 at 500 k/s 419 µs against 33.
+- The client polls its event ring with a ``sched_yield`` between looks (the pump on its
+  CPU runs whenever it has work) and sends every order due per pass, passes at most
+  every 10 µs (``TRADSYS_BENCH_TICK_US``). Parked on the ring instead, each wake-up cost
+  tens of µs to ms: p50 at 100 k/s 500 µs against 25.
+- The gateway pump (native/gateway_pump.c) scans only the session slots in use (an idle
+  pass looked at all 256: ~1 µs, so 200 spinning passes were ~200 µs), spins 20 passes
+  and then yields per pass before parking (p50 25-52 µs -> 14-23 µs from 100 k/s to
+  1 M/s), and parks instead of yielding while a shard ring is full.
+- The cost per order is small -- about 0.25 µs of pump and 0.1-0.2 µs of worker CPU at
+  1 M/s -- so the max rate is not what limits the tail; the tail is scheduling.
 
 Beside the timings, which a shared machine makes noisy, the stable figure: instructions
 per order of the gateway's own Python TCP path, counted by callgrind (frames of 1 and of
-64 orders in, events framed back).
+64 orders in, events framed back; 13 s of valgrind, so not under --quick unless
+--callgrind).
 
-Usage: e2e_bench.py [--quick] [--json] [--no-callgrind]
+Usage: e2e_bench.py [--quick] [--json] [--no-callgrind] [--callgrind]
 """
 
 from __future__ import annotations
@@ -49,7 +76,7 @@ import _e2e_stages as stages
 BENCH = "e2e"
 PEER = "asyncio TCP server + reference model"
 SUSTAIN_GROWTH_US = 5_000.0
-SUSTAIN_P99_US = 20_000.0
+SUSTAIN_P50_US = 1_000.0
 TCP_RATE = 10_000.0
 COLOCATED_RATES = [100e3, 250e3, 500e3, 1e6, 1.5e6, 2e6, 3e6, 4e6]
 BASELINE_RATES = [10e3, 20e3, 40e3, 80e3, 160e3]
@@ -74,7 +101,7 @@ FULL = Plan(sweep_s=3.0, half_s=5.0, other_s=2.0, misses=2, watched=WATCHED_RATE
 
 
 def sustained(r: rig.RunResult) -> bool:
-    return r.sustained(SUSTAIN_GROWTH_US, SUSTAIN_P99_US)
+    return r.sustained(SUSTAIN_GROWTH_US, SUSTAIN_P50_US)
 
 
 Make = Callable[[], rig.OrderSender]
@@ -243,7 +270,7 @@ def main() -> int:
     ratio = common.fmt_ratio(colo_max / base_max if base_max else None)
     print(
         f"\nmax sustained (all answered, >= 95 % of the rate, median growth <= "
-        f"{SUSTAIN_GROWTH_US / 1000:.0f} ms, p99 <= {SUSTAIN_P99_US / 1000:.0f} ms): TradSys "
+        f"{SUSTAIN_GROWTH_US / 1000:.0f} ms, p50 <= {SUSTAIN_P50_US / 1000:.0f} ms): TradSys "
         f"colocated {common.fmt_rate(colo_max)}/s, baseline {common.fmt_rate(base_max)}/s "
         f"({ratio})"
     )
