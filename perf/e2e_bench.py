@@ -42,6 +42,9 @@ what changed; each measured side by side on the shared 2-vCPU VM, see the README
   pass looked at all 256: ~1 µs, so 200 spinning passes were ~200 µs), spins 20 passes
   and then yields per pass before parking (p50 25-52 µs -> 14-23 µs from 100 k/s to
   1 M/s), and parks instead of yielding while a shard ring is full.
+- The worker's periodic snapshot (1 M commands by default) stops the shard for tens of
+  ms; the bench snapshots every 10^12 commands (``TRADSYS_BENCH_SNAPSHOT_EVERY``) so that
+  where such a stall lands does not depend on what ran before -- see _e2e_rig.py.
 - The cost per order is small -- about 0.25 µs of pump and 0.1-0.2 µs of worker CPU at
   1 M/s -- so the max rate is not what limits the tail; the tail is scheduling.
 
