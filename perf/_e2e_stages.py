@@ -79,20 +79,34 @@ class RingWatch:
 
     def stamps(self, due: np.ndarray, sent: np.ndarray, received: np.ndarray) -> np.ndarray:
         """One row of stage times per order that was answered and seen at every stage."""
-        n = len(due)
-        times, index = self.times[: self.n], self.index[: self.n]
-        order = np.arange(n, dtype=np.int64)
-        cols = []
-        ok = received > 0
-        for k, (_, _, per_order) in enumerate(self._cols):
-            seen = index[:, k] - self.base[k]
-            # first sample whose index is past this order's record
-            pos = np.searchsorted(seen, order * per_order, side="right")
-            ok &= pos < len(times)
-            cols.append(times[np.minimum(pos, len(times) - 1)])
-        rows = np.column_stack([due, sent, *cols, received])[ok]
-        # a stage was reached no later than the next one was
-        return np.minimum.accumulate(rows[:, ::-1], axis=1)[:, ::-1]
+        per_order = [k for _, _, k in self._cols]
+        index = self.index[: self.n] - np.array(self.base, np.int64)
+        return stage_times(self.times[: self.n], index, per_order, due, sent, received)
+
+
+def stage_times(
+    times: np.ndarray,
+    index: np.ndarray,
+    per_order: list[int],
+    due: np.ndarray,
+    sent: np.ndarray,
+    received: np.ndarray,
+) -> np.ndarray:
+    """Rows (due, sent, one time per sampled column, received) for the orders answered
+    and seen past every column. ``index[j, k]``: how many records had passed column k at
+    sample time ``times[j]`` (counted from the run's start); order i's record in column k
+    is number ``i * per_order[k]``, so it passed at the first sample whose index is above
+    that. A stage is then capped by the next one's time (it was reached no later)."""
+    n = len(due)
+    order = np.arange(n, dtype=np.int64)
+    ok = received > 0
+    cols = []
+    for k, per in enumerate(per_order):
+        pos = np.searchsorted(index[:, k], order * per, side="right")
+        ok &= pos < len(times)
+        cols.append(times[np.minimum(pos, max(len(times) - 1, 0))] if len(times) else due)
+    rows = np.column_stack([due, sent, *cols, received])[ok]
+    return np.minimum.accumulate(rows[:, ::-1], axis=1)[:, ::-1]
 
 
 def breakdown(stamps: np.ndarray) -> StageBreakdown:
