@@ -420,7 +420,8 @@ static void park(ts_gateway *gw, const int32_t *stop) {
     /* records wait for room in a full ring: nothing signals room, so sleep bounded */
     const int64_t max_ns = output_pending(gw) ? PENDING_PARK_NS : 1000000000LL;
     /* while pending, a ring that holds records is left out of the wait: the pass that just
-     * ran could not take them (they wait for the same room), so they must not wake us */
+     * ran could not take them (they wait for the same room), so they must not wake us; one
+     * whose first records came after that pass waits at most PENDING_PARK_NS */
     const uint32_t n_slots = session_bound(gw); /* one added since the pass is waited on too */
     for (uint32_t i = 0; how == SLEEP && i < gw->n_shards + n_slots; i++) {
         ts_ring *r;
