@@ -20,15 +20,25 @@
  * shard's sequencer, so it keeps the time: before the first command of a pass for a shard
  * it stages a CLOCK_TICK with CLOCK_REALTIME when the last one is clock_tick_us old, and
  * one on its own when a shard has had none for IDLE_TICK_NS, so GTD orders expire and
- * halted books reopen in a quiet market too (within the park's timeout when the pump
- * sleeps). Ticks never go backwards, whatever the wall clock does.
+ * halted books reopen in a quiet market too (an idle park is bounded by IDLE_TICK_NS for
+ * this). Ticks never go backwards, whatever the wall clock does.
  *
- * Idle wait (ts_gateway_run): spin, then sched_yield, then park with futex_waitv on every
- * inbound ring's and event ring's data futex plus the control doorbell, so any producer's
- * push (ts_ring_push wakes a parked consumer) or any control call wakes the pump. While a
- * stage holds records for a full ring nothing of ours signals room, so the pump yields
- * instead of parking then; with more rings than futex_waitv takes (128), or a kernel
- * without it, the park becomes a 200 µs futex wait on the doorbell.
+ * Idle wait (ts_gateway_run): a short spin (a tenth of the strategy's spin_iters passes),
+ * then a sched_yield per pass up to spin_iters + yield_iters passes, then park with
+ * futex_waitv on every inbound ring's and event ring's data futex plus the control
+ * doorbell, so any producer's push (ts_ring_push wakes a parked consumer) or any control
+ * call wakes the pump. Why yield so soon: on a 2-core host the pump shares its CPU with a
+ * colocated client, and a spinning pump keeps that CPU until it parks (the scheduler lets
+ * the running task finish its slice) while the client waits to read the events the pump
+ * has just routed to it; a yield per pass hands the CPU over at once and still looks for
+ * work every pass. Measured on the e2e bench (2 shared vCPUs): p50 order -> ack 25-52 µs
+ * with 200 spinning passes, 14-23 µs with 20 then yields, from 100 k/s to 1 M/s. On a
+ * core of its own a yield returns at once and costs a syscall.
+ * While a stage holds records for a full ring, the pump parks the same way but for at
+ * most PENDING_PARK_NS: a shard that takes a batch pushes its events right after, which
+ * wakes the pump through the event ring, and the bound covers a batch that makes no event
+ * or a client ring that a slow client empties. With more rings than futex_waitv takes
+ * (128), or a kernel without it, the park becomes a 200 µs futex wait on the doorbell.
  */
 #define _GNU_SOURCE
 #include "gateway_internal.h"
@@ -47,6 +57,7 @@
 #endif
 #define WAITV_MAX 128
 #define FALLBACK_PARK_NS 200000
+#define PENDING_PARK_NS 50000
 
 struct gw_waitv {
     uint64_t val;
@@ -75,6 +86,30 @@ static int64_t real_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- the session slots in use ------------------------------------------------------------ */
+
+/* A pass, the idle check and the park each look at every session slot, and with the
+ * default 256 slots of which a bench uses one, those scans made an idle pass cost about
+ * a microsecond -- the pump's spin phase of 200 passes ran ~200 µs, and every hop through
+ * the pump waited a pass. A session takes the lowest free slot, so the active ones lie
+ * below a bound kept in n_sessions_used: counting the active slots below it finds one
+ * added above it (fewer than st.sessions), and then all slots are scanned once to move it
+ * (a scan that is only ever wrong on the slow side). Called under the lock. */
+static uint32_t session_bound(ts_gateway *gw) {
+    uint32_t bound = gw->n_sessions_used;
+    if (bound > gw->cfg.max_sessions) bound = gw->cfg.max_sessions;
+    while (bound && !gw->sessions[bound - 1].active) bound--;
+    uint64_t seen = 0;
+    for (uint32_t i = 0; i < bound; i++) seen += gw->sessions[i].active != 0;
+    if (seen != gw->st.sessions) {
+        bound = 0;
+        for (uint32_t i = 0; i < gw->cfg.max_sessions; i++)
+            if (gw->sessions[i].active) bound = i + 1;
+    }
+    gw->n_sessions_used = bound;
+    return bound;
 }
 
 /* ---- stages ------------------------------------------------------------------------------ */
@@ -376,7 +411,8 @@ static uint64_t pass(ts_gateway *gw, uint32_t max_batch, int64_t now) {
     for (uint32_t i = 0; i < gw->n_shards; i++) work += flush_shard(gw, &gw->shards[i]);
     /* each pass starts one session further: a session that fills the shard stages on its
      * own cannot keep the ones after it waiting */
-    const uint32_t n_slots = gw->cfg.max_sessions, start = gw->first_session;
+    const uint32_t n_slots = session_bound(gw);
+    const uint32_t start = gw->first_session < n_slots ? gw->first_session : 0;
     int first = 1;
     for (uint32_t k = 0; k < n_slots; k++) {
         uint32_t slot = start + k < n_slots ? start + k : start + k - n_slots;
@@ -391,7 +427,7 @@ static uint64_t pass(ts_gateway *gw, uint32_t max_batch, int64_t now) {
     for (uint32_t i = 0; i < gw->n_shards; i++) flush_shard(gw, &gw->shards[i]);
     if (gw->replays_due) work += gw_replay_held(gw); /* before newer events of those orders */
     for (uint32_t i = 0; i < gw->n_shards; i++) work += take_events(gw, &gw->shards[i], max_batch);
-    for (uint32_t slot = 0; slot < gw->cfg.max_sessions; slot++) {
+    for (uint32_t slot = 0; slot < n_slots; slot++) {
         gw_session *s = &gw->sessions[slot];
         if (s->active && s->staged) flush_session(s);
     }
@@ -411,11 +447,12 @@ uint64_t ts_gateway_poll(ts_gateway *gw, uint32_t max_batch) {
 
 /* ---- waiting ----------------------------------------------------------------------------- */
 
-/* Whether some stage or backlog still holds records for a full ring. */
+/* Whether some stage or backlog still holds records for a full ring (after a pass:
+ * n_sessions_used is current). */
 static int output_pending(const ts_gateway *gw) {
     for (uint32_t i = 0; i < gw->n_shards; i++)
         if (gw->shards[i].staged || gw->shards[i].backlog.count) return 1;
-    for (uint32_t slot = 0; slot < gw->cfg.max_sessions; slot++)
+    for (uint32_t slot = 0; slot < gw->n_sessions_used; slot++)
         if (gw->sessions[slot].active && gw->sessions[slot].staged) return 1;
     return 0;
 }
@@ -436,10 +473,17 @@ static void park(ts_gateway *gw, const int32_t *stop) {
     uint32_t n = 0, np = 0;
     uint32_t bell = atomic_load_explicit(&gw->doorbell, memory_order_acquire);
     wv[n++] = (struct gw_waitv){.val = bell, .uaddr = (uintptr_t)&gw->doorbell, .flags = FUTEX_32};
-    enum { SLEEP, AGAIN, YIELD, TIMED } how = SLEEP;
+    enum { SLEEP, AGAIN, TIMED } how = SLEEP;
     if (!waitv_supported) how = TIMED;
-    else if (output_pending(gw)) how = YIELD;
-    for (uint32_t i = 0; how == SLEEP && i < gw->n_shards + gw->cfg.max_sessions; i++) {
+    /* records wait for room in a full ring: nothing signals room, so sleep bounded */
+    /* an idle park wakes in time for the next idle clock tick (when ticks are on) */
+    const int64_t idle_ns = gw->cfg.clock_tick_us ? IDLE_TICK_NS : 1000000000LL;
+    const int64_t max_ns = output_pending(gw) ? PENDING_PARK_NS : idle_ns;
+    /* while pending, a ring that holds records is left out of the wait: the pass that just
+     * ran could not take them (they wait for the same room), so they must not wake us; one
+     * whose first records came after that pass waits at most PENDING_PARK_NS */
+    const uint32_t n_slots = session_bound(gw); /* one added since the pass is waited on too */
+    for (uint32_t i = 0; how == SLEEP && i < gw->n_shards + n_slots; i++) {
         ts_ring *r;
         uint32_t slot = GW_NONE, gen = 0;
         if (i < gw->n_shards) {
@@ -457,6 +501,7 @@ static void park(ts_gateway *gw, const int32_t *stop) {
         }
         uint32_t *word, seen;
         if (ts_ring_park_consumer(r, &word, &seen)) {
+            if (max_ns == PENDING_PARK_NS) continue; /* blocked behind the full ring */
             how = AGAIN; /* a record arrived while parking */
             break;
         }
@@ -469,14 +514,13 @@ static void park(ts_gateway *gw, const int32_t *stop) {
     pthread_mutex_unlock(&gw->lock);
     if (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
         if (how == SLEEP) {
-            /* absolute timeout: a safety net only, every producer and control call wakes us */
-            struct timespec deadline;
-            clock_gettime(CLOCK_MONOTONIC, &deadline);
-            deadline.tv_sec += 1;
+            /* absolute timeout: a safety net only when idle (every producer and control
+             * call wakes us), the room check while output is pending */
+            int64_t until = mono_ns() + max_ns;
+            struct timespec deadline = {.tv_sec = until / 1000000000LL,
+                                        .tv_nsec = until % 1000000000LL};
             long rc = syscall(SYS_futex_waitv, wv, n, 0, &deadline, CLOCK_MONOTONIC);
             if (rc < 0 && errno == ENOSYS) waitv_supported = 0;
-        } else if (how == YIELD) {
-            sched_yield();
         } else if (how == TIMED) {
             struct timespec ts = {0, FALLBACK_PARK_NS};
             syscall(SYS_futex, (uint32_t *)&gw->doorbell, FUTEX_WAIT, bell, &ts, NULL, 0);
@@ -509,7 +553,9 @@ void ts_gateway_run(ts_gateway *gw, const int32_t *stop) {
             continue;
         }
         idle++;
-        if (idle <= w->spin_iters || w->kind == TS_WAIT_BUSY_SPIN) {
+        /* a pause per idle pass for the first tenth of spin_iters, then a yield per pass
+         * (see the top) up to spin_iters + yield_iters, then park */
+        if (idle <= w->spin_iters / 10 || w->kind == TS_WAIT_BUSY_SPIN) {
             cpu_relax();
             continue;
         }

@@ -29,9 +29,11 @@ from tradsys.protocols.binary import (
     HEADER_SIZE,
     Accepted,
     MessageType,
+    SymbolInfo,
     check_header,
     encode_accepted,
     encode_records,
+    encode_symbols,
 )
 
 
@@ -53,7 +55,9 @@ async def main(price: int, stats_file: Path | None) -> None:
                 body = await reader.readexactly(size)
                 if kind == MessageType.LOGIN:
                     acc = Accepted(1, 5000, 1, 1, 1, 0, "", "")
-                    writer.write(encode_accepted(acc))
+                    writer.write(
+                        encode_accepted(acc) + encode_symbols([SymbolInfo(1, "ACME", 1, 1)])
+                    )
                 elif kind == MessageType.COMMANDS:
                     cmds = np.frombuffer(body, wire.COMMAND_DTYPE).copy()
                     client_ids = cmds["order_id"].copy()

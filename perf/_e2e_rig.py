@@ -1,11 +1,13 @@
 """Pieces shared by the e2e and gc benches: a TradSys instance with its gateway (started
-through the Supervisor, as `tradsys run` does), the baseline peer (an asyncio TCP server
-calling the reference matching model), and open-loop order senders for shared memory and
-TCP that measure order → ack from each order's intended send time."""
+through the Supervisor, as `tradsys run` does, its shard worker on a CPU of its own), the
+baseline peer (an asyncio TCP server calling the reference matching model), and open-loop
+order senders for shared memory and TCP that measure order → ack from each order's
+intended send time (and, watched, each hop of it: see _e2e_stages)."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import select
 import shutil
@@ -14,14 +16,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _e2e_stages import RingWatch
 
 from tradsys import wire
+from tradsys._native import ffi, lib
 from tradsys.client.transport import ColocatedTransport, _login
 from tradsys.config import Config, parse_config
 from tradsys.cores.gateway_auth import key_digest
@@ -34,7 +38,8 @@ from tradsys.protocols.binary import (
     MessageType,
     encode_records,
 )
-from tradsys.ring import WaitStrategy
+from tradsys.ring import Ring
+from tradsys.ring.segment import segment_name
 
 KEY = "bench-key"
 EVENTS_PER_ORDER = 2  # an IOC buy on an empty book: ACCEPTED, then CANCELLED
@@ -43,6 +48,12 @@ POP_MAX = 8192  # events taken per pop
 SYMBOL = 1
 PRICE = 10_000
 HERE = Path(__file__).resolve().parent
+# The worker's periodic snapshot (1 M commands by default) stops the shard for 16-48 ms on
+# the shared VM, and a full e2e run sends ~7 M orders: which run a stall lands in would
+# depend on what ran before it. The bench measures the order path, so it snapshots every
+# 10^12 commands (never, here) and the README reports the stall on its own;
+# TRADSYS_BENCH_SNAPSHOT_EVERY puts it back.
+SNAPSHOT_EVERY = int(float(os.environ.get("TRADSYS_BENCH_SNAPSHOT_EVERY", "1e12")))
 # The worker's and the pump's wait: TRADSYS_BENCH_WAIT=busy-spin|spin-yield|spin-park
 WAIT = os.environ.get("TRADSYS_BENCH_WAIT", "spin-park")
 
@@ -55,6 +66,7 @@ ring_capacity = 65536
 
 [journal]
 durability = "none"
+snapshot_every = {snapshot_every}
 
 [[shard]]
 id = 0
@@ -72,6 +84,9 @@ session_ring_capacity = 65536
 heartbeat_ms = 5000
 max_live_orders = 1048576
 pump_batch = 1024
+# no engine clock ticks: the stage breakdown (perf/_e2e_stages.py) maps the i-th order to
+# the i-th record of the shard's command ring, which a tick record would shift
+clock_tick_us = 0
 
 [md]
 enabled = false
@@ -109,6 +124,7 @@ class RunResult:
     seconds: float
     latency: LatencyRecorder
     growth_us: float = 0.0  # median latency of the last quarter minus the first quarter
+    stamps: np.ndarray | None = None  # per-order stage times (see _e2e_stages), if watched
 
     @property
     def achieved(self) -> float:
@@ -121,15 +137,24 @@ class RunResult:
     def us(self, p: float) -> float:
         return self.latency.percentile_us(p) if self.latency.count else float("inf")
 
-    def sustained(self, growth_limit_us: float) -> bool:
-        """Every order answered, at the offered rate, and no queue building up: the
-        median latency of the run's last quarter at most ``growth_limit_us`` above the
-        first quarter's (an overloaded system's latency grows for as long as it runs)."""
+    def sustained(self, growth_limit_us: float, p50_limit_us: float) -> bool:
+        """Every order answered, at the offered rate, no queue building up (the median
+        latency of the run's last quarter at most ``growth_limit_us`` above the first
+        quarter's: an overloaded system's latency grows for as long as it runs), and no
+        standing queue (the median at most ``p50_limit_us``: a rate kept up with only
+        behind a queue has a median of milliseconds, while a shared machine's stalls
+        reach the tail, not the median)."""
         return (
             self.complete
             and self.achieved >= 0.95 * self.offered
             and self.growth_us <= growth_limit_us
+            and self.us(50) <= p50_limit_us
         )
+
+
+Push = Callable[[int, int], int]
+Pop = Callable[[int, int], int]
+Idle = Callable[[int], Any]
 
 
 class OrderSender:
@@ -137,6 +162,10 @@ class OrderSender:
     ``pop() -> EVENT records``."""
 
     chunk = 4096
+    # the shortest pass of the send loop: orders that fall due within a tick go out as one
+    # batch (one push, at most one wake-up of the pump) instead of one by one
+    tick_ns = int(float(os.environ.get("TRADSYS_BENCH_TICK_US", "10")) * 1000)
+    watch: RingWatch | None = None
 
     def push(self, records: np.ndarray) -> int:
         raise NotImplementedError
@@ -149,8 +178,18 @@ class OrderSender:
         raise NotImplementedError
 
     def idle(self, timeout_s: float) -> None:
-        """Nothing due, nothing arrived: wait for events up to ``timeout_s`` without
-        burning the CPU the engine needs (a spinning client on 2 cores starves it)."""
+        """Nothing due, nothing arrived: wait for events up to ``timeout_s``."""
+
+    def bind(self, recs: np.ndarray, buf: np.ndarray) -> tuple[Push, Pop, Idle]:
+        """The three calls of the send loop over this run's arrays: ``push(start, stop)``
+        sends ``recs[start:stop]`` and returns how many went; ``pop(offset, most)`` moves
+        events into ``buf[offset:]`` and returns how many; ``idle(ns)`` waits."""
+        push, pop_into, wait = self.push, self.pop_into, self.idle
+        return (
+            lambda a, b: push(recs[a:b]),
+            lambda off, most: pop_into(buf[off : off + most]),
+            lambda ns: wait(ns / 1e9),
+        )
 
     def run(self, rate: float, seconds: float, first_id: int, drain_s: float = 3.0) -> RunResult:
         """Send ``rate * seconds`` orders on the timetable; time each ack.
@@ -159,16 +198,23 @@ class OrderSender:
         buffer, a clock read), so that the client is not what limits the rate: the events
         are matched to their orders in bulk with numpy, a chunk at a time. Each order of
         this workload makes exactly EVENTS_PER_ORDER events, which says when all are in.
+        Each pass sends every order that is due; between passes the client waits (see
+        ``bind``'s idle) until the next order is due but at least a tick, or until events
+        arrive, so that at a high rate it sends a batch per tick.
         """
+        tune_client_thread()
         n = max(1, int(rate * seconds))
         recs = orders(n, first_id)
         step_ns = 1e9 / rate
         intended = (np.arange(n, dtype=np.float64) * step_ns).astype(np.int64)
         received = np.zeros(n, np.int64)
+        watch = self.watch
         accepted, rejected = wire.EventKind.ACCEPTED, wire.EventKind.REJECTED
         buf = np.zeros(CHUNK + POP_MAX, wire.EVENT_DTYPE)
         counts: list[int] = []
         stamps: list[int] = []
+        send_from: list[int] = []  # each push: the first order it took, and when
+        send_time: list[int] = []
         filled = sent = total = acked = 0
 
         def flush() -> int:
@@ -184,7 +230,8 @@ class OrderSender:
             return int(ok.sum())
 
         now_ns = time.monotonic_ns
-        push, pop_into, chunk = self.push, self.pop_into, self.chunk
+        push, pop, idle = self.bind(recs, buf)
+        chunk, tick = self.chunk, self.tick_ns
         t0 = now_ns() + 1_000_000
         intended += t0
         deadline = t0 + int((seconds + drain_s) * 1e9)
@@ -193,13 +240,17 @@ class OrderSender:
             now = now_ns()
             if now > deadline:
                 break
-            pushed = False
+            if watch is not None:
+                watch.sample(now)
             if sent < n:
                 due = min(n, int((now - t0) / step_ns) + 1)
                 if due > sent:
-                    sent += push(recs[sent : min(due, sent + chunk)])
-                    pushed = True
-            k = pop_into(buf[filled : filled + POP_MAX])
+                    k = push(sent, min(due, sent + chunk))
+                    if k:
+                        send_from.append(sent)
+                        send_time.append(now)
+                        sent += k
+            k = pop(filled, POP_MAX)
             if k:
                 stamps.append(now_ns())
                 counts.append(k)
@@ -208,9 +259,14 @@ class OrderSender:
                 if filled >= CHUNK:
                     acked += flush()
                     filled = 0
-            elif not pushed:
-                next_due = intended[sent] if sent < n else deadline
-                self.idle(max(0, min(next_due, deadline) - now) / 1e9)
+                if k == POP_MAX or total >= expected:
+                    continue  # more may be waiting, or all are in
+            # wait (returning early when events arrive) until the next order is due, but
+            # pass no more often than every tick: the orders due meanwhile go out together
+            next_due = t0 + int(sent * step_ns) if sent < n else deadline
+            left = min(max(next_due, now + tick), deadline) - now_ns()
+            if left > 0:
+                idle(left)
         if filled:
             acked += flush()
         end = received.max() if acked else now_ns()
@@ -222,15 +278,29 @@ class OrderSender:
             lat.record_many(values)
             q = max(1, len(values) // 4)
             growth = float(np.median(values[-q:]) - np.median(values[:q])) / 1000
-        return RunResult(rate, sent, acked, max(1e-9, (end - t0) / 1e9), lat, growth)
+        sent_at = np.repeat(np.array(send_time, np.int64), np.diff([*send_from, sent]))
+        sent_at = np.concatenate([sent_at, np.zeros(n - sent, np.int64)])
+        hops = None if watch is None else watch.stamps(intended, sent_at, received)
+        return RunResult(rate, sent, acked, max(1e-9, (end - t0) / 1e9), lat, growth, hops)
 
 
 class RingSender(OrderSender):
     """A colocated session: straight into the inbound ring, out of the outbound ring."""
 
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: str, watch_instance: str | None = None) -> None:
         self.t = ColocatedTransport(socket_path, 1, KEY)
-        self.wait = WaitStrategy.spin_park()
+        self._shard_rings: list[Ring] = []
+        if watch_instance is not None:
+            cmd, evt = (
+                Ring.attach(
+                    segment_name(watch_instance, role, 0),
+                    slot_size=wire.RECORD_SIZE,
+                    layout_version=wire.LAYOUT_VERSION,
+                )
+                for role in ("cmd", "evt")
+            )
+            self._shard_rings = [cmd, evt]
+            self.watch = RingWatch(self.t.inbound, cmd, evt, self.t.outbound, 1 << 20)
 
     def push(self, records: np.ndarray) -> int:
         return self.t.inbound.push_batch(records)
@@ -238,10 +308,45 @@ class RingSender(OrderSender):
     def pop_into(self, out: np.ndarray) -> int:
         return self.t.outbound.pop_batch(out)
 
-    def idle(self, timeout_s: float) -> None:
-        self.t.outbound.wait_readable(self.wait, timeout_s)
+    def bind(self, recs: np.ndarray, buf: np.ndarray) -> tuple[Push, Pop, Idle]:
+        """Straight to the C ring calls with pointers into the run's arrays (a slice, a
+        ``from_buffer`` and two Python frames per call were most of the client's time
+        per pass), and an idle wait that polls the event ring with a ``sched_yield``
+        between looks instead of sleeping on it.
+
+        Why poll: a parked client is woken by the pump's push, and on a shared 2-core
+        VM each such wake-up took from tens of µs to milliseconds (the client's CPU had
+        gone idle, or someone else was running on it); measured side by side, polling
+        cut the p50 at 100 k/s from ~500 µs to ~25 µs. The yield is what lets the pump,
+        which shares the client's CPU (see placement), run whenever it has work: a
+        colocated client spinning on its rings is what a latency-sensitive one does on
+        its own core, and this is that, made polite for a shared one.
+        """
+        size = wire.RECORD_SIZE
+        rp = ffi.cast("char *", ffi.from_buffer(recs))
+        bp = ffi.cast("char *", ffi.from_buffer(buf, require_writable=True))
+        inbound, outbound = self.t.inbound.handle, self.t.outbound.handle
+        ring_push, ring_pop, readable = lib.ts_ring_push, lib.ts_ring_pop, lib.ts_ring_readable
+        now_ns, pause = time.monotonic_ns, os.sched_yield
+        watch = self.watch
+
+        def idle(ns: int) -> None:
+            until = now_ns() + ns
+            while (now := now_ns()) < until and not readable(outbound):
+                if watch is not None:
+                    watch.sample(now)
+                pause()
+
+        return (
+            lambda a, b: ring_push(inbound, rp + a * size, b - a),
+            lambda off, most: ring_pop(outbound, bp + off * size, most),
+            idle,
+        )
 
     def close(self) -> None:
+        self.watch = None
+        for ring in self._shard_rings:
+            ring.close()
         self.t.close()
 
 
@@ -254,7 +359,7 @@ class TcpSender(OrderSender):
     def __init__(self, host: str, port: int) -> None:
         self.sock = socket.create_connection((host, port), timeout=10)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        accepted = _login(self.sock, 1, KEY, 10.0)
+        accepted, _ = _login(self.sock, 1, KEY, 10.0)
         self.sock.setblocking(False)
         self.seq = accepted.next_command_seq
         self.pending = bytearray()
@@ -311,27 +416,71 @@ class TcpSender(OrderSender):
 
 
 def placement() -> tuple[int | None, set[int] | None]:
-    """(engine CPU, client CPUs). By default the kernel places everything. With
-    TRADSYS_BENCH_PIN=1 (and two CPUs or more) the shard worker and the gateway share the
-    last CPU and the client keeps the rest -- on a 2-CPU VM that halved the throughput
-    (the pump and the worker then take turns on one CPU), so it is not the default."""
+    """(the shard worker's CPU, the CPUs of the gateway and the client), or (None, None) to
+    let the kernel place everything (TRADSYS_BENCH_PIN=0, or a single CPU).
+
+    On 2 CPUs the worker gets one to itself and spins there between batches; the gateway's
+    pump and the client share the other. Unpinned, the kernel is free to put the pump and
+    the worker -- the two that spin at a high rate -- on one CPU, and then each waits out
+    the other's time slice (milliseconds) on every hand-over."""
     cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2 or os.environ.get("TRADSYS_BENCH_PIN", "0") == "0":
+    if len(cpus) < 2 or os.environ.get("TRADSYS_BENCH_PIN", "1") == "0":
         return None, None
     return cpus[-1], set(cpus[:-1])
 
 
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` onto ``cpus``. The gateway is pinned this way, after it
+    started, rather than by ``[gateway] core``: that pins its process to one CPU before
+    the gateway checks the config, and the check then refuses a shard core elsewhere."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def tune_client_thread() -> None:
+    """1 µs timer slack for the calling (client) thread (``PR_SET_TIMERSLACK``): a normal
+    thread's timed sleeps may end up to 50 µs late by default. While the colocated client
+    still slept until its next order, that made its sends at 10 k/s 69 µs late at the
+    median instead of 29; the TCP client's ``select`` still sleeps."""
+    ctypes.CDLL(None, use_errno=True).prctl(29, 1000, 0, 0, 0)  # PR_SET_TIMERSLACK, ns
+
+
+def run_queue_ns(pid: int) -> int:
+    """Nanoseconds the threads of ``pid`` have spent runnable but not running (the second
+    field of /proc/<pid>/task/<tid>/schedstat), or 0 where the kernel does not say. For a
+    process alone on its CPU, all of it is time taken by someone else."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with (
+                contextlib.suppress(OSError, IndexError, ValueError),
+                open(f"/proc/{pid}/task/{tid}/schedstat") as f,
+            ):
+                total += int(f.read().split()[1])
+    return total
+
+
+def engine_pids(sup: Supervisor, ann: dict[str, Any]) -> dict[str, int]:
+    """The processes of a run: the client (this one), the gateway, each shard worker."""
+    pids = {"client": os.getpid(), "gateway": int(ann["pid"])}
+    for sp in sup.shards:
+        if sp.process is not None:
+            pids[f"worker {sp.spec.shard_id}"] = sp.process.pid
+    return pids
+
+
 def bench_config(instance: str, data_dir: Path, wait: str = WAIT) -> Config:
-    engine_cpu, _ = placement()
-    core = "" if engine_cpu is None else f"core = {engine_cpu}"
+    worker_cpu, _ = placement()
     text = CONFIG.format(
         instance=instance,
         data_dir=data_dir,
         price=PRICE,
         digest=key_digest(KEY),
         wait=wait,
-        shard_core=core,
-        gateway_core=core,
+        shard_core="" if worker_cpu is None else f"core = {worker_cpu}",
+        gateway_core="",
+        snapshot_every=SNAPSHOT_EVERY,
     )
     return parse_config(text, "bench")
 
@@ -342,14 +491,15 @@ def tradsys_instance(name: str) -> Iterator[tuple[Supervisor, dict[str, Any]]]:
     tmp = tempfile.mkdtemp(prefix=f"tradsys-{name}-")
     config = bench_config(f"{name}{os.getpid()}", Path(tmp))
     sup = Supervisor(config, log=lambda line: None)
-    _, client_cpus = placement()
+    _, others = placement()
     before = os.sched_getaffinity(0)
     try:
-        if client_cpus:
-            os.sched_setaffinity(0, client_cpus)
         sup.start()
         ann = read_announcement(config, "gateway")
         assert ann is not None
+        if others:
+            pin_process(int(ann["pid"]), others)
+            os.sched_setaffinity(0, others)
         yield sup, ann
     finally:
         sup.stop()

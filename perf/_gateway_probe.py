@@ -72,6 +72,7 @@ async def main(instance: str, rounds: int) -> None:
             wait="spin-park",
             shard_core="",
             gateway_core="",
+            snapshot_every=rig.SNAPSHOT_EVERY,
         ),
         "probe",
     )
