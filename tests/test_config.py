@@ -3,6 +3,7 @@ message naming the file and the key."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,32 @@ def test_a_real_core_is_accepted() -> None:
     core = min(available_cores())
     config = parse_config(f"[[shard]]\nid = 0\ncore = {core}\n" + BASE.split("id = 0")[1], "c")
     assert config.shards[0].core == core
+
+
+def test_cpu_lists_parse_as_the_kernel_writes_them() -> None:
+    from tradsys.config import parse_cpu_list
+
+    assert parse_cpu_list("0-3,6,8-9\n") == {0, 1, 2, 3, 6, 8, 9}
+    assert parse_cpu_list("1") == {1}
+    assert parse_cpu_list("") == set() and parse_cpu_list("x-1") == set()
+
+
+def test_a_pinned_process_still_accepts_the_hosts_other_cores(tmp_path: Path) -> None:
+    """The supervisor pins each sidecar to one CPU; the sidecar re-validates the config,
+    whose shards are on other cores. The cpuset decides what exists, not the mask."""
+    root = tmp_path
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text("0::/tradsys.slice\n")
+    (root / "sys/fs/cgroup/tradsys.slice").mkdir(parents=True)
+    (root / "sys/fs/cgroup/tradsys.slice/cpuset.cpus.effective").write_text("2-5\n")
+    assert available_cores(root) == {2, 3, 4, 5}
+    (root / "sys/fs/cgroup/tradsys.slice/cpuset.cpus.effective").unlink()
+    (root / "sys/devices/system/cpu").mkdir(parents=True)
+    (root / "sys/devices/system/cpu/online").write_text("0-7\n")
+    assert available_cores(root) == set(range(8))
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(before)})  # as the supervisor pins a sidecar
+        assert available_cores() >= before
+    finally:
+        os.sched_setaffinity(0, before)

@@ -173,9 +173,42 @@ def symbol_placement(config: Config) -> dict[str, int]:
     return placement
 
 
-def available_cores() -> set[int]:
-    """The CPUs this process may run on: where a worker could really be pinned."""
-    return set(os.sched_getaffinity(0))
+def parse_cpu_list(text: str) -> set[int]:
+    """A kernel CPU list ("0-3,6,8-9") as a set; empty for an empty or odd text."""
+    out: set[int] = set()
+    for part in text.strip().split(","):
+        lo, _, hi = part.partition("-")
+        if not lo.strip().isdigit() or (hi and not hi.strip().isdigit()):
+            return set()
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def available_cores(sys_root: Path = Path("/")) -> set[int]:
+    """The CPUs a process of ours may be pinned to: the cpuset of our cgroup (v2, then v1)
+    or else the online CPUs. Not this process's own affinity mask: the supervisor pins a
+    sidecar to one CPU, and the sidecar still re-validates a config whose shards sit on
+    the other cores (pinning a child elsewhere is allowed; only the cpuset limits it)."""
+    cgroup = ""
+    try:
+        for line in (sys_root / "proc/self/cgroup").read_text().splitlines():
+            if line.startswith("0::"):
+                cgroup = line[3:].lstrip("/")
+    except OSError:
+        pass
+    candidates = [
+        sys_root / "sys/fs/cgroup" / cgroup / "cpuset.cpus.effective",
+        sys_root / "sys/fs/cgroup/cpuset/cpuset.effective_cpus",
+        sys_root / "sys/devices/system/cpu/online",
+    ]
+    for path in candidates:
+        try:
+            cpus = parse_cpu_list(path.read_text())
+        except OSError:
+            continue
+        if cpus:
+            return cpus
+    return set(range(os.cpu_count() or 1))
 
 
 def _problems(config: Config) -> list[str]:
