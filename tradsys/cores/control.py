@@ -13,12 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from enum import IntEnum
-from types import TracebackType
-from typing import Any, Self, overload
+from typing import Any, overload
 
 from tradsys._native import ffi, lib
 from tradsys.ring.errors import RingAttachError
-from tradsys.ring.segment import Segment
+from tradsys.ring.segment import MappedStruct, Segment
 
 CONTROL_SIZE: int = lib.TS_WORKER_CONTROL_SIZE
 
@@ -91,7 +90,7 @@ class ControlSnapshot:
     rejects_by_reason: tuple[int, ...] = ()
 
 
-class WorkerControl:
+class WorkerControl(MappedStruct):
     """The control block of one shard (see the module docstring)."""
 
     shard_id = _Field()
@@ -274,28 +273,7 @@ class WorkerControl:
 
     # ---- life cycle ------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Unmap (and, for the creator, unlink). Idempotent."""
-        if self._segment.memory.closed:
-            return
-        self.cdata = None
-        ffi.release(self._base)
-        self._segment.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._segment.memory.closed
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    # close(), closed and the context manager: MappedStruct
 
     def __repr__(self) -> str:
         if self.closed:

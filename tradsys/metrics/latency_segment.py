@@ -14,14 +14,14 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
 from tradsys._native import ffi, lib
 from tradsys.ring.errors import RingAttachError
 from tradsys.ring.segment import (
+    MappedStruct,
     Segment,
     instance_segments,
     process_alive,
@@ -80,7 +80,7 @@ class HistogramCopy:
         return int(self.counts.sum())
 
 
-class LatencySegment:
+class LatencySegment(MappedStruct):
     """A mapped stage-latency segment (see the module docstring)."""
 
     def __init__(self, segment: Segment) -> None:
@@ -161,28 +161,7 @@ class LatencySegment:
 
     # ---- life cycle ----------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Unmap (and, for the creator, unlink). Idempotent."""
-        if self._segment.memory.closed:
-            return
-        self.cdata = None
-        ffi.release(self._base)
-        self._segment.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._segment.memory.closed
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    # close(), closed and the context manager: MappedStruct
 
 
 def attach_if_present(name: str) -> LatencySegment | None:

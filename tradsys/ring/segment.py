@@ -13,10 +13,13 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 import posix_ipc
 import psutil
 
+from tradsys._native import ffi
 from tradsys.ring.errors import RingAttachError, SegmentExistsError
 
 SHM_DIR = Path("/dev/shm")
@@ -154,3 +157,37 @@ def unlink_quietly(names: Iterator[str] | list[str]) -> list[str]:
         except posix_ipc.ExistentialError:
             pass
     return removed
+
+
+class MappedStruct:
+    """A typed view (``cdata``, through the cffi buffer ``_base``) over a mapped
+    :class:`Segment`: what closing such a view takes, written once for the control block
+    and the stage-latency segment. The view drops its pointers before the unmap, so
+    nothing can touch the memory after it."""
+
+    _segment: Segment
+    _base: Any
+    cdata: Any
+
+    def close(self) -> None:
+        """Unmap (and, for the creator, unlink). Idempotent."""
+        if self._segment.memory.closed:
+            return
+        self.cdata = None
+        ffi.release(self._base)
+        self._segment.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._segment.memory.closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
