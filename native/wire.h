@@ -131,7 +131,7 @@ enum ts_reject_reason {
     TS_REJ_MAX_OPEN_ORDERS = 21,
     TS_REJ_MAX_POSITION = 22,     /* position + open same-side qty + order over the limit */
     TS_REJ_CREDIT_LIMIT = 23,     /* open + filled + order notional over the limit */
-    TS_REJ_DUPLICATE_CLIENT_ID = 24, /* the session has a live order with that client id */
+    TS_REJ_DUPLICATE_CLIENT_ID = 24, /* the account has a live order with that client id */
     TS_REJ_KILL_SWITCH = 25,
     TS_REJ_UNKNOWN_CLIENT_ID = 26,   /* cancel/replace of no live order of the session */
     TS_REJ_GATEWAY_CAPACITY = 27,    /* the gateway tracks its maximum of live orders */

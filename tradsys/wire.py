@@ -153,7 +153,7 @@ REJECT_TEXT: dict[RejectReason, str] = {
     RejectReason.MAX_OPEN_ORDERS: "the account has max_open_orders open",
     RejectReason.MAX_POSITION: "worst-case position would pass max_position",
     RejectReason.CREDIT_LIMIT: "open + filled notional would pass credit_limit",
-    RejectReason.DUPLICATE_CLIENT_ID: "the session has a live order with this client order id",
+    RejectReason.DUPLICATE_CLIENT_ID: "the account has a live order with this client order id",
     RejectReason.KILL_SWITCH: "kill switch on",
     RejectReason.UNKNOWN_CLIENT_ID: "no live order of the session with this client order id",
     RejectReason.GATEWAY_CAPACITY: "the gateway tracks its maximum of live orders",

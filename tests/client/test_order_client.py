@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import numpy as np
 import pytest
@@ -164,3 +165,21 @@ def test_an_idle_tcp_client_is_kept_alive_by_its_heartbeats(edge: EdgeRig) -> No
         time.sleep(5 * 0.2)  # idle (not waiting for anything) for 5 heartbeat intervals
         assert isinstance(c.wait_for(c.submit(1, "buy", 1, 90)), Ack)
         assert edge.stats()["heartbeat_timeouts"] == 0
+
+
+def test_two_clients_of_one_account_number_their_orders_apart(edge: EdgeRig) -> None:
+    """Orders belong to the account, so its clients' ids must not meet: each client counts
+    from its own start time (ms << 20), and two of them trade side by side."""
+    from tradsys.client.orders import first_client_id
+
+    assert first_client_id(1_000_000) == 1 << 20 and first_client_id(2_000_000) == 2 << 20
+    with OrderClient.connect(edge.unix, account_id=1, api_key=KEYS[1]) as first:
+        a = first.submit(1, "sell", 5, 110)
+        assert isinstance(first.wait_for(a), Ack)
+        start = time.time_ns()
+        while time.time_ns() - start < 2_000_000:  # the next client starts a ms later or more
+            pass
+        with OrderClient.connect(f"tcp://{edge.tcp}", account_id=1, api_key=KEYS[1]) as second:
+            b = second.submit(1, "sell", 5, 111)
+            assert isinstance(second.wait_for(b), Ack)  # not DUPLICATE_CLIENT_ID
+            assert b - a >= 1 << 20

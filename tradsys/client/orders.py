@@ -131,6 +131,17 @@ def _command(kind: CommandKind, order_id: int, symbol_id: int, **fields: int) ->
     return rec
 
 
+def first_client_id(now_ns: int | None = None) -> int:
+    """Where a new client's order ids start: its start time in ms since the epoch, << 20
+    (below 2^63 until the year 2248). Two clients of one account started a millisecond
+    apart are 2^20 ids apart, so the older one would have to send a million more orders
+    than the younger before their ids could meet; clients that share an account at such
+    rates should choose their ids (a clash is refused as DUPLICATE_CLIENT_ID, never
+    mixed up)."""
+    now = time.time_ns() if now_ns is None else now_ns
+    return (now // 1_000_000) << 20
+
+
 class _Orders:
     """What both clients share: order ids, the symbol each order is on, command records."""
 
@@ -138,9 +149,10 @@ class _Orders:
         self.transport = transport
         self.account_id = transport.accepted.account_id
         self.session_id = transport.accepted.session_id
-        # client order ids need only be unique among the session's live orders (the
-        # gateway maps them to exchange ids per session): 1, 2, 3 ... reads well in a log
-        self._ids = itertools.count(1)
+        # client order ids must be unique among the account's live orders, whichever of
+        # its sessions sent them (orders belong to the account, and a session takes over
+        # another's): see first_client_id; pass order_id= to choose your own
+        self._ids = itertools.count(first_client_id())
         self._symbols: dict[int, int] = {}
         # the gateway's SYMBOLS directory: name -> symbol id (orders may name either)
         self.symbols: dict[str, int] = {
