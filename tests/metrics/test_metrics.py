@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from tradsys import wire
-from tradsys.config import parse_config
 from tradsys.cores.supervisor import Supervisor
 from tradsys.matching import CEngine
 from tradsys.matching.commands import batch, new_order
@@ -23,34 +21,6 @@ from tradsys.ring import Ring, WaitStrategy, segment_name
 pytestmark = pytest.mark.multiprocess
 
 LAYOUT = {"slot_size": wire.RECORD_SIZE, "layout_version": wire.LAYOUT_VERSION}
-
-
-@pytest.fixture
-def supervisor(instance: str, tmp_path: Path) -> Iterator[Supervisor]:
-    text = f"""
-[engine]
-instance = "{instance}"
-data_dir = "{tmp_path}"
-ring_capacity = 1024
-[gateway]
-enabled = false
-[md]
-enabled = false
-[metrics]
-listen = "127.0.0.1:0"
-[[shard]]
-id = 0
-[[instrument]]
-symbol = "ACME"
-symbol_id = 1
-reference_price = 100
-"""
-    sup = Supervisor(parse_config(text, "test"), log=lambda line: None)
-    try:
-        sup.start()
-        yield sup
-    finally:
-        sup.stop()
 
 
 def families(sup: Supervisor) -> list[Metric]:
