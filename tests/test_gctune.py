@@ -64,3 +64,17 @@ def test_tuning_freezes_the_survivors_and_sets_thresholds(restore_gc: None) -> N
     finally:
         mon.uninstall()
     assert mon.stats()["gen2"] == 0
+
+
+def test_stats_report_the_frozen_count_without_walking_the_frozen_heap(
+    restore_gc: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen = tune_for_trading()
+    assert frozen == gc.get_freeze_count() > 1000
+
+    def walks_the_heap() -> int:
+        raise AssertionError("gc.get_freeze_count() walks every frozen object")
+
+    # the gateway writes its stats 4 times a second, on the CPU its pump shares
+    monkeypatch.setattr(gc, "get_freeze_count", walks_the_heap)
+    assert GcMonitor().stats()["frozen_objects"] == frozen

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import uvloop
 
 from tradsys import logs
@@ -40,7 +41,9 @@ from tradsys.protocols.binary import SymbolInfo, encode_symbols
 from tradsys.ring import RingError, reclaim_stale
 
 NAME = "gateway"
-STATS_INTERVAL_S = 0.25
+# Once a second: the stats write runs on the event loop's thread, which shares a CPU with
+# the pump when [gateway] core is unset (and with colocated clients on a small host).
+STATS_INTERVAL_S = 1.0
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
 EPOCH_FILE = "gateway.epoch"
 STATS_FILE = "gateway.stats.json"
@@ -222,10 +225,16 @@ def stats_path(config: Config) -> Path:
 def write_stats(config: Config, stats: dict[str, Any]) -> None:
     """The gateway's counters and GC figures, for `tradsys status` and the benches: a
     file of its own (atomic replace), so the announcement stays a short address card."""
-    path = stats_path(config)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "time": time.time(), **stats}, indent=1))
-    tmp.replace(path)
+    path = str(stats_path(config))
+    tmp = path + ".tmp"
+    # msgspec and two system calls: a third of what pathlib and an indented json.dumps cost
+    data = msgspec.json.encode({"pid": os.getpid(), "time": time.time(), **stats})
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def read_stats(config: Config) -> dict[str, Any] | None:
