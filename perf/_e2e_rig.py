@@ -43,8 +43,13 @@ from tradsys.ring.segment import segment_name
 
 KEY = "bench-key"
 EVENTS_PER_ORDER = 2  # an IOC buy on an empty book: ACCEPTED, then CANCELLED
-CHUNK = 1 << 16  # events matched to their orders at a time
 POP_MAX = 8192  # events taken per pop
+# The client keeps every event of a run in one array sized and touched before the run, and
+# matches events to orders only after it: matching them in 64 k chunks during the run (1-3
+# ms of numpy every ~30 ms at 1 M/s) stalled the client's sends, and the pump that shares
+# its CPU, and was most of the p99 it then measured. Above this many events (a long run at
+# a high rate: 64 B each) it falls back to matching in chunks of this size as it goes.
+RUN_EVENTS_MAX = 24 << 20
 SYMBOL = 1
 PRICE = 10_000
 HERE = Path(__file__).resolve().parent
@@ -194,9 +199,10 @@ class OrderSender:
     def run(self, rate: float, seconds: float, first_id: int, drain_s: float = 3.0) -> RunResult:
         """Send ``rate * seconds`` orders on the timetable; time each ack.
 
-        The loop does as little Python per pass as it can (a push, a pop into a chunk
-        buffer, a clock read), so that the client is not what limits the rate: the events
-        are matched to their orders in bulk with numpy, a chunk at a time. Each order of
+        The loop does as little Python per pass as it can (a push, a pop into the run's
+        event array, a clock read), so that the client is not what limits the rate nor
+        what makes the tail: the events are matched to their orders in bulk with numpy
+        after the run (see RUN_EVENTS_MAX). Each order of
         this workload makes exactly EVENTS_PER_ORDER events, which says when all are in.
         Each pass sends every order that is due; between passes the client waits (see
         ``bind``'s idle) until the next order is due but at least a tick, or until events
@@ -210,7 +216,10 @@ class OrderSender:
         received = np.zeros(n, np.int64)
         watch = self.watch
         accepted, rejected = wire.EventKind.ACCEPTED, wire.EventKind.REJECTED
-        buf = np.zeros(CHUNK + POP_MAX, wire.EVENT_DTYPE)
+        expected = EVENTS_PER_ORDER * n
+        chunk_events = min(expected, RUN_EVENTS_MAX)
+        buf = np.zeros(chunk_events + POP_MAX, wire.EVENT_DTYPE)
+        buf.view(np.uint8)[::4096] = 1  # fault every page in now, not during the run
         counts: list[int] = []
         stamps: list[int] = []
         send_from: list[int] = []  # each push: the first order it took, and when
@@ -235,7 +244,6 @@ class OrderSender:
         t0 = now_ns() + 1_000_000
         intended += t0
         deadline = t0 + int((seconds + drain_s) * 1e9)
-        expected = EVENTS_PER_ORDER * n
         while total < expected:
             now = now_ns()
             if now > deadline:
@@ -256,7 +264,7 @@ class OrderSender:
                 counts.append(k)
                 filled += k
                 total += k
-                if filled >= CHUNK:
+                if filled >= chunk_events:
                     acked += flush()
                     filled = 0
                 if k == POP_MAX or total >= expected:
@@ -429,15 +437,6 @@ def placement() -> tuple[int | None, set[int] | None]:
     return cpus[-1], set(cpus[:-1])
 
 
-def pin_process(pid: int, cpus: set[int]) -> None:
-    """Every thread of ``pid`` onto ``cpus``. The gateway is pinned this way, after it
-    started, rather than by ``[gateway] core``: that pins its process to one CPU before
-    the gateway checks the config, and the check then refuses a shard core elsewhere."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(tid), cpus)
-
-
 def tune_client_thread() -> None:
     """1 µs timer slack for the calling (client) thread (``PR_SET_TIMERSLACK``): a normal
     thread's timed sleeps may end up to 50 µs late by default. While the colocated client
@@ -471,7 +470,7 @@ def engine_pids(sup: Supervisor, ann: dict[str, Any]) -> dict[str, int]:
 
 
 def bench_config(instance: str, data_dir: Path, wait: str = WAIT) -> Config:
-    worker_cpu, _ = placement()
+    worker_cpu, others = placement()
     text = CONFIG.format(
         instance=instance,
         data_dir=data_dir,
@@ -479,7 +478,11 @@ def bench_config(instance: str, data_dir: Path, wait: str = WAIT) -> Config:
         digest=key_digest(KEY),
         wait=wait,
         shard_core="" if worker_cpu is None else f"core = {worker_cpu}",
-        gateway_core="",
+        # the deployment's own placement: [gateway] core pins the pump thread alone, and
+        # the gateway moves its event loop (handshakes, TCP, the stats write) to the
+        # other CPUs -- here the worker's, which has idle time; pinning the whole gateway
+        # beside the client put its event loop's periodic work in the client's way
+        gateway_core="" if not others else f"core = {min(others)}",
         snapshot_every=SNAPSHOT_EVERY,
     )
     return parse_config(text, "bench")
@@ -498,7 +501,6 @@ def tradsys_instance(name: str) -> Iterator[tuple[Supervisor, dict[str, Any]]]:
         ann = read_announcement(config, "gateway")
         assert ann is not None
         if others:
-            pin_process(int(ann["pid"]), others)
             os.sched_setaffinity(0, others)
         yield sup, ann
     finally:
