@@ -27,7 +27,7 @@ from _e2e_stages import RingWatch
 from tradsys import wire
 from tradsys._native import ffi, lib
 from tradsys.client.transport import ColocatedTransport, _login
-from tradsys.config import Config, parse_config
+from tradsys.config import Config, GatewaySection, parse_config
 from tradsys.cores.gateway_auth import key_digest
 from tradsys.cores.sidecar import read_announcement
 from tradsys.cores.supervisor import Supervisor
@@ -89,9 +89,7 @@ session_ring_capacity = 65536
 heartbeat_ms = 5000
 max_live_orders = 1048576
 pump_batch = 1024
-# no engine clock ticks: the stage breakdown (perf/_e2e_stages.py) maps the i-th order to
-# the i-th record of the shard's command ring, which a tick record would shift
-clock_tick_us = 0
+clock_tick_us = {clock_tick_us}
 
 [md]
 enabled = false
@@ -469,7 +467,15 @@ def engine_pids(sup: Supervisor, ann: dict[str, Any]) -> dict[str, int]:
     return pids
 
 
-def bench_config(instance: str, data_dir: Path, wait: str = WAIT) -> Config:
+# The engine clock as deployed (the [gateway] default) for every timed run; the watched
+# runs' instance has none: the stage breakdown (perf/_e2e_stages.py) maps the i-th order
+# to the i-th record of the shard's command ring, which a tick record would shift.
+CLOCK_TICK_US = GatewaySection().clock_tick_us
+
+
+def bench_config(
+    instance: str, data_dir: Path, wait: str = WAIT, clock_tick_us: int = CLOCK_TICK_US
+) -> Config:
     worker_cpu, others = placement()
     text = CONFIG.format(
         instance=instance,
@@ -484,15 +490,18 @@ def bench_config(instance: str, data_dir: Path, wait: str = WAIT) -> Config:
         # beside the client put its event loop's periodic work in the client's way
         gateway_core="" if not others else f"core = {min(others)}",
         snapshot_every=SNAPSHOT_EVERY,
+        clock_tick_us=clock_tick_us,
     )
     return parse_config(text, "bench")
 
 
 @contextlib.contextmanager
-def tradsys_instance(name: str) -> Iterator[tuple[Supervisor, dict[str, Any]]]:
+def tradsys_instance(
+    name: str, clock_tick_us: int = CLOCK_TICK_US
+) -> Iterator[tuple[Supervisor, dict[str, Any]]]:
     """A running instance (one shard worker, the gateway) and the gateway's announcement."""
     tmp = tempfile.mkdtemp(prefix=f"tradsys-{name}-")
-    config = bench_config(f"{name}{os.getpid()}", Path(tmp))
+    config = bench_config(f"{name}{os.getpid()}", Path(tmp), clock_tick_us=clock_tick_us)
     sup = Supervisor(config, log=lambda line: None)
     _, others = placement()
     before = os.sched_getaffinity(0)

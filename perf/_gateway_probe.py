@@ -73,6 +73,7 @@ async def main(instance: str, rounds: int) -> None:
             shard_core="",
             gateway_core="",
             snapshot_every=rig.SNAPSHOT_EVERY,
+            clock_tick_us=rig.CLOCK_TICK_US,
         ),
         "probe",
     )

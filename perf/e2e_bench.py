@@ -19,14 +19,19 @@ the round trip at half of it (``e2e.colocated.rtt.*``, against the baseline at h
 ``e2e.tcp.rtt.*`` (TradSys over TCP) and ``e2e.colocated.rtt_same_rate.*`` (TradSys
 colocated), each against the baseline at that rate.
 
-Where the time goes: a watched run at half the max rate (the full run adds 100 k/s and
-250 k/s) samples the indices of the session and shard rings at every look of the client,
-which times each order at each hop -- due, sent, taken by the pump, in the shard's ring,
-processed by the shard, events out, routed to the client, read by the client
-(``_e2e_stages.py``; ``e2e.colocated.stage.<hop>.p50/p99``). Beside it, the run-queue
-wait of the client, the gateway and the worker during the half-max run (schedstat:
-runnable but not running; ``e2e.colocated.run_queue_wait.*``): the worker has its CPU to
-itself, so its wait is other processes' use of that CPU.
+Every timed run has the engine clock as deployed (the pump stages a CLOCK_TICK before a
+shard's commands every ``[gateway] clock_tick_us``, 10 µs by default).
+
+Where the time goes: a watched run at half the max rate (the full run adds 100 k/s and 250
+k/s), on an instance of its own with the clock off (the breakdown maps the i-th order to
+the i-th record of the shard's ring, which a tick would shift), samples the indices of the
+session and shard rings at every look of the client, which times each order at each hop --
+due, sent, taken by the pump, in the shard's ring, processed by the shard, events out,
+routed to the client, read by the client (``_e2e_stages.py``;
+``e2e.colocated.stage.<hop>.p50/p99``). Beside it, the run-queue wait of the client, the
+gateway and the worker during the half-max run (schedstat: runnable but not running;
+``e2e.colocated.run_queue_wait.*``): the worker has its CPU to itself, so its wait is
+other processes' use of that CPU.
 
 Placement and waiting (what issue 5's p99 of 59 ms at half the max rate came from, and
 what changed; each measured side by side on the shared 2-vCPU VM, see the README):
@@ -233,9 +238,7 @@ def main() -> int:
     with rig.tradsys_instance("e2ebench") as (sup, ann):
         host, port = rig.tcp_address(ann)
         path = str(ann["unix_socket"])
-        instance = sup.config.engine.instance
         colocated = lambda: rig.RingSender(path)  # noqa: E731
-        watched = lambda: rig.RingSender(path, instance)  # noqa: E731
         one(colocated, 50e3, 0.2)  # warm-up: caches, page faults
         colo = sweep(colocated, COLOCATED_RATES, plan.sweep_s, plan.misses, "colocated")
         colo_max = max_rate(colo)
@@ -246,9 +249,15 @@ def main() -> int:
         colo_half = one(colocated, half, plan.half_s)
         elapsed = time.monotonic_ns() - t
         waited = {name: rig.run_queue_ns(pid) - waited[name] for name, pid in pids.items()}
-        watch = [one(watched, rate, plan.other_s) for rate in [*plan.watched, half]]
         tcp = one(lambda: rig.TcpSender(host, port), TCP_RATE, plan.other_s)
         colo_low = one(colocated, TCP_RATE, plan.other_s)
+    # the stage breakdown on an instance of its own without clock ticks (see _e2e_rig)
+    with rig.tradsys_instance("e2ewatch", clock_tick_us=0) as (sup, ann):
+        path = str(ann["unix_socket"])
+        instance = sup.config.engine.instance
+        watched = lambda: rig.RingSender(path, instance)  # noqa: E731
+        one(watched, 50e3, 0.2)
+        watch = [one(watched, rate, plan.other_s) for rate in [*plan.watched, half]]
     with rig.baseline_server() as (bhost, bport):
         baseline = lambda: rig.TcpSender(bhost, bport)  # noqa: E731
         one(baseline, 2e3, 0.2)

@@ -59,7 +59,8 @@ def churn(path: str, stop: threading.Event, counter: list[int]) -> None:
 
 
 def fresh_stats(read: Any, after: float, timeout: float = 5.0) -> dict[str, Any]:
-    """The first stats written after ``after`` (the gateway writes them once a second, the baseline every 0.25 s)."""
+    """The first stats written after ``after`` (the gateway writes them once a second,
+    the baseline every 0.25 s)."""
     deadline = time.monotonic() + timeout
     while True:
         doc = read()
