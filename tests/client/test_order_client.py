@@ -20,7 +20,8 @@ from tradsys.client.orders import (
     OrderClient,
     OrderRejected,
 )
-from tradsys.ring import instance_segments
+from tradsys.client.transport import ColocatedTransport
+from tradsys.ring import WaitStrategy, instance_segments
 from tradsys.wire import CancelReason, RejectReason
 
 
@@ -183,3 +184,23 @@ def test_two_clients_of_one_account_number_their_orders_apart(edge: EdgeRig) -> 
             b = second.submit(1, "sell", 5, 111)
             assert isinstance(second.wait_for(b), Ack)  # not DUPLICATE_CLIENT_ID
             assert b - a >= 1 << 20
+
+
+@pytest.mark.parametrize("wait", ["busy-spin", "spin-yield", WaitStrategy.spin_park()])
+def test_a_colocated_client_chooses_how_it_waits(edge: EdgeRig, wait: str | WaitStrategy) -> None:
+    """``wait`` reaches the rings: the client sends and reads with the strategy asked for."""
+    with OrderClient.connect(edge.unix, account_id=1, api_key=KEYS[1], wait=wait) as c:
+        expected = WaitStrategy.named(wait) if isinstance(wait, str) else wait
+        assert isinstance(c.transport, ColocatedTransport)
+        assert c.transport.wait == expected
+        oid = c.submit(1, "sell", 10, 101)
+        assert c.wait_for(oid) == Ack(oid, 1, wire.Side.SELL, 101, 10, 10)
+
+
+def test_a_wait_strategy_is_refused_for_tcp_and_an_unknown_one_named(edge: EdgeRig) -> None:
+    with pytest.raises(ValueError, match="colocated sessions"):
+        OrderClient.connect(f"tcp://{edge.tcp}", account_id=1, api_key=KEYS[1], wait="busy-spin")
+    with pytest.raises(ValueError, match="unknown wait strategy 'spin-fast'"):
+        OrderClient.connect(edge.unix, account_id=1, api_key=KEYS[1], wait="spin-fast")
+    assert edge.stats()["sessions"] == 0
+    assert instance_segments(edge.config.engine.instance) == []
