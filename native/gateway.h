@@ -75,6 +75,9 @@ typedef struct ts_gateway_config {
     uint32_t clock_tick_us; /* the engine clock's resolution: a CLOCK_TICK goes before a
                              * shard's commands once the last is this old (0: the pump
                              * sends no ticks; see gateway_pump.c, "the engine's clock") */
+    uint32_t yield_every_us; /* ts_gateway_run yields the CPU at least this often, busy or
+                              * not (0: only when idle; see gateway_pump.c, "Hand-off") */
+    uint32_t _pad1;
     ts_wait_strategy wait; /* what ts_gateway_run does when a pass found nothing */
 } ts_gateway_config;
 
@@ -91,6 +94,7 @@ typedef struct ts_gateway_stats {
     uint64_t events_held;        /* events kept for the account's next session */
     uint64_t event_stalls;       /* passes that left events in a shard ring (a session full) */
     uint64_t parks;              /* times ts_gateway_run slept */
+    uint64_t handoff_yields;     /* yields after yield_every_us of running (see the pump) */
     uint64_t sessions;
     uint64_t live_orders;
     uint64_t clock_ticks;        /* CLOCK_TICK commands staged for the shards */

@@ -70,6 +70,9 @@ class GatewaySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     # shard's commands once the last tick is this many µs old; 0: no ticks (the clock then
     # moves only by CLOCK_TICK controls someone else sends, and trades carry no time)
     clock_tick_us: int = 10
+    # the pump yields its CPU at least this often (µs), busy or not, so a colocated client
+    # sharing that CPU waits at most about this long; 0: it yields only when idle
+    yield_every_us: int = 20
 
 
 class AccountSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -275,6 +278,8 @@ def _problems(config: Config) -> list[str]:
             out.append(f"gateway.{key} must be in 1..2^31-1")
     if not 0 <= g.clock_tick_us < 2**31:
         out.append("gateway.clock_tick_us must be in 0..2^31-1 (0: no clock ticks)")
+    if not 0 <= g.yield_every_us < 2**31:
+        out.append("gateway.yield_every_us must be in 0..2^31-1 (0: yield only when idle)")
     if len(config.accounts) > g.max_accounts:
         out.append(
             f"gateway.max_accounts {g.max_accounts} is below the number of "

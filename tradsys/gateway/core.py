@@ -77,6 +77,7 @@ _STAT_FIELDS = (
     "restore_no_client_id",
     "recovery_events",
     "passes",
+    "handoff_yields",
     "commands_in",
     "commands_out",
     "events_in",
@@ -154,6 +155,7 @@ class GatewayCore:
         cfg.max_orders = g.max_live_orders
         cfg.epoch = epoch
         cfg.clock_tick_us = g.clock_tick_us
+        cfg.yield_every_us = g.yield_every_us
         wait = WaitStrategy.named(config.engine.wait).cdata
         cfg.wait.kind = wait.kind
         cfg.wait.spin_iters = wait.spin_iters
