@@ -16,6 +16,7 @@ from typing import Literal
 
 import msgspec
 
+from tradsys.cores.sched_slice import MAX_SLICE_US, MIN_SLICE_US
 from tradsys.matching import Instrument
 
 Durability = Literal["none", "group", "fsync"]
@@ -33,6 +34,10 @@ class EngineSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     ring_capacity: int = 65536
     heartbeat_timeout_ms: int = 3000
     stop_timeout_ms: int = 10000
+    # the fair-scheduler slice (µs) of the shard workers and the gateway's pump: a short
+    # one lets them run as soon as they are runnable (tradsys/cores/sched_slice.py);
+    # 0: the kernel's default
+    sched_slice_us: int = 0
 
 
 class JournalSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -222,6 +227,11 @@ def _problems(config: Config) -> list[str]:
     cap = e.ring_capacity
     if cap < 64 or cap & (cap - 1):
         out.append(f"engine.ring_capacity {cap}: must be a power of two >= 64")
+    if e.sched_slice_us and not MIN_SLICE_US <= e.sched_slice_us <= MAX_SLICE_US:
+        out.append(
+            f"engine.sched_slice_us {e.sched_slice_us}: 0 (the kernel's default) or "
+            f"{MIN_SLICE_US}..{MAX_SLICE_US}, the range Linux accepts"
+        )
     for key in ("heartbeat_timeout_ms", "stop_timeout_ms"):
         if getattr(e, key) <= 0:
             out.append(f"engine.{key} must be > 0")

@@ -312,7 +312,8 @@ def run(config_path: str) -> int:
         return EXIT_FAILURE
     try:
         cpu = config.gateway.core
-        core.start(cpu=cpu)  # [gateway] core: the pump thread alone is pinned there
+        # [gateway] core: the pump thread alone is pinned there
+        core.start(cpu=cpu, sched_slice_us=config.engine.sched_slice_us)
         if cpu is not None:
             keep_control_plane_off(cpu)
         server = None

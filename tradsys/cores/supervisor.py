@@ -168,6 +168,7 @@ class Supervisor:
             segment_bytes=j.segment_mb << 20,
             snapshot_every=j.snapshot_every,
             wait=self.config.engine.wait,
+            sched_slice_us=self.config.engine.sched_slice_us,
             commands=commands.name,
             events=events.name,
             md=md.name,

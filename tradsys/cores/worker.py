@@ -32,6 +32,7 @@ from tradsys import logs
 from tradsys._native import ffi, lib
 from tradsys.cores.control import WorkerControl, WorkerState
 from tradsys.cores.order_image import write_image
+from tradsys.cores.sched_slice import set_thread_slice
 from tradsys.journal.errors import JournalCorruptError, JournalError, error_from_c
 from tradsys.journal.recovery import replay_result, start_state, truncate_torn_tail
 from tradsys.journal.snapshots import SnapshotStore, engine_pointer
@@ -74,6 +75,8 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     max_batch: int = 1024
     slice_ms: int = 20
     """How long one C slice may run before Python looks at signals again."""
+    sched_slice_us: int = 0
+    """The scheduler slice to ask for (tradsys.cores.sched_slice); 0: the default."""
     keep_snapshots: int = 2
 
 
@@ -294,6 +297,16 @@ def _pin(core: int | None) -> None:
         psutil.Process().cpu_affinity([core])
 
 
+def _ask_for_slice(spec: WorkerSpec) -> None:
+    """A short scheduler slice when configured; a kernel that refuses it is logged, not
+    fatal (the worker then runs with the default slice)."""
+    if spec.sched_slice_us:
+        try:
+            set_thread_slice(spec.sched_slice_us * 1000)
+        except OSError as exc:
+            log.warning("shard %d: %s; running with the default slice", spec.shard_id, exc)
+
+
 def run_worker(spec: WorkerSpec) -> int:
     """The body of a shard worker process; returns its exit code.
 
@@ -317,6 +330,7 @@ def run_worker(spec: WorkerSpec) -> int:
     try:
         try:
             _pin(spec.core)
+            _ask_for_slice(spec)
             worker.attach()
         except (RingError, OSError, ValueError) as exc:
             log.error("shard %d: cannot start: %s", spec.shard_id, exc)

@@ -37,6 +37,7 @@ that ids keep growing across restarts (the engine rejects an id that does not):
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -46,6 +47,7 @@ from typing import Any
 
 from tradsys._native import ffi, lib
 from tradsys.config import AccountSection, Config
+from tradsys.cores.sched_slice import set_thread_slice
 from tradsys.gateway.ledger import LedgerFile
 from tradsys.gateway.risk import AccountState, PositionState, limit_problems, limits_cdata
 from tradsys.metrics.latency_segment import (
@@ -56,6 +58,8 @@ from tradsys.metrics.latency_segment import (
 )
 from tradsys.ring import Ring, WaitStrategy, segment_name
 from tradsys.wire import LAYOUT_VERSION, RECORD_SIZE, RejectReason
+
+log = logging.getLogger("tradsys.gateway")
 
 EPOCH_SHIFT = 40
 MAX_EPOCH = (1 << 24) - 1
@@ -394,10 +398,11 @@ class GatewayCore:
             return int(lib.ts_gateway_poll(self._gw, max_batch))
         return int(lib.ts_gateway_poll_at(self._gw, max_batch, now_ns))
 
-    def start(self, *, cpu: int | None = None) -> None:
+    def start(self, *, cpu: int | None = None, sched_slice_us: int = 0) -> None:
         """Run the pump in a thread until :meth:`stop`; ``cpu`` pins that thread alone (the
         rest of the process keeps its own affinity), e.g. the pump on one isolated core
-        and the event loop on another."""
+        and the event loop on another; ``sched_slice_us`` gives that thread a short
+        scheduler slice (tradsys.cores.sched_slice; 0: the default)."""
         if cpu is not None and cpu not in os.sched_getaffinity(0):
             raise GatewayError(
                 f"cpu {cpu} is not one this process may run on "
@@ -408,13 +413,18 @@ class GatewayCore:
                 raise GatewayError("the gateway pump is already running")
             self._stop[0] = 0
             self._thread = threading.Thread(
-                target=self._run, args=(cpu,), name="gateway-pump", daemon=True
+                target=self._run, args=(cpu, sched_slice_us), name="gateway-pump", daemon=True
             )
             self._thread.start()
 
-    def _run(self, cpu: int | None) -> None:
+    def _run(self, cpu: int | None, sched_slice_us: int) -> None:
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})  # pid 0 from a thread: this thread only
+        if sched_slice_us:
+            try:
+                set_thread_slice(sched_slice_us * 1000)
+            except OSError as exc:
+                log.warning("gateway pump: %s; running with the default slice", exc)
         lib.ts_gateway_run(self._gw, self._stop)
 
     @property
