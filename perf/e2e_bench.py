@@ -17,7 +17,9 @@ the median at most 1 ms; a shared machine's stalls reach the tail, not the media
 the round trip at half of it (``e2e.colocated.rtt.*``, against the baseline at half of
 *its* maximum). At one fixed moderate rate (10 k/s) both sides run the same load:
 ``e2e.tcp.rtt.*`` (TradSys over TCP) and ``e2e.colocated.rtt_same_rate.*`` (TradSys
-colocated), each against the baseline at that rate.
+colocated), each against the baseline at that rate. TCP is then swept up from there like
+the others (``e2e.tcp.max_rate``, against the baseline's max): the same Python client
+code drives TradSys over TCP and the baseline.
 
 Every timed run has the engine clock as deployed (the pump stages a CLOCK_TICK before a
 shard's commands every ``[gateway] clock_tick_us``, 10 µs by default).
@@ -88,6 +90,7 @@ SUSTAIN_P50_US = 1_000.0
 TCP_RATE = 10_000.0
 COLOCATED_RATES = [100e3, 250e3, 500e3, 1e6, 1.5e6, 2e6, 3e6, 4e6]
 BASELINE_RATES = [10e3, 20e3, 40e3, 80e3, 160e3]
+TCP_RATES = [20e3, 40e3, 80e3, 160e3, 320e3, 640e3]  # beside TCP_RATE, for the TCP max
 WATCHED_RATES = [100e3, 250e3]  # beside half the max, for the full run's stage breakdown
 ids = itertools.count(1, 10_000_000)
 
@@ -249,7 +252,10 @@ def main() -> int:
         colo_half = one(colocated, half, plan.half_s)
         elapsed = time.monotonic_ns() - t
         waited = {name: rig.run_queue_ns(pid) - waited[name] for name, pid in pids.items()}
-        tcp = one(lambda: rig.TcpSender(host, port), TCP_RATE, plan.other_s)
+        tcp_session = lambda: rig.TcpSender(host, port)  # noqa: E731
+        tcp = one(tcp_session, TCP_RATE, plan.other_s)
+        tcp_sweep = [tcp, *sweep(tcp_session, TCP_RATES, plan.sweep_s, plan.misses, "tcp")]
+        tcp_max = max_rate(tcp_sweep)
         colo_low = one(colocated, TCP_RATE, plan.other_s)
     # the stage breakdown on an instance of its own without clock ticks (see _e2e_rig)
     with rig.tradsys_instance("e2ewatch", clock_tick_us=0) as (sup, ann):
@@ -269,7 +275,7 @@ def main() -> int:
     rows = [row("TradSys colocated", r) for r in colo]
     rows.append(row("TradSys colocated, half max", colo_half))
     rows.append(row("TradSys colocated", colo_low))
-    rows.append(row("TradSys TCP", tcp))
+    rows += [row("TradSys TCP", r) for r in tcp_sweep]
     rows += [row("baseline (asyncio + reference)", r) for r in base]
     rows.append(row("baseline, half its max", base_half))
     rows.append(row("baseline TCP", base_tcp))
@@ -283,8 +289,9 @@ def main() -> int:
     print(
         f"\nmax sustained (all answered, >= 95 % of the rate, median growth <= "
         f"{SUSTAIN_GROWTH_US / 1000:.0f} ms, p50 <= {SUSTAIN_P50_US / 1000:.0f} ms): TradSys "
-        f"colocated {common.fmt_rate(colo_max)}/s, baseline {common.fmt_rate(base_max)}/s "
-        f"({ratio})"
+        f"colocated {common.fmt_rate(colo_max)}/s, TCP {common.fmt_rate(tcp_max)}/s, baseline "
+        f"{common.fmt_rate(base_max)}/s (colocated {ratio}, TCP "
+        f"{common.fmt_ratio(tcp_max / base_max if base_max else None)})"
     )
     alone = " (it has its CPU to itself: all of its wait is other processes')"
     print(
@@ -313,6 +320,14 @@ def main() -> int:
         ),
         rtt("e2e.colocated.rtt_same_rate.p50", colo_low, base_tcp, 50),
         rtt("e2e.colocated.rtt_same_rate.p99", colo_low, base_tcp, 99),
+        common.result(
+            "e2e.tcp.max_rate",
+            "orders/s",
+            tcp_max,
+            higher_is_better=True,
+            peer=PEER,
+            peer_value=base_max,
+        ),
         rtt("e2e.tcp.rtt.p50", tcp, base_tcp, 50),
         rtt("e2e.tcp.rtt.p99", tcp, base_tcp, 99),
         *stage_results(watch[-1]),
