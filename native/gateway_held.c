@@ -34,6 +34,7 @@
 #include "gateway_internal.h"
 #include "journal.h" /* ts_crc32c */
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -254,13 +255,21 @@ int64_t ts_gateway_attach_held(ts_gateway *gw, void *mem, uint64_t size) {
     l->half[0] = (gw_held_record *)(base + halves_off(gw));
     l->half[1] = l->half[0] + TS_GW_HELD_LOG;
     if (!valid_header(gw, l->h)) {
-        /* a new log (or one of another layout: its records cannot be read) */
+        /* a new log (or one of another layout: its records cannot be read). Only the
+         * header and the marks are cleared, not the 12 MB of records (a new file stays
+         * sparse): the generation starts above the one the header last named, so no
+         * record left from before counts (a fresh file: 0, so generation 1) */
+        uint64_t gen = ((l->h->commit >> 1) + 1) & ((1ull << 62) - 1);
         __atomic_store_n(&l->h->magic, 0, __ATOMIC_RELEASE);
-        memset(base, 0, ts_gateway_held_size(gw));
+        /* the new generation first: a format torn after it still starts above it */
+        STORE_RELEASE(l->h->commit, (gen ? gen : 1) << 1); /* half 0 */
         l->h->version = HELD_VERSION;
         l->h->capacity = TS_GW_HELD_LOG;
+        memset(base + offsetof(gw_held_header, mark_slots), 0,
+               halves_off(gw) - offsetof(gw_held_header, mark_slots)); /* the rest, marks */
+        memset(&l->half[0][0], 0, sizeof(gw_held_record));
+        memset(&l->half[1][0], 0, sizeof(gw_held_record));
         l->h->mark_slots = gw->cfg.max_accounts;
-        l->h->commit = 1ull << 1; /* generation 1, half 0 */
         STORE_RELEASE(l->h->magic, HELD_MAGIC);
     }
     gw->held_log = l;

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from tests.gateway.rig import AAA, GatewayRig, Session, account, command
@@ -209,3 +210,20 @@ def test_a_new_run_starts_with_full_account_buckets(
     s.send(*(command(order_id=i) for i in range(1, 6)))
     rig.poll(time.monotonic_ns())
     assert len(rig.sent(0)) == 5 and len(s.events()) == 0
+
+
+def test_a_log_of_another_layout_starts_empty(
+    make_rig: Callable[..., GatewayRig], tmp_path: Path
+) -> None:
+    files = Files(tmp_path)
+    rig, _sent, _ = _held_fills(make_rig, files, 2)
+    rig.core.close()
+    # the operator raised [gateway] max_accounts: the marks table, so the layout, moved
+    config = rig.config
+    bigger = config.gateway.max_accounts * 2
+    rig.config = msgspec.structs.replace(
+        config, gateway=msgspec.structs.replace(config.gateway, max_accounts=bigger)
+    )
+    rig.core = GatewayCore(rig.config, epoch=rig.epoch + 1, cancel_on_start=False)
+    assert rig.core.attach_held(files.held) == 0
+    assert files.held.stat().st_blocks * 512 < 1 << 20  # still sparse: records not rewritten
