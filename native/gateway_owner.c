@@ -102,6 +102,7 @@ static int push_stage_first(gw_session *s, uint64_t *pushed) {
     s->stage_sent += (uint32_t)k;
     if (s->stage_sent != s->staged) return 0; /* the pass's flush keeps the rest in order */
     s->staged = s->stage_sent = 0;
+    s->stalled = 0; /* as flush_session does: its ring took everything it had */
     return 1;
 }
 
