@@ -227,3 +227,37 @@ def test_a_log_of_another_layout_starts_empty(
     rig.core = GatewayCore(rig.config, epoch=rig.epoch + 1, cancel_on_start=False)
     assert rig.core.attach_held(files.held) == 0
     assert files.held.stat().st_blocks * 512 < 1 << 20  # still sparse: records not rewritten
+
+
+def test_only_what_reached_the_session_ring_is_crossed_off(
+    make_rig: Callable[..., GatewayRig], tmp_path: Path
+) -> None:
+    files = Files(tmp_path)
+    rig, sent, execs = _held_fills(make_rig, files, 10)
+    s = rig.session(1, capacity=4)  # room for 4 of the 10
+    rig.poll()
+    assert _fills(s) == [(EventKind.TRADE, 5, x) for x in execs[:4]]
+    # the gateway dies with 6 not yet handed over: those, and only those, come back
+    _, found = _successor(rig, files, image=_image(sent, leaves=90))
+    assert found == 6
+    s2 = rig.session(1, capacity=16)
+    rig.poll()
+    assert _fills(s2) == [(EventKind.TRADE, 5, x) for x in execs[4:]]
+
+
+def test_held_events_go_out_as_the_ring_makes_room_newer_ones_after(
+    make_rig: Callable[..., GatewayRig], tmp_path: Path
+) -> None:
+    files = Files(tmp_path)
+    rig, sent, execs = _held_fills(make_rig, files, 10)
+    s = rig.session(1, capacity=4)
+    rig.answer(0, EventKind.TRADE, sent, quantity=1, leaves_qty=89, price=1000)
+    got: list[tuple[int, int, int]] = []
+    for _ in range(4):  # 4 + 4 + 3 (2 held, then the newer one) + nothing
+        rig.poll()
+        got += _fills(s)
+    assert got == [(EventKind.TRADE, 5, x) for x in [*execs, rig.exec_id]]
+    assert rig.core.stalled_sessions() == []
+    # all crossed off: nothing comes back
+    _, found = _successor(rig, files, image=_image(sent, leaves=89))
+    assert found == 0
