@@ -48,6 +48,7 @@ SOURCES = [
     "md_refresh.c",
     "order_image.c",
     "gateway_ledger.c",
+    "gateway_held.c",
     "gateway_owner.c",
     "gateway.c",
     "gateway_pump.c",

@@ -239,6 +239,7 @@ void ts_gateway_free(ts_gateway *gw) {
         for (uint32_t i = 0; i < gw->n_accounts; i++) {
             free(gw->accounts[i].pos);
             free(gw->accounts[i].held);
+            free(gw->accounts[i].held_seq);
         }
     free(gw->instr);
     free(gw->instr_map.keys);
@@ -251,7 +252,10 @@ void ts_gateway_free(ts_gateway *gw) {
     free(gw->by_exch.slots);
     free(gw->by_client.slots);
     free(gw->ledger);
+    gw_held_free(gw);
     free(gw->drained);
+    free(gw->drain_keys);
+    free(gw->drain_vals);
     pthread_mutex_destroy(&gw->lock);
     free(gw);
 }
@@ -354,10 +358,11 @@ int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_li
             } else {
                 acc->id = account_id;
                 acc->lim = *limits;
-                acc->orphans = acc->replay_to = acc->lslot = GW_NONE;
+                acc->orphans = acc->replay_to = acc->lslot = acc->hslot = GW_NONE;
                 gw_account_throttle_reset(acc, mono_now());
                 keymap_put(&gw->account_map, account_id, gw->n_accounts++);
                 if (gw->ledger) gw_ledger_note_account(gw, gw->n_accounts - 1);
+                if (gw->held_log) gw_held_note_account(gw, gw->n_accounts - 1);
             }
         }
     } else {

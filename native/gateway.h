@@ -38,6 +38,7 @@
 #define TS_GW_MAX_EPOCH 16777215
 #define TS_GW_MAX_SHARDS 64
 #define TS_GW_HELD_EVENTS 4096 /* events kept per account while it has no session */
+#define TS_GW_HELD_LOG 65536   /* records per half of the held-events log */
 
 /* Status codes of the control calls (>= 0 is success). */
 enum ts_gw_status {
@@ -103,6 +104,9 @@ typedef struct ts_gateway_stats {
     uint64_t restore_skipped;    /* image orders of an unknown account or symbol */
     uint64_t restore_no_client_id; /* restored orders whose client id the ledger lacked */
     uint64_t recovery_events;    /* events drained before the restore (ts_gateway_drain) */
+    uint64_t events_held_restored; /* held events an earlier gateway left in the log */
+    uint64_t events_held_volatile; /* held in memory only: the log was full (or no slot) */
+    uint64_t recovery_duplicates;  /* drained events the log held already: not kept again */
     uint64_t rejects[64];
 } ts_gateway_stats;
 
@@ -219,6 +223,28 @@ int64_t ts_gateway_hold_drained(ts_gateway *gw);
  * order does, and gets its client id back from the ledger (without one it is reachable
  * only by mass cancel and the kill switch). Returns how many were restored. */
 int64_t ts_gateway_restore(ts_gateway *gw, const ts_live_order *orders, uint64_t n);
+
+/* ---- held events that outlive the process (gateway_held.c) --------------------------
+ * Events held for an account without a session are also written to a log in caller
+ * memory (a file mapping, like the ledger), each record crc'd, and marked delivered once
+ * pushed to a session's ring; the log is emptied when everything in it is delivered.
+ * A successor that attaches the log gets the undelivered ones back, in order, ahead of
+ * anything it drains, for each account's next session. The guarantee: a held event
+ * reaches a session ring of its account, and is lost to no crash of the gateway process;
+ * it comes a second time (with the same exec_id) only if the gateway died in the moment
+ * between pushing it and marking it. As for every routed event, the push is the hand-over:
+ * a session that ends (or a gateway that dies) before its client read its ring takes the
+ * unread events with it.
+ * Order at start: after ts_gateway_attach_ledger and before ts_gateway_drain. */
+
+/* Bytes of held-events log this gateway needs (max_accounts fixes the layout). */
+uint64_t ts_gateway_held_size(const ts_gateway *gw);
+
+/* Use mem (size bytes, 16-byte aligned, mapped until ts_gateway_free) as the held-events
+ * log; a log of another layout, or none, is formatted. Returns the undelivered events
+ * found (kept for ts_gateway_hold_drained), TS_GW_ERR_ARGUMENT (too small, misaligned,
+ * attached already or after a drain) or TS_GW_ERR_NOMEM. */
+int64_t ts_gateway_attach_held(ts_gateway *gw, void *mem, uint64_t size);
 
 void ts_gateway_get_stats(ts_gateway *gw, ts_gateway_stats *out);
 /* Sessions whose outbound ring is full with events waiting for it: the pump holds the

@@ -2,6 +2,7 @@
  * gateway_internal.h — the gateway's tables, shared by gateway.c (setup, control, id
  * tables), gateway_owner.c (which session gets an order's events; events held for an
  * account's next session), gateway_ledger.c (what outlives the process; the restart),
+ * gateway_held.c (the held events' log, which outlives it too),
  * risk.c (the checks and the accounting from events) and gateway_pump.c (the passes and
  * the wait). Not read by cffi.
  *
@@ -75,9 +76,11 @@ typedef struct gw_account {
     /* events of its orders that came while no session had them, for the next one (in
      * client ids), allocated when the account first has orders without a session */
     ts_event *held;
+    uint64_t *held_seq; /* each one's record in the held-events log (0: memory only) */
     uint32_t held_n, held_sent;
     uint32_t replay_to; /* the session slot they go to, GW_NONE until one comes */
     uint32_t lslot;     /* its slot in the ledger (GW_NONE: none) */
+    uint32_t hslot;     /* its delivery mark in the held-events log (GW_NONE: none) */
 } gw_account;
 
 typedef struct gw_instrument {
@@ -159,9 +162,21 @@ struct ts_gateway {
     ts_lat_hist *lat_ack; /* order → first event routed (gateway_latency.h); NULL: off */
     struct gw_ledger *ledger; /* gateway_ledger.c; NULL when none is attached */
     uint32_t replays_due;     /* accounts with held events and a session to take them */
-    ts_event *drained;        /* events ts_gateway_drain took, for ts_gateway_hold_drained */
+    struct gw_held_log *held_log; /* gateway_held.c; NULL when none is attached */
+    struct gw_drained *drained; /* events for ts_gateway_hold_drained (client ids) */
     uint64_t drained_n, drained_cap;
+    uint64_t *drain_keys, *drain_vals, drain_mask; /* the ledger's exchange → client ids */
 };
+
+/* An event for an account's next session, found at start: in the held-events log, or
+ * drained from a shard ring (raw: a REJECTED's DONE flag is settled once the orders are
+ * restored; the exchange order id rides in contra_order_id until then). */
+typedef struct gw_drained {
+    ts_event ev;
+    uint64_t seq; /* its record in the held-events log (0: none) */
+    uint32_t raw;
+    uint32_t _pad0;
+} gw_drained;
 
 /* gateway.c: tables */
 uint32_t gw_keymap_get(const gw_keymap *m, uint32_t key);
@@ -184,6 +199,9 @@ static inline int gw_must_hold(const ts_gateway *gw, const gw_order *o) {
            o->session == acc->replay_to;
 }
 int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev); /* 0: no room */
+/* keep an event already in client ids (and in the log as `seq`, 0 if not) */
+int gw_keep_held(ts_gateway *gw, uint32_t account, const ts_event *ev, uint64_t seq);
+int gw_held_buffer(gw_account *acc); /* the account's held-event buffer; 0: no memory */
 uint64_t gw_replay_held(ts_gateway *gw);
 void gw_index_client(ts_gateway *gw, uint32_t idx);
 void gw_unindex_client(ts_gateway *gw, uint32_t idx);
@@ -198,6 +216,20 @@ void gw_ledger_trade(ts_gateway *gw, uint32_t account, uint32_t instr, const ts_
 void gw_ledger_note_account(ts_gateway *gw, uint32_t account);
 void gw_ledger_note_kill(ts_gateway *gw);
 void gw_ledger_note_instrument(ts_gateway *gw, uint32_t instr);
+
+/* gateway_held.c: the held-events log (see gateway.h); every call is a no-op without one */
+uint64_t gw_held_append(ts_gateway *gw, uint32_t account, const ts_event *ev); /* its seq */
+uint64_t gw_held_append_drained(ts_gateway *gw, uint32_t account, const ts_event *ev);
+void gw_held_kept(ts_gateway *gw, uint64_t seq); /* a record now held in memory */
+/* `count` held events of the account, the last with log seq `last_seq`, were pushed
+ * (count 0: only empty the log if nothing in it is waiting) */
+void gw_held_delivered(ts_gateway *gw, uint32_t account, uint64_t last_seq, uint64_t count);
+void gw_held_note_account(ts_gateway *gw, uint32_t account);
+int gw_held_seen(const ts_gateway *gw, const ts_event *ev); /* a drained event in the log */
+void gw_held_forget_seen(ts_gateway *gw);
+void gw_held_free(ts_gateway *gw);
+/* gateway_ledger.c: one more event for ts_gateway_hold_drained; -1: no memory */
+int gw_keep_drained(ts_gateway *gw, const ts_event *ev, uint64_t seq, uint32_t raw);
 
 /* risk.c: the checks (return a reject reason or 0) and the accounting */
 void gw_throttle_reset(gw_session *s, const ts_risk_limits *lim, int64_t now);

@@ -26,10 +26,12 @@
  * The live orders themselves are not kept here: the engines are their source of truth
  * (order_image.h), read once at start.
  */
+#define _GNU_SOURCE
 #include "gateway_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LEDGER_MAGIC 0x3152474c57475354ULL /* "TSGWLGR1" */
 #define LEDGER_VERSION 1
@@ -145,6 +147,15 @@ void gw_ledger_note_account(ts_gateway *gw, uint32_t account) {
     if (slot == GW_NONE) return;
     /* a known account (this run): the figures it had */
     acc->killed = (int32_t)l->accounts[slot].killed;
+    /* and its account throttle starts empty, refilling at its rate from now: the dead
+     * gateway's bucket was at most full, so over any span of time across the restart the
+     * account is granted no more than its burst plus the rate (a full bucket would have
+     * been a second burst); its level is not kept, which spares the pump a ledger store
+     * per order */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    acc->tokens = 0;
+    acc->last_ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
     acc->filled_notional = 0;
     for (uint32_t k = 0; k < gw->n_instr; k++)
         if (gw->instr[k].lslot != GW_NONE) load_cell(gw, account, k);
@@ -261,23 +272,80 @@ int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t 
 
 /* ---- drain and restore --------------------------------------------------------------- */
 
-/* Keep a drained event for ts_gateway_hold_drained (dropped if memory runs out: the
- * figures are counted either way, only the client's copy is lost). */
-static void keep_drained(ts_gateway *gw, const ts_event *ev) {
-    if (gw_keymap_get(&gw->account_map, ev->account_id) == GW_NONE) return;
+int gw_keep_drained(ts_gateway *gw, const ts_event *ev, uint64_t seq, uint32_t raw) {
     if (gw->drained_n == gw->drained_cap) {
         uint64_t cap = gw->drained_cap ? 2 * gw->drained_cap : 1024;
-        ts_event *p = realloc(gw->drained, cap * sizeof *p);
-        if (!p) return;
+        gw_drained *p = realloc(gw->drained, cap * sizeof *p);
+        if (!p) return -1;
         gw->drained = p;
         gw->drained_cap = cap;
     }
-    gw->drained[gw->drained_n++] = *ev;
+    gw->drained[gw->drained_n++] = (gw_drained){.ev = *ev, .seq = seq, .raw = raw};
+    return 0;
+}
+
+/* The client id the ledger recorded for an exchange id; 0 if none. */
+static uint64_t ledger_client(const ts_gateway *gw, uint64_t exch_id) {
+    if (!gw->drain_keys) return 0;
+    for (uint64_t i = (exch_id * 0x9E3779B97F4A7C15ULL >> 17) & gw->drain_mask;;
+         i = (i + 1) & gw->drain_mask) {
+        if (!gw->drain_keys[i]) return 0;
+        if (gw->drain_keys[i] == exch_id) return gw->drain_vals[i];
+    }
+}
+
+/* The ledger's order slots as a table exchange id → client id, made at the first drain
+ * (no order is sent before the pump runs, so the slots stay as the dead gateway left
+ * them until hold_drained frees it). */
+static int drain_table(ts_gateway *gw) {
+    if (gw->drain_keys || !gw->ledger) return 0;
+    uint64_t cap = 16;
+    while (cap < 2 * gw->cfg.max_orders) cap <<= 1;
+    gw->drain_keys = calloc(cap, sizeof *gw->drain_keys);
+    gw->drain_vals = calloc(cap, sizeof *gw->drain_vals);
+    if (!gw->drain_keys || !gw->drain_vals) {
+        free(gw->drain_keys);
+        free(gw->drain_vals);
+        gw->drain_keys = gw->drain_vals = NULL;
+        return -1;
+    }
+    gw->drain_mask = cap - 1;
+    for (uint64_t i = 0; i < gw->cfg.max_orders; i++) {
+        const gw_ledger_order *slot = &gw->ledger->orders[i];
+        uint64_t e = __atomic_load_n(&slot->exch_id, __ATOMIC_ACQUIRE);
+        if (!e) continue;
+        uint64_t h = (e * 0x9E3779B97F4A7C15ULL >> 17) & gw->drain_mask;
+        while (gw->drain_keys[h] && gw->drain_keys[h] != e) h = (h + 1) & gw->drain_mask;
+        gw->drain_keys[h] = e;
+        gw->drain_vals[h] = slot->client_id;
+    }
+    return 0;
+}
+
+/* Keep a drained event for ts_gateway_hold_drained, in the client's ids and in the
+ * held-events log before its ring slot is released (so a gateway that dies during its
+ * own start loses it neither). One the log has already (taken by the dead gateway, not
+ * released) is not kept again; one no client id names is not kept. Without memory the
+ * event is dropped: the figures are counted either way, only the client's copy is lost. */
+static void keep_drained(ts_gateway *gw, const ts_event *ev) {
+    uint32_t a = gw_keymap_get(&gw->account_map, ev->account_id);
+    if (a == GW_NONE) return;
+    if (gw_held_seen(gw, ev)) {
+        gw->st.recovery_duplicates++;
+        return;
+    }
+    uint64_t client_id = ledger_client(gw, ev->order_id);
+    if (!client_id) return; /* nothing to name it by */
+    ts_event e = *ev;
+    e.order_id = client_id;
+    e.contra_order_id = ev->order_id; /* until hold_drained: the exchange id */
+    gw_keep_drained(gw, &e, gw_held_append_drained(gw, a, &e), 1);
 }
 
 uint64_t ts_gateway_drain(ts_gateway *gw, uint32_t max) {
     pthread_mutex_lock(&gw->lock);
     uint64_t total = 0;
+    drain_table(gw); /* without memory, drained events cannot be named: not kept */
     for (uint32_t i = 0; i < gw->n_shards; i++) {
         gw_shard *sh = &gw->shards[i];
         for (int run = 0; run < 2; run++) { /* the readable part may wrap: two runs */
@@ -419,57 +487,34 @@ out:
     return rc;
 }
 
-/* The client id the ledger recorded for an exchange id; 0 if none (linear probing over a
- * temporary table of the ledger's slots). */
-static uint64_t ledger_client(const uint64_t *keys, const uint64_t *vals, uint64_t mask,
-                              uint64_t exch_id) {
-    for (uint64_t i = (exch_id * 0x9E3779B97F4A7C15ULL >> 17) & mask;; i = (i + 1) & mask) {
-        if (!keys[i]) return 0;
-        if (keys[i] == exch_id) return vals[i];
-    }
-}
-
 int64_t ts_gateway_hold_drained(ts_gateway *gw) {
     pthread_mutex_lock(&gw->lock);
     int64_t held = 0;
-    uint64_t cap = 16, *keys = NULL, *vals = NULL;
-    if (gw->ledger) {
-        while (cap < 2 * gw->cfg.max_orders) cap <<= 1;
-        keys = calloc(cap, sizeof *keys);
-        vals = calloc(cap, sizeof *vals);
-        if (!keys || !vals) {
-            held = TS_GW_ERR_NOMEM;
-            goto out;
-        }
-        for (uint64_t i = 0; i < gw->cfg.max_orders; i++) {
-            const gw_ledger_order *slot = &gw->ledger->orders[i];
-            uint64_t e = __atomic_load_n(&slot->exch_id, __ATOMIC_ACQUIRE);
-            if (!e) continue;
-            uint64_t h = (e * 0x9E3779B97F4A7C15ULL >> 17) & (cap - 1);
-            while (keys[h] && keys[h] != e) h = (h + 1) & (cap - 1);
-            keys[h] = e;
-            vals[h] = slot->client_id;
-        }
-    }
     for (uint64_t j = 0; j < gw->drained_n; j++) {
-        const ts_event *ev = &gw->drained[j];
-        uint32_t a = gw_keymap_get(&gw->account_map, ev->account_id);
-        uint32_t idx = gw_find_exch(gw, ev->order_id);
-        gw_order ended = {.client_id = keys ? ledger_client(keys, vals, cap - 1, ev->order_id) : 0,
-                          .account = a,
-                          .state = GW_DONE};
-        const gw_order *o = idx != GW_NONE ? &gw->orders[idx] : &ended;
-        if (a == GW_NONE || !o->client_id) continue; /* nothing to name it by */
+        const gw_drained *d = &gw->drained[j];
+        uint32_t a = gw_keymap_get(&gw->account_map, d->ev.account_id);
+        if (a == GW_NONE) continue;
+        ts_event e = d->ev;
+        if (d->raw) {
+            /* the engine marks every reject DONE; one of a cancel or replace of an order
+             * that still lives is not its end */
+            uint32_t idx = gw_find_exch(gw, e.contra_order_id);
+            if (e.kind == TS_EV_REJECTED && idx != GW_NONE && gw->orders[idx].state != GW_DONE)
+                e.flags &= ~TS_EVF_DONE;
+            e.contra_order_id = 0;
+        }
         gw_account *acc = &gw->accounts[a];
-        if (!acc->held) acc->held = malloc(TS_GW_HELD_EVENTS * sizeof *acc->held);
-        held += gw_hold_event(gw, o, ev);
+        if (!gw_held_buffer(acc)) continue;
+        held += gw_keep_held(gw, a, &e, d->seq);
     }
     free(gw->drained);
     gw->drained = NULL;
     gw->drained_n = gw->drained_cap = 0;
-out:
-    free(keys);
-    free(vals);
+    free(gw->drain_keys);
+    free(gw->drain_vals);
+    gw->drain_keys = gw->drain_vals = NULL;
+    gw_held_forget_seen(gw);
+    gw_held_delivered(gw, 0, 0, 0); /* nothing held: the log starts empty */
     pthread_mutex_unlock(&gw->lock);
     return held;
 }

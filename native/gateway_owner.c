@@ -5,11 +5,14 @@
  * the session that comes next. Called under gw->lock, by the pump or a control call; only
  * control calls allocate (gw_link_orphan); the pump frees an account's held-event buffer
  * once it has handed all of it over and the account has no order without a session.
+ * Held events are also written to the held-events log when one is attached
+ * (gateway_held.c), so a gateway that dies does not take them along.
  */
 #include "gateway_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Out of the list it is on: its session's, or its account's orphans. */
 void gw_session_unlink(ts_gateway *gw, uint32_t idx) {
@@ -54,44 +57,95 @@ void gw_link_orphan(ts_gateway *gw, uint32_t idx) {
     link_front(gw->orders, &acc->orphans, idx);
     o->session = GW_NONE;
     o->orphan = 1;
-    if (!acc->held) acc->held = malloc(TS_GW_HELD_EVENTS * sizeof *acc->held);
+    gw_held_buffer(acc);
 }
 
-int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev) {
-    gw_account *acc = &gw->accounts[o->account];
+int gw_held_buffer(gw_account *acc) {
+    if (!acc->held) acc->held = malloc(TS_GW_HELD_EVENTS * sizeof *acc->held);
+    if (!acc->held_seq) acc->held_seq = malloc(TS_GW_HELD_EVENTS * sizeof *acc->held_seq);
+    if (acc->held && acc->held_seq) return 1;
+    free(acc->held);
+    free(acc->held_seq);
+    acc->held = NULL;
+    acc->held_seq = NULL;
+    return 0;
+}
+
+int gw_keep_held(ts_gateway *gw, uint32_t account, const ts_event *ev, uint64_t seq) {
+    gw_account *acc = &gw->accounts[account];
     if (!acc->held || acc->held_n == TS_GW_HELD_EVENTS) return 0;
-    ts_event *e = &acc->held[acc->held_n++];
-    *e = *ev;
-    e->order_id = o->client_id;
-    e->contra_order_id = 0;
-    if (ev->kind == TS_EV_REJECTED && o->state != GW_DONE) e->flags &= ~TS_EVF_DONE;
+    acc->held[acc->held_n] = *ev;
+    acc->held_seq[acc->held_n++] = seq;
+    gw_held_kept(gw, seq);
     gw->st.events_held++;
     return 1;
 }
 
-/* Move held events into the stage of the session that took the account's orders, as room
- * allows; an account whose held events are all out routes directly again. */
+/* The pump's rare path: an event of an order without a session, in the client's ids,
+ * into the log (gateway_held.c) and then the account's buffer. */
+int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev) {
+    gw_account *acc = &gw->accounts[o->account];
+    if (!acc->held || acc->held_n == TS_GW_HELD_EVENTS) return 0;
+    ts_event e = *ev;
+    e.order_id = o->client_id;
+    e.contra_order_id = 0;
+    if (ev->kind == TS_EV_REJECTED && o->state != GW_DONE) e.flags &= ~TS_EVF_DONE;
+    return gw_keep_held(gw, o->account, &e, gw_held_append(gw, o->account, &e));
+}
+
+/* Push what the session's stage holds (this pass's rejects: they go first, as always);
+ * 0 if some of it found no room. *pushed: how many went. */
+static int push_stage_first(gw_session *s, uint64_t *pushed) {
+    if (s->stage_sent == s->staged) return 1;
+    uint64_t k = ts_ring_push(s->out, s->stage + s->stage_sent, s->staged - s->stage_sent);
+    *pushed = k;
+    s->stage_sent += (uint32_t)k;
+    if (s->stage_sent != s->staged) return 0; /* the pass's flush keeps the rest in order */
+    s->staged = s->stage_sent = 0;
+    s->stalled = 0; /* as flush_session does: its ring took everything it had */
+    return 1;
+}
+
+/* Push held events to the session that took the account's orders, as its ring has room,
+ * after what its stage holds and before any newer event (those of the held orders are
+ * held until this is done), then mark them delivered in the log; an account whose held
+ * events are all out routes directly again. The push is direct, not through the stage,
+ * so the mark follows exactly the events that reached the ring. */
 uint64_t gw_replay_held(ts_gateway *gw) {
     uint64_t moved = 0;
     for (uint32_t a = 0; a < gw->n_accounts; a++) {
         gw_account *acc = &gw->accounts[a];
         if (acc->replay_to == GW_NONE) continue;
         gw_session *s = &gw->sessions[acc->replay_to];
-        uint32_t room = gw->cfg.max_batch - s->staged;
-        uint32_t n = acc->held_n - acc->held_sent;
-        if (n > room) n = room;
-        memcpy(s->stage + s->staged, acc->held + acc->held_sent, (size_t)n * sizeof *s->stage);
-        s->staged += n;
-        acc->held_sent += n;
-        gw->st.events_routed += n;
-        moved += n;
+        uint64_t k = 0, first = 0;
+        if (push_stage_first(s, &first))
+            k = ts_ring_push(s->out, acc->held + acc->held_sent, acc->held_n - acc->held_sent);
+        if (k) {
+            uint64_t durable = 0, last = 0;
+            for (uint64_t i = acc->held_sent; i < acc->held_sent + k; i++)
+                if (acc->held_seq[i]) {
+                    durable++;
+                    last = acc->held_seq[i];
+                }
+            gw_held_delivered(gw, a, last, durable);
+        }
+        if ((k || first) && s->notify_fd >= 0) {
+            uint64_t one = 1;
+            ssize_t w = write(s->notify_fd, &one, sizeof one); /* EAGAIN: one is due */
+            (void)w;
+        }
+        acc->held_sent += (uint32_t)k;
+        gw->st.events_routed += k;
+        moved += k;
         if (acc->held_sent == acc->held_n) {
             acc->held_n = acc->held_sent = 0;
             acc->replay_to = GW_NONE;
             gw->replays_due--;
             if (acc->orphans == GW_NONE) { /* rare: give the buffer back until needed */
                 free(acc->held);
+                free(acc->held_seq);
                 acc->held = NULL;
+                acc->held_seq = NULL;
             }
         }
     }

@@ -546,6 +546,101 @@ static void test_restart_from_ledger_and_image(void) {
     free(ledger);
 }
 
+/* Push n TRADE events of order c (leaves counting down from *leaves) through the pump. */
+static void trades_through(rig *r, const ts_command *c, int64_t *leaves, uint64_t n) {
+    ts_event batch[256];
+    while (n) {
+        uint64_t k = n < 256 ? n : 256;
+        for (uint64_t i = 0; i < k; i++) {
+            *leaves -= 1;
+            batch[i] = rig_event(r, TS_EV_TRADE, c, 1, *leaves, 0);
+        }
+        CHECK_EQ(ts_ring_push(r->evt[0], batch, k), k);
+        while (ts_ring_readable(r->evt[0])) ts_gateway_poll(r->gw, 0);
+        n -= k;
+    }
+}
+
+/* The held-events log (gateway_held.c): account 1 keeps 100 events waiting while account
+ * 2 holds and takes batch after batch, far more than a half of the log holds: the log is
+ * compacted (account 2's delivered records dropped, account 1's kept) and then emptied
+ * once account 1 takes its own; a successor finds exactly what is undelivered. The pump
+ * allocates nothing for it. */
+static void test_held_log_compacts_and_empties(void) {
+    rig r;
+    rig_init(&r, 1, 64, 256, 1024);
+    ts_risk_limits l = {.cancel_on_disconnect = 0};
+    ts_gateway_set_account(r.gw, 1, &l);
+    ts_gateway_set_account(r.gw, 2, &l);
+    uint64_t size = ts_gateway_held_size(r.gw);
+    void *log = aligned_alloc(64, (size + 63) & ~(uint64_t)63);
+    CHECK(log != NULL);
+    memset(log, 0xa5, size); /* garbage: formatted */
+    CHECK_EQ(ts_gateway_attach_held(r.gw, log, size), 0);
+    CHECK_EQ(ts_gateway_attach_held(r.gw, log, size), TS_GW_ERR_ARGUMENT); /* once */
+    ts_command got[2];
+    int64_t leaves[2] = {1000000000, 1000000000};
+    client c1 = rig_client(&r, 1, 1024), c2 = rig_client(&r, 2, 4096);
+    ts_command n1 = rig_new(11, 1, TS_SIDE_SELL, 1000, leaves[0]);
+    ts_command n2 = rig_new(22, 1, TS_SIDE_SELL, 1000, leaves[1]);
+    ts_ring_push(c1.in, &n1, 1);
+    ts_ring_push(c2.in, &n2, 1);
+    ts_gateway_poll(r.gw, 0);
+    CHECK_EQ(pop_cmds(r.cmd[0], got, 2), 2);
+    ts_gateway_remove_session(r.gw, c1.id);
+    trades_through(&r, got[0].account_id == 1 ? &got[0] : &got[1], &leaves[0], 100);
+    const ts_command *o2 = got[0].account_id == 2 ? &got[0] : &got[1];
+    ts_event out[4096];
+    uint64_t allocs = 0, rounds = (2 * TS_GW_HELD_LOG) / 4000 + 1;
+    for (uint64_t round = 0; round < rounds; round++) {
+        ts_gateway_remove_session(r.gw, c2.id);
+        uint64_t before = g_allocs;
+        trades_through(&r, o2, &leaves[1], 4000);
+        allocs += g_allocs - before;
+        c2.id = ts_gateway_add_session(r.gw, 2, c2.in, c2.out, -1, -1);
+        before = g_allocs;
+        ts_gateway_poll(r.gw, 0);
+        allocs += g_allocs - before;
+        uint64_t n = ts_ring_pop(c2.out, out, 4096);
+        CHECK_EQ(n, 4000);
+        CHECK_EQ(out[0].order_id, 22);
+        CHECK_EQ(out[3999].leaves_qty, leaves[1]);
+    }
+    CHECK_EQ(allocs, 0);
+    ts_gateway_stats st;
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK_EQ(st.events_held, 100 + rounds * 4000);
+    CHECK_EQ(st.events_held_volatile, 0);
+    /* a successor: account 1's 100, nothing of account 2's */
+    ts_gateway_free(r.gw);
+    ts_gateway_config cfg = {.max_sessions = 8, .max_accounts = 8, .max_instruments = 8,
+                             .max_batch = 256, .max_orders = 64, .epoch = 4, .wait = rig_wait};
+    r.gw = ts_gateway_new(&cfg);
+    CHECK(r.gw != NULL);
+    ts_gateway_add_shard(r.gw, 0, r.cmd[0], r.evt[0]);
+    for (uint32_t sym = 1; sym <= 4; sym++) ts_gateway_add_instrument(r.gw, sym, 0, 1000);
+    ts_gateway_set_account(r.gw, 2, &l); /* another order of accounts */
+    ts_gateway_set_account(r.gw, 1, &l);
+    CHECK_EQ(ts_gateway_attach_held(r.gw, log, size), 100);
+    CHECK_EQ(ts_gateway_hold_drained(r.gw), 100);
+    client d2 = rig_client(&r, 2, 64), d1 = rig_client(&r, 1, 1024);
+    ts_gateway_poll(r.gw, 0);
+    CHECK_EQ(ts_ring_pop(d2.out, out, 64), 0);
+    CHECK_EQ(ts_ring_pop(d1.out, out, 1024), 100);
+    CHECK_EQ(out[0].order_id, 11);
+    CHECK_EQ(out[0].leaves_qty, 1000000000 - 1);
+    CHECK_EQ(out[99].leaves_qty, leaves[0]);
+    for (int i = 1; i < 100; i++) CHECK(out[i].exec_id > out[i - 1].exec_id);
+    /* all delivered: the log is empty for the next one */
+    ts_gateway_free(r.gw);
+    r.gw = ts_gateway_new(&cfg);
+    CHECK(r.gw != NULL);
+    ts_gateway_set_account(r.gw, 1, &l);
+    CHECK_EQ(ts_gateway_attach_held(r.gw, log, size), 0);
+    rig_free(&r);
+    free(log);
+}
+
 int main(void) {
     const test_case tests[] = {
         {"new_accept_cancel", test_new_accept_cancel},
@@ -560,6 +655,7 @@ int main(void) {
         {"huge_values_do_not_wrap", test_huge_values_do_not_wrap},
         {"sessions_share_the_pump", test_sessions_share_the_pump},
         {"restart_from_ledger_and_image", test_restart_from_ledger_and_image},
+        {"held_log_compacts_and_empties", test_held_log_compacts_and_empties},
     };
     int failed = 0;
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {

@@ -24,10 +24,11 @@ A gateway that starts after another one died rebuilds what that one knew
 (``tradsys.gateway.recovery``): positions and filled notional from the ledger
 (:meth:`GatewayCore.attach_ledger`, ``tradsys.gateway.ledger``), the live orders from the
 workers' order images (:meth:`GatewayCore.restore`), after counting the fills still in
-the event rings (:meth:`GatewayCore.drain`). Restored orders belong to their account and
-go to its first session. With ``cancel_on_start`` (the default) the orders of every
-cancel-on-disconnect account are then cancelled (MASS_CANCEL per shard, sent on the first
-pass), since every session of the old gateway is gone.
+the event rings (:meth:`GatewayCore.drain`), and the events it held for accounts without
+a session from the held-events log (:meth:`GatewayCore.attach_held`). Restored orders
+belong to their account and go to its first session. With ``cancel_on_start`` (the
+default) the orders of every cancel-on-disconnect account are then cancelled (MASS_CANCEL
+per shard, sent on the first pass), since every session of the old gateway is gone.
 
 Order ids: a client writes its own client order id in ``order_id``; the pump assigns the
 exchange id ``(epoch << 40) | n``. ``epoch`` must exceed every earlier incarnation's so
@@ -80,6 +81,9 @@ _STAT_FIELDS = (
     "restore_skipped",
     "restore_no_client_id",
     "recovery_events",
+    "events_held_restored",
+    "events_held_volatile",
+    "recovery_duplicates",
     "passes",
     "handoff_yields",
     "commands_in",
@@ -176,6 +180,7 @@ class GatewayCore:
         self._latency: list[LatencySegment] = []  # stage latencies, if the supervisor made them
         self._event_rings: dict[int, Ring] = {}
         self._ledger: LedgerFile | None = None
+        self._held: LedgerFile | None = None
         self._sessions: dict[int, _Session] = {}
         self._symbols: dict[str, int] = {}
         self._stop = ffi.new("int32_t *")
@@ -354,6 +359,23 @@ class GatewayCore:
         self._ledger = ledger
         return bool(rc)
 
+    def attach_held(self, path: str | Path) -> int:
+        """Keep the events held for session-less accounts in the file ``path`` too (made
+        if missing; ``native/gateway_held.c``), so a gateway killed with them does not
+        lose them. After :meth:`attach_ledger`, before :meth:`drain`. Returns the
+        undelivered events an earlier gateway left there: they go to their accounts'
+        next sessions first (after :meth:`hold_drained`)."""
+        if self._held is not None:
+            raise GatewayError("a held-events log is attached already")
+        size = int(lib.ts_gateway_held_size(self._gw))
+        held = LedgerFile(Path(path), size)
+        rc = lib.ts_gateway_attach_held(self._gw, held.pointer, size)
+        if rc < 0:
+            held.close()
+            _check(rc, f"held-events log {path} (attach it once, before any drain)")
+        self._held = held
+        return int(rc)
+
     def drain(self, max_batch: int = 4096) -> int:
         """Count the fills waiting in the shards' event rings into positions (each trade
         once, through the ledger) and drop the rest; nothing is routed. Before the pump
@@ -473,9 +495,10 @@ class GatewayCore:
         gw, self._gw = self._gw, None
         if gw is not None:
             ffi.release(gw)
-        if self._ledger is not None:  # after the gateway that writes it is freed
-            self._ledger.close()
-            self._ledger = None
+        for mapped in (self._ledger, self._held):  # after the gateway that writes them
+            if mapped is not None:
+                mapped.close()
+        self._ledger = self._held = None
         self._event_rings.clear()
         for ring in self._shard_rings:
             ring.close()

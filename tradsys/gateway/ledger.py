@@ -22,10 +22,15 @@ from typing import Any
 from tradsys._native import ffi
 
 LEDGER_FILE = "gateway.ledger"
+HELD_FILE = "gateway.held"
+"""The held-events log (``native/gateway_held.c``): the events kept for accounts without a
+session, mapped the same way. Unlike the ledger it is not tied to a run: an event an
+account has not yet been given is still owed to it after a new ``tradsys run``."""
 
 
 class LedgerFile:
-    """A file of ``size`` bytes mapped shared; the pointer stays valid until close."""
+    """A file of ``size`` bytes mapped shared (the ledger, or the held-events log); the
+    pointer stays valid until close."""
 
     def __init__(self, path: Path, size: int) -> None:
         self.path = path

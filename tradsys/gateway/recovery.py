@@ -18,15 +18,26 @@ crash:
   it before its order can reach a shard, and each position cell commits a trade with one
   store of the trade's exec id, so a trade whose event the dead gateway had counted but
   not yet released from the ring is not counted twice;
+- **the events held for accounts without a session** (a fill of a resting order whose
+  owner had disconnected): the held-events log (``gateway.held``,
+  ``native/gateway_held.c``), written when an event is held and marked when it is pushed
+  to the account's next session; the undelivered ones go to that session first;
 - **the exchange-id epoch**: ``gateway.epoch`` (``next_epoch``), larger at every start.
 
 While it waits for the images the gateway drains the event rings, counting their fills
-(its sessions are not there yet). A worker that is down answers when the supervisor has
+(its sessions are not there yet) and writing each event to the held-events log before its
+ring slot is released, so a gateway that dies during its own start loses none either; an
+event the log has already (held by the dead gateway, which died before releasing its
+slot) is not kept twice. A worker that is down answers when the supervisor has
 restarted it. Then each image is restored: every order belongs to its account and goes to
 the account's first session, which can cancel and replace it by its client id, first
-receives the drained events of the account's orders (the fills and cancels that came
-while no gateway ran; events the dead gateway had routed but not released come again,
-with the same exec_id) and then their later events.
+receives the events the dead gateway held for it, then the drained events of the
+account's orders (the fills and cancels that came while no gateway ran; events the dead
+gateway had routed to a live session but not released come again, with the same
+exec_id), and then their later events.
+
+The account throttles of a gateway that carries the ledger over start empty and refill at
+their rate (``native/gateway_ledger.c``): a restart grants no second burst.
 
 Rejected alternatives: keeping the whole order table in shared memory (a hash table and
 linked lists are not crash-consistent without a log), and replaying the shard journals
@@ -46,7 +57,7 @@ from tradsys.config import Config
 from tradsys.cores.control import WorkerControl
 from tradsys.cores.order_image import OrderImageError, read_image
 from tradsys.gateway.core import GatewayCore, GatewayError
-from tradsys.gateway.ledger import LEDGER_FILE, run_id_of
+from tradsys.gateway.ledger import HELD_FILE, LEDGER_FILE, run_id_of
 from tradsys.ring import Ring, segment_name
 from tradsys.ring.errors import RingError
 from tradsys.wire import LAYOUT_VERSION, RECORD_SIZE
@@ -63,7 +74,8 @@ class RecoveryReport:
     carried_over: bool  # the ledger held this run's figures
     restored: int  # live orders rebuilt
     drained: int  # events counted before the restore
-    held: int  # of those, kept for the accounts' next sessions
+    held: int  # kept for the accounts' next sessions (from the log and the drain)
+    held_from_log: int = 0  # of those, found in the held-events log
 
 
 def run_id(config: Config) -> int:
@@ -86,9 +98,10 @@ def run_id(config: Config) -> int:
 def recover(
     core: GatewayCore, config: Config, *, timeout_s: float = IMAGE_TIMEOUT_S
 ) -> RecoveryReport:
-    """Attach the ledger, drain, ask every worker for its order image, restore. Call
-    before the pump starts and before any session."""
+    """Attach the ledger and the held-events log, drain, ask every worker for its order
+    image, restore. Call before the pump starts and before any session."""
     carried = core.attach_ledger(config.instance_dir / LEDGER_FILE, run_id(config))
+    from_log = core.attach_held(config.instance_dir / HELD_FILE)
     controls: dict[int, WorkerControl] = {}
     try:
         for shard in config.shards:
@@ -125,13 +138,14 @@ def recover(
             ctl.close()
     restored = sum(core.restore(images[sid]) for sid in sorted(images))
     held = core.hold_drained()
-    report = RecoveryReport(carried, restored, drained, held)
+    report = RecoveryReport(carried, restored, drained, held, from_log)
     log.info(
         "start: ledger %s, %d live order(s) restored from the workers, %d event(s) drained, "
-        "%d kept for the accounts' next sessions",
+        "%d kept for the accounts' next sessions (%d of them held by an earlier gateway)",
         "carried over" if carried else "new",
         restored,
         drained,
         held,
+        from_log,
     )
     return report
