@@ -163,6 +163,10 @@ def test_gateway_series_move_with_orders_rejects_and_sessions(
             assert samples["tradsys_gateway_clock_ticks_total{}"] >= len(config.shards)
             assert samples["tradsys_gateway_orders_restored_total{}"] == 0.0  # a fresh start
             assert samples["tradsys_gateway_events_held_total{}"] == 0.0
+            # a fresh start: nothing read back from the held-events log, nothing twice
+            assert samples["tradsys_gateway_events_held_restored_total{}"] == 0.0
+            assert samples["tradsys_gateway_recovery_duplicates_total{}"] == 0.0
+            assert samples["tradsys_gateway_pump_handoff_yields_total{}"] >= 0.0
             assert_dashboard_charts_only(sup)
 
 

@@ -163,6 +163,26 @@ GATEWAY_COUNTERS = [
     ("events_held", "events_held", "Events kept for the next session of an order's account."),
     ("orders_adopted", "orders_adopted", "Orders taken over by another session of the account."),
     ("orders_restored", "orders_restored", "Orders rebuilt from the workers' images at start."),
+    (
+        "events_held_restored",
+        "events_held_restored",
+        "Held events a restarted gateway read back from its held-events log.",
+    ),
+    (
+        "events_held_volatile",
+        "events_held_volatile",
+        "Events held in memory only (no mark slot left in the held-events log).",
+    ),
+    (
+        "recovery_duplicates",
+        "recovery_duplicates",
+        "Events drained at start that the held-events log already had (not kept twice).",
+    ),
+    (
+        "pump_handoff_yields",
+        "handoff_yields",
+        "Times the busy pump yielded its CPU after [gateway] yield_every_us.",
+    ),
 ]
 GATEWAY_EDGE_COUNTERS = [
     ("logins_refused", "Logins refused (bad key, bad uid, wrong account, timeout)."),
@@ -173,7 +193,7 @@ GATEWAY_EDGE_COUNTERS = [
 
 
 def _gateway_families(doc: dict[str, Any]) -> Iterator[Metric]:
-    """The gateway's own figures, from the stats file it refreshes 4 times a second."""
+    """The gateway's own figures, from the stats file it refreshes once a second."""
     core = doc.get("core", {})
     routed = CounterMetricFamily(
         "tradsys_gateway_commands_routed", "Commands the gateway passed on to the shards."
