@@ -34,6 +34,7 @@ _Static_assert(sizeof(ts_worker_control) == TS_WORKER_CONTROL_SIZE, "control blo
 _Static_assert(offsetof(ts_worker_control, heartbeat_ns) == 128, "hot counters on their own lines");
 _Static_assert(offsetof(ts_worker_control, snapshot_seq) == 256, "recovery facts on their own lines");
 _Static_assert(offsetof(ts_worker_control, error) == 384, "error text offset");
+_Static_assert(offsetof(ts_worker_control, batch_gap_max_ns) == 896, "stall gauge offset");
 _Static_assert(offsetof(ts_worker_control, md_refreshes_served) == 360, "md refresh fields");
 _Static_assert(offsetof(ts_worker_control, snapshot_write_ns) == 376, "snapshot timing fields");
 _Static_assert(offsetof(ts_worker_control, order_images_served) == 84, "order image fields");
@@ -84,6 +85,7 @@ struct ts_worker {
     uint64_t pushed_seq;       /* output through this seq is in the rings (atomic: the
                                 * writer's gate) */
     int snapshot_deferred;     /* the due snapshot was counted as waiting for the writer */
+    int64_t backlog_since_ns;  /* end of the last batch, if commands were left waiting */
 };
 
 static int64_t mono_ns(void) {
@@ -692,6 +694,8 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
             continue;
         }
         if (n > w->cfg.max_batch) n = w->cfg.max_batch;
+        if (w->backlog_since_ns && now - w->backlog_since_ns > LOAD(ctl->batch_gap_max_ns))
+            STORE(ctl->batch_gap_max_ns, now - w->backlog_since_ns);
         int rc = take_batch(w, first, n, now);
         if (rc) {
             status = rc;
@@ -699,7 +703,9 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
         }
         push_ready(w);
         now = mono_ns();
-        STORE(ctl->in_fill, ts_ring_readable(w->in));
+        uint64_t fill = ts_ring_readable(w->in);
+        STORE(ctl->in_fill, fill);
+        w->backlog_since_ns = fill ? now : 0;
         STORE(ctl->events_fill, w->ev_capacity - ts_ring_writable(w->ev));
         STORE(ctl->md_fill, w->md_capacity - ts_ring_writable(w->md));
         if (now >= deadline) break;

@@ -184,7 +184,10 @@ typedef struct ts_worker_control {
     uint64_t snapshot_write_ns; /* 376 its write, hand-off to visible (writer thread) */
     /* ---- 384: the last error, a sentence for `tradsys status` ---- */
     char error[512];            /* 384 */
-    uint8_t _reserved[128];     /* 896 */
+    int64_t batch_gap_max_ns;   /* 896 longest time, this incarnation, from the end of one
+                                 *     batch to the start of the next while commands waited
+                                 *     in the ring (a stall: snapshot, sync, return to Python) */
+    uint8_t _reserved[120];     /* 904 */
     /* ---- 1024: execution events this incarnation pushed, by kind (for /metrics) ---- */
     uint64_t accepted_out;      /* 1024 */
     uint64_t trades_out;        /* 1032 fills, counted once (on the taker's event) */

@@ -890,7 +890,7 @@ static void test_worker_background_snapshot(void) {
     CHECK_EQ(first, 0);
     CHECK_EQ(written, 0);
     /* the one handed off at seq ~1000 is held; the ones due since waited for it */
-    CHECK_EQ(ts_worker_snapshot_phase(w), TS_SNAPWRITER_WAITING);
+    RUN_UNTIL(w, ts_worker_snapshot_phase(w) == TS_SNAPWRITER_WAITING);
     CHECK(r.ctl->snapshots_deferred >= 1);
     CHECK(r.ctl->snapshot_serialize_ns > 0);
     CHECK_EQ(r.ctl->snapshots_taken, 0);
@@ -977,7 +977,7 @@ static void test_worker_free_cancels_a_waiting_write(void) {
     CHECK_EQ(ts_ring_push(r.in, cmds + 1, n - 1), n - 1);
     RUN_UNTIL(w, r.ctl->processed_seq == n);
     CHECK_EQ(r.ctl->synced_seq, 1);
-    CHECK_EQ(ts_worker_snapshot_phase(w), TS_SNAPWRITER_WAITING);
+    RUN_UNTIL(w, ts_worker_snapshot_phase(w) == TS_SNAPWRITER_WAITING);
     CHECK_EQ(written, 0);
     CHECK_EQ(count_files("snapshot-"), 1); /* its .tmp only */
     ts_worker_free(w);

@@ -85,6 +85,7 @@ def test_a_periodic_snapshot_is_written_while_commands_flow(rig: ShardRig) -> No
     assert ctl.synced_seq == 1
     assert ctl.cdata.snapshots_deferred >= 1  # the ones due at ~2000.. waited for it
     assert (ctl.snapshots_taken, ctl.snapshot_seq) == (1, 0)  # recovery's, at seq 0
+    assert wait_for(lambda: len(tmp_files(rig)) == 1)
     assert snapshot_seqs(rig) == [0]  # only recovery's; nothing renamed before the sync
     [held] = tmp_files(rig)
     held_seq = int(held.name.split("-")[2].split(".")[0])
