@@ -631,6 +631,7 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
                         status = rc;
                         break;
                     }
+                    now = mono_ns(); /* serializing took time: the stall gauge counts it */
                 } else if (!w->snapshot_deferred) {
                     /* the previous one is still being written: this one waits */
                     w->snapshot_deferred = 1;
