@@ -132,6 +132,8 @@ def _wait(
     t0 = time.monotonic()
     while not done():
         _drain(shard, ev, md)
+        if done():  # it may have finished (or exited, for the stop) meanwhile
+            return
         if shard.control.cdata.state == WorkerState.FAILED or proc.poll() is not None:
             raise StallError(f"worker {what}: exit {proc.poll()}, {shard.control.error}")
         if time.monotonic() - t0 > RUN_TIMEOUT_S:
