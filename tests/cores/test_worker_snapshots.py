@@ -30,7 +30,7 @@ from tests.cores.worker_rig import (
     worker_child,
 )
 from tradsys.cores.control import WorkerState
-from tradsys.cores.worker import EXIT_OK
+from tradsys.cores.worker import EXIT_FAILURE, EXIT_OK
 from tradsys.journal import SnapshotStore, list_snapshots, replay
 from tradsys.journal.recovery import start_state
 from tradsys.matching.workload import mixed_stream, sample_instruments
@@ -137,6 +137,21 @@ def test_the_inline_writer_is_still_there(rig: ShardRig) -> None:
     rig.collect()
     assert rig.received_events().tobytes() == events.tobytes()
     assert replay(rig.data_dir, SHARD).digest() == engine.digest()
+
+
+def test_a_failed_background_write_fails_the_worker_naming_the_file(rig: ShardRig) -> None:
+    commands = mixed_stream(10, seed=55)
+    worker = ThreadWorker(rig.spec(durability="fsync", snapshot_every=0))
+    push_all(rig, commands, 10)
+    # a directory where the writer's .tmp must go: its open() fails (as root, too)
+    blocker = SnapshotStore(rig.data_dir, SHARD).path_for(10).with_suffix(".tss.tmp")
+    blocker.mkdir()
+    rig.ctl.request_snapshot()
+    assert worker.join() == EXIT_FAILURE
+    assert rig.ctl.state == WorkerState.FAILED
+    assert str(blocker) in rig.ctl.error
+    assert "cannot create" in rig.ctl.error
+    blocker.rmdir()
 
 
 @pytest.mark.multiprocess
