@@ -43,6 +43,7 @@ SOURCES = [
     "journal.c",
     "journal_read.c",
     "snapshot_file.c",
+    "snapshot_writer.c",
     "worker.c",
     "latency_hist.c",
     "md_refresh.c",
@@ -76,7 +77,8 @@ def compile_args() -> tuple[list[str], list[str]]:
     debug = os.environ.get("TRADSYS_DEBUG") == "1"
     cflags = ["-std=c11", "-Wall", "-Wextra", "-fno-strict-aliasing"]
     cflags += ["-O0", "-g3"] if debug else ["-O2", "-g"]
-    ldflags: list[str] = []
+    cflags.append("-pthread")  # the worker's background snapshot writer
+    ldflags: list[str] = ["-pthread"]
     sanitize = os.environ.get("TRADSYS_SANITIZE", "").strip()
     if sanitize:
         flag = f"-fsanitize={sanitize}"

@@ -1,10 +1,13 @@
 /*
  * snapshot_file.c — writing, checking and loading snapshot files (snapshot_file.h).
  *
- * Write order, and why: payload into a buffer (the engine's canonical bytes), crc,
- * header; then one writev to "<name>.tmp", fsync, rename over nothing (names carry the
- * seq, so a rename never replaces a good snapshot), fsync of the directory so the rename
- * itself survives a power loss.
+ * Write order, and why: payload into a buffer (the engine's canonical bytes: serialize),
+ * crc, header; then one writev to "<name>.tmp", fsync (write_tmp); rename over nothing
+ * (names carry the seq, so a rename never replaces a good snapshot) and fsync of the
+ * directory so the rename itself survives a power loss (publish). The steps are separate
+ * functions because the worker serializes on its own thread (the state must be the one at
+ * seq N) and leaves the rest to its background writer (snapshot_writer.h), which renames
+ * only once the journal through N is durable.
  */
 #define _GNU_SOURCE
 #include "snapshot_file.h"
@@ -47,25 +50,46 @@ static int write_all(int fd, struct iovec *iov, int n) {
     return 0;
 }
 
-int ts_snapfile_write(const char *dir, uint32_t shard_id, uint64_t seq, uint64_t md_count,
-                      const ts_engine *e, ts_journal_error *err) {
+int ts_snapfile_path(char *out, size_t cap, const char *dir, uint32_t shard_id, uint64_t seq,
+                     int tmp) {
+    if (!dir || shard_id > 999) return -1;
+    int n = snprintf(out, cap, "%s/snapshot-%03u-%020llu.tss%s", dir, shard_id,
+                     (unsigned long long)seq, tmp ? ".tmp" : "");
+    /* the name without ".tmp" must fit an error's path too */
+    size_t plain = (size_t)n - (tmp ? 4 : 0);
+    return n > 0 && (size_t)n < cap && plain < TS_JOURNAL_PATH_MAX ? 0 : -1;
+}
+
+static int bad_arguments(const char *dir, ts_journal_error *err) {
+    return ts_jn_fail(err, TS_JOURNAL_ERR_ARGUMENT, 0, dir ? dir : "", 0,
+                      "bad snapshot arguments (shard 0..999, a directory path that fits)");
+}
+
+int ts_snapfile_serialize(const ts_engine *e, void **payload, uint64_t *size,
+                          ts_journal_error *err) {
     ts_jn_clear_error(err);
-    char path[TS_JOURNAL_PATH_MAX], tmp[TS_JOURNAL_PATH_MAX + 8];
-    int n = snprintf(path, sizeof path, "%s/snapshot-%03u-%020llu.tss", dir, shard_id,
-                     (unsigned long long)seq);
-    if (n <= 0 || (size_t)n >= sizeof path || shard_id > 999)
-        return ts_jn_fail(err, TS_JOURNAL_ERR_ARGUMENT, 0, dir, 0,
-                          "bad snapshot arguments (shard 0..999, a directory path that fits)");
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    uint64_t size = ts_engine_snapshot_size(e);
-    void *payload = malloc(size ? size : 1);
-    if (!payload)
-        return ts_jn_fail(err, TS_JOURNAL_ERR_NO_MEMORY, ENOMEM, path, 0,
-                          "out of memory for a %llu-byte snapshot", (unsigned long long)size);
-    if (ts_engine_snapshot(e, payload, size) != size) {
-        free(payload);
-        return ts_jn_fail(err, TS_JOURNAL_ERR_ENGINE, 0, path, 0, "the engine snapshot failed");
+    *payload = NULL;
+    *size = 0;
+    uint64_t n = ts_engine_snapshot_size(e);
+    void *buf = malloc(n ? n : 1);
+    if (!buf)
+        return ts_jn_fail(err, TS_JOURNAL_ERR_NO_MEMORY, ENOMEM, "", 0,
+                          "out of memory for a %llu-byte snapshot", (unsigned long long)n);
+    if (ts_engine_snapshot(e, buf, n) != n) {
+        free(buf);
+        return ts_jn_fail(err, TS_JOURNAL_ERR_ENGINE, 0, "", 0, "the engine snapshot failed");
     }
+    *payload = buf;
+    *size = n;
+    return TS_JOURNAL_OK;
+}
+
+int ts_snapfile_write_tmp(const char *dir, uint32_t shard_id, uint64_t seq, uint64_t md_count,
+                          const void *payload, uint64_t size, ts_journal_error *err) {
+    ts_jn_clear_error(err);
+    char tmp[TS_JOURNAL_PATH_MAX + 8];
+    if (ts_snapfile_path(tmp, sizeof tmp, dir, shard_id, seq, 1) != 0)
+        return bad_arguments(dir, err);
     ts_snapfile_header h;
     memset(&h, 0, sizeof h);
     h.magic = TS_SNAPFILE_MAGIC;
@@ -79,39 +103,74 @@ int ts_snapfile_write(const char *dir, uint32_t shard_id, uint64_t seq, uint64_t
     h.created_ns = ts_jn_real_ns();
     h.header_crc = snap_header_crc(&h);
 
-    int rc = TS_JOURNAL_OK;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = ts_jn_fail(err, TS_JOURNAL_ERR_IO, errno, tmp, 0, "cannot create %s: %s", tmp,
-                        strerror(errno));
-        free(payload);
-        return rc;
-    }
-    struct iovec iov[2] = {{&h, sizeof h}, {payload, size}};
+    if (fd < 0)
+        return ts_jn_fail(err, TS_JOURNAL_ERR_IO, errno, tmp, 0, "cannot create %s: %s", tmp,
+                          strerror(errno));
+    struct iovec iov[2] = {{&h, sizeof h}, {(void *)payload, size}};
     int e_ = write_all(fd, iov, 2);
     if (!e_ && fsync(fd) != 0) e_ = errno;
     if (close(fd) != 0 && !e_) e_ = errno;
-    free(payload);
     if (e_) {
         unlink(tmp);
         return ts_jn_fail(err, TS_JOURNAL_ERR_IO, e_, tmp, 0, "cannot write snapshot %s: %s",
                           tmp, strerror(e_));
     }
+    return TS_JOURNAL_OK;
+}
+
+int ts_snapfile_publish(const char *dir, uint32_t shard_id, uint64_t seq, ts_journal_error *err) {
+    ts_jn_clear_error(err);
+    char path[TS_JOURNAL_PATH_MAX], tmp[TS_JOURNAL_PATH_MAX + 8];
+    if (ts_snapfile_path(path, sizeof path, dir, shard_id, seq, 0) != 0 ||
+        ts_snapfile_path(tmp, sizeof tmp, dir, shard_id, seq, 1) != 0)
+        return bad_arguments(dir, err);
     if (rename(tmp, path) != 0) {
-        e_ = errno;
+        int e_ = errno;
         unlink(tmp);
         return ts_jn_fail(err, TS_JOURNAL_ERR_IO, e_, path, 0, "cannot rename %s into place: %s",
                           tmp, strerror(e_));
     }
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || fsync(dfd) != 0) {
-        e_ = errno;
+        int e_ = errno;
         if (dfd >= 0) close(dfd);
         return ts_jn_fail(err, TS_JOURNAL_ERR_IO, e_, dir, 0, "fsync of directory %s failed: %s",
                           dir, strerror(e_));
     }
     close(dfd);
     return TS_JOURNAL_OK;
+}
+
+void ts_snapfile_discard(const char *dir, uint32_t shard_id, uint64_t seq) {
+    char tmp[TS_JOURNAL_PATH_MAX + 8];
+    if (ts_snapfile_path(tmp, sizeof tmp, dir, shard_id, seq, 1) == 0) unlink(tmp);
+}
+
+int ts_snapfile_write_payload(const char *dir, uint32_t shard_id, uint64_t seq,
+                              uint64_t md_count, const void *payload, uint64_t size,
+                              ts_journal_error *err) {
+    int rc = ts_snapfile_write_tmp(dir, shard_id, seq, md_count, payload, size, err);
+    return rc ? rc : ts_snapfile_publish(dir, shard_id, seq, err);
+}
+
+int ts_snapfile_write(const char *dir, uint32_t shard_id, uint64_t seq, uint64_t md_count,
+                      const ts_engine *e, ts_journal_error *err) {
+    char path[TS_JOURNAL_PATH_MAX];
+    if (ts_snapfile_path(path, sizeof path, dir, shard_id, seq, 0) != 0) {
+        ts_jn_clear_error(err);
+        return bad_arguments(dir, err);
+    }
+    void *payload;
+    uint64_t size;
+    int rc = ts_snapfile_serialize(e, &payload, &size, err);
+    if (rc) {
+        snprintf(err->path, sizeof err->path, "%s", path);
+        return rc;
+    }
+    rc = ts_snapfile_write_payload(dir, shard_id, seq, md_count, payload, size, err);
+    free(payload);
+    return rc;
 }
 
 int ts_snapfile_check(const void *image, uint64_t len, int32_t expect_shard, const char *path,

@@ -13,6 +13,7 @@
 #ifndef TRADSYS_SNAPSHOT_FILE_H
 #define TRADSYS_SNAPSHOT_FILE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "book.h"
@@ -42,6 +43,27 @@ typedef struct ts_snapfile_header {
  * above); err names the file on failure. */
 int ts_snapfile_write(const char *dir, uint32_t shard_id, uint64_t seq, uint64_t md_count,
                       const ts_engine *e, ts_journal_error *err);
+
+/* The same in two halves, for a writer that is not the engine's thread (snapshot_writer.h):
+ * serialize (on the engine's thread, at the seq the snapshot is for) the engine's canonical
+ * bytes into *payload (malloc'd: the caller frees it) of *size bytes; then write_payload
+ * (anywhere) does the rest. */
+int ts_snapfile_serialize(const ts_engine *e, void **payload, uint64_t *size,
+                          ts_journal_error *err);
+int ts_snapfile_write_payload(const char *dir, uint32_t shard_id, uint64_t seq,
+                              uint64_t md_count, const void *payload, uint64_t size,
+                              ts_journal_error *err);
+/* write_payload itself in two steps: write_tmp writes and fsyncs "<name>.tmp"; publish
+ * renames it into place and fsyncs the directory (the snapshot becomes visible); discard
+ * removes a .tmp that will not be published. */
+int ts_snapfile_write_tmp(const char *dir, uint32_t shard_id, uint64_t seq, uint64_t md_count,
+                          const void *payload, uint64_t size, ts_journal_error *err);
+int ts_snapfile_publish(const char *dir, uint32_t shard_id, uint64_t seq, ts_journal_error *err);
+void ts_snapfile_discard(const char *dir, uint32_t shard_id, uint64_t seq);
+/* dir/snapshot-SSS-QQQ...Q.tss (".tmp" appended when tmp); -1 if it does not fit in cap
+ * (or shard > 999). */
+int ts_snapfile_path(char *out, size_t cap, const char *dir, uint32_t shard_id, uint64_t seq,
+                     int tmp);
 
 /* Check a whole snapshot file image in memory: header magic, version, crc, shard (when
  * expect_shard >= 0), length and payload crc. 0 or TS_JOURNAL_ERR_CORRUPT/HEADER. */

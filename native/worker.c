@@ -17,6 +17,7 @@
 #include "latency_hist_record.h"
 #include "md_refresh.h"
 #include "snapshot_file.h"
+#include "snapshot_writer.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,7 +34,9 @@ _Static_assert(sizeof(ts_worker_control) == TS_WORKER_CONTROL_SIZE, "control blo
 _Static_assert(offsetof(ts_worker_control, heartbeat_ns) == 128, "hot counters on their own lines");
 _Static_assert(offsetof(ts_worker_control, snapshot_seq) == 256, "recovery facts on their own lines");
 _Static_assert(offsetof(ts_worker_control, error) == 384, "error text offset");
+_Static_assert(offsetof(ts_worker_control, batch_gap_max_ns) == 896, "stall gauge offset");
 _Static_assert(offsetof(ts_worker_control, md_refreshes_served) == 360, "md refresh fields");
+_Static_assert(offsetof(ts_worker_control, snapshot_write_ns) == 376, "snapshot timing fields");
 _Static_assert(offsetof(ts_worker_control, order_images_served) == 84, "order image fields");
 _Static_assert(offsetof(ts_worker_control, accepted_out) == 1024, "event counters offset");
 _Static_assert(offsetof(ts_worker_control, rejects_by_reason) == 1088, "reject counters offset");
@@ -76,6 +79,13 @@ struct ts_worker {
     ts_lat_segment *lat;
     ts_lat_hist *lat_g2s, *lat_s2m, *lat_m2e; /* its histograms */
     int64_t out_since_ns;      /* when the oldest output not yet pushed was matched */
+    /* background snapshots (NULL writer: inline, SNAPSHOT_DUE to the caller) */
+    ts_snapwriter *writer;
+    uint64_t ready_seq;        /* output through this seq may leave (mark_all_ready) */
+    uint64_t pushed_seq;       /* output through this seq is in the rings (atomic: the
+                                * writer's gate) */
+    int snapshot_deferred;     /* the due snapshot was counted as waiting for the writer */
+    int64_t backlog_since_ns;  /* end of the last batch, if commands were left waiting */
 };
 
 static int64_t mono_ns(void) {
@@ -149,7 +159,33 @@ ts_worker *ts_worker_new(const ts_worker_config *cfg, ts_engine *e, ts_ring *com
     return w;
 }
 
-void ts_worker_free(ts_worker *w) { free(w); }
+void ts_worker_free(ts_worker *w) {
+    if (!w) return;
+    ts_snapwriter_free(w->writer); /* cancels a write still waiting, removes its .tmp */
+    free(w);
+}
+
+int ts_worker_set_snapshots(ts_worker *w, const char *dir, int background) {
+    if (w->writer) {
+        ts_snapwriter_free(w->writer);
+        w->writer = NULL;
+    }
+    if (!background) return TS_JOURNAL_OK;
+    w->writer = ts_snapwriter_new(dir, w->cfg.shard_id, &w->err);
+    return w->writer ? TS_JOURNAL_OK : journal_fail(w, w->err.status);
+}
+
+void ts_worker_snapshot_hold(ts_worker *w, int hold) {
+    if (w->writer) ts_snapwriter_hold(w->writer, hold);
+}
+
+int ts_worker_snapshot_phase(ts_worker *w) {
+    if (!w->writer) return -1;
+    if (ts_snapwriter_idle(w->writer)) return TS_SNAPWRITER_IDLE;
+    int phase = ts_snapwriter_phase(w->writer);
+    /* between the hand-off and the thread's start the job counts as being written */
+    return phase == TS_SNAPWRITER_IDLE ? TS_SNAPWRITER_WRITING : phase;
+}
 
 void ts_worker_set_journal(ts_worker *w, ts_journal *j) {
     w->j = j;
@@ -304,6 +340,8 @@ int ts_worker_recover(ts_worker *w, const char *dir, uint64_t snapshot_seq,
     STORE(ctl->journaled_seq, w->seq);
     STORE(ctl->acked_seq, w->seq);
     STORE(ctl->snapshot_seq, snapshot_seq);
+    w->ready_seq = w->seq;
+    PUBLISH(w->pushed_seq, w->seq);
     return rc;
 }
 
@@ -320,6 +358,7 @@ static inline int outbox_empty(const ts_worker *w) {
 static inline void mark_all_ready(ts_worker *w) {
     w->evo.ready = w->evo.count;
     w->mdo.ready = w->mdo.count;
+    w->ready_seq = w->seq;
 }
 
 /* Count pushed events by kind for /metrics: one switch per event, on records the loop
@@ -378,9 +417,15 @@ static int push_ready(ts_worker *w) {
         memset(&w->evo, 0, sizeof w->evo);
         memset(&w->mdo, 0, sizeof w->mdo);
         STORE(w->ctl->acked_seq, w->seq);
+        w->ready_seq = w->seq;
+        PUBLISH(w->pushed_seq, w->seq);
         return 1;
     }
-    return !outbox_waiting(w);
+    if (outbox_waiting(w)) return 0;
+    /* everything marked ready is out: the snapshot writer's gate (acked_seq waits for an
+     * empty outbox, which a steady GROUP stream may never give) */
+    PUBLISH(w->pushed_seq, w->ready_seq);
+    return 1;
 }
 
 static int sync_journal(ts_worker *w) {
@@ -485,6 +530,41 @@ static int take_batch(ts_worker *w, const ts_command *first, uint64_t n, int64_t
     return 0;
 }
 
+/* A background write has finished: publish it (snapshot_seq, counters, the request it
+ * served), or fail the worker as a failed inline snapshot would, naming the file. */
+static int settle_snapshot(ts_worker *w, const ts_snapwriter_result *res) {
+    ts_worker_control *ctl = w->ctl;
+    STORE(ctl->snapshot_write_ns, (uint64_t)res->write_ns);
+    if (res->status != TS_JOURNAL_OK) {
+        w->err = res->err;
+        return journal_fail(w, TS_WORKER_ERR_JOURNAL);
+    }
+    STORE(ctl->snapshot_seq, res->seq);
+    STORE(ctl->snapshots_taken, ctl->snapshots_taken + 1);
+    PUBLISH(ctl->snapshots_served, res->tag);
+    return 0;
+}
+
+/* Serialize the engine at this batch boundary (seq N: everything before it matched,
+ * nothing of the next batch) and hand the bytes to the writer. The rest happens there. */
+static int hand_off_snapshot(ts_worker *w, uint32_t req) {
+    const int64_t t0 = mono_ns();
+    ts_snapwriter_job job = {.seq = w->seq, .md_count = w->md_total, .tag = req,
+                             .pushed_seq = &w->pushed_seq};
+    if (w->durability != TS_DURABILITY_NONE) job.durable_seq = &w->ctl->synced_seq;
+    if (ts_snapfile_serialize(w->e, &job.payload, &job.payload_bytes, &w->err))
+        return journal_fail(w, TS_WORKER_ERR_JOURNAL);
+    if (ts_snapwriter_submit(w->writer, &job) != 0) { /* checked idle before: cannot be */
+        free(job.payload);
+        return worker_fail(w, TS_WORKER_ERR_STATE, "the snapshot writer was busy at hand-off");
+    }
+    STORE(w->ctl->snapshot_serialize_ns, (uint64_t)(mono_ns() - t0));
+    w->snapshot_req_seen = req;
+    w->since_snapshot = 0;
+    w->snapshot_deferred = 0;
+    return 0;
+}
+
 int ts_worker_run(ts_worker *w, int64_t max_ns) {
     if (!w->j) return worker_fail(w, TS_WORKER_ERR_STATE, "ts_worker_run before a journal was set");
     ts_worker_control *ctl = w->ctl;
@@ -534,6 +614,32 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
         int snapshot_due = req != w->snapshot_req_seen ||
                            (w->cfg.snapshot_every && w->since_snapshot >= w->cfg.snapshot_every);
         int refresh_due = refresh_req != w->refresh_seen;
+        if (w->writer) {
+            /* background snapshots: collect a finished write, hand off a due one. A
+             * periodic one due once drained for a stop is left to the stop's own. */
+            if (drained && req == w->snapshot_req_seen) snapshot_due = 0;
+            ts_snapwriter_result res;
+            if (ts_snapwriter_poll(w->writer, &res)) {
+                int rc = settle_snapshot(w, &res);
+                status = rc ? rc : TS_WORKER_SNAPSHOT_WRITTEN; /* the caller prunes */
+                break;
+            }
+            if (snapshot_due && !drained) {
+                if (ts_snapwriter_idle(w->writer)) {
+                    int rc = hand_off_snapshot(w, req);
+                    if (rc) {
+                        status = rc;
+                        break;
+                    }
+                    now = mono_ns(); /* serializing took time: the stall gauge counts it */
+                } else if (!w->snapshot_deferred) {
+                    /* the previous one is still being written: this one waits */
+                    w->snapshot_deferred = 1;
+                    STORE(ctl->snapshots_deferred, ctl->snapshots_deferred + 1);
+                }
+                snapshot_due = 0;
+            }
+        }
         /* an order image waits for the inbound ring to be empty (see worker.h) */
         int image_due = LOAD(ctl->order_image_requests) != LOAD(ctl->order_images_served) &&
                         ts_ring_readable(w->in) == 0;
@@ -589,6 +695,8 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
             continue;
         }
         if (n > w->cfg.max_batch) n = w->cfg.max_batch;
+        if (w->backlog_since_ns && now - w->backlog_since_ns > LOAD(ctl->batch_gap_max_ns))
+            STORE(ctl->batch_gap_max_ns, now - w->backlog_since_ns);
         int rc = take_batch(w, first, n, now);
         if (rc) {
             status = rc;
@@ -596,7 +704,9 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
         }
         push_ready(w);
         now = mono_ns();
-        STORE(ctl->in_fill, ts_ring_readable(w->in));
+        uint64_t fill = ts_ring_readable(w->in);
+        STORE(ctl->in_fill, fill);
+        w->backlog_since_ns = fill ? now : 0;
         STORE(ctl->events_fill, w->ev_capacity - ts_ring_writable(w->ev));
         STORE(ctl->md_fill, w->md_capacity - ts_ring_writable(w->md));
         if (now >= deadline) break;
@@ -613,11 +723,23 @@ int ts_worker_sync(ts_worker *w) {
     return sync_journal(w) ? w->err.status : TS_JOURNAL_OK;
 }
 
+int ts_worker_snapshot_wait(ts_worker *w) {
+    if (!w->writer) return TS_JOURNAL_OK;
+    ts_snapwriter_result res;
+    if (!ts_snapwriter_wait(w->writer, &res)) return TS_JOURNAL_OK;
+    return settle_snapshot(w, &res) ? res.status : TS_JOURNAL_OK;
+}
+
 int ts_worker_snapshot(ts_worker *w, const char *dir) {
     if (!w->j || !outbox_empty(w))
         return worker_fail(w, TS_JOURNAL_ERR_STATE,
                            "a snapshot needs a quiescent worker (after SNAPSHOT_DUE or STOP)");
     if (sync_journal(w)) return w->err.status;
+    /* quiescent and synced: a background write in flight passes its gates now */
+    w->ready_seq = w->seq;
+    PUBLISH(w->pushed_seq, w->seq);
+    int wrc = ts_worker_snapshot_wait(w);
+    if (wrc) return wrc;
     int rc = ts_snapfile_write(dir, w->cfg.shard_id, w->seq, w->md_total, w->e, &w->err);
     if (rc) return journal_fail(w, rc);
     w->since_snapshot = 0;

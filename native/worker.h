@@ -2,9 +2,25 @@
  * worker.h — a shard worker's loop, in C: inbound commands → journal → engine → outbound
  * events and market data, with a control block in shared memory for the supervisor.
  *
- * Python only steers (start, recover, snapshot, stop): ts_worker_run loops in C for up to
- * a time slice, and returns early when the control block asks for a stop or a snapshot,
- * so no Python runs per order.
+ * Python only steers (start, recover, stop, pruning): ts_worker_run loops in C for up to
+ * a time slice, and returns early when the control block asks for a stop, so no Python
+ * runs per order.
+ *
+ * Snapshots (periodic, every snapshot_every commands, or requested through
+ * snapshot_requests) are written in the background once ts_worker_set_snapshots(w, dir, 1)
+ * gave the worker its writer thread (snapshot_writer.h): at the batch boundary where one
+ * comes due, the loop serializes the engine (the only part on this thread; the state at
+ * seq N), hands the bytes over, and carries on — no quiesce, no fdatasync, no return.
+ * The writer renames the file into place only once the output through N is in the rings
+ * and the journal through N is durable (GROUP/FSYNC: synced_seq >= N, which the loop's
+ * group commits move; NONE: the writer fdatasyncs the segments itself). One write at a
+ * time: a snapshot due while one is in flight waits for it (snapshots_deferred counts
+ * them). When a write finishes, the loop publishes snapshot_seq, snapshots_taken and
+ * snapshots_served (the request seen at hand-off) and returns SNAPSHOT_WRITTEN so that
+ * the caller prunes old files (off this thread); a failed write fails the worker
+ * (ERR_JOURNAL, the error naming the file) as a failed inline one does. Without a
+ * writer (the "inline" mode), a due snapshot quiesces and returns SNAPSHOT_DUE, and the
+ * caller writes it with ts_worker_snapshot, as before.
  *
  * One turn of the loop:
  *   1. peek a batch of commands from the inbound ring (zero-copy, ts_ring_peek);
@@ -37,8 +53,9 @@
  *   - the "base" fields of the control block are set once, by the first incarnation
  *     that completes recovery on a fresh control block: what was journaled before
  *     belongs to earlier rings (an earlier run of the system) and is never re-emitted.
- *   - a snapshot is taken only at a quiescent point (everything before it journaled,
- *     synced and pushed), so the replayed tail after it holds everything not yet pushed.
+ *   - a snapshot becomes visible only once everything before it is journaled, synced
+ *     and pushed (taken at a quiescent point inline; the background writer waits for
+ *     it), so the replayed tail after it holds everything not yet pushed.
  *
  * Market-data refresh (for the md sidecar, which keeps the published L2 book of every
  * symbol and must learn the books a worker recovered before it started): when the
@@ -96,6 +113,7 @@ enum ts_worker_run_status {
     TS_WORKER_STOP = 1,         /* stop requested: inbound drained, synced, all pushed */
     TS_WORKER_SNAPSHOT_DUE = 2, /* requested, or snapshot_every reached: quiescent now */
     TS_WORKER_IMAGE_DUE = 3,    /* an order image is asked for: quiescent, inbound empty */
+    TS_WORKER_SNAPSHOT_WRITTEN = 4, /* a background snapshot became visible: prune now */
     TS_WORKER_ERR_JOURNAL = -1, /* the journal failed; ts_worker_error says how */
     TS_WORKER_ERR_ENGINE = -2,  /* the engine ran out of memory */
     TS_WORKER_ERR_STATE = -3    /* misuse, or rings and journal that do not agree */
@@ -160,11 +178,16 @@ typedef struct ts_worker_control {
     uint64_t md_refresh_len;    /* 344 its length; 0 = none in progress */
     uint64_t md_refresh_before; /* 352 md_refresh_records when it began */
     uint32_t md_refreshes_served;/* 360 the md_refresh_requests value last answered */
-    uint32_t _pad3;             /* 364 */
-    uint64_t _pad2[2];          /* 368 */
+    uint32_t snapshots_deferred;/* 364 due snapshots that waited for the writer to finish */
+    uint64_t snapshot_serialize_ns; /* 368 last background snapshot: serialization (on the
+                                 *     worker's thread: the only part that stalls it) */
+    uint64_t snapshot_write_ns; /* 376 its write, hand-off to visible (writer thread) */
     /* ---- 384: the last error, a sentence for `tradsys status` ---- */
     char error[512];            /* 384 */
-    uint8_t _reserved[128];     /* 896 */
+    int64_t batch_gap_max_ns;   /* 896 longest time, this incarnation, from the end of one
+                                 *     batch to the start of the next while commands waited
+                                 *     in the ring (a stall: snapshot, sync, return to Python) */
+    uint8_t _reserved[120];     /* 904 */
     /* ---- 1024: execution events this incarnation pushed, by kind (for /metrics) ---- */
     uint64_t accepted_out;      /* 1024 */
     uint64_t trades_out;        /* 1032 fills, counted once (on the taker's event) */
@@ -185,7 +208,7 @@ int ts_worker_control_check(const void *mem, uint64_t size);
 typedef struct ts_worker_config {
     uint32_t shard_id;
     uint32_t max_batch;         /* commands per batch at most (0 = 1024) */
-    uint64_t snapshot_every;    /* return SNAPSHOT_DUE after this many commands; 0 = never */
+    uint64_t snapshot_every;    /* a snapshot after this many commands; 0 = never */
     ts_wait_strategy wait;      /* waiting for commands and for room in the out rings */
 } ts_worker_config;
 
@@ -212,9 +235,23 @@ void ts_worker_set_journal(ts_worker *w, ts_journal *j);
 /* Run the loop for up to max_ns (see the top of this file); a ts_worker_run_status. */
 int ts_worker_run(ts_worker *w, int64_t max_ns);
 
-/* At a quiescent point (after SNAPSHOT_DUE or STOP): sync the journal and write the
- * snapshot file for the current seq into dir. Returns a ts_journal_status. */
+/* At a quiescent point (after SNAPSHOT_DUE or STOP): sync the journal, wait for a
+ * background write in flight (and publish it), then write the snapshot file for the
+ * current seq into dir. Returns a ts_journal_status. */
 int ts_worker_snapshot(ts_worker *w, const char *dir);
+
+/* Background snapshots into dir (background = 1: start the writer thread) or inline ones
+ * (0: SNAPSHOT_DUE as before). A ts_journal_status. ts_worker_free stops the thread; a
+ * write still waiting then is cancelled and its .tmp removed. */
+int ts_worker_set_snapshots(ts_worker *w, const char *dir, int background);
+/* Wait for a background write in flight and publish it; a ts_journal_status (the write's
+ * failure, with ts_worker_error). It waits on the writer's gates: call it at a quiescent
+ * point (ts_worker_snapshot does), or after the loop has had time to open them. */
+int ts_worker_snapshot_wait(ts_worker *w);
+/* Test hooks: hold the writer before its rename (1) or let it go (0); its phase
+ * (ts_snapwriter_phase: 0 idle, 1 writing, 2 waiting, 3 publishing; -1 no writer). */
+void ts_worker_snapshot_hold(ts_worker *w, int hold);
+int ts_worker_snapshot_phase(ts_worker *w);
 
 /* Ask this worker to stop as the supervisor's stop_requested does, without touching the
  * control block (whose flag would also stop the next incarnation): for a SIGTERM sent to

@@ -31,13 +31,18 @@ is journaled once, with the C writer, into a temporary directory on the disk tha
   divided by the millions of commands journaled, start-up included: with --quick's
   shorter journal the ~0.15 s of start-up weighs twice as much per million;
 * instructions per command of the C append and replay paths counted by callgrind
-  (exact and repeatable, unlike the timings on a shared machine).
+  (exact and repeatable, unlike the timings on a shared machine);
+* **snapshot stall**, ms: the longest time a worker left waiting commands in its ring
+  around periodic snapshots, with the old inline snapshot path against the background
+  writer, and the part the background path keeps on the worker's thread (serializing
+  the books), on the venue stream and on a 1 M-order deep book (250 k with --quick);
+  see perf/_snapshot_stall.py.
 
 Temporary directories, shared-memory segments and worker processes are removed on the
 way out, also after an error or SIGTERM; what a killed run left is reclaimed next time.
 
 Usage: recovery_bench.py [--quick] [--json] [--rounds N] [--commands N] [--seed S]
-                         [--no-callgrind]
+                         [--no-callgrind] [--only-stall]
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _callgrind
 import _common as common
+import _engine_workloads
+import _snapshot_stall
 
 from tradsys._native import ffi, lib
 from tradsys.cores.control import WorkerControl, WorkerState
@@ -123,13 +130,17 @@ class Plan:
     append_budget_s: float  # per append case per round
     ref_prefix: int  # commands the reference model replays per round
     tail: int  # commands after the snapshot in the with-snapshot restart
+    stall_rounds: int = 1
+    deep_depth: int = 250_000  # resting orders of the snapshot-stall deep book
+    deep_timed: int = 100_000  # commands on top of it
+    stall_none: bool = True  # also the venue stream under durability none
 
     @classmethod
     def of(cls, quick: bool, rounds: int | None, commands: int | None) -> Plan:
         if quick:
             plan = cls(True, 500_000, 3, 2, 0.06, 20_000, 10_000)
         else:
-            plan = cls(False, 1_000_000, 5, 5, 0.3, 50_000, 10_000)
+            plan = cls(False, 1_000_000, 5, 5, 0.3, 50_000, 10_000, 3, 1_000_000, 200_000, True)
         n = commands or plan.commands
         return cls(
             plan.quick,
@@ -139,6 +150,10 @@ class Plan:
             plan.append_budget_s,
             min(plan.ref_prefix, n),
             min(plan.tail, n // 10),
+            rounds or plan.stall_rounds,
+            plan.deep_depth,
+            plan.deep_timed,
+            plan.stall_none,
         )
 
 
@@ -914,10 +929,63 @@ def workspace() -> Iterator[Workspace]:
         ws.close()
 
 
-def run(plan: Plan, seed: int, callgrind: bool) -> tuple[list[dict[str, Any]], list[str], Path]:
+def stall_cases(plan: Plan, seed: int, commands: Any) -> list[_snapshot_stall.StallCase]:
+    """The snapshot-stall workloads: the venue stream (about three periodic snapshots),
+    and a deep book whose one periodic snapshot falls once it is fully built."""
+    n = len(commands)
+    cases = [
+        _snapshot_stall.StallCase(
+            "venue_group", "venue stream, group", commands, [INSTRUMENT], "group", n // 4
+        )
+    ]
+    if plan.stall_none:
+        cases.append(
+            _snapshot_stall.StallCase(
+                "none", "venue stream, none", commands, [INSTRUMENT], "none", n // 4
+            )
+        )
+    common.note(f"recovery bench: building a {plan.deep_depth:,}-order deep book workload")
+    deep = _engine_workloads.deep_book(plan.deep_timed, seed, plan.deep_depth)
+    cases.append(
+        _snapshot_stall.StallCase(
+            "deep_book",
+            f"deep book ({plan.deep_depth // 1000:,} k orders), group",
+            deep.commands,
+            deep.instruments,
+            "group",
+            plan.deep_depth + plan.deep_timed // 2,
+        )
+    )
+    return cases
+
+
+def measure_stall(
+    plan: Plan, ws: Workspace, seed: int, commands: Any
+) -> tuple[list[dict[str, Any]], list[str]]:
+    cases = stall_cases(plan, seed, commands)
+    n = 0
+
+    def new_instance() -> str:
+        nonlocal n
+        n += 1
+        return f"{INSTANCE_PREFIX}{os.getpid()}n{n}s"
+
+    try:
+        runs = _snapshot_stall.measure(cases, plan.stall_rounds, new_instance, ws.dir, ROOT)
+    except _snapshot_stall.StallError as exc:
+        raise BenchError(f"snapshot stall: {exc}") from None
+    return _snapshot_stall.report(cases, runs, plan.stall_rounds)
+
+
+def run(
+    plan: Plan, seed: int, callgrind: bool, only_stall: bool = False
+) -> tuple[list[dict[str, Any]], list[str], Path]:
     with workspace() as ws:
         common.note(f"recovery bench: generating {plan.commands:,} venue_stream commands")
         commands = venue_stream(plan.commands, seed, symbol_id=INSTRUMENT.symbol_id)
+        if only_stall:
+            results, text = measure_stall(plan, ws, seed, commands)
+            return results, text, ws.root
         journal = ws.dir("journal")
         write_journal(journal, commands)
         cases = restart_cases(plan, ws, journal, commands)
@@ -930,6 +998,9 @@ def run(plan: Plan, seed: int, callgrind: bool) -> tuple[list[dict[str, Any]], l
             rows, lines = instructions(ws, commands)
             results += rows
             text += ["", *lines]
+        stall_results, stall_text = measure_stall(plan, ws, seed, commands)
+        results += stall_results
+        text += ["", *stall_text]
         return results, text, ws.root
 
 
@@ -941,6 +1012,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--commands", type=int, help="journaled commands (default 1 M, quick 500 k)")
     ap.add_argument("--seed", type=int, default=1, help="venue_stream seed (default 1)")
     ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
+    ap.add_argument("--only-stall", action="store_true", help="measure the snapshot stall alone")
     ap.add_argument("--callgrind-probe", metavar="DIR", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.callgrind_probe:
@@ -959,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     fs = filesystem(Path(tempfile.gettempdir()))
     try:
-        results, text, _ = run(plan, args.seed, not args.no_callgrind)
+        results, text, _ = run(plan, args.seed, not args.no_callgrind, args.only_stall)
     except BenchError as exc:
         print(f"recovery bench failed: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from tradsys.cores.sched_slice import MAX_SLICE_US, MIN_SLICE_US
 from tradsys.matching import Instrument
 
 Durability = Literal["none", "group", "fsync"]
+SnapshotWriter = Literal["background", "inline"]
 WaitName = Literal["busy-spin", "spin-yield", "spin-park"]
 
 
@@ -45,6 +46,10 @@ class JournalSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     group_commit_us: int = 1000
     segment_mb: int = 64
     snapshot_every: int = 1_000_000
+    # "background": a writer thread writes periodic and requested snapshots while the
+    # shard keeps matching; "inline": the shard stops for them (the old path, kept to
+    # measure against: perf/recovery_bench.py's snapshot stall).
+    snapshot_writer: SnapshotWriter = "background"
 
 
 class ShardSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

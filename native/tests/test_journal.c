@@ -14,6 +14,7 @@
 #include "../journal.h"
 #include "../ring.h"
 #include "../snapshot_file.h"
+#include "../snapshot_writer.h"
 #include "../wire.h"
 #include "../worker.h"
 
@@ -722,6 +723,273 @@ static void test_worker_crash_windows(void) {
     free(cmds);
 }
 
+/* ---- background snapshots ------------------------------------------------------------ */
+
+static int file_exists(const char *path) { return access(path, F_OK) == 0; }
+
+static void snap_paths(char *path, char *tmp, size_t cap, uint64_t seq) {
+    ts_snapfile_path(path, cap, g_dir, 7, seq, 0);
+    ts_snapfile_path(tmp, cap, g_dir, 7, seq, 1);
+}
+
+/* Wait (with a deadline, never a fixed sleep) until the writer reaches `phase`. */
+static int wait_phase(ts_snapwriter *sw, int phase) {
+    int64_t give_up = now_ns() + 10000000000ll;
+    while (ts_snapwriter_phase(sw) != phase)
+        if (now_ns() > give_up) return 0;
+    return 1;
+}
+
+static void test_snapwriter_gates(void) {
+    ts_engine *a = engine1();
+    ts_command *cmds = make_stream(500, g_seed);
+    CHECK_EQ(ts_engine_process(a, cmds, 500), 500);
+    ts_engine_clear_output(a);
+    ts_journal_error err;
+    ts_snapwriter *sw = ts_snapwriter_new(g_dir, 7, &err);
+    CHECK(sw);
+    uint64_t pushed = 0, durable = 0;
+    ts_snapwriter_job job = {.seq = 500, .md_count = 42, .pushed_seq = &pushed,
+                             .durable_seq = &durable, .tag = 3};
+    CHECK_EQ(ts_snapfile_serialize(a, &job.payload, &job.payload_bytes, &err), 0);
+    CHECK_EQ(ts_snapwriter_submit(sw, &job), 0);
+    /* a second job while one is in flight is refused; its payload stays ours */
+    ts_snapwriter_job other = job;
+    other.payload = NULL;
+    CHECK_EQ(ts_snapwriter_submit(sw, &other), -1);
+    CHECK(!ts_snapwriter_idle(sw));
+    char path[512], tmp[512];
+    snap_paths(path, tmp, sizeof path, 500);
+    /* the .tmp is written, but nothing is renamed before both gates reach seq 500 */
+    CHECK(wait_phase(sw, TS_SNAPWRITER_WAITING));
+    CHECK(file_exists(tmp));
+    CHECK(!file_exists(path));
+    __atomic_store_n(&pushed, 500, __ATOMIC_RELEASE);
+    __atomic_store_n(&durable, 499, __ATOMIC_RELEASE);
+    ts_snapwriter_result res;
+    CHECK_EQ(ts_snapwriter_poll(sw, &res), 0);
+    CHECK(!file_exists(path));
+    __atomic_store_n(&durable, 500, __ATOMIC_RELEASE);
+    CHECK_EQ(ts_snapwriter_wait(sw, &res), 1);
+    CHECK_EQ(res.status, TS_JOURNAL_OK);
+    CHECK_EQ(res.seq, 500);
+    CHECK_EQ(res.tag, 3);
+    CHECK(res.write_ns > 0);
+    CHECK(file_exists(path));
+    CHECK(!file_exists(tmp));
+    CHECK(ts_snapwriter_idle(sw));
+    CHECK_EQ(ts_snapwriter_wait(sw, &res), 0); /* nothing in flight */
+    ts_snapfile_header h;
+    uint64_t last_exec;
+    ts_engine *r = ts_snapfile_load(path, 7, &h, &last_exec, &err);
+    CHECK(r);
+    CHECK_EQ(h.seq, 500);
+    CHECK_EQ(h.md_count, 42);
+    CHECK(same_state(a, r));
+    ts_engine_free(r);
+
+    /* a job whose gate never opens: free cancels it, removes its .tmp, renames nothing */
+    job.seq = 600;
+    CHECK_EQ(ts_snapfile_serialize(a, &job.payload, &job.payload_bytes, &err), 0);
+    CHECK_EQ(ts_snapwriter_submit(sw, &job), 0);
+    snap_paths(path, tmp, sizeof path, 600);
+    CHECK(wait_phase(sw, TS_SNAPWRITER_WAITING));
+    CHECK(file_exists(tmp));
+    ts_snapwriter_free(sw);
+    CHECK(!file_exists(tmp));
+    CHECK(!file_exists(path));
+    ts_engine_free(a);
+    free(cmds);
+}
+
+static void test_snapwriter_failure_and_none(void) {
+    ts_engine *a = engine1();
+    ts_journal_error err;
+    /* NONE: no durable gate; the writer syncs the segments itself, then publishes */
+    ts_command *cmds = make_stream(300, g_seed);
+    CHECK_EQ(journal_stream(cmds, 300, 50, 1 << 20, TS_DURABILITY_NONE), 0);
+    CHECK_EQ(ts_engine_process(a, cmds, 300), 300);
+    ts_engine_clear_output(a);
+    ts_snapwriter *sw = ts_snapwriter_new(g_dir, 7, &err);
+    CHECK(sw);
+    uint64_t pushed = 300;
+    ts_snapwriter_job job = {.seq = 300, .pushed_seq = &pushed};
+    CHECK_EQ(ts_snapfile_serialize(a, &job.payload, &job.payload_bytes, &err), 0);
+    CHECK_EQ(ts_snapwriter_submit(sw, &job), 0);
+    ts_snapwriter_result res;
+    CHECK_EQ(ts_snapwriter_wait(sw, &res), 1);
+    CHECK_EQ(res.status, TS_JOURNAL_OK);
+    char path[512], tmp[512];
+    snap_paths(path, tmp, sizeof path, 300);
+    CHECK(file_exists(path));
+    ts_snapwriter_free(sw);
+    /* a directory that cannot take the file: the failure names the .tmp */
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/no-such-dir", g_dir);
+    sw = ts_snapwriter_new(missing, 7, &err);
+    CHECK(sw);
+    job.seq = 301;
+    CHECK_EQ(ts_snapfile_serialize(a, &job.payload, &job.payload_bytes, &err), 0);
+    CHECK_EQ(ts_snapwriter_submit(sw, &job), 0);
+    CHECK_EQ(ts_snapwriter_wait(sw, &res), 1);
+    CHECK_EQ(res.status, TS_JOURNAL_ERR_IO);
+    CHECK(strstr(res.err.message, "no-such-dir/snapshot-007-00000000000000000301.tss.tmp"));
+    ts_snapwriter_free(sw);
+    ts_engine_free(a);
+    free(cmds);
+}
+
+/* Run the worker until `cond` holds (a deadline, no sleeps); fails on SNAPSHOT_DUE. */
+#define RUN_UNTIL(w, cond)                                                                  \
+    do {                                                                                    \
+        int64_t give_up_ = now_ns() + 20000000000ll;                                        \
+        while (!(cond)) {                                                                   \
+            int st_ = ts_worker_run((w), 1000000);                                          \
+            CHECK(st_ >= 0);                                                                \
+            CHECK(st_ != TS_WORKER_SNAPSHOT_DUE);                                           \
+            if (st_ == TS_WORKER_SNAPSHOT_WRITTEN) written++;                               \
+            drain(r.ev, sink, 0, 1 << 14);                                                  \
+            drain(r.md, sink, 0, 1 << 14);                                                  \
+            CHECK(now_ns() < give_up_);                                                     \
+        }                                                                                   \
+    } while (0)
+
+/* The worker keeps taking commands while its writer is held; the held snapshot is not
+ * visible; released, it is published; a stop waits for one in flight, then writes its own. */
+static void test_worker_background_snapshot(void) {
+    const uint64_t n = 5000;
+    ts_command *cmds = make_stream(n, g_seed ^ 0x77);
+    ts_engine *ref = engine1();
+    CHECK_EQ(ts_engine_process(ref, cmds, n), n);
+    rig r = rig_new();
+    ts_engine *e = engine1();
+    ts_journal *j;
+    ts_journal_replay_result *res = malloc(sizeof *res);
+    ts_event *sink = malloc((1 << 14) * sizeof *sink);
+    ts_worker_config wc = {.shard_id = 7, .max_batch = 64, .snapshot_every = 1000,
+                           .wait = {TS_WAIT_SPIN_YIELD, 16, 0, 0}};
+    ts_worker *w = ts_worker_new(&wc, e, r.in, r.ev, r.md, r.ctl);
+    CHECK(w);
+    CHECK_EQ(ts_worker_recover(w, g_dir, 0, 0, 0, 1, res), 0);
+    ts_journal_error err;
+    ts_journal_config cfg = cfg_of(TS_DURABILITY_GROUP, 1 << 20);
+    cfg.group_commit_ns = 100000;
+    j = ts_journal_open(g_dir, &cfg, 1, &err);
+    CHECK(j);
+    ts_worker_set_journal(w, j);
+    CHECK_EQ(ts_worker_set_snapshots(w, g_dir, 1), 0);
+    ts_worker_snapshot_hold(w, 1);
+    int written = 0;
+    uint64_t pushed = 0;
+    while (pushed < 3000) {
+        pushed += ts_ring_push(r.in, cmds + pushed, 3000 - pushed);
+        RUN_UNTIL(w, r.ctl->processed_seq >= pushed);
+    }
+    char path[512], tmp[512];
+    uint64_t first = r.ctl->snapshot_seq; /* 0: none yet */
+    CHECK_EQ(first, 0);
+    CHECK_EQ(written, 0);
+    /* the one handed off at seq ~1000 is held; the ones due since waited for it */
+    RUN_UNTIL(w, ts_worker_snapshot_phase(w) == TS_SNAPWRITER_WAITING);
+    CHECK(r.ctl->snapshots_deferred >= 1);
+    CHECK(r.ctl->snapshot_serialize_ns > 0);
+    CHECK_EQ(r.ctl->snapshots_taken, 0);
+    /* released: it becomes visible, the loop says so, and hands off the next one */
+    ts_worker_snapshot_hold(w, 0);
+    RUN_UNTIL(w, written >= 1);
+    uint64_t s1 = r.ctl->snapshot_seq;
+    CHECK(s1 >= 1000 && s1 < 1100);
+    snap_paths(path, tmp, sizeof path, s1);
+    CHECK(file_exists(path));
+    CHECK_EQ(r.ctl->snapshots_taken, 1);
+    /* a requested snapshot is served in the background too */
+    RUN_UNTIL(w, ts_worker_snapshot_phase(w) == TS_SNAPWRITER_IDLE && r.ctl->snapshots_taken == 2);
+    ts_worker_snapshot_hold(w, 1);
+    __atomic_store_n(&r.ctl->snapshot_requests, 1u, __ATOMIC_RELEASE);
+    CHECK_EQ(ts_ring_push(r.in, cmds + pushed, 1), 1);
+    pushed++;
+    RUN_UNTIL(w, ts_worker_snapshot_phase(w) == TS_SNAPWRITER_WAITING);
+    uint64_t req_seq = r.ctl->processed_seq;
+    CHECK_EQ(r.ctl->snapshots_served, 0);
+    /* more commands while it is held, then a stop: it waits for the write, then its own */
+    while (pushed < n) {
+        pushed += ts_ring_push(r.in, cmds + pushed, n - pushed);
+        RUN_UNTIL(w, r.ctl->processed_seq >= pushed);
+    }
+    CHECK(r.ctl->processed_seq > req_seq);
+    ts_worker_snapshot_hold(w, 0);
+    r.ctl->stop_requested = 1;
+    int st;
+    int64_t give_up = now_ns() + 20000000000ll;
+    while ((st = ts_worker_run(w, 1000000)) != TS_WORKER_STOP) {
+        CHECK(st >= 0 && st != TS_WORKER_SNAPSHOT_DUE);
+        drain(r.ev, sink, 0, 1 << 14);
+        drain(r.md, sink, 0, 1 << 14);
+        CHECK(now_ns() < give_up);
+    }
+    CHECK_EQ(ts_worker_snapshot(w, g_dir), 0);
+    CHECK_EQ(r.ctl->snapshots_served, 1);
+    CHECK_EQ(r.ctl->snapshot_seq, n);
+    snap_paths(path, tmp, sizeof path, n);
+    CHECK(file_exists(path));
+    ts_snapfile_header h;
+    uint64_t last_exec;
+    ts_engine *snap = ts_snapfile_load(path, 7, &h, &last_exec, &err);
+    CHECK(snap);
+    CHECK(same_state(snap, ref));
+    ts_engine_free(snap);
+    ts_worker_free(w);
+    ts_journal_close(j, &err);
+    ts_engine_free(e);
+    ts_engine_free(ref);
+    rig_free(&r);
+    free(sink);
+    free(res);
+    free(cmds);
+}
+
+/* GROUP with an hour's interval: the snapshot waits for a sync that never comes; the
+ * worker still takes commands, and ts_worker_free does not hang (the .tmp is removed). */
+static void test_worker_free_cancels_a_waiting_write(void) {
+    const uint64_t n = 400;
+    ts_command *cmds = make_stream(n, g_seed ^ 0x99);
+    rig r = rig_new();
+    ts_engine *e = engine1();
+    ts_journal *j;
+    ts_journal_replay_result *res = malloc(sizeof *res);
+    ts_event *sink = malloc((1 << 14) * sizeof *sink);
+    ts_worker_config wc = {.shard_id = 7, .max_batch = 64, .snapshot_every = 100,
+                           .wait = {TS_WAIT_SPIN_YIELD, 16, 0, 0}};
+    ts_worker *w = ts_worker_new(&wc, e, r.in, r.ev, r.md, r.ctl);
+    CHECK(w);
+    CHECK_EQ(ts_worker_recover(w, g_dir, 0, 0, 0, 1, res), 0);
+    ts_journal_error err;
+    ts_journal_config cfg = cfg_of(TS_DURABILITY_GROUP, 1 << 20);
+    cfg.group_commit_ns = 3600ll * 1000000000ll;
+    j = ts_journal_open(g_dir, &cfg, 1, &err);
+    CHECK(j);
+    ts_worker_set_journal(w, j);
+    CHECK_EQ(ts_worker_set_snapshots(w, g_dir, 1), 0);
+    /* the first sync is due at once (never synced): take one command and let it pass */
+    CHECK_EQ(ts_ring_push(r.in, cmds, 1), 1);
+    int written = 0;
+    RUN_UNTIL(w, r.ctl->synced_seq == 1);
+    CHECK_EQ(ts_ring_push(r.in, cmds + 1, n - 1), n - 1);
+    RUN_UNTIL(w, r.ctl->processed_seq == n);
+    CHECK_EQ(r.ctl->synced_seq, 1);
+    RUN_UNTIL(w, ts_worker_snapshot_phase(w) == TS_SNAPWRITER_WAITING);
+    CHECK_EQ(written, 0);
+    CHECK_EQ(count_files("snapshot-"), 1); /* its .tmp only */
+    ts_worker_free(w);
+    CHECK_EQ(count_files("snapshot-"), 0);
+    ts_journal_close(j, &err);
+    ts_engine_free(e);
+    rig_free(&r);
+    free(sink);
+    free(res);
+    free(cmds);
+}
+
 /* ---- bench ------------------------------------------------------------------------------ */
 
 static int bench(uint64_t n) {
@@ -777,6 +1045,10 @@ static const test_case TESTS[] = {
     {"group_commit", test_group_commit},
     {"worker_matches_engine", test_worker_matches_engine},
     {"worker_crash_windows", test_worker_crash_windows},
+    {"snapwriter_gates", test_snapwriter_gates},
+    {"snapwriter_failure_and_none", test_snapwriter_failure_and_none},
+    {"worker_background_snapshot", test_worker_background_snapshot},
+    {"worker_free_cancels_a_waiting_write", test_worker_free_cancels_a_waiting_write},
 };
 
 static int selected(const char *name, int argc, char **argv) {

@@ -120,3 +120,19 @@ def test_without_a_snapshot_the_instruments_must_be_given(tmp_path: Path) -> Non
         replay(tmp_path, SHARD)
     given = replay(tmp_path, SHARD, instruments=sample_instruments())
     assert given.digest() == reference(commands).digest()
+
+
+def test_a_snapshot_ahead_of_the_journal_breaks_the_next_recovery(tmp_path: Path) -> None:
+    """Why the background writer never publishes a snapshot ahead of the durable journal
+    (it waits for synced_seq, or under durability none syncs the segments itself): after
+    an OS crash that kept the snapshot at seq 300 but only the journal through 200, the
+    restarted worker would append from 301 in a new segment, and the recovery after that
+    would refuse the gap 201..300 instead of starting from the snapshot."""
+    commands = mixed_stream(400, seed=13)
+    journal(tmp_path, commands[:200], batch=50)
+    SnapshotStore(tmp_path, SHARD).write(reference(commands[:300]), 300)
+    # the first restart is fine: nothing after 300 to replay
+    assert recover(tmp_path, SHARD).seq == 300
+    journal(tmp_path, commands[300:], batch=50, first_seq=301)
+    with pytest.raises(JournalError, match="missing"):
+        recover(tmp_path, SHARD)

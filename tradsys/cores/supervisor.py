@@ -167,6 +167,7 @@ class Supervisor:
             group_commit_us=j.group_commit_us,
             segment_bytes=j.segment_mb << 20,
             snapshot_every=j.snapshot_every,
+            snapshot_writer=j.snapshot_writer,
             wait=self.config.engine.wait,
             sched_slice_us=self.config.engine.sched_slice_us,
             commands=commands.name,

@@ -3,8 +3,14 @@
 ``run_worker(spec)`` is the whole life of the process: pin, attach the rings and the
 control block the supervisor made, recover (newest valid snapshot + journal tail; a torn
 tail is truncated with a log line; corruption ends the process with exit code 2 and the
-file and offset in the message), then run ``ts_worker_run`` in slices. Between slices
-Python does only what is rare: periodic and requested snapshots, pruning, and the stop.
+file and offset in the message), then run ``ts_worker_run`` in slices. Periodic and
+requested snapshots are written by the C worker's background writer thread while the loop
+keeps matching (``snapshot_writer = "background"``; native/worker.h); when one becomes
+visible the loop returns SNAPSHOT_WRITTEN and Python hands the pruning to a thread of its
+own (:class:`BackgroundPruner`) and re-enters the loop at once. With ``"inline"`` the loop
+stops for a due snapshot (SNAPSHOT_DUE) and Python writes and prunes it in between
+slices, the old path. Between slices Python otherwise does only the rare: order images
+and the stop.
 A stop (the control block's flag, or SIGTERM/SIGINT to the worker) drains what is in the
 commands ring, syncs the journal, writes a final snapshot and exits 0.
 
@@ -35,7 +41,7 @@ from tradsys.cores.order_image import write_image
 from tradsys.cores.sched_slice import set_thread_slice
 from tradsys.journal.errors import JournalCorruptError, JournalError, error_from_c
 from tradsys.journal.recovery import replay_result, start_state, truncate_torn_tail
-from tradsys.journal.snapshots import SnapshotStore, engine_pointer
+from tradsys.journal.snapshots import BackgroundPruner, SnapshotStore, engine_pointer
 from tradsys.journal.writer import Durability, journal_config
 from tradsys.matching import CEngine, Instrument
 from tradsys.metrics.latency_segment import LatencySegment
@@ -64,6 +70,9 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     segment_bytes: int = 64 << 20
     snapshot_every: int = 1_000_000
     """Commands between periodic snapshots (0: only on request and at stop)."""
+    snapshot_writer: Literal["background", "inline"] = "background"
+    """Who writes periodic and requested snapshots: a background thread while the loop
+    keeps matching, or the loop itself, stopped (the old path; see the module doc)."""
     wait: Literal["busy-spin", "spin-yield", "spin-park"] = "spin-park"
     commands: str
     """Ring segment names (made by the supervisor; the worker attaches)."""
@@ -104,6 +113,7 @@ class ShardWorker:
         self._err = ffi.new("ts_journal_error *")
         self._stop_signalled = False
         self._store = SnapshotStore(self.dir, spec.shard_id)
+        self._pruner = BackgroundPruner(self._store, spec.keep_snapshots)
 
     # ---- start-up ------------------------------------------------------------------------
 
@@ -179,6 +189,9 @@ class ShardWorker:
             raise error_from_c(self._err)
         self._journal = journal
         lib.ts_worker_set_journal(self._worker, journal)
+        background = int(spec.snapshot_writer == "background")
+        if lib.ts_worker_set_snapshots(self._worker, str(self.dir).encode(), background):
+            raise JournalError(self._c_error())
         for ins in start.missing:
             log.info(
                 "shard %d: adding instrument %s (new in the configuration)",
@@ -209,11 +222,24 @@ class ShardWorker:
     # ---- running ---------------------------------------------------------------------------
 
     def snapshot(self) -> None:
-        """Write a snapshot at the current seq (the worker must be quiescent), then prune."""
+        """Write a snapshot at the current seq (the worker must be quiescent; a background
+        write in flight is waited for first), then prune."""
         rc = lib.ts_worker_snapshot(self._worker, str(self.dir).encode())
         if rc:
             raise JournalError(self._c_error())
+        self._prune_now()
+
+    def _prune_now(self) -> None:
+        """Prune on this thread, once a background prune has finished (never two at once)."""
+        self._pruner.wait_idle()
+        self._pruner.check()
         self._store.prune(self.spec.keep_snapshots)
+
+    def snapshot_written(self) -> None:
+        """A background snapshot became visible: prune off the loop's thread."""
+        assert self.control is not None
+        self._pruner.check()
+        self._pruner.request(self.control.snapshot_seq)
 
     def write_order_image(self) -> None:
         """Answer a gateway's order-image request (the worker is quiescent, its inbound
@@ -244,6 +270,9 @@ class ShardWorker:
             rc = lib.ts_worker_run(self._worker, slice_ns)
             if rc == lib.TS_WORKER_SLICE_END:
                 continue
+            if rc == lib.TS_WORKER_SNAPSHOT_WRITTEN:
+                self.snapshot_written()
+                continue
             if rc == lib.TS_WORKER_SNAPSHOT_DUE:
                 self.snapshot()
                 continue
@@ -255,10 +284,14 @@ class ShardWorker:
             raise JournalError(f"shard {self.spec.shard_id}: {self._c_error()}")
         self.control.set_state(WorkerState.STOPPING)
         seq = int(lib.ts_worker_seq(self._worker))
+        # quiescent now: a background write in flight passes its gates and finishes
+        lib.ts_worker_sync(self._worker)
+        if lib.ts_worker_snapshot_wait(self._worker):
+            raise JournalError(f"shard {self.spec.shard_id}: {self._c_error()}")
         if seq != self.control.snapshot_seq or not self._store.path_for(seq).exists():
             self.snapshot()
         else:
-            lib.ts_worker_sync(self._worker)
+            self._prune_now()
         if lib.ts_journal_close(self._journal, self._err):
             self._journal = None
             raise error_from_c(self._err)
@@ -272,6 +305,7 @@ class ShardWorker:
 
     def close(self) -> None:
         """Free the C worker and journal, and unmap everything. Idempotent."""
+        self._pruner.close()
         if self._worker is not None:
             lib.ts_worker_free(self._worker)
             self._worker = None

@@ -7,14 +7,17 @@ newest one is logged and skipped for the next older — and replays the journal 
 Retention (:meth:`SnapshotStore.prune`): the newest ``keep`` snapshots (two by default:
 the current one and the previous one, in case the newest turns out damaged) and every
 journal segment the OLDEST kept one still needs; older snapshots and segments whose
-commands all lie at or before that seq are deleted.
+commands all lie at or before that seq are deleted. A running shard worker prunes on a
+thread of its own (:class:`BackgroundPruner`), so its loop never waits for the unlinks.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import re
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ log = logging.getLogger("tradsys.journal")
 HEADER_SIZE: int = lib.TS_SNAPFILE_HEADER_SIZE
 # ts_snap_header.last_exec_id: the engine snapshot's own header (native/book.h)
 _LAST_EXEC_ID_OFFSET = 32
+_TMP_SEQ = re.compile(r"snapshot-\d{3}-(\d{20})\.tss\.tmp$")
 
 
 def engine_pointer(engine: CEngine) -> Any:
@@ -109,14 +113,22 @@ class SnapshotStore:
                 log.warning("skipping damaged snapshot: %s", exc)
         return None
 
-    def prune(self, keep: int = 2) -> list[Path]:
+    def prune(self, keep: int = 2, tmp_below: int | None = None) -> list[Path]:
         """Delete snapshots older than the newest ``keep`` and the journal segments that
-        only the deleted ones needed; return what was removed. See the module docstring."""
+        only the deleted ones needed; return what was removed. See the module docstring.
+
+        Left-over ``.tmp`` files (writes a crash interrupted) go too: all of them, or with
+        ``tmp_below`` only those for a seq below it — what a running worker passes (its
+        newest snapshot's seq), since its background writer may be writing a newer one
+        right now, and that one's seq is never below the newest finished snapshot's."""
         if keep < 1:
             raise ValueError("keep at least one snapshot")
         removed: list[Path] = []
         for tmp in self.directory.glob(f"snapshot-{self.shard:03d}-*.tss.tmp"):
-            tmp.unlink(missing_ok=True)  # a write a crash interrupted
+            match = _TMP_SEQ.search(tmp.name)
+            if tmp_below is not None and (match is None or int(match.group(1)) >= tmp_below):
+                continue
+            tmp.unlink(missing_ok=True)
             removed.append(tmp)
         snaps = self.snapshots()
         if len(snaps) < keep:
@@ -132,3 +144,76 @@ class SnapshotStore:
                 seg.path.unlink(missing_ok=True)
                 removed.append(seg.path)
         return removed
+
+
+class BackgroundPruner:
+    """Prunes a :class:`SnapshotStore` on a thread of its own, for a running worker.
+
+    Why: a prune unlinks old snapshots and journal segments (tens of MB each), which can
+    take milliseconds; the worker's C loop (which releases the GIL) must not wait for
+    that. One prune runs at a time; requests made meanwhile fold into one more. A failure
+    is kept and raised by :meth:`check` on the worker's own thread, where it fails the
+    worker as a failed inline prune did.
+    """
+
+    def __init__(self, store: SnapshotStore, keep: int) -> None:
+        self.store = store
+        self.keep = keep
+        self._cond = threading.Condition()
+        self._pending: int | None = None
+        self._running = False
+        self._closing = False
+        self._error: OSError | None = None
+        self._thread: threading.Thread | None = None
+
+    def request(self, newest_seq: int) -> None:
+        """Prune once more, after the snapshot at ``newest_seq`` became visible."""
+        with self._cond:
+            self._pending = newest_seq
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._body, name=f"prune-{self.store.shard}", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def check(self) -> None:
+        """Raise the error of a failed background prune, if there was one."""
+        with self._cond:
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no prune runs or is pending; False if the time ran out."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending is None and not self._running, timeout)
+
+    def close(self) -> None:
+        """Finish what was asked, then stop the thread. Idempotent."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        self._thread = None
+
+    def _body(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None or self._closing)
+                if self._pending is None:
+                    return
+                newest, self._pending = self._pending, None
+                self._running = True
+            try:
+                self.store.prune(self.keep, tmp_below=newest)
+            except OSError as exc:
+                log.error("pruning %s failed: %s", self.store.directory, exc)
+                with self._cond:
+                    self._error = exc
+            finally:
+                with self._cond:
+                    self._running = False
+                    self._cond.notify_all()

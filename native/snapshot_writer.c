@@ -1,0 +1,235 @@
+/*
+ * snapshot_writer.c — the background snapshot writer (snapshot_writer.h).
+ *
+ * Hand-off: a mutex and a condition variable guard the one job slot; the thread sleeps on
+ * the condition while idle. `done` is also an atomic flag, so the worker's loop can ask
+ * "finished?" every turn without taking the mutex. The gates (pushed / durable seq) are
+ * written by the worker thread with plain atomic stores; they are polled here with a
+ * short sleep, which only this background thread pays.
+ */
+#define _GNU_SOURCE
+#include "snapshot_writer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "journal_internal.h"
+#include "snapshot_file.h"
+
+#define GATE_POLL_NS 100000L /* 100 µs between looks at the gates */
+
+struct ts_snapwriter {
+    char dir[TS_JOURNAL_PATH_MAX];
+    uint32_t shard_id;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int has_job;       /* a job is in the slot (taken or not); guarded by mu */
+    int done;          /* its result waits to be collected; atomic (written under mu) */
+    int cancel;        /* atomic */
+    int hold;          /* atomic; test hook */
+    int phase;         /* atomic; ts_snapwriter_phase */
+    ts_snapwriter_job job;
+    ts_snapwriter_result result;
+};
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int gate_open(const ts_snapwriter *sw, const ts_snapwriter_job *job) {
+    if (__atomic_load_n(&sw->hold, __ATOMIC_ACQUIRE)) return 0;
+    if (__atomic_load_n(job->pushed_seq, __ATOMIC_ACQUIRE) < job->seq) return 0;
+    return !job->durable_seq || __atomic_load_n(job->durable_seq, __ATOMIC_ACQUIRE) >= job->seq;
+}
+
+/* NONE durability: make the journal through `seq` durable ourselves (see the header).
+ * fdatasync through a file descriptor of our own flushes the same file's pages the
+ * worker wrote through its own. Segments are synced up to the one holding `seq`. */
+static int sync_journal_through(ts_snapwriter *sw, uint64_t seq, ts_journal_error *err) {
+    uint64_t *seqs = NULL;
+    uint32_t n = 0;
+    int rc = ts_jn_list_segments(sw->dir, sw->shard_id, &seqs, &n, err);
+    if (rc) return rc;
+    char path[TS_JOURNAL_PATH_MAX];
+    for (uint32_t i = 0; i < n && rc == TS_JOURNAL_OK && seqs[i] <= seq; i++) {
+        if (ts_jn_segment_path(path, sizeof path, sw->dir, sw->shard_id, seqs[i]) != 0) {
+            rc = ts_jn_fail(err, TS_JOURNAL_ERR_ARGUMENT, 0, sw->dir, 0, "journal path too long");
+            break;
+        }
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT) continue; /* pruned meanwhile: nothing to sync */
+        if (fd < 0 || fdatasync(fd) != 0) {
+            int e = errno;
+            if (fd >= 0) close(fd);
+            rc = ts_jn_fail(err, TS_JOURNAL_ERR_IO, e, path, 0,
+                            "fdatasync of journal segment %s before a snapshot failed: %s", path,
+                            strerror(e));
+            break;
+        }
+        close(fd);
+    }
+    free(seqs);
+    return rc;
+}
+
+static void run_job(ts_snapwriter *sw, ts_snapwriter_job *job, ts_snapwriter_result *res) {
+    const int64_t t0 = mono_ns();
+    memset(res, 0, sizeof *res);
+    res->seq = job->seq;
+    res->tag = job->tag;
+    __atomic_store_n(&sw->phase, TS_SNAPWRITER_WRITING, __ATOMIC_RELEASE);
+    int rc = ts_snapfile_write_tmp(sw->dir, sw->shard_id, job->seq, job->md_count, job->payload,
+                                   job->payload_bytes, &res->err);
+    free(job->payload);
+    job->payload = NULL;
+    if (rc == TS_JOURNAL_OK) {
+        __atomic_store_n(&sw->phase, TS_SNAPWRITER_WAITING, __ATOMIC_RELEASE);
+        const struct timespec pause = {0, GATE_POLL_NS};
+        while (!gate_open(sw, job) && !__atomic_load_n(&sw->cancel, __ATOMIC_ACQUIRE))
+            nanosleep(&pause, NULL);
+        if (__atomic_load_n(&sw->cancel, __ATOMIC_ACQUIRE)) {
+            ts_snapfile_discard(sw->dir, sw->shard_id, job->seq);
+            char tmp[TS_JOURNAL_PATH_MAX + 8];
+            ts_snapfile_path(tmp, sizeof tmp, sw->dir, sw->shard_id, job->seq, 1);
+            rc = ts_jn_fail(&res->err, TS_JOURNAL_ERR_STATE, 0, tmp, 0,
+                            "snapshot %s cancelled: the worker stopped before the journal "
+                            "through seq %llu was durable",
+                            tmp, (unsigned long long)job->seq);
+        } else {
+            __atomic_store_n(&sw->phase, TS_SNAPWRITER_PUBLISHING, __ATOMIC_RELEASE);
+            if (!job->durable_seq) rc = sync_journal_through(sw, job->seq, &res->err);
+            if (rc == TS_JOURNAL_OK)
+                rc = ts_snapfile_publish(sw->dir, sw->shard_id, job->seq, &res->err);
+            else
+                ts_snapfile_discard(sw->dir, sw->shard_id, job->seq);
+        }
+    }
+    res->status = rc;
+    res->write_ns = mono_ns() - t0;
+}
+
+static void *writer_main(void *arg) {
+    ts_snapwriter *sw = arg;
+    pthread_mutex_lock(&sw->mu);
+    for (;;) {
+        while (!(sw->has_job && !sw->done) && !__atomic_load_n(&sw->cancel, __ATOMIC_ACQUIRE))
+            pthread_cond_wait(&sw->cv, &sw->mu);
+        if (__atomic_load_n(&sw->cancel, __ATOMIC_ACQUIRE)) break;
+        ts_snapwriter_job job = sw->job;
+        pthread_mutex_unlock(&sw->mu);
+        ts_snapwriter_result res;
+        run_job(sw, &job, &res);
+        pthread_mutex_lock(&sw->mu);
+        sw->job.payload = NULL; /* freed by run_job */
+        sw->result = res;
+        __atomic_store_n(&sw->phase, TS_SNAPWRITER_IDLE, __ATOMIC_RELEASE);
+        __atomic_store_n(&sw->done, 1, __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&sw->cv);
+    }
+    pthread_mutex_unlock(&sw->mu);
+    return NULL;
+}
+
+ts_snapwriter *ts_snapwriter_new(const char *dir, uint32_t shard_id, ts_journal_error *err) {
+    ts_jn_clear_error(err);
+    if (!dir || shard_id > 999 || strlen(dir) + 48 >= TS_JOURNAL_PATH_MAX) {
+        ts_jn_fail(err, TS_JOURNAL_ERR_ARGUMENT, 0, dir ? dir : "", 0,
+                   "bad snapshot writer arguments (shard 0..999, a directory path that fits)");
+        return NULL;
+    }
+    ts_snapwriter *sw = calloc(1, sizeof *sw);
+    if (!sw) {
+        ts_jn_fail(err, TS_JOURNAL_ERR_NO_MEMORY, ENOMEM, dir, 0, "out of memory");
+        return NULL;
+    }
+    snprintf(sw->dir, sizeof sw->dir, "%s", dir);
+    sw->shard_id = shard_id;
+    pthread_mutex_init(&sw->mu, NULL);
+    pthread_cond_init(&sw->cv, NULL);
+    int e = pthread_create(&sw->thread, NULL, writer_main, sw);
+    if (e) {
+        pthread_cond_destroy(&sw->cv);
+        pthread_mutex_destroy(&sw->mu);
+        free(sw);
+        ts_jn_fail(err, TS_JOURNAL_ERR_IO, e, dir, 0,
+                   "cannot start the snapshot writer thread: %s", strerror(e));
+        return NULL;
+    }
+    return sw;
+}
+
+void ts_snapwriter_free(ts_snapwriter *sw) {
+    if (!sw) return;
+    pthread_mutex_lock(&sw->mu);
+    __atomic_store_n(&sw->cancel, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&sw->cv);
+    pthread_mutex_unlock(&sw->mu);
+    pthread_join(sw->thread, NULL);
+    free(sw->job.payload); /* a job the thread never took */
+    pthread_cond_destroy(&sw->cv);
+    pthread_mutex_destroy(&sw->mu);
+    free(sw);
+}
+
+int ts_snapwriter_submit(ts_snapwriter *sw, const ts_snapwriter_job *job) {
+    pthread_mutex_lock(&sw->mu);
+    if (sw->has_job) {
+        pthread_mutex_unlock(&sw->mu);
+        return -1;
+    }
+    sw->job = *job;
+    sw->has_job = 1;
+    __atomic_store_n(&sw->done, 0, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&sw->cv);
+    pthread_mutex_unlock(&sw->mu);
+    return 0;
+}
+
+int ts_snapwriter_idle(ts_snapwriter *sw) {
+    pthread_mutex_lock(&sw->mu);
+    int idle = !sw->has_job;
+    pthread_mutex_unlock(&sw->mu);
+    return idle;
+}
+
+/* Under mu, with done set: hand the result over and free the slot. */
+static void collect(ts_snapwriter *sw, ts_snapwriter_result *out) {
+    *out = sw->result;
+    sw->has_job = 0;
+    __atomic_store_n(&sw->done, 0, __ATOMIC_RELEASE);
+}
+
+int ts_snapwriter_poll(ts_snapwriter *sw, ts_snapwriter_result *out) {
+    if (!__atomic_load_n(&sw->done, __ATOMIC_ACQUIRE)) return 0;
+    pthread_mutex_lock(&sw->mu);
+    int got = sw->done;
+    if (got) collect(sw, out);
+    pthread_mutex_unlock(&sw->mu);
+    return got;
+}
+
+int ts_snapwriter_wait(ts_snapwriter *sw, ts_snapwriter_result *out) {
+    pthread_mutex_lock(&sw->mu);
+    while (sw->has_job && !sw->done) pthread_cond_wait(&sw->cv, &sw->mu);
+    int got = sw->has_job;
+    if (got) collect(sw, out);
+    pthread_mutex_unlock(&sw->mu);
+    return got;
+}
+
+void ts_snapwriter_hold(ts_snapwriter *sw, int hold) {
+    __atomic_store_n(&sw->hold, hold ? 1 : 0, __ATOMIC_RELEASE);
+}
+
+int ts_snapwriter_phase(ts_snapwriter *sw) {
+    return __atomic_load_n(&sw->phase, __ATOMIC_ACQUIRE);
+}

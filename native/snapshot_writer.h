@@ -1,0 +1,83 @@
+/*
+ * snapshot_writer.h — a shard worker's background snapshot writer: one pthread that takes
+ * one job at a time (a payload already serialized on the worker's thread, snapshot_file.h)
+ * and does the slow part off the hot path: crc, .tmp file, write, fsync, rename, directory
+ * fsync.
+ *
+ * Why a thread and not inline: the file write and its fsyncs take tens of milliseconds on
+ * a VM; inline they stopped the shard for that long. Serialization stays on the worker's
+ * thread because only there is the engine consistent at a batch boundary (seq N).
+ *
+ * Durability rule (the same one the inline path kept by quiescing): a snapshot at seq N is
+ * renamed into place only when
+ *   - every output of commands 1..N is in the outbound rings (*pushed_seq >= N): recovery
+ *     from that snapshot replays nothing at or before N, so output still held by the dead
+ *     worker would be lost; and
+ *   - the journal through N is durable: under GROUP and FSYNC, *durable_seq >= N (the
+ *     worker's group commits move it, and it keeps committing meanwhile); under NONE
+ *     (durable_seq NULL) the writer fdatasyncs the journal's segments through N itself,
+ *     here, off the hot path. Without that, an OS crash could leave a snapshot at N ahead
+ *     of a journal that ends at M < N: the restarted worker would continue the journal at
+ *     N + 1 in a new segment, and the next recovery from that snapshot would start reading
+ *     at the old segment and refuse the gap M+1..N (TS_JOURNAL_ERR_GAP).
+ * The .tmp is written first (overlapping the wait), then the writer polls the two
+ * counters (a background thread: a 100 µs sleep loop costs the worker nothing).
+ *
+ * Not part of the cffi interface: worker.h steers it.
+ */
+#ifndef TRADSYS_SNAPSHOT_WRITER_H
+#define TRADSYS_SNAPSHOT_WRITER_H
+
+#include <stdint.h>
+
+#include "journal.h"
+
+typedef struct ts_snapwriter ts_snapwriter;
+
+typedef struct ts_snapwriter_job {
+    uint64_t seq;                /* the state after journal commands 1..seq */
+    uint64_t md_count;           /* for the file header */
+    void *payload;               /* malloc'd engine snapshot; the writer frees it */
+    uint64_t payload_bytes;
+    const uint64_t *pushed_seq;  /* rename once *pushed_seq >= seq (atomic loads) */
+    const uint64_t *durable_seq; /* and *durable_seq >= seq; NULL: sync the journal here */
+    uint32_t tag;                /* the caller's (the snapshot request it serves) */
+} ts_snapwriter_job;
+
+typedef struct ts_snapwriter_result {
+    uint64_t seq;
+    uint32_t tag;
+    int32_t status;   /* ts_journal_status: OK, or why the snapshot was not written */
+    int64_t write_ns; /* hand-off to visible (or to the failure) */
+    ts_journal_error err;
+} ts_snapwriter_result;
+
+enum ts_snapwriter_phase {
+    TS_SNAPWRITER_IDLE = 0,    /* no job, or its result not collected yet */
+    TS_SNAPWRITER_WRITING = 1, /* writing the .tmp */
+    TS_SNAPWRITER_WAITING = 2, /* .tmp written; waiting for the journal/output (or a hold) */
+    TS_SNAPWRITER_PUBLISHING = 3
+};
+
+/* A writer for shard's snapshots in dir (its thread starts now). NULL with err on failure. */
+ts_snapwriter *ts_snapwriter_new(const char *dir, uint32_t shard_id, ts_journal_error *err);
+/* Stop the thread and free everything. A job still waiting is cancelled: its .tmp is
+ * removed and nothing is renamed (a gate that would never open cannot hang this). */
+void ts_snapwriter_free(ts_snapwriter *sw);
+
+/* Hand over a job: 0, or -1 if the writer is busy (a job in flight or a result not yet
+ * collected) — the payload then stays the caller's. */
+int ts_snapwriter_submit(ts_snapwriter *sw, const ts_snapwriter_job *job);
+/* 1 if no job is in flight and no result waits to be collected. */
+int ts_snapwriter_idle(ts_snapwriter *sw);
+/* Collect a finished job's result: 1 (and *out) if there was one, else 0. Cheap when
+ * there is none (one atomic load), so the worker's loop may call it every turn. */
+int ts_snapwriter_poll(ts_snapwriter *sw, ts_snapwriter_result *out);
+/* Wait for the job in flight to finish and collect it: 1 (and *out), or 0 if none. */
+int ts_snapwriter_wait(ts_snapwriter *sw, ts_snapwriter_result *out);
+
+/* Test hook: while held, a job stops before its rename (phase WAITING). */
+void ts_snapwriter_hold(ts_snapwriter *sw, int hold);
+int ts_snapwriter_phase(ts_snapwriter *sw);
+
+#endif /* TRADSYS_SNAPSHOT_WRITER_H */

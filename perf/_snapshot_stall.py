@@ -1,0 +1,318 @@
+"""The recovery bench's "snapshot stall": how long a periodic snapshot stops a shard.
+
+A real worker process (spawned as the supervisor spawns it) takes a stream of commands
+that this process keeps ahead of it (a 64 k-slot commands ring refilled every turn, its
+events and market data drained), with periodic snapshots on. The figure is the worker's
+own gauge ``batch_gap_max_ns`` (native/worker.h): the longest time from the end of one
+batch to the start of the next while commands were waiting in the ring — whatever stopped
+it: the snapshot, a group commit, a return to Python. Per case, in one run, alternating:
+
+* ``inline`` — ``[journal] snapshot_writer = "inline"``, the old path: the loop quiesces
+  (fdatasync of the journal, every output pushed), returns to Python, which serializes,
+  writes, fsyncs, renames and prunes before the loop goes on;
+* ``background`` — the default: the loop serializes the books at a batch boundary and hands
+  the bytes to the writer thread (``snapshot_serialize_ns`` is that part alone);
+* ``off`` — no periodic snapshot at all: the floor the other two stand on (group commits,
+  scheduling on a shared 2-core machine).
+
+Workloads: the bench's venue stream (a shallow book), and ``perf/_engine_workloads``'s
+deep book (1 M resting orders; 250 k with --quick) with venue-like activity on top — the
+serialization of a deep book is the part of a snapshot that stays on the worker's thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import _common as common
+import msgspec
+import numpy as np
+
+from tradsys.cores.control import WorkerControl, WorkerState
+from tradsys.cores.worker import WorkerSpec
+from tradsys.journal.writer import Durability
+from tradsys.matching import Instrument
+from tradsys.ring import Ring, Role, segment_name
+from tradsys.wire import EVENT_DTYPE, LAYOUT_VERSION, MD_DTYPE, RECORD_SIZE
+
+MODES = ("inline", "background", "off")
+RING_SLOTS = 1 << 16
+PUSH_CHUNK = 8192
+READY_TIMEOUT_S = 120.0
+RUN_TIMEOUT_S = 120.0
+
+
+class StallError(Exception):
+    """A stall run could not measure (the worker failed or did not finish)."""
+
+
+@dataclass(frozen=True)
+class StallCase:
+    """One workload under one durability, its snapshot interval chosen so that periodic
+    snapshots fall where the book is as deep as it gets."""
+
+    key: str
+    label: str
+    commands: Any
+    instruments: list[Instrument]
+    durability: Durability
+    snapshot_every: int
+
+
+@dataclass(frozen=True)
+class StallRun:
+    mode: str
+    gap_ms: float  # batch_gap_max_ns
+    snapshots: int  # periodic ones taken (the recovery one at seq 0 not counted)
+    deferred: int
+    serialize_ms: float  # the last background snapshot's serialization (0 inline)
+    write_ms: float  # its write, hand-off to visible (writer thread)
+    seconds: float  # first command pushed → last matched
+
+
+@dataclass
+class _Shard:
+    """Rings and control block for one run, this process's ends of the rings."""
+
+    instance: str
+    made: list[Ring]
+    control: WorkerControl
+
+    @classmethod
+    def make(cls, instance: str) -> _Shard:
+        made: list[Ring] = []
+        control: WorkerControl | None = None
+        try:
+            ends: list[tuple[str, Role]] = [
+                ("cmd", "producer"),
+                ("evt", "consumer"),
+                ("md", "consumer"),
+            ]
+            for role, mine in ends:
+                made.append(
+                    Ring.create(
+                        segment_name(instance, role, 0),
+                        slot_size=RECORD_SIZE,
+                        capacity=RING_SLOTS,
+                        layout_version=LAYOUT_VERSION,
+                        role=mine,
+                    )
+                )
+            control = WorkerControl.create(segment_name(instance, "ctl", 0))
+        except BaseException:
+            for ring in made:
+                ring.close()
+            raise
+        return cls(instance, made, control)
+
+    def close(self) -> None:
+        for ring in self.made:
+            ring.close()
+        self.control.close()
+
+
+def _drain(shard: _Shard, ev: Any, md: Any) -> None:
+    while shard.made[1].pop_batch(ev) > 0:
+        pass
+    while shard.made[2].pop_batch(md) > 0:
+        pass
+
+
+def _wait(
+    shard: _Shard, proc: subprocess.Popen[bytes], done: Callable[[], bool], what: str
+) -> None:
+    ev, md = np.zeros(RING_SLOTS, EVENT_DTYPE), np.zeros(RING_SLOTS, MD_DTYPE)
+    t0 = time.monotonic()
+    while not done():
+        _drain(shard, ev, md)
+        if done():  # it may have finished (or exited, for the stop) meanwhile
+            return
+        if shard.control.cdata.state == WorkerState.FAILED or proc.poll() is not None:
+            raise StallError(f"worker {what}: exit {proc.poll()}, {shard.control.error}")
+        if time.monotonic() - t0 > RUN_TIMEOUT_S:
+            raise StallError(f"worker {what}: not done after {RUN_TIMEOUT_S} s")
+        time.sleep(0.0002)
+
+
+def stall_once(case: StallCase, mode: str, instance: str, data_dir: Path, root: Path) -> StallRun:
+    """Spawn a worker for ``case`` in ``mode``, stream every command through it, stop it
+    cleanly; the worker's stall gauge and snapshot counters."""
+    shard = _Shard.make(instance)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        spec = WorkerSpec(
+            instance=instance,
+            shard_id=0,
+            instruments=case.instruments,
+            data_dir=str(data_dir),
+            durability=case.durability,
+            snapshot_every=0 if mode == "off" else case.snapshot_every,
+            snapshot_writer="inline" if mode == "inline" else "background",
+            wait="spin-park",
+            commands=shard.made[0].name,
+            events=shard.made[1].name,
+            md=shard.made[2].name,
+            control=shard.control.name,
+        )
+        cmd = [sys.executable, "-m", "tradsys.cores.worker", msgspec.json.encode(spec).decode()]
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=root,
+        )
+        ctl = shard.control
+        _wait(shard, proc, lambda: ctl.cdata.state == WorkerState.RUNNING, "start-up")
+        taken_at_start = int(ctl.cdata.snapshots_taken)
+        commands = case.commands
+        total = len(commands)
+        ev, md = np.zeros(RING_SLOTS, EVENT_DTYPE), np.zeros(RING_SLOTS, MD_DTYPE)
+        pushed = 0
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while pushed < total:
+            pushed += shard.made[0].push_batch(commands[pushed : pushed + PUSH_CHUNK])
+            _drain(shard, ev, md)
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise StallError(f"worker ({mode}) gone or stuck at {pushed:,}: {ctl.error}")
+        _wait(shard, proc, lambda: ctl.cdata.processed_seq >= total, f"({mode}) stream")
+        seconds = time.perf_counter() - t0
+        if mode != "off":  # a background write may still be on its way
+            due = max(1, total // (case.snapshot_every + 1024))  # each due at a batch end
+            _wait(
+                shard,
+                proc,
+                lambda: ctl.cdata.snapshots_taken - taken_at_start >= due,
+                f"({mode}) snapshots",
+            )
+        c = ctl.cdata
+        run = StallRun(
+            mode=mode,
+            gap_ms=int(c.batch_gap_max_ns) / 1e6,
+            snapshots=int(c.snapshots_taken) - taken_at_start,
+            deferred=int(c.snapshots_deferred),
+            serialize_ms=int(c.snapshot_serialize_ns) / 1e6,
+            write_ms=int(c.snapshot_write_ns) / 1e6,
+            seconds=seconds,
+        )
+        ctl.request_stop()
+        for ring in shard.made:
+            ring.wake()
+        _wait(shard, proc, lambda: proc.poll() is not None, f"({mode}) stop")
+        if proc.returncode != 0:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise StallError(f"worker ({mode}) exited {proc.returncode}: {err[-2000:]}")
+        if mode != "off" and run.snapshots < 1:
+            raise StallError(f"no periodic snapshot was taken in {case.label} ({mode})")
+        return run
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc is not None and proc.stderr is not None:
+            proc.stderr.close()
+        shard.close()
+
+
+def measure(
+    cases: list[StallCase],
+    rounds: int,
+    new_instance: Callable[[], str],
+    new_dir: Callable[[str], Path],
+    root: Path,
+) -> dict[str, dict[str, list[StallRun]]]:
+    """Every case in every mode, ``rounds`` times, the modes rotating per round."""
+    runs: dict[str, dict[str, list[StallRun]]] = {c.key: {m: [] for m in MODES} for c in cases}
+    for rnd in range(rounds):
+        order = MODES[rnd % len(MODES) :] + MODES[: rnd % len(MODES)]
+        for case in cases:
+            for mode in order:
+                common.note(
+                    f"recovery bench: snapshot stall, {case.label}, {mode}, round {rnd + 1}"
+                )
+                directory = new_dir(f"stall-{case.key}-{mode}-{rnd}")
+                runs[case.key][mode].append(stall_once(case, mode, new_instance(), directory, root))
+                with contextlib.suppress(OSError):
+                    for f in directory.iterdir():
+                        f.unlink()
+    return runs
+
+
+def report(
+    cases: list[StallCase], runs: dict[str, dict[str, list[StallRun]]], rounds: int
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Result rows (CONVENTIONS.md names) and the table."""
+    results: list[dict[str, Any]] = []
+    rows = []
+    med = common.median
+    for case in cases:
+        r = runs[case.key]
+        inline, bg, off = (med([x.gap_ms for x in r[m]]) for m in MODES)
+        serialize = med([x.serialize_ms for x in r["background"]])
+        write = med([x.write_ms for x in r["background"]])
+        rows.append(
+            [
+                case.label,
+                f"{len(case.commands):,} / {case.snapshot_every:,}",
+                f"{inline:.2f}",
+                f"{bg:.2f}",
+                common.fmt_ratio(inline / bg if bg > 0 else None),
+                f"{off:.2f}",
+                f"{serialize:.2f}",
+                f"{write:.1f}",
+                f"{sum(x.deferred for x in r['background'])}",
+            ]
+        )
+        suffix = "" if case.key == "venue_group" else f".{case.key}"
+        results.append(
+            common.result(
+                f"recovery.snapshot_stall{suffix}_ms",
+                "ms",
+                bg,
+                higher_is_better=False,
+                peer='snapshot_writer = "inline"',
+                peer_value=inline,
+            )
+        )
+        results.append(
+            common.result(
+                f"recovery.snapshot_serialize{suffix}_ms", "ms", serialize, higher_is_better=False
+            )
+        )
+        results.append(
+            common.result(
+                f"recovery.snapshot_stall{suffix}.no_snapshots_ms",
+                "ms",
+                off,
+                higher_is_better=False,
+            )
+        )
+    text = [
+        f"snapshot stall: the longest end-of-batch → next-batch gap while commands waited "
+        f"(the worker's batch_gap_max_ns), ms, median of {rounds}; periodic snapshots on:",
+        common.table(
+            [
+                "workload, durability",
+                "commands / every",
+                "inline",
+                "background",
+                "ratio",
+                "no snapshots",
+                "serialize",
+                "bg write",
+                "deferred",
+            ],
+            rows,
+        ),
+        "  (serialize: the background snapshot's part on the worker's thread; bg write: its "
+        "file write on the writer thread, hand-off to visible, journal wait included)",
+    ]
+    return results, text
