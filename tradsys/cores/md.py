@@ -45,6 +45,7 @@ from tradsys.cores.control import WorkerControl
 from tradsys.cores.sidecar import announce_ready, read_effective_config, stop_event, withdraw
 from tradsys.marketdata.framing import CHANNEL_NO, N_CHANNELS, FramePacker, group
 from tradsys.marketdata.l2store import L2Store
+from tradsys.marketdata.placement import io_thread_cpus, place_io_threads
 from tradsys.marketdata.protocol import (
     BBO_BOARD_TOPIC,
     CHANNELS,
@@ -129,6 +130,8 @@ class MdSidecar:
     feeds: list[ShardFeed] = field(default_factory=list)
     endpoints: dict[str, Any] = field(default_factory=dict)
     not_ready_after_s: float = NOT_READY_AFTER_S
+    # where ZeroMQ's I/O thread may run; None: where this process does (placement.py)
+    io_cpus: set[int] | None = None
 
     def __post_init__(self) -> None:
         self.symbols = sorted(self.config.instruments, key=lambda i: i.symbol_id)
@@ -174,6 +177,7 @@ class MdSidecar:
                 raise
             self.feeds.append(ShardFeed(shard.id, ring, control))
         self._ctx = zmq.Context()
+        place_io_threads(self._ctx, self.io_cpus)
         self.pub = self._ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, md.sndhwm)
         self.pub.setsockopt(zmq.LINGER, 1000)
@@ -479,9 +483,11 @@ class MdSidecar:
 def run_md(config: Config) -> int:
     """The body of the sidecar process; returns its exit code."""
     stop = stop_event()
+    allowed = set(psutil.Process().cpu_affinity() or ())
     if config.md.core is not None:
         psutil.Process().cpu_affinity([config.md.core])
-    sidecar = MdSidecar(config)
+    wait = idle_wait(WaitStrategy.named(config.engine.wait))
+    sidecar = MdSidecar(config, io_cpus=io_thread_cpus(config.md.core, wait, allowed))
     try:
         try:
             sidecar.open()
