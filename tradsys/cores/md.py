@@ -74,12 +74,14 @@ from tradsys.wire import LAYOUT_VERSION, MD_DTYPE, RECORD_SIZE, MdKind
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
 BATCH = 32768  # records drained per ring per turn: bigger batches, fewer messages
-# Batches up to this size take the scalar path, one message per record. Measured in one
-# thread: the batch path costs ~55 µs before its first send whatever the size (numpy's
-# per-call costs), the scalar path ~2 µs per record, even at ~64 records. A quiet market
-# drains a command's few records; after a stall (a scheduler slice) a few commands'
-# worth — which, past 8, took the slow path just when the feed was already late.
-SMALL_BATCH = 64
+# Batches up to this size take the scalar path, one message per record. The batch path
+# sends nothing before ~55 µs of numpy work (hot; whatever the size); the scalar path's
+# first message leaves after ~2 µs, then ~2 µs a record hot but 6-8 µs in the md bench's
+# sidecar on a busy host (its stage log). A quiet market drains a command's few records,
+# and, after a stall, a few commands' worth: up to 16 records the scalar path's last
+# message still leaves about when the batch path's first would (it was 8: a stall's
+# 9-16 records all waited for numpy).
+SMALL_BATCH = 16
 IDLE_WAIT_S = 0.002  # longest wait on the rings before looking at snapshot requests again
 # the stats file for /metrics, refreshed when idle: a write (~300 µs on a disk) is time
 # a record that arrives meanwhile waits, so once a second, not more
