@@ -12,7 +12,7 @@
   always valid at a sequence number the feed has already published;
 - every ``heartbeat_ms``: a heartbeat with every symbol's last sequence numbers;
 - once a second, when idle: its counters to ``md.stats.json`` for ``/metrics``
-  (``tradsys.marketdata.stats``).
+  (``tradsys.marketdata.stats``; encoded here, written by a thread of its own).
 
 At start (and after a crash, when it is restarted) it knows none of the books the
 workers hold, so it asks each worker for a market-data refresh through its control
@@ -83,8 +83,8 @@ BATCH = 32768  # records drained per ring per turn: bigger batches, fewer messag
 # 9-16 records all waited for numpy).
 SMALL_BATCH = 16
 IDLE_WAIT_S = 0.002  # longest wait on the rings before looking at snapshot requests again
-# the stats file for /metrics, refreshed when idle: a write (~300 µs on a disk) is time
-# a record that arrives meanwhile waits, so once a second, not more
+# the stats file for /metrics, refreshed once a second when idle: the loop only encodes
+# it (a few µs); the file system calls (ms at their tail) run in StatsFileWriter's thread
 STATS_EVERY_NS = 1_000_000_000
 # MD_DTYPE as one struct: the scalar path reads a record's fields in one call
 _RECORD = struct.Struct("<BB2xIQqqqqI4xq")
@@ -488,7 +488,7 @@ def run_md(config: Config) -> int:
     allowed = set(psutil.Process().cpu_affinity() or ())
     if config.md.core is not None:
         psutil.Process().cpu_affinity([config.md.core])
-    wait = idle_wait(WaitStrategy.named(config.engine.wait))
+    wait = WaitStrategy.named(config.engine.wait)
     sidecar = MdSidecar(config, io_cpus=io_thread_cpus(config.md.core, wait, allowed))
     try:
         try:

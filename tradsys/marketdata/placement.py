@@ -6,11 +6,13 @@ to the subscribers' sockets: one wake-up per quiet-market message. Its place mat
 - A **polite** sidecar (spin-park, spin-yield) pinned with ``[md] core`` keeps its I/O
   thread on the same core (the thread inherits the pin): the wake-up stays on that CPU
   and the I/O thread runs as soon as the sidecar parks. Measured with ``perf sched``
-  on the md bench's 2-vCPU VM, a wake-up across CPUs to an idle one cost ~30 µs before
-  the woken thread ran, one on the waker's CPU ~6 µs.
+  on the md bench's 2-vCPU VM (``perf/_md_wakeups.py``), the I/O thread woken across
+  CPUs took ~45 µs at the median to pass the message on, woken on the sidecar's CPU
+  6-11 µs.
 - A **busy-spinning** sidecar never leaves its core: an I/O thread pinned beside it
-  would only run when the scheduler preempts the spinner — a whole time slice
-  (milliseconds) per message. Its I/O thread goes to the process's other CPUs instead.
+  runs only when the scheduler preempts the spinner (measured: the ZeroMQ hop's median
+  +25-40 µs; a whole time slice whenever the wake-up does not preempt). Its I/O thread
+  goes to the process's other CPUs instead.
 """
 
 from __future__ import annotations
