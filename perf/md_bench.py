@@ -248,7 +248,12 @@ def throughput(
     root: Path, instance: str, frame_records: int, records: int, pool: np.ndarray
 ) -> float:
     config = make_config(root, f"{instance}f{frame_records}", frame_records)
-    ring = Ring.create(segment_name(config.engine.instance, "md", 0), capacity=1 << 18, **LAYOUT)
+    ring = Ring.create(
+        segment_name(config.engine.instance, "md", 0),
+        capacity=1 << 18,
+        slot_size=RECORD_SIZE,
+        layout_version=LAYOUT_VERSION,
+    )
     ctl = WorkerControl.create(segment_name(config.engine.instance, "ctl", 0))
     sidecar = None
     sub = None
@@ -271,7 +276,7 @@ def throughput(
         common.note(
             f"  {frame_records:>5} records/frame: {got:,} of {records:,} delivered in {span:.2f} s"
         )
-        return got / span
+        return float(got / span)
     finally:
         if sub is not None and sub.is_alive():
             sub.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RingFactory
-from tradsys.marketdata.ring_set import SYS_FUTEX_WAITV, RingSet
+from tradsys.marketdata.ring_set import SYS_FUTEX_WAITV, RingSet, idle_wait
 from tradsys.ring import WaitStrategy
+from tradsys.ring.wait import WaitKind
 from tradsys.wire import RECORD_SIZE
 
 
@@ -70,3 +72,31 @@ def test_without_futex_waitv_it_still_sees_every_ring(rings: RingFactory) -> Non
     assert ring_set.wait_readable(0.01) == 0
     assert pairs[2].producer.push(bytes(RECORD_SIZE))
     assert ring_set.wait_readable(5.0) == 1
+
+
+def test_the_sidecars_polite_wait_parks_without_yielding() -> None:
+    polite = idle_wait(WaitStrategy.spin_park())
+    assert polite.kind == WaitKind.SPIN_PARK and polite.yield_iters == 0
+    assert polite.spin_iters == WaitStrategy.spin_park().spin_iters
+    # a deployment's explicit choices are kept
+    for kept in (WaitStrategy.busy_spin(), WaitStrategy.spin_yield()):
+        assert idle_wait(kept) == kept
+
+
+def test_an_idle_wait_over_several_rings_never_yields_the_cpu(
+    rings: RingFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A yielded thread stays runnable and can wait out another process's whole slice;
+    a parked one is woken by the push (see tradsys.marketdata.ring_set)."""
+    yields = []
+    monkeypatch.setattr(os, "sched_yield", lambda: yields.append(1))
+    pairs = [rings.pair() for _ in range(2)]
+    configured = WaitStrategy.spin_park()
+    assert RingSet([p.consumer for p in pairs], configured).wait_readable(0.01) == 0
+    assert len(yields) == configured.yield_iters > 0  # what the configured one does
+    yields.clear()
+    ring_set = RingSet([p.consumer for p in pairs], idle_wait(configured))
+    assert ring_set.wait_readable(0.01) == 0
+    assert pairs[1].producer.push(bytes(RECORD_SIZE))
+    assert ring_set.wait_readable(5.0) == 1
+    assert yields == []

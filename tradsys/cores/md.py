@@ -12,7 +12,7 @@
   always valid at a sequence number the feed has already published;
 - every ``heartbeat_ms``: a heartbeat with every symbol's last sequence numbers;
 - once a second, when idle: its counters to ``md.stats.json`` for ``/metrics``
-  (``tradsys.marketdata.stats``).
+  (``tradsys.marketdata.stats``; encoded here, written by a thread of its own).
 
 At start (and after a crash, when it is restarted) it knows none of the books the
 workers hold, so it asks each worker for a market-data refresh through its control
@@ -45,6 +45,7 @@ from tradsys.cores.control import WorkerControl
 from tradsys.cores.sidecar import announce_ready, read_effective_config, stop_event, withdraw
 from tradsys.marketdata.framing import CHANNEL_NO, N_CHANNELS, FramePacker, group
 from tradsys.marketdata.l2store import L2Store
+from tradsys.marketdata.placement import io_thread_cpus, place_io_threads
 from tradsys.marketdata.protocol import (
     BBO_BOARD_TOPIC,
     CHANNELS,
@@ -58,20 +59,32 @@ from tradsys.marketdata.protocol import (
     heartbeat_encoder,
     request_decoder,
 )
-from tradsys.marketdata.ring_set import RingSet
-from tradsys.marketdata.stats import PublishStats, StageLog, remove_stats, write_stats
+from tradsys.marketdata.ring_set import RingSet, idle_wait
+from tradsys.marketdata.stats import (
+    PublishStats,
+    StageLog,
+    StatsFileWriter,
+    remove_stats,
+    stats_bytes,
+    write_stats,
+)
 from tradsys.ring import Ring, WaitStrategy, segment_name
 from tradsys.ring.errors import RingError
 from tradsys.wire import LAYOUT_VERSION, MD_DTYPE, RECORD_SIZE, MdKind
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
 BATCH = 32768  # records drained per ring per turn: bigger batches, fewer messages
-# Batches up to this size (a quiet market: a command's few records) take the scalar path,
-# one message per record; numpy's per-call costs would dominate their latency.
-SMALL_BATCH = 8
+# Batches up to this size take the scalar path, one message per record. The batch path
+# sends nothing before ~55 µs of numpy work (hot; whatever the size); the scalar path's
+# first message leaves after ~2 µs, then ~2 µs a record hot but 6-8 µs in the md bench's
+# sidecar on a busy host (its stage log). A quiet market drains a command's few records,
+# and, after a stall, a few commands' worth: up to 16 records the scalar path's last
+# message still leaves about when the batch path's first would (it was 8: a stall's
+# 9-16 records all waited for numpy).
+SMALL_BATCH = 16
 IDLE_WAIT_S = 0.002  # longest wait on the rings before looking at snapshot requests again
-# the stats file for /metrics, refreshed when idle: a write (~300 µs on a disk) is time
-# a record that arrives meanwhile waits, so once a second, not more
+# the stats file for /metrics, refreshed once a second when idle: the loop only encodes
+# it (a few µs); the file system calls (ms at their tail) run in StatsFileWriter's thread
 STATS_EVERY_NS = 1_000_000_000
 # MD_DTYPE as one struct: the scalar path reads a record's fields in one call
 _RECORD = struct.Struct("<BB2xIQqqqqI4xq")
@@ -119,6 +132,8 @@ class MdSidecar:
     feeds: list[ShardFeed] = field(default_factory=list)
     endpoints: dict[str, Any] = field(default_factory=dict)
     not_ready_after_s: float = NOT_READY_AFTER_S
+    # where ZeroMQ's I/O thread may run; None: where this process does (placement.py)
+    io_cpus: set[int] | None = None
 
     def __post_init__(self) -> None:
         self.symbols = sorted(self.config.instruments, key=lambda i: i.symbol_id)
@@ -128,7 +143,7 @@ class MdSidecar:
         self._si_of_id = {i.symbol_id: k for k, i in enumerate(self.symbols)}
         self.packer = FramePacker(self.names, self.config.md.max_frame_records)
         self.feed_id = random.getrandbits(63)
-        self.wait = WaitStrategy.named(self.config.engine.wait)
+        self.wait = idle_wait(WaitStrategy.named(self.config.engine.wait))
         self._buf = np.zeros(BATCH, MD_DTYPE)
         self._raw = self._buf.view(np.uint8).data  # the same bytes, for the scalar path
         self.stats = PublishStats([s.id for s in self.config.shards])
@@ -141,6 +156,7 @@ class MdSidecar:
         self.router: Any = None
         self.conflated: Any = None
         self.ring_set: RingSet | None = None
+        self.stats_writer: StatsFileWriter | None = None
 
     # ---- start and stop --------------------------------------------------------------------
 
@@ -163,6 +179,7 @@ class MdSidecar:
                 raise
             self.feeds.append(ShardFeed(shard.id, ring, control))
         self._ctx = zmq.Context()
+        place_io_threads(self._ctx, self.io_cpus)
         self.pub = self._ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, md.sndhwm)
         self.pub.setsockopt(zmq.LINGER, 1000)
@@ -179,9 +196,14 @@ class MdSidecar:
         self.ring_set = RingSet([f.ring for f in self.feeds], self.wait) if self.feeds else None
         for feed in self.feeds:
             feed.refresh_asked = feed.control.request_md_refresh()
+        self.stats_writer = StatsFileWriter(self.config.instance_dir)
 
     def close(self) -> None:
-        """Close the sockets (queued messages get LINGER to leave) and unmap the rings."""
+        """Close the sockets (queued messages get LINGER to leave) and unmap the rings;
+        the stats file gets its last write first."""
+        if self.stats_writer is not None:
+            self.stats_writer.close()
+            self.stats_writer = None
         if self._ctx is not None:
             for sock in (self.pub, self.router, self.conflated):
                 if sock is not None:
@@ -226,7 +248,11 @@ class MdSidecar:
         self.write_stats()
 
     def write_stats(self) -> None:
-        """Refresh ``md.stats.json`` for /metrics (see tradsys.marketdata.stats)."""
+        """Refresh ``md.stats.json`` for /metrics (see tradsys.marketdata.stats): encoded
+        here, written by the writer thread once :meth:`open` has started it."""
+        if self.stats_writer is not None:
+            self.stats_writer.submit(stats_bytes(self.stats))
+            return
         try:
             write_stats(self.config.instance_dir, self.stats)
         except OSError as exc:  # monitoring must not stop the feed
@@ -459,9 +485,11 @@ class MdSidecar:
 def run_md(config: Config) -> int:
     """The body of the sidecar process; returns its exit code."""
     stop = stop_event()
+    allowed = set(psutil.Process().cpu_affinity() or ())
     if config.md.core is not None:
         psutil.Process().cpu_affinity([config.md.core])
-    sidecar = MdSidecar(config)
+    wait = WaitStrategy.named(config.engine.wait)
+    sidecar = MdSidecar(config, io_cpus=io_thread_cpus(config.md.core, wait, allowed))
     try:
         try:
             sidecar.open()
