@@ -49,9 +49,16 @@ what changed; each measured side by side on the shared 2-vCPU VM, see the README
   pass looked at all 256: ~1 µs, so 200 spinning passes were ~200 µs), spins 20 passes
   and then yields per pass before parking (p50 25-52 µs -> 14-23 µs from 100 k/s to
   1 M/s), and parks instead of yielding while a shard ring is full.
-- The worker's periodic snapshot (1 M commands by default) stops the shard for tens of
-  ms; the bench snapshots every 10^12 commands (``TRADSYS_BENCH_SNAPSHOT_EVERY``) so that
-  where such a stall lands does not depend on what ran before -- see _e2e_rig.py.
+- The worker's periodic snapshot (1 M commands by default) stopped the shard for tens of
+  ms, and the bench snapshotted every 10^12 commands to keep that apart; the snapshot is
+  now written by a background thread, so the bench runs with the default again
+  (``TRADSYS_BENCH_SNAPSHOT_EVERY`` changes it) -- see _e2e_rig.py.
+- The gateway's stats write walked every frozen object (``gc.get_freeze_count()``) four
+  times a second on the event loop's thread, which shared the client's CPU: 2.5-3.7 ms
+  each time, most of the p99 at every rate (3.6 ms at 100 k/s, 458 µs without it). The
+  gateway is now placed as deployed (``[gateway] core`` pins the pump alone; the event
+  loop moves to the other CPU), and the pump yields its CPU at least every
+  ``[gateway] yield_every_us`` even when busy.
 - The cost per order is small -- about 0.25 µs of pump and 0.1-0.2 µs of worker CPU at
   1 M/s -- so the max rate is not what limits the tail; the tail is scheduling.
 
