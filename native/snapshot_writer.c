@@ -119,6 +119,7 @@ static void run_job(ts_snapwriter *sw, ts_snapwriter_job *job, ts_snapwriter_res
 
 static void *writer_main(void *arg) {
     ts_snapwriter *sw = arg;
+    pthread_setname_np(pthread_self(), "ts-snapwriter"); /* for ps, perf and the tests */
     pthread_mutex_lock(&sw->mu);
     for (;;) {
         while (!(sw->has_job && !sw->done) && !__atomic_load_n(&sw->cancel, __ATOMIC_ACQUIRE))

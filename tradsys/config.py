@@ -309,6 +309,25 @@ def _problems(config: Config) -> list[str]:
     return out
 
 
+def engine_cores(config: Config) -> set[int]:
+    """The cores the configuration pins its engine processes to: shard workers, and the
+    gateway's pump and the md sidecar when they run."""
+    cores = {s.core for s in config.shards if s.core is not None}
+    for enabled, core in (
+        (config.gateway.enabled, config.gateway.core),
+        (config.md.enabled, config.md.core),
+    ):
+        if enabled and core is not None:
+            cores.add(core)
+    return cores
+
+
+def housekeeping_cores(config: Config) -> list[int]:
+    """The host's cores no engine process is pinned to: where background work (a worker's
+    snapshot writer) belongs, off the isolated cores. Empty when every core is taken."""
+    return sorted(available_cores() - engine_cores(config))
+
+
 def _md_problems(config: Config) -> list[str]:
     md = config.md
     out: list[str] = []

@@ -28,7 +28,7 @@ from types import FrameType
 import msgspec
 
 from tradsys import wire
-from tradsys.config import Config
+from tradsys.config import Config, housekeeping_cores
 from tradsys.cores.control import WorkerControl, WorkerState
 from tradsys.cores.sidecar import write_effective_config
 from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
@@ -170,6 +170,7 @@ class Supervisor:
             snapshot_writer=j.snapshot_writer,
             wait=self.config.engine.wait,
             sched_slice_us=self.config.engine.sched_slice_us,
+            housekeeping_cpus=housekeeping_cores(self.config),
             commands=commands.name,
             events=events.name,
             md=md.name,

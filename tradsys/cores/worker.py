@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
@@ -86,6 +87,10 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     """How long one C slice may run before Python looks at signals again."""
     sched_slice_us: int = 0
     """The scheduler slice to ask for (tradsys.cores.sched_slice); 0: the default."""
+    housekeeping_cpus: list[int] = msgspec.field(default_factory=list)
+    """Where a pinned worker's background threads (the snapshot writer) run: the cores no
+    engine process is pinned to (tradsys.config.housekeeping_cores). Empty: beside the
+    worker, on its own core."""
     keep_snapshots: int = 2
 
 
@@ -190,8 +195,10 @@ class ShardWorker:
         self._journal = journal
         lib.ts_worker_set_journal(self._worker, journal)
         background = int(spec.snapshot_writer == "background")
-        if lib.ts_worker_set_snapshots(self._worker, str(self.dir).encode(), background):
-            raise JournalError(self._c_error())
+        with _new_threads_on(spec.housekeeping_cpus if spec.core is not None else []):
+            # the snapshot writer thread starts here and keeps the mask it starts with
+            if lib.ts_worker_set_snapshots(self._worker, str(self.dir).encode(), background):
+                raise JournalError(self._c_error())
         for ins in start.missing:
             log.info(
                 "shard %d: adding instrument %s (new in the configuration)",
@@ -329,6 +336,23 @@ class ShardWorker:
 def _pin(core: int | None) -> None:
     if core is not None:
         psutil.Process().cpu_affinity([core])
+
+
+@contextlib.contextmanager
+def _new_threads_on(cpus: list[int]) -> Iterator[None]:
+    """Threads started inside run on ``cpus`` (a thread inherits its creator's CPU mask),
+    the calling thread goes back to its own mask after. A pinned worker's snapshot
+    writer would otherwise share the worker's isolated core and take it from the loop
+    for the length of every write. No ``cpus``: nothing changes."""
+    if not cpus:
+        yield
+        return
+    own = os.sched_getaffinity(0)  # 0: the calling thread
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, own)
 
 
 def _ask_for_slice(spec: WorkerSpec) -> None:
