@@ -37,6 +37,14 @@ set_value /sys/kernel/mm/transparent_hugepage/enabled madvise
 for irq in /proc/irq/[0-9]*/smp_affinity_list; do
     set_value "$irq" "$housekeeping" 2>/dev/null || echo "skip $irq (managed by its driver)"
 done
+# unbound kernel workqueues (writeback, filesystem work) onto the housekeeping CPUs too
+wq_mask=$(python3 -c 'import sys
+cpus = set()
+for part in sys.argv[1].split(","):
+    lo, _, hi = part.partition("-")
+    cpus.update(range(int(lo), int(hi or lo) + 1))
+print(format(sum(1 << c for c in cpus), "x"))' "$housekeeping")
+set_value /sys/devices/virtual/workqueue/cpumask "$wq_mask"
 if systemctl is-active --quiet irqbalance 2>/dev/null; then
     echo "irqbalance" >> "$state/services"
     systemctl stop irqbalance && echo "stopped irqbalance"

@@ -12,7 +12,7 @@ import pytest
 
 from tradsys.config import Config, load_config
 from tradsys.tune import Finding, Host, Verdict, run_checks
-from tradsys.tune.host import format_cpu_list, parse_cpu_list
+from tradsys.tune.host import format_cpu_list, parse_cpu_list, parse_cpu_mask
 from tradsys.tune.report import is_ready, render
 
 
@@ -45,6 +45,7 @@ class FakeHost:
         self.write("sys/devices/system/clocksource/clocksource0/current_clocksource", "tsc")
         self.write("proc/irq/24/smp_affinity_list", "0-1")
         self.write("proc/irq/25/smp_affinity_list", "6-7")
+        self.write("sys/devices/virtual/workqueue/cpumask", "c3")  # 0-1 and 6-7
         self.write("proc/1/comm", "systemd")
 
     def write(self, path: str, text: str) -> None:
@@ -157,6 +158,22 @@ def test_irqs_on_pinned_cores_and_irqbalance(fake: FakeHost) -> None:
     found = [f.found for f in findings_of(fake, pinned_config(TUNED), "irq affinity")]
     assert "1 IRQ(s) may be delivered to the pinned CPUs" in found
     assert any("irqbalance is running" in f for f in found)
+
+
+def test_unbound_workqueues_on_pinned_cores(fake: FakeHost) -> None:
+    config = pinned_config(TUNED)
+    ok = findings_of(fake, config, "workqueues")
+    assert [f.verdict for f in ok] == [Verdict.OK]
+    fake.write("sys/devices/virtual/workqueue/cpumask", "ff")
+    (warn,) = findings_of(fake, config, "workqueues")
+    assert warn.verdict == Verdict.WARN
+    assert "pinned CPU(s) 2-5" in warn.found and "workqueue/cpumask" in warn.fix
+
+
+def test_cpu_masks_parse_as_the_kernel_prints_them() -> None:
+    assert parse_cpu_mask("c3\n") == {0, 1, 6, 7}
+    assert parse_cpu_mask("00000001,00000000") == {32}
+    assert parse_cpu_mask("0") == set()
 
 
 def test_pinned_cores_across_numa_nodes_and_numa_balancing(fake: FakeHost) -> None:

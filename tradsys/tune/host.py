@@ -28,6 +28,12 @@ def parse_cpu_list(text: str) -> set[int]:
     return cpus
 
 
+def parse_cpu_mask(text: str) -> set[int]:
+    """A hex CPU mask as the kernel prints it ("ff", "00000000,0000000f") → CPUs."""
+    value = int(text.strip().replace(",", "") or "0", 16)
+    return {cpu for cpu in range(value.bit_length()) if value >> cpu & 1}
+
+
 def format_cpu_list(cpus: set[int]) -> str:
     """The inverse of :func:`parse_cpu_list`, for messages."""
     out: list[str] = []
@@ -132,6 +138,12 @@ class Host:
         for path in self.glob("/proc/irq/[0-9]*/smp_affinity_list"):
             out[path.parent.name] = parse_cpu_list(path.read_text())
         return out
+
+    def workqueue_cpus(self) -> set[int] | None:
+        """The CPUs unbound kernel workqueues may run on (writeback, filesystem work such
+        as ext4's extent conversion), or None when the kernel does not say."""
+        text = self.read("/sys/devices/virtual/workqueue/cpumask")
+        return None if text is None else parse_cpu_mask(text)
 
     def process_names(self) -> set[str]:
         names = set()
