@@ -10,12 +10,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.accounts_toml import account_tables
 from tests.client.edge_rig import KEYS
 from tradsys.client.events import Ack, Cancelled, Fill
 from tradsys.client.orders import Disconnected, OrderClient
 from tradsys.config import Config, parse_config
 from tradsys.cores.gateway import read_stats
-from tradsys.cores.gateway_auth import key_digest
 from tradsys.cores.sidecar import read_announcement
 from tradsys.cores.supervisor import Supervisor
 from tradsys.ring import instance_segments
@@ -24,10 +24,7 @@ pytestmark = pytest.mark.multiprocess
 
 
 def e2e_config(instance: str, data_dir: Path) -> Config:
-    accounts = "\n".join(
-        f'[[account]]\nid = {i}\nname = "acct{i}"\napi_key_sha256 = "{key_digest(k)}"\n'
-        for i, k in KEYS.items()
-    )
+    accounts = account_tables(KEYS)
     return parse_config(
         f"""
 [engine]

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from tests.accounts_toml import account_tables
 from tests.client.edge_rig import KEYS
 from tradsys.client.events import Ack, Cancelled, Fill, Reject
 from tradsys.client.orders import OrderClient, OrderRejected
 from tradsys.config import Config, parse_config
 from tradsys.cores.gateway import read_stats
-from tradsys.cores.gateway_auth import key_digest
 from tradsys.cores.sidecar import read_announcement
 from tradsys.cores.supervisor import Supervisor
 from tradsys.ring import instance_segments
@@ -31,10 +31,8 @@ BURST = range(100, 700)  # with md off its ring only fills: keep under its capac
 
 
 def restart_config(instance: str, data_dir: Path) -> Config:
-    accounts = "\n".join(
-        f'[[account]]\nid = {i}\nname = "acct{i}"\napi_key_sha256 = "{key_digest(k)}"\n'
-        f"cancel_on_disconnect = false\nmax_position = {12 if i == 2 else 0}\n"
-        for i, k in KEYS.items()
+    accounts = account_tables(
+        KEYS, lambda i: f"cancel_on_disconnect = false\nmax_position = {12 if i == 2 else 0}\n"
     )
     return parse_config(
         f"""

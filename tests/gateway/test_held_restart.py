@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from tests.accounts_toml import account_tables
 from tests.client.edge_rig import KEYS
 from tradsys.client.events import Ack, Event, Fill, Reject
 from tradsys.client.orders import OrderClient
 from tradsys.config import Config, parse_config
 from tradsys.cores.gateway import read_stats
-from tradsys.cores.gateway_auth import key_digest
 from tradsys.cores.sidecar import read_announcement
 from tradsys.cores.supervisor import Supervisor
 from tradsys.ring import instance_segments
@@ -32,15 +32,9 @@ CAROL_RATE, CAROL_BURST = 1, 100  # account 3's throttle: 1 order/s, 100 deep
 
 
 def held_config(instance: str, data_dir: Path) -> Config:
-    accounts = "\n".join(
-        f'[[account]]\nid = {i}\nname = "acct{i}"\napi_key_sha256 = "{key_digest(k)}"\n'
-        "cancel_on_disconnect = false\n"
-        + (
-            f"account_throttle_per_s = {CAROL_RATE}\naccount_throttle_burst = {CAROL_BURST}\n"
-            if i == 3
-            else ""
-        )
-        for i, k in KEYS.items()
+    carol = f"account_throttle_per_s = {CAROL_RATE}\naccount_throttle_burst = {CAROL_BURST}\n"
+    accounts = account_tables(
+        KEYS, lambda i: "cancel_on_disconnect = false\n" + (carol if i == 3 else "")
     )
     return parse_config(
         f"""
