@@ -13,6 +13,9 @@ in the same run, with one record per message (the peer, ``[md] max_frame_records
   stamped with the intended send time (CLOCK_REALTIME) and a crossing IOC order into the
   shard's ``cmd`` ring; each trade print carries that time (the engine clock is the
   command stream), and the subscriber takes ``now - time_ns`` into an HdrHistogram.
+  The instance holds ``[engine] cpu_latency_us = 0`` (idle CPUs poll instead of halting,
+  tradsys/cores/cpu_latency.py) when this host lets it; one more batched run on an
+  instance without it shows what the idle exits cost.
 
 Also measured: encoding + decoding the payload as fixed 64-byte records versus msgspec
 msgpack, the choice docs/marketdata.md explains.
@@ -46,6 +49,7 @@ import _common as common
 
 from tradsys.config import Config, check_config
 from tradsys.cores.control import WorkerControl
+from tradsys.cores.cpu_latency import NO_REQUEST, CpuLatencyError, CpuLatencyRequest
 from tradsys.cores.sidecar import read_announcement, write_effective_config
 from tradsys.cores.supervisor import Supervisor
 from tradsys.marketdata.protocol import CHANNELS, HEARTBEAT_TOPIC, Channel, topic
@@ -69,6 +73,7 @@ from tradsys.wire import (
 
 BENCH = "md"
 PEER = "one record per frame"
+HALTING = "idle CPUs halting (no cpu_latency_us)"
 SYMBOL = Instrument("BENCH", 1, reference_price=100_000)
 LAYOUT = {"slot_size": RECORD_SIZE, "layout_version": LAYOUT_VERSION}
 
@@ -96,9 +101,16 @@ class BenchError(Exception):
 # ---- configuration and processes ---------------------------------------------------------
 
 
-def make_config(root: Path, instance: str, frame_records: int) -> Config:
+def make_config(
+    root: Path, instance: str, frame_records: int, cpu_latency_us: int = NO_REQUEST
+) -> Config:
     doc = {
-        "engine": {"instance": instance, "data_dir": str(root / "var"), "ring_capacity": 1 << 18},
+        "engine": {
+            "instance": instance,
+            "data_dir": str(root / "var"),
+            "ring_capacity": 1 << 18,
+            "cpu_latency_us": cpu_latency_us,
+        },
         "journal": {"durability": "none"},
         # the bench is the producer of the command ring itself: no gateway
         "gateway": {"enabled": False},
@@ -320,9 +332,25 @@ class LatencyRun:
     stages: StageBreakdown
 
 
-def latency(root: Path, instance: str, plan: Plan) -> dict[int, LatencyRun]:
+def polling_idle_allowed() -> bool:
+    """Whether this host lets the bench hold a CPU latency request (root, Linux)."""
+    try:
+        CpuLatencyRequest(0).close()
+    except CpuLatencyError as exc:
+        common.note(f"md bench: idle CPUs keep halting ({exc.strerror})")
+        return False
+    return True
+
+
+def latency(
+    root: Path,
+    instance: str,
+    plan: Plan,
+    frame_modes: tuple[int, ...] = (1024, 1),
+    cpu_latency_us: int = NO_REQUEST,
+) -> dict[int, LatencyRun]:
     """Per frame mode, over one supervisor."""
-    config = make_config(root, f"{instance}lat", 1024)
+    config = make_config(root, f"{instance}lat", 1024, cpu_latency_us)
     # the bench starts the sidecar itself, once per frame mode, beside the supervisor
     quiet = msgspec.structs.replace(config, md=msgspec.structs.replace(config.md, enabled=False))
     out: dict[int, LatencyRun] = {}
@@ -335,7 +363,7 @@ def latency(root: Path, instance: str, plan: Plan) -> dict[int, LatencyRun]:
             resting = batch(new_order(1, 1, 1, Side.SELL, 1 << 40, SYMBOL.reference_price))
             cmd.push_all(resting, wait, timeout=10)
             next_id = 2
-            for frame_records in (1024, 1):
+            for frame_records in frame_modes:
                 cfg = msgspec.structs.replace(
                     config, md=msgspec.structs.replace(config.md, max_frame_records=frame_records)
                 )
@@ -505,7 +533,10 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
             batched.append(throughput(root, instance, 1024, plan.records, pool))
             single.append(throughput(root, instance, 1, plan.records // 30, pool))
         common.note(f"md bench: latency, {plan.trades:,} trades at {plan.rate:,}/s")
-        lat = latency(root, instance, plan)
+        polling = polling_idle_allowed()
+        lat = latency(root, instance, plan, cpu_latency_us=0 if polling else NO_REQUEST)
+        # a fresh instance (its own journal): the first one's order ids are taken
+        halting = latency(root, f"{instance}h", plan, (1024,))[1024] if polling else None
         binary, packed = codec(pool)
         ns_per_record, us_per_message = sidecar_cost(root, instance, pool)
     finally:
@@ -532,6 +563,12 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
         common.result("md.sidecar.cpu_per_message", "us", us_per_message,
                       higher_is_better=False),
     ]  # fmt: skip
+    if halting is not None:  # the same batched run on an instance whose idle CPUs halt
+        for pct, ours, theirs in (("p50", b50, halting.p50), ("p99", b99, halting.p99)):
+            results.append(
+                common.result(f"md.latency.idle_polling.{pct}", "us", ours,
+                              higher_is_better=False, peer=HALTING, peer_value=theirs)
+            )  # fmt: skip
     # where the batched run's microseconds went, hop by hop (no peer: a breakdown)
     for hop, p50, p99, _ in bl.stages.rows():
         slug = hop.replace(" -> ", "_to_").replace(" ", "_")
@@ -556,6 +593,8 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
             ],
         ),
         "",
+        idle_line(halting),
+        "",
         "where a trade's microseconds go (batched frames): engine ts = the intended send time",
         bl.stages.table(),
         "",
@@ -575,6 +614,19 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
         ),
     ]
     return results, text
+
+
+def idle_line(halting: LatencyRun | None) -> str:
+    if halting is None:
+        return (
+            "idle CPUs: halting (no CPU latency request: not root?); each wake of an idle "
+            "CPU adds its exit time"
+        )
+    return (
+        "idle CPUs: polling ([engine] cpu_latency_us = 0); the batched run again with idle "
+        f"CPUs halting: p50 {common.fmt_us(halting.p50)} µs, p99 {common.fmt_us(halting.p99)} "
+        f"µs, p99.9 {common.fmt_us(halting.p999)} µs"
+    )
 
 
 class _Parser(argparse.ArgumentParser):

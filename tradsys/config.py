@@ -16,6 +16,7 @@ from typing import Literal
 
 import msgspec
 
+from tradsys.cores.cpu_latency import MAX_LATENCY_US, NO_REQUEST
 from tradsys.cores.sched_slice import MAX_SLICE_US, MIN_SLICE_US
 from tradsys.matching import Instrument
 
@@ -39,6 +40,10 @@ class EngineSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     # one lets them run as soon as they are runnable (tradsys/cores/sched_slice.py);
     # 0: the kernel's default
     sched_slice_us: int = 0
+    # while the instance runs, idle CPUs keep to idle states that wake within this many
+    # µs (a CPU latency request, tradsys/cores/cpu_latency.py); 0: they poll, and a woken
+    # thread runs at once instead of waiting out an idle exit; -1: no request
+    cpu_latency_us: int = NO_REQUEST
 
 
 class JournalSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -236,6 +241,10 @@ def _problems(config: Config) -> list[str]:
         out.append(
             f"engine.sched_slice_us {e.sched_slice_us}: 0 (the kernel's default) or "
             f"{MIN_SLICE_US}..{MAX_SLICE_US}, the range Linux accepts"
+        )
+    if e.cpu_latency_us != NO_REQUEST and not 0 <= e.cpu_latency_us <= MAX_LATENCY_US:
+        out.append(
+            f"engine.cpu_latency_us {e.cpu_latency_us}: -1 (no request) or 0..{MAX_LATENCY_US}"
         )
     for key in ("heartbeat_timeout_ms", "stop_timeout_ms"):
         if getattr(e, key) <= 0:

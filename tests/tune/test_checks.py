@@ -26,7 +26,7 @@ class FakeHost:
         self.write("sys/devices/system/cpu/online", online)
         self.write("sys/devices/system/cpu/isolated", "2-5")
         self.write("sys/devices/system/cpu/nohz_full", "2-5")
-        self.write("proc/cmdline", "quiet isolcpus=managed_irq,domain,2-5 rcu_nocbs=2-5")
+        self.write("proc/cmdline", "quiet isolcpus=managed_irq,domain,2-5 rcu_nocbs=2-5 idle=poll")
         for cpu in range(cpus):
             base = f"sys/devices/system/cpu/cpu{cpu}"
             self.write(f"{base}/cpufreq/scaling_governor", "performance")
@@ -138,6 +138,27 @@ def test_deep_cstates_on_engine_cores_are_flagged(fake: FakeHost) -> None:
     fake.write("sys/devices/system/cpu/cpu2/cpuidle/state2/disable", "0")
     (finding,) = findings_of(fake, pinned_config(TUNED), "c-states")
     assert finding.verdict is Verdict.WARN and "C6 (exit 133 µs)" in finding.found
+
+
+def test_idle_cpus_that_halt_are_flagged_unless_the_instance_bounds_their_exit(
+    fake: FakeHost,
+) -> None:
+    fake.write("proc/cmdline", "quiet isolcpus=managed_irq,domain,2-5 rcu_nocbs=2-5")
+    (finding,) = findings_of(fake, pinned_config(TUNED), "idle exits")
+    assert finding.verdict is Verdict.WARN
+    assert "C1 on CPU(s) 2-5" in finding.found  # the disabled C6 is not named
+    assert "cpu_latency_us = 0" in finding.fix
+    bounded = msgspec.structs.replace(
+        pinned_config(TUNED),
+        engine=msgspec.structs.replace(pinned_config(TUNED).engine, cpu_latency_us=0),
+    )
+    (finding,) = findings_of(fake, bounded, "idle exits")
+    assert finding.verdict is Verdict.OK and "0 µs" in finding.found
+
+
+def test_idle_poll_on_the_command_line_needs_no_latency_request(fake: FakeHost) -> None:
+    (finding,) = findings_of(fake, pinned_config(TUNED), "idle exits")
+    assert finding.verdict is Verdict.OK and "idle=poll" in finding.found
 
 
 def test_thp_always_swap_and_a_small_memlock(fake: FakeHost) -> None:

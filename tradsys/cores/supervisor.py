@@ -30,6 +30,7 @@ import msgspec
 from tradsys import wire
 from tradsys.config import Config, housekeeping_cores
 from tradsys.cores.control import WorkerControl, WorkerState
+from tradsys.cores.cpu_latency import NO_REQUEST, CpuLatencyError, CpuLatencyRequest
 from tradsys.cores.sidecar import write_effective_config
 from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
 from tradsys.cores.worker import WorkerSpec
@@ -93,6 +94,8 @@ class Supervisor:
     # the gateway's stage-latency histograms (None without a gateway)
     gateway_latency: LatencySegment | None = None
     metrics: MetricsServer | None = None
+    # held while the instance runs when [engine] cpu_latency_us asks for it
+    cpu_latency: CpuLatencyRequest | None = None
     _stop_requested: bool = False
     _wakeup: tuple[int, int] | None = None
 
@@ -117,6 +120,7 @@ class Supervisor:
                 f"{', '.join(left[:3])}); stop it first, or pick another engine.instance"
             )
         try:
+            self._hold_cpu_latency()
             for shard in self.config.shards:
                 self.shards.append(self._prepare(shard.id, shard.core))
             if self.config.gateway.enabled:
@@ -133,6 +137,21 @@ class Supervisor:
             self.stop()
             raise
         self._write_status()
+
+    def _hold_cpu_latency(self) -> None:
+        """The instance asked for a bound on idle-exit time: hold it until stop, or refuse
+        to start (an operator who asked for it must not get a slower engine unawares)."""
+        want = self.config.engine.cpu_latency_us
+        if want == NO_REQUEST or self.cpu_latency is not None:
+            return
+        try:
+            self.cpu_latency = CpuLatencyRequest(want)
+        except CpuLatencyError as exc:
+            raise SupervisorError(
+                f"engine.cpu_latency_us = {want}: {exc.strerror} (run as root, give the "
+                "engine's user write access to the file, or set it to -1)"
+            ) from None
+        self.log(f"holding a CPU latency request of {want} µs while the instance runs")
 
     def _ring(self, role: str, shard_id: int) -> Ring:
         ring = Ring.create(
@@ -394,6 +413,9 @@ class Supervisor:
         self.sidecars.clear()
         self.rings.clear()
         self.status_path.unlink(missing_ok=True)
+        if self.cpu_latency is not None:
+            self.cpu_latency.close()
+            self.cpu_latency = None
 
     def __enter__(self) -> Supervisor:
         self.start()

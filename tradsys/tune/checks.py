@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from tradsys.config import Config
+from tradsys.cores.cpu_latency import NO_REQUEST
 from tradsys.tune.host import Host, format_cpu_list, parse_cpu_list
 
 # A cpuidle state whose exit latency is above this (µs) is a "deep" C-state: waking from
@@ -45,6 +46,8 @@ class Placement:
 
     pinned: dict[str, int]  # process → core
     unpinned: list[str]
+    # [engine] cpu_latency_us: the bound on idle exits the instance holds (-1: none)
+    cpu_latency_us: int = NO_REQUEST
 
     @classmethod
     def of(cls, config: Config) -> Placement:
@@ -60,7 +63,7 @@ class Placement:
                 unpinned.append(name)
             else:
                 pinned[name] = core
-        return cls(pinned, unpinned)
+        return cls(pinned, unpinned, config.engine.cpu_latency_us)
 
     @property
     def cores(self) -> set[int]:
@@ -219,6 +222,42 @@ def check_cstates(host: Host, place: Placement) -> list[Finding]:
             "disable it in /sys/devices/system/cpu/cpu*/cpuidle (tuning/apply.sh)",
         )
         for name, (lat, on) in sorted(deep.items())
+    ]
+
+
+def check_idle_exits(host: Host, place: Placement) -> list[Finding]:
+    """Shallow idle states cost too: a thread woken onto an idle CPU runs only once the
+    CPU is out of it, and on a VM even a "1 µs" halt is a VM exit (45-60 µs measured on
+    a 2-vCPU guest, README "Market data"). Market data wakes four or five threads per
+    print, so idle exits alone can be most of its latency."""
+    if place.cpu_latency_us != NO_REQUEST:
+        return [
+            Finding(
+                "idle exits",
+                Verdict.OK,
+                f"the instance holds idle exits to {place.cpu_latency_us} µs "
+                "([engine] cpu_latency_us)",
+            )
+        ]
+    if host.cmdline().get("idle") == "poll":
+        return [Finding("idle exits", Verdict.OK, "idle=poll: idle CPUs poll")]
+    cpus = place.cores or host.online_cpus()
+    sleeping: dict[str, set[int]] = {}
+    for cpu in sorted(cpus):
+        for name, _latency, disabled in host.idle_states(cpu):
+            if name != "POLL" and not disabled:
+                sleeping.setdefault(name, set()).add(cpu)
+    if not sleeping:
+        return [Finding("idle exits", Verdict.OK, "idle CPUs only poll")]
+    states = ", ".join(f"{name} on CPU(s) {format_cpu_list(on)}" for name, on in sleeping.items())
+    return [
+        Finding(
+            "idle exits",
+            Verdict.WARN,
+            f"idle CPUs sleep ({states}): a thread woken onto one waits for it to wake",
+            "[engine] cpu_latency_us = 0 (the supervisor holds a CPU latency request while "
+            "the instance runs; needs root), or idle=poll on the kernel command line",
+        )
     ]
 
 
@@ -390,6 +429,7 @@ CHECKS: list[Check] = [
     check_isolation,
     check_governor,
     check_cstates,
+    check_idle_exits,
     check_memory,
     check_irqs,
     check_workqueues,
