@@ -7,13 +7,16 @@ and notes go to stderr so that stdout holds only the table and that last line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+from tradsys.cores.cpu_latency import CpuLatencyError, CpuLatencyRequest
 
 
 def result(
@@ -67,6 +70,20 @@ def emit_json(bench: str, quick: bool, results: list[dict[str, Any]]) -> None:
 def note(message: str) -> None:
     """Progress for a human, kept off stdout."""
     print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def idle_polling() -> Iterator[str]:
+    """Hold a 0 µs CPU latency request (idle CPUs poll; ``[engine] cpu_latency_us = 0``)
+    for everything measured inside, TradSys and its peer alike; yields a line saying
+    whether the host allowed it (it needs root)."""
+    try:
+        request = CpuLatencyRequest(0)
+    except CpuLatencyError as exc:
+        yield f"idle CPUs: halting (no CPU latency request: {exc.strerror})"
+        return
+    with request:
+        yield "idle CPUs: polling for TradSys and its peer alike (a 0 µs CPU latency request)"
 
 
 def median(values: Sequence[float]) -> float:
