@@ -44,6 +44,10 @@ class EngineSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     # µs (a CPU latency request, tradsys/cores/cpu_latency.py); 0: they poll, and a woken
     # thread runs at once instead of waiting out an idle exit; -1: no request
     cpu_latency_us: int = NO_REQUEST
+    # every engine process locks its memory in RAM at start (mlockall, on fault), so no
+    # page of it is reclaimed and faulted back in on a hot path
+    # (tradsys/cores/memory_lock.py); needs root or LimitMEMLOCK=infinity
+    lock_memory: bool = False
 
 
 class JournalSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -57,12 +57,16 @@ class FakeHost:
         return Host(root=self.root, memlock_bytes=None)
 
 
-def pinned_config(shards: dict[int, int], gateway: int | None = 4, md: int | None = 5) -> Config:
-    """The built-in config with shards, gateway and md on the given CPUs."""
+def pinned_config(
+    shards: dict[int, int], gateway: int | None = 4, md: int | None = 5, lock_memory: bool = True
+) -> Config:
+    """The built-in config with shards, gateway and md on the given CPUs, locking its
+    memory as a trading host's would."""
     base = load_config()
     shard = base.shards[0]
     return msgspec.structs.replace(
         base,
+        engine=msgspec.structs.replace(base.engine, lock_memory=lock_memory),
         shards=[msgspec.structs.replace(shard, id=i, core=c) for i, c in shards.items()],
         gateway=msgspec.structs.replace(base.gateway, core=gateway),
         md=msgspec.structs.replace(base.md, core=md),
@@ -159,6 +163,22 @@ def test_idle_cpus_that_halt_are_flagged_unless_the_instance_bounds_their_exit(
 def test_idle_poll_on_the_command_line_needs_no_latency_request(fake: FakeHost) -> None:
     (finding,) = findings_of(fake, pinned_config(TUNED), "idle exits")
     assert finding.verdict is Verdict.OK and "idle=poll" in finding.found
+
+
+def test_unlocked_engine_memory_is_flagged_and_a_damon_pageout_named(fake: FakeHost) -> None:
+    unlocked = pinned_config(TUNED, lock_memory=False)
+    (finding,) = findings_of(fake, unlocked, "locked memory")
+    assert finding.verdict is Verdict.WARN and "DAMON" not in finding.found
+    assert "lock_memory = true" in finding.fix
+    fake.write("sys/kernel/mm/damon/admin/kdamonds/0/state", "on")
+    fake.write("sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/schemes/0/action", "pageout")
+    (finding,) = findings_of(fake, unlocked, "locked memory")
+    assert "DAMON pageout" in finding.found
+    fake.write("sys/kernel/mm/damon/admin/kdamonds/0/state", "off")  # stopped: not named
+    (finding,) = findings_of(fake, unlocked, "locked memory")
+    assert "DAMON" not in finding.found
+    (finding,) = findings_of(fake, pinned_config(TUNED), "locked memory")
+    assert finding.verdict is Verdict.OK
 
 
 def test_thp_always_swap_and_a_small_memlock(fake: FakeHost) -> None:

@@ -33,6 +33,7 @@ from tradsys.cores.gateway_colocated import ColocatedEdge
 from tradsys.cores.gateway_rings import RingMaker
 from tradsys.cores.gateway_sessions import SessionCore, SessionTable
 from tradsys.cores.gateway_tcp import TcpEdge
+from tradsys.cores.memory_lock import lock_if_asked
 from tradsys.cores.sidecar import announce_ready, read_effective_config, withdraw
 from tradsys.gateway import GatewayCore, GatewayError, next_epoch
 from tradsys.gateway.recovery import recover
@@ -302,6 +303,8 @@ def run(config_path: str) -> int:
         config = read_effective_config(config_path)
     except ConfigError as exc:
         log.error("%s", exc)
+        return EXIT_USER_ERROR
+    if not lock_if_asked(config.engine.lock_memory, "gateway", log.error):
         return EXIT_USER_ERROR
     for name in reclaim_stale(config.engine.instance):
         log.info("removed stale segment %s (its creator is gone)", name)

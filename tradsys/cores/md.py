@@ -42,6 +42,7 @@ import zmq
 from tradsys import logs
 from tradsys.config import Config, ConfigError
 from tradsys.cores.control import WorkerControl
+from tradsys.cores.memory_lock import lock_if_asked
 from tradsys.cores.sidecar import announce_ready, read_effective_config, stop_event, withdraw
 from tradsys.marketdata.framing import CHANNEL_NO, N_CHANNELS, FramePacker, group
 from tradsys.marketdata.l2store import L2Store
@@ -538,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         config = read_effective_config(args[0])
     except ConfigError as exc:
         print(f"tradsys.md: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if not lock_if_asked(config.engine.lock_memory, "md", log.error):
         return EXIT_USER_ERROR
     try:
         return run_md(config)

@@ -31,6 +31,7 @@ from tradsys import wire
 from tradsys.config import Config, housekeeping_cores
 from tradsys.cores.control import WorkerControl, WorkerState
 from tradsys.cores.cpu_latency import NO_REQUEST, CpuLatencyError, CpuLatencyRequest
+from tradsys.cores.memory_lock import why_not_lockable
 from tradsys.cores.sidecar import write_effective_config
 from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
 from tradsys.cores.worker import WorkerSpec
@@ -121,6 +122,7 @@ class Supervisor:
             )
         try:
             self._hold_cpu_latency()
+            self._check_memory_lock()
             for shard in self.config.shards:
                 self.shards.append(self._prepare(shard.id, shard.core))
             if self.config.gateway.enabled:
@@ -152,6 +154,15 @@ class Supervisor:
                 "engine's user write access to the file, or set it to -1)"
             ) from None
         self.log(f"holding a CPU latency request of {want} µs while the instance runs")
+
+    def _check_memory_lock(self) -> None:
+        """Each engine process locks itself; whether it may is the same answer here (its
+        children inherit the limits and capabilities), so refuse before spawning any."""
+        if not self.config.engine.lock_memory:
+            return
+        reason = why_not_lockable()
+        if reason is not None:
+            raise SupervisorError(f"engine.lock_memory = true, but {reason}")
 
     def _ring(self, role: str, shard_id: int) -> Ring:
         ring = Ring.create(
@@ -189,6 +200,7 @@ class Supervisor:
             snapshot_writer=j.snapshot_writer,
             wait=self.config.engine.wait,
             sched_slice_us=self.config.engine.sched_slice_us,
+            lock_memory=self.config.engine.lock_memory,
             housekeeping_cpus=housekeeping_cores(self.config),
             commands=commands.name,
             events=events.name,

@@ -38,6 +38,7 @@ import psutil
 from tradsys import logs
 from tradsys._native import ffi, lib
 from tradsys.cores.control import WorkerControl, WorkerState
+from tradsys.cores.memory_lock import lock_memory
 from tradsys.cores.order_image import write_image
 from tradsys.cores.sched_slice import set_thread_slice
 from tradsys.journal.errors import JournalCorruptError, JournalError, error_from_c
@@ -92,6 +93,8 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     engine process is pinned to (tradsys.config.housekeeping_cores). Empty: beside the
     worker, on its own core."""
     keep_snapshots: int = 2
+    lock_memory: bool = False
+    """Lock the process's memory in RAM at start (tradsys.cores.memory_lock)."""
 
 
 def _ring_pointer(ring: Ring) -> Any:
@@ -390,6 +393,8 @@ def run_worker(spec: WorkerSpec) -> int:
             _pin(spec.core)
             _ask_for_slice(spec)
             worker.attach()
+            if spec.lock_memory:  # after attach: a refusal reaches the control block
+                lock_memory()
         except (RingError, OSError, ValueError) as exc:
             log.error("shard %d: cannot start: %s", spec.shard_id, exc)
             code = EXIT_USER_ERROR

@@ -48,6 +48,8 @@ class Placement:
     unpinned: list[str]
     # [engine] cpu_latency_us: the bound on idle exits the instance holds (-1: none)
     cpu_latency_us: int = NO_REQUEST
+    # [engine] lock_memory: every engine process locks its memory at start
+    lock_memory: bool = False
 
     @classmethod
     def of(cls, config: Config) -> Placement:
@@ -63,7 +65,7 @@ class Placement:
                 unpinned.append(name)
             else:
                 pinned[name] = core
-        return cls(pinned, unpinned, config.engine.cpu_latency_us)
+        return cls(pinned, unpinned, config.engine.cpu_latency_us, config.engine.lock_memory)
 
     @property
     def cores(self) -> set[int]:
@@ -299,7 +301,27 @@ def check_memory(host: Host, place: Placement) -> list[Finding]:
         )
     else:
         out.append(Finding("memlock", Verdict.OK, "RLIMIT_MEMLOCK allows locking memory"))
+    out.append(_memory_locking(host, place))
     return out
+
+
+def _memory_locking(host: Host, place: Placement) -> Finding:
+    """Reclaim takes the pages a long-running engine touches least (a rare reject, the
+    login path) and the next touch is a major fault on a hot path; locked pages stay."""
+    if place.lock_memory:
+        return Finding("locked memory", Verdict.OK, "engine processes lock their memory")
+    damon = (
+        "; a DAMON pageout scheme (kdamond) is reclaiming idle pages on this host"
+        if host.damon_pageout()
+        else ""
+    )
+    return Finding(
+        "locked memory",
+        Verdict.WARN,
+        f"engine processes do not lock their memory: reclaimed pages come back as major "
+        f"faults{damon}",
+        "[engine] lock_memory = true (needs root or LimitMEMLOCK=infinity)",
+    )
 
 
 def check_irqs(host: Host, place: Placement) -> list[Finding]:

@@ -145,6 +145,17 @@ class Host:
         text = self.read("/sys/devices/virtual/workqueue/cpumask")
         return None if text is None else parse_cpu_mask(text)
 
+    def damon_pageout(self) -> bool:
+        """Whether a running DAMON monitor (kdamond) has a ``pageout`` scheme: proactive
+        reclaim of pages it sees idle (VM hosts run it to take idle guest memory back)."""
+        for state in self.glob("/sys/kernel/mm/damon/admin/kdamonds/[0-9]*/state"):
+            if (_read(state) or "") != "on":
+                continue
+            for action in state.parent.glob("contexts/[0-9]*/schemes/[0-9]*/action"):
+                if _read(action) == "pageout":
+                    return True
+        return False
+
     def process_names(self) -> set[str]:
         names = set()
         for path in self.glob("/proc/[0-9]*/comm"):
