@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine_toml import one_shard_instance
 from tradsys.config import ConfigError, parse_config
 from tradsys.cores.cpu_latency import (
     DEVICE,
@@ -34,23 +35,12 @@ def can_hold() -> bool:
 
 
 def config_text(instance: str, data_dir: Path, cpu_latency_us: int) -> str:
-    return f"""
-[engine]
-instance = "{instance}"
-data_dir = "{data_dir}"
-ring_capacity = 1024
-cpu_latency_us = {cpu_latency_us}
-[gateway]
-enabled = false
-[md]
-enabled = false
-[[shard]]
-id = 0
-[[instrument]]
-symbol = "ACME"
-symbol_id = 1
-reference_price = 100
-"""
+    return one_shard_instance(
+        instance,
+        data_dir,
+        f"cpu_latency_us = {cpu_latency_us}",
+        "[gateway]\nenabled = false\n[md]\nenabled = false",
+    )
 
 
 def test_the_request_is_the_value_written_as_a_native_int32(tmp_path: Path) -> None:

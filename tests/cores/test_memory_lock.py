@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine_toml import one_shard_instance
 from tradsys.config import parse_config
 from tradsys.cores.memory_lock import _has_cap_ipc_lock, locked_kib, why_not_lockable
 from tradsys.cores.sidecar import read_announcement
@@ -29,26 +30,18 @@ def in_a_child(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def config_text(instance: str, data_dir: Path, lock: bool) -> str:
-    return f"""
-[engine]
-instance = "{instance}"
-data_dir = "{data_dir}"
-ring_capacity = 1024
-lock_memory = {str(lock).lower()}
-[journal]
+    return one_shard_instance(
+        instance,
+        data_dir,
+        f"lock_memory = {str(lock).lower()}",
+        f'''[journal]
 durability = "none"
 [gateway]
 tcp_listen = ""
 [md]
 publish = ["ipc://{data_dir}/md-pub"]
-snapshot = "ipc://{data_dir}/md-snap"
-[[shard]]
-id = 0
-[[instrument]]
-symbol = "ACME"
-symbol_id = 1
-reference_price = 100
-"""
+snapshot = "ipc://{data_dir}/md-snap"''',
+    )
 
 
 def test_capability_bits_are_read_from_the_status_file(tmp_path: Path) -> None:

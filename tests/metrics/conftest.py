@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine_toml import one_shard_instance
 from tradsys.config import parse_config
 from tradsys.cores.supervisor import Supervisor
 
@@ -21,24 +22,12 @@ def durability() -> str | None:
 @pytest.fixture
 def supervisor(instance: str, tmp_path: Path, durability: str | None) -> Iterator[Supervisor]:
     journal = f'[journal]\ndurability = "{durability}"\n' if durability else ""
-    text = f"""
-[engine]
-instance = "{instance}"
-data_dir = "{tmp_path}"
-ring_capacity = 1024
-{journal}[gateway]
-enabled = false
-[md]
-enabled = false
-[metrics]
-listen = "127.0.0.1:0"
-[[shard]]
-id = 0
-[[instrument]]
-symbol = "ACME"
-symbol_id = 1
-reference_price = 100
-"""
+    text = one_shard_instance(
+        instance,
+        tmp_path,
+        sections=f"{journal}[gateway]\nenabled = false\n[md]\nenabled = false\n"
+        '[metrics]\nlisten = "127.0.0.1:0"',
+    )
     sup = Supervisor(parse_config(text, "test"), log=lambda line: None)
     try:
         sup.start()

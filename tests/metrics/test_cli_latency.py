@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine_toml import one_shard_instance
 from tests.metrics.test_stage_latency import push_and_drain
 from tradsys import wire
 from tradsys.cli import main
@@ -21,24 +22,12 @@ pytestmark = pytest.mark.multiprocess
 
 
 def config_text(instance: str, data_dir: Path) -> str:
-    return f"""
-[engine]
-instance = "{instance}"
-data_dir = "{data_dir}"
-ring_capacity = 1024
-[journal]
-durability = "none"
-[gateway]
-enabled = false
-[md]
-enabled = false
-[[shard]]
-id = 0
-[[instrument]]
-symbol = "ACME"
-symbol_id = 1
-reference_price = 100
-"""
+    return one_shard_instance(
+        instance,
+        data_dir,
+        sections='[journal]\ndurability = "none"\n[gateway]\nenabled = false\n'
+        "[md]\nenabled = false",
+    )
 
 
 @pytest.fixture
