@@ -17,7 +17,15 @@ from typing import Any, overload
 
 from tradsys._native import ffi, lib
 from tradsys.ring.errors import RingAttachError
-from tradsys.ring.segment import MappedStruct, Segment
+from tradsys.ring.segment import (
+    MappedStruct,
+    Segment,
+    instance_segments,
+    process_alive,
+    segment_name,
+    unlink_quietly,
+)
+from tradsys.ring.stale import find_stale
 
 CONTROL_SIZE: int = lib.TS_WORKER_CONTROL_SIZE
 
@@ -279,3 +287,37 @@ class WorkerControl(MappedStruct):
         if self.closed:
             return f"<WorkerControl {self.name} closed>"
         return f"<WorkerControl {self.name} shard={self.shard_id} {self.state.name}>"
+
+
+def find_stale_controls(instance: str) -> list[str]:
+    """The control blocks of ``instance`` that a dead supervisor left behind.
+
+    A control block records its worker, not its creator, so staleness is judged from
+    what the supervisor made with it: the shard's commands ring (same supervisor, made
+    just before the block). A block is stale when that ring is gone or its creator no
+    longer runs, and no worker process attached to the block still runs. Blocks that
+    cannot be read as control blocks of this version are left alone."""
+    names = instance_segments(instance)
+    stale_rings = {s.name for s in find_stale(instance)}
+    pattern = re.compile(rf"{re.escape(segment_name(instance, 'ctl', 0))[:-1]}(\d+)")
+    out = []
+    for name in names:
+        m = pattern.fullmatch(name)
+        if m is None:
+            continue
+        commands = segment_name(instance, "cmd", int(m.group(1)))
+        if commands in names and commands not in stale_rings:
+            continue  # its supervisor runs
+        try:
+            control = WorkerControl.attach(name)
+        except RingAttachError:
+            continue
+        with control:
+            if not process_alive(control.pid, int(control.cdata.start_us)):
+                out.append(name)
+    return out
+
+
+def reclaim_stale_controls(instance: str) -> list[str]:
+    """Unlink the control blocks :func:`find_stale_controls` names; return them."""
+    return unlink_quietly(find_stale_controls(instance))

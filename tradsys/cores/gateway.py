@@ -34,6 +34,7 @@ from tradsys.cores.gateway_rings import RingMaker
 from tradsys.cores.gateway_sessions import SessionCore, SessionTable
 from tradsys.cores.gateway_tcp import TcpEdge
 from tradsys.cores.memory_lock import lock_if_asked
+from tradsys.cores.parent_watch import stop_with_supervisor
 from tradsys.cores.sidecar import announce_ready, read_effective_config, withdraw
 from tradsys.gateway import GatewayCore, GatewayError, next_epoch
 from tradsys.gateway.recovery import recover
@@ -277,6 +278,7 @@ async def serve(config: Config, core: GatewayCore) -> GatewayServer:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    stop_with_supervisor()  # the supervisor's death is a SIGTERM too
     server = GatewayServer(config, core)
     await server.start()
     try:

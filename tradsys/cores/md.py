@@ -43,6 +43,7 @@ from tradsys import logs
 from tradsys.config import Config, ConfigError
 from tradsys.cores.control import WorkerControl
 from tradsys.cores.memory_lock import lock_if_asked
+from tradsys.cores.parent_watch import stop_with_supervisor
 from tradsys.cores.sidecar import announce_ready, read_effective_config, stop_event, withdraw
 from tradsys.marketdata.framing import CHANNEL_NO, N_CHANNELS, FramePacker, group
 from tradsys.marketdata.l2store import L2Store
@@ -489,6 +490,7 @@ class MdSidecar:
 def run_md(config: Config) -> int:
     """The body of the sidecar process; returns its exit code."""
     stop = stop_event()
+    stop_with_supervisor()  # the supervisor's death is a SIGTERM too
     allowed = set(psutil.Process().cpu_affinity() or ())
     if config.md.core is not None:
         psutil.Process().cpu_affinity([config.md.core])

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tradsys.config import Config
+from tradsys.cores.parent_watch import supervisor_env
 from tradsys.cores.sidecar import read_announcement, status_path
 
 Log = Callable[[str], None]
@@ -46,7 +47,7 @@ class SidecarProcess:
         # an announcement left by a killed predecessor must not pass for this one's
         status_path(self.config, self.name).unlink(missing_ok=True)
         cmd = [self.python, "-m", self.module, str(self.config_path)]
-        self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=supervisor_env())
         self.pidfd = os.pidfd_open(self.process.pid)
         self.started_at = time.monotonic()
         self.restart_due = None

@@ -29,9 +29,10 @@ import msgspec
 
 from tradsys import wire
 from tradsys.config import Config, housekeeping_cores
-from tradsys.cores.control import WorkerControl, WorkerState
+from tradsys.cores.control import WorkerControl, WorkerState, reclaim_stale_controls
 from tradsys.cores.cpu_latency import NO_REQUEST, CpuLatencyError, CpuLatencyRequest
 from tradsys.cores.memory_lock import why_not_lockable
+from tradsys.cores.parent_watch import supervisor_env
 from tradsys.cores.sidecar import write_effective_config
 from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
 from tradsys.cores.worker import WorkerSpec
@@ -112,7 +113,12 @@ class Supervisor:
 
     def start(self) -> None:
         """Create the shared memory, spawn every worker and wait until all are running."""
-        for name in reclaim_stale(self.instance) + reclaim_stale_latency(self.instance):
+        # control blocks first: whether one is stale is read from its shard's rings
+        for name in (
+            reclaim_stale_controls(self.instance)
+            + reclaim_stale(self.instance)
+            + reclaim_stale_latency(self.instance)
+        ):
             self.log(f"removed stale segment {name} (its creator is gone)")
         left = instance_segments(self.instance)
         if left:
@@ -216,7 +222,7 @@ class Supervisor:
         sp.control.prepare_spawn()
         sp.control.clear_stop()
         cmd = [self.python, "-m", "tradsys.cores.worker", msgspec.json.encode(sp.spec).decode()]
-        sp.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        sp.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=supervisor_env())
         sp.pidfd = os.pidfd_open(sp.process.pid)
         sp.started_at = time.monotonic()
         sp.restart_due = None

@@ -40,6 +40,7 @@ from tradsys._native import ffi, lib
 from tradsys.cores.control import WorkerControl, WorkerState
 from tradsys.cores.memory_lock import lock_memory
 from tradsys.cores.order_image import write_image
+from tradsys.cores.parent_watch import stop_with_supervisor
 from tradsys.cores.sched_slice import set_thread_slice
 from tradsys.journal.errors import JournalCorruptError, JournalError, error_from_c
 from tradsys.journal.recovery import replay_result, start_state, truncate_torn_tail
@@ -386,6 +387,7 @@ def run_worker(spec: WorkerSpec) -> int:
     with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
+        stop_with_supervisor()  # its death is a SIGTERM: drain, sync, snapshot, exit
     gc_was_enabled = gc.isenabled()
     code = EXIT_FAILURE
     try:

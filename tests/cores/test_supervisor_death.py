@@ -1,0 +1,165 @@
+"""When the supervisor itself dies (SIGKILL, the OOM killer), its engine processes stop
+the way a clean stop stops them, and the next supervisor of the instance starts from
+what they left (tradsys/cores/parent_watch.py, control.find_stale_controls).
+
+The supervisor runs in a child process here (a script), so that the test can kill it;
+the test plays the gateway of its one shard where it needs commands in."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.engine_toml import one_shard_instance
+from tradsys.config import parse_config
+from tradsys.cores.control import find_stale_controls
+from tradsys.cores.supervisor import Supervisor
+from tradsys.matching.commands import batch, new_order
+from tradsys.ring import Ring, WaitStrategy, segment_name
+from tradsys.ring.segment import instance_segments
+from tradsys.wire import LAYOUT_VERSION, RECORD_SIZE, Side
+
+pytestmark = pytest.mark.multiprocess
+
+SUPERVISOR = textwrap.dedent(
+    """
+    import json, sys
+    from tradsys.config import parse_config
+    from tradsys.cores.supervisor import Supervisor
+    sup = Supervisor(parse_config(open(sys.argv[1]).read(), "t"), log=lambda line: None)
+    sup.start()
+    pids = [sp.process.pid for sp in sup.shards] + [sc.process.pid for sc in sup.sidecars]
+    print(json.dumps(pids), flush=True)
+    sup.watch()
+    """
+)
+ORDERS = 300
+
+
+def engine_only(instance: str, data_dir: Path) -> str:
+    return one_shard_instance(
+        instance, data_dir, sections="[gateway]\nenabled = false\n[md]\nenabled = false"
+    )
+
+
+def whole_instance(instance: str, data_dir: Path) -> str:
+    return one_shard_instance(
+        instance,
+        data_dir,
+        sections=f"""[journal]
+durability = "none"
+[gateway]
+tcp_listen = "127.0.0.1:0"
+[md]
+publish = ["ipc://{data_dir}/md-pub"]
+snapshot = "ipc://{data_dir}/md-snap\"""",
+    )
+
+
+class SupervisorProcess:
+    """A supervisor in a process of its own, and the engine processes it started."""
+
+    def __init__(self, config_file: Path, log: Path) -> None:
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", SUPERVISOR, str(config_file)],
+                stdout=subprocess.PIPE,
+                stderr=out,
+            )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # blocks until started (or it died)
+        if not line:
+            self.proc.wait(10)
+            raise AssertionError(f"the supervisor did not start:\n{log.read_text()}")
+        self.children = [psutil.Process(pid) for pid in json.loads(line)]
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def cleanup(self) -> None:
+        for p in [*self.children]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        if self.proc.poll() is None:
+            self.kill()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def start_supervisor(tmp_path: Path) -> Iterator[Callable[[str], SupervisorProcess]]:
+    made: list[SupervisorProcess] = []
+
+    def start(text: str) -> SupervisorProcess:
+        config_file = tmp_path / f"config-{len(made)}.toml"
+        config_file.write_text(text)
+        sp = SupervisorProcess(config_file, tmp_path / f"supervisor-{len(made)}.log")
+        made.append(sp)
+        return sp
+
+    yield start
+    for sp in made:  # also when the test failed: no engine process outlives it
+        sp.cleanup()
+
+
+def test_the_workers_of_a_killed_supervisor_stop_cleanly_and_lose_nothing(
+    instance: str, tmp_path: Path, start_supervisor: Callable[[str], SupervisorProcess]
+) -> None:
+    text = engine_only(instance, tmp_path)
+    sup = start_supervisor(text)
+    (worker,) = sup.children
+    cmd = Ring.attach(
+        segment_name(instance, "cmd", 0),
+        role="producer",
+        slot_size=RECORD_SIZE,
+        layout_version=LAYOUT_VERSION,
+    )
+    try:
+        orders = batch(*(new_order(i, 1, 1, Side.BUY, 1, 90) for i in range(1, ORDERS + 1)))
+        assert cmd.push_all(orders, WaitStrategy.spin_park(), timeout=10) == ORDERS
+    finally:
+        cmd.close()
+    sup.kill()
+    # nobody asked it to stop but the kernel, on its parent's death
+    _, alive = psutil.wait_procs([worker], timeout=30)
+    assert alive == [], "the worker outlived its supervisor"
+    log = sup.log.read_text()
+    assert "signal 15: stopping" in log and f"stopped cleanly at seq {ORDERS}" in log
+    # what the dead supervisor left is judged stale, and a new one starts over it
+    assert find_stale_controls(instance) == [segment_name(instance, "ctl", 0)]
+    with Supervisor(parse_config(text, "t"), log=lambda line: None) as again:
+        control = again.shards[0].control
+        assert (control.recovered_from_seq, control.replayed) == (ORDERS, 0)
+    assert instance_segments(instance) == []
+
+
+def test_gateway_and_md_stop_with_their_supervisor_and_the_instance_restarts(
+    instance: str, tmp_path: Path, start_supervisor: Callable[[str], SupervisorProcess]
+) -> None:
+    text = whole_instance(instance, tmp_path)
+    sup = start_supervisor(text)
+    assert len(sup.children) == 3  # the worker, md, the gateway
+    sup.kill()
+    _, alive = psutil.wait_procs(sup.children, timeout=30)
+    assert [p.pid for p in alive] == []
+    log = sup.log.read_text()
+    assert "md: stopped after" in log and "proc=gateway" in log and "stopped cleanly" in log
+    with Supervisor(parse_config(text, "t"), log=lambda line: None) as again:
+        assert {sc.name for sc in again.sidecars} == {"md", "gateway"}
+    assert instance_segments(instance) == []
+
+
+def test_a_live_supervisors_control_blocks_are_never_stale(instance: str, tmp_path: Path) -> None:
+    with Supervisor(parse_config(engine_only(instance, tmp_path), "t"), log=lambda line: None):
+        assert find_stale_controls(instance) == []
