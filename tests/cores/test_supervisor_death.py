@@ -22,6 +22,7 @@ import pytest
 from tests.engine_toml import one_shard_instance
 from tradsys.config import parse_config
 from tradsys.cores.control import find_stale_controls
+from tradsys.cores.status import read_status
 from tradsys.cores.supervisor import Supervisor
 from tradsys.matching.commands import batch, new_order
 from tradsys.ring import Ring, WaitStrategy, segment_name
@@ -136,6 +137,9 @@ def test_the_workers_of_a_killed_supervisor_stop_cleanly_and_lose_nothing(
     assert alive == [], "the worker outlived its supervisor"
     log = sup.log.read_text()
     assert "signal 15: stopping" in log and f"stopped cleanly at seq {ORDERS}" in log
+    # `tradsys status` does not take the dead supervisor's file for a running instance
+    with pytest.raises(FileNotFoundError, match=r"supervisor \(pid \d+\) died"):
+        read_status(parse_config(text, "t"), interval_s=0.01)
     # what the dead supervisor left is judged stale, and a new one starts over it
     assert find_stale_controls(instance) == [segment_name(instance, "ctl", 0)]
     with Supervisor(parse_config(text, "t"), log=lambda line: None) as again:

@@ -5,6 +5,7 @@ supervisor lists cannot be read."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,6 +93,9 @@ def test_unreadable_segment_is_an_internal_error(
     status = tmp_path / instance / "supervisor.json"
     status.parent.mkdir(parents=True)
     gone = f"/tradsys.{instance}.lat.0"
-    status.write_text(json.dumps({"shards": [{"shard": 0, "latency": gone}]}))
+    # a live supervisor (this process) whose segment is gone
+    status.write_text(
+        json.dumps({"supervisor_pid": os.getpid(), "shards": [{"shard": 0, "latency": gone}]})
+    )
     assert main(["latency", "--config", str(path)]) == 2
     assert f"{gone} does not exist" in capsys.readouterr().err

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from tradsys import wire
 from tradsys.config import Config
 from tradsys.cores.control import WorkerControl
 from tradsys.ring import Ring
+from tradsys.ring.segment import process_alive
 
 
 def _fill(name: str) -> str:
@@ -28,18 +30,34 @@ def _fill(name: str) -> str:
         return "?"
 
 
+def supervisor_doc(config: Config) -> dict[str, Any]:
+    """The running supervisor's status file (its pid, shards, segments, sidecars).
+
+    FileNotFoundError, with a sentence, when the instance is not running: no file, or a
+    file whose supervisor died without stopping the instance (a SIGKILL leaves it)."""
+    status_file = Path(config.engine.data_dir) / config.engine.instance / "supervisor.json"
+    if not status_file.exists():
+        raise FileNotFoundError(
+            f"instance {config.engine.instance!r} is not running (no {status_file}); "
+            "start it with `tradsys run`, or pass the --config it runs with"
+        )
+    doc: dict[str, Any] = json.loads(status_file.read_text())
+    pid, start_us = int(doc["supervisor_pid"]), int(doc.get("supervisor_start_us", 0))
+    if not process_alive(pid, start_us):
+        raise FileNotFoundError(
+            f"instance {config.engine.instance!r} is not running: its supervisor (pid {pid}) "
+            "died without stopping it; `tradsys run` starts it again from its snapshots and "
+            "removes what the dead one left"
+        )
+    return doc
+
+
 def read_status(config: Config, interval_s: float = 0.5) -> str:
     """A human report of every shard of the configured instance.
 
     Raises FileNotFoundError (with a sentence) when the instance is not running.
     """
-    status_file = Path(config.engine.data_dir) / config.engine.instance / "supervisor.json"
-    if not status_file.exists():
-        raise FileNotFoundError(
-            f"instance {config.engine.instance!r} is not running (no {status_file}); "
-            "start it with `tradsys run`"
-        )
-    doc = json.loads(status_file.read_text())
+    doc = supervisor_doc(config)
     controls = [WorkerControl.attach(s["control"]) for s in doc["shards"]]
     try:
         before = [c.snapshot() for c in controls]

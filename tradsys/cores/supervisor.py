@@ -46,7 +46,7 @@ from tradsys.metrics.latency_segment import (
     shard_segment_name,
 )
 from tradsys.ring import Ring, reclaim_stale, segment_name
-from tradsys.ring.segment import instance_segments
+from tradsys.ring.segment import instance_segments, process_start_us
 
 Log = Callable[[str], None]
 
@@ -449,6 +449,7 @@ class Supervisor:
         self.status_path.parent.mkdir(parents=True, exist_ok=True)
         doc = {
             "supervisor_pid": os.getpid(),
+            "supervisor_start_us": process_start_us(),
             "instance": self.instance,
             "metrics": self.metrics.address if self.metrics else None,
             "shards": [

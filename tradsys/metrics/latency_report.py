@@ -9,10 +9,8 @@ with a window, the difference of two copies taken that far apart.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -41,13 +39,12 @@ class StageRow:
 
 def segment_names(config: Config) -> list[tuple[str, str]]:
     """(where, segment name) of every stage-latency segment of the running instance."""
-    status = Path(config.engine.data_dir) / config.engine.instance / "supervisor.json"
-    if not status.exists():
-        raise InstanceNotRunningError(
-            f"instance {config.engine.instance!r} is not running (no {status}); start it "
-            "with `tradsys run`, or pass the --config it runs with"
-        )
-    doc = json.loads(status.read_text())
+    from tradsys.cores.status import supervisor_doc
+
+    try:
+        doc = supervisor_doc(config)
+    except FileNotFoundError as exc:
+        raise InstanceNotRunningError(str(exc)) from None
     out = []
     if doc.get("gateway_latency"):
         out.append(("gateway", str(doc["gateway_latency"])))
