@@ -20,6 +20,18 @@ save() {  # remember a file's current value once, before changing it
     printf '%s\t%s\n' "$path" "$value" >> "$saved"
 }
 
+cpu_list() {  # a CPU list ("0-1,4") as words ("0 1 4") or as a hex mask ("13")
+    python3 -c 'import sys
+cpus = set()
+for part in sys.argv[2].split(","):
+    lo, _, hi = part.partition("-")
+    cpus.update(range(int(lo), int(hi or lo) + 1))
+if sys.argv[1] == "mask":
+    print(format(sum(1 << c for c in cpus), "x"))
+else:
+    print(" ".join(map(str, sorted(cpus))))' "$1" "$2"
+}
+
 set_value() {
     path=$1 value=$2
     [ -w "$path" ] || { echo "skip $path (not writable here)"; return 0; }
@@ -33,17 +45,24 @@ done
 for state in /sys/devices/system/cpu/cpu[0-9]*/cpuidle/state[2-9]/disable; do
     [ -e "$state" ] && set_value "$state" 1
 done
+# engine CPUs (all but the housekeeping ones) never sleep in an idle state: "n/a" is a
+# resume latency of 0, so an idle engine CPU polls and a thread woken onto it runs at once
+# (housekeeping CPUs keep their idle states); what [engine] cpu_latency_us = 0 does for
+# every CPU while an instance runs, here per CPU and until revert.sh
+housekeeping_words=" $(cpu_list words "$housekeeping") "
+for qos in /sys/devices/system/cpu/cpu[0-9]*/power/pm_qos_resume_latency_us; do
+    cpu=${qos#/sys/devices/system/cpu/cpu}; cpu=${cpu%%/*}
+    case "$housekeeping_words" in
+        *" $cpu "*) ;;  # a housekeeping CPU keeps its idle states
+        *) set_value "$qos" n/a ;;
+    esac
+done
 set_value /sys/kernel/mm/transparent_hugepage/enabled madvise
 for irq in /proc/irq/[0-9]*/smp_affinity_list; do
     set_value "$irq" "$housekeeping" 2>/dev/null || echo "skip $irq (managed by its driver)"
 done
 # unbound kernel workqueues (writeback, filesystem work) onto the housekeeping CPUs too
-wq_mask=$(python3 -c 'import sys
-cpus = set()
-for part in sys.argv[1].split(","):
-    lo, _, hi = part.partition("-")
-    cpus.update(range(int(lo), int(hi or lo) + 1))
-print(format(sum(1 << c for c in cpus), "x"))' "$housekeeping")
+wq_mask=$(cpu_list mask "$housekeeping")
 set_value /sys/devices/virtual/workqueue/cpumask "$wq_mask"
 if systemctl is-active --quiet irqbalance 2>/dev/null; then
     echo "irqbalance" >> "$state/services"

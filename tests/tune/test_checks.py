@@ -160,6 +160,19 @@ def test_idle_cpus_that_halt_are_flagged_unless_the_instance_bounds_their_exit(
     assert finding.verdict is Verdict.OK and "0 µs" in finding.found
 
 
+def test_engine_cpus_held_out_of_idle_states_per_cpu_need_no_latency_request(
+    fake: FakeHost,
+) -> None:
+    fake.write("proc/cmdline", "quiet isolcpus=managed_irq,domain,2-5 rcu_nocbs=2-5")
+    for cpu in (2, 3, 4):  # what tuning/apply.sh 0-1 does, but one engine CPU missed
+        fake.write(f"sys/devices/system/cpu/cpu{cpu}/power/pm_qos_resume_latency_us", "n/a")
+    (finding,) = findings_of(fake, pinned_config(TUNED), "idle exits")
+    assert finding.verdict is Verdict.WARN and "C1 on CPU(s) 5" in finding.found
+    fake.write("sys/devices/system/cpu/cpu5/power/pm_qos_resume_latency_us", "n/a")
+    (finding,) = findings_of(fake, pinned_config(TUNED), "idle exits")
+    assert finding.verdict is Verdict.OK and "2-5 poll" in finding.found
+
+
 def test_idle_poll_on_the_command_line_needs_no_latency_request(fake: FakeHost) -> None:
     (finding,) = findings_of(fake, pinned_config(TUNED), "idle exits")
     assert finding.verdict is Verdict.OK and "idle=poll" in finding.found

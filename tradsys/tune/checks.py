@@ -244,8 +244,17 @@ def check_idle_exits(host: Host, place: Placement) -> list[Finding]:
     if host.cmdline().get("idle") == "poll":
         return [Finding("idle exits", Verdict.OK, "idle=poll: idle CPUs poll")]
     cpus = place.cores or host.online_cpus()
+    polling = {cpu for cpu in cpus if host.polls_when_idle(cpu)}
+    if polling == cpus:
+        return [
+            Finding(
+                "idle exits",
+                Verdict.OK,
+                f"CPU(s) {format_cpu_list(cpus)} poll when idle (pm_qos_resume_latency_us n/a)",
+            )
+        ]
     sleeping: dict[str, set[int]] = {}
-    for cpu in sorted(cpus):
+    for cpu in sorted(cpus - polling):
         for name, _latency, disabled in host.idle_states(cpu):
             if name != "POLL" and not disabled:
                 sleeping.setdefault(name, set()).add(cpu)
@@ -258,7 +267,8 @@ def check_idle_exits(host: Host, place: Placement) -> list[Finding]:
             Verdict.WARN,
             f"idle CPUs sleep ({states}): a thread woken onto one waits for it to wake",
             "[engine] cpu_latency_us = 0 (the supervisor holds a CPU latency request while "
-            "the instance runs; needs root), or idle=poll on the kernel command line",
+            "the instance runs; needs root), tuning/apply.sh (engine CPUs only, until "
+            "revert.sh), or idle=poll on the kernel command line",
         )
     ]
 

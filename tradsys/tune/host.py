@@ -107,6 +107,13 @@ class Host:
             states.append((name, latency, disabled))
         return states
 
+    def polls_when_idle(self, cpu: int) -> bool:
+        """Whether ``cpu`` may not enter any idle state (its PM QoS resume latency is
+        "n/a", i.e. 0: tuning/apply.sh sets it on engine CPUs)."""
+        return (
+            self.read(f"/sys/devices/system/cpu/cpu{cpu}/power/pm_qos_resume_latency_us") == "n/a"
+        )
+
     # ---- memory ------------------------------------------------------------------------
 
     def thp_mode(self) -> str | None:
