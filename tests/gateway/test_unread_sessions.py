@@ -11,20 +11,22 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.accounts_toml import account_tables
 from tests.client.edge_rig import KEYS
 from tradsys.client.events import Ack, Event, Fill
-from tradsys.client.orders import OrderClient
+from tradsys.client.orders import OrderClient, order_record
 from tradsys.config import Config, parse_config
 from tradsys.cores.gateway import read_stats
 from tradsys.cores.sidecar import read_announcement
 from tradsys.cores.supervisor import Supervisor
-from tradsys.ring import Ring, instance_segments
-from tradsys.wire import LAYOUT_VERSION, RECORD_SIZE
+from tradsys.ring import Ring, instance_segments, segment_name
+from tradsys.wire import COMMAND_DTYPE, LAYOUT_VERSION, RECORD_SIZE, EventFlag
 
 pytestmark = pytest.mark.multiprocess
 
@@ -36,7 +38,7 @@ ASKS = ((1, 101), (2, 102), (3, 103))  # alice's resting asks of 10: (client id,
 ALICE = """
 import sys
 from tradsys.client.events import Ack
-from tradsys.client.orders import OrderClient
+from tradsys.client.orders import OrderClient, order_record
 c = OrderClient.connect(sys.argv[1], account_id=1, api_key=sys.argv[2])
 for oid, px in {asks}:
     ev = c.wait_for(c.submit({symbol}, "sell", 10, px, order_id=oid))
@@ -46,8 +48,26 @@ sys.stdin.read()
 """
 
 
-def unread_config(instance: str, data_dir: Path) -> Config:
-    accounts = account_tables(KEYS, lambda i: "cancel_on_disconnect = false\n")
+def unread_config(
+    instance: str,
+    data_dir: Path,
+    *,
+    alice_cod: bool = False,
+    ring: int = 8192,
+    heartbeat_ms: int = 500,
+    md: bool = False,
+) -> Config:
+    """The instance; ``md`` runs the market-data sidecar (a worker whose md ring nobody
+    reads stops after ring_capacity records of it: fine for a few trades, not for many)."""
+    md_section = (
+        '[md]\npublish = ["tcp://127.0.0.1:0"]\nsnapshot = "tcp://127.0.0.1:0"\n'
+        if md
+        else "[md]\nenabled = false\n"
+    )
+    accounts = account_tables(
+        KEYS,
+        lambda i: f"cancel_on_disconnect = {'true' if i == 1 and alice_cod else 'false'}\n",
+    )
     return parse_config(
         f"""
 [engine]
@@ -68,10 +88,10 @@ reference_price = 100
 
 [gateway]
 tcp_listen = "127.0.0.1:0"
-heartbeat_ms = 500
+heartbeat_ms = {heartbeat_ms}
+session_ring_capacity = {ring}
 
-[md]
-enabled = false
+{md_section}
 {accounts}""",
         "unread-sessions",
     )
@@ -170,4 +190,134 @@ def test_a_killed_colocated_client_loses_no_unread_event(instance: str, tmp_path
     execs = [f.exec_id for f in fills]
     assert execs == sorted(set(execs))  # in order, none twice
     assert isinstance(seen[-1], Ack) and all(isinstance(e, Fill) for e in seen[:-1])
+    assert instance_segments(instance) == []
+
+
+# Alice over TCP with a small receive buffer: rest one big ask, read its ack, then never
+# read again, so the gateway's socket, its transport's buffer and then her ring fill up.
+ALICE_TCP = """
+import socket, sys
+import numpy as np
+from tests.client.raw import RawPeer
+from tradsys import wire
+from tradsys.client.orders import order_record
+from tradsys.protocols.binary import MessageType, encode_records
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+s.connect((host, int(port)))
+peer = RawPeer(s)
+peer.login(1, sys.argv[2])
+assert peer.next_frame()[0] == MessageType.SYMBOLS
+peer.send(encode_records(MessageType.COMMANDS, 1, order_record(1, {symbol}, "sell", {qty}, 101)))
+kind, _, body = peer.next_frame()
+assert kind == MessageType.EVENTS, kind
+assert np.frombuffer(body, wire.EVENT_DTYPE)[0]["kind"] == wire.EventKind.ACCEPTED
+print("rested", flush=True)
+sys.stdin.read()
+"""
+TCP_QTY = 1_000_000
+TCP_BATCH = 100
+
+
+def _tcp_address(config: Config) -> str:
+    ann = read_announcement(config, "gateway")
+    assert ann is not None
+    return str(ann["tcp"])
+
+
+def _sweep_until(bob: OrderClient, done: Callable[[], bool], first_id: int) -> None:
+    """Batches of IOC buys of 1 lot at 101 until ``done()``; each batch once bob has the
+    last answer of the one before (his own events read as they come, so neither his
+    rings nor his session ever hold the pipeline back)."""
+    oid = first_id
+    deadline = time.monotonic() + 60
+    while not done():
+        assert time.monotonic() < deadline, "alice's ring never filled"
+        batch = np.zeros(TCP_BATCH, COMMAND_DTYPE)  # np.concatenate would drop the padding
+        for j in range(TCP_BATCH):
+            batch[j] = order_record(oid + j, ACME, "buy", 1, 101, tif="ioc")[0]
+        oid += TCP_BATCH
+        bob.submit_batch(batch)
+        finished = 0
+        while finished < TCP_BATCH and not done():
+            assert time.monotonic() < deadline, f"{finished} of bob's batch answered"
+            records = bob.poll_records(0.05)
+            finished += int(np.count_nonzero(records["flags"] & EventFlag.DONE))
+
+
+def test_a_killed_tcp_client_loses_no_event_the_gateway_had_not_written(
+    instance: str, tmp_path: Path
+) -> None:
+    """Alice stops reading: the kernel's socket buffers fill, then the TCP edge's transport
+    buffer (it stops draining her ring), then her ring. Killed then, her next session gets
+    the events of the frames the gateway had not written, then those of her ring: one run
+    of her fills, in order, none twice. (With cancel-on-disconnect, so nothing routed after
+    the detach joins them; what the kernel had is step 3's, acknowledgements.)"""
+    # a long heartbeat: her silence must not end the session before she is killed
+    config = unread_config(
+        instance, tmp_path / "data", alice_cod=True, ring=2048, heartbeat_ms=60_000, md=True
+    )
+    with Supervisor(config, log=lambda line: None) as sup:
+        assert sup is not None
+        alice = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                ALICE_TCP.format(symbol=ACME, qty=TCP_QTY),
+                _tcp_address(config),
+                KEYS[1],
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parents[2],
+        )
+        try:
+            assert alice.stdout is not None
+            assert alice.stdout.readline().strip() == "rested", "alice did not rest her ask"
+            # her session's rings are the first the gateway made
+            watch = Ring.attach(
+                segment_name(instance, "sout", 0),
+                slot_size=RECORD_SIZE,
+                layout_version=LAYOUT_VERSION,
+            )
+            with OrderClient.connect(_address(config), account_id=2, api_key=KEYS[2]) as bob:
+
+                def backed_up() -> bool:
+                    # the edge stopped draining her ring: its transport holds frames back
+                    paused = (read_stats(config) or {}).get("tcp_writes_paused", 0)
+                    return watch.info().fill >= 256 and paused > 0
+
+                _sweep_until(bob, backed_up, 1000)
+                alice.send_signal(signal.SIGKILL)
+                alice.wait(10)
+                _await("alice's session removed", lambda: _core_stats(config).get("sessions") == 1)
+                # records the edge took from her ring: the ACCEPTED, then fills 1, 2, ...
+                taken = watch.info().tail
+                watch.close()
+            stats = read_stats(config)
+            assert stats is not None
+            held = stats["core"]["events_unread_held"]
+            unsent = stats["tcp_unsent_held"]
+            with OrderClient.connect(
+                f"tcp://{_tcp_address(config)}", account_id=1, api_key=KEYS[1]
+            ) as again:
+                seen = _fills_until_ack(again, again.submit(ACME, "buy", 1, 50, order_id=9))
+        finally:
+            if alice.poll() is None:
+                alice.kill()
+                alice.wait(10)
+    fills = [e for e in seen if isinstance(e, Fill)]
+    assert unsent > 0, "no frame was left unwritten: the test did not fill the socket"
+    assert stats["core"]["events_unread_dropped"] == 0
+    assert len(fills) == held > unsent
+    # one run, in order: the fills of the frames never written (the last `unsent` the edge
+    # took), then those left in her ring
+    leaves = [f.leaves_qty for f in fills]
+    assert leaves[0] == TCP_QTY - (taken - unsent)
+    assert leaves == list(range(leaves[0], leaves[0] - len(fills), -1))
+    execs = [f.exec_id for f in fills]
+    assert execs == sorted(set(execs))
+    assert all(f.order_id == 1 and f.quantity == 1 for f in fills)
     assert instance_segments(instance) == []

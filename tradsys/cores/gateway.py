@@ -166,6 +166,8 @@ class GatewayServer:
             "protocol_errors": tcp.protocol_errors,
             "heartbeat_timeouts": tcp.heartbeat_timeouts,
             "local_rejects": tcp.local_rejects,
+            "tcp_unsent_held": tcp.unsent_held,
+            "tcp_writes_paused": sum(c.write_paused for c in tcp.connections),
             "gc": self.gc.stats(),
         }
         core_stats = getattr(self.core, "stats", None)

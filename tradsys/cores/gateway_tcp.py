@@ -7,6 +7,15 @@ the session's inbound ring in one C call. A full ring is backpressure: the rest 
 batch waits, reading pauses, and TCP flow control slows the client. Events come back when
 the gateway core signals the session's eventfd: the outbound ring is drained in batches
 into one EVENTS frame each, numbered with the session's event sequence.
+
+Events the client may not have got are not lost when its session ends (issue 5,
+``docs/protocol.md``, "Nothing acknowledged is lost"): an EVENTS frame stays in
+:attr:`TcpSession.unsent` until the transport is known to have written it to the socket
+(its write buffer shrank past it). When the connection breaks (``connection_lost`` with an
+error: the transport drops what it had buffered), the events of those frames go back to
+the core ahead of whatever is still in the outbound ring, and the account's next session
+gets them first. A session the gateway ends for any reason but LOGOUT stops draining the
+ring: what is left there is held the same way, not pushed at a client that may be gone.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import contextlib
 import logging
 import os
 import struct
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -26,6 +36,7 @@ from tradsys import wire
 from tradsys.cores.gateway_auth import Credentials, LoginRefusedError
 from tradsys.cores.gateway_sessions import OpenSession, SessionTable
 from tradsys.protocols.binary import (
+    HEADER_SIZE,
     MAX_RECORDS_PER_FRAME,
     Accepted,
     EndReason,
@@ -75,6 +86,7 @@ class TcpEdge:
     logins_refused: int = 0
     heartbeat_timeouts: int = 0
     local_rejects: int = 0
+    unsent_held: int = 0  # events of frames never written to a socket, held at session end
 
     def factory(self) -> Callable[[], TcpSession]:
         return lambda: TcpSession(self)
@@ -108,6 +120,10 @@ class TcpSession(asyncio.BufferedProtocol):
         self.last_heard = self.last_sent = self.loop.time()
         self.login_timer: asyncio.TimerHandle | None = None
         self.peer = ""
+        # EVENTS frames handed to the transport and not yet known to be written to the
+        # socket, with the count of bytes handed over up to each one's end
+        self.unsent: deque[tuple[int, bytes]] = deque()
+        self.handed = 0
 
     # ---- connection lifecycle --------------------------------------------------------
 
@@ -126,7 +142,12 @@ class TcpSession(asyncio.BufferedProtocol):
         if self.efd >= 0:
             self.loop.remove_reader(self.efd)
         if self.session is not None:
-            self.edge.table.close(self.session)  # it closes the eventfd when safe
+            # with an error the transport dropped its buffer: the events of frames it had
+            # not written are the client's still (without one, it wrote all before closing)
+            unread = self._unsent_events() if exc is not None else None
+            if unread is not None:
+                self.edge.unsent_held += len(unread)
+            self.edge.table.close(self.session, unread)  # it closes the eventfd when safe
             self.efd = -1
             log.info(
                 "tcp session %d (account %d, %s) closed",
@@ -147,14 +168,49 @@ class TcpSession(asyncio.BufferedProtocol):
         self.transport.write(data)
         self.last_sent = self.loop.time()
 
+    def _send_events(self, frame: bytes) -> None:
+        """An EVENTS frame, kept in :attr:`unsent` until the socket has it."""
+        self._send(frame)
+        self.handed += len(frame)
+        self.unsent.append((self.handed, frame))
+        self._note_written()
+
+    def _note_written(self) -> None:
+        """Forget the frames the transport has written to the socket: everything handed
+        over but what its write buffer still holds. Only while it is open (one that broke
+        reports an empty buffer whatever it dropped); a frame written since the last look
+        stays, so more is held than needed, never less (a repeat has its exec_id)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        written = self.handed - self.transport.get_write_buffer_size()
+        unsent = self.unsent
+        while unsent and unsent[0][0] <= written:
+            unsent.popleft()
+
+    def _unsent_events(self) -> np.ndarray[Any, Any] | None:
+        """The EVENT records of the frames not known to be written, oldest first."""
+        if not self.unsent:
+            return None
+        parts = [np.frombuffer(f, wire.EVENT_DTYPE, offset=HEADER_SIZE) for _, f in self.unsent]
+        self.unsent.clear()
+        out = np.zeros(sum(len(p) for p in parts), wire.EVENT_DTYPE)  # the padded layout
+        at = 0
+        for p in parts:
+            out[at : at + len(p)] = p
+            at += len(p)
+        return out
+
     def end(self, reason: EndReason, text: str) -> None:
-        """Send END (after every event already routed to us) and close."""
+        """Send END and close: after every event already routed to us for LOGOUT; for any
+        other reason after what was sent already, the rest of the ring being held for
+        the account's next session (the client may be gone)."""
         if self.closing or self.transport is None:
             return
         if self.session is None:
             self._reject(LoginRejectReason.UNAVAILABLE, text)
             return
-        self._drain_events(force=True)
+        if reason == EndReason.LOGOUT:
+            self._drain_events(force=True)
         self.closing = True
         self._send(encode_reason(MessageType.END, reason, text))
         self.transport.close()
@@ -182,6 +238,8 @@ class TcpSession(asyncio.BufferedProtocol):
             self.end(EndReason.HEARTBEAT_TIMEOUT, f"silent for {MISSED_HEARTBEATS} intervals")
         elif now - self.last_sent >= hb:
             self._send(encode_empty(MessageType.HEARTBEAT))
+        if self.unsent:
+            self._note_written()
 
     # ---- reading -----------------------------------------------------------------------
 
@@ -306,7 +364,7 @@ class TcpSession(asyncio.BufferedProtocol):
         out["reason"] = wire.RejectReason.INVALID_COMMAND
         for name in ("side", "symbol_id", "account_id", "order_id", "price", "quantity"):
             out[name] = bad[name]
-        self._send(encode_records(MessageType.EVENTS, self.next_event_seq, out))
+        self._send_events(encode_records(MessageType.EVENTS, self.next_event_seq, out))
         self.next_event_seq += len(out)
 
     def _push(self, records: np.ndarray[Any, Any]) -> None:
@@ -341,7 +399,7 @@ class TcpSession(asyncio.BufferedProtocol):
             return
         pop, out = self.session.rings.outbound.pop_batch, self.events
         while (n := pop(out)) > 0:
-            self._send(encode_records(MessageType.EVENTS, self.next_event_seq, out[:n]))
+            self._send_events(encode_records(MessageType.EVENTS, self.next_event_seq, out[:n]))
             self.next_event_seq += n
             if self.write_paused and not force:
                 return

@@ -293,9 +293,10 @@ class GatewayCore:
         if unread is None or not len(unread):
             rc = lib.ts_gateway_remove_session(self._gw, session_id)
         else:
-            if unread.dtype != EVENT_DTYPE:
-                raise GatewayError(f"unread events must be EVENT records, not {unread.dtype}")
-            records = np.ascontiguousarray(unread)
+            # EVENT records in the wire layout (a packed copy of them is converted by field)
+            records = np.ascontiguousarray(
+                unread if unread.dtype == EVENT_DTYPE else unread.astype(EVENT_DTYPE)
+            )
             rc = lib.ts_gateway_remove_session_unread(
                 self._gw,
                 session_id,
