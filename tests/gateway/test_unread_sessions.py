@@ -108,6 +108,12 @@ def _core_stats(config: Config) -> dict[str, int]:
     return {} if stats is None else dict(stats.get("core", {}))
 
 
+def _sessions_closed(config: Config) -> int:
+    """Sessions the gateway has removed (the stats file may be older than the last login,
+    so its count of open sessions proves nothing; this one only grows)."""
+    return int((read_stats(config) or {}).get("sessions_closed", 0))
+
+
 def _await(what: str, check: object, timeout: float = 30.0) -> None:
     """Until ``check()`` is true (the gateway's stats file is rewritten every 0.25 s)."""
     assert callable(check)
@@ -169,7 +175,7 @@ def test_a_killed_colocated_client_loses_no_unread_event(instance: str, tmp_path
                 watch.close()
                 alice.send_signal(signal.SIGKILL)
                 alice.wait(10)
-                _await("alice's session removed", lambda: _core_stats(config).get("sessions") == 1)
+                _await("alice's session removed", lambda: _sessions_closed(config) == 1)
                 assert _core_stats(config)["events_unread_held"] == 4
                 # one more fill of her second ask, routed after her session is gone
                 _bob_buys(bob, [(2, 103)])
@@ -292,7 +298,7 @@ def test_a_killed_tcp_client_loses_no_event_the_gateway_had_not_written(
                 _sweep_until(bob, backed_up, 1000)
                 alice.send_signal(signal.SIGKILL)
                 alice.wait(10)
-                _await("alice's session removed", lambda: _core_stats(config).get("sessions") == 1)
+                _await("alice's session removed", lambda: _sessions_closed(config) == 1)
                 # records the edge took from her ring: the ACCEPTED, then fills 1, 2, ...
                 taken = watch.info().tail
                 watch.close()
@@ -320,4 +326,69 @@ def test_a_killed_tcp_client_loses_no_event_the_gateway_had_not_written(
     execs = [f.exec_id for f in fills]
     assert execs == sorted(set(execs))
     assert all(f.order_id == 1 and f.quantity == 1 for f in fills)
+    assert instance_segments(instance) == []
+
+
+# Alice with the client library over TCP (it acknowledges what it processed): rest an
+# ask, take its ack, then never read again; her fills reach her socket, unread.
+ALICE_ACKING = """
+import sys
+from tradsys.client.events import Ack
+from tradsys.client.orders import OrderClient
+c = OrderClient.connect("tcp://" + sys.argv[1], account_id=1, api_key=sys.argv[2])
+assert isinstance(c.wait_for(c.submit({symbol}, "sell", 10, 101, order_id=1)), Ack)
+c.poll(0.0)  # done with it: the library acknowledges it at its next heartbeat tick
+print("rested", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_tcp_client_loses_no_event_written_to_its_socket_unacknowledged(
+    instance: str, tmp_path: Path
+) -> None:
+    config = unread_config(instance, tmp_path / "data")
+    with Supervisor(config, log=lambda line: None) as sup:
+        assert sup is not None
+        alice = subprocess.Popen(
+            [sys.executable, "-c", ALICE_ACKING.format(symbol=ACME), _tcp_address(config), KEYS[1]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert alice.stdout is not None
+            assert alice.stdout.readline().strip() == "rested", "alice did not rest her ask"
+            _await("alice's ACK", lambda: (read_stats(config) or {}).get("tcp_acks", 0) >= 1)
+            watch = Ring.attach(
+                segment_name(instance, "sout", 0),
+                slot_size=RECORD_SIZE,
+                layout_version=LAYOUT_VERSION,
+            )
+            with OrderClient.connect(_address(config), account_id=2, api_key=KEYS[2]) as bob:
+                _bob_buys(bob, [(2, 101), (3, 101), (1, 101)])
+                # all three fills went from her ring into her socket
+                _await("her fills sent", lambda: watch.info().tail == 1 + 3, 10)
+                watch.close()
+                alice.send_signal(signal.SIGKILL)
+                alice.wait(10)
+                _await("alice's session removed", lambda: _sessions_closed(config) == 1)
+            stats = read_stats(config)
+            assert stats is not None
+            with OrderClient.connect(
+                f"tcp://{_tcp_address(config)}", account_id=1, api_key=KEYS[1]
+            ) as again:
+                seen = _fills_until_ack(again, again.submit(ACME, "buy", 1, 50, order_id=9))
+        finally:
+            if alice.poll() is None:
+                alice.kill()
+                alice.wait(10)
+    # the three she never processed (not the ACCEPTED she acknowledged), in order, once
+    assert stats["tcp_unsent_held"] == 3 and stats["core"]["events_unread_held"] == 3
+    fills = [e for e in seen if isinstance(e, Fill)]
+    assert [(f.order_id, f.quantity, f.leaves_qty) for f in fills] == [
+        (1, 2, 8),
+        (1, 3, 5),
+        (1, 1, 4),
+    ]
+    assert isinstance(seen[-1], Ack) and len(seen) == 4
     assert instance_segments(instance) == []

@@ -10,12 +10,16 @@ into one EVENTS frame each, numbered with the session's event sequence.
 
 Events the client may not have got are not lost when its session ends (issue 5,
 ``docs/protocol.md``, "Nothing acknowledged is lost"): an EVENTS frame stays in
-:attr:`TcpSession.unsent` until the transport is known to have written it to the socket
-(its write buffer shrank past it). When the connection breaks (``connection_lost`` with an
-error: the transport drops what it had buffered), the events of those frames go back to
-the core ahead of whatever is still in the outbound ring, and the account's next session
-gets them first. A session the gateway ends for any reason but LOGOUT stops draining the
-ring: what is left there is held the same way, not pushed at a client that may be gone.
+:attr:`TcpSession.sent` until the client has it. For a client that acknowledges (ACK:
+the highest EVENTS seq it has processed), until an ACK covers it: whenever the session
+ends, the events above the last ACK go back to the core ahead of whatever is still in the
+outbound ring, and the account's next session gets them first; at ``unacked_max``
+unacknowledged events the session is sent no more until an ACK comes (flow control, as
+for a full socket). For a client that never acknowledged, until the transport has
+written it to the socket (its write buffer shrank past it), and only a broken connection
+(``connection_lost`` with an error: the transport drops its buffer) hands them back. A
+session the gateway ends for any reason but LOGOUT stops draining the ring: what is left
+there is held the same way, not pushed at a client that may be gone.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ _FIRST_KIND, _LAST_KIND = int(CLIENT_KINDS[0]), int(CLIENT_KINDS[-1])
 # plain ints: comparing with IntEnum members costs a method call per frame
 _LOGIN, _COMMANDS = int(MessageType.LOGIN), int(MessageType.COMMANDS)
 _HEARTBEAT, _LOGOUT = int(MessageType.HEARTBEAT), int(MessageType.LOGOUT)
+_ACK = int(MessageType.ACK)
 _ACCOUNT = struct.Struct("<I")
 _ACCOUNT_OFFSET = 12  # of COMMAND_DTYPE's account_id (tests/test_wire.py holds the layout)
 RECORD_SIZE = wire.RECORD_SIZE
@@ -86,7 +91,10 @@ class TcpEdge:
     logins_refused: int = 0
     heartbeat_timeouts: int = 0
     local_rejects: int = 0
-    unsent_held: int = 0  # events of frames never written to a socket, held at session end
+    unacked_max: int = 65536  # [gateway] tcp_unacked_max
+    unsent_held: int = 0  # events of frames not known delivered, held at session end
+    acks: int = 0
+    bad_acks: int = 0
 
     def factory(self) -> Callable[[], TcpSession]:
         return lambda: TcpSession(self)
@@ -120,10 +128,16 @@ class TcpSession(asyncio.BufferedProtocol):
         self.last_heard = self.last_sent = self.loop.time()
         self.login_timer: asyncio.TimerHandle | None = None
         self.peer = ""
-        # EVENTS frames handed to the transport and not yet known to be written to the
-        # socket, with the count of bytes handed over up to each one's end
-        self.unsent: deque[tuple[int, bytes]] = deque()
+        # EVENTS frames handed to the transport, (first event seq, frame), kept while they
+        # may be owed to the client (see the module's docstring): until acknowledged, and
+        # for a client that has not acknowledged yet, until written and unacked_max old
+        self.sent: deque[tuple[int, bytes]] = deque()
+        # those not known written to the socket: (bytes handed over up to its end, last seq)
+        self.unwritten: deque[tuple[int, int]] = deque()
         self.handed = 0
+        self.written_seq = 0  # the last event seq known written to the socket
+        self.acking = False  # the client has sent an ACK: it acknowledges what it processed
+        self.acked = 0  # the highest EVENTS seq it acknowledged
 
     # ---- connection lifecycle --------------------------------------------------------
 
@@ -144,7 +158,9 @@ class TcpSession(asyncio.BufferedProtocol):
         if self.session is not None:
             # with an error the transport dropped its buffer: the events of frames it had
             # not written are the client's still (without one, it wrote all before closing)
-            unread = self._unsent_events() if exc is not None else None
+            # (an acknowledging client: everything it did not acknowledge, however it ended)
+            after = self.acked if self.acking else self.written_seq if exc is not None else None
+            unread = None if after is None else self._events_after(after)
             if unread is not None:
                 self.edge.unsent_held += len(unread)
             self.edge.table.close(self.session, unread)  # it closes the eventfd when safe
@@ -168,31 +184,63 @@ class TcpSession(asyncio.BufferedProtocol):
         self.transport.write(data)
         self.last_sent = self.loop.time()
 
-    def _send_events(self, frame: bytes) -> None:
-        """An EVENTS frame, kept in :attr:`unsent` until the socket has it."""
+    def _send_events(self, frame: bytes, n: int) -> None:
+        """An EVENTS frame of n events, kept in :attr:`sent` while it may be owed."""
         self._send(frame)
         self.handed += len(frame)
-        self.unsent.append((self.handed, frame))
-        self._note_written()
+        self.sent.append((self.next_event_seq, frame))
+        if not self.acking:
+            self.unwritten.append((self.handed, self.next_event_seq + n - 1))
+            self._note_written()
 
     def _note_written(self) -> None:
-        """Forget the frames the transport has written to the socket: everything handed
-        over but what its write buffer still holds. Only while it is open (one that broke
-        reports an empty buffer whatever it dropped); a frame written since the last look
-        stays, so more is held than needed, never less (a repeat has its exec_id)."""
-        if self.transport is None or self.transport.is_closing():
+        """Note what the transport has written to the socket: everything handed over but
+        what its write buffer still holds. Only while it is open (one that broke reports
+        an empty buffer whatever it dropped); a frame written since the last look counts
+        as unwritten, so more is held than needed, never less (a repeat has its exec_id).
+        Frames written and unacked_max events old are forgotten: a client that starts
+        acknowledging later can name nothing older."""
+        if self.acking or self.transport is None or self.transport.is_closing():
             return
         written = self.handed - self.transport.get_write_buffer_size()
-        unsent = self.unsent
-        while unsent and unsent[0][0] <= written:
-            unsent.popleft()
+        unwritten = self.unwritten
+        while unwritten and unwritten[0][0] <= written:
+            self.written_seq = unwritten.popleft()[1]
+        oldest = self.next_event_seq - self.edge.unacked_max
+        self._forget(min(self.written_seq, oldest - 1))
 
-    def _unsent_events(self) -> np.ndarray[Any, Any] | None:
-        """The EVENT records of the frames not known to be written, oldest first."""
-        if not self.unsent:
+    def _forget(self, seq: int) -> None:
+        """Drop the frames whose every event is at or below seq."""
+        sent = self.sent
+        while sent and sent[0][0] + (len(sent[0][1]) - HEADER_SIZE) // RECORD_SIZE <= seq + 1:
+            sent.popleft()
+
+    def _on_ack(self, seq: int) -> None:
+        """The client has processed every event up to ``seq``: those frames are its."""
+        last_sent = self.next_event_seq - 1
+        if seq > last_sent or seq < self.acked:
+            self.edge.bad_acks += 1
+            why = "beyond the last event sent" if seq > last_sent else "below an earlier ACK"
+            self.end(EndReason.BAD_ACK, f"ACK seq {seq} is {why} ({last_sent}, {self.acked})")
+            return
+        self.edge.acks += 1
+        self.acking = True
+        self.unwritten.clear()
+        self.acked = seq
+        self._forget(seq)
+        self._drain_events()  # the window may have been full
+
+    def _events_after(self, seq: int) -> np.ndarray[Any, Any] | None:
+        """The EVENT records above seq of the frames kept, oldest first."""
+        parts = []
+        for first, frame in self.sent:
+            recs = np.frombuffer(frame, wire.EVENT_DTYPE, offset=HEADER_SIZE)
+            if first + len(recs) - 1 > seq:
+                parts.append(recs[max(0, seq + 1 - first) :])
+        self.sent.clear()
+        self.unwritten.clear()
+        if not parts:
             return None
-        parts = [np.frombuffer(f, wire.EVENT_DTYPE, offset=HEADER_SIZE) for _, f in self.unsent]
-        self.unsent.clear()
         out = np.zeros(sum(len(p) for p in parts), wire.EVENT_DTYPE)  # the padded layout
         at = 0
         for p in parts:
@@ -238,7 +286,7 @@ class TcpSession(asyncio.BufferedProtocol):
             self.end(EndReason.HEARTBEAT_TIMEOUT, f"silent for {MISSED_HEARTBEATS} intervals")
         elif now - self.last_sent >= hb:
             self._send(encode_empty(MessageType.HEARTBEAT))
-        if self.unsent:
+        if self.unwritten:
             self._note_written()
 
     # ---- reading -----------------------------------------------------------------------
@@ -280,6 +328,8 @@ class TcpSession(asyncio.BufferedProtocol):
                 self._commands(frame)
         elif kind == _HEARTBEAT:
             pass
+        elif kind == _ACK:
+            self._on_ack(frame.seq)
         elif kind == _LOGOUT:
             self.end(EndReason.LOGOUT, "logged out")
         else:
@@ -364,7 +414,7 @@ class TcpSession(asyncio.BufferedProtocol):
         out["reason"] = wire.RejectReason.INVALID_COMMAND
         for name in ("side", "symbol_id", "account_id", "order_id", "price", "quantity"):
             out[name] = bad[name]
-        self._send_events(encode_records(MessageType.EVENTS, self.next_event_seq, out))
+        self._send_events(encode_records(MessageType.EVENTS, self.next_event_seq, out), len(out))
         self.next_event_seq += len(out)
 
     def _push(self, records: np.ndarray[Any, Any]) -> None:
@@ -398,8 +448,18 @@ class TcpSession(asyncio.BufferedProtocol):
         if self.session is None or self.closing or (self.write_paused and not force):
             return
         pop, out = self.session.rings.outbound.pop_batch, self.events
-        while (n := pop(out)) > 0:
-            self._send_events(encode_records(MessageType.EVENTS, self.next_event_seq, out[:n]))
+        while True:
+            if self.acking:  # flow control: at most unacked_max unacknowledged
+                room = self.edge.unacked_max - (self.next_event_seq - 1 - self.acked)
+                if room <= 0:
+                    return
+                n = pop(out[:room] if room < len(out) else out)
+            else:
+                n = pop(out)
+            if n <= 0:
+                return
+            frame = encode_records(MessageType.EVENTS, self.next_event_seq, out[:n])
+            self._send_events(frame, n)
             self.next_event_seq += n
             if self.write_paused and not force:
                 return
