@@ -154,8 +154,9 @@ uint64_t gw_replay_held(ts_gateway *gw) {
 
 /* The records of a session's outbound ring its client has not taken (the consumer's
  * index to ours): the gateway produced them and the ring is its memory, so it can read
- * them back. A client may still be taking some while this runs (the gateway ends a live
- * client's session): those it takes now come twice, with the same exec_id. */
+ * them back. A client whose session the gateway ends while it still runs may take some
+ * of them now or later (its mapping of the ring outlives the session): those come twice,
+ * with the same exec_id. */
 static uint64_t ring_unread(ts_ring *out, ts_event *dst, uint64_t max, int count_only) {
     ts_ring_info info;
     ts_ring_read_info(out, &info);

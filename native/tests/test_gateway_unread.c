@@ -223,6 +223,35 @@ static void test_unread_cap_and_bad_index(void) {
     rig_free(&r);
 }
 
+/* The gateway's own answers (REJECTED, exec_id 0) unread at the end are held too, in
+ * their place among the engine's events: a client learns the fate of a command its
+ * previous session sent. */
+static void test_unread_gateway_rejects_are_held(void) {
+    rig r;
+    rig_init(&r, 1, 64, 256, 1024);
+    add_accounts(&r, 0);
+    client a = open_client(&r, 1, 64);
+    ts_command o = place(&r, &a, 4, 100);
+    int64_t leaves = 100;
+    shard_events(&r, &o, &leaves, 1, 1); /* exec 1..2 */
+    ts_command bad = rig_new(5, 9, TS_SIDE_BUY, 1000, 1); /* no symbol 9 */
+    ts_ring_push(a.in, &bad, 1);
+    ts_gateway_poll(r.gw, 0);
+    shard_events(&r, &o, &leaves, 1, 0); /* exec 3 */
+    CHECK_EQ(ts_gateway_remove_session(r.gw, a.id), TS_GW_OK);
+    client b = open_client(&r, 1, 64);
+    ts_gateway_poll(r.gw, 0);
+    ts_event ev[8];
+    CHECK_EQ(ts_ring_pop(b.out, ev, 8), 4);
+    CHECK(stream_is(ev, 2, 1, 4, 100));
+    CHECK_EQ(ev[2].kind, TS_EV_REJECTED);
+    CHECK_EQ(ev[2].reason, TS_REJ_UNKNOWN_SYMBOL);
+    CHECK_EQ(ev[2].order_id, 5);
+    CHECK_EQ(ev[2].exec_id, 0);
+    CHECK(stream_is(ev + 3, 1, 3, 4, 100));
+    rig_free(&r);
+}
+
 /* ---- the held-events log ------------------------------------------------------------- */
 
 /* gateway_held.c's layout, as a crash would leave it: the marks after the 64-byte header,
@@ -314,6 +343,7 @@ int main(void) {
         {"unread_to_other_session_and_taken_first", test_unread_to_other_session_and_taken_first},
         {"unread_during_replay", test_unread_during_replay},
         {"unread_cap_and_bad_index", test_unread_cap_and_bad_index},
+        {"unread_gateway_rejects_are_held", test_unread_gateway_rejects_are_held},
         {"unread_through_log", test_unread_through_log},
     };
     int failed = 0;
