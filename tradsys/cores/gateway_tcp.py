@@ -74,6 +74,7 @@ _ACCOUNT_OFFSET = 12  # of COMMAND_DTYPE's account_id (tests/test_wire.py holds 
 RECORD_SIZE = wire.RECORD_SIZE
 MISSED_HEARTBEATS = 3  # a peer silent this many intervals is gone
 BACKLOG_RETRY_S = 0.0005
+NOTE_EVERY = 16  # frames between looks at what the transport has written (legacy clients)
 
 
 @dataclass
@@ -190,8 +191,12 @@ class TcpSession(asyncio.BufferedProtocol):
         self.handed += len(frame)
         self.sent.append((self.next_event_seq, frame))
         if not self.acking:
-            self.unwritten.append((self.handed, self.next_event_seq + n - 1))
-            self._note_written()
+            unwritten = self.unwritten
+            unwritten.append((self.handed, self.next_event_seq + n - 1))
+            # looked at every NOTE_EVERY frames (and each tick): the bookkeeping stays off
+            # the per-frame path, and a stale look only holds more (never less) at a break
+            if len(unwritten) >= NOTE_EVERY:
+                self._note_written()
 
     def _note_written(self) -> None:
         """Note what the transport has written to the socket: everything handed over but
