@@ -193,6 +193,11 @@ void gw_hold_unread(ts_gateway *gw, uint32_t slot, const ts_event *taken, uint64
     const uint32_t pending = acc->held_n - acc->held_sent;
     const uint64_t room = TS_GW_HELD_EVENTS - pending;
     const uint32_t keep = (uint32_t)(total < room ? total : room);
+    if (!keep) { /* the account's held events fill its cap: nothing more fits */
+        gw->st.events_unread_dropped += total;
+        gw->st.events_orphaned += total;
+        return;
+    }
     const uint32_t n = keep + pending;
     ts_event *evs = malloc((size_t)n * sizeof *evs);
     uint64_t *seqs = malloc((size_t)n * sizeof *seqs);

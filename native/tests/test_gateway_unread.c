@@ -223,6 +223,36 @@ static void test_unread_cap_and_bad_index(void) {
     rig_free(&r);
 }
 
+/* The account's held events already fill its cap when a session ends with 16 unread
+ * answers in its ring: they are dropped and counted, the held ones stay as they were. */
+static void test_unread_when_the_cap_is_full(void) {
+    rig r;
+    rig_init(&r, 1, 64, 256, 8192);
+    add_accounts(&r, 0);
+    client a = open_client(&r, 1, 64);
+    ts_command o = place(&r, &a, 6, 100000);
+    int64_t leaves = 100000;
+    CHECK_EQ(ts_gateway_remove_session(r.gw, a.id), TS_GW_OK);
+    shard_events(&r, &o, &leaves, TS_GW_HELD_EVENTS - 1, 1); /* the cap, all held */
+    client b = open_client(&r, 1, 16);
+    ts_command bad[16];
+    for (int i = 0; i < 16; i++) bad[i] = rig_new(100 + (uint64_t)i, 9, TS_SIDE_BUY, 1000, 1);
+    ts_ring_push(b.in, bad, 16);
+    ts_gateway_poll(r.gw, 0); /* its 16 rejects fill its ring: no held event fits */
+    CHECK_EQ(ts_ring_readable(b.out), 16);
+    CHECK_EQ(ts_gateway_remove_session(r.gw, b.id), TS_GW_OK);
+    ts_gateway_stats st;
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK_EQ(st.events_unread_held, 0);
+    CHECK_EQ(st.events_unread_dropped, 16);
+    client c = open_client(&r, 1, 8192);
+    ts_gateway_poll(r.gw, 0);
+    static ts_event ev[8192];
+    CHECK_EQ(ts_ring_pop(c.out, ev, 8192), TS_GW_HELD_EVENTS);
+    CHECK(stream_is(ev, TS_GW_HELD_EVENTS, 1, 6, 100000));
+    rig_free(&r);
+}
+
 /* The gateway's own answers (REJECTED, exec_id 0) unread at the end are held too, in
  * their place among the engine's events: a client learns the fate of a command its
  * previous session sent. */
@@ -344,6 +374,7 @@ int main(void) {
         {"unread_during_replay", test_unread_during_replay},
         {"unread_cap_and_bad_index", test_unread_cap_and_bad_index},
         {"unread_gateway_rejects_are_held", test_unread_gateway_rejects_are_held},
+        {"unread_when_the_cap_is_full", test_unread_when_the_cap_is_full},
         {"unread_through_log", test_unread_through_log},
     };
     int failed = 0;
