@@ -4,13 +4,15 @@ ends, the account's next session receives exactly the events the client did not 
 then the events that came after, in order, each once -- whatever was in the client's
 ring, in the pump's stage for it (a full ring), or still in the shard's ring; with or
 without cancel-on-disconnect (with it, the order's events after the detach are dropped:
-the cancel the gateway sent is not routed), and with the held-events log attached."""
+the cancel the gateway sent is not routed), and with the held-events log attached. And
+the unread events outlive a gateway that dies after the session ended (the log)."""
 
 from __future__ import annotations
 
 import itertools
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import RUN_PREFIX, RingFactory
-from tests.gateway.rig import GatewayRig, account, command, make_config
+from tests.gateway.rig import AAA, GatewayRig, account, command, make_config
+from tradsys.cores.order_image import LIVE_ORDER_DTYPE
+from tradsys.gateway import GatewayCore
 from tradsys.ring import instance_segments
 from tradsys.ring.segment import unlink_quietly
 from tradsys.wire import EVENT_DTYPE, EventKind, Side
@@ -113,3 +117,40 @@ def test_next_session_gets_the_unread_suffix_then_later_events(
         leftovers = instance_segments(instance)
         unlink_quietly(leftovers)
     assert not leftovers, f"shared memory left behind: {leftovers}"
+
+
+def test_unread_events_outlive_a_gateway_that_dies_after_the_session_ended(
+    make_rig: Callable[..., GatewayRig], tmp_path: Path
+) -> None:
+    """The unread events go through the held-events log: a successor gateway (the rig's
+    closed, its files kept) hands them to the account's next session, in order, once."""
+    rig = make_rig([account(1, cancel_on_disconnect=False)])
+    rig.core.attach_ledger(tmp_path / "gateway.ledger", 3)
+    rig.core.attach_held(tmp_path / "gateway.held")
+    rig.core.drain()
+    rig.core.hold_drained()
+    s = rig.session(1)
+    s.send(command(order_id=5, side=Side.SELL, quantity=100))
+    rig.poll()
+    (order,) = rig.sent(0)
+    rig.answer(0, EventKind.ACCEPTED, order)
+    execs = [rig.exec_id]
+    for qty, left in ((3, 97), (2, 95)):
+        rig.answer(0, EventKind.TRADE, order, quantity=qty, leaves_qty=left)
+        execs.append(rig.exec_id)
+    rig.poll()
+    rig.core.remove_session(s.id)  # three events unread in its ring
+    assert rig.core.stats()["events_unread_held"] == 3
+    rig.core.close()
+    rig.epoch += 1
+    rig.core = GatewayCore(rig.config, epoch=rig.epoch, cancel_on_start=False)
+    rig.core.attach_ledger(tmp_path / "gateway.ledger", 3)
+    assert rig.core.attach_held(tmp_path / "gateway.held") == 3
+    rig.core.drain()
+    image = np.zeros(1, dtype=LIVE_ORDER_DTYPE)
+    image[0] = (order["order_id"], AAA, 1, Side.SELL, order["price"], 0, 100, 95)
+    rig.core.restore(image)
+    rig.core.hold_drained()
+    nxt = rig.session(1)
+    rig.poll()
+    assert _exec_ids(nxt.events()) == execs
