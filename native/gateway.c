@@ -458,16 +458,29 @@ static uint32_t heir_of(const ts_gateway *gw, uint32_t account, uint32_t leaving
 }
 
 int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id) {
+    return ts_gateway_remove_session_unread(gw, session_id, NULL, 0);
+}
+
+int ts_gateway_remove_session_unread(ts_gateway *gw, int64_t session_id, const ts_event *taken,
+                                     uint64_t n) {
+    if (n && !taken) return TS_GW_ERR_ARGUMENT;
     control_lock(gw);
     uint32_t slot;
     gw_session *s = session_of(gw, session_id, &slot);
     int rc = s ? TS_GW_OK : TS_GW_ERR_UNKNOWN;
     gw_account *acc = s ? &gw->accounts[s->account] : NULL;
-    if (acc && acc->replay_to == slot) {
-        /* its account's held events are not all out yet: the account's other session
-         * gets the rest, or its next one */
-        acc->replay_to = heir_of(gw, s->account, slot);
-        if (acc->replay_to == GW_NONE) gw->replays_due--;
+    /* who gets the account's held events and the session's orders: the other session
+     * the held events already go to, else the one with the lowest slot (so an order's
+     * events, held or not, go to one session) */
+    uint32_t heir = GW_NONE;
+    if (acc) {
+        heir = acc->replay_to != GW_NONE && acc->replay_to != slot ? acc->replay_to
+                                                                   : heir_of(gw, s->account, slot);
+        const int was_due = acc->replay_to != GW_NONE;
+        /* what its client never read goes ahead of anything held after it */
+        gw_hold_unread(gw, slot, taken, n);
+        acc->replay_to = acc->held_n != acc->held_sent ? heir : GW_NONE;
+        gw->replays_due += (acc->replay_to != GW_NONE) - was_due;
     }
     if (s && s->cancel_on_disconnect) {
         /* cancels newest first, whatever order the list got into through take-overs */
@@ -497,7 +510,6 @@ int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id) {
         free(list);
     } else if (s) {
         /* the orders stay the account's: its other session, or its next one, takes them */
-        uint32_t heir = heir_of(gw, s->account, slot);
         while (s->head != GW_NONE) {
             uint32_t idx = s->head;
             if (heir != GW_NONE) {

@@ -107,6 +107,9 @@ typedef struct ts_gateway_stats {
     uint64_t events_held_restored; /* held events an earlier gateway left in the log */
     uint64_t events_held_volatile; /* held in memory only: the log was full (or no slot) */
     uint64_t recovery_duplicates;  /* drained events the log held already: not kept again */
+    uint64_t events_unread_held;   /* events a session's client had not read when the session
+                                    * ended: held for the account's next session */
+    uint64_t events_unread_dropped; /* of those, beyond the account's TS_GW_HELD_EVENTS */
     uint64_t rejects[64];
 } ts_gateway_stats;
 
@@ -153,14 +156,29 @@ int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inb
 /* Detach a session: its rings are no longer touched once this returns. With
  * cancel_on_disconnect each of its live orders gets a CANCEL to its shard (newest first)
  * and later events of those orders update the account but are dropped. Without it, its
- * orders belong to the account still: the account's other live session with the lowest
- * slot takes them over, or, if there is none, the account's next session does when it is
- * added; until then their events update the account and are kept (up to
- * TS_GW_HELD_EVENTS, then dropped and counted in events_orphaned) for that session, which
- * gets them first, in order, before any newer event of those orders. A session may also
- * cancel or replace (by client id) any live order of its account, and takes it over by
- * doing so: client order ids are unique per account among its live orders. */
+ * orders belong to the account still: the account's other live session takes them over
+ * (the one its held events go to, if one does; else the one with the lowest slot), or, if
+ * there is none, the account's next session does when it is added; until then their
+ * events update the account and are kept (up to TS_GW_HELD_EVENTS, then dropped and
+ * counted in events_orphaned) for that session, which gets them first, in order, before
+ * any newer event of those orders. A session may also cancel or replace (by client id)
+ * any live order of its account, and takes it over by doing so: client order ids are
+ * unique per account among its live orders.
+ * Unread events: whatever the session's client had not taken from its outbound ring (from
+ * the consumer's index to the gateway's), and what the pump had routed to it but not yet
+ * pushed, become held events of the account too -- ahead of every event held after them,
+ * in their order, through the held-events log like any held event -- whatever the
+ * cancel_on_disconnect (the account's other live session gets them, or its next one).
+ * Beyond TS_GW_HELD_EVENTS pending for the account, the newest of them are dropped
+ * (events_unread_dropped, events_orphaned). A consumer index outside the ring (a client
+ * that wrote garbage into it) gives nothing back. */
 int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id);
+
+/* ts_gateway_remove_session for a caller that consumes the outbound ring itself and had
+ * taken n events out of it that its client never got (a TCP connection that broke before
+ * they were written): they are held first, ahead of what the ring still holds. */
+int ts_gateway_remove_session_unread(ts_gateway *gw, int64_t session_id, const ts_event *taken,
+                                     uint64_t n);
 
 /* Kill switch of one account (account_id > 0) or of all (0): on = 1 blocks new orders
  * and replaces (KILL_SWITCH) and sends MASS_CANCEL for the account (0 = every account)
@@ -232,9 +250,11 @@ int64_t ts_gateway_restore(ts_gateway *gw, const ts_live_order *orders, uint64_t
  * anything it drains, for each account's next session. The guarantee: a held event
  * reaches a session ring of its account, and is lost to no crash of the gateway process;
  * it comes a second time (with the same exec_id) only if the gateway died in the moment
- * between pushing it and marking it. As for every routed event, the push is the hand-over:
- * a session that ends (or a gateway that dies) before its client read its ring takes the
- * unread events with it.
+ * between pushing it and marking it. A session that ends before its client read its ring
+ * gives the unread events back (ts_gateway_remove_session): the account's pending held
+ * events are then written again as one batch, the unread first, and the batch supersedes
+ * the records it repeats only once it is whole. A gateway that dies while its client has
+ * not read its ring takes those events with it (the ring is the client's copy).
  * Order at start: after ts_gateway_attach_ledger and before ts_gateway_drain. */
 
 /* Bytes of held-events log this gateway needs (max_accounts fixes the layout). */

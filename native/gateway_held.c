@@ -22,6 +22,11 @@
  *     store follows the push to the session's ring, so a gateway killed between the two
  *     hands the record to the next session again (the client tells it by its exec_id);
  *     it is never lost;
+ *   - a session that ends with events its client did not read puts them ahead of the
+ *     account's pending held events: the whole pending list is appended again as one
+ *     batch (gw_held_rewrite) whose last record commits it; a reader ignores a batch
+ *     without that record (torn) and, for one with it, every earlier record of its
+ *     account (repeated in the batch), and the mark store that follows says the same;
  *   - emptying the log (all held events delivered) and compacting it (the active half is
  *     full) write the other half, then switch halves with one release store of the
  *     commit word (generation << 1 | half), as a ledger cell commits a trade: a reader
@@ -42,6 +47,8 @@
 #define HELD_VERSION 1
 #define REC_RAW 1u /* drained: a REJECTED's DONE flag is settled by the restore; the
                     * exchange order id rides in contra_order_id */
+#define REC_BATCH 2u  /* one of a batch written by gw_held_rewrite ... */
+#define REC_COMMIT 4u /* ... its last record, which makes it count (`batch`: its size) */
 
 typedef struct gw_held_header {
     uint64_t magic;
@@ -65,8 +72,8 @@ typedef struct gw_held_record {
     uint32_t account_id;
     uint64_t gen;
     uint64_t seq;
-    uint32_t flags; /* REC_RAW */
-    uint32_t _pad0;
+    uint32_t flags; /* REC_RAW, REC_BATCH, REC_COMMIT */
+    uint32_t batch; /* REC_COMMIT: the records of its batch, itself included */
     ts_event ev;
 } gw_held_record;
 
@@ -136,7 +143,8 @@ static void switch_half(ts_gateway *gw, int keep) {
 
 /* Append one record; its seq, or 0 when it cannot be kept durably (no log, the account
  * has no mark slot, or the log is full of undelivered records). */
-static uint64_t append(ts_gateway *gw, uint32_t account, const ts_event *ev, uint32_t flags) {
+static uint64_t append(ts_gateway *gw, uint32_t account, const ts_event *ev, uint32_t flags,
+                       uint32_t batch) {
     struct gw_held_log *l = gw->held_log;
     if (!l || gw->accounts[account].hslot == GW_NONE) return 0;
     if (l->n == TS_GW_HELD_LOG) switch_half(gw, 1);
@@ -146,7 +154,7 @@ static uint64_t append(ts_gateway *gw, uint32_t account, const ts_event *ev, uin
     r->gen = gen_of(l->h);
     r->seq = l->next_seq;
     r->flags = flags;
-    r->_pad0 = 0;
+    r->batch = batch;
     r->ev = *ev;
     r->crc = record_crc(r);
     l->n++;
@@ -154,13 +162,13 @@ static uint64_t append(ts_gateway *gw, uint32_t account, const ts_event *ev, uin
 }
 
 uint64_t gw_held_append(ts_gateway *gw, uint32_t account, const ts_event *ev) {
-    uint64_t seq = append(gw, account, ev, 0);
+    uint64_t seq = append(gw, account, ev, 0, 0);
     if (!seq && gw->held_log) gw->st.events_held_volatile++;
     return seq;
 }
 
 uint64_t gw_held_append_drained(ts_gateway *gw, uint32_t account, const ts_event *ev) {
-    uint64_t seq = append(gw, account, ev, REC_RAW);
+    uint64_t seq = append(gw, account, ev, REC_RAW, 0);
     if (!seq && gw->held_log) gw->st.events_held_volatile++;
     return seq;
 }
@@ -178,6 +186,36 @@ void gw_held_delivered(ts_gateway *gw, uint32_t account, uint64_t last_seq, uint
         l->pending -= count < l->pending ? count : l->pending;
     }
     if (!l->pending && l->n) switch_half(gw, 0); /* everything out: empty the log */
+}
+
+/* A session ended with events its client never read (gw_hold_unread): they go ahead of
+ * the account's pending held events, whose records are already in the log behind them.
+ * Records are delivered in seq order (the mark), so the whole pending list is written
+ * again as one contiguous batch and the old records are superseded -- by the mark, and,
+ * should the gateway die before that store, by the batch's commit record (see attach). A
+ * batch cut short by a crash has no commit and is ignored: the old records stand. The
+ * batch never straddles a compaction: its room is made before it starts. */
+int gw_held_rewrite(ts_gateway *gw, uint32_t account, const ts_event *evs, uint64_t *seqs,
+                    uint32_t n_new, uint32_t n) {
+    struct gw_held_log *l = gw->held_log;
+    if (!l || !n) return 0;
+    uint32_t slot = gw->accounts[account].hslot;
+    if (slot != GW_NONE && l->n + n > TS_GW_HELD_LOG) switch_half(gw, 1);
+    if (slot == GW_NONE || l->n + n > TS_GW_HELD_LOG) {
+        gw->st.events_held_volatile += n_new;
+        return 0;
+    }
+    uint64_t old_durable = 0;
+    for (uint32_t i = n_new; i < n; i++) old_durable += seqs[i] != 0;
+    const uint64_t first = l->next_seq;
+    for (uint32_t i = 0; i < n; i++)
+        seqs[i] = append(gw, account, &evs[i], REC_BATCH | (i + 1 == n ? REC_COMMIT : 0),
+                         i + 1 == n ? n : 0);
+    l->pending += n;
+    l->pending -= old_durable < l->pending ? old_durable : l->pending;
+    /* every record of the account below the batch is delivered or repeated in it */
+    STORE_RELEASE(l->marks[slot].delivered, first - 1);
+    return 1;
 }
 
 /* A mark slot for the account: its own from an earlier gateway, else a free one. */
@@ -281,15 +319,38 @@ int64_t ts_gateway_attach_held(ts_gateway *gw, void *mem, uint64_t size) {
     while (n < TS_GW_HELD_LOG && recs[n].gen == gen && recs[n].seq > last &&
            recs[n].crc == record_crc(&recs[n]))
         last = recs[n++].seq;
-    l->n = n;
     for (uint32_t i = 0; i < l->h->mark_slots; i++)
         if (l->marks[i].delivered > last) last = l->marks[i].delivered;
+    /* next_seq is above every valid record, also those of a torn batch dropped next: a
+     * record written over one of them has a larger seq than those left behind it, so a
+     * reader stops there */
     l->next_seq = last + 1;
+    /* a batch without its commit record (the gateway died writing it) does not count */
+    uint32_t open = GW_NONE;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!(recs[i].flags & REC_BATCH)) continue;
+        if (open == GW_NONE) open = i;
+        if (recs[i].flags & REC_COMMIT) open = GW_NONE;
+    }
+    if (open != GW_NONE) n = open;
+    l->n = n;
+    /* a committed batch repeats every undelivered record of its account before it */
+    uint32_t *cut = calloc(gw->n_accounts ? gw->n_accounts : 1, sizeof *cut);
+    if (!cut) {
+        rc = TS_GW_ERR_NOMEM;
+        goto out;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (!(recs[i].flags & REC_COMMIT)) continue;
+        uint32_t a = gw_keymap_get(&gw->account_map, recs[i].account_id);
+        if (a != GW_NONE) cut[a] = i + 1 >= recs[i].batch ? i + 1 - recs[i].batch : 0;
+    }
     uint64_t cap = 16;
     while (cap < 2 * (uint64_t)n) cap <<= 1;
     l->seen = calloc(cap, sizeof *l->seen);
     l->seen_mask = cap - 1;
     if (!l->seen) {
+        free(cut);
         rc = TS_GW_ERR_NOMEM;
         goto out;
     }
@@ -304,13 +365,16 @@ int64_t ts_gateway_attach_held(ts_gateway *gw, void *mem, uint64_t size) {
     for (uint32_t i = 0; i < n; i++) {
         const gw_held_record *r = &recs[i];
         if (r->seq <= mark_of(gw, r->account_id)) continue;
-        if (gw_keymap_get(&gw->account_map, r->account_id) == GW_NONE) continue;
+        uint32_t a = gw_keymap_get(&gw->account_map, r->account_id);
+        if (a == GW_NONE || i < cut[a]) continue;
         if (gw_keep_drained(gw, &r->ev, r->seq, r->flags & REC_RAW) < 0) {
+            free(cut);
             rc = TS_GW_ERR_NOMEM;
             goto out;
         }
         rc++;
     }
+    free(cut);
     gw->st.events_held_restored += (uint64_t)rc;
 out:
     pthread_mutex_unlock(&gw->lock);

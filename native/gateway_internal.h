@@ -203,6 +203,9 @@ int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev); /* 0: 
 int gw_keep_held(ts_gateway *gw, uint32_t account, const ts_event *ev, uint64_t seq);
 int gw_held_buffer(gw_account *acc); /* the account's held-event buffer; 0: no memory */
 uint64_t gw_replay_held(ts_gateway *gw);
+/* a leaving session's unread events (the caller's `taken`, its ring, its stage) become
+ * the account's held events, ahead of those pending (remove_session, a control call) */
+void gw_hold_unread(ts_gateway *gw, uint32_t slot, const ts_event *taken, uint64_t n_taken);
 void gw_index_client(ts_gateway *gw, uint32_t idx);
 void gw_unindex_client(ts_gateway *gw, uint32_t idx);
 uint32_t gw_order_alloc(ts_gateway *gw, uint32_t session);
@@ -225,6 +228,11 @@ void gw_held_kept(ts_gateway *gw, uint64_t seq); /* a record now held in memory 
  * (count 0: only empty the log if nothing in it is waiting) */
 void gw_held_delivered(ts_gateway *gw, uint32_t account, uint64_t last_seq, uint64_t count);
 void gw_held_note_account(ts_gateway *gw, uint32_t account);
+/* write the account's whole pending list evs[0..n) again as one batch that supersedes
+ * its undelivered records (the first n_new are new: seqs[n_new..n) are the old records');
+ * 1 with seqs[] the new records, 0 when it cannot be written (seqs untouched) */
+int gw_held_rewrite(ts_gateway *gw, uint32_t account, const ts_event *evs, uint64_t *seqs,
+                    uint32_t n_new, uint32_t n);
 int gw_held_seen(const ts_gateway *gw, const ts_event *ev); /* a drained event in the log */
 void gw_held_forget_seen(ts_gateway *gw);
 void gw_held_free(ts_gateway *gw);

@@ -151,3 +151,79 @@ uint64_t gw_replay_held(ts_gateway *gw) {
     }
     return moved;
 }
+
+/* The records of a session's outbound ring its client has not taken (the consumer's
+ * index to ours): the gateway produced them and the ring is its memory, so it can read
+ * them back. A client whose session the gateway ends while it still runs may take some
+ * of them now or later (its mapping of the ring outlives the session): those come twice,
+ * with the same exec_id. */
+static uint64_t ring_unread(ts_ring *out, ts_event *dst, uint64_t max, int count_only) {
+    ts_ring_info info;
+    ts_ring_read_info(out, &info);
+    const uint64_t n = info.head - info.tail;
+    /* a tail outside [head - capacity, head]: the client wrote garbage into its index */
+    if (info.tail > info.head || n > info.capacity || info.slot_size != sizeof(ts_event)) return 0;
+    if (count_only) return n;
+    const ts_event *slots = (const ts_event *)((const char *)out + TS_RING_HEADER_SIZE);
+    const uint64_t k = n < max ? n : max;
+    for (uint64_t i = 0; i < k; i++) dst[i] = slots[(info.tail + i) & (info.capacity - 1)];
+    return k;
+}
+
+/* What a leaving session's client never got -- the caller's `taken` (drained from the
+ * ring, never delivered), the ring's unread records, the stage the pump could not push,
+ * in that order, which is the order they were routed in -- becomes the account's held
+ * events ahead of those pending (which were routed after them, or are the account's
+ * other orders'), up to TS_GW_HELD_EVENTS in all; the rest, the newest, are dropped and
+ * counted. In the log, the whole pending list is written again as one batch. A control
+ * call under the lock (remove_session): the pump, which routes only inside a pass, sees
+ * the session and then the held events, never both. */
+void gw_hold_unread(ts_gateway *gw, uint32_t slot, const ts_event *taken, uint64_t n_taken) {
+    gw_session *s = &gw->sessions[slot];
+    gw_account *acc = &gw->accounts[s->account];
+    const uint64_t in_ring = ring_unread(s->out, NULL, 0, 1);
+    const uint64_t staged = s->staged - s->stage_sent;
+    const uint64_t total = n_taken + in_ring + staged;
+    if (!total) return;
+    if (!gw_held_buffer(acc)) {
+        gw->st.events_unread_dropped += total;
+        gw->st.events_orphaned += total;
+        return;
+    }
+    const uint32_t pending = acc->held_n - acc->held_sent;
+    const uint64_t room = TS_GW_HELD_EVENTS - pending;
+    const uint32_t keep = (uint32_t)(total < room ? total : room);
+    if (!keep) { /* the account's held events fill its cap: nothing more fits */
+        gw->st.events_unread_dropped += total;
+        gw->st.events_orphaned += total;
+        return;
+    }
+    const uint32_t n = keep + pending;
+    ts_event *evs = malloc((size_t)n * sizeof *evs);
+    uint64_t *seqs = malloc((size_t)n * sizeof *seqs);
+    if (!evs || !seqs) abort(); /* a control call: out of memory here is fatal */
+    uint64_t k = n_taken < keep ? n_taken : keep;
+    if (k) memcpy(evs, taken, k * sizeof *evs);
+    k += ring_unread(s->out, evs + k, keep - k, 0);
+    const uint64_t from_stage = keep - k < staged ? keep - k : staged;
+    if (from_stage) memcpy(evs + k, s->stage + s->stage_sent, from_stage * sizeof *evs);
+    k += from_stage;
+    /* k < keep only if the client moved its index back meanwhile: hold what was read */
+    memset(seqs, 0, k * sizeof *seqs);
+    memcpy(evs + k, acc->held + acc->held_sent, (size_t)pending * sizeof *evs);
+    memcpy(seqs + k, acc->held_seq + acc->held_sent, (size_t)pending * sizeof *seqs);
+    const uint32_t m = (uint32_t)k + pending;
+    gw_held_rewrite(gw, s->account, evs, seqs, (uint32_t)k, m); /* else: the new ones in
+                                                                  * memory only, counted */
+    memcpy(acc->held, evs, (size_t)m * sizeof *evs);
+    memcpy(acc->held_seq, seqs, (size_t)m * sizeof *seqs);
+    acc->held_sent = 0;
+    acc->held_n = m;
+    s->staged = s->stage_sent = 0;
+    gw->st.events_held += k;
+    gw->st.events_unread_held += k;
+    gw->st.events_unread_dropped += total - k;
+    gw->st.events_orphaned += total - k;
+    free(evs);
+    free(seqs);
+}

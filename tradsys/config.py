@@ -81,6 +81,9 @@ class GatewaySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     max_sessions: int = 256
     heartbeat_ms: int = 1000
     login_timeout_ms: int = 2000
+    # TCP: events a session that acknowledges (ACK, docs/protocol.md) may have sent and
+    # not acknowledged; at this many the gateway sends it no more until it does
+    tcp_unacked_max: int = 65536
     # the native pump (tradsys.gateway.GatewayCore): tables sized once at start
     max_accounts: int = 1024
     max_live_orders: int = 262144
@@ -304,6 +307,8 @@ def _problems(config: Config) -> list[str]:
     for key in ("max_sessions", "max_accounts", "max_live_orders", "pump_batch"):
         if not 0 < getattr(g, key) < 2**31:
             out.append(f"gateway.{key} must be in 1..2^31-1")
+    if not 0 < g.tcp_unacked_max < 2**31:
+        out.append("gateway.tcp_unacked_max must be in 1..2^31-1")
     if not 0 <= g.clock_tick_us < 2**31:
         out.append("gateway.clock_tick_us must be in 0..2^31-1 (0: no clock ticks)")
     if not 0 <= g.yield_every_us < 2**31:

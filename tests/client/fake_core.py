@@ -9,6 +9,7 @@ import itertools
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,7 @@ class FakeCore:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.removed: list[int] = []
+        self.unread: list[tuple[int, np.ndarray[Any, Any]]] = []  # handed to remove_session
         self.commands = 0
 
     def add_session(
@@ -59,8 +61,10 @@ class FakeCore:
             )
             return sid
 
-    def remove_session(self, session_id: int) -> None:
+    def remove_session(self, session_id: int, unread: Any = None) -> None:
         with self._lock:
+            if unread is not None:
+                self.unread.append((session_id, unread.copy()))
             s = self.sessions.pop(session_id)
             self.removed.append(session_id)
             if s.cancel_on_disconnect:

@@ -128,6 +128,7 @@ def test_remove_session_cancel_on_disconnect(
     rig.answer(0, EventKind.ACCEPTED, a)
     rig.answer(0, EventKind.CANCELLED, a, reason=1)  # a is finished before the disconnect
     rig.poll()
+    assert len(s.events()) == 2  # read: nothing unread to hold (tests/gateway/test_unread*)
     rig.core.remove_session(s.id)
     rig.answer(0, EventKind.ACCEPTED, b)
     rig.poll()

@@ -32,6 +32,7 @@ from tradsys.protocols.binary import (
     decode_accepted,
     decode_reason,
     decode_symbols,
+    encode_ack,
     encode_empty,
     encode_login,
     encode_records,
@@ -41,6 +42,8 @@ from tradsys.ring import Ring, WaitStrategy
 Records = np.ndarray[Any, Any]
 LAYOUT = {"slot_size": wire.RECORD_SIZE, "layout_version": wire.LAYOUT_VERSION}
 POLL_BATCH = 4096
+# TCP: acknowledge (ACK) once this many events are processed, and at each heartbeat tick
+ACK_EVERY = 1024
 NO_EVENTS = np.zeros(0, wire.EVENT_DTYPE)
 
 
@@ -185,7 +188,13 @@ class ColocatedTransport:
 
 class TcpTransport:
     """The binary protocol over TCP: COMMANDS frames out, EVENTS frames in, numbered and
-    checked; a heartbeat thread keeps an idle session alive."""
+    checked; a heartbeat thread keeps an idle session alive.
+
+    Events are acknowledged (ACK, ``docs/protocol.md``) once processed: a batch :meth:`poll`
+    returned counts as processed at the next call (the caller is done with it; the array is
+    valid until then), and the ACK goes every ACK_EVERY events and at each heartbeat tick.
+    The gateway keeps what is not acknowledged for the account's next session should this
+    one end, so a client that dies with events unread in its socket loses none."""
 
     def __init__(self, host: str, port: int, account_id: int, api_key: str, timeout: float = 5.0):
         try:
@@ -207,7 +216,10 @@ class TcpTransport:
         self._last_sent = time.monotonic()
         self._closed = False
         self._ended: str | None = None
-        self._pending: list[Records] = []
+        self._pending: list[tuple[Records, int]] = []  # decoded, not yet returned: last seq
+        self._returned = self.next_event_seq - 1  # seq of the last event poll returned
+        self._processed = self._returned  # ... and of the last one the caller is done with
+        self._acked = self._returned
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeats, daemon=True, name="tradsys-hb")
         self._beat.start()
@@ -218,9 +230,27 @@ class TcpTransport:
 
     def _heartbeats(self) -> None:
         while not self._stop.wait(self.heartbeat_s / 2):
-            if time.monotonic() - self._last_sent >= self.heartbeat_s / 2:
-                with contextlib.suppress(OSError, Disconnected):
+            with contextlib.suppress(OSError, Disconnected):
+                if self._processed > self._acked:
+                    self._ack(self._processed)
+                elif time.monotonic() - self._last_sent >= self.heartbeat_s / 2:
                     self._sendall(encode_empty(MessageType.HEARTBEAT))
+
+    def _ack(self, seq: int) -> None:
+        """ACK ``seq`` unless one as high went already (both threads send them)."""
+        with self._send_lock:
+            if seq <= self._acked or self._closed:
+                return
+            try:
+                self.sock.sendall(encode_ack(seq))
+            except OSError as exc:
+                raise Disconnected(f"the gateway connection broke: {exc}") from None
+            self._acked = seq
+            self._last_sent = time.monotonic()
+
+    def _returning(self, records: Records, last_seq: int) -> Records:
+        self._returned = last_seq
+        return records
 
     def _sendall(self, data: bytes | None, records: Records | None = None) -> None:
         """Write one frame (or, with ``records``, one COMMANDS frame numbered here: the
@@ -246,8 +276,15 @@ class TcpTransport:
 
     def poll(self, timeout: float) -> Records:
         """Events that arrived, in order (empty on timeout); Disconnected on END or EOF."""
+        self._processed = self._returned  # the caller is done with the last batch
+        if self._processed - self._acked >= ACK_EVERY and not self._ended:
+            with contextlib.suppress(Disconnected):
+                self._ack(self._processed)
+        return self._poll(timeout)
+
+    def _poll(self, timeout: float) -> Records:
         if self._pending:
-            return self._pending.pop(0)
+            return self._returning(*self._pending.pop(0))
         if self._ended:
             raise Disconnected(self._ended)
         deadline = time.monotonic() + timeout
@@ -270,7 +307,7 @@ class TcpTransport:
             self.buf.advance(n)
 
     def _decode(self) -> Records | None:
-        out: list[Records] = []
+        out: list[tuple[Records, int]] = []
         try:
             for frame in self.buf.frames():
                 if frame.type == MessageType.EVENTS:
@@ -281,7 +318,7 @@ class TcpTransport:
                         raise Disconnected(self._ended)
                     recs = self.buf.records(frame, wire.EVENT_DTYPE).copy()
                     self.next_event_seq += len(recs)
-                    out.append(recs)
+                    out.append((recs, self.next_event_seq - 1))
                 elif frame.type == MessageType.END:
                     reason, text = decode_reason(self.buf.body(frame))
                     self._ended = f"the gateway ended the session ({reason}): {text}"
@@ -293,18 +330,21 @@ class TcpTransport:
             self._ended = f"the gateway sent a malformed frame: {exc}"
         if out:
             self._pending.extend(out[1:])
-            return out[0]
+            return self._returning(*out[0])
         if self._ended:
             raise Disconnected(self._ended)
         return None
 
     def logout(self, timeout: float = 2.0) -> None:
-        """Ask the gateway to end the session, and read until it does."""
+        """Ask the gateway to end the session, and read until it does (what it sends
+        meanwhile is not returned, so not acknowledged: kept for the next session)."""
         with contextlib.suppress(Disconnected):
+            self._processed = self._returned
+            self._ack(self._processed)
             self._sendall(encode_empty(MessageType.LOGOUT))
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                self.poll(deadline - time.monotonic())
+                self._poll(deadline - time.monotonic())
 
     def close(self) -> None:
         if self._closed:

@@ -101,6 +101,7 @@ class GatewayServer:
             gw.heartbeat_ms / 1000,
             gw.login_timeout_ms / 1000,
             directory=directory,
+            unacked_max=gw.tcp_unacked_max,
         )
         self.gc = GcMonitor()
         self.unix_path = unix_socket_path(config)
@@ -168,6 +169,10 @@ class GatewayServer:
             "protocol_errors": tcp.protocol_errors,
             "heartbeat_timeouts": tcp.heartbeat_timeouts,
             "local_rejects": tcp.local_rejects,
+            "tcp_unsent_held": tcp.unsent_held,
+            "tcp_writes_paused": sum(c.write_paused for c in tcp.connections),
+            "tcp_acks": tcp.acks,
+            "tcp_bad_acks": tcp.bad_acks,
             "gc": self.gc.stats(),
         }
         core_stats = getattr(self.core, "stats", None)

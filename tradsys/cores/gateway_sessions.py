@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+import numpy as np
 
 from tradsys.config import AccountSection
 from tradsys.cores.gateway_auth import LoginRefusedError
@@ -37,7 +39,9 @@ class SessionCore(Protocol):
         cancel_on_disconnect: bool | None = None,
     ) -> int: ...
 
-    def remove_session(self, session_id: int) -> None: ...
+    def remove_session(
+        self, session_id: int, unread: np.ndarray[Any, Any] | None = None
+    ) -> None: ...
 
 
 @dataclass
@@ -89,9 +93,12 @@ class SessionTable:
         self.opened += 1
         return session
 
-    def close(self, session: OpenSession) -> None:
-        """Deregister (the core cancels its orders if configured) and unlink the rings'
-        names at once, so nothing of the session is left in /dev/shm. Idempotent.
+    def close(self, session: OpenSession, unread: np.ndarray[Any, Any] | None = None) -> None:
+        """Deregister (the core cancels its orders if configured, and holds what the
+        client did not read -- ``unread``, EVENT records taken from the outbound ring and
+        never delivered, then what the ring holds -- for the account's next session) and
+        unlink the rings' names at once, so nothing of the session is left in /dev/shm.
+        Idempotent.
 
         The memory itself (and the session's eventfd) is released only once the pump has
         finished RETIRE_AFTER_PASSES passes since (see :meth:`reap`). The core promises
@@ -104,7 +111,10 @@ class SessionTable:
         session.closed = True
         self.live.pop(session.session_id, None)
         try:
-            self.core.remove_session(session.session_id)
+            if unread is not None and len(unread):
+                self.core.remove_session(session.session_id, unread)
+            else:
+                self.core.remove_session(session.session_id)
         finally:
             unlink_quietly([session.rings.inbound.name, session.rings.outbound.name])
             self.closed += 1

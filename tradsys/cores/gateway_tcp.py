@@ -7,6 +7,19 @@ the session's inbound ring in one C call. A full ring is backpressure: the rest 
 batch waits, reading pauses, and TCP flow control slows the client. Events come back when
 the gateway core signals the session's eventfd: the outbound ring is drained in batches
 into one EVENTS frame each, numbered with the session's event sequence.
+
+Events the client may not have got are not lost when its session ends (issue 5,
+``docs/protocol.md``, "Nothing acknowledged is lost"): an EVENTS frame stays in
+:attr:`TcpSession.sent` until the client has it. For a client that acknowledges (ACK:
+the highest EVENTS seq it has processed), until an ACK covers it: whenever the session
+ends, the events above the last ACK go back to the core ahead of whatever is still in the
+outbound ring, and the account's next session gets them first; at ``unacked_max``
+unacknowledged events the session is sent no more until an ACK comes (flow control, as
+for a full socket). For a client that never acknowledged, until the transport has
+written it to the socket (its write buffer shrank past it), and only a broken connection
+(``connection_lost`` with an error: the transport drops its buffer) hands them back. A
+session the gateway ends for any reason but LOGOUT stops draining the ring: what is left
+there is held the same way, not pushed at a client that may be gone.
 """
 
 from __future__ import annotations
@@ -16,6 +29,7 @@ import contextlib
 import logging
 import os
 import struct
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -26,6 +40,7 @@ from tradsys import wire
 from tradsys.cores.gateway_auth import Credentials, LoginRefusedError
 from tradsys.cores.gateway_sessions import OpenSession, SessionTable
 from tradsys.protocols.binary import (
+    HEADER_SIZE,
     MAX_RECORDS_PER_FRAME,
     Accepted,
     EndReason,
@@ -53,11 +68,13 @@ _FIRST_KIND, _LAST_KIND = int(CLIENT_KINDS[0]), int(CLIENT_KINDS[-1])
 # plain ints: comparing with IntEnum members costs a method call per frame
 _LOGIN, _COMMANDS = int(MessageType.LOGIN), int(MessageType.COMMANDS)
 _HEARTBEAT, _LOGOUT = int(MessageType.HEARTBEAT), int(MessageType.LOGOUT)
+_ACK = int(MessageType.ACK)
 _ACCOUNT = struct.Struct("<I")
 _ACCOUNT_OFFSET = 12  # of COMMAND_DTYPE's account_id (tests/test_wire.py holds the layout)
 RECORD_SIZE = wire.RECORD_SIZE
 MISSED_HEARTBEATS = 3  # a peer silent this many intervals is gone
 BACKLOG_RETRY_S = 0.0005
+NOTE_EVERY = 16  # frames between looks at what the transport has written (legacy clients)
 
 
 @dataclass
@@ -75,6 +92,10 @@ class TcpEdge:
     logins_refused: int = 0
     heartbeat_timeouts: int = 0
     local_rejects: int = 0
+    unacked_max: int = 65536  # [gateway] tcp_unacked_max
+    unsent_held: int = 0  # events of frames not known delivered, held at session end
+    acks: int = 0
+    bad_acks: int = 0
 
     def factory(self) -> Callable[[], TcpSession]:
         return lambda: TcpSession(self)
@@ -108,6 +129,16 @@ class TcpSession(asyncio.BufferedProtocol):
         self.last_heard = self.last_sent = self.loop.time()
         self.login_timer: asyncio.TimerHandle | None = None
         self.peer = ""
+        # EVENTS frames handed to the transport, (first event seq, frame), kept while they
+        # may be owed to the client (see the module's docstring): until acknowledged, and
+        # for a client that has not acknowledged yet, until written and unacked_max old
+        self.sent: deque[tuple[int, bytes]] = deque()
+        # those not known written to the socket: (bytes handed over up to its end, last seq)
+        self.unwritten: deque[tuple[int, int]] = deque()
+        self.handed = 0
+        self.written_seq = 0  # the last event seq known written to the socket
+        self.acking = False  # the client has sent an ACK: it acknowledges what it processed
+        self.acked = 0  # the highest EVENTS seq it acknowledged
 
     # ---- connection lifecycle --------------------------------------------------------
 
@@ -126,7 +157,14 @@ class TcpSession(asyncio.BufferedProtocol):
         if self.efd >= 0:
             self.loop.remove_reader(self.efd)
         if self.session is not None:
-            self.edge.table.close(self.session)  # it closes the eventfd when safe
+            # with an error the transport dropped its buffer: the events of frames it had
+            # not written are the client's still (without one, it wrote all before closing)
+            # (an acknowledging client: everything it did not acknowledge, however it ended)
+            after = self.acked if self.acking else self.written_seq if exc is not None else None
+            unread = None if after is None else self._events_after(after)
+            if unread is not None:
+                self.edge.unsent_held += len(unread)
+            self.edge.table.close(self.session, unread)  # it closes the eventfd when safe
             self.efd = -1
             log.info(
                 "tcp session %d (account %d, %s) closed",
@@ -147,14 +185,85 @@ class TcpSession(asyncio.BufferedProtocol):
         self.transport.write(data)
         self.last_sent = self.loop.time()
 
+    def _send_events(self, frame: bytes, n: int) -> None:
+        """An EVENTS frame of n events, kept in :attr:`sent` while it may be owed."""
+        self._send(frame)
+        self.handed += len(frame)
+        self.sent.append((self.next_event_seq, frame))
+        if not self.acking:
+            unwritten = self.unwritten
+            unwritten.append((self.handed, self.next_event_seq + n - 1))
+            # looked at every NOTE_EVERY frames (and each tick): the bookkeeping stays off
+            # the per-frame path, and a stale look only holds more (never less) at a break
+            if len(unwritten) >= NOTE_EVERY:
+                self._note_written()
+
+    def _note_written(self) -> None:
+        """Note what the transport has written to the socket: everything handed over but
+        what its write buffer still holds. Only while it is open (one that broke reports
+        an empty buffer whatever it dropped); a frame written since the last look counts
+        as unwritten, so more is held than needed, never less (a repeat has its exec_id).
+        Frames written and unacked_max events old are forgotten: a client that starts
+        acknowledging later can name nothing older."""
+        if self.acking or self.transport is None or self.transport.is_closing():
+            return
+        written = self.handed - self.transport.get_write_buffer_size()
+        unwritten = self.unwritten
+        while unwritten and unwritten[0][0] <= written:
+            self.written_seq = unwritten.popleft()[1]
+        oldest = self.next_event_seq - self.edge.unacked_max
+        self._forget(min(self.written_seq, oldest - 1))
+
+    def _forget(self, seq: int) -> None:
+        """Drop the frames whose every event is at or below seq."""
+        sent = self.sent
+        while sent and sent[0][0] + (len(sent[0][1]) - HEADER_SIZE) // RECORD_SIZE <= seq + 1:
+            sent.popleft()
+
+    def _on_ack(self, seq: int) -> None:
+        """The client has processed every event up to ``seq``: those frames are its."""
+        last_sent = self.next_event_seq - 1
+        if seq > last_sent or seq < self.acked:
+            self.edge.bad_acks += 1
+            why = "beyond the last event sent" if seq > last_sent else "below an earlier ACK"
+            self.end(EndReason.BAD_ACK, f"ACK seq {seq} is {why} ({last_sent}, {self.acked})")
+            return
+        self.edge.acks += 1
+        self.acking = True
+        self.unwritten.clear()
+        self.acked = seq
+        self._forget(seq)
+        self._drain_events()  # the window may have been full
+
+    def _events_after(self, seq: int) -> np.ndarray[Any, Any] | None:
+        """The EVENT records above seq of the frames kept, oldest first."""
+        parts = []
+        for first, frame in self.sent:
+            recs = np.frombuffer(frame, wire.EVENT_DTYPE, offset=HEADER_SIZE)
+            if first + len(recs) - 1 > seq:
+                parts.append(recs[max(0, seq + 1 - first) :])
+        self.sent.clear()
+        self.unwritten.clear()
+        if not parts:
+            return None
+        out = np.zeros(sum(len(p) for p in parts), wire.EVENT_DTYPE)  # the padded layout
+        at = 0
+        for p in parts:
+            out[at : at + len(p)] = p
+            at += len(p)
+        return out
+
     def end(self, reason: EndReason, text: str) -> None:
-        """Send END (after every event already routed to us) and close."""
+        """Send END and close: after every event already routed to us for LOGOUT; for any
+        other reason after what was sent already, the rest of the ring being held for
+        the account's next session (the client may be gone)."""
         if self.closing or self.transport is None:
             return
         if self.session is None:
             self._reject(LoginRejectReason.UNAVAILABLE, text)
             return
-        self._drain_events(force=True)
+        if reason == EndReason.LOGOUT:
+            self._drain_events(force=True)
         self.closing = True
         self._send(encode_reason(MessageType.END, reason, text))
         self.transport.close()
@@ -182,6 +291,8 @@ class TcpSession(asyncio.BufferedProtocol):
             self.end(EndReason.HEARTBEAT_TIMEOUT, f"silent for {MISSED_HEARTBEATS} intervals")
         elif now - self.last_sent >= hb:
             self._send(encode_empty(MessageType.HEARTBEAT))
+        if self.unwritten:
+            self._note_written()
 
     # ---- reading -----------------------------------------------------------------------
 
@@ -222,6 +333,8 @@ class TcpSession(asyncio.BufferedProtocol):
                 self._commands(frame)
         elif kind == _HEARTBEAT:
             pass
+        elif kind == _ACK:
+            self._on_ack(frame.seq)
         elif kind == _LOGOUT:
             self.end(EndReason.LOGOUT, "logged out")
         else:
@@ -306,7 +419,7 @@ class TcpSession(asyncio.BufferedProtocol):
         out["reason"] = wire.RejectReason.INVALID_COMMAND
         for name in ("side", "symbol_id", "account_id", "order_id", "price", "quantity"):
             out[name] = bad[name]
-        self._send(encode_records(MessageType.EVENTS, self.next_event_seq, out))
+        self._send_events(encode_records(MessageType.EVENTS, self.next_event_seq, out), len(out))
         self.next_event_seq += len(out)
 
     def _push(self, records: np.ndarray[Any, Any]) -> None:
@@ -340,8 +453,18 @@ class TcpSession(asyncio.BufferedProtocol):
         if self.session is None or self.closing or (self.write_paused and not force):
             return
         pop, out = self.session.rings.outbound.pop_batch, self.events
-        while (n := pop(out)) > 0:
-            self._send(encode_records(MessageType.EVENTS, self.next_event_seq, out[:n]))
+        while True:
+            if self.acking:  # flow control: at most unacked_max unacknowledged
+                room = self.edge.unacked_max - (self.next_event_seq - 1 - self.acked)
+                if room <= 0:
+                    return
+                n = pop(out[:room] if room < len(out) else out)
+            else:
+                n = pop(out)
+            if n <= 0:
+                return
+            frame = encode_records(MessageType.EVENTS, self.next_event_seq, out[:n])
+            self._send_events(frame, n)
             self.next_event_seq += n
             if self.write_paused and not force:
                 return

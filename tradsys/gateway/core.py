@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tradsys._native import ffi, lib
 from tradsys.config import AccountSection, Config
 from tradsys.cores.sched_slice import set_thread_slice
@@ -58,7 +60,7 @@ from tradsys.metrics.latency_segment import (
     shard_segment_name,
 )
 from tradsys.ring import Ring, WaitStrategy, segment_name
-from tradsys.wire import LAYOUT_VERSION, RECORD_SIZE, RejectReason
+from tradsys.wire import EVENT_DTYPE, LAYOUT_VERSION, RECORD_SIZE, RejectReason
 
 log = logging.getLogger("tradsys.gateway")
 
@@ -84,6 +86,8 @@ _STAT_FIELDS = (
     "events_held_restored",
     "events_held_volatile",
     "recovery_duplicates",
+    "events_unread_held",
+    "events_unread_dropped",
     "passes",
     "handoff_yields",
     "commands_in",
@@ -279,11 +283,27 @@ class GatewayCore:
         self._sessions[sid] = _Session(inbound, outbound)
         return int(sid)
 
-    def remove_session(self, session_id: int) -> None:
+    def remove_session(self, session_id: int, unread: np.ndarray[Any, Any] | None = None) -> None:
         """Unplug a session: once this returns the pump never touches its rings or its
         eventfd again (they may be closed at once); its live orders are cancelled if it
-        was cancel-on-disconnect."""
-        _check(lib.ts_gateway_remove_session(self._gw, session_id), f"session {session_id}")
+        was cancel-on-disconnect. What its client never read -- ``unread`` (EVENT records
+        the caller took out of the outbound ring and could not deliver), then what the
+        ring still holds -- is held for the account's next session, ahead of anything
+        routed later (``native/gateway.h``, ts_gateway_remove_session)."""
+        if unread is None or not len(unread):
+            rc = lib.ts_gateway_remove_session(self._gw, session_id)
+        else:
+            # EVENT records in the wire layout (a packed copy of them is converted by field)
+            records = np.ascontiguousarray(
+                unread if unread.dtype == EVENT_DTYPE else unread.astype(EVENT_DTYPE)
+            )
+            rc = lib.ts_gateway_remove_session_unread(
+                self._gw,
+                session_id,
+                ffi.cast("const ts_event *", ffi.from_buffer(records)),
+                len(records),
+            )
+        _check(rc, f"session {session_id}")
         del self._sessions[session_id]
 
     # ---- risk ------------------------------------------------------------------------------

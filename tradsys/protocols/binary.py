@@ -5,7 +5,8 @@ Every frame is a 16-byte header and a body (``docs/protocol.md`` is the referenc
     u32 length   bytes after this field (12 + body length)
     u8  type     one of MessageType
     u8[3]        zero
-    u64 seq      COMMANDS/EVENTS: sequence number of the body's first record; else 0
+    u64 seq      COMMANDS/EVENTS: sequence number of the body's first record; ACK: the
+                 highest EVENTS seq the client has processed; else 0
     body         COMMANDS/EVENTS: n 64-byte records; LOGIN etc.: a fixed layout
 
 The same 64-byte ``COMMAND_DTYPE``/``EVENT_DTYPE`` records that move through the rings
@@ -46,6 +47,7 @@ class MessageType(IntEnum):
     LOGOUT = ord("O")  # client → gateway: end the session cleanly
     END = ord("Z")  # gateway → client: the session ends (reason, text); then close
     SYMBOLS = ord("S")  # gateway → client, right after LOGIN_ACCEPTED: the symbol directory
+    ACK = ord("K")  # client → gateway: every event up to seq is processed (empty body)
 
 
 class LoginRejectReason(IntEnum):
@@ -63,6 +65,7 @@ class EndReason(IntEnum):
     HEARTBEAT_TIMEOUT = 3  # nothing heard for 3 heartbeat intervals
     SHUTDOWN = 4  # the gateway is stopping
     SEQUENCE_GAP = 5  # a COMMANDS frame did not continue the client's sequence
+    BAD_ACK = 6  # an ACK beyond the last event sent, or below an earlier ACK
 
 
 LOGIN_BODY = struct.Struct(f"<II{API_KEY_MAX}s")
@@ -89,6 +92,7 @@ BODY_SIZE: dict[int, int | None] = {
         (MessageType.LOGOUT, 0),
         (MessageType.END, REASON_BODY.size),
         (MessageType.SYMBOLS, None),
+        (MessageType.ACK, 0),
     )
 }
 MAY_BE_EMPTY = {int(MessageType.SYMBOLS)}  # a gateway may trade no symbol at all
@@ -178,6 +182,11 @@ def encode_symbols(symbols: list[SymbolInfo]) -> bytes:
 def encode_empty(kind: MessageType) -> bytes:
     """HEARTBEAT or LOGOUT."""
     return header(kind, 0)
+
+
+def encode_ack(seq: int) -> bytes:
+    """ACK: every EVENTS record up to ``seq`` is processed (the header carries it)."""
+    return header(MessageType.ACK, 0, seq)
 
 
 def encode_records(kind: MessageType, seq: int, records: np.ndarray[Any, Any]) -> bytes:
