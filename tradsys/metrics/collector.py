@@ -183,12 +183,28 @@ GATEWAY_COUNTERS = [
         "handoff_yields",
         "Times the busy pump yielded its CPU after [gateway] yield_every_us.",
     ),
+    (
+        "events_unread_held",
+        "events_unread_held",
+        "Events an ended session's client never read, kept for the account's next session.",
+    ),
+    (
+        "events_unread_dropped",
+        "events_unread_dropped",
+        "Unread events of an ended session dropped at the account's held-events cap.",
+    ),
 ]
 GATEWAY_EDGE_COUNTERS = [
     ("logins_refused", "Logins refused (bad key, bad uid, wrong account, timeout)."),
     ("protocol_errors", "TCP sessions ended for a protocol error."),
     ("heartbeat_timeouts", "TCP sessions ended for silence."),
     ("sessions_opened", "Sessions opened."),
+    (
+        "tcp_unsent_held",
+        "Events not yet written to a broken TCP connection, kept for the next session.",
+    ),
+    ("tcp_acks", "ACKs TCP clients sent (events they processed)."),
+    ("tcp_bad_acks", "TCP sessions ended for an ACK beyond what was sent, or going back."),
 ]
 
 
@@ -221,6 +237,12 @@ def _gateway_families(doc: dict[str, Any]) -> Iterator[Metric]:
     sessions.add_metric(["tcp"], doc.get("tcp_connections", 0))
     sessions.add_metric(["colocated"], doc.get("colocated_connections", 0))
     yield sessions
+    paused = GaugeMetricFamily(
+        "tradsys_gateway_tcp_sessions_paused",
+        "TCP sessions the gateway stopped sending to: tcp_unacked_max events await an ACK.",
+    )
+    paused.add_metric([], doc.get("tcp_writes_paused", 0))
+    yield paused
     live = GaugeMetricFamily("tradsys_gateway_live_orders", "Orders the gateway tracks.")
     live.add_metric([], core.get("live_orders", 0))
     yield live
