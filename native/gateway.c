@@ -617,3 +617,30 @@ int ts_gateway_position(ts_gateway *gw, uint32_t account_id, uint32_t symbol_id,
     control_unlock(gw);
     return a == GW_NONE || k == GW_NONE ? TS_GW_ERR_UNKNOWN : TS_GW_OK;
 }
+
+int64_t ts_gateway_hold_stale_ring(ts_gateway *gw, ts_ring *out) {
+    if (!out) return TS_GW_ERR_ARGUMENT;
+    control_lock(gw);
+    const uint64_t n = gw_ring_unread(out, NULL, 0, 1);
+    ts_event *evs = n ? malloc((size_t)n * sizeof *evs) : NULL;
+    if (n && !evs) abort(); /* a control call: out of memory here is fatal */
+    const uint64_t got = n ? gw_ring_unread(out, evs, n, 0) : 0;
+    /* a session serves one account: its ring's events are that account's (the gateway's
+     * own REJECTED answers included), in the order they were routed */
+    uint32_t id = 0;
+    for (uint64_t i = 0; i < got && !id; i++) id = evs[i].account_id;
+    uint64_t m = 0;
+    for (uint64_t i = 0; i < got; i++)
+        if (evs[i].account_id == id || evs[i].account_id == 0) evs[m++] = evs[i];
+    const uint32_t a = id ? gw_keymap_get(&gw->account_map, id) : GW_NONE;
+    int64_t kept = 0;
+    if (a == GW_NONE) { /* no account, or one no longer configured: nobody to give them to */
+        gw->st.events_unread_dropped += got;
+        gw->st.events_orphaned += got;
+    } else {
+        kept = (int64_t)gw_hold_ahead(gw, a, evs, m, got); /* another account's: dropped */
+    }
+    free(evs);
+    control_unlock(gw);
+    return kept;
+}

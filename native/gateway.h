@@ -236,6 +236,16 @@ uint64_t ts_gateway_drain(ts_gateway *gw, uint32_t max);
  * Returns how many were kept. */
 int64_t ts_gateway_hold_drained(ts_gateway *gw);
 
+/* Before any session: the events a dead gateway had routed to one of its sessions and
+ * that session's client never read -- the outbound ring `out`, which outlives the dead
+ * gateway in /dev/shm, from the consumer's index to the producer's -- become held events
+ * of the session's account, ahead of those already held (from the held-events log: they
+ * were routed later), through the log, up to TS_GW_HELD_EVENTS; the rest, and events of
+ * an account this gateway does not know, are dropped and counted (events_unread_dropped).
+ * The ring is only read. A client still alive may have read some of them meanwhile: they
+ * come again, with their exec_id. Returns how many were kept. */
+int64_t ts_gateway_hold_stale_ring(ts_gateway *gw, ts_ring *out);
+
 /* Before any session: rebuild n live orders from a worker's image. Each belongs to its
  * account (taken over by the account's first session), holds its exposure as a live
  * order does, and gets its client id back from the ledger (without one it is reachable

@@ -206,6 +206,13 @@ uint64_t gw_replay_held(ts_gateway *gw);
 /* a leaving session's unread events (the caller's `taken`, its ring, its stage) become
  * the account's held events, ahead of those pending (remove_session, a control call) */
 void gw_hold_unread(ts_gateway *gw, uint32_t slot, const ts_event *taken, uint64_t n_taken);
+/* evs[0..n) of one account (client ids, oldest first) held ahead of those pending, up to
+ * the cap; total - kept are counted dropped. Returns how many were kept. */
+uint64_t gw_hold_ahead(ts_gateway *gw, uint32_t account, const ts_event *evs, uint64_t n,
+                       uint64_t total);
+/* the unread records of a session's outbound ring (consumer to producer index), up to max
+ * into dst; with count_only, just how many; 0 if the indexes are garbage */
+uint64_t gw_ring_unread(ts_ring *out, ts_event *dst, uint64_t max, int count_only);
 void gw_index_client(ts_gateway *gw, uint32_t idx);
 void gw_unindex_client(ts_gateway *gw, uint32_t idx);
 uint32_t gw_order_alloc(ts_gateway *gw, uint32_t session);

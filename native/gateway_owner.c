@@ -157,7 +157,7 @@ uint64_t gw_replay_held(ts_gateway *gw) {
  * them back. A client whose session the gateway ends while it still runs may take some
  * of them now or later (its mapping of the ring outlives the session): those come twice,
  * with the same exec_id. */
-static uint64_t ring_unread(ts_ring *out, ts_event *dst, uint64_t max, int count_only) {
+uint64_t gw_ring_unread(ts_ring *out, ts_event *dst, uint64_t max, int count_only) {
     ts_ring_info info;
     ts_ring_read_info(out, &info);
     const uint64_t n = info.head - info.tail;
@@ -170,60 +170,65 @@ static uint64_t ring_unread(ts_ring *out, ts_event *dst, uint64_t max, int count
     return k;
 }
 
+/* Hold evs[0..n) (in client ids, oldest first) for the account ahead of its pending held
+ * events (which came after them), up to TS_GW_HELD_EVENTS pending in all; the newest of
+ * them beyond that are dropped and counted (as are total - n that could not be read). In
+ * the log, the whole pending list is written again as one batch. Returns how many were
+ * kept. */
+uint64_t gw_hold_ahead(ts_gateway *gw, uint32_t account, const ts_event *evs, uint64_t n,
+                       uint64_t total) {
+    gw_account *acc = &gw->accounts[account];
+    const uint32_t pending = acc->held_n - acc->held_sent;
+    const uint64_t room = TS_GW_HELD_EVENTS - pending;
+    const uint32_t keep = (uint32_t)(n < room ? n : room);
+    if (!keep || !gw_held_buffer(acc)) { /* the cap is full, or no memory for a buffer */
+        gw->st.events_unread_dropped += total;
+        gw->st.events_orphaned += total;
+        return 0;
+    }
+    const uint32_t m = keep + pending;
+    ts_event *all = malloc((size_t)m * sizeof *all);
+    uint64_t *seqs = malloc((size_t)m * sizeof *seqs);
+    if (!all || !seqs) abort(); /* a control call: out of memory here is fatal */
+    memcpy(all, evs, (size_t)keep * sizeof *all);
+    memset(seqs, 0, (size_t)keep * sizeof *seqs);
+    memcpy(all + keep, acc->held + acc->held_sent, (size_t)pending * sizeof *all);
+    memcpy(seqs + keep, acc->held_seq + acc->held_sent, (size_t)pending * sizeof *seqs);
+    gw_held_rewrite(gw, account, all, seqs, keep, m); /* else: the new ones in memory only,
+                                                         * counted */
+    memcpy(acc->held, all, (size_t)m * sizeof *all);
+    memcpy(acc->held_seq, seqs, (size_t)m * sizeof *seqs);
+    acc->held_sent = 0;
+    acc->held_n = m;
+    gw->st.events_held += keep;
+    gw->st.events_unread_held += keep;
+    gw->st.events_unread_dropped += total - keep;
+    gw->st.events_orphaned += total - keep;
+    free(all);
+    free(seqs);
+    return keep;
+}
+
 /* What a leaving session's client never got -- the caller's `taken` (drained from the
  * ring, never delivered), the ring's unread records, the stage the pump could not push,
  * in that order, which is the order they were routed in -- becomes the account's held
  * events ahead of those pending (which were routed after them, or are the account's
- * other orders'), up to TS_GW_HELD_EVENTS in all; the rest, the newest, are dropped and
- * counted. In the log, the whole pending list is written again as one batch. A control
- * call under the lock (remove_session): the pump, which routes only inside a pass, sees
- * the session and then the held events, never both. */
+ * other orders'). A control call under the lock (remove_session): the pump, which routes
+ * only inside a pass, sees the session and then the held events, never both. */
 void gw_hold_unread(ts_gateway *gw, uint32_t slot, const ts_event *taken, uint64_t n_taken) {
     gw_session *s = &gw->sessions[slot];
-    gw_account *acc = &gw->accounts[s->account];
-    const uint64_t in_ring = ring_unread(s->out, NULL, 0, 1);
+    const uint64_t in_ring = gw_ring_unread(s->out, NULL, 0, 1);
     const uint64_t staged = s->staged - s->stage_sent;
     const uint64_t total = n_taken + in_ring + staged;
     if (!total) return;
-    if (!gw_held_buffer(acc)) {
-        gw->st.events_unread_dropped += total;
-        gw->st.events_orphaned += total;
-        return;
-    }
-    const uint32_t pending = acc->held_n - acc->held_sent;
-    const uint64_t room = TS_GW_HELD_EVENTS - pending;
-    const uint32_t keep = (uint32_t)(total < room ? total : room);
-    if (!keep) { /* the account's held events fill its cap: nothing more fits */
-        gw->st.events_unread_dropped += total;
-        gw->st.events_orphaned += total;
-        return;
-    }
-    const uint32_t n = keep + pending;
-    ts_event *evs = malloc((size_t)n * sizeof *evs);
-    uint64_t *seqs = malloc((size_t)n * sizeof *seqs);
-    if (!evs || !seqs) abort(); /* a control call: out of memory here is fatal */
-    uint64_t k = n_taken < keep ? n_taken : keep;
-    if (k) memcpy(evs, taken, k * sizeof *evs);
-    k += ring_unread(s->out, evs + k, keep - k, 0);
-    const uint64_t from_stage = keep - k < staged ? keep - k : staged;
-    if (from_stage) memcpy(evs + k, s->stage + s->stage_sent, from_stage * sizeof *evs);
-    k += from_stage;
-    /* k < keep only if the client moved its index back meanwhile: hold what was read */
-    memset(seqs, 0, k * sizeof *seqs);
-    memcpy(evs + k, acc->held + acc->held_sent, (size_t)pending * sizeof *evs);
-    memcpy(seqs + k, acc->held_seq + acc->held_sent, (size_t)pending * sizeof *seqs);
-    const uint32_t m = (uint32_t)k + pending;
-    gw_held_rewrite(gw, s->account, evs, seqs, (uint32_t)k, m); /* else: the new ones in
-                                                                  * memory only, counted */
-    memcpy(acc->held, evs, (size_t)m * sizeof *evs);
-    memcpy(acc->held_seq, seqs, (size_t)m * sizeof *seqs);
-    acc->held_sent = 0;
-    acc->held_n = m;
+    ts_event *evs = malloc((size_t)total * sizeof *evs);
+    if (!evs) abort(); /* a control call: out of memory here is fatal */
+    if (n_taken) memcpy(evs, taken, n_taken * sizeof *evs);
+    /* fewer than in_ring only if the client moved its index back meanwhile */
+    uint64_t k = n_taken + gw_ring_unread(s->out, evs + n_taken, in_ring, 0);
+    if (staged) memcpy(evs + k, s->stage + s->stage_sent, staged * sizeof *evs);
+    k += staged;
+    gw_hold_ahead(gw, s->account, evs, k, total);
     s->staged = s->stage_sent = 0;
-    gw->st.events_held += k;
-    gw->st.events_unread_held += k;
-    gw->st.events_unread_dropped += total - k;
-    gw->st.events_orphaned += total - k;
     free(evs);
-    free(seqs);
 }

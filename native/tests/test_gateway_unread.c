@@ -361,6 +361,63 @@ static void test_unread_through_log(void) {
     for (int crash = 0; crash < 3; crash++) unread_through_log(crash);
 }
 
+/* The gateway dies (no remove_session) with exec 1..4 of order 1 in session a's ring, of
+ * which the client had read `read`; a successor over the same log finds the ring (it
+ * outlives the dead gateway in shared memory) and holds the unread ones for account 1:
+ * its next session gets exactly those, in order. A ring of an account the successor does
+ * not know gives nothing and is counted. */
+static void stale_ring_after_a_crash(uint64_t read) {
+    rig r;
+    rig_init(&r, 1, 64, 256, 1024);
+    add_accounts(&r, 0);
+    uint64_t size = ts_gateway_held_size(r.gw);
+    unsigned char *log = aligned_alloc(64, (size + 63) & ~(uint64_t)63);
+    CHECK(log != NULL);
+    memset(log, 0, size);
+    CHECK_EQ(ts_gateway_attach_held(r.gw, log, size), 0);
+    ts_gateway_hold_drained(r.gw);
+    client a = open_client(&r, 1, 64);
+    ts_command o = place(&r, &a, 1, 100);
+    int64_t leaves = 100;
+    shard_events(&r, &o, &leaves, 3, 1); /* exec 1..4 into a's ring */
+    ts_event ev[16];
+    CHECK_EQ(ts_ring_pop(a.out, ev, read), read);
+    ts_gateway_free(r.gw); /* the crash: nothing removed, nothing held */
+    ts_gateway_config cfg = {.max_sessions = 8, .max_accounts = 8, .max_instruments = 8,
+                             .max_batch = 256, .max_orders = 64, .epoch = 4, .wait = rig_wait};
+    r.gw = ts_gateway_new(&cfg);
+    CHECK(r.gw != NULL);
+    ts_gateway_add_shard(r.gw, 0, r.cmd[0], r.evt[0]);
+    for (uint32_t sym = 1; sym <= 4; sym++) ts_gateway_add_instrument(r.gw, sym, 0, 1000);
+    ts_risk_limits l;
+    memset(&l, 0, sizeof l);
+    ts_gateway_set_account(r.gw, 1, &l); /* account 2 is no longer configured */
+    CHECK_EQ(ts_gateway_attach_held(r.gw, log, size), 0);
+    CHECK_EQ(ts_gateway_hold_stale_ring(r.gw, a.out), (int64_t)(4 - read));
+    CHECK_EQ(ts_ring_readable(a.out), 4 - read); /* only read: the ring is as it was */
+    /* account 2's session ring of the dead gateway: its events have nowhere to go */
+    ts_ring *other = rig_ring(&r, 64);
+    ts_event stray = rig_event(&r, TS_EV_ACCEPTED, &o, 0, 100, 0);
+    stray.account_id = 2;
+    CHECK_EQ(ts_ring_push(other, &stray, 1), 1);
+    CHECK_EQ(ts_gateway_hold_stale_ring(r.gw, other), 0);
+    ts_gateway_stats st;
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK_EQ(st.events_unread_held, 4 - read);
+    CHECK_EQ(st.events_unread_dropped, 1);
+    ts_gateway_hold_drained(r.gw);
+    client c = open_client(&r, 1, 64);
+    ts_gateway_poll(r.gw, 0);
+    CHECK_EQ(ts_ring_pop(c.out, ev, 16), 4 - read);
+    CHECK(stream_is(ev, 4 - read, 1 + read, 1, 100));
+    rig_free(&r);
+    free(log);
+}
+
+static void test_stale_ring_after_a_crash(void) {
+    for (uint64_t read = 0; read <= 4; read += 2) stale_ring_after_a_crash(read);
+}
+
 typedef struct test_case {
     const char *name;
     void (*fn)(void);
@@ -376,6 +433,7 @@ int main(void) {
         {"unread_gateway_rejects_are_held", test_unread_gateway_rejects_are_held},
         {"unread_when_the_cap_is_full", test_unread_when_the_cap_is_full},
         {"unread_through_log", test_unread_through_log},
+        {"stale_ring_after_a_crash", test_stale_ring_after_a_crash},
     };
     int failed = 0;
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {

@@ -30,7 +30,7 @@ from tradsys import logs
 from tradsys.config import Config, ConfigError
 from tradsys.cores.gateway_auth import Credentials
 from tradsys.cores.gateway_colocated import ColocatedEdge
-from tradsys.cores.gateway_rings import RingMaker
+from tradsys.cores.gateway_rings import RingMaker, reclaim_stale_keeping_unread
 from tradsys.cores.gateway_sessions import SessionCore, SessionTable
 from tradsys.cores.gateway_tcp import TcpEdge
 from tradsys.cores.memory_lock import lock_if_asked
@@ -40,7 +40,8 @@ from tradsys.gateway import GatewayCore, GatewayError, next_epoch
 from tradsys.gateway.recovery import recover
 from tradsys.gctune import GcMonitor, tune_for_trading
 from tradsys.protocols.binary import SymbolInfo, encode_symbols
-from tradsys.ring import RingError, reclaim_stale
+from tradsys.ring import RingError
+from tradsys.ring.segment import unlink_quietly
 
 NAME = "gateway"
 # Once a second: the stats write runs on the event loop's thread, which shares a CPU with
@@ -263,17 +264,24 @@ def keep_control_plane_off(cpu: int) -> None:
             os.sched_setaffinity(0, others)  # pid 0 from a thread: this thread only
 
 
-def make_core(config: Config) -> GatewayCore:
+def make_core(config: Config, unread_rings: list[str] | None = None) -> GatewayCore:
     """The native gateway core, with an epoch above every earlier run's (so the exchange
     ids a restarted gateway assigns keep growing), and with what an earlier gateway of
-    this run knew rebuilt (``tradsys.gateway.recovery``) before the pump starts."""
+    this run knew rebuilt (``tradsys.gateway.recovery``) before the pump starts.
+    ``unread_rings``: a dead gateway's session outbound rings, read for what their
+    clients never took, then unlinked (also when the start fails: they were read, or
+    they never will be)."""
     config.instance_dir.mkdir(parents=True, exist_ok=True)
-    core = GatewayCore(config, epoch=next_epoch(config.instance_dir / EPOCH_FILE))
     try:
-        recover(core, config)
-    except BaseException:
-        core.close()
-        raise
+        core = GatewayCore(config, epoch=next_epoch(config.instance_dir / EPOCH_FILE))
+        try:
+            recover(core, config, unread_rings=unread_rings or [])
+        except BaseException:
+            core.close()
+            raise
+    finally:
+        for name in unlink_quietly(unread_rings or []):
+            log.info("removed stale segment %s (its creator is gone)", name)
     return core
 
 
@@ -313,10 +321,11 @@ def run(config_path: str) -> int:
         return EXIT_USER_ERROR
     if not lock_if_asked(config.engine.lock_memory, "gateway", log.error):
         return EXIT_USER_ERROR
-    for name in reclaim_stale(config.engine.instance):
+    removed, unread_rings = reclaim_stale_keeping_unread(config.engine.instance)
+    for name in removed:
         log.info("removed stale segment %s (its creator is gone)", name)
     try:
-        core = make_core(config)
+        core = make_core(config, unread_rings)
     except (GatewayError, RingError) as exc:
         log.error("cannot start the gateway core: %s", exc)
         return EXIT_FAILURE

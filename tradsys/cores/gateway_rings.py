@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from tradsys import wire
 from tradsys.ring import Ring, SegmentExistsError, segment_name
+from tradsys.ring.segment import unlink_quietly
+from tradsys.ring.stale import find_stale
 
 INBOUND_ROLE = "sin"
 OUTBOUND_ROLE = "sout"
@@ -65,3 +67,17 @@ class RingMaker:
                 raise
             return SessionRings(n, inbound, outbound)
         raise SegmentExistsError(f"no free session ring number for instance {self.instance}")
+
+
+def reclaim_stale_keeping_unread(instance: str) -> tuple[list[str], list[str]]:
+    """At a gateway's start: unlink every stale segment of the instance except a dead
+    gateway's session outbound rings, whose unread events the new gateway holds for the
+    accounts first (``GatewayCore.hold_stale_ring``); returns (removed, kept), the kept
+    ones in session order, for the caller to unlink once it has read them."""
+    stale = [s.name for s in find_stale(instance)]
+    prefix = segment_name(instance, OUTBOUND_ROLE, 0)[:-1]
+    kept = sorted(
+        (n for n in stale if n.startswith(prefix) and n[len(prefix) :].isdigit()),
+        key=lambda n: int(n[len(prefix) :]),
+    )
+    return unlink_quietly([n for n in stale if n not in kept]), kept

@@ -426,6 +426,14 @@ class GatewayCore:
         ptr = ffi.cast("ts_live_order *", ffi.from_buffer(orders)) if n else ffi.NULL
         return int(_check(lib.ts_gateway_restore(self._gw, ptr, n), "restore"))
 
+    def hold_stale_ring(self, ring: Ring) -> int:
+        """Before any session: hold what a dead gateway's session never read from its
+        outbound ``ring`` (only read here) for the session's account, ahead of the events
+        already held. Returns how many were kept (see ts_gateway_hold_stale_ring)."""
+        if self._sessions:
+            raise GatewayError("hold a dead gateway's unread events before any session")
+        return int(_check(lib.ts_gateway_hold_stale_ring(self._gw, ring._ring), "hold unread"))
+
     def hold_drained(self) -> int:
         """After the restores: keep the drained events, in client ids, for each account's
         next session (their first events). Returns how many were kept."""

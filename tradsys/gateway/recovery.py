@@ -76,6 +76,7 @@ class RecoveryReport:
     drained: int  # events counted before the restore
     held: int  # kept for the accounts' next sessions (from the log and the drain)
     held_from_log: int = 0  # of those, found in the held-events log
+    unread_held: int = 0  # of those, a dead gateway's sessions' unread events
 
 
 def run_id(config: Config) -> int:
@@ -96,12 +97,29 @@ def run_id(config: Config) -> int:
 
 
 def recover(
-    core: GatewayCore, config: Config, *, timeout_s: float = IMAGE_TIMEOUT_S
+    core: GatewayCore,
+    config: Config,
+    *,
+    timeout_s: float = IMAGE_TIMEOUT_S,
+    unread_rings: list[str] | None = None,
 ) -> RecoveryReport:
-    """Attach the ledger and the held-events log, drain, ask every worker for its order
-    image, restore. Call before the pump starts and before any session."""
+    """Attach the ledger and the held-events log, hold what the dead gateway's sessions
+    never read (``unread_rings``: its session outbound rings, oldest session first), drain,
+    ask every worker for its order image, restore. Call before the pump starts and before
+    any session."""
     carried = core.attach_ledger(config.instance_dir / LEDGER_FILE, run_id(config))
     from_log = core.attach_held(config.instance_dir / HELD_FILE)
+    unread = 0
+    for name in unread_rings or []:
+        try:
+            ring = Ring.attach(name, slot_size=RECORD_SIZE, layout_version=LAYOUT_VERSION)
+        except RingError as exc:  # not a ring of this layout: nothing to read in it
+            log.warning("cannot read %s for unread events: %s", name, exc)
+            continue
+        try:
+            unread += core.hold_stale_ring(ring)
+        finally:
+            ring.close()
     controls: dict[int, WorkerControl] = {}
     try:
         for shard in config.shards:
@@ -138,14 +156,16 @@ def recover(
             ctl.close()
     restored = sum(core.restore(images[sid]) for sid in sorted(images))
     held = core.hold_drained()
-    report = RecoveryReport(carried, restored, drained, held, from_log)
+    report = RecoveryReport(carried, restored, drained, held + unread, from_log, unread)
     log.info(
         "start: ledger %s, %d live order(s) restored from the workers, %d event(s) drained, "
-        "%d kept for the accounts' next sessions (%d of them held by an earlier gateway)",
+        "%d kept for the accounts' next sessions (%d of them held by an earlier gateway, "
+        "%d its sessions never read)",
         "carried over" if carried else "new",
         restored,
         drained,
-        held,
+        held + unread,
         from_log,
+        unread,
     )
     return report
