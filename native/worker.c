@@ -93,6 +93,7 @@ struct ts_worker {
     int fork_failures;         /* children in a row that died unfinished */
     int child_running;         /* a child forked by this thread has not exited yet */
     long child_minflt;         /* this thread's minor faults at that fork */
+    int64_t batch_max_ns;      /* the control block's, kept here (no shared-line load) */
     int64_t backlog_since_ns;  /* end of the last batch, if commands were left waiting */
 };
 
@@ -600,7 +601,8 @@ static int hand_off_snapshot(ts_worker *w, uint32_t req) {
     ts_snapwriter_job job = {.seq = w->seq, .md_count = w->md_total, .tag = req,
                              .pushed_seq = &w->pushed_seq};
     if (w->durability != TS_DURABILITY_NONE) job.durable_seq = &w->ctl->synced_seq;
-    if (w->fork_mode && w->fork_failures < 3) {
+    if (w->fork_mode && w->fork_failures < 3 &&
+        ts_engine_snapshot_size(w->e) >= w->cfg.fork_min_bytes) {
         /* the child's image is the engine at this boundary: nothing to copy here */
         long minflt = thread_minor_faults();
         int64_t fork_ns;
@@ -773,6 +775,10 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
         push_ready(w);
         const int64_t batch_start = now;
         now = mono_ns();
+        if (now - batch_start > w->batch_max_ns) {
+            w->batch_max_ns = now - batch_start;
+            STORE(ctl->batch_max_ns, w->batch_max_ns);
+        }
         if (w->child_running) {
             /* the copy-on-write faults land in batches: the longest one meanwhile */
             if (now - batch_start > LOAD(ctl->fork_batch_max_ns))

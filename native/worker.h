@@ -34,7 +34,9 @@
  * returns SNAPSHOT_FAILED once (the caller logs it) and a request it was serving is served
  * by the next one; after three such children in a row the next snapshot is serialized on
  * the worker's thread instead. A child that reports an I/O error fails the worker like a
- * failed background write. fork() failing (no memory) falls back to that thread too.
+ * failed background write. fork() failing (no memory) falls back to that thread too, and
+ * so does a book whose snapshot is under cfg.fork_min_bytes: serializing a few thousand
+ * orders costs the loop less than fork() does.
  *
  * One turn of the loop:
  *   1. peek a batch of commands from the inbound ring (zero-copy, ts_ring_peek);
@@ -211,7 +213,9 @@ typedef struct ts_worker_control {
                                  *     a child ran: what the copy-on-write faults cost */
     int32_t snapshot_child_pid; /* 936 the child now writing (0: none) */
     uint32_t snapshots_failed;  /* 940 children that died unfinished, this incarnation */
-    uint8_t _reserved[80];      /* 944 */
+    int64_t batch_max_ns;       /* 944 longest batch (match + push), this incarnation: the
+                                 *     floor fork_batch_max_ns is read against */
+    uint8_t _reserved[72];      /* 952 */
     /* ---- 1024: execution events this incarnation pushed, by kind (for /metrics) ---- */
     uint64_t accepted_out;      /* 1024 */
     uint64_t trades_out;        /* 1032 fills, counted once (on the taker's event) */
@@ -234,6 +238,9 @@ typedef struct ts_worker_config {
     uint32_t max_batch;         /* commands per batch at most (0 = 1024) */
     uint64_t snapshot_every;    /* a snapshot after this many commands; 0 = never */
     ts_wait_strategy wait;      /* waiting for commands and for room in the out rings */
+    uint64_t fork_min_bytes;    /* fork mode: books whose snapshot is smaller are serialized
+                                 * on the loop's thread (cheaper than fork() itself, which
+                                 * copies the process's page tables: ~1 ms here) */
 } ts_worker_config;
 
 typedef struct ts_worker ts_worker;

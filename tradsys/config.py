@@ -56,7 +56,7 @@ class JournalSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     # that stops it, long for a deep book) and a writer thread writes; "inline": the
     # shard stops for the whole write (the old path). Compare them with
     # perf/recovery_bench.py's snapshot stall.
-    snapshot_writer: SnapshotWriter = "background"
+    snapshot_writer: SnapshotWriter = "fork"
 
 
 class ShardSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -33,7 +33,7 @@ from tests.cores.worker_rig import (
     spec_json,
     worker_child,
 )
-from tradsys.config import available_cores
+from tradsys.config import ConfigError, JournalSection, available_cores, parse_config
 from tradsys.cores.control import WorkerState
 from tradsys.cores.worker import EXIT_OK, FAIL_CHILD_ENV, HOLD_CHILD_ENV, WorkerSpec
 from tradsys.journal import SnapshotStore, replay
@@ -59,7 +59,12 @@ def hold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def fork_spec(rig: ShardRig, **overrides: object) -> WorkerSpec:
-    fields: dict[str, object] = {"snapshot_writer": "fork", "snapshot_every": EVERY}
+    # the test books are small: fork for every snapshot, whatever its size
+    fields: dict[str, object] = {
+        "snapshot_writer": "fork",
+        "snapshot_every": EVERY,
+        "fork_min_bytes": 0,
+    }
     fields.update(overrides)
     return rig.spec(**fields)
 
@@ -261,3 +266,27 @@ def test_fork_snapshots_are_the_inline_bytes_and_recover_the_same_books(
             assert state.snapshot_seq == seq
             replay_tail(shard.data_dir, SHARD, state.engine, seq)
             assert state.engine.digest() == engine.digest()
+
+
+def test_a_small_book_is_serialized_on_the_workers_thread(rig: ShardRig) -> None:
+    """Under fork_min_bytes (the default 1 MiB) fork() would cost more than the walk."""
+    commands = mixed_stream(300, seed=65)
+    spec = rig.spec(snapshot_writer="fork", durability="fsync", snapshot_every=0)
+    assert spec.fork_min_bytes == 1 << 20
+    worker = ThreadWorker(spec)
+    push_all(rig, commands, 300)
+    wanted = rig.ctl.request_snapshot()
+    assert wait_for(lambda: rig.ctl.snapshots_served == wanted)
+    cdata = rig.ctl.cdata
+    assert cdata.snapshot_serialize_ns > 0
+    assert (cdata.snapshot_fork_ns, cdata.snapshot_child_ns) == (0, 0)
+    at_300, _, _ = reference_output(commands)
+    assert payload(SnapshotStore(rig.data_dir, SHARD).path_for(300)) == at_300.snapshot()
+    assert stop(rig, worker) == EXIT_OK
+
+
+def test_fork_is_the_default_writer() -> None:
+    assert JournalSection().snapshot_writer == "fork"
+    text = '[journal]\nsnapshot_writer = "forked"\n'
+    with pytest.raises(ConfigError, match="snapshot_writer"):
+        parse_config(text, "t.toml")
