@@ -203,8 +203,10 @@ def stall_once(case: StallCase, mode: str, instance: str, data_dir: Path, root: 
             _wait(
                 shard,
                 proc,
-                lambda: ctl.cdata.snapshots_taken > taken_at_start
-                and ctl.cdata.snapshot_seq > total - case.snapshot_every,
+                lambda: (
+                    ctl.cdata.snapshots_taken > taken_at_start
+                    and ctl.cdata.snapshot_seq > total - case.snapshot_every
+                ),
                 f"({mode}) snapshots",
             )
         c = ctl.cdata
