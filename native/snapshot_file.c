@@ -84,21 +84,6 @@ int ts_snapfile_serialize(const ts_engine *e, void **payload, uint64_t *size,
     return TS_JOURNAL_OK;
 }
 
-void ts_snapfile_make_header(ts_snapfile_header *h, uint32_t shard_id, uint64_t seq,
-                             uint64_t md_count, const void *payload, uint64_t size) {
-    memset(h, 0, sizeof *h);
-    h->magic = TS_SNAPFILE_MAGIC;
-    h->version = TS_SNAPFILE_VERSION;
-    h->shard_id = shard_id;
-    h->seq = seq;
-    h->payload_bytes = size;
-    h->payload_crc = ts_crc32c(0, payload, size);
-    h->layout_version = TS_LAYOUT_VERSION;
-    h->md_count = md_count;
-    h->created_ns = ts_jn_real_ns();
-    h->header_crc = snap_header_crc(h);
-}
-
 int ts_snapfile_write_tmp(const char *dir, uint32_t shard_id, uint64_t seq, uint64_t md_count,
                           const void *payload, uint64_t size, ts_journal_error *err) {
     ts_jn_clear_error(err);
@@ -106,7 +91,17 @@ int ts_snapfile_write_tmp(const char *dir, uint32_t shard_id, uint64_t seq, uint
     if (ts_snapfile_path(tmp, sizeof tmp, dir, shard_id, seq, 1) != 0)
         return bad_arguments(dir, err);
     ts_snapfile_header h;
-    ts_snapfile_make_header(&h, shard_id, seq, md_count, payload, size);
+    memset(&h, 0, sizeof h);
+    h.magic = TS_SNAPFILE_MAGIC;
+    h.version = TS_SNAPFILE_VERSION;
+    h.shard_id = shard_id;
+    h.seq = seq;
+    h.payload_bytes = size;
+    h.payload_crc = ts_crc32c(0, payload, size);
+    h.layout_version = TS_LAYOUT_VERSION;
+    h.md_count = md_count;
+    h.created_ns = ts_jn_real_ns();
+    h.header_crc = snap_header_crc(&h);
 
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)

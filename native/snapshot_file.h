@@ -60,11 +60,6 @@ int ts_snapfile_write_tmp(const char *dir, uint32_t shard_id, uint64_t seq, uint
                           const void *payload, uint64_t size, ts_journal_error *err);
 int ts_snapfile_publish(const char *dir, uint32_t shard_id, uint64_t seq, ts_journal_error *err);
 void ts_snapfile_discard(const char *dir, uint32_t shard_id, uint64_t seq);
-/* The file header for a payload (crcs, the creation time): what write_tmp puts before the
- * payload. Pure computation plus clock_gettime, so a forked child may call it
- * (snapshot_fork.h: the fork mode writes its .tmp without locks or malloc). */
-void ts_snapfile_make_header(ts_snapfile_header *h, uint32_t shard_id, uint64_t seq,
-                             uint64_t md_count, const void *payload, uint64_t size);
 /* dir/snapshot-SSS-QQQ...Q.tss (".tmp" appended when tmp); -1 if it does not fit in cap
  * (or shard > 999). */
 int ts_snapfile_path(char *out, size_t cap, const char *dir, uint32_t shard_id, uint64_t seq,

@@ -7,8 +7,9 @@
  * written by the worker thread with plain atomic stores; they are polled here with a
  * short sleep, which only this background thread pays.
  *
- * Fork mode: the job's child (snapshot_fork.c) writes the .tmp; the thread blocks in
- * waitid(WNOWAIT) until it exits, then reaps it under mu. Reaping under the mutex is what
+ * Fork mode: the job's child (snapshot_fork.c) serializes into the job's shared buffer;
+ * the thread blocks in waitid(WNOWAIT) until it exits, reaps it under mu, then writes the
+ * .tmp from the buffer as for a background job. Reaping under the mutex is what
  * lets ts_snapwriter_free kill the child by pid without racing a reuse of that pid: until
  * the thread reaps it, the pid is still the zombie's.
  */
@@ -100,21 +101,10 @@ static int sync_journal_through(ts_snapwriter *sw, uint64_t seq, ts_journal_erro
     return rc;
 }
 
-static const char *stage_name(int stage) {
-    switch (stage) {
-    case TS_SNAPFORK_STAGE_MAP: return "map a buffer for";
-    case TS_SNAPFORK_STAGE_CREATE: return "create";
-    case TS_SNAPFORK_STAGE_WRITE: return "write";
-    case TS_SNAPFORK_STAGE_SYNC: return "fsync";
-    case TS_SNAPFORK_STAGE_CLOSE: return "close";
-    default: return "write";
-    }
-}
-
-/* Wait for the job's child and reap it; OK once it reported a complete, fsynced .tmp.
- * Otherwise the .tmp is removed and the result says why: an I/O error the child reported
- * (a failure like the thread's own write), or a child that died without finishing
- * (child_failed: killed, out of memory, the test hook — a retry may work). */
+/* Wait for the job's child and reap it; OK once it reported the engine's snapshot in the
+ * job's shared buffer (job->payload). Otherwise the result says why: a walk that did not
+ * fill the buffer (a failure like a failed serialization), or a child that died without
+ * finishing (child_failed: killed, out of memory, the test hook — a retry may work). */
 static int wait_child(ts_snapwriter *sw, const ts_snapwriter_job *job, ts_snapwriter_result *res) {
     siginfo_t si;
     memset(&si, 0, sizeof si);
@@ -133,15 +123,14 @@ static int wait_child(ts_snapwriter *sw, const ts_snapwriter_job *job, ts_snapwr
     pthread_mutex_unlock(&sw->mu);
     const ts_snapfork_report *r = sw->report;
     res->child_serialize_ns = r->serialize_ns;
-    res->child_write_ns = r->write_ns;
     if (__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) return TS_JOURNAL_OK;
-    ts_snapfile_discard(sw->dir, sw->shard_id, job->seq);
     char tmp[TS_JOURNAL_PATH_MAX + 8];
     ts_snapfile_path(tmp, sizeof tmp, sw->dir, sw->shard_id, job->seq, 1);
     if (r->stage != TS_SNAPFORK_STAGE_NONE)
-        return ts_jn_fail(&res->err, TS_JOURNAL_ERR_IO, r->sys_errno, tmp, 0,
-                          "snapshot child %d could not %s %s: %s", (int)job->child,
-                          stage_name(r->stage), tmp, strerror(r->sys_errno));
+        return ts_jn_fail(&res->err, TS_JOURNAL_ERR_ENGINE, 0, tmp, 0,
+                          "snapshot child %d: the engine's snapshot for %s did not fill its "
+                          "%llu-byte buffer", (int)job->child, tmp,
+                          (unsigned long long)job->payload_bytes);
     res->child_failed = 1;
     char how[64];
     if (werr)
@@ -151,9 +140,18 @@ static int wait_child(ts_snapwriter *sw, const ts_snapwriter_job *job, ts_snapwr
     else
         snprintf(how, sizeof how, "exit status %d", WEXITSTATUS(status));
     return ts_jn_fail(&res->err, TS_JOURNAL_ERR_STATE, 0, tmp, 0,
-                      "snapshot child %d for %s ended without finishing it (%s); the .tmp was "
-                      "removed and the next snapshot is tried as usual",
+                      "snapshot child %d for %s ended without finishing it (%s); nothing was "
+                      "written and the next snapshot is tried as usual",
                       (int)job->child, tmp, how);
+}
+
+/* A payload is malloc'd (background) or the fork child's shared mapping. */
+static void free_payload(ts_snapwriter_job *job) {
+    if (job->child > 0 && job->payload)
+        munmap(job->payload, job->payload_bytes ? job->payload_bytes : 1);
+    else
+        free(job->payload);
+    job->payload = NULL;
 }
 
 static void run_job(ts_snapwriter *sw, ts_snapwriter_job *job, ts_snapwriter_result *res) {
@@ -162,15 +160,11 @@ static void run_job(ts_snapwriter *sw, ts_snapwriter_job *job, ts_snapwriter_res
     res->seq = job->seq;
     res->tag = job->tag;
     __atomic_store_n(&sw->phase, TS_SNAPWRITER_WRITING, __ATOMIC_RELEASE);
-    int rc;
-    if (job->child > 0) {
-        rc = wait_child(sw, job, res);
-    } else {
+    int rc = job->child > 0 ? wait_child(sw, job, res) : TS_JOURNAL_OK;
+    if (rc == TS_JOURNAL_OK)
         rc = ts_snapfile_write_tmp(sw->dir, sw->shard_id, job->seq, job->md_count, job->payload,
                                    job->payload_bytes, &res->err);
-        free(job->payload);
-        job->payload = NULL;
-    }
+    free_payload(job);
     if (rc == TS_JOURNAL_OK) {
         __atomic_store_n(&sw->phase, TS_SNAPWRITER_WAITING, __ATOMIC_RELEASE);
         const struct timespec pause = {0, GATE_POLL_NS};
@@ -262,12 +256,10 @@ void ts_snapwriter_free(ts_snapwriter *sw) {
     pthread_cond_broadcast(&sw->cv);
     pthread_mutex_unlock(&sw->mu);
     pthread_join(sw->thread, NULL);
-    if (sw->child > 0) { /* a job the thread never took: reap its child here */
+    if (sw->child > 0) /* a job the thread never took: reap its child here */
         while (waitpid(sw->child, NULL, 0) < 0 && errno == EINTR) {
         }
-        ts_snapfile_discard(sw->dir, sw->shard_id, sw->job.seq);
-    }
-    free(sw->job.payload); /* a job the thread never took */
+    free_payload(&sw->job); /* a job the thread never took */
     if (sw->report) munmap(sw->report, sizeof *sw->report);
     free(sw->hold_path);
     pthread_cond_destroy(&sw->cv);
@@ -338,12 +330,14 @@ int ts_snapwriter_fork(ts_snapwriter *sw, const ts_engine *e, const ts_snapwrite
     ts_snapfork_args *a = &sw->fork_args;
     memset(a, 0, sizeof *a);
     a->e = e;
-    if (ts_snapfile_path(a->tmp, sizeof a->tmp, sw->dir, sw->shard_id, job->seq, 1) != 0)
-        return ts_jn_fail(err, TS_JOURNAL_ERR_ARGUMENT, 0, sw->dir, 0,
-                          "snapshot path too long in %s", sw->dir);
-    a->shard_id = sw->shard_id;
-    a->seq = job->seq;
-    a->md_count = job->md_count;
+    a->size = ts_engine_snapshot_size(e);
+    /* shared with the child, which fills it; its pages are faulted in there, not here */
+    a->buf = mmap(NULL, a->size ? a->size : 1, PROT_READ | PROT_WRITE,
+                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (a->buf == MAP_FAILED)
+        return ts_jn_fail(err, TS_JOURNAL_ERR_NO_MEMORY, errno, sw->dir, 0,
+                          "cannot map %llu bytes for a snapshot child: %s",
+                          (unsigned long long)a->size, strerror(errno));
 #ifdef __linux__
     a->cpus = sw->cpus;
 #endif
@@ -358,13 +352,16 @@ int ts_snapwriter_fork(ts_snapwriter *sw, const ts_engine *e, const ts_snapwrite
     const int64_t t0 = mono_ns();
     pid_t pid = ts_snapfork_start(a);
     *fork_ns = mono_ns() - t0;
-    if (pid < 0)
-        return ts_jn_fail(err, TS_JOURNAL_ERR_IO, (int)-pid, a->tmp, 0,
-                          "cannot fork a child to write snapshot %s: %s", a->tmp,
-                          strerror((int)-pid));
+    if (pid < 0) {
+        munmap(a->buf, a->size ? a->size : 1);
+        return ts_jn_fail(err, TS_JOURNAL_ERR_IO, (int)-pid, sw->dir, 0,
+                          "cannot fork a child to write shard %u's snapshot at seq %llu: %s",
+                          sw->shard_id, (unsigned long long)job->seq, strerror((int)-pid));
+    }
     pthread_mutex_lock(&sw->mu);
     sw->job = *job;
-    sw->job.payload = NULL;
+    sw->job.payload = a->buf;
+    sw->job.payload_bytes = a->size;
     sw->job.child = pid;
     __atomic_store_n(&sw->child, pid, __ATOMIC_RELEASE);
     sw->has_job = 1;

@@ -3,9 +3,9 @@
  * one job at a time (a payload already serialized on the worker's thread, snapshot_file.h)
  * and does the slow part off the hot path: crc, .tmp file, write, fsync, rename, directory
  * fsync. In the fork mode (ts_snapwriter_fork, snapshot_fork.h) the job is a child process
- * that serializes and writes the .tmp itself; the thread waits for it (waitid, blocking:
- * no polling anywhere) and then does the rest exactly as for a payload: the same gates,
- * the same rename and directory fsync, the same result.
+ * that serializes the engine into a shared buffer and exits; the thread waits for it
+ * (waitid, blocking: no polling anywhere) and then does the rest exactly as for a payload:
+ * the same .tmp write, gates, rename and directory fsync, the same result.
  *
  * Why a thread and not inline: the file write and its fsyncs take tens of milliseconds on
  * a VM; inline they stopped the shard for that long. Serialization stays on the worker's
@@ -46,7 +46,8 @@ typedef struct ts_snapwriter_job {
     const uint64_t *pushed_seq;  /* rename once *pushed_seq >= seq (atomic loads) */
     const uint64_t *durable_seq; /* and *durable_seq >= seq; NULL: sync the journal here */
     uint32_t tag;                /* the caller's (the snapshot request it serves) */
-    int32_t child;               /* set by ts_snapwriter_fork: the child writing the .tmp */
+    int32_t child;               /* set by ts_snapwriter_fork: the child filling payload (a
+                                  * shared mapping, unmapped by the writer) */
 } ts_snapwriter_job;
 
 typedef struct ts_snapwriter_result {
@@ -58,7 +59,6 @@ typedef struct ts_snapwriter_result {
                            * out of memory): nothing on disk is wrong, a retry may work */
     int32_t _pad0;
     int64_t child_serialize_ns; /* fork mode: the child's engine walk */
-    int64_t child_write_ns;     /* and its .tmp write + fsync */
     ts_journal_error err;
 } ts_snapwriter_result;
 
@@ -97,9 +97,9 @@ int ts_snapwriter_fork(ts_snapwriter *sw, const ts_engine *e, const ts_snapwrite
                        int64_t *fork_ns, ts_journal_error *err);
 /* The child now writing (0: none). */
 int32_t ts_snapwriter_child(ts_snapwriter *sw);
-/* Test hooks for the fork mode: children forked while hold_path is set wait, after writing
- * their .tmp's header, for as long as that file exists; the next `fail` children exit
- * non-zero at that point instead of finishing (a half-written .tmp, as a crash leaves). */
+/* Test hooks for the fork mode: children forked while hold_path is set wait, after the
+ * walk, for as long as that file exists; the next `fail` children exit non-zero at that
+ * point instead of reporting. */
 void ts_snapwriter_child_hooks(ts_snapwriter *sw, const char *hold_path, int fail);
 
 /* Test hook: while held, a job stops before its rename (phase WAITING). */

@@ -33,8 +33,9 @@
  * its .tmp is removed, snapshots_failed counts it, the error text says why, the loop
  * returns SNAPSHOT_FAILED once (the caller logs it) and a request it was serving is served
  * by the next one; after three such children in a row the next snapshot is serialized on
- * the worker's thread instead. A child that reports an I/O error fails the worker like a
- * failed background write. fork() failing (no memory) falls back to that thread too, and
+ * the worker's thread instead. The child only serializes (into a shared buffer) and exits,
+ * so the copy-on-write window is the walk alone; the writer thread writes the .tmp from
+ * the buffer, and a failed write fails the worker as a failed background write does. fork() failing (no memory) falls back to that thread too, and
  * so does a book whose snapshot is under cfg.fork_min_bytes: serializing a few thousand
  * orders costs the loop less than fork() does.
  *

@@ -284,6 +284,7 @@ def report(
         faults = med([float(x.cow_faults) for x in r["fork"]])
         fork_batch = med([x.fork_batch_max_ms for x in r["fork"]])
         off_batch = med([x.batch_max_ms for x in r["off"]])
+        bg_batch = med([x.batch_max_ms for x in r["background"]])
         rows.append(
             [
                 case.label,
@@ -305,6 +306,7 @@ def report(
                 f"{child:.1f}",
                 f"{faults:,.0f}",
                 f"{fork_batch:.2f}",
+                f"{bg_batch:.2f}",
                 f"{off_batch:.2f}",
             ]
         )
@@ -392,9 +394,12 @@ def report(
                 "child serialize",
                 "COW faults",
                 "longest batch, child running",
+                "longest batch, background",
                 "longest batch, no snapshots",
             ],
             fork_rows,
         ),
+        "  (a batch is match + push, a group commit's fdatasync included; while a child "
+        "runs, each page the worker writes is copied first)",
     ]
     return results, text

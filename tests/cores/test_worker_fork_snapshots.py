@@ -2,9 +2,9 @@
 boundary serializes the books and writes the file while the worker keeps matching.
 
 Held deterministically with the worker's test hook (``HOLD_CHILD_ENV``: the child waits
-after its .tmp's header while a file exists), never with sleeps: while the child is held
-the worker must go on matching, and nothing becomes visible; released, the snapshot is
-published through the same gates as the background writer's.
+after its walk while a file exists), never with sleeps: while the child is held the
+worker must go on matching, and nothing is written; released, the writer thread writes the
+file from the child's buffer and publishes it through the same gates as a background one.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from tradsys.journal.recovery import replay_tail, start_state
 from tradsys.matching.workload import mixed_stream, sample_instruments
 
 EVERY = 1000
+HELD_GROUP_US = 30_000_000
 _examples = itertools.count()
 
 
@@ -113,10 +114,6 @@ def test_the_worker_keeps_matching_while_its_child_is_held(
     assert wait_for(lambda: ctl.cdata.snapshot_child_pid != 0)
     child = int(ctl.cdata.snapshot_child_pid)
     assert ctl.cdata.snapshot_fork_ns > 0
-    assert wait_for(lambda: len(tmp_files(rig)) == 1)  # the child's .tmp, header only
-    [held] = tmp_files(rig)
-    held_seq = int(held.name.split("-")[2].split(".")[0])
-    assert EVERY <= held_seq < 1100
     # the child left the worker's core and priority behind
     assert mask(Path(f"/proc/{child}/status")) == set(cores[:-1] or cores)
     stat = proc_stat(child)
@@ -129,10 +126,12 @@ def test_the_worker_keeps_matching_while_its_child_is_held(
     push_all(rig, commands[1100:], 4000)
     assert ctl.cdata.snapshot_child_pid == child and alive(child)
     assert ctl.snapshots_taken == 1  # recovery's, at seq 0
-    assert snapshot_seqs(rig) == [0]
+    assert snapshot_seqs(rig) == [0] and tmp_files(rig) == []
     # released: published, and the child reaped by the worker (not a zombie)
     hold.unlink()
-    assert wait_for(lambda: held_seq in snapshot_seqs(rig))
+    assert wait_for(lambda: len(snapshot_seqs(rig)) > 1)
+    held_seq = snapshot_seqs(rig)[1]
+    assert EVERY <= held_seq < 1100
     assert wait_for(lambda: proc_stat(child) is None or not alive(child))
     assert wait_for(lambda: ctl.cdata.snapshot_child_pid == 0 or ctl.snapshot_seq > held_seq)
     assert proc_stat(child) is None  # reaped: no zombie left
@@ -196,28 +195,57 @@ def test_a_stop_waits_for_a_held_child(rig: ShardRig, hold: Path) -> None:
 
 
 @pytest.mark.multiprocess
-def test_kill_9_while_a_child_writes(rig: ShardRig, children: Children, hold: Path) -> None:
+def test_kill_9_while_a_child_serializes(rig: ShardRig, children: Children, hold: Path) -> None:
     commands = mixed_stream(3000, seed=64)
     engine, events, _ = reference_output(commands)
     proc = children.start(worker_child, spec_json(fork_spec(rig, durability="fsync")))
     push_all(rig, commands[:1500], 1500)
-    assert wait_for(lambda: rig.ctl.cdata.snapshot_child_pid != 0 and len(tmp_files(rig)) == 1)
+    assert wait_for(lambda: rig.ctl.cdata.snapshot_child_pid != 0)
     child = int(rig.ctl.cdata.snapshot_child_pid)
+    assert proc.pid is not None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(JOIN_S)
+    assert proc.exitcode == -signal.SIGKILL
+    # the child dies with its parent (PR_SET_PDEATHSIG), and it wrote nothing
+    assert wait_for(lambda: not alive(child))
+    assert snapshot_seqs(rig) == [0] and tmp_files(rig) == []
+    hold.unlink()
+    rig.ctl.prepare_spawn()
+    worker = ThreadWorker(fork_spec(rig, durability="fsync"))
+    push_all(rig, commands[1500:], 3000)
+    assert rig.ctl.recovered_from_seq == 0
+    assert stop(rig, worker) == EXIT_OK
+    rig.collect()
+    assert rig.received_events().tobytes() == events.tobytes()
+    assert replay(rig.data_dir, SHARD).digest() == engine.digest()
+
+
+@pytest.mark.multiprocess
+def test_kill_9_while_the_writer_waits_leaves_a_tmp_recovery_ignores(
+    rig: ShardRig, children: Children
+) -> None:
+    """The child is done, the writer has written the .tmp from its buffer and waits for
+    the journal (GROUP with a 30 s interval: synced once, then not until a quiesce)."""
+    commands = mixed_stream(4000, seed=66)
+    engine, events, _ = reference_output(commands)
+    spec = fork_spec(rig, durability="group", group_commit_us=HELD_GROUP_US)
+    proc = children.start(worker_child, spec_json(spec))
+    rig.push(commands[:1])
+    assert wait_for(lambda: rig.ctl.synced_seq == 1)
+    push_all(rig, commands[1:2500], 2500)
+    assert wait_for(lambda: len(tmp_files(rig)) == 1 and rig.ctl.cdata.snapshot_child_pid == 0)
+    assert rig.ctl.cdata.snapshot_fork_ns > 0  # a child serialized it
     [left] = tmp_files(rig)
     assert proc.pid is not None
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(JOIN_S)
     assert proc.exitcode == -signal.SIGKILL
-    # the child dies with its parent (PR_SET_PDEATHSIG), its .tmp half written
-    assert wait_for(lambda: not alive(child))
-    assert left.exists() and left.stat().st_size == 64
-    assert snapshot_seqs(rig) == [0]
+    assert left.exists() and snapshot_seqs(rig) == [0]
     # recovery ignores the .tmp; the next incarnation's snapshot prunes it
     assert start_state(rig.data_dir, SHARD, sample_instruments()).snapshot_seq == 0
-    hold.unlink()
     rig.ctl.prepare_spawn()
     worker = ThreadWorker(fork_spec(rig, durability="fsync"))
-    push_all(rig, commands[1500:], 3000)
+    push_all(rig, commands[2500:], 4000)
     assert rig.ctl.recovered_from_seq == 0
     assert wait_for(lambda: not left.exists())
     assert stop(rig, worker) == EXIT_OK
