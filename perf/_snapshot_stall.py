@@ -41,13 +41,19 @@ import msgspec
 import numpy as np
 
 from tradsys.cores.control import WorkerControl, WorkerState
-from tradsys.cores.worker import WorkerSpec
+from tradsys.cores.worker import SnapshotWriter, WorkerSpec
 from tradsys.journal.writer import Durability
 from tradsys.matching import Instrument
 from tradsys.ring import Ring, Role, segment_name
 from tradsys.wire import EVENT_DTYPE, LAYOUT_VERSION, MD_DTYPE, RECORD_SIZE
 
 MODES = ("inline", "background", "fork", "off")
+WRITERS: dict[str, SnapshotWriter] = {
+    "inline": "inline",
+    "background": "background",
+    "fork": "fork",
+    "off": "background",  # snapshot_every 0: only recovery's and the stop's
+}
 RING_SLOTS = 1 << 16
 PUSH_CHUNK = 8192
 READY_TIMEOUT_S = 120.0
@@ -164,7 +170,7 @@ def stall_once(case: StallCase, mode: str, instance: str, data_dir: Path, root: 
             data_dir=str(data_dir),
             durability=case.durability,
             snapshot_every=0 if mode == "off" else case.snapshot_every,
-            snapshot_writer="background" if mode == "off" else mode,
+            snapshot_writer=WRITERS[mode],
             wait="spin-park",
             commands=shard.made[0].name,
             events=shard.made[1].name,
