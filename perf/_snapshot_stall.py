@@ -40,8 +40,9 @@ import _common as common
 import msgspec
 import numpy as np
 
+from tradsys.config import SnapshotWriter
 from tradsys.cores.control import WorkerControl, WorkerState
-from tradsys.cores.worker import SnapshotWriter, WorkerSpec
+from tradsys.cores.worker import WorkerSpec
 from tradsys.journal.writer import Durability
 from tradsys.matching import Instrument
 from tradsys.ring import Ring, Role, segment_name

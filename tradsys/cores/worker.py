@@ -40,6 +40,7 @@ import psutil
 
 from tradsys import logs
 from tradsys._native import ffi, lib
+from tradsys.config import SnapshotWriter
 from tradsys.cores.control import WorkerControl, WorkerState
 from tradsys.cores.order_image import write_image
 from tradsys.cores.sched_slice import set_thread_slice
@@ -56,7 +57,6 @@ from tradsys.wire import LAYOUT_VERSION, RECORD_SIZE
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
 
-SnapshotWriter = Literal["fork", "background", "inline"]
 _SNAPSHOT_MODES: dict[str, int] = {"inline": 0, "background": 1, "fork": 2}
 HOLD_CHILD_ENV = "TRADSYS_TEST_SNAPSHOT_CHILD_HOLD"
 """Test hook: fork-mode children wait after their .tmp's header while this file exists."""
