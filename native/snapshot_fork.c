@@ -4,9 +4,9 @@
  * Everything after the fork is a system call or pure computation over the engine's
  * copy-on-write image: see the header for why (a multi-threaded parent). The child only
  * serializes (into a MAP_SHARED buffer its parent mapped) and exits: while it lives, every
- * page the worker writes is copied (16 µs a 4 KiB page out of a huge page on this VM,
- * 2 µs out of a small one), so it lives no longer than the walk; the writer thread then
- * writes the file from the buffer, as it does for a background snapshot.
+ * page the worker writes is copied first (~2.2 µs a 4 KiB page here: make -C native
+ * bench-cow), so it lives no longer than the walk; the writer thread then writes the file
+ * from the buffer, as it does for a background snapshot.
  */
 #define _GNU_SOURCE
 #include "snapshot_fork.h"
