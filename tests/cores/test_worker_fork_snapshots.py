@@ -51,12 +51,14 @@ def rig(instance: str, tmp_path: Path) -> Iterator[ShardRig]:
 
 
 @pytest.fixture
-def hold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The hold file, made: fork-mode children of workers started from now wait on it."""
+def hold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The hold file, made: fork-mode children of workers started from now wait on it.
+    Removed at the end, also after a failure, so that no held child outlives the test."""
     path = tmp_path / "hold-snapshot-child"
     path.touch()
     monkeypatch.setenv(HOLD_CHILD_ENV, str(path))
-    return path
+    yield path
+    path.unlink(missing_ok=True)
 
 
 def fork_spec(rig: ShardRig, **overrides: object) -> WorkerSpec:
