@@ -44,6 +44,7 @@ SOURCES = [
     "journal_read.c",
     "snapshot_file.c",
     "snapshot_writer.c",
+    "snapshot_fork.c",
     "worker.c",
     "latency_hist.c",
     "md_refresh.c",

@@ -6,6 +6,12 @@
  * "finished?" every turn without taking the mutex. The gates (pushed / durable seq) are
  * written by the worker thread with plain atomic stores; they are polled here with a
  * short sleep, which only this background thread pays.
+ *
+ * Fork mode: the job's child (snapshot_fork.c) serializes into the job's shared buffer;
+ * the thread blocks in waitid(WNOWAIT) until it exits, reaps it under mu, then writes the
+ * .tmp from the buffer as for a background job. Reaping under the mutex is what
+ * lets ts_snapwriter_free kill the child by pid without racing a reuse of that pid: until
+ * the thread reaps it, the pid is still the zombie's.
  */
 #define _GNU_SOURCE
 #include "snapshot_writer.h"
@@ -13,14 +19,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "journal_internal.h"
 #include "snapshot_file.h"
+#include "snapshot_fork.h"
 
 #define GATE_POLL_NS 100000L /* 100 µs between looks at the gates */
 
@@ -37,6 +47,16 @@ struct ts_snapwriter {
     int phase;         /* atomic; ts_snapwriter_phase */
     ts_snapwriter_job job;
     ts_snapwriter_result result;
+    /* fork mode */
+    int32_t child;               /* the child not yet reaped (0: none); atomic, set under mu */
+    ts_snapfork_report *report;  /* MAP_SHARED page the child writes (NULL: not mapped yet) */
+#ifdef __linux__
+    cpu_set_t cpus;              /* the creator's mask: where children run */
+#endif
+    int have_cpus;
+    ts_snapfork_args fork_args;  /* the next child's (4 KiB of path: kept off the stack) */
+    char *hold_path;             /* test hooks (ts_snapwriter_child_hooks) */
+    int fail_children;
 };
 
 static int64_t mono_ns(void) {
@@ -81,16 +101,70 @@ static int sync_journal_through(ts_snapwriter *sw, uint64_t seq, ts_journal_erro
     return rc;
 }
 
+/* Wait for the job's child and reap it; OK once it reported the engine's snapshot in the
+ * job's shared buffer (job->payload). Otherwise the result says why: a walk that did not
+ * fill the buffer (a failure like a failed serialization), or a child that died without
+ * finishing (child_failed: killed, out of memory, the test hook — a retry may work). */
+static int wait_child(ts_snapwriter *sw, const ts_snapwriter_job *job, ts_snapwriter_result *res) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    int werr = 0;
+    while (waitid(P_PID, (id_t)job->child, &si, WEXITED | WNOWAIT) != 0) {
+        if (errno == EINTR) continue;
+        werr = errno; /* ECHILD: SIGCHLD ignored, the kernel reaped it; the report tells */
+        break;
+    }
+    int status = 0;
+    pthread_mutex_lock(&sw->mu);
+    if (!werr)
+        while (waitpid(job->child, &status, 0) < 0 && errno == EINTR) {
+        }
+    __atomic_store_n(&sw->child, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&sw->mu);
+    const ts_snapfork_report *r = sw->report;
+    res->child_serialize_ns = r->serialize_ns;
+    if (__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) return TS_JOURNAL_OK;
+    char tmp[TS_JOURNAL_PATH_MAX + 8];
+    ts_snapfile_path(tmp, sizeof tmp, sw->dir, sw->shard_id, job->seq, 1);
+    if (r->stage != TS_SNAPFORK_STAGE_NONE)
+        return ts_jn_fail(&res->err, TS_JOURNAL_ERR_ENGINE, 0, tmp, 0,
+                          "snapshot child %d: the engine's snapshot for %s did not fill its "
+                          "%llu-byte buffer", (int)job->child, tmp,
+                          (unsigned long long)job->payload_bytes);
+    res->child_failed = 1;
+    char how[64];
+    if (werr)
+        snprintf(how, sizeof how, "its exit status is unknown: %s", strerror(werr));
+    else if (WIFSIGNALED(status))
+        snprintf(how, sizeof how, "killed by signal %d", WTERMSIG(status));
+    else
+        snprintf(how, sizeof how, "exit status %d", WEXITSTATUS(status));
+    return ts_jn_fail(&res->err, TS_JOURNAL_ERR_STATE, 0, tmp, 0,
+                      "snapshot child %d for %s ended without finishing it (%s); nothing was "
+                      "written and the next snapshot is tried as usual",
+                      (int)job->child, tmp, how);
+}
+
+/* A payload is malloc'd (background) or the fork child's shared mapping. */
+static void free_payload(ts_snapwriter_job *job) {
+    if (job->child > 0 && job->payload)
+        munmap(job->payload, job->payload_bytes ? job->payload_bytes : 1);
+    else
+        free(job->payload);
+    job->payload = NULL;
+}
+
 static void run_job(ts_snapwriter *sw, ts_snapwriter_job *job, ts_snapwriter_result *res) {
     const int64_t t0 = mono_ns();
     memset(res, 0, sizeof *res);
     res->seq = job->seq;
     res->tag = job->tag;
     __atomic_store_n(&sw->phase, TS_SNAPWRITER_WRITING, __ATOMIC_RELEASE);
-    int rc = ts_snapfile_write_tmp(sw->dir, sw->shard_id, job->seq, job->md_count, job->payload,
+    int rc = job->child > 0 ? wait_child(sw, job, res) : TS_JOURNAL_OK;
+    if (rc == TS_JOURNAL_OK)
+        rc = ts_snapfile_write_tmp(sw->dir, sw->shard_id, job->seq, job->md_count, job->payload,
                                    job->payload_bytes, &res->err);
-    free(job->payload);
-    job->payload = NULL;
+    free_payload(job);
     if (rc == TS_JOURNAL_OK) {
         __atomic_store_n(&sw->phase, TS_SNAPWRITER_WAITING, __ATOMIC_RELEASE);
         const struct timespec pause = {0, GATE_POLL_NS};
@@ -154,6 +228,11 @@ ts_snapwriter *ts_snapwriter_new(const char *dir, uint32_t shard_id, ts_journal_
     }
     snprintf(sw->dir, sizeof sw->dir, "%s", dir);
     sw->shard_id = shard_id;
+#ifdef __linux__
+    /* the caller's mask now (tradsys.cores.worker starts the writer with the housekeeping
+     * cores as its mask): the thread inherits it, and the fork mode's children get it */
+    sw->have_cpus = sched_getaffinity(0, sizeof sw->cpus, &sw->cpus) == 0;
+#endif
     pthread_mutex_init(&sw->mu, NULL);
     pthread_cond_init(&sw->cv, NULL);
     int e = pthread_create(&sw->thread, NULL, writer_main, sw);
@@ -172,10 +251,17 @@ void ts_snapwriter_free(ts_snapwriter *sw) {
     if (!sw) return;
     pthread_mutex_lock(&sw->mu);
     __atomic_store_n(&sw->cancel, 1, __ATOMIC_RELEASE);
+    /* a child still writing is killed: the thread's waitid returns and it reaps it */
+    if (sw->child > 0) kill(sw->child, SIGKILL);
     pthread_cond_broadcast(&sw->cv);
     pthread_mutex_unlock(&sw->mu);
     pthread_join(sw->thread, NULL);
-    free(sw->job.payload); /* a job the thread never took */
+    if (sw->child > 0) /* a job the thread never took: reap its child here */
+        while (waitpid(sw->child, NULL, 0) < 0 && errno == EINTR) {
+        }
+    free_payload(&sw->job); /* a job the thread never took */
+    if (sw->report) munmap(sw->report, sizeof *sw->report);
+    free(sw->hold_path);
     pthread_cond_destroy(&sw->cv);
     pthread_mutex_destroy(&sw->mu);
     free(sw);
@@ -225,6 +311,74 @@ int ts_snapwriter_wait(ts_snapwriter *sw, ts_snapwriter_result *out) {
     if (got) collect(sw, out);
     pthread_mutex_unlock(&sw->mu);
     return got;
+}
+
+int ts_snapwriter_fork(ts_snapwriter *sw, const ts_engine *e, const ts_snapwriter_job *job,
+                       int64_t *fork_ns, ts_journal_error *err) {
+    ts_jn_clear_error(err);
+    *fork_ns = 0;
+    if (!ts_snapwriter_idle(sw)) return -1;
+    if (!sw->report) { /* mapped once, at the first fork: the child writes, we read */
+        void *page = mmap(NULL, sizeof *sw->report, PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (page == MAP_FAILED)
+            return ts_jn_fail(err, TS_JOURNAL_ERR_IO, errno, sw->dir, 0,
+                              "cannot map the snapshot child's report page: %s",
+                              strerror(errno));
+        sw->report = page;
+    }
+    ts_snapfork_args *a = &sw->fork_args;
+    memset(a, 0, sizeof *a);
+    a->e = e;
+    a->size = ts_engine_snapshot_size(e);
+    /* shared with the child, which fills it; its pages are faulted in there, not here */
+    a->buf = mmap(NULL, a->size ? a->size : 1, PROT_READ | PROT_WRITE,
+                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (a->buf == MAP_FAILED)
+        return ts_jn_fail(err, TS_JOURNAL_ERR_NO_MEMORY, errno, sw->dir, 0,
+                          "cannot map %llu bytes for a snapshot child: %s",
+                          (unsigned long long)a->size, strerror(errno));
+#ifdef __linux__
+    a->cpus = sw->cpus;
+#endif
+    a->have_cpus = sw->have_cpus;
+    a->nice = 10;
+    a->hold_path = sw->hold_path;
+    if (sw->fail_children > 0) {
+        a->fail = 1;
+        sw->fail_children--;
+    }
+    a->report = sw->report;
+    const int64_t t0 = mono_ns();
+    pid_t pid = ts_snapfork_start(a);
+    *fork_ns = mono_ns() - t0;
+    if (pid < 0) {
+        munmap(a->buf, a->size ? a->size : 1);
+        return ts_jn_fail(err, TS_JOURNAL_ERR_IO, (int)-pid, sw->dir, 0,
+                          "cannot fork a child to write shard %u's snapshot at seq %llu: %s",
+                          sw->shard_id, (unsigned long long)job->seq, strerror((int)-pid));
+    }
+    pthread_mutex_lock(&sw->mu);
+    sw->job = *job;
+    sw->job.payload = a->buf;
+    sw->job.payload_bytes = a->size;
+    sw->job.child = pid;
+    __atomic_store_n(&sw->child, pid, __ATOMIC_RELEASE);
+    sw->has_job = 1;
+    __atomic_store_n(&sw->done, 0, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&sw->cv);
+    pthread_mutex_unlock(&sw->mu);
+    return 0;
+}
+
+int32_t ts_snapwriter_child(ts_snapwriter *sw) {
+    return __atomic_load_n(&sw->child, __ATOMIC_ACQUIRE);
+}
+
+void ts_snapwriter_child_hooks(ts_snapwriter *sw, const char *hold_path, int fail) {
+    free(sw->hold_path);
+    sw->hold_path = hold_path && *hold_path ? strdup(hold_path) : NULL;
+    sw->fail_children = fail > 0 ? fail : 0;
 }
 
 void ts_snapwriter_hold(ts_snapwriter *sw, int hold) {

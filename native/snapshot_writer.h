@@ -2,7 +2,10 @@
  * snapshot_writer.h — a shard worker's background snapshot writer: one pthread that takes
  * one job at a time (a payload already serialized on the worker's thread, snapshot_file.h)
  * and does the slow part off the hot path: crc, .tmp file, write, fsync, rename, directory
- * fsync.
+ * fsync. In the fork mode (ts_snapwriter_fork, snapshot_fork.h) the job is a child process
+ * that serializes the engine into a shared buffer and exits; the thread waits for it
+ * (waitid, blocking: no polling anywhere) and then does the rest exactly as for a payload:
+ * the same .tmp write, gates, rename and directory fsync, the same result.
  *
  * Why a thread and not inline: the file write and its fsyncs take tens of milliseconds on
  * a VM; inline they stopped the shard for that long. Serialization stays on the worker's
@@ -30,6 +33,7 @@
 
 #include <stdint.h>
 
+#include "book.h"
 #include "journal.h"
 
 typedef struct ts_snapwriter ts_snapwriter;
@@ -42,6 +46,8 @@ typedef struct ts_snapwriter_job {
     const uint64_t *pushed_seq;  /* rename once *pushed_seq >= seq (atomic loads) */
     const uint64_t *durable_seq; /* and *durable_seq >= seq; NULL: sync the journal here */
     uint32_t tag;                /* the caller's (the snapshot request it serves) */
+    int32_t child;               /* set by ts_snapwriter_fork: the child filling payload (a
+                                  * shared mapping, unmapped by the writer) */
 } ts_snapwriter_job;
 
 typedef struct ts_snapwriter_result {
@@ -49,6 +55,10 @@ typedef struct ts_snapwriter_result {
     uint32_t tag;
     int32_t status;   /* ts_journal_status: OK, or why the snapshot was not written */
     int64_t write_ns; /* hand-off to visible (or to the failure) */
+    int32_t child_failed; /* fork mode: the child died or exited without a report (killed,
+                           * out of memory): nothing on disk is wrong, a retry may work */
+    int32_t _pad0;
+    int64_t child_serialize_ns; /* fork mode: the child's engine walk */
     ts_journal_error err;
 } ts_snapwriter_result;
 
@@ -75,6 +85,22 @@ int ts_snapwriter_idle(ts_snapwriter *sw);
 int ts_snapwriter_poll(ts_snapwriter *sw, ts_snapwriter_result *out);
 /* Wait for the job in flight to finish and collect it: 1 (and *out), or 0 if none. */
 int ts_snapwriter_wait(ts_snapwriter *sw, ts_snapwriter_result *out);
+
+/* Fork mode: fork a child that serializes `e` as it is now (the caller's thread must hold
+ * it still: the worker's loop at a batch boundary), writes and fsyncs job->seq's .tmp and
+ * exits; then hand the writer a job that waits for the child and publishes as usual. The
+ * child runs on the CPUs this writer was created on (ts_snapwriter_new's caller's mask:
+ * the housekeeping cores of a pinned worker) at nice +10. 0, with *fork_ns the time fork()
+ * took on the caller's thread; -1 if busy; or a ts_journal_status with err if fork failed
+ * (nothing started: the caller may serialize itself instead). */
+int ts_snapwriter_fork(ts_snapwriter *sw, const ts_engine *e, const ts_snapwriter_job *job,
+                       int64_t *fork_ns, ts_journal_error *err);
+/* The child now writing (0: none). */
+int32_t ts_snapwriter_child(ts_snapwriter *sw);
+/* Test hooks for the fork mode: children forked while hold_path is set wait, after the
+ * walk, for as long as that file exists; the next `fail` children exit non-zero at that
+ * point instead of reporting. */
+void ts_snapwriter_child_hooks(ts_snapwriter *sw, const char *hold_path, int fail);
 
 /* Test hook: while held, a job stops before its rename (phase WAITING). */
 void ts_snapwriter_hold(ts_snapwriter *sw, int hold);

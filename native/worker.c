@@ -17,6 +17,7 @@
 #include "latency_hist_record.h"
 #include "md_refresh.h"
 #include "snapshot_file.h"
+#include "snapshot_fork.h"
 #include "snapshot_writer.h"
 
 #include <stdarg.h>
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define DEFAULT_MAX_BATCH 1024u
@@ -38,6 +40,8 @@ _Static_assert(offsetof(ts_worker_control, batch_gap_max_ns) == 896, "stall gaug
 _Static_assert(offsetof(ts_worker_control, md_refreshes_served) == 360, "md refresh fields");
 _Static_assert(offsetof(ts_worker_control, snapshot_write_ns) == 376, "snapshot timing fields");
 _Static_assert(offsetof(ts_worker_control, order_images_served) == 84, "order image fields");
+_Static_assert(offsetof(ts_worker_control, snapshot_fork_ns) == 904, "fork mode fields");
+_Static_assert(offsetof(ts_worker_control, snapshots_failed) == 940, "fork mode fields");
 _Static_assert(offsetof(ts_worker_control, accepted_out) == 1024, "event counters offset");
 _Static_assert(offsetof(ts_worker_control, rejects_by_reason) == 1088, "reject counters offset");
 
@@ -85,6 +89,11 @@ struct ts_worker {
     uint64_t pushed_seq;       /* output through this seq is in the rings (atomic: the
                                 * writer's gate) */
     int snapshot_deferred;     /* the due snapshot was counted as waiting for the writer */
+    int fork_mode;             /* TS_SNAPSHOTS_FORK: children serialize and write */
+    int fork_failures;         /* children in a row that died unfinished */
+    int child_running;         /* a child forked by this thread has not exited yet */
+    long child_minflt;         /* this thread's minor faults at that fork */
+    int64_t batch_max_ns;      /* the control block's, kept here (no shared-line load) */
     int64_t backlog_since_ns;  /* end of the last batch, if commands were left waiting */
 };
 
@@ -165,14 +174,23 @@ void ts_worker_free(ts_worker *w) {
     free(w);
 }
 
-int ts_worker_set_snapshots(ts_worker *w, const char *dir, int background) {
+int ts_worker_set_snapshots(ts_worker *w, const char *dir, int mode) {
     if (w->writer) {
         ts_snapwriter_free(w->writer);
         w->writer = NULL;
     }
-    if (!background) return TS_JOURNAL_OK;
+    w->fork_mode = mode == TS_SNAPSHOTS_FORK && ts_snapfork_supported();
+    w->child_running = 0;
+    STORE(w->ctl->snapshot_child_pid, 0);
+    if (mode == TS_SNAPSHOTS_INLINE) return TS_JOURNAL_OK;
     w->writer = ts_snapwriter_new(dir, w->cfg.shard_id, &w->err);
     return w->writer ? TS_JOURNAL_OK : journal_fail(w, w->err.status);
+}
+
+int ts_worker_fork_supported(void) { return ts_snapfork_supported(); }
+
+void ts_worker_snapshot_child_hooks(ts_worker *w, const char *hold_path, int fail) {
+    if (w->writer) ts_snapwriter_child_hooks(w->writer, hold_path, fail);
 }
 
 void ts_worker_snapshot_hold(ts_worker *w, int hold) {
@@ -530,11 +548,42 @@ static int take_batch(ts_worker *w, const ts_command *first, uint64_t n, int64_t
     return 0;
 }
 
+static long thread_minor_faults(void) {
+#ifdef RUSAGE_THREAD
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) == 0) return ru.ru_minflt;
+#endif
+    return 0;
+}
+
+/* Once per batch while a child runs (one atomic load): has it exited? Then its window
+ * closes: the copy-on-write faults this thread took meanwhile are recorded. */
+static void note_child_exit(ts_worker *w) {
+    if (ts_snapwriter_child(w->writer) != 0) return;
+    w->child_running = 0;
+    STORE(w->ctl->snapshot_child_pid, 0);
+    STORE(w->ctl->snapshot_cow_faults, (uint64_t)(thread_minor_faults() - w->child_minflt));
+}
+
 /* A background write has finished: publish it (snapshot_seq, counters, the request it
- * served), or fail the worker as a failed inline snapshot would, naming the file. */
+ * served), or fail the worker as a failed inline snapshot would, naming the file. A
+ * fork-mode child that died unfinished is no journal failure: counted, described in the
+ * error text, its request left to be served by the next snapshot; 1 is returned. */
 static int settle_snapshot(ts_worker *w, const ts_snapwriter_result *res) {
     ts_worker_control *ctl = w->ctl;
     STORE(ctl->snapshot_write_ns, (uint64_t)res->write_ns);
+    if (w->child_running) note_child_exit(w);
+    if (res->child_failed) {
+        w->fork_failures++;
+        STORE(ctl->snapshots_failed, ctl->snapshots_failed + 1);
+        snprintf(ctl->error, sizeof ctl->error, "%s", res->err.message);
+        w->snapshot_req_seen = LOAD(ctl->snapshots_served); /* a request is asked again */
+        return 1;
+    }
+    if (res->child_serialize_ns) {
+        w->fork_failures = 0;
+        STORE(ctl->snapshot_child_ns, (uint64_t)res->child_serialize_ns);
+    }
     if (res->status != TS_JOURNAL_OK) {
         w->err = res->err;
         return journal_fail(w, TS_WORKER_ERR_JOURNAL);
@@ -552,6 +601,26 @@ static int hand_off_snapshot(ts_worker *w, uint32_t req) {
     ts_snapwriter_job job = {.seq = w->seq, .md_count = w->md_total, .tag = req,
                              .pushed_seq = &w->pushed_seq};
     if (w->durability != TS_DURABILITY_NONE) job.durable_seq = &w->ctl->synced_seq;
+    if (w->fork_mode && w->fork_failures < 3 &&
+        ts_engine_snapshot_size(w->e) >= w->cfg.fork_min_bytes) {
+        /* the child's image is the engine at this boundary: nothing to copy here */
+        long minflt = thread_minor_faults();
+        int64_t fork_ns;
+        ts_journal_error ferr;
+        if (ts_snapwriter_fork(w->writer, w->e, &job, &fork_ns, &ferr) == 0) {
+            w->child_running = 1;
+            w->child_minflt = minflt;
+            STORE(w->ctl->snapshot_child_pid, ts_snapwriter_child(w->writer));
+            STORE(w->ctl->snapshot_fork_ns, (uint64_t)fork_ns);
+            STORE(w->ctl->snapshot_serialize_ns, (uint64_t)(mono_ns() - t0));
+            w->snapshot_req_seen = req;
+            w->since_snapshot = 0;
+            w->snapshot_deferred = 0;
+            return 0;
+        }
+        /* fork failed (out of memory, a process limit): this one is serialized here */
+    }
+    w->fork_failures = 0;
     if (ts_snapfile_serialize(w->e, &job.payload, &job.payload_bytes, &w->err))
         return journal_fail(w, TS_WORKER_ERR_JOURNAL);
     if (ts_snapwriter_submit(w->writer, &job) != 0) { /* checked idle before: cannot be */
@@ -621,7 +690,8 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
             ts_snapwriter_result res;
             if (ts_snapwriter_poll(w->writer, &res)) {
                 int rc = settle_snapshot(w, &res);
-                status = rc ? rc : TS_WORKER_SNAPSHOT_WRITTEN; /* the caller prunes */
+                status = rc == 1 ? TS_WORKER_SNAPSHOT_FAILED
+                                 : rc ? rc : TS_WORKER_SNAPSHOT_WRITTEN; /* the caller prunes */
                 break;
             }
             if (snapshot_due && !drained) {
@@ -703,7 +773,18 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
             break;
         }
         push_ready(w);
+        const int64_t batch_start = now;
         now = mono_ns();
+        if (now - batch_start > w->batch_max_ns) {
+            w->batch_max_ns = now - batch_start;
+            STORE(ctl->batch_max_ns, w->batch_max_ns);
+        }
+        if (w->child_running) {
+            /* the copy-on-write faults land in batches: the longest one meanwhile */
+            if (now - batch_start > LOAD(ctl->fork_batch_max_ns))
+                STORE(ctl->fork_batch_max_ns, now - batch_start);
+            note_child_exit(w);
+        }
         uint64_t fill = ts_ring_readable(w->in);
         STORE(ctl->in_fill, fill);
         w->backlog_since_ns = fill ? now : 0;
@@ -727,7 +808,9 @@ int ts_worker_snapshot_wait(ts_worker *w) {
     if (!w->writer) return TS_JOURNAL_OK;
     ts_snapwriter_result res;
     if (!ts_snapwriter_wait(w->writer, &res)) return TS_JOURNAL_OK;
-    return settle_snapshot(w, &res) ? res.status : TS_JOURNAL_OK;
+    int rc = settle_snapshot(w, &res);
+    /* a child that died unfinished is counted and described; the caller carries on */
+    return rc && rc != 1 ? res.status : TS_JOURNAL_OK;
 }
 
 int ts_worker_snapshot(ts_worker *w, const char *dir) {

@@ -22,6 +22,23 @@
  * writer (the "inline" mode), a due snapshot quiesces and returns SNAPSHOT_DUE, and the
  * caller writes it with ts_worker_snapshot, as before.
  *
+ * The "fork" mode (TS_SNAPSHOTS_FORK) takes even the serialization off the worker's
+ * thread: at the batch boundary the loop forks (snapshot_fork.h), the child serializes its
+ * copy-on-write image of the engine at seq N, writes and fsyncs the .tmp and exits, and
+ * the loop goes on matching at once. The writer thread waits for the child, then applies
+ * the same gates and rename as above. What the worker's thread still pays: fork() itself
+ * (copying page tables: snapshot_fork_ns) and one copy-on-write fault per page it writes
+ * while the child runs (snapshot_cow_faults; fork_batch_max_ns is the longest batch then).
+ * A child that dies without finishing (killed, the test hook) is not a journal failure:
+ * its .tmp is removed, snapshots_failed counts it, the error text says why, the loop
+ * returns SNAPSHOT_FAILED once (the caller logs it) and a request it was serving is served
+ * by the next one; after three such children in a row the next snapshot is serialized on
+ * the worker's thread instead. The child only serializes (into a shared buffer) and exits,
+ * so the copy-on-write window is the walk alone; the writer thread writes the .tmp from
+ * the buffer, and a failed write fails the worker as a failed background write does. fork() failing (no memory) falls back to that thread too, and
+ * so does a book whose snapshot is under cfg.fork_min_bytes: serializing a few thousand
+ * orders costs the loop less than fork() does.
+ *
  * One turn of the loop:
  *   1. peek a batch of commands from the inbound ring (zero-copy, ts_ring_peek);
  *   2. stamp them with the next shard seqs and append them to the journal in one write,
@@ -114,6 +131,7 @@ enum ts_worker_run_status {
     TS_WORKER_SNAPSHOT_DUE = 2, /* requested, or snapshot_every reached: quiescent now */
     TS_WORKER_IMAGE_DUE = 3,    /* an order image is asked for: quiescent, inbound empty */
     TS_WORKER_SNAPSHOT_WRITTEN = 4, /* a background snapshot became visible: prune now */
+    TS_WORKER_SNAPSHOT_FAILED = 5,  /* a fork-mode child died unfinished: log the error text */
     TS_WORKER_ERR_JOURNAL = -1, /* the journal failed; ts_worker_error says how */
     TS_WORKER_ERR_ENGINE = -2,  /* the engine ran out of memory */
     TS_WORKER_ERR_STATE = -3    /* misuse, or rings and journal that do not agree */
@@ -187,7 +205,18 @@ typedef struct ts_worker_control {
     int64_t batch_gap_max_ns;   /* 896 longest time, this incarnation, from the end of one
                                  *     batch to the start of the next while commands waited
                                  *     in the ring (a stall: snapshot, sync, return to Python) */
-    uint8_t _reserved[120];     /* 904 */
+    /* ---- 904: the fork mode (TS_SNAPSHOTS_FORK) ---- */
+    uint64_t snapshot_fork_ns;  /* 904 last fork() on the worker's thread */
+    uint64_t snapshot_child_ns; /* 912 its child's serialization of the engine */
+    uint64_t snapshot_cow_faults; /* 920 minor faults of the worker's thread while that child
+                                 *     ran (copy-on-write copies, mostly) */
+    int64_t fork_batch_max_ns;  /* 928 longest batch (match + push), this incarnation, while
+                                 *     a child ran: what the copy-on-write faults cost */
+    int32_t snapshot_child_pid; /* 936 the child now writing (0: none) */
+    uint32_t snapshots_failed;  /* 940 children that died unfinished, this incarnation */
+    int64_t batch_max_ns;       /* 944 longest batch (match + push), this incarnation: the
+                                 *     floor fork_batch_max_ns is read against */
+    uint8_t _reserved[72];      /* 952 */
     /* ---- 1024: execution events this incarnation pushed, by kind (for /metrics) ---- */
     uint64_t accepted_out;      /* 1024 */
     uint64_t trades_out;        /* 1032 fills, counted once (on the taker's event) */
@@ -210,6 +239,9 @@ typedef struct ts_worker_config {
     uint32_t max_batch;         /* commands per batch at most (0 = 1024) */
     uint64_t snapshot_every;    /* a snapshot after this many commands; 0 = never */
     ts_wait_strategy wait;      /* waiting for commands and for room in the out rings */
+    uint64_t fork_min_bytes;    /* fork mode: books whose snapshot is smaller are serialized
+                                 * on the loop's thread (cheaper than fork() itself, which
+                                 * copies the process's page tables: ~1 ms here) */
 } ts_worker_config;
 
 typedef struct ts_worker ts_worker;
@@ -240,10 +272,23 @@ int ts_worker_run(ts_worker *w, int64_t max_ns);
  * current seq into dir. Returns a ts_journal_status. */
 int ts_worker_snapshot(ts_worker *w, const char *dir);
 
-/* Background snapshots into dir (background = 1: start the writer thread) or inline ones
- * (0: SNAPSHOT_DUE as before). A ts_journal_status. ts_worker_free stops the thread; a
- * write still waiting then is cancelled and its .tmp removed. */
-int ts_worker_set_snapshots(ts_worker *w, const char *dir, int background);
+/* Who writes periodic and requested snapshots. */
+enum ts_snapshot_mode {
+    TS_SNAPSHOTS_INLINE = 0,     /* SNAPSHOT_DUE: the caller writes, the loop stopped */
+    TS_SNAPSHOTS_BACKGROUND = 1, /* serialized on the loop's thread, written by the writer */
+    TS_SNAPSHOTS_FORK = 2        /* serialized and written by a forked child (Linux) */
+};
+
+/* Snapshots into dir in a ts_snapshot_mode (BACKGROUND and FORK start the writer thread;
+ * FORK where ts_worker_fork_supported() is 0 runs as BACKGROUND). A ts_journal_status.
+ * ts_worker_free stops the thread; a write still waiting then is cancelled (a child still
+ * writing is killed and reaped) and its .tmp removed. */
+int ts_worker_set_snapshots(ts_worker *w, const char *dir, int mode);
+/* 1 where the fork mode works (Linux), else 0. */
+int ts_worker_fork_supported(void);
+/* Test hooks for the fork mode: while the file hold_path exists (NULL: no hold), children
+ * wait after writing their .tmp's header; the next `fail` children exit non-zero there. */
+void ts_worker_snapshot_child_hooks(ts_worker *w, const char *hold_path, int fail);
 /* Wait for a background write in flight and publish it; a ts_journal_status (the write's
  * failure, with ts_worker_error). It waits on the writer's gates: call it at a quiescent
  * point (ts_worker_snapshot does), or after the loop has had time to open them. */

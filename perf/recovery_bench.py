@@ -33,10 +33,11 @@ is journaled once, with the C writer, into a temporary directory on the disk tha
 * instructions per command of the C append and replay paths counted by callgrind
   (exact and repeatable, unlike the timings on a shared machine);
 * **snapshot stall**, ms: the longest time a worker left waiting commands in its ring
-  around periodic snapshots, with the old inline snapshot path against the background
-  writer, and the part the background path keeps on the worker's thread (serializing
-  the books), on the venue stream and on a 1 M-order deep book (250 k with --quick);
-  see perf/_snapshot_stall.py.
+  around periodic snapshots, each ``snapshot_writer`` mode side by side (inline, the
+  background writer, the fork child — the default — and no snapshots), with what each
+  keeps on the worker's thread (serializing the books; fork() and its copy-on-write
+  faults), on the venue stream and on a 1 M-order deep book (250 k with --quick); see
+  perf/_snapshot_stall.py.
 
 Temporary directories, shared-memory segments and worker processes are removed on the
 way out, also after an error or SIGTERM; what a killed run left is reclaimed next time.

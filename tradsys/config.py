@@ -21,7 +21,7 @@ from tradsys.cores.sched_slice import MAX_SLICE_US, MIN_SLICE_US
 from tradsys.matching import Instrument
 
 Durability = Literal["none", "group", "fsync"]
-SnapshotWriter = Literal["background", "inline"]
+SnapshotWriter = Literal["fork", "background", "inline"]
 WaitName = Literal["busy-spin", "spin-yield", "spin-park"]
 
 
@@ -55,10 +55,12 @@ class JournalSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     group_commit_us: int = 1000
     segment_mb: int = 64
     snapshot_every: int = 1_000_000
-    # "background": a writer thread writes periodic and requested snapshots while the
-    # shard keeps matching; "inline": the shard stops for them (the old path, kept to
-    # measure against: perf/recovery_bench.py's snapshot stall).
-    snapshot_writer: SnapshotWriter = "background"
+    # "fork": a child forked at a batch boundary serializes the books and writes the file
+    # while the shard keeps matching; "background": the shard serializes them (the part
+    # that stops it, long for a deep book) and a writer thread writes; "inline": the
+    # shard stops for the whole write (the old path). Compare them with
+    # perf/recovery_bench.py's snapshot stall.
+    snapshot_writer: SnapshotWriter = "fork"
 
 
 class ShardSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

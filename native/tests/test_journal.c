@@ -19,12 +19,14 @@
 #include "../worker.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -990,6 +992,252 @@ static void test_worker_free_cancels_a_waiting_write(void) {
     free(cmds);
 }
 
+/* ---- fork-mode snapshots ------------------------------------------------------------- */
+
+/* RUN_UNTIL, also counting SNAPSHOT_FAILED returns into `failed` */
+#define FORK_RUN_UNTIL(w, cond)                                                             \
+    do {                                                                                    \
+        int64_t give_up_ = now_ns() + 20000000000ll;                                        \
+        while (!(cond)) {                                                                   \
+            int st_ = ts_worker_run((w), 1000000);                                          \
+            CHECK(st_ >= 0);                                                                \
+            CHECK(st_ != TS_WORKER_SNAPSHOT_DUE);                                           \
+            if (st_ == TS_WORKER_SNAPSHOT_WRITTEN) written++;                               \
+            if (st_ == TS_WORKER_SNAPSHOT_FAILED) failed++;                                 \
+            drain(r.ev, sink, 0, 1 << 14);                                                  \
+            drain(r.md, sink, 0, 1 << 14);                                                  \
+            CHECK(now_ns() < give_up_);                                                     \
+        }                                                                                   \
+    } while (0)
+
+static unsigned char *read_file(const char *path, uint64_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(n > 0 ? (size_t)n : 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    *len = (uint64_t)n;
+    return b;
+}
+
+/* A child of this process is gone for good (reaped: no zombie left behind). */
+static int reaped(pid_t pid) {
+    return waitpid(pid, NULL, WNOHANG) < 0 && errno == ECHILD;
+}
+
+/* A fork-mode worker for 7 under GROUP (100 µs commits) with snapshot_every 1000. */
+static ts_worker *fork_worker(rig *r, ts_engine *e, ts_journal **j,
+                              ts_journal_replay_result *res) {
+    ts_worker_config wc = {.shard_id = 7, .max_batch = 64, .snapshot_every = 1000,
+                           .wait = {TS_WAIT_SPIN_YIELD, 16, 0, 0}};
+    ts_worker *w = ts_worker_new(&wc, e, r->in, r->ev, r->md, r->ctl);
+    if (!w || ts_worker_recover(w, g_dir, 0, 0, 0, 1, res) != 0) exit(2);
+    ts_journal_error err;
+    ts_journal_config cfg = cfg_of(TS_DURABILITY_GROUP, 1 << 20);
+    cfg.group_commit_ns = 100000;
+    *j = ts_journal_open(g_dir, &cfg, 1, &err);
+    if (!*j) exit(2);
+    ts_worker_set_journal(w, *j);
+    if (ts_worker_set_snapshots(w, g_dir, TS_SNAPSHOTS_FORK) != 0) exit(2);
+    return w;
+}
+
+/* The child is held after its walk while the worker matches on; released, the
+ * snapshot is published, byte for byte the file the inline path writes at that seq (but
+ * the creation time and the header crc over it); the child is reaped. */
+static void test_worker_fork_snapshot(void) {
+    const uint64_t n = 4000;
+    ts_command *cmds = make_stream(n, g_seed ^ 0x55);
+    rig r = rig_new();
+    ts_engine *e = engine1();
+    ts_journal *j;
+    ts_journal_replay_result *res = malloc(sizeof *res);
+    ts_event *sink = malloc((1 << 14) * sizeof *sink);
+    ts_worker *w = fork_worker(&r, e, &j, res);
+    char hold[600];
+    snprintf(hold, sizeof hold, "%s/hold", g_dir);
+    FILE *hf = fopen(hold, "w");
+    CHECK(hf);
+    fclose(hf);
+    ts_worker_snapshot_child_hooks(w, hold, 0);
+    int written = 0, failed = 0;
+    uint64_t pushed = 0;
+    while (pushed < 1100) {
+        pushed += ts_ring_push(r.in, cmds + pushed, 1100 - pushed);
+        FORK_RUN_UNTIL(w, r.ctl->processed_seq >= pushed);
+    }
+    FORK_RUN_UNTIL(w, r.ctl->snapshot_child_pid != 0);
+    const pid_t child = r.ctl->snapshot_child_pid;
+    CHECK(r.ctl->snapshot_fork_ns > 0);
+    /* held: the worker goes on matching while the child has not finished */
+    while (pushed < 3000) {
+        pushed += ts_ring_push(r.in, cmds + pushed, 3000 - pushed);
+        FORK_RUN_UNTIL(w, r.ctl->processed_seq >= pushed);
+    }
+    CHECK_EQ(r.ctl->snapshot_child_pid, child);
+    CHECK_EQ(written, 0);
+    CHECK_EQ(r.ctl->snapshots_taken, 0);
+    CHECK_EQ(count_files("snapshot-"), 0); /* the child writes no file */
+    /* released: it is published, and the next one (due since) is forked after it */
+    unlink(hold);
+    FORK_RUN_UNTIL(w, written >= 1);
+    CHECK_EQ(failed, 0);
+    uint64_t s1 = r.ctl->snapshot_seq;
+    CHECK(s1 >= 1000 && s1 < 1100);
+    CHECK(r.ctl->snapshot_child_ns > 0);
+    CHECK(reaped(child));
+    char path[512], tmp[512];
+    snap_paths(path, tmp, sizeof path, s1);
+    uint64_t flen, ilen;
+    unsigned char *fbytes = read_file(path, &flen);
+    CHECK(fbytes);
+    /* the inline path's file at s1, from an engine fed the same commands */
+    ts_engine *ref = engine1();
+    CHECK_EQ(ts_engine_process(ref, cmds, s1), s1);
+    char idir[600];
+    snprintf(idir, sizeof idir, "%s/inline", g_dir);
+    CHECK_EQ(mkdir(idir, 0700), 0);
+    ts_journal_error err;
+    CHECK_EQ(ts_snapfile_write(idir, 7, s1, 0, ref, &err), 0);
+    char ipath[700], itmp[700];
+    ts_snapfile_path(ipath, sizeof ipath, idir, 7, s1, 0);
+    ts_snapfile_path(itmp, sizeof itmp, idir, 7, s1, 1);
+    unsigned char *ibytes = read_file(ipath, &ilen);
+    CHECK(ibytes);
+    CHECK_EQ(flen, ilen);
+    /* header bytes 0..39 (magic .. layout) equal; md_count is the worker's own count */
+    CHECK_EQ(memcmp(fbytes, ibytes, 40), 0);
+    CHECK_EQ(memcmp(fbytes + TS_SNAPFILE_HEADER_SIZE, ibytes + TS_SNAPFILE_HEADER_SIZE,
+                    flen - TS_SNAPFILE_HEADER_SIZE), 0);
+    unlink(ipath);
+    rmdir(idir);
+    /* the rest flows; the stop waits for a child in flight, then writes its own */
+    while (pushed < n) {
+        pushed += ts_ring_push(r.in, cmds + pushed, n - pushed);
+        FORK_RUN_UNTIL(w, r.ctl->processed_seq >= pushed);
+    }
+    r.ctl->stop_requested = 1;
+    int st;
+    int64_t give_up = now_ns() + 20000000000ll;
+    while ((st = ts_worker_run(w, 1000000)) != TS_WORKER_STOP) {
+        CHECK(st >= 0 && st != TS_WORKER_SNAPSHOT_DUE);
+        drain(r.ev, sink, 0, 1 << 14);
+        drain(r.md, sink, 0, 1 << 14);
+        CHECK(now_ns() < give_up);
+    }
+    CHECK_EQ(ts_worker_snapshot(w, g_dir), 0);
+    CHECK_EQ(r.ctl->snapshot_child_pid, 0);
+    CHECK_EQ(r.ctl->snapshots_failed, 0);
+    ts_worker_free(w);
+    ts_journal_close(j, &err);
+    ts_engine_free(e);
+    ts_engine_free(ref);
+    rig_free(&r);
+    free(fbytes);
+    free(ibytes);
+    free(sink);
+    free(res);
+    free(cmds);
+}
+
+/* A child that exits non-zero: an error result naming it, no file left, the worker goes
+ * on, and the next snapshot is written. */
+static void test_worker_fork_child_failure(void) {
+    const uint64_t n = 2600;
+    ts_command *cmds = make_stream(n, g_seed ^ 0x56);
+    rig r = rig_new();
+    ts_engine *e = engine1();
+    ts_journal *j;
+    ts_journal_replay_result *res = malloc(sizeof *res);
+    ts_event *sink = malloc((1 << 14) * sizeof *sink);
+    ts_worker *w = fork_worker(&r, e, &j, res);
+    ts_worker_snapshot_child_hooks(w, NULL, 1);
+    int written = 0, failed = 0;
+    uint64_t pushed = 0;
+    while (pushed < 1100) {
+        pushed += ts_ring_push(r.in, cmds + pushed, 1100 - pushed);
+        FORK_RUN_UNTIL(w, r.ctl->processed_seq >= pushed);
+    }
+    FORK_RUN_UNTIL(w, failed == 1);
+    CHECK_EQ(r.ctl->snapshots_failed, 1);
+    CHECK(strstr(r.ctl->error, "ended without finishing it (exit status 4)"));
+    CHECK(strstr(r.ctl->error, ".tss.tmp"));
+    CHECK_EQ(count_files("snapshot-"), 0);
+    CHECK_EQ(r.ctl->snapshot_child_pid, 0);
+    CHECK_EQ(written, 0);
+    /* the next periodic one works */
+    while (pushed < n) {
+        pushed += ts_ring_push(r.in, cmds + pushed, n - pushed);
+        FORK_RUN_UNTIL(w, r.ctl->processed_seq >= pushed);
+    }
+    FORK_RUN_UNTIL(w, written == 1);
+    CHECK_EQ(failed, 1);
+    CHECK(r.ctl->snapshot_seq >= 2000);
+    char path[512], tmp[512];
+    snap_paths(path, tmp, sizeof path, r.ctl->snapshot_seq);
+    CHECK(file_exists(path));
+    ts_snapfile_header h;
+    uint64_t last_exec;
+    ts_journal_error err;
+    ts_engine *snap = ts_snapfile_load(path, 7, &h, &last_exec, &err);
+    CHECK(snap);
+    ts_engine *ref = engine1();
+    CHECK_EQ(ts_engine_process(ref, cmds, h.seq), h.seq);
+    CHECK(same_state(snap, ref));
+    ts_engine_free(snap);
+    ts_engine_free(ref);
+    ts_worker_free(w);
+    ts_journal_close(j, &err);
+    ts_engine_free(e);
+    rig_free(&r);
+    free(sink);
+    free(res);
+    free(cmds);
+}
+
+/* ts_worker_free while a child is held: it is killed and reaped, no file is left. */
+static void test_worker_free_kills_a_held_child(void) {
+    ts_command *cmds = make_stream(1100, g_seed ^ 0x57);
+    rig r = rig_new();
+    ts_engine *e = engine1();
+    ts_journal *j;
+    ts_journal_replay_result *res = malloc(sizeof *res);
+    ts_event *sink = malloc((1 << 14) * sizeof *sink);
+    ts_worker *w = fork_worker(&r, e, &j, res);
+    char hold[600];
+    snprintf(hold, sizeof hold, "%s/hold", g_dir);
+    FILE *hf = fopen(hold, "w");
+    CHECK(hf);
+    fclose(hf);
+    ts_worker_snapshot_child_hooks(w, hold, 0);
+    int written = 0, failed = 0;
+    uint64_t pushed = 0;
+    while (pushed < 1100) {
+        pushed += ts_ring_push(r.in, cmds + pushed, 1100 - pushed);
+        FORK_RUN_UNTIL(w, r.ctl->processed_seq >= pushed);
+    }
+    FORK_RUN_UNTIL(w, r.ctl->snapshot_child_pid != 0);
+    const pid_t child = r.ctl->snapshot_child_pid;
+    CHECK(!reaped(child));
+    ts_worker_free(w);
+    CHECK(reaped(child));
+    CHECK_EQ(count_files("snapshot-"), 0);
+    unlink(hold);
+    ts_journal_error err;
+    ts_journal_close(j, &err);
+    ts_engine_free(e);
+    rig_free(&r);
+    free(sink);
+    free(res);
+    free(cmds);
+}
+
 /* ---- bench ------------------------------------------------------------------------------ */
 
 static int bench(uint64_t n) {
@@ -1049,6 +1297,9 @@ static const test_case TESTS[] = {
     {"snapwriter_failure_and_none", test_snapwriter_failure_and_none},
     {"worker_background_snapshot", test_worker_background_snapshot},
     {"worker_free_cancels_a_waiting_write", test_worker_free_cancels_a_waiting_write},
+    {"worker_fork_snapshot", test_worker_fork_snapshot},
+    {"worker_fork_child_failure", test_worker_fork_child_failure},
+    {"worker_free_kills_a_held_child", test_worker_free_kills_a_held_child},
 };
 
 static int selected(const char *name, int argc, char **argv) {

@@ -4,10 +4,13 @@
 control block the supervisor made, recover (newest valid snapshot + journal tail; a torn
 tail is truncated with a log line; corruption ends the process with exit code 2 and the
 file and offset in the message), then run ``ts_worker_run`` in slices. Periodic and
-requested snapshots are written by the C worker's background writer thread while the loop
-keeps matching (``snapshot_writer = "background"``; native/worker.h); when one becomes
-visible the loop returns SNAPSHOT_WRITTEN and Python hands the pruning to a thread of its
-own (:class:`BackgroundPruner`) and re-enters the loop at once. With ``"inline"`` the loop
+requested snapshots are written while the loop keeps matching: with ``snapshot_writer =
+"fork"`` a child process forked at the batch boundary serializes the books and writes the
+file, with ``"background"`` the loop serializes them and a writer thread writes
+(native/worker.h); when one becomes visible the loop returns SNAPSHOT_WRITTEN and Python
+hands the pruning to a thread of its own (:class:`BackgroundPruner`) and re-enters the
+loop at once (SNAPSHOT_FAILED, a fork child that died unfinished, is logged and the loop
+re-entered too). With ``"inline"`` the loop
 stops for a due snapshot (SNAPSHOT_DUE) and Python writes and prunes it in between
 slices, the old path. Between slices Python otherwise does only the rare: order images
 and the stop.
@@ -37,6 +40,7 @@ import psutil
 
 from tradsys import logs
 from tradsys._native import ffi, lib
+from tradsys.config import SnapshotWriter
 from tradsys.cores.control import WorkerControl, WorkerState
 from tradsys.cores.memory_lock import lock_memory
 from tradsys.cores.order_image import write_image
@@ -54,6 +58,12 @@ from tradsys.ring.segment import process_start_us
 from tradsys.wire import LAYOUT_VERSION, RECORD_SIZE
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
+
+_SNAPSHOT_MODES: dict[str, int] = {"inline": 0, "background": 1, "fork": 2}
+HOLD_CHILD_ENV = "TRADSYS_TEST_SNAPSHOT_CHILD_HOLD"
+"""Test hook: fork-mode children wait after their .tmp's header while this file exists."""
+FAIL_CHILD_ENV = "TRADSYS_TEST_SNAPSHOT_CHILD_FAIL"
+"""Test hook: this many fork-mode children exit non-zero there instead of finishing."""
 
 log = logging.getLogger("tradsys.worker")
 
@@ -73,9 +83,13 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     segment_bytes: int = 64 << 20
     snapshot_every: int = 1_000_000
     """Commands between periodic snapshots (0: only on request and at stop)."""
-    snapshot_writer: Literal["background", "inline"] = "background"
-    """Who writes periodic and requested snapshots: a background thread while the loop
-    keeps matching, or the loop itself, stopped (the old path; see the module doc)."""
+    snapshot_writer: SnapshotWriter = "fork"
+    """Who writes periodic and requested snapshots: a forked child (serialization and
+    write off the worker's thread), a background thread (the loop serializes), or the
+    loop itself, stopped (the old path; see the module doc)."""
+    fork_min_bytes: int = 1 << 20
+    """With "fork": a book whose snapshot is smaller (about 11 k resting orders) is
+    serialized on the worker's thread, which costs it less than fork() (~1 ms here)."""
     wait: Literal["busy-spin", "spin-yield", "spin-park"] = "spin-park"
     commands: str
     """Ring segment names (made by the supervisor; the worker attaches)."""
@@ -153,6 +167,7 @@ class ShardWorker:
         cfg.max_batch = self.spec.max_batch
         cfg.snapshot_every = self.spec.snapshot_every
         cfg.wait = WaitStrategy.named(self.spec.wait).cdata[0]
+        cfg.fork_min_bytes = self.spec.fork_min_bytes
         commands, events, md = (_ring_pointer(r) for r in self.rings)
         ptr = lib.ts_worker_new(
             cfg, engine_pointer(engine), commands, events, md, self.control.cdata
@@ -198,11 +213,13 @@ class ShardWorker:
             raise error_from_c(self._err)
         self._journal = journal
         lib.ts_worker_set_journal(self._worker, journal)
-        background = int(spec.snapshot_writer == "background")
+        mode = snapshot_mode(spec.snapshot_writer, spec.shard_id)
         with _new_threads_on(spec.housekeeping_cpus if spec.core is not None else []):
-            # the snapshot writer thread starts here and keeps the mask it starts with
-            if lib.ts_worker_set_snapshots(self._worker, str(self.dir).encode(), background):
+            # the snapshot writer thread starts here and keeps the mask it starts with;
+            # fork-mode children are given the same mask
+            if lib.ts_worker_set_snapshots(self._worker, str(self.dir).encode(), mode):
                 raise JournalError(self._c_error())
+        self._child_test_hooks()
         for ins in start.missing:
             log.info(
                 "shard %d: adding instrument %s (new in the configuration)",
@@ -225,6 +242,14 @@ class ShardWorker:
             self.control.intake_skipped,
             (time.monotonic_ns() - started) / 1e9,
         )
+
+    def _child_test_hooks(self) -> None:
+        """The fork mode's test hooks, from the environment (tests only set them)."""
+        hold = os.environ.get(HOLD_CHILD_ENV, "")
+        fail = int(os.environ.get(FAIL_CHILD_ENV, "0") or 0)
+        if hold or fail:
+            hold_path = hold.encode() if hold else ffi.NULL
+            lib.ts_worker_snapshot_child_hooks(self._worker, hold_path, fail)
 
     def _c_error(self) -> str:
         err = lib.ts_worker_error(self._worker)
@@ -284,6 +309,9 @@ class ShardWorker:
             if rc == lib.TS_WORKER_SNAPSHOT_WRITTEN:
                 self.snapshot_written()
                 continue
+            if rc == lib.TS_WORKER_SNAPSHOT_FAILED:
+                log.warning("shard %d: %s", self.spec.shard_id, self.control.error)
+                continue
             if rc == lib.TS_WORKER_SNAPSHOT_DUE:
                 self.snapshot()
                 continue
@@ -335,6 +363,18 @@ class ShardWorker:
         if self.latency is not None:
             self.latency.close()
             self.latency = None
+
+
+def snapshot_mode(writer: SnapshotWriter, shard_id: int) -> int:
+    """The C worker's ts_snapshot_mode for ``writer``; "fork" where fork() is not
+    available (not Linux) runs as "background", with a log line saying so."""
+    if writer == "fork" and not lib.ts_worker_fork_supported():
+        log.info(
+            'shard %d: snapshot_writer = "fork" needs Linux; using "background"',
+            shard_id,
+        )
+        writer = "background"
+    return _SNAPSHOT_MODES[writer]
 
 
 def _pin(core: int | None) -> None:
