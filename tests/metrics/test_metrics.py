@@ -89,6 +89,19 @@ def test_counters_move_when_orders_flow(supervisor: Supervisor, instance: str) -
     assert after[f"tradsys_ring_fill_records{{ring={md_ring}}}"] == md_out
     assert after[f"tradsys_ring_capacity_records{{ring={md_ring}}}"] == 1024.0
     assert after["tradsys_shard_restarts_total{shard=0}"] == 0.0
+    # snapshots: one asked for is counted; the batches that ran have a longest one
+    assert after["tradsys_shard_batch_max_seconds{shard=0}"] > 0.0
+    assert after["tradsys_shard_failed_snapshots_total{shard=0}"] == 0.0
+    control = supervisor.shards[0].control
+    taken = after["tradsys_shard_snapshots_total{shard=0}"]
+    asked = control.request_snapshot()
+    with Ring.attach(segment_name(instance, "cmd", 0), **LAYOUT) as ring:
+        ring.wake()  # a parked worker looks at its control block
+    deadline = time.monotonic() + 30
+    while control.snapshots_served != asked:
+        assert time.monotonic() < deadline, "the worker did not take the snapshot"
+        time.sleep(0.01)
+    assert scrape(supervisor)["tradsys_shard_snapshots_total{shard=0}"] == taken + 1
 
 
 def test_metric_names_follow_prometheus_conventions(supervisor: Supervisor) -> None:
@@ -114,6 +127,8 @@ def test_metric_names_follow_prometheus_conventions(supervisor: Supervisor) -> N
             "orders",
             "trades",
             "rejects",
+            "snapshots",
+            "faults",
         }, family.name
 
 

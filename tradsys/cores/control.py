@@ -141,6 +141,14 @@ class WorkerControl(MappedStruct):
     replaced_out = _Field()
     triggered_out = _Field()
     rejected_out = _Field()
+    # snapshots and the stall they cost the loop (native/worker.h)
+    snapshots_failed = _Field()
+    snapshot_fork_ns = _Field()
+    snapshot_child_ns = _Field()
+    snapshot_cow_faults = _Field()
+    batch_max_ns = _Field()
+    fork_batch_max_ns = _Field()
+    batch_gap_max_ns = _Field()
 
     @property
     def rejects_by_reason(self) -> tuple[int, ...]:

@@ -39,6 +39,40 @@ WORKER_COUNTERS = [
     ("replaced_orders", "replaced_out", "Orders the engine replaced."),
     ("triggered_orders", "triggered_out", "Stop orders the engine triggered."),
 ]
+# (metric, control block field, help): counters read straight from the control block
+SNAPSHOT_COUNTERS = [
+    ("snapshots", "snapshots_taken", "Snapshots this worker incarnation published."),
+    (
+        "failed_snapshots",
+        "snapshots_failed",
+        "Snapshot children (snapshot_writer = fork) that died unfinished; no file was written.",
+    ),
+]
+# (metric, control block field in ns, help): the last or longest, in seconds
+SNAPSHOT_GAUGES = [
+    ("snapshot_fork_seconds", "snapshot_fork_ns", "The last fork() a snapshot took."),
+    (
+        "snapshot_child_seconds",
+        "snapshot_child_ns",
+        "The last snapshot child's serialization of the engine.",
+    ),
+    (
+        "batch_max_seconds",
+        "batch_max_ns",
+        "Longest batch (match and push) of this worker incarnation.",
+    ),
+    (
+        "fork_batch_max_seconds",
+        "fork_batch_max_ns",
+        "Longest batch while a snapshot child ran (copy-on-write faults included).",
+    ),
+    (
+        "batch_gap_max_seconds",
+        "batch_gap_max_ns",
+        "Longest time from the end of one batch to the start of the next while commands "
+        "waited (a snapshot's stall).",
+    ),
+]
 
 
 class InstanceCollector(Collector):
@@ -90,9 +124,28 @@ class InstanceCollector(Collector):
             "Commands the engine rejected, by reason.",
             labels=["shard", "reason"],
         )
+        snapshot_counters = {
+            name: CounterMetricFamily(f"tradsys_shard_{name}", text, labels=labels)
+            for name, _, text in SNAPSHOT_COUNTERS
+        }
+        snapshot_gauges = {
+            name: GaugeMetricFamily(f"tradsys_shard_{name}", text, labels=labels)
+            for name, _, text in SNAPSHOT_GAUGES
+        }
+        cow = GaugeMetricFamily(
+            "tradsys_shard_snapshot_cow_faults",
+            "Copy-on-write faults the worker took while the last snapshot child ran.",
+            labels=labels,
+        )
         now_ns = time.monotonic_ns()
         for sp in self.supervisor.shards:
             shard = [str(sp.spec.shard_id)]
+            ctl = sp.control
+            for name, field, _ in SNAPSHOT_COUNTERS:
+                snapshot_counters[name].add_metric(shard, getattr(ctl, field))
+            for name, field, _ in SNAPSHOT_GAUGES:
+                snapshot_gauges[name].add_metric(shard, max(0, getattr(ctl, field)) / 1e9)
+            cow.add_metric(shard, ctl.snapshot_cow_faults)
             snap = sp.control.snapshot()
             for suffix, field, _ in WORKER_COUNTERS:
                 counters[suffix].add_metric(shard, getattr(snap, field))
@@ -111,6 +164,9 @@ class InstanceCollector(Collector):
                     rejects.add_metric([*shard, reason.name.lower()], count)
         yield from counters.values()
         yield from (busy, restarts, up, heartbeat, lag, seq, rejects)
+        yield from snapshot_counters.values()
+        yield from snapshot_gauges.values()
+        yield cow
 
     def _rings(self) -> Iterator[Metric]:
         fill = GaugeMetricFamily(
