@@ -55,6 +55,12 @@ class NullTransport:
     def resume_reading(self) -> None:
         pass
 
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0  # everything written at once: what a drained socket buffer reports
+
 
 def feed(session: TcpSession, data: bytes) -> None:
     view = session.get_buffer(len(data))
