@@ -29,6 +29,7 @@ HEADERS = [
     "order_image.h",
     "gateway.h",
     "gateway_latency.h",
+    "huge_alloc.h",
 ]
 SOURCES = [
     "ring.c",

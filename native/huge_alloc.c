@@ -5,6 +5,7 @@
 #define _GNU_SOURCE /* MAP_ANONYMOUS, MADV_HUGEPAGE, mremap under -std=c11 */
 #include "huge_alloc.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +46,56 @@ void ts_huge_free(void *p, size_t bytes) {
     free(p);
 }
 
+size_t ts_huge_recollapse(void) { return 0; } /* heap blocks: nothing to collapse */
+
 #else
+
+/* The live blocks of a huge page or more, for ts_huge_recollapse: a few per engine (the
+ * pool and the index of each), so a small table; a block beyond it is only not
+ * recollapsed. */
+#define TRACKED 64
+static struct {
+    void *p;
+    size_t n;
+} tracked[TRACKED];
+static pthread_mutex_t tracked_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void track(void *p, size_t n) {
+    pthread_mutex_lock(&tracked_mu);
+    for (int i = 0; i < TRACKED; i++)
+        if (!tracked[i].p) {
+            tracked[i].p = p;
+            tracked[i].n = n;
+            break;
+        }
+    pthread_mutex_unlock(&tracked_mu);
+}
+
+static void untrack(void *p) {
+    pthread_mutex_lock(&tracked_mu);
+    for (int i = 0; i < TRACKED; i++)
+        if (tracked[i].p == p) tracked[i].p = NULL;
+    pthread_mutex_unlock(&tracked_mu);
+}
+
+size_t ts_huge_recollapse(void) {
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25 /* Linux 6.1; older kernels refuse it (EINVAL): nothing happens */
+#endif
+    /* the table is copied and the madvise calls made outside the lock: a collapse takes
+     * milliseconds, and the worker may grow or free a block meanwhile */
+    struct {
+        void *p;
+        size_t n;
+    } copy[TRACKED];
+    pthread_mutex_lock(&tracked_mu);
+    memcpy(copy, tracked, sizeof copy);
+    pthread_mutex_unlock(&tracked_mu);
+    size_t done = 0;
+    for (int i = 0; i < TRACKED; i++)
+        if (copy[i].p && madvise(copy[i].p, copy[i].n, MADV_COLLAPSE) == 0) done += copy[i].n;
+    return done;
+}
 
 void *ts_huge_alloc(size_t bytes) {
     const size_t n = ts_huge_bytes(bytes);
@@ -65,11 +115,14 @@ void *ts_huge_alloc(size_t bytes) {
 #ifdef MADV_HUGEPAGE
     (void)madvise(p, n, MADV_HUGEPAGE); /* a hint: failing it only costs speed */
 #endif
+    track(p, n);
     return p;
 }
 
 void ts_huge_free(void *p, size_t bytes) {
-    if (p) munmap(p, ts_huge_bytes(bytes));
+    if (!p) return;
+    if (ts_huge_bytes(bytes) >= HUGE_PAGE) untrack(p);
+    munmap(p, ts_huge_bytes(bytes));
 }
 
 #endif /* TS_HUGE_FROM_HEAP */
@@ -86,6 +139,8 @@ void *ts_huge_grow(void *p, size_t old_bytes, size_t new_bytes, size_t keep_byte
 #ifdef MADV_HUGEPAGE
         (void)madvise(q, new_n, MADV_HUGEPAGE);
 #endif
+        untrack(p);
+        track(q, new_n);
         return q;
     }
 #endif

@@ -59,6 +59,8 @@ typedef struct ts_snapwriter_result {
                            * out of memory): nothing on disk is wrong, a retry may work */
     int32_t _pad0;
     int64_t child_serialize_ns; /* fork mode: the child's engine walk */
+    int64_t collapse_ns; /* fork mode: putting the engine's blocks back on huge pages after
+                          * the child exited (ts_huge_recollapse) */
     ts_journal_error err;
 } ts_snapwriter_result;
 

@@ -42,6 +42,7 @@ _Static_assert(offsetof(ts_worker_control, snapshot_write_ns) == 376, "snapshot 
 _Static_assert(offsetof(ts_worker_control, order_images_served) == 84, "order image fields");
 _Static_assert(offsetof(ts_worker_control, snapshot_fork_ns) == 904, "fork mode fields");
 _Static_assert(offsetof(ts_worker_control, snapshots_failed) == 940, "fork mode fields");
+_Static_assert(offsetof(ts_worker_control, snapshot_collapse_ns) == 952, "fork mode fields");
 _Static_assert(offsetof(ts_worker_control, accepted_out) == 1024, "event counters offset");
 _Static_assert(offsetof(ts_worker_control, rejects_by_reason) == 1088, "reject counters offset");
 
@@ -583,6 +584,7 @@ static int settle_snapshot(ts_worker *w, const ts_snapwriter_result *res) {
     if (res->child_serialize_ns) {
         w->fork_failures = 0;
         STORE(ctl->snapshot_child_ns, (uint64_t)res->child_serialize_ns);
+        STORE(ctl->snapshot_collapse_ns, (uint64_t)res->collapse_ns);
     }
     if (res->status != TS_JOURNAL_OK) {
         w->err = res->err;

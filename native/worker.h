@@ -216,7 +216,9 @@ typedef struct ts_worker_control {
     uint32_t snapshots_failed;  /* 940 children that died unfinished, this incarnation */
     int64_t batch_max_ns;       /* 944 longest batch (match + push), this incarnation: the
                                  *     floor fork_batch_max_ns is read against */
-    uint8_t _reserved[72];      /* 952 */
+    uint64_t snapshot_collapse_ns; /* 952 the writer thread putting the engine's blocks back
+                                 *     on huge pages after the last child (a fork splits them) */
+    uint8_t _reserved[64];      /* 960 */
     /* ---- 1024: execution events this incarnation pushed, by kind (for /metrics) ---- */
     uint64_t accepted_out;      /* 1024 */
     uint64_t trades_out;        /* 1032 fills, counted once (on the taker's event) */

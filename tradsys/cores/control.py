@@ -146,6 +146,7 @@ class WorkerControl(MappedStruct):
     snapshot_fork_ns = _Field()
     snapshot_child_ns = _Field()
     snapshot_cow_faults = _Field()
+    snapshot_collapse_ns = _Field()
     batch_max_ns = _Field()
     fork_batch_max_ns = _Field()
     batch_gap_max_ns = _Field()

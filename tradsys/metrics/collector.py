@@ -57,6 +57,11 @@ SNAPSHOT_GAUGES = [
         "The last snapshot child's serialization of the engine.",
     ),
     (
+        "snapshot_collapse_seconds",
+        "snapshot_collapse_ns",
+        "Putting the engine's blocks back on huge pages after the last snapshot child.",
+    ),
+    (
         "batch_max_seconds",
         "batch_max_ns",
         "Longest batch (match and push) of this worker incarnation.",
