@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,13 +15,11 @@ import pytest
 
 from tests.client.edge_rig import KEYS
 from tests.gateway.test_unread_sessions import (
-    ACME,
-    ALICE,
-    ASKS,
     _address,
     _bob_buys,
     _core_stats,
-    _fills_until_ack,
+    alice_resting,
+    alices_next_session,
     unread_config,
 )
 from tradsys.client.events import Fill
@@ -58,16 +54,7 @@ def test_a_killed_gateway_loses_no_event_its_sessions_had_not_read(
     config = unread_config(instance, tmp_path / "data")
     with Supervisor(config, log=lambda line: None) as sup:
         address = _address(config)
-        alice = subprocess.Popen(
-            [sys.executable, "-c", ALICE.format(asks=ASKS, symbol=ACME), address, KEYS[1]],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert alice.stdout is not None
-            ring_name = alice.stdout.readline().strip()
-            assert ring_name, "alice did not log in"
+        with alice_resting(address) as (_, ring_name):
             with OrderClient.connect(address, account_id=2, api_key=KEYS[2]) as bob:
                 taker = _bob_buys(bob, [(4, 101), (10, 102)])
                 assert [(f.price, f.quantity) for f in taker] == [(101, 4), (101, 6), (102, 4)]
@@ -86,12 +73,7 @@ def test_a_killed_gateway_loses_no_event_its_sessions_had_not_read(
             # a fill that comes while she has no session: after the three
             with OrderClient.connect(address, account_id=2, api_key=KEYS[2]) as bob:
                 _bob_buys(bob, [(2, 102)])
-            with OrderClient.connect(address, account_id=1, api_key=KEYS[1]) as again:
-                seen = _fills_until_ack(again, again.submit(ACME, "buy", 1, 50, order_id=9))
-        finally:
-            if alice.poll() is None:
-                alice.kill()
-                alice.wait(10)
+            seen = alices_next_session(address)
     fills = [e for e in seen if isinstance(e, Fill)]
     assert [(f.order_id, f.price, f.quantity, f.leaves_qty) for f in fills] == [
         (1, 101, 4, 6),

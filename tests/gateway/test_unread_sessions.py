@@ -7,11 +7,12 @@ ever lost)."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -146,21 +147,43 @@ def _bob_buys(bob: OrderClient, quantities: list[tuple[int, int]]) -> list[Fill]
     return fills
 
 
+@contextlib.contextmanager
+def alice_resting(address: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Alice's process with her asks resting and acknowledged, and the name of her
+    session's event ring; she reads nothing more. Killed at the end whatever happened."""
+    alice = subprocess.Popen(
+        [sys.executable, "-c", ALICE.format(asks=ASKS, symbol=ACME), address, KEYS[1]],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert alice.stdout is not None
+        ring_name = alice.stdout.readline().strip()
+        assert ring_name, "alice did not log in"
+        yield alice, ring_name
+    finally:
+        if alice.poll() is None:
+            alice.kill()
+        alice.wait(10)
+        if alice.stdout is not None:
+            alice.stdout.close()
+        if alice.stdin is not None:
+            alice.stdin.close()
+
+
+def alices_next_session(address: str) -> list[Event]:
+    """What a new session of alice's account gets, up to the ack of a probe order."""
+    with OrderClient.connect(address, account_id=1, api_key=KEYS[1]) as again:
+        return _fills_until_ack(again, again.submit(ACME, "buy", 1, 50, order_id=9))
+
+
 def test_a_killed_colocated_client_loses_no_unread_event(instance: str, tmp_path: Path) -> None:
     config = unread_config(instance, tmp_path / "data")
     with Supervisor(config, log=lambda line: None) as sup:
         assert sup is not None
         address = _address(config)
-        alice = subprocess.Popen(
-            [sys.executable, "-c", ALICE.format(asks=ASKS, symbol=ACME), address, KEYS[1]],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert alice.stdout is not None
-            ring_name = alice.stdout.readline().strip()
-            assert ring_name, "alice did not log in"
+        with alice_resting(address) as (alice, ring_name):
             watch = Ring.attach(ring_name, slot_size=RECORD_SIZE, layout_version=LAYOUT_VERSION)
             with OrderClient.connect(address, account_id=2, api_key=KEYS[2]) as bob:
                 taker = _bob_buys(bob, [(4, 101), (10, 102), (3, 102)])
@@ -179,12 +202,7 @@ def test_a_killed_colocated_client_loses_no_unread_event(instance: str, tmp_path
                 assert _core_stats(config)["events_unread_held"] == 4
                 # one more fill of her second ask, routed after her session is gone
                 _bob_buys(bob, [(2, 103)])
-            with OrderClient.connect(address, account_id=1, api_key=KEYS[1]) as again:
-                seen = _fills_until_ack(again, again.submit(ACME, "buy", 1, 50, order_id=9))
-        finally:
-            if alice.poll() is None:
-                alice.kill()
-                alice.wait(10)
+            seen = alices_next_session(address)
     fills = [e for e in seen if isinstance(e, Fill)]
     assert [(f.order_id, f.price, f.quantity, f.leaves_qty) for f in fills] == [
         (1, 101, 4, 6),
