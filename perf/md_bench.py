@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common as common
 
-from tradsys.config import Config, check_config
+from tradsys.config import Config, MdSection, check_config
 from tradsys.cores.control import WorkerControl
 from tradsys.cores.cpu_latency import NO_REQUEST, CpuLatencyError, CpuLatencyRequest
 from tradsys.cores.sidecar import read_announcement, write_effective_config
@@ -119,7 +119,9 @@ def make_config(
         "md": {
             "publish": [f"ipc://{root}/pub-{frame_records}"],
             "snapshot": f"ipc://{root}/snap-{frame_records}",
-            "heartbeat_ms": 100,
+            # the default (1 s), as deployed: a subscriber of the heartbeat topic spends
+            # a wake-up on each, and at 100 ms they visibly crowded the trade tail
+            "heartbeat_ms": MdSection().heartbeat_ms,
             "max_frame_records": frame_records,
             "sndhwm": 100_000,
         },
