@@ -290,9 +290,9 @@ static void test_unread_gateway_rejects_are_held(void) {
 #define LOG_RECORDS(max_accounts) ((LOG_MARKS + (max_accounts) * 16 + 63) & ~63)
 #define REC_SIZE 96
 
-/* A gateway over the same rings and log, as after a crash of the first: returns what
- * attach found. */
-static int64_t successor(rig *r, void *log, uint64_t size) {
+/* The first gateway dies (nothing removed, nothing held) and a new one takes over the
+ * same rings, with no accounts yet. */
+static void reborn(rig *r) {
     ts_gateway_free(r->gw);
     ts_gateway_config cfg = {.max_sessions = 8, .max_accounts = 8, .max_instruments = 8,
                              .max_batch = 256, .max_orders = 64, .epoch = 4, .wait = rig_wait};
@@ -300,6 +300,12 @@ static int64_t successor(rig *r, void *log, uint64_t size) {
     if (!r->gw) abort();
     ts_gateway_add_shard(r->gw, 0, r->cmd[0], r->evt[0]);
     for (uint32_t sym = 1; sym <= 4; sym++) ts_gateway_add_instrument(r->gw, sym, 0, 1000);
+}
+
+/* A gateway over the same rings and log, as after a crash of the first: returns what
+ * attach found. */
+static int64_t successor(rig *r, void *log, uint64_t size) {
+    reborn(r);
     add_accounts(r, 0);
     int64_t found = ts_gateway_attach_held(r->gw, log, size);
     ts_gateway_hold_drained(r->gw);
@@ -382,13 +388,7 @@ static void stale_ring_after_a_crash(uint64_t read) {
     shard_events(&r, &o, &leaves, 3, 1); /* exec 1..4 into a's ring */
     ts_event ev[16];
     CHECK_EQ(ts_ring_pop(a.out, ev, read), read);
-    ts_gateway_free(r.gw); /* the crash: nothing removed, nothing held */
-    ts_gateway_config cfg = {.max_sessions = 8, .max_accounts = 8, .max_instruments = 8,
-                             .max_batch = 256, .max_orders = 64, .epoch = 4, .wait = rig_wait};
-    r.gw = ts_gateway_new(&cfg);
-    CHECK(r.gw != NULL);
-    ts_gateway_add_shard(r.gw, 0, r.cmd[0], r.evt[0]);
-    for (uint32_t sym = 1; sym <= 4; sym++) ts_gateway_add_instrument(r.gw, sym, 0, 1000);
+    reborn(&r); /* the crash */
     ts_risk_limits l;
     memset(&l, 0, sizeof l);
     ts_gateway_set_account(r.gw, 1, &l); /* account 2 is no longer configured */
