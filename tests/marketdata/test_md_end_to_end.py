@@ -169,8 +169,13 @@ def test_a_restarted_sidecar_continues_the_sequence_numbers(rig: MdRig) -> None:
     rig.restart_sidecar()  # it learns the books from the workers (refresh), then publishes
     assert client.run_until(lambda: client.core.alive, DEADLINE_S)
     rig.wait_converged(client)
-    hb = client.core.last_heartbeat
-    assert hb is not None and hb.feed_id != feed_before.feed_id
+    # alive again may come from its first data message, before its first heartbeat
+    assert client.run_until(
+        lambda: (
+            (hb := client.core.last_heartbeat) is not None and hb.feed_id != feed_before.feed_id
+        ),
+        DEADLINE_S,
+    ), "no heartbeat of a new feed"
     assert client.books["ACME"].l2_seq > seq_before, "the engine's seqs continue"
     assert FeedState(False) in events and FeedState(True) in events
     # a new subscriber's snapshot comes from the refreshed books
