@@ -234,7 +234,10 @@ void ts_gateway_free(ts_gateway *gw) {
         free(gw->shards[i].backlog.cmds);
     }
     if (gw->sessions)
-        for (uint32_t i = 0; i < gw->cfg.max_sessions; i++) free(gw->sessions[i].stage);
+        for (uint32_t i = 0; i < gw->cfg.max_sessions; i++) {
+            free(gw->sessions[i].stage);
+            free(gw->sessions[i].stage_src);
+        }
     if (gw->accounts)
         for (uint32_t i = 0; i < gw->n_accounts; i++) {
             free(gw->accounts[i].pos);
@@ -399,7 +402,8 @@ int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inb
         gw_session *s = &gw->sessions[i];
         if (s->active) continue;
         if (!s->stage) s->stage = calloc(gw->cfg.max_batch, sizeof *s->stage);
-        if (!s->stage) {
+        if (!s->stage_src) s->stage_src = calloc(gw->cfg.max_batch, sizeof *s->stage_src);
+        if (!s->stage || !s->stage_src) {
             rc = TS_GW_ERR_NOMEM;
             break;
         }
@@ -639,6 +643,10 @@ int64_t ts_gateway_hold_stale_ring(ts_gateway *gw, ts_ring *out) {
         gw->st.events_orphaned += got;
     } else {
         kept = (int64_t)gw_hold_ahead(gw, a, evs, m, got); /* another account's: dropped */
+        /* the dead gateway may not have released them from the shard's ring yet (it
+         * releases an event once nothing before it waits in a stage): drained, they are
+         * these */
+        gw_held_note_seen(gw, evs, (uint64_t)kept);
     }
     free(evs);
     control_unlock(gw);

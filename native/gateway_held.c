@@ -87,9 +87,11 @@ struct gw_held_log {
     uint32_t n;        /* valid records in the active half */
     uint64_t next_seq;
     uint64_t pending;  /* records held in memory and not yet delivered */
-    uint64_t *seen;    /* (shard, exec id) of every record found at attach: the drained
-                        * events that are in the log already (until hold_drained) */
+    uint64_t *seen;    /* (shard, exec id) of every record found at attach, and of every
+                        * event read back from a dead session's ring: the drained events
+                        * that are in the log already (until hold_drained) */
     uint64_t seen_mask;
+    uint64_t seen_n;
 };
 
 #define STORE_RELEASE(field, value) __atomic_store_n(&(field), (value), __ATOMIC_RELEASE)
@@ -249,7 +251,30 @@ static uint64_t seen_hash(uint64_t key) { return key * 0x9E3779B97F4A7C15ULL >> 
 static void seen_add(struct gw_held_log *l, uint64_t key) {
     uint64_t i = seen_hash(key) & l->seen_mask;
     while (l->seen[i] && l->seen[i] != key) i = (i + 1) & l->seen_mask;
+    l->seen_n += !l->seen[i];
     l->seen[i] = key;
+}
+
+void gw_held_note_seen(ts_gateway *gw, const ts_event *evs, uint64_t n) {
+    struct gw_held_log *l = gw->held_log;
+    if (!l || !l->seen) return;
+    if (2 * (l->seen_n + n) > l->seen_mask + 1) { /* keep it at most half full */
+        uint64_t cap = l->seen_mask + 1;
+        while (cap < 2 * (l->seen_n + n)) cap <<= 1;
+        uint64_t *old = l->seen, old_cap = l->seen_mask + 1;
+        l->seen = calloc(cap, sizeof *l->seen);
+        if (!l->seen) abort(); /* a start-up call: out of memory here is fatal */
+        l->seen_mask = cap - 1;
+        l->seen_n = 0;
+        for (uint64_t i = 0; i < old_cap; i++)
+            if (old[i]) seen_add(l, old[i]);
+        free(old);
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        if (!evs[i].exec_id) continue; /* the gateway's own answer: no shard drains it */
+        uint32_t k = gw_keymap_get(&gw->instr_map, evs[i].symbol_id);
+        if (k != GW_NONE) seen_add(l, seen_key(gw->instr[k].shard, evs[i].exec_id));
+    }
 }
 
 int gw_held_seen(const ts_gateway *gw, const ts_event *ev) {
@@ -349,6 +374,7 @@ int64_t ts_gateway_attach_held(ts_gateway *gw, void *mem, uint64_t size) {
     while (cap < 2 * (uint64_t)n) cap <<= 1;
     l->seen = calloc(cap, sizeof *l->seen);
     l->seen_mask = cap - 1;
+    l->seen_n = 0;
     if (!l->seen) {
         free(cut);
         rc = TS_GW_ERR_NOMEM;

@@ -22,6 +22,10 @@
 #include <stddef.h>
 
 #define GW_NONE UINT32_MAX
+/* A session stage record's source (gw_session.stage_src): its shard's index + 1 in the
+ * top byte, the event's position in that shard's ring (gw_shard.taken) below. */
+#define GW_SRC_POS_MASK ((UINT64_C(1) << 56) - 1)
+#define GW_STAGE_SRC(shard, pos) ((((uint64_t)(shard) + 1) << 56) | ((pos) & GW_SRC_POS_MASK))
 
 enum gw_order_state { GW_PENDING_NEW = 1, GW_LIVE = 2, GW_DONE = 3 };
 
@@ -107,6 +111,12 @@ typedef struct gw_shard {
     ts_lat_segment *lat;  /* stage-latency hand-off (gateway_latency.h); NULL: off */
     uint64_t lat_pushed;  /* commands ring head, counted locally */
     uint64_t lat_stamped; /* the end index last stamped */
+    /* Its event ring is read ahead of what is released: an event leaves the ring only
+     * once it has left the gateway's memory too (pushed into a session's ring, held
+     * through the log, or not routed), so a gateway that dies with events in a session's
+     * stage leaves them in the ring for its successor (gw_release_routed). */
+    uint64_t taken; /* events taken from its ring since the start, counted locally */
+    uint64_t ahead; /* of those, the last ones not yet released */
 } gw_shard;
 
 typedef struct gw_session {
@@ -118,6 +128,7 @@ typedef struct gw_session {
     int32_t explicit_cod; /* cancel_on_disconnect chosen at add, not from the account */
     ts_ring *in, *out;
     ts_event *stage;   /* events for the client, pushed once per pass */
+    uint64_t *stage_src; /* per stage record: GW_STAGE_SRC of its shard event, 0 if none */
     uint32_t staged, stage_sent;
     uint32_t head;     /* first order of its list, GW_NONE if empty */
     int32_t stalled;   /* its full outbound ring held a shard's events back */
@@ -206,6 +217,9 @@ uint64_t gw_replay_held(ts_gateway *gw);
 /* a leaving session's unread events (the caller's `taken`, its ring, its stage) become
  * the account's held events, ahead of those pending (remove_session, a control call) */
 void gw_hold_unread(ts_gateway *gw, uint32_t slot, const ts_event *taken, uint64_t n_taken);
+/* Release from each shard's event ring what the gateway no longer holds in memory: every
+ * event taken up to the oldest one still waiting in a session's stage (gateway_pump.c). */
+void gw_release_routed(ts_gateway *gw);
 /* evs[0..n) of one account (client ids, oldest first) held ahead of those pending, up to
  * the cap; total - kept are counted dropped. Returns how many were kept. */
 uint64_t gw_hold_ahead(ts_gateway *gw, uint32_t account, const ts_event *evs, uint64_t n,
@@ -242,6 +256,8 @@ int gw_held_rewrite(ts_gateway *gw, uint32_t account, const ts_event *evs, uint6
                     uint32_t n_new, uint32_t n);
 int gw_held_seen(const ts_gateway *gw, const ts_event *ev); /* a drained event in the log */
 void gw_held_forget_seen(ts_gateway *gw);
+/* Events read back from a dead session's ring (held again): a drained copy is not new. */
+void gw_held_note_seen(ts_gateway *gw, const ts_event *evs, uint64_t n);
 void gw_held_free(ts_gateway *gw);
 /* gateway_ledger.c: one more event for ts_gateway_hold_drained; -1: no memory */
 int gw_keep_drained(ts_gateway *gw, const ts_event *ev, uint64_t seq, uint32_t raw);

@@ -10,6 +10,11 @@
  *   4. each shard's events, read in place: accounted, rewritten to the client's ids and
  *      staged for the owning session
  *   5. push each session's stage in one batch; ring its eventfd
+ *   6. release from each shard's event ring the events that have left the gateway's
+ *      memory (gw_release_routed): all it took, unless a session's ring was full and its
+ *      stage still keeps some, then those before the oldest kept. Until it is pushed, a
+ *      staged event exists nowhere else, and a gateway that died would lose it: left in
+ *      the shard's ring, it is drained by the successor (tradsys/gateway/recovery.py).
  * Intake takes no more than every stage can hold, so a full shard or client ring stops
  * the intake (backpressure) instead of losing a record. A control call's backlog (kill,
  * disconnect cancels) goes after the stage it found and before any later intake, so a
@@ -121,8 +126,10 @@ static uint32_t session_bound(ts_gateway *gw) {
 
 /* ---- stages ------------------------------------------------------------------------------ */
 
-/* Push the unsent part of a stage; keep what did not fit at its front. */
-static uint64_t push_stage(ts_ring *r, void *stage, uint32_t *staged, uint32_t *sent) {
+/* Push the unsent part of a stage; keep what did not fit at its front (and its records'
+ * sources alongside, when the stage has them). */
+static uint64_t push_stage(ts_ring *r, void *stage, uint64_t *src, uint32_t *staged,
+                           uint32_t *sent) {
     if (*sent == *staged) return 0;
     unsigned char *p = stage;
     uint64_t k = ts_ring_push(r, p + (size_t)*sent * TS_RECORD_SIZE, *staged - *sent);
@@ -131,6 +138,7 @@ static uint64_t push_stage(ts_ring *r, void *stage, uint32_t *staged, uint32_t *
         *staged = *sent = 0;
     } else if (*sent) {
         memmove(p, p + (size_t)*sent * TS_RECORD_SIZE, (size_t)(*staged - *sent) * TS_RECORD_SIZE);
+        if (src) memmove(src, src + *sent, (size_t)(*staged - *sent) * sizeof *src);
         *staged -= *sent;
         *sent = 0;
     }
@@ -140,7 +148,7 @@ static uint64_t push_stage(ts_ring *r, void *stage, uint32_t *staged, uint32_t *
 static uint64_t flush_shard(ts_gateway *gw, gw_shard *sh) {
     if (sh->lat && (sh->staged | sh->backlog.count)) /* stage latency: something to push */
         gw_latency_before_push(sh, gw->clock_ns);
-    uint64_t k = push_stage(sh->cmd, sh->stage, &sh->staged, &sh->stage_sent);
+    uint64_t k = push_stage(sh->cmd, sh->stage, NULL, &sh->staged, &sh->stage_sent);
     gw_backlog *b = &sh->backlog;
     if (!sh->staged && b->sent < b->count) {
         uint64_t m = ts_ring_push(sh->cmd, b->cmds + b->sent, b->count - b->sent);
@@ -154,7 +162,7 @@ static uint64_t flush_shard(ts_gateway *gw, gw_shard *sh) {
 }
 
 static uint64_t flush_session(gw_session *s) {
-    uint64_t k = push_stage(s->out, s->stage, &s->staged, &s->stage_sent);
+    uint64_t k = push_stage(s->out, s->stage, s->stage_src, &s->staged, &s->stage_sent);
     if (!s->staged) s->stalled = 0;
     if (k && s->notify_fd >= 0) {
         uint64_t one = 1;
@@ -166,6 +174,7 @@ static uint64_t flush_session(gw_session *s) {
 }
 
 static inline void stage_reject(ts_gateway *gw, gw_session *s, const ts_command *c, int reason) {
+    s->stage_src[s->staged] = 0; /* the gateway's own answer: no shard's ring holds it */
     ts_event *e = &s->stage[s->staged++];
     memset(e, 0, sizeof *e);
     e->kind = TS_EV_REJECTED;
@@ -339,10 +348,12 @@ static void note_trade(ts_gateway *gw, const ts_event *ev) {
 }
 
 /* One contiguous run of a shard's events, up to max; fewer (a stall) when an event's
- * session has no room even after pushing its stage, with *stalled set. */
+ * session has no room even after pushing its stage, with *stalled set. The run is taken,
+ * not released: gw_release_routed gives the ring back what has left the gateway. */
 static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *stalled) {
     void *first;
-    uint64_t n = ts_ring_peek(sh->evt, &first);
+    uint64_t n = ts_ring_peek_from(sh->evt, sh->ahead, &first);
+    const uint32_t shard = (uint32_t)(sh - gw->shards);
     if (n > max) n = max;
     const ts_event *evs = first;
     int64_t now = 0; /* stage latency: read once per run, when an order's first event comes */
@@ -371,6 +382,7 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
         if (ev->kind == TS_EV_TRADE) note_trade(gw, ev);
         gw_apply_event(gw, idx, ev);
         if (s) {
+            s->stage_src[s->staged] = GW_STAGE_SRC(shard, sh->taken + i);
             ts_event *e = &s->stage[s->staged++];
             *e = *ev;
             e->order_id = o->client_id;
@@ -389,9 +401,36 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
         }
         gw_finish_if_done(gw, idx);
     }
-    if (i) ts_ring_release(sh->evt, i);
+    sh->taken += i;
+    sh->ahead += i;
     gw->st.events_in += i;
     return i;
+}
+
+void gw_release_routed(ts_gateway *gw) {
+    uint64_t keep_from[TS_GW_MAX_SHARDS]; /* the oldest position still in a stage */
+    for (uint32_t i = 0; i < gw->n_shards; i++) keep_from[i] = gw->shards[i].taken;
+    /* only a session whose ring was full still stages anything after the pass's flush */
+    for (uint32_t slot = 0; slot < gw->n_sessions_used; slot++) {
+        const gw_session *s = &gw->sessions[slot];
+        if (!s->active) continue;
+        for (uint32_t j = s->stage_sent; j < s->staged; j++) {
+            const uint64_t src = s->stage_src[j];
+            if (!src) continue;
+            const uint32_t shard = (uint32_t)(src >> 56) - 1;
+            const uint64_t pos = src & GW_SRC_POS_MASK;
+            if (pos < (keep_from[shard] & GW_SRC_POS_MASK)) keep_from[shard] = pos;
+        }
+    }
+    for (uint32_t i = 0; i < gw->n_shards; i++) {
+        gw_shard *sh = &gw->shards[i];
+        /* positions compare within the mask: 2^56 events per shard before they wrap */
+        const uint64_t keep = (sh->taken - keep_from[i]) & GW_SRC_POS_MASK;
+        if (sh->ahead > keep) {
+            ts_ring_release(sh->evt, sh->ahead - keep);
+            sh->ahead = keep;
+        }
+    }
 }
 
 /* Route up to max_batch events of one shard (the readable ones may wrap around the
@@ -438,6 +477,7 @@ static uint64_t pass(ts_gateway *gw, uint32_t max_batch, int64_t now) {
         gw_session *s = &gw->sessions[slot];
         if (s->active && s->staged) flush_session(s);
     }
+    gw_release_routed(gw);
     return work;
 }
 
@@ -507,7 +547,9 @@ static void park(ts_gateway *gw, const int32_t *stop) {
             break;
         }
         uint32_t *word, seen;
-        if (ts_ring_park_consumer(r, &word, &seen)) {
+        /* a shard's ring still holds the events taken but not yet released: not new */
+        const uint64_t taken = i < gw->n_shards ? gw->shards[i].ahead : 0;
+        if (ts_ring_park_consumer_past(r, taken, &word, &seen)) {
             if (max_ns == PENDING_PARK_NS) continue; /* blocked behind the full ring */
             how = AGAIN; /* a record arrived while parking */
             break;

@@ -217,14 +217,17 @@ int ts_ring_push_one(ts_ring *r, const char *record) {
 
 int ts_ring_pop_one(ts_ring *r, char *out) { return (int)ts_ring_pop(r, out, 1); }
 
-uint64_t ts_ring_peek(ts_ring *r, void **first) {
+uint64_t ts_ring_peek(ts_ring *r, void **first) { return ts_ring_peek_from(r, 0, first); }
+
+uint64_t ts_ring_peek_from(ts_ring *r, uint64_t skip, void **first) {
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     r->cached_head = atomic_load_explicit(&r->head, memory_order_acquire);
     uint64_t used = r->cached_head - tail;
-    uint64_t start = tail & r->mask;
+    uint64_t start = (tail + skip) & r->mask;
     uint64_t contiguous = r->capacity - start;
     *first = slots(r) + start * r->slot_size;
-    return used < contiguous ? used : contiguous;
+    if (used <= skip) return 0;
+    return used - skip < contiguous ? used - skip : contiguous;
 }
 
 void ts_ring_release(ts_ring *r, uint64_t k) {
@@ -327,12 +330,17 @@ uint64_t ts_ring_pop_wait(ts_ring *r, void *out, uint64_t max, const ts_wait_str
 }
 
 uint64_t ts_ring_park_consumer(ts_ring *r, uint32_t **word, uint32_t *seen) {
+    return ts_ring_park_consumer_past(r, 0, word, seen);
+}
+
+uint64_t ts_ring_park_consumer_past(ts_ring *r, uint64_t skip, uint32_t **word, uint32_t *seen) {
     /* the same handshake as wait_until's park, minus the sleep, which the caller does */
     *word = (uint32_t *)&r->data_futex;
     *seen = atomic_load_explicit(&r->data_futex, memory_order_acquire);
     atomic_store_explicit(&r->consumer_parked, 1, memory_order_seq_cst);
     atomic_thread_fence(memory_order_seq_cst);
     uint64_t n = ts_ring_readable(r);
+    n = n > skip ? n - skip : 0;
     if (n) atomic_store_explicit(&r->consumer_parked, 0, memory_order_relaxed);
     return n;
 }

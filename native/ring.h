@@ -99,6 +99,10 @@ int ts_ring_pop_one(ts_ring *r, char *out);
  * tail (*first points at them), then ts_ring_release(r, k) gives k of them back. */
 uint64_t ts_ring_peek(ts_ring *r, void **first);
 void ts_ring_release(ts_ring *r, uint64_t k);
+/* The same from `skip` records past the tail, for a consumer that reads ahead of what it
+ * releases (it keeps the first skip records owed somewhere until it may give them back):
+ * 0 when no more than skip are readable. */
+uint64_t ts_ring_peek_from(ts_ring *r, uint64_t skip, void **first);
 
 /* Snapshots; exact for the calling side, a lower bound for the other. */
 uint64_t ts_ring_readable(ts_ring *r);
@@ -123,6 +127,10 @@ uint64_t ts_ring_pop_wait(ts_ring *r, void *out, uint64_t max,
  * wait on: a producer that publishes after this call changes the word and wakes it.
  * Call ts_ring_unpark_consumer after the wait. */
 uint64_t ts_ring_park_consumer(ts_ring *r, uint32_t **word, uint32_t *seen);
+/* The same for a consumer that reads ahead of its releases: the first skip readable
+ * records are already taken, so it parks when no more than those are readable, and
+ * returns the records readable past them. */
+uint64_t ts_ring_park_consumer_past(ts_ring *r, uint64_t skip, uint32_t **word, uint32_t *seen);
 void ts_ring_unpark_consumer(ts_ring *r);
 
 /* Wake a parked peer, e.g. after setting a stop flag it should notice. */

@@ -33,8 +33,14 @@ restarted it. Then each image is restored: every order belongs to its account an
 the account's first session, which can cancel and replace it by its client id, first
 receives the events the dead gateway held for it, then the drained events of the
 account's orders (the fills and cancels that came while no gateway ran; events the dead
-gateway had routed to a live session but not released come again, with the same
-exec_id), and then their later events.
+gateway had routed to a session but not released come again, with the same exec_id,
+unless its session's ring still held them: those were held from the ring already and
+are not kept twice), and then their later events.
+
+What a dead gateway had staged for a session whose ring was full (routed, not yet
+pushed) is in no ring of a session: its pump releases a shard's event from the shard's
+ring only once the event has left its memory (``gw_release_routed``), so those events,
+and the ones it took after them, are drained here.
 
 The account throttles of a gateway that carries the ledger over start empty and refill at
 their rate (``native/gateway_ledger.c``): a restart grants no second burst.
