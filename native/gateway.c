@@ -169,8 +169,8 @@ void gw_index_exch(ts_gateway *gw, uint32_t idx) {
 }
 
 /* Forget an order: out of the exchange-id table and its session's list (the client-id
- * table lost it when it finished). */
-void gw_order_free(ts_gateway *gw, uint32_t idx) {
+ * table lost it when it finished). Its pool slot is not free yet: gw_order_recycle. */
+void gw_order_forget(ts_gateway *gw, uint32_t idx) {
     gw_order *o = &gw->orders[idx];
     table_remove(&gw->by_exch, mix64(o->exch_id), idx, exch_hash_of, gw);
     if (o->indexed) gw_unindex_client(gw, idx); /* finish() did it for a finished order */
@@ -182,9 +182,12 @@ void gw_order_free(ts_gateway *gw, uint32_t idx) {
         gw_session_unlink(gw, idx);
     }
     o->exch_id = 0;
-    o->next_free = gw->free_head;
-    gw->free_head = idx;
     gw->st.live_orders--;
+}
+
+void gw_order_recycle(ts_gateway *gw, uint32_t idx) {
+    gw->orders[idx].next_free = gw->free_head;
+    gw->free_head = idx;
 }
 
 void gw_backlog_add(gw_backlog *b, const ts_command *c) {
@@ -231,6 +234,7 @@ void ts_gateway_free(ts_gateway *gw) {
     if (!gw) return;
     for (uint32_t i = 0; i < gw->n_shards; i++) {
         free(gw->shards[i].stage);
+        free(gw->shards[i].retired);
         free(gw->shards[i].backlog.cmds);
     }
     if (gw->sessions)
@@ -298,8 +302,18 @@ int ts_gateway_add_shard(ts_gateway *gw, uint32_t shard_id, ts_ring *commands, t
     if (rc == TS_GW_OK && gw->n_shards == TS_GW_MAX_SHARDS) rc = TS_GW_ERR_FULL;
     if (rc == TS_GW_OK) {
         gw_shard *sh = &gw->shards[gw->n_shards];
+        ts_ring_info info;
+        ts_ring_read_info(events, &info);
+        /* a quarter of the ring, at most 4 096: the pin stays a short-term buffer */
+        sh->pin_max = info.capacity / 4 < 4096 ? info.capacity / 4 : 4096;
+        /* every retired order's event is among the unreleased: pin_max + one pass */
+        sh->retired_cap = (uint32_t)sh->pin_max + gw->cfg.max_batch;
         sh->stage = calloc(gw->cfg.max_batch, sizeof *sh->stage);
-        if (!sh->stage) {
+        sh->retired = calloc(sh->retired_cap, sizeof *sh->retired);
+        if (!sh->stage || !sh->retired) {
+            free(sh->stage);
+            free(sh->retired);
+            memset(sh, 0, sizeof *sh);
             rc = TS_GW_ERR_NOMEM;
         } else {
             sh->shard_id = shard_id;

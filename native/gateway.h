@@ -110,6 +110,8 @@ typedef struct ts_gateway_stats {
     uint64_t events_unread_held;   /* events a session's client had not read when the session
                                     * ended: held for the account's next session */
     uint64_t events_unread_dropped; /* of those, beyond the account's TS_GW_HELD_EVENTS */
+    uint64_t events_unpinned; /* released from a shard's ring while a stage still held an
+                               * earlier event (the stage had held back pin_max already) */
     uint64_t rejects[64];
 } ts_gateway_stats;
 

@@ -117,6 +117,16 @@ typedef struct gw_shard {
      * stage leaves them in the ring for its successor (gw_release_routed). */
     uint64_t taken; /* events taken from its ring since the start, counted locally */
     uint64_t ahead; /* of those, the last ones not yet released */
+    uint64_t pin_max; /* a stage holds back at most this many: a client that stops reading
+                       * must not fill the shard's ring for every other session */
+    /* Orders finished by one of the events not yet released: their pool slots (and so
+     * their ledger slots, which a successor names drained events by) are reused only
+     * once that event is released. FIFO by position. */
+    struct gw_retired {
+        uint64_t pos;
+        uint32_t idx;
+    } *retired;
+    uint32_t retired_cap, retired_head, retired_n;
 } gw_shard;
 
 typedef struct gw_session {
@@ -230,7 +240,6 @@ uint64_t gw_ring_unread(ts_ring *out, ts_event *dst, uint64_t max, int count_onl
 void gw_index_client(ts_gateway *gw, uint32_t idx);
 void gw_unindex_client(ts_gateway *gw, uint32_t idx);
 uint32_t gw_order_alloc(ts_gateway *gw, uint32_t session);
-void gw_order_free(ts_gateway *gw, uint32_t idx);
 void gw_backlog_add(gw_backlog *b, const ts_command *c);
 
 /* gateway_ledger.c: what outlives the process (see gateway.h) */
@@ -275,7 +284,9 @@ void gw_book_replace(ts_gateway *gw, uint32_t idx, const ts_command *c);
 /* apply one shard event to its order (found by exchange id); the caller routes it, then
  * calls gw_finish_if_done, which frees the order once nothing more can come for it */
 void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev);
-void gw_finish_if_done(ts_gateway *gw, uint32_t idx);
+int gw_order_done(const ts_gateway *gw, uint32_t idx); /* finished, nothing pending */
+void gw_order_forget(ts_gateway *gw, uint32_t idx);  /* out of every table and list */
+void gw_order_recycle(ts_gateway *gw, uint32_t idx); /* back to the pool's free list */
 
 /* gateway_latency.c: stamp a shard's hand-off slot before pushing what it holds */
 void gw_latency_before_push(gw_shard *sh, int64_t pass_ns);

@@ -347,6 +347,19 @@ static void note_trade(ts_gateway *gw, const ts_event *ev) {
     if (k != GW_NONE && ev->price > 0) gw->instr[k].last_trade = ev->price;
 }
 
+/* A finished order leaves the gateway's tables at once, but its pool slot waits in the
+ * shard's FIFO until the event that finished it is released (gw_release_routed). */
+static void retire(ts_gateway *gw, gw_shard *sh, uint32_t idx, uint64_t pos) {
+    gw_order_forget(gw, idx);
+    if (sh->retired_n == sh->retired_cap) { /* not reached: see retired_cap */
+        gw_order_recycle(gw, idx);
+        return;
+    }
+    struct gw_retired *r = &sh->retired[(sh->retired_head + sh->retired_n++) % sh->retired_cap];
+    r->pos = pos;
+    r->idx = idx;
+}
+
 /* One contiguous run of a shard's events, up to max; fewer (a stall) when an event's
  * session has no room even after pushing its stage, with *stalled set. The run is taken,
  * not released: gw_release_routed gives the ring back what has left the gateway. */
@@ -399,7 +412,7 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
         } else if (!hold || !gw_hold_event(gw, o, ev)) {
             gw->st.events_orphaned++;
         }
-        gw_finish_if_done(gw, idx);
+        if (gw_order_done(gw, idx)) retire(gw, sh, idx, sh->taken + i);
     }
     sh->taken += i;
     sh->ahead += i;
@@ -425,10 +438,22 @@ void gw_release_routed(ts_gateway *gw) {
     for (uint32_t i = 0; i < gw->n_shards; i++) {
         gw_shard *sh = &gw->shards[i];
         /* positions compare within the mask: 2^56 events per shard before they wrap */
-        const uint64_t keep = (sh->taken - keep_from[i]) & GW_SRC_POS_MASK;
+        const uint64_t pinned = (sh->taken - keep_from[i]) & GW_SRC_POS_MASK;
+        const uint64_t keep = pinned < sh->pin_max ? pinned : sh->pin_max;
+        if (keep < pinned) { /* count what goes past the oldest staged event, once */
+            const uint64_t oldest = sh->taken - pinned, before = sh->taken - sh->ahead;
+            const uint64_t from = before > oldest ? before : oldest;
+            if (sh->taken - keep > from) gw->st.events_unpinned += sh->taken - keep - from;
+        }
         if (sh->ahead > keep) {
             ts_ring_release(sh->evt, sh->ahead - keep);
             sh->ahead = keep;
+        }
+        const uint64_t released = sh->taken - sh->ahead; /* every position below it */
+        while (sh->retired_n && sh->retired[sh->retired_head].pos < released) {
+            gw_order_recycle(gw, sh->retired[sh->retired_head].idx);
+            sh->retired_head = sh->retired_head + 1 == sh->retired_cap ? 0 : sh->retired_head + 1;
+            sh->retired_n--;
         }
     }
 }

@@ -302,7 +302,7 @@ void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev) {
     }
 }
 
-void gw_finish_if_done(ts_gateway *gw, uint32_t idx) {
+int gw_order_done(const ts_gateway *gw, uint32_t idx) {
     const gw_order *o = &gw->orders[idx];
-    if (o->state == GW_DONE && o->pending == 0) gw_order_free(gw, idx);
+    return o->state == GW_DONE && o->pending == 0;
 }

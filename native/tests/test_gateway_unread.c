@@ -431,12 +431,14 @@ static void test_stale_ring_after_a_crash(void) {
 /* A gateway holds the events it staged for a session whose ring was full only in its
  * memory, so it leaves them in the shard's event ring until it has pushed them
  * (gw_release_routed); what it took after them, for another session, stays there too.
- * Session a (account 1, ring of 4) has exec 1..6 of its order: 4 in its ring, 2 staged;
- * then exec 7, of account 2's order, goes into session b's ring. `crash`: 0, a reads its
- * ring and a pass pushes the stage, which frees the shard's ring; 1, the gateway dies
- * instead, and a successor over the same rings, ledger and log holds a's unread ring,
- * b's unread ring, then the drained shard ring: account 1 gets exec 1..6 and account 2
- * exec 7, each once (the drained copy of exec 7 is known from b's ring and dropped). */
+ * Session a (account 1, ring of 4) has exec 1..6 of its order of 5 lots, the last fill
+ * finishing it: 4 in its ring, 2 staged; then b places an order (the pool slot of a's
+ * order, which a successor names the staged fills by, must not be reused yet) and exec
+ * 7, its ACCEPTED, goes into b's ring. `crash`: 0, a reads its ring and a pass pushes
+ * the stage, which frees the shard's ring; 1, the gateway dies instead, and a successor
+ * over the same rings, ledger and log holds a's unread ring, b's unread ring, then the
+ * drained shard ring: account 1 gets exec 1..6 and account 2 exec 7, each once (the
+ * drained copy of exec 7 is known from b's ring and dropped). */
 static void staged_events_after_a_crash(int crash) {
     rig r;
     rig_init(&r, 1, 64, 256, 1024);
@@ -450,9 +452,10 @@ static void staged_events_after_a_crash(int crash) {
     CHECK_EQ(ts_gateway_attach_held(r.gw, log, size), 0);
     ts_gateway_hold_drained(r.gw);
     client a = open_client(&r, 1, 4), b = open_client(&r, 2, 64);
-    ts_command oa = place(&r, &a, 1, 100), ob = place(&r, &b, 2, 100);
-    int64_t leaves_a = 100, leaves_b = 100;
+    ts_command oa = place(&r, &a, 1, 5);
+    int64_t leaves_a = 5, leaves_b = 100;
     shard_events(&r, &oa, &leaves_a, 5, 1); /* exec 1..6: 4 in a's ring, 2 staged */
+    ts_command ob = place(&r, &b, 2, 100);
     shard_events(&r, &ob, &leaves_b, 0, 1); /* exec 7 into b's ring */
     CHECK_EQ(ts_ring_readable(a.out), 4);
     CHECK_EQ(ts_ring_readable(b.out), 1);
@@ -462,7 +465,7 @@ static void staged_events_after_a_crash(int crash) {
         CHECK_EQ(ts_ring_pop(a.out, ev, 16), 4);
         ts_gateway_poll(r.gw, 0);
         CHECK_EQ(ts_ring_pop(a.out, ev, 16), 2);
-        CHECK(stream_is(ev, 2, 5, 1, 100));
+        CHECK(stream_is(ev, 2, 5, 1, 5));
         CHECK_EQ(ts_ring_readable(r.evt[0]), 0);
     } else {
         reborn(&r);
@@ -479,7 +482,7 @@ static void staged_events_after_a_crash(int crash) {
         client c = open_client(&r, 1, 64), d = open_client(&r, 2, 64);
         ts_gateway_poll(r.gw, 0);
         CHECK_EQ(ts_ring_pop(c.out, ev, 16), 6);
-        CHECK(stream_is(ev, 6, 1, 1, 100));
+        CHECK(stream_is(ev, 6, 1, 1, 5));
         CHECK_EQ(ts_ring_pop(d.out, ev, 16), 1);
         CHECK_EQ(ev[0].exec_id, 7);
         CHECK_EQ(ev[0].order_id, 2);
@@ -491,6 +494,41 @@ static void staged_events_after_a_crash(int crash) {
 
 static void test_staged_events_after_a_crash(void) {
     for (int crash = 0; crash < 2; crash++) staged_events_after_a_crash(crash);
+}
+
+/* A client that stops reading holds back at most a quarter of the shard's event ring
+ * (pin_max, 16 of 64 here): session a's ring of 2 is full and one event waits in its
+ * stage; 40 events of b's order follow, which b reads as they come. The shard's ring
+ * never holds more than 16 of them, the rest are released (counted unpinned), and a
+ * still gets its staged event, once, when it reads. */
+static void test_a_stuck_session_pins_a_quarter_of_the_ring(void) {
+    rig r;
+    rig_init(&r, 1, 64, 256, 64);
+    add_accounts(&r, 0);
+    client a = open_client(&r, 1, 2), b = open_client(&r, 2, 64);
+    ts_command oa = place(&r, &a, 1, 100), ob = place(&r, &b, 2, 100);
+    int64_t leaves_a = 100, leaves_b = 100;
+    shard_events(&r, &oa, &leaves_a, 2, 1); /* exec 1..3: 2 in a's ring, 1 staged */
+    ts_event ev[64];
+    uint64_t most = 0, got = 0;
+    for (int k = 0; k < 40; k++) {
+        shard_events(&r, &ob, &leaves_b, 1, k == 0);
+        uint64_t held = ts_ring_readable(r.evt[0]);
+        if (held > most) most = held;
+        got += ts_ring_pop(b.out, ev, 64);
+    }
+    CHECK_EQ(got, 41);
+    CHECK(most <= 16);
+    CHECK_EQ(most, 16);
+    ts_gateway_stats st;
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK_EQ(st.events_unpinned, 1 + 41 - 16);
+    CHECK_EQ(ts_ring_pop(a.out, ev, 64), 2);
+    ts_gateway_poll(r.gw, 0);
+    CHECK_EQ(ts_ring_pop(a.out, ev, 64), 1);
+    CHECK(stream_is(ev, 1, 3, 1, 100));
+    CHECK_EQ(ts_ring_readable(r.evt[0]), 0);
+    rig_free(&r);
 }
 
 typedef struct test_case {
@@ -510,6 +548,7 @@ int main(void) {
         {"unread_through_log", test_unread_through_log},
         {"stale_ring_after_a_crash", test_stale_ring_after_a_crash},
         {"staged_events_after_a_crash", test_staged_events_after_a_crash},
+        {"a_stuck_session_pins_a_quarter_of_the_ring", test_a_stuck_session_pins_a_quarter_of_the_ring},
     };
     int failed = 0;
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {

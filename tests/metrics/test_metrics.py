@@ -184,6 +184,7 @@ def test_gateway_series_move_with_orders_rejects_and_sessions(
             assert samples["tradsys_gateway_pump_handoff_yields_total{}"] >= 0.0
             # nobody left a session with events unread, and no TCP client acknowledged
             assert samples["tradsys_gateway_events_unread_held_total{}"] == 0.0
+            assert samples["tradsys_gateway_events_unpinned_total{}"] == 0.0
             assert samples["tradsys_gateway_events_unread_dropped_total{}"] == 0.0
             assert samples["tradsys_gateway_tcp_unsent_held_total{}"] == 0.0
             assert samples["tradsys_gateway_tcp_acks_total{}"] == 0.0

@@ -88,6 +88,7 @@ _STAT_FIELDS = (
     "recovery_duplicates",
     "events_unread_held",
     "events_unread_dropped",
+    "events_unpinned",
     "passes",
     "handoff_yields",
     "commands_in",

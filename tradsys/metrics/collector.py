@@ -254,6 +254,12 @@ GATEWAY_COUNTERS = [
         "events_unread_dropped",
         "Unread events of an ended session dropped at the account's held-events cap.",
     ),
+    (
+        "events_unpinned",
+        "events_unpinned",
+        "Events released from a shard's ring while a full session's stage still held an "
+        "earlier one (a crash of the gateway would lose that stage).",
+    ),
 ]
 GATEWAY_EDGE_COUNTERS = [
     ("logins_refused", "Logins refused (bad key, bad uid, wrong account, timeout)."),
