@@ -355,7 +355,9 @@ static void retire(ts_gateway *gw, gw_shard *sh, uint32_t idx, uint64_t pos) {
         gw_order_recycle(gw, idx);
         return;
     }
-    struct gw_retired *r = &sh->retired[(sh->retired_head + sh->retired_n++) % sh->retired_cap];
+    uint32_t at = sh->retired_head + sh->retired_n++;
+    if (at >= sh->retired_cap) at -= sh->retired_cap;
+    struct gw_retired *r = &sh->retired[at];
     r->pos = pos;
     r->idx = idx;
 }
