@@ -185,11 +185,6 @@ void gw_order_forget(ts_gateway *gw, uint32_t idx) {
     gw->st.live_orders--;
 }
 
-void gw_order_recycle(ts_gateway *gw, uint32_t idx) {
-    gw->orders[idx].next_free = gw->free_head;
-    gw->free_head = idx;
-}
-
 void gw_backlog_add(gw_backlog *b, const ts_command *c) {
     if (b->count == b->cap) {
         uint64_t cap = b->cap ? 2 * b->cap : 64;

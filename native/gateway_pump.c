@@ -429,10 +429,16 @@ void gw_release_routed(ts_gateway *gw) {
     for (uint32_t slot = 0; slot < gw->n_sessions_used; slot++) {
         const gw_session *s = &gw->sessions[slot];
         if (!s->active) continue;
-        for (uint32_t j = s->stage_sent; j < s->staged; j++) {
+        /* a stage keeps each shard's events in their order: its first one of a shard is
+         * its oldest, and the scan ends once it has seen every shard */
+        uint64_t seen = 0;
+        const uint64_t every = gw->n_shards == 64 ? ~UINT64_C(0) : (UINT64_C(1) << gw->n_shards) - 1;
+        for (uint32_t j = s->stage_sent; j < s->staged && seen != every; j++) {
             const uint64_t src = s->stage_src[j];
             if (!src) continue;
             const uint32_t shard = (uint32_t)(src >> 56) - 1;
+            if (seen & (UINT64_C(1) << shard)) continue;
+            seen |= UINT64_C(1) << shard;
             const uint64_t pos = src & GW_SRC_POS_MASK;
             if (pos < (keep_from[shard] & GW_SRC_POS_MASK)) keep_from[shard] = pos;
         }

@@ -301,8 +301,3 @@ void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev) {
         break;
     }
 }
-
-int gw_order_done(const ts_gateway *gw, uint32_t idx) {
-    const gw_order *o = &gw->orders[idx];
-    return o->state == GW_DONE && o->pending == 0;
-}
