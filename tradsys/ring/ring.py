@@ -267,6 +267,29 @@ class Ring:
         """Move up to ``len(out)`` records into ``out[:n]``; return n (0 when empty)."""
         return int(lib.ts_ring_pop(self._ring, self._records(out, True), len(out)))
 
+    def peek_batch(self, out: np.ndarray[Any, Any], skip: int = 0) -> int:
+        """Copy up to ``len(out)`` records into ``out[:n]``, starting ``skip`` records past
+        the consumer's index, without consuming them; return n (0 when no more than
+        ``skip`` are readable).
+
+        For a consumer that must not give a record up before it is done with it: the
+        slots stay taken (and the producer waits for them as for a full ring) until
+        :meth:`release` gives them back, and a process that attaches the ring after this
+        one died still finds them. ``skip`` is how many this consumer has already read
+        and not released; records past the ring's end are copied across it."""
+        return int(lib.ts_ring_peek_copy(self._ring, self._records(out, True), skip, len(out)))
+
+    def release(self, k: int) -> None:
+        """Consume the oldest ``k`` records (read with :meth:`peek_batch`), giving their
+        slots back to the producer. ValueError for more than are readable: the consumer's
+        index must never pass the producer's."""
+        if k < 0 or k > lib.ts_ring_readable(self._ring):
+            raise ValueError(
+                f"ring {self.name}: cannot release {k} records, {self.readable} are readable"
+            )
+        if k:
+            lib.ts_ring_release(self._ring, k)
+
     def push_all(
         self,
         records: np.ndarray[Any, Any],
