@@ -158,8 +158,10 @@ def test_the_ring_holds_exactly_what_is_owed(
 ) -> None:
     """For any run of routed events, socket writes, ACKs and looks, the session's ring
     holds (from its consumer's index: what a successor gateway reads) one contiguous run
-    of events up to the last routed: with ACKs, exactly those above the last ACK; without,
-    at least every event whose frame the transport has not wholly written."""
+    of events up to the last routed: with ACKs, exactly those above the last ACK (or above
+    what went before the first ACK); before an ACK, at least every event whose frame the
+    transport has not wholly written, and the last ``keep`` sent (for a client that may
+    start acknowledging)."""
     name = segment_name(f"{RUN_PREFIX}tcpring", "sout", next(_rings))
     with Ring.create(
         name, slot_size=wire.RECORD_SIZE, capacity=capacity, layout_version=wire.LAYOUT_VERSION
@@ -175,8 +177,10 @@ async def _run_edge(ring: Ring, steps: list[tuple[str, Any]], unacked_max: int) 
     s.session = SimpleNamespace(  # type: ignore[assignment]
         rings=SimpleNamespace(outbound=ring), closed=False
     )
-    s.ring_capacity, s.window = ring.capacity, min(unacked_max, ring.capacity)
-    routed = written = 0
+    s._fit_ring(ring.capacity)
+    keep = min(unacked_max, ring.capacity // 2)
+    routed = written = released = 0
+    before_acks: int | None = None  # what was released when the first ACK came
     frame_ends: list[tuple[int, int]] = []  # (bytes handed over up to its end, last seq)
     for what, arg in steps:
         if what == "route":
@@ -191,6 +195,8 @@ async def _run_edge(ring: Ring, steps: list[tuple[str, Any]], unacked_max: int) 
         elif what == "write":
             written += t.flush(arg)
         elif what == "ack":
+            if before_acks is None:
+                before_acks = released
             s._on_ack(s.acked + int(arg * (s.next_event_seq - 1 - s.acked)))
         else:
             s._note_written()
@@ -200,10 +206,11 @@ async def _run_edge(ring: Ring, steps: list[tuple[str, Any]], unacked_max: int) 
         assert held == list(range(released + 1, routed + 1))
         assert s.peeked == s.next_event_seq - 1 - released
         if s.acking:
-            assert released == s.acked
+            assert before_acks is not None
+            assert released == max(s.acked, before_acks)
         else:
             wholly_written = max((last for end, last in frame_ends if end <= written), default=0)
-            assert released <= wholly_written
+            assert released <= min(wholly_written, max(0, s.next_event_seq - 1 - keep))
 
 
 # ---- a gateway process killed ---------------------------------------------------------

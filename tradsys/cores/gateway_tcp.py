@@ -23,14 +23,15 @@ ring: what is left there is held the same way, not pushed at a client that may b
 
 Nor are they lost when the *gateway process* dies: the events are read out of the
 outbound ring without being consumed (``Ring.peek_batch``, skipping those already sent)
-and its slots are released only once the events are no longer owed -- covered by an ACK,
-or (a client that never acknowledged) known written to the socket. A successor gateway
-reads a dead gateway's session rings from the consumer's index on and holds what it
-finds for each account's next session (``tradsys.gateway.recovery``), so it finds every
-event such a client did not have (and, for a client that never acknowledged, by their
-exec_id, some it had: those written since the edge last looked). The cost is ring room:
-the ring holds what is in flight to the client as well as what waits, hence the window
-above; for a client that never acknowledged, what the transport has not written yet.
+and its slots are released only once the events are no longer owed: covered by an ACK;
+or, before the client's first ACK, known written to the socket and older than the last
+``keep`` = min(``unacked_max``, half the ring) events (the written rule, kept a while for
+a client that starts acknowledging late -- the library does at its first heartbeat tick
+or ACK_EVERY events). A successor gateway reads a dead gateway's session rings from the
+consumer's index on and holds what it finds for each account's next session
+(``tradsys.gateway.recovery``), so it finds every event such a client did not have (and,
+by their exec_id, some it had). The cost is ring room: the ring holds what is in flight
+to the client as well as what waits, hence the window above.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class TcpSession(asyncio.BufferedProtocol):
         self.peeked = 0
         self.unreleased: deque[tuple[int, int]] = deque()
         self.ring_capacity = 0  # the outbound ring's, once logged in
-        self.window = edge.unacked_max  # min(unacked_max, ring capacity), once logged in
+        self.window = self.keep = edge.unacked_max  # see _fit_ring
 
     # ---- connection lifecycle --------------------------------------------------------
 
@@ -231,9 +232,18 @@ class TcpSession(asyncio.BufferedProtocol):
         unwritten = self.unwritten
         while unwritten and unwritten[0][0] <= written:
             self.written_seq = unwritten.popleft()[1]
-        self._release_through(self.written_seq)
+        self._release_through(min(self.written_seq, self.next_event_seq - 1 - self.keep))
         oldest = self.next_event_seq - self.edge.unacked_max
         self._forget(min(self.written_seq, oldest - 1))
+
+    def _fit_ring(self, capacity: int) -> None:
+        """Size the windows to the outbound ring, which holds everything not released: an
+        ACK window wider than the ring could never fill, and written events kept for a
+        client that has not acknowledged yet may take half of it, no more (the rest stays
+        free for what the core routes meanwhile)."""
+        self.ring_capacity = capacity
+        self.window = min(self.edge.unacked_max, capacity)
+        self.keep = min(self.edge.unacked_max, capacity // 2)
 
     def _forget(self, seq: int) -> None:
         """Drop the frames whose every event is at or below seq."""
@@ -244,8 +254,8 @@ class TcpSession(asyncio.BufferedProtocol):
     def _release_through(self, seq: int) -> None:
         """Give back to the outbound ring the records of the events up to seq (of a frame
         partly acknowledged, its acknowledged part). Frames kept in :attr:`sent` beyond
-        that (written, not yet acknowledged by a client that may start to) are the edge's
-        own copy, for a session end, not the ring's."""
+        that (written, older than ``keep``, not yet acknowledged by a client that may
+        start to) are the edge's own copy, for a session end, not the ring's."""
         unreleased, k = self.unreleased, 0
         while unreleased and unreleased[0][0] <= seq:
             k += unreleased.popleft()[1]
@@ -269,10 +279,10 @@ class TcpSession(asyncio.BufferedProtocol):
         self.unreleased.clear()
 
     def _made_room(self) -> bool:
-        """For a client that never acknowledged, when every slot of the ring is an event
-        sent and not known written (the core can route it nothing more, so no notify
-        would come): look at what the transport wrote now, not at the next tick; True if
-        that released any."""
+        """For a client that has not acknowledged, when every slot of the ring is an event
+        sent and kept (the core can route it nothing more, so no notify would come): look
+        at what the transport wrote now, not at the next tick (``keep`` is at most half
+        the ring, so the older half goes if written); True if that released any."""
         before = self.peeked
         self._note_written()
         return self.peeked < before
@@ -410,10 +420,7 @@ class TcpSession(asyncio.BufferedProtocol):
             self._reject(denied.reason, denied.text)
             return
         self.session, self.efd = session, efd
-        self.ring_capacity = session.rings.outbound.capacity
-        # an ACK window wider than the ring could never fill: the ring holds what waits
-        # for an ACK (see the module's docstring)
-        self.window = min(self.edge.unacked_max, self.ring_capacity)
+        self._fit_ring(session.rings.outbound.capacity)
         if self.login_timer is not None:
             self.login_timer.cancel()
         self.loop.add_reader(efd, self._on_notify)
