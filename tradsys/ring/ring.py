@@ -27,6 +27,8 @@ Role = Literal["producer", "consumer"]
 # per-record push or pop.
 _push_one: Callable[[Any, bytes], int] = lib.ts_ring_push_one
 _pop_one: Callable[[Any, Any], int] = lib.ts_ring_pop_one
+_readable: Callable[[Any], int] = lib.ts_ring_readable
+_release: Callable[[Any, int], None] = lib.ts_ring_release
 
 _CHECK_ERRORS = {
     lib.TS_RING_ERR_MAGIC: "is not a TradSys ring (bad magic) or is not initialised yet",
@@ -283,12 +285,12 @@ class Ring:
         """Consume the oldest ``k`` records (read with :meth:`peek_batch`), giving their
         slots back to the producer. ValueError for more than are readable: the consumer's
         index must never pass the producer's."""
-        if k < 0 or k > lib.ts_ring_readable(self._ring):
+        if k < 0 or k > _readable(self._ring):
             raise ValueError(
                 f"ring {self.name}: cannot release {k} records, {self.readable} are readable"
             )
         if k:
-            lib.ts_ring_release(self._ring, k)
+            _release(self._ring, k)
 
     def push_all(
         self,
