@@ -178,7 +178,7 @@ async def _run_edge(ring: Ring, steps: list[tuple[str, Any]], unacked_max: int) 
         rings=SimpleNamespace(outbound=ring), closed=False
     )
     s._fit_ring(ring.capacity)
-    keep = min(unacked_max, ring.capacity // 2)
+    keep = min(unacked_max, ring.capacity // 4)
     routed = written = released = 0
     before_acks: int | None = None  # what was released when the first ACK came
     frame_ends: list[tuple[int, int]] = []  # (bytes handed over up to its end, last seq)

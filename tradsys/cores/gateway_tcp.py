@@ -25,13 +25,13 @@ Nor are they lost when the *gateway process* dies: the events are read out of th
 outbound ring without being consumed (``Ring.peek_batch``, skipping those already sent)
 and its slots are released only once the events are no longer owed: covered by an ACK;
 or, before the client's first ACK, known written to the socket and older than the last
-``keep`` = min(``unacked_max``, half the ring) events (the written rule, kept a while for
-a client that starts acknowledging late -- the library does at its first heartbeat tick
-or ACK_EVERY events). A successor gateway reads a dead gateway's session rings from the
-consumer's index on and holds what it finds for each account's next session
-(``tradsys.gateway.recovery``), so it finds every event such a client did not have (and,
-by their exec_id, some it had). The cost is ring room: the ring holds what is in flight
-to the client as well as what waits, hence the window above.
+``keep`` = min(``unacked_max``, a quarter of the ring) events (the written rule, kept a
+while for a client that starts acknowledging late -- the library does at its first
+heartbeat tick or ACK_EVERY events). A successor gateway reads a dead gateway's session
+rings from the consumer's index on and holds what it finds for each account's next
+session (``tradsys.gateway.recovery``), so it finds every event such a client did not
+have (and, by their exec_id, some it had). The cost is ring room: the ring holds what is
+in flight to the client as well as what waits, hence the window above.
 """
 
 from __future__ import annotations
@@ -239,11 +239,12 @@ class TcpSession(asyncio.BufferedProtocol):
     def _fit_ring(self, capacity: int) -> None:
         """Size the windows to the outbound ring, which holds everything not released: an
         ACK window wider than the ring could never fill, and written events kept for a
-        client that has not acknowledged yet may take half of it, no more (the rest stays
-        free for what the core routes meanwhile)."""
+        client that has not acknowledged yet take a quarter of it at most (a client that
+        never will keeps the rest for what waits unsent and what its transport has not
+        written; the library's first ACK comes within ACK_EVERY = 1 024 events)."""
         self.ring_capacity = capacity
         self.window = min(self.edge.unacked_max, capacity)
-        self.keep = min(self.edge.unacked_max, capacity // 2)
+        self.keep = min(self.edge.unacked_max, capacity // 4)
 
     def _forget(self, seq: int) -> None:
         """Drop the frames whose every event is at or below seq."""
@@ -281,8 +282,8 @@ class TcpSession(asyncio.BufferedProtocol):
     def _made_room(self) -> bool:
         """For a client that has not acknowledged, when every slot of the ring is an event
         sent and kept (the core can route it nothing more, so no notify would come): look
-        at what the transport wrote now, not at the next tick (``keep`` is at most half
-        the ring, so the older half goes if written); True if that released any."""
+        at what the transport wrote now, not at the next tick (``keep`` is at most a
+        quarter of the ring, so the rest goes if written); True if that released any."""
         before = self.peeked
         self._note_written()
         return self.peeked < before
