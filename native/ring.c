@@ -230,9 +230,32 @@ uint64_t ts_ring_peek_from(ts_ring *r, uint64_t skip, void **first) {
     return used - skip < contiguous ? used - skip : contiguous;
 }
 
-void ts_ring_release(ts_ring *r, uint64_t k) {
+uint64_t ts_ring_peek_copy(ts_ring *r, void *out, uint64_t skip, uint64_t max) {
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    atomic_store_explicit(&r->tail, tail + k, memory_order_release);
+    /* the cache may lag behind a tail that release moved past it (it then wraps to a
+     * huge count): refresh on that too, not only when it offers too little */
+    uint64_t used = r->cached_head - tail;
+    if (used > r->capacity || used <= skip || used - skip < max) {
+        r->cached_head = atomic_load_explicit(&r->head, memory_order_acquire);
+        used = r->cached_head - tail;
+    }
+    if (used <= skip) return 0;
+    uint64_t k = used - skip < max ? used - skip : max;
+    size_t sz = r->slot_size;
+    uint64_t start = (tail + skip) & r->mask;
+    uint64_t first = r->capacity - start;
+    if (first > k) first = k;
+    memcpy(out, slots(r) + start * sz, first * sz);
+    if (k > first) memcpy((unsigned char *)out + first * sz, slots(r), (k - first) * sz);
+    return k;
+}
+
+void ts_ring_release(ts_ring *r, uint64_t k) {
+    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed) + k;
+    /* keep the cached head at or past the tail: records released without a look that
+     * refreshed it (ts_ring_peek_copy may not) would make pop's count wrap around */
+    if ((int64_t)(r->cached_head - tail) < 0) r->cached_head = tail;
+    atomic_store_explicit(&r->tail, tail, memory_order_release);
     wake_if_parked(&r->producer_parked, &r->space_futex);
 }
 

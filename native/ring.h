@@ -104,6 +104,14 @@ void ts_ring_release(ts_ring *r, uint64_t k);
  * 0 when no more than skip are readable. */
 uint64_t ts_ring_peek_from(ts_ring *r, uint64_t skip, void **first);
 
+/* Consumer side, reading without consuming: copy up to max records into out, starting
+ * `skip` records past the consumer's index (across the ring's end as needed); returns how
+ * many (0 when no more than skip are readable). Nothing is released: the slots stay the
+ * consumer's until ts_ring_release gives them back, so a consumer that must not lose
+ * what it has read but not yet passed on (the TCP edge, until its client acknowledges)
+ * leaves it where a successor can find it. */
+uint64_t ts_ring_peek_copy(ts_ring *r, void *out, uint64_t skip, uint64_t max);
+
 /* Snapshots; exact for the calling side, a lower bound for the other. */
 uint64_t ts_ring_readable(ts_ring *r);
 uint64_t ts_ring_writable(ts_ring *r);

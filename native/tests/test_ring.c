@@ -471,6 +471,102 @@ static void test_peek_release(void) {
     CHECK(slot_is(out + SZ, SZ, 2));
 }
 
+/* peek_copy reads past `skip` without consuming, across the ring's end; release then
+ * gives back exactly what it says, and a push fits only into released slots. */
+static void test_peek_copy_skip(void) {
+    enum { CAP = 8, SZ = 64 };
+    ts_ring *r = new_ring(SZ, CAP);
+    unsigned char *in = block(16 * SZ), *out = block(16 * SZ);
+    for (int i = 0; i < 16; i++) fill_slot(in + i * SZ, SZ, (uint64_t)i);
+    CHECK_EQ(ts_ring_peek_copy(r, out, 0, 4), 0);
+    CHECK_EQ(ts_ring_push(r, in, 6), 6);
+    CHECK_EQ(ts_ring_pop(r, out, 5), 5);          /* tail at slot 5 */
+    CHECK_EQ(ts_ring_push(r, in + 6 * SZ, 7), 7); /* seq 6..12: full, head wraps */
+    CHECK_EQ(ts_ring_push(r, in, 1), 0);
+    /* from the tail across the end: seq 5..12 */
+    memset(out, 0xAB, 16 * SZ);
+    CHECK_EQ(ts_ring_peek_copy(r, out, 0, 16), CAP);
+    for (int i = 0; i < CAP; i++) CHECK(slot_is(out + i * SZ, SZ, 5u + (uint64_t)i));
+    CHECK_EQ(out[CAP * SZ], 0xAB); /* nothing copied past the count */
+    /* skipping what was read already, bounded by max */
+    CHECK_EQ(ts_ring_peek_copy(r, out, 2, 3), 3);
+    for (int i = 0; i < 3; i++) CHECK(slot_is(out + i * SZ, SZ, 7u + (uint64_t)i));
+    CHECK_EQ(ts_ring_peek_copy(r, out, 7, 4), 1);
+    CHECK(slot_is(out, SZ, 12));
+    CHECK_EQ(ts_ring_peek_copy(r, out, CAP, 4), 0);
+    CHECK_EQ(ts_ring_peek_copy(r, out, CAP + 3, 4), 0);
+    /* nothing was consumed */
+    CHECK_EQ(ts_ring_readable(r), CAP);
+    CHECK_EQ(ts_ring_writable(r), 0);
+    ts_ring_release(r, 3);
+    CHECK_EQ(ts_ring_writable(r), 3);
+    CHECK_EQ(ts_ring_peek_copy(r, out, 0, 1), 1);
+    CHECK(slot_is(out, SZ, 8));
+    CHECK_EQ(ts_ring_push(r, in + 13 * SZ, 3), 3); /* seq 13..15 into the released slots */
+    CHECK_EQ(ts_ring_peek_copy(r, out, 4, 16), 4);
+    for (int i = 0; i < 4; i++) CHECK(slot_is(out + i * SZ, SZ, 12u + (uint64_t)i));
+    CHECK_EQ(ts_ring_pop(r, out, 16), CAP);
+    for (int i = 0; i < CAP; i++) CHECK(slot_is(out + i * SZ, SZ, 8u + (uint64_t)i));
+}
+
+/* A release of records the consumer never looked at (its cached head still behind):
+ * a pop or peek_copy after it sees exactly what is left, not a wrapped-around count. */
+static void test_release_unseen_then_pop(void) {
+    enum { CAP = 8, SZ = 64 };
+    ts_ring *r = new_ring(SZ, CAP);
+    unsigned char *in = block(4 * SZ), *out = block(CAP * SZ);
+    for (int i = 0; i < 4; i++) fill_slot(in + i * SZ, SZ, (uint64_t)i);
+    CHECK_EQ(ts_ring_push(r, in, 1), 1);
+    ts_ring_release(r, 1);
+    CHECK_EQ(ts_ring_pop(r, out, CAP), 0);
+    CHECK_EQ(ts_ring_peek_copy(r, out, 0, CAP), 0);
+    CHECK_EQ(ts_ring_push(r, in + SZ, 3), 3);
+    ts_ring_release(r, 1);
+    CHECK_EQ(ts_ring_pop(r, out, CAP), 2);
+    CHECK(slot_is(out, SZ, 2));
+    CHECK(slot_is(out + SZ, SZ, 3));
+}
+
+/* Random pushes, peek_copy(skip) reads and releases against a model (the next seq in the
+ * ring and the count released), on small rings so reads keep straddling the end. */
+static void test_peek_copy_random(void) {
+    static const uint64_t caps[] = {1, 2, 16, 64};
+    enum { SZ = 24 };
+    prng rng = {g_seed ^ 0x9e};
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+        const uint64_t cap = caps[c], maxb = 2 * cap + 3;
+        ts_ring *r = new_ring(SZ, cap);
+        unsigned char *in = block(maxb * SZ), *out = block((maxb + 1) * SZ);
+        uint64_t pushed = 0, released = 0, straddles = 0;
+        for (int round = 0; round < 20000; round++) {
+            uint64_t n = prng_range(&rng, 1, maxb);
+            for (uint64_t i = 0; i < n; i++) fill_slot(in + i * SZ, SZ, pushed + i);
+            uint64_t room = cap - (pushed - released);
+            uint64_t want = n < room ? n : room;
+            CHECK_EQ(ts_ring_push(r, in, n), want);
+            pushed += want;
+            uint64_t have = pushed - released;
+            uint64_t skip = prng_range(&rng, 0, have + 1), max = prng_range(&rng, 1, maxb);
+            uint64_t expect = skip >= have ? 0 : (have - skip < max ? have - skip : max);
+            if (expect && ((released + skip) % cap) + expect > cap) straddles++;
+            memset(out + max * SZ, 0xCD, SZ);
+            CHECK_EQ(ts_ring_peek_copy(r, out, skip, max), expect);
+            for (uint64_t i = 0; i < expect; i++)
+                CHECK(slot_is(out + i * SZ, SZ, released + skip + i));
+            CHECK_EQ(out[max * SZ], 0xCD);
+            CHECK_EQ(ts_ring_readable(r), have);
+            uint64_t k = prng_range(&rng, 0, have);
+            ts_ring_release(r, k);
+            released += k;
+        }
+        ts_ring_info info;
+        ts_ring_read_info(r, &info);
+        CHECK_EQ(info.head, pushed);
+        CHECK_EQ(info.tail, released);
+        if (cap > 1) CHECK(straddles > 1000);
+    }
+}
+
 static void test_readable_writable(void) {
     enum { CAP = 16, SZ = 8 };
     ts_ring *r = new_ring(SZ, CAP);
@@ -771,6 +867,9 @@ static const test_case TESTS[] = {
     T(test_pop_empty),
     T(test_wraparound_random),
     T(test_peek_release),
+    T(test_peek_copy_skip),
+    T(test_release_unseen_then_pop),
+    T(test_peek_copy_random),
     T(test_readable_writable),
     T(test_push_one_pop_one),
     T(test_wait_timeouts_busy_spin),

@@ -384,8 +384,15 @@ def test_a_killed_tcp_client_loses_no_event_written_to_its_socket_unacknowledged
             )
             with OrderClient.connect(_address(config), account_id=2, api_key=KEYS[2]) as bob:
                 _bob_buys(bob, [(2, 101), (3, 101), (1, 101)])
-                # all three fills went from her ring into her socket
-                _await("her fills sent", lambda: watch.info().tail == 1 + 3, 10)
+                # all three fills are in her ring, and stay there until acknowledged (her
+                # ACK released the ACCEPTED only: the edge reads without consuming). The
+                # edge sent them as they came: the pump rang her eventfd with the push,
+                # so the edge's loop saw that before the end of her connection below.
+                _await(
+                    "her fills routed",
+                    lambda: (watch.info().head, watch.info().tail) == (1 + 3, 1),
+                    10,
+                )
                 watch.close()
                 alice.send_signal(signal.SIGKILL)
                 alice.wait(10)

@@ -13,13 +13,25 @@ Events the client may not have got are not lost when its session ends (issue 5,
 :attr:`TcpSession.sent` until the client has it. For a client that acknowledges (ACK:
 the highest EVENTS seq it has processed), until an ACK covers it: whenever the session
 ends, the events above the last ACK go back to the core ahead of whatever is still in the
-outbound ring, and the account's next session gets them first; at ``unacked_max``
-unacknowledged events the session is sent no more until an ACK comes (flow control, as
-for a full socket). For a client that never acknowledged, until the transport has
-written it to the socket (its write buffer shrank past it), and only a broken connection
-(``connection_lost`` with an error: the transport drops its buffer) hands them back. A
-session the gateway ends for any reason but LOGOUT stops draining the ring: what is left
-there is held the same way, not pushed at a client that may be gone.
+outbound ring, and the account's next session gets them first; at min(``unacked_max``,
+the ring's capacity) unacknowledged events the session is sent no more until an ACK
+comes (flow control, as for a full socket). For a client that never acknowledged, until
+the transport has written it to the socket (its write buffer shrank past it), and only a
+broken connection (``connection_lost`` with an error: the transport drops its buffer)
+hands them back. A session the gateway ends for any reason but LOGOUT stops draining the
+ring: what is left there is held the same way, not pushed at a client that may be gone.
+
+Nor are they lost when the *gateway process* dies: the events are read out of the
+outbound ring without being consumed (``Ring.peek_batch``, skipping those already sent)
+and its slots are released only once the events are no longer owed: covered by an ACK;
+or, before the client's first ACK, known written to the socket and older than the last
+``keep`` = min(``unacked_max``, a quarter of the ring) events (the written rule, kept a
+while for a client that starts acknowledging late -- the library does at its first
+heartbeat tick or ACK_EVERY events). A successor gateway reads a dead gateway's session
+rings from the consumer's index on and holds what it finds for each account's next
+session (``tradsys.gateway.recovery``), so it finds every event such a client did not
+have (and, by their exec_id, some it had). The cost is ring room: the ring holds what is
+in flight to the client as well as what waits, hence the window above.
 """
 
 from __future__ import annotations
@@ -139,6 +151,12 @@ class TcpSession(asyncio.BufferedProtocol):
         self.written_seq = 0  # the last event seq known written to the socket
         self.acking = False  # the client has sent an ACK: it acknowledges what it processed
         self.acked = 0  # the highest EVENTS seq it acknowledged
+        # the outbound ring's records read into frames and not released, and those frames'
+        # (last event seq, records): released in order once acknowledged (or written)
+        self.peeked = 0
+        self.unreleased: deque[tuple[int, int]] = deque()
+        self.ring_capacity = 0  # the outbound ring's, once logged in
+        self.window = self.keep = edge.unacked_max  # see _fit_ring
 
     # ---- connection lifecycle --------------------------------------------------------
 
@@ -164,6 +182,9 @@ class TcpSession(asyncio.BufferedProtocol):
             unread = None if after is None else self._events_after(after)
             if unread is not None:
                 self.edge.unsent_held += len(unread)
+            # what was sent leaves the ring: the owed part goes back as `unread`, ahead of
+            # what the ring still holds (unsent), so no event is held twice
+            self._release_all()
             self.edge.table.close(self.session, unread)  # it closes the eventfd when safe
             self.efd = -1
             log.info(
@@ -211,14 +232,61 @@ class TcpSession(asyncio.BufferedProtocol):
         unwritten = self.unwritten
         while unwritten and unwritten[0][0] <= written:
             self.written_seq = unwritten.popleft()[1]
+        self._release_through(min(self.written_seq, self.next_event_seq - 1 - self.keep))
         oldest = self.next_event_seq - self.edge.unacked_max
         self._forget(min(self.written_seq, oldest - 1))
+
+    def _fit_ring(self, capacity: int) -> None:
+        """Size the windows to the outbound ring, which holds everything not released: an
+        ACK window wider than the ring could never fill, and written events kept for a
+        client that has not acknowledged yet take a quarter of it at most (a client that
+        never will keeps the rest for what waits unsent and what its transport has not
+        written; the library's first ACK comes within ACK_EVERY = 1 024 events)."""
+        self.ring_capacity = capacity
+        self.window = min(self.edge.unacked_max, capacity)
+        self.keep = min(self.edge.unacked_max, capacity // 4)
 
     def _forget(self, seq: int) -> None:
         """Drop the frames whose every event is at or below seq."""
         sent = self.sent
         while sent and sent[0][0] + (len(sent[0][1]) - HEADER_SIZE) // RECORD_SIZE <= seq + 1:
             sent.popleft()
+
+    def _release_through(self, seq: int) -> None:
+        """Give back to the outbound ring the records of the events up to seq (of a frame
+        partly acknowledged, its acknowledged part). Frames kept in :attr:`sent` beyond
+        that (written, older than ``keep``, not yet acknowledged by a client that may
+        start to) are the edge's own copy, for a session end, not the ring's."""
+        unreleased, k = self.unreleased, 0
+        while unreleased and unreleased[0][0] <= seq:
+            k += unreleased.popleft()[1]
+        if unreleased and unreleased[0][0] - unreleased[0][1] < seq:  # its first is <= seq
+            last, n = unreleased[0]
+            part = seq - (last - n)
+            unreleased[0] = (last, n - part)
+            k += part
+        if k:
+            self.peeked -= k
+            assert self.session is not None
+            if not self.session.closed:
+                self.session.rings.outbound.release(k)
+
+    def _release_all(self) -> None:
+        """At the session's end: every record sent leaves the ring (the caller hands back
+        those still owed itself)."""
+        if self.peeked and self.session is not None and not self.session.closed:
+            self.session.rings.outbound.release(self.peeked)
+        self.peeked = 0
+        self.unreleased.clear()
+
+    def _made_room(self) -> bool:
+        """For a client that has not acknowledged, when every slot of the ring is an event
+        sent and kept (the core can route it nothing more, so no notify would come): look
+        at what the transport wrote now, not at the next tick (``keep`` is at most a
+        quarter of the ring, so the rest goes if written); True if that released any."""
+        before = self.peeked
+        self._note_written()
+        return self.peeked < before
 
     def _on_ack(self, seq: int) -> None:
         """The client has processed every event up to ``seq``: those frames are its."""
@@ -233,6 +301,7 @@ class TcpSession(asyncio.BufferedProtocol):
         self.unwritten.clear()
         self.acked = seq
         self._forget(seq)
+        self._release_through(seq)
         self._drain_events()  # the window may have been full
 
     def _events_after(self, seq: int) -> np.ndarray[Any, Any] | None:
@@ -352,6 +421,7 @@ class TcpSession(asyncio.BufferedProtocol):
             self._reject(denied.reason, denied.text)
             return
         self.session, self.efd = session, efd
+        self._fit_ring(session.rings.outbound.capacity)
         if self.login_timer is not None:
             self.login_timer.cancel()
         self.loop.add_reader(efd, self._on_notify)
@@ -450,20 +520,27 @@ class TcpSession(asyncio.BufferedProtocol):
         self._drain_events()
 
     def _drain_events(self, force: bool = False) -> None:
+        """Frame what the outbound ring holds beyond what was sent already, one EVENTS
+        frame per batch, read in place: the ring keeps each record until it is released
+        (:meth:`_release_through`)."""
         if self.session is None or self.closing or (self.write_paused and not force):
             return
-        pop, out = self.session.rings.outbound.pop_batch, self.events
+        peek, out = self.session.rings.outbound.peek_batch, self.events
         while True:
-            if self.acking:  # flow control: at most unacked_max unacknowledged
-                room = self.edge.unacked_max - (self.next_event_seq - 1 - self.acked)
+            if self.acking:  # flow control: at most `window` unacknowledged
+                room = self.window - (self.next_event_seq - 1 - self.acked)
                 if room <= 0:
                     return
-                n = pop(out[:room] if room < len(out) else out)
+                n = peek(out[:room] if room < len(out) else out, self.peeked)
             else:
-                n = pop(out)
+                n = peek(out, self.peeked)
             if n <= 0:
-                return
+                if self.acking or self.peeked < self.ring_capacity or not self._made_room():
+                    return
+                continue
             frame = encode_records(MessageType.EVENTS, self.next_event_seq, out[:n])
+            self.unreleased.append((self.next_event_seq + n - 1, n))
+            self.peeked += n
             self._send_events(frame, n)
             self.next_event_seq += n
             if self.write_paused and not force:

@@ -27,6 +27,8 @@ Role = Literal["producer", "consumer"]
 # per-record push or pop.
 _push_one: Callable[[Any, bytes], int] = lib.ts_ring_push_one
 _pop_one: Callable[[Any, Any], int] = lib.ts_ring_pop_one
+_readable: Callable[[Any], int] = lib.ts_ring_readable
+_release: Callable[[Any, int], None] = lib.ts_ring_release
 
 _CHECK_ERRORS = {
     lib.TS_RING_ERR_MAGIC: "is not a TradSys ring (bad magic) or is not initialised yet",
@@ -266,6 +268,29 @@ class Ring:
     def pop_batch(self, out: np.ndarray[Any, Any]) -> int:
         """Move up to ``len(out)`` records into ``out[:n]``; return n (0 when empty)."""
         return int(lib.ts_ring_pop(self._ring, self._records(out, True), len(out)))
+
+    def peek_batch(self, out: np.ndarray[Any, Any], skip: int = 0) -> int:
+        """Copy up to ``len(out)`` records into ``out[:n]``, starting ``skip`` records past
+        the consumer's index, without consuming them; return n (0 when no more than
+        ``skip`` are readable).
+
+        For a consumer that must not give a record up before it is done with it: the
+        slots stay taken (and the producer waits for them as for a full ring) until
+        :meth:`release` gives them back, and a process that attaches the ring after this
+        one died still finds them. ``skip`` is how many this consumer has already read
+        and not released; records past the ring's end are copied across it."""
+        return int(lib.ts_ring_peek_copy(self._ring, self._records(out, True), skip, len(out)))
+
+    def release(self, k: int) -> None:
+        """Consume the oldest ``k`` records (read with :meth:`peek_batch`), giving their
+        slots back to the producer. ValueError for more than are readable: the consumer's
+        index must never pass the producer's."""
+        if k < 0 or k > _readable(self._ring):
+            raise ValueError(
+                f"ring {self.name}: cannot release {k} records, {self.readable} are readable"
+            )
+        if k:
+            _release(self._ring, k)
 
     def push_all(
         self,
