@@ -310,8 +310,8 @@ def _problems(config: Config) -> list[str]:
         if not 0 < getattr(g, key) < 2**31:
             out.append(f"gateway.{key} must be in 1..2^31-1")
     ring = g.session_ring_capacity
-    if ring < 16 or ring & (ring - 1) or ring >= 2**31:
-        out.append(f"gateway.session_ring_capacity {ring}: must be a power of two in 16..2^30")
+    if ring < 8 or ring & (ring - 1) or ring >= 2**31:
+        out.append(f"gateway.session_ring_capacity {ring}: must be a power of two in 8..2^30")
     if not 0 < g.tcp_unacked_max < 2**31:
         out.append("gateway.tcp_unacked_max must be in 1..2^31-1")
     if not 0 <= g.clock_tick_us < 2**31:

@@ -31,7 +31,7 @@ from tradsys.ring import instance_segments
 
 pytestmark = pytest.mark.multiprocess
 
-RING = 16  # alice's session ring: the smallest the gateway accepts
+RING = 16  # alice's session ring, small enough to fill with her fills
 LOTS = 26  # bob's one-lot buys: 16 fills fill her ring, 10 wait in the pump's stage
 
 
