@@ -509,6 +509,41 @@ static void test_peek_copy_skip(void) {
     for (int i = 0; i < CAP; i++) CHECK(slot_is(out + i * SZ, SZ, 8u + (uint64_t)i));
 }
 
+/* peek_from: the contiguous run `skip` records past the tail, wrapping to the slots'
+ * start, releasing nothing; park_consumer_past: parks while no more than `skip` records
+ * are readable (a push then moves the futex word), returns the records past them. */
+static void test_peek_from_and_park_past(void) {
+    enum { CAP = 8, SZ = 64 };
+    ts_ring *r = new_ring(SZ, CAP);
+    unsigned char *in = block(16 * SZ), *out = block(16 * SZ);
+    for (int i = 0; i < 16; i++) fill_slot(in + i * SZ, SZ, (uint64_t)i);
+    void *first = NULL;
+    CHECK_EQ(ts_ring_peek_from(r, 0, &first), 0);
+    CHECK_EQ(ts_ring_push(r, in, 6), 6);
+    CHECK_EQ(ts_ring_pop(r, out, 5), 5); /* tail at slot 5 */
+    CHECK_EQ(ts_ring_push(r, in + 6 * SZ, 6), 6); /* seq 5..7 in slots 5..7, 8..11 in 0..3 */
+    static const struct {
+        uint64_t skip, n, seq;
+    } want[] = {{0, 3, 5}, {2, 1, 7}, {3, 4, 8}, {5, 2, 10}, {7, 0, 0}, {9, 0, 0}};
+    for (size_t k = 0; k < sizeof want / sizeof *want; k++) {
+        CHECK_EQ(ts_ring_peek_from(r, want[k].skip, &first), want[k].n);
+        for (uint64_t i = 0; i < want[k].n; i++)
+            CHECK(slot_is((unsigned char *)first + i * SZ, SZ, want[k].seq + i));
+    }
+    CHECK_EQ(ts_ring_readable(r), 7); /* nothing released */
+    uint32_t *word = NULL, seen = 0;
+    CHECK_EQ(ts_ring_park_consumer_past(r, 7, &word, &seen), 0); /* parked past all 7 */
+    CHECK_EQ(ts_ring_push(r, in + 12 * SZ, 1), 1);
+    CHECK(*word != seen); /* the push saw the mark and woke the word */
+    ts_ring_unpark_consumer(r);
+    CHECK_EQ(ts_ring_park_consumer_past(r, 7, &word, &seen), 1); /* seq 12: not parked */
+    ts_ring_release(r, 1);
+    CHECK_EQ(ts_ring_push(r, in + 13 * SZ, 1), 1);
+    CHECK_EQ(*word, seen); /* the mark was withdrawn: no wake-up */
+    CHECK_EQ(ts_ring_peek_from(r, 6, &first), 2); /* seq 12, 13 */
+    CHECK(slot_is(first, SZ, 12));
+}
+
 /* A release of records the consumer never looked at (its cached head still behind):
  * a pop or peek_copy after it sees exactly what is left, not a wrapped-around count. */
 static void test_release_unseen_then_pop(void) {
@@ -868,6 +903,7 @@ static const test_case TESTS[] = {
     T(test_wraparound_random),
     T(test_peek_release),
     T(test_peek_copy_skip),
+    T(test_peek_from_and_park_past),
     T(test_release_unseen_then_pop),
     T(test_peek_copy_random),
     T(test_readable_writable),
