@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.client.edge_rig import KEYS, EdgeRig, edge_config, running_edge
+from tests.client.fake_transport import BufferingTransport
 from tests.client.raw import RawPeer
 from tests.client.test_tcp_acks import _events as _order_events
 from tests.client.test_tcp_acks import _login, _orders, _until
@@ -114,27 +115,6 @@ def test_a_full_ring_does_not_stall_a_client_that_never_acknowledges(
             peer.close()
 
 
-class _Transport:
-    """Buffers what it is given; ``flush(k)`` writes k bytes of it to the 'socket'."""
-
-    def __init__(self) -> None:
-        self.buffered = 0
-
-    def write(self, data: bytes) -> None:
-        self.buffered += len(data)
-
-    def get_write_buffer_size(self) -> int:
-        return self.buffered
-
-    def is_closing(self) -> bool:
-        return False
-
-    def flush(self, k: int) -> int:
-        k = min(k, self.buffered)
-        self.buffered -= k
-        return k
-
-
 # ("route", n): the core pushes up to n events (as many as fit) and the edge drains;
 # ("write", k): the transport writes k bytes; ("ack", f): an ACK of the fraction f of what
 # was sent and not acknowledged; ("look",): the edge looks at what was written (a tick)
@@ -172,7 +152,7 @@ def test_the_ring_holds_exactly_what_is_owed(
 async def _run_edge(ring: Ring, steps: list[tuple[str, Any]], unacked_max: int) -> None:
     edge = TcpEdge(None, None, 1.0, 1.0, unacked_max=unacked_max)  # type: ignore[arg-type]
     s = TcpSession(edge)
-    t = _Transport()
+    t = BufferingTransport()
     s.transport = t  # type: ignore[assignment]
     s.session = SimpleNamespace(  # type: ignore[assignment]
         rings=SimpleNamespace(outbound=ring), closed=False
