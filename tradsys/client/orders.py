@@ -36,6 +36,7 @@ from tradsys.client.events import (
     Reject,
     to_event,
 )
+from tradsys.client.repeats import SeenExecs
 from tradsys.client.transport import ColocatedTransport, Records, TcpTransport, Transport
 from tradsys.ring import WaitStrategy
 from tradsys.wire import CommandKind, OrderFlag, OrderType, Side, TimeInForce
@@ -46,6 +47,7 @@ __all__ = [
     "LoginFailed",
     "OrderClient",
     "OrderRejected",
+    "SeenExecs",
     "connect_transport",
 ]
 
@@ -161,8 +163,10 @@ def first_client_id(now_ns: int | None = None) -> int:
 class _Orders:
     """What both clients share: order ids, the symbol each order is on, command records."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, seen: SeenExecs | None = None) -> None:
         self.transport = transport
+        # drops the events a session of the account got before (see tradsys.client.repeats)
+        self.seen = seen
         self.account_id = transport.accepted.account_id
         self.session_id = transport.accepted.session_id
         # client order ids must be unique among the account's live orders, whichever of
@@ -177,6 +181,9 @@ class _Orders:
 
     def next_order_id(self) -> int:
         return next(self._ids)
+
+    def _fresh(self, records: Records) -> Records:
+        return records if self.seen is None else self.seen.fresh(records)
 
     def symbol_id(self, symbol: SymbolLike) -> int:
         """A symbol's id: an int as it is, a name (any case) from the gateway's directory."""
@@ -218,8 +225,8 @@ class _Orders:
 class OrderClient(_Orders):
     """A blocking order-entry session (see the module docstring)."""
 
-    def __init__(self, transport: Transport) -> None:
-        super().__init__(transport)
+    def __init__(self, transport: Transport, seen: SeenExecs | None = None) -> None:
+        super().__init__(transport, seen)
         self._callbacks: list[Callable[[Event], None]] = []
         self._backlog: deque[Event] = deque()
 
@@ -232,9 +239,11 @@ class OrderClient(_Orders):
         api_key: str,
         timeout: float = 5.0,
         wait: WaitLike = None,
+        seen: SeenExecs | None = None,
     ) -> OrderClient:
-        """Log in (see :func:`connect_transport` for ``address`` and ``wait``)."""
-        return cls(connect_transport(address, account_id, api_key, timeout, wait))
+        """Log in (see :func:`connect_transport` for ``address`` and ``wait``). ``seen``:
+        the account's :class:`SeenExecs`, to see each event once across its sessions."""
+        return cls(connect_transport(address, account_id, api_key, timeout, wait), seen)
 
     # ---- commands ------------------------------------------------------------------------
 
@@ -282,7 +291,7 @@ class OrderClient(_Orders):
 
     def poll_records(self, timeout: float = 0.0) -> Records:
         """Raw event records (no objects); the array is valid until the next call."""
-        return self.transport.poll(timeout)
+        return self._fresh(self.transport.poll(timeout))
 
     def poll(self, timeout: float = 0.0) -> list[Event]:
         """The events that arrived, as structs (waiting up to ``timeout`` for the first)."""
@@ -290,7 +299,7 @@ class OrderClient(_Orders):
             out = list(self._backlog)
             self._backlog.clear()
             return out
-        events = [to_event(r) for r in self.transport.poll(timeout)]
+        events = [to_event(r) for r in self._fresh(self.transport.poll(timeout))]
         for event in events:
             for callback in self._callbacks:
                 callback(event)
@@ -346,8 +355,13 @@ class AsyncOrderClient(_Orders):
     socket write); a reader thread waits on the transport with the GIL released and hands
     the events to the loop."""
 
-    def __init__(self, transport: Transport, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(transport)
+    def __init__(
+        self,
+        transport: Transport,
+        loop: asyncio.AbstractEventLoop,
+        seen: SeenExecs | None = None,
+    ) -> None:
+        super().__init__(transport, seen)
         self.loop = loop
         self.queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
         self._stop = threading.Event()
@@ -363,18 +377,19 @@ class AsyncOrderClient(_Orders):
         api_key: str,
         timeout: float = 5.0,
         wait: WaitLike = None,
+        seen: SeenExecs | None = None,
     ) -> AsyncOrderClient:
         loop = asyncio.get_running_loop()
         transport = await loop.run_in_executor(
             None, connect_transport, address, account_id, api_key, timeout, wait
         )
-        return cls(transport, loop)
+        return cls(transport, loop, seen)
 
     def _read(self) -> None:
         put = self.queue.put_nowait
         while not self._stop.is_set():
             try:
-                records = self.transport.poll(0.05)
+                records = self._fresh(self.transport.poll(0.05))
                 events = [to_event(r) for r in records]
             except BaseException as exc:  # Disconnected, or the transport was closed
                 if not self._stop.is_set():
