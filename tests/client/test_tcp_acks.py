@@ -132,7 +132,7 @@ def test_a_client_that_never_acknowledged_keeps_what_was_written(
 
 def _count(edge: EdgeRig, what: str) -> int:
     """Frames the edge's TCP sessions keep as ``sent`` or ``unwritten``."""
-    return sum(len(getattr(c, what)) for c in edge.server.tcp.connections)
+    return sum(len(getattr(c.owed, what)) for c in edge.server.tcp.connections)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +174,7 @@ def test_no_more_than_unacked_max_events_go_unacknowledged(
         an ACK covers it (so a gateway that dies loses none of it)."""
         conns = [c for c in edge.server.tcp.connections if c.session]
         return sum(int(c.session.rings.outbound.readable) for c in conns), sum(
-            c.peeked for c in conns
+            c.owed.peeked for c in conns
         )
 
     # the other three wait in the session's ring behind the two sent: the edge sends no more

@@ -169,7 +169,7 @@ async def _run_edge(ring: Ring, steps: list[tuple[str, Any]], unacked_max: int) 
             routed += ring.push_batch(events)
             before = s.next_event_seq
             s._drain_events()
-            handed = s.handed
+            handed = s.owed.handed
             if s.next_event_seq > before:
                 frame_ends.append((handed, s.next_event_seq - 1))
         elif what == "write":
@@ -184,7 +184,7 @@ async def _run_edge(ring: Ring, steps: list[tuple[str, Any]], unacked_max: int) 
         held = [int(x) for x in out[: ring.peek_batch(out)]["exec_id"]]
         released = routed - len(held)
         assert held == list(range(released + 1, routed + 1))
-        assert s.peeked == s.next_event_seq - 1 - released
+        assert s.owed.peeked == s.next_event_seq - 1 - released
         if s.acking:
             assert before_acks is not None
             assert released == max(s.acked, before_acks)

@@ -10,7 +10,7 @@ into one EVENTS frame each, numbered with the session's event sequence.
 
 Events the client may not have got are not lost when its session ends (issue 5,
 ``docs/protocol.md``, "Nothing acknowledged is lost"): an EVENTS frame stays in
-:attr:`TcpSession.sent` until the client has it. For a client that acknowledges (ACK:
+:attr:`OwedEvents.sent` (tcp_owed) until the client has it. For a client that acknowledges (ACK:
 the highest EVENTS seq it has processed), until an ACK covers it: whenever the session
 ends, the events above the last ACK go back to the core ahead of whatever is still in the
 outbound ring, and the account's next session gets them first; at min(``unacked_max``,
@@ -41,7 +41,6 @@ import contextlib
 import logging
 import os
 import struct
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -51,8 +50,8 @@ import numpy as np
 from tradsys import wire
 from tradsys.cores.gateway_auth import Credentials, LoginRefusedError
 from tradsys.cores.gateway_sessions import OpenSession, SessionTable
+from tradsys.cores.tcp_owed import OwedEvents
 from tradsys.protocols.binary import (
-    HEADER_SIZE,
     MAX_RECORDS_PER_FRAME,
     Accepted,
     EndReason,
@@ -86,7 +85,6 @@ _ACCOUNT_OFFSET = 12  # of COMMAND_DTYPE's account_id (tests/test_wire.py holds 
 RECORD_SIZE = wire.RECORD_SIZE
 MISSED_HEARTBEATS = 3  # a peer silent this many intervals is gone
 BACKLOG_RETRY_S = 0.0005
-NOTE_EVERY = 16  # frames between looks at what the transport has written (legacy clients)
 
 
 @dataclass
@@ -141,22 +139,7 @@ class TcpSession(asyncio.BufferedProtocol):
         self.last_heard = self.last_sent = self.loop.time()
         self.login_timer: asyncio.TimerHandle | None = None
         self.peer = ""
-        # EVENTS frames handed to the transport, (first event seq, frame), kept while they
-        # may be owed to the client (see the module's docstring): until acknowledged, and
-        # for a client that has not acknowledged yet, until written and unacked_max old
-        self.sent: deque[tuple[int, bytes]] = deque()
-        # those not known written to the socket: (bytes handed over up to its end, last seq)
-        self.unwritten: deque[tuple[int, int]] = deque()
-        self.handed = 0
-        self.written_seq = 0  # the last event seq known written to the socket
-        self.acking = False  # the client has sent an ACK: it acknowledges what it processed
-        self.acked = 0  # the highest EVENTS seq it acknowledged
-        # the outbound ring's records read into frames and not released, and those frames'
-        # (last event seq, records): released in order once acknowledged (or written)
-        self.peeked = 0
-        self.unreleased: deque[tuple[int, int]] = deque()
-        self.ring_capacity = 0  # the outbound ring's, once logged in
-        self.window = self.keep = edge.unacked_max  # see _fit_ring
+        self.owed = OwedEvents(edge.unacked_max)  # what the client may not have yet
 
     # ---- connection lifecycle --------------------------------------------------------
 
@@ -178,13 +161,14 @@ class TcpSession(asyncio.BufferedProtocol):
             # with an error the transport dropped its buffer: the events of frames it had
             # not written are the client's still (without one, it wrote all before closing)
             # (an acknowledging client: everything it did not acknowledge, however it ended)
-            after = self.acked if self.acking else self.written_seq if exc is not None else None
-            unread = None if after is None else self._events_after(after)
+            owed = self.owed
+            after = owed.acked if owed.acking else owed.written_seq if exc is not None else None
+            unread = None if after is None else owed.events_after(after)
             if unread is not None:
                 self.edge.unsent_held += len(unread)
             # what was sent leaves the ring: the owed part goes back as `unread`, ahead of
             # what the ring still holds (unsent), so no event is held twice
-            self._release_all()
+            self._release(owed.release_all())
             self.edge.table.close(self.session, unread)  # it closes the eventfd when safe
             self.efd = -1
             log.info(
@@ -206,121 +190,69 @@ class TcpSession(asyncio.BufferedProtocol):
         self.transport.write(data)
         self.last_sent = self.loop.time()
 
-    def _send_events(self, frame: bytes, n: int) -> None:
-        """An EVENTS frame of n events, kept in :attr:`sent` while it may be owed."""
+    # ---- what the client is owed (tcp_owed.OwedEvents keeps the books) ------------------
+
+    @property
+    def acking(self) -> bool:
+        return self.owed.acking
+
+    @property
+    def acked(self) -> int:
+        return self.owed.acked
+
+    @property
+    def written_seq(self) -> int:
+        return self.owed.written_seq
+
+    def _send_events(self, frame: bytes, n: int, from_ring: bool = False) -> None:
+        """An EVENTS frame of n events (read from the outbound ring when ``from_ring``),
+        kept while it may be owed."""
         self._send(frame)
-        self.handed += len(frame)
-        self.sent.append((self.next_event_seq, frame))
-        if not self.acking:
-            unwritten = self.unwritten
-            unwritten.append((self.handed, self.next_event_seq + n - 1))
-            # looked at every NOTE_EVERY frames (and each tick): the bookkeeping stays off
-            # the per-frame path, and a stale look only holds more (never less) at a break
-            if len(unwritten) >= NOTE_EVERY:
-                self._note_written()
+        if self.owed.framed(self.next_event_seq, frame, n, from_ring):
+            self._note_written()
 
     def _note_written(self) -> None:
-        """Note what the transport has written to the socket: everything handed over but
-        what its write buffer still holds. Only while it is open (one that broke reports
-        an empty buffer whatever it dropped); a frame written since the last look counts
-        as unwritten, so more is held than needed, never less (a repeat has its exec_id).
-        Frames written and unacked_max events old are forgotten: a client that starts
-        acknowledging later can name nothing older."""
-        if self.acking or self.transport is None or self.transport.is_closing():
+        """Note what the transport has written to the socket. Only while it is open (one
+        that broke reports an empty buffer whatever it dropped); a frame written since the
+        last look counts as unwritten, so more is held than needed, never less (a repeat
+        has its exec_id)."""
+        if self.owed.acking or self.transport is None or self.transport.is_closing():
             return
-        written = self.handed - self.transport.get_write_buffer_size()
-        unwritten = self.unwritten
-        while unwritten and unwritten[0][0] <= written:
-            self.written_seq = unwritten.popleft()[1]
-        self._release_through(min(self.written_seq, self.next_event_seq - 1 - self.keep))
-        oldest = self.next_event_seq - self.edge.unacked_max
-        self._forget(min(self.written_seq, oldest - 1))
+        buffered = self.transport.get_write_buffer_size()
+        self._release(self.owed.written(buffered, self.next_event_seq))
 
     def _fit_ring(self, capacity: int) -> None:
-        """Size the windows to the outbound ring, which holds everything not released: an
-        ACK window wider than the ring could never fill, and written events kept for a
-        client that has not acknowledged yet take a quarter of it at most (a client that
-        never will keeps the rest for what waits unsent and what its transport has not
-        written; the library's first ACK comes within ACK_EVERY = 1 024 events)."""
-        self.ring_capacity = capacity
-        self.window = min(self.edge.unacked_max, capacity)
-        self.keep = min(self.edge.unacked_max, capacity // 4)
+        self.owed.fit_ring(capacity)
 
-    def _forget(self, seq: int) -> None:
-        """Drop the frames whose every event is at or below seq."""
-        sent = self.sent
-        while sent and sent[0][0] + (len(sent[0][1]) - HEADER_SIZE) // RECORD_SIZE <= seq + 1:
-            sent.popleft()
-
-    def _release_through(self, seq: int) -> None:
-        """Give back to the outbound ring the records of the events up to seq (of a frame
-        partly acknowledged, its acknowledged part). Frames kept in :attr:`sent` beyond
-        that (written, older than ``keep``, not yet acknowledged by a client that may
-        start to) are the edge's own copy, for a session end, not the ring's."""
-        unreleased, k = self.unreleased, 0
-        while unreleased and unreleased[0][0] <= seq:
-            k += unreleased.popleft()[1]
-        if unreleased and unreleased[0][0] - unreleased[0][1] < seq:  # its first is <= seq
-            last, n = unreleased[0]
-            part = seq - (last - n)
-            unreleased[0] = (last, n - part)
-            k += part
-        if k:
-            self.peeked -= k
-            assert self.session is not None
-            if not self.session.closed:
-                self.session.rings.outbound.release(k)
-
-    def _release_all(self) -> None:
-        """At the session's end: every record sent leaves the ring (the caller hands back
-        those still owed itself)."""
-        if self.peeked and self.session is not None and not self.session.closed:
-            self.session.rings.outbound.release(self.peeked)
-        self.peeked = 0
-        self.unreleased.clear()
+    def _release(self, k: int) -> None:
+        """Give k records back to the outbound ring (none once the session is closed)."""
+        if k and self.session is not None and not self.session.closed:
+            self.session.rings.outbound.release(k)
 
     def _made_room(self) -> bool:
         """For a client that has not acknowledged, when every slot of the ring is an event
         sent and kept (the core can route it nothing more, so no notify would come): look
         at what the transport wrote now, not at the next tick (``keep`` is at most a
         quarter of the ring, so the rest goes if written); True if that released any."""
-        before = self.peeked
+        before = self.owed.peeked
         self._note_written()
-        return self.peeked < before
+        return self.owed.peeked < before
 
     def _on_ack(self, seq: int) -> None:
         """The client has processed every event up to ``seq``: those frames are its."""
         last_sent = self.next_event_seq - 1
-        if seq > last_sent or seq < self.acked:
+        if seq > last_sent or seq < self.owed.acked:
             self.edge.bad_acks += 1
             why = "beyond the last event sent" if seq > last_sent else "below an earlier ACK"
-            self.end(EndReason.BAD_ACK, f"ACK seq {seq} is {why} ({last_sent}, {self.acked})")
+            text = f"ACK seq {seq} is {why} ({last_sent}, {self.owed.acked})"
+            self.end(EndReason.BAD_ACK, text)
             return
         self.edge.acks += 1
-        self.acking = True
-        self.unwritten.clear()
-        self.acked = seq
-        self._forget(seq)
-        self._release_through(seq)
+        self._release(self.owed.ack(seq))
         self._drain_events()  # the window may have been full
 
     def _events_after(self, seq: int) -> np.ndarray[Any, Any] | None:
-        """The EVENT records above seq of the frames kept, oldest first."""
-        parts = []
-        for first, frame in self.sent:
-            recs = np.frombuffer(frame, wire.EVENT_DTYPE, offset=HEADER_SIZE)
-            if first + len(recs) - 1 > seq:
-                parts.append(recs[max(0, seq + 1 - first) :])
-        self.sent.clear()
-        self.unwritten.clear()
-        if not parts:
-            return None
-        out = np.zeros(sum(len(p) for p in parts), wire.EVENT_DTYPE)  # the padded layout
-        at = 0
-        for p in parts:
-            out[at : at + len(p)] = p
-            at += len(p)
-        return out
+        return self.owed.events_after(seq)
 
     def end(self, reason: EndReason, text: str) -> None:
         """Send END and close: after every event already routed to us for LOGOUT; for any
@@ -360,7 +292,7 @@ class TcpSession(asyncio.BufferedProtocol):
             self.end(EndReason.HEARTBEAT_TIMEOUT, f"silent for {MISSED_HEARTBEATS} intervals")
         elif now - self.last_sent >= hb:
             self._send(encode_empty(MessageType.HEARTBEAT))
-        if self.unwritten:
+        if self.owed.unwritten:
             self._note_written()
 
     # ---- reading -----------------------------------------------------------------------
@@ -521,27 +453,25 @@ class TcpSession(asyncio.BufferedProtocol):
 
     def _drain_events(self, force: bool = False) -> None:
         """Frame what the outbound ring holds beyond what was sent already, one EVENTS
-        frame per batch, read in place: the ring keeps each record until it is released
-        (:meth:`_release_through`)."""
+        frame per batch, read in place: the ring keeps each record until it is no longer
+        owed (tcp_owed)."""
         if self.session is None or self.closing or (self.write_paused and not force):
             return
-        peek, out = self.session.rings.outbound.peek_batch, self.events
+        peek, out, owed = self.session.rings.outbound.peek_batch, self.events, self.owed
         while True:
-            if self.acking:  # flow control: at most `window` unacknowledged
-                room = self.window - (self.next_event_seq - 1 - self.acked)
+            if owed.acking:  # flow control: at most `window` unacknowledged
+                room = owed.room(self.next_event_seq)
                 if room <= 0:
                     return
-                n = peek(out[:room] if room < len(out) else out, self.peeked)
+                n = peek(out[:room] if room < len(out) else out, owed.peeked)
             else:
-                n = peek(out, self.peeked)
+                n = peek(out, owed.peeked)
             if n <= 0:
-                if self.acking or self.peeked < self.ring_capacity or not self._made_room():
+                if owed.acking or owed.peeked < owed.ring_capacity or not self._made_room():
                     return
                 continue
             frame = encode_records(MessageType.EVENTS, self.next_event_seq, out[:n])
-            self.unreleased.append((self.next_event_seq + n - 1, n))
-            self.peeked += n
-            self._send_events(frame, n)
+            self._send_events(frame, n, from_ring=True)
             self.next_event_seq += n
             if self.write_paused and not force:
                 return
