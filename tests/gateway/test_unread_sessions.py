@@ -35,7 +35,8 @@ ACME = 1
 ASKS = ((1, 101), (2, 102), (3, 103))  # alice's resting asks of 10: (client id, price)
 
 # Alice: rest the asks, read their acks, say which ring her events come in, then never
-# read again until killed.
+# read again until killed. (The empty poll says she is done with the acks: a colocated
+# client's batch leaves its ring at its next poll.)
 ALICE = """
 import sys
 from tradsys.client.events import Ack
@@ -44,6 +45,7 @@ c = OrderClient.connect(sys.argv[1], account_id=1, api_key=sys.argv[2])
 for oid, px in {asks}:
     ev = c.wait_for(c.submit({symbol}, "sell", 10, px, order_id=oid))
     assert isinstance(ev, Ack), ev
+assert not c.poll()
 print(c.transport.accepted.outbound, flush=True)
 sys.stdin.read()
 """
@@ -134,7 +136,9 @@ def _fills_until_ack(client: OrderClient, order_id: int) -> list[Event]:
 
 
 def _bob_buys(bob: OrderClient, quantities: list[tuple[int, int]]) -> list[Fill]:
-    """Bob's IOC buys (quantity, price), each until its fills; returns his fills."""
+    """Bob's IOC buys (quantity, price), each until its fills; returns his fills, done
+    with (his next poll, which finds nothing more, releases the last batch from his ring:
+    otherwise a gateway crash would owe it to him again)."""
     fills: list[Fill] = []
     for qty, px in quantities:
         oid = bob.submit(ACME, "buy", qty, px, tif="ioc")
@@ -144,6 +148,7 @@ def _bob_buys(bob: OrderClient, quantities: list[tuple[int, int]]) -> list[Fill]
             assert isinstance(ev, Fill), ev
             fills.append(ev)
             got += ev.quantity
+    assert not len(bob.poll_records())
     return fills
 
 

@@ -106,7 +106,12 @@ def _login(
 
 class ColocatedTransport:
     """Orders into the session's inbound ring, events out of its outbound ring; the Unix
-    socket stays open only so the gateway knows this process lives."""
+    socket stays open only so the gateway knows this process lives.
+
+    The ring's read index is the session's acknowledgement, and it moves as TCP's ACK
+    does: a batch :meth:`poll` returned leaves the ring only at the next call (the caller
+    is done with it), so a client that dies while handling a batch has it again in its
+    account's next session (docs/protocol.md, "Nothing acknowledged is lost")."""
 
     def __init__(
         self,
@@ -136,6 +141,7 @@ class ColocatedTransport:
         self.sock.setblocking(False)
         self.wait = wait or WaitStrategy.spin_park()
         self.out = np.zeros(POLL_BATCH, wire.EVENT_DTYPE)
+        self._handed = 0  # records of the batch the last poll returned, still in the ring
         self._closed = False
 
     @property
@@ -170,17 +176,26 @@ class ColocatedTransport:
         """Events that arrived (a view valid until the next poll); empty on timeout."""
         if self._closed:
             raise Disconnected("the client is closed")
-        n = self.outbound.pop_wait(self.out, self.wait, timeout) if timeout else 0
-        if n == 0:
-            n = self.outbound.pop_batch(self.out)
+        self._done()
+        n = self.outbound.peek_batch(self.out)
+        if n == 0 and timeout and self.outbound.wait_readable(self.wait, timeout):
+            n = self.outbound.peek_batch(self.out)
         if n == 0:
             self._check_alive()
+        self._handed = n
         return self.out[:n]
+
+    def _done(self) -> None:
+        """The batch handed out last is processed: it leaves the ring."""
+        if self._handed:
+            self.outbound.release(self._handed)
+            self._handed = 0
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._done()  # closing says the last batch was handled, as TCP's logout does
         self.inbound.close()
         self.outbound.close()
         self.sock.close()
