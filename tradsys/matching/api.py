@@ -14,14 +14,14 @@ from typing import Any, NamedTuple, Protocol, Self
 import numpy as np
 
 from tradsys.matching.instrument import Instrument
-from tradsys.wire import MdKind, Side
+from tradsys.wire import Side
 
 Records = np.ndarray[Any, np.dtype[np.void]]
 
 
 class Phase(IntEnum):
     """A symbol's trading phase (``enum ts_phase`` of native/book.h), also what a
-    ``MdKind.STATUS`` record carries. There is no closed phase: SESSION_CLOSE only
+    ``tradsys.wire.MdKind.STATUS`` record carries. There is no closed phase: SESSION_CLOSE only
     expires DAY orders."""
 
     CONTINUOUS = 1
@@ -42,9 +42,6 @@ class StatusReason(IntEnum):
     AUCTION_START = 6
     AUCTION_UNCROSS = 7
     BREAKER = 8
-
-
-assert MdKind.STATUS == 7  # the md kind these travel in
 
 
 class Output(NamedTuple):
