@@ -20,9 +20,29 @@
 #include "wire.h"
 
 #define TS_SNAPSHOT_MAGIC 0x3130504e53535354
-#define TS_SNAPSHOT_VERSION 1
+#define TS_SNAPSHOT_VERSION 2 /* 2: ts_snap_symbol.status_seq */
 
-enum ts_phase { TS_PHASE_CONTINUOUS = 1, TS_PHASE_HALTED = 2, TS_PHASE_AUCTION = 3 };
+/* A symbol's trading phase (docs/matching.md "Phases and controls"); on the wire in
+ * TS_MD_STATUS records. There is no "closed" phase: SESSION_CLOSE expires DAY orders
+ * and leaves the phase as it is. */
+enum ts_phase {
+    TS_PHASE_CONTINUOUS = 1, /* continuous trading */
+    TS_PHASE_HALTED = 2,     /* no order entry, no matching; cancels accepted */
+    TS_PHASE_AUCTION = 3     /* call phase: limit orders rest, may cross, nothing trades */
+};
+
+/* ts_md.order_count of a TS_MD_STATUS record: what changed the phase. The values of
+ * the control codes are those of ts_control_code; CLOCK_TICK means a volatility
+ * auction's reopening time passed. */
+enum ts_md_status_reason {
+    TS_MDS_REOPEN_TIMER = 1,     /* = TS_CTL_CLOCK_TICK */
+    TS_MDS_SESSION_OPEN = 2,     /* = TS_CTL_SESSION_OPEN (leaves HALTED or AUCTION) */
+    TS_MDS_HALT = 4,             /* = TS_CTL_HALT */
+    TS_MDS_RESUME = 5,           /* = TS_CTL_RESUME */
+    TS_MDS_AUCTION_START = 6,    /* = TS_CTL_AUCTION_START */
+    TS_MDS_AUCTION_UNCROSS = 7,  /* = TS_CTL_AUCTION_UNCROSS */
+    TS_MDS_BREAKER = 8           /* a trade beyond breaker_bps tripped a volatility auction */
+};
 
 enum ts_engine_status {
     TS_ENG_OK = 0,
@@ -90,6 +110,7 @@ typedef struct ts_snap_symbol {
     int64_t bbo_ask_price;     /* 72 */
     int64_t bbo_ask_quantity;  /* 80 */
     uint64_t n_orders;         /* 88 ts_snap_order records that follow */
+    uint64_t status_seq;       /* 96 last sequence number used on the status channel */
 } ts_snap_symbol;
 
 enum ts_order_state { TS_STATE_RESTING = 1, TS_STATE_PENDING_STOP = 2 };

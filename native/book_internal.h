@@ -121,7 +121,7 @@ typedef struct ts_book {
     int64_t static_ref;
     int64_t last_trade; /* 0 = no trade yet */
     int64_t reopen_ns;  /* breaker reopening time, -1 = none */
-    uint64_t trade_seq, l2_seq, bbo_seq;
+    uint64_t trade_seq, l2_seq, bbo_seq, status_seq;
     ts_bbo bbo_sent;
     /* validation: x is a multiple of size when (x & mask) == 0 for a power-of-two size
      * (no division on the hot path), else x % size == 0; mask -1 = not a power of two */
@@ -364,6 +364,24 @@ static inline void ts_md_trade(ts_engine *e, ts_book *b, uint8_t side, int64_t p
                  .seq = ++b->trade_seq,
                  .price = price,
                  .quantity = quantity,
+                 .time_ns = e->clock};
+}
+
+/* Move the symbol to phase p; a change is a TS_MD_STATUS record, emitted at once (so in
+ * order with the trade prints before and after it), with why it happened. Every phase
+ * change goes through here: a phase written elsewhere would go unpublished. */
+static inline void ts_set_phase(ts_engine *e, ts_book *b, uint8_t p, uint32_t reason) {
+    const uint8_t before = b->phase;
+    b->phase = p;
+    if (before == p) return;
+    ts_md *m = ts_md_slot(e);
+    *m = (ts_md){.kind = TS_MD_STATUS,
+                 .symbol_id = b->cfg.symbol_id,
+                 .seq = ++b->status_seq,
+                 .price = p,
+                 .quantity = before,
+                 .ask_price = b->reopen_ns,
+                 .order_count = reason,
                  .time_ns = e->clock};
 }
 

@@ -91,10 +91,10 @@ static int execute(ts_engine *e, ts_book *b, uint32_t ti, int64_t lim_key) {
         }
         const int64_t p = L->price;
         if (TS_UNLIKELY(bps) && ts_outside_bps(p, ref, bps)) {
-            b->phase = TS_PHASE_AUCTION;
             /* saturating: a huge halt means "until an operator reopens" */
             if (__builtin_add_overflow(e->clock, b->cfg.breaker_halt_ns, &b->reopen_ns))
                 b->reopen_ns = INT64_MAX;
+            ts_set_phase(e, b, TS_PHASE_AUCTION, TS_MDS_BREAKER);
             return EXEC_TRIPPED;
         }
         const int64_t q = ts_min64(t->leaves, m->visible);

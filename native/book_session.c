@@ -101,7 +101,8 @@ static int crossed(const ts_engine *e, const ts_book *b) {
            e->lvls[bids->lvls[bids->n - 1]].price >= e->lvls[asks->lvls[asks->n - 1]].price;
 }
 
-static void uncross(ts_engine *e, ts_book *b) {
+/* reason: what ends the call or halt (ts_md_status_reason) */
+static void uncross(ts_engine *e, ts_book *b, uint32_t reason) {
     for (;;) {
         int64_t p = 0;
         if (uncross_price(e, b, &p) == 0) break;
@@ -122,8 +123,8 @@ static void uncross(ts_engine *e, ts_book *b) {
         b->static_ref = p;
         if (!crossed(e, b)) break;
     }
-    b->phase = TS_PHASE_CONTINUOUS;
     b->reopen_ns = -1;
+    ts_set_phase(e, b, TS_PHASE_CONTINUOUS, reason);
     ts_eng_check_stops(e, b);
 }
 
@@ -154,28 +155,28 @@ static void control_one(ts_engine *e, ts_book *b, const ts_command *c) {
     case TS_CTL_SESSION_OPEN:
         /* leaving AUCTION or HALTED always goes through an uncross: a book left crossed
          * by a halted call phase must not reopen crossed */
-        if (b->phase != TS_PHASE_CONTINUOUS) uncross(e, b);
+        if (b->phase != TS_PHASE_CONTINUOUS) uncross(e, b, TS_MDS_SESSION_OPEN);
         break;
     case TS_CTL_SESSION_CLOSE:
         session_close(e, b);
         break;
     case TS_CTL_HALT:
-        b->phase = TS_PHASE_HALTED;
         b->reopen_ns = -1;
+        ts_set_phase(e, b, TS_PHASE_HALTED, TS_MDS_HALT);
         break;
     case TS_CTL_RESUME:
         if (b->phase != TS_PHASE_HALTED) ts_eng_reject(e, c, b->cfg.symbol_id, TS_REJ_INVALID_COMMAND);
-        else uncross(e, b);
+        else uncross(e, b, TS_MDS_RESUME);
         break;
     case TS_CTL_AUCTION_START:
         if (b->phase == TS_PHASE_AUCTION)
             ts_eng_reject(e, c, b->cfg.symbol_id, TS_REJ_INVALID_COMMAND);
-        else b->phase = TS_PHASE_AUCTION;
+        else ts_set_phase(e, b, TS_PHASE_AUCTION, TS_MDS_AUCTION_START);
         break;
     case TS_CTL_AUCTION_UNCROSS:
         if (b->phase != TS_PHASE_AUCTION)
             ts_eng_reject(e, c, b->cfg.symbol_id, TS_REJ_INVALID_COMMAND);
-        else uncross(e, b);
+        else uncross(e, b, TS_MDS_AUCTION_UNCROSS);
         break;
     }
 }
@@ -190,7 +191,7 @@ static void clock_tick(ts_engine *e, const ts_command *c) {
     for (uint32_t k = 0; k < e->n_books; k++) {
         ts_book *b = &e->books[e->by_id[k]];
         if (b->phase == TS_PHASE_AUCTION && b->reopen_ns >= 0 && b->reopen_ns <= e->clock)
-            uncross(e, b);
+            uncross(e, b, TS_MDS_REOPEN_TIMER);
     }
 }
 

@@ -16,7 +16,7 @@
 
 _Static_assert(sizeof(ts_snap_header) == 64, "snapshot header");
 _Static_assert(sizeof(ts_instrument) == 64, "instrument record");
-_Static_assert(sizeof(ts_snap_symbol) == 96, "symbol record");
+_Static_assert(sizeof(ts_snap_symbol) == 104, "symbol record");
 _Static_assert(sizeof(ts_snap_order) == 96, "order record");
 
 uint64_t ts_engine_snapshot_size(const ts_engine *e) {
@@ -85,6 +85,7 @@ uint64_t ts_engine_snapshot(const ts_engine *e, void *buf, uint64_t cap) {
         s.bbo_ask_price = b->bbo_sent.ask_price;
         s.bbo_ask_quantity = b->bbo_sent.ask_quantity;
         s.n_orders = b->n_live;
+        s.status_seq = b->status_seq;
         memcpy(p, &s, sizeof s);
         p += sizeof s;
         ts_snap_order r;
@@ -226,6 +227,7 @@ static int restore_into(ts_engine *e, const unsigned char *p, uint64_t len) {
         b->trade_seq = s.trade_seq;
         b->l2_seq = s.l2_seq;
         b->bbo_seq = s.bbo_seq;
+        b->status_seq = s.status_seq;
         b->bbo_sent = (ts_bbo){s.bbo_bid_price, s.bbo_bid_quantity, s.bbo_ask_price,
                                s.bbo_ask_quantity};
         b->stops_dirty = 1; /* unknown whether a stop is triggered: let the next check scan */

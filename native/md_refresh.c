@@ -30,6 +30,8 @@ uint64_t ts_md_refresh_image(const ts_engine *e, ts_md *out, uint64_t cap, int64
         r->quantity = (int64_t)levels;
         r->ask_price = (int64_t)b->trade_seq;
         r->ask_quantity = (int64_t)b->bbo_seq;
+        r->price = (int64_t)b->status_seq;
+        r->order_count = b->phase;
         r->time_ns = time_ns;
         for (int s = 0; s < 2; s++) {
             const ts_ladder *L = &b->side[s];
@@ -53,6 +55,7 @@ uint64_t ts_md_refresh_image(const ts_engine *e, ts_md *out, uint64_t cap, int64
         r->symbol_id = b->cfg.symbol_id;
         r->seq = b->l2_seq;
         r->quantity = (int64_t)levels;
+        r->price = b->reopen_ns;
         r->time_ns = time_ns;
     }
     return k;

@@ -186,9 +186,16 @@ enum ts_md_kind {
      * sequence number consumed; `seq` is the symbol's current L2 seq the image is valid
      * at. BEGIN and END frame the symbol's LEVEL records (bids best first, then asks). */
     TS_MD_L2_REFRESH_BEGIN = 4, /* quantity = levels that follow, ask_price = trade seq,
-                                   ask_quantity = BBO seq */
+                                   ask_quantity = BBO seq, price = status seq,
+                                   order_count = the current trading phase (ts_phase,
+                                   book.h) */
     TS_MD_L2_REFRESH_LEVEL = 5, /* side, price, quantity, order_count */
-    TS_MD_L2_REFRESH_END = 6    /* quantity = levels sent */
+    TS_MD_L2_REFRESH_END = 6,   /* quantity = levels sent, price = reopen_ns (as STATUS) */
+    /* The symbol's trading phase changed (engine output, like TRADE: emitted at the
+     * moment of the change, in order with the trade prints around it; the command's L2
+     * and BBO records follow at its end). Its own per-symbol sequence. The phase and
+     * reason values are book.h's enum ts_phase and enum ts_md_status_reason. */
+    TS_MD_STATUS = 7
 };
 
 /*
@@ -197,6 +204,10 @@ enum ts_md_kind {
  *   TRADE      side (aggressor), price, quantity
  *   BBO        price/quantity = best bid, ask_price/ask_quantity = best offer
  *              (a missing side has quantity 0)
+ *   STATUS     seq = status seq, price = the new phase, quantity = the phase before
+ *              (book.h ts_phase: 1 continuous, 2 halted, 3 auction call),
+ *              ask_price = reopen_ns (when a volatility auction ends by itself, engine
+ *              clock; -1 = only by a command), order_count = ts_md_status_reason (book.h)
  */
 typedef struct ts_md {
     uint8_t kind;         /* 0  ts_md_kind */

@@ -1,7 +1,8 @@
 """`tradsys md ...`: market-data commands for a person at a terminal.
 
 ``tradsys md tail SYMBOL`` subscribes like any client (tradsys.client.marketdata) and
-redraws the book and the latest trades at most ten times a second. Endpoints come from
+redraws the symbol's trading status, the book and the latest trades at most ten times
+a second. Endpoints come from
 the running sidecar's announcement (``<data_dir>/<instance>/md.json``), or from the
 config, or from --publish/--snapshot.
 """
@@ -15,11 +16,13 @@ from collections import deque
 from typing import Any
 
 from tradsys.client.md_feed import BboChange, FeedError, FeedState, Gap, LocalBook, MdEvent, Trades
+from tradsys.matching.api import Phase
 from tradsys.wire import Side
 
 EXIT_OK, EXIT_USER_ERROR = 0, 1
 CLEAR = "\x1b[H\x1b[2J"
 SIDE = {Side.BUY: "buy", Side.SELL: "sell"}
+PHASE = {Phase.CONTINUOUS: "open", Phase.HALTED: "HALTED", Phase.AUCTION: "AUCTION CALL"}
 
 
 def register(subparsers: Any) -> None:
@@ -51,9 +54,19 @@ def _endpoints(args: argparse.Namespace) -> tuple[str, str]:
     return str(publish), str(snapshot)
 
 
+def status_text(book: LocalBook) -> str:
+    """The symbol's trading status as the view's header shows it."""
+    if book.phase is None:
+        return "status unknown"
+    text = PHASE[book.phase]
+    if book.phase == Phase.AUCTION and book.reopen_ns >= 0:
+        text += f" until {book.reopen_ns} ns"
+    return text
+
+
 def render(book: LocalBook, trades: deque[tuple[int, int, int, int]], depth: int, note: str) -> str:
     """The view: asks above bids (best in the middle), then the latest trades."""
-    lines = [f"{book.symbol}  L2 seq {book.l2_seq}  {note}".rstrip(), ""]
+    lines = [f"{book.symbol}  {status_text(book)}  L2 seq {book.l2_seq}  {note}".rstrip(), ""]
     lines.append(f"{'':>12} {'price':>12} {'qty':>12} {'orders':>7}")
     for price, qty, count in reversed(book.levels(Side.SELL, depth)):
         lines.append(f"{'ask':>12} {price:>12} {qty:>12} {count:>7}")

@@ -185,6 +185,7 @@ class MdKind(IntEnum):
     L2_REFRESH_BEGIN = 4
     L2_REFRESH_LEVEL = 5
     L2_REFRESH_END = 6
+    STATUS = 7  # a symbol's trading phase changed (tradsys.matching.Phase, StatusReason)
 
 
 COMMAND_DTYPE = _layout(

@@ -264,6 +264,14 @@ static int md_trade(uint64_t i, uint8_t side, int64_t price, int64_t qty) {
            MD[i].quantity == qty;
 }
 
+/* One STATUS record (wire.h): the new phase, the one before, the reason, reopen_ns. */
+static int md_status(uint64_t i, uint32_t sym, uint64_t seq, int64_t phase, int64_t before,
+                     uint32_t reason, int64_t reopen_ns) {
+    return i < NMD && MD[i].kind == TS_MD_STATUS && MD[i].symbol_id == sym && MD[i].seq == seq &&
+           MD[i].price == phase && MD[i].quantity == before && MD[i].order_count == reason &&
+           MD[i].ask_price == reopen_ns && MD[i].side == 0 && MD[i].ask_quantity == 0;
+}
+
 static int rejected(uint8_t reason) {
     return NEV == 1 && EV[0].kind == TS_EV_REJECTED && EV[0].reason == reason &&
            EV[0].flags == TS_EVF_DONE && NMD == 0;
@@ -952,13 +960,14 @@ static void test_auction_uncross(void) {
     EV_IS(1, TS_EV_TRADE, 1, 1000, 10, 0);
     EV_IS(2, TS_EV_TRADE, 3, 1000, 5, 0);
     EV_IS(3, TS_EV_TRADE, 2, 1000, 5, 5);
-    CHECK_EQ(NMD, 6);
+    CHECK_EQ(NMD, 7);
     CHECK(md_trade(0, SELL, 1000, 10));
     CHECK(md_trade(1, SELL, 1000, 5));
-    CHECK(md_l2(2, SELL, 999, 0, 0));
-    CHECK(md_l2(3, BUY, 1002, 0, 0));
-    CHECK(md_l2(4, BUY, 1000, 5, 1));
-    CHECK(md_bbo(5, 1000, 5, 1001, 10));
+    CHECK(md_status(2, S1, 2, TS_PHASE_CONTINUOUS, TS_PHASE_AUCTION, TS_MDS_AUCTION_UNCROSS, -1));
+    CHECK(md_l2(3, SELL, 999, 0, 0));
+    CHECK(md_l2(4, BUY, 1002, 0, 0));
+    CHECK(md_l2(5, BUY, 1000, 5, 1));
+    CHECK(md_bbo(6, 1000, 5, 1001, 10));
     CHECK_EQ(ts_engine_phase(g_e, S1), TS_PHASE_CONTINUOUS);
 }
 
@@ -1008,7 +1017,8 @@ static void test_uncross_nothing_to_trade(void) {
     RUN(limit(2, S1, 2, SELL, 10, 995));
     RUN(control(TS_CTL_AUCTION_UNCROSS, S1, 0));
     CHECK_EQ(NEV, 0);
-    CHECK_EQ(NMD, 0);
+    CHECK_EQ(NMD, 1); /* only the phase change */
+    CHECK(md_status(0, S1, 2, TS_PHASE_CONTINUOUS, TS_PHASE_AUCTION, TS_MDS_AUCTION_UNCROSS, -1));
     CHECK_EQ(ts_engine_phase(g_e, S1), TS_PHASE_CONTINUOUS);
 }
 
@@ -1059,6 +1069,43 @@ static void test_breaker_trip_and_reopen(void) {
     RUN(control(TS_CTL_HALT, S3, 0));
     RUN(control(TS_CTL_CLOCK_TICK, 0, 5000));
     CHECK_EQ(ts_engine_phase(g_e, S3), TS_PHASE_HALTED);
+}
+
+static void test_status_records(void) {
+    setup();
+    RUN(control(TS_CTL_HALT, S1, 0));
+    CHECK_EQ(NMD, 1);
+    CHECK(md_status(0, S1, 1, TS_PHASE_HALTED, TS_PHASE_CONTINUOUS, TS_MDS_HALT, -1));
+    RUN(control(TS_CTL_HALT, S1, 0)); /* no change, no record */
+    CHECK_EQ(NMD, 0);
+    RUN(control(TS_CTL_RESUME, S2, 0)); /* refused: S2 is not halted */
+    CHECK_EQ(NMD, 0);
+    RUN(control(TS_CTL_AUCTION_START, 0, 0)); /* every symbol, in id order */
+    CHECK_EQ(NMD, 3);
+    CHECK(md_status(0, S1, 2, TS_PHASE_AUCTION, TS_PHASE_HALTED, TS_MDS_AUCTION_START, -1));
+    CHECK(md_status(1, S2, 1, TS_PHASE_AUCTION, TS_PHASE_CONTINUOUS, TS_MDS_AUCTION_START, -1));
+    CHECK(md_status(2, S3, 1, TS_PHASE_AUCTION, TS_PHASE_CONTINUOUS, TS_MDS_AUCTION_START, -1));
+    RUN(limit(1, S1, 1, SELL, 10, 1000));
+    RUN(limit(2, S1, 2, BUY, 10, 1001));
+    RUN(control(TS_CTL_AUCTION_UNCROSS, S1, 0)); /* the print, then the status, then L2 */
+    CHECK(md_trade(0, BUY, 1000, 10));
+    CHECK(md_status(1, S1, 3, TS_PHASE_CONTINUOUS, TS_PHASE_AUCTION, TS_MDS_AUCTION_UNCROSS, -1));
+    CHECK(md_l2(2, BUY, 1001, 0, 0));
+    RUN(control(TS_CTL_SESSION_OPEN, 0, 0));
+    CHECK_EQ(NMD, 2);
+    CHECK(md_status(0, S2, 2, TS_PHASE_CONTINUOUS, TS_PHASE_AUCTION, TS_MDS_SESSION_OPEN, -1));
+    CHECK(md_status(1, S3, 2, TS_PHASE_CONTINUOUS, TS_PHASE_AUCTION, TS_MDS_SESSION_OPEN, -1));
+    /* the breaker: the fill inside the band prints, then the trip; the tick reopens */
+    RUN(control(TS_CTL_CLOCK_TICK, 0, 7));
+    RUN(limit(3, S3, 1, SELL, 10, 1020));
+    RUN(limit(4, S3, 1, SELL, 10, 1040));
+    RUN(limit(5, S3, 2, BUY, 20, 1040));
+    CHECK(md_trade(0, BUY, 1020, 10));
+    CHECK(md_status(1, S3, 3, TS_PHASE_AUCTION, TS_PHASE_CONTINUOUS, TS_MDS_BREAKER, 1007));
+    RUN(control(TS_CTL_CLOCK_TICK, 0, 1007));
+    CHECK(md_trade(0, BUY, 1040, 10));
+    CHECK(md_status(1, S3, 4, TS_PHASE_CONTINUOUS, TS_PHASE_AUCTION, TS_MDS_REOPEN_TIMER, -1));
+    CHECK_EQ(MD[1].time_ns, 1007);
 }
 
 /* ---- tests: snapshot ---------------------------------------------------------------------- */
@@ -1152,7 +1199,7 @@ static void test_snapshot_layout(void) {
     CHECK_EQ(h.clock_ns, 100);
     CHECK_EQ(h.max_order_id, 12);
     CHECK_EQ(h.total_orders, ts_engine_live_orders(g_e));
-    CHECK_EQ(n, 64 + 3 * (64 + 96) + 96 * h.total_orders);
+    CHECK_EQ(n, 64 + 3 * (64 + 104) + 96 * h.total_orders);
     /* S1: bids best first, then asks best first, then stops in seq order */
     const uint8_t *p = s + 64;
     ts_snap_symbol sy;
@@ -1160,11 +1207,12 @@ static void test_snapshot_layout(void) {
     CHECK_EQ(sy.symbol_id, S1);
     CHECK_EQ(sy.last_trade_price, 1000);
     CHECK_EQ(sy.reopen_ns, -1);
+    CHECK_EQ(sy.status_seq, 0);
     uint64_t want[] = {6, 4, 2, 3, 7, 8};
     CHECK_EQ(sy.n_orders, 6);
     for (int i = 0; i < 6; i++) {
         ts_snap_order o;
-        memcpy(&o, p + 64 + 96 + 96 * i, sizeof o);
+        memcpy(&o, p + 64 + 104 + 96 * i, sizeof o);
         CHECK_EQ(o.order_id, want[i]);
         if (o.order_id == 2) {
             CHECK_EQ(o.visible, 8);
@@ -1186,15 +1234,20 @@ static void test_snapshot_layout(void) {
     bad = ts_engine_restore(s, n, &status);
     CHECK(bad == NULL && status == TS_ENG_ERR_BAD_SNAPSHOT);
     s[0] ^= 1;
-    s[64 + 64 + 96 + 86] = 1; /* a pad byte of the first order */
+    s[64 + 64 + 104 + 86] = 1; /* a pad byte of the first order */
     bad = ts_engine_restore(s, n, &status);
     CHECK(bad == NULL && status == TS_ENG_ERR_BAD_SNAPSHOT);
-    s[64 + 64 + 96 + 86] = 0;
+    s[64 + 64 + 104 + 86] = 0;
+    /* S2's one phase change (AUCTION_START): its status seq is in the symbol record */
+    const uint8_t *p2 = p + 64 + 104 + 96 * sy.n_orders;
+    memcpy(&sy, p2 + 64, sizeof sy);
+    CHECK_EQ(sy.symbol_id, S2);
+    CHECK_EQ(sy.status_seq, 1);
     /* swap the first two bids: no longer best first */
     uint8_t tmp[96];
-    memcpy(tmp, s + 64 + 160, 96);
-    memcpy(s + 64 + 160, s + 64 + 160 + 96, 96);
-    memcpy(s + 64 + 160 + 96, tmp, 96);
+    memcpy(tmp, s + 64 + 168, 96);
+    memcpy(s + 64 + 168, s + 64 + 168 + 96, 96);
+    memcpy(s + 64 + 168 + 96, tmp, 96);
     bad = ts_engine_restore(s, n, &status);
     CHECK(bad == NULL && status == TS_ENG_ERR_BAD_SNAPSHOT);
     free(s);
@@ -1541,6 +1594,7 @@ static const struct test TESTS[] = {
     T(test_uncross_nothing_to_trade),
     T(test_uncross_stp),
     T(test_breaker_trip_and_reopen),
+    T(test_status_records),
     T(test_snapshot_restore_identical),
     T(test_snapshot_layout),
     T(test_add_instrument_errors),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
-from tradsys.client.md_feed import BookUpdate, FeedCore, Gap, Synced, Trades
+from tradsys.client.md_feed import BookUpdate, FeedCore, Gap, StatusChange, Synced, Trades
 from tradsys.marketdata.protocol import (
     HEARTBEAT_TOPIC,
     BookSnapshot,
@@ -15,6 +15,7 @@ from tradsys.marketdata.protocol import (
     SymbolSeqs,
     topic,
 )
+from tradsys.matching import Phase, StatusReason
 from tradsys.wire import MD_DTYPE, MdKind, Side
 
 
@@ -99,3 +100,38 @@ def test_bbo_changes_carry_the_newest_record_and_skip_older_ones() -> None:
     assert core.on_message(t, recs[:2].tobytes()) == [BboChange("ACME", 2, 98, 6, 102, 2, 42)]
     assert core.on_message(t, recs[:1].tobytes()) == []  # older than what was seen
     assert core.on_message(t, recs[2:].tobytes()) == [BboChange("ACME", 3, 97, 7, 103, 3, 42)]
+
+
+CONT, HALT, AUCT = Phase.CONTINUOUS, Phase.HALTED, Phase.AUCTION
+
+
+def status(*rows: tuple[int, int, int, int]) -> bytes:
+    """(seq, phase, previous, reason) rows as a status payload of symbol 1."""
+    out = np.zeros(len(rows), MD_DTYPE)
+    for r, (seq, phase, before, reason) in zip(out, rows, strict=True):
+        r["kind"], r["symbol_id"], r["seq"], r["time_ns"] = MdKind.STATUS, 1, seq, 77
+        r["price"], r["quantity"], r["ask_price"], r["order_count"] = phase, before, -1, reason
+    return out.tobytes()
+
+
+def test_status_from_the_snapshot_then_from_the_feed_with_gaps_reported() -> None:
+    core = FeedCore(["ACME"])
+    req = core.outbox.pop()
+    t = topic("status", "ACME")
+    snap = BookSnapshot(req.id, "ACME", 1, 0, 0, 0, [], [], 0, status_seq=2, phase=HALT)
+    (learnt, synced) = core.on_reply(msgspec.msgpack.encode(snap))
+    assert learnt == StatusChange("ACME", 1, 2, HALT, None, None, -1, 0)
+    assert isinstance(synced, Synced) and core.books["ACME"].phase == HALT
+    assert core.on_message(t, status((2, HALT, CONT, StatusReason.HALT))) == []  # already known
+    assert core.on_message(t, status((3, AUCT, HALT, StatusReason.AUCTION_START))) == [
+        StatusChange("ACME", 1, 3, AUCT, HALT, StatusReason.AUCTION_START, -1, 77)
+    ]
+    gap, change = core.on_message(t, status((5, CONT, AUCT, StatusReason.AUCTION_UNCROSS)))
+    assert gap == Gap("ACME", Channel.STATUS, 4, 5)
+    assert isinstance(change, StatusChange) and core.books["ACME"].phase == CONT
+    # a heartbeat naming a later status seq: the last change was lost, ask the snapshot
+    hb = Heartbeat(0, 1, 100, [SymbolSeqs("ACME", 1, 0, 0, 0, 6)])
+    assert core.on_message(HEARTBEAT_TOPIC, msgspec.msgpack.encode(hb)) == [
+        Gap("ACME", Channel.STATUS, 6, 6)
+    ]
+    assert len(core.outbox) == 1

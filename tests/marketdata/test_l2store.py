@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from tradsys.marketdata import l2store
 from tradsys.marketdata.framing import L2_CHANNEL, FramePacker, group
 from tradsys.marketdata.l2store import L2Store
+from tradsys.matching import Phase
 from tradsys.wire import MD_DTYPE, MdKind
 
 rows = st.lists(
@@ -100,3 +101,20 @@ def test_frames_group_by_symbol_and_channel_in_seq_order() -> None:
         (b"l2:A\0", [3]),
         (b"l2:B\0", [1]),
     ]
+
+
+def test_the_status_comes_from_status_records_and_from_the_refresh_image() -> None:
+    store = L2Store([7, 8])
+    assert not store.status_known.any()
+    image = refresh(7, 40, [(1, 100, 5)])
+    image["price"][0], image["order_count"][0] = 3, Phase.AUCTION  # status seq 3
+    image["price"][-1] = 1_500  # the breaker's reopening time
+    store.apply_refresh(image, np.zeros(len(image), np.int64))
+    assert store.servable(0) and store.status(0) == (3, Phase.AUCTION, 1_500)
+    assert not store.servable(1)  # its book and status are not known yet
+    rec = np.zeros(1, MD_DTYPE)
+    rec["kind"], rec["symbol_id"], rec["seq"] = MdKind.STATUS, 7, 4
+    rec["price"], rec["quantity"], rec["ask_price"] = Phase.CONTINUOUS, Phase.AUCTION, -1
+    store.apply(group(rec, np.zeros(1, np.int64)))
+    assert store.status(0) == (4, Phase.CONTINUOUS, -1)
+    assert store.l2_seq[0] == 40, "a status record is not an L2 update"

@@ -12,8 +12,9 @@ import pytest
 
 from tests.marketdata.md_rig import MdRig, md_config, md_rig
 from tradsys.client.md_feed import LocalBook
-from tradsys.matching.commands import batch, new_order
-from tradsys.wire import Side
+from tradsys.matching import Phase
+from tradsys.matching.commands import batch, control, new_order
+from tradsys.wire import ControlCode, Side
 
 
 @pytest.fixture
@@ -32,6 +33,15 @@ def test_render_puts_asks_above_bids_and_newest_trades_first() -> None:
     assert lines.index(next(ln for ln in lines if "2 @ 100" in ln)) < lines.index(
         next(ln for ln in lines if "1 @ 101" in ln)
     )
+
+
+def test_the_view_shows_the_trading_status() -> None:
+    book = LocalBook("ACME")
+    assert "status unknown" in render_view(book).splitlines()[0]
+    book.phase = Phase.HALTED
+    assert "HALTED" in render_view(book).splitlines()[0]
+    book.phase, book.reopen_ns = Phase.AUCTION, 1_500
+    assert "AUCTION CALL until 1500 ns" in render_view(book).splitlines()[0]
 
 
 def render_view(book: LocalBook) -> str:
@@ -54,6 +64,14 @@ def test_md_tail_shows_the_live_book(rig: MdRig) -> None:
     proc = md_tail(rig, "ACME", "--plain", "--updates", "1")
     assert proc.returncode == 0, proc.stderr
     assert "ask" in proc.stdout and "1010" in proc.stdout and "990" in proc.stdout
+
+
+@pytest.mark.multiprocess
+def test_md_tail_shows_a_halt(rig: MdRig) -> None:
+    rig.send(0, batch(control(ControlCode.HALT, 1)))
+    proc = md_tail(rig, "ACME", "--plain", "--updates", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith("ACME  HALTED")
 
 
 @pytest.mark.multiprocess

@@ -88,8 +88,9 @@ def test_the_scalar_path_publishes_what_the_batch_path_does(
     assert sorted(got) == sorted(want)
     for symbol in range(len(config.instruments)):
         assert scalar.store.book(symbol) == vector.store.book(symbol)
-    for seqs in ("trade_seq", "bbo_seq", "l2_seq"):
+    for seqs in ("trade_seq", "bbo_seq", "l2_seq", "status_seq", "phase", "reopen_ns"):
         assert getattr(scalar.store, seqs).tolist() == getattr(vector.store, seqs).tolist()
+    assert scalar.store.status_seq.any(), "the stream changed some phase"
     a, b = scalar.stats.doc(), vector.stats.doc()
     # the lag's sum depends on when each path ran; which records counted, not
     assert sum(a["publish_lag"].pop("counts")) == sum(b["publish_lag"].pop("counts"))

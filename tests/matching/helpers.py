@@ -160,6 +160,13 @@ def bbo(bid: int, bid_qty: int, ask: int, ask_qty: int, seq: int, sym: int = 1, 
     return Md(MdKind.BBO, 0, sym, seq, bid, bid_qty, ask, ask_qty, 0, t)
 
 
+def status(
+    phase: int, before: int, reason: int, seq: int, reopen_ns: int = -1, sym: int = 1, t: int = 0
+) -> Md:
+    """A STATUS record: the new phase, the one before, reopen_ns, the reason."""
+    return Md(MdKind.STATUS, 0, sym, seq, phase, before, reopen_ns, 0, reason, t)
+
+
 # ---- commands ------------------------------------------------------------------------
 
 

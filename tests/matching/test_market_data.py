@@ -17,9 +17,10 @@ from tests.matching.helpers import (
     printed,
     replaced,
     sell,
+    status,
     stop,
 )
-from tradsys.matching import Instrument
+from tradsys.matching import Instrument, Phase, StatusReason
 from tradsys.matching.commands import cancel, clock_tick, control, mass_cancel, replace
 from tradsys.wire import ControlCode
 
@@ -143,6 +144,7 @@ def test_uncross_prints_the_later_orders_side(engine_cls: type) -> None:
     h.send(control(ControlCode.AUCTION_START, 1), sell(1, 5, 100), buy(2, 3, 101, acct=2))
     assert md(h.send(control(ControlCode.AUCTION_UNCROSS, 1))) == [
         printed(BUY, 100, 3, 1),
+        status(Phase.CONTINUOUS, Phase.AUCTION, StatusReason.AUCTION_UNCROSS, 2),
         l2(BUY, 101, 0, 0, 3),
         l2(SELL, 100, 2, 1, 4),
         bbo(0, 0, 100, 2, 3),

@@ -94,10 +94,11 @@ def test_layout_header_symbols_and_orders(engine_cls: type) -> None:
         "symbol_id": 1, "phase": Phase.CONTINUOUS, "static_reference": 100,
         "last_trade_price": 100, "reopen_ns": -1, "trade_seq": 1, "l2_seq": 5, "bbo_seq": 5,
         "bbo_bid_price": 100, "bbo_bid_quantity": 7, "bbo_ask_price": 102,
-        "bbo_ask_quantity": 7, "n_orders": 7,
+        "bbo_ask_quantity": 7, "n_orders": 7, "status_seq": 0,
     }  # fmt: skip
     assert (st2["phase"], st2["last_trade_price"], st2["n_orders"]) == (Phase.CONTINUOUS, 0, 1)
     assert (st3["phase"], st3["reopen_ns"], st3["last_trade_price"]) == (Phase.AUCTION, 1100, 0)
+    assert (st2["status_seq"], st3["status_seq"]) == (0, 1)  # st3's one change: the trip
     assert (st3["bbo_bid_price"], st3["bbo_ask_price"]) == (1100, 1100)
     # bids best first in queue order (the refreshed iceberg went behind order 3), asks
     # best first, then the pending stops by seq
@@ -200,7 +201,7 @@ def test_restore_continues_exactly_as_never_stopping(engine_cls: type) -> None:
         pytest.param(lambda b: b[:-1], id="truncated"),
         pytest.param(lambda b: b + bytes(96), id="trailing"),
         pytest.param(lambda b: b"\0" + b[1:], id="magic"),
-        pytest.param(lambda b: b[:8] + b"\x02" + b[9:], id="version"),
+        pytest.param(lambda b: b[:8] + b"\x01" + b[9:], id="version"),  # the older layout
         pytest.param(lambda b: b[:12] + b"\x04" + b[13:], id="n_symbols"),
         pytest.param(lambda b: b"", id="empty"),
     ],

@@ -1,6 +1,7 @@
-"""Subscribe to TradSys market data: local L2 books that are exactly the engine's, trades
-and BBO changes, as callbacks (:class:`MarketDataClient`) or an async iterator
-(:class:`AsyncMarketDataClient`).
+"""Subscribe to TradSys market data: local L2 books that are exactly the engine's, trades,
+BBO changes and trading-status changes (halts, auction calls: ``StatusChange``; the
+book's ``phase`` is the symbol's current one), as callbacks (:class:`MarketDataClient`)
+or an async iterator (:class:`AsyncMarketDataClient`).
 
 ::
 
@@ -43,6 +44,7 @@ from tradsys.client.md_feed import (
     FeedCore,
     LocalBook,
     MdEvent,
+    StatusChange,
     Trades,
     decode_board,
 )
@@ -59,6 +61,7 @@ __all__ = [
     "LocalBook",
     "MarketDataClient",
     "MdEvent",
+    "StatusChange",
     "Trades",
 ]
 
@@ -124,6 +127,7 @@ class MarketDataClient(_ClientBase):
         on_trade: Callable[[Trades], None] | None = None,
         on_bbo: Callable[[BboChange], None] | None = None,
         on_book: Callable[[BookUpdate], None] | None = None,
+        on_status: Callable[[StatusChange], None] | None = None,
         on_event: Callable[[MdEvent], None] | None = None,
         heartbeat_timeout_s: float = 3.0,
         rcvhwm: int = 100_000,
@@ -140,6 +144,7 @@ class MarketDataClient(_ClientBase):
             on_book,
             on_event,
         )
+        self.on_status = on_status
         self.poller = zmq.Poller()
         self.poller.register(self.sub, zmq.POLLIN)
         self.poller.register(self.dealer, zmq.POLLIN)
@@ -199,6 +204,8 @@ class MarketDataClient(_ClientBase):
                 self.on_bbo(ev)
             elif isinstance(ev, BookUpdate) and self.on_book is not None:
                 self.on_book(ev)
+            elif isinstance(ev, StatusChange) and self.on_status is not None:
+                self.on_status(ev)
         return len(events)
 
     def close(self) -> None:

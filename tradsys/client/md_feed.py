@@ -1,6 +1,12 @@
 """The subscriber's side of the market-data feed without any I/O: local L2 books with
 gap detection and snapshot recovery, trade and BBO sequencing, feed liveness.
 
+Trading status (``status`` channel): each STATUS record carries the symbol's whole
+status (phase, the one before, why, a volatility auction's reopening time), so the
+newest one wins; the snapshot carries the status too, so a late joiner knows the phase
+before any change. A lost status message (a seq jump, or a heartbeat naming a greater
+status seq) is reported; the heartbeat case asks for a snapshot to learn the phase.
+
 ``FeedCore`` takes the frames a SUB socket and a snapshot DEALER socket received and
 returns events; the snapshot requests it wants sent wait in ``outbox``. The drivers in
 ``tradsys.client.marketdata`` do the ZeroMQ part (blocking or asyncio), so both share
@@ -24,6 +30,7 @@ import numpy as np
 
 from tradsys.marketdata.protocol import (
     BBO_BOARD_TOPIC,
+    CHANNELS,
     HEARTBEAT_TOPIC,
     BookSnapshot,
     Channel,
@@ -35,6 +42,7 @@ from tradsys.marketdata.protocol import (
     records,
     reply_decoder,
 )
+from tradsys.matching.api import Phase, StatusReason
 from tradsys.wire import MD_DTYPE, RECORD_SIZE, MdKind, Side
 
 Level = tuple[int, int]  # (displayed quantity, order count)
@@ -42,7 +50,10 @@ SNAPSHOT_RETRY_S = 2.0  # a snapshot request unanswered this long is sent again
 
 
 class LocalBook:
-    """One symbol's L2 book as rebuilt from the feed, and the L2 seq it is valid at."""
+    """One symbol's L2 book as rebuilt from the feed, and the L2 seq it is valid at; and
+    its trading status: ``phase`` (None until a snapshot or a STATUS record told it),
+    ``reopen_ns`` (when a volatility auction ends by itself, engine clock; -1 = only by a
+    command) as of ``status_seq``."""
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
@@ -51,6 +62,9 @@ class LocalBook:
         self.asks: dict[int, Level] = {}
         self.l2_seq = 0
         self.synced = False
+        self.phase: Phase | None = None
+        self.status_seq = 0
+        self.reopen_ns = -1
         self.resyncs = 0
         self._buffer: list[np.ndarray] = []
         self._request_id: int | None = None
@@ -74,12 +88,23 @@ class LocalBook:
         """Both sides, best first: what tests compare with the engine's depth."""
         return {"bids": self.levels(Side.BUY), "asks": self.levels(Side.SELL)}
 
-    def _load(self, snap: BookSnapshot) -> None:
+    def _load(self, snap: BookSnapshot, levels: bool = True) -> bool:
+        """Take a snapshot (its levels only when ``levels``); True if it told a status
+        newer than the one known."""
         self.symbol_id = snap.symbol_id
-        self.bids = {p: (q, c) for p, q, c in snap.bids}
-        self.asks = {p: (q, c) for p, q, c in snap.asks}
-        self.l2_seq = snap.l2_seq
-        self.synced = True
+        if levels:
+            self.bids = {p: (q, c) for p, q, c in snap.bids}
+            self.asks = {p: (q, c) for p, q, c in snap.asks}
+            self.l2_seq = snap.l2_seq
+            self.synced = True
+        if snap.phase and (self.phase is None or snap.status_seq > self.status_seq):
+            self.phase, self.status_seq, self.reopen_ns = (
+                Phase(snap.phase),
+                snap.status_seq,
+                snap.reopen_ns,
+            )
+            return True
+        return False
 
     def _apply(self, recs: np.ndarray) -> None:
         bids, asks = self.bids, self.asks
@@ -116,6 +141,22 @@ class BboChange:
     bid_quantity: int
     ask_price: int
     ask_quantity: int
+    time_ns: int
+
+
+class StatusChange(msgspec.Struct, frozen=True):
+    """A symbol's trading status changed (or, with ``reason`` None, was learnt from a
+    snapshot: ``previous`` is then None too). ``seq`` is the status channel's;
+    ``reopen_ns`` is when a volatility auction ends by itself (engine clock; -1 = only
+    by a command); ``time_ns`` the engine's time of the change (0 from a snapshot)."""
+
+    symbol: str
+    symbol_id: int
+    seq: int
+    phase: Phase
+    previous: Phase | None
+    reason: StatusReason | None
+    reopen_ns: int
     time_ns: int
 
 
@@ -163,7 +204,7 @@ class FeedError:
     message: str
 
 
-MdEvent = Trades | BboChange | BookUpdate | Gap | Synced | FeedState | FeedError
+MdEvent = Trades | BboChange | BookUpdate | StatusChange | Gap | Synced | FeedState | FeedError
 
 
 @dataclass
@@ -171,7 +212,7 @@ class FeedCore:
     """Sequencing and book keeping for a set of subscribed symbols (see the module)."""
 
     symbols: list[str]
-    channels: tuple[Channel, ...] = (Channel.TRADE, Channel.BBO, Channel.L2)
+    channels: tuple[Channel, ...] = CHANNELS
     heartbeat_timeout_s: float = 3.0
     books: dict[str, LocalBook] = field(default_factory=dict)
     outbox: list[SnapshotRequest] = field(default_factory=list)
@@ -186,8 +227,8 @@ class FeedCore:
         self._by_id: dict[int, str] = {}
         self._last_message = time.monotonic()
         self._topics: dict[bytes, tuple[Channel, str]] = {}
-        if Channel.L2 in self.channels:
-            for book in self.books.values():
+        if Channel.L2 in self.channels or Channel.STATUS in self.channels:
+            for book in self.books.values():  # the book, and the status as it stands
                 self._resync(book)
 
     # ---- input -----------------------------------------------------------------------------
@@ -211,8 +252,10 @@ class FeedCore:
             events += self._on_l2(self.books[symbol], recs)
         elif channel == Channel.TRADE:
             events += self._on_trades(symbol, recs)
-        else:
+        elif channel == Channel.BBO:
             events += self._on_bbo(symbol, recs)
+        else:
+            events += self._on_status(self.books[symbol], recs)
         return events
 
     def on_reply(self, body: bytes) -> list[MdEvent]:
@@ -278,12 +321,53 @@ class FeedCore:
         return [BookUpdate(book.symbol, book, fresh)]
 
     def _on_snapshot(self, book: LocalBook, snap: BookSnapshot) -> list[MdEvent]:
-        book._load(snap)
+        levels = Channel.L2 in self.channels
+        events: list[MdEvent] = []
+        if book._load(snap, levels) and book.phase is not None:
+            events.append(
+                StatusChange(
+                    book.symbol,
+                    book.symbol_id,
+                    book.status_seq,
+                    book.phase,
+                    None,
+                    None,
+                    book.reopen_ns,
+                    0,
+                )
+            )
         self._trade_seq[book.symbol] = max(self._trade_seq[book.symbol], snap.trade_seq)
-        events: list[MdEvent] = [Synced(book.symbol, snap.l2_seq)]
+        if not levels:
+            return events
+        events.append(Synced(book.symbol, snap.l2_seq))
         buffered, book._buffer = book._buffer, []
         for recs in buffered:
             events += self._on_l2(book, recs)
+        return events
+
+    def _on_status(self, book: LocalBook, recs: np.ndarray) -> list[MdEvent]:
+        """Each record is the whole status: apply the fresh ones in order; a seq jump
+        (after a first status) lost a change, reported, but the newest record is right."""
+        events: list[MdEvent] = []
+        for _, _, sid, seq, phase, before, reopen, _, reason, stamp in recs.tolist():
+            if seq <= book.status_seq:
+                continue
+            if book.phase is not None and seq != book.status_seq + 1:
+                events.append(Gap(book.symbol, Channel.STATUS, book.status_seq + 1, seq))
+            book.symbol_id = sid
+            book.phase, book.status_seq, book.reopen_ns = Phase(phase), seq, reopen
+            events.append(
+                StatusChange(
+                    book.symbol,
+                    sid,
+                    seq,
+                    Phase(phase),
+                    Phase(before),
+                    StatusReason(reason),
+                    reopen,
+                    stamp,
+                )
+            )
         return events
 
     def _on_trades(self, symbol: str, recs: np.ndarray) -> list[MdEvent]:
@@ -326,6 +410,15 @@ class FeedCore:
             if Channel.L2 in self.channels and book.synced and s.l2_seq > book.l2_seq:
                 events.append(Gap(s.symbol, Channel.L2, book.l2_seq + 1, s.l2_seq))
                 book.resyncs += 1
+                self._resync(book)
+            if (
+                Channel.STATUS in self.channels
+                and book.phase is not None
+                and s.status_seq > book.status_seq
+                and book._request_id is None
+            ):
+                # the newest status message was lost: the snapshot tells the phase
+                events.append(Gap(s.symbol, Channel.STATUS, book.status_seq + 1, s.status_seq))
                 self._resync(book)
             last = self._trade_seq[s.symbol]
             if Channel.TRADE in self.channels and last and s.trade_seq > last:

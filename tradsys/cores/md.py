@@ -45,7 +45,13 @@ from tradsys.cores.control import WorkerControl
 from tradsys.cores.memory_lock import lock_if_asked
 from tradsys.cores.parent_watch import stop_with_supervisor
 from tradsys.cores.sidecar import announce_ready, read_effective_config, stop_event, withdraw
-from tradsys.marketdata.framing import CHANNEL_NO, N_CHANNELS, FramePacker, group
+from tradsys.marketdata.framing import (
+    CHANNEL_NO,
+    N_CHANNELS,
+    STATUS_CHANNEL,
+    FramePacker,
+    group,
+)
 from tradsys.marketdata.l2store import L2Store
 from tradsys.marketdata.placement import io_thread_cpus, place_io_threads
 from tradsys.marketdata.protocol import (
@@ -283,13 +289,20 @@ class MdSidecar:
             # mask raw rows: masking the structured dtype leaves the copy's padding undefined
             rows = batch.view(np.uint8).reshape(len(batch), RECORD_SIZE)[keep]
             batch, sym = rows.reshape(-1).view(MD_DTYPE), sym[keep]
-        refresh = batch["kind"] >= MdKind.L2_REFRESH_BEGIN
-        if not refresh.any():
+        kind = batch["kind"]
+        special = kind >= MdKind.L2_REFRESH_BEGIN  # a refresh image or a STATUS record
+        if not special.any():
             self._publish(batch, sym)
             return
-        cuts = (np.flatnonzero(np.diff(refresh.astype(np.int8))) + 1).tolist()
+        # runs of: engine records (grouped by channel as usual), refresh images, and each
+        # STATUS record on its own -- published after what the engine emitted before it
+        # and before what came after, so a phase change keeps its place among the trades
+        # and book changes of every channel (a batch's channels are otherwise reordered)
+        cls = np.where(kind == MdKind.STATUS, 2, special.astype(np.int8))
+        cut = (cls[1:] != cls[:-1]) | (cls[1:] == 2)
+        cuts = (np.flatnonzero(cut) + 1).tolist()
         for a, b in zip([0, *cuts], [*cuts, len(batch)], strict=True):
-            if refresh[a]:
+            if cls[a] == 1:
                 self.store.apply_refresh(batch[a:b], sym[a:b])
             else:
                 self._publish(batch[a:b], sym[a:b])
@@ -340,20 +353,23 @@ class MdSidecar:
         raw = self._raw
         end = n * RECORD_SIZE
         for off in range(0, end, RECORD_SIZE):
-            if raw[off] >= MdKind.L2_REFRESH_BEGIN:
+            if MdKind.L2_REFRESH_BEGIN <= raw[off] <= MdKind.L2_REFRESH_END:
                 return False
         drained = time.time_ns() if self.stages is not None else 0
         pub, topics, store, stats = self.pub, self.packer.topics, self.store, self.stats
         unpack, si_of_id, channel_of = _RECORD.unpack_from, self._si_of_id, _CHANNEL_OF_KIND
         send = _BACKEND_SEND
         for off in range(0, end, RECORD_SIZE):
-            kind, side, symbol_id, seq, price, qty, _, _, count, stamp = unpack(raw, off)
+            kind, side, symbol_id, seq, price, qty, ask, _, count, stamp = unpack(raw, off)
             si = si_of_id.get(symbol_id, -1)
             if si < 0:
                 log.warning("dropping an md record of unknown symbol %d", symbol_id)
                 continue
             channel = channel_of[kind]
-            store.apply_scalar(si, channel, seq, side, price, qty, count)
+            if channel == STATUS_CHANNEL:
+                store.apply_status(si, seq, price, ask)
+            else:
+                store.apply_scalar(si, channel, seq, side, price, qty, count)
             t = topics[si * N_CHANNELS + channel]
             sent = time.time_ns()  # before the send: it may hand the CPU to ZeroMQ's thread
             send(pub, t, zmq.SNDMORE)
@@ -402,7 +418,7 @@ class MdSidecar:
             if si is None:
                 msg = f"unknown symbol {req.symbol!r}"
                 self._reply(envelope, SnapshotError(req.id, "unknown_symbol", msg))
-            elif self.store.ready[si]:
+            elif self.store.servable(si):
                 self._reply(envelope, self._snapshot(si, req.id))
             else:
                 deadline = time.monotonic() + self.not_ready_after_s
@@ -411,6 +427,7 @@ class MdSidecar:
     def _snapshot(self, si: int, request_id: int) -> BookSnapshot:
         bids, asks = self.store.book(si)
         s = self.store
+        status_seq, phase, reopen_ns = s.status(si)
         return BookSnapshot(
             id=request_id,
             symbol=self.names[si],
@@ -421,6 +438,9 @@ class MdSidecar:
             bids=bids,
             asks=asks,
             time_ns=time.time_ns(),
+            status_seq=status_seq,
+            phase=phase,
+            reopen_ns=reopen_ns,
         )
 
     def _answer_waiting(self) -> None:
@@ -428,7 +448,7 @@ class MdSidecar:
         still: list[Waiting] = []
         for w in self._waiting:
             si = self.by_name[w.request.symbol]
-            if self.store.ready[si]:
+            if self.store.servable(si):
                 self._reply(w.envelope, self._snapshot(si, w.request.id))
             elif now > w.deadline:
                 msg = f"{w.request.symbol}: the book is not known yet (waiting for its worker)"
@@ -449,7 +469,7 @@ class MdSidecar:
 
     def _heartbeat(self) -> None:
         s = self.store
-        # (symbol, symbol_id, trade, l2, bbo) tuples, which msgspec encodes exactly as the
+        # (symbol, symbol_id, trade, l2, bbo, status) tuples, which msgspec encodes as the
         # array-like SymbolSeqs they decode to: a struct per symbol cost 250 µs of this
         # loop per heartbeat with 1 000 symbols, the tuples 77 µs
         # (tests/marketdata/test_heartbeat_rows.py holds the bytes equal)
@@ -460,6 +480,7 @@ class MdSidecar:
                 s.trade_seq.tolist(),
                 s.l2_seq.tolist(),
                 s.bbo_seq.tolist(),
+                s.status_seq.tolist(),
                 strict=True,
             )
         )
@@ -474,7 +495,7 @@ class MdSidecar:
         worker served but whose image did not complete (cut by a crash)."""
         if self._waiting:
             self._answer_waiting()
-        if self.store.ready.all():
+        if self.store.all_servable():
             return
         for feed in self.feeds:
             served = feed.control.md_refreshes_served
@@ -483,7 +504,7 @@ class MdSidecar:
                 mine = self.store.index(
                     np.array([i.symbol_id for i in self.config.symbols_of(feed.shard_id)])
                 )
-                if len(mine) and not self.store.ready[mine].all():
+                if len(mine) and not self.store.all_servable(mine):
                     feed.refresh_asked = feed.control.request_md_refresh()
 
 

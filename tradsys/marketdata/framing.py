@@ -21,10 +21,11 @@ from tradsys.wire import MD_DTYPE, RECORD_SIZE, MdKind
 
 N_CHANNELS = len(CHANNELS)
 L2_CHANNEL = CHANNELS.index(Channel.L2)
+STATUS_CHANNEL = CHANNELS.index(Channel.STATUS)
 # kind -> channel number (index in CHANNELS); only publishable kinds reach the packer
 CHANNEL_NO = np.zeros(256, np.uint16)
 for _kind, _ch in ((MdKind.TRADE, Channel.TRADE), (MdKind.BBO, Channel.BBO),
-                   (MdKind.L2_UPDATE, Channel.L2)):  # fmt: skip
+                   (MdKind.L2_UPDATE, Channel.L2), (MdKind.STATUS, Channel.STATUS)):  # fmt: skip
     CHANNEL_NO[int(_kind)] = CHANNELS.index(_ch)
 
 

@@ -9,7 +9,9 @@ grown — the last update of a level wins, 0/0 removes it.
 
 A symbol is *ready* once its book is known from the start: either its first L2 record
 ever was seq 1 (an engine this sidecar saw from the beginning), or a refresh image from
-its worker (MdKind.L2_REFRESH_*) arrived. Until then it cannot serve snapshots.
+its worker (MdKind.L2_REFRESH_*) arrived. Its trading status (phase, status seq, the
+breaker's reopening time) is known once a STATUS record or a refresh image (whose BEGIN
+and END carry it) arrived. A symbol *servable* (both known) can answer snapshots.
 """
 
 from __future__ import annotations
@@ -17,11 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from tradsys.marketdata.framing import L2_CHANNEL as L2_CH
-from tradsys.marketdata.framing import N_CHANNELS, Grouped
-from tradsys.marketdata.protocol import CHANNELS, Channel
+from tradsys.marketdata.framing import N_CHANNELS, STATUS_CHANNEL, Grouped
 from tradsys.wire import MdKind, Side
-
-TRADE_CH, BBO_CH = CHANNELS.index(Channel.TRADE), CHANNELS.index(Channel.BBO)
 
 LEVEL_DTYPE = np.dtype(
     [("sym", "<u4"), ("side", "u1"), ("price", "<i8"), ("quantity", "<i8"), ("count", "<u4")]
@@ -39,6 +38,10 @@ class L2Store:
         self.trade_seq = np.zeros(n, np.uint64)
         self.l2_seq = np.zeros(n, np.uint64)
         self.bbo_seq = np.zeros(n, np.uint64)
+        self.status_seq = np.zeros(n, np.uint64)
+        self.phase = np.zeros(n, np.uint8)  # tradsys.matching.Phase; 0 until known
+        self.reopen_ns = np.full(n, -1, np.int64)
+        self.status_known = np.zeros(n, bool)
         self.ready = np.zeros(n, bool)
         self._refreshing = np.zeros(n, bool)
         self._levels = np.zeros(0, LEVEL_DTYPE)
@@ -47,7 +50,8 @@ class L2Store:
         # single L2 records (a quiet market) gather here as tuples, in order, before
         # _pending: a list append is the cheapest thing the scalar path can do per record
         self._singles: list[tuple[int, int, int, int, int]] = []
-        self._seqs = (self.trade_seq, self.bbo_seq, self.l2_seq)  # by CHANNELS order
+        # by CHANNELS order
+        self._seqs = (self.trade_seq, self.bbo_seq, self.l2_seq, self.status_seq)
         self._lut: np.ndarray | None = None
         if n and int(self.ids[-1]) < 1 << 20:
             # symbol ids are small in practice: a lookup table beats a binary search
@@ -63,6 +67,13 @@ class L2Store:
         pos = np.minimum(pos, len(self.ids) - 1)
         return np.where(self.ids[pos] == symbol_ids, pos, -1)
 
+    def servable(self, si: int) -> bool:
+        """Whether a snapshot of symbol ``si`` can be answered: book and status known."""
+        return bool(self.ready[si] and self.status_known[si])
+
+    def all_servable(self, sym: np.ndarray | slice = slice(None)) -> bool:
+        return bool((self.ready[sym] & self.status_known[sym]).all())
+
     # ---- feeding ---------------------------------------------------------------------
 
     def apply(self, g: Grouped) -> None:
@@ -72,9 +83,20 @@ class L2Store:
         last_seq = g.records["seq"][g.ends - 1]
         ch = g.keys % N_CHANNELS
         si = g.keys // N_CHANNELS
-        for c, seqs in ((TRADE_CH, self.trade_seq), (BBO_CH, self.bbo_seq), (L2_CH, self.l2_seq)):
+        for c, seqs in enumerate(self._seqs):
             m = ch == c
             seqs[si[m]] = last_seq[m]
+        status = g.channel == STATUS_CHANNEL
+        if status.any():  # rare (a phase change): per record, in order
+            rows = g.records[status]
+            for s_, seq, phase, reopen in zip(
+                g.sym[status].tolist(),
+                rows["seq"].tolist(),
+                rows["price"].tolist(),
+                rows["ask_price"].tolist(),
+                strict=True,
+            ):
+                self.apply_status(s_, seq, phase, reopen)
         l2 = g.channel == L2_CH
         if not l2.any():
             return
@@ -122,6 +144,17 @@ class L2Store:
         if len(singles) >= SINGLES_AT:
             self._flush_singles()
 
+    def apply_status(self, si: int, seq: int, phase: int, reopen_ns: int) -> None:
+        """One STATUS record's fields: the symbol's phase as of ``seq``."""
+        self.status_seq[si] = seq
+        self.phase[si] = phase
+        self.reopen_ns[si] = reopen_ns
+        self.status_known[si] = True
+
+    def status(self, si: int) -> tuple[int, int, int]:
+        """(status_seq, phase, reopen_ns) of one symbol."""
+        return int(self.status_seq[si]), int(self.phase[si]), int(self.reopen_ns[si])
+
     def _flush_singles(self) -> None:
         if self._singles:
             self._pending.append(np.array(self._singles, LEVEL_DTYPE))
@@ -144,6 +177,7 @@ class L2Store:
             elif self._refreshing[si]:
                 self._refreshing[si] = False
                 self.ready[si] = True
+                self.reopen_ns[si] = image[at]["price"]
             pos = at + 1
         self._take_levels(image[pos:], sym[pos:])
 
@@ -154,6 +188,11 @@ class L2Store:
         self.l2_seq[si] = rec["seq"]
         self.trade_seq[si] = max(int(self.trade_seq[si]), int(rec["ask_price"]))
         self.bbo_seq[si] = max(int(self.bbo_seq[si]), int(rec["ask_quantity"]))
+        # the image is the engine's state where it stands in the ring: the phase as of
+        # its status seq (its reopening time comes with END)
+        self.status_seq[si] = max(int(self.status_seq[si]), int(rec["price"]))
+        self.phase[si] = rec["order_count"]
+        self.status_known[si] = True
         self._refreshing[si] = True
         self.ready[si] = False
 

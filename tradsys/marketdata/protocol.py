@@ -2,7 +2,8 @@
 
 PUB socket, two-frame messages ``[topic, payload]``:
 
-- topic ``<channel>:<SYMBOL>\\0`` with channel ``trade``, ``bbo`` or ``l2``. The NUL
+- topic ``<channel>:<SYMBOL>\\0`` with channel ``trade``, ``bbo``, ``l2`` or ``status``
+  (the symbol's trading phase, ``MdKind.STATUS``). The NUL
   ends every topic, so a ZeroMQ prefix subscription to ``l2:AAPL\\0`` cannot match
   ``l2:AAPLX\\0`` (symbols never contain NUL).
 - payload: one or more ``MD_DTYPE`` records (64 bytes each, little-endian, the engine's
@@ -35,14 +36,16 @@ class Channel(StrEnum):
     TRADE = "trade"
     BBO = "bbo"
     L2 = "l2"
+    STATUS = "status"
 
 
 CHANNEL_OF_KIND: dict[int, Channel] = {
     MdKind.TRADE: Channel.TRADE,
     MdKind.BBO: Channel.BBO,
     MdKind.L2_UPDATE: Channel.L2,
+    MdKind.STATUS: Channel.STATUS,
 }
-CHANNELS: tuple[Channel, ...] = (Channel.TRADE, Channel.BBO, Channel.L2)
+CHANNELS: tuple[Channel, ...] = (Channel.TRADE, Channel.BBO, Channel.L2, Channel.STATUS)
 HEARTBEAT_TOPIC = b"hb\0"
 BBO_BOARD_TOPIC = b"bbo*\0"
 
@@ -77,6 +80,7 @@ class SymbolSeqs(msgspec.Struct, array_like=True, frozen=True):
     trade_seq: int
     l2_seq: int
     bbo_seq: int
+    status_seq: int = 0  # last: a row of a sidecar that has no status channel still decodes
 
 
 class Heartbeat(msgspec.Struct, frozen=True):
@@ -98,7 +102,10 @@ class SnapshotRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class BookSnapshot(msgspec.Struct, frozen=True, tag="book"):
     """A symbol's whole displayed book, valid at ``l2_seq``: apply the L2 updates with a
-    greater seq. Levels are (price, quantity, order_count), best first."""
+    greater seq. Levels are (price, quantity, order_count), best first. ``phase`` is the
+    symbol's trading phase (``tradsys.wire.Phase``) as of ``status_seq``, the last STATUS
+    published; ``reopen_ns`` the engine-clock time a volatility auction ends by itself
+    (-1: only by a command). A status record with a greater seq supersedes them."""
 
     id: int
     symbol: str
@@ -109,6 +116,9 @@ class BookSnapshot(msgspec.Struct, frozen=True, tag="book"):
     bids: list[tuple[int, int, int]]
     asks: list[tuple[int, int, int]]
     time_ns: int
+    status_seq: int = 0
+    phase: int = 0
+    reopen_ns: int = -1
 
 
 class SnapshotError(msgspec.Struct, frozen=True, tag="error"):

@@ -4,7 +4,14 @@
 against. Both implement :class:`MatchingEngine` and the rules in docs/matching.md.
 """
 
-from tradsys.matching.api import Bbo, MatchingEngine, Output, Phase, snapshot_digest
+from tradsys.matching.api import (
+    Bbo,
+    MatchingEngine,
+    Output,
+    Phase,
+    StatusReason,
+    snapshot_digest,
+)
 from tradsys.matching.engine import CEngine
 from tradsys.matching.instrument import Instrument
 from tradsys.matching.reference import ReferenceEngine
@@ -17,5 +24,6 @@ __all__ = [
     "Output",
     "Phase",
     "ReferenceEngine",
+    "StatusReason",
     "snapshot_digest",
 ]

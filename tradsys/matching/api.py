@@ -20,9 +20,28 @@ Records = np.ndarray[Any, np.dtype[np.void]]
 
 
 class Phase(IntEnum):
+    """A symbol's trading phase (``enum ts_phase`` of native/book.h), also what a
+    ``tradsys.wire.MdKind.STATUS`` record carries. There is no closed phase: SESSION_CLOSE only
+    expires DAY orders."""
+
     CONTINUOUS = 1
     HALTED = 2
     AUCTION = 3
+
+
+class StatusReason(IntEnum):
+    """What changed the phase (``enum ts_md_status_reason`` of native/book.h, a STATUS
+    record's ``order_count``): the code of the control command, REOPEN_TIMER (the clock
+    passed a volatility auction's reopening time), or BREAKER (a trade beyond the
+    breaker band tripped the auction)."""
+
+    REOPEN_TIMER = 1
+    SESSION_OPEN = 2
+    HALT = 4
+    RESUME = 5
+    AUCTION_START = 6
+    AUCTION_UNCROSS = 7
+    BREAKER = 8
 
 
 class Output(NamedTuple):

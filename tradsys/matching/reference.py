@@ -18,7 +18,7 @@ from typing import Self
 import numpy as np
 
 from tradsys.matching import reference_snapshot
-from tradsys.matching.api import Bbo, Output, Phase, Records, snapshot_digest
+from tradsys.matching.api import Bbo, Output, Phase, Records, StatusReason, snapshot_digest
 from tradsys.matching.instrument import Instrument
 from tradsys.matching.reference_book import (
     AUCTION,
@@ -43,6 +43,7 @@ from tradsys.matching.reference_records import (
     MAKER,
     MD_BBO,
     MD_L2,
+    MD_STATUS,
     MD_TRADE,
     TAKER,
     Command,
@@ -75,7 +76,14 @@ from tradsys.matching.reference_rules import (
     would_take,
 )
 from tradsys.matching.snapshot_layout import LEVEL_DTYPE
-from tradsys.wire import COMMAND_DTYPE, CancelReason, CommandKind, ControlCode, RejectReason, Side
+from tradsys.wire import (
+    COMMAND_DTYPE,
+    CancelReason,
+    CommandKind,
+    ControlCode,
+    RejectReason,
+    Side,
+)
 
 R = RejectReason
 C = CancelReason
@@ -256,6 +264,17 @@ class ReferenceEngine:
         book.trade_seq += 1
         row = (MD_TRADE, taker_side, 0, book.symbol_id, book.trade_seq, price, qty, 0, 0, 0, 0,
                self._clock)  # fmt: skip
+        self._md.append(row)
+
+    def _set_phase(self, book: SymbolBook, phase: int, reason: StatusReason) -> None:
+        """Every phase change goes through here: it is a STATUS record at once, in
+        order with the trade prints (L2 and BBO follow at the command's end)."""
+        before, book.phase = book.phase, phase
+        if before == phase:
+            return
+        book.status_seq += 1
+        row = (MD_STATUS, 0, 0, book.symbol_id, book.status_seq, phase, before, book.reopen_ns,
+               0, int(reason), 0, self._clock)  # fmt: skip
         self._md.append(row)
 
     def _flush_md(self) -> None:
@@ -454,8 +473,8 @@ class ReferenceEngine:
                 self._cancelled(taker, C.SELF_TRADE)
                 return "self-trade"
             if trips_breaker(book, ref, level.price):
-                book.phase = AUCTION
                 book.reopen_ns = min(self._clock + book.breaker_halt_ns, INT64_MAX)
+                self._set_phase(book, AUCTION, StatusReason.BREAKER)
                 return "breaker"
             qty = min(taker.leaves, maker.visible)
             taker.leaves -= qty
@@ -593,26 +612,26 @@ class ReferenceEngine:
         code = c.control
         if code == ControlCode.SESSION_OPEN:
             if book.phase != CONTINUOUS:
-                self._uncross(book)  # never reopen a crossed book
+                self._uncross(book, StatusReason.SESSION_OPEN)  # never reopen a crossed book
         elif code == ControlCode.SESSION_CLOSE:
             sym = book.symbol_id
             day = (o for o in self._orders.values() if o.symbol_id == sym and o.tif == DAY)
             self._cancel_all(day, C.EXPIRED)
         elif code == ControlCode.HALT:
-            book.phase = HALTED
             book.reopen_ns = NO_REOPEN
+            self._set_phase(book, HALTED, StatusReason.HALT)
         elif code == ControlCode.RESUME:
             if book.phase != HALTED:
                 raise self._reject(c, R.INVALID_COMMAND, book.symbol_id)
-            self._uncross(book)
+            self._uncross(book, StatusReason.RESUME)
         elif code == ControlCode.AUCTION_START:
             if book.phase == AUCTION:
                 raise self._reject(c, R.INVALID_COMMAND, book.symbol_id)
-            book.phase = AUCTION
+            self._set_phase(book, AUCTION, StatusReason.AUCTION_START)
         elif code == ControlCode.AUCTION_UNCROSS:
             if book.phase != AUCTION:
                 raise self._reject(c, R.INVALID_COMMAND, book.symbol_id)
-            self._uncross(book)
+            self._uncross(book, StatusReason.AUCTION_UNCROSS)
 
     def _clock_tick(self, c: Command) -> None:
         if c.time_ns < self._clock:
@@ -626,13 +645,13 @@ class ReferenceEngine:
                 self._cancelled(order, C.EXPIRED)
         for book in self._books.values():
             if book.phase == AUCTION and NO_REOPEN != book.reopen_ns <= self._clock:
-                self._uncross(book)
+                self._uncross(book, StatusReason.REOPEN_TIMER)
 
     # ---- auction -----------------------------------------------------------------------
 
-    def _uncross(self, book: SymbolBook) -> None:
+    def _uncross(self, book: SymbolBook, reason: StatusReason) -> None:
         """Trade the crossed part of the book at the single auction price, then reopen
-        continuous trading and check the stops."""
+        continuous trading (``reason``: what ends the call or halt) and check the stops."""
         while True:
             price, volume = auction_price(book)
             if volume == 0:
@@ -659,6 +678,6 @@ class ReferenceEngine:
             book.static_reference = price
             if not book.is_crossed():
                 break
-        book.phase = CONTINUOUS
         book.reopen_ns = NO_REOPEN
+        self._set_phase(book, CONTINUOUS, reason)
         self._run_stops(book)

@@ -175,6 +175,7 @@ class SymbolBook:
         self.trade_seq = 0
         self.l2_seq = 0
         self.bbo_seq = 0
+        self.status_seq = 0
         self.last_bbo: tuple[int, int, int, int] = (0, 0, 0, 0)
         self.bids = BookSide(is_bid=True)
         self.asks = BookSide(is_bid=False)

@@ -21,6 +21,7 @@ EV_ACCEPTED, EV_REJECTED, EV_TRADE, EV_CANCELLED, EV_REPLACED, EV_TRIGGERED = (
 )
 MAKER, TAKER, DONE = int(EventFlag.MAKER), int(EventFlag.TAKER), int(EventFlag.DONE)
 MD_L2, MD_TRADE, MD_BBO = int(MdKind.L2_UPDATE), int(MdKind.TRADE), int(MdKind.BBO)
+MD_STATUS = int(MdKind.STATUS)
 
 # ts_event and ts_md as struct formats, pads included (written as zeros)
 EVENT_FORMAT = struct.Struct("<BBBBIIIQQqqqQ")

@@ -47,6 +47,7 @@ _STATE_FIELDS = (
     "trade_seq",
     "l2_seq",
     "bbo_seq",
+    "status_seq",
 )
 _BBO_FIELDS = ("bbo_bid_price", "bbo_bid_quantity", "bbo_ask_price", "bbo_ask_quantity")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 SNAPSHOT_MAGIC = 0x3130504E53535354
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: ts_snap_symbol.status_seq
 
 
 def _struct(fields: list[tuple[str, str, int]], itemsize: int) -> np.dtype[np.void]:
@@ -67,8 +67,9 @@ SNAP_SYMBOL_DTYPE = _struct(
         ("bbo_ask_price", "<i8", 72),
         ("bbo_ask_quantity", "<i8", 80),
         ("n_orders", "<u8", 88),
+        ("status_seq", "<u8", 96),
     ],
-    96,
+    104,
 )
 
 SNAP_ORDER_DTYPE = _struct(
