@@ -208,7 +208,7 @@ typedef struct model_order {
 
 typedef struct checker {
     uint64_t exec_id;
-    uint64_t md_seq[N_SYMBOLS + 1][4]; /* per symbol, per md kind */
+    uint64_t md_seq[N_SYMBOLS + 1][8]; /* per symbol, per md kind */
     model_order *orders;               /* indexed by order id (< max_id) */
     uint64_t max_id;
     uint8_t maybe_crossed[N_SYMBOLS + 1];
@@ -292,7 +292,8 @@ static void check_output(checker *k, const ts_event *ev, uint64_t nev, const ts_
     }
     for (uint64_t i = 0; i < nmd && !g_failed; i++) {
         const ts_md *r = &md[i];
-        EXPECT(r->symbol_id >= 1 && r->symbol_id <= N_SYMBOLS && r->kind >= 1 && r->kind <= 3,
+        EXPECT(r->symbol_id >= 1 && r->symbol_id <= N_SYMBOLS &&
+                   ((r->kind >= 1 && r->kind <= 3) || r->kind == TS_MD_STATUS),
                "md symbol/kind");
         if (g_failed) return;
         EXPECT(r->seq == ++k->md_seq[r->symbol_id][r->kind], "md seq gap on symbol %u kind %u",
@@ -300,6 +301,11 @@ static void check_output(checker *k, const ts_event *ev, uint64_t nev, const ts_
         EXPECT(r->_pad0 == 0 && r->_pad1 == 0, "md pad");
         if (r->kind == TS_MD_L2_UPDATE)
             EXPECT((r->quantity == 0) == (r->order_count == 0) && r->quantity >= 0, "L2 shape");
+        if (r->kind == TS_MD_STATUS)
+            EXPECT(r->price >= TS_PHASE_CONTINUOUS && r->price <= TS_PHASE_AUCTION &&
+                       r->quantity >= TS_PHASE_CONTINUOUS && r->quantity <= TS_PHASE_AUCTION &&
+                       r->price != r->quantity,
+                   "STATUS shape");
     }
 }
 

@@ -56,15 +56,17 @@ class ThreadWorker:
         return self.code
 
 
-def feed(rig: ShardRig, commands: np.ndarray, events_wanted: int) -> None:
-    """Push every command and collect output until ``events_wanted`` events came."""
+def feed(rig: ShardRig, commands: np.ndarray, events_wanted: int, md_wanted: int = 0) -> None:
+    """Push every command and collect output until ``events_wanted`` events (and
+    ``md_wanted`` md records: a batch's md is pushed after its events) came."""
     pushed = 0
     deadline = time.monotonic() + JOIN_S
     while time.monotonic() < deadline:
         if pushed < len(commands):
             pushed += rig.push(commands[pushed : pushed + 512])
         rig.collect(wait_s=0.01)
-        if pushed == len(commands) and rig.n_events >= events_wanted:
+        n_md = len(rig.md_bytes) // 64
+        if pushed == len(commands) and rig.n_events >= events_wanted and n_md >= md_wanted:
             return
     raise AssertionError(f"only {rig.n_events} of {events_wanted} events arrived")
 
@@ -93,7 +95,7 @@ def test_worker_gives_the_engines_events_and_market_data(rig: ShardRig) -> None:
     commands = mixed_stream(20_000, seed=21)
     engine, events, md = reference_output(commands)
     worker = ThreadWorker(rig.spec(snapshot_every=6000, segment_bytes=1 << 20))
-    feed(rig, commands, len(events))
+    feed(rig, commands, len(events), len(md))
     assert rig.received_events().tobytes() == events.tobytes()
     assert rig.received_md().tobytes() == md.tobytes()
     ctl = rig.ctl
@@ -120,7 +122,7 @@ def test_restart_recovers_from_the_snapshot_and_carries_on(rig: ShardRig) -> Non
     assert stop(rig, worker) == EXIT_OK
     rig.ctl.clear_stop()  # as a supervisor does before it starts a worker again
     worker = ThreadWorker(rig.spec(durability="none"))
-    feed(rig, commands[7000:], len(events))
+    feed(rig, commands[7000:], len(events), len(md))
     assert rig.ctl.recovered_from_seq == 7000
     assert rig.ctl.replayed == 0
     assert rig.ctl.reemitted_events == 0

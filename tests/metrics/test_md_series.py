@@ -68,6 +68,7 @@ def test_md_series_move_when_trades_flow(instance: str, tmp_path: Path) -> None:
             "trade": int((kinds == MdKind.TRADE).sum()),
             "bbo": int((kinds == MdKind.BBO).sum()),
             "l2": int((kinds == MdKind.L2_UPDATE).sum()),
+            "status": int((kinds == MdKind.STATUS).sum()),
         }
         assert min(want.values()) > 0
         rig.send(0, cmds)
