@@ -10,6 +10,7 @@
  * Restore trusts nothing: every record is checked (ranges, pad bytes, ordering,
  * uniqueness, counts), so a corrupt or hand-made snapshot is refused, not half-loaded.
  */
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "book_internal.h"
@@ -167,12 +168,16 @@ static int restore_into(ts_engine *e, const unsigned char *p, uint64_t len) {
     if (len < sizeof(ts_snap_header)) return TS_ENG_ERR_BAD_SNAPSHOT;
     ts_snap_header h;
     memcpy(&h, p, sizeof h);
-    if (h.magic != TS_SNAPSHOT_MAGIC || h.version != TS_SNAPSHOT_VERSION || h._pad0 != 0 ||
-        h.clock_ns < 0 || h.n_symbols > TS_MAX_BOOKS)
+    if (h.magic != TS_SNAPSHOT_MAGIC || h.version < 1 || h.version > TS_SNAPSHOT_VERSION ||
+        h._pad0 != 0 || h.clock_ns < 0 || h.n_symbols > TS_MAX_BOOKS)
         return TS_ENG_ERR_BAD_SNAPSHOT;
+    /* version 1 (before the status channel) ends its symbol record before status_seq: a
+     * data directory written by an older engine still restores, its status seqs from 0 */
+    const size_t sym_size =
+        h.version == 1 ? offsetof(ts_snap_symbol, status_seq) : sizeof(ts_snap_symbol);
     /* exact length, checked before trusting any count */
     uint64_t rest = len - sizeof h;
-    uint64_t fixed = (uint64_t)h.n_symbols * (sizeof(ts_instrument) + sizeof(ts_snap_symbol));
+    uint64_t fixed = (uint64_t)h.n_symbols * (sizeof(ts_instrument) + sym_size);
     if (rest < fixed || (rest - fixed) % sizeof(ts_snap_order) != 0 ||
         (rest - fixed) / sizeof(ts_snap_order) != h.total_orders)
         return TS_ENG_ERR_BAD_SNAPSHOT;
@@ -203,9 +208,9 @@ static int restore_into(ts_engine *e, const unsigned char *p, uint64_t len) {
         ts_instrument ins;
         memcpy(&ins, q, sizeof ins);
         q += sizeof ins;
-        ts_snap_symbol s;
-        memcpy(&s, q, sizeof s);
-        q += sizeof s;
+        ts_snap_symbol s = {0};
+        memcpy(&s, q, sym_size);
+        q += sym_size;
         if (ins._pad0 != 0 || ins.symbol_id <= prev_id || s.symbol_id != ins.symbol_id ||
             !zero_bytes(s._pad0, sizeof s._pad0))
             FAIL(TS_ENG_ERR_BAD_SNAPSHOT);
