@@ -578,6 +578,24 @@ int ts_gateway_mass_cancel(ts_gateway *gw, uint32_t account_id) {
     return rc;
 }
 
+int ts_gateway_market_control(ts_gateway *gw, uint32_t symbol_id, uint8_t control) {
+    /* the pump keeps the clock (CLOCK_TICK); the rest is the operator's */
+    if (control < TS_CTL_SESSION_OPEN || control > TS_CTL_AUCTION_UNCROSS)
+        return TS_GW_ERR_ARGUMENT;
+    control_lock(gw);
+    int rc = TS_GW_OK;
+    ts_command c = {.kind = TS_CMD_CONTROL, .control = control, .symbol_id = symbol_id};
+    if (symbol_id) {
+        uint32_t k = gw_keymap_get(&gw->instr_map, symbol_id);
+        if (k == GW_NONE) rc = TS_GW_ERR_UNKNOWN;
+        else gw_backlog_add(&gw->shards[gw->instr[k].shard].backlog, &c);
+    } else {
+        for (uint32_t i = 0; i < gw->n_shards; i++) gw_backlog_add(&gw->shards[i].backlog, &c);
+    }
+    control_unlock(gw);
+    return rc;
+}
+
 /* ---- reading ------------------------------------------------------------------------- */
 
 static int64_t clamp64(gw_wide v) {

@@ -191,6 +191,14 @@ int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on);
  * already sent; blocks nothing (see ts_gateway_kill for that). */
 int ts_gateway_mass_cancel(ts_gateway *gw, uint32_t account_id);
 
+/* The operator's trading-phase control for one symbol (symbol_id > 0) or for every
+ * symbol of every shard (0): control is a ts_control_code from SESSION_OPEN to
+ * AUCTION_UNCROSS (HALT, RESUME, AUCTION_START, ...; CLOCK_TICK is the pump's own). The
+ * CONTROL command reaches the symbol's shard after every command already sent; the engine
+ * answers with its STATUS market data, or rejects a control its phase does not allow.
+ * TS_GW_ERR_UNKNOWN for a symbol the gateway does not route, ARGUMENT for another code. */
+int ts_gateway_market_control(ts_gateway *gw, uint32_t symbol_id, uint8_t control);
+
 /* One pass over every session and shard; returns the records moved (0 = idle). Reads
  * CLOCK_MONOTONIC once, for the throttles. _at takes the time from the caller (tests). */
 uint64_t ts_gateway_poll(ts_gateway *gw, uint32_t max_batch);

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tradsys import __version__, cli_latency, cli_md, cli_order, cli_tune
+from tradsys import __version__, cli_admin, cli_latency, cli_md, cli_order, cli_tune
 from tradsys.config import Config, ConfigError, load_config
 from tradsys.ring import find_stale, instance_segments, reclaim_stale
 
@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     shm.add_argument("--instance", help="only this instance's segments")
     shm.set_defaults(func=cmd_shm)
     cli_order.register(sub)
+    cli_admin.register(sub)
 
     cli_tune.register(sub)
     cli_md.register(sub)

@@ -176,6 +176,47 @@ static void test_table_churn(void) {
     rig_free(&r);
 }
 
+/* The operator's phase controls: a HALT for symbol 2 reaches its shard (1 of 2) after
+ * the order already sent and before one still in its session's ring (as a kill switch's
+ * MASS_CANCEL does); one for every symbol (0) reaches both shards; a symbol the
+ * gateway does not route, and the pump's own CLOCK_TICK or an unknown code, are refused
+ * and send nothing. */
+static void test_market_control(void) {
+    rig r;
+    rig_init(&r, 2, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 64);
+    ts_command n = rig_new(1, 2, TS_SIDE_BUY, 1000, 1);
+    ts_ring_push(c.in, &n, 1);
+    ts_gateway_poll_at(r.gw, 0, 1); /* the order is sent (staged, pushed) */
+    n.order_id = 2;
+    ts_ring_push(c.in, &n, 1); /* and one more waits in the session's ring */
+    CHECK_EQ(ts_gateway_market_control(r.gw, 2, TS_CTL_HALT), TS_GW_OK);
+    ts_gateway_poll_at(r.gw, 0, 1);
+    ts_command got[4];
+    CHECK_EQ(pop_cmds(r.cmd[1], got, 4), 3);
+    CHECK_EQ(got[0].kind, TS_CMD_NEW_ORDER); /* sent before the control */
+    CHECK_EQ(got[1].kind, TS_CMD_CONTROL);   /* then the control, ahead of the intake */
+    CHECK_EQ(got[1].control, TS_CTL_HALT);
+    CHECK_EQ(got[1].symbol_id, 2);
+    CHECK_EQ(got[2].kind, TS_CMD_NEW_ORDER);
+    CHECK_EQ(pop_cmds(r.cmd[0], got, 4), 0);
+    CHECK_EQ(ts_gateway_market_control(r.gw, 0, TS_CTL_RESUME), TS_GW_OK);
+    ts_gateway_poll_at(r.gw, 0, 2);
+    for (int shard = 0; shard < 2; shard++) {
+        CHECK_EQ(pop_cmds(r.cmd[shard], got, 4), 1);
+        CHECK(got[0].kind == TS_CMD_CONTROL && got[0].control == TS_CTL_RESUME);
+        CHECK_EQ(got[0].symbol_id, 0);
+    }
+    CHECK_EQ(ts_gateway_market_control(r.gw, 99, TS_CTL_HALT), TS_GW_ERR_UNKNOWN);
+    CHECK_EQ(ts_gateway_market_control(r.gw, 1, TS_CTL_CLOCK_TICK), TS_GW_ERR_ARGUMENT);
+    CHECK_EQ(ts_gateway_market_control(r.gw, 1, 8), TS_GW_ERR_ARGUMENT);
+    ts_gateway_poll_at(r.gw, 0, 3);
+    CHECK_EQ(pop_cmds(r.cmd[0], got, 4) + pop_cmds(r.cmd[1], got, 4), 0);
+    rig_free(&r);
+}
+
 static void test_kill_and_disconnect(void) {
     rig r;
     rig_init(&r, 2, 64, 32, 64);
@@ -647,6 +688,7 @@ int main(void) {
         {"rejects_never_reach_a_shard", test_rejects_never_reach_a_shard},
         {"table_churn", test_table_churn},
         {"kill_and_disconnect", test_kill_and_disconnect},
+        {"market_control", test_market_control},
         {"backpressure", test_backpressure},
         {"pool_limit", test_pool_limit},
         {"run_parks_and_wakes", test_run_parks_and_wakes},

@@ -4,7 +4,7 @@ its own acks and fills with the right quantities and prices. Stopping leaves not
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -23,10 +23,13 @@ from tradsys.ring import instance_segments
 pytestmark = pytest.mark.multiprocess
 
 
-def e2e_config(instance: str, data_dir: Path) -> Config:
-    accounts = account_tables(KEYS)
-    return parse_config(
-        f"""
+def e2e_config_text(
+    instance: str, data_dir: Path, account_extra: Callable[[int], str] = lambda i: ""
+) -> str:
+    """Two shards (ACME on 0, ZETA on 1), TCP on a free port, md off, the test accounts
+    with ``account_extra(id)`` added to each."""
+    accounts = account_tables(KEYS, account_extra)
+    return f"""
 [engine]
 instance = "{instance}"
 data_dir = "{data_dir}"
@@ -58,9 +61,11 @@ heartbeat_ms = 500
 
 [md]
 enabled = false
-{accounts}""",
-        "e2e",
-    )
+{accounts}"""
+
+
+def e2e_config(instance: str, data_dir: Path) -> Config:
+    return parse_config(e2e_config_text(instance, data_dir), "e2e")
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ import uvloop
 
 from tradsys import logs
 from tradsys.config import Config, ConfigError
+from tradsys.cores.gateway_admin import AdminEdge, admin_socket_path
 from tradsys.cores.gateway_auth import Credentials
 from tradsys.cores.gateway_colocated import ColocatedEdge
 from tradsys.cores.gateway_rings import RingMaker, reclaim_stale_keeping_unread
@@ -105,26 +106,41 @@ class GatewayServer:
             unacked_max=gw.tcp_unacked_max,
         )
         self.gc = GcMonitor()
+        # the operator's channel (tradsys admin), over the native core's controls
+        self.admin = (
+            AdminEdge(config, core, credentials, on_config=self._set_config)
+            if isinstance(core, GatewayCore)
+            else None
+        )
         self.unix_path = unix_socket_path(config)
         self.tcp_address = ""
         self._servers: list[asyncio.Server] = []
         self._tick: asyncio.TimerHandle | None = None
 
-    async def start(self) -> None:
-        """Bind the Unix socket and the TCP port, start the heartbeat tick."""
-        path = self.unix_path
+    def _set_config(self, config: Config) -> None:
+        self.config = config  # reloaded accounts: the stats name them
+
+    async def _serve_unix(self, path: Path, handle: Any) -> None:
+        """Bind a Unix socket, created 0600 (owner only), replacing a dead gateway's."""
         if len(os.fsencode(path)) >= 108:
             raise ConfigError(
-                f"gateway.unix_socket {path} is {len(os.fsencode(path))} bytes; a Unix socket "
-                "path must be under 108: use a shorter data_dir or an absolute unix_socket"
+                f"the gateway's socket {path} is {len(os.fsencode(path))} bytes; a Unix "
+                "socket path must be under 108: use a shorter data_dir or an absolute "
+                "unix_socket"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         self._remove_stale_socket(path)
-        old_umask = os.umask(0o177)  # the socket file is created 0600: owner only
+        old_umask = os.umask(0o177)
         try:
-            self._servers.append(await asyncio.start_unix_server(self.colocated.handle, path))
+            self._servers.append(await asyncio.start_unix_server(handle, path))
         finally:
             os.umask(old_umask)
+
+    async def start(self) -> None:
+        """Bind the Unix sockets and the TCP port, start the heartbeat tick."""
+        await self._serve_unix(self.unix_path, self.colocated.handle)
+        if self.admin is not None:
+            await self._serve_unix(admin_socket_path(self.config), self.admin.handle)
         if self.config.gateway.tcp_listen:
             host, port = parse_listen(self.config.gateway.tcp_listen)
             loop = asyncio.get_running_loop()
@@ -174,6 +190,8 @@ class GatewayServer:
             "tcp_writes_paused": sum(c.write_paused for c in tcp.connections),
             "tcp_acks": tcp.acks,
             "tcp_bad_acks": tcp.bad_acks,
+            "admin_requests": self.admin.requests if self.admin else 0,
+            "admin_refused": self.admin.refused if self.admin else 0,
             "gc": self.gc.stats(),
         }
         core_stats = getattr(self.core, "stats", None)
@@ -201,6 +219,8 @@ class GatewayServer:
         self._servers.clear()
         self.table.close_all()
         self.unix_path.unlink(missing_ok=True)
+        if self.admin is not None:
+            admin_socket_path(self.config).unlink(missing_ok=True)
         for _ in range(1000):  # the pump finishes its passes within milliseconds
             if not self.table.reap():
                 break

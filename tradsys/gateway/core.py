@@ -60,7 +60,7 @@ from tradsys.metrics.latency_segment import (
     shard_segment_name,
 )
 from tradsys.ring import Ring, WaitStrategy, segment_name
-from tradsys.wire import EVENT_DTYPE, LAYOUT_VERSION, RECORD_SIZE, RejectReason
+from tradsys.wire import EVENT_DTYPE, LAYOUT_VERSION, RECORD_SIZE, ControlCode, RejectReason
 
 log = logging.getLogger("tradsys.gateway")
 
@@ -344,6 +344,18 @@ class GatewayCore:
         if account_id is not None and account_id <= 0:
             raise GatewayError(f"mass_cancel: account id {account_id} must be > 0 (None = all)")
         _check(lib.ts_gateway_mass_cancel(self._gw, account_id or 0), f"mass_cancel {account_id}")
+
+    def market_control(self, symbol_id: int | None, control: ControlCode) -> None:
+        """The operator's trading-phase control (HALT, RESUME, AUCTION_START, ...) for one
+        symbol, or for every symbol of every shard (None), after every command already
+        sent. The engine answers with the symbol's STATUS market data (or rejects a
+        control its phase does not allow, which changes nothing)."""
+        if control == ControlCode.CLOCK_TICK:
+            raise GatewayError("market_control: the clock is the gateway's own")
+        _check(
+            lib.ts_gateway_market_control(self._gw, symbol_id or 0, int(control)),
+            f"market control {ControlCode(control).name} of symbol {symbol_id}",
+        )
 
     def account_state(self, account_id: int) -> AccountState:
         out = ffi.new("ts_account_state *")

@@ -1,0 +1,140 @@
+"""Through the Supervisor and the real gateway process: an operator's ``tradsys admin``
+commands reach the running gateway over its admin socket and take effect at once -- a
+symbol halted and resumed, an account's kill switch on and off, account limits reloaded
+from the edited config file -- and every refusal names its reason and changes nothing."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from tests.client.edge_rig import KEYS
+from tests.cores.test_gateway_e2e import e2e_config_text
+from tradsys import cli
+from tradsys.client.events import Ack, Cancelled
+from tradsys.client.orders import OrderClient, OrderRejected
+from tradsys.config import load_config
+from tradsys.cores.gateway_admin import Reload, admin_socket_path
+from tradsys.cores.sidecar import read_announcement
+from tradsys.cores.supervisor import Supervisor
+from tradsys.wire import RejectReason
+
+pytestmark = pytest.mark.multiprocess
+
+
+def _config_text(instance: str, data_dir: Path, max_order_qty: int = 0) -> str:
+    return e2e_config_text(instance, data_dir, lambda i: f"max_order_qty = {max_order_qty}\n")
+
+
+class Instance:
+    """A running instance, its config file, and an admin command line against it."""
+
+    def __init__(self, path: Path, sup: Supervisor) -> None:
+        self.path = path
+        self.sup = sup
+        ann = read_announcement(sup.config, "gateway")
+        assert ann is not None
+        self.unix_socket = str(ann["unix_socket"])
+
+    def admin(self, *args: str) -> int:
+        return cli.main(["admin", *args, "--config", str(self.path)])
+
+
+@pytest.fixture
+def running(instance: str, tmp_path: Path) -> Iterator[Instance]:
+    path = tmp_path / "instance.toml"
+    path.write_text(_config_text(instance, tmp_path / "data"))
+    sup = Supervisor(load_config(str(path)), log=lambda line: None)
+    sup.start()
+    try:
+        yield Instance(path, sup)
+    finally:
+        sup.stop()
+
+
+def _rejected(client: OrderClient, qty: int, symbol: str = "ACME") -> RejectReason | None:
+    """The reject reason of a buy of qty, or None if it was acknowledged."""
+    try:
+        ev = client.wait_for(client.submit(symbol, "buy", qty, 90))
+    except OrderRejected as exc:
+        return RejectReason(exc.reason)
+    assert isinstance(ev, Ack), ev
+    return None
+
+
+def test_halt_and_resume_a_symbol(running: Instance, capsys: pytest.CaptureFixture[str]) -> None:
+    with OrderClient.connect(running.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
+        assert _rejected(alice, 1) is None
+        assert running.admin("halt", "ACME") == 0
+        assert "halt sent for ACME" in capsys.readouterr().out
+        assert _rejected(alice, 1) == RejectReason.HALTED
+        assert _rejected(alice, 1, "ZETA") is None  # the other symbol trades on
+        assert running.admin("resume", "--all") == 0
+        assert _rejected(alice, 1) is None
+
+
+def test_kill_switch_on_and_off(running: Instance) -> None:
+    with OrderClient.connect(running.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
+        resting = alice.submit("ACME", "buy", 3, 90)
+        alice.wait_for(resting)
+        assert running.admin("kill", "acct1") == 0
+        assert isinstance(alice.wait_for(resting, (Cancelled,)), Cancelled)
+        assert _rejected(alice, 1) == RejectReason.KILL_SWITCH
+        with OrderClient.connect(running.unix_socket, account_id=2, api_key=KEYS[2]) as bob:
+            assert _rejected(bob, 1) is None  # only alice's account
+        assert running.admin("kill", "acct1", "--off") == 0
+        assert _rejected(alice, 1) is None
+
+
+def test_reload_applies_the_edited_limits(
+    running: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with OrderClient.connect(running.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
+        assert _rejected(alice, 10) is None
+        config = running.sup.config
+        running.path.write_text(_config_text(config.engine.instance, config.engine.data_dir, 5))
+        assert running.admin("reload") == 0
+        assert f"{len(KEYS)} account(s) reloaded" in capsys.readouterr().out
+        assert _rejected(alice, 10) == RejectReason.MAX_ORDER_QTY
+        assert _rejected(alice, 5) is None
+        # a limit the gateway refuses: nothing is applied, the reason is printed
+        running.path.write_text(_config_text(config.engine.instance, config.engine.data_dir, -1))
+        assert running.admin("reload") == 1
+        assert "max_order_qty" in capsys.readouterr().err
+        assert _rejected(alice, 10) == RejectReason.MAX_ORDER_QTY
+
+
+def test_refusals_name_their_reason(running: Instance, capsys: pytest.CaptureFixture[str]) -> None:
+    assert running.admin("halt", "NOPE") == 1
+    assert "unknown symbol 'NOPE'" in capsys.readouterr().err
+    assert running.admin("kill", "nobody") == 1
+    assert "no account 'nobody'" in capsys.readouterr().err
+    assert _raw(running, b'{"op": "explode"}\n').startswith(b'{"ok":false,"error":"malformed')
+    # the gateway checks what it is sent, whoever sent it: a negative limit is refused
+    bad = msgspec.json.encode(
+        Reload([msgspec.structs.replace(running.sup.config.accounts[0], max_order_qty=-1)])
+    )
+    assert b"max_order_qty" in _raw(running, bad + b"\n")
+    with OrderClient.connect(running.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
+        assert _rejected(alice, 1) is None  # nothing changed
+
+
+def _raw(running: Instance, request: bytes) -> bytes:
+    """One request written straight to the admin socket; the reply line."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(admin_socket_path(running.sup.config)))
+        sock.sendall(request)
+        return sock.makefile("rb").readline()
+
+
+def test_no_running_instance_is_a_user_error(
+    tmp_path: Path, instance: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "instance.toml"
+    path.write_text(_config_text(instance, tmp_path / "data"))
+    assert cli.main(["admin", "halt", "ACME", "--config", str(path)]) == 1
+    assert "no gateway answers" in capsys.readouterr().err

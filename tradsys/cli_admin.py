@@ -1,0 +1,118 @@
+"""`tradsys admin`: an operator's commands to a running instance's gateway.
+
+    tradsys admin kill alice            # kill switch: cancel alice's orders, block new ones
+    tradsys admin kill --all --off      # lift the global kill switch
+    tradsys admin mass-cancel bob       # cancel bob's resting orders, block nothing
+    tradsys admin reload                # account limits and keys from the config file
+    tradsys admin halt ACME             # trading phases: halt, resume, auction-start,
+    tradsys admin resume --all          #   auction-uncross, session-open, session-close
+
+Accounts by name or id, symbols by name. Exit 0 when the gateway carried the command
+out, 1 when it refused it (the reason is printed) or the instance is not running, 2 on
+an internal error. See tradsys/cores/gateway_admin.py for the socket and its requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_USER_ERROR = 0, 1
+
+
+def register(subparsers: Any) -> None:
+    """Add ``admin`` to the `tradsys` parser."""
+    from tradsys.cores.gateway_admin import ACTIONS
+
+    p = subparsers.add_parser(
+        "admin",
+        help="operator commands to a running gateway: kill switch, reload, halt/resume",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="admin_command", required=True)
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        c: argparse.ArgumentParser = sub.add_parser(name, help=text)
+        c.add_argument("--config", help="the instance's TOML config (default: built-in)")
+        return c
+
+    kill = command("kill", "kill switch: cancel the account's orders and block new ones")
+    _who(kill)
+    kill.add_argument("--off", action="store_true", help="lift the kill switch instead")
+    kill.set_defaults(func=cmd_kill)
+    cancel = command("mass-cancel", "cancel the account's resting orders (blocks nothing)")
+    _who(cancel)
+    cancel.set_defaults(func=cmd_mass_cancel)
+    reload = command("reload", "reload every [[account]]'s limits and API key from --config")
+    reload.set_defaults(func=cmd_reload)
+    for action in ACTIONS:
+        m = command(action, f"send {action.upper().replace('-', '_')} to the symbol's shard")
+        target = m.add_mutually_exclusive_group(required=True)
+        target.add_argument("symbol", nargs="?", help="the symbol, by name")
+        target.add_argument("--all", action="store_true", help="every symbol of every shard")
+        m.set_defaults(func=cmd_market, action=action)
+
+
+def _who(p: argparse.ArgumentParser) -> None:
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("account", nargs="?", help="the account, by name or id")
+    target.add_argument("--all", action="store_true", help="every account (the global switch)")
+
+
+def _account_id(config: Any, who: str | None) -> int | None:
+    from tradsys.cli import UserError
+
+    if who is None:
+        return None
+    for acc in config.accounts:
+        if who == acc.name or who == str(acc.id):
+            return int(acc.id)
+    names = ", ".join(f"{a.name} ({a.id})" for a in config.accounts) or "none"
+    raise UserError(f"no account {who!r} in the config; it has: {names}")
+
+
+def _send(args: argparse.Namespace, make: Any) -> int:
+    """Load the config, build the request from it, send it, print the outcome."""
+    from tradsys.cli import UserError
+    from tradsys.config import ConfigError, load_config
+    from tradsys.cores import gateway_admin
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        reply = gateway_admin.request(config, make(config))
+    except ConnectionError as exc:
+        raise UserError(str(exc)) from None
+    if not reply.get("ok"):
+        print(f"tradsys admin: refused: {reply.get('error')}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(reply.get("done", "done"))
+    return EXIT_OK
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    from tradsys.cores.gateway_admin import Kill
+
+    return _send(args, lambda c: Kill(_account_id(c, args.account), on=not args.off))
+
+
+def cmd_mass_cancel(args: argparse.Namespace) -> int:
+    from tradsys.cores.gateway_admin import MassCancel
+
+    return _send(args, lambda c: MassCancel(_account_id(c, args.account)))
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from tradsys.cores.gateway_admin import Reload
+
+    return _send(args, lambda c: Reload(list(c.accounts)))
+
+
+def cmd_market(args: argparse.Namespace) -> int:
+    from tradsys.cores.gateway_admin import Market
+
+    return _send(args, lambda c: Market(args.action, None if args.all else args.symbol))

@@ -1,0 +1,211 @@
+"""The operator's channel to a running gateway: kill switches, mass cancels, account
+limits reloaded from a config file, and symbols' trading phases (halt, resume, auction),
+without a restart and without a trading session.
+
+A Unix socket beside the colocated one (``<instance dir>/admin.sock``, created 0600 and
+checked with SO_PEERCRED: only the gateway's own user), one JSON request and one JSON
+reply per connection, each a line:
+
+    {"op": "kill", "account": 1, "on": true}      -> {"ok": true, "done": "..."}
+    {"op": "market", "action": "halt", "symbol": "ACME"}
+    {"op": "reload", "accounts": [...]}            (the [[account]] sections, parsed)
+    {"op": "nope"}                                 -> {"ok": false, "error": "..."}
+
+A request is checked whole before anything is applied, and a refused one changes
+nothing. ``tradsys admin`` (tradsys/cli_admin.py) is the command line for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from tradsys.config import AccountSection, Config
+from tradsys.cores.gateway_auth import Credentials, LoginRefusedError, check_peer
+from tradsys.gateway import GatewayCore, GatewayError
+from tradsys.wire import ControlCode
+
+log = logging.getLogger("tradsys.gateway")
+
+ADMIN_SOCKET = "admin.sock"
+MAX_REQUEST = 1 << 20  # a reload carries every account: generous, still bounded
+TIMEOUT_S = 5.0
+
+ACTIONS = {
+    "halt": ControlCode.HALT,
+    "resume": ControlCode.RESUME,
+    "auction-start": ControlCode.AUCTION_START,
+    "auction-uncross": ControlCode.AUCTION_UNCROSS,
+    "session-open": ControlCode.SESSION_OPEN,
+    "session-close": ControlCode.SESSION_CLOSE,
+}
+
+
+class Kill(msgspec.Struct, tag="kill", forbid_unknown_fields=True):
+    """Kill switch of one account (None: the global one); off again with on=False."""
+
+    account: int | None = None
+    on: bool = True
+
+
+class MassCancel(msgspec.Struct, tag="mass_cancel", forbid_unknown_fields=True):
+    """Cancel one account's resting orders (None: every account's); blocks nothing."""
+
+    account: int | None = None
+
+
+class Reload(msgspec.Struct, tag="reload", forbid_unknown_fields=True):
+    """Replace the accounts' limits and credentials, add new accounts."""
+
+    accounts: list[AccountSection]
+
+
+class Market(msgspec.Struct, tag="market", forbid_unknown_fields=True):
+    """A trading-phase control (see ACTIONS) for one symbol (None: every symbol)."""
+
+    action: str
+    symbol: str | None = None
+
+
+Request = Kill | MassCancel | Reload | Market
+_decode = msgspec.json.Decoder(Request).decode
+
+
+class AdminRefusedError(Exception):
+    """A request the gateway will not carry out; the message says why."""
+
+
+def admin_socket_path(config: Config) -> Path:
+    return config.instance_dir / ADMIN_SOCKET
+
+
+class AdminEdge:
+    """Serves the admin socket for one gateway (its core, its credentials, its config)."""
+
+    def __init__(
+        self,
+        config: Config,
+        core: GatewayCore,
+        credentials: Credentials,
+        on_config: Callable[[Config], None] = lambda config: None,
+    ) -> None:
+        self.config = config
+        self.core = core
+        self.credentials = credentials
+        self.on_config = on_config  # told the config after a reload (stats, status)
+        self.requests = 0
+        self.refused = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            sock = writer.get_extra_info("socket")
+            try:
+                check_peer(sock)
+                line = await asyncio.wait_for(reader.readline(), TIMEOUT_S)
+                reply = self.apply(line)
+            except LoginRefusedError as denied:
+                reply = {"ok": False, "error": denied.text}
+            except (TimeoutError, ValueError, ConnectionError) as exc:
+                reply = {"ok": False, "error": f"no complete request: {exc}"}
+            if not reply["ok"]:
+                self.refused += 1
+            writer.write(msgspec.json.encode(reply) + b"\n")
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    def apply(self, line: bytes) -> dict[str, Any]:
+        """Decode, check and carry out one request; the reply."""
+        self.requests += 1
+        try:
+            request = _decode(line)
+            done = self._carry_out(request)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return {"ok": False, "error": f"malformed request: {exc}"}
+        except (AdminRefusedError, GatewayError) as exc:
+            return {"ok": False, "error": str(exc)}
+        log.info("admin: %s", done)
+        return {"ok": True, "done": done}
+
+    def _account(self, account: int | None) -> str:
+        if account is None:
+            return "every account"
+        if account not in self.credentials.accounts:
+            raise AdminRefusedError(f"account {account} is not configured")
+        return f"account {account} ({self.credentials.accounts[account].name})"
+
+    def _carry_out(self, request: Request) -> str:
+        if isinstance(request, Kill):
+            who = self._account(request.account)
+            self.core.kill(request.account, request.on)
+            return f"kill switch of {who} {'on' if request.on else 'off'}"
+        if isinstance(request, MassCancel):
+            who = self._account(request.account)
+            self.core.mass_cancel(request.account)
+            return f"mass cancel of {who} sent"
+        if isinstance(request, Market):
+            return self._market(request)
+        return self._reload(request)
+
+    def _market(self, request: Market) -> str:
+        control = ACTIONS.get(request.action)
+        if control is None:
+            raise AdminRefusedError(
+                f"unknown market action {request.action!r}; one of {', '.join(ACTIONS)}"
+            )
+        symbol_id = None
+        if request.symbol is not None:
+            by_name = {ins.symbol: ins.symbol_id for ins in self.config.instruments}
+            symbol_id = by_name.get(request.symbol.upper())
+            if symbol_id is None:
+                raise AdminRefusedError(
+                    f"unknown symbol {request.symbol!r}; the gateway routes: "
+                    f"{', '.join(sorted(by_name))}"
+                )
+        self.core.market_control(symbol_id, control)
+        return f"{request.action} sent for {request.symbol or 'every symbol'}"
+
+    def _reload(self, request: Reload) -> str:
+        ids = [a.id for a in request.accounts]
+        if len(set(ids)) != len(ids):
+            raise AdminRefusedError("an account id is configured twice")
+        # accounts the new file lacks keep their limits (the pump never forgets one)
+        kept = [a for a in self.config.accounts if a.id not in set(ids)]
+        reloaded = msgspec.structs.replace(self.config, accounts=request.accounts + kept)
+        self.core.reload_accounts(reloaded)  # checks every account before applying any
+        self.credentials.accounts.update({a.id: a for a in request.accounts})
+        self.config = reloaded
+        self.on_config(reloaded)
+        return f"limits and credentials of {len(ids)} account(s) reloaded"
+
+
+def request(config: Config, message: Request, timeout: float = TIMEOUT_S) -> dict[str, Any]:
+    """Send one request to the instance's running gateway; its reply. ConnectionError if
+    no gateway serves the admin socket."""
+    path = admin_socket_path(config)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            raise ConnectionError(
+                f"no gateway answers at {path} ({exc.strerror}): is the instance running? "
+                "(tradsys status)"
+            ) from None
+        sock.sendall(msgspec.json.encode(message) + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    reply: dict[str, Any] = msgspec.json.decode(data)
+    return reply
