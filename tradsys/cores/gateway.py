@@ -319,8 +319,13 @@ async def serve(config: Config, core: GatewayCore) -> GatewayServer:
         tune_for_trading()
         server.gc.install()
         server.gc.reset()
+        admin = str(admin_socket_path(config)) if server.admin is not None else None
         announce_ready(
-            config, NAME, unix_socket=str(server.unix_path), tcp=server.tcp_address or None
+            config,
+            NAME,
+            unix_socket=str(server.unix_path),
+            tcp=server.tcp_address or None,
+            admin=admin,  # tradsys admin's socket
         )
         while not stop.is_set():
             write_stats(config, server.stats())
