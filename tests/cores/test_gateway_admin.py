@@ -16,11 +16,14 @@ from tests.client.edge_rig import KEYS
 from tests.cores.test_gateway_e2e import e2e_config_text
 from tradsys import cli
 from tradsys.client.events import Ack, Cancelled
+from tradsys.client.marketdata import MarketDataClient
+from tradsys.client.md_feed import StatusChange
 from tradsys.client.orders import OrderClient, OrderRejected
 from tradsys.config import load_config
 from tradsys.cores.gateway_admin import Reload, admin_socket_path
 from tradsys.cores.sidecar import read_announcement
 from tradsys.cores.supervisor import Supervisor
+from tradsys.matching import Phase, StatusReason
 from tradsys.wire import RejectReason
 
 pytestmark = pytest.mark.multiprocess
@@ -121,6 +124,35 @@ def test_refusals_name_their_reason(running: Instance, capsys: pytest.CaptureFix
     assert b"max_order_qty" in _raw(running, bad + b"\n")
     with OrderClient.connect(running.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
         assert _rejected(alice, 1) is None  # nothing changed
+
+
+def test_an_operator_halt_reaches_market_data_subscribers(
+    instance: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole way: `tradsys admin halt ACME` -> the gateway -> the shard's engine -> the
+    md sidecar -> a subscriber's StatusChange and its book's phase; then resume."""
+    text = _config_text(instance, tmp_path / "data").replace(
+        "[md]\nenabled = false\n",
+        '[md]\npublish = ["tcp://127.0.0.1:0"]\nsnapshot = "tcp://127.0.0.1:0"\n',
+    )
+    path = tmp_path / "instance.toml"
+    path.write_text(text)
+    with Supervisor(load_config(str(path)), log=lambda line: None) as sup:
+        md = read_announcement(sup.config, "md")
+        assert md is not None
+        changes: list[StatusChange] = []
+        with MarketDataClient(
+            md["publish"][0], md["snapshot"], ["ACME"], on_status=changes.append
+        ) as feed:
+            assert feed.run_until(lambda: feed.books["ACME"].synced, 30.0)
+            assert feed.books["ACME"].phase == Phase.CONTINUOUS
+            running = Instance(path, sup)
+            assert running.admin("halt", "ACME") == 0
+            assert feed.run_until(lambda: feed.books["ACME"].phase == Phase.HALTED, 30.0)
+            assert running.admin("resume", "ACME") == 0
+            assert feed.run_until(lambda: feed.books["ACME"].phase == Phase.CONTINUOUS, 30.0)
+    moves = [(Phase(c.phase).name, c.reason) for c in changes if c.reason is not None]
+    assert moves == [("HALTED", StatusReason.HALT), ("CONTINUOUS", StatusReason.RESUME)]
 
 
 def _raw(running: Instance, request: bytes) -> bytes:
