@@ -518,7 +518,15 @@ int ts_gateway_remove_session_unread(ts_gateway *gw, int64_t session_id, const t
                 o->pending++;
                 gw_unindex_client(gw, idx);
             }
-            gw_session_unlink(gw, idx); /* orphan: still accounted, no longer routed */
+            /* what the order still does before the cancel lands (a fill racing it) and
+             * the cancel itself are the account's: its other session, or its next one,
+             * gets them, as for an order left resting */
+            if (heir != GW_NONE) {
+                gw_take_over(gw, idx, heir);
+            } else {
+                gw_session_unlink(gw, idx);
+                gw_link_orphan(gw, idx);
+            }
         }
         free(list);
     } else if (s) {

@@ -121,7 +121,8 @@ static void test_unread_then_later(void) {
 }
 
 /* With cancel_on_disconnect, the unread events are still the client's (fills it never
- * saw); the cancel the gateway sends, and what follows, are not routed (as before). */
+ * saw), and so is what the order does after the detach: a fill that races the cancel the
+ * gateway sends, and the CANCELLED, are held for the account's next session after them. */
 static void test_unread_with_cancel_on_disconnect(void) {
     rig r;
     rig_init(&r, 1, 64, 256, 1024);
@@ -135,14 +136,16 @@ static void test_unread_with_cancel_on_disconnect(void) {
     ts_gateway_poll(r.gw, 0);
     CHECK_EQ(ts_ring_pop(r.cmd[0], &cancel, 1), 1);
     CHECK_EQ(cancel.kind, TS_CMD_CANCEL);
+    shard_events(&r, &o, &leaves, 1, 0); /* exec 5: a fill that raced the cancel */
     ts_event cx = rig_event(&r, TS_EV_CANCELLED, &o, 0, 0, TS_EVF_DONE);
     ts_ring_push(r.evt[0], &cx, 1);
     ts_gateway_poll(r.gw, 0);
     client b = open_client(&r, 1, 64);
     ts_gateway_poll(r.gw, 0);
     ts_event ev[8];
-    CHECK_EQ(ts_ring_pop(b.out, ev, 8), 4);
-    CHECK(stream_is(ev, 4, 1, 7, 100));
+    CHECK_EQ(ts_ring_pop(b.out, ev, 8), 6);
+    CHECK(stream_is(ev, 5, 1, 7, 100));
+    CHECK(ev[5].kind == TS_EV_CANCELLED && ev[5].order_id == 7 && ev[5].exec_id == 6);
     rig_free(&r);
 }
 

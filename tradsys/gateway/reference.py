@@ -196,7 +196,8 @@ class ReferenceGateway:
                 out.setdefault(self.shard_of[o.symbol], []).append(c)
                 o.pending += 1
                 self._unindex(o)
-            o.session = None
+            # what it does before the cancel lands, and the cancel, are the account's
+            o.session, o.orphan = heir, heir is None
         return out
 
     def _unindex(self, o: RefOrder) -> None:
