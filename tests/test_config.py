@@ -49,6 +49,10 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
             r"gateway\.session_ring_capacity 100: must be a power of two in 8\.\.2\^30",
         ),
         (
+            BASE + "[gateway]\nstalled_session_ms = -1\n",
+            r"gateway\.stalled_session_ms must be in 0\.\.2\^31-1",
+        ),
+        (
             BASE + "[gateway]\nsession_ring_capacity = 4\n",
             r"gateway\.session_ring_capacity 4: must be a power of two",
         ),

@@ -86,6 +86,10 @@ class GatewaySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     # TCP: events a session that acknowledges (ACK, docs/protocol.md) may have sent and
     # not acknowledged; at this many the gateway sends it no more until it does
     tcp_unacked_max: int = 65536
+    # a session whose full event ring has held a shard's events back (for every other
+    # session of the shard) this long is ended, its unread events kept for the account's
+    # next session; 0: never
+    stalled_session_ms: int = 1000
     # the native pump (tradsys.gateway.GatewayCore): tables sized once at start
     max_accounts: int = 1024
     max_live_orders: int = 262144
@@ -312,6 +316,8 @@ def _problems(config: Config) -> list[str]:
     ring = g.session_ring_capacity
     if ring < 8 or ring & (ring - 1) or ring >= 2**31:
         out.append(f"gateway.session_ring_capacity {ring}: must be a power of two in 8..2^30")
+    if not 0 <= g.stalled_session_ms < 2**31:
+        out.append("gateway.stalled_session_ms must be in 0..2^31-1 (0: never end a session)")
     if not 0 < g.tcp_unacked_max < 2**31:
         out.append("gateway.tcp_unacked_max must be in 1..2^31-1")
     if not 0 <= g.clock_tick_us < 2**31:

@@ -22,6 +22,7 @@ from tests.gateway.test_unread_sessions import (
     _bob_buys,
     _sessions_closed,
     alices_next_session,
+    stop,
     unread_config,
 )
 from tradsys.client.events import Fill
@@ -74,12 +75,7 @@ def test_a_colocated_client_killed_while_handling_a_batch_gets_it_again(
             alice.send_signal(signal.SIGKILL)
             alice.wait(10)
         finally:
-            if alice.poll() is None:
-                alice.kill()
-            alice.wait(10)
-            for pipe in (alice.stdin, alice.stdout):
-                if pipe is not None:
-                    pipe.close()
+            stop(alice)
         _await("bob's and alice's sessions removed", lambda: _sessions_closed(config) == 2)
         seen = alices_next_session(address)
     fills = [e for e in seen if isinstance(e, Fill)]

@@ -20,7 +20,7 @@ import pytest
 
 from tests.accounts_toml import account_tables
 from tests.client.edge_rig import KEYS
-from tradsys.client.events import Ack, Event, Fill
+from tradsys.client.events import Ack, Cancelled, Event, Fill
 from tradsys.client.orders import OrderClient, order_record
 from tradsys.config import Config, parse_config
 from tradsys.cores.gateway import read_stats
@@ -168,13 +168,42 @@ def alice_resting(address: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
         assert ring_name, "alice did not log in"
         yield alice, ring_name
     finally:
-        if alice.poll() is None:
-            alice.kill()
-        alice.wait(10)
-        if alice.stdout is not None:
-            alice.stdout.close()
-        if alice.stdin is not None:
-            alice.stdin.close()
+        stop(alice)
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Kill a test's client process if it still runs, reap it, close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
+@contextlib.contextmanager
+def alice_on_tcp(config: Config) -> Iterator[subprocess.Popen[str]]:
+    """ALICE_TCP (below) running, her big ask rested and acknowledged; she reads nothing
+    more. Killed at the end whatever happened."""
+    alice = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            ALICE_TCP.format(symbol=ACME, qty=TCP_QTY),
+            _tcp_address(config),
+            KEYS[1],
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        assert alice.stdout is not None
+        assert alice.stdout.readline().strip() == "rested", "alice did not rest her ask"
+        yield alice
+    finally:
+        stop(alice)
 
 
 def alices_next_session(address: str) -> list[Event]:
@@ -281,68 +310,49 @@ def test_a_killed_tcp_client_loses_no_event_the_gateway_had_not_written(
     """Alice stops reading: the kernel's socket buffers fill, then the TCP edge's transport
     buffer (it stops draining her ring), then her ring. Killed then, her next session gets
     the events of the frames the gateway had not written, then those of her ring: one run
-    of her fills, in order, none twice. (With cancel-on-disconnect, so nothing routed after
-    the detach joins them; what the kernel had is step 3's, acknowledgements.)"""
+    of her fills, in order, none twice, then the fills that raced the cancel-on-disconnect
+    and the CANCELLED. (What the kernel had is step 3's, acknowledgements.)"""
     # a long heartbeat: her silence must not end the session before she is killed
     config = unread_config(
         instance, tmp_path / "data", alice_cod=True, ring=2048, heartbeat_ms=60_000, md=True
     )
-    with Supervisor(config, log=lambda line: None) as sup:
-        assert sup is not None
-        alice = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                ALICE_TCP.format(symbol=ACME, qty=TCP_QTY),
-                _tcp_address(config),
-                KEYS[1],
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=Path(__file__).parents[2],
+    with Supervisor(config, log=lambda line: None), alice_on_tcp(config) as alice:
+        # her session's rings are the first the gateway made
+        watch = Ring.attach(
+            segment_name(instance, "sout", 0),
+            slot_size=RECORD_SIZE,
+            layout_version=LAYOUT_VERSION,
         )
-        try:
-            assert alice.stdout is not None
-            assert alice.stdout.readline().strip() == "rested", "alice did not rest her ask"
-            # her session's rings are the first the gateway made
-            watch = Ring.attach(
-                segment_name(instance, "sout", 0),
-                slot_size=RECORD_SIZE,
-                layout_version=LAYOUT_VERSION,
-            )
-            with OrderClient.connect(_address(config), account_id=2, api_key=KEYS[2]) as bob:
+        with OrderClient.connect(_address(config), account_id=2, api_key=KEYS[2]) as bob:
 
-                def backed_up() -> bool:
-                    # the edge stopped draining her ring: its transport holds frames back
-                    paused = (read_stats(config) or {}).get("tcp_writes_paused", 0)
-                    return watch.info().fill >= 256 and paused > 0
+            def backed_up() -> bool:
+                # the edge stopped draining her ring: its transport holds frames back
+                paused = (read_stats(config) or {}).get("tcp_writes_paused", 0)
+                return watch.info().fill >= 256 and paused > 0
 
-                _sweep_until(bob, backed_up, 1000)
-                alice.send_signal(signal.SIGKILL)
-                alice.wait(10)
-                _await("alice's session removed", lambda: _sessions_closed(config) == 1)
-                # records the edge took from her ring: the ACCEPTED, then fills 1, 2, ...
-                taken = watch.info().tail
-                watch.close()
-            stats = read_stats(config)
-            assert stats is not None
-            held = stats["core"]["events_unread_held"]
-            unsent = stats["tcp_unsent_held"]
-            with OrderClient.connect(
-                f"tcp://{_tcp_address(config)}", account_id=1, api_key=KEYS[1]
-            ) as again:
-                seen = _fills_until_ack(again, again.submit(ACME, "buy", 1, 50, order_id=9))
-        finally:
-            if alice.poll() is None:
-                alice.kill()
-                alice.wait(10)
+            _sweep_until(bob, backed_up, 1000)
+            alice.send_signal(signal.SIGKILL)
+            alice.wait(10)
+            _await("alice's session removed", lambda: _sessions_closed(config) == 1)
+            # records the edge took from her ring: the ACCEPTED, then fills 1, 2, ...
+            taken = watch.info().tail
+            watch.close()
+        stats = read_stats(config)
+        assert stats is not None
+        held = stats["core"]["events_unread_held"]
+        unsent = stats["tcp_unsent_held"]
+        with OrderClient.connect(
+            f"tcp://{_tcp_address(config)}", account_id=1, api_key=KEYS[1]
+        ) as again:
+            seen = _fills_until_ack(again, again.submit(ACME, "buy", 1, 50, order_id=9))
     fills = [e for e in seen if isinstance(e, Fill)]
     assert unsent > 0, "no frame was left unwritten: the test did not fill the socket"
     assert stats["core"]["events_unread_dropped"] == 0
-    assert len(fills) == held > unsent
+    assert len(fills) >= held > unsent
+    # after her fills, the cancel her disconnect sent, then the probe's ack
+    assert [type(e) for e in seen[len(fills) :]] == [Cancelled, Ack]
     # one run, in order: the fills of the frames never written (the last `unsent` the edge
-    # took), then those left in her ring
+    # took), then those left in her ring, then those that raced the cancel
     leaves = [f.leaves_qty for f in fills]
     assert leaves[0] == TCP_QTY - (taken - unsent)
     assert leaves == list(range(leaves[0], leaves[0] - len(fills), -1))

@@ -188,6 +188,8 @@ def test_gateway_series_move_with_orders_rejects_and_sessions(
             assert samples["tradsys_gateway_events_unread_dropped_total{}"] == 0.0
             assert samples["tradsys_gateway_tcp_unsent_held_total{}"] == 0.0
             assert samples["tradsys_gateway_tcp_acks_total{}"] == 0.0
+            assert samples["tradsys_gateway_slow_consumers_total{}"] == 0.0
+            assert samples["tradsys_gateway_admin_requests_total{}"] == 0.0
             assert samples["tradsys_gateway_tcp_sessions_paused{}"] == 0.0
             assert_dashboard_charts_only(sup)
 

@@ -40,7 +40,7 @@ from tradsys.cores.sidecar import announce_ready, read_effective_config, withdra
 from tradsys.gateway import GatewayCore, GatewayError, next_epoch
 from tradsys.gateway.recovery import recover
 from tradsys.gctune import GcMonitor, tune_for_trading
-from tradsys.protocols.binary import SymbolInfo, encode_symbols
+from tradsys.protocols.binary import EndReason, SymbolInfo, encode_symbols
 from tradsys.ring import RingError
 from tradsys.ring.segment import unlink_quietly
 
@@ -113,6 +113,8 @@ class GatewayServer:
             else None
         )
         self.unix_path = unix_socket_path(config)
+        self.stalled_since: dict[int, float] = {}  # session id -> first seen holding back
+        self.slow_consumers = 0  # sessions ended for it
         self.tcp_address = ""
         self._servers: list[asyncio.Server] = []
         self._tick: asyncio.TimerHandle | None = None
@@ -167,14 +169,38 @@ class GatewayServer:
 
     def _schedule_tick(self) -> None:
         loop = asyncio.get_running_loop()
-        interval = max(0.005, self.tcp.heartbeat_s / 4)
+        # a quarter of the heartbeat interval, or of stalled_session_ms if shorter
+        stalled_s = self.config.gateway.stalled_session_ms / 1000 or self.tcp.heartbeat_s
+        interval = max(0.005, min(self.tcp.heartbeat_s, stalled_s) / 4)
 
         def tick() -> None:
             self.tcp.tick(loop.time())
+            self._end_stalled(loop.time())
             self.table.reap()
             self._tick = loop.call_later(interval, tick)
 
         self._tick = loop.call_later(interval, tick)
+
+    def _end_stalled(self, now: float) -> None:
+        """End every session whose full event ring has held its shards' events back --
+        every other session's too -- for ``stalled_session_ms``: a client that stopped
+        reading must not stop the shard. Its unread events are kept for the account's
+        next session, as at any session end."""
+        limit = self.config.gateway.stalled_session_ms / 1000
+        if not limit or not isinstance(self.core, GatewayCore):
+            return
+        stalled = set(self.core.stalled_sessions())
+        for sid in [s for s in self.stalled_since if s not in stalled]:
+            del self.stalled_since[sid]
+        for sid in stalled:
+            since = self.stalled_since.setdefault(sid, now)
+            if now - since < limit:
+                continue
+            del self.stalled_since[sid]
+            text = f"its event ring held the shard's events back for {limit * 1000:.0f} ms"
+            if self.colocated.end(sid) or self.tcp.end_session(sid, EndReason.SLOW_CONSUMER, text):
+                self.slow_consumers += 1
+                log.warning("session %d ended: %s", sid, text)
 
     def stats(self) -> dict[str, Any]:
         tcp = self.tcp
@@ -190,6 +216,7 @@ class GatewayServer:
             "tcp_writes_paused": sum(c.write_paused for c in tcp.connections),
             "tcp_acks": tcp.acks,
             "tcp_bad_acks": tcp.bad_acks,
+            "slow_consumers": self.slow_consumers,
             "admin_requests": self.admin.requests if self.admin else 0,
             "admin_refused": self.admin.refused if self.admin else 0,
             "gc": self.gc.stats(),

@@ -45,6 +45,7 @@ class ColocatedEdge:
     login_timeout_s: float
     directory: bytes = b""  # the SYMBOLS frame, sent right after LOGIN_ACCEPTED
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    held: dict[int, asyncio.Task[None]] = field(default_factory=dict)  # by session id
     logins_refused: int = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -54,9 +55,11 @@ class ColocatedEdge:
         try:
             session = await self._handshake(reader, writer)
             if session is not None:
+                self.held[session.session_id] = task
                 try:
                     await self._hold(reader, session)
                 finally:
+                    self.held.pop(session.session_id, None)
                     self.table.close(session)
                     log.info(
                         "colocated session %d (account %d) closed",
@@ -153,6 +156,16 @@ class ColocatedEdge:
                 return
             if kind != MessageType.HEARTBEAT:
                 return
+
+    def end(self, session_id: int) -> bool:
+        """End a session from the gateway's side: its socket is closed (the client sees
+        the gateway end it) and the session is removed, its unread events kept for the
+        account. False if it is not one of ours."""
+        task = self.held.get(session_id)
+        if task is None:
+            return False
+        task.cancel()
+        return True
 
     async def shutdown(self) -> None:
         for task in list(self.tasks):

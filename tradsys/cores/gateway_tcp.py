@@ -115,6 +115,16 @@ class TcpEdge:
         for conn in list(self.connections):
             conn.on_tick(now)
 
+    def end_session(self, session_id: int, reason: EndReason, text: str) -> bool:
+        """End one session from the gateway's side, at once (its transport aborted: a
+        client that does not read would never let a close finish); what it was owed is
+        kept for the account as for a broken connection. False if it is not one of ours."""
+        for conn in self.connections:
+            if conn.session is not None and conn.session.session_id == session_id:
+                conn.end(reason, text, abort=True)
+                return True
+        return False
+
     def shutdown(self) -> None:
         for conn in list(self.connections):
             conn.end(EndReason.SHUTDOWN, "the gateway is stopping")
@@ -140,6 +150,7 @@ class TcpSession(asyncio.BufferedProtocol):
         self.login_timer: asyncio.TimerHandle | None = None
         self.peer = ""
         self.owed = OwedEvents(edge.unacked_max)  # what the client may not have yet
+        self.aborted = False  # ended with its unwritten frames dropped (end(abort=True))
 
     # ---- connection lifecycle --------------------------------------------------------
 
@@ -162,7 +173,8 @@ class TcpSession(asyncio.BufferedProtocol):
             # not written are the client's still (without one, it wrote all before closing)
             # (an acknowledging client: everything it did not acknowledge, however it ended)
             owed = self.owed
-            after = owed.acked if owed.acking else owed.written_seq if exc is not None else None
+            broke = exc is not None or self.aborted
+            after = owed.acked if owed.acking else owed.written_seq if broke else None
             unread = None if after is None else owed.events_after(after)
             if unread is not None:
                 self.edge.unsent_held += len(unread)
@@ -254,10 +266,11 @@ class TcpSession(asyncio.BufferedProtocol):
     def _events_after(self, seq: int) -> np.ndarray[Any, Any] | None:
         return self.owed.events_after(seq)
 
-    def end(self, reason: EndReason, text: str) -> None:
+    def end(self, reason: EndReason, text: str, abort: bool = False) -> None:
         """Send END and close: after every event already routed to us for LOGOUT; for any
         other reason after what was sent already, the rest of the ring being held for
-        the account's next session (the client may be gone)."""
+        the account's next session (the client may be gone). ``abort``: drop what the
+        transport has not written, as a broken connection does (and owe it the same)."""
         if self.closing or self.transport is None:
             return
         if self.session is None:
@@ -267,7 +280,11 @@ class TcpSession(asyncio.BufferedProtocol):
             self._drain_events(force=True)
         self.closing = True
         self._send(encode_reason(MessageType.END, reason, text))
-        self.transport.close()
+        if abort:
+            self.aborted = True
+            self.transport.abort()
+        else:
+            self.transport.close()
 
     def _reject(self, reason: LoginRejectReason, text: str) -> None:
         assert self.transport is not None

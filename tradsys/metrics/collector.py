@@ -272,6 +272,12 @@ GATEWAY_EDGE_COUNTERS = [
     ),
     ("tcp_acks", "ACKs TCP clients sent (events they processed)."),
     ("tcp_bad_acks", "TCP sessions ended for an ACK beyond what was sent, or going back."),
+    (
+        "slow_consumers",
+        "Sessions ended for holding their shards' events back ([gateway] stalled_session_ms).",
+    ),
+    ("admin_requests", "Requests to the admin socket (tradsys admin)."),
+    ("admin_refused", "Admin requests refused (each reply names the reason)."),
 ]
 
 

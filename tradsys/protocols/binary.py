@@ -66,6 +66,7 @@ class EndReason(IntEnum):
     SHUTDOWN = 4  # the gateway is stopping
     SEQUENCE_GAP = 5  # a COMMANDS frame did not continue the client's sequence
     BAD_ACK = 6  # an ACK beyond the last event sent, or below an earlier ACK
+    SLOW_CONSUMER = 7  # its full event ring held its shards' events back too long
 
 
 LOGIN_BODY = struct.Struct(f"<II{API_KEY_MAX}s")
