@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 import msgspec
 
 from tradsys.config import AccountSection, Config
-from tradsys.cores.gateway_auth import Credentials, LoginRefusedError, check_peer
+from tradsys.cores.gateway_auth import Credentials, LoginRefusedError, check_peer, peer_uid
 from tradsys.gateway import GatewayCore, GatewayError
 from tradsys.wire import ControlCode
 
@@ -109,8 +110,13 @@ class AdminEdge:
                 check_peer(sock)
                 line = await asyncio.wait_for(reader.readline(), TIMEOUT_S)
                 reply = self.apply(line)
-            except LoginRefusedError as denied:
-                reply = {"ok": False, "error": denied.text}
+            except LoginRefusedError:
+                pid, uid = peer_uid(sock)
+                reply = {
+                    "ok": False,
+                    "error": f"the admin socket is for uid {os.getuid()}; "
+                    f"peer pid {pid} is uid {uid}",
+                }
             except (TimeoutError, ValueError, ConnectionError) as exc:
                 reply = {"ok": False, "error": f"no complete request: {exc}"}
             if not reply["ok"]:
