@@ -30,6 +30,7 @@ HEADERS = [
     "gateway.h",
     "gateway_latency.h",
     "huge_alloc.h",
+    "jitter.h",
 ]
 SOURCES = [
     "ring.c",
@@ -57,6 +58,7 @@ SOURCES = [
     "gateway_pump.c",
     "gateway_latency.c",
     "risk.c",
+    "jitter.c",
 ]
 
 _SIMPLE_DEFINE = re.compile(r"^#define\s+\w+\s+(0x[0-9a-fA-F]+|\d+)\s*$")

@@ -86,6 +86,39 @@ def idle_polling() -> Iterator[str]:
         yield "idle CPUs: polling for TradSys and its peer alike (a 0 µs CPU latency request)"
 
 
+def platform_jitter(bench: str, quick: bool) -> tuple[list[dict[str, Any]], str]:
+    """What the platform takes from a thread that never sleeps, every CPU probed at once
+    (``tradsys tune jitter``), measured in the same run as the latencies it bounds: each
+    gap stops whatever order is in flight on that CPU, so a latency percentile cannot
+    beat the gaps that many orders meet. Returns the results (the worst CPU's) and a line
+    for the report."""
+    from tradsys.tune.jitter import probe_cpus
+
+    cpus = probe_cpus(os.sched_getaffinity(0), 0.25 if quick else 1.0)
+    rows = [
+        result(
+            f"{bench}.platform.gaps_over_20us_per_s",
+            "gaps/s",
+            max(r.per_second(20) for r in cpus),
+            higher_is_better=False,
+        ),
+        result(
+            f"{bench}.platform.cpu_lost_pct",
+            "%",
+            max(r.lost_fraction for r in cpus) * 100,
+            higher_is_better=False,
+        ),
+        result(
+            f"{bench}.platform.longest_gap",
+            "us",
+            max(r.max_ns for r in cpus) / 1000,
+            higher_is_better=False,
+        ),
+    ]
+    line = "platform (a thread spinning on each CPU at once, as `tradsys tune jitter`): "
+    return rows, line + "; ".join(r.summary() for r in cpus)
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 

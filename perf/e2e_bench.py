@@ -248,6 +248,7 @@ def main() -> int:
     # idle CPUs poll for the whole run, TradSys and the baseline alike: a wake-up onto a
     # halted vCPU is a VM exit (tens of µs), which the low rates would otherwise measure
     with common.idle_polling() as idle:
+        jitter, jitter_line = common.platform_jitter(BENCH, args.quick)
         with rig.tradsys_instance("e2ebench") as (sup, ann):
             host, port = rig.tcp_address(ann)
             path = str(ann["unix_socket"])
@@ -304,6 +305,7 @@ def main() -> int:
         f"{common.fmt_ratio(tcp_max / base_max if base_max else None)})"
     )
     print(idle)
+    print(jitter_line)
     alone = " (it has its CPU to itself: all of its wait is other processes')"
     print(
         "\nrun-queue wait during the half-max run (runnable but not running): "
@@ -342,6 +344,7 @@ def main() -> int:
         rtt("e2e.tcp.rtt.p50", tcp, base_tcp, 50),
         rtt("e2e.tcp.rtt.p99", tcp, base_tcp, 99),
         *stage_results(watch[-1]),
+        *jitter,
         *(
             common.result(
                 f"e2e.colocated.run_queue_wait.{name.replace(' ', '_')}",

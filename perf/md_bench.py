@@ -536,6 +536,7 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
             batched.append(throughput(root, instance, 1024, plan.records, pool))
             single.append(throughput(root, instance, 1, plan.records // 30, pool))
         common.note(f"md bench: latency, {plan.trades:,} trades at {plan.rate:,}/s")
+        jitter, jitter_line = common.platform_jitter("md", plan.quick)
         polling = polling_idle_allowed()
         lat = latency(root, instance, plan, cpu_latency_us=0 if polling else NO_REQUEST)
         # a fresh instance (its own journal): the first one's order ids are taken
@@ -565,6 +566,7 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
                       higher_is_better=False),
         common.result("md.sidecar.cpu_per_message", "us", us_per_message,
                       higher_is_better=False),
+        *jitter,
     ]  # fmt: skip
     if halting is not None:  # the same batched run on an instance whose idle CPUs halt
         for pct, ours, theirs in (("p50", b50, halting.p50), ("p99", b99, halting.p99)):
@@ -597,6 +599,7 @@ def run(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
         ),
         "",
         idle_line(halting),
+        jitter_line,
         "",
         "where a trade's microseconds go (batched frames): engine ts = the intended send time",
         bl.stages.table(),

@@ -14,9 +14,48 @@ def cmd_tune_check(args: argparse.Namespace) -> int:
     from tradsys.tune import Host, run_checks
     from tradsys.tune.report import is_ready, render
 
-    findings = run_checks(Host(), _config(args))
+    config = _config(args)
+    findings = run_checks(Host(), config)
+    if args.jitter_s > 0:
+        from tradsys.tune.checks import Placement
+        from tradsys.tune.jitter import cpus_to_probe, jitter_findings, probe_cpus
+
+        cpus = cpus_to_probe(Placement.of(config))
+        findings += jitter_findings(probe_cpus(cpus, args.jitter_s))
     print(render(findings, strict=args.strict))
     return EXIT_READY if is_ready(findings, strict=args.strict) else EXIT_NOT_READY
+
+
+def cmd_tune_jitter(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import sys
+
+    from tradsys.tune.host import format_cpu_list, parse_cpu_list
+    from tradsys.tune.jitter import probe_cpus, render_table
+
+    if args.seconds <= 0:
+        print("tradsys tune jitter: --seconds must be > 0", file=sys.stderr)
+        return EXIT_NOT_READY
+    allowed = os.sched_getaffinity(0)
+    try:
+        cpus = sorted(parse_cpu_list(args.cpus)) if args.cpus else sorted(allowed)
+    except ValueError:
+        cpus = []
+    if not cpus or not set(cpus) <= allowed:
+        print(
+            f"tradsys tune jitter: --cpus {args.cpus!r}: give CPUs among "
+            f"{format_cpu_list(allowed)} (a list such as 0-3,6)",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_READY
+    results = probe_cpus(cpus, args.seconds)
+    if args.json:
+        for r in results:
+            print(json.dumps({**r.__dict__, "over": {str(k): v for k, v in r.over.items()}}))
+    else:
+        print(render_table(results))
+    return 0
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -29,4 +68,20 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     check.add_argument(
         "--strict", action="store_true", help="latency costs make the host not ready too"
     )
+    check.add_argument(
+        "--jitter-s",
+        type=float,
+        default=0.5,
+        help="seconds to spin on each engine CPU measuring what the platform takes from "
+        "it (the cpu jitter lines; 0 skips them)",
+    )
     check.set_defaults(func=cmd_tune_check)
+    jitter = tune_sub.add_parser(
+        "jitter",
+        help="spin on each CPU and count the gaps the platform (ticks, interrupts, other "
+        "tasks, a hypervisor) leaves in a thread that never sleeps",
+    )
+    jitter.add_argument("--seconds", type=float, default=2.0, help="how long (default 2)")
+    jitter.add_argument("--cpus", help="a CPU list such as 0-3,6 (default: every CPU allowed)")
+    jitter.add_argument("--json", action="store_true", help="one JSON object per CPU")
+    jitter.set_defaults(func=cmd_tune_jitter)

@@ -259,13 +259,15 @@ def test_cpu_lists_round_trip(text: str, cpus: set[int]) -> None:
 
 def test_tune_check_runs_on_this_machine_and_its_exit_code_is_the_verdict() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "tradsys.cli", "tune", "check"], capture_output=True, text=True
+        [sys.executable, "-m", "tradsys.cli", "tune", "check", "--jitter-s", "0"],
+        capture_output=True,
+        text=True,
     )
     findings = run_checks(Host(), load_config())
     assert proc.returncode == (0 if is_ready(findings) else 1), proc.stderr
     assert proc.stdout.splitlines()[-1] == render(findings).splitlines()[-1]
     strict = subprocess.run(
-        [sys.executable, "-m", "tradsys.cli", "tune", "check", "--strict"],
+        [sys.executable, "-m", "tradsys.cli", "tune", "check", "--strict", "--jitter-s", "0"],
         capture_output=True,
         text=True,
     )
