@@ -4,7 +4,11 @@ not (a user-fixable state), 2 on an internal failure."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tradsys.config import Config
+    from tradsys.tune import Finding
 
 EXIT_READY, EXIT_NOT_READY = 0, 1
 
@@ -17,13 +21,31 @@ def cmd_tune_check(args: argparse.Namespace) -> int:
     config = _config(args)
     findings = run_checks(Host(), config)
     if args.jitter_s > 0:
-        from tradsys.tune.checks import Placement
-        from tradsys.tune.jitter import cpus_to_probe, jitter_findings, probe_cpus
-
-        cpus = cpus_to_probe(Placement.of(config))
-        findings += jitter_findings(probe_cpus(cpus, args.jitter_s))
+        findings += _jitter(config, args.jitter_s)
     print(render(findings, strict=args.strict))
     return EXIT_READY if is_ready(findings, strict=args.strict) else EXIT_NOT_READY
+
+
+def _jitter(config: Config, seconds: float) -> list[Finding]:
+    """The measured ``cpu jitter`` lines -- unless the instance is running: spinning on
+    its CPUs would take them from it, so the line says so instead."""
+    from tradsys.cores.status import supervisor_doc
+    from tradsys.tune import Finding, Verdict
+    from tradsys.tune.checks import Placement
+    from tradsys.tune.jitter import cpus_to_probe, jitter_findings, probe_cpus
+
+    try:
+        supervisor_doc(config)
+    except FileNotFoundError:
+        return jitter_findings(probe_cpus(cpus_to_probe(Placement.of(config)), seconds))
+    return [
+        Finding(
+            "cpu jitter",
+            Verdict.OK,
+            f"not measured: instance {config.engine.instance!r} is running on these CPUs "
+            "(`tradsys tune jitter --cpus ...` measures CPUs it does not use)",
+        )
+    ]
 
 
 def cmd_tune_jitter(args: argparse.Namespace) -> int:

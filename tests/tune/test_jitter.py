@@ -8,10 +8,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.engine_toml import one_shard_instance
 from tradsys._native import ffi, lib
+from tradsys.ring.segment import process_start_us
 from tradsys.tune import Verdict
 from tradsys.tune.jitter import CLASSES_US, CpuJitter, jitter_findings, probe_cpu, render_table
 
@@ -115,3 +118,17 @@ def test_tune_check_measures_every_cpu_of_an_unpinned_instance() -> None:
     assert [line.split("CPU ")[1].split(":")[0] for line in jitter_lines] == [
         str(c) for c in sorted(os.sched_getaffinity(0))
     ]
+
+
+def test_tune_check_leaves_the_cpus_of_a_running_instance_alone(tmp_path: Path) -> None:
+    """A running supervisor (this test process plays it) owns the CPUs: spinning on
+    them would take them from the engine, so the line says why it did not measure."""
+    config = tmp_path / "engine.toml"
+    config.write_text(one_shard_instance("jit", tmp_path))
+    (tmp_path / "jit").mkdir()
+    (tmp_path / "jit" / "supervisor.json").write_text(
+        json.dumps({"supervisor_pid": os.getpid(), "supervisor_start_us": process_start_us()})
+    )
+    proc = tradsys("tune", "check", "--config", str(config), "--jitter-s", "0.05")
+    (line,) = [line for line in proc.stdout.splitlines() if "cpu jitter" in line]
+    assert "not measured: instance 'jit' is running" in line, proc.stdout
