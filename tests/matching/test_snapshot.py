@@ -28,6 +28,7 @@ from tradsys.matching.snapshot_layout import (
     SNAP_HEADER_DTYPE,
     SNAP_ORDER_DTYPE,
     SNAP_SYMBOL_DTYPE,
+    SNAP_SYMBOL_V1_DTYPE,
     SNAPSHOT_MAGIC,
     SNAPSHOT_VERSION,
 )
@@ -201,7 +202,8 @@ def test_restore_continues_exactly_as_never_stopping(engine_cls: type) -> None:
         pytest.param(lambda b: b[:-1], id="truncated"),
         pytest.param(lambda b: b + bytes(96), id="trailing"),
         pytest.param(lambda b: b"\0" + b[1:], id="magic"),
-        pytest.param(lambda b: b[:8] + b"\x01" + b[9:], id="version"),  # the older layout
+        pytest.param(lambda b: b[:8] + b"\x03" + b[9:], id="version"),  # a newer one
+        pytest.param(lambda b: b[:8] + b"\x01" + b[9:], id="v1_header_v2_records"),
         pytest.param(lambda b: b[:12] + b"\x04" + b[13:], id="n_symbols"),
         pytest.param(lambda b: b"", id="empty"),
     ],
@@ -210,6 +212,49 @@ def test_restore_refuses_a_bad_snapshot(engine_cls: type, mangle: Any) -> None:
     snap = scenario(engine_cls).engine.snapshot()
     with pytest.raises(ValueError, match="snapshot"):
         engine_cls.restore(mangle(snap))
+
+
+def symbol_records(snap: bytes, record_size: int) -> list[tuple[int, int]]:
+    """(offset, size of what follows) of each symbol record of a snapshot whose symbol
+    records are ``record_size`` bytes: the walk an older or newer layout needs."""
+    header = np.frombuffer(snap[: SNAP_HEADER_DTYPE.itemsize], SNAP_HEADER_DTYPE)[0]
+    off, out = SNAP_HEADER_DTYPE.itemsize, []
+    for _ in range(int(header["n_symbols"])):
+        off += INSTRUMENT_DTYPE.itemsize
+        n_orders = int(np.frombuffer(snap[off + 88 : off + 96], "<u8")[0])
+        out.append((off, record_size))
+        off += record_size + n_orders * SNAP_ORDER_DTYPE.itemsize
+    return out
+
+
+def as_version_1(snap: bytes) -> bytes:
+    """The snapshot as version 1 wrote it: symbol records end before status_seq."""
+    parts, at = [snap[:8], (1).to_bytes(4, "little")], 12
+    for off, size in symbol_records(snap, SNAP_SYMBOL_DTYPE.itemsize):
+        parts += [snap[at : off + SNAP_SYMBOL_V1_DTYPE.itemsize]]
+        at = off + size
+    return b"".join([*parts, snap[at:]])
+
+
+def without_status_seqs(snap: bytes) -> bytes:
+    out = bytearray(snap)
+    for off, _ in symbol_records(snap, SNAP_SYMBOL_DTYPE.itemsize):
+        out[off + 96 : off + 104] = bytes(8)
+    return bytes(out)
+
+
+def test_a_version_1_snapshot_restores_with_status_seqs_from_zero(engine_cls: type) -> None:
+    """An upgrade must start on the snapshots an older version left: everything but the
+    status channel's seqs (which version 1 did not have) comes back as it was."""
+    h = scenario(engine_cls)
+    snap = h.engine.snapshot()
+    assert without_status_seqs(snap) != snap, "the scenario changes some symbol's status"
+    r = engine_cls.restore(as_version_1(snap))
+    assert r.snapshot() == without_status_seqs(snap)
+    for sym in (1, 2, 3):
+        assert r.phase(sym) == h.engine.phase(sym) and r.bbo(sym) == h.engine.bbo(sym)
+    got, expected = r.process(CONTINUATION), h.engine.process(CONTINUATION)
+    assert got.events.tobytes() == expected.events.tobytes()
 
 
 def test_queries(engine_cls: type) -> None:

@@ -32,6 +32,7 @@ from tradsys.matching.snapshot_layout import (
     SNAP_HEADER_DTYPE,
     SNAP_ORDER_DTYPE,
     SNAP_SYMBOL_DTYPE,
+    SNAP_SYMBOL_V1_DTYPE,
     SNAPSHOT_MAGIC,
     SNAPSHOT_VERSION,
 )
@@ -137,7 +138,9 @@ def decode(data: bytes) -> RestoredEngine:
     reader = _Reader(bytes(data))
     header = reader.take(SNAP_HEADER_DTYPE)[0]
     _check(int(header["magic"]) == SNAPSHOT_MAGIC, "wrong magic")
-    _check(int(header["version"]) == SNAPSHOT_VERSION, f"version {header['version']}")
+    version = int(header["version"])
+    _check(1 <= version <= SNAPSHOT_VERSION, f"version {version}")
+    symbol_dtype = SNAP_SYMBOL_V1_DTYPE if version == 1 else SNAP_SYMBOL_DTYPE
     _check(int(header["clock_ns"]) >= 0, "negative clock")
     out = RestoredEngine(
         clock_ns=int(header["clock_ns"]),
@@ -156,9 +159,10 @@ def decode(data: bytes) -> RestoredEngine:
         _check(not problems, "; ".join(problems))
         _check(sym > previous_symbol, f"symbol {sym} out of order")
         previous_symbol = sym
-        state = reader.take(SNAP_SYMBOL_DTYPE)[0]
+        state = reader.take(symbol_dtype)[0]
         _check(int(state["symbol_id"]) == sym, f"state record of {state['symbol_id']} after {sym}")
-        fields: dict[str, Any] = {name: int(state[name]) for name in _STATE_FIELDS}
+        names = symbol_dtype.names or ()
+        fields: dict[str, Any] = {n: int(state[n]) if n in names else 0 for n in _STATE_FIELDS}
         fields["last_bbo"] = tuple(int(state[name]) for name in _BBO_FIELDS)
         _check(CONTINUOUS <= fields["phase"] <= AUCTION, f"symbol {sym}: phase {fields['phase']}")
         _check(

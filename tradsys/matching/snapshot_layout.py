@@ -52,25 +52,27 @@ SNAP_HEADER_DTYPE = _struct(
     64,
 )
 
-SNAP_SYMBOL_DTYPE = _struct(
-    [
-        ("symbol_id", "<u4", 0),
-        ("phase", "u1", 4),
-        ("static_reference", "<i8", 8),
-        ("last_trade_price", "<i8", 16),
-        ("reopen_ns", "<i8", 24),
-        ("trade_seq", "<u8", 32),
-        ("l2_seq", "<u8", 40),
-        ("bbo_seq", "<u8", 48),
-        ("bbo_bid_price", "<i8", 56),
-        ("bbo_bid_quantity", "<i8", 64),
-        ("bbo_ask_price", "<i8", 72),
-        ("bbo_ask_quantity", "<i8", 80),
-        ("n_orders", "<u8", 88),
-        ("status_seq", "<u8", 96),
-    ],
-    104,
-)
+_SYMBOL_FIELDS = [
+    ("symbol_id", "<u4", 0),
+    ("phase", "u1", 4),
+    ("static_reference", "<i8", 8),
+    ("last_trade_price", "<i8", 16),
+    ("reopen_ns", "<i8", 24),
+    ("trade_seq", "<u8", 32),
+    ("l2_seq", "<u8", 40),
+    ("bbo_seq", "<u8", 48),
+    ("bbo_bid_price", "<i8", 56),
+    ("bbo_bid_quantity", "<i8", 64),
+    ("bbo_ask_price", "<i8", 72),
+    ("bbo_ask_quantity", "<i8", 80),
+    ("n_orders", "<u8", 88),
+    ("status_seq", "<u8", 96),
+]
+SNAP_SYMBOL_DTYPE = _struct(_SYMBOL_FIELDS, 104)
+
+# Version 1 (before the trading-status channel) ended the symbol record before status_seq;
+# such files still restore, with every status seq at 0.
+SNAP_SYMBOL_V1_DTYPE = _struct([f for f in _SYMBOL_FIELDS if f[0] != "status_seq"], 96)
 
 SNAP_ORDER_DTYPE = _struct(
     [
