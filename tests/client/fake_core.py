@@ -1,7 +1,13 @@
 """A stand-in for the native gateway core in in-process tests of the edge: the same
 ``add_session`` / ``remove_session`` face, a Python thread as the pump and an in-process
 C matching engine instead of shard workers. It assigns exchange ids and maps events back
-to each session's client order ids, as the real core does, so clients see real fills."""
+to each session's client order ids, as the real core does, so clients see real fills,
+and it answers a command kind no client may send (CONTROL, a number that is no kind)
+with REJECTED(INVALID_COMMAND) in the session's event stream, never passing it to the
+engine, as the real core's pump does. Its engine answers at once, so every answer here
+comes in the order of the commands (the real pump's own rejects can come ahead of the
+events a shard sends for earlier commands), which lets an edge test see that the edge
+passed the commands on in order."""
 
 from __future__ import annotations
 
@@ -17,6 +23,16 @@ from tradsys import wire
 from tradsys.config import Config
 from tradsys.matching import CEngine
 from tradsys.ring import Ring
+
+CLIENT_KINDS = frozenset(
+    int(k)
+    for k in (
+        wire.CommandKind.NEW_ORDER,
+        wire.CommandKind.CANCEL,
+        wire.CommandKind.REPLACE,
+        wire.CommandKind.MASS_CANCEL,
+    )
+)
 
 
 @dataclass
@@ -43,7 +59,8 @@ class FakeCore:
         self._thread: threading.Thread | None = None
         self.removed: list[int] = []
         self.unread: list[tuple[int, np.ndarray[Any, Any]]] = []  # handed to remove_session
-        self.commands = 0
+        self.commands = 0  # every command taken from a session's ring
+        self.invalid = 0  # of which answered REJECTED(INVALID_COMMAND), unseen by the engine
 
     def add_session(
         self,
@@ -86,10 +103,25 @@ class FakeCore:
             out = np.array([ev], wire.EVENT_DTYPE)
             out["order_id"] = owner[1]
             out["contra_order_id"] = 0
-            while s.outbound.push_batch(out) == 0:
-                pass
-            if s.notify_fd is not None:
-                os.eventfd_write(s.notify_fd, 1)
+            self._deliver(s, out)
+
+    @staticmethod
+    def _deliver(s: _Session, out: np.ndarray) -> None:
+        while s.outbound.push_batch(out) == 0:
+            pass
+        if s.notify_fd is not None:
+            os.eventfd_write(s.notify_fd, 1)
+
+    def _reject_invalid(self, s: _Session, cmd: np.void) -> None:
+        """The pump's answer (gateway_pump.c, stage_reject) to a kind no client may send."""
+        self.invalid += 1
+        out = np.zeros(1, wire.EVENT_DTYPE)
+        out["kind"] = wire.EventKind.REJECTED
+        out["reason"] = wire.RejectReason.INVALID_COMMAND
+        for name in ("side", "symbol_id", "order_id", "price", "quantity"):
+            out[name] = cmd[name]
+        out["account_id"] = s.account_id
+        self._deliver(s, out)
 
     def poll(self) -> int:
         buf = np.zeros(256, wire.COMMAND_DTYPE)
@@ -100,6 +132,9 @@ class FakeCore:
                 for cmd in buf[:n].copy():
                     cmd["account_id"] = s.account_id
                     client_id = int(cmd["order_id"])
+                    if int(cmd["kind"]) not in CLIENT_KINDS:
+                        self._reject_invalid(s, cmd)
+                        continue
                     if cmd["kind"] == wire.CommandKind.NEW_ORDER:
                         xid = next(self._exchange_ids)
                         s.exchange_ids[client_id] = xid

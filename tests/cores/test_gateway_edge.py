@@ -126,21 +126,46 @@ def test_tcp_bad_frames_after_login_end_only_that_session(
     wait_for_sessions(edge, 1)
 
 
-def test_commands_no_client_may_send_are_rejected_locally(edge: EdgeRig) -> None:
+@pytest.mark.parametrize("one_per_frame", [False, True])
+def test_commands_no_client_may_send_go_to_the_core_in_order(
+    edge: EdgeRig, one_per_frame: bool
+) -> None:
+    """The edge answers no command itself: every record goes to the core in the order
+    sent (in one frame of several, or a frame each: the single-record fast path), and the
+    core answers each kind no client may send with REJECTED(INVALID_COMMAND) in the
+    session's event stream, never passing it to the engine. (The fake core answers each
+    command as it takes it, so the events' order is the order the core got them in.)"""
     peer = RawPeer.tcp(edge.host, edge.port)
     peer.login(1, KEYS[1])
-    recs = batch(one_order(1), one_order(2, wire.CommandKind.CONTROL), one_order(3, 99))
-    peer.send(encode_records(MessageType.COMMANDS, 1, recs))
+    recs = batch(
+        one_order(1),
+        one_order(2, wire.CommandKind.CONTROL),
+        one_order(3, 0),
+        one_order(4, 99),
+        one_order(5, 255),
+        one_order(6),
+    )
+    if one_per_frame:
+        peer.send(
+            b"".join(
+                encode_records(MessageType.COMMANDS, i + 1, recs[i : i + 1])
+                for i in range(len(recs))
+            )
+        )
+    else:
+        peer.send(encode_records(MessageType.COMMANDS, 1, recs))
     events = []
-    while len(events) < 3:
+    while len(events) < len(recs):
         frame = peer.next_frame()
         assert frame is not None
         if frame[0] == MessageType.EVENTS:
             events.extend(np.frombuffer(frame[2], wire.EVENT_DTYPE))
-    by_id = {int(e["order_id"]): (int(e["kind"]), int(e["reason"])) for e in events}
+    got = [(int(e["order_id"]), int(e["kind"]), int(e["reason"])) for e in events]
+    ok = (wire.EventKind.ACCEPTED, 0)
     invalid = (wire.EventKind.REJECTED, wire.RejectReason.INVALID_COMMAND)
-    assert by_id == {1: (wire.EventKind.ACCEPTED, 0), 2: invalid, 3: invalid}
-    assert edge.core.commands == 1, "only the new order reached the core"
+    assert got == [(oid, *answer) for oid, answer in enumerate([ok] + [invalid] * 4 + [ok], 1)]
+    assert all(int(e["account_id"]) == 1 for e in events)
+    assert (edge.core.commands, edge.core.invalid) == (6, 4), "all reached the core"
     peer.close()
 
 

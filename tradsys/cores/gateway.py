@@ -211,7 +211,6 @@ class GatewayServer:
             "logins_refused": tcp.logins_refused + self.colocated.logins_refused,
             "protocol_errors": tcp.protocol_errors,
             "heartbeat_timeouts": tcp.heartbeat_timeouts,
-            "local_rejects": tcp.local_rejects,
             "tcp_unsent_held": tcp.unsent_held,
             "tcp_writes_paused": sum(c.write_paused for c in tcp.connections),
             "tcp_acks": tcp.acks,

@@ -2,11 +2,16 @@
 
 Reading is zero-copy up to the ring: the socket reads into the session's preallocated
 :class:`FrameBuffer` (``BufferedProtocol``), a COMMANDS frame's records are a numpy view
-into that buffer, checked and stamped with the account as whole columns, and pushed to
-the session's inbound ring in one C call. A full ring is backpressure: the rest of the
-batch waits, reading pauses, and TCP flow control slows the client. Events come back when
-the gateway core signals the session's eventfd: the outbound ring is drained in batches
-into one EVENTS frame each, numbered with the session's event sequence.
+into that buffer, stamped with the account as a whole column, and pushed to the
+session's inbound ring in one C call: every record, whatever its kind. The edge answers no
+command itself: a kind no client may send (CONTROL, a number that is no kind) is the
+gateway core's to reject (REJECTED, INVALID_COMMAND), as for a colocated session, so that
+answer takes the one path every event takes -- after the events of earlier commands, and
+through the session's outbound ring, which outlives a crashed gateway (below). A full
+ring is backpressure: the rest of the batch waits, reading pauses, and TCP flow control
+slows the client. Events come back when the gateway core signals the session's eventfd:
+the outbound ring is drained in batches into one EVENTS frame each, numbered with the
+session's event sequence.
 
 Events the client may not have got are not lost when its session ends (issue 5,
 ``docs/protocol.md``, "Nothing acknowledged is lost"): an EVENTS frame stays in
@@ -69,13 +74,6 @@ from tradsys.protocols.binary import (
 
 log = logging.getLogger("tradsys.gateway")
 
-CLIENT_KINDS = (
-    wire.CommandKind.NEW_ORDER,
-    wire.CommandKind.CANCEL,
-    wire.CommandKind.REPLACE,
-    wire.CommandKind.MASS_CANCEL,
-)
-_FIRST_KIND, _LAST_KIND = int(CLIENT_KINDS[0]), int(CLIENT_KINDS[-1])
 # plain ints: comparing with IntEnum members costs a method call per frame
 _LOGIN, _COMMANDS = int(MessageType.LOGIN), int(MessageType.COMMANDS)
 _HEARTBEAT, _LOGOUT = int(MessageType.HEARTBEAT), int(MessageType.LOGOUT)
@@ -101,7 +99,6 @@ class TcpEdge:
     protocol_errors: int = 0
     logins_refused: int = 0
     heartbeat_timeouts: int = 0
-    local_rejects: int = 0
     unacked_max: int = 65536  # [gateway] tcp_unacked_max
     unsent_held: int = 0  # events of frames not known delivered, held at session end
     acks: int = 0
@@ -394,16 +391,13 @@ class TcpSession(asyncio.BufferedProtocol):
 
     def _one_command(self, frame: Frame) -> None:
         """A frame of one order, the common case of a client sending as orders come: the
-        same checks as :meth:`_commands` on the raw bytes, without numpy's per-call
-        overhead (a tenth of the instructions)."""
+        same as :meth:`_commands` on the raw bytes, without numpy's per-call overhead (a
+        tenth of the instructions)."""
         assert self.session is not None
-        if frame.seq != self.next_command_seq:
-            self._commands(frame)  # the general path ends the session with the reason
+        if frame.seq != self.next_command_seq or self.backlog is not None:
+            self._commands(frame)  # the general path (a gap ends the session there)
             return
         data, off = self.buf.data, frame.offset
-        if not _FIRST_KIND <= data[off] <= _LAST_KIND or self.backlog is not None:
-            self._commands(frame)
-            return
         self.next_command_seq += 1
         _ACCOUNT.pack_into(data, off + _ACCOUNT_OFFSET, self.session.account_id)
         if not self.session.rings.inbound.push(bytes(self.buf.view[off : off + RECORD_SIZE])):
@@ -421,25 +415,8 @@ class TcpSession(asyncio.BufferedProtocol):
         self.next_command_seq += len(records)
         # stamp the account: a session trades for its own account only, whatever it sent
         records["account_id"] = self.session.account_id
-        kinds = records["kind"]
-        valid = (kinds >= CLIENT_KINDS[0]) & (kinds <= CLIENT_KINDS[-1])
-        if not valid.all():
-            self._reject_locally(records[~valid])
-            records = records[valid]
-        if len(records):
-            self._push(records)
-
-    def _reject_locally(self, bad: np.ndarray[Any, Any]) -> None:
-        """Commands no client may send (unknown kinds, CONTROL) never reach the core:
-        answered here as REJECTED(INVALID_COMMAND) in the session's event stream."""
-        self.edge.local_rejects += len(bad)
-        out = np.zeros(len(bad), wire.EVENT_DTYPE)
-        out["kind"] = wire.EventKind.REJECTED
-        out["reason"] = wire.RejectReason.INVALID_COMMAND
-        for name in ("side", "symbol_id", "account_id", "order_id", "price", "quantity"):
-            out[name] = bad[name]
-        self._send_events(encode_records(MessageType.EVENTS, self.next_event_seq, out), len(out))
-        self.next_event_seq += len(out)
+        # every record, in order: the core answers a kind no client may send (see above)
+        self._push(records)
 
     def _push(self, records: np.ndarray[Any, Any]) -> None:
         assert self.session is not None
