@@ -6,8 +6,8 @@ into that buffer, stamped with the account as a whole column, and pushed to the
 session's inbound ring in one C call: every record, whatever its kind. The edge answers no
 command itself: a kind no client may send (CONTROL, a number that is no kind) is the
 gateway core's to reject (REJECTED, INVALID_COMMAND), as for a colocated session, so that
-answer takes the one path every event takes -- after the events of earlier commands, and
-through the session's outbound ring, which outlives a crashed gateway (below). A full
+answer takes the one path every event takes -- through the session's outbound ring,
+which outlives a crashed gateway (below). A full
 ring is backpressure: the rest of the batch waits, reading pauses, and TCP flow control
 slows the client. Events come back when the gateway core signals the session's eventfd:
 the outbound ring is drained in batches into one EVENTS frame each, numbered with the
