@@ -21,8 +21,9 @@
  * (done flag, failing stage and errno, timings); the writer thread formats any message.
  * It moves itself to the writer thread's CPUs (the housekeeping cores of a pinned
  * worker), SCHED_BATCH and nice +10 — or SCHED_IDLE where it shares the worker's core
- * (a pinned worker with no housekeeping core: ts_snapwriter_share_core) — ignores SIGINT/SIGTERM/SIGHUP (its parent decides
- * its fate) and dies with the thread that forked it (PR_SET_PDEATHSIG), so a worker
+ * (a pinned worker with no housekeeping core: ts_snapwriter_share_core) — ignores
+ * SIGINT/SIGTERM/SIGHUP (its parent decides its fate) and dies with the thread that
+ * forked it (PR_SET_PDEATHSIG), so a worker
  * killed mid-snapshot leaves no file at all (a worker killed while its writer thread writes
  * the .tmp leaves that .tmp, which recovery ignores and pruning removes).
  *
