@@ -49,11 +49,17 @@ static __attribute__((noreturn)) void fail(ts_snapfork_report *r, int stage, int
     _exit(TS_SNAPFORK_EXIT_IO);
 }
 
-/* Leave the worker's core, class and priority behind: this is background work. */
+/* Leave the worker's core, class and priority behind: this is background work. On the
+ * worker's own core even SCHED_BATCH at nice +10 takes slices from a runnable worker;
+ * SCHED_IDLE runs only when the worker sleeps or parks. */
 static void step_aside(const ts_snapfork_args *a) {
 #ifdef __linux__
     if (a->have_cpus) (void)sched_setaffinity(0, sizeof a->cpus, &a->cpus);
     struct sched_param sp = {0};
+    if (a->idle) {
+        (void)sched_setscheduler(0, SCHED_IDLE, &sp);
+        return;
+    }
     (void)sched_setscheduler(0, SCHED_BATCH, &sp);
     (void)setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0) + a->nice);
 #else

@@ -20,8 +20,10 @@
  * stdio, no strerror, no Python, no lock. It reports through a MAP_SHARED page the writer made
  * (done flag, failing stage and errno, timings); the writer thread formats any message.
  * It moves itself to the writer thread's CPUs (the housekeeping cores of a pinned
- * worker), SCHED_BATCH and nice +10, ignores SIGINT/SIGTERM/SIGHUP (its parent decides
- * its fate) and dies with the thread that forked it (PR_SET_PDEATHSIG), so a worker
+ * worker), SCHED_BATCH and nice +10 — or SCHED_IDLE where it shares the worker's core
+ * (a pinned worker with no housekeeping core: ts_snapwriter_share_core) — ignores
+ * SIGINT/SIGTERM/SIGHUP (its parent decides its fate) and dies with the thread that
+ * forked it (PR_SET_PDEATHSIG), so a worker
  * killed mid-snapshot leaves no file at all (a worker killed while its writer thread writes
  * the .tmp leaves that .tmp, which recovery ignores and pruning removes).
  *
@@ -65,7 +67,9 @@ typedef struct ts_snapfork_args {
     cpu_set_t cpus;        /* where the child runs */
 #endif
     int have_cpus;
-    int nice;              /* added to the child's nice value */
+    int nice;              /* added to the child's nice value (not with idle) */
+    int idle;              /* SCHED_IDLE instead of SCHED_BATCH + nice: the child shares
+                            * the worker's core, so it may only use that core's idle time */
     const char *hold_path; /* test hook: while this file exists, wait before exiting */
     int fail;              /* test hook: exit TS_SNAPFORK_EXIT_TEST instead of reporting */
     ts_snapfork_report *report;

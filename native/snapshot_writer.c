@@ -56,6 +56,7 @@ struct ts_snapwriter {
     cpu_set_t cpus;              /* the creator's mask: where children run */
 #endif
     int have_cpus;
+    int idle;                    /* shares the worker's core: SCHED_IDLE (share_core) */
     ts_snapfork_args fork_args;  /* the next child's (4 KiB of path: kept off the stack) */
     char *hold_path;             /* test hooks (ts_snapwriter_child_hooks) */
     int fail_children;
@@ -352,6 +353,7 @@ int ts_snapwriter_fork(ts_snapwriter *sw, const ts_engine *e, const ts_snapwrite
 #endif
     a->have_cpus = sw->have_cpus;
     a->nice = 10;
+    a->idle = sw->idle;
     a->hold_path = sw->hold_path;
     if (sw->fail_children > 0) {
         a->fail = 1;
@@ -378,6 +380,18 @@ int ts_snapwriter_fork(ts_snapwriter *sw, const ts_engine *e, const ts_snapwrite
     pthread_cond_broadcast(&sw->cv);
     pthread_mutex_unlock(&sw->mu);
     return 0;
+}
+
+int ts_snapwriter_share_core(ts_snapwriter *sw) {
+    sw->idle = 1;
+#ifdef __linux__
+    /* on the thread itself, from here: it waits on its condition until the first job, so
+     * no work of it runs before this returns */
+    struct sched_param sp = {0};
+    return pthread_setschedparam(sw->thread, SCHED_IDLE, &sp);
+#else
+    return 0;
+#endif
 }
 
 int32_t ts_snapwriter_child(ts_snapwriter *sw) {

@@ -92,11 +92,21 @@ int ts_snapwriter_wait(ts_snapwriter *sw, ts_snapwriter_result *out);
  * it still: the worker's loop at a batch boundary), writes and fsyncs job->seq's .tmp and
  * exits; then hand the writer a job that waits for the child and publishes as usual. The
  * child runs on the CPUs this writer was created on (ts_snapwriter_new's caller's mask:
- * the housekeeping cores of a pinned worker) at nice +10. 0, with *fork_ns the time fork()
- * took on the caller's thread; -1 if busy; or a ts_journal_status with err if fork failed
- * (nothing started: the caller may serialize itself instead). */
+ * the housekeeping cores of a pinned worker) at SCHED_BATCH, nice +10 (SCHED_IDLE after
+ * ts_snapwriter_share_core). 0, with *fork_ns the time fork() took on the caller's
+ * thread; -1 if busy; or a ts_journal_status with err if fork failed (nothing started:
+ * the caller may serialize itself instead). */
 int ts_snapwriter_fork(ts_snapwriter *sw, const ts_engine *e, const ts_snapwriter_job *job,
                        int64_t *fork_ns, ts_journal_error *err);
+/* The writer shares its worker's core (a pinned worker with no housekeeping core to send
+ * it to): from now on its thread, and the fork mode's children from their start, run at
+ * SCHED_IDLE instead of the normal policy (the children: instead of SCHED_BATCH, nice
+ * +10). The worker then preempts them the moment it has work, and they use only the
+ * time the core would sit idle: a file write, fsync or MADV_COLLAPSE (tens to hundreds
+ * of ms of kernel work) no longer holds the core while the worker is runnable. Call it
+ * before the first job. 0, or the errno of setting the thread's policy (the children
+ * still go idle); elsewhere than Linux 0 and nothing changes. */
+int ts_snapwriter_share_core(ts_snapwriter *sw);
 /* The child now writing (0: none). */
 int32_t ts_snapwriter_child(ts_snapwriter *sw);
 /* Test hooks for the fork mode: children forked while hold_path is set wait, after the

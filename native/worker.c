@@ -185,7 +185,11 @@ int ts_worker_set_snapshots(ts_worker *w, const char *dir, int mode) {
     STORE(w->ctl->snapshot_child_pid, 0);
     if (mode == TS_SNAPSHOTS_INLINE) return TS_JOURNAL_OK;
     w->writer = ts_snapwriter_new(dir, w->cfg.shard_id, &w->err);
-    return w->writer ? TS_JOURNAL_OK : journal_fail(w, w->err.status);
+    if (!w->writer) return journal_fail(w, w->err.status);
+    /* best effort, like the children's own step aside: a refused policy leaves the thread
+     * where it was, which is how it ran before */
+    if (w->cfg.background_idle) (void)ts_snapwriter_share_core(w->writer);
+    return TS_JOURNAL_OK;
 }
 
 int ts_worker_fork_supported(void) { return ts_snapfork_supported(); }

@@ -244,6 +244,10 @@ typedef struct ts_worker_config {
     uint64_t fork_min_bytes;    /* fork mode: books whose snapshot is smaller are serialized
                                  * on the loop's thread (cheaper than fork() itself, which
                                  * copies the process's page tables: ~1 ms here) */
+    uint32_t background_idle;   /* 1: the snapshot writer thread and fork children share
+                                 * this worker's core (pinned, no housekeeping core): they
+                                 * run at SCHED_IDLE (ts_snapwriter_share_core) */
+    uint32_t _pad0;
 } ts_worker_config;
 
 typedef struct ts_worker ts_worker;

@@ -31,6 +31,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
@@ -104,12 +105,50 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     sched_slice_us: int = 0
     """The scheduler slice to ask for (tradsys.cores.sched_slice); 0: the default."""
     housekeeping_cpus: list[int] = msgspec.field(default_factory=list)
-    """Where a pinned worker's background threads (the snapshot writer) run: the cores no
-    engine process is pinned to (tradsys.config.housekeeping_cores). Empty: beside the
-    worker, on its own core."""
+    """Where a pinned worker's background work (the snapshot writer thread, its fork
+    children, the prune thread) runs: the cores no engine process is pinned to
+    (tradsys.config.housekeeping_cores). Empty: beside the worker, on its own core, at
+    SCHED_IDLE (see :func:`background_placement`)."""
     keep_snapshots: int = 2
     lock_memory: bool = False
     """Lock the process's memory in RAM at start (tradsys.cores.memory_lock)."""
+
+
+@dataclass(frozen=True)
+class BackgroundPlacement:
+    """Where a worker's background work runs: the snapshot writer thread, its fork
+    children and the prune thread (each a stall for every order in flight while it holds
+    the worker's core)."""
+
+    cpus: list[int]
+    """The CPU mask its threads start with ([]: the worker's own)."""
+    idle: bool
+    """At SCHED_IDLE: it shares a pinned worker's core, and may only use its idle time."""
+
+    def describe(self, spec: WorkerSpec) -> str:
+        """The log line that says which arrangement a worker uses."""
+        what = "background work (snapshot writer, fork children, pruning)"
+        if spec.core is None:
+            return f"shard {spec.shard_id}: not pinned: {what} runs at the normal policy"
+        if self.idle:
+            return (
+                f"shard {spec.shard_id}: no housekeeping core: {what} shares core "
+                f"{spec.core} at SCHED_IDLE"
+            )
+        return f"shard {spec.shard_id}: {what} on CPUs {self.cpus}"
+
+
+def background_placement(spec: WorkerSpec) -> BackgroundPlacement:
+    """A pinned worker's background work goes to the housekeeping cores; with none to go
+    to (every core runs an engine process) it would share the worker's core at the
+    normal policy and take it from a runnable worker for milliseconds (a prune's unlinks,
+    a file's write and fsync, MADV_COLLAPSE), so it runs there at SCHED_IDLE: the worker
+    preempts it the moment it has work. An unpinned worker's is left alone."""
+    if spec.core is None:
+        return BackgroundPlacement(cpus=[], idle=False)
+    if set(spec.housekeeping_cpus) <= {spec.core}:
+        return BackgroundPlacement(cpus=[], idle=True)
+    return BackgroundPlacement(cpus=list(spec.housekeeping_cpus), idle=False)
 
 
 def _ring_pointer(ring: Ring) -> Any:
@@ -136,7 +175,8 @@ class ShardWorker:
         self._err = ffi.new("ts_journal_error *")
         self._stop_signalled = False
         self._store = SnapshotStore(self.dir, spec.shard_id)
-        self._pruner = BackgroundPruner(self._store, spec.keep_snapshots)
+        self._placement = background_placement(spec)
+        self._pruner = BackgroundPruner(self._store, spec.keep_snapshots, idle=self._placement.idle)
 
     # ---- start-up ------------------------------------------------------------------------
 
@@ -168,6 +208,7 @@ class ShardWorker:
         cfg.snapshot_every = self.spec.snapshot_every
         cfg.wait = WaitStrategy.named(self.spec.wait).cdata[0]
         cfg.fork_min_bytes = self.spec.fork_min_bytes
+        cfg.background_idle = int(self._placement.idle)
         commands, events, md = (_ring_pointer(r) for r in self.rings)
         ptr = lib.ts_worker_new(
             cfg, engine_pointer(engine), commands, events, md, self.control.cdata
@@ -214,11 +255,14 @@ class ShardWorker:
         self._journal = journal
         lib.ts_worker_set_journal(self._worker, journal)
         mode = snapshot_mode(spec.snapshot_writer, spec.shard_id)
-        with _new_threads_on(spec.housekeeping_cpus if spec.core is not None else []):
-            # the snapshot writer thread starts here and keeps the mask it starts with;
-            # fork-mode children are given the same mask
+        log.info("%s", self._placement.describe(spec))
+        with _new_threads_on(self._placement.cpus):
+            # the snapshot writer and prune threads start here and keep the mask they
+            # start with; fork-mode children are given the same mask
             if lib.ts_worker_set_snapshots(self._worker, str(self.dir).encode(), mode):
                 raise JournalError(self._c_error())
+            if mode != _SNAPSHOT_MODES["inline"]:  # inline prunes on this thread
+                self._pruner.start()
         self._child_test_hooks()
         for ins in start.missing:
             log.info(

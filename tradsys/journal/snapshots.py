@@ -13,8 +13,10 @@ thread of its own (:class:`BackgroundPruner`), so its loop never waits for the u
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import os
 import re
 import struct
 import threading
@@ -154,11 +156,19 @@ class BackgroundPruner:
     that. One prune runs at a time; requests made meanwhile fold into one more. A failure
     is kept and raised by :meth:`check` on the worker's own thread, where it fails the
     worker as a failed inline prune did.
+
+    Where it runs: a thread inherits its creator's CPU mask, so a worker calls
+    :meth:`start` where its background work belongs (the housekeeping cores); started
+    lazily by the first :meth:`request`, it would share the worker's core. With ``idle``
+    (a pinned worker with no housekeeping core) the thread puts itself at SCHED_IDLE, so
+    the worker preempts its unlinks the moment it has work. Its OS name is
+    ``ts-prune-<shard>``, for ps, perf and the tests.
     """
 
-    def __init__(self, store: SnapshotStore, keep: int) -> None:
+    def __init__(self, store: SnapshotStore, keep: int, *, idle: bool = False) -> None:
         self.store = store
         self.keep = keep
+        self.idle = idle
         self._cond = threading.Condition()
         self._pending: int | None = None
         self._running = False
@@ -166,16 +176,24 @@ class BackgroundPruner:
         self._error: OSError | None = None
         self._thread: threading.Thread | None = None
 
+    def start(self) -> None:
+        """Start the thread now (it inherits the calling thread's CPU mask), if not yet."""
+        with self._cond:
+            self._start_locked()
+
     def request(self, newest_seq: int) -> None:
         """Prune once more, after the snapshot at ``newest_seq`` became visible."""
         with self._cond:
             self._pending = newest_seq
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._body, name=f"prune-{self.store.shard}", daemon=True
-                )
-                self._thread.start()
+            self._start_locked()
             self._cond.notify_all()
+
+    def _start_locked(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._body, name=f"prune-{self.store.shard}", daemon=True
+            )
+            self._thread.start()
 
     def check(self) -> None:
         """Raise the error of a failed background prune, if there was one."""
@@ -199,7 +217,22 @@ class BackgroundPruner:
             thread.join()
         self._thread = None
 
+    def _step_aside(self) -> None:
+        """On the thread itself (Linux applies both per thread): its policy first, then
+        its name, so whoever finds the name sees the policy."""
+        if self.idle:
+            try:
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            except (OSError, AttributeError) as exc:  # AttributeError: not Linux
+                log.warning(
+                    "shard %d: the prune thread stays at its policy, SCHED_IDLE refused: %s",
+                    self.store.shard,
+                    exc,
+                )
+        name_os_thread(f"ts-prune-{self.store.shard}")
+
     def _body(self) -> None:
+        self._step_aside()
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._pending is not None or self._closing)
@@ -217,3 +250,11 @@ class BackgroundPruner:
                 with self._cond:
                     self._running = False
                     self._cond.notify_all()
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread an OS-level name (``comm``: ps, top, perf; at most 15
+    bytes), which Python 3.11's ``threading`` does not set. Best effort: Linux only."""
+    path = f"/proc/self/task/{threading.get_native_id()}/comm"
+    with contextlib.suppress(OSError), open(path, "w") as comm:
+        comm.write(name[:15])
