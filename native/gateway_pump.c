@@ -301,10 +301,19 @@ static void idle_ticks(ts_gateway *gw) {
     }
 }
 
+/* A session's commands. One the gateway answers itself (a reject: risk, throttle, an
+ * invalid kind) leaves the session's inbound ring only once its answer is in the
+ * session's event ring: taken with no room for the answer, it would wait in the stage,
+ * in the pump's memory only, and a gateway that died then would lose it. So a session
+ * takes at most as many commands as its event ring has room for, and none while its
+ * stage still holds events for a full ring -- a client that does not read its events
+ * cannot keep sending either (until stalled_session_ms ends it) -- and the answers are
+ * pushed before the commands are released. */
 static uint64_t take_session(ts_gateway *gw, uint32_t slot, uint32_t max_batch) {
     gw_session *s = &gw->sessions[slot];
+    if (s->staged) return 0;
     uint64_t room = shard_room(gw);
-    uint64_t out_room = gw->cfg.max_batch - s->staged;
+    uint64_t out_room = ts_ring_writable(s->out);
     if (out_room < room) room = out_room;
     if (max_batch < room) room = max_batch;
     uint64_t taken = 0;
@@ -333,6 +342,7 @@ static uint64_t take_session(ts_gateway *gw, uint32_t slot, uint32_t max_batch) 
                 break;
             }
         }
+        if (s->staged) flush_session(s); /* fits: no more taken than the ring had room */
         ts_ring_release(s->in, n);
         taken += n;
     }

@@ -283,6 +283,42 @@ static void test_backpressure(void) {
     rig_free(&r);
 }
 
+/* A command the gateway answers itself leaves the session's inbound ring only with its
+ * answer in the session's event ring: a client whose event ring is full (it does not
+ * read) has its next command left where it sent it, and a gateway that died now would
+ * leave nothing owed in its own memory. Once the client reads, the command is taken and
+ * answered in the same pass. */
+static void test_a_reject_leaves_the_inbound_ring_only_once_answered(void) {
+    rig r;
+    rig_init(&r, 1, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 8);
+    ts_command bad[9];
+    for (int i = 0; i < 9; i++) {
+        bad[i] = rig_new((uint64_t)i + 1, 1, TS_SIDE_BUY, 1000, 1);
+        bad[i].kind = 99; /* no kind: the gateway's own INVALID_COMMAND */
+    }
+    CHECK_EQ(ts_ring_push(c.in, bad, 8), 8);
+    ts_gateway_poll_at(r.gw, 0, 1);
+    CHECK_EQ(ts_ring_writable(c.out), 0); /* 8 answers: the client's ring is full */
+    CHECK_EQ(ts_ring_push(c.in, &bad[8], 1), 1);
+    for (int i = 0; i < 3; i++) ts_gateway_poll_at(r.gw, 0, 2 + i);
+    CHECK_EQ(ts_ring_writable(c.in), 7); /* not taken: no room for its answer */
+    ts_gateway_stats st;
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK_EQ(st.rejects[TS_REJ_INVALID_COMMAND], 8);
+    ts_event ev[8];
+    CHECK_EQ(ts_ring_pop(c.out, ev, 1), 1);
+    ts_gateway_poll_at(r.gw, 0, 9);
+    CHECK_EQ(ts_ring_writable(c.in), 8);
+    CHECK_EQ(ts_ring_pop(c.out, ev, 8), 8); /* 7 older answers, then the 9th command's */
+    CHECK_EQ(ev[7].order_id & 0xffffffffff, 9);
+    CHECK_EQ(ev[7].reason, TS_REJ_INVALID_COMMAND);
+    CHECK_EQ(pop_cmds(r.cmd[0], (ts_command[8]){0}, 8), 0); /* none reached the shard */
+    rig_free(&r);
+}
+
 static void test_pool_limit(void) {
     rig r;
     rig_init(&r, 1, 2, 32, 64);
@@ -690,6 +726,8 @@ int main(void) {
         {"kill_and_disconnect", test_kill_and_disconnect},
         {"market_control", test_market_control},
         {"backpressure", test_backpressure},
+        {"a_reject_leaves_the_inbound_ring_only_once_answered",
+         test_a_reject_leaves_the_inbound_ring_only_once_answered},
         {"pool_limit", test_pool_limit},
         {"run_parks_and_wakes", test_run_parks_and_wakes},
         {"remove_while_parked", test_remove_while_parked},
