@@ -7,9 +7,12 @@
     tradsys admin halt ACME             # trading phases: halt, resume, auction-start,
     tradsys admin resume --all          #   auction-uncross, session-open, session-close
 
-Accounts by name or id, symbols by name. Exit 0 when the gateway carried the command
-out, 1 when it refused it (the reason is printed) or the instance is not running, 2 on
-an internal error. See tradsys/cores/gateway_admin.py for the socket and its requests.
+Accounts by name or id, symbols by name. A phase control is confirmed on the
+market-data status channel when a sidecar runs: each symbol's phase is printed once the
+engine has applied it. Exit 0 when the command was carried out, 1 when the gateway
+refused it (the reason is printed), the engine did not apply a phase control, or the
+instance is not running, 2 on an internal error. See tradsys/cores/gateway_admin.py for
+the socket and its requests.
 """
 
 from __future__ import annotations
@@ -73,16 +76,23 @@ def _account_id(config: Any, who: str | None) -> int | None:
     raise UserError(f"no account {who!r} in the config; it has: {names}")
 
 
-def _send(args: argparse.Namespace, make: Any) -> int:
-    """Load the config, build the request from it, send it, print the outcome."""
+def _config(args: argparse.Namespace) -> Any:
     from tradsys.cli import UserError
     from tradsys.config import ConfigError, load_config
-    from tradsys.cores import gateway_admin
 
     try:
-        config = load_config(args.config)
+        return load_config(args.config)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
+
+
+def _send(args: argparse.Namespace, make: Any, config: Any = None) -> int:
+    """Load the config (unless given), build the request from it, send it, print the
+    outcome."""
+    from tradsys.cli import UserError
+    from tradsys.cores import gateway_admin
+
+    config = config if config is not None else _config(args)
     try:
         reply = gateway_admin.request(config, make(config))
     except ConnectionError as exc:
@@ -112,7 +122,70 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return _send(args, lambda c: Reload(list(c.accounts)))
 
 
-def cmd_market(args: argparse.Namespace) -> int:
-    from tradsys.cores.gateway_admin import Market
+# The phase each control leads to when the engine applies it (session-close only expires
+# DAY orders: no phase to wait for).
+EXPECTED_PHASE = {
+    "halt": "HALTED",
+    "resume": "CONTINUOUS",
+    "auction-start": "AUCTION",
+    "auction-uncross": "CONTINUOUS",
+    "session-open": "CONTINUOUS",
+}
+CONFIRM_S = 2.0
 
-    return _send(args, lambda c: Market(args.action, None if args.all else args.symbol))
+
+def cmd_market(args: argparse.Namespace) -> int:
+    """Send the control; then, when a market-data sidecar runs, wait on its status
+    channel until every symbol is in the phase the control leads to, and say so per
+    symbol (exit 1 for one that is not: the engine did not apply the control there)."""
+    from tradsys.cores.gateway_admin import Market
+    from tradsys.cores.sidecar import read_announcement
+
+    config = _config(args)
+    symbols = [i.symbol for i in config.instruments] if args.all else [args.symbol.upper()]
+    send = lambda c: Market(args.action, None if args.all else args.symbol)  # noqa: E731
+    md = read_announcement(config, "md")
+    wanted = EXPECTED_PHASE.get(args.action)
+    if wanted is None or md is None or not set(symbols) <= set(md.get("symbols", [])):
+        rc = _send(args, send, config)
+        if rc == EXIT_OK and wanted is not None:
+            print("not confirmed: no market-data sidecar runs to tell the phase")
+        return rc
+    return _send_and_confirm(args, send, config, md, symbols, wanted)
+
+
+def _send_and_confirm(
+    args: argparse.Namespace, send: Any, config: Any, md: dict[str, Any], symbols: list[str],
+    wanted: str,
+) -> int:  # fmt: skip
+    import contextlib
+
+    from tradsys.client.phase_watch import PhaseWatch
+    from tradsys.matching.api import Phase
+
+    watching = PhaseWatch(str(md["publish"][0]), str(md["snapshot"]), symbols)
+    with contextlib.closing(watching) as watch:
+        known = watch.wait_known(CONFIRM_S)
+        before = watch.phases()
+        rc = _send(args, send, config)
+        if rc != EXIT_OK:
+            return rc
+        after = watch.wait_for(Phase[wanted], CONFIRM_S)
+    failed = False
+    for sym in symbols:
+        now, was = after[sym], before[sym]
+        was_text = f" (was {was.name})" if was is not None else ""
+        if now is not None and now.name == wanted:
+            print(f"{sym}: {now.name}{was_text}")
+            continue
+        failed = True
+        state = now.name if now is not None else "unknown (the feed did not say)"
+        print(
+            f"{sym}: still {state} after {CONFIRM_S:.0f} s: the engine did not apply "
+            f"{args.action} there (resume applies to a halted symbol, auction-uncross to "
+            "an auction call)",
+            file=sys.stderr,
+        )
+    if not known:
+        print("(some phases were unknown before the command was sent)", file=sys.stderr)
+    return EXIT_USER_ERROR if failed else EXIT_OK

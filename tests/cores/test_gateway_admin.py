@@ -47,16 +47,33 @@ class Instance:
         return cli.main(["admin", *args, "--config", str(self.path)])
 
 
-@pytest.fixture
-def running(instance: str, tmp_path: Path) -> Iterator[Instance]:
-    path = tmp_path / "instance.toml"
-    path.write_text(_config_text(instance, tmp_path / "data"))
+def _with_md(text: str) -> str:
+    """The config with its market-data sidecar on (ports the kernel picks)."""
+    return text.replace(
+        "[md]\nenabled = false\n",
+        '[md]\npublish = ["tcp://127.0.0.1:0"]\nsnapshot = "tcp://127.0.0.1:0"\n',
+    )
+
+
+def _start(path: Path, text: str) -> Iterator[Instance]:
+    path.write_text(text)
     sup = Supervisor(load_config(str(path)), log=lambda line: None)
     sup.start()
     try:
         yield Instance(path, sup)
     finally:
         sup.stop()
+
+
+@pytest.fixture
+def running(instance: str, tmp_path: Path) -> Iterator[Instance]:
+    yield from _start(tmp_path / "instance.toml", _config_text(instance, tmp_path / "data"))
+
+
+@pytest.fixture
+def running_md(instance: str, tmp_path: Path) -> Iterator[Instance]:
+    text = _with_md(_config_text(instance, tmp_path / "data"))
+    yield from _start(tmp_path / "instance.toml", text)
 
 
 def _rejected(client: OrderClient, qty: int, symbol: str = "ACME") -> RejectReason | None:
@@ -73,7 +90,9 @@ def test_halt_and_resume_a_symbol(running: Instance, capsys: pytest.CaptureFixtu
     with OrderClient.connect(running.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
         assert _rejected(alice, 1) is None
         assert running.admin("halt", "ACME") == 0
-        assert "halt sent for ACME" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "halt sent for ACME" in out
+        assert "not confirmed: no market-data sidecar runs" in out
         assert _rejected(alice, 1) == RejectReason.HALTED
         assert _rejected(alice, 1, "ZETA") is None  # the other symbol trades on
         assert running.admin("resume", "--all") == 0
@@ -131,10 +150,7 @@ def test_an_operator_halt_reaches_market_data_subscribers(
 ) -> None:
     """The whole way: `tradsys admin halt ACME` -> the gateway -> the shard's engine -> the
     md sidecar -> a subscriber's StatusChange and its book's phase; then resume."""
-    text = _config_text(instance, tmp_path / "data").replace(
-        "[md]\nenabled = false\n",
-        '[md]\npublish = ["tcp://127.0.0.1:0"]\nsnapshot = "tcp://127.0.0.1:0"\n',
-    )
+    text = _with_md(_config_text(instance, tmp_path / "data"))
     path = tmp_path / "instance.toml"
     path.write_text(text)
     with Supervisor(load_config(str(path)), log=lambda line: None) as sup:
@@ -153,6 +169,26 @@ def test_an_operator_halt_reaches_market_data_subscribers(
             assert feed.run_until(lambda: feed.books["ACME"].phase == Phase.CONTINUOUS, 30.0)
     moves = [(Phase(c.phase).name, c.reason) for c in changes if c.reason is not None]
     assert moves == [("HALTED", StatusReason.HALT), ("CONTINUOUS", StatusReason.RESUME)]
+
+
+def test_a_phase_control_is_confirmed_on_the_status_channel(
+    running_md: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a market-data sidecar running, `tradsys admin` says what the engine did with
+    a phase control, per symbol -- and exits 1 when the engine did not apply it."""
+    assert running_md.admin("halt", "ACME") == 0
+    assert "ACME: HALTED (was CONTINUOUS)" in capsys.readouterr().out
+    # AUCTION_UNCROSS applies only to an auction call: sent, but ACME stays halted
+    assert running_md.admin("auction-uncross", "ACME") == 1
+    got = capsys.readouterr()
+    assert "auction-uncross sent for ACME" in got.out
+    assert "ACME: still HALTED after 2 s: the engine did not apply auction-uncross" in got.err
+    assert running_md.admin("resume", "--all") == 0
+    out = capsys.readouterr().out
+    assert "ACME: CONTINUOUS (was HALTED)" in out
+    assert "ZETA: CONTINUOUS (was CONTINUOUS)" in out
+    with OrderClient.connect(running_md.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
+        assert _rejected(alice, 1) is None  # it trades again
 
 
 def _raw(running: Instance, request: bytes) -> bytes:
