@@ -33,6 +33,7 @@
 /* ---- checks ------------------------------------------------------------------------ */
 
 #include "check.h"
+#include "tmpdir.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
@@ -61,19 +62,7 @@ static void make_dir(void) {
     }
 }
 
-static void remove_dir(void) {
-    DIR *d = opendir(g_dir);
-    if (!d) return;
-    struct dirent *ent;
-    char path[512];
-    while ((ent = readdir(d)) != NULL) {
-        if (ent->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "%s/%s", g_dir, ent->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(g_dir);
-}
+static void remove_dir(void) { tmpdir_remove(g_dir); }
 
 static void seg_path(char *out, size_t cap, uint64_t first_seq) {
     snprintf(out, cap, "%s/journal-007-%020llu.tsj", g_dir, (unsigned long long)first_seq);

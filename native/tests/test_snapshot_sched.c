@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "tmpdir.h"
 
 #define DEADLINE_NS 10000000000LL /* 10 s for anything the test waits for */
 
@@ -49,20 +50,7 @@ static void make_dir(void) {
 }
 
 /* Remove the test directory and whatever the writer left in it (no subdirectories). */
-static void remove_dir(void) {
-    DIR *d = opendir(g_dir);
-    if (d) {
-        struct dirent *ent;
-        char path[600];
-        while ((ent = readdir(d)) != NULL) {
-            if (ent->d_name[0] == '.') continue;
-            snprintf(path, sizeof path, "%s/%s", g_dir, ent->d_name);
-            unlink(path);
-        }
-        closedir(d);
-    }
-    rmdir(g_dir);
-}
+static void remove_dir(void) { tmpdir_remove(g_dir); }
 
 /* The id of this process's thread called `name`, waiting for it to take that name (the
  * writer thread names itself when it starts); 0 if none did by the deadline. */

@@ -9,51 +9,19 @@ the housekeeping cores. The thread is found by its OS name, ``ts-prune-<shard>``
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.cores.test_background_sched_idle import wait_thread
+from tests.cores.test_housekeeping import mask
 from tests.journal.helpers import SHARD, journal, reference
 from tradsys.journal import SnapshotStore
 from tradsys.journal.snapshots import BackgroundPruner
 from tradsys.matching.workload import mixed_stream
 
 DEADLINE_S = 10.0
-
-
-def thread_named(name: str) -> int | None:
-    """The id of this process's thread whose OS name is ``name``, or None."""
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            if (task / "comm").read_text().strip() == name:
-                return int(task.name)
-        except FileNotFoundError:  # a thread that ended meanwhile
-            continue
-    return None
-
-
-def wait_thread(name: str) -> int:
-    """Wait (with a deadline) for the pruner's thread to have named itself."""
-    deadline = time.monotonic() + DEADLINE_S
-    pause = threading.Event()
-    while (tid := thread_named(name)) is None:
-        assert time.monotonic() < deadline, f"no thread named {name!r}"
-        pause.wait(0.001)
-    return tid
-
-
-def cpus_of(tid: int) -> set[int]:
-    for line in Path(f"/proc/self/task/{tid}/status").read_text().splitlines():
-        if line.startswith("Cpus_allowed_list:"):
-            out: set[int] = set()
-            for part in line.split(":", 1)[1].strip().split(","):
-                lo, _, hi = part.partition("-")
-                out.update(range(int(lo), int(hi or lo) + 1))
-            return out
-    raise AssertionError(f"no Cpus_allowed_list for thread {tid}")
 
 
 @pytest.fixture
@@ -87,7 +55,7 @@ def test_an_idle_pruner_prunes_at_sched_idle_and_leaves_its_creator_alone(
     assert pruner.wait_idle(DEADLINE_S)
     pruner.check()
     assert [s.seq for s in store.snapshots()] == [200]
-    tid = wait_thread(f"ts-prune-{SHARD}")
+    tid = wait_thread(os.getpid(), f"ts-prune-{SHARD}")
     assert os.sched_getscheduler(tid) == os.SCHED_IDLE
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's thread keeps its own
 
@@ -104,8 +72,8 @@ def test_a_pruner_started_early_keeps_its_starters_mask_and_policy(
         pruner.start()
     finally:
         os.sched_setaffinity(0, own)
-    tid = wait_thread(f"ts-prune-{SHARD}")
-    assert cpus_of(tid) == target
+    tid = wait_thread(os.getpid(), f"ts-prune-{SHARD}")
+    assert mask(Path(f"/proc/self/task/{tid}/status")) == target
     assert os.sched_getscheduler(tid) == os.SCHED_OTHER
     pruner.request(200)
     assert pruner.wait_idle(DEADLINE_S)
