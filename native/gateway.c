@@ -62,10 +62,19 @@ static void keymap_put(gw_keymap *m, uint32_t key, uint32_t val) {
 
 /* ---- order tables ------------------------------------------------------------------- */
 
+/* Write every page of a fresh block once, so that none faults on the order path: a hash
+ * table's inserts land on random pages, and a large calloc's pages are only mapped when
+ * first written (the zero page is shared until then). */
+static void prefault(void *p, size_t bytes) {
+    volatile unsigned char *c = p;
+    for (size_t i = 0; i < bytes; i += 4096) c[i] = 0;
+}
+
 static int table_init(gw_table *t, uint64_t n) {
     uint64_t cap = pow2_at_least(2 * n);
     t->slots = calloc(cap, sizeof *t->slots);
     t->mask = cap - 1;
+    if (t->slots) prefault(t->slots, cap * sizeof *t->slots);
     return t->slots ? 0 : -1;
 }
 

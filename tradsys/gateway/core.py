@@ -384,7 +384,7 @@ class GatewayCore:
         if self._ledger is not None:
             raise GatewayError("a ledger is attached already")
         size = int(lib.ts_gateway_ledger_size(self._gw))
-        ledger = LedgerFile(Path(path), size)
+        ledger = LedgerFile(Path(path), size, prefault=True)
         rc = lib.ts_gateway_attach_ledger(self._gw, ledger.pointer, size, run_id)
         if rc < 0:
             ledger.close()

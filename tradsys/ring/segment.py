@@ -70,6 +70,12 @@ def process_alive(pid: int, start_us: int) -> bool:
     return start_us == 0 or abs(started - start_us) <= _START_TIME_TOLERANCE_US
 
 
+# Every page of a segment is mapped when it is created or attached (MAP_POPULATE), not at
+# its first touch: a ring's pages are first written on the hot path, by the first records
+# to reach them, and each such fault (shmem allocation and zeroing on the creator's side, a
+# page-table fill on the other) lands on an order.
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
 class Segment:
     """A mapped POSIX shared-memory segment.
 
@@ -106,7 +112,7 @@ class Segment:
             ) from None
         try:
             os.fchmod(shm.fd, 0o600)  # the umask may only narrow it, but be explicit
-            memory = mmap.mmap(shm.fd, size)
+            memory = mmap.mmap(shm.fd, size, flags=_MAP_FLAGS)
         except BaseException:
             shm.close_fd()
             shm.unlink()
@@ -127,7 +133,7 @@ class Segment:
         try:
             if shm.size == 0:
                 raise RingAttachError(f"shared-memory segment {name} is empty (size 0)")
-            memory = mmap.mmap(shm.fd, shm.size)
+            memory = mmap.mmap(shm.fd, shm.size, flags=_MAP_FLAGS)
         finally:
             shm.close_fd()
         return cls(name, memory, owner=False)
