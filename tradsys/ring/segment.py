@@ -76,6 +76,7 @@ def process_alive(pid: int, start_us: int) -> bool:
 # page-table fill on the other) lands on an order.
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
+
 class Segment:
     """A mapped POSIX shared-memory segment.
 
