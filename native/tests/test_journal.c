@@ -33,6 +33,7 @@
 /* ---- checks ------------------------------------------------------------------------ */
 
 #include "check.h"
+#include "engine1.h"
 #include "tmpdir.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
@@ -90,14 +91,6 @@ static int count_files(const char *prefix) {
         if (strncmp(ent->d_name, prefix, strlen(prefix)) == 0) n++;
     if (d) closedir(d);
     return n;
-}
-
-static ts_engine *engine1(void) {
-    ts_engine *e = ts_engine_new();
-    ts_instrument ins = {.symbol_id = 1, .tick_size = 1, .lot_size = 1, .min_qty = 1,
-                         .reference_price = 100000};
-    if (!e || ts_engine_add_instrument(e, &ins) != TS_ENG_OK) exit(2);
-    return e;
 }
 
 /* A venue-like stream on symbol 1: limits near a drifting mid, cancels of orders that

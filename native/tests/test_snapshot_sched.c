@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "engine1.h"
 #include "tmpdir.h"
 
 #define DEADLINE_NS 10000000000LL /* 10 s for anything the test waits for */
@@ -85,14 +86,6 @@ static void wait_for_sched(pid_t pid, int policy, int nice, int *got_policy, int
         *got_policy = sched_getscheduler(pid);
         *got_nice = getpriority(PRIO_PROCESS, (id_t)pid);
     } while ((*got_policy != policy || *got_nice != nice) && now_ns() < give_up);
-}
-
-static ts_engine *engine1(void) {
-    ts_engine *e = ts_engine_new();
-    ts_instrument ins = {.symbol_id = 1, .tick_size = 1, .lot_size = 1, .min_qty = 1,
-                         .reference_price = 100000};
-    if (!e || ts_engine_add_instrument(e, &ins) != TS_ENG_OK) exit(2);
-    return e;
 }
 
 static void test_writer_thread_goes_idle_when_it_shares_the_core(void) {

@@ -18,16 +18,12 @@ across the crash, are asserted.)"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.client.edge_rig import KEYS
-from tests.client.raw import RawPeer
-from tests.gateway.test_tcp_gateway_crash import _events
+from tests.gateway.test_tcp_gateway_crash import _events, alice_logged_in
 from tests.gateway.test_unread_gateway_crash import _restart_gateway
 from tests.gateway.test_unread_sessions import (
     ACME,
@@ -44,7 +40,7 @@ from tradsys.client.orders import order_record
 from tradsys.cores.gateway import read_stats
 from tradsys.cores.supervisor import Supervisor
 from tradsys.matching.commands import batch
-from tradsys.protocols.binary import MessageType, encode_ack, encode_records
+from tradsys.protocols.binary import MessageType, encode_records
 from tradsys.ring import instance_segments
 from tradsys.wire import EventKind, RejectReason
 
@@ -64,23 +60,6 @@ def _frame() -> bytes:
         rec["control"] = wire.ControlCode.HALT  # the CONTROL record's: halt her symbol
         records.append(rec)
     return encode_records(MessageType.COMMANDS, 1, batch(*records))
-
-
-@contextlib.contextmanager
-def alice_logged_in(address: str, acking: bool) -> Iterator[RawPeer]:
-    """Alice as a raw TCP client in this process, logged in (SYMBOLS read); with
-    ``acking`` an acknowledging client from the start (ACK 0). Closed at the end."""
-    host, port = address.rsplit(":", 1)
-    peer = RawPeer.tcp(host, int(port))
-    try:
-        peer.login(1, KEYS[1])
-        frame = peer.next_frame()
-        assert frame is not None and frame[0] == MessageType.SYMBOLS, frame
-        if acking:
-            peer.send(encode_ack(0))
-        yield peer
-    finally:
-        peer.close()
 
 
 def _answers(events: list[np.void]) -> list[tuple[int, int, int]]:

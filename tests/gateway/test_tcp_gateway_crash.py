@@ -197,23 +197,33 @@ async def _run_edge(ring: Ring, steps: list[tuple[str, Any]], unacked_max: int) 
 
 
 @contextlib.contextmanager
-def alice_over_tcp(address: str) -> Iterator[RawPeer]:
-    """Alice as a raw TCP client in this process (so the test sees exactly which frames
-    reached her socket): logged in, an ask of 10 at 101 resting, its ACCEPTED (event 1)
-    acknowledged -- an acknowledging client from here on. Closed at the end."""
+def alice_logged_in(address: str, acking: bool) -> Iterator[RawPeer]:
+    """Alice as a raw TCP client in this process, logged in (SYMBOLS read); with
+    ``acking`` an acknowledging client from the start (ACK 0). Closed at the end."""
     host, port = address.rsplit(":", 1)
     peer = RawPeer.tcp(host, int(port))
     try:
         peer.login(1, KEYS[1])
         frame = peer.next_frame()
         assert frame is not None and frame[0] == MessageType.SYMBOLS, frame
+        if acking:
+            peer.send(encode_ack(0))
+        yield peer
+    finally:
+        peer.close()
+
+
+@contextlib.contextmanager
+def alice_over_tcp(address: str) -> Iterator[RawPeer]:
+    """Alice as a raw TCP client in this process (so the test sees exactly which frames
+    reached her socket): logged in, an ask of 10 at 101 resting, its ACCEPTED (event 1)
+    acknowledged -- an acknowledging client from here on. Closed at the end."""
+    with alice_logged_in(address, acking=False) as peer:
         peer.send(encode_records(MessageType.COMMANDS, 1, order_record(1, ACME, "sell", 10, 101)))
         (accepted,) = _events(peer, 1)
         assert accepted["kind"] == wire.EventKind.ACCEPTED, accepted
         peer.send(encode_ack(1))
         yield peer
-    finally:
-        peer.close()
 
 
 def _events(peer: RawPeer, n: int) -> list[np.void]:
