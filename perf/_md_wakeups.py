@@ -1,7 +1,8 @@
 """Where the md path's wake-ups go: ``perf sched`` over the md bench's latency run.
 
-Runs ``md_bench``'s latency measure (a real instance, open-loop trades at a fixed rate)
-and, once trades flow in the batched-frames run, records ``perf sched record -a`` for a
+Runs ``md_bench``'s latency measure (a real instance, open-loop trades at a fixed rate,
+idle CPUs polling when this host allows it, as the bench runs it: a CPU woken from its
+halt state here takes ~40 µs more per hop across CPUs) and, once trades flow in the batched-frames run, records ``perf sched record -a`` for a
 few seconds; then reads ``perf sched timehist -w`` and prints, per step of the chain
 bench → worker → sidecar → its ZeroMQ I/O thread → the subscriber's I/O thread →
 subscriber, how long the woken thread took to wake the next one (p50/p90/p99, split by
@@ -228,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         recorder.start()
-        runs = md_bench.latency(root, instance, plan)
+        # as the bench measures it: idle CPUs polling when this host allows
+        polling = md_bench.polling_idle_allowed()
+        runs = md_bench.latency(
+            root, instance, plan, (1024,), 0 if polling else md_bench.NO_REQUEST
+        )
         recorder.join(60)
         if "error" in out:
             print(out["error"], file=sys.stderr)
@@ -242,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     batched = runs[1024]
     print(
         f"md latency, batched frames, {args.trades:,} trades at {args.rate:,}/s: "
-        f"p50 {batched.p50:.0f} µs, p99 {batched.p99:.0f} µs; load average "
-        f"{os.getloadavg()[0]:.2f}"
+        f"p50 {batched.p50:.0f} µs, p99 {batched.p99:.0f} µs; idle CPUs "
+        f"{'polling' if polling else 'halting'}; load average {os.getloadavg()[0]:.2f}"
     )
     print(batched.stages.table())
     print()

@@ -36,8 +36,9 @@ class EngineSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     ring_capacity: int = 65536
     heartbeat_timeout_ms: int = 3000
     stop_timeout_ms: int = 10000
-    # the fair-scheduler slice (µs) of the shard workers and the gateway's pump: a short
-    # one lets them run as soon as they are runnable (tradsys/cores/sched_slice.py);
+    # the fair-scheduler slice (µs) of the shard workers, the gateway's pump and the md
+    # sidecar's loop and I/O threads: a short one lets them run as soon as they are
+    # runnable (tradsys/cores/sched_slice.py);
     # 0: the kernel's default
     sched_slice_us: int = 0
     # while the instance runs, idle CPUs keep to idle states that wake within this many

@@ -44,6 +44,7 @@ from tradsys.config import Config, ConfigError
 from tradsys.cores.control import WorkerControl
 from tradsys.cores.memory_lock import lock_if_asked
 from tradsys.cores.parent_watch import stop_with_supervisor
+from tradsys.cores.sched_slice import set_thread_slice
 from tradsys.cores.sidecar import announce_ready, read_effective_config, stop_event, withdraw
 from tradsys.marketdata.framing import (
     CHANNEL_NO,
@@ -508,6 +509,24 @@ class MdSidecar:
                     feed.refresh_asked = feed.control.request_md_refresh()
 
 
+def _short_slices(slice_us: int) -> None:
+    """The publishing thread and ZeroMQ's I/O threads (started with the first socket)
+    hand each quiet-market record on to each other, and on a shared core to the shard
+    worker: a short slice lets each run as soon as it is woken (tradsys.cores.sched_slice).
+    The stats writer thread keeps the default: its file writes are not on the path."""
+    if not slice_us:
+        return
+    me = threading.get_native_id()
+    for tid in sorted(int(t) for t in os.listdir("/proc/self/task")):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+            if tid == me or name.startswith("ZMQbg/IO"):
+                set_thread_slice(slice_us * 1000, tid)
+        except OSError as exc:
+            log.warning("md: %s; running with the default slice", exc)
+
+
 def run_md(config: Config) -> int:
     """The body of the sidecar process; returns its exit code."""
     stop = stop_event()
@@ -523,6 +542,7 @@ def run_md(config: Config) -> int:
         except (RingError, OSError, zmq.ZMQError) as exc:
             log.error("md: cannot start: %s", exc)
             return EXIT_USER_ERROR
+        _short_slices(config.engine.sched_slice_us)
         # what start-up made is never garbage: freeze it, so a collection (rare: the
         # loop's objects die by reference counting) never scans it mid-publish
         gc.collect()

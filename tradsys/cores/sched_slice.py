@@ -10,8 +10,16 @@ sharing a CPU hand records to each other every few µs; with the default slice e
 hand-over could wait out a millisecond. Nothing here changes the thread's CPU share
 (its nice value), only how soon it runs once runnable.
 
-``[engine] sched_slice_us`` (0: the kernel's default) asks for it in the shard workers
-and the gateway's pump; a colocated client calls :func:`set_thread_slice` itself. The
+What a slice cannot do: on a kernel built without kernel preemption (``PREEMPT_NONE``,
+the default of many distribution and VM kernels) a thread busy in the kernel -- a kernel
+thread such as ``kdamond``, or a process in a long system call -- keeps the CPU until it
+sleeps or reaches a preemption point, whatever the slice of the thread that woke behind
+it (1-1.6 ms seen on the md bench's VM); only keeping such work off the engine's CPUs
+helps (tuning/apply.sh).
+
+``[engine] sched_slice_us`` (0: the kernel's default) asks for it in the shard workers,
+the gateway's pump and the md sidecar (its loop and ZeroMQ's I/O threads); a colocated
+client or a market-data subscriber calls :func:`set_thread_slice` itself. The
 kernel accepts 100 µs to 100 ms; older kernels ignore ``sched_runtime`` for fair tasks
 (the call succeeds and changes nothing), which :func:`thread_slice_ns` shows.
 """
