@@ -257,12 +257,12 @@ def test_unbound_kernel_threads_on_pinned_cores_are_named(fake: FakeHost) -> Non
 
 def test_kthreadd_counts_and_the_threads_seen_stalling_are_named_first(fake: FakeHost) -> None:
     fake.process(2, "kthreadd", ppid=0, flags=PF_KTHREAD, cpus="0-3")
-    for pid, name in ((31, "khungtaskd"), (33, "oom_reaper"), (50, "irq/24-ACPI:Ged")):
+    for pid, name in ((15, "rcu_preempt"), (31, "khungtaskd"), (50, "irq/24-ACPI:Ged")):
         fake.process(pid, name, ppid=2, flags=PF_KTHREAD, cpus="3")
     fake.process(84, "kdamond.0", ppid=2, flags=PF_KTHREAD, cpus="0-4")
     (warn,) = findings_of(fake, pinned_config(TUNED), "kernel threads")
     assert warn.found == (
-        "5 unbound kernel thread(s) (kdamond.0, kthreadd, khungtaskd, …) may run on "
+        "5 unbound kernel thread(s) (kdamond.0, rcu_preempt, kthreadd, …) may run on "
         "pinned CPU(s) 2-4"
     )
 
