@@ -32,6 +32,44 @@ else:
     print(" ".join(map(str, sorted(cpus))))' "$1" "$2"
 }
 
+# Unbound kernel threads (kdamond, rcu_preempt, kcompactd, kswapd...) go to the
+# housekeeping CPUs too: a kernel without preemption (PREEMPT_NONE) lets one that is busy
+# in the kernel run on until it sleeps, and an engine thread woken behind it on its CPU
+# waits (kdamond.0 ran 1.59 ms on a shard worker's CPU; tuning/README.md). kthreadd first,
+# so that kernel threads started later get its CPUs. Per-CPU threads (kworkers,
+# ksoftirqd, migration) have PF_NO_SETAFFINITY and stay. Each moved thread's pid, old CPU
+# list and name go to RECORD, for revert.sh.
+move_kernel_threads() {  # HOUSEKEEPING_CPUS PROC_DIR RECORD
+    move_kernel_thread "$1" "$2" "$3" 2  # kthreadd
+    for stat in "$2"/[0-9]*/stat; do
+        pid=${stat%/stat}; pid=${pid##*/}
+        [ "$pid" = 2 ] || move_kernel_thread "$1" "$2" "$3" "$pid"
+    done
+}
+
+move_kernel_thread() {  # HOUSEKEEPING_CPUS PROC_DIR RECORD PID
+    cpus=$1 proc=$2 record=$3 pid=$4
+    line=$(cat "$proc/$pid/stat" 2>/dev/null) || return 0  # it ended meanwhile
+    # the name is in parentheses and may hold spaces and ")": fields follow the last ")"
+    set -- ${line##*\)}
+    [ $# -ge 7 ] || return 0
+    ppid=$2 flags=$7
+    case "$flags" in '' | *[!0-9]*) return 0 ;; esac
+    [ "$pid" = 2 ] || [ "$ppid" = 2 ] || return 0
+    # PF_KTHREAD (0x00200000) set, PF_NO_SETAFFINITY (0x04000000) not
+    [ $((flags & 2097152)) -ne 0 ] && [ $((flags & 67108864)) -eq 0 ] || return 0
+    comm=$(cat "$proc/$pid/comm" 2>/dev/null) || return 0
+    was=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$proc/$pid/status" 2>/dev/null) ||
+        return 0
+    [ -n "$was" ] || return 0
+    if why=$(taskset -pc "$cpus" "$pid" 2>&1 >/dev/null); then
+        printf '%s\t%s\t%s\n' "$pid" "$was" "$comm" >> "$record"
+        echo "set  kernel thread $pid ($comm) CPUs = $cpus (was $was)"
+    else  # EINVAL: it may not move after all; ESRCH: it ended meanwhile
+        echo "skip kernel thread $pid ($comm): ${why##*: }"
+    fi
+}
+
 set_value() {
     path=$1 value=$2
     [ -w "$path" ] || { echo "skip $path (not writable here)"; return 0; }
@@ -64,6 +102,8 @@ done
 # unbound kernel workqueues (writeback, filesystem work) onto the housekeeping CPUs too
 wq_mask=$(cpu_list mask "$housekeeping")
 set_value /sys/devices/virtual/workqueue/cpumask "$wq_mask"
+: > "$state/affinity"
+move_kernel_threads "$housekeeping" /proc "$state/affinity"
 if systemctl is-active --quiet irqbalance 2>/dev/null; then
     echo "irqbalance" >> "$state/services"
     systemctl stop irqbalance && echo "stopped irqbalance"

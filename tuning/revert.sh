@@ -4,9 +4,27 @@
 set -eu
 state=/var/lib/tradsys-tuning
 [ -f "$state/saved" ] || { echo "nothing to revert ($state/saved is missing)"; exit 0; }
+
+# the kernel threads apply.sh moved (RECORD: pid, old CPU list, name) back to their CPUs;
+# a pid whose name changed ended and was reused by another process, which is left alone
+restore_kernel_threads() {  # RECORD PROC_DIR
+    record=$1 proc=$2
+    [ -f "$record" ] || return 0
+    while IFS="$(printf '\t')" read -r pid cpus comm; do
+        if [ "$(cat "$proc/$pid/comm" 2>/dev/null)" != "$comm" ]; then
+            echo "skip kernel thread $pid ($comm): it ended"
+        elif why=$(taskset -pc "$cpus" "$pid" 2>&1 >/dev/null); then
+            echo "restored kernel thread $pid ($comm) CPUs = $cpus"
+        else
+            echo "skip kernel thread $pid ($comm): ${why##*: }"
+        fi
+    done < "$record"
+}
+
 while IFS="$(printf '\t')" read -r path value; do
     echo "$value" > "$path" 2>/dev/null && echo "restored $path = $value" || echo "skip $path"
 done < "$state/saved"
+restore_kernel_threads "$state/affinity" /proc
 if [ -f "$state/services" ]; then
     while read -r service; do systemctl start "$service" && echo "started $service"; done < "$state/services"
 fi

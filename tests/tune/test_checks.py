@@ -12,8 +12,17 @@ import pytest
 
 from tradsys.config import Config, load_config
 from tradsys.tune import Finding, Host, Verdict, run_checks
-from tradsys.tune.host import format_cpu_list, parse_cpu_list, parse_cpu_mask
+from tradsys.tune.host import (
+    PF_KTHREAD,
+    PF_NO_SETAFFINITY,
+    format_cpu_list,
+    parse_cpu_list,
+    parse_cpu_mask,
+    parse_proc_stat,
+)
 from tradsys.tune.report import is_ready, render
+
+USER_FLAGS = 0x00400100  # an ordinary process's (PF_RANDOMIZE | PF_FORKNOEXEC)
 
 
 class FakeHost:
@@ -46,7 +55,18 @@ class FakeHost:
         self.write("proc/irq/24/smp_affinity_list", "0-1")
         self.write("proc/irq/25/smp_affinity_list", "6-7")
         self.write("sys/devices/virtual/workqueue/cpumask", "c3")  # 0-1 and 6-7
-        self.write("proc/1/comm", "systemd")
+        # kthreadd and one unbound kernel thread on the housekeeping CPUs; a per-CPU one
+        # (which cannot move) and init may run on engine CPUs, and are no concern
+        self.process(1, "systemd", ppid=0, flags=USER_FLAGS, cpus=online)
+        self.process(2, "kthreadd", ppid=0, flags=PF_KTHREAD, cpus="0-1")
+        self.process(20, "kworker/2:1", ppid=2, flags=PF_KTHREAD | PF_NO_SETAFFINITY, cpus="2")
+        self.process(84, "kdamond.0", ppid=2, flags=PF_KTHREAD, cpus="0-1")
+
+    def process(self, pid: int, comm: str, ppid: int, flags: int, cpus: str) -> None:
+        """A /proc/PID with what the kernel-thread check reads: stat, comm, status."""
+        self.write(f"proc/{pid}/stat", f"{pid} ({comm}) S {ppid} {pid} 0 0 -1 {flags} 0 0 0")
+        self.write(f"proc/{pid}/comm", comm)
+        self.write(f"proc/{pid}/status", f"Name:\t{comm}\nCpus_allowed_list:\t{cpus}")
 
     def write(self, path: str, text: str) -> None:
         target = self.root / path
@@ -222,6 +242,66 @@ def test_unbound_workqueues_on_pinned_cores(fake: FakeHost) -> None:
     (warn,) = findings_of(fake, config, "workqueues")
     assert warn.verdict == Verdict.WARN
     assert "pinned CPU(s) 2-5" in warn.found and "workqueue/cpumask" in warn.fix
+
+
+def test_unbound_kernel_threads_on_pinned_cores_are_named(fake: FakeHost) -> None:
+    config = pinned_config(TUNED)
+    ok = findings_of(fake, config, "kernel threads")
+    assert [f.verdict for f in ok] == [Verdict.OK]
+    fake.process(84, "kdamond.0", ppid=2, flags=PF_KTHREAD, cpus="0-7")
+    (warn,) = findings_of(fake, config, "kernel threads")
+    assert warn.verdict is Verdict.WARN
+    assert warn.found == "1 unbound kernel thread(s) (kdamond.0) may run on pinned CPU(s) 2-5"
+    assert "tuning/apply.sh" in warn.fix and "isolcpus=managed_irq,domain,2-5" in warn.fix
+
+
+def test_kthreadd_counts_and_the_threads_seen_stalling_are_named_first(fake: FakeHost) -> None:
+    fake.process(2, "kthreadd", ppid=0, flags=PF_KTHREAD, cpus="0-3")
+    for pid, name in ((15, "rcu_preempt"), (31, "khungtaskd"), (50, "irq/24-ACPI:Ged")):
+        fake.process(pid, name, ppid=2, flags=PF_KTHREAD, cpus="3")
+    fake.process(84, "kdamond.0", ppid=2, flags=PF_KTHREAD, cpus="0-4")
+    (warn,) = findings_of(fake, pinned_config(TUNED), "kernel threads")
+    assert warn.found == (
+        "5 unbound kernel thread(s) (kdamond.0, rcu_preempt, kthreadd, …) may run on "
+        "pinned CPU(s) 2-4"
+    )
+
+
+def test_per_cpu_kernel_threads_and_ordinary_processes_are_never_counted(
+    fake: FakeHost,
+) -> None:
+    fake.process(21, "ksoftirqd/3", ppid=2, flags=PF_KTHREAD | PF_NO_SETAFFINITY, cpus="3")
+    # a user-mode helper the kernel started (child of kthreadd, but not a kernel thread)
+    fake.process(900, "modprobe", ppid=2, flags=USER_FLAGS, cpus="0-7")
+    # a process of a kernel thread's flags but not kthreadd's child (none is: a made-up one)
+    fake.process(901, "rogue", ppid=1, flags=PF_KTHREAD, cpus="0-7")
+    fake.process(902, "x) S 2 (y", ppid=1, flags=USER_FLAGS, cpus="0-7")
+    (ok,) = findings_of(fake, pinned_config(TUNED), "kernel threads")
+    assert ok.verdict is Verdict.OK
+    assert [t.pid for t in fake.host().movable_kernel_threads()] == [2, 84]
+
+
+def test_a_kernel_thread_whose_name_holds_spaces_and_parentheses(fake: FakeHost) -> None:
+    fake.process(95, "nv (queue) 1", ppid=2, flags=PF_KTHREAD, cpus="5")
+    (warn,) = findings_of(fake, pinned_config(TUNED), "kernel threads")
+    assert "(nv (queue) 1) may run on pinned CPU(s) 5" in warn.found
+    stat = parse_proc_stat("902 (x) S 2 (y) S 1000 902 0 0 -1 4194560 0 0")
+    assert stat is not None
+    assert (stat.comm, stat.ppid, stat.flags) == ("x) S 2 (y", 1000, USER_FLAGS)
+    assert parse_proc_stat("") is None and parse_proc_stat("7 (cut) S 1") is None
+
+
+def test_a_kernel_thread_that_ends_while_it_is_read_is_left_out(fake: FakeHost) -> None:
+    fake.process(96, "gone", ppid=2, flags=PF_KTHREAD, cpus="3")
+    (fake.root / "proc/96/status").unlink()
+    (ok,) = findings_of(fake, pinned_config(TUNED), "kernel threads")
+    assert ok.verdict is Verdict.OK
+
+
+def test_no_kernel_thread_finding_when_nothing_is_pinned(fake: FakeHost) -> None:
+    fake.process(84, "kdamond.0", ppid=2, flags=PF_KTHREAD, cpus="0-7")
+    assert verdicts(findings_of(fake, pinned_config(TUNED), "kernel threads")) == {Verdict.WARN}
+    assert findings_of(fake, load_config(), "kernel threads") == []
 
 
 def test_cpu_masks_parse_as_the_kernel_prints_them() -> None:

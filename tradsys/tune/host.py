@@ -12,6 +12,48 @@ import resource
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Flags of /proc/PID/stat (field 9), from include/linux/sched.h
+PF_KTHREAD = 0x00200000  # a kernel thread
+PF_NO_SETAFFINITY = 0x04000000  # per-CPU kernel threads: their affinity cannot be changed
+KTHREADD_PID = 2  # the parent of every kernel thread
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of /proc/PID/stat that the checks use."""
+
+    comm: str
+    ppid: int
+    flags: int
+
+
+def parse_proc_stat(text: str) -> ProcStat | None:
+    """/proc/PID/stat → its name, parent and flags; None when it is not one.
+
+    The name sits in parentheses and may itself hold spaces and parentheses (any process
+    may call itself "x) S 2 (y"), so it runs from the first "(" to the *last* ")" and the
+    numbered fields are counted from there."""
+    open_, close = text.find("("), text.rfind(")")
+    if open_ < 0 or close < open_:
+        return None
+    fields = text[close + 1 :].split()
+    # after the name: state(3) ppid(4) pgrp(5) session(6) tty_nr(7) tpgid(8) flags(9)
+    if len(fields) < 7:
+        return None
+    try:
+        return ProcStat(text[open_ + 1 : close], int(fields[1]), int(fields[6]))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class KernelThread:
+    """A kernel thread whose CPUs may be changed, and the CPUs it may run on now."""
+
+    pid: int
+    name: str
+    cpus: frozenset[int]
+
 
 def parse_cpu_list(text: str) -> set[int]:
     """The kernel's CPU list format ("0-3,8,10-11") as a set; "" is the empty set."""
@@ -162,6 +204,33 @@ class Host:
                 if _read(action) == "pageout":
                     return True
         return False
+
+    def movable_kernel_threads(self) -> list[KernelThread]:
+        """kthreadd and the kernel threads it started, but not the per-CPU ones (kworkers,
+        ksoftirqd, migration: PF_NO_SETAFFINITY), in pid order: the threads that
+        tuning/apply.sh can move to the housekeeping CPUs (kdamond, rcu_preempt,
+        kcompactd, kswapd...). kthreadd is among them because a new kernel thread starts
+        with its CPUs. A child of kthreadd without PF_KTHREAD (a user-mode helper such as
+        modprobe, started by the kernel) is a user process and is left out."""
+        out: list[KernelThread] = []
+        for path in self.glob("/proc/[0-9]*/stat"):
+            pid = int(path.parent.name)
+            stat = parse_proc_stat(self.read(f"/proc/{pid}/stat") or "")
+            if stat is None or not stat.flags & PF_KTHREAD or stat.flags & PF_NO_SETAFFINITY:
+                continue
+            if pid != KTHREADD_PID and stat.ppid != KTHREADD_PID:
+                continue
+            cpus = self._cpus_allowed(pid)
+            if cpus is not None:  # None: it ended while we looked
+                out.append(KernelThread(pid, stat.comm, frozenset(cpus)))
+        return sorted(out, key=lambda thread: thread.pid)
+
+    def _cpus_allowed(self, pid: int) -> set[int] | None:
+        for line in (self.read(f"/proc/{pid}/status") or "").splitlines():
+            key, _, value = line.partition(":")
+            if key == "Cpus_allowed_list":
+                return parse_cpu_list(value)
+        return None
 
     def process_names(self) -> set[str]:
         names = set()

@@ -1,0 +1,200 @@
+"""tuning/apply.sh and revert.sh move unbound kernel threads and put them back.
+
+The scripts themselves change the host (and need root), so they are never run here. What
+is run is their kernel-thread functions, cut out of the scripts as they are, against a
+made-up /proc with a fake `taskset`. PATH holds only the fake and the two tools the
+functions use, so the real taskset cannot be reached even when the tests run as root."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tradsys.tune.host import PF_KTHREAD, PF_NO_SETAFFINITY
+
+TUNING = Path(__file__).resolve().parents[2] / "tuning"
+SH = "/bin/sh"  # the scripts' interpreter (dash on Debian)
+USER_FLAGS = 0x00400100
+
+# Stands in for `taskset -pc CPUS PID`: logs the call and, like the kernel, changes the
+# thread's Cpus_allowed_list, or fails as the real one does for the pids the test names.
+FAKE_TASKSET = """#!/bin/sh
+echo "$*" >> "$TASKSET_LOG"
+case " $TASKSET_EINVAL " in *" $3 "*)
+    echo "taskset: failed to set pid $3's affinity: Invalid argument" >&2; exit 1 ;;
+esac
+case " $TASKSET_ESRCH " in *" $3 "*)
+    echo "taskset: failed to set pid $3's affinity: No such process" >&2; exit 1 ;;
+esac
+printf 'Name:\\tx\\nCpus_allowed_list:\\t%s\\n' "$2" > "$FAKE_PROC/$3/status"
+echo "pid $3's new affinity list: $2"
+"""
+
+
+def shell_function(script: Path, name: str) -> str:
+    """The text of one function of a script, from `name() {` to its closing `}`."""
+    lines = script.read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(f"{name}() {{")]
+    assert starts, f"{script.name} has no function {name}"
+    start = starts[0]
+    end = next(i for i in range(start, len(lines)) if lines[i] == "}")
+    return "\n".join(lines[start : end + 1]) + "\n"
+
+
+@dataclass
+class FakeProc:
+    root: Path
+    bin: Path
+    log: Path
+
+    def process(self, pid: int, comm: str, ppid: int, flags: int, cpus: str) -> None:
+        d = self.root / str(pid)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "stat").write_text(f"{pid} ({comm}) S {ppid} {pid} 0 0 -1 {flags} 0 0 0\n")
+        (d / "comm").write_text(comm + "\n")
+        (d / "status").write_text(f"Name:\t{comm}\nCpus_allowed_list:\t{cpus}\n")
+
+    def cpus(self, pid: int) -> str:
+        text = (self.root / str(pid) / "status").read_text()
+        return text.split("Cpus_allowed_list:")[1].strip()
+
+    def calls(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def run(self, body: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """``body`` under `set -eu` with only the fake taskset, cat and sed on PATH."""
+        assert shutil.which("taskset", path=str(self.bin)) == str(self.bin / "taskset")
+        return subprocess.run(
+            [SH, "-c", "set -eu\n" + body],
+            env={
+                "PATH": str(self.bin),
+                "FAKE_PROC": str(self.root),
+                "TASKSET_LOG": str(self.log),
+                **env,
+            },
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+
+@pytest.fixture
+def proc(tmp_path: Path) -> FakeProc:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    taskset = bin_dir / "taskset"
+    taskset.write_text(FAKE_TASKSET)
+    taskset.chmod(0o755)
+    for tool in ("cat", "sed"):
+        real = shutil.which(tool)
+        assert real is not None
+        os.symlink(real, bin_dir / tool)
+    fake = FakeProc(tmp_path / "proc", bin_dir, tmp_path / "taskset.log")
+    fake.process(1, "systemd", ppid=0, flags=USER_FLAGS, cpus="0-7")
+    fake.process(2, "kthreadd", ppid=0, flags=PF_KTHREAD, cpus="0-7")
+    fake.process(15, "rcu_preempt", ppid=2, flags=PF_KTHREAD, cpus="0-7")  # lists before 2
+    fake.process(20, "kworker/2:1", ppid=2, flags=PF_KTHREAD | PF_NO_SETAFFINITY, cpus="2")
+    fake.process(84, "kdamond.0", ppid=2, flags=PF_KTHREAD, cpus="0-7")
+    fake.process(95, "nv (queue) 1", ppid=2, flags=PF_KTHREAD, cpus="4-5")
+    fake.process(900, "modprobe", ppid=2, flags=USER_FLAGS, cpus="0-7")
+    fake.process(902, "x) S 2 (y", ppid=1, flags=USER_FLAGS, cpus="0-7")
+    return fake
+
+
+def apply_body(record: Path) -> str:
+    script = TUNING / "apply.sh"
+    return (
+        shell_function(script, "move_kernel_threads")
+        + shell_function(script, "move_kernel_thread")
+        + f'move_kernel_threads 0-1 "$FAKE_PROC" "{record}"\n'
+    )
+
+
+def revert_body(record: Path) -> str:
+    return (
+        shell_function(TUNING / "revert.sh", "restore_kernel_threads")
+        + f'restore_kernel_threads "{record}" "$FAKE_PROC"\n'
+    )
+
+
+def test_the_scripts_parse_and_hold_the_kernel_thread_functions() -> None:
+    for script, functions in (
+        ("apply.sh", ["move_kernel_threads", "move_kernel_thread"]),
+        ("revert.sh", ["restore_kernel_threads"]),
+    ):
+        check = subprocess.run([SH, "-n", str(TUNING / script)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+        for name in functions:  # and the scripts call them on the real /proc
+            assert shell_function(TUNING / script, name).endswith("\n}\n")
+    assert 'move_kernel_threads "$housekeeping" /proc "$state/affinity"' in (
+        (TUNING / "apply.sh").read_text()
+    )
+    assert 'restore_kernel_threads "$state/affinity" /proc' in (TUNING / "revert.sh").read_text()
+
+
+def test_apply_moves_kthreadd_first_then_every_movable_kernel_thread(
+    proc: FakeProc, tmp_path: Path
+) -> None:
+    record = tmp_path / "affinity"
+    done = proc.run(apply_body(record))
+    assert done.returncode == 0, done.stderr
+    assert proc.calls() == ["-pc 0-1 2", "-pc 0-1 15", "-pc 0-1 84", "-pc 0-1 95"]
+    assert record.read_text().splitlines() == [
+        "2\t0-7\tkthreadd",
+        "15\t0-7\trcu_preempt",
+        "84\t0-7\tkdamond.0",
+        "95\t4-5\tnv (queue) 1",
+    ]
+    assert "set  kernel thread 84 (kdamond.0) CPUs = 0-1 (was 0-7)" in done.stdout
+    # the per-CPU kworker, init, a user-mode helper and a process named like a stat line
+    assert [proc.cpus(pid) for pid in (20, 1, 900, 902)] == ["2", "0-7", "0-7", "0-7"]
+
+
+def test_apply_skips_a_thread_that_refuses_or_ends_and_goes_on(
+    proc: FakeProc, tmp_path: Path
+) -> None:
+    proc.process(30, "refuses", ppid=2, flags=PF_KTHREAD, cpus="0-7")
+    proc.process(31, "ends", ppid=2, flags=PF_KTHREAD, cpus="0-7")
+    proc.process(32, "ended", ppid=2, flags=PF_KTHREAD, cpus="0-7")
+    (proc.root / "32" / "status").unlink()  # ended between its stat and its status
+    record = tmp_path / "affinity"
+    done = proc.run(apply_body(record), TASKSET_EINVAL="30", TASKSET_ESRCH="31")
+    assert done.returncode == 0, done.stderr
+    assert "skip kernel thread 30 (refuses): Invalid argument" in done.stdout
+    assert "skip kernel thread 31 (ends): No such process" in done.stdout
+    assert [line.split("\t")[0] for line in record.read_text().splitlines()] == [
+        "2",
+        "15",
+        "84",
+        "95",
+    ]
+    assert "-pc 0-1 32" not in proc.calls()
+
+
+def test_revert_restores_each_moved_thread_but_not_a_reused_pid(
+    proc: FakeProc, tmp_path: Path
+) -> None:
+    record = tmp_path / "affinity"
+    assert proc.run(apply_body(record)).returncode == 0
+    assert [proc.cpus(pid) for pid in (2, 84, 95)] == ["0-1", "0-1", "0-1"]
+    # kdamond.0 ended and its pid now belongs to another process
+    proc.process(84, "bash", ppid=1, flags=USER_FLAGS, cpus="0-1")
+    proc.log.unlink()
+    done = proc.run(revert_body(record), TASKSET_ESRCH="95")
+    assert done.returncode == 0, done.stderr
+    assert proc.calls() == ["-pc 0-7 2", "-pc 0-7 15", "-pc 4-5 95"]
+    assert proc.cpus(2) == "0-7" and proc.cpus(84) == "0-1"
+    assert "restored kernel thread 2 (kthreadd) CPUs = 0-7" in done.stdout
+    assert "skip kernel thread 84 (kdamond.0): it ended" in done.stdout
+    assert "skip kernel thread 95 (nv (queue) 1): No such process" in done.stdout
+
+
+def test_revert_without_a_record_does_nothing(proc: FakeProc, tmp_path: Path) -> None:
+    done = proc.run(revert_body(tmp_path / "missing"))
+    assert done.returncode == 0, done.stderr
+    assert proc.calls() == []
