@@ -2,7 +2,8 @@
 
 Runs ``md_bench``'s latency measure (a real instance, open-loop trades at a fixed rate,
 idle CPUs polling when this host allows it, as the bench runs it: a CPU woken from its
-halt state here takes ~40 µs more per hop across CPUs) and, once trades flow in the batched-frames run, records ``perf sched record -a`` for a
+halt state here takes ~40 µs more per hop across CPUs) and, once trades flow in the
+batched-frames run, records ``perf sched record -a`` for a
 few seconds; then reads ``perf sched timehist -w`` and prints, per step of the chain
 bench → worker → sidecar → its ZeroMQ I/O thread → the subscriber's I/O thread →
 subscriber, how long the woken thread took to wake the next one (p50/p90/p99, split by
