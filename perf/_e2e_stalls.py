@@ -17,8 +17,9 @@ runs stall for 12.5, 22.5, 32.5 or 42.5 ms (10 ms steps), with the time in the
 client's own send (one pass of its loop, in the ring push or the yield, took that long)
 or in the pump's intake; in fresh runs, ~5 ms stalls about every 400 ms. The guest's
 scheduler sees no other task on that CPU then, and its sampling profiler takes far fewer
-samples than the interval allows -- what a host descheduling the vCPU looks like from
-inside (the guest reports no steal time).
+samples than the interval allows -- what a host descheduling the vCPU would look like
+from inside (the guest reports no steal time), though C programs mimicking the pattern
+(yield ping-pong on one CPU, cross-CPU futex wake-ups) show no such gaps here.
 
 Usage: _e2e_stalls.py [--rate R] [--seconds S] [--runs N] [--overload R,R,...]
                       [--window-ms W] [--over-us U]
