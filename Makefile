@@ -45,5 +45,5 @@ debug: $(STAMP)
 	@echo "debug build installed; run Python with LD_PRELOAD=$$(gcc -print-file-name=libasan.so)"
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info native/build tradsys/_native.*.so tradsys/_native.c
+	rm -rf $(VENV) build dist *.egg-info native/build tradsys/_native.*.so tradsys/_native.c tradsys/_ring_records.*.so
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -676,10 +676,7 @@ def instructions() -> tuple[list[dict[str, Any]], list[str]]:
     c_batched = batched.of("ts_ring_push_all", "ts_ring_pop_wait") / n2
     py_single = single.total / n1
     py_batched = batched.total / n2
-    cffi = single.of("_cffi_f_ts_ring_push_one", "_cffi_f_ts_ring_pop_one") / n1
-    gil = single.of("PyEval_SaveThread", "PyEval_RestoreThread") / n1
-    unpack = single.of("b_unpack") / n1
-    lib_attr = single.of("lib_getattr") / n1
+    methods = single.of("port_push", "port_pop") / n1
     rows = [
         common.result(
             "ring.push_pop.instructions_per_record",
@@ -709,11 +706,8 @@ def instructions() -> tuple[list[dict[str, Any]], list[str]]:
     lines = [
         "instructions per record (callgrind; one process, push then pop; exact and repeatable):",
         f"  per record, Ring.push(bytes) + Ring.pop(), whole Python path  {py_single:8.0f}",
-        f"    of which the two cffi calls (arg conversion, GIL release)     {cffi:8.0f}",
-        f"      of which GIL release + re-acquire (Save/RestoreThread)      {gil:8.0f}",
+        f"    of which the two C methods (native/ring_records.c)            {methods:8.0f}",
         f"      of which the C core: ts_ring_push_one + ts_ring_pop_one     {c_single:8.0f}",
-        f"    of which ffi.unpack (bytes of the popped slot)                {unpack:8.0f}",
-        f"    of which lib.<function> look-ups (cffi lib_getattr)           {lib_attr:8.0f}",
         f"  batched 4096, push_all + pop_wait, whole Python path           {py_batched:8.1f}",
         f"    of which the C core (memcpy in and out included)              {c_batched:8.1f}",
         "  (memcpy counted in its vector loop: GLIBC_TUNABLES raises the rep-movsb threshold)",

@@ -17,16 +17,14 @@ from typing import Any, Literal
 import numpy as np
 
 from tradsys._native import ffi, lib
+from tradsys._ring_records import RecordPort
 from tradsys.ring.errors import RingAttachError, RingError
 from tradsys.ring.segment import Segment, process_alive, process_start_us
 from tradsys.ring.wait import POLITE, WaitStrategy
 
 Role = Literal["producer", "consumer"]
 
-# Bound once: on Python 3.11 every `lib.<name>` look-up costs ~100 ns, a large share of a
-# per-record push or pop.
-_push_one: Callable[[Any, bytes], int] = lib.ts_ring_push_one
-_pop_one: Callable[[Any, Any], int] = lib.ts_ring_pop_one
+# Bound once: on Python 3.11 every `lib.<name>` look-up costs ~100 ns.
 _readable: Callable[[Any], int] = lib.ts_ring_readable
 _release: Callable[[Any, int], None] = lib.ts_ring_release
 
@@ -103,9 +101,14 @@ class Ring:
         self.capacity: int = info.capacity
         self.layout_version: int = info.layout_version
         self.role = role
-        self._one = ffi.new("char[]", self.slot_size)
-        # a memoryview over the pop buffer: .tobytes() is the cheapest copy out
-        self._one_view = memoryview(ffi.buffer(self._one))
+        # one record at a time: CPython methods of their own (native/ring_records.c),
+        # bound onto this object so a caller's loop reaches C with nothing in between
+        self._port = RecordPort(segment.memory, self.slot_size, self.name)
+        self.push: Callable[[bytes], bool] = self._port.push
+        """Publish one record of exactly ``slot_size`` bytes (``bytes`` or any buffer);
+        False when the ring is full. ValueError for another size or a closed ring."""
+        self.pop: Callable[[], bytes | None] = self._port.pop
+        """Take one record, or None when the ring is empty."""
         if role == "producer":
             lib.ts_ring_set_producer(self._ring, os.getpid())
         elif role == "consumer":
@@ -200,7 +203,7 @@ class Ring:
         elif self.role == "consumer":
             lib.ts_ring_set_consumer(self._ring, 0)
         self._ring = None
-        self._one_view.release()
+        self._port.release()  # before the unmap: the port holds the mapping
         ffi.release(self._base)
         self._segment.close()
 
@@ -236,20 +239,6 @@ class Ring:
         return f"<Ring {self.name} slot={self.slot_size} {state} role={self.role}>"
 
     # ---- records -----------------------------------------------------------------------
-
-    def push(self, record: bytes) -> bool:
-        """Publish one record of exactly ``slot_size`` bytes; False when the ring is full."""
-        if len(record) != self.slot_size:
-            raise ValueError(
-                f"ring {self.name}: record is {len(record)} bytes, slots are {self.slot_size}"
-            )
-        return _push_one(self._ring, record) == 1
-
-    def pop(self) -> bytes | None:
-        """Take one record, or None when the ring is empty."""
-        if _pop_one(self._ring, self._one):
-            return self._one_view.tobytes()
-        return None
 
     def _records(self, array: np.ndarray[Any, Any], writable: bool) -> Any:
         if array.dtype.itemsize != self.slot_size:
