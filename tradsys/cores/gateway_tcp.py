@@ -400,7 +400,7 @@ class TcpSession(asyncio.BufferedProtocol):
         data, off = self.buf.data, frame.offset
         self.next_command_seq += 1
         _ACCOUNT.pack_into(data, off + _ACCOUNT_OFFSET, self.session.account_id)
-        if not self.session.rings.inbound.push(bytes(self.buf.view[off : off + RECORD_SIZE])):
+        if not self.session.rings.inbound.push(self.buf.view[off : off + RECORD_SIZE]):
             self._push(self.buf.records(frame, wire.COMMAND_DTYPE))  # full: the backlog path
 
     def _commands(self, frame: Frame) -> None:

@@ -104,7 +104,7 @@ class Ring:
         # one record at a time: CPython methods of their own (native/ring_records.c),
         # bound onto this object so a caller's loop reaches C with nothing in between
         self._port = RecordPort(segment.memory, self.slot_size, self.name)
-        self.push: Callable[[bytes], bool] = self._port.push
+        self.push: Callable[[bytes | bytearray | memoryview], bool] = self._port.push
         """Publish one record of exactly ``slot_size`` bytes (``bytes`` or any buffer);
         False when the ring is full. ValueError for another size or a closed ring."""
         self.pop: Callable[[], bytes | None] = self._port.pop
