@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import RingFactory
 from tradsys import wire
@@ -241,6 +243,24 @@ def test_command_batches_keep_the_64_byte_layout() -> None:
     assert joined.dtype == wire.COMMAND_DTYPE and joined.dtype.itemsize == 64
     assert joined.tobytes()[7:8] == b"\x00"  # the pad byte is zero, not leftover memory
     assert joined["kind"].tolist() == [wire.CommandKind.NEW_ORDER, wire.CommandKind.CANCEL]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.tuples(
+        *[st.integers(0, 255)] * 7,
+        *[st.integers(0, 2**32 - 1)] * 2,
+        st.integers(0, 2**64 - 1),
+        *[st.integers(-(2**63), 2**63 - 1)] * 5,
+    )
+)
+def test_command_format_packs_what_the_dtype_reads(values: tuple[int, ...]) -> None:
+    """COMMAND_FORMAT and COMMAND_DTYPE are one layout: any field values packed by the
+    one read back, field by field, through the other, with the pad byte zero."""
+    packed = wire.COMMAND_FORMAT.pack(*values)
+    rec = np.frombuffer(packed, wire.COMMAND_DTYPE)[0]
+    assert tuple(int(rec[name]) for name in wire.COMMAND_DTYPE.names) == values
+    assert packed[7] == 0
 
 
 def test_every_reject_reason_has_a_text() -> None:

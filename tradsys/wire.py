@@ -8,6 +8,7 @@ C, written to a ring or a journal, and read back without any conversion. Every r
 
 from __future__ import annotations
 
+import struct
 from enum import IntEnum, IntFlag
 
 import numpy as np
@@ -208,6 +209,12 @@ COMMAND_DTYPE = _layout(
     ]
 )
 """``struct ts_command``: every command into a shard (``kind`` selects the fields)."""
+
+COMMAND_FORMAT = struct.Struct("<7BxIIQ5q")
+"""``COMMAND_DTYPE`` as a ``struct`` format (the pad byte after ``control`` written as
+zero), for code that makes one command at a time: a pack is ~0.1 µs where filling a
+one-record numpy array field by field is ~4 µs."""
+assert COMMAND_FORMAT.size == COMMAND_DTYPE.itemsize
 
 EVENT_DTYPE = _layout(
     [

@@ -161,6 +161,11 @@ class FakeCore:
         if self._thread is not None:
             self._thread.join(5)
 
+    def resume(self) -> None:
+        """Start the pump again after :meth:`stop` (a test holding the commands back)."""
+        self._stop.clear()
+        self.start()
+
     def stats(self) -> dict[str, int]:
         return {"commands": self.commands, "sessions": len(self.sessions)}
 

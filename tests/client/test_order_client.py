@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.client.edge_rig import KEYS, EdgeRig
+from tests.client.edge_rig import KEYS, EdgeRig, edge_config, running_edge
 from tradsys import wire
 from tradsys.client.events import Ack, Cancelled, Fill, Reject, Replaced
 from tradsys.client.orders import (
@@ -19,6 +20,7 @@ from tradsys.client.orders import (
     LoginFailed,
     OrderClient,
     OrderRejected,
+    order_bytes,
 )
 from tradsys.client.transport import ColocatedTransport
 from tradsys.ring import WaitStrategy, instance_segments
@@ -204,3 +206,42 @@ def test_a_wait_strategy_is_refused_for_tcp_and_an_unknown_one_named(edge: EdgeR
         OrderClient.connect(edge.unix, account_id=1, api_key=KEYS[1], wait="spin-fast")
     assert edge.stats()["sessions"] == 0
     assert instance_segments(edge.config.engine.instance) == []
+
+
+@pytest.mark.parametrize("how", ["colocated", "tcp"])
+def test_a_refused_order_sends_nothing_and_the_client_goes_on(edge: EdgeRig, how: str) -> None:
+    with OrderClient.connect(address(edge, how), account_id=1, api_key=KEYS[1]) as c:
+        before = edge.core.commands
+        for bad in ({"quantity": 1.5}, {"price": 2**63}, {"order_id": -5}):
+            args = {"symbol_id": 1, "side": "buy", "quantity": 1, "price": 99, **bad}
+            with pytest.raises(ValueError, match=r"is not a whole number in its field's range"):
+                c.submit(**args)
+        assert c._symbols == {}, "a refused order is not remembered as sent"
+        oid = c.submit(1, "buy", 1, 99)
+        assert c.wait_for(oid) == Ack(oid, 1, wire.Side.BUY, 99, 1, 1)
+        assert edge.core.commands == before + 1
+
+
+def test_a_full_inbound_ring_times_out_and_loses_nothing_it_took(
+    instance: str, tmp_path: Path
+) -> None:
+    """With the pump stopped, single sends fill the session's inbound ring, then one waits
+    for room and gives up (TimeoutError, naming the ring) without a partial write; once the
+    pump runs again every order the ring took is answered."""
+    with (
+        running_edge(edge_config(instance, tmp_path, session_ring_capacity=8)) as edge,
+        OrderClient.connect(edge.unix, account_id=1, api_key=KEYS[1]) as c,
+    ):
+        edge.core.stop()
+        taken = []
+        while c.transport.inbound.writable:  # type: ignore[attr-defined]
+            taken.append(c.submit(1, "buy", 1, 90 + len(taken)))
+        assert len(taken) == 8
+        record = order_bytes(10**9, 1, "buy", 1, 99)
+        with pytest.raises(TimeoutError, match=r"inbound ring .* stayed full: 0 of 1"):
+            c.transport.send_one(record, timeout=0.05)
+        assert c.transport.inbound.readable == 8  # type: ignore[attr-defined]
+        edge.core.resume()
+        acks = [c.wait_for(oid) for oid in taken]
+        assert [a.price for a in acks if isinstance(a, Ack)] == list(range(90, 98))
+        assert edge.core.commands == 8

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import struct
 import threading
 import time
 from collections import deque
@@ -84,26 +85,42 @@ def connect_transport(
     )
 
 
+# by name (any case) and by value: a dict hit is the common case on the per-order path
+_SIDES: dict[str | int, int] = {s.name.lower(): int(s) for s in Side}
+_SIDES.update({int(s): int(s) for s in Side})
+_TIFS: dict[str | int, int] = {t.name.lower(): int(t) for t in TimeInForce}
+_TIFS.update({int(t): int(t) for t in TimeInForce})
+
+
 def _side(side: SideLike) -> int:
-    if isinstance(side, str):
-        try:
-            return int(Side[side.upper()])
-        except KeyError:
-            raise ValueError(f"side {side!r}: use 'buy' or 'sell'") from None
-    return int(Side(side))
+    found = _SIDES.get(side.lower() if isinstance(side, str) else side)
+    if found is None:
+        if isinstance(side, str):
+            raise ValueError(f"side {side!r}: use 'buy' or 'sell'")
+        return int(Side(side))  # raises, naming the value
+    return found
 
 
 def _tif(tif: TifLike) -> int:
-    if isinstance(tif, str):
-        try:
-            return int(TimeInForce[tif.upper()])
-        except KeyError:
+    found = _TIFS.get(tif.lower() if isinstance(tif, str) else tif)
+    if found is None:
+        if isinstance(tif, str):
             names = ", ".join(t.name.lower() for t in TimeInForce)
-            raise ValueError(f"time in force {tif!r}: use one of {names}") from None
-    return int(TimeInForce(tif))
+            raise ValueError(f"time in force {tif!r}: use one of {names}")
+        return int(TimeInForce(tif))  # raises, naming the value
+    return found
 
 
 def order_record(
+    order_id: int, symbol_id: int, side: SideLike, quantity: int, price: int | None = None,
+    **kw: Any,
+) -> Records:  # fmt: skip
+    """:func:`order_bytes` as a one-record ``COMMAND_DTYPE`` array (writable), for
+    building batches."""
+    return _as_records(order_bytes(order_id, symbol_id, side, quantity, price, **kw))
+
+
+def order_bytes(
     order_id: int,
     symbol_id: int,
     side: SideLike,
@@ -115,38 +132,83 @@ def order_record(
     stop_price: int | None = None,
     display_qty: int | None = None,
     order_type: OrderType | None = None,
-) -> Records:
-    """One NEW_ORDER record. The order type follows from the prices unless given: no
-    price is MARKET, a stop price makes it STOP (or STOP_LIMIT with a price); a
-    ``display_qty`` makes it an iceberg; ``tif="ioc"``/``"fok"``; ``post_only``."""
+) -> bytes:
+    """One NEW_ORDER command as its 64 wire bytes, what the clients send for one order.
+    The order type follows from the prices unless given: no price is MARKET, a stop price
+    makes it STOP (or STOP_LIMIT with a price); a ``display_qty`` makes it an iceberg;
+    ``tif="ioc"``/``"fok"``; ``post_only``."""
     if order_type is None:
         if stop_price:
             order_type = OrderType.STOP_LIMIT if price else OrderType.STOP
         else:
             order_type = OrderType.LIMIT if price else OrderType.MARKET
-    rec = np.zeros(1, wire.COMMAND_DTYPE)
-    rec["kind"] = CommandKind.NEW_ORDER
-    rec["order_id"] = order_id
-    rec["symbol_id"] = symbol_id
-    rec["side"] = _side(side)
-    rec["quantity"] = quantity
-    rec["price"] = price or 0
-    rec["order_type"] = order_type
-    rec["tif"] = _tif(tif)
-    rec["flags"] = int(OrderFlag.POST_ONLY) if post_only else 0
-    rec["stop_price"] = stop_price or 0
-    rec["display_qty"] = display_qty or 0
-    return rec
+    return _pack(
+        CommandKind.NEW_ORDER,
+        order_id,
+        symbol_id,
+        side=_side(side),
+        order_type=int(order_type),
+        tif=_tif(tif),
+        flags=int(OrderFlag.POST_ONLY) if post_only else 0,
+        price=price or 0,
+        quantity=quantity,
+        stop_price=stop_price or 0,
+        display_qty=display_qty or 0,
+    )
 
 
-def _command(kind: CommandKind, order_id: int, symbol_id: int, **fields: int) -> Records:
-    rec = np.zeros(1, wire.COMMAND_DTYPE)
-    rec["kind"] = kind
-    rec["order_id"] = order_id
-    rec["symbol_id"] = symbol_id
-    for name, value in fields.items():
-        rec[name] = value
-    return rec
+def _pack(
+    kind: CommandKind,
+    order_id: int,
+    symbol_id: int,
+    *,
+    side: int = 0,
+    order_type: int = 0,
+    tif: int = 0,
+    flags: int = 0,
+    price: int = 0,
+    quantity: int = 0,
+    stop_price: int = 0,
+    display_qty: int = 0,
+) -> bytes:
+    """One command's bytes (``wire.COMMAND_FORMAT``): a client sending orders one at a
+    time pays ~0.1 µs here instead of ~4 µs for a one-record numpy array. The gateway
+    fills in the account; a value that is not a whole number within its field's range is
+    refused here, by name, before anything is sent."""
+    try:
+        return wire.COMMAND_FORMAT.pack(
+            kind, side, order_type, tif, flags, 0, 0, symbol_id, 0, order_id,
+            price, quantity, stop_price, display_qty, 0,
+        )  # fmt: skip
+    except struct.error as exc:
+        fields = {
+            "order_id": order_id, "symbol_id": symbol_id, "price": price,
+            "quantity": quantity, "stop_price": stop_price, "display_qty": display_qty,
+        }  # fmt: skip
+        bad = [f"{k}={v!r}" for k, v in fields.items() if not _fits(v, k)]
+        raise ValueError(
+            f"{kind.name.lower()}: {', '.join(bad) or exc} is not a whole number in its "
+            "field's range"
+        ) from None
+
+
+_RANGES = {"order_id": (0, 2**64 - 1), "symbol_id": (0, 2**32 - 1)}
+
+
+def _fits(value: object, field: str) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        return False
+    lo, hi = _RANGES.get(field, (-(2**63), 2**63 - 1))
+    return lo <= int(value) <= hi
+
+
+def _as_records(record: bytes) -> Records:
+    """A writable one-record ``COMMAND_DTYPE`` array of these bytes."""
+    return np.frombuffer(bytearray(record), wire.COMMAND_DTYPE)
+
+
+def _command(kind: CommandKind, order_id: int, symbol_id: int, **fields: int) -> bytes:
+    return _pack(kind, order_id, symbol_id, **fields)
 
 
 def first_client_id(now_ns: int | None = None) -> int:
@@ -196,11 +258,12 @@ class _Orders:
         return found
 
     def _new(self, symbol: SymbolLike, side: SideLike, quantity: int, price: int | None,
-             order_id: int | None, kw: dict[str, Any]) -> tuple[int, Records]:  # fmt: skip
+             order_id: int | None, kw: dict[str, Any]) -> tuple[int, bytes]:  # fmt: skip
         symbol_id = self.symbol_id(symbol)
         oid = self.next_order_id() if order_id is None else order_id
-        self._symbols[oid] = symbol_id
-        return oid, order_record(oid, symbol_id, side, quantity, price, **kw)
+        record = order_bytes(oid, symbol_id, side, quantity, price, **kw)
+        self._symbols[oid] = symbol_id  # only once the record is made: a refused one is not
+        return oid, record
 
     def _symbol(self, order_id: int, symbol_id: SymbolLike | None) -> int:
         if symbol_id is not None:
@@ -212,12 +275,12 @@ class _Orders:
                 f"order {order_id} was not submitted by this client: pass its symbol_id"
             ) from None
 
-    def _cancel(self, order_id: int, symbol_id: SymbolLike | None) -> Records:
+    def _cancel(self, order_id: int, symbol_id: SymbolLike | None) -> bytes:
         return _command(CommandKind.CANCEL, order_id, self._symbol(order_id, symbol_id))
 
     def _replace(
         self, order_id: int, price: int, quantity: int, symbol_id: SymbolLike | None
-    ) -> Records:
+    ) -> bytes:
         sym = self._symbol(order_id, symbol_id)
         return _command(CommandKind.REPLACE, order_id, sym, price=price, quantity=quantity)
 
@@ -258,9 +321,9 @@ class OrderClient(_Orders):
         **kw: Any,
     ) -> int:
         """Send one new order; return its client order id. Keywords as
-        :func:`order_record` (tif, post_only, stop_price, display_qty, order_type)."""
+        :func:`order_bytes` (tif, post_only, stop_price, display_qty, order_type)."""
         oid, rec = self._new(symbol_id, side, quantity, price, order_id, kw)
-        self.transport.send(rec)
+        self.transport.send_one(rec)
         return oid
 
     def submit_batch(self, records: Records) -> int:
@@ -269,17 +332,17 @@ class OrderClient(_Orders):
         return len(records)
 
     def cancel(self, order_id: int, symbol_id: SymbolLike | None = None) -> None:
-        self.transport.send(self._cancel(order_id, symbol_id))
+        self.transport.send_one(self._cancel(order_id, symbol_id))
 
     def replace(
         self, order_id: int, *, price: int, quantity: int, symbol_id: SymbolLike | None = None
     ) -> None:
         """New price and new total quantity (FIX cancel/replace semantics)."""
-        self.transport.send(self._replace(order_id, price, quantity, symbol_id))
+        self.transport.send_one(self._replace(order_id, price, quantity, symbol_id))
 
     def mass_cancel(self, symbol_id: SymbolLike = 0) -> None:
         """Cancel every live order of this account (in one symbol, or all with 0)."""
-        self.transport.send(
+        self.transport.send_one(
             _command(CommandKind.MASS_CANCEL, 0, self.symbol_id(symbol_id) if symbol_id else 0)
         )
 
@@ -409,7 +472,7 @@ class AsyncOrderClient(_Orders):
         **kw: Any,
     ) -> int:
         oid, rec = self._new(symbol_id, side, quantity, price, order_id, kw)
-        self.transport.send(rec)
+        self.transport.send_one(rec)
         return oid
 
     async def submit_batch(self, records: Records) -> int:
@@ -417,15 +480,15 @@ class AsyncOrderClient(_Orders):
         return len(records)
 
     async def cancel(self, order_id: int, symbol_id: SymbolLike | None = None) -> None:
-        self.transport.send(self._cancel(order_id, symbol_id))
+        self.transport.send_one(self._cancel(order_id, symbol_id))
 
     async def replace(
         self, order_id: int, *, price: int, quantity: int, symbol_id: SymbolLike | None = None
     ) -> None:
-        self.transport.send(self._replace(order_id, price, quantity, symbol_id))
+        self.transport.send_one(self._replace(order_id, price, quantity, symbol_id))
 
     async def mass_cancel(self, symbol_id: SymbolLike = 0) -> None:
-        self.transport.send(
+        self.transport.send_one(
             _command(CommandKind.MASS_CANCEL, 0, self.symbol_id(symbol_id) if symbol_id else 0)
         )
 

@@ -52,6 +52,7 @@ class Transport(Protocol):
     symbols: list[SymbolInfo]
 
     def send(self, records: Records, timeout: float | None = None) -> None: ...
+    def send_one(self, record: bytes, timeout: float | None = None) -> None: ...
     def poll(self, timeout: float) -> Records: ...
     def close(self) -> None: ...
     @property
@@ -172,6 +173,14 @@ class ColocatedTransport:
                 f"{len(records)} records sent"
             )
 
+    def send_one(self, record: bytes, timeout: float | None = 10.0) -> None:
+        """One command's 64 bytes: a single C call when the ring has room (the common
+        case), else the waiting path :meth:`send` takes."""
+        if self._closed:
+            raise Disconnected("the client is closed")
+        if not self.inbound.push(record):
+            self.send(np.frombuffer(record, wire.COMMAND_DTYPE), timeout)
+
     def poll(self, timeout: float) -> Records:
         """Events that arrived (a view valid until the next poll); empty on timeout."""
         if self._closed:
@@ -288,6 +297,9 @@ class TcpTransport:
             raise Disconnected(self._ended)
         for start in range(0, len(records), MAX_RECORDS_PER_FRAME):
             self._sendall(None, records[start : start + MAX_RECORDS_PER_FRAME])
+
+    def send_one(self, record: bytes, timeout: float | None = None) -> None:
+        self.send(np.frombuffer(record, wire.COMMAND_DTYPE), timeout)
 
     def poll(self, timeout: float) -> Records:
         """Events that arrived, in order (empty on timeout); Disconnected on END or EOF."""
