@@ -20,6 +20,10 @@ scheduler sees no other task on that CPU then, and its sampling profiler takes f
 samples than the interval allows -- what a host descheduling the vCPU would look like
 from inside (the guest reports no steal time), though C programs mimicking the pattern
 (yield ping-pong on one CPU, cross-CPU futex wake-ups) show no such gaps here.
+Also ruled out (2026-11-26, three 1 M/s runs after the overload runs each, the stalls
+unchanged): every engine process's memory locked (``lock_memory``) with the client's
+too (``mlockall``), numpy's huge-page advice off and malloc never trimming in the
+client (its faults per run 17 k -> 5 k); idle CPUs halting instead of polling.
 
 Usage: _e2e_stalls.py [--rate R] [--seconds S] [--runs N] [--overload R,R,...]
                       [--window-ms W] [--over-us U]
