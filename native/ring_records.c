@@ -17,10 +17,11 @@
 #include "ring.h"
 
 typedef struct {
-    PyObject_HEAD ts_ring *ring; /* NULL once released */
-    Py_buffer mapping;           /* held while ring is set */
+    PyObject_HEAD
+    ts_ring *ring;      /* NULL once released */
+    Py_buffer mapping;  /* held while ring is set */
     Py_ssize_t slot_size;
-    PyObject *name; /* for messages */
+    PyObject *name;     /* for messages */
 } RecordPort;
 
 static void port_release_mapping(RecordPort *self) {
@@ -73,24 +74,24 @@ static PyObject *closed_error(RecordPort *self) {
 
 static PyObject *port_push(RecordPort *self, PyObject *record) {
     if (!self->ring) return closed_error(self);
-    int pushed;
+    Py_ssize_t len;
+    int pushed = 0;
     if (PyBytes_CheckExact(record)) { /* the common case: no buffer export to take */
-        if (PyBytes_GET_SIZE(record) != self->slot_size) goto wrong_size;
+        len = PyBytes_GET_SIZE(record);
+        if (len != self->slot_size) goto wrong_size;
         pushed = ts_ring_push_one(self->ring, PyBytes_AS_STRING(record));
     } else {
         Py_buffer b;
         if (PyObject_GetBuffer(record, &b, PyBUF_SIMPLE) < 0) return NULL;
-        if (b.len != self->slot_size) {
-            PyBuffer_Release(&b);
-            goto wrong_size;
-        }
-        pushed = ts_ring_push_one(self->ring, b.buf);
+        len = b.len;
+        if (len == self->slot_size) pushed = ts_ring_push_one(self->ring, b.buf);
         PyBuffer_Release(&b);
+        if (len != self->slot_size) goto wrong_size;
     }
     return PyBool_FromLong(pushed == 1);
 wrong_size:
     PyErr_Format(PyExc_ValueError, "ring %U: record is %zd bytes, slots are %zd", self->name,
-                 PyObject_Length(record), self->slot_size);
+                 len, self->slot_size);
     return NULL;
 }
 
@@ -122,7 +123,8 @@ static PyMethodDef port_methods[] = {
 };
 
 static PyTypeObject RecordPortType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tradsys._ring_records.RecordPort",
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tradsys._ring_records.RecordPort",
     .tp_basicsize = sizeof(RecordPort),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "RecordPort(mapping, slot_size, name): one-record push and pop on the ring at "

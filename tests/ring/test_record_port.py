@@ -118,3 +118,11 @@ def test_singles_and_batches_see_one_ring(rings: RingFactory) -> None:
     assert [pair.consumer.pop() for _ in range(3)] == [record_bytes(3), record_bytes(4), None]
     info = pair.consumer.info()
     assert (info.head, info.tail) == (5, 5)
+
+
+def test_the_refusal_counts_bytes_not_items(rings: RingFactory) -> None:
+    pair = rings.pair(capacity=4)
+    two_records = make_records(0, 2)  # a buffer of 128 bytes, len() 2
+    with pytest.raises(ValueError, match="record is 128 bytes, slots are 64"):
+        pair.producer.push(two_records)
+    assert pair.consumer.readable == 0
