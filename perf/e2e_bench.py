@@ -21,6 +21,10 @@ colocated), each against the baseline at that rate. TCP is then swept up from th
 the others (``e2e.tcp.max_rate``, against the baseline's max): the same Python client
 code drives TradSys over TCP and the baseline.
 
+The client's own cost per order (``e2e.client.submit_us``, ``_client_cost.py``):
+``OrderClient.submit`` per call against ``submit_batch`` of a one-record numpy array,
+alternated on one colocated session; only the sending loop is timed.
+
 Every timed run has the engine clock as deployed (the pump stages a CLOCK_TICK before a
 shard's commands every ``[gateway] clock_tick_us``, 10 µs by default).
 
@@ -86,6 +90,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _callgrind
+import _client_cost as client_cost
 import _common as common
 import _e2e_rig as rig
 import _e2e_stages as stages
@@ -112,10 +117,13 @@ class Plan:
     other_s: float  # the TCP run, the same-rate colocated run, each watched run
     misses: int  # rates in a row not sustained that end a sweep
     watched: list[float]  # extra rates with a stage breakdown
+    client_rounds: int  # of the client's per-order cost (each way, alternated)
+    client_orders: int  # per round
 
 
-QUICK = Plan(sweep_s=0.3, half_s=0.6, other_s=0.3, misses=1, watched=[])
-FULL = Plan(sweep_s=3.0, half_s=5.0, other_s=2.0, misses=2, watched=WATCHED_RATES)
+QUICK = Plan(0.3, 0.6, 0.3, misses=1, watched=[], client_rounds=3, client_orders=2_000)
+FULL = Plan(3.0, 5.0, 2.0, misses=2, watched=WATCHED_RATES, client_rounds=9, client_orders=5_000)
+CLIENT_PEER = "submit_batch of a one-record numpy array"
 
 
 def sustained(r: rig.RunResult) -> bool:
@@ -268,6 +276,9 @@ def main() -> int:
             tcp_sweep = [tcp, *sweep(tcp_session, TCP_RATES, plan.sweep_s, plan.misses, "tcp")]
             tcp_max = max_rate(tcp_sweep)
             colo_low = one(colocated, TCP_RATE, plan.other_s)
+            submit_us, array_us = client_cost.submit_cost(
+                path, plan.client_rounds, plan.client_orders
+            )
         # the stage breakdown on an instance of its own without clock ticks (see _e2e_rig)
         with rig.tradsys_instance("e2ewatch", clock_tick_us=0) as (sup, ann):
             path = str(ann["unix_socket"])
@@ -303,6 +314,11 @@ def main() -> int:
         f"colocated {common.fmt_rate(colo_max)}/s, TCP {common.fmt_rate(tcp_max)}/s, baseline "
         f"{common.fmt_rate(base_max)}/s (colocated {ratio}, TCP "
         f"{common.fmt_ratio(tcp_max / base_max if base_max else None)})"
+    )
+    print(
+        f"\nthe client's own cost per order, colocated (sending loop only, median of "
+        f"{plan.client_rounds} alternated rounds of {plan.client_orders:,}): "
+        f"OrderClient.submit {submit_us:.2f} µs, {CLIENT_PEER} {array_us:.2f} µs"
     )
     print(idle)
     print(jitter_line)
@@ -340,6 +356,14 @@ def main() -> int:
             higher_is_better=True,
             peer=PEER,
             peer_value=base_max,
+        ),
+        common.result(
+            "e2e.client.submit_us",
+            "us",
+            submit_us,
+            higher_is_better=False,
+            peer=CLIENT_PEER,
+            peer_value=array_us,
         ),
         rtt("e2e.tcp.rtt.p50", tcp, base_tcp, 50),
         rtt("e2e.tcp.rtt.p99", tcp, base_tcp, 99),
