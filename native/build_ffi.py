@@ -31,6 +31,7 @@ HEADERS = [
     "gateway_latency.h",
     "huge_alloc.h",
     "jitter.h",
+    "stall_watch.h",
 ]
 SOURCES = [
     "ring.c",
@@ -59,6 +60,7 @@ SOURCES = [
     "gateway_latency.c",
     "risk.c",
     "jitter.c",
+    "stall_watch.c",
 ]
 
 _SIMPLE_DEFINE = re.compile(r"^#define\s+\w+\s+(0x[0-9a-fA-F]+|\d+)\s*$")

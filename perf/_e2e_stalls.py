@@ -17,13 +17,14 @@ runs stall for 12.5, 22.5, 32.5 or 42.5 ms (10 ms steps), with the time in the
 client's own send (one pass of its loop, in the ring push or the yield, took that long)
 or in the pump's intake; in fresh runs, ~5 ms stalls about every 400 ms. The guest's
 scheduler sees no other task on that CPU then, and its sampling profiler takes far fewer
-samples than the interval allows -- what a host descheduling the vCPU would look like
-from inside (the guest reports no steal time), though C programs mimicking the pattern
-(yield ping-pong on one CPU, cross-CPU futex wake-ups) show no such gaps here.
-Also ruled out (2026-11-26, three 1 M/s runs after the overload runs each, the stalls
-unchanged): every engine process's memory locked (``lock_memory``) with the client's
-too (``mlockall``), numpy's huge-page advice off and malloc never trimming in the
-client (its faults per run 17 k -> 5 k); idle CPUs halting instead of polling.
+samples than the interval allows. ``tradsys tune stalls`` run beside it (a SCHED_FIFO
+thread per vCPU waking every millisecond) is late by the same 12-42 ms on both vCPUs at
+the same instants, and keeps being so with the engine idle after the overload runs: the
+host does not run the VM then. Ruled out before that (three 1 M/s runs after the overload
+runs each, the stalls unchanged): every engine process's memory locked
+(``lock_memory``) with the client's too (``mlockall``), numpy's huge-page advice off and
+malloc never trimming in the client (its faults per run 17 k -> 5 k); idle CPUs halting
+instead of polling.
 
 Usage: _e2e_stalls.py [--rate R] [--seconds S] [--runs N] [--overload R,R,...]
                       [--window-ms W] [--over-us U]

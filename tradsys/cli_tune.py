@@ -48,17 +48,13 @@ def _jitter(config: Config, seconds: float) -> list[Finding]:
     ]
 
 
-def cmd_tune_jitter(args: argparse.Namespace) -> int:
-    import json
+def _cpus_arg(args: argparse.Namespace, command: str) -> list[int] | None:
+    """The --cpus list (default: every CPU allowed), or None after saying what is wrong."""
     import os
     import sys
 
     from tradsys.tune.host import format_cpu_list, parse_cpu_list
-    from tradsys.tune.jitter import probe_cpus, render_table
 
-    if args.seconds <= 0:
-        print("tradsys tune jitter: --seconds must be > 0", file=sys.stderr)
-        return EXIT_NOT_READY
     allowed = os.sched_getaffinity(0)
     try:
         cpus = sorted(parse_cpu_list(args.cpus)) if args.cpus else sorted(allowed)
@@ -66,10 +62,25 @@ def cmd_tune_jitter(args: argparse.Namespace) -> int:
         cpus = []
     if not cpus or not set(cpus) <= allowed:
         print(
-            f"tradsys tune jitter: --cpus {args.cpus!r}: give CPUs among "
+            f"tradsys tune {command}: --cpus {args.cpus!r}: give CPUs among "
             f"{format_cpu_list(allowed)} (a list such as 0-3,6)",
             file=sys.stderr,
         )
+        return None
+    return cpus
+
+
+def cmd_tune_jitter(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from tradsys.tune.jitter import probe_cpus, render_table
+
+    if args.seconds <= 0:
+        print("tradsys tune jitter: --seconds must be > 0", file=sys.stderr)
+        return EXIT_NOT_READY
+    cpus = _cpus_arg(args, "jitter")
+    if cpus is None:
         return EXIT_NOT_READY
     results = probe_cpus(cpus, args.seconds)
     if args.json:
@@ -77,6 +88,31 @@ def cmd_tune_jitter(args: argparse.Namespace) -> int:
             print(json.dumps({**r.__dict__, "over": {str(k): v for k, v in r.over.items()}}))
     else:
         print(render_table(results))
+    return 0
+
+
+def cmd_tune_stalls(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from tradsys.tune.stalls import machine_wide, render, watch_cpus
+
+    if args.seconds <= 0 or args.floor_ms <= 0:
+        print("tradsys tune stalls: --seconds and --floor-ms must be > 0", file=sys.stderr)
+        return EXIT_NOT_READY
+    cpus = _cpus_arg(args, "stalls")
+    if cpus is None:
+        return EXIT_NOT_READY
+    floor_ns = int(args.floor_ms * 1e6)
+    results = watch_cpus(cpus, args.seconds, floor_ns)
+    if args.json:
+        for r in results:
+            row = {k: v for k, v in r.__dict__.items() if k != "kept"}
+            row["kept"] = [[s.due_ns, s.late_ns] for s in r.kept]
+            print(json.dumps(row))
+        print(json.dumps({"machine_wide": machine_wide(results)}))
+    else:
+        print(render(results, floor_ns))
     return 0
 
 
@@ -107,3 +143,18 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     jitter.add_argument("--cpus", help="a CPU list such as 0-3,6 (default: every CPU allowed)")
     jitter.add_argument("--json", action="store_true", help="one JSON object per CPU")
     jitter.set_defaults(func=cmd_tune_jitter)
+    stalls = tune_sub.add_parser(
+        "stalls",
+        help="sleep on each CPU at a real-time priority, waking every millisecond, and "
+        "report the wake-ups that came late: when a CPU, or the whole machine (in a VM: "
+        "the host), stopped running threads; safe beside a running engine",
+    )
+    stalls.add_argument("--seconds", type=float, default=10.0, help="how long (default 10)")
+    stalls.add_argument("--cpus", help="a CPU list such as 0-3,6 (default: every CPU allowed)")
+    stalls.add_argument(
+        "--floor-ms", type=float, default=2.0, help="a wake-up later than this is a stall (2)"
+    )
+    stalls.add_argument(
+        "--json", action="store_true", help="one JSON object per CPU, then the machine-wide spans"
+    )
+    stalls.set_defaults(func=cmd_tune_stalls)

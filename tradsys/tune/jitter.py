@@ -14,12 +14,12 @@ table of `tradsys tune jitter` and the benches' platform line.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tradsys._native import ffi, lib
 from tradsys.tune.checks import Finding, Placement, Verdict
+from tradsys.tune.per_cpu import on_each_cpu
 
 CLASSES_US = tuple(int(lib.ts_jitter_class_ns(i)) // 1000 for i in range(lib.TS_JITTER_CLASSES))
 # A pinned engine CPU is quiet enough when it loses less than this many gaps over 20 µs
@@ -81,24 +81,7 @@ def probe_cpu(cpu: int | None, seconds: float) -> CpuJitter:
 def probe_cpus(cpus: Iterable[int], seconds: float) -> list[CpuJitter]:
     """Every CPU at the same time, a thread each: the CPUs then have no idle time to
     lend one another, as under load, and the whole probe takes ``seconds``."""
-    wanted = sorted(set(cpus))
-    results: dict[int, CpuJitter] = {}
-    errors: list[BaseException] = []
-
-    def run(cpu: int) -> None:
-        try:
-            results[cpu] = probe_cpu(cpu, seconds)
-        except BaseException as exc:  # re-raised on the caller's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(c,), name=f"jitter-{c}") for c in wanted]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return [results[c] for c in wanted]
+    return on_each_cpu(cpus, lambda cpu: probe_cpu(cpu, seconds), "jitter")
 
 
 def cpus_to_probe(place: Placement) -> list[int]:
