@@ -13,6 +13,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -162,3 +163,48 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+class MachineStalls:
+    """``tradsys tune stalls`` beside a timed run: a real-time thread per CPU, waking
+    every 5 ms (200 short wake-ups a second per CPU, so as not to become what it
+    measures), keeps each wake-up over 2 ms late; the spans in which every CPU stalled
+    at once are time the whole machine did not run (in a VM, the host's). Start it,
+    run, then :meth:`results` (it waits out the watch's ``seconds``)."""
+
+    FLOOR_NS = 2_000_000
+    PERIOD_NS = 5_000_000
+
+    def __init__(self, bench: str, seconds: float) -> None:
+        from tradsys.tune.stalls import CpuStalls, watch_cpus
+
+        self.bench, self.seconds = bench, seconds
+        self._cpus: list[CpuStalls] = []
+        self._thread = threading.Thread(
+            target=lambda: self._cpus.extend(
+                watch_cpus(os.sched_getaffinity(0), seconds, self.FLOOR_NS, self.PERIOD_NS)
+            ),
+            name="machine-stalls",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def results(self) -> tuple[list[dict[str, Any]], str]:
+        from tradsys.tune.stalls import machine_wide
+
+        self._thread.join()
+        spans = machine_wide(self._cpus)
+        total_ms = sum(b - a for a, b in spans) / 1e6
+        longest_ms = max((b - a for a, b in spans), default=0) / 1e6
+        rows = [
+            result(f"{self.bench}.platform.machine_stalls", "stalls", len(spans),
+                   higher_is_better=False),
+            result(f"{self.bench}.platform.machine_stall_ms", "ms", total_ms,
+                   higher_is_better=False),
+        ]  # fmt: skip
+        line = (
+            f"whole-machine stalls over the {self.seconds:g} s watched (every CPU's "
+            f"real-time watch late at once, as `tradsys tune stalls`): {len(spans)}, "
+            f"{total_ms:.1f} ms in all, longest {longest_ms:.1f} ms"
+        )
+        return rows, line

@@ -21,6 +21,11 @@ colocated), each against the baseline at that rate. TCP is then swept up from th
 the others (``e2e.tcp.max_rate``, against the baseline's max): the same Python client
 code drives TradSys over TCP and the baseline.
 
+During the half-max run, ``tradsys tune stalls``' watch (a real-time thread per CPU,
+waking every 5 ms) counts the moments every CPU stalled at once
+(``e2e.platform.machine_stalls``, ``.machine_stall_ms``): on a VM, time the host did not
+run the machine, which no order can be faster than.
+
 The client's own cost per order (``e2e.client.submit_us``, ``_client_cost.py``):
 ``OrderClient.submit`` per call against ``submit_batch`` of a one-record numpy array,
 alternated on one colocated session; only the sending loop is timed.
@@ -268,7 +273,9 @@ def main() -> int:
             pids = rig.engine_pids(sup, ann)
             waited = {name: rig.run_queue_ns(pid) for name, pid in pids.items()}
             t = time.monotonic_ns()
+            machine = common.MachineStalls(BENCH, plan.half_s)
             colo_half = one(colocated, half, plan.half_s)
+            machine_rows, machine_line = machine.results()
             elapsed = time.monotonic_ns() - t
             waited = {name: rig.run_queue_ns(pid) - waited[name] for name, pid in pids.items()}
             tcp_session = lambda: rig.TcpSender(host, port)  # noqa: E731
@@ -322,6 +329,7 @@ def main() -> int:
     )
     print(idle)
     print(jitter_line)
+    print(f"during the half-max run, {machine_line}")
     alone = " (it has its CPU to itself: all of its wait is other processes')"
     print(
         "\nrun-queue wait during the half-max run (runnable but not running): "
@@ -369,6 +377,7 @@ def main() -> int:
         rtt("e2e.tcp.rtt.p99", tcp, base_tcp, 99),
         *stage_results(watch[-1]),
         *jitter,
+        *machine_rows,
         *(
             common.result(
                 f"e2e.colocated.run_queue_wait.{name.replace(' ', '_')}",

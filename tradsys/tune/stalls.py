@@ -52,9 +52,10 @@ class CpuStalls:
     kept: list[Stall]  # the first KEEP of them
 
 
-def watch_cpu(cpu: int, seconds: float, floor_ns: int) -> CpuStalls:
-    """Watch ``cpu`` from the calling thread (pinned to it, real-time if allowed); the
-    thread's CPU mask and policy are put back after."""
+def watch_cpu(cpu: int, seconds: float, floor_ns: int, period_ns: int = PERIOD_NS) -> CpuStalls:
+    """Watch ``cpu`` from the calling thread (pinned to it, real-time if allowed), waking
+    every ``period_ns`` (a stall shorter than that is seen only when it covers a
+    wake-up); the thread's CPU mask and policy are put back after."""
     own_cpus = os.sched_getaffinity(0)  # 0 from a thread: this thread only
     own_policy, own_param = os.sched_getscheduler(0), os.sched_getparam(0)
     os.sched_setaffinity(0, {cpu})
@@ -66,7 +67,7 @@ def watch_cpu(cpu: int, seconds: float, floor_ns: int) -> CpuStalls:
             realtime = False
         w = ffi.new("ts_stall_watch *")
         out = ffi.new("ts_stall[]", KEEP)
-        lib.ts_stall_watch_run(int(seconds * 1e9), PERIOD_NS, floor_ns, out, KEEP, w)
+        lib.ts_stall_watch_run(int(seconds * 1e9), period_ns, floor_ns, out, KEEP, w)
     finally:
         if realtime:
             os.sched_setscheduler(0, own_policy, own_param)
@@ -83,9 +84,11 @@ def watch_cpu(cpu: int, seconds: float, floor_ns: int) -> CpuStalls:
     )
 
 
-def watch_cpus(cpus: Iterable[int], seconds: float, floor_ns: int) -> list[CpuStalls]:
+def watch_cpus(
+    cpus: Iterable[int], seconds: float, floor_ns: int, period_ns: int = PERIOD_NS
+) -> list[CpuStalls]:
     """Every CPU at the same time, a thread each (the C call releases the GIL)."""
-    return on_each_cpu(cpus, lambda cpu: watch_cpu(cpu, seconds, floor_ns), "stalls")
+    return on_each_cpu(cpus, lambda cpu: watch_cpu(cpu, seconds, floor_ns, period_ns), "stalls")
 
 
 def machine_wide(results: list[CpuStalls]) -> list[tuple[int, int]]:
