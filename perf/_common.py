@@ -176,13 +176,16 @@ class MachineStalls:
     PERIOD_NS = 5_000_000
 
     def __init__(self, bench: str, seconds: float) -> None:
+        from tradsys.config import available_cores
         from tradsys.tune.stalls import CpuStalls, watch_cpus
 
         self.bench, self.seconds = bench, seconds
+        # every CPU of the machine, not this thread's mask: the bench pins itself to one
+        self.watched = sorted(available_cores())
         self._cpus: list[CpuStalls] = []
         self._thread = threading.Thread(
             target=lambda: self._cpus.extend(
-                watch_cpus(os.sched_getaffinity(0), seconds, self.FLOOR_NS, self.PERIOD_NS)
+                watch_cpus(self.watched, seconds, self.FLOOR_NS, self.PERIOD_NS)
             ),
             name="machine-stalls",
             daemon=True,
@@ -203,8 +206,8 @@ class MachineStalls:
                    higher_is_better=False),
         ]  # fmt: skip
         line = (
-            f"whole-machine stalls over the {self.seconds:g} s watched (every CPU's "
-            f"real-time watch late at once, as `tradsys tune stalls`): {len(spans)}, "
-            f"{total_ms:.1f} ms in all, longest {longest_ms:.1f} ms"
+            f"whole-machine stalls over the {self.seconds:g} s watched (the real-time "
+            f"watches of CPUs {self.watched} late at once, as `tradsys tune stalls`): "
+            f"{len(spans)}, {total_ms:.1f} ms in all, longest {longest_ms:.1f} ms"
         )
         return rows, line
