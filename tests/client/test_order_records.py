@@ -42,6 +42,13 @@ def test_bad_side_and_tif_are_named() -> None:
         order_record(1, 1, "up", 1, 1)
     with pytest.raises(ValueError, match="time in force 'forever'"):
         order_record(1, 1, "buy", 1, 1, tif="forever")
+    with pytest.raises(ValueError, match="3 is not a valid Side"):
+        order_bytes(1, 1, 3, 1, 1)
+    with pytest.raises(ValueError, match="9 is not a valid TimeInForce"):
+        order_bytes(1, 1, wire.Side.SELL, 1, 1, tif=9)
+    assert order_bytes(1, 1, 2, 1, 1, tif=int(TimeInForce.IOC)) == order_bytes(
+        1, 1, "sell", 1, 1, tif="IOC"
+    ), "sides and tifs by value and by name (any case) are the same"
 
 
 def field_by_field(
