@@ -130,6 +130,9 @@ class FakeCore:
             for sid, s in list(self.sessions.items()):
                 n = s.inbound.pop_batch(buf)
                 for cmd in buf[:n].copy():
+                    # counted before it is answered: a test that has seen the answer
+                    # sees the count too
+                    self.commands += 1
                     cmd["account_id"] = s.account_id
                     client_id = int(cmd["order_id"])
                     if int(cmd["kind"]) not in CLIENT_KINDS:
@@ -144,7 +147,6 @@ class FakeCore:
                         cmd["order_id"] = s.exchange_ids.get(client_id, 0)
                     self._route(self.engine.process(np.array([cmd], wire.COMMAND_DTYPE)).events)
                 moved += n
-                self.commands += n
         return moved
 
     def start(self) -> None:
