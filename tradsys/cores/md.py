@@ -394,6 +394,11 @@ class MdSidecar:
         self.stats.board_messages += 1
 
     @property
+    def io_threads(self) -> int:
+        """ZeroMQ I/O threads of the sidecar's context (0 before :meth:`open`)."""
+        return 0 if self._ctx is None else int(self._ctx.get(zmq.IO_THREADS))
+
+    @property
     def published_records(self) -> int:
         return sum(self.stats.records)
 
@@ -509,7 +514,7 @@ class MdSidecar:
                     feed.refresh_asked = feed.control.request_md_refresh()
 
 
-def _short_slices(slice_us: int) -> None:
+def _short_slices(slice_us: int, io_threads: int) -> None:
     """The publishing thread and ZeroMQ's I/O threads (started with the first socket)
     hand each quiet-market record on to each other, and on a shared core to the shard
     worker: a short slice lets each run as soon as it is woken (tradsys.cores.sched_slice).
@@ -517,14 +522,31 @@ def _short_slices(slice_us: int) -> None:
     if not slice_us:
         return
     me = threading.get_native_id()
-    for tid in sorted(int(t) for t in os.listdir("/proc/self/task")):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                name = f.read().strip()
-            if tid == me or name.startswith("ZMQbg/IO"):
+    for tid, name in _threads_once_named(io_threads).items():
+        if tid == me or name.startswith("ZMQbg/IO"):
+            try:
                 set_thread_slice(slice_us * 1000, tid)
-        except OSError as exc:
-            log.warning("md: %s; running with the default slice", exc)
+            except OSError as exc:
+                log.warning("md: %s; running with the default slice", exc)
+
+
+def _threads_once_named(io_threads: int, timeout_s: float = 2.0) -> dict[int, str]:
+    """{tid: name} of this process's threads, once ZeroMQ's ``io_threads`` I/O threads
+    carry their names: each names itself after it starts, so one listed in that instant
+    is still called after the process and would be taken for another thread."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        names = {}
+        for tid in sorted(int(t) for t in os.listdir("/proc/self/task")):
+            try:
+                with open(f"/proc/self/task/{tid}/comm") as f:
+                    names[tid] = f.read().strip()
+            except OSError:  # a thread that just ended
+                continue
+        named = sum(name.startswith("ZMQbg/IO") for name in names.values())
+        if named >= io_threads or time.monotonic() >= deadline:
+            return names
+        time.sleep(0.0005)
 
 
 def run_md(config: Config) -> int:
@@ -542,7 +564,7 @@ def run_md(config: Config) -> int:
         except (RingError, OSError, zmq.ZMQError) as exc:
             log.error("md: cannot start: %s", exc)
             return EXIT_USER_ERROR
-        _short_slices(config.engine.sched_slice_us)
+        _short_slices(config.engine.sched_slice_us, sidecar.io_threads)
         # what start-up made is never garbage: freeze it, so a collection (rare: the
         # loop's objects die by reference counting) never scans it mid-publish
         gc.collect()
