@@ -26,6 +26,14 @@ runs each, the stalls unchanged): every engine process's memory locked
 malloc never trimming in the client (its faults per run 17 k -> 5 k); idle CPUs halting
 instead of polling.
 
+Found later the same day: each of those stalls falls inside a pass of the VM's free page
+reporting (virtio-balloon; ``/sys/module/page_reporting/parameters/reported_kib`` moves
+then), and what it reported was this client's own freed per-order arrays -- "never
+trimming" had still let glibc unmap every block over its mmap threshold. With no mmap'd
+blocks either (``tradsys.cores.malloc_policy.keep_freed_memory``, which the e2e bench now
+calls) the machine-wide stalls are gone from the e2e runs; this tool leaves the client as
+it was, so that it still shows them.
+
 Usage: _e2e_stalls.py [--rate R] [--seconds S] [--runs N] [--overload R,R,...]
                       [--window-ms W] [--over-us U]
 """

@@ -214,6 +214,35 @@ def test_unlocked_engine_memory_is_flagged_and_a_damon_pageout_named(fake: FakeH
     assert finding.verdict is Verdict.OK
 
 
+BALLOON = "sys/bus/virtio/drivers/virtio_balloon/virtio0"
+PAGE_REPORTING = "sys/module/page_reporting/parameters"
+
+
+def features(*bits: int) -> str:
+    """A virtio device's ``features`` file: one 0/1 character per feature bit."""
+    return "".join("1" if b in bits else "0" for b in range(64))
+
+
+def test_free_page_reporting_is_flagged_with_its_block_size_and_volume(fake: FakeHost) -> None:
+    (finding,) = findings_of(fake, pinned_config(TUNED), "page reporting")
+    assert finding.verdict is Verdict.OK  # no balloon at all
+    # a balloon without the reporting feature (bit 5): stats and deflate-on-OOM only
+    fake.write(f"{BALLOON}/features", features(1, 2))
+    fake.write(f"{PAGE_REPORTING}/page_reporting_order", "9")
+    (finding,) = findings_of(fake, pinned_config(TUNED), "page reporting")
+    assert finding.verdict is Verdict.OK
+    fake.write(f"{BALLOON}/features", features(1, 2, 5))
+    (finding,) = findings_of(fake, pinned_config(TUNED), "page reporting")
+    assert finding.verdict is Verdict.WARN
+    assert "free blocks of 2 MiB go back to the host)" in finding.found
+    assert "free-page-reporting=off" in finding.fix and "keep_freed_memory" in finding.fix
+    # a kernel that counts what it reported, at another block size
+    fake.write(f"{PAGE_REPORTING}/page_reporting_order", "10")
+    fake.write(f"{PAGE_REPORTING}/reported_kib", str(3 << 20))
+    (finding,) = findings_of(fake, pinned_config(TUNED), "page reporting")
+    assert "free blocks of 4 MiB go back to the host, 3 GiB so far)" in finding.found
+
+
 def test_thp_always_swap_and_a_small_memlock(fake: FakeHost) -> None:
     fake.write("sys/kernel/mm/transparent_hugepage/enabled", "[always] madvise never")
     fake.write("proc/swaps", "Filename Type Size Used Priority\n/swapfile file 1024 0 -2")

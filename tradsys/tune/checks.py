@@ -312,7 +312,39 @@ def check_memory(host: Host, place: Placement) -> list[Finding]:
     else:
         out.append(Finding("memlock", Verdict.OK, "RLIMIT_MEMLOCK allows locking memory"))
     out.append(_memory_locking(host, place))
+    out.append(_page_reporting(host))
     return out
+
+
+def _page_reporting(host: Host) -> Finding:
+    """Memory any process frees goes back to the host while the engine trades; on the
+    sandbox VM the benches run on, each reporting pass stopped both vCPUs for 10-30 ms
+    (tradsys/cores/malloc_policy.py has the measurements)."""
+    reporting = host.free_page_reporting()
+    if reporting is None:
+        return Finding("page reporting", Verdict.OK, "no free page reporting to a host")
+    block = "free blocks" if reporting.order is None else f"free blocks of {_size(reporting.order)}"
+    so_far = (
+        f", {reporting.reported_kib / (1 << 20):.0f} GiB so far"
+        if reporting.reported_kib is not None
+        else ""
+    )
+    return Finding(
+        "page reporting",
+        Verdict.WARN,
+        f"free page reporting is on (virtio-balloon: {block} go back to the host{so_far}): "
+        "a process that frees memory while the engine trades sets off reporting passes, "
+        "which can stop the whole VM for milliseconds",
+        "turn it off in the hypervisor's balloon device (QEMU: virtio-balloon "
+        "free-page-reporting=off); meanwhile keep clients from freeing big blocks while "
+        "trading (tradsys.cores.malloc_policy.keep_freed_memory, as perf/ does)",
+    )
+
+
+def _size(order: int) -> str:
+    """A buddy order's block of 4 KiB pages, as a person reads it (9 → 2 MiB)."""
+    kib = 4 << order
+    return f"{kib >> 10} MiB" if kib >= 1024 else f"{kib} KiB"
 
 
 def _memory_locking(host: Host, place: Placement) -> Finding:

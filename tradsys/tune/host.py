@@ -16,6 +16,7 @@ from pathlib import Path
 PF_KTHREAD = 0x00200000  # a kernel thread
 PF_NO_SETAFFINITY = 0x04000000  # per-CPU kernel threads: their affinity cannot be changed
 KTHREADD_PID = 2  # the parent of every kernel thread
+VIRTIO_BALLOON_F_REPORTING = 5  # include/uapi/linux/virtio_balloon.h
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,16 @@ def parse_proc_stat(text: str) -> ProcStat | None:
         return ProcStat(text[open_ + 1 : close], int(fields[1]), int(fields[6]))
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class PageReporting:
+    """A guest's free page reporting: the smallest free block it reports (a buddy
+    order: 9 is 2 MiB of 4 KiB pages) and how much it has reported, where the kernel
+    says (a stock kernel has the order only)."""
+
+    order: int | None
+    reported_kib: int | None
 
 
 @dataclass(frozen=True)
@@ -205,6 +216,19 @@ class Host:
                     return True
         return False
 
+    def free_page_reporting(self) -> PageReporting | None:
+        """Free page reporting of a virtio balloon that offers it (feature bit 5 of the
+        device), or None: the guest hands its free blocks back to the host."""
+        for device in self.glob("/sys/bus/virtio/drivers/virtio_balloon/virtio*"):
+            features = _read(device / "features") or ""  # one 0/1 character per bit
+            if features[VIRTIO_BALLOON_F_REPORTING : VIRTIO_BALLOON_F_REPORTING + 1] == "1":
+                params = "/sys/module/page_reporting/parameters/"
+                return PageReporting(
+                    _int(self.read(params + "page_reporting_order")),
+                    _int(self.read(params + "reported_kib")),
+                )
+        return None
+
     def movable_kernel_threads(self) -> list[KernelThread]:
         """kthreadd and the kernel threads it started, but not the per-CPU ones (kworkers,
         ksoftirqd, migration: PF_NO_SETAFFINITY), in pid order: the threads that
@@ -251,3 +275,10 @@ def _read(path: Path) -> str | None:
 
 def _limit(value: int) -> int | None:
     return None if value == resource.RLIM_INFINITY else value
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return None if text is None else int(text)
+    except ValueError:
+        return None

@@ -136,7 +136,8 @@ def render(results: list[CpuStalls], floor_ns: int) -> str:
             f"longest {longest / 1e6:.2f} ms"
             + (
                 " -- the whole machine stopped; in a VM, the host did not run it "
-                "(dedicated host CPUs, not a guest setting, remove these)"
+                "(see `tradsys tune check`: free page reporting sets these off; else "
+                "dedicated host CPUs)"
                 if wide
                 else ""
             )
