@@ -30,7 +30,7 @@ Found later the same day: each of those stalls falls inside a pass of the VM's f
 reporting (virtio-balloon; ``/sys/module/page_reporting/parameters/reported_kib`` moves
 then), and what it reported was this client's own freed per-order arrays -- "never
 trimming" had still let glibc unmap every block over its mmap threshold. With no mmap'd
-blocks either (``tradsys.cores.malloc_policy.keep_freed_memory``, which the e2e bench now
+blocks either (``tradsys.malloc_policy.keep_freed_memory``, which the e2e bench now
 calls) the machine-wide stalls are gone from the e2e runs; this tool leaves the client as
 it was, so that it still shows them.
 

@@ -72,7 +72,7 @@ what changed; each measured side by side on the shared 2-vCPU VM, see the README
   free page reporting (virtio-balloon) handed memory back to the host: every such stall
   fell inside a reporting pass, and the memory was this bench's own -- the overloaded
   runs' per-order arrays, GiBs freed just before the half-max run. The bench now keeps
-  what it frees (``tradsys.cores.malloc_policy``): no machine-wide stall in the half-max
+  what it frees (``tradsys.malloc_policy``): no machine-wide stall in the half-max
   run since, p99 ~30 ms -> 1.6-4 ms.
 - The cost per order is small -- about 0.25 µs of pump and 0.1-0.2 µs of worker CPU at
   1 M/s -- so the max rate is not what limits the tail; the tail is scheduling.
@@ -106,7 +106,7 @@ import _common as common
 import _e2e_rig as rig
 import _e2e_stages as stages
 
-from tradsys.cores.malloc_policy import keep_freed_memory
+from tradsys.malloc_policy import keep_freed_memory
 
 BENCH = "e2e"
 PEER = "asyncio TCP server + reference model"

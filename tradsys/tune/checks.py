@@ -319,7 +319,7 @@ def check_memory(host: Host, place: Placement) -> list[Finding]:
 def _page_reporting(host: Host) -> Finding:
     """Memory any process frees goes back to the host while the engine trades; on the
     sandbox VM the benches run on, each reporting pass stopped both vCPUs for 10-30 ms
-    (tradsys/cores/malloc_policy.py has the measurements)."""
+    (tradsys/malloc_policy.py has the measurements)."""
     reporting = host.free_page_reporting()
     if reporting is None:
         return Finding("page reporting", Verdict.OK, "no free page reporting to a host")
@@ -337,7 +337,7 @@ def _page_reporting(host: Host) -> Finding:
         "which can stop the whole VM for milliseconds",
         "turn it off in the hypervisor's balloon device (QEMU: virtio-balloon "
         "free-page-reporting=off); meanwhile keep clients from freeing big blocks while "
-        "trading (tradsys.cores.malloc_policy.keep_freed_memory, as perf/ does)",
+        "trading (tradsys.malloc_policy.keep_freed_memory, as perf/ does)",
     )
 
 

@@ -1,4 +1,4 @@
-"""Keeping freed memory in the process (tradsys.cores.malloc_policy).
+"""Keeping freed memory in the process (tradsys.malloc_policy).
 
 The policy changes the allocator for good, so it is only ever set in child processes.
 Each child allocates and touches a 256 MiB block, frees it, and reports how much of its
@@ -17,7 +17,7 @@ BLOCK_MIB = 256
 
 CHILD = f"""
 import ctypes, sys
-from tradsys.cores.malloc_policy import keep_freed_memory
+from tradsys.malloc_policy import keep_freed_memory
 
 def rss_kib():
     with open("/proc/self/status") as f:
