@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from tradsys.journal import JournalWriter, SnapshotStore
+from tradsys.journal.scan import HEADER_SIZE, RECORD_SIZE
 from tradsys.matching import CEngine, Instrument
-from tradsys.matching.workload import sample_instruments
+from tradsys.matching.workload import mixed_stream, sample_instruments
 
 SHARD = 5
 
@@ -42,3 +43,17 @@ def journal(
     with JournalWriter(directory, SHARD, segment_bytes=segment_bytes, next_seq=first_seq) as writer:
         for i in range(0, len(commands), batch):
             writer.append(commands[i : i + batch])
+
+
+PER_SEGMENT = 500  # commands per segment in the pruning tests
+
+
+def pruning_fixture(directory: Path, seed: int) -> tuple[Any, SnapshotStore]:
+    """6 000 mixed commands journaled in segments of PER_SEGMENT, with snapshots at 2 000
+    and 4 200: what the pruning tests prune. Returns the commands and the store."""
+    commands = mixed_stream(6000, seed=seed)
+    journal(directory, commands, batch=100, segment_bytes=HEADER_SIZE + PER_SEGMENT * RECORD_SIZE)
+    store = SnapshotStore(directory, SHARD)
+    for at in (2000, 4200):
+        store.write(reference(commands[:at]), at)
+    return commands, store

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.journal.helpers import SHARD, journal, reference
+from tests.journal.helpers import SHARD, pruning_fixture, reference
 from tradsys.journal import SnapshotStore, list_segments, recover
-from tradsys.journal.scan import HEADER_SIZE, RECORD_SIZE
+from tradsys.journal.scan import HEADER_SIZE
 from tradsys.journal.snapshots import RETIRING_SUFFIX, retire_file
 from tradsys.matching.workload import mixed_stream
 
@@ -53,12 +53,7 @@ def test_a_file_within_one_step_is_unlinked_at_once_and_a_missing_one_is_fine(
 def test_a_retirement_a_crash_cut_short_is_no_segment_and_the_next_prune_ends_it(
     tmp_path: Path,
 ) -> None:
-    commands = mixed_stream(6000, seed=11)
-    per_segment = 500
-    journal(tmp_path, commands, batch=100, segment_bytes=HEADER_SIZE + per_segment * RECORD_SIZE)
-    store = SnapshotStore(tmp_path, SHARD)
-    for at in (2000, 4200):
-        store.write(reference(commands[:at]), at)
+    commands, store = pruning_fixture(tmp_path, seed=11)
     before = list_segments(tmp_path, SHARD)
     # the crash: the oldest segment renamed and cut short, never unlinked
     oldest = before[0].path

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.journal.helpers import SHARD, journal, reference
+from tests.journal.helpers import PER_SEGMENT, SHARD, journal, pruning_fixture, reference
 from tradsys.journal import (
     JournalError,
     SnapshotStore,
@@ -93,12 +93,8 @@ def test_snapshot_write_and_load_keep_the_positions(tmp_path: Path) -> None:
 
 
 def test_prune_keeps_the_previous_snapshot_and_what_it_needs(tmp_path: Path) -> None:
-    commands = mixed_stream(6000, seed=10)
-    per_segment = 500
-    journal(tmp_path, commands, batch=100, segment_bytes=HEADER_SIZE + per_segment * RECORD_SIZE)
-    store = SnapshotStore(tmp_path, SHARD)
-    for at in (2000, 4200):
-        store.write(reference(commands[:at]), at)
+    commands, store = pruning_fixture(tmp_path, seed=10)
+    per_segment = PER_SEGMENT
     removed = store.prune(keep=2)
     assert [s.seq for s in store.snapshots()] == [2000, 4200]
     # segments whose every seq is <= 2000 are gone; the one holding 2001.. stays
