@@ -196,8 +196,14 @@ class OrderSender:
             lambda ns: wait(ns / 1e9),
         )
 
-    def run(self, rate: float, seconds: float, first_id: int, drain_s: float = 3.0) -> RunResult:
+    def run(self, rate: float, seconds: float, first_id: int, drain_s: float = 10.0) -> RunResult:
         """Send ``rate * seconds`` orders on the timetable; time each ack.
+
+        After the timetable the session waits up to ``drain_s`` for the rest of its events:
+        long enough for an overloaded run's backlog (4 M/s for 3 s is ~6 s of work at 2
+        M/s) to be answered on this session, so that none of it is still in the engine
+        when the next run starts -- where it would queue ahead of that run's orders, and
+        its events would go to that run's session.
 
         The loop does as little Python per pass as it can (a push, a pop into the run's
         event array, a clock read), so that the client is not what limits the rate nor

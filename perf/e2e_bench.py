@@ -117,7 +117,10 @@ COLOCATED_RATES = [100e3, 250e3, 500e3, 1e6, 1.5e6, 2e6, 3e6, 4e6]
 BASELINE_RATES = [10e3, 20e3, 40e3, 80e3, 160e3]
 TCP_RATES = [20e3, 40e3, 80e3, 160e3, 320e3, 640e3]  # beside TCP_RATE, for the TCP max
 WATCHED_RATES = [100e3, 250e3]  # beside half the max, for the full run's stage breakdown
-ids = itertools.count(1, 10_000_000)
+# each run's order ids start here: far apart enough that no run (4 M/s x 3 s = 12 M
+# orders) reaches into the next one's, whose session may be handed the late events of
+# an overloaded run's orders (the gateway gives a new session of the account its orders)
+ids = itertools.count(1, 100_000_000)
 
 
 @dataclass(frozen=True)
