@@ -17,7 +17,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tradsys.cores.cpu_latency import CpuLatencyError, CpuLatencyRequest
+from tradsys.cores.cpu_latency import (
+    CpuLatencyError,
+    CpuLatencyRequest,
+    halts_whatever_is_asked,
+)
 
 
 def result(
@@ -84,7 +88,13 @@ def idle_polling() -> Iterator[str]:
         yield f"idle CPUs: halting (no CPU latency request: {exc.strerror})"
         return
     with request:
-        yield "idle CPUs: polling for TradSys and its peer alike (a 0 µs CPU latency request)"
+        if halts_whatever_is_asked():
+            yield (
+                "idle CPUs: halting for TradSys and its peer alike (a 0 µs CPU latency "
+                "request is held, but this host has no cpuidle driver to obey it)"
+            )
+        else:
+            yield "idle CPUs: polling for TradSys and its peer alike (a 0 µs CPU latency request)"
 
 
 def platform_jitter(bench: str, quick: bool) -> tuple[list[dict[str, Any]], str]:

@@ -14,8 +14,9 @@ in the same run, with one record per message (the peer, ``[md] max_frame_records
   shard's ``cmd`` ring; each trade print carries that time (the engine clock is the
   command stream), and the subscriber takes ``now - time_ns`` into an HdrHistogram.
   The instance holds ``[engine] cpu_latency_us = 0`` (idle CPUs poll instead of halting,
-  tradsys/cores/cpu_latency.py) when this host lets it; one more batched run on an
-  instance without it shows what the idle exits cost. The engine is placed as deployed
+  tradsys/cores/cpu_latency.py) when this host lets it (root, and a cpuidle driver to
+  obey it); one more batched run on an instance without it shows what the idle exits
+  cost. The engine is placed as deployed
   (``placement``): the worker and the sidecar pinned to the last CPU, this process -- the
   order flow, in the gateway pump's place -- on the others; the full run measures the
   batched run once more with nothing pinned (p99 ~180 against ~120 µs on the 2-vCPU VM).
@@ -56,7 +57,12 @@ import _common as common
 
 from tradsys.config import Config, MdSection, check_config
 from tradsys.cores.control import WorkerControl
-from tradsys.cores.cpu_latency import NO_REQUEST, CpuLatencyError, CpuLatencyRequest
+from tradsys.cores.cpu_latency import (
+    NO_REQUEST,
+    CpuLatencyError,
+    CpuLatencyRequest,
+    halts_whatever_is_asked,
+)
 from tradsys.cores.sidecar import read_announcement, write_effective_config
 from tradsys.cores.supervisor import Supervisor
 from tradsys.marketdata.protocol import CHANNELS, HEARTBEAT_TOPIC, Channel, topic
@@ -362,11 +368,16 @@ class LatencyRun:
 
 
 def polling_idle_allowed() -> bool:
-    """Whether this host lets the bench hold a CPU latency request (root, Linux)."""
+    """Whether a CPU latency request makes this host's idle CPUs poll: the bench may hold
+    one (root, Linux) and a cpuidle driver obeys it. Where none would, the "halting"
+    comparison run would measure the same thing twice, and is left out."""
     try:
         CpuLatencyRequest(0).close()
     except CpuLatencyError as exc:
         common.note(f"md bench: idle CPUs keep halting ({exc.strerror})")
+        return False
+    if halts_whatever_is_asked():
+        common.note("md bench: idle CPUs keep halting (no cpuidle driver to obey a request)")
         return False
     return True
 
@@ -692,8 +703,8 @@ def placement_line(unplaced: LatencyRun | None) -> str:
 def idle_line(halting: LatencyRun | None) -> str:
     if halting is None:
         return (
-            "idle CPUs: halting (no CPU latency request: not root?); each wake of an idle "
-            "CPU adds its exit time"
+            "idle CPUs: halting (no CPU latency request held, or no cpuidle driver on this "
+            "host to obey one); each wake of an idle CPU adds its exit time"
         )
     return (
         "idle CPUs: polling ([engine] cpu_latency_us = 0); the batched run again with idle "

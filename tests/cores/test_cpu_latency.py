@@ -20,7 +20,9 @@ from tradsys.cores.cpu_latency import (
     MAX_LATENCY_US,
     CpuLatencyError,
     CpuLatencyRequest,
+    cpuidle_driver,
     effective_latency_us,
+    halts_whatever_is_asked,
 )
 from tradsys.cores.supervisor import Supervisor, SupervisorError
 from tradsys.ring.segment import instance_segments
@@ -138,3 +140,56 @@ def test_a_supervisor_that_cannot_hold_the_request_refuses_to_start(
         sup.start()
     assert sup.cpu_latency is None
     assert sup.shards == [] and instance_segments(instance) == []
+
+
+def fake_root(tmp_path: Path, driver: str | None, cmdline: str = "quiet") -> Path:
+    root = tmp_path / "host"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc/cmdline").write_text(cmdline + "\n")
+    if driver is not None:
+        path = root / "sys/devices/system/cpu/cpuidle/current_driver"
+        path.parent.mkdir(parents=True)
+        path.write_text(driver + "\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("driver", "cmdline", "named", "halts"),
+    [
+        ("intel_idle", "quiet", "intel_idle", False),  # the request binds its choice
+        ("haltpoll", "quiet", "haltpoll", False),
+        ("none", "quiet", None, True),  # Firecracker's guests: the default idle loop
+        (None, "quiet", None, True),  # no cpuidle in sysfs at all
+        ("none", "quiet idle=poll", None, False),  # polls with no driver at all
+        ("none", "quiet idle=halt", None, True),
+    ],
+)
+def test_whether_idle_cpus_halt_whatever_a_request_asks(
+    tmp_path: Path, driver: str | None, cmdline: str, named: str | None, halts: bool
+) -> None:
+    root = fake_root(tmp_path, driver, cmdline)
+    assert cpuidle_driver(root) == named
+    assert halts_whatever_is_asked(root) is halts
+
+
+@pytest.mark.parametrize("halts", [True, False])
+def test_a_supervisor_says_when_its_request_changes_nothing(
+    instance: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, halts: bool
+) -> None:
+    """The request is still held (harmless, and right once the host gains a driver), but
+    an operator reading the log learns that idle CPUs keep halting, and what would help."""
+    import tradsys.cores.supervisor as supervisor_module
+
+    device = tmp_path / "qos"
+    device.write_bytes(b"")
+    monkeypatch.setattr(
+        supervisor_module, "CpuLatencyRequest", lambda us: CpuLatencyRequest(us, device)
+    )
+    monkeypatch.setattr(supervisor_module, "halts_whatever_is_asked", lambda: halts)
+    lines: list[str] = []
+    with Supervisor(parse_config(config_text(instance, tmp_path, 0), "t"), log=lines.append):
+        pass
+    warned = [line for line in lines if "no cpuidle driver" in line]
+    assert len(warned) == (1 if halts else 0)
+    if halts:
+        assert "idle=poll" in warned[0]

@@ -45,6 +45,7 @@ class FakeHost:
                 self.write(f"{base}/cpuidle/state{i}/name", name)
                 self.write(f"{base}/cpuidle/state{i}/latency", str(latency))
                 self.write(f"{base}/cpuidle/state{i}/disable", disabled)
+        self.write("sys/devices/system/cpu/cpuidle/current_driver", "intel_idle")
         self.write("sys/kernel/mm/transparent_hugepage/enabled", "always [madvise] never")
         self.write("proc/swaps", "Filename\tType\tSize\tUsed\tPriority")
         self.write("proc/sys/kernel/numa_balancing", "0")
@@ -191,6 +192,27 @@ def test_engine_cpus_held_out_of_idle_states_per_cpu_need_no_latency_request(
     fake.write("sys/devices/system/cpu/cpu5/power/pm_qos_resume_latency_us", "n/a")
     (finding,) = findings_of(fake, pinned_config(TUNED), "idle exits")
     assert finding.verdict is Verdict.OK and "2-5 poll" in finding.found
+
+
+def test_a_host_without_a_cpuidle_driver_halts_whatever_the_instance_asks(
+    fake: FakeHost,
+) -> None:
+    """No driver (Firecracker's guests): the idle loop halts and nothing binds it, so a
+    latency request, or CPUs held at resume latency "n/a", must not read as polling."""
+    fake.write("proc/cmdline", "quiet isolcpus=managed_irq,domain,2-5 rcu_nocbs=2-5")
+    fake.write("sys/devices/system/cpu/cpuidle/current_driver", "none")
+    for cpu in range(2, 6):
+        fake.write(f"sys/devices/system/cpu/cpu{cpu}/power/pm_qos_resume_latency_us", "n/a")
+    bounded = msgspec.structs.replace(
+        pinned_config(TUNED),
+        engine=msgspec.structs.replace(pinned_config(TUNED).engine, cpu_latency_us=0),
+    )
+    (finding,) = findings_of(fake, bounded, "idle exits")
+    assert finding.verdict is Verdict.WARN and "no cpuidle driver" in finding.found
+    assert "idle=poll" in finding.fix
+    fake.write("proc/cmdline", "quiet isolcpus=managed_irq,domain,2-5 idle=poll")
+    (finding,) = findings_of(fake, bounded, "idle exits")
+    assert finding.verdict is Verdict.OK
 
 
 def test_idle_poll_on_the_command_line_needs_no_latency_request(fake: FakeHost) -> None:

@@ -16,6 +16,13 @@ It costs what it saves: idle CPUs stay awake (power, and on a VM host CPU time).
 ``[engine] cpu_latency_us`` (-1: no request, the default) makes the supervisor hold one
 for the instance's lifetime. Opening the file needs root (or a udev rule giving the
 engine's user write access to it).
+
+The request binds only a cpuidle driver's choice of state. A kernel with no cpuidle
+driver (``current_driver`` "none": some VMs, Firecracker's among them) idles every CPU
+in its default loop -- ``HLT``, a VM exit -- whatever is asked; there only ``idle=poll``
+on the kernel command line makes idle CPUs poll. :func:`cpuidle_driver` tells which
+host this is, so that the supervisor and ``tradsys tune check`` say so instead of
+reporting a request that changes nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import struct
 from pathlib import Path
 
 DEVICE = Path("/dev/cpu_dma_latency")
+CPUIDLE_DRIVER = "sys/devices/system/cpu/cpuidle/current_driver"
 NO_REQUEST = -1
 MAX_LATENCY_US = 2_000_000_000  # the kernel takes a signed 32-bit value
 _VALUE = struct.Struct("=i")
@@ -86,3 +94,26 @@ def effective_latency_us(device: Path = DEVICE) -> int | None:
     finally:
         os.close(fd)
     return int(_VALUE.unpack(raw)[0]) if len(raw) == _VALUE.size else None
+
+
+def cpuidle_driver(root: Path = Path("/")) -> str | None:
+    """The cpuidle driver choosing idle states (``intel_idle``, ``acpi_idle``,
+    ``haltpoll``...), or None when there is none: then no latency request has anything
+    to act on. ``root`` is "/" except in tests."""
+    try:
+        name = (root / CPUIDLE_DRIVER).read_text().strip()
+    except OSError:
+        return None
+    return None if name in ("", "none") else name
+
+
+def halts_whatever_is_asked(root: Path = Path("/")) -> bool:
+    """Whether idle CPUs halt on this host whatever a latency request asks: no cpuidle
+    driver, and the kernel not booted with ``idle=poll`` (which polls without one)."""
+    if cpuidle_driver(root) is not None:
+        return False
+    try:
+        words = (root / "proc/cmdline").read_text().split()
+    except OSError:
+        return True
+    return "idle=poll" not in words

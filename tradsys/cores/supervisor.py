@@ -30,7 +30,12 @@ import msgspec
 from tradsys import wire
 from tradsys.config import Config, housekeeping_cores
 from tradsys.cores.control import WorkerControl, WorkerState, reclaim_stale_controls
-from tradsys.cores.cpu_latency import NO_REQUEST, CpuLatencyError, CpuLatencyRequest
+from tradsys.cores.cpu_latency import (
+    NO_REQUEST,
+    CpuLatencyError,
+    CpuLatencyRequest,
+    halts_whatever_is_asked,
+)
 from tradsys.cores.memory_lock import why_not_lockable
 from tradsys.cores.parent_watch import supervisor_env
 from tradsys.cores.sidecar import write_effective_config
@@ -160,6 +165,12 @@ class Supervisor:
                 "engine's user write access to the file, or set it to -1)"
             ) from None
         self.log(f"holding a CPU latency request of {want} µs while the instance runs")
+        if halts_whatever_is_asked():
+            self.log(
+                "warning: this host has no cpuidle driver, so the CPU latency request changes "
+                "nothing: idle CPUs halt in the kernel's default idle loop (idle=poll on the "
+                "kernel command line makes them poll; tradsys tune check)"
+            )
 
     def _check_memory_lock(self) -> None:
         """Each engine process locks itself; whether it may is the same answer here (its

@@ -232,6 +232,20 @@ def check_idle_exits(host: Host, place: Placement) -> list[Finding]:
     CPU is out of it, and on a VM even a "1 µs" halt is a VM exit (45-60 µs measured on
     a 2-vCPU guest, README "Market data"). Market data wakes four or five threads per
     print, so idle exits alone can be most of its latency."""
+    if host.cmdline().get("idle") == "poll":
+        return [Finding("idle exits", Verdict.OK, "idle=poll: idle CPUs poll")]
+    if host.idle_driver() is None:
+        return [
+            Finding(
+                "idle exits",
+                Verdict.WARN,
+                "no cpuidle driver: idle CPUs halt in the kernel's default idle loop (in a "
+                "VM, an exit to the host), and no CPU latency request ([engine] "
+                "cpu_latency_us) or per-CPU resume latency can keep them out of it",
+                "idle=poll on the kernel command line (in a VM, the haltpoll cpuidle driver "
+                "also polls a while before it halts)",
+            )
+        ]
     if place.cpu_latency_us != NO_REQUEST:
         return [
             Finding(
@@ -241,8 +255,6 @@ def check_idle_exits(host: Host, place: Placement) -> list[Finding]:
                 "([engine] cpu_latency_us)",
             )
         ]
-    if host.cmdline().get("idle") == "poll":
-        return [Finding("idle exits", Verdict.OK, "idle=poll: idle CPUs poll")]
     cpus = place.cores or host.online_cpus()
     polling = {cpu for cpu in cpus if host.polls_when_idle(cpu)}
     if polling == cpus:
