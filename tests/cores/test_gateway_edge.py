@@ -22,6 +22,7 @@ from tradsys.client.events import Ack
 from tradsys.client.orders import OrderClient
 from tradsys.matching.commands import batch
 from tradsys.protocols.binary import (
+    MAX_RECORDS_PER_FRAME,
     EndReason,
     LoginRejectReason,
     MessageType,
@@ -181,6 +182,53 @@ def test_tcp_login_timeout_and_silent_peer(edge: EdgeRig, bystander: OrderClient
     assert reason == EndReason.HEARTBEAT_TIMEOUT
     still_served(bystander)  # it heart-beat all along, so it is still there
     assert edge.stats()["heartbeat_timeouts"] == 1
+
+
+def test_a_peer_waiting_behind_a_full_ring_is_not_taken_for_a_silent_one(
+    edge: EdgeRig, bystander: OrderClient
+) -> None:
+    """When the session's ring is full the gateway stops reading the socket, so whatever
+    the peer sends meanwhile -- its heartbeats too -- waits in our own buffer: its silence
+    cannot be judged then. The core is held back for more than three heartbeat intervals
+    (the silence limit), counted by the gateway's own heartbeats, with more commands sent
+    than the ring takes; the peer answers each heartbeat as a client should. The session
+    must survive it, and every command be answered once the core moves."""
+    n = edge.config.gateway.session_ring_capacity + 2 * MAX_RECORDS_PER_FRAME
+    recs = np.repeat(one_order(0), n)
+    recs["order_id"] = np.arange(1, n + 1)
+    peer = RawPeer.tcp(edge.host, edge.port)
+    peer.login(1, KEYS[1])
+    edge.core.stop()
+    peer.send(
+        b"".join(
+            encode_records(MessageType.COMMANDS, i + 1, recs[i : i + MAX_RECORDS_PER_FRAME])
+            for i in range(0, n, MAX_RECORDS_PER_FRAME)
+        )
+    )
+    heartbeats = 0
+    while heartbeats < 5:  # the gateway sends one each quiet interval: > 3 intervals
+        frame = peer.next_frame()
+        assert frame is not None and frame[0] != MessageType.END, (
+            f"the session ended while its commands waited behind the ring: {frame}"
+        )
+        if frame[0] == MessageType.HEARTBEAT:
+            heartbeats += 1
+            peer.send(encode_empty(MessageType.HEARTBEAT))
+    assert edge.core.commands == 0
+    edge.core.resume()
+    answered, last_sent = 0, time.monotonic()
+    while answered < n:
+        frame = peer.next_frame()
+        assert frame is not None and frame[0] != MessageType.END, frame
+        if frame[0] == MessageType.EVENTS:
+            answered += len(frame[2]) // wire.EVENT_DTYPE.itemsize
+        if time.monotonic() - last_sent > 0.1:  # half the interval: a client's own beat
+            peer.send(encode_empty(MessageType.HEARTBEAT))
+            last_sent = time.monotonic()
+    assert edge.core.commands == n
+    assert edge.stats()["heartbeat_timeouts"] == 0
+    peer.close()
+    still_served(bystander)
 
 
 def test_a_tcp_client_that_vanishes_mid_stream(edge: EdgeRig, bystander: OrderClient) -> None:

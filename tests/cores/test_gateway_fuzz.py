@@ -83,13 +83,28 @@ def test_random_records_in_well_formed_frames(edge: EdgeRig) -> None:
         except BaseException as exc:
             errors.append(exc)
 
+    # the gateway stops reading while the session's ring is full (backpressure), for as
+    # long as the core takes: the bulk send must wait that out rather than time out half
+    # way through a frame (reads go through select with their own deadlines)
+    peer.sock.settimeout(120)
     sender = threading.Thread(target=send)
     sender.start()
     last = 0
     deadline = time.monotonic() + 120
+    beat_at = time.monotonic()
     while last < CONTENT_FRAMES and time.monotonic() < deadline:
+        # once everything is sent the peer keeps its session alive as a client does (the
+        # answers may take longer than the silence limit on a slow host); not before: the
+        # sender thread owns the socket's writing side until then
+        if not sender.is_alive() and not errors and time.monotonic() - beat_at > 0.5:
+            peer.send(encode_empty(MessageType.HEARTBEAT))
+            beat_at = time.monotonic()
         frame = peer.next_frame(10.0)
-        assert frame is not None, f"the gateway stopped answering after {answered} events"
+        assert frame is not None, (
+            f"the gateway stopped answering after {answered} events (closed: {peer.closed}, "
+            f"core took {edge.core.commands})"
+        )
+        assert frame[0] != MessageType.END, f"the session ended: {frame[2].rstrip(bytes(1))!r}"
         if frame[0] == MessageType.EVENTS:
             answered += len(frame[2]) // 64
         last = edge.core.commands

@@ -301,6 +301,11 @@ class TcpSession(asyncio.BufferedProtocol):
         if self.session is None or self.closing:
             return
         hb = self.edge.heartbeat_s
+        if self.backlog is not None:
+            # reading is paused while the session's ring is full: what the peer sent since
+            # waits in our own socket buffer, so its silence starts counting only once we
+            # read again (a busy engine must not end the sessions it makes wait)
+            self.last_heard = now
         if now - self.last_heard > MISSED_HEARTBEATS * hb:
             self.edge.heartbeat_timeouts += 1
             self.end(EndReason.HEARTBEAT_TIMEOUT, f"silent for {MISSED_HEARTBEATS} intervals")
