@@ -51,6 +51,7 @@ struct ts_snapwriter {
     ts_snapwriter_result result;
     /* fork mode */
     int32_t child;               /* the child not yet reaped (0: none); atomic, set under mu */
+    int32_t *published_child;    /* a status field mirroring child (NULL: none); set under mu */
     ts_snapfork_report *report;  /* MAP_SHARED page the child writes (NULL: not mapped yet) */
 #ifdef __linux__
     cpu_set_t cpus;              /* the creator's mask: where children run */
@@ -123,6 +124,7 @@ static int wait_child(ts_snapwriter *sw, const ts_snapwriter_job *job, ts_snapwr
         while (waitpid(job->child, &status, 0) < 0 && errno == EINTR) {
         }
     __atomic_store_n(&sw->child, 0, __ATOMIC_RELEASE);
+    if (sw->published_child) __atomic_store_n(sw->published_child, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&sw->mu);
     /* the child is gone: the blocks its fork split back to huge pages, here, off the
      * worker's thread (ts_huge_recollapse says why and what it costs) */
@@ -375,6 +377,7 @@ int ts_snapwriter_fork(ts_snapwriter *sw, const ts_engine *e, const ts_snapwrite
     sw->job.payload_bytes = a->size;
     sw->job.child = pid;
     __atomic_store_n(&sw->child, pid, __ATOMIC_RELEASE);
+    if (sw->published_child) __atomic_store_n(sw->published_child, pid, __ATOMIC_RELEASE);
     sw->has_job = 1;
     __atomic_store_n(&sw->done, 0, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&sw->cv);
@@ -392,6 +395,12 @@ int ts_snapwriter_share_core(ts_snapwriter *sw) {
 #else
     return 0;
 #endif
+}
+
+void ts_snapwriter_publish_child(ts_snapwriter *sw, int32_t *field) {
+    pthread_mutex_lock(&sw->mu);
+    sw->published_child = field;
+    pthread_mutex_unlock(&sw->mu);
 }
 
 int32_t ts_snapwriter_child(ts_snapwriter *sw) {

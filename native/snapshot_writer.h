@@ -109,6 +109,10 @@ int ts_snapwriter_fork(ts_snapwriter *sw, const ts_engine *e, const ts_snapwrite
 int ts_snapwriter_share_core(ts_snapwriter *sw);
 /* The child now writing (0: none). */
 int32_t ts_snapwriter_child(ts_snapwriter *sw);
+/* Mirror that pid into *field (0 once reaped) for status readers. It is written where
+ * the fork and the reaping happen, so it stays true while the caller's thread idles in a
+ * wait and would not look at the child until its next batch. NULL: stop mirroring. */
+void ts_snapwriter_publish_child(ts_snapwriter *sw, int32_t *field);
 /* Test hooks for the fork mode: children forked while hold_path is set wait, after the
  * walk, for as long as that file exists; the next `fail` children exit non-zero at that
  * point instead of reporting. */

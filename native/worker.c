@@ -186,6 +186,7 @@ int ts_worker_set_snapshots(ts_worker *w, const char *dir, int mode) {
     if (mode == TS_SNAPSHOTS_INLINE) return TS_JOURNAL_OK;
     w->writer = ts_snapwriter_new(dir, w->cfg.shard_id, &w->err);
     if (!w->writer) return journal_fail(w, w->err.status);
+    ts_snapwriter_publish_child(w->writer, &w->ctl->snapshot_child_pid);
     /* best effort, like the children's own step aside: a refused policy leaves the thread
      * where it was, which is how it ran before */
     if (w->cfg.background_idle) (void)ts_snapwriter_share_core(w->writer);
@@ -565,8 +566,7 @@ static long thread_minor_faults(void) {
  * closes: the copy-on-write faults this thread took meanwhile are recorded. */
 static void note_child_exit(ts_worker *w) {
     if (ts_snapwriter_child(w->writer) != 0) return;
-    w->child_running = 0;
-    STORE(w->ctl->snapshot_child_pid, 0);
+    w->child_running = 0; /* snapshot_child_pid: the writer cleared it as it reaped */
     STORE(w->ctl->snapshot_cow_faults, (uint64_t)(thread_minor_faults() - w->child_minflt));
 }
 
@@ -616,7 +616,6 @@ static int hand_off_snapshot(ts_worker *w, uint32_t req) {
         if (ts_snapwriter_fork(w->writer, w->e, &job, &fork_ns, &ferr) == 0) {
             w->child_running = 1;
             w->child_minflt = minflt;
-            STORE(w->ctl->snapshot_child_pid, ts_snapwriter_child(w->writer));
             STORE(w->ctl->snapshot_fork_ns, (uint64_t)fork_ns);
             STORE(w->ctl->snapshot_serialize_ns, (uint64_t)(mono_ns() - t0));
             w->snapshot_req_seen = req;

@@ -240,6 +240,7 @@ def test_kill_9_while_the_writer_waits_leaves_a_tmp_recovery_ignores(
     rig.push(commands[:1])
     assert wait_for(lambda: rig.ctl.synced_seq == 1)
     push_all(rig, commands[1:2500], 2500)
+    # the pid is cleared as the writer reaps the child, also while the worker idles
     assert wait_for(lambda: len(tmp_files(rig)) == 1 and rig.ctl.cdata.snapshot_child_pid == 0)
     assert rig.ctl.cdata.snapshot_fork_ns > 0  # a child serialized it
     [left] = tmp_files(rig)
