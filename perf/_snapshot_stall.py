@@ -149,9 +149,12 @@ def _wait(
     t0 = time.monotonic()
     while not done():
         _drain(shard, ev, md)
-        if done():  # it may have finished (or exited, for the stop) meanwhile
+        # failure is read before done() is asked again: a worker that exits between the
+        # two (as a stop should) is then seen done, not taken for one that died
+        failed = shard.control.cdata.state == WorkerState.FAILED or proc.poll() is not None
+        if done():
             return
-        if shard.control.cdata.state == WorkerState.FAILED or proc.poll() is not None:
+        if failed:
             raise StallError(f"worker {what}: exit {proc.poll()}, {shard.control.error}")
         if time.monotonic() - t0 > RUN_TIMEOUT_S:
             raise StallError(f"worker {what}: not done after {RUN_TIMEOUT_S} s")
