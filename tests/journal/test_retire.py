@@ -50,6 +50,27 @@ def test_a_file_within_one_step_is_unlinked_at_once_and_a_missing_one_is_fine(
     assert calls == [] and list(tmp_path.iterdir()) == []
 
 
+def test_a_file_with_other_links_is_only_unlinked_and_they_keep_every_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A segment hard-linked elsewhere (a backup made with ``cp -al`` or rsync
+    ``--link-dest``, a copy of the data directory) shares its inode: cutting it short
+    would cut the other names short too. Its blocks outlive this name anyway, so there
+    is nothing for the steps to spread: it is unlinked, and the other name reads whole."""
+    data = os.urandom(10 * 1000 + 123)
+    path = tmp_path / "journal-005-00000000000000000001.tsj"
+    path.write_bytes(data)
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    os.link(path, backup / path.name)
+    calls: list[Any] = []
+    monkeypatch.setattr(os, "ftruncate", lambda *a: calls.append(a))
+    retire_file(path, step=1000)
+    assert calls == [] and not path.exists()
+    assert not path.with_name(path.name + RETIRING_SUFFIX).exists()
+    assert (backup / path.name).read_bytes() == data
+
+
 def test_a_retirement_a_crash_cut_short_is_no_segment_and_the_next_prune_ends_it(
     tmp_path: Path,
 ) -> None:

@@ -170,7 +170,9 @@ def retire_file(path: Path, step: int = RETIRE_STEP_BYTES) -> None:
     Renamed out of the journal's names first (``<name>.retiring``), so that a crash in
     between never leaves a cut-short segment where recovery reads segments; the next
     prune finishes what a crash left. Gone already: nothing to do. (RocksDB deletes big
-    files in chunks for the same reason.)"""
+    files in chunks for the same reason.) A file with other hard links (a backup made
+    with ``cp -al`` or rsync ``--link-dest``) is only unlinked: truncating would cut
+    every name of the inode short, and its blocks stay in use by the others anyway."""
     retiring = (
         path.with_name(path.name + RETIRING_SUFFIX)
         if not path.name.endswith(RETIRING_SUFFIX)
@@ -183,7 +185,8 @@ def retire_file(path: Path, step: int = RETIRE_STEP_BYTES) -> None:
     except FileNotFoundError:
         return
     try:
-        size = os.fstat(fd).st_size
+        stat = os.fstat(fd)
+        size = stat.st_size if stat.st_nlink == 1 else 0
         while size > step:
             size -= step
             os.ftruncate(fd, size)
