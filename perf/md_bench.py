@@ -16,10 +16,10 @@ in the same run, with one record per message (the peer, ``[md] max_frame_records
   The instance holds ``[engine] cpu_latency_us = 0`` (idle CPUs poll instead of halting,
   tradsys/cores/cpu_latency.py) when this host lets it (root, and a cpuidle driver to
   obey it); one more batched run on an instance without it shows what the idle exits
-  cost. The engine is placed as deployed
-  (``placement``): the worker and the sidecar pinned to the last CPU, this process -- the
-  order flow, in the gateway pump's place -- on the others; the full run measures the
-  batched run once more with nothing pinned (p99 ~180 against ~120 µs on the 2-vCPU VM).
+  cost. The engine is placed as deployed (``placement``): the worker and the sidecar
+  pinned to the last CPU, this process -- the order flow, in the gateway pump's place --
+  on the others; the full run measures the batched run once more with nothing pinned
+  (p99 ~180 against ~120 µs on the 2-vCPU VM).
   Beside them, what the platform takes from a spinning thread on each CPU
   (``tradsys tune jitter``), the floor under the tail.
 
