@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from tradsys.config import Config
-from tradsys.cores.cpu_latency import NO_REQUEST
+from tradsys.cores.cpu_latency import NO_REQUEST, halts_whatever_is_asked
 from tradsys.tune.host import Host, format_cpu_list, parse_cpu_list
 
 # A cpuidle state whose exit latency is above this (µs) is a "deep" C-state: waking from
@@ -234,7 +234,7 @@ def check_idle_exits(host: Host, place: Placement) -> list[Finding]:
     print, so idle exits alone can be most of its latency."""
     if host.cmdline().get("idle") == "poll":
         return [Finding("idle exits", Verdict.OK, "idle=poll: idle CPUs poll")]
-    if host.idle_driver() is None:
+    if halts_whatever_is_asked(host.root):
         return [
             Finding(
                 "idle exits",

@@ -12,8 +12,6 @@ import resource
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tradsys.cores.cpu_latency import cpuidle_driver
-
 # Flags of /proc/PID/stat (field 9), from include/linux/sched.h
 PF_KTHREAD = 0x00200000  # a kernel thread
 PF_NO_SETAFFINITY = 0x04000000  # per-CPU kernel threads: their affinity cannot be changed
@@ -161,11 +159,6 @@ class Host:
             disabled = (_read(state / "disable") or "0") == "1"
             states.append((name, latency, disabled))
         return states
-
-    def idle_driver(self) -> str | None:
-        """The cpuidle driver, or None: then every idle CPU halts in the kernel's default
-        idle loop, and neither a latency request nor a per-CPU resume latency moves it."""
-        return cpuidle_driver(self.root)
 
     def polls_when_idle(self, cpu: int) -> bool:
         """Whether ``cpu`` may not enter any idle state (its PM QoS resume latency is
