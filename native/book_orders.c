@@ -239,7 +239,10 @@ static int would_take(const ts_engine *e, const ts_book *b, uint8_t side, int64_
     return side == TS_SIDE_BUY ? price >= best : price <= best;
 }
 
-/* "FOK": walk the opposite side as matching would and add what it could fill. */
+/* "FOK": walk the opposite side as matching would and add what it could fill. Within a
+ * level matching first meets each order's visible part in queue order; an iceberg's
+ * hidden part comes back only behind the whole level, so it counts only once the level
+ * is walked -- after any own-account order in it, which would end the fill. */
 static int fok_fillable(const ts_engine *e, const ts_book *b, const ts_command *c) {
     const ts_ladder *opp = &b->side[ts_other(c->side) - 1];
     int64_t lim = c->order_type == TS_ORD_MARKET ? INT64_MIN : ts_key(ts_other(c->side), c->price);
@@ -251,6 +254,7 @@ static int fok_fillable(const ts_engine *e, const ts_book *b, const ts_command *
         if (opp->keys[i] < lim) break;
         const ts_lvl *L = &e->lvls[opp->lvls[i]];
         int in_band = !bps || !ts_outside_bps(L->price, ref, bps);
+        int64_t hidden = 0;
         for (uint32_t oi = L->head; oi != TS_NIL; oi = e->orders[oi].next) {
             const ts_order *o = &e->orders[oi];
             if (o->account_id == c->account_id) {
@@ -258,10 +262,13 @@ static int fok_fillable(const ts_engine *e, const ts_book *b, const ts_command *
                 continue;
             }
             if (in_band) {
-                if (o->leaves >= need) return 1;
-                need -= o->leaves;
+                if (o->visible >= need) return 1;
+                need -= o->visible;
+                hidden += o->leaves - o->visible;
             }
         }
+        if (hidden >= need) return 1;
+        need -= hidden;
     }
     return 0;
 }

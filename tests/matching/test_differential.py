@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 
 from tradsys.matching import CEngine, Phase, ReferenceEngine, StatusReason
 from tradsys.matching.workload import mixed_stream, sample_instruments
-from tradsys.wire import COMMAND_DTYPE, CommandKind, ControlCode, MdKind
+from tradsys.wire import (
+    COMMAND_DTYPE,
+    CancelReason,
+    CommandKind,
+    ControlCode,
+    EventKind,
+    MdKind,
+    TimeInForce,
+)
 
 Records = np.ndarray[Any, np.dtype[np.void]]
 
@@ -203,6 +211,26 @@ def test_snapshot_restore_continues_identically(drawn: list[dict[str, int]], dat
         assert restored.snapshot() == snap, f"{cls.__name__} restore is not exact"
         assert_same_output(restored.process(commands[cut:]), tail_expected, cls.__name__)
         assert restored.digest() == whole.digest()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(COMMAND, min_size=1, max_size=80))
+def test_an_accepted_fok_fills_completely(drawn: list[dict[str, int]]) -> None:
+    """docs/matching.md, "FOK": once accepted, a FOK fills its whole quantity -- the one
+    documented exception being a breaker it trips (CANCELLED(HALT)). A rule the two
+    engines could share wrongly, so it is held on its own, not by their agreement."""
+    commands = build(drawn)
+    events = make(CEngine).process(commands).events
+    new = commands[commands["kind"] == CommandKind.NEW_ORDER]
+    fok_ids = set(new["order_id"][new["tif"] == TimeInForce.FOK].tolist())
+    quantity = {int(c["order_id"]): int(c["quantity"]) for c in new}
+    accepted = events["order_id"][events["kind"] == EventKind.ACCEPTED]
+    for oid in fok_ids & set(accepted.tolist()):
+        own = events[events["order_id"] == oid]
+        if ((own["kind"] == EventKind.CANCELLED) & (own["reason"] == CancelReason.HALT)).any():
+            continue
+        filled = int(own["quantity"][own["kind"] == EventKind.TRADE].sum())
+        assert filled == quantity[oid], f"FOK {oid} filled {filled} of {quantity[oid]}: {own}"
 
 
 # ---- seeded long runs -----------------------------------------------------------------

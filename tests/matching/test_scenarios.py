@@ -197,6 +197,22 @@ def test_fok_walk_ends_at_own_order_under_cancel_incoming(engine_cls: type) -> N
     ]
 
 
+def test_fok_does_not_count_an_iceberg_hidden_behind_an_own_order(engine_cls: type) -> None:
+    h = Harness(engine_cls)
+    # the iceberg's hidden 90 comes back only behind account 2's own order at 100, where
+    # the default self-trade rule would cancel the FOK's remainder after 10 lots
+    h.send(sell(1, 100, 100, acct=1, display_qty=10), sell(2, 10, 100, acct=2))
+    assert h.ev(buy(3, 50, 100, acct=2, tif=TIF.FOK)) == [
+        rejected(3, RejectReason.FOK_UNFILLABLE, side=BUY, price=100, qty=50, acct=2)
+    ]
+    assert h.book() == ([], [(100, 20, 2)])
+    # what the visible parts before the own order hold is still fillable
+    assert h.ev(buy(4, 10, 100, acct=2, tif=TIF.FOK)) == [
+        accepted(4, BUY, 100, 10, acct=2),
+        *fill((4, BUY, 2), (1, SELL, 1), 100, 10, 0, 90),
+    ]
+
+
 def test_post_only_rests_when_it_would_not_take(engine_cls: type) -> None:
     h = Harness(engine_cls)
     h.send(sell(1, 5, 101))

@@ -76,15 +76,20 @@ def fok_fillable(book: SymbolBook, c: Command) -> bool:
         if c.order_type == LIMIT and not acceptable(c.side, c.price, level.price):
             break
         in_band = not trips_breaker(book, ref, level.price)
+        hidden = 0  # icebergs' hidden parts: met again only behind the whole level
         for resting in level.orders.values():
             if resting.account_id == c.account_id:
                 if stp == STP_CANCEL_RESTING:
                     continue
                 return False
             if in_band:
-                need -= resting.leaves
+                need -= resting.visible
                 if need <= 0:
                     return True
+                hidden += resting.leaves - resting.visible
+        need -= hidden
+        if need <= 0:
+            return True
     return False
 
 
