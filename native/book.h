@@ -21,6 +21,10 @@
 
 #define TS_SNAPSHOT_MAGIC 0x3130504e53535354
 #define TS_SNAPSHOT_VERSION 2 /* 2: ts_snap_symbol.status_seq */
+/* The largest quantity of one order (docs/matching.md, rule 7): 31 bits, as the share
+ * fields of OUCH or iLink. With fewer than 2^32 orders, no sum of resting quantities (a
+ * level, a side) can overflow int64. tradsys.matching.instrument.QTY_MAX is the same. */
+#define TS_QTY_MAX 2147483647LL
 
 /* A symbol's trading phase (docs/matching.md "Phases and controls"); on the wire in
  * TS_MD_STATUS records. There is no "closed" phase: SESSION_CLOSE expires DAY orders

@@ -215,8 +215,8 @@ void ts_eng_check_stops(ts_engine *e, ts_book *b) {
 
 static int qty_ok(const ts_book *b, int64_t q) {
     const ts_instrument *c = &b->cfg;
-    return q > 0 && ts_multiple(q, c->lot_size, b->lot_mask) && q >= c->min_qty &&
-           (c->max_qty == 0 || q <= c->max_qty);
+    return q > 0 && q <= TS_QTY_MAX && ts_multiple(q, c->lot_size, b->lot_mask) &&
+           q >= c->min_qty && (c->max_qty == 0 || q <= c->max_qty);
 }
 
 static int price_ok(const ts_book *b, uint8_t type, int64_t price) {

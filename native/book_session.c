@@ -22,10 +22,14 @@ static int uncross_price(const ts_engine *e, const ts_book *b, int64_t *price) {
     __int128 ask_upto = 0;  /* asks priced at or below p */
     uint32_t i = 0, j = asks->n;
     while (i < bids->n || j > 0) {
-        int64_t pb = i < bids->n ? e->lvls[bids->lvls[i]].price : INT64_MAX;
-        int64_t pa = j > 0 ? e->lvls[asks->lvls[j - 1]].price : INT64_MAX;
-        int64_t p = pb < pa ? pb : pa;
-        if (pa == p) ask_upto += e->lvls[asks->lvls[--j]].total;
+        /* which sides have a level at the candidate price p: decided by the indices, not
+         * by a sentinel price, since INT64_MAX is itself a valid price */
+        const int has_b = i < bids->n, has_a = j > 0;
+        const int64_t pb = has_b ? e->lvls[bids->lvls[i]].price : 0;
+        const int64_t pa = has_a ? e->lvls[asks->lvls[j - 1]].price : 0;
+        const int64_t p = !has_a ? pb : !has_b ? pa : pb < pa ? pb : pa;
+        const int at_b = has_b && pb == p;
+        if (has_a && pa == p) ask_upto += e->lvls[asks->lvls[--j]].total;
         __int128 bid_at = bid_total - bid_below;
         __int128 vol = bid_at < ask_upto ? bid_at : ask_upto;
         __int128 imb = bid_at > ask_upto ? bid_at - ask_upto : ask_upto - bid_at;
@@ -38,7 +42,7 @@ static int uncross_price(const ts_engine *e, const ts_book *b, int64_t *price) {
             best_dist = dist;
             best_p = p;
         }
-        if (pb == p) bid_below += e->lvls[bids->lvls[i++]].total;
+        if (at_b) bid_below += e->lvls[bids->lvls[i++]].total;
     }
     *price = best_p;
     return best_vol > 0;

@@ -191,6 +191,27 @@ def test_uncross_without_volume_trades_nothing(engine_cls: type) -> None:
     assert h.book() == ([(99, 5, 1)], [(101, 5, 1)])
 
 
+PRICE_MAX = 2**63 - 1
+"""The highest price an order can carry (tick 1): the uncross's walk once read past the
+end of a side's levels there, taking it for the end of the other side."""
+
+
+def test_uncross_with_a_bid_at_the_highest_price(engine_cls: type) -> None:
+    h = auction(engine_cls, ref=100)  # 100 and PRICE_MAX both trade 5: the reference decides
+    h.send(buy(1, 5, PRICE_MAX), sell(2, 5, 100, acct=2))
+    assert h.ev(control(CTL.AUCTION_UNCROSS, 1)) == [*fill((2, SELL, 2), (1, BUY, 1), 100, 5, 0, 0)]
+    assert h.book() == ([], [])
+
+
+def test_uncross_with_an_ask_at_the_highest_price(engine_cls: type) -> None:
+    h = auction(engine_cls, ref=100)
+    h.send(buy(1, 5, 100), sell(2, 5, PRICE_MAX, acct=2), buy(3, 5, PRICE_MAX, acct=3))
+    assert h.ev(control(CTL.AUCTION_UNCROSS, 1)) == [
+        *fill((3, BUY, 3), (2, SELL, 2), PRICE_MAX, 5, 0, 0)
+    ]
+    assert h.book() == ([(100, 5, 1)], [])
+
+
 def test_uncross_of_an_empty_book(engine_cls: type) -> None:
     h = auction(engine_cls, ref=0)
     assert h.ev(control(CTL.AUCTION_UNCROSS, 1)) == []

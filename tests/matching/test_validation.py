@@ -33,6 +33,7 @@ from tradsys.matching.commands import (
     new_order,
     replace,
 )
+from tradsys.matching.instrument import QTY_MAX
 from tradsys.wire import GATEWAY_ONLY_REJECTS, ControlCode, OrderType, RejectReason
 
 LOTS = Instrument(
@@ -191,6 +192,27 @@ def test_large_values_compare_exactly(engine_cls: type) -> None:
     assert h.ev(buy(1, 1, 2**63 - 1, sym=8)) == [accepted(1, BUY, 2**63 - 1, 1, sym=8)]
     h = Harness(engine_cls, Instrument("BIG", 8, reference_price=big, band_bps=5000))
     assert h.ev(buy(1, 1, 2**63 - 1, sym=8))[0].reason == Rej.PRICE_BAND
+
+
+def test_quantity_is_at_most_qty_max(engine_cls: type) -> None:
+    """Rule 7's 31-bit bound: however many such orders rest at one price, the level's
+    total stays inside int64 (without it, two orders of 2^62 wrapped it negative)."""
+    h = Harness(engine_cls)
+    for oid in (1, 2, 3):
+        assert h.ev(sell(oid, QTY_MAX, 100))[0] == accepted(oid, SELL, 100, QTY_MAX)
+    assert h.book() == ([], [(100, 3 * QTY_MAX, 3)])
+    assert h.ev(sell(4, QTY_MAX + 1, 100))[0].reason == Rej.INVALID_QUANTITY
+    assert h.ev(sell(5, 2**62, 100))[0].reason == Rej.INVALID_QUANTITY
+    assert h.ev(replace(1, 1, 1, 100, QTY_MAX + 1))[0].reason == Rej.INVALID_QUANTITY
+    assert h.book() == ([], [(100, 3 * QTY_MAX, 3)])
+
+
+def test_instrument_quantity_limits_are_at_most_qty_max() -> None:
+    problems = Instrument("X", 1, min_qty=QTY_MAX + 1, max_qty=QTY_MAX + 2).problems()
+    assert [p for p in problems if "at most" in p] == [
+        f"instrument 'X': min_qty must be at most {QTY_MAX}, got {QTY_MAX + 1}",
+        f"instrument 'X': max_qty must be at most {QTY_MAX}, got {QTY_MAX + 2}",
+    ]
 
 
 @pytest.mark.parametrize("phase_cmd", ["halt", "auction"])

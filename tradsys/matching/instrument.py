@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import msgspec
 
+QTY_MAX = 2**31 - 1
+"""The largest quantity of one order (docs/matching.md, rule 7), native/book.h's
+TS_QTY_MAX: 31 bits, as the share fields of OUCH or iLink. With fewer than 2^32 orders
+resting, no sum of their quantities (a level, a side of a book) can overflow int64."""
+
 
 class Instrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One tradable symbol. Prices are integer price units, quantities integer lots.
@@ -39,6 +44,9 @@ class Instrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         for name in ("min_qty", "max_qty", "reference_price", "breaker_halt_ns"):
             if getattr(self, name) < 0:
                 out.append(f"{where}: {name} must be >= 0, got {getattr(self, name)}")
+        for name in ("min_qty", "max_qty"):
+            if getattr(self, name) > QTY_MAX:
+                out.append(f"{where}: {name} must be at most {QTY_MAX}, got {getattr(self, name)}")
         if self.max_qty and self.max_qty < self.min_qty:
             out.append(f"{where}: max_qty {self.max_qty} is below min_qty {self.min_qty}")
         for name in ("band_bps", "breaker_bps"):

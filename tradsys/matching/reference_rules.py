@@ -8,6 +8,7 @@ Every comparison is exact: Python integers do not overflow, where the C engine n
 
 from __future__ import annotations
 
+from tradsys.matching.instrument import QTY_MAX
 from tradsys.matching.reference_book import BUY, SymbolBook
 from tradsys.matching.reference_records import Command
 from tradsys.wire import OrderType, StpMode, TimeInForce
@@ -22,9 +23,9 @@ STP_NONE, STP_CANCEL_RESTING, STP_CANCEL_INCOMING, STP_CANCEL_BOTH = (int(m) for
 
 
 def quantity_ok(book: SymbolBook, qty: int) -> bool:
-    """Rule 7 for a quantity: positive, whole lots, within min/max."""
+    """Rule 7 for a quantity: positive, at most QTY_MAX, whole lots, within min/max."""
     return (
-        qty > 0
+        0 < qty <= QTY_MAX
         and qty % book.lot_size == 0
         and qty >= book.min_qty
         and (book.max_qty == 0 or qty <= book.max_qty)
