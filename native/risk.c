@@ -26,10 +26,12 @@ static inline int64_t reference_of(const gw_instrument *in) {
     return in->last_trade ? in->last_trade : in->reference;
 }
 
-/* What an order's exposure is counted at: its limit price, else its stop price, else
- * the reference (a market order). */
+/* What an order's exposure is counted at: its limit price; for a stop (it becomes a
+ * market order when it triggers) the higher of its stop price and the reference, so that
+ * a buy stop set below the market, which triggers at once, is not valued at next to
+ * nothing; for a market order the reference. */
 int64_t gw_risk_price(const gw_instrument *in, int64_t price, int64_t stop_price) {
-    return price > 0 ? price : stop_price > 0 ? stop_price : reference_of(in);
+    return price > 0 ? price : stop_price > 0 ? max64(stop_price, reference_of(in)) : reference_of(in);
 }
 
 /* ---- throttle ---------------------------------------------------------------------------- */
@@ -55,32 +57,27 @@ void gw_account_throttle_reset(gw_account *acc, int64_t now) {
     acc->last_ns = now;
 }
 
-/* Take one token from a bucket of `rate` tokens/s and `depth`; 0 when it is empty.
- * Refilled from the pass's clock, up to the depth. */
-static inline int bucket_take(int64_t *tokens, int64_t *last_ns, int64_t rate, int64_t depth,
-                              int64_t now) {
-    if (!rate) return 1;
+/* Refill a bucket of `rate` tokens/s from the pass's clock, up to `depth`. */
+static inline void bucket_refill(int64_t *tokens, int64_t *last_ns, int64_t rate, int64_t depth,
+                                 int64_t now) {
     if (now > *last_ns) {
         __int128 t = (__int128)(now - *last_ns) * rate + *tokens;
         *tokens = t > depth ? depth : (int64_t)t;
         *last_ns = now;
     }
-    if (*tokens < TOKEN) return 0;
-    *tokens -= TOKEN;
-    return 1;
 }
 
 /* The session's bucket, then the account's (shared by all its sessions): the reject
- * reason, or 0 with a token taken from each. */
+ * reason with no token taken from either, or 0 with a token taken from each. */
 static inline int throttle_take(gw_session *s, gw_account *acc, int64_t now) {
     const ts_risk_limits *lim = &acc->lim;
-    if (lim->throttle_per_s &&
-        !bucket_take(&s->tokens, &s->last_ns, lim->throttle_per_s, bucket_depth(lim), now))
-        return TS_REJ_THROTTLED;
-    if (lim->account_throttle_per_s &&
-        !bucket_take(&acc->tokens, &acc->last_ns, lim->account_throttle_per_s,
-                     account_depth(lim), now))
-        return TS_REJ_ACCOUNT_THROTTLED;
+    const int64_t rate = lim->throttle_per_s, acc_rate = lim->account_throttle_per_s;
+    if (rate) bucket_refill(&s->tokens, &s->last_ns, rate, bucket_depth(lim), now);
+    if (acc_rate) bucket_refill(&acc->tokens, &acc->last_ns, acc_rate, account_depth(lim), now);
+    if (rate && s->tokens < TOKEN) return TS_REJ_THROTTLED;
+    if (acc_rate && acc->tokens < TOKEN) return TS_REJ_ACCOUNT_THROTTLED;
+    if (rate) s->tokens -= TOKEN;
+    if (acc_rate) acc->tokens -= TOKEN;
     return 0;
 }
 

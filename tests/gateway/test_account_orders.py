@@ -144,6 +144,34 @@ def test_the_account_throttle_is_shared_by_its_sessions(
     assert len(rig.sent(0)) == 5 and len(a.events()) == 0
 
 
+def test_an_order_the_account_bucket_refuses_keeps_its_session_token(
+    make_rig: Callable[..., GatewayRig],
+) -> None:
+    """A throttled order takes no token: not even from its session's bucket when it is
+    the account's bucket that refuses it."""
+    rig = make_rig(
+        [
+            account(
+                1,
+                throttle_per_s=1,
+                throttle_burst=3,
+                account_throttle_per_s=1000,
+                account_throttle_burst=1,
+            )
+        ]
+    )
+    s = rig.session(1)
+    now = 10**15
+    s.send(*(command(order_id=i) for i in (1, 2, 3)))
+    rig.poll(now)
+    assert len(rig.sent(0)) == 1
+    assert list(s.events()["reason"]) == [RejectReason.ACCOUNT_THROTTLED] * 2
+    # 2 ms on the account's bucket has a token again, and the session's still has two
+    s.send(command(order_id=4))
+    rig.poll(now + 2_000_000)
+    assert len(rig.sent(0)) == 1 and len(s.events()) == 0
+
+
 def test_the_session_throttle_comes_before_the_account_throttle(
     make_rig: Callable[..., GatewayRig],
 ) -> None:

@@ -79,6 +79,27 @@ def test_market_order_is_valued_at_the_reference(make_rig: Callable[..., Gateway
     only_reject(rig, s, RejectReason.MAX_NOTIONAL)
 
 
+def test_stop_order_is_valued_at_the_higher_of_stop_and_reference(
+    make_rig: Callable[..., GatewayRig],
+) -> None:
+    """A buy stop set below the market triggers at once and trades at the market's
+    prices: valued at its stop price of 1 it slipped past the notional and credit limits."""
+    rig = make_rig([account(1, max_order_notional=10_000)])
+    s = rig.session()
+    stop = {"order_type": 3, "tif": 1, "price": 0}
+    s.send(command(order_id=1, stop_price=1, quantity=11, **stop))  # at AAA's reference 1000
+    only_reject(rig, s, RejectReason.MAX_NOTIONAL)
+    s.send(command(order_id=2, stop_price=2_000, quantity=6, **stop))  # at its stop price
+    only_reject(rig, s, RejectReason.MAX_NOTIONAL)
+    s.send(command(order_id=3, stop_price=1, quantity=10, **stop))
+    passes(rig, s)
+    s.send(command(order_id=4, stop_price=2_000, quantity=5, side=Side.SELL, **stop))
+    passes(rig, s)
+    # BBB has no reference price and no trade yet: a stop is valued at its stop price
+    s.send(command(order_id=5, stop_price=1_000, quantity=10, symbol_id=BBB, **stop))
+    passes(rig, s, shard=1)
+
+
 def test_collar_follows_the_last_trade(make_rig: Callable[..., GatewayRig]) -> None:
     rig = make_rig([account(1, price_collar_bps=1000), account(2)])
     s = rig.session(1)

@@ -230,7 +230,7 @@ class ReferenceGateway:
             exch, client = r["order_id"], client_of.get(r["order_id"], 0)
             o = RefOrder(exch, client, None, r["account_id"], sym, r["side"], r["quantity"])
             o.leaves, o.state, o.orphan = r["leaves_qty"], LIVE, True
-            o.price = r["price"] if r["price"] > 0 else r["stop_price"] or self._ref(sym)
+            o.price = self._risk_price(sym, r["price"], r["stop_price"])
             o.indexed = bool(client) and (o.account, client) not in self.by_client
             if o.indexed:
                 self.by_client[(o.account, client)] = exch
@@ -277,27 +277,38 @@ class ReferenceGateway:
         )
 
     def _throttle(self, s: RefSession, now: int) -> None:
-        """The session's bucket, then the account's (shared by all its sessions)."""
+        """The session's bucket, then the account's (shared by all its sessions): a token
+        from each, or a reject that takes none."""
         acc = self.accounts[s.account]
         lim = acc.limits
-        if lim.throttle_per_s:
-            if now > s.last_ns:
-                s.tokens = min(_depth(lim), (now - s.last_ns) * lim.throttle_per_s + s.tokens)
-                s.last_ns = now
-            if s.tokens < TOKEN:
-                raise _RejectError(RejectReason.THROTTLED)
-            s.tokens -= TOKEN
-        rate = lim.account_throttle_per_s
+        rate, acc_rate = lim.throttle_per_s, lim.account_throttle_per_s
+        if rate and now > s.last_ns:
+            s.tokens = min(_depth(lim), (now - s.last_ns) * rate + s.tokens)
+            s.last_ns = now
+        if acc_rate and now > acc.last_ns:
+            acc.tokens = min(_account_depth(lim), (now - acc.last_ns) * acc_rate + acc.tokens)
+            acc.last_ns = now
+        if rate and s.tokens < TOKEN:
+            raise _RejectError(RejectReason.THROTTLED)
+        if acc_rate and acc.tokens < TOKEN:
+            raise _RejectError(RejectReason.ACCOUNT_THROTTLED)
         if rate:
-            if now > acc.last_ns:
-                acc.tokens = min(_account_depth(lim), (now - acc.last_ns) * rate + acc.tokens)
-                acc.last_ns = now
-            if acc.tokens < TOKEN:
-                raise _RejectError(RejectReason.ACCOUNT_THROTTLED)
+            s.tokens -= TOKEN
+        if acc_rate:
             acc.tokens -= TOKEN
 
     def _ref(self, symbol: int) -> int:
         return self.last_trade.get(symbol) or self.reference[symbol]
+
+    def _risk_price(self, symbol: int, price: int, stop_price: int) -> int:
+        """What an order's exposure is counted at: its limit price; a stop's (a market
+        order once triggered) the higher of its stop price and the reference; a market
+        order's the reference."""
+        if price > 0:
+            return price
+        if stop_price > 0:
+            return max(stop_price, self._ref(symbol))
+        return self._ref(symbol)
 
     def _collar(self, lim: AccountSection, symbol: int, price: int) -> None:
         if not lim.price_collar_bps or price <= 0:
@@ -346,7 +357,7 @@ class ReferenceGateway:
             raise _RejectError(RejectReason.INVALID_QUANTITY)
         if c["price"] < 0 or c["stop_price"] < 0:
             raise _RejectError(RejectReason.INVALID_PRICE)
-        rp = c["price"] if c["price"] > 0 else c["stop_price"] or self._ref(sym)
+        rp = self._risk_price(sym, c["price"], c["stop_price"])
         n = rp * qty
         if lim.max_order_qty and qty > lim.max_order_qty:
             raise _RejectError(RejectReason.MAX_ORDER_QTY)
