@@ -135,3 +135,48 @@ def test_status_from_the_snapshot_then_from_the_feed_with_gaps_reported() -> Non
         Gap("ACME", Channel.STATUS, 6, 6)
     ]
     assert len(core.outbox) == 1
+
+
+def trade_payload(*seqs: int) -> bytes:
+    recs = np.zeros(len(seqs), MD_DTYPE)
+    recs["kind"], recs["symbol_id"], recs["seq"] = MdKind.TRADE, 1, seqs
+    return recs.tobytes()
+
+
+def delivered(events: list[object]) -> list[int]:
+    return [int(s) for e in events if isinstance(e, Trades) for s in e.records["seq"]]
+
+
+def test_trades_waiting_behind_a_snapshot_reply_are_delivered() -> None:
+    """A snapshot names the last trade published when it was taken; trades up to it may
+    still wait on the feed socket (the reply came on the other socket), and they were
+    dropped without a gap. The snapshot only says where gaps are counted from."""
+    core = FeedCore(["ACME"])
+    t = topic("trade", "ACME")
+    seen = core.on_message(t, trade_payload(1, 2, 3))
+    seen += core.on_reply(
+        msgspec.msgpack.encode(BookSnapshot(core.outbox.pop().id, "ACME", 1, 0, 8, 0, [], [], 0))
+    )
+    for seq in (4, 5, 6, 7, 8, 9):
+        seen += core.on_message(t, trade_payload(seq))
+    assert delivered(seen) == list(range(1, 10))
+    assert not [e for e in seen if isinstance(e, Gap)]
+
+
+def test_before_any_trade_gaps_count_from_the_snapshots_last_trade() -> None:
+    t = topic("trade", "ACME")
+    core = FeedCore(["ACME"])
+    core.on_reply(
+        msgspec.msgpack.encode(BookSnapshot(core.outbox.pop().id, "ACME", 1, 0, 8, 0, [], [], 0))
+    )
+    gap, trades = core.on_message(t, trade_payload(11))
+    assert gap == Gap("ACME", Channel.TRADE, 9, 11) and delivered([trades]) == [11]
+    # a heartbeat past the snapshot's last trade, with none seen: the tail was lost
+    core = FeedCore(["ACME"])
+    core.on_reply(
+        msgspec.msgpack.encode(BookSnapshot(core.outbox.pop().id, "ACME", 1, 0, 8, 0, [], [], 0))
+    )
+    hb = Heartbeat(0, 1, 100, [SymbolSeqs("ACME", 1, 9, 0, 0)])
+    assert core.on_message(HEARTBEAT_TOPIC, msgspec.msgpack.encode(hb)) == [
+        Gap("ACME", Channel.TRADE, 9, 9)
+    ]

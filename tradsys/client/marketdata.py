@@ -27,6 +27,7 @@ snapshot service — never a sleep loop.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
@@ -152,19 +153,14 @@ class MarketDataClient(_ClientBase):
 
     def poll(self, timeout_s: float = 0.0, max_messages: int = 10_000) -> int:
         """Wait up to ``timeout_s`` for traffic, then handle what has arrived; returns
-        the number of events dispatched."""
-        for req in self._requests():
-            self.dealer.send(req)
+        the number of events dispatched.
+
+        The feed before the snapshot replies: what the feed socket already holds was
+        published before any reply that came meanwhile was made."""
+        self._send_requests()
         wait_ms = max(0, int(min(timeout_s, self.core.seconds_to_timer()) * 1000))
         ready = dict(self.poller.poll(wait_ms))
         n = 0
-        if self.dealer in ready:
-            while True:
-                try:
-                    body = self.dealer.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                n += self._dispatch(self.core.on_reply(body))
         if self.sub in ready:
             for _ in range(max_messages):
                 try:
@@ -172,13 +168,28 @@ class MarketDataClient(_ClientBase):
                 except zmq.Again:
                     break
                 n += self._dispatch(self.core.on_message(topic_frame, payload))
+        if self.dealer in ready:
+            while True:
+                try:
+                    body = self.dealer.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                n += self._dispatch(self.core.on_reply(body))
         now = time.monotonic()
         if now >= self._next_timer:
             n += self._dispatch(self.core.on_timer())
             self._next_timer = now + self.core.seconds_to_timer()
-        for req in self._requests():
-            self.dealer.send(req)
+        self._send_requests()
         return n
+
+    def _send_requests(self) -> None:
+        """Never blocks: while the snapshot service is away, requests queue in the
+        DEALER up to its high-water mark, and then a blocking send would stop the whole
+        client (timers, heartbeats, the feed). One that does not fit is dropped; the core
+        asks again after SNAPSHOT_RETRY_S."""
+        for req in self._requests():
+            with contextlib.suppress(zmq.Again):
+                self.dealer.send(req, zmq.NOBLOCK)
 
     def run_until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
         """Handle traffic until ``condition()`` holds (True) or the time is up (False)."""
@@ -256,15 +267,16 @@ class AsyncMarketDataClient(_ClientBase):
     async def __aiter__(self) -> AsyncIterator[MdEvent]:
         next_timer = time.monotonic()
         while True:
-            for req in self._requests():
-                await self.dealer.send(req)
+            for req in self._requests():  # never blocks: see MarketDataClient._send_requests
+                with contextlib.suppress(zmq.Again):
+                    await self.dealer.send(req, zmq.NOBLOCK)
             ready = dict(await self.poller.poll(int(self.core.seconds_to_timer() * 1000)))
             events: list[MdEvent] = []
-            if self.dealer in ready:
-                events += self.core.on_reply(await self.dealer.recv())
-            if self.sub in ready:
+            if self.sub in ready:  # the feed first: see MarketDataClient.poll
                 topic_frame, payload = await self.sub.recv_multipart()
                 events += self.core.on_message(topic_frame, payload)
+            if self.dealer in ready:
+                events += self.core.on_reply(await self.dealer.recv())
             if time.monotonic() >= next_timer:
                 events += self.core.on_timer()
                 next_timer = time.monotonic() + self.core.seconds_to_timer()

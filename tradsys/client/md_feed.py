@@ -222,6 +222,10 @@ class FeedCore:
     def __post_init__(self) -> None:
         self.books = {s: LocalBook(s) for s in self.symbols}
         self._trade_seq = dict.fromkeys(self.symbols, 0)
+        # the last trade a snapshot said was published: where gaps are counted from until
+        # a trade comes (never a reason to drop one: trades published before the snapshot
+        # was taken may still be waiting on the feed socket)
+        self._trade_floor = dict.fromkeys(self.symbols, 0)
         self._bbo_seq = dict.fromkeys(self.symbols, 0)
         self._ids = itertools.count(1)
         self._by_id: dict[int, str] = {}
@@ -336,7 +340,7 @@ class FeedCore:
                     0,
                 )
             )
-        self._trade_seq[book.symbol] = max(self._trade_seq[book.symbol], snap.trade_seq)
+        self._trade_floor[book.symbol] = max(self._trade_floor[book.symbol], snap.trade_seq)
         if not levels:
             return events
         events.append(Synced(book.symbol, snap.l2_seq))
@@ -383,8 +387,9 @@ class FeedCore:
                 return []
         events: list[MdEvent] = []
         first = int(fresh["seq"][0])
-        if last and first != last + 1:
-            events.append(Gap(symbol, Channel.TRADE, last + 1, first))
+        base = last or self._trade_floor[symbol]
+        if base and first > base + 1:
+            events.append(Gap(symbol, Channel.TRADE, base + 1, first))
         self._trade_seq[symbol] = int(fresh["seq"][-1])
         events.append(Trades(symbol, fresh))
         return events
@@ -420,9 +425,9 @@ class FeedCore:
                 # the newest status message was lost: the snapshot tells the phase
                 events.append(Gap(s.symbol, Channel.STATUS, book.status_seq + 1, s.status_seq))
                 self._resync(book)
-            last = self._trade_seq[s.symbol]
-            if Channel.TRADE in self.channels and last and s.trade_seq > last:
-                events.append(Gap(s.symbol, Channel.TRADE, last + 1, s.trade_seq))
+            base = self._trade_seq[s.symbol] or self._trade_floor[s.symbol]
+            if Channel.TRADE in self.channels and base and s.trade_seq > base:
+                events.append(Gap(s.symbol, Channel.TRADE, base + 1, s.trade_seq))
                 self._trade_seq[s.symbol] = s.trade_seq
         return events
 

@@ -102,6 +102,10 @@ _CHANNEL_OF_KIND = CHANNEL_NO.tolist()
 # not use): about 0.35 µs less per frame on the quiet path, where each record costs two
 _BACKEND_SEND = zmq.backend.Socket.send
 NOT_READY_AFTER_S = 5.0  # a snapshot request waits this long for a refresh image
+# snapshot requests served per turn of the loop, then back to the rings: a client sending
+# requests faster than they are answered (a flood, or garbage) must not stop the feed --
+# and, once a shard's md ring is full, the shard itself
+REQUESTS_PER_TURN = 64
 
 log = logging.getLogger("tradsys.md")
 BBO_CHANNEL = CHANNELS.index(Channel.BBO)
@@ -409,7 +413,7 @@ class MdSidecar:
     # ---- snapshots ------------------------------------------------------------------------
 
     def _serve_requests(self) -> None:
-        while True:
+        for _ in range(REQUESTS_PER_TURN):
             try:
                 frames = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
