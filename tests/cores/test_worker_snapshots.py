@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import Children
-from tests.cores.test_worker import JOIN_S, ThreadWorker, stop, wait_for
+from tests.cores.test_worker import JOIN_S, ThreadWorker, feed, stop, wait_for
 from tests.cores.worker_rig import (
     SHARD,
     ShardRig,
@@ -32,6 +32,7 @@ from tests.cores.worker_rig import (
 from tradsys.cores.control import WorkerState
 from tradsys.cores.worker import EXIT_FAILURE, EXIT_OK
 from tradsys.journal import SnapshotStore, list_snapshots, replay
+from tradsys.journal.files import list_additions
 from tradsys.journal.recovery import start_state
 from tradsys.matching.workload import mixed_stream, sample_instruments
 
@@ -198,3 +199,22 @@ def test_prune_keeps_a_newer_tmp_a_writer_may_be_writing(tmp_path: Path) -> None
     assert removed == [old]
     assert newer_tmp.exists()
     assert store.prune(2) == [newer_tmp]
+
+
+def test_a_restart_that_adds_an_instrument_keeps_a_copy_of_its_snapshot(rig: ShardRig) -> None:
+    """The snapshot at the addition is the only record of the new instrument, and the
+    previous snapshot lacks it: SnapshotStore.keep_addition's copy stands in for it."""
+    first, *_ = instruments = sample_instruments()
+    commands = mixed_stream(500, seed=57, instruments=[first])
+    _, events, _ = reference_output(commands, [first])
+    worker = ThreadWorker(rig.spec(instruments=[first]))
+    feed(rig, commands, len(events))
+    assert stop(rig, worker) == EXIT_OK
+    assert list_additions(rig.data_dir, SHARD) == []
+    rig.ctl.clear_stop()
+    worker = ThreadWorker(rig.spec(instruments=instruments))
+    assert wait_for(lambda: rig.ctl.state == WorkerState.RUNNING)
+    assert stop(rig, worker) == EXIT_OK
+    (copy,) = list_additions(rig.data_dir, SHARD)
+    assert copy.seq == 500 in snapshot_seqs(rig)
+    assert copy.path.read_bytes() == SnapshotStore(rig.data_dir, SHARD).path_for(500).read_bytes()

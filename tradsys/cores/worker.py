@@ -274,6 +274,8 @@ class ShardWorker:
         if start.snapshot is None or start.missing:
             # the instruments are only in snapshots: one now makes the journal replayable
             self.snapshot()
+        if start.missing:  # and a second copy, since the previous snapshot lacks them
+            self._store.keep_addition(seq)
         log.info(
             "shard %d: recovered at seq %d (snapshot %d + %d replayed, %d events and %d md "
             "records re-emitted, %d ring commands already journaled) in %.3f s",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 _SEGMENT = re.compile(r"^journal-(\d{3})-(\d{20})\.tsj$")
 _SNAPSHOT = re.compile(r"^snapshot-(\d{3})-(\d{20})\.tss$")
+_ADDITION = re.compile(r"^snapshot-(\d{3})-(\d{20})\.tss\.added$")
 
 
 @dataclass(frozen=True, order=True)
@@ -52,3 +53,13 @@ def list_segments(directory: str | Path, shard: int) -> list[JournalFile]:
 def list_snapshots(directory: str | Path, shard: int) -> list[JournalFile]:
     """The shard's snapshot files, oldest first (validity unchecked)."""
     return _list(directory, shard, _SNAPSHOT)
+
+
+def addition_path(directory: str | Path, shard: int, seq: int) -> Path:
+    """The second copy of the snapshot taken when instruments were added at ``seq``."""
+    return Path(directory) / f"snapshot-{shard:03d}-{seq:020d}.tss.added"
+
+
+def list_additions(directory: str | Path, shard: int) -> list[JournalFile]:
+    """The shard's addition copies (see SnapshotStore.keep_addition), oldest first."""
+    return _list(directory, shard, _ADDITION)

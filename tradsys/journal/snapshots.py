@@ -27,7 +27,13 @@ from typing import Any
 
 from tradsys._native import ffi, lib
 from tradsys.journal.errors import SnapshotError, error_from_c
-from tradsys.journal.files import JournalFile, list_segments, list_snapshots
+from tradsys.journal.files import (
+    JournalFile,
+    addition_path,
+    list_additions,
+    list_segments,
+    list_snapshots,
+)
 from tradsys.matching import CEngine
 
 log = logging.getLogger("tradsys.journal")
@@ -102,18 +108,69 @@ class SnapshotStore:
         (last_exec_id,) = struct.unpack_from("<Q", payload, _LAST_EXEC_ID_OFFSET)
         return LoadedSnapshot(engine, int(header.seq), int(header.md_count), last_exec_id, path)
 
+    def keep_addition(self, seq: int) -> Path:
+        """Keep a second copy of the snapshot at ``seq``, taken because instruments were
+        added there (a restart with new ones in the configuration).
+
+        Why: the journal holds commands, not instrument definitions, so from the seq they
+        were added on, the books can only be rebuilt from a snapshot that has them. The
+        previous snapshot, kept in case the newest is damaged, does not: a replay from it
+        would reject every later command of the new instruments as UNKNOWN_SYMBOL and
+        rebuild books the live shard never had. The copy stands in for a damaged snapshot
+        at ``seq``; with both damaged, :meth:`load_newest_valid` refuses rather than fall
+        back past the addition."""
+        target = addition_path(self.directory, self.shard, seq)
+        tmp = target.with_name(target.name + ".tmp")
+        data = self.path_for(seq).read_bytes()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return target
+
     def load_newest_valid(self, upto: int | None = None) -> LoadedSnapshot | None:
         """The newest snapshot (at or before seq ``upto``) that checks out, or None.
 
-        A damaged one is logged and skipped for the next older.
+        A damaged one is logged and skipped for the next older -- but never for one
+        older than an addition of instruments (see :meth:`keep_addition`): that raises
+        SnapshotError naming both, since a replay from there rebuilds the wrong books.
         """
-        for snap in reversed(self.snapshots()):
-            if upto is not None and snap.seq > upto:
+        candidates = sorted(
+            [(s.seq, 1, s.path) for s in self.snapshots()]
+            + [(a.seq, 0, a.path) for a in list_additions(self.directory, self.shard)],
+            reverse=True,
+        )  # newest first; at one seq the snapshot, then its addition copy
+        added = [seq for seq, regular, _ in candidates if not regular]
+        for seq, _, path in candidates:
+            if upto is not None and seq > upto:
                 continue
+            newer_addition = [a for a in added if a > seq and (upto is None or a <= upto)]
+            if newer_addition:
+                raise SnapshotError(
+                    f"instruments were added at seq {max(newer_addition)}, and neither its "
+                    "snapshot nor its addition copy checks out (see the warnings above); "
+                    f"a replay from {path} would rebuild books without them: restore "
+                    "one of them from a backup",
+                    path,
+                )
             try:
-                return self.load(snap.path)
+                return self.load(path)
             except SnapshotError as exc:
                 log.warning("skipping damaged snapshot: %s", exc)
+        if any(upto is None or a <= upto for a in added):
+            raise SnapshotError(
+                "instruments were added at a seq whose snapshot and addition copy are both "
+                "damaged, and no older snapshot can stand in: restore one from a backup",
+                self.directory,
+            )
         return None
 
     def prune(self, keep: int = 2, tmp_below: int | None = None) -> list[Path]:
@@ -140,6 +197,10 @@ class SnapshotStore:
         for snap in snaps[:-keep]:
             retire_file(snap.path)
             removed.append(snap.path)
+        for copy in list_additions(self.directory, self.shard):
+            if copy.seq < oldest_kept:  # every kept snapshot has the instruments now
+                copy.path.unlink(missing_ok=True)
+                removed.append(copy.path)
         for left in self.directory.glob(f"*-{self.shard:03d}-*{RETIRING_SUFFIX}"):
             retire_file(left)  # a retirement a crash interrupted
             removed.append(left)
