@@ -364,3 +364,19 @@ def test_reject_helpers_cover_every_engine_reason() -> None:
     used: set[RejectReason] = {r for _, _, r in NEW_ORDER_REJECTS + OTHER_REJECTS}
     used |= {Rej.HALTED, Rej.PHASE}
     assert set(RejectReason) - used == {Rej.NONE} | GATEWAY_ONLY_REJECTS
+
+
+@pytest.mark.parametrize(
+    ("symbol", "problem"),
+    [
+        ("AC\0ME", "printable ASCII without spaces"),
+        ("AC ME", "printable ASCII without spaces"),
+        ("ACMÉ", "printable ASCII without spaces"),
+        ("A" * 41, "at most 40 characters"),
+    ],
+)
+def test_symbol_names_fit_the_topics_and_the_symbol_directory(symbol: str, problem: str) -> None:
+    """A NUL in a name stopped the md sidecar at start (its topics end in NUL); a name
+    over 40 bytes reached TCP clients cut short in the SYMBOLS directory."""
+    assert [p for p in Instrument(symbol, 1).problems() if problem in p]
+    assert Instrument("A" * 40, 1).problems() == []

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
+SYMBOL_NAME_MAX = 40
+"""The longest symbol name, in bytes: what a SYMBOLS entry of the binary protocol holds
+(tradsys.protocols.binary) -- a longer one would reach TCP clients cut short."""
+
 QTY_MAX = 2**31 - 1
 """The largest quantity of one order (docs/matching.md, rule 7), native/book.h's
 TS_QTY_MAX: 31 bits, as the share fields of OUCH or iLink. With fewer than 2^32 orders
@@ -36,6 +40,11 @@ class Instrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         where = f"instrument {self.symbol!r}"
         if not self.symbol:
             out.append("instrument symbol must not be empty")
+        elif not (self.symbol.isascii() and self.symbol.isprintable()) or " " in self.symbol:
+            # a NUL or a space would break the market-data topics and a person's CLI
+            out.append(f"{where}: symbol must be printable ASCII without spaces")
+        elif len(self.symbol) > SYMBOL_NAME_MAX:
+            out.append(f"{where}: symbol must be at most {SYMBOL_NAME_MAX} characters")
         if not 0 < self.symbol_id < 2**32:
             out.append(f"{where}: symbol_id must be in 1..2^32-1, got {self.symbol_id}")
         for name in ("tick_size", "lot_size"):

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from tradsys.matching.instrument import SYMBOL_NAME_MAX
 from tradsys.wire import RECORD_SIZE
 
 HEADER = struct.Struct("<IB3xQ")
@@ -76,7 +77,6 @@ ACCEPTED_BODY = struct.Struct(f"<QIIQQI4x{RING_NAME_MAX}s{RING_NAME_MAX}s")
 inbound ring name, outbound ring name (the names are empty for TCP sessions)."""
 REASON_BODY = struct.Struct(f"<B{TEXT_MAX}s")
 """LOGIN_REJECTED and END: a reason code and a short text."""
-SYMBOL_NAME_MAX = 40
 SYMBOL_ENTRY = struct.Struct(f"<I4xqq{SYMBOL_NAME_MAX}s")
 """One SYMBOLS entry, 64 bytes: symbol_id, tick_size, lot_size, name (NUL padded)."""
 
