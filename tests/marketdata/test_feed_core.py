@@ -180,3 +180,15 @@ def test_before_any_trade_gaps_count_from_the_snapshots_last_trade() -> None:
     assert core.on_message(HEARTBEAT_TOPIC, msgspec.msgpack.encode(hb)) == [
         Gap("ACME", Channel.TRADE, 9, 9)
     ]
+
+
+def test_a_snapshot_with_no_trade_yet_counts_gaps_from_zero() -> None:
+    core = FeedCore(["ACME"])
+    core.on_reply(
+        msgspec.msgpack.encode(BookSnapshot(core.outbox.pop().id, "ACME", 1, 0, 0, 0, [], [], 0))
+    )
+    gap, trades = core.on_message(topic("trade", "ACME"), trade_payload(3))
+    assert gap == Gap("ACME", Channel.TRADE, 1, 3) and delivered([trades]) == [3]
+    # no snapshot (trades alone): the first trade a subscriber sees is no gap
+    only_trades = FeedCore(["ACME"], channels=(Channel.TRADE,))
+    assert delivered(only_trades.on_message(topic("trade", "ACME"), trade_payload(3))) == [3]

@@ -6,6 +6,8 @@ status (phase, the one before, why, a volatility auction's reopening time), so t
 newest one wins; the snapshot carries the status too, so a late joiner knows the phase
 before any change. A lost status message (a seq jump, or a heartbeat naming a greater
 status seq) is reported; the heartbeat case asks for a snapshot to learn the phase.
+A lost last BBO (a heartbeat naming a greater BBO seq) is reported once and, when the
+symbol's book is synced, given from the book's best levels, which is what the BBO is.
 
 ``FeedCore`` takes the frames a SUB socket and a snapshot DEALER socket received and
 returns events; the snapshot requests it wants sent wait in ``outbox``. The drivers in
@@ -133,7 +135,9 @@ class Trades:
 
 @dataclass(frozen=True)
 class BboChange:
-    """The newest best bid and offer of one symbol (a quantity of 0 = side empty)."""
+    """The newest best bid and offer of one symbol (a quantity of 0 = side empty).
+    ``time_ns`` is the engine's time of the change; 0 when the BBO message was lost and
+    this was taken from the synced book (the heartbeat said it was lost)."""
 
     symbol: str
     seq: int
@@ -222,10 +226,12 @@ class FeedCore:
     def __post_init__(self) -> None:
         self.books = {s: LocalBook(s) for s in self.symbols}
         self._trade_seq = dict.fromkeys(self.symbols, 0)
-        # the last trade a snapshot said was published: where gaps are counted from until
-        # a trade comes (never a reason to drop one: trades published before the snapshot
-        # was taken may still be waiting on the feed socket)
-        self._trade_floor = dict.fromkeys(self.symbols, 0)
+        # the last trade (BBO) a snapshot said was published: where gaps are counted from
+        # until one comes -- never a reason to drop one (those published before the
+        # snapshot was taken may still be waiting on the feed socket); None: no snapshot,
+        # so where this subscriber's feed began is not known
+        self._trade_floor: dict[str, int | None] = dict.fromkeys(self.symbols)
+        self._bbo_floor: dict[str, int | None] = dict.fromkeys(self.symbols)
         self._bbo_seq = dict.fromkeys(self.symbols, 0)
         self._ids = itertools.count(1)
         self._by_id: dict[int, str] = {}
@@ -340,7 +346,8 @@ class FeedCore:
                     0,
                 )
             )
-        self._trade_floor[book.symbol] = max(self._trade_floor[book.symbol], snap.trade_seq)
+        self._trade_floor[book.symbol] = max(self._trade_floor[book.symbol] or 0, snap.trade_seq)
+        self._bbo_floor[book.symbol] = max(self._bbo_floor[book.symbol] or 0, snap.bbo_seq)
         if not levels:
             return events
         events.append(Synced(book.symbol, snap.l2_seq))
@@ -388,7 +395,7 @@ class FeedCore:
         events: list[MdEvent] = []
         first = int(fresh["seq"][0])
         base = last or self._trade_floor[symbol]
-        if base and first > base + 1:
+        if base is not None and first > base + 1:
             events.append(Gap(symbol, Channel.TRADE, base + 1, first))
         self._trade_seq[symbol] = int(fresh["seq"][-1])
         events.append(Trades(symbol, fresh))
@@ -426,9 +433,31 @@ class FeedCore:
                 events.append(Gap(s.symbol, Channel.STATUS, book.status_seq + 1, s.status_seq))
                 self._resync(book)
             base = self._trade_seq[s.symbol] or self._trade_floor[s.symbol]
-            if Channel.TRADE in self.channels and base and s.trade_seq > base:
+            if Channel.TRADE in self.channels and base is not None and s.trade_seq > base:
                 events.append(Gap(s.symbol, Channel.TRADE, base + 1, s.trade_seq))
                 self._trade_seq[s.symbol] = s.trade_seq
+            # after the L2 check: a book it found behind is no longer synced
+            if Channel.BBO in self.channels and s.bbo_seq > self._bbo_seq[s.symbol]:
+                events += self._bbo_lost(book, s.bbo_seq)
+        return events
+
+    def _bbo_lost(self, book: LocalBook, seq: int) -> list[MdEvent]:
+        """The heartbeat names a newer BBO than any this subscriber saw. Lost, and
+        reported once, if it was published after the subscriber's feed began (after its
+        last BBO, or after its snapshot); a late joiner's first heartbeat only tells it
+        the seq. Either way a synced book is at the heartbeat's L2 seq, and the engine's
+        BBO is its best levels at the end of each command, so the book tells the BBO
+        (``time_ns`` 0: when it changed is not known); without one only the seq is
+        taken."""
+        base = self._bbo_seq[book.symbol] or self._bbo_floor[book.symbol]
+        events: list[MdEvent] = []
+        if base is not None and seq > base:
+            events.append(Gap(book.symbol, Channel.BBO, base + 1, seq))
+        self._bbo_seq[book.symbol] = seq
+        if Channel.L2 in self.channels and book.synced:
+            bid = book.best(Side.BUY) or (0, 0)
+            ask = book.best(Side.SELL) or (0, 0)
+            events.append(BboChange(book.symbol, seq, *bid, *ask, 0))
         return events
 
 

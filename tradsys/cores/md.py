@@ -16,7 +16,8 @@
 
 At start (and after a crash, when it is restarted) it knows none of the books the
 workers hold, so it asks each worker for a market-data refresh through its control
-block (native/worker.h); snapshot requests for a symbol wait until its image arrives.
+block (native/worker.h); snapshot requests for a symbol wait until its image arrives,
+and its row of the conflated BBO board is filled from the image's book.
 Slow subscribers never slow it: the PUB socket drops a subscriber's messages past the
 high-water mark (``[md] sndhwm``), and that subscriber recovers by snapshot.
 """
@@ -308,7 +309,9 @@ class MdSidecar:
         cuts = (np.flatnonzero(cut) + 1).tolist()
         for a, b in zip([0, *cuts], [*cuts, len(batch)], strict=True):
             if cls[a] == 1:
-                self.store.apply_refresh(batch[a:b], sym[a:b])
+                refreshed = self.store.apply_refresh(batch[a:b], sym[a:b])
+                if refreshed and self.conflated is not None:
+                    self._board_from_books(refreshed)
             else:
                 self._publish(batch[a:b], sym[a:b])
         if self._waiting:
@@ -396,6 +399,24 @@ class MdSidecar:
     def _send_board(self) -> None:
         self.conflated.send(BBO_BOARD_TOPIC + self._board.tobytes())
         self.stats.board_messages += 1
+
+    def _board_from_books(self, symbols: list[int]) -> None:
+        """Board rows for symbols whose refresh image just completed, from their books.
+        The image carries the BBO's seq but not its values, so a restarted sidecar would
+        say "no BBO" for every quiet symbol until its BBO next changed; the book's best
+        levels are those values (L2Store.bbo_record). A symbol that never had a BBO (seq
+        0) keeps its empty row; a row already at the seq came from the record itself
+        and keeps its engine time."""
+        board, seqs, changed = self._board, self.store.bbo_seq, False
+        for si in symbols:
+            row = board[si]
+            if seqs[si] == 0 or (row["kind"] == MdKind.BBO and row["seq"] >= seqs[si]):
+                continue
+            rec = self.store.bbo_record(si)
+            self._board_raw[si * RECORD_SIZE : (si + 1) * RECORD_SIZE] = rec.tobytes()
+            changed = True
+        if changed:
+            self._send_board()
 
     @property
     def io_threads(self) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 
 from tradsys.marketdata.framing import L2_CHANNEL as L2_CH
 from tradsys.marketdata.framing import N_CHANNELS, STATUS_CHANNEL, Grouped
-from tradsys.wire import MdKind, Side
+from tradsys.wire import MD_DTYPE, MdKind, Side
 
 LEVEL_DTYPE = np.dtype(
     [("sym", "<u4"), ("side", "u1"), ("price", "<i8"), ("quantity", "<i8"), ("count", "<u4")]
@@ -161,14 +161,17 @@ class L2Store:
             self._pending_rows += len(self._singles)
             self._singles = []
 
-    def apply_refresh(self, image: np.ndarray, sym: np.ndarray) -> None:
+    def apply_refresh(self, image: np.ndarray, sym: np.ndarray) -> list[int]:
         """Take a run of refresh records (BEGIN / LEVEL... / END, maybe cut at either
-        end by the batch boundary)."""
+        end by the batch boundary). Returns the symbols whose image it completed: their
+        books are now the engine's, which is what the sidecar's BBO board needs to know
+        (the image carries the BBO's seq, not its values)."""
         kind = image["kind"]
         starts = np.flatnonzero(kind == MdKind.L2_REFRESH_BEGIN)
         ends = np.flatnonzero(kind == MdKind.L2_REFRESH_END)
         marks = sorted([(int(i), 0) for i in starts] + [(int(i), 1) for i in ends])
         pos = 0
+        done: list[int] = []
         for at, what in marks:
             self._take_levels(image[pos:at], sym[pos:at])
             si = int(sym[at])
@@ -178,8 +181,10 @@ class L2Store:
                 self._refreshing[si] = False
                 self.ready[si] = True
                 self.reopen_ns[si] = image[at]["price"]
+                done.append(si)
             pos = at + 1
         self._take_levels(image[pos:], sym[pos:])
+        return done
 
     def _begin(self, si: int, rec: np.void) -> None:
         self.fold()
@@ -253,6 +258,36 @@ class L2Store:
         bids = mine[mine["side"] == Side.BUY][::-1]
         asks = mine[mine["side"] == Side.SELL]
         return _tuples(bids), _tuples(asks)
+
+    def top(self, si: int) -> tuple[int, int, int, int]:
+        """(bid price, bid quantity, ask price, ask quantity) of one symbol's best levels,
+        0 and 0 for an empty side: what the engine's BBO record says of this book (it is
+        computed from the same levels, native/book.c ``book_bbo``). Folds first, so ask
+        for many symbols after a batch, not per record."""
+        self.fold()
+        lv = self._levels
+        lo, hi = np.searchsorted(lv["sym"], [si, si + 1])
+        mine = lv[lo:hi]  # sorted by side, then price
+        n_bids = int(np.count_nonzero(mine["side"] == Side.BUY))
+        return (*_side_top(mine[:n_bids][::-1]), *_side_top(mine[n_bids:]))
+
+    def bbo_record(self, si: int) -> np.ndarray:
+        """The BBO record (one MD_DTYPE row) the engine last published for this book, as
+        far as the book tells it: its best levels at the last BBO seq. Right when the
+        book is the engine's between commands (a refresh image): the engine sends a BBO
+        at the end of every command that changed its best levels. ``time_ns`` is 0: when
+        the BBO changed is not in the book."""
+        rec = np.zeros(1, MD_DTYPE)
+        rec["kind"], rec["symbol_id"], rec["seq"] = MdKind.BBO, self.ids[si], self.bbo_seq[si]
+        rec["price"], rec["quantity"], rec["ask_price"], rec["ask_quantity"] = self.top(si)
+        return rec
+
+
+def _side_top(levels: np.ndarray) -> tuple[int, int]:
+    """(price, displayed quantity) of a side's best level (first row), (0, 0) if empty."""
+    if not len(levels):
+        return 0, 0
+    return int(levels["price"][0]), int(levels["quantity"][0])
 
 
 def _tuples(levels: np.ndarray) -> list[tuple[int, int, int]]:
