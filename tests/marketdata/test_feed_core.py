@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import msgspec
 import numpy as np
+import pytest
 
+from tradsys.client import md_feed
 from tradsys.client.md_feed import BookUpdate, FeedCore, Gap, StatusChange, Synced, Trades
 from tradsys.marketdata.protocol import (
     HEARTBEAT_TOPIC,
@@ -192,3 +194,26 @@ def test_a_snapshot_with_no_trade_yet_counts_gaps_from_zero() -> None:
     # no snapshot (trades alone): the first trade a subscriber sees is no gap
     only_trades = FeedCore(["ACME"], channels=(Channel.TRADE,))
     assert delivered(only_trades.on_message(topic("trade", "ACME"), trade_payload(3))) == [3]
+
+
+def test_a_book_waiting_for_its_snapshot_keeps_a_bounded_buffer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The oldest buffered updates go; the snapshot covers them, or the gap they leave
+    is found and asked for again."""
+    monkeypatch.setattr(md_feed, "BUFFER_MAX_MESSAGES", 3)
+    core = FeedCore(["ACME"])
+    req = core.outbox.pop()
+    for seq in range(1, 11):
+        core.on_message(topic("l2", "ACME"), l2((seq, 1, 100, seq, 1)))
+    assert len(core.books["ACME"]._buffer) == 3
+    # a snapshot at 7 covers what went: the last three apply
+    core.on_reply(snapshot(req.id, 7, [(100, 7, 1)]))
+    assert core.books["ACME"].l2_seq == 10 and core.books["ACME"].levels(Side.BUY) == [(100, 10, 1)]
+    # a snapshot at 5 does not: the gap 6..8 asks again
+    core = FeedCore(["ACME"])
+    req = core.outbox.pop()
+    for seq in range(1, 11):
+        core.on_message(topic("l2", "ACME"), l2((seq, 1, 100, seq, 1)))
+    events = core.on_reply(snapshot(req.id, 5, [(100, 5, 1)]))
+    assert Gap("ACME", Channel.L2, 6, 8) in events and len(core.outbox) == 1

@@ -49,6 +49,10 @@ from tradsys.wire import MD_DTYPE, RECORD_SIZE, MdKind, Side
 
 Level = tuple[int, int]  # (displayed quantity, order count)
 SNAPSHOT_RETRY_S = 2.0  # a snapshot request unanswered this long is sent again
+# L2 messages a book waiting for its snapshot keeps: past it the oldest go (the snapshot
+# may already cover them; if not, applying the rest finds the gap and asks again), so a
+# snapshot service that never answers cannot grow a subscriber without bound
+BUFFER_MAX_MESSAGES = 100_000
 
 
 class LocalBook:
@@ -315,6 +319,8 @@ class FeedCore:
     def _on_l2(self, book: LocalBook, recs: np.ndarray) -> list[MdEvent]:
         if not book.synced:
             book._buffer.append(recs)
+            if len(book._buffer) > BUFFER_MAX_MESSAGES:
+                del book._buffer[0]
             return []
         seqs = recs["seq"]
         fresh = recs[seqs > book.l2_seq]
