@@ -136,6 +136,11 @@ uint32_t gw_find_client(const ts_gateway *gw, uint32_t account, uint64_t client_
     }
 }
 
+uint32_t gw_find_amendable(const ts_gateway *gw, uint32_t account, uint64_t client_id) {
+    uint32_t idx = gw_find_client(gw, account, client_id);
+    return idx != GW_NONE && gw->orders[idx].given_up ? GW_NONE : idx;
+}
+
 /* Index the order by its client id (and record it in the ledger before the order can be
  * pushed to its shard, so a successor gateway knows it). */
 void gw_index_client(ts_gateway *gw, uint32_t idx) {
@@ -525,7 +530,10 @@ int ts_gateway_remove_session_unread(ts_gateway *gw, int64_t session_id, const t
                                 .order_id = o->exch_id};
                 gw_backlog_add(&gw->shards[in->shard].backlog, &c);
                 o->pending++;
-                gw_unindex_client(gw, idx);
+                /* out of reach of amends, but its client id stays taken until it is done
+                 * (finish() frees it): a NEW reusing the id now would share it with this
+                 * order's last events */
+                o->given_up = 1;
             }
             /* what the order still does before the cancel lands (a fill racing it) and
              * the cancel itself are the account's: its other session, or its next one,

@@ -156,8 +156,11 @@ int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inb
                                ts_ring *outbound, int32_t notify_fd, int32_t cancel_on_disconnect);
 
 /* Detach a session: its rings are no longer touched once this returns. With
- * cancel_on_disconnect each of its live orders gets a CANCEL to its shard (newest first)
- * and later events of those orders update the account but are dropped. Without it, its
+ * cancel_on_disconnect each of its live orders gets a CANCEL to its shard (newest first);
+ * what such an order does before the cancel lands (a fill racing it) and the CANCELLED
+ * go where an order's events go without it (below). No session can cancel or replace it
+ * any more (UNKNOWN_CLIENT_ID), but its client id stays taken until it is done: a NEW
+ * reusing the id is DUPLICATE_CLIENT_ID until then. Without it, its
  * orders belong to the account still: the account's other live session takes them over
  * (the one its held events go to, if one does; else the one with the lowest slot), or, if
  * there is none, the account's next session does when it is added; until then their
@@ -242,8 +245,9 @@ uint64_t ts_gateway_drain(ts_gateway *gw, uint32_t max);
 /* After the restores: keep the events ts_gateway_drain took, in their client ids (from
  * the restored orders, or the ledger for orders that ended meanwhile), as held events for
  * each account's next session (see ts_gateway_remove_session). Events the dead gateway had
- * routed but not yet released come again this way: a client tells them by exec_id.
- * Returns how many were kept. */
+ * routed but not yet released come again this way: a client tells them by exec_id. As
+ * routed by the pump, a REJECTED keeps the engine's DONE flag only when it answers a NEW,
+ * never when it answers a CANCEL or REPLACE. Returns how many were kept. */
 int64_t ts_gateway_hold_drained(ts_gateway *gw);
 
 /* Before any session: the events a dead gateway had routed to one of its sessions and

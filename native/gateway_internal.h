@@ -56,8 +56,12 @@ typedef struct gw_order {
     uint8_t state;        /* gw_order_state */
     uint16_t pending;     /* cancels/replaces sent and not answered */
     int64_t in_ns;        /* pass that took it, until its first event (stage latency) */
-    uint8_t indexed;      /* in by_client (live, and its client id known and reachable) */
+    uint8_t indexed;      /* in by_client (not done, and its client id known) */
     uint8_t orphan;       /* in its account's orphan list, waiting for a session */
+    /* cancelled on its session's disconnect: no CANCEL or REPLACE reaches it any more,
+     * but its client id stays taken until it is done, so a NEW cannot reuse the id while
+     * the order's last events (a fill racing the cancel, the CANCELLED) are still due */
+    uint8_t given_up;
 } gw_order;
 
 typedef struct gw_position {
@@ -204,6 +208,8 @@ uint32_t gw_keymap_get(const gw_keymap *m, uint32_t key);
 uint32_t gw_find_exch(const ts_gateway *gw, uint64_t exch_id);
 /* client ids are unique per account among its live orders */
 uint32_t gw_find_client(const ts_gateway *gw, uint32_t account, uint64_t client_id);
+/* the live order a CANCEL or REPLACE may name by its client id: not one given up */
+uint32_t gw_find_amendable(const ts_gateway *gw, uint32_t account, uint64_t client_id);
 /* gateway_owner.c: off the list it is on (its session's, or its account's orphans) */
 void gw_session_unlink(ts_gateway *gw, uint32_t idx);
 /* route the order's events to session `slot` from now on (a cancel/replace from it) */
@@ -219,7 +225,8 @@ static inline int gw_must_hold(const ts_gateway *gw, const gw_order *o) {
     return acc->held_n != acc->held_sent && acc->replay_to != GW_NONE &&
            o->session == acc->replay_to;
 }
-int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev); /* 0: no room */
+/* 0: no room; answers_amend: gw_answers_amend of the event, taken before it was applied */
+int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev, int answers_amend);
 /* keep an event already in client ids (and in the log as `seq`, 0 if not) */
 int gw_keep_held(ts_gateway *gw, uint32_t account, const ts_event *ev, uint64_t seq);
 int gw_held_buffer(gw_account *acc); /* the account's held-event buffer; 0: no memory */
@@ -285,6 +292,16 @@ void gw_book_replace(ts_gateway *gw, uint32_t idx, const ts_command *c);
  * calls gw_finish_if_done, which frees the order once nothing more can come for it */
 void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev);
 void gw_order_forget(ts_gateway *gw, uint32_t idx); /* out of every table and list */
+
+/* Whether the engine's event is a REJECTED answering a CANCEL or REPLACE of the order
+ * rather than its NEW (the engine answers the NEW first: until then the order is pending
+ * new). Asked before the event is applied. The engine marks every reject DONE, but such
+ * a reject ends nothing the client can count on: it reaches the client without DONE even
+ * when a fill has finished the order meanwhile and freed its client id, which a NEW may
+ * already have reused. */
+static inline int gw_answers_amend(const gw_order *o, const ts_event *ev) {
+    return ev->kind == TS_EV_REJECTED && o->state != GW_PENDING_NEW;
+}
 
 /* finished, nothing pending (inline: twice per order on the pump's path) */
 static inline int gw_order_done(const ts_gateway *gw, uint32_t idx) {

@@ -487,26 +487,67 @@ out:
     return rc;
 }
 
+/* A REJECTED of a CANCEL or REPLACE to an order the engine no longer has. */
+static int rejects_dead_amend(const ts_event *ev) {
+    return ev->kind == TS_EV_REJECTED &&
+           (ev->reason == TS_REJ_UNKNOWN_ORDER || ev->reason == TS_REJ_NOT_OWNER);
+}
+
+/* Per drained event: whether it is a raw REJECTED that answers its order's NEW, and so
+ * keeps the engine's DONE; a raw REJECTED answering a CANCEL or REPLACE loses it, as the
+ * pump routes it (gw_answers_amend), whatever became of the order. The pump tells them
+ * by the order's state; here the order may be gone, so by the drained events themselves:
+ * the engine answers a NEW before any amend of it and a rejected NEW has no other event,
+ * so a REJECTED answers the NEW only if it is the first drained event of its exchange
+ * id, its order is not restored (alive), its reason is one a NEW can get, and whatever
+ * follows it of the id rejects amends of a dead order. A start-up call: out of memory
+ * here is fatal. */
+static uint8_t *rejects_of_new(const ts_gateway *gw) {
+    const uint64_t n = gw->drained_n;
+    uint64_t cap = 16;
+    while (cap < 2 * n) cap <<= 1;
+    uint8_t *ends = calloc(n ? n : 1, 1);
+    uint64_t *keys = calloc(cap, sizeof *keys); /* exchange id; 0 = empty */
+    uint64_t *first = calloc(cap, sizeof *first);
+    if (!ends || !keys || !first) abort();
+    for (uint64_t j = 0; j < n; j++) {
+        const gw_drained *d = &gw->drained[j];
+        if (!d->raw) continue; /* settled by the gateway that held it */
+        const uint64_t e = d->ev.contra_order_id;
+        uint64_t h = (e * 0x9E3779B97F4A7C15ULL >> 17) & (cap - 1);
+        while (keys[h] && keys[h] != e) h = (h + 1) & (cap - 1);
+        if (!keys[h]) {
+            keys[h] = e;
+            first[h] = j;
+            ends[j] = d->ev.kind == TS_EV_REJECTED && !rejects_dead_amend(&d->ev) &&
+                      gw_find_exch(gw, e) == GW_NONE;
+        } else if (!rejects_dead_amend(&d->ev)) {
+            ends[first[h]] = 0; /* the order did more: its first event was no NEW's reject */
+        }
+    }
+    free(keys);
+    free(first);
+    return ends;
+}
+
 int64_t ts_gateway_hold_drained(ts_gateway *gw) {
     pthread_mutex_lock(&gw->lock);
     int64_t held = 0;
+    uint8_t *ends = rejects_of_new(gw);
     for (uint64_t j = 0; j < gw->drained_n; j++) {
         const gw_drained *d = &gw->drained[j];
         uint32_t a = gw_keymap_get(&gw->account_map, d->ev.account_id);
         if (a == GW_NONE) continue;
         ts_event e = d->ev;
         if (d->raw) {
-            /* the engine marks every reject DONE; one of a cancel or replace of an order
-             * that still lives is not its end */
-            uint32_t idx = gw_find_exch(gw, e.contra_order_id);
-            if (e.kind == TS_EV_REJECTED && idx != GW_NONE && gw->orders[idx].state != GW_DONE)
-                e.flags &= ~TS_EVF_DONE;
+            if (e.kind == TS_EV_REJECTED && !ends[j]) e.flags &= ~TS_EVF_DONE;
             e.contra_order_id = 0;
         }
         gw_account *acc = &gw->accounts[a];
         if (!gw_held_buffer(acc)) continue;
         held += gw_keep_held(gw, a, &e, d->seq);
     }
+    free(ends);
     free(gw->drained);
     gw->drained = NULL;
     gw->drained_n = gw->drained_cap = 0;

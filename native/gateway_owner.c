@@ -83,13 +83,13 @@ int gw_keep_held(ts_gateway *gw, uint32_t account, const ts_event *ev, uint64_t 
 
 /* The pump's rare path: an event of an order without a session, in the client's ids,
  * into the log (gateway_held.c) and then the account's buffer. */
-int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev) {
+int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev, int answers_amend) {
     gw_account *acc = &gw->accounts[o->account];
     if (!acc->held || acc->held_n == TS_GW_HELD_EVENTS) return 0;
     ts_event e = *ev;
     e.order_id = o->client_id;
     e.contra_order_id = 0;
-    if (ev->kind == TS_EV_REJECTED && o->state != GW_DONE) e.flags &= ~TS_EVF_DONE;
+    if (answers_amend) e.flags &= ~TS_EVF_DONE; /* as routed (gw_answers_amend) */
     return gw_keep_held(gw, o->account, &e, gw_held_append(gw, o->account, &e));
 }
 

@@ -236,7 +236,7 @@ static void take_amend(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_co
     uint32_t idx;
     int reason;
     if (c->kind == TS_CMD_CANCEL) {
-        idx = gw_find_client(gw, s->account, c->order_id);
+        idx = gw_find_amendable(gw, s->account, c->order_id);
         reason = idx == GW_NONE ? TS_REJ_UNKNOWN_CLIENT_ID : 0;
     } else {
         reason = gw_check_replace(gw, s, c, &idx);
@@ -405,6 +405,7 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
             }
         }
         if (ev->kind == TS_EV_TRADE) note_trade(gw, ev);
+        const int answers_amend = gw_answers_amend(o, ev); /* before the event moves it */
         gw_apply_event(gw, idx, ev);
         if (s) {
             s->stage_src[s->staged] = GW_STAGE_SRC(shard, sh->taken + i);
@@ -412,16 +413,14 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
             *e = *ev;
             e->order_id = o->client_id;
             e->contra_order_id = 0;
-            /* the engine marks every reject DONE; a rejected cancel/replace is not the end
-             * of the order it names */
-            if (ev->kind == TS_EV_REJECTED && o->state != GW_DONE) e->flags &= ~TS_EVF_DONE;
+            if (answers_amend) e->flags &= ~TS_EVF_DONE;
             gw->st.events_routed++;
             if (gw->lat_ack && o->in_ns) { /* stage latency: the order's first event */
                 if (!now) now = mono_ns();
                 ts_lat_record_inline(gw->lat_ack, now - o->in_ns, 1);
                 o->in_ns = 0;
             }
-        } else if (!hold || !gw_hold_event(gw, o, ev)) {
+        } else if (!hold || !gw_hold_event(gw, o, ev, answers_amend)) {
             gw->st.events_orphaned++;
         }
         if (gw_order_done(gw, idx)) retire(gw, sh, idx, sh->taken + i);

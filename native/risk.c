@@ -163,7 +163,7 @@ int gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_
     if (gw->global_kill || acc->killed) return TS_REJ_KILL_SWITCH;
     int thr = throttle_take(s, acc, gw->clock_ns);
     if (thr) return thr;
-    uint32_t idx = gw_find_client(gw, s->account, c->order_id);
+    uint32_t idx = gw_find_amendable(gw, s->account, c->order_id);
     if (idx == GW_NONE) return TS_REJ_UNKNOWN_CLIENT_ID;
     const gw_order *o = &gw->orders[idx];
     if (c->quantity <= 0) return TS_REJ_INVALID_QUANTITY;

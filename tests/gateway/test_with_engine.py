@@ -122,8 +122,9 @@ def test_disconnect_cancels_in_the_engine(engine: tuple[GatewayCore, Any, Config
     # On each shard the disconnect's CANCEL is ahead of the watcher's order: the engine's
     # CANCELLED events come first, to the watcher (the account's other session takes the
     # cancelled orders' last events), then its own orders' ACCEPTED; the account counts
-    # only the watcher's two.
-    watcher.send(command(order_id=1, symbol_id=BBB, price=500), command(order_id=2, price=990))
+    # only the watcher's two. (Ids of their own: 1 and 2 stay taken until the cancelled
+    # orders are done, and a NEW that reused one in this race might be refused.)
+    watcher.send(command(order_id=3, symbol_id=BBB, price=500), command(order_id=4, price=990))
     got = expect(watcher, 4)
     assert sorted(got["kind"]) == sorted([EventKind.CANCELLED] * 2 + [EventKind.ACCEPTED] * 2)
     assert core.account_state(2).open_orders == 2

@@ -51,8 +51,11 @@ class RefOrder:
     pend_notional: int = 0
     pending: int = 0
     state: int = PENDING_NEW
-    indexed: bool = True  # reachable by its client id (live, not given up at a disconnect)
+    indexed: bool = True  # its client id is taken (not done, and the id known)
     orphan: bool = False  # waiting for the account's next session
+    # cancelled at its session's disconnect: no amend reaches it, but its client id stays
+    # taken until it is done (its last events still carry the id)
+    given_up: bool = False
 
 
 @dataclass
@@ -195,7 +198,7 @@ class ReferenceGateway:
                 c["order_id"] = o.exch_id
                 out.setdefault(self.shard_of[o.symbol], []).append(c)
                 o.pending += 1
-                self._unindex(o)
+                o.given_up = True
             # what it does before the cancel lands, and the cancel, are the account's
             o.session, o.orphan = heir, heir is None
         return out
@@ -391,7 +394,7 @@ class ReferenceGateway:
                 raise _RejectError(RejectReason.KILL_SWITCH)
             self._throttle(s, now)
         exch = self.by_client.get((s.account, c["order_id"]))
-        if exch is None:
+        if exch is None or self.orders[exch].given_up:
             raise _RejectError(RejectReason.UNKNOWN_CLIENT_ID)
         o = self.orders[exch]
         out = _cmd(kind=c["kind"], side=o.side, symbol_id=o.symbol, account_id=s.account)
@@ -457,6 +460,10 @@ class ReferenceGateway:
         if o is None:
             return None, None
         acc = self.accounts[o.account]
+        # the engine answers an order's NEW first: a REJECTED after that answers a CANCEL
+        # or REPLACE, and never carries DONE to the client, even when a fill has finished
+        # the order meanwhile (its client id may already name a new order)
+        answers_amend = kind == EventKind.REJECTED and o.state != PENDING_NEW
         if kind == EventKind.ACCEPTED:
             if o.state == PENDING_NEW:
                 o.state = LIVE
@@ -492,7 +499,7 @@ class ReferenceGateway:
                     o.price = ev["price"]
                 self._rereserve(o)
         routed = dict(ev) | {"order_id": o.client_id, "contra_order_id": 0}
-        if kind == EventKind.REJECTED and o.state != DONE:
+        if answers_amend:
             routed["flags"] = ev["flags"] & ~EventFlag.DONE
         if o.state == DONE and o.pending == 0:
             del self.orders[o.exch_id]
