@@ -8,8 +8,14 @@ command itself: a kind no client may send (CONTROL, a number that is no kind) is
 gateway core's to reject (REJECTED, INVALID_COMMAND), as for a colocated session, so that
 answer takes the one path every event takes -- through the session's outbound ring,
 which outlives a crashed gateway (below). A full
-ring is backpressure: the rest of the batch waits, reading pauses, and TCP flow control
-slows the client. Events come back when the gateway core signals the session's eventfd:
+ring is backpressure: the rest of the batch waits (the backlog), and so do the commands
+of the frames read after it, up to ``BACKLOG_MAX_RECORDS``; then reading pauses and TCP
+flow control slows the client. Reading goes on below that bound because the client's
+ACKs come behind its commands: with reading paused at the first full ring, an ACK the
+session's window waited for stayed unread, no event was sent, the core could route no
+more into the full outbound ring, so it took no more commands, and the ring never
+drained -- a client sending faster than it read was stuck for good. Events come back
+when the gateway core signals the session's eventfd:
 the outbound ring is drained in batches into one EVENTS frame each, numbered with the
 session's event sequence.
 
@@ -31,8 +37,8 @@ outbound ring without being consumed (``Ring.peek_batch``, skipping those alread
 and its slots are released only once the events are no longer owed: covered by an ACK;
 or, before the client's first ACK, known written to the socket and older than the last
 ``keep`` = min(``unacked_max``, a quarter of the ring) events (the written rule, kept a
-while for a client that starts acknowledging late -- the library does at its first
-heartbeat tick or ACK_EVERY events). A successor gateway reads a dead gateway's session
+while for a client that starts acknowledging late; the library acknowledges from its
+login). A successor gateway reads a dead gateway's session
 rings from the consumer's index on and holds what it finds for each account's next
 session (``tradsys.gateway.recovery``), so it finds every event such a client did not
 have (and, by their exec_id, some it had). The cost is ring room: the ring holds what is
@@ -42,6 +48,7 @@ in flight to the client as well as what waits, hence the window above.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -83,6 +90,9 @@ _ACCOUNT_OFFSET = 12  # of COMMAND_DTYPE's account_id (tests/test_wire.py holds 
 RECORD_SIZE = wire.RECORD_SIZE
 MISSED_HEARTBEATS = 3  # a peer silent this many intervals is gone
 BACKLOG_RETRY_S = 0.0005
+# commands a session keeps waiting behind its full inbound ring (4 MiB) before it stops
+# reading its socket (see the module docstring)
+BACKLOG_MAX_RECORDS = 65_536
 
 
 @dataclass
@@ -140,7 +150,10 @@ class TcpSession(asyncio.BufferedProtocol):
         self.events = np.zeros(MAX_RECORDS_PER_FRAME, wire.EVENT_DTYPE)
         self.next_command_seq = 1
         self.next_event_seq = 1
-        self.backlog: np.ndarray[Any, Any] | None = None
+        # commands waiting for room in the inbound ring, in order (None: none waits)
+        self.backlog: collections.deque[np.ndarray[Any, Any]] | None = None
+        self.backlog_records = 0
+        self.read_paused = False
         self.closing = False
         self.write_paused = False
         self.last_heard = self.last_sent = self.loop.time()
@@ -301,10 +314,10 @@ class TcpSession(asyncio.BufferedProtocol):
         if self.session is None or self.closing:
             return
         hb = self.edge.heartbeat_s
-        if self.backlog is not None:
-            # reading is paused while the session's ring is full: what the peer sent since
-            # waits in our own socket buffer, so its silence starts counting only once we
-            # read again (a busy engine must not end the sessions it makes wait)
+        if self.read_paused:
+            # reading is paused behind a full ring and a full backlog: what the peer sent
+            # since waits in our own socket buffer, so its silence starts counting only
+            # once we read again (a busy engine must not end the sessions it makes wait)
             self.last_heard = now
         if now - self.last_heard > MISSED_HEARTBEATS * hb:
             self.edge.heartbeat_timeouts += 1
@@ -331,7 +344,7 @@ class TcpSession(asyncio.BufferedProtocol):
         try:
             for frame in self.buf.frames():
                 self._on_frame(frame)
-                if self.closing or self.backlog is not None:
+                if self.closing or self.read_paused:
                     return
         except ProtocolError as exc:
             self.edge.protocol_errors += 1
@@ -425,21 +438,41 @@ class TcpSession(asyncio.BufferedProtocol):
 
     def _push(self, records: np.ndarray[Any, Any]) -> None:
         assert self.session is not None
+        if self.backlog is not None:  # behind commands already waiting: keep the order
+            self._wait_for_room(records)
+            return
         taken = self.session.rings.inbound.push_batch(records)
         if taken < len(records):
-            # backpressure: keep the rest (the buffer under it will be reused), stop reading
-            self.backlog = records[taken:].copy()
-            assert self.transport is not None
-            self.transport.pause_reading()
+            # backpressure: the rest waits (copied: the buffer under it will be reused)
+            self.backlog = collections.deque()
+            self._wait_for_room(records[taken:])
             self.loop.call_later(BACKLOG_RETRY_S, self._retry_backlog)
+
+    def _wait_for_room(self, records: np.ndarray[Any, Any]) -> None:
+        assert self.backlog is not None and self.transport is not None
+        self.backlog.append(records.copy())
+        self.backlog_records += len(records)
+        if self.backlog_records >= BACKLOG_MAX_RECORDS and not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def _retry_backlog(self) -> None:
         if self.closing or self.session is None or self.backlog is None:
             return
-        backlog, self.backlog = self.backlog, None
-        self._push(backlog)
-        if self.backlog is None:
+        push, backlog = self.session.rings.inbound.push_batch, self.backlog
+        while backlog:
+            head = backlog[0]
+            taken = push(head)
+            self.backlog_records -= taken
+            if taken < len(head):
+                backlog[0] = head[taken:]
+                self.loop.call_later(BACKLOG_RETRY_S, self._retry_backlog)
+                return
+            backlog.popleft()
+        self.backlog = None
+        if self.read_paused:
             assert self.transport is not None
+            self.read_paused = False
             self.transport.resume_reading()
             self._process()  # frames that arrived behind the backlog
 
