@@ -69,6 +69,7 @@ from tradsys.marketdata.protocol import CHANNELS, HEARTBEAT_TOPIC, Channel, topi
 from tradsys.marketdata.stats import STAGE_COLUMNS, STAGE_LOG_ENV
 from tradsys.matching import CEngine, Instrument
 from tradsys.matching.commands import batch, new_order
+from tradsys.matching.instrument import QTY_MAX
 from tradsys.matching.workload import venue_stream
 from tradsys.profiling import StageBreakdown
 from tradsys.ring import Ring, WaitStrategy, reclaim_stale, segment_name
@@ -402,7 +403,8 @@ def latency(
         events = np.zeros(8192, EVENT_DTYPE)
         wait = WaitStrategy.spin_park()
         try:
-            resting = batch(new_order(1, 1, 1, Side.SELL, 1 << 40, SYMBOL.reference_price))
+            # as large as an order may be (1 lot per trade: it never runs out)
+            resting = batch(new_order(1, 1, 1, Side.SELL, QTY_MAX, SYMBOL.reference_price))
             cmd.push_all(resting, wait, timeout=10)
             next_id = 2
             for frame_records in frame_modes:
