@@ -137,8 +137,9 @@ def _fills_until_ack(client: OrderClient, order_id: int) -> list[Event]:
 
 def _bob_buys(bob: OrderClient, quantities: list[tuple[int, int]]) -> list[Fill]:
     """Bob's IOC buys (quantity, price), each until its fills; returns his fills, done
-    with (his next poll, which finds nothing more, releases the last batch from his ring:
-    otherwise a gateway crash would owe it to him again)."""
+    with: his acks, which wait_for kept, are handed to him by a poll, and the next poll,
+    which finds nothing more, releases everything from his ring (otherwise a gateway
+    crash would owe it to him again)."""
     fills: list[Fill] = []
     for qty, px in quantities:
         oid = bob.submit(ACME, "buy", qty, px, tif="ioc")
@@ -148,6 +149,7 @@ def _bob_buys(bob: OrderClient, quantities: list[tuple[int, int]]) -> list[Fill]
             assert isinstance(ev, Fill), ev
             fills.append(ev)
             got += ev.quantity
+    assert all(isinstance(e, Ack) for e in bob.poll())
     assert not len(bob.poll_records())
     return fills
 

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -222,8 +222,26 @@ def first_client_id(now_ns: int | None = None) -> int:
     return (now // 1_000_000) << 20
 
 
+class _Unhanded(NamedTuple):
+    """An event read from the transport that the application has not been handed yet."""
+
+    number: int  # the event's place in what this client read, from 1
+    event: Event
+    called: bool  # the callbacks have had it
+
+
 class _Orders:
-    """What both clients share: order ids, the symbol each order is on, command records."""
+    """What both clients share: order ids, the symbol each order is on, command records,
+    and how much of what the transport returned the application has been handed.
+
+    The transport releases (colocated) or acknowledges (TCP) only records whose events the
+    application has been handed, and every event before them: what a client read and kept
+    for later (wait_for's other events, the async queue) stays the session's, so a client
+    that dies before handing it out loses none of it (the account's next session gets it
+    again, with anything of the same batches already handed: repeats with their exec
+    ids). At most half the session's ring is held back so: past that the oldest records
+    go anyway, so that a client that keeps events and never takes them does not hold the
+    gateway's events back for everyone (docs/protocol.md, flow control)."""
 
     def __init__(self, transport: Transport, seen: SeenExecs | None = None) -> None:
         self.transport = transport
@@ -240,6 +258,32 @@ class _Orders:
         self.symbols: dict[str, int] = {
             info.name: info.symbol_id for info in getattr(transport, "symbols", [])
         }
+        self._events_read = 0
+        # per batch read and not given back: (events read up to its end, its records)
+        self._batches: deque[tuple[int, int]] = deque()
+        self._held = 0  # records the transport returned and has not been told to give back
+        self._held_max = max(1, transport.accepted.ring_capacity // 2)
+
+    def _given_back(self, handed: int) -> int:
+        """How many of the records the transport returned may go now: those of the oldest
+        batches whose events are among the first ``handed`` events read (the application
+        has had every one of them), and the oldest beyond the cap on what is held."""
+        n = 0
+        while self._batches and (self._batches[0][0] <= handed or self._held - n > self._held_max):
+            n += self._batches.popleft()[1]
+        self._held -= n
+        return n
+
+    def _read_records(self, timeout: float, handed: int) -> Records:
+        """The transport's next batch without the repeats; ``handed`` as for
+        :meth:`_given_back`."""
+        records = self.transport.poll(timeout, self._given_back(handed))
+        fresh = self._fresh(records)
+        if len(records):
+            self._events_read += len(fresh)
+            self._batches.append((self._events_read, len(records)))
+            self._held += len(records)
+        return fresh
 
     def next_order_id(self) -> int:
         return next(self._ids)
@@ -291,7 +335,8 @@ class OrderClient(_Orders):
     def __init__(self, transport: Transport, seen: SeenExecs | None = None) -> None:
         super().__init__(transport, seen)
         self._callbacks: list[Callable[[Event], None]] = []
-        self._backlog: deque[Event] = deque()
+        # read, not yet returned: wait_for's other events, and a raising callback's batch
+        self._backlog: deque[_Unhanded] = deque()
 
     @classmethod
     def connect(
@@ -349,24 +394,43 @@ class OrderClient(_Orders):
     # ---- events --------------------------------------------------------------------------
 
     def on_event(self, callback: Callable[[Event], None]) -> None:
-        """Call ``callback`` for every event that :meth:`poll` / :meth:`wait_for` read."""
+        """Call ``callback`` for every event that :meth:`poll` / :meth:`wait_for` read.
+        If it raises, the exception comes out of that call, and the events after the one
+        it raised on are kept for the next :meth:`poll` (and passed to it then)."""
         self._callbacks.append(callback)
 
     def poll_records(self, timeout: float = 0.0) -> Records:
-        """Raw event records (no objects); the array is valid until the next call."""
-        return self._fresh(self.transport.poll(timeout))
+        """Raw event records (no objects); the array is valid until the next call. They
+        are new records only: events :meth:`wait_for` kept come from :meth:`poll`."""
+        return self._read_records(timeout, self._handed())
 
     def poll(self, timeout: float = 0.0) -> list[Event]:
-        """The events that arrived, as structs (waiting up to ``timeout`` for the first)."""
-        if self._backlog:
-            out = list(self._backlog)
-            self._backlog.clear()
-            return out
-        events = [to_event(r) for r in self._fresh(self.transport.poll(timeout))]
-        for event in events:
-            for callback in self._callbacks:
-                callback(event)
-        return events
+        """The events that arrived, as structs (waiting up to ``timeout`` for the first):
+        those kept from earlier calls if any, else new ones."""
+        if not self._backlog:
+            self._read(timeout, self._handed())
+        out = []
+        while self._backlog:
+            _, event, called = self._backlog.popleft()
+            if not called:
+                self._call(event)
+            out.append(event)
+        return out
+
+    def _handed(self) -> int:
+        """Events read so far that the application has had, all of them before the first
+        it has not."""
+        return self._backlog[0].number - 1 if self._backlog else self._events_read
+
+    def _read(self, timeout: float, handed: int) -> None:
+        """The transport's next batch into the backlog, callbacks not yet called."""
+        first = self._events_read + 1
+        for k, record in enumerate(self._read_records(timeout, handed)):
+            self._backlog.append(_Unhanded(first + k, to_event(record), False))
+
+    def _call(self, event: Event) -> None:
+        for callback in self._callbacks:
+            callback(event)
 
     def events(self, timeout: float = 1.0) -> Iterator[Event]:
         """Events as they come, until none arrives within ``timeout``."""
@@ -377,34 +441,41 @@ class OrderClient(_Orders):
         self, order_id: int, kinds: tuple[type, ...] = (Ack,), timeout: float = 5.0
     ) -> Event:
         """The first event of ``kinds`` for ``order_id``; OrderRejected if the order is
-        rejected first, TimeoutError if nothing comes. Other events stay for poll()."""
+        rejected first, TimeoutError if nothing comes. Other events stay for poll(), and
+        in the session until then (see :class:`_Orders`)."""
         deadline = time.monotonic() + timeout
-        keep: list[Event] = []
+        kept: list[_Unhanded] = []
         try:
-            while (left := deadline - time.monotonic()) > 0:
-                for i, event in enumerate(batch := self.poll(left)):
-                    if event.order_id != order_id:
-                        keep.append(event)
-                    elif isinstance(event, Reject) and Reject not in kinds:
-                        keep.extend(batch[i + 1 :])
+            while True:
+                if not self._backlog:
+                    if (left := deadline - time.monotonic()) <= 0:
+                        raise TimeoutError(f"no {[k.__name__ for k in kinds]} for order {order_id}")
+                    self._read(left, kept[0].number - 1 if kept else self._events_read)
+                    continue
+                entry = self._backlog.popleft()
+                if not entry.called:
+                    self._call(entry.event)
+                event = entry.event
+                if event.order_id == order_id:
+                    if isinstance(event, Reject) and Reject not in kinds:
                         raise OrderRejected(event)
-                    elif isinstance(event, kinds):
-                        keep.extend(batch[i + 1 :])
+                    if isinstance(event, kinds):
                         return event
-                    else:
-                        keep.append(event)
-            raise TimeoutError(f"no {[k.__name__ for k in kinds]} for order {order_id}")
+                kept.append(entry._replace(called=True))
         finally:
-            self._backlog.extend(keep)
+            self._backlog.extendleft(reversed(kept))
 
     # ---- lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:
-        """End the session (TCP: LOGOUT first; colocated: closing the socket does it)."""
+        """End the session (TCP: LOGOUT first; colocated: closing the socket does it).
+        Events read and not yet returned by :meth:`poll` go to the account's next session."""
+        done = self._given_back(self._handed())
         logout = getattr(self.transport, "logout", None)
         if callable(logout) and not self.transport.closed:
-            logout()
-        self.transport.close()
+            logout(done=done)
+            done = 0
+        self.transport.close(done)
 
     def __enter__(self) -> OrderClient:
         return self
@@ -416,7 +487,9 @@ class OrderClient(_Orders):
 class AsyncOrderClient(_Orders):
     """The asyncio twin of :class:`OrderClient`. Sends are immediate (a ring push or a
     socket write); a reader thread waits on the transport with the GIL released and hands
-    the events to the loop."""
+    the events to the loop. An event counts as handed once :meth:`next_event` (or
+    :meth:`events`, :meth:`wait_for`) has taken it from the queue; until then it stays
+    the session's (see :class:`_Orders`)."""
 
     def __init__(
         self,
@@ -427,6 +500,8 @@ class AsyncOrderClient(_Orders):
         super().__init__(transport, seen)
         self.loop = loop
         self.queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        self._taken = 0  # events taken from the queue (the loop counts, the reader reads)
+        self._closed = False
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True, name="tradsys-events")
         self._reader.start()
@@ -452,8 +527,7 @@ class AsyncOrderClient(_Orders):
         put = self.queue.put_nowait
         while not self._stop.is_set():
             try:
-                records = self._fresh(self.transport.poll(0.05))
-                events = [to_event(r) for r in records]
+                events = [to_event(r) for r in self._read_records(0.05, self._taken)]
             except BaseException as exc:  # Disconnected, or the transport was closed
                 if not self._stop.is_set():
                     self.loop.call_soon_threadsafe(put, exc)
@@ -497,6 +571,7 @@ class AsyncOrderClient(_Orders):
         if isinstance(item, BaseException):
             self.queue.put_nowait(item)  # every later call sees it too
             raise Disconnected(str(item)) from item
+        self._taken += 1
         return item
 
     async def events(self) -> AsyncIterator[Event]:
@@ -520,12 +595,22 @@ class AsyncOrderClient(_Orders):
                     return event
 
     async def close(self) -> None:
+        """End the session. Whoever waits on :meth:`events` or :meth:`next_event` gets
+        what was queued, then Disconnected; what was queued and not taken goes to the
+        account's next session."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         await self.loop.run_in_executor(None, self._reader.join, 2.0)
+        # the reader puts nothing once stopped: this ends the waiting iterators
+        self.queue.put_nowait(Disconnected("the client is closed"))
+        done = self._given_back(self._taken)
         logout = getattr(self.transport, "logout", None)
         if callable(logout) and not self.transport.closed:
-            await self.loop.run_in_executor(None, logout)
-        self.transport.close()
+            await self.loop.run_in_executor(None, lambda: logout(done=done))
+            done = 0
+        self.transport.close(done)
 
     async def __aenter__(self) -> AsyncOrderClient:
         return self

@@ -44,6 +44,13 @@ LAYOUT = {"slot_size": wire.RECORD_SIZE, "layout_version": wire.LAYOUT_VERSION}
 POLL_BATCH = 4096
 # TCP: acknowledge (ACK) once this many events are processed, and at each heartbeat tick
 ACK_EVERY = 1024
+# colocated: the longest a poll waits on the ring before it looks at the socket again, so
+# a session that ends is noticed this soon whatever timeout the caller gave
+LIVENESS_SLICE_S = 0.25
+# colocated, while the caller holds records back: the ring's wait counts those as readable,
+# so the poll looks for more this often instead (only wait_for and a lagging async reader
+# hold records back, never a plain poll loop)
+HELD_RECHECK_S = 0.0005
 NO_EVENTS = np.zeros(0, wire.EVENT_DTYPE)
 
 
@@ -53,8 +60,8 @@ class Transport(Protocol):
 
     def send(self, records: Records, timeout: float | None = None) -> None: ...
     def send_one(self, record: bytes, timeout: float | None = None) -> None: ...
-    def poll(self, timeout: float) -> Records: ...
-    def close(self) -> None: ...
+    def poll(self, timeout: float, done: int | None = None) -> Records: ...
+    def close(self, done: int | None = None) -> None: ...
     @property
     def closed(self) -> bool: ...
 
@@ -112,7 +119,9 @@ class ColocatedTransport:
     The ring's read index is the session's acknowledgement, and it moves as TCP's ACK
     does: a batch :meth:`poll` returned leaves the ring only at the next call (the caller
     is done with it), so a client that dies while handling a batch has it again in its
-    account's next session (docs/protocol.md, "Nothing acknowledged is lost")."""
+    account's next session (docs/protocol.md, "Nothing acknowledged is lost"). A caller
+    that is not done with all of it yet (it keeps events for later) says how much it is
+    done with (``done``), and the poll reads on past the rest."""
 
     def __init__(
         self,
@@ -142,7 +151,7 @@ class ColocatedTransport:
         self.sock.setblocking(False)
         self.wait = wait or WaitStrategy.spin_park()
         self.out = np.zeros(POLL_BATCH, wire.EVENT_DTYPE)
-        self._handed = 0  # records of the batch the last poll returned, still in the ring
+        self._read = 0  # records earlier polls returned that are still in the ring
         self._closed = False
 
     @property
@@ -181,30 +190,53 @@ class ColocatedTransport:
         if not self.inbound.push(record):
             self.send(np.frombuffer(record, wire.COMMAND_DTYPE), timeout)
 
-    def poll(self, timeout: float) -> Records:
-        """Events that arrived (a view valid until the next poll); empty on timeout."""
+    def poll(self, timeout: float, done: int | None = None) -> Records:
+        """Events that arrived (a view valid until the next poll); empty on timeout.
+
+        ``done``: how many of the records earlier polls returned the caller is done with,
+        oldest first (None: all of them); those leave the ring, the rest stay in it (a
+        client that dies has them again) and this poll returns what follows them."""
         if self._closed:
             raise Disconnected("the client is closed")
-        self._done()
-        n = self.outbound.peek_batch(self.out)
-        if n == 0 and timeout and self.outbound.wait_readable(self.wait, timeout):
-            n = self.outbound.peek_batch(self.out)
-        if n == 0:
-            self._check_alive()
-        self._handed = n
+        self._give_back(done)
+        n = self._wait_and_peek(timeout)
+        self._read += n
         return self.out[:n]
 
-    def _done(self) -> None:
-        """The batch handed out last is processed: it leaves the ring."""
-        if self._handed:
-            self.outbound.release(self._handed)
-            self._handed = 0
+    def _wait_and_peek(self, timeout: float) -> int:
+        """Records past those already read, waiting up to ``timeout`` for the first. The
+        wait goes in slices with a look at the socket between them: a ring whose gateway
+        died is never written again, and only the socket says so."""
+        n = self.outbound.peek_batch(self.out, self._read)
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while n == 0 and (left := deadline - time.monotonic()) > 0:
+            end = time.monotonic() + min(left, LIVENESS_SLICE_S)
+            if self._read == 0:
+                self.outbound.wait_readable(self.wait, end - time.monotonic())
+            else:
+                while self.outbound.readable <= self._read and time.monotonic() < end:
+                    time.sleep(HELD_RECHECK_S)
+            n = self.outbound.peek_batch(self.out, self._read)
+            if n == 0:
+                self._check_alive()
+        if n == 0:
+            self._check_alive()
+        return n
 
-    def close(self) -> None:
+    def _give_back(self, done: int | None) -> None:
+        """The oldest ``done`` records read (None: all) are processed: they leave the ring."""
+        k = self._read if done is None else max(0, min(done, self._read))
+        if k:
+            self.outbound.release(k)
+            self._read -= k
+
+    def close(self, done: int | None = None) -> None:
+        """End the session; ``done`` as for :meth:`poll` (None: closing says everything
+        returned was handled, as TCP's logout does)."""
         if self._closed:
             return
         self._closed = True
-        self._done()  # closing says the last batch was handled, as TCP's logout does
+        self._give_back(done)
         self.inbound.close()
         self.outbound.close()
         self.sock.close()
@@ -218,7 +250,10 @@ class TcpTransport:
     returned counts as processed at the next call (the caller is done with it; the array is
     valid until then), and the ACK goes every ACK_EVERY events and at each heartbeat tick.
     The gateway keeps what is not acknowledged for the account's next session should this
-    one end, so a client that dies with events unread in its socket loses none."""
+    one end, so a client that dies with events unread in its socket loses none. The first
+    ACK goes right after the login, before any event: until a session has sent one the
+    gateway counts every frame it wrote as delivered, so a client killed before its first
+    heartbeat tick would lose what it had been sent."""
 
     def __init__(self, host: str, port: int, account_id: int, api_key: str, timeout: float = 5.0):
         try:
@@ -228,6 +263,11 @@ class TcpTransport:
         try:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.accepted, self.symbols = _login(self.sock, account_id, api_key, timeout)
+            # "nothing processed yet": makes the session an acknowledging one from the start
+            try:
+                self.sock.sendall(encode_ack(self.accepted.next_event_seq - 1))
+            except OSError as exc:
+                raise Disconnected(f"the gateway connection broke: {exc}") from None
         except BaseException:
             self.sock.close()
             raise
@@ -244,6 +284,10 @@ class TcpTransport:
         self._returned = self.next_event_seq - 1  # seq of the last event poll returned
         self._processed = self._returned  # ... and of the last one the caller is done with
         self._acked = self._returned
+        # the gateway sends at most min(tcp_unacked_max, its ring) unacknowledged events:
+        # acknowledging only every ACK_EVERY would stall a session with a small ring until
+        # the next heartbeat tick, so ACK once a quarter of the ring is processed
+        self._ack_every = max(1, min(ACK_EVERY, self.accepted.ring_capacity // 4))
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeats, daemon=True, name="tradsys-hb")
         self._beat.start()
@@ -301,13 +345,22 @@ class TcpTransport:
     def send_one(self, record: bytes, timeout: float | None = None) -> None:
         self.send(np.frombuffer(record, wire.COMMAND_DTYPE), timeout)
 
-    def poll(self, timeout: float) -> Records:
-        """Events that arrived, in order (empty on timeout); Disconnected on END or EOF."""
-        self._processed = self._returned  # the caller is done with the last batch
-        if self._processed - self._acked >= ACK_EVERY and not self._ended:
+    def poll(self, timeout: float, done: int | None = None) -> Records:
+        """Events that arrived, in order (empty on timeout); Disconnected on END or EOF.
+
+        ``done``: how many of the records earlier polls returned the caller is done with,
+        oldest first (None: all of them); only those are acknowledged."""
+        self._mark_processed(done)
+        if self._processed - self._acked >= self._ack_every and not self._ended:
             with contextlib.suppress(Disconnected):
                 self._ack(self._processed)
         return self._poll(timeout)
+
+    def _mark_processed(self, done: int | None) -> None:
+        if done is None:
+            self._processed = self._returned
+        else:
+            self._processed = min(self._processed + max(done, 0), self._returned)
 
     def _poll(self, timeout: float) -> Records:
         if self._pending:
@@ -362,18 +415,22 @@ class TcpTransport:
             raise Disconnected(self._ended)
         return None
 
-    def logout(self, timeout: float = 2.0) -> None:
+    def logout(self, timeout: float = 2.0, done: int | None = None) -> None:
         """Ask the gateway to end the session, and read until it does (what it sends
-        meanwhile is not returned, so not acknowledged: kept for the next session)."""
+        meanwhile is not returned, so not acknowledged: kept for the next session).
+        ``done`` as for :meth:`poll`: what the caller is not done with stays unacknowledged
+        and goes to the account's next session."""
         with contextlib.suppress(Disconnected):
-            self._processed = self._returned
+            self._mark_processed(done)
             self._ack(self._processed)
             self._sendall(encode_empty(MessageType.LOGOUT))
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 self._poll(deadline - time.monotonic())
 
-    def close(self) -> None:
+    def close(self, done: int | None = None) -> None:
+        """Drop the connection. Nothing more is acknowledged: the session's last ACK goes
+        with :meth:`logout` (``done`` is for the colocated transport's close)."""
         if self._closed:
             return
         self._stop.set()
