@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 import time
@@ -36,7 +37,8 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Start the instance and supervise it until SIGINT/SIGTERM, then stop it cleanly."""
+    """Start the instance and supervise it until SIGINT/SIGTERM, then stop it cleanly;
+    exit 2 if it could not (a worker killed at the deadline, a process that failed)."""
     from tradsys import logs
     from tradsys.cores.supervisor import Supervisor, SupervisorError
 
@@ -56,8 +58,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("ready; Ctrl-C (SIGINT) or SIGTERM stops it cleanly", flush=True)
         supervisor.watch()
         print("stopping: draining, snapshotting, removing shared memory ...", flush=True)
-    finally:
+    except BaseException:
         supervisor.stop()
+        raise
+    failures = supervisor.stop()
+    if failures:
+        log = logging.getLogger("tradsys.supervisor")
+        for failure in failures:
+            log.error("stop: %s", failure)
+        detail = "; ".join(failures)
+        print(f"tradsys: stopped, but not cleanly: {detail}", file=sys.stderr, flush=True)
+        return EXIT_INTERNAL
     print("stopped cleanly", flush=True)
     return EXIT_OK
 

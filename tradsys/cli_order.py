@@ -19,7 +19,7 @@ import argparse
 import os
 import shlex
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from tradsys.client.events import Event, Reject
 from tradsys.client.orders import Disconnected, LoginFailed, OrderClient, OrderRejected
@@ -142,7 +142,15 @@ def _verb_parser(
 
 
 def _run_verb(args: argparse.Namespace, config: Config, client: OrderClient) -> int | None:
-    """Send the command; return the order id to follow, if any."""
+    """Send the command; return the order id to follow, if any. A value the client
+    refuses to encode (an order id out of its field's range) is the user's to fix."""
+    try:
+        return _send_verb(args, config, client)
+    except ValueError as exc:
+        raise OrderCliError(str(exc)) from None
+
+
+def _send_verb(args: argparse.Namespace, config: Config, client: OrderClient) -> int | None:
     if args.verb == "submit":
         return client.submit(
             _symbol_id(config, args.symbol),
@@ -177,9 +185,9 @@ def _print_events(client: OrderClient, names: dict[int, str], wait: float) -> in
 
 
 def cmd_order(args: argparse.Namespace) -> int:
-    config = _config(args)
-    names = {v: k for k, v in _symbols(config).items()}
     try:
+        config = _config(args)
+        names = {v: k for k, v in _symbols(config).items()}
         with _connect(args, config) as client:
             if args.verb == "watch":
                 print("watching; Ctrl-C stops", file=sys.stderr, flush=True)
@@ -206,9 +214,22 @@ def cmd_order(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+class _ParserExitError(Exception):
+    """argparse would end the process (a verb's ``--help`` was typed in the shell, and
+    printed): the shell goes on instead."""
+
+
 class _ShellParser(argparse.ArgumentParser):
+    """A line's parser: a mistake is an error message and ``--help`` prints the help, and
+    neither ends the shell (argparse would exit the process)."""
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise OrderCliError(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            self._print_message(message, sys.stderr)
+        raise _ParserExitError
 
 
 def _shell(
@@ -230,6 +251,9 @@ def _shell(
             return EXIT_OK
         try:
             _run_verb(parser.parse_args(shlex.split(line)), config, client)
+        except _ParserExitError:
+            sys.stdout.flush()
+            continue
         except (OrderCliError, ValueError) as exc:
             print(f"error: {exc}", flush=True)
             continue

@@ -81,3 +81,38 @@ def test_session_options_also_work_after_the_verb(edge: EdgeRig, tmp_path: Path)
     assert before.returncode == 0, before.stderr
     missing = order_cli(edge, tmp_path, "mass-cancel")
     assert missing.returncode == 1 and "--account NAME" in missing.stderr
+
+
+def test_a_bad_config_is_a_user_error(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[engine]\nbogus_key = 1\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "tradsys.cli", "order", "--config", str(config), "mass-cancel"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(f"tradsys order: {config}") and "bogus_key" in out.stderr
+    assert "internal error" not in out.stderr
+
+
+def test_a_value_out_of_its_fields_range_is_a_user_error(edge: EdgeRig, tmp_path: Path) -> None:
+    args = ["--account", "acct1", "submit", "ACME", "buy", "1", "--price", "99"]
+    out = order_cli(edge, tmp_path, *args, "--order-id", "-1")
+    assert out.returncode == 1, out.stderr
+    assert "tradsys order:" in out.stderr and "order_id=-1" in out.stderr
+    assert "internal error" not in out.stderr
+    cancel = order_cli(edge, tmp_path, "--account", "acct1", "cancel", "-1", "ACME")
+    assert cancel.returncode == 1 and "order_id=-1" in cancel.stderr, cancel.stderr
+
+
+def test_help_in_the_shell_prints_the_help_and_the_shell_goes_on(
+    edge: EdgeRig, tmp_path: Path
+) -> None:
+    script = "submit --help\ncancel -h\nsubmit ACME sell 5 --price 101 --order-id 7\n"
+    out = order_cli(edge, tmp_path, "--account", "acct1", "shell", stdin=script)
+    assert out.returncode == 0, out.stderr
+    assert "usage:  submit [-h]" in out.stdout and "usage:  cancel [-h]" in out.stdout
+    assert "--order-id ORDER_ID" in out.stdout
+    assert out.stdout.splitlines()[-1].startswith("Ack") and "order 7 ACME" in out.stdout

@@ -117,6 +117,7 @@ class GatewayServer:
         self.slow_consumers = 0  # sessions ended for it
         self.tcp_address = ""
         self._servers: list[asyncio.Server] = []
+        self._socket_files: list[Path] = []  # the ones this server bound (close unlinks them)
         self._tick: asyncio.TimerHandle | None = None
 
     def _set_config(self, config: Config) -> None:
@@ -137,16 +138,26 @@ class GatewayServer:
             self._servers.append(await asyncio.start_unix_server(handle, path))
         finally:
             os.umask(old_umask)
+        self._socket_files.append(path)
 
     async def start(self) -> None:
-        """Bind the Unix sockets and the TCP port, start the heartbeat tick."""
+        """Bind the Unix sockets and the TCP port, start the heartbeat tick. If it fails
+        part way, :meth:`close` undoes what was done (the socket files included)."""
         await self._serve_unix(self.unix_path, self.colocated.handle)
         if self.admin is not None:
             await self._serve_unix(admin_socket_path(self.config), self.admin.handle)
         if self.config.gateway.tcp_listen:
-            host, port = parse_listen(self.config.gateway.tcp_listen)
+            listen = self.config.gateway.tcp_listen
+            host, port = parse_listen(listen)
             loop = asyncio.get_running_loop()
-            server = await loop.create_server(self.tcp.factory(), host, port)
+            try:
+                server = await loop.create_server(self.tcp.factory(), host, port)
+            except OSError as exc:
+                raise ConfigError(
+                    f"gateway.tcp_listen = {listen!r}: cannot listen there: "
+                    f"{exc.strerror or exc} (another program may hold the port: pick a "
+                    'free one, port 0 for any, or "" for no TCP)'
+                ) from None
             self._servers.append(server)
             bound = server.sockets[0].getsockname()
             self.tcp_address = f"{bound[0]}:{bound[1]}"
@@ -244,9 +255,9 @@ class GatewayServer:
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         self._servers.clear()
         self.table.close_all()
-        self.unix_path.unlink(missing_ok=True)
-        if self.admin is not None:
-            admin_socket_path(self.config).unlink(missing_ok=True)
+        for path in self._socket_files:  # never another gateway's: a live one is refused
+            path.unlink(missing_ok=True)
+        self._socket_files.clear()
         for _ in range(1000):  # the pump finishes its passes within milliseconds
             if not self.table.reap():
                 break
@@ -339,8 +350,8 @@ async def serve(config: Config, core: GatewayCore) -> GatewayServer:
         loop.add_signal_handler(sig, stop.set)
     stop_with_supervisor()  # the supervisor's death is a SIGTERM too
     server = GatewayServer(config, core)
-    await server.start()
     try:
+        await server.start()
         # warm-up is over: everything alive now is permanent, collections are timed
         tune_for_trading()
         server.gc.install()

@@ -66,6 +66,13 @@ class ColocatedEdge:
                         session.session_id,
                         session.account_id,
                     )
+        except asyncio.CancelledError:
+            # end() or shutdown() (or the loop closing): the gateway ended the connection,
+            # which is no error. The task is the connection's own and nothing awaits its
+            # result, and it must not finish cancelled: asyncio's stream server (3.11)
+            # calls a finished handler's exception(), which raises for a cancelled task,
+            # and logs that as an error with its traceback.
+            pass
         finally:
             self.tasks.discard(task)
             writer.close()

@@ -47,7 +47,11 @@ class SidecarProcess:
         # an announcement left by a killed predecessor must not pass for this one's
         status_path(self.config, self.name).unlink(missing_ok=True)
         cmd = [self.python, "-m", self.module, str(self.config_path)]
-        self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=supervisor_env())
+        # a session of its own, like the workers: only the supervisor gets a terminal's
+        # Ctrl-C, and it stops the gateway first and md last (tradsys.cores.supervisor)
+        self.process = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, env=supervisor_env(), start_new_session=True
+        )
         self.pidfd = os.pidfd_open(self.process.pid)
         self.started_at = time.monotonic()
         self.restart_due = None
@@ -65,12 +69,18 @@ class SidecarProcess:
             return None
         return doc
 
-    def wait_ready(self, timeout_s: float) -> dict[str, object]:
+    def wait_ready(
+        self, timeout_s: float, stopping: Callable[[], bool] = lambda: False
+    ) -> dict[str, object]:
+        """Its announcement, once it made one; SidecarError if it exits first, is not
+        ready in ``timeout_s`` or ``stopping()`` says the start is called off."""
         deadline = time.monotonic() + timeout_s
         while True:
             doc = self.announcement()
             if doc is not None:
                 return doc
+            if stopping():
+                raise SidecarError(f"stopped while {self.name} was starting (SIGINT or SIGTERM)")
             assert self.process is not None
             if self.process.poll() is not None:
                 raise SidecarError(
@@ -101,24 +111,30 @@ class SidecarProcess:
         self.backoff_s = min(self.backoff_s * 2, backoff_cap_s)
         return True
 
-    def stop(self, timeout_s: float, log: Log) -> None:
-        """SIGTERM, wait, SIGKILL if it will not go. Idempotent."""
+    def stop(self, timeout_s: float, log: Log) -> list[str]:
+        """SIGTERM, wait, SIGKILL if it will not go. Idempotent. Returns what went wrong
+        (it was killed, or exited non-zero) for the supervisor's stop report, or []."""
         self.restart_due = None
         proc = self.process
         if proc is None:
-            return
+            return []
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
+        failures = []
         try:
             code = proc.wait(timeout=timeout_s)
             if code != 0:
                 log(f"{self.name} exited with {code}")
+                how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                failures.append(f"{self.name} stopped with {how}")
         except subprocess.TimeoutExpired:
             log(f"{self.name} did not stop in time; killing it")
             proc.kill()
             proc.wait()
+            failures.append(f"{self.name} did not stop within {timeout_s:g} s and was killed")
         self._forget_process()
         status_path(self.config, self.name).unlink(missing_ok=True)
+        return failures
 
     def _forget_process(self) -> None:
         if self.pidfd is not None:

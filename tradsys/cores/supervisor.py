@@ -6,6 +6,11 @@ restarted from its journal, with back-off — and on SIGINT/SIGTERM asks each wo
 drain, snapshot and stop, then removes every segment it made. Workers are separate
 interpreters started with ``python -m tradsys.cores.worker``, so a crash in one touches
 nothing else.
+
+Every engine process starts in a session of its own: Ctrl-C in a terminal signals the
+terminal's foreground process group, and that must be the supervisor alone, which then
+stops the others in their order (gateway, workers, md). A supervisor that dies takes them
+down all the same (``tradsys.cores.parent_watch``).
 """
 
 from __future__ import annotations
@@ -63,6 +68,16 @@ STABLE_AFTER_S = 30.0
 
 class SupervisorError(Exception):
     """The instance could not be started; the message says why."""
+
+
+def metrics_listen_error(listen: str, exc: OSError) -> SupervisorError:
+    """A ``[metrics] listen`` the supervisor cannot bind, told as the config mistake it
+    is (a port another program holds, an address this host does not have)."""
+    why = exc.strerror or str(exc)
+    return SupervisorError(
+        f"metrics.listen = {listen!r}: cannot listen there: {why} (another program may "
+        'hold the port: pick a free one, port 0 for any, or "" for no metrics endpoint)'
+    )
 
 
 @dataclass
@@ -144,8 +159,12 @@ class Supervisor:
                 self._spawn(sp)
             self._wait_ready()
             self._start_sidecars()
-            if self.config.metrics.listen:
-                self.metrics = MetricsServer(self.config.metrics.listen, InstanceCollector(self))
+            listen = self.config.metrics.listen
+            if listen:
+                try:
+                    self.metrics = MetricsServer(listen, InstanceCollector(self))
+                except OSError as exc:
+                    raise metrics_listen_error(listen, exc) from None
         except BaseException:
             self.stop()
             raise
@@ -233,7 +252,11 @@ class Supervisor:
         sp.control.prepare_spawn()
         sp.control.clear_stop()
         cmd = [self.python, "-m", "tradsys.cores.worker", msgspec.json.encode(sp.spec).decode()]
-        sp.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=supervisor_env())
+        # a session of its own: a terminal's Ctrl-C reaches the supervisor only, which stops
+        # the workers in order (see the module's docstring)
+        sp.process = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, env=supervisor_env(), start_new_session=True
+        )
         sp.pidfd = os.pidfd_open(sp.process.pid)
         sp.started_at = time.monotonic()
         sp.restart_due = None
@@ -245,6 +268,7 @@ class Supervisor:
         deadline = time.monotonic() + self.ready_timeout_s
         waiting = list(self.shards)
         while waiting:
+            self._refuse_if_stopping()
             for sp in list(waiting):
                 assert sp.process is not None
                 if sp.control.state == WorkerState.RUNNING:
@@ -261,6 +285,13 @@ class Supervisor:
                 )
             time.sleep(0.005)  # start-up only: recovery time dwarfs this poll
 
+    def _refuse_if_stopping(self) -> None:
+        """A SIGINT/SIGTERM during start-up ends the start (the engine processes, in
+        sessions of their own, did not get it: waiting on would make Ctrl-C wait for a
+        whole recovery and every sidecar)."""
+        if self._stop_requested:
+            raise SupervisorError("stopped while starting (SIGINT or SIGTERM)")
+
     def _start_sidecars(self) -> None:
         """The market-data sidecar first (so nothing the workers publish waits long), the
         gateway last (clients can only come once everything behind it serves)."""
@@ -274,11 +305,12 @@ class Supervisor:
             if importlib.util.find_spec(module) is None:
                 self.log(f"{name} is not part of this build; not started")
                 continue
+            self._refuse_if_stopping()
             sc = SidecarProcess(name, module, self.config, config_path, self.python, core)
             self.sidecars.append(sc)
             sc.spawn(self.log)
             try:
-                sc.wait_ready(self.ready_timeout_s)
+                sc.wait_ready(self.ready_timeout_s, lambda: self._stop_requested)
             except SidecarError as exc:
                 raise SupervisorError(str(exc)) from None
 
@@ -318,6 +350,9 @@ class Supervisor:
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+        # a terminal that closes: the engine processes, in sessions of their own, do not
+        # get its SIGHUP, so the supervisor stops them in order as for Ctrl-C
+        signal.signal(signal.SIGHUP, handler)
 
     def watch(self, until: Callable[[], bool] | None = None, tick_s: float = 0.1) -> None:
         """Supervise until a stop is requested (or ``until()`` says so): restart workers
@@ -390,12 +425,17 @@ class Supervisor:
 
     # ---- stop ------------------------------------------------------------------------------
 
-    def stop(self) -> None:
+    def stop(self) -> list[str]:
         """Ask every worker to drain, snapshot and exit; kill the ones that do not in time;
         then unlink every segment. Idempotent.
 
         The gateway goes first (no new orders), the market-data sidecar last (it
-        publishes what the workers emitted while draining)."""
+        publishes what the workers emitted while draining).
+
+        Returns what did not stop cleanly, one line each — a worker killed at the
+        deadline (it wrote no final snapshot: the next start replays its journal), a
+        process that exited non-zero, a sidecar killed — or an empty list."""
+        failures: list[str] = []
         deadline = time.monotonic() + self.config.engine.stop_timeout_ms / 1000
         sidecar_timeout_s = self.config.engine.stop_timeout_ms / 1000
         if self.metrics is not None:
@@ -403,7 +443,7 @@ class Supervisor:
             self.metrics = None
         for sc in self.sidecars:
             if sc.name == "gateway":
-                sc.stop(sidecar_timeout_s, self.log)
+                failures += sc.stop(sidecar_timeout_s, self.log)
         for sp in self.shards:
             sp.control.request_stop()
         for ring in self.rings:
@@ -412,20 +452,28 @@ class Supervisor:
             if sp.process is None:
                 continue
             left = max(0.0, deadline - time.monotonic())
+            shard = sp.spec.shard_id
             try:
                 code = sp.process.wait(timeout=left)
                 if code != 0:
-                    self.log(f"shard {sp.spec.shard_id} worker exited with {code}")
+                    self.log(f"shard {shard} worker exited with {code}")
+                    how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                    failures.append(f"shard {shard} worker stopped with {how}")
             except subprocess.TimeoutExpired:
-                self.log(f"shard {sp.spec.shard_id} did not stop in time; killing it")
+                self.log(f"shard {shard} did not stop in time; killing it")
                 sp.process.kill()
                 sp.process.wait()
+                failures.append(
+                    f"shard {shard} worker did not stop within engine.stop_timeout_ms "
+                    f"({self.config.engine.stop_timeout_ms} ms) and was killed: no final "
+                    "snapshot, the next start replays its journal"
+                )
             if sp.pidfd is not None:
                 os.close(sp.pidfd)
                 sp.pidfd = None
             sp.process = None
         for sc in self.sidecars:
-            sc.stop(sidecar_timeout_s, self.log)
+            failures += sc.stop(sidecar_timeout_s, self.log)
         for sp in self.shards:
             sp.control.close()
             if sp.latency is not None:
@@ -445,6 +493,7 @@ class Supervisor:
         if self.cpu_latency is not None:
             self.cpu_latency.close()
             self.cpu_latency = None
+        return failures
 
     def __enter__(self) -> Supervisor:
         self.start()

@@ -1,0 +1,248 @@
+"""`tradsys run` stopping and failing to start, the way an operator meets it: Ctrl-C in a
+terminal stops the instance in its documented order (gateway, workers, md) with no error
+logged; a stop that had to kill a process is not reported as clean (exit 2); a port the
+instance cannot take is a user error (exit 1) naming the key, and leaves nothing behind.
+
+Each instance runs in a session of its own, as a shell's foreground job does, so the test
+can signal its whole process group the way a terminal's Ctrl-C does."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.engine_toml import one_shard_instance
+from tradsys.client.orders import OrderClient
+from tradsys.cores.gateway_auth import key_digest
+from tradsys.ring import instance_segments
+
+pytestmark = pytest.mark.multiprocess
+
+KEY = "alice-key"
+ACCOUNT = f'[[account]]\nid = 1\nname = "alice"\napi_key_sha256 = "{key_digest(KEY)}"\n'
+NO_SIDECARS = "[gateway]\nenabled = false\n[md]\nenabled = false\n"
+
+
+def whole_instance(instance: str, data_dir: Path, tcp_listen: str = "127.0.0.1:0") -> str:
+    """The worker, the md sidecar and the gateway (colocated and TCP), one account."""
+    return one_shard_instance(
+        instance,
+        data_dir,
+        sections=f"""[journal]
+durability = "none"
+[gateway]
+tcp_listen = "{tcp_listen}"
+[md]
+publish = ["ipc://{data_dir}/md-pub"]
+snapshot = "ipc://{data_dir}/md-snap"
+{ACCOUNT}""",
+    )
+
+
+class RunningInstance:
+    """A `tradsys run` in a session of its own (a terminal's foreground job), its output
+    read line by line as it comes."""
+
+    def __init__(self, config: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tradsys.cli", "run", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self.children: list[psutil.Process] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        """Read output until a line containing ``text`` (data, not time, decides)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"never saw {text!r}; output so far:\n{''.join(self.lines)}")
+
+    def ready(self) -> None:
+        self.wait_for("ready;")
+        self.children = psutil.Process(self.proc.pid).children(recursive=True)
+
+    def wait(self, timeout: float = 60.0) -> tuple[int, str]:
+        """Its exit code and everything it printed."""
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=30)
+        while not self._queue.empty():
+            line = self._queue.get()
+            if line is not None:
+                self.lines.append(line)
+        return code, "".join(self.lines)
+
+    def kill_all(self) -> None:
+        """Fixture teardown: whatever state the test left, nothing survives."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self.children += psutil.Process(self.proc.pid).children(recursive=True)
+        for p in self.children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()  # also one the test stopped (SIGSTOP)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        psutil.wait_procs(self.children, timeout=30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def run_instance(tmp_path: Path) -> Iterator[Callable[[str], RunningInstance]]:
+    made: list[RunningInstance] = []
+
+    def start(text: str) -> RunningInstance:
+        config = tmp_path / f"tradsys-{len(made)}.toml"
+        config.write_text(text)
+        inst = RunningInstance(config)
+        made.append(inst)
+        return inst
+
+    yield start
+    for inst in made:  # also when the test failed
+        inst.kill_all()
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port of 127.0.0.1 that something else listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        yield sock.getsockname()[1]
+
+
+def _run_once(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tradsys.cli", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _line_of(output: str, text: str) -> int:
+    lines = output.splitlines()
+    found = [i for i, line in enumerate(lines) if text in line]
+    assert found, f"no line with {text!r} in:\n{output}"
+    return found[0]
+
+
+def test_ctrl_c_reaches_the_supervisor_only_which_stops_md_last(
+    instance: str, tmp_path: Path, run_instance: Callable[[str], RunningInstance]
+) -> None:
+    inst = run_instance(whole_instance(instance, tmp_path))
+    inst.ready()
+    assert len(inst.children) == 3  # the worker, md, the gateway
+    # the terminal's foreground process group is the supervisor's alone
+    group = os.getpgid(inst.proc.pid)
+    assert all(os.getpgid(p.pid) != group for p in inst.children)
+
+    gateway = json.loads((tmp_path / instance / "gateway.json").read_text())
+    client = OrderClient.connect(gateway["unix_socket"], account_id=1, api_key=KEY)
+    try:
+        client.wait_for(client.submit("ACME", "sell", 5, 101))
+        os.killpg(inst.proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        code, output = inst.wait()
+    finally:
+        client.close()
+
+    assert code == 0, output
+    assert output.rstrip().endswith("stopped cleanly")
+    # the worker was stopped by the supervisor (its control block), not by the signal
+    assert "signal 2" not in output
+    gateway_stopped = _line_of(output, 'logger=tradsys.gateway msg="stopped cleanly"')
+    worker_stopped = _line_of(output, "shard 0: stopped cleanly at seq")
+    md_stopped = _line_of(output, "md: stopped after")
+    assert gateway_stopped < worker_stopped < md_stopped, output
+    # a clean stop with a colocated session open logs no error
+    assert "level=error" not in output, output
+    _, alive = psutil.wait_procs(inst.children, timeout=30)
+    assert alive == []
+    assert instance_segments(instance) == []
+
+
+def test_a_worker_killed_at_the_stop_deadline_is_not_a_clean_stop(
+    instance: str, tmp_path: Path, run_instance: Callable[[str], RunningInstance]
+) -> None:
+    inst = run_instance(
+        one_shard_instance(instance, tmp_path, engine="stop_timeout_ms = 500", sections=NO_SIDECARS)
+    )
+    inst.ready()
+    (worker,) = inst.children
+    worker.suspend()  # a wedged worker: it will not drain
+    inst.proc.send_signal(signal.SIGTERM)
+    code, output = inst.wait()
+    assert code == 2, output
+    assert "stopped cleanly" not in output
+    assert "stopped, but not cleanly: shard 0 worker did not stop within" in output
+    assert "no final snapshot" in output
+    assert "level=error" in output  # and the log says so, for whoever reads only the log
+    assert not worker.is_running()
+    assert instance_segments(instance) == []
+
+
+def test_a_busy_metrics_port_is_a_user_error_naming_the_key(
+    instance: str, tmp_path: Path, busy_port: int
+) -> None:
+    config = tmp_path / "tradsys.toml"
+    config.write_text(
+        one_shard_instance(
+            instance,
+            tmp_path,
+            sections=f'{NO_SIDECARS}[metrics]\nlisten = "127.0.0.1:{busy_port}"\n',
+        )
+    )
+    done = _run_once(config)
+    assert done.returncode == 1, done.stderr
+    assert f"metrics.listen = '127.0.0.1:{busy_port}': cannot listen there" in done.stderr
+    assert "internal error" not in done.stderr
+    assert instance_segments(instance) == []
+
+
+def test_a_gateway_that_cannot_take_its_port_leaves_no_socket_files(
+    instance: str, tmp_path: Path, busy_port: int
+) -> None:
+    config = tmp_path / "tradsys.toml"
+    config.write_text(whole_instance(instance, tmp_path, tcp_listen=f"127.0.0.1:{busy_port}"))
+    done = _run_once(config)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "gateway exited with code 1 while starting" in output
+    left = sorted(p.name for p in (tmp_path / instance).iterdir())
+    assert not [name for name in left if name.endswith(".sock")], left
+    assert f"gateway.tcp_listen = '127.0.0.1:{busy_port}': cannot listen there" in output
+    assert instance_segments(instance) == []

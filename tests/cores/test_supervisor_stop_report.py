@@ -1,0 +1,96 @@
+"""What ``Supervisor.stop`` reports, and how the supervisor starts its engine processes:
+each in a session of its own (a terminal's Ctrl-C is the supervisor's alone), a stop that
+had to kill a process or saw one fail is reported (``tradsys run`` exits 2 for it), and a
+SIGINT/SIGTERM during the start ends the start."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.engine_toml import one_shard_instance
+from tradsys.config import parse_config
+from tradsys.cores.supervisor import Supervisor, SupervisorError
+from tradsys.ring import instance_segments
+
+pytestmark = pytest.mark.multiprocess
+
+FAKES = {"md": "tests.cores.fake_md", "gateway": "tests.cores.fake_gateway"}
+STUBBORN_MD = {**FAKES, "md": "tests.cores.fake_stubborn_md"}
+
+
+@pytest.fixture
+def make_supervisor(instance: str, tmp_path: Path) -> Iterator[Callable[..., Supervisor]]:
+    made: list[Supervisor] = []
+
+    def make(sidecars: dict[str, str] = FAKES, stop_timeout_ms: int = 10_000) -> Supervisor:
+        text = one_shard_instance(instance, tmp_path, engine=f"stop_timeout_ms = {stop_timeout_ms}")
+        sup = Supervisor(
+            parse_config(text, "test"), log=lambda line: None, sidecar_modules=sidecars
+        )
+        made.append(sup)
+        return sup
+
+    yield make
+    for sup in made:  # also when the test failed: every process stopped or killed
+        sup.stop()
+
+
+def test_every_engine_process_starts_in_a_session_of_its_own(
+    make_supervisor: Callable[..., Supervisor],
+) -> None:
+    sup = make_supervisor()
+    sup.start()
+    pids = [sp.process.pid for sp in sup.shards if sp.process is not None]
+    pids += [sc.process.pid for sc in sup.sidecars if sc.process is not None]
+    assert len(pids) == 3  # the worker, md, the gateway
+    for pid in pids:
+        assert os.getsid(pid) == pid and os.getpgid(pid) == pid
+    assert os.getpgid(0) not in [os.getpgid(pid) for pid in pids]
+
+
+def test_a_clean_stop_reports_nothing(make_supervisor: Callable[..., Supervisor]) -> None:
+    sup = make_supervisor()
+    sup.start()
+    assert sup.stop() == []
+    assert sup.stop() == []  # idempotent
+    assert instance_segments(sup.instance) == []
+
+
+def test_a_worker_that_died_is_reported(make_supervisor: Callable[..., Supervisor]) -> None:
+    sup = make_supervisor()
+    sup.start()
+    process = sup.shards[0].process
+    assert process is not None
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    assert sup.stop() == ["shard 0 worker stopped with signal 9"]
+    assert instance_segments(sup.instance) == []
+
+
+def test_a_sidecar_killed_at_the_stop_deadline_is_reported(
+    make_supervisor: Callable[..., Supervisor],
+) -> None:
+    sup = make_supervisor(STUBBORN_MD, stop_timeout_ms=300)
+    sup.start()
+    md = sup.sidecars[0]
+    assert md.name == "md" and md.process is not None
+    process = md.process
+    assert sup.stop() == ["md did not stop within 0.3 s and was killed"]
+    assert process.returncode == -signal.SIGKILL
+    assert instance_segments(sup.instance) == []
+
+
+def test_a_stop_asked_for_while_starting_ends_the_start(
+    make_supervisor: Callable[..., Supervisor],
+) -> None:
+    sup = make_supervisor()
+    sup.request_stop()  # what the SIGINT/SIGTERM handler does
+    with pytest.raises(SupervisorError, match="stopped while starting"):
+        sup.start()
+    assert sup.shards == [] and sup.sidecars == []
+    assert instance_segments(sup.instance) == []
