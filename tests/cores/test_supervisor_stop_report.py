@@ -1,5 +1,5 @@
 """What ``Supervisor.stop`` reports, and how the supervisor starts its engine processes:
-each in a session of its own (a terminal's Ctrl-C is the supervisor's alone), a stop that
+each in a process group of its own (a terminal's Ctrl-C is the supervisor's alone), a stop that
 had to kill a process or saw one fail is reported (``tradsys run`` exits 2 for it), and a
 SIGINT/SIGTERM during the start ends the start."""
 
@@ -40,7 +40,7 @@ def make_supervisor(instance: str, tmp_path: Path) -> Iterator[Callable[..., Sup
         sup.stop()
 
 
-def test_every_engine_process_starts_in_a_session_of_its_own(
+def test_every_engine_process_starts_in_a_process_group_of_its_own(
     make_supervisor: Callable[..., Supervisor],
 ) -> None:
     sup = make_supervisor()
@@ -49,7 +49,10 @@ def test_every_engine_process_starts_in_a_session_of_its_own(
     pids += [sc.process.pid for sc in sup.sidecars if sc.process is not None]
     assert len(pids) == 3  # the worker, md, the gateway
     for pid in pids:
-        assert os.getsid(pid) == pid and os.getpgid(pid) == pid
+        assert os.getpgid(pid) == pid
+        # the supervisor's session still: autogroup scheduling treats a session as one
+        # entity, and a pump and its colocated client in two of them stop sharing the CPU
+        assert os.getsid(pid) == os.getsid(0)
     assert os.getpgid(0) not in [os.getpgid(pid) for pid in pids]
 
 

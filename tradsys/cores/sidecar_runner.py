@@ -47,10 +47,11 @@ class SidecarProcess:
         # an announcement left by a killed predecessor must not pass for this one's
         status_path(self.config, self.name).unlink(missing_ok=True)
         cmd = [self.python, "-m", self.module, str(self.config_path)]
-        # a session of its own, like the workers: only the supervisor gets a terminal's
-        # Ctrl-C, and it stops the gateway first and md last (tradsys.cores.supervisor)
+        # a process group of its own, like the workers: only the supervisor gets a
+        # terminal's Ctrl-C, and it stops the gateway first and md last (see
+        # tradsys.cores.supervisor, also for why not a session)
         self.process = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, env=supervisor_env(), start_new_session=True
+            cmd, stdin=subprocess.DEVNULL, env=supervisor_env(), process_group=0
         )
         self.pidfd = os.pidfd_open(self.process.pid)
         self.started_at = time.monotonic()
