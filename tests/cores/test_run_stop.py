@@ -246,3 +246,21 @@ def test_a_gateway_that_cannot_take_its_port_leaves_no_socket_files(
     assert not [name for name in left if name.endswith(".sock")], left
     assert f"gateway.tcp_listen = '127.0.0.1:{busy_port}': cannot listen there" in output
     assert instance_segments(instance) == []
+
+
+def test_a_closing_terminal_stops_the_instance_cleanly(
+    instance: str, tmp_path: Path, run_instance: Callable[[str], RunningInstance]
+) -> None:
+    """A terminal that closes sends SIGHUP to its foreground group, the supervisor's
+    alone: it stops the engine in order as for Ctrl-C (its default action killed the
+    supervisor, leaving the workers to stop without it)."""
+    inst = run_instance(one_shard_instance(instance, tmp_path, sections=NO_SIDECARS))
+    inst.ready()
+    os.killpg(inst.proc.pid, signal.SIGHUP)
+    code, output = inst.wait()
+    assert code == 0, output
+    assert output.rstrip().endswith("stopped cleanly")
+    assert "shard 0: stopped cleanly at seq" in output
+    _, alive = psutil.wait_procs(inst.children, timeout=30)
+    assert alive == []
+    assert instance_segments(instance) == []
