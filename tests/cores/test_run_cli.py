@@ -4,11 +4,9 @@ rings, stopped with SIGTERM — nothing left in /dev/shm, no process left behind
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ import numpy as np
 import psutil
 import pytest
 
+from tests.cores.run_instance import RunningInstance
 from tradsys import wire
 from tradsys.journal import replay
 from tradsys.logs import parse_logfmt
@@ -62,72 +61,6 @@ reference_price = 100
 """
 
 LAYOUT = {"slot_size": wire.RECORD_SIZE, "layout_version": wire.LAYOUT_VERSION}
-
-
-class RunningInstance:
-    """A `tradsys run` subprocess and its output, read line by line as it comes (a
-    thread drains the pipe into a queue, so waiting for a line is waiting on data)."""
-
-    def __init__(self, config: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tradsys.cli", "run", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_for(self, text: str, timeout: float = 60.0) -> str:
-        """Read output until a line containing ``text`` (data, not time, decides)."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.lines.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"never saw {text!r}; output so far:\n{''.join(self.lines)}")
-
-    def rest(self) -> str:
-        """Everything printed after the last line read (call once the process ended)."""
-        self._reader.join(timeout=30)
-        while not self._queue.empty():
-            line = self._queue.get()
-            if line is not None:
-                self.lines.append(line)
-        return "".join(self.lines)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=60)
-        self.rest()
-        return code
-
-    def kill_all(self) -> None:
-        """Fixture teardown: whatever state the test left, nothing survives."""
-        try:
-            children = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            children = []
-        for p in [*children]:
-            p.kill()
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-        psutil.wait_procs(children, timeout=30)
 
 
 @pytest.fixture

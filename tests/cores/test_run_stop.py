@@ -8,22 +8,19 @@ can signal its whole process group the way a terminal's Ctrl-C does."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.cores.run_instance import RunningInstance
 from tests.engine_toml import one_shard_instance
 from tradsys.client.orders import OrderClient
 from tradsys.cores.gateway_auth import key_digest
@@ -52,74 +49,6 @@ snapshot = "ipc://{data_dir}/md-snap"
     )
 
 
-class RunningInstance:
-    """A `tradsys run` in a session of its own (a terminal's foreground job), its output
-    read line by line as it comes."""
-
-    def __init__(self, config: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tradsys.cli", "run", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self.children: list[psutil.Process] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_for(self, text: str, timeout: float = 60.0) -> str:
-        """Read output until a line containing ``text`` (data, not time, decides)."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.lines.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"never saw {text!r}; output so far:\n{''.join(self.lines)}")
-
-    def ready(self) -> None:
-        self.wait_for("ready;")
-        self.children = psutil.Process(self.proc.pid).children(recursive=True)
-
-    def wait(self, timeout: float = 60.0) -> tuple[int, str]:
-        """Its exit code and everything it printed."""
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=30)
-        while not self._queue.empty():
-            line = self._queue.get()
-            if line is not None:
-                self.lines.append(line)
-        return code, "".join(self.lines)
-
-    def kill_all(self) -> None:
-        """Fixture teardown: whatever state the test left, nothing survives."""
-        with contextlib.suppress(psutil.NoSuchProcess):
-            self.children += psutil.Process(self.proc.pid).children(recursive=True)
-        for p in self.children:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.kill()  # also one the test stopped (SIGSTOP)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-        psutil.wait_procs(self.children, timeout=30)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 @pytest.fixture
 def run_instance(tmp_path: Path) -> Iterator[Callable[[str], RunningInstance]]:
     made: list[RunningInstance] = []
@@ -127,7 +56,7 @@ def run_instance(tmp_path: Path) -> Iterator[Callable[[str], RunningInstance]]:
     def start(text: str) -> RunningInstance:
         config = tmp_path / f"tradsys-{len(made)}.toml"
         config.write_text(text)
-        inst = RunningInstance(config)
+        inst = RunningInstance(config, start_new_session=True)
         made.append(inst)
         return inst
 

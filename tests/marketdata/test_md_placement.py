@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import zmq
 
 from tradsys.marketdata.placement import io_thread_cpus, place_io_threads
@@ -47,15 +45,6 @@ def _io_threads(new: set[str], timeout_s: float = 10.0) -> dict[str, str]:
             except FileNotFoundError:
                 continue
     return found
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context[Any]]:
-    context: zmq.Context[Any] = zmq.Context()
-    try:
-        yield context
-    finally:
-        context.destroy(linger=0)
 
 
 def test_the_context_starts_its_io_thread_on_the_cpus_given(ctx: zmq.Context[Any]) -> None:

@@ -4,26 +4,15 @@ bounded number per turn of its loop, and the client never blocks sending them.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import zmq
 
 from tests.marketdata.md_rig import md_config
 from tradsys.client.marketdata import MarketDataClient
 from tradsys.cores.md import REQUESTS_PER_TURN, MdSidecar
 from tradsys.marketdata.protocol import Channel
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context[Any]]:
-    context: zmq.Context[Any] = zmq.Context()
-    try:
-        yield context
-    finally:
-        context.destroy(linger=0)
 
 
 def test_a_request_flood_is_served_a_turn_at_a_time(

@@ -3,12 +3,10 @@ one record per message, keeps the same books and seqs, and counts the same figur
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import zmq
 
 from tests.marketdata.md_rig import md_config
@@ -16,15 +14,6 @@ from tradsys.cores.md import SMALL_BATCH, MdSidecar
 from tradsys.matching import CEngine
 from tradsys.matching.workload import mixed_stream
 from tradsys.wire import MD_DTYPE, MdKind
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context[Any]]:
-    context: zmq.Context[Any] = zmq.Context()
-    try:
-        yield context
-    finally:
-        context.destroy(linger=0)
 
 
 def engine_md(config: Any) -> list[np.ndarray]:
