@@ -139,6 +139,16 @@ class GatewayRig:
         """What the pump pushed to a shard since the last look."""
         return drain(self.commands[shard], COMMAND_DTYPE)
 
+    def rest(self, session: Session, order: np.ndarray[Any, Any]) -> Any:
+        """Send a NEW on ``session`` and answer it ACCEPTED from shard 0, as a resting
+        order; returns the command the shard received (its exchange order)."""
+        session.send(order)
+        self.poll()
+        (sent,) = self.sent(0)
+        self.answer(0, EventKind.ACCEPTED, sent)
+        self.poll()
+        return sent
+
     def answer(self, shard: int, kind: EventKind, cmd: Any, **fields: Any) -> None:
         """Push one event for the exchange order of ``cmd`` (a row the shard received)."""
         self.exec_id += 1

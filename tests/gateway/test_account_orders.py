@@ -32,11 +32,7 @@ def test_a_closed_sessions_orders_go_to_the_next_session(
 ) -> None:
     rig = make_rig([account(1, cancel_on_disconnect=False), account(2)])
     old = rig.session(1)
-    old.send(command(order_id=5, quantity=10))
-    rig.poll()
-    (sent,) = rig.sent(0)
-    rig.answer(0, EventKind.ACCEPTED, sent)
-    rig.poll()
+    sent = rig.rest(old, command(order_id=5, quantity=10))
     assert len(old.events()) == 1
     rig.core.remove_session(old.id)
     rig.poll()

@@ -44,11 +44,7 @@ def test_a_client_id_cancelled_on_disconnect_stays_taken_until_the_order_is_done
 ) -> None:
     rig = make_rig([account(1, cancel_on_disconnect=True)])
     old = rig.session(1)
-    old.send(command(order_id=7, quantity=10))
-    rig.poll()
-    (sent,) = rig.sent(0)
-    rig.answer(0, EventKind.ACCEPTED, sent)
-    rig.poll()
+    sent = rig.rest(old, command(order_id=7, quantity=10))
     assert len(old.events()) == 1
     rig.core.remove_session(old.id)
     rig.poll()
@@ -95,11 +91,7 @@ def test_a_replace_rejected_after_a_full_fill_has_no_done_flag(
 ) -> None:
     rig = make_rig([account(1)])
     s = rig.session(1)
-    s.send(command(order_id=5, quantity=10))
-    rig.poll()
-    (sent,) = rig.sent(0)
-    rig.answer(0, EventKind.ACCEPTED, sent)
-    rig.poll()
+    sent = rig.rest(s, command(order_id=5, quantity=10))
     s.events()
     s.send(command(CommandKind.REPLACE, order_id=5, quantity=12))
     rig.poll()
@@ -130,11 +122,7 @@ def test_a_held_cancel_reject_after_a_full_fill_has_no_done_flag(
     """The same on the held path: the events come while the account has no session."""
     rig = make_rig([account(1, cancel_on_disconnect=False)])
     s = rig.session(1)
-    s.send(command(order_id=5, quantity=10))
-    rig.poll()
-    (sent,) = rig.sent(0)
-    rig.answer(0, EventKind.ACCEPTED, sent)
-    rig.poll()
+    sent = rig.rest(s, command(order_id=5, quantity=10))
     s.send(command(CommandKind.CANCEL, order_id=5))
     rig.poll()
     (cancel,) = rig.sent(0)

@@ -65,11 +65,7 @@ def _held_fills(
     rig = make_rig([account(1, cancel_on_disconnect=False)])
     assert _attach(rig.core, files) == 0
     s = rig.session(1)
-    s.send(command(order_id=5, side=Side.SELL, quantity=100, price=1000))
-    rig.poll()
-    (sent,) = rig.sent(0)
-    rig.answer(0, EventKind.ACCEPTED, sent)
-    rig.poll()
+    sent = rig.rest(s, command(order_id=5, side=Side.SELL, quantity=100, price=1000))
     assert [int(e["kind"]) for e in s.events()] == [EventKind.ACCEPTED]
     rig.core.remove_session(s.id)
     execs = []
