@@ -1,5 +1,5 @@
 """The md sidecar builds a heartbeat's per-symbol rows as tuples instead of SymbolSeqs
-structs (tradsys/cores/md.py, _heartbeat): the bytes must be the ones the structs give,
+structs (tradsys/cores/md_heartbeat.py): the bytes must be the ones the structs give,
 so every subscriber decodes the same heartbeat."""
 
 from __future__ import annotations

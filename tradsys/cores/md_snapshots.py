@@ -1,0 +1,132 @@
+"""The md sidecar's snapshot service: answers ``{"symbol": ...}`` requests on its ROUTER
+socket with the symbol's whole L2 book and the seqs it is valid at (docs/marketdata.md,
+"Snapshot service").
+
+The sidecar calls it between batches, after publishing everything it drained, so a
+snapshot's ``l2_seq`` is never ahead of the feed. A request for a symbol whose book the
+sidecar does not know yet (it has just started and waits for its worker's refresh image)
+is held until the book comes, or ``not_ready`` after a while.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import zmq
+
+from tradsys.marketdata.l2store import L2Store
+from tradsys.marketdata.protocol import (
+    BookSnapshot,
+    SnapshotError,
+    SnapshotRequest,
+    request_decoder,
+)
+from tradsys.marketdata.stats import PublishStats
+
+NOT_READY_AFTER_S = 5.0  # a snapshot request waits this long for a refresh image
+# snapshot requests served per turn of the loop, then back to the rings: a client sending
+# requests faster than they are answered (a flood, or garbage) must not stop the feed --
+# and, once a shard's md ring is full, the shard itself
+REQUESTS_PER_TURN = 64
+
+
+@dataclass
+class Waiting:
+    """A request held until its symbol's book is known, or until ``deadline``."""
+
+    envelope: list[bytes]
+    request: SnapshotRequest
+    deadline: float
+
+
+class SnapshotService:
+    """What the sidecar answers to snapshot requests, from the books it keeps (``store``).
+
+    The ROUTER socket stays the sidecar's: each call is given the one to answer on."""
+
+    def __init__(
+        self,
+        names: list[str],
+        symbol_ids: list[int],
+        store: L2Store,
+        stats: PublishStats,
+        not_ready_after_s: float = NOT_READY_AFTER_S,
+    ) -> None:
+        self.names = names
+        self.symbol_ids = symbol_ids
+        self.by_name = {name: k for k, name in enumerate(names)}
+        self.store = store
+        self.stats = stats
+        self.not_ready_after_s = not_ready_after_s
+        self.waiting: list[Waiting] = []
+
+    def serve(self, router: Any) -> None:
+        """Answer (or hold) up to REQUESTS_PER_TURN requests that ``router`` has queued."""
+        for _ in range(REQUESTS_PER_TURN):
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            envelope, body = frames[:-1], frames[-1]
+            try:
+                req = request_decoder.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self._reply(router, envelope, SnapshotError(0, "malformed_request", str(exc)))
+                continue
+            si = self.by_name.get(req.symbol)
+            if si is None:
+                msg = f"unknown symbol {req.symbol!r}"
+                self._reply(router, envelope, SnapshotError(req.id, "unknown_symbol", msg))
+            elif self.store.servable(si):
+                self._reply(router, envelope, self.snapshot(si, req.id))
+            else:
+                deadline = time.monotonic() + self.not_ready_after_s
+                self.waiting.append(Waiting(envelope, req, deadline))
+
+    def snapshot(self, si: int, request_id: int) -> BookSnapshot:
+        """The book of symbol index ``si`` as published so far."""
+        bids, asks = self.store.book(si)
+        s = self.store
+        status_seq, phase, reopen_ns = s.status(si)
+        return BookSnapshot(
+            id=request_id,
+            symbol=self.names[si],
+            symbol_id=self.symbol_ids[si],
+            l2_seq=int(s.l2_seq[si]),
+            trade_seq=int(s.trade_seq[si]),
+            bbo_seq=int(s.bbo_seq[si]),
+            bids=bids,
+            asks=asks,
+            time_ns=time.time_ns(),
+            status_seq=status_seq,
+            phase=phase,
+            reopen_ns=reopen_ns,
+        )
+
+    def answer_waiting(self, router: Any) -> None:
+        """Answer the held requests whose book is now known, and time out the others."""
+        now = time.monotonic()
+        still: list[Waiting] = []
+        for w in self.waiting:
+            si = self.by_name[w.request.symbol]
+            if self.store.servable(si):
+                self._reply(router, w.envelope, self.snapshot(si, w.request.id))
+            elif now > w.deadline:
+                msg = f"{w.request.symbol}: the book is not known yet (waiting for its worker)"
+                self._reply(router, w.envelope, SnapshotError(w.request.id, "not_ready", msg))
+            else:
+                still.append(w)
+        self.waiting = still
+
+    def _reply(
+        self, router: Any, envelope: list[bytes], reply: BookSnapshot | SnapshotError
+    ) -> None:
+        if isinstance(reply, SnapshotError):
+            errors = self.stats.snapshot_errors
+            errors[reply.reason] = errors.get(reply.reason, 0) + 1
+        else:
+            self.stats.snapshots_served += 1
+        router.send_multipart([*envelope, msgspec.msgpack.encode(reply)])
