@@ -37,6 +37,7 @@ from tradsys.cores.md_endpoints import bind_endpoint
 from tradsys.cores.md_heartbeat import heartbeat_payload
 from tradsys.cores.md_shards import ShardFeed, ask_again_for_cut_images
 from tradsys.cores.md_snapshots import NOT_READY_AFTER_S, SnapshotService
+from tradsys.cores.md_unknown_symbols import UnknownSymbols
 from tradsys.marketdata.framing import (
     CHANNEL_NO,
     N_CHANNELS,
@@ -111,6 +112,7 @@ class MdSidecar:
             self.names, self.symbol_ids, self.store, self.stats, self.not_ready_after_s
         )
         self.board = ConflatedBoard(len(self.symbols), self.stats)
+        self.unknown = UnknownSymbols(self.stats)
         self._ctx: zmq.Context[Any] | None = None
         self.pub: Any = None
         self.router: Any = None
@@ -224,11 +226,13 @@ class MdSidecar:
         """Publish a batch of md records and keep the books (refresh images included)."""
         sym = self.store.index(batch["symbol_id"])
         if (sym < 0).any():
-            log.warning("dropping %d md records of unknown symbols", int((sym < 0).sum()))
             keep = sym >= 0
+            self.unknown.dropped_many(batch["symbol_id"][~keep])
             # mask raw rows: masking the structured dtype leaves the copy's padding undefined
             rows = batch.view(np.uint8).reshape(len(batch), RECORD_SIZE)[keep]
             batch, sym = rows.reshape(-1).view(MD_DTYPE), sym[keep]
+            if not len(batch):  # nothing left to publish (grouping nothing would fail)
+                return
         kind = batch["kind"]
         special = kind >= MdKind.L2_REFRESH_BEGIN  # a refresh image or a STATUS record
         if not special.any():
@@ -303,7 +307,7 @@ class MdSidecar:
             kind, side, symbol_id, seq, price, qty, ask, _, count, stamp = unpack(raw, off)
             si = si_of_id.get(symbol_id, -1)
             if si < 0:
-                log.warning("dropping an md record of unknown symbol %d", symbol_id)
+                self.unknown.dropped(symbol_id)
                 continue
             channel = channel_of[kind]
             if channel == STATUS_CHANNEL:

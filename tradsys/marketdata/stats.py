@@ -69,6 +69,8 @@ class PublishStats:
         self.snapshots_served = 0
         self.snapshot_errors = dict.fromkeys(SNAPSHOT_ERROR_REASONS, 0)
         self.drained = dict.fromkeys(shard_ids, 0)  # records taken from each md ring
+        # records dropped because their symbol id is not in the config (not published)
+        self.unknown_symbol_records = 0
         self.lag_counts = [0] * (len(LAG_BOUNDS_NS) + 1)  # the last is +Inf
         self.lag_sum_ns = 0
 
@@ -111,6 +113,7 @@ class PublishStats:
             "snapshots_served": self.snapshots_served,
             "snapshot_errors": dict(self.snapshot_errors),
             "drained": {str(k): v for k, v in self.drained.items()},
+            "unknown_symbol_records": self.unknown_symbol_records,
             "publish_lag": {
                 "bounds_s": [b / 1e9 for b in LAG_BOUNDS_NS],
                 "counts": list(self.lag_counts),
