@@ -130,8 +130,10 @@ static int execute(ts_engine *e, ts_book *b, uint32_t ti, int64_t lim_key) {
     return EXEC_OK;
 }
 
-static inline int64_t limit_key(const ts_order *t, int market) {
-    return market ? INT64_MIN : ts_key(ts_other(t->side), t->price);
+/* The worst opposite key the taker may meet: its limit, or a market-type order's
+ * protection price; a market-type order without one (price 0) takes any price. */
+static inline int64_t limit_key(const ts_order *t) {
+    return t->price == 0 ? INT64_MIN : ts_key(ts_other(t->side), t->price);
 }
 
 /* After a taker's execution: rest the remainder of a resting-type order, or cancel it
@@ -169,7 +171,7 @@ static void fire_stop(ts_engine *e, ts_book *b, uint32_t oi) {
     ts_emit(e, TS_EV_TRIGGERED, o, b->cfg.symbol_id, 0, 0, 0, o->price, e->cold[oi].quantity,
             o->leaves);
     int market = o->type == TS_ORD_STOP;
-    int r = execute(e, b, oi, limit_key(o, market));
+    int r = execute(e, b, oi, limit_key(o));
     /* a STOP executes as a MARKET IOC order, a STOP_LIMIT as a LIMIT with its own tif */
     finish_taker(e, b, oi, r, !market, TS_CXL_MARKET_REMAINDER);
 }
@@ -219,10 +221,12 @@ static int qty_ok(const ts_book *b, int64_t q) {
            q >= c->min_qty && (c->max_qty == 0 || q <= c->max_qty);
 }
 
+/* A limit price is on the tick; a market-type order's price is its protection price (0 =
+ * none), a bound rather than a price anything rests at, so it may sit between ticks. */
 static int price_ok(const ts_book *b, uint8_t type, int64_t price) {
     if (type == TS_ORD_LIMIT || type == TS_ORD_STOP_LIMIT)
         return price > 0 && ts_multiple(price, b->cfg.tick_size, b->tick_mask);
-    return price == 0;
+    return price >= 0;
 }
 
 static int band_ok(const ts_book *b, uint8_t type, int64_t price) {
@@ -245,7 +249,7 @@ static int would_take(const ts_engine *e, const ts_book *b, uint8_t side, int64_
  * is walked -- after any own-account order in it, which would end the fill. */
 static int fok_fillable(const ts_engine *e, const ts_book *b, const ts_command *c) {
     const ts_ladder *opp = &b->side[ts_other(c->side) - 1];
-    int64_t lim = c->order_type == TS_ORD_MARKET ? INT64_MIN : ts_key(ts_other(c->side), c->price);
+    int64_t lim = c->price == 0 ? INT64_MIN : ts_key(ts_other(c->side), c->price);
     const int64_t ref = b->last_trade ? b->last_trade : b->static_ref;
     const uint32_t bps = ref > 0 ? b->cfg.breaker_bps : 0;
     const uint8_t stp = c->stp_mode ? c->stp_mode : TS_STP_CANCEL_INCOMING;
@@ -377,7 +381,7 @@ static int cmd_new(ts_engine *e, const ts_command *c) {
         ts_rest(e, b, oi);
     } else {
         const int market = type == TS_ORD_MARKET;
-        int r = execute(e, b, oi, limit_key(o, market));
+        int r = execute(e, b, oi, limit_key(o));
         const int rests = !market && ts_resting_tif(c->tif);
         finish_taker(e, b, oi, r, rests,
                      market ? TS_CXL_MARKET_REMAINDER : TS_CXL_IOC_REMAINDER);
@@ -424,7 +428,9 @@ static int cmd_replace(ts_engine *e, const ts_command *c) {
     }
     ts_order *o = &e->orders[oi];
     ts_order_cold *oc = &e->cold[oi];
-    const int64_t price = c->price, qty = c->quantity;
+    /* a stop's protection price can be changed but not dropped: 0 keeps it */
+    const int64_t price = c->price == 0 && o->type == TS_ORD_STOP ? o->price : c->price;
+    const int64_t qty = c->quantity;
     if (b->phase == TS_PHASE_HALTED) reason = TS_REJ_HALTED;
     else if (!qty_ok(b, qty)) reason = TS_REJ_INVALID_QUANTITY;
     else if (!price_ok(b, o->type, price)) reason = TS_REJ_INVALID_PRICE;
@@ -468,7 +474,7 @@ static int cmd_replace(ts_engine *e, const ts_command *c) {
         int r = EXEC_OK;
         if (b->phase == TS_PHASE_CONTINUOUS) {
             o->state = TS_ST_TAKER_LIVE;
-            r = execute(e, b, oi, limit_key(o, 0));
+            r = execute(e, b, oi, limit_key(o));
         }
         finish_taker(e, b, oi, r, 1, TS_CXL_USER);
     }

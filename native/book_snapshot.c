@@ -145,7 +145,7 @@ static int order_record_ok(const ts_snap_order *r, const ts_book *b, const ts_sn
         if (r->display_qty ? r->visible > r->display_qty : r->visible != r->leaves) return 0;
     } else if (r->state == TS_STATE_PENDING_STOP) {
         if (!stop_type) return 0;
-        if (r->order_type == TS_ORD_STOP ? r->price != 0 : r->price <= 0) return 0;
+        if (r->order_type == TS_ORD_STOP ? r->price < 0 : r->price <= 0) return 0;
         if (r->visible != 0 || r->leaves != r->quantity) return 0;
     } else {
         return 0;

@@ -282,9 +282,11 @@ int gw_keep_drained(ts_gateway *gw, const ts_event *ev, uint64_t seq, uint32_t r
 void gw_throttle_reset(gw_session *s, const ts_risk_limits *lim, int64_t now);
 void gw_account_throttle_reset(gw_account *acc, int64_t now);
 void gw_book_restored(ts_gateway *gw, uint32_t idx, int64_t risk_price);
-int64_t gw_risk_price(const gw_instrument *in, int64_t price, int64_t stop_price);
+int64_t gw_risk_price(const gw_instrument *in, uint8_t type, int64_t price, int64_t stop_price);
+/* a NEW that passes gets its instrument, its risk price and the price it is sent with (its
+ * own, or the market-order protection price risk.c gives a market-type order) */
 int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *instr_out,
-                 int64_t *risk_price_out);
+                 int64_t *risk_price_out, int64_t *send_price_out);
 int gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *order_out);
 void gw_book_new(ts_gateway *gw, uint32_t idx, int64_t risk_price);
 void gw_book_replace(ts_gateway *gw, uint32_t idx, const ts_command *c);

@@ -407,7 +407,7 @@ static void restore_one(ts_gateway *gw, uint32_t idx, const ts_live_order *r, ui
     uint32_t dup = client_id ? gw_find_client(gw, a, client_id) : GW_NONE;
     if (client_id && dup == GW_NONE) gw_index_client(gw, idx);
     else gw->st.restore_no_client_id++;
-    gw_book_restored(gw, idx, gw_risk_price(&gw->instr[k], r->price, r->stop_price));
+    gw_book_restored(gw, idx, gw_risk_price(&gw->instr[k], r->order_type, r->price, r->stop_price));
     gw_link_orphan(gw, idx);
     gw->st.live_orders++;
     gw->st.orders_restored++;

@@ -208,8 +208,8 @@ static inline void stage_cmd(ts_gateway *gw, gw_shard *sh, const ts_command *c) 
 
 static void take_new(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_command *c) {
     uint32_t k;
-    int64_t rp;
-    int reason = gw_check_new(gw, s, c, &k, &rp);
+    int64_t rp, send_price;
+    int reason = gw_check_new(gw, s, c, &k, &rp, &send_price);
     uint32_t idx = GW_NONE;
     if (!reason && (idx = gw_order_alloc(gw, slot)) == GW_NONE) reason = TS_REJ_GATEWAY_CAPACITY;
     if (reason) {
@@ -228,6 +228,7 @@ static void take_new(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_comm
     ts_command out = *c;
     out.account_id = gw->accounts[s->account].id;
     out.order_id = o->exch_id;
+    out.price = send_price;
     stage_cmd(gw, &gw->shards[gw->instr[k].shard], &out);
 }
 

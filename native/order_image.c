@@ -28,6 +28,7 @@ uint64_t ts_order_image(const ts_engine *e, ts_live_order *out, uint64_t cap) {
             r->symbol_id = b->cfg.symbol_id;
             r->account_id = o->account_id;
             r->side = o->side;
+            r->order_type = o->type;
             r->price = o->price;
             r->stop_price = ts_stop_price(e, o);
             r->quantity = TS_COLD(e, o)->quantity;

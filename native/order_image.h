@@ -22,8 +22,9 @@ typedef struct ts_live_order {
     uint32_t symbol_id;
     uint32_t account_id;
     uint8_t side;        /* ts_side */
-    uint8_t _pad0[7];
-    int64_t price;       /* limit price; 0 for a stop (market) order */
+    uint8_t order_type;  /* ts_order_type: a STOP's price is a protection price */
+    uint8_t _pad0[6];
+    int64_t price;       /* limit price; a STOP's protection price (0: none) */
     int64_t stop_price;  /* pending stops only, else 0 */
     int64_t quantity;    /* total quantity (after replaces) */
     int64_t leaves_qty;  /* what is still open */

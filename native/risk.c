@@ -26,12 +26,37 @@ static inline int64_t reference_of(const gw_instrument *in) {
     return in->last_trade ? in->last_trade : in->reference;
 }
 
-/* What an order's exposure is counted at: its limit price; for a stop (it becomes a
- * market order when it triggers) the higher of its stop price and the reference, so that
- * a buy stop set below the market, which triggers at once, is not valued at next to
- * nothing; for a market order the reference. */
-int64_t gw_risk_price(const gw_instrument *in, int64_t price, int64_t stop_price) {
-    return price > 0 ? price : stop_price > 0 ? max64(stop_price, reference_of(in)) : reference_of(in);
+static inline int market_type(uint8_t type) { return type == TS_ORD_MARKET || type == TS_ORD_STOP; }
+
+/* Where a market-type order is judged from: the reference; for a stop (a market order
+ * once it triggers) the higher of its stop price and the reference, so that a buy stop
+ * set below the market, which triggers at once, is not valued at next to nothing. */
+static inline int64_t market_base(const gw_instrument *in, int64_t stop_price) {
+    return stop_price > 0 ? max64(stop_price, reference_of(in)) : reference_of(in);
+}
+
+/* What an order's exposure is counted at: a limit order's price; a market-type order's
+ * base or, when higher, its protection price (a buy can trade up to it). */
+int64_t gw_risk_price(const gw_instrument *in, uint8_t type, int64_t price, int64_t stop_price) {
+    if (market_type(type)) return max64(price, market_base(in, stop_price));
+    return price > 0 ? price : market_base(in, stop_price);
+}
+
+/* Market-order protection: the price a market-type order without one is sent with, the
+ * edge of the account's price collar on the far side of its base, so that a market order
+ * on a thin book cannot walk past the prices the collar allows a limit order (and its
+ * notional stays bounded). 0 (none) without a collar or a reference. */
+static int64_t protection_price(const ts_risk_limits *lim, const gw_instrument *in,
+                                const ts_command *c) {
+    if (!market_type(c->order_type) || c->price != 0 || !lim->price_collar_bps) return 0;
+    const int64_t base = market_base(in, c->stop_price);
+    if (base <= 0) return 0;
+    const __int128 room = (__int128)base * lim->price_collar_bps / 10000;
+    if (c->side == TS_SIDE_BUY) {
+        const __int128 p = base + room;
+        return p > INT64_MAX ? INT64_MAX : (int64_t)p;
+    }
+    return base - room > 0 ? (int64_t)(base - room) : 1;
 }
 
 /* ---- throttle ---------------------------------------------------------------------------- */
@@ -109,7 +134,7 @@ static int credit_breached(const ts_risk_limits *lim, const gw_account *acc, gw_
 }
 
 int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *instr_out,
-                 int64_t *risk_price_out) {
+                 int64_t *risk_price_out, int64_t *send_price_out) {
     gw_account *acc = &gw->accounts[s->account];
     const ts_risk_limits *lim = &acc->lim;
     if (c->order_id == 0) return TS_REJ_INVALID_COMMAND;
@@ -123,7 +148,9 @@ int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *i
     if (c->quantity <= 0) return TS_REJ_INVALID_QUANTITY;
     if (c->price < 0 || c->stop_price < 0) return TS_REJ_INVALID_PRICE;
     const gw_instrument *in = &gw->instr[k];
-    int64_t rp = gw_risk_price(in, c->price, c->stop_price);
+    const int64_t protect = protection_price(lim, in, c);
+    const int64_t send_price = protect ? protect : c->price;
+    int64_t rp = gw_risk_price(in, c->order_type, send_price, c->stop_price);
     gw_wide n = notional(rp, c->quantity);
     if (lim->max_order_qty && c->quantity > lim->max_order_qty) return TS_REJ_MAX_ORDER_QTY;
     if (lim->max_order_notional && (rp == 0 || n > lim->max_order_notional))
@@ -136,6 +163,7 @@ int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *i
         return TS_REJ_CREDIT_LIMIT;
     *instr_out = k;
     *risk_price_out = rp;
+    *send_price_out = send_price;
     return 0;
 }
 

@@ -509,7 +509,7 @@ static void test_reject_reasons(void) {
     RUN(limit(1, S1, 1, BUY, 10, 0));
     CHECK(rejected(TS_REJ_INVALID_PRICE));
     c = market(1, S1, 1, BUY, 10);
-    c.price = 1000;
+    c.price = -1; /* a market order's protection price: 0 (none) or positive */
     RUN(c);
     CHECK(rejected(TS_REJ_INVALID_PRICE));
     RUN(stop(1, S2, 1, BUY, 10, 1002, 0));
@@ -758,15 +758,17 @@ static void test_stop_cancel_replace(void) {
     CHECK_EQ(NEV, 1);
     EV_IS(0, TS_EV_REPLACED, 1, 980, 20, 20);
     RUN(stop(2, S1, 1, SELL, 10, 990, 0));
-    RUN(replace(2, S1, 1, 985, 20)); /* a STOP's price must stay 0 */
+    RUN(replace(2, S1, 1, -1, 20)); /* a STOP's protection price: 0 keeps it, else > 0 */
     CHECK(rejected(TS_REJ_INVALID_PRICE));
-    RUN(replace(2, S1, 1, 0, 5));
-    EV_IS(0, TS_EV_REPLACED, 2, 0, 5, 5);
+    RUN(replace(2, S1, 1, 985, 20)); /* sets a protection price */
+    EV_IS(0, TS_EV_REPLACED, 2, 985, 20, 20);
+    RUN(replace(2, S1, 1, 0, 5)); /* keeps it */
+    EV_IS(0, TS_EV_REPLACED, 2, 985, 5, 5);
     RUN(cancel(1, S1, 1));
     EV_IS(0, TS_EV_CANCELLED, 1, 980, 20, 0);
     CHECK_EQ(NMD, 0);
     RUN(mass_cancel(1, 0));
-    EV_IS(0, TS_EV_CANCELLED, 2, 0, 5, 0);
+    EV_IS(0, TS_EV_CANCELLED, 2, 985, 5, 0);
     CHECK_EQ(EV[0].reason, TS_CXL_MASS_CANCEL);
 }
 

@@ -13,7 +13,14 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from tradsys.wire import CancelReason, CommandKind, EventFlag, EventKind, RejectReason
+from tradsys.wire import (
+    CancelReason,
+    CommandKind,
+    EventFlag,
+    EventKind,
+    OrderType,
+    RejectReason,
+)
 
 Record = dict[str, Any]
 
@@ -26,6 +33,8 @@ class _Live:
     price: int
     qty: int
     leaves: int
+    order_type: int = 1
+    stop_price: int = 0
 
 
 class FakeShard:
@@ -67,8 +76,9 @@ class FakeShard:
             if self.rng.random() < 0.1:
                 return [self._final(EventKind.REJECTED, oid, c, RejectReason.HALTED, c["quantity"])]
             o = _Live(
-                c["account_id"], c["symbol_id"], c["side"], c["price"], c["quantity"], c["quantity"]
-            )
+                c["account_id"], c["symbol_id"], c["side"], c["price"], c["quantity"],
+                c["quantity"], int(c["order_type"]), int(c["stop_price"]),
+            )  # fmt: skip
             out = [self._ev(EventKind.ACCEPTED, oid, o, quantity=o.qty, leaves_qty=o.qty)]
             if self.rng.random() < 0.2:
                 out.append(
@@ -99,7 +109,9 @@ class FakeShard:
             if c["quantity"] <= filled:
                 del self.live[oid]
                 return [self._final(EventKind.CANCELLED, oid, o, CancelReason.USER, o.leaves)]
-            o.price, o.qty, o.leaves = c["price"], c["quantity"], c["quantity"] - filled
+            if not (o.order_type == OrderType.STOP and c["price"] == 0):  # 0 keeps a STOP's
+                o.price = c["price"]
+            o.qty, o.leaves = c["quantity"], c["quantity"] - filled
             return [self._ev(EventKind.REPLACED, oid, o, quantity=o.qty, leaves_qty=o.leaves)]
         if kind == CommandKind.MASS_CANCEL:
             out = []

@@ -52,7 +52,7 @@ def _successor(rig: GatewayRig, files: Files, *, image: Any = None) -> tuple[Gat
 
 def _image(sent: Any, leaves: int) -> np.ndarray[Any, Any]:
     img = np.zeros(1, dtype=LIVE_ORDER_DTYPE)
-    img[0] = (sent["order_id"], AAA, 1, Side.SELL, sent["price"], 0, sent["quantity"], leaves)
+    img[0] = (sent["order_id"], AAA, 1, Side.SELL, 1, sent["price"], 0, sent["quantity"], leaves)
     return img
 
 

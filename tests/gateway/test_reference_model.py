@@ -64,9 +64,11 @@ NEW = st.fixed_dictionaries(
         "order_id": st.integers(0, 12).map(lambda i: i if i < 9 else i - 8),  # rarely 0
         "symbol_id": st.sampled_from([AAA, AAA, BBB, BBB, 3]),
         "side": st.sampled_from([1, 1, 1, 2, 2, 2, 3]),
-        "order_type": st.just(1),
+        # LIMIT, MARKET, STOP: a market-type order's price is a protection price
+        "order_type": st.sampled_from([1, 1, 1, 2, 3]),
         "tif": st.just(1),
         "price": st.sampled_from([0, 960, 1000, 1000, 1000, 1040, 1100]),
+        "stop_price": st.sampled_from([0, 0, 900, 1100]),
         "quantity": st.sampled_from([0, 1, 5, 5, 10, 10, 21]),
     }
 )
@@ -246,11 +248,11 @@ class Differential:
         ledger (the operator's config carrying the limits reloaded so far)."""
         live: list[Record] = []
         for shard in self.shards:
-            for oid, o in sorted(shard.live.items()):  # the toy engine has no stops
+            for oid, o in sorted(shard.live.items()):
                 live.append(
                     {"order_id": oid, "symbol_id": o.symbol, "account_id": o.account,
-                     "side": o.side, "price": o.price, "stop_price": 0,
-                     "quantity": o.qty, "leaves_qty": o.leaves}
+                     "side": o.side, "order_type": o.order_type, "price": o.price,
+                     "stop_price": o.stop_price, "quantity": o.qty, "leaves_qty": o.leaves}
                 )  # fmt: skip
         self.rig.core.close()
         self.rig.epoch += 1

@@ -31,7 +31,7 @@ def _successor(rig: GatewayRig, ledger: Path, run_id: int = RUN) -> tuple[Gatewa
 
 def _image(sent: Any, leaves: int) -> np.ndarray[Any, Any]:
     img = np.zeros(1, dtype=LIVE_ORDER_DTYPE)
-    img[0] = (sent["order_id"], AAA, 1, Side.BUY, sent["price"], 0, sent["quantity"], leaves)
+    img[0] = (sent["order_id"], AAA, 1, Side.BUY, 1, sent["price"], 0, sent["quantity"], leaves)
     return img
 
 
@@ -148,8 +148,8 @@ def test_an_image_order_of_an_unknown_account_is_skipped(
 ) -> None:
     rig = make_rig([account(1)])
     img = np.zeros(2, dtype=LIVE_ORDER_DTYPE)
-    img[0] = (1 << 40 | 1, AAA, 99, Side.BUY, 1000, 0, 5, 5)  # account 99 is not configured
-    img[1] = (1 << 40 | 2, AAA, 1, Side.SELL, 1000, 0, 5, 3)  # no ledger: no client id
+    img[0] = (1 << 40 | 1, AAA, 99, Side.BUY, 1, 1000, 0, 5, 5)  # account 99 is not configured
+    img[1] = (1 << 40 | 2, AAA, 1, Side.SELL, 1, 1000, 0, 5, 3)  # no ledger: no client id
     assert rig.core.restore(img) == 1
     stats = rig.core.stats()
     assert (stats["restore_skipped"], stats["restore_no_client_id"]) == (1, 1)

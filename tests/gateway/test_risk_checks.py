@@ -100,6 +100,67 @@ def test_stop_order_is_valued_at_the_higher_of_stop_and_reference(
     passes(rig, s, shard=1)
 
 
+@pytest.mark.parametrize(
+    ("side", "order", "sent_price", "valued_at"),
+    [
+        # AAA's reference 1000, collar 5%: a market buy may trade up to 1050, a sell down to 950
+        (Side.BUY, {"order_type": 2, "tif": 3}, 1050, 1050),
+        (Side.SELL, {"order_type": 2, "tif": 3}, 950, 1000),
+        # a stop is judged from the higher of its stop price and the reference
+        (Side.BUY, {"order_type": 3, "tif": 1, "stop_price": 1200}, 1260, 1260),
+        (Side.SELL, {"order_type": 3, "tif": 1, "stop_price": 900}, 950, 1000),
+    ],
+)
+def test_market_orders_are_sent_with_the_collar_edge_as_protection(
+    make_rig: Callable[..., GatewayRig],
+    side: Side,
+    order: dict[str, int],
+    sent_price: int,
+    valued_at: int,
+) -> None:
+    """Without a protection price a market buy on a thin book could walk the asks to any
+    price, past the notional and credit limits it was valued under at the reference."""
+    rig = make_rig([account(1, price_collar_bps=500, max_order_notional=10 * valued_at)])
+    s = rig.session()
+    s.send(command(order_id=1, side=side, price=0, quantity=11, **order))
+    only_reject(rig, s, RejectReason.MAX_NOTIONAL)
+    s.send(command(order_id=2, side=side, price=0, quantity=10, **order))
+    sent = passes(rig, s)
+    assert (sent["price"], sent["order_type"]) == (sent_price, order["order_type"])
+    assert rig.core.account_state(1).open_notional == 10 * valued_at
+
+
+def test_market_order_protection_follows_the_last_trade_and_the_client_price(
+    make_rig: Callable[..., GatewayRig],
+) -> None:
+    rig = make_rig([account(1, price_collar_bps=1000), account(2)])
+    s = rig.session(1)
+    market = {"order_type": 2, "tif": 3}
+    other = rig.session(2)
+    other.send(command(order_id=1, price=1400))
+    rig.poll()
+    (o,) = rig.sent(0)
+    rig.answer(0, EventKind.ACCEPTED, o)
+    rig.answer(0, EventKind.TRADE, o, price=1400, quantity=1, leaves_qty=9)
+    rig.poll()
+    s.send(command(order_id=1, price=0, **market))
+    assert passes(rig, s)["price"] == 1540  # 1400 + 10%
+    # a protection price of the client's own is kept, and held to the collar like a limit
+    s.send(command(order_id=2, price=1450, **market))
+    assert passes(rig, s)["price"] == 1450
+    s.send(command(order_id=3, price=1600, **market))
+    only_reject(rig, s, RejectReason.PRICE_COLLAR)
+
+
+def test_market_order_without_a_collar_goes_unprotected(
+    make_rig: Callable[..., GatewayRig],
+) -> None:
+    rig = make_rig([account(1)])
+    s = rig.session()
+    s.send(command(order_id=1, order_type=2, tif=3, price=0))
+    assert passes(rig, s)["price"] == 0
+
+
 def test_collar_follows_the_last_trade(make_rig: Callable[..., GatewayRig]) -> None:
     rig = make_rig([account(1, price_collar_bps=1000), account(2)])
     s = rig.session(1)

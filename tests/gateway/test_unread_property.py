@@ -148,7 +148,7 @@ def test_unread_events_outlive_a_gateway_that_dies_after_the_session_ended(
     assert rig.core.attach_held(tmp_path / "gateway.held") == 3
     rig.core.drain()
     image = np.zeros(1, dtype=LIVE_ORDER_DTYPE)
-    image[0] = (order["order_id"], AAA, 1, Side.SELL, order["price"], 0, 100, 95)
+    image[0] = (order["order_id"], AAA, 1, Side.SELL, 1, order["price"], 0, 100, 95)
     rig.core.restore(image)
     rig.core.hold_drained()
     nxt = rig.session(1)

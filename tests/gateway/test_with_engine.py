@@ -111,6 +111,29 @@ def test_fills_positions_and_exposure(engine: tuple[GatewayCore, Any, Config]) -
     core.kill(1, on=False)
 
 
+def test_a_market_order_stops_at_the_collar_edge(engine: tuple[GatewayCore, Any, Config]) -> None:
+    """A market buy on a thin book: the gateway sends it with the account's collar edge
+    (reference 1000, 5 %: 1050) and the engine stops it there, its remainder cancelled."""
+    core, rings, _ = engine
+    core.set_account_limits(account(2, price_collar_bps=500, max_order_notional=31_500))
+    seller, buyer = connect(core, rings, 1), connect(core, rings, 2)
+    seller.send(
+        command(order_id=1, side=Side.SELL, quantity=10, price=1000),
+        command(order_id=2, side=Side.SELL, quantity=10, price=1040),
+        command(order_id=3, side=Side.SELL, quantity=10, price=1200),
+    )
+    assert list(expect(seller, 3)["kind"]) == [EventKind.ACCEPTED] * 3
+    buyer.send(command(order_id=9, order_type=2, tif=TimeInForce.IOC, price=0, quantity=30))
+    ev = expect(buyer, 4)
+    assert list(ev["kind"]) == [EventKind.ACCEPTED, EventKind.TRADE, EventKind.TRADE,
+                                EventKind.CANCELLED]  # fmt: skip
+    assert ev[0]["price"] == 1050
+    assert list(ev["price"][1:3]) == [1000, 1040]
+    assert (ev[3]["reason"], ev[3]["quantity"]) == (CancelReason.MARKET_REMAINDER, 10)
+    assert core.position(2, "AAA").position == 20
+    assert core.account_state(2).open_orders == 0
+
+
 def test_disconnect_cancels_in_the_engine(engine: tuple[GatewayCore, Any, Config]) -> None:
     core, rings, _ = engine
     s = connect(core, rings, 2, cancel_on_disconnect=True)

@@ -123,7 +123,8 @@ def _on_order(kind: CommandKind) -> st.SearchStrategy[dict[str, int]]:
             "kind": st.just(int(kind)),
             "ref": st.integers(0, 40),
             "account_id": st.integers(0, 3),
-            "price": PRICE.map(lambda p: p - p % 5),
+            # 0: a stop keeps its protection price, anything else is refused
+            "price": st.one_of(PRICE.map(lambda p: p - p % 5), st.just(0)),
             "quantity": st.integers(1, 8).map(lambda q: q * 10),
         }
     )

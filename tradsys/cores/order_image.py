@@ -30,13 +30,14 @@ LIVE_ORDER_DTYPE = np.dtype(
             "symbol_id",
             "account_id",
             "side",
+            "order_type",
             "price",
             "stop_price",
             "quantity",
             "leaves_qty",
         ],
-        "formats": ["<u8", "<u4", "<u4", "u1", "<i8", "<i8", "<i8", "<i8"],
-        "offsets": [0, 8, 12, 16, 24, 32, 40, 48],
+        "formats": ["<u8", "<u4", "<u4", "u1", "u1", "<i8", "<i8", "<i8", "<i8"],
+        "offsets": [0, 8, 12, 16, 17, 24, 32, 40, 48],
         "itemsize": 56,
     }
 )

@@ -23,6 +23,7 @@ from tradsys.wire import (
     CommandKind,
     EventFlag,
     EventKind,
+    OrderType,
     RejectReason,
     Side,
 )
@@ -32,6 +33,8 @@ TOKEN = 1_000_000_000
 HELD_EVENTS = 4096  # TS_GW_HELD_EVENTS
 EPOCH_SHIFT = 40
 PENDING_NEW, LIVE, DONE = 1, 2, 3
+INT64_MAX = 2**63 - 1
+_MARKET_TYPES = (OrderType.MARKET, OrderType.STOP)  # their price is a protection price
 
 
 @dataclass
@@ -233,7 +236,7 @@ class ReferenceGateway:
             exch, client = r["order_id"], client_of.get(r["order_id"], 0)
             o = RefOrder(exch, client, None, r["account_id"], sym, r["side"], r["quantity"])
             o.leaves, o.state, o.orphan = r["leaves_qty"], LIVE, True
-            o.price = self._risk_price(sym, r["price"], r["stop_price"])
+            o.price = self._risk_price(sym, r["order_type"], r["price"], r["stop_price"])
             o.indexed = bool(client) and (o.account, client) not in self.by_client
             if o.indexed:
                 self.by_client[(o.account, client)] = exch
@@ -303,15 +306,31 @@ class ReferenceGateway:
     def _ref(self, symbol: int) -> int:
         return self.last_trade.get(symbol) or self.reference[symbol]
 
-    def _risk_price(self, symbol: int, price: int, stop_price: int) -> int:
-        """What an order's exposure is counted at: its limit price; a stop's (a market
-        order once triggered) the higher of its stop price and the reference; a market
-        order's the reference."""
-        if price > 0:
-            return price
-        if stop_price > 0:
-            return max(stop_price, self._ref(symbol))
-        return self._ref(symbol)
+    def _market_base(self, symbol: int, stop_price: int) -> int:
+        """A market order's reference; a stop's (a market order once triggered) the higher
+        of its stop price and the reference."""
+        ref = self._ref(symbol)
+        return max(stop_price, ref) if stop_price > 0 else ref
+
+    def _risk_price(self, symbol: int, order_type: int, price: int, stop_price: int) -> int:
+        """What an order's exposure is counted at: a limit order's price; a market-type
+        order's base or, when higher, its protection price."""
+        if order_type in _MARKET_TYPES:
+            return max(price, self._market_base(symbol, stop_price))
+        return price if price > 0 else self._market_base(symbol, stop_price)
+
+    def _protection(self, lim: AccountSection, c: Record) -> int:
+        """The price a market-type order without one is sent with: the far edge of the
+        account's collar around its base (0 = none)."""
+        if c["order_type"] not in _MARKET_TYPES or c["price"] != 0 or not lim.price_collar_bps:
+            return 0
+        base = self._market_base(c["symbol_id"], c["stop_price"])
+        if base <= 0:
+            return 0
+        room = base * lim.price_collar_bps // 10000
+        if c["side"] == Side.BUY:
+            return min(base + room, INT64_MAX)
+        return max(base - room, 1)
 
     def _collar(self, lim: AccountSection, symbol: int, price: int) -> None:
         if not lim.price_collar_bps or price <= 0:
@@ -360,7 +379,8 @@ class ReferenceGateway:
             raise _RejectError(RejectReason.INVALID_QUANTITY)
         if c["price"] < 0 or c["stop_price"] < 0:
             raise _RejectError(RejectReason.INVALID_PRICE)
-        rp = self._risk_price(sym, c["price"], c["stop_price"])
+        send_price = self._protection(lim, c) or c["price"]
+        rp = self._risk_price(sym, c["order_type"], send_price, c["stop_price"])
         n = rp * qty
         if lim.max_order_qty and qty > lim.max_order_qty:
             raise _RejectError(RejectReason.MAX_ORDER_QTY)
@@ -382,7 +402,7 @@ class ReferenceGateway:
         o.price, o.leaves = rp, qty
         acc.open_orders += 1
         self._rereserve(o)
-        out = dict(c) | {"account_id": s.account, "order_id": o.exch_id}
+        out = dict(c) | {"account_id": s.account, "order_id": o.exch_id, "price": send_price}
         return {self.shard_of[sym]: [out]}
 
     def _amend(self, sid: int, s: RefSession, c: Record, now: int) -> dict[int, list[Record]]:

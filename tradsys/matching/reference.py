@@ -456,7 +456,7 @@ class ReferenceEngine:
         Returns why it stopped: "done", "self-trade" (its remainder was cancelled) or
         "breaker" (the symbol tripped into the auction)."""
         ref = book.dynamic_reference()
-        limited = taker.order_type in (LIMIT, STOP_LIMIT)
+        limited = taker.price > 0  # a limit, or a market-type order's protection price
         opposite = book.opposite(taker.side)
         stp = taker.stp_mode or STP_CANCEL_INCOMING
         while taker.leaves > 0:
@@ -530,18 +530,20 @@ class ReferenceEngine:
     def _replace(self, c: Command) -> None:
         order = self._owned_order(c)
         book = self._books[order.symbol_id]
+        # a stop's protection price can be changed but not dropped: 0 keeps it
+        price = order.price if c.price == 0 and order.order_type == STOP else c.price
         if book.phase == HALTED:
             raise self._reject(c, R.HALTED)
         if not quantity_ok(book, c.quantity):
             raise self._reject(c, R.INVALID_QUANTITY)
-        if not price_ok(book, order.order_type, c.price):
+        if not price_ok(book, order.order_type, price):
             raise self._reject(c, R.INVALID_PRICE)
-        if not inside_band(book, order.order_type, c.price):
+        if not inside_band(book, order.order_type, price):
             raise self._reject(c, R.PRICE_BAND)
         if (
             order.flags & POST_ONLY
             and book.phase == CONTINUOUS
-            and would_take(book, order.side, c.price)
+            and would_take(book, order.side, price)
         ):
             raise self._reject(c, R.POST_ONLY_WOULD_TAKE)
         filled = order.quantity - order.leaves
@@ -549,14 +551,14 @@ class ReferenceEngine:
             self._unlink(book, order)
             self._cancelled(order, C.USER)
         elif order.state == STATE_PENDING_STOP:
-            order.price, order.quantity, order.leaves = c.price, c.quantity, c.quantity - filled
+            order.price, order.quantity, order.leaves = price, c.quantity, c.quantity - filled
             self._replaced(order)
-        elif c.price == order.price and c.quantity <= order.quantity:
+        elif price == order.price and c.quantity <= order.quantity:
             book.resize_in_place(order, c.quantity, c.quantity - filled)
             self._replaced(order)
         else:
             self._unlink(book, order)
-            order.price, order.quantity, order.leaves = c.price, c.quantity, c.quantity - filled
+            order.price, order.quantity, order.leaves = price, c.quantity, c.quantity - filled
             self._replaced(order)
             if book.phase == CONTINUOUS and self._match(book, order) == "self-trade":
                 pass  # its remainder was cancelled

@@ -33,10 +33,11 @@ def quantity_ok(book: SymbolBook, qty: int) -> bool:
 
 
 def price_ok(book: SymbolBook, order_type: int, price: int) -> bool:
-    """Rule 8: limit prices positive and on the tick; market-type prices 0."""
+    """Rule 8: limit prices positive and on the tick; a market-type order's price is its
+    protection price, 0 (none) or any positive bound."""
     if order_type in (LIMIT, STOP_LIMIT):
         return price > 0 and price % book.tick_size == 0
-    return price == 0
+    return price >= 0
 
 
 def inside_band(book: SymbolBook, order_type: int, price: int) -> bool:
@@ -74,7 +75,7 @@ def fok_fillable(book: SymbolBook, c: Command) -> bool:
     ref = book.dynamic_reference()
     stp = c.stp_mode or STP_CANCEL_INCOMING
     for level in book.opposite(c.side).levels_best_first():
-        if c.order_type == LIMIT and not acceptable(c.side, c.price, level.price):
+        if c.price > 0 and not acceptable(c.side, c.price, level.price):
             break
         in_band = not trips_breaker(book, ref, level.price)
         hidden = 0  # icebergs' hidden parts: met again only behind the whole level
