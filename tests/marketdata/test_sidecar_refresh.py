@@ -18,6 +18,7 @@ from tests.cores.test_worker import wait_for
 from tests.marketdata.md_rig import md_config
 from tradsys.cores.control import WorkerControl
 from tradsys.cores.md import MdSidecar
+from tradsys.cores.md_endpoints import EndpointError
 from tradsys.marketdata.protocol import BookSnapshot, SnapshotError, SnapshotRequest
 from tradsys.marketdata.protocol import reply_decoder as replies
 from tradsys.ring import Ring, segment_name
@@ -138,7 +139,7 @@ def test_an_endpoint_that_cannot_be_bound_fails_open_and_leaves_nothing(
     ctls = [WorkerControl.create(segment_name(instance, "ctl", i)) for i in (0, 1)]
     sidecar = MdSidecar(bad)
     try:
-        with pytest.raises(zmq.ZMQError):
+        with pytest.raises(EndpointError, match=r"md\.snapshot = 'ipc://.*/no/such/dir/s'"):
             sidecar.open()
     finally:
         sidecar.close()

@@ -11,7 +11,8 @@ starts :class:`MdSidecar`, announces its endpoints and runs it until SIGTERM. Th
   and the conflated BBO board;
 - :mod:`tradsys.cores.md_shards` — each shard's md ring and control block, and the
   market-data refresh requests;
-- :mod:`tradsys.cores.md_endpoints` — binding the configured endpoints;
+- :mod:`tradsys.cores.md_endpoints` — binding the configured endpoints (a restart binds
+  the ports of the first start);
 - :mod:`tradsys.cores.md_thread_slices` — short scheduler slices for its threads.
 
 At start (and after a crash, when it is restarted) it knows none of the books the
@@ -34,14 +35,20 @@ import zmq
 
 from tradsys import logs
 from tradsys.config import Config, ConfigError
-from tradsys.cores.md_endpoints import bind_endpoint
+from tradsys.cores.md_endpoints import EndpointError, bind_endpoint
 from tradsys.cores.md_shards import ShardFeed
 from tradsys.cores.md_sidecar import SMALL_BATCH, MdSidecar
 from tradsys.cores.md_snapshots import REQUESTS_PER_TURN
 from tradsys.cores.md_thread_slices import short_slices
 from tradsys.cores.memory_lock import lock_if_asked
 from tradsys.cores.parent_watch import stop_with_supervisor
-from tradsys.cores.sidecar import announce_ready, read_effective_config, stop_event, withdraw
+from tradsys.cores.sidecar import (
+    announce_ready,
+    kept_endpoints,
+    read_effective_config,
+    stop_event,
+    withdraw,
+)
 from tradsys.marketdata.placement import io_thread_cpus
 from tradsys.marketdata.stats import remove_stats
 from tradsys.ring import WaitStrategy
@@ -71,11 +78,15 @@ def run_md(config: Config) -> int:
     if config.md.core is not None:
         psutil.Process().cpu_affinity([config.md.core])
     wait = WaitStrategy.named(config.engine.wait)
-    sidecar = MdSidecar(config, io_cpus=io_thread_cpus(config.md.core, wait, allowed))
+    sidecar = MdSidecar(
+        config,
+        io_cpus=io_thread_cpus(config.md.core, wait, allowed),
+        kept_endpoints=kept_endpoints(),  # a restart binds the ports of the first start
+    )
     try:
         try:
             sidecar.open()
-        except (RingError, OSError, zmq.ZMQError) as exc:
+        except (RingError, OSError, zmq.ZMQError, EndpointError) as exc:
             log.error("md: cannot start: %s", exc)
             return EXIT_USER_ERROR
         short_slices(config.engine.sched_slice_us, sidecar.io_threads)

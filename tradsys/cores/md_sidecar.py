@@ -33,7 +33,7 @@ import zmq
 
 from tradsys.config import Config
 from tradsys.cores.md_board import ConflatedBoard
-from tradsys.cores.md_endpoints import bind_endpoint
+from tradsys.cores.md_endpoints import EndpointBinder
 from tradsys.cores.md_heartbeat import heartbeat_payload
 from tradsys.cores.md_shards import ShardFeed, ask_again_for_cut_images
 from tradsys.cores.md_snapshots import NOT_READY_AFTER_S, SnapshotService
@@ -94,6 +94,9 @@ class MdSidecar:
     not_ready_after_s: float = NOT_READY_AFTER_S
     # where ZeroMQ's I/O thread may run; None: where this process does (placement.py)
     io_cpus: set[int] | None = None
+    # a restarted sidecar's first announced endpoints, whose ports it binds again
+    # (tradsys.cores.md_endpoints); empty at a first start
+    kept_endpoints: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.symbols = sorted(self.config.instruments, key=lambda i: i.symbol_id)
@@ -127,6 +130,7 @@ class MdSidecar:
         workers for their books."""
         md = self.config.md
         instance = self.config.engine.instance
+        binder = EndpointBinder(self.kept_endpoints)
         for shard in self.config.shards:
             self.feeds.append(ShardFeed.attach(instance, shard.id))
         self._ctx = zmq.Context()
@@ -134,16 +138,20 @@ class MdSidecar:
         self.pub = self._ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, md.sndhwm)
         self.pub.setsockopt(zmq.LINGER, 1000)
-        self.endpoints["publish"] = [bind_endpoint(self.pub, e) for e in md.publish]
+        self.endpoints["publish"] = [
+            binder.bind(self.pub, "publish", e, i) for i, e in enumerate(md.publish)
+        ]
         self.router = self._ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        self.endpoints["snapshot"] = bind_endpoint(self.router, md.snapshot)
+        self.endpoints["snapshot"] = binder.bind(self.router, "snapshot", md.snapshot)
         if md.conflated_bbo:
             self.conflated = self._ctx.socket(zmq.PUB)
             self.conflated.setsockopt(zmq.CONFLATE, 1)
             self.conflated.setsockopt(zmq.LINGER, 0)
-            self.endpoints["conflated_bbo"] = bind_endpoint(self.conflated, md.conflated_bbo)
+            self.endpoints["conflated_bbo"] = binder.bind(
+                self.conflated, "conflated_bbo", md.conflated_bbo
+            )
         self.ring_set = RingSet([f.ring for f in self.feeds], self.wait) if self.feeds else None
         for feed in self.feeds:
             feed.ask_for_refresh()

@@ -11,6 +11,10 @@ how it is stopped.
   whatever a client needs to find it: endpoints, socket paths); the supervisor waits for
   that file, and `tradsys status` shows it.
 - SIGTERM or SIGINT asks it to finish what it holds and exit 0; the file is removed.
+- When the supervisor restarts it (it died, or exited), the restarted process finds in
+  its environment (``TRADSYS_KEPT_ENDPOINTS``) the endpoints its first process
+  announced: one that asked for any free port (tcp port 0) binds that same port again,
+  so clients that know only the address (a subscriber on another host) can follow.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ import msgspec
 from tradsys.config import Config, ConfigError, check_config
 
 CONFIG_FILE = "config.json"
+# JSON {key: endpoint or [endpoints]} of the announcement of a restarted sidecar's first
+# process, in the restarted one's environment
+KEPT_ENDPOINTS_ENV = "TRADSYS_KEPT_ENDPOINTS"
 
 
 def write_effective_config(config: Config) -> Path:
@@ -90,3 +97,31 @@ def stop_event() -> threading.Event:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     return stop
+
+
+def _is_endpoint(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("tcp://", "ipc://"))
+
+
+def announced_endpoints(doc: dict[str, Any]) -> dict[str, Any]:
+    """The ZeroMQ endpoints of an announcement (a ``tcp://`` or ``ipc://`` string, or a
+    list of them), by key; the rest (pid, symbols) is left out."""
+    return {
+        key: value
+        for key, value in doc.items()
+        if _is_endpoint(value)
+        or (isinstance(value, list) and value and all(_is_endpoint(v) for v in value))
+    }
+
+
+def kept_endpoints() -> dict[str, Any]:
+    """What the first process of this sidecar announced, when this one is a restart
+    (:data:`KEPT_ENDPOINTS_ENV`); empty at a first start."""
+    raw = os.environ.get(KEPT_ENDPOINTS_ENV)
+    if not raw:
+        return {}
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {}
+    return announced_endpoints(doc) if isinstance(doc, dict) else {}

@@ -2,11 +2,15 @@
 sidecar, wait for its announcement, notice its death, restart it with back-off, stop it.
 
 Kept apart from the shard-worker handling because a sidecar holds no journal: restarting
-one is starting it again, and stopping one is a SIGTERM and a wait.
+one is starting it again, and stopping one is a SIGTERM and a wait. What a restart keeps
+is where it serves: the endpoints its first process announced are handed to every
+restarted one (``KEPT_ENDPOINTS_ENV``), so a port that was "any free port" stays the same
+for the clients that know it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,10 +18,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tradsys.config import Config
 from tradsys.cores.parent_watch import supervisor_env
-from tradsys.cores.sidecar import read_announcement, status_path
+from tradsys.cores.sidecar import (
+    KEPT_ENDPOINTS_ENV,
+    announced_endpoints,
+    read_announcement,
+    status_path,
+)
 
 Log = Callable[[str], None]
 
@@ -42,17 +52,21 @@ class SidecarProcess:
     restarts: int = 0
     backoff_s: float = 0.05
     restart_due: float | None = None
+    # the endpoints the first process announced, for the restarted ones to bind again
+    # (None until an announcement was read)
+    first_endpoints: dict[str, Any] | None = None
 
     def spawn(self, log: Log) -> None:
         # an announcement left by a killed predecessor must not pass for this one's
         status_path(self.config, self.name).unlink(missing_ok=True)
         cmd = [self.python, "-m", self.module, str(self.config_path)]
+        env = supervisor_env()
+        if self.first_endpoints:
+            env[KEPT_ENDPOINTS_ENV] = json.dumps(self.first_endpoints)
         # a process group of its own, like the workers: only the supervisor gets a
         # terminal's Ctrl-C, and it stops the gateway first and md last (see
         # tradsys.cores.supervisor, also for why not a session)
-        self.process = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, env=supervisor_env(), process_group=0
-        )
+        self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env, process_group=0)
         self.pidfd = os.pidfd_open(self.process.pid)
         self.started_at = time.monotonic()
         self.restart_due = None
@@ -68,6 +82,8 @@ class SidecarProcess:
         doc = read_announcement(self.config, self.name)
         if doc is None or self.process is None or doc.get("pid") != self.process.pid:
             return None
+        if self.first_endpoints is None:
+            self.first_endpoints = announced_endpoints(doc)
         return doc
 
     def wait_ready(
