@@ -81,7 +81,8 @@ class SessionTable:
                 rings.inbound,
                 rings.outbound,
                 notify_fd=notify_fd,
-                cancel_on_disconnect=account.cancel_on_disconnect,
+                # None: the session follows its account's setting, hot reloads included
+                cancel_on_disconnect=None,
             )
         except Exception as exc:
             rings.close()
