@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -191,5 +192,50 @@ def test_a_closing_terminal_stops_the_instance_cleanly(
     assert output.rstrip().endswith("stopped cleanly")
     assert "shard 0: stopped cleanly at seq" in output
     _, alive = psutil.wait_procs(inst.children, timeout=30)
+    assert alive == []
+    assert instance_segments(instance) == []
+
+
+def _states(procs: list[psutil.Process]) -> set[str]:
+    return {p.status() for p in procs}
+
+
+def _until(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll a process-state condition (the kernel's state, not time, decides)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_ctrl_z_suspends_the_whole_engine_and_fg_continues_it(
+    instance: str, tmp_path: Path, run_instance: Callable[[str], RunningInstance]
+) -> None:
+    """Ctrl-Z sends SIGTSTP to the terminal's foreground group, the supervisor's alone: it
+    stops every engine process and then itself, and SIGCONT (`fg`) continues them all. A
+    suspend longer than the heartbeat timeout restarts nothing (the workers' heartbeats
+    stood still because the whole engine did)."""
+    text = whole_instance(instance, tmp_path).replace(
+        "ring_capacity = 1024\n", "ring_capacity = 1024\nheartbeat_timeout_ms = 200\n", 1
+    )
+    inst = run_instance(text)
+    inst.ready()
+    engine = inst.children
+    supervisor = psutil.Process(inst.proc.pid)
+    os.killpg(inst.proc.pid, signal.SIGTSTP)  # what Ctrl-Z in a terminal does
+    _until("the engine stopped", lambda: _states([supervisor, *engine]) == {"stopped"})
+    time.sleep(0.5)  # the point of the test: stopped for longer than the heartbeat timeout
+    os.killpg(inst.proc.pid, signal.SIGCONT)  # what `fg` does
+    inst.wait_for("continued after a suspend (3 engine processes)")
+    _until("the engine running", lambda: "stopped" not in _states([supervisor, *engine]))
+    gateway = json.loads((tmp_path / instance / "gateway.json").read_text())
+    with OrderClient.connect(gateway["unix_socket"], account_id=1, api_key=KEY) as client:
+        client.wait_for(client.submit("ACME", "sell", 5, 101))
+    assert all(p.is_running() for p in engine)  # the same processes: none was replaced
+    os.killpg(inst.proc.pid, signal.SIGINT)
+    code, output = inst.wait()
+    assert code == 0, output
+    assert "heart-beaten" not in output and "restarting" not in output, output
+    _, alive = psutil.wait_procs(engine, timeout=30)
     assert alive == []
     assert instance_segments(instance) == []

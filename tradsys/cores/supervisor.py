@@ -124,6 +124,9 @@ class Supervisor:
     cpu_latency: CpuLatencyRequest | None = None
     _stop_requested: bool = False
     _wakeup: tuple[int, int] | None = None
+    # monotonic ns of the last resume after a suspend (Ctrl-Z): heartbeats older than it
+    # were not missed, the whole engine was stopped
+    _resumed_ns: int = 0
 
     # ---- start ---------------------------------------------------------------------------
 
@@ -357,6 +360,29 @@ class Supervisor:
         # a terminal that closes: the engine processes, in process groups of their own, do
         # not get its SIGHUP, so the supervisor stops them in order as for Ctrl-C
         signal.signal(signal.SIGHUP, handler)
+        # Ctrl-Z likewise reaches the supervisor alone: it suspends the engine with it
+        signal.signal(signal.SIGTSTP, lambda signum, frame: self.suspend())
+
+    def _engine_groups(self) -> list[int]:
+        """The process groups of the running engine processes (each leads its own)."""
+        procs = [sp.process for sp in self.shards] + [sc.process for sc in self.sidecars]
+        return [p.pid for p in procs if p is not None and p.poll() is None]
+
+    def suspend(self) -> None:
+        """Ctrl-Z: stop every engine process, then the supervisor itself; ``fg`` or ``bg``
+        (SIGCONT to the supervisor) continues them all. Without this a suspended `tradsys
+        run` left the workers and the gateway running, unwatched, and `fg` found them
+        with stale heartbeats."""
+        groups = self._engine_groups()
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)  # returns once continued
+        self._resumed_ns = time.monotonic_ns()
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGCONT)
+        self.log(f"continued after a suspend ({len(groups)} engine processes)")
 
     def watch(self, until: Callable[[], bool] | None = None, tick_s: float = 0.1) -> None:
         """Supervise until a stop is requested (or ``until()`` says so): restart workers
@@ -399,7 +425,7 @@ class Supervisor:
             if code is None and sp.control.state == WorkerState.RUNNING:
                 # a worker publishes RUNNING just before its loop writes the first
                 # heartbeat (prepare_spawn zeroed it): count from the spawn until then
-                last_ns = max(sp.control.heartbeat_ns, int(sp.started_at * 1e9))
+                last_ns = max(sp.control.heartbeat_ns, int(sp.started_at * 1e9), self._resumed_ns)
                 age_ns = time.monotonic_ns() - last_ns
                 if age_ns > timeout_ns:
                     self.log(
