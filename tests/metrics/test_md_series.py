@@ -23,6 +23,7 @@ from tradsys.marketdata.protocol import SnapshotRequest, reply_decoder
 from tradsys.matching import CEngine
 from tradsys.matching.commands import batch, clock_tick
 from tradsys.matching.workload import mixed_stream
+from tradsys.metrics.md_series import families_of
 from tradsys.wire import COMMAND_DTYPE, MdKind
 
 pytestmark = pytest.mark.multiprocess
@@ -144,6 +145,13 @@ def test_md_series_move_when_trades_flow(instance: str, tmp_path: Path) -> None:
     charted = {m for e in exprs for m in re.findall(r"tradsys_md_[a-z_]+", e)}
     exported = {x.name for f in found for x in f.samples} | {f.name for f in found}
     assert len(charted) >= 4 and charted <= exported, charted - exported
+
+
+def test_unknown_symbol_records_are_served() -> None:
+    """The sidecar's count of records it had to drop reaches /metrics."""
+    found = {f.name: f for f in families_of({"unknown_symbol_records": 7})}
+    (sample,) = found["tradsys_md_unknown_symbol_records"].samples
+    assert sample.value == 7
 
 
 def test_no_md_series_without_a_running_sidecar(instance: str, tmp_path: Path) -> None:

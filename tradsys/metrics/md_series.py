@@ -64,6 +64,12 @@ def families_of(doc: dict[str, Any]) -> Iterator[Metric]:
     )
     board.add_metric([], doc.get("board_messages", 0))
     yield board
+    unknown = CounterMetricFamily(
+        "tradsys_md_unknown_symbol_records",
+        "md records dropped because their symbol id is not in the sidecar's config.",
+    )
+    unknown.add_metric([], doc.get("unknown_symbol_records", 0))
+    yield unknown
     snapshots = CounterMetricFamily(
         "tradsys_md_snapshot_requests",
         "Snapshot requests the md sidecar answered: served, or the error reason.",
