@@ -217,3 +217,26 @@ def test_a_killed_gateway_comes_back_knowing_every_order_and_fill(
     assert alice["filled_notional"] == 10 * 101 + 2 * 102
     assert bob["positions"]["ACME"] == [12, 0, 0] and bob["open_orders"] == 0
     assert steady["live"] == 2
+
+
+def test_a_restarted_gateway_listens_on_the_tcp_port_of_its_first_start(
+    instance: str, tmp_path: Path
+) -> None:
+    """``tcp_listen`` with port 0 (any free port): a remote client knows only the address
+    it was given, so a gateway the supervisor restarts binds that port again (before, each
+    start took a new one and remote clients could not reconnect)."""
+    config = restart_config(instance, tmp_path)
+    with Supervisor(config, log=lambda line: None) as sup:
+        first = read_announcement(config, "gateway")
+        assert first is not None
+        address = f"tcp://{first['tcp']}"
+        assert first["tcp_endpoint"] == address and not address.endswith(":0")
+        for sig in (signal.SIGKILL, signal.SIGTERM):
+            pid = _gateway_pid(config)
+            os.kill(pid, sig)
+            _await_restart(sup, pid)
+            again = read_announcement(config, "gateway")
+            assert again is not None and f"tcp://{again['tcp']}" == address, sig.name
+            with OrderClient.connect(address, account_id=2, api_key=KEYS[2]) as bob:
+                assert isinstance(bob.wait_for(bob.submit(ACME, "buy", 1, 90)), Ack)
+    assert instance_segments(instance) == []

@@ -36,7 +36,7 @@ from tradsys.cores.gateway_sessions import SessionCore, SessionTable
 from tradsys.cores.gateway_tcp import TcpEdge
 from tradsys.cores.memory_lock import lock_if_asked
 from tradsys.cores.parent_watch import stop_with_supervisor
-from tradsys.cores.sidecar import announce_ready, read_effective_config, withdraw
+from tradsys.cores.sidecar import announce_ready, kept_endpoints, read_effective_config, withdraw
 from tradsys.gateway import GatewayCore, GatewayError, next_epoch
 from tradsys.gateway.recovery import recover
 from tradsys.gctune import GcMonitor, tune_for_trading
@@ -45,6 +45,7 @@ from tradsys.ring import RingError
 from tradsys.ring.segment import unlink_quietly
 
 NAME = "gateway"
+TCP_ENDPOINT_KEY = "tcp_endpoint"  # in the announcement: the TCP listener as an endpoint
 # Once a second: the stats write runs on the event loop's thread, which shares a CPU with
 # the pump when [gateway] core is unset (and with colocated clients on a small host).
 STATS_INTERVAL_S = 1.0
@@ -149,12 +150,22 @@ class GatewayServer:
         if self.config.gateway.tcp_listen:
             listen = self.config.gateway.tcp_listen
             host, port = parse_listen(listen)
+            # port 0 in a restarted gateway: the port its first start got, so remote
+            # clients that know only that address reconnect to it
+            kept = kept_endpoints().get(TCP_ENDPOINT_KEY) if port == 0 else None
+            if isinstance(kept, str):
+                port = int(kept.rsplit(":", 1)[1])
             loop = asyncio.get_running_loop()
             try:
                 server = await loop.create_server(self.tcp.factory(), host, port)
             except OSError as exc:
+                where = (
+                    f"port {port}, the port this instance's gateway was given at its first start"
+                    if kept
+                    else "there"
+                )
                 raise ConfigError(
-                    f"gateway.tcp_listen = {listen!r}: cannot listen there: "
+                    f"gateway.tcp_listen = {listen!r}: cannot listen on {where}: "
                     f"{exc.strerror or exc} (another program may hold the port: pick a "
                     'free one, port 0 for any, or "" for no TCP)'
                 ) from None
@@ -362,6 +373,8 @@ async def serve(config: Config, core: GatewayCore) -> GatewayServer:
             NAME,
             unix_socket=str(server.unix_path),
             tcp=server.tcp_address or None,
+            # the same as a tcp:// endpoint, which a restarted gateway binds again
+            **({TCP_ENDPOINT_KEY: f"tcp://{server.tcp_address}"} if server.tcp_address else {}),
             admin=admin,  # tradsys admin's socket
         )
         while not stop.is_set():
