@@ -36,6 +36,19 @@ def _config(args: argparse.Namespace) -> Config:
         raise UserError(str(exc)) from None
 
 
+def relative_data_dir_hint(config: Config) -> str:
+    """What to add to a "not running" message when ``data_dir`` is relative: it is taken
+    from the current directory, so a command run from another one looks elsewhere."""
+    data_dir = Path(config.engine.data_dir)
+    if data_dir.is_absolute():
+        return ""
+    return (
+        f" (data_dir {str(data_dir)!r} is relative to the current directory, so this looked "
+        f"in {config.instance_dir.absolute()}: run tradsys from the directory where `tradsys "
+        "run` was started)"
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Start the instance and supervise it until SIGINT/SIGTERM, then stop it cleanly;
     exit 2 if it could not (a worker killed at the deadline, a process that failed)."""
@@ -98,7 +111,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         report = read_status(config, interval_s=args.interval)
     except FileNotFoundError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(f"{exc}{relative_data_dir_hint(config)}") from None
     print(report)
     return EXIT_OK
 
@@ -244,4 +257,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m tradsys.cli`: this file runs as __main__, a module apart from tradsys.cli,
+    # whose UserError the command modules raise; that module's main() catches it
+    from tradsys.cli import main as _main
+
+    sys.exit(_main())

@@ -96,7 +96,9 @@ def _send(args: argparse.Namespace, make: Any, config: Any = None) -> int:
     try:
         reply = gateway_admin.request(config, make(config))
     except ConnectionError as exc:
-        raise UserError(str(exc)) from None
+        from tradsys.cli import relative_data_dir_hint
+
+        raise UserError(f"{exc}{relative_data_dir_hint(config)}") from None
     if not reply.get("ok"):
         print(f"tradsys admin: refused: {reply.get('error')}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -55,11 +55,17 @@ def cmd_latency(args: argparse.Namespace) -> int:
     if args.window < 0:
         print(f"tradsys latency: --window must be >= 0, got {args.window}", file=sys.stderr)
         return EXIT_USER_ERROR
+    from tradsys.cli import relative_data_dir_hint
+
     try:
         config = load_config(args.config)
-        rows = read_rows(config, args.window)
-    except (ConfigError, InstanceNotRunningError) as exc:
+    except ConfigError as exc:
         print(f"tradsys: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        rows = read_rows(config, args.window)
+    except InstanceNotRunningError as exc:
+        print(f"tradsys: {exc}{relative_data_dir_hint(config)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except RingAttachError as exc:
         print(f"tradsys: internal error: {exc}", file=sys.stderr)

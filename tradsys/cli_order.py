@@ -71,9 +71,12 @@ def _connect(args: argparse.Namespace, config: Config) -> OrderClient:
         raise OrderCliError("give the account's API key with --api-key or TRADSYS_API_KEY")
     ann = read_announcement(config, "gateway")
     if ann is None:
+        from tradsys.cli import relative_data_dir_hint
+
+        where = config.instance_dir.absolute() / "gateway.json"
         raise OrderCliError(
             f"the gateway of instance {config.engine.instance!r} is not running "
-            "(no gateway.json): start it with `tradsys run`"
+            f"(no {where}): start it with `tradsys run`{relative_data_dir_hint(config)}"
         )
     if args.tcp:
         if not ann.get("tcp"):

@@ -1,0 +1,70 @@
+"""The `tradsys` command's own messages: what a newcomer sees when something is not where
+the command looks, and the help texts. No instance runs here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.accounts_toml import account_tables
+
+KEYS = {1: "alice-key"}
+
+
+def _config(tmp_path: Path, instance: str, data_dir: str = "var") -> Path:
+    path = tmp_path / "tradsys.toml"
+    path.write_text(
+        f'[engine]\ninstance = "{instance}"\ndata_dir = "{data_dir}"\n\n[[shard]]\nid = 0\n\n'
+        '[[instrument]]\nsymbol = "ACME"\nsymbol_id = 1\nreference_price = 100\n\n'
+        + account_tables(KEYS)
+    )
+    return path
+
+
+def _tradsys(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TRADSYS_API_KEY": KEYS[1]}
+    return subprocess.run(
+        [sys.executable, "-m", "tradsys.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_relative_data_dir_is_named_absolute_in_not_running_messages(
+    tmp_path: Path, instance: str
+) -> None:
+    """Run from another directory than `tradsys run`, a relative data_dir is looked for
+    there: the message says where it looked and why."""
+    config = _config(tmp_path, instance)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    looked = f"{elsewhere / 'var' / instance}"
+    for args in (
+        ["status", "--config", str(config)],
+        ["latency", "--config", str(config)],
+        ["order", "--config", str(config), "--account", "acct1", "mass-cancel"],
+        ["admin", "halt", "ACME", "--config", str(config)],
+    ):
+        out = _tradsys(elsewhere, *args)
+        assert out.returncode == 1, (args, out.stderr)
+        assert "relative to the current directory" in out.stderr, (args, out.stderr)
+        assert looked in out.stderr, (args, out.stderr)
+        assert "where `tradsys run` was started" in out.stderr, (args, out.stderr)
+    absolute = _config(tmp_path, instance, str(tmp_path / "data"))
+    out = _tradsys(elsewhere, "status", "--config", str(absolute))
+    assert out.returncode == 1 and "relative to the current directory" not in out.stderr
+
+
+def test_python_dash_m_reports_a_user_error_as_one(tmp_path: Path, instance: str) -> None:
+    """`python -m tradsys.cli`: the command modules' UserError is caught as the console
+    script catches it (exit 1), not reported as an internal error (exit 2)."""
+    out = _tradsys(
+        tmp_path, "admin", "kill", "nobody", "--config", str(_config(tmp_path, instance))
+    )
+    assert out.returncode == 1, out.stderr
+    assert "no account 'nobody'" in out.stderr and "internal error" not in out.stderr
