@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.accounts_toml import account_tables
+from tradsys.cli import main
 
 KEYS = {1: "alice-key"}
 
@@ -68,3 +71,26 @@ def test_python_dash_m_reports_a_user_error_as_one(tmp_path: Path, instance: str
     )
     assert out.returncode == 1, out.stderr
     assert "no account 'nobody'" in out.stderr and "internal error" not in out.stderr
+
+
+def test_replay_of_an_instance_directory_names_a_shard_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shard = tmp_path / "var" / "default" / "shard-0"
+    shard.mkdir(parents=True)
+    assert main(["replay", str(tmp_path / "var" / "default")]) == 1
+    err = capsys.readouterr().err
+    assert f"no journal here ({tmp_path / 'var' / 'default'})" in err
+    assert f"give a shard directory, such as {shard}" in err
+    assert "shards none" not in err
+    assert main(["replay", str(shard)]) == 1
+    assert f"no journal or snapshot in {shard} yet" in capsys.readouterr().err
+
+
+def test_shm_ls_says_when_there_is_nothing(
+    instance: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["shm", "ls", "--instance", instance]) == 0
+    assert capsys.readouterr().out == f"no segments of instance {instance!r}\n"
+    assert main(["shm", "reclaim", "--instance", instance]) == 0
+    assert capsys.readouterr().out == "no stale segments\n"

@@ -127,10 +127,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if shard is None:
         names = (re.match(r"(?:journal|snapshot)-(\d{3})-", p.name) for p in directory.iterdir())
         found = {int(m.group(1)) for m in names if m}
+        if not found:
+            shards = sorted(
+                d for pattern in ("shard-*", "*/shard-*") for d in directory.glob(pattern)
+            )
+            if not shards and re.fullmatch(r"shard-\d+", directory.name):
+                raise UserError(f"no journal or snapshot in {directory} yet: nothing to replay")
+            example = shards[0] if shards else Path("var/default/shard-0")
+            raise UserError(
+                f"no journal here ({directory}): give a shard directory, such as {example}"
+            )
         if len(found) != 1:
             raise UserError(
-                f"{directory} holds journals of shards {sorted(found) or 'none'}: pick one "
-                "with --shard"
+                f"{directory} holds journals of shards {sorted(found)}: pick one with --shard"
             )
         shard = found.pop()
     instruments = _config(args).symbols_of(shard) if args.config else None
@@ -176,11 +185,17 @@ def cmd_shm(args: argparse.Namespace) -> int:
     if args.action == "ls":
         stale = {s.name for s in find_stale(args.instance)}
         stale |= set(find_stale_latency(args.instance))
-        for name in instance_segments(args.instance):
+        names = instance_segments(args.instance)
+        for name in names:
             print(f"{name}{'  (stale: creator gone)' if name in stale else ''}")
+        if not names:
+            print(f"no segments{f' of instance {args.instance!r}' if args.instance else ''}")
     else:
-        for name in reclaim_stale(args.instance) + reclaim_stale_latency(args.instance):
+        removed = reclaim_stale(args.instance) + reclaim_stale_latency(args.instance)
+        for name in removed:
             print(f"removed stale segment {name}")
+        if not removed:
+            print("no stale segments")
     return EXIT_OK
 
 
