@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.accounts_toml import account_tables
-from tradsys.cli import main
+from tradsys.cli import build_parser, main
 
 KEYS = {1: "alice-key"}
 
@@ -94,3 +94,17 @@ def test_shm_ls_says_when_there_is_nothing(
     assert capsys.readouterr().out == f"no segments of instance {instance!r}\n"
     assert main(["shm", "reclaim", "--instance", instance]) == 0
     assert capsys.readouterr().out == "no stale segments\n"
+
+
+def _help(*args: str) -> None:
+    """Print a command's help (argparse exits after it)."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*args, "--help"])
+
+
+def test_admin_all_says_what_it_means_per_command(capsys: pytest.CaptureFixture[str]) -> None:
+    _help("admin", "mass-cancel")
+    mass_cancel = " ".join(capsys.readouterr().out.split())
+    assert "--all every account" in mass_cancel and "global switch" not in mass_cancel
+    _help("admin", "kill")
+    assert "--all every account (the global switch)" in " ".join(capsys.readouterr().out.split())

@@ -9,10 +9,12 @@
 
 Accounts by name or id, symbols by name. A phase control is confirmed on the
 market-data status channel when a sidecar runs: each symbol's phase is printed once the
-engine has applied it. Exit 0 when the command was carried out, 1 when the gateway
-refused it (the reason is printed), the engine did not apply a phase control, or the
-instance is not running, 2 on an internal error. See tradsys/cores/gateway_admin.py for
-the socket and its requests.
+engine has applied it (``ACME: HALTED (was CONTINUOUS)``), or that it was there already
+(``ACME: already CONTINUOUS, nothing to do``). Exit 0 when the command was carried out or
+had nothing to do, 1 when the gateway refused it (the reason is printed), the engine did
+not apply a phase control (``ACME: still HALTED ...``: an auction-uncross of a halted
+symbol, a resume during an auction call), or the instance is not running, 2 on an internal
+error. See tradsys/cores/gateway_admin.py for the socket and its requests.
 """
 
 from __future__ import annotations
@@ -42,11 +44,11 @@ def register(subparsers: Any) -> None:
         return c
 
     kill = command("kill", "kill switch: cancel the account's orders and block new ones")
-    _who(kill)
+    _who(kill, "every account (the global switch)")
     kill.add_argument("--off", action="store_true", help="lift the kill switch instead")
     kill.set_defaults(func=cmd_kill)
     cancel = command("mass-cancel", "cancel the account's resting orders (blocks nothing)")
-    _who(cancel)
+    _who(cancel, "every account")
     cancel.set_defaults(func=cmd_mass_cancel)
     reload = command("reload", "reload every [[account]]'s limits and API key from --config")
     reload.set_defaults(func=cmd_reload)
@@ -58,10 +60,10 @@ def register(subparsers: Any) -> None:
         m.set_defaults(func=cmd_market, action=action)
 
 
-def _who(p: argparse.ArgumentParser) -> None:
+def _who(p: argparse.ArgumentParser, everyone: str) -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("account", nargs="?", help="the account, by name or id")
-    target.add_argument("--all", action="store_true", help="every account (the global switch)")
+    target.add_argument("--all", action="store_true", help=everyone)
 
 
 def _account_id(config: Any, who: str | None) -> int | None:
@@ -178,7 +180,11 @@ def _send_and_confirm(
         now, was = after[sym], before[sym]
         was_text = f" (was {was.name})" if was is not None else ""
         if now is not None and now.name == wanted:
-            print(f"{sym}: {now.name}{was_text}")
+            if was is not None and was.name == wanted:
+                # not an error: the symbol is where the operator wants it
+                print(f"{sym}: already {wanted}, nothing to do")
+            else:
+                print(f"{sym}: {now.name}{was_text}")
             continue
         failed = True
         state = now.name if now is not None else "unknown (the feed did not say)"

@@ -175,7 +175,13 @@ def test_a_phase_control_is_confirmed_on_the_status_channel(
     running_md: Instance, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With a market-data sidecar running, `tradsys admin` says what the engine did with
-    a phase control, per symbol -- and exits 1 when the engine did not apply it."""
+    a phase control, per symbol -- and exits 1 when the engine did not apply it. A control
+    that finds the symbol where it leads already changes nothing and is no error."""
+    for control in ("resume", "auction-uncross", "session-open"):
+        assert running_md.admin(control, "ACME") == 0, control
+        got = capsys.readouterr()
+        assert "ACME: already CONTINUOUS, nothing to do" in got.out, control
+        assert "still" not in got.err and "(was CONTINUOUS)" not in got.out
     assert running_md.admin("halt", "ACME") == 0
     assert "ACME: HALTED (was CONTINUOUS)" in capsys.readouterr().out
     # AUCTION_UNCROSS applies only to an auction call: sent, but ACME stays halted
@@ -183,10 +189,12 @@ def test_a_phase_control_is_confirmed_on_the_status_channel(
     got = capsys.readouterr()
     assert "auction-uncross sent for ACME" in got.out
     assert "ACME: still HALTED after 2 s: the engine did not apply auction-uncross" in got.err
+    assert running_md.admin("halt", "ACME") == 0
+    assert "ACME: already HALTED, nothing to do" in capsys.readouterr().out
     assert running_md.admin("resume", "--all") == 0
     out = capsys.readouterr().out
     assert "ACME: CONTINUOUS (was HALTED)" in out
-    assert "ZETA: CONTINUOUS (was CONTINUOUS)" in out
+    assert "ZETA: already CONTINUOUS, nothing to do" in out
     with OrderClient.connect(running_md.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
         assert _rejected(alice, 1) is None  # it trades again
 
