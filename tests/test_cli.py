@@ -108,3 +108,19 @@ def test_admin_all_says_what_it_means_per_command(capsys: pytest.CaptureFixture[
     assert "--all every account" in mass_cancel and "global switch" not in mass_cancel
     _help("admin", "kill")
     assert "--all every account (the global switch)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_market_order_defaults_to_ioc_and_help_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tradsys.cli_order import _tif
+
+    parser = build_parser()
+    market = parser.parse_args(["order", "submit", "ACME", "buy", "1"])
+    assert _tif(market) == "ioc"
+    assert _tif(parser.parse_args(["order", "submit", "ACME", "buy", "1", "--price", "9"])) == "gtc"
+    assert _tif(parser.parse_args(["order", "submit", "ACME", "buy", "1", "--stop", "9"])) == "gtc"
+    given = ["order", "submit", "ACME", "buy", "1", "--tif", "fok"]
+    assert _tif(parser.parse_args(given)) == "fok"
+    _help("order", "submit")
+    assert "ioc for a market order" in " ".join(capsys.readouterr().out.split())

@@ -11,6 +11,10 @@ connects colocated (Unix socket) unless ``--tcp`` is given, and takes the API ke
 ``--api-key`` or the environment variable ``TRADSYS_API_KEY``. Symbols are names from the
 config. A session ends when the command does, and an account with cancel_on_disconnect
 (the default) loses its resting orders then: use ``shell`` to keep orders working.
+
+A new session of an account first gets what the account's earlier sessions left unread
+(and the events of their orders since): those lines end ``(an earlier session's order)``,
+and only the orders a command sent decide its exit code (1 if one was rejected).
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ import shlex
 import sys
 from typing import Any, NoReturn
 
-from tradsys.client.events import Event, Reject
+from tradsys.client.events import Ack, Cancelled, Event, Fill, Reject, Replaced
 from tradsys.client.orders import Disconnected, LoginFailed, OrderClient, OrderRejected
 from tradsys.config import Config, ConfigError, load_config
 from tradsys.cores.sidecar import read_announcement
+from tradsys.protocols.binary import LoginRejectReason
 
 EXIT_OK, EXIT_USER_ERROR = 0, 1
+EARLIER = "  (an earlier session's order)"
 
 
 class OrderCliError(Exception):
@@ -89,7 +95,11 @@ def _connect(args: argparse.Namespace, config: Config) -> OrderClient:
             address, account_id=_account_id(config, args.account), api_key=key
         )
     except LoginFailed as exc:
-        raise OrderCliError(str(exc)) from None
+        try:
+            reason = LoginRejectReason(exc.reason).name
+        except ValueError:
+            reason = f"reason {exc.reason}"
+        raise OrderCliError(f"login refused: {reason} ({exc.text})") from None
     except Disconnected as exc:
         raise OrderCliError(f"cannot reach the gateway: {exc}") from None
 
@@ -122,7 +132,12 @@ def _verb_parser(
     sub.add_argument("side", choices=["buy", "sell"])
     sub.add_argument("quantity", type=int)
     sub.add_argument("--price", type=int, help="limit price (none: a market order)")
-    sub.add_argument("--tif", default="gtc", choices=["gtc", "day", "ioc", "fok"])
+    sub.add_argument(
+        "--tif",
+        choices=["gtc", "day", "ioc", "fok"],
+        help="time in force (default: gtc; ioc for a market order, i.e. no --price and no "
+        "--stop: a market order must be ioc or fok)",
+    )
     sub.add_argument("--post-only", action="store_true")
     sub.add_argument("--stop", type=int, help="stop price (a stop / stop-limit order)")
     sub.add_argument("--display", type=int, help="visible quantity (an iceberg)")
@@ -144,16 +159,25 @@ def _verb_parser(
     return verbs
 
 
-def _run_verb(args: argparse.Namespace, config: Config, client: OrderClient) -> int | None:
-    """Send the command; return the order id to follow, if any. A value the client
-    refuses to encode (an order id out of its field's range) is the user's to fix."""
+def _tif(args: argparse.Namespace) -> str:
+    """The time in force: as given, else gtc -- but ioc for a market order, which the
+    engine takes only as ioc or fok."""
+    if args.tif:
+        return str(args.tif)
+    return "ioc" if args.price is None and args.stop is None else "gtc"
+
+
+def _run_verb(args: argparse.Namespace, config: Config, client: OrderClient) -> int:
+    """Send the command; return the order id its answers carry (0 for a mass cancel). A
+    value the client refuses to encode (an order id out of its field's range) is the
+    user's to fix."""
     try:
         return _send_verb(args, config, client)
     except ValueError as exc:
         raise OrderCliError(str(exc)) from None
 
 
-def _send_verb(args: argparse.Namespace, config: Config, client: OrderClient) -> int | None:
+def _send_verb(args: argparse.Namespace, config: Config, client: OrderClient) -> int:
     if args.verb == "submit":
         return client.submit(
             _symbol_id(config, args.symbol),
@@ -161,7 +185,7 @@ def _send_verb(args: argparse.Namespace, config: Config, client: OrderClient) ->
             args.quantity,
             args.price,
             order_id=args.order_id,
-            tif=args.tif,
+            tif=_tif(args),
             post_only=args.post_only,
             stop_price=args.stop,
             display_qty=args.display,
@@ -174,17 +198,57 @@ def _send_verb(args: argparse.Namespace, config: Config, client: OrderClient) ->
         client.replace(args.order_id, price=args.price, quantity=args.quantity, symbol_id=sym)
         return int(args.order_id)
     client.mass_cancel(_symbol_id(config, args.symbol) if args.symbol else 0)
-    return None
+    what = f"{args.symbol.upper()} only" if args.symbol else "every symbol"
+    print(f"mass cancel sent: every order of the account, {what}", flush=True)
+    return 0  # the command's own order id: a reject of it carries 0
 
 
-def _print_events(client: OrderClient, names: dict[int, str], wait: float) -> int:
-    """Print events until none comes for ``wait`` s; 1 if any was a reject."""
+class _SentOrders:
+    """The order ids a command (or a shell) sent, and which of them rest, as far as their
+    events have said."""
+
+    def __init__(self) -> None:
+        self.ours: set[int] = set()
+        self.resting: set[int] = set()
+
+    def note(self, event: Event) -> None:
+        if isinstance(event, Ack | Replaced) and event.leaves_qty > 0:
+            self.resting.add(event.order_id)
+        elif isinstance(event, Cancelled) or (isinstance(event, Fill) and event.leaves_qty == 0):
+            self.resting.discard(event.order_id)
+
+
+def _print_events(
+    client: OrderClient, names: dict[int, str], wait: float, orders: _SentOrders | None = None
+) -> int:
+    """Print events until none comes for ``wait`` s; 1 if one of ``orders`` was rejected.
+    An event of another order is labelled: a new session first gets what the account's
+    earlier sessions left unread, and its orders' events since (``orders`` None: none is
+    labelled, as ``watch`` prints the account's stream)."""
     status = EXIT_OK
     for event in client.events(wait):
-        print(describe(event, names), flush=True)
-        if isinstance(event, Reject):
+        ours = orders is None or event.order_id in orders.ours
+        print(describe(event, names) + ("" if ours else EARLIER), flush=True)
+        if ours and isinstance(event, Reject):
             status = EXIT_USER_ERROR
+        if orders is not None and ours:
+            orders.note(event)
     return status
+
+
+def _resting_note(config: Config, args: argparse.Namespace, orders: _SentOrders) -> None:
+    """Say so when an order this command sent or replaced rests, and is therefore
+    cancelled as the command's session ends."""
+    if not orders.resting or not _cancels_on_disconnect(config, args.account):
+        return
+    took = "; a replace takes the order over into this command's session"
+    print(
+        f"note: order {', '.join(map(str, sorted(orders.resting)))} is cancelled as this "
+        "command exits: the account cancels a session's resting orders when the session "
+        f"ends (cancel_on_disconnect){took if args.verb == 'replace' else ''}; use "
+        "`tradsys order shell` to keep orders working",
+        file=sys.stderr,
+    )
 
 
 def cmd_order(args: argparse.Namespace) -> int:
@@ -198,14 +262,10 @@ def cmd_order(args: argparse.Namespace) -> int:
                     _print_events(client, names, 3600.0)
             if args.verb == "shell":
                 return _shell(args, config, client, names)
-            _run_verb(args, config, client)
-            status = _print_events(client, names, args.wait)
-            if args.verb == "submit" and _cancels_on_disconnect(config, args.account):
-                print(
-                    "note: this account cancels its resting orders when its session ends "
-                    "(cancel_on_disconnect); use `tradsys order shell` to keep them working",
-                    file=sys.stderr,
-                )
+            orders = _SentOrders()
+            orders.ours.add(_run_verb(args, config, client))
+            status = _print_events(client, names, args.wait, orders)
+            _resting_note(config, args, orders)
             return status
     except OrderCliError as exc:
         print(f"tradsys order: {exc}", file=sys.stderr)
