@@ -156,7 +156,7 @@ REJECT_TEXT: dict[RejectReason, str] = {
     RejectReason.CREDIT_LIMIT: "open + filled notional would pass credit_limit",
     RejectReason.DUPLICATE_CLIENT_ID: "the account has a live order with this client order id",
     RejectReason.KILL_SWITCH: "kill switch on",
-    RejectReason.UNKNOWN_CLIENT_ID: "no live order of the session with this client order id",
+    RejectReason.UNKNOWN_CLIENT_ID: "no live order of the account with this client order id",
     RejectReason.GATEWAY_CAPACITY: "the gateway tracks its maximum of live orders",
     RejectReason.ACCOUNT_THROTTLED: "the account's order rate (all its sessions) is spent",
 }

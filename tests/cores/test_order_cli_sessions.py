@@ -114,3 +114,11 @@ def test_replace_says_the_order_is_cancelled_when_the_command_exits(running: Ins
         assert isinstance(gone, Cancelled) and gone.quantity == 2
     resting = running.order(1, "submit", "ACME", "buy", "1", "--price", "90")
     assert resting.returncode == 0 and "note: order " in resting.stderr
+
+
+def test_cancel_of_no_live_order_says_the_account_has_none(running: Instance) -> None:
+    out = running.order(1, "cancel", "424242", "ACME")
+    assert out.returncode == 1
+    assert "UNKNOWN_CLIENT_ID" in out.stdout
+    assert "no live order of the account with this client order id" in out.stdout
+    assert "note:" not in out.stderr
