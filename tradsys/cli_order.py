@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import shlex
 import sys
 from typing import Any, NoReturn
@@ -33,6 +34,8 @@ from tradsys.protocols.binary import LoginRejectReason
 
 EXIT_OK, EXIT_USER_ERROR = 0, 1
 EARLIER = "  (an earlier session's order)"
+# the shell waits on stdin this long at a time, then shows what the session got meanwhile
+SHELL_LOOK_S = 0.05
 
 
 class OrderCliError(Exception):
@@ -295,32 +298,97 @@ class _ShellParser(argparse.ArgumentParser):
         raise _ParserExitError
 
 
+class _StdinLines:
+    """Lines typed on stdin, read from its file descriptor so that waiting for one can be
+    bounded: a buffered ``readline`` blocks until a whole line comes, and ``select``
+    cannot see lines a buffer already holds."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+        self.eof = False
+
+    def next(self, timeout: float) -> str | None:
+        """The next line (with its newline), "" at the end of the input, None if no whole
+        line came within ``timeout`` seconds."""
+        if b"\n" not in self.buf and not self.eof:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            if ready:
+                chunk = os.read(self.fd, 65536)
+                self.buf += chunk
+                self.eof = not chunk
+        if b"\n" in self.buf:
+            line, _, self.buf = self.buf.partition(b"\n")
+            return line.decode(errors="replace") + "\n"
+        if self.eof:
+            line, self.buf = self.buf, b""
+            return line.decode(errors="replace")
+        return None
+
+
+SHELL_HELP = """commands (each verb's --help says more):
+  submit SYMBOL buy|sell QTY [--price P] [--tif T] ...   a new order
+  cancel ORDER_ID SYMBOL                                  cancel one order
+  replace ORDER_ID SYMBOL --price P --quantity Q          new price and total quantity
+  mass-cancel [SYMBOL]                                    every order of the account
+  help                                                    this text
+  quit                                                    drain the session's events, end it
+Events are printed as they come, also while the prompt waits."""
+
+
 def _shell(
     args: argparse.Namespace, config: Config, client: OrderClient, names: dict[int, str]
 ) -> int:
-    """Commands typed one per line (the verbs of `tradsys order`), one session."""
+    """Commands typed one per line (the verbs of `tradsys order`), one session. Events are
+    printed as they come, also while the prompt waits for a line; at ``quit``, the end of
+    the input or Ctrl-C the session's remaining events are printed before it ends, so
+    none is left unread (those would go to the account's next session)."""
     parser = _ShellParser(prog="", add_help=False)
     _verb_parser(parser)
     interactive = sys.stdin.isatty()
-    while True:
+    lines = _StdinLines(sys.stdin.fileno())
+    orders = _SentOrders()
+    prompted = False
+    try:
+        while True:
+            if interactive and not prompted:
+                print("order> ", end="", flush=True)
+                prompted = True
+            line = lines.next(SHELL_LOOK_S)
+            if line is None:  # nothing typed: show what came meanwhile
+                events = client.poll(0.0)
+                if events and interactive:
+                    print("\r\x1b[K", end="")  # over the prompt; it comes again below
+                    prompted = False
+                for event in events:
+                    label = "" if event.order_id in orders.ours else EARLIER
+                    print(describe(event, names) + label, flush=True)
+                continue
+            prompted = False
+            if not line:
+                break
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            if text in ("quit", "exit"):
+                break
+            if text in ("help", "?"):
+                print(SHELL_HELP, flush=True)
+                continue
+            try:
+                orders.ours.add(_run_verb(parser.parse_args(shlex.split(text)), config, client))
+            except _ParserExitError:
+                sys.stdout.flush()
+                continue
+            except (OrderCliError, ValueError) as exc:
+                print(f"error: {exc}", flush=True)
+                continue
+            _print_events(client, names, args.wait, orders)
+    except KeyboardInterrupt:
         if interactive:
-            print("order> ", end="", flush=True)
-        line = sys.stdin.readline()
-        if not line:
-            return EXIT_OK
-        if not line.strip() or line.strip().startswith("#"):
-            continue
-        if line.strip() in ("quit", "exit"):
-            return EXIT_OK
-        try:
-            _run_verb(parser.parse_args(shlex.split(line)), config, client)
-        except _ParserExitError:
-            sys.stdout.flush()
-            continue
-        except (OrderCliError, ValueError) as exc:
-            print(f"error: {exc}", flush=True)
-            continue
-        _print_events(client, names, args.wait)
+            print()
+    _print_events(client, names, args.wait, orders)
+    return EXIT_OK
 
 
 def _session_options(parser: argparse.ArgumentParser, defaults: bool) -> None:

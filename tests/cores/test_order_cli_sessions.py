@@ -5,9 +5,13 @@ prompt waits -- and what becomes of a resting order when a one-shot command exit
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +20,7 @@ import pytest
 from tests.client.edge_rig import KEYS
 from tests.cores.test_gateway_e2e import e2e_config_text
 from tradsys.cli_order import EARLIER
-from tradsys.client.events import Cancelled, Fill
+from tradsys.client.events import Ack, Cancelled, Fill
 from tradsys.client.orders import OrderClient
 from tradsys.config import load_config
 from tradsys.cores.sidecar import read_announcement
@@ -122,3 +126,115 @@ def test_cancel_of_no_live_order_says_the_account_has_none(running: Instance) ->
     assert "UNKNOWN_CLIENT_ID" in out.stdout
     assert "no live order of the account with this client order id" in out.stdout
     assert "note:" not in out.stderr
+
+
+class Shell:
+    """`tradsys order shell` with a pipe for its input and its output read line by line
+    as it comes (a thread drains it into a queue: waiting for a line waits on data)."""
+
+    def __init__(self, running: Instance, account: int) -> None:
+        env = {**os.environ, "TRADSYS_API_KEY": KEYS[account]}
+        self.proc = subprocess.Popen(
+            running.command(account, "shell"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def type(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def wait_for(self, prefix: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"the shell never printed {prefix!r}; it printed {self.lines}")
+
+    def end(self) -> tuple[int, list[str]]:
+        """Close its input, wait for it to exit; its exit code and every line it printed."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        code = self.proc.wait(timeout=30)
+        self._reader.join(timeout=30)
+        while (line := self._queue.get_nowait() if not self._queue.empty() else None) is not None:
+            self.lines.append(line)
+        return code, self.lines
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError):
+                if stream is not None:
+                    stream.close()
+
+
+@pytest.fixture
+def shell(running: Instance) -> Iterator[Shell]:
+    sh = Shell(running, 1)
+    try:
+        yield sh
+    finally:
+        sh.kill()
+
+
+def test_the_shell_prints_events_while_it_waits_and_reads_them_all_before_it_ends(
+    running: Instance, shell: Shell
+) -> None:
+    shell.type("submit ACME sell 5 --price 101 --order-id 7")
+    assert "order 7 ACME" in shell.wait_for("Ack")
+    # a line it answers at once, after the submit's own wait for events: once it has
+    # answered, the shell waits at its prompt
+    shell.type("cancel")
+    shell.wait_for("error: the following arguments are required")
+    with running.client(2) as bob:
+        bob.wait_for(bob.submit("ACME", "buy", 2, 101, tif="ioc"), (Fill,))
+        # nothing typed: the shell prints its maker fill as it comes
+        assert "quantity=2 leaves_qty=3" in shell.wait_for("Fill      order 7")
+        bob.wait_for(bob.submit("ACME", "buy", 1, 101, tif="ioc"), (Fill,))
+    shell.type("quit")  # at once: the second fill may still be in the session's ring
+    code, lines = shell.end()
+    assert code == 0, shell.proc.stderr.read() if shell.proc.stderr else ""
+    fills = [line for line in lines if line.startswith("Fill      order 7")]
+    assert len(fills) == 2 and "quantity=1 leaves_qty=2" in fills[1], lines
+    # read and handed, so not redelivered: the account's next session gets, before the
+    # answer to its own order, only the cancel of what the shell left resting
+    with running.client(1) as after:
+        mine = after.submit("ACME", "buy", 1, 90)
+        after.wait_for(mine)
+        earlier = [e for e in after.poll() if e.order_id == 7]
+    assert not any(isinstance(e, Fill | Ack) for e in earlier), earlier
+
+
+def test_the_shell_has_help(shell: Shell) -> None:
+    shell.type("help")
+    assert "mass-cancel [SYMBOL]" in shell.wait_for("  mass-cancel")
+    shell.type("mass-cancel")
+    assert shell.wait_for("mass cancel sent") == (
+        "mass cancel sent: every order of the account, every symbol"
+    )
+    code, _ = shell.end()
+    assert code == 0
