@@ -41,9 +41,11 @@ def register(subparsers: Any) -> None:
     tail.set_defaults(func=cmd_md_tail)
 
 
-def _endpoints(args: argparse.Namespace) -> tuple[str, str]:
-    if args.publish and args.snapshot:
-        return args.publish, args.snapshot
+def _endpoints(args: argparse.Namespace) -> tuple[str, str, list[str]]:
+    """The PUB and snapshot endpoints, and the symbols the instance publishes (empty when
+    both endpoints are given and no --config: then only the sidecar knows them)."""
+    if args.publish and args.snapshot and not args.config:
+        return args.publish, args.snapshot, []
     from tradsys.config import load_config
     from tradsys.cores.sidecar import read_announcement
 
@@ -51,7 +53,18 @@ def _endpoints(args: argparse.Namespace) -> tuple[str, str]:
     doc = read_announcement(config, "md") or {}
     publish = args.publish or (doc.get("publish") or config.md.publish)[0]
     snapshot = args.snapshot or doc.get("snapshot") or config.md.snapshot
-    return str(publish), str(snapshot)
+    symbols = doc.get("symbols") or [i.symbol for i in config.instruments]
+    return str(publish), str(snapshot), [str(s) for s in symbols]
+
+
+def _symbol(name: str, symbols: list[str]) -> str | None:
+    """The symbol a person typed, in any case (as the other commands take it); None when
+    the instance does not publish it. Unknown ``symbols``: upper case, the sidecar says."""
+    if not symbols:
+        return name.upper()
+    if name in symbols:
+        return name
+    return next((s for s in symbols if s.upper() == name.upper()), None)
 
 
 def status_text(book: LocalBook) -> str:
@@ -85,9 +98,17 @@ def cmd_md_tail(args: argparse.Namespace) -> int:
     from tradsys.config import ConfigError
 
     try:
-        publish, snapshot = _endpoints(args)
+        publish, snapshot, symbols = _endpoints(args)
     except ConfigError as exc:
         print(f"tradsys: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    symbol = _symbol(args.symbol, symbols)
+    if symbol is None:
+        print(
+            f"tradsys: unknown symbol {args.symbol!r}; the instance publishes: "
+            f"{', '.join(symbols)}",
+            file=sys.stderr,
+        )
         return EXIT_USER_ERROR
     trades: deque[tuple[int, int, int, int]] = deque(maxlen=args.depth)
     state: dict[str, Any] = {"dirty": True, "note": "", "error": ""}
@@ -107,10 +128,10 @@ def cmd_md_tail(args: argparse.Namespace) -> int:
             state["note"] = ""
 
     views = 0
-    with MarketDataClient(publish, snapshot, [args.symbol], on_event=on_event) as client:
-        book = client.books[args.symbol]
+    with MarketDataClient(publish, snapshot, [symbol], on_event=on_event) as client:
+        book = client.books[symbol]
         if not client.run_until(lambda: book.synced or bool(state["error"]), args.timeout):
-            why = f"no book for {args.symbol} from {snapshot} within {args.timeout:g} s"
+            why = f"no book for {symbol} from {snapshot} within {args.timeout:g} s"
             print(f"tradsys: {why} (is `tradsys run` up with [md] enabled?)", file=sys.stderr)
             return EXIT_USER_ERROR
         if state["error"]:

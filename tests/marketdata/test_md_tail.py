@@ -79,3 +79,40 @@ def test_md_tail_of_an_unknown_symbol_is_a_user_error(rig: MdRig) -> None:
     proc = md_tail(rig, "NOPE")
     assert proc.returncode == 1
     assert "unknown_symbol" in proc.stderr and "NOPE" in proc.stderr
+
+
+def rig_toml(rig: MdRig, tmp_path: Path) -> Path:
+    """A config file naming the rig's instance: enough to find its sidecar's
+    announcement (endpoints and the symbols it publishes)."""
+    engine = rig.config.engine
+    path = tmp_path / "tail.toml"
+    path.write_text(
+        f'[engine]\ninstance = "{engine.instance}"\ndata_dir = "{engine.data_dir}"\n\n'
+        '[[shard]]\nid = 0\n\n[[instrument]]\nsymbol = "ACME"\nsymbol_id = 1\n'
+    )
+    return path
+
+
+@pytest.mark.multiprocess
+def test_md_tail_takes_a_symbol_in_any_case_and_lists_the_published_ones(
+    rig: MdRig, tmp_path: Path
+) -> None:
+    rig.send(0, batch(new_order(1, 1, 7, Side.BUY, 5, 990)))
+    lower = md_tail(rig, "acme", "--plain", "--updates", "1")
+    assert lower.returncode == 0, lower.stderr
+    assert lower.stdout.startswith("ACME ") and "990" in lower.stdout
+    config = str(rig_toml(rig, tmp_path))
+    cmd = [sys.executable, "-m", "tradsys.cli", "md", "tail"]
+    found = subprocess.run(
+        [*cmd, "acme", "--config", config, "--plain", "--updates", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.startswith("ACME ")
+    unknown = subprocess.run(
+        [*cmd, "nope", "--config", config], capture_output=True, text=True, timeout=60
+    )
+    assert unknown.returncode == 1
+    assert "unknown symbol 'nope'; the instance publishes: ACME, ACMEX, BRKR" in unknown.stderr
