@@ -39,7 +39,10 @@ typedef __int128 gw_wide;
 typedef struct gw_order {
     uint64_t exch_id;     /* 0 = free slot */
     uint64_t client_id;
-    int64_t price;        /* risk price: limit price, else stop, else reference at entry */
+    int64_t price;        /* risk price (risk.c, gw_risk_price) */
+    int64_t limit;        /* the price the engine holds: a limit, or a market-type order's
+                           * protection price (0: none) */
+    int64_t stop_price;   /* a stop's trigger price, else 0 */
     int64_t qty;          /* total quantity */
     int64_t leaves;
     int64_t res_qty;      /* held in the account's open same-side quantity */
@@ -62,6 +65,7 @@ typedef struct gw_order {
      * but its client id stays taken until it is done, so a NEW cannot reuse the id while
      * the order's last events (a fill racing the cancel, the CANCELLED) are still due */
     uint8_t given_up;
+    uint8_t type;         /* ts_order_type as sent */
 } gw_order;
 
 typedef struct gw_position {

@@ -399,6 +399,9 @@ static void restore_one(ts_gateway *gw, uint32_t idx, const ts_live_order *r, ui
     o->account = a;
     o->instr = k;
     o->side = r->side;
+    o->type = r->order_type;
+    o->limit = r->price;
+    o->stop_price = r->stop_price;
     o->qty = r->quantity;
     o->leaves = r->leaves_qty;
     o->session = GW_NONE;

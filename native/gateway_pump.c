@@ -220,6 +220,9 @@ static void take_new(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_comm
     o->client_id = c->order_id;
     o->qty = c->quantity;
     o->side = c->side;
+    o->type = c->order_type;
+    o->limit = send_price;
+    o->stop_price = c->stop_price;
     o->account = s->account;
     o->instr = k;
     o->in_ns = gw->clock_ns; /* stage latency: order in */

@@ -42,6 +42,18 @@ int64_t gw_risk_price(const gw_instrument *in, uint8_t type, int64_t price, int6
     return price > 0 ? price : market_base(in, stop_price);
 }
 
+/* Where a market-type order will trade, which its protection price is set and collared
+ * around: the reference; for a STOP the side it triggers on -- a buy stop trades at or
+ * above the higher of its stop price and the reference, a sell stop at or below the
+ * lower (a sell stop-loss below the market must be able to sell below the reference). */
+static int64_t protection_base(const gw_instrument *in, uint8_t type, uint8_t side,
+                               int64_t stop_price) {
+    const int64_t ref = reference_of(in);
+    if (type != TS_ORD_STOP || stop_price <= 0) return ref;
+    if (side == TS_SIDE_BUY) return max64(stop_price, ref);
+    return ref > 0 && ref < stop_price ? ref : stop_price;
+}
+
 /* Market-order protection: the price a market-type order without one is sent with, the
  * edge of the account's price collar on the far side of its base, so that a market order
  * on a thin book cannot walk past the prices the collar allows a limit order (and its
@@ -49,7 +61,7 @@ int64_t gw_risk_price(const gw_instrument *in, uint8_t type, int64_t price, int6
 static int64_t protection_price(const ts_risk_limits *lim, const gw_instrument *in,
                                 const ts_command *c) {
     if (!market_type(c->order_type) || c->price != 0 || !lim->price_collar_bps) return 0;
-    const int64_t base = market_base(in, c->stop_price);
+    const int64_t base = protection_base(in, c->order_type, c->side, c->stop_price);
     if (base <= 0) return 0;
     const __int128 room = (__int128)base * lim->price_collar_bps / 10000;
     if (c->side == TS_SIDE_BUY) {
@@ -108,9 +120,10 @@ static inline int throttle_take(gw_session *s, gw_account *acc, int64_t now) {
 
 /* ---- checks ------------------------------------------------------------------------------ */
 
-static int collar_breached(const ts_risk_limits *lim, const gw_instrument *in, int64_t price) {
+/* A price outside the collar around `ref`: the reference for a limit price, the
+ * protection base for a market-type order's protection price. */
+static int collar_breached(const ts_risk_limits *lim, int64_t ref, int64_t price) {
     if (!lim->price_collar_bps || price <= 0) return 0;
-    int64_t ref = reference_of(in);
     if (ref <= 0) return 0;
     __int128 diff = (__int128)price - ref;
     if (diff < 0) diff = -diff;
@@ -131,6 +144,11 @@ static int credit_breached(const ts_risk_limits *lim, const gw_account *acc, gw_
                            gw_wide held) {
     if (!lim->credit_limit) return 0;
     return acc->open_notional - was + held + acc->filled_notional > lim->credit_limit;
+}
+
+static inline int64_t collar_ref(const gw_instrument *in, uint8_t type, uint8_t side,
+                                 int64_t stop_price) {
+    return market_type(type) ? protection_base(in, type, side, stop_price) : reference_of(in);
 }
 
 int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *instr_out,
@@ -155,7 +173,8 @@ int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *i
     if (lim->max_order_qty && c->quantity > lim->max_order_qty) return TS_REJ_MAX_ORDER_QTY;
     if (lim->max_order_notional && (rp == 0 || n > lim->max_order_notional))
         return TS_REJ_MAX_NOTIONAL;
-    if (collar_breached(lim, in, c->price)) return TS_REJ_PRICE_COLLAR;
+    if (collar_breached(lim, collar_ref(in, c->order_type, c->side, c->stop_price), c->price))
+        return TS_REJ_PRICE_COLLAR;
     if (lim->max_open_orders && acc->open_orders >= lim->max_open_orders)
         return TS_REJ_MAX_OPEN_ORDERS;
     if (position_breached(lim, &acc->pos[k], c->side, 0, c->quantity)) return TS_REJ_MAX_POSITION;
@@ -177,9 +196,17 @@ static void reserve_target(const gw_order *o, int64_t *rq, gw_wide *rn) {
     }
 }
 
+/* A replace's risk price: its new price (for a STOP, 0 keeps its protection price) valued
+ * as a new order's would be. */
+static int64_t replace_risk_price(const gw_instrument *in, const gw_order *o,
+                                  const ts_command *c) {
+    return gw_risk_price(in, o->type, c->price > 0 ? c->price : o->limit, o->stop_price);
+}
+
 /* The replace's worst case: its new leaves (new total − filled) at its new risk price. */
-static void replace_figures(const gw_order *o, const ts_command *c, int64_t *est, gw_wide *est_n) {
-    int64_t rp = c->price > 0 ? c->price : o->price;
+static void replace_figures(const gw_instrument *in, const gw_order *o, const ts_command *c,
+                            int64_t *est, gw_wide *est_n) {
+    int64_t rp = replace_risk_price(in, o, c);
     int64_t e = c->quantity - (o->qty - o->leaves);
     *est = e > 0 ? e : 0;
     *est_n = notional(rp, *est);
@@ -197,14 +224,15 @@ int gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_
     if (c->quantity <= 0) return TS_REJ_INVALID_QUANTITY;
     if (c->price < 0) return TS_REJ_INVALID_PRICE;
     const gw_instrument *in = &gw->instr[o->instr];
-    int64_t rp = c->price > 0 ? c->price : o->price;
+    int64_t rp = replace_risk_price(in, o, c);
     if (lim->max_order_qty && c->quantity > lim->max_order_qty) return TS_REJ_MAX_ORDER_QTY;
     if (lim->max_order_notional && (rp == 0 || notional(rp, c->quantity) > lim->max_order_notional))
         return TS_REJ_MAX_NOTIONAL;
-    if (collar_breached(lim, in, c->price)) return TS_REJ_PRICE_COLLAR;
+    if (collar_breached(lim, collar_ref(in, o->type, o->side, o->stop_price), c->price))
+        return TS_REJ_PRICE_COLLAR;
     int64_t est;
     gw_wide est_n;
-    replace_figures(o, c, &est, &est_n);
+    replace_figures(in, o, c, &est, &est_n);
     int64_t rq = max64(o->res_qty, est);
     gw_wide rn = max_wide(o->res_notional, est_n);
     if (position_breached(lim, &acc->pos[o->instr], o->side, o->res_qty, rq))
@@ -255,7 +283,7 @@ void gw_book_replace(ts_gateway *gw, uint32_t idx, const ts_command *c) {
     gw_order *o = &gw->orders[idx];
     int64_t est;
     gw_wide est_n;
-    replace_figures(o, c, &est, &est_n);
+    replace_figures(&gw->instr[o->instr], o, c, &est, &est_n);
     if (!o->pending) {
         o->pend_qty = 0;
         o->pend_notional = 0;
@@ -319,7 +347,10 @@ void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev) {
         if (o->state == GW_DONE) break;
         o->qty = ev->quantity;
         o->leaves = ev->leaves_qty;
-        if (ev->price > 0) o->price = ev->price;
+        if (ev->price > 0) o->limit = ev->price;
+        /* revalued as a new order would be (a market-type order: at its base or, when
+         * higher, its protection price; never at a sell's protection price alone) */
+        o->price = gw_risk_price(&gw->instr[o->instr], o->type, o->limit, o->stop_price);
         rereserve(gw, o);
         break;
     default: /* TRIGGERED changes nothing the gateway counts */

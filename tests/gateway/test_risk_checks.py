@@ -108,7 +108,8 @@ def test_stop_order_is_valued_at_the_higher_of_stop_and_reference(
         (Side.SELL, {"order_type": 2, "tif": 3}, 950, 1000),
         # a stop is judged from the higher of its stop price and the reference
         (Side.BUY, {"order_type": 3, "tif": 1, "stop_price": 1200}, 1260, 1260),
-        (Side.SELL, {"order_type": 3, "tif": 1, "stop_price": 900}, 950, 1000),
+        # a sell stop-loss below the market must be able to sell below its stop price
+        (Side.SELL, {"order_type": 3, "tif": 1, "stop_price": 900}, 855, 1000),
     ],
 )
 def test_market_orders_are_sent_with_the_collar_edge_as_protection(
@@ -150,6 +151,48 @@ def test_market_order_protection_follows_the_last_trade_and_the_client_price(
     assert passes(rig, s)["price"] == 1450
     s.send(command(order_id=3, price=1600, **market))
     only_reject(rig, s, RejectReason.PRICE_COLLAR)
+
+
+def test_a_replaced_stop_keeps_its_valuation(make_rig: Callable[..., GatewayRig]) -> None:
+    """A sell stop is valued at the higher of its stop price and the reference (1000),
+    not at its protection price (855); a REPLACE that changes nothing used to revalue it
+    at the protection price and free credit the account did not have."""
+    rig = make_rig([account(1, price_collar_bps=500, credit_limit=10_500)])
+    s = rig.session()
+    stop = {"order_type": 3, "tif": 1, "price": 0, "stop_price": 900, "side": Side.SELL}
+    s.send(command(order_id=1, quantity=10, **stop))
+    sent = passes(rig, s)
+    rig.answer(0, EventKind.ACCEPTED, sent)
+    rig.poll()
+    s.events()
+    assert rig.core.account_state(1).open_notional == 10_000
+    s.send(command(CommandKind.REPLACE, order_id=1, symbol_id=AAA, price=0, quantity=10))
+    replace = passes(rig, s)
+    assert replace["price"] == 0  # the engine keeps the stop's protection price
+    rig.answer(0, EventKind.REPLACED, sent, leaves_qty=10)  # echoes it: 855
+    rig.poll()
+    s.events()
+    assert rig.core.account_state(1).open_notional == 10_000
+    s.send(command(order_id=2, side=Side.SELL, price=1000, quantity=1))
+    only_reject(rig, s, RejectReason.CREDIT_LIMIT)
+
+
+def test_a_stop_protection_price_is_collared_where_the_stop_triggers(
+    make_rig: Callable[..., GatewayRig],
+) -> None:
+    """A client's own protection price on a sell stop at 900 (reference 1000, 5 %) may go
+    down to 855; a buy stop's at 1200 up to 1260 (the price the gateway itself would set)."""
+    rig = make_rig([account(1, price_collar_bps=500)])
+    s = rig.session()
+    for oid, side, stop_price, ok, bad in (
+        (1, Side.SELL, 900, 855, 854),
+        (3, Side.BUY, 1200, 1260, 1261),
+    ):
+        stop = {"order_type": 3, "tif": 1, "side": side, "stop_price": stop_price}
+        s.send(command(order_id=oid, price=bad, **stop))
+        only_reject(rig, s, RejectReason.PRICE_COLLAR)
+        s.send(command(order_id=oid + 1, price=ok, **stop))
+        assert passes(rig, s)["price"] == ok
 
 
 def test_market_order_without_a_collar_goes_unprotected(

@@ -134,6 +134,34 @@ def test_a_market_order_stops_at_the_collar_edge(engine: tuple[GatewayCore, Any,
     assert core.account_state(2).open_orders == 0
 
 
+def test_a_sell_stop_loss_below_the_collar_still_sells(
+    engine: tuple[GatewayCore, Any, Config],
+) -> None:
+    """A sell stop at 900 (reference 1000, 5 % collar) goes out protected at 855, below
+    its stop price: once the market trades at 900 it sells there (protected around the
+    reference, at 950, it could never have sold at all)."""
+    core, rings, _ = engine
+    core.set_account_limits(account(2, price_collar_bps=500))
+    bidder, seller = connect(core, rings, 1), connect(core, rings, 2)
+    bidder.send(command(order_id=1, quantity=20, price=900))
+    assert expect(bidder, 1)["kind"][0] == EventKind.ACCEPTED
+    seller.send(
+        command(order_id=5, side=Side.SELL, order_type=3, price=0, stop_price=900, quantity=10)
+    )
+    (ack,) = expect(seller, 1)
+    assert (ack["kind"], ack["price"]) == (EventKind.ACCEPTED, 855)
+    # a third account, without a collar, trades at 900: the stop triggers
+    core.set_account_limits(account(3))
+    other = connect(core, rings, 3)
+    other.send(command(order_id=1, side=Side.SELL, quantity=1, price=900))
+    assert list(expect(other, 2)["kind"]) == [EventKind.ACCEPTED, EventKind.TRADE]
+    ev = expect(seller, 2)
+    assert list(ev["kind"]) == [EventKind.TRIGGERED, EventKind.TRADE]
+    assert (ev[0]["order_id"], ev[0]["price"]) == (5, 855)
+    assert (ev[1]["order_id"], ev[1]["price"], ev[1]["quantity"]) == (5, 900, 10)
+    assert core.position(2, "AAA").position == -10
+
+
 def test_disconnect_cancels_in_the_engine(engine: tuple[GatewayCore, Any, Config]) -> None:
     core, rings, _ = engine
     s = connect(core, rings, 2, cancel_on_disconnect=True)

@@ -46,7 +46,10 @@ class RefOrder:
     symbol: int
     side: int
     qty: int
-    price: int = 0
+    price: int = 0  # the risk price
+    limit: int = 0  # the engine's price: a limit, or a market-type order's protection
+    order_type: int = 0
+    stop_price: int = 0
     leaves: int = 0
     res_qty: int = 0
     res_notional: int = 0
@@ -236,7 +239,8 @@ class ReferenceGateway:
             exch, client = r["order_id"], client_of.get(r["order_id"], 0)
             o = RefOrder(exch, client, None, r["account_id"], sym, r["side"], r["quantity"])
             o.leaves, o.state, o.orphan = r["leaves_qty"], LIVE, True
-            o.price = self._risk_price(sym, r["order_type"], r["price"], r["stop_price"])
+            o.order_type, o.limit, o.stop_price = r["order_type"], r["price"], r["stop_price"]
+            o.price = self._risk_price(sym, o.order_type, o.limit, o.stop_price)
             o.indexed = bool(client) and (o.account, client) not in self.by_client
             if o.indexed:
                 self.by_client[(o.account, client)] = exch
@@ -319,12 +323,27 @@ class ReferenceGateway:
             return max(price, self._market_base(symbol, stop_price))
         return price if price > 0 else self._market_base(symbol, stop_price)
 
+    def _protection_base(self, symbol: int, order_type: int, side: int, stop_price: int) -> int:
+        """Where a market-type order will trade: the reference; a buy STOP at or above
+        the higher of its stop price and the reference, a sell STOP at or below the lower."""
+        ref = self._ref(symbol)
+        if order_type != OrderType.STOP or stop_price <= 0:
+            return ref
+        if side == Side.BUY:
+            return max(stop_price, ref)
+        return ref if 0 < ref < stop_price else stop_price
+
+    def _collar_ref(self, symbol: int, order_type: int, side: int, stop_price: int) -> int:
+        if order_type in _MARKET_TYPES:
+            return self._protection_base(symbol, order_type, side, stop_price)
+        return self._ref(symbol)
+
     def _protection(self, lim: AccountSection, c: Record) -> int:
         """The price a market-type order without one is sent with: the far edge of the
-        account's collar around its base (0 = none)."""
+        account's collar around its protection base (0 = none)."""
         if c["order_type"] not in _MARKET_TYPES or c["price"] != 0 or not lim.price_collar_bps:
             return 0
-        base = self._market_base(c["symbol_id"], c["stop_price"])
+        base = self._protection_base(c["symbol_id"], c["order_type"], c["side"], c["stop_price"])
         if base <= 0:
             return 0
         room = base * lim.price_collar_bps // 10000
@@ -332,10 +351,9 @@ class ReferenceGateway:
             return min(base + room, INT64_MAX)
         return max(base - room, 1)
 
-    def _collar(self, lim: AccountSection, symbol: int, price: int) -> None:
+    def _collar(self, lim: AccountSection, ref: int, price: int) -> None:
         if not lim.price_collar_bps or price <= 0:
             return
-        ref = self._ref(symbol)
         if ref > 0 and abs(price - ref) * 10000 > ref * lim.price_collar_bps:
             raise _RejectError(RejectReason.PRICE_COLLAR)
 
@@ -386,7 +404,9 @@ class ReferenceGateway:
             raise _RejectError(RejectReason.MAX_ORDER_QTY)
         if lim.max_order_notional and (rp == 0 or n > lim.max_order_notional):
             raise _RejectError(RejectReason.MAX_NOTIONAL)
-        self._collar(lim, sym, c["price"])
+        self._collar(
+            lim, self._collar_ref(sym, c["order_type"], c["side"], c["stop_price"]), c["price"]
+        )
         if lim.max_open_orders and acc.open_orders >= lim.max_open_orders:
             raise _RejectError(RejectReason.MAX_OPEN_ORDERS)
         self._position(acc, sym, c["side"], 0, qty)
@@ -400,6 +420,7 @@ class ReferenceGateway:
         self.orders[o.exch_id] = o
         self.by_client[(s.account, o.client_id)] = o.exch_id
         o.price, o.leaves = rp, qty
+        o.order_type, o.limit, o.stop_price = c["order_type"], send_price, c["stop_price"]
         acc.open_orders += 1
         self._rereserve(o)
         out = dict(c) | {"account_id": s.account, "order_id": o.exch_id, "price": send_price}
@@ -428,12 +449,12 @@ class ReferenceGateway:
             raise _RejectError(RejectReason.INVALID_QUANTITY)
         if price < 0:
             raise _RejectError(RejectReason.INVALID_PRICE)
-        rp = price if price > 0 else o.price
+        rp = self._risk_price(o.symbol, o.order_type, price or o.limit, o.stop_price)
         if lim.max_order_qty and qty > lim.max_order_qty:
             raise _RejectError(RejectReason.MAX_ORDER_QTY)
         if lim.max_order_notional and (rp == 0 or rp * qty > lim.max_order_notional):
             raise _RejectError(RejectReason.MAX_NOTIONAL)
-        self._collar(lim, o.symbol, price)
+        self._collar(lim, self._collar_ref(o.symbol, o.order_type, o.side, o.stop_price), price)
         est = max(0, qty - (o.qty - o.leaves))
         est_n = rp * est
         rq, rn = max(o.res_qty, est), max(o.res_notional, est_n)
@@ -516,7 +537,8 @@ class ReferenceGateway:
             if o.state != DONE:
                 o.qty, o.leaves = ev["quantity"], ev["leaves_qty"]
                 if ev["price"] > 0:
-                    o.price = ev["price"]
+                    o.limit = ev["price"]
+                o.price = self._risk_price(o.symbol, o.order_type, o.limit, o.stop_price)
                 self._rereserve(o)
         routed = dict(ev) | {"order_id": o.client_id, "contra_order_id": 0}
         if answers_amend:
