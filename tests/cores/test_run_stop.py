@@ -23,6 +23,7 @@ import pytest
 
 from tests.cores.run_instance import RunningInstance
 from tests.engine_toml import one_shard_instance
+from tradsys.client.events import Cancelled
 from tradsys.client.orders import OrderClient
 from tradsys.cores.gateway_auth import key_digest
 from tradsys.ring import instance_segments
@@ -218,19 +219,29 @@ def test_ctrl_z_suspends_the_whole_engine_and_fg_continues_it(
     text = whole_instance(instance, tmp_path).replace(
         "ring_capacity = 1024\n", "ring_capacity = 1024\nheartbeat_timeout_ms = 200\n", 1
     )
+    # the gateway drops a TCP peer silent for 3 heartbeats: 300 ms
+    text = text.replace("[gateway]\n", "[gateway]\nheartbeat_ms = 100\n", 1)
     inst = run_instance(text)
     inst.ready()
     engine = inst.children
     supervisor = psutil.Process(inst.proc.pid)
-    os.killpg(inst.proc.pid, signal.SIGTSTP)  # what Ctrl-Z in a terminal does
-    _until("the engine stopped", lambda: _states([supervisor, *engine]) == {"stopped"})
-    time.sleep(0.5)  # the point of the test: stopped for longer than the heartbeat timeout
-    os.killpg(inst.proc.pid, signal.SIGCONT)  # what `fg` does
-    inst.wait_for("continued after a suspend (3 engine processes)")
-    _until("the engine running", lambda: "stopped" not in _states([supervisor, *engine]))
     gateway = json.loads((tmp_path / instance / "gateway.json").read_text())
-    with OrderClient.connect(gateway["unix_socket"], account_id=1, api_key=KEY) as client:
-        client.wait_for(client.submit("ACME", "sell", 5, 101))
+    with OrderClient.connect(f"tcp://{gateway['tcp']}", account_id=1, api_key=KEY) as remote:
+        resting = remote.submit("ACME", "sell", 5, 101)
+        remote.wait_for(resting)
+        os.killpg(inst.proc.pid, signal.SIGTSTP)  # what Ctrl-Z in a terminal does
+        _until("the engine stopped", lambda: _states([supervisor, *engine]) == {"stopped"})
+        # the point of the test: stopped for longer than the workers' heartbeat timeout
+        # and than the TCP session's, while the remote client goes on heart-beating
+        time.sleep(0.5)
+        os.killpg(inst.proc.pid, signal.SIGCONT)  # what `fg` does
+        inst.wait_for("continued after a suspend (3 engine processes)")
+        _until("the engine running", lambda: "stopped" not in _states([supervisor, *engine]))
+        with OrderClient.connect(gateway["unix_socket"], account_id=1, api_key=KEY) as client:
+            client.wait_for(client.submit("ACME", "sell", 5, 102))
+        # the TCP session lived through it, and so did its resting order
+        remote.cancel(resting)
+        assert isinstance(remote.wait_for(resting, (Cancelled,)), Cancelled)
     assert all(p.is_running() for p in engine)  # the same processes: none was replaced
     os.killpg(inst.proc.pid, signal.SIGINT)
     code, output = inst.wait()

@@ -159,13 +159,10 @@ class GatewayServer:
             try:
                 server = await loop.create_server(self.tcp.factory(), host, port)
             except OSError as exc:
-                where = (
-                    f"port {port}, the port this instance's gateway was given at its first start"
-                    if kept
-                    else "there"
-                )
+                first = f"on port {port}, the one this instance's gateway got at its first start"
+                where = first if kept else "there"
                 raise ConfigError(
-                    f"gateway.tcp_listen = {listen!r}: cannot listen on {where}: "
+                    f"gateway.tcp_listen = {listen!r}: cannot listen {where}: "
                     f"{exc.strerror or exc} (another program may hold the port: pick a "
                     'free one, port 0 for any, or "" for no TCP)'
                 ) from None
@@ -195,9 +192,22 @@ class GatewayServer:
         stalled_s = self.config.gateway.stalled_session_ms / 1000 or self.tcp.heartbeat_s
         interval = max(0.005, min(self.tcp.heartbeat_s, stalled_s) / 4)
 
+        last = loop.time()
+
         def tick() -> None:
-            self.tcp.tick(loop.time())
-            self._end_stalled(loop.time())
+            nonlocal last
+            now = loop.time()
+            if now - last > 4 * interval:
+                # a tick a whole heartbeat late: the gateway itself did not run (suspended
+                # with Ctrl-Z, the machine stopped) and read nothing, so the silence and
+                # the stalls measured across the gap are its own, not its clients'
+                # (without this `fg` after a Ctrl-Z ended every TCP session)
+                log.info("no tick for %.1f s: silence and stalls count afresh", now - last)
+                self.tcp.forgive_silence(now)
+                self.stalled_since.clear()
+            last = now
+            self.tcp.tick(now)
+            self._end_stalled(now)
             self.table.reap()
             self._tick = loop.call_later(interval, tick)
 

@@ -122,6 +122,11 @@ class TcpEdge:
         for conn in list(self.connections):
             conn.on_tick(now)
 
+    def forgive_silence(self, now: float) -> None:
+        """Every peer counts as heard now: the gateway was the one not running."""
+        for conn in self.connections:
+            conn.last_heard = now
+
     def end_session(self, session_id: int, reason: EndReason, text: str) -> bool:
         """End one session from the gateway's side, at once (its transport aborted: a
         client that does not read would never let a close finish); what it was owed is

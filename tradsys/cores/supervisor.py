@@ -35,6 +35,7 @@ from pathlib import Path
 from types import FrameType
 
 import msgspec
+import psutil
 
 from tradsys import wire
 from tradsys.config import Config, housekeeping_cores
@@ -364,9 +365,10 @@ class Supervisor:
         signal.signal(signal.SIGTSTP, lambda signum, frame: self.suspend())
 
     def _engine_groups(self) -> list[int]:
-        """The process groups of the running engine processes (each leads its own)."""
-        procs = [sp.process for sp in self.shards] + [sc.process for sc in self.sidecars]
-        return [p.pid for p in procs if p is not None and p.poll() is None]
+        """The process groups of the engine processes: each child leads its own. Asked of
+        the kernel, so that one spawned a moment ago (the signal may land between its
+        fork and its entry in our tables) is stopped too."""
+        return [child.pid for child in psutil.Process().children()]
 
     def suspend(self) -> None:
         """Ctrl-Z: stop every engine process, then the supervisor itself; ``fg`` or ``bg``
