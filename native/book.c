@@ -40,6 +40,7 @@ static size_t cold_bytes(uint64_t n) { return (size_t)n * sizeof(ts_order_cold);
 ts_engine *ts_engine_new(void) {
     ts_engine *e = calloc(1, sizeof *e);
     if (!e) return NULL;
+    e->rules = TS_RULES_VERSION;
     e->ord_free = TS_NIL;
     e->lvl_free = TS_NIL;
     e->orders = ts_huge_alloc(hot_bytes(INITIAL_ORDERS));

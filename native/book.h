@@ -21,6 +21,12 @@
 
 #define TS_SNAPSHOT_MAGIC 0x3130504e53535354
 #define TS_SNAPSHOT_VERSION 2 /* 2: ts_snap_symbol.status_seq */
+/* The matching rules an engine applies (docs/matching.md). A journal records the version
+ * its commands were processed under and is replayed under it, so that a journal written
+ * before a rule changed rebuilds the books its clients were told of.
+ *   0: a MARKET or STOP order's price must be 0
+ *   1: it may be a protection price (rule 8) */
+#define TS_RULES_VERSION 1
 /* The largest quantity of one order (docs/matching.md, rule 7): 31 bits, as the share
  * fields of OUCH or iLink. With fewer than 2^32 orders, no sum of resting quantities (a
  * level, a side) can overflow int64. tradsys.matching.instrument.QTY_MAX is the same. */
@@ -54,7 +60,8 @@ enum ts_engine_status {
     TS_ENG_ERR_BAD_INSTRUMENT = -2, /* a field out of range; see docs/matching.md */
     TS_ENG_ERR_NO_MEMORY = -3,
     TS_ENG_ERR_BAD_SNAPSHOT = -4,   /* wrong magic, version, length or content */
-    TS_ENG_ERR_UNKNOWN_SYMBOL = -5
+    TS_ENG_ERR_UNKNOWN_SYMBOL = -5,
+    TS_ENG_ERR_RULES = -6           /* a rules version this build does not know */
 };
 
 /* One instrument's configuration (64 bytes; also a snapshot record). */
@@ -158,6 +165,10 @@ uint64_t ts_engine_process(ts_engine *e, const ts_command *commands, uint64_t n)
 uint64_t ts_engine_events(const ts_engine *e, const ts_event **out);
 uint64_t ts_engine_md(const ts_engine *e, const ts_md **out);
 void ts_engine_clear_output(ts_engine *e);
+
+/* Apply an earlier version of the matching rules (0..TS_RULES_VERSION) to the commands
+ * processed from now on: journal replay only. A new engine applies TS_RULES_VERSION. */
+int ts_engine_set_rules(ts_engine *e, uint32_t version);
 
 /* Queries. Return TS_ENG_ERR_UNKNOWN_SYMBOL (< 0) for an unknown symbol. */
 int ts_engine_depth(const ts_engine *e, uint32_t symbol_id, uint8_t side, ts_level *out,

@@ -209,6 +209,7 @@ struct ts_engine {
     uint64_t seq;
     uint64_t n_live;
     uint32_t n_stops; /* pending stops, all symbols */
+    uint32_t rules;   /* TS_RULES_VERSION, or an older one while a journal replays */
 };
 
 /* ---- engine internals shared between the book*.c files ---- */

@@ -223,10 +223,16 @@ static int qty_ok(const ts_book *b, int64_t q) {
 
 /* A limit price is on the tick; a market-type order's price is its protection price (0 =
  * none), a bound rather than a price anything rests at, so it may sit between ticks. */
-static int price_ok(const ts_book *b, uint8_t type, int64_t price) {
+static int price_ok(const ts_engine *e, const ts_book *b, uint8_t type, int64_t price) {
     if (type == TS_ORD_LIMIT || type == TS_ORD_STOP_LIMIT)
         return price > 0 && ts_multiple(price, b->cfg.tick_size, b->tick_mask);
-    return price >= 0;
+    return e->rules >= 1 ? price >= 0 : price == 0;
+}
+
+int ts_engine_set_rules(ts_engine *e, uint32_t version) {
+    if (version > TS_RULES_VERSION) return TS_ENG_ERR_RULES;
+    e->rules = version;
+    return TS_ENG_OK;
 }
 
 static int band_ok(const ts_book *b, uint8_t type, int64_t price) {
@@ -302,7 +308,7 @@ static uint8_t validate_new(const ts_engine *e, const ts_command *c, const ts_bo
         !(c->display_qty > 0 && ts_multiple(c->display_qty, b->cfg.lot_size, b->lot_mask) &&
           c->display_qty <= c->quantity))
         return TS_REJ_INVALID_QUANTITY;
-    if (!price_ok(b, type, c->price)) return TS_REJ_INVALID_PRICE;
+    if (!price_ok(e, b, type, c->price)) return TS_REJ_INVALID_PRICE;
     if (ts_is_stop_type(type)) {
         if (!(c->stop_price > 0 && ts_multiple(c->stop_price, b->cfg.tick_size, b->tick_mask)))
             return TS_REJ_INVALID_PRICE;
@@ -433,7 +439,7 @@ static int cmd_replace(ts_engine *e, const ts_command *c) {
     const int64_t qty = c->quantity;
     if (b->phase == TS_PHASE_HALTED) reason = TS_REJ_HALTED;
     else if (!qty_ok(b, qty)) reason = TS_REJ_INVALID_QUANTITY;
-    else if (!price_ok(b, o->type, price)) reason = TS_REJ_INVALID_PRICE;
+    else if (!price_ok(e, b, o->type, price)) reason = TS_REJ_INVALID_PRICE;
     else if (!band_ok(b, o->type, price)) reason = TS_REJ_PRICE_BAND;
     else if ((o->flags & TS_FLAG_POST_ONLY) && b->phase == TS_PHASE_CONTINUOUS &&
              would_take(e, b, o->side, price))

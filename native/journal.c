@@ -68,6 +68,7 @@ static int create_segment(ts_journal *j, uint64_t first_seq, ts_journal_error *e
     h.first_seq = first_seq;
     h.record_size = REC;
     h.layout_version = TS_LAYOUT_VERSION;
+    h.rules_version = TS_RULES_VERSION;
     h.created_ns = ts_jn_real_ns();
     h.header_crc = ts_jn_header_crc(&h);
     ssize_t w = pwrite(fd, &h, sizeof h, 0);

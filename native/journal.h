@@ -71,7 +71,9 @@ typedef struct ts_journal_header {
     uint32_t record_size;     /* 24 TS_JOURNAL_RECORD_SIZE */
     uint32_t layout_version;  /* 28 TS_LAYOUT_VERSION of the commands inside */
     int64_t created_ns;       /* 32 CLOCK_REALTIME, for people reading a directory */
-    uint8_t _pad0[20];        /* 40 */
+    uint32_t rules_version;   /* 40 TS_RULES_VERSION the commands were processed under
+                               *    (0 in segments written before it was recorded) */
+    uint8_t _pad0[16];        /* 44 */
     uint32_t header_crc;      /* 60 crc32c of bytes 0..59 */
 } ts_journal_header;
 

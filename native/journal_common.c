@@ -157,6 +157,11 @@ int ts_jn_check_header(const ts_journal_header *h, const char *path, int32_t exp
         return ts_jn_fail(err, TS_JOURNAL_ERR_HEADER, 0, path, 28,
                     "%s: commands in wire layout %u, this build uses layout %u", path,
                     h->layout_version, TS_LAYOUT_VERSION);
+    if (h->rules_version > TS_RULES_VERSION)
+        return ts_jn_fail(err, TS_JOURNAL_ERR_HEADER, 0, path, 40,
+                    "%s: commands processed under matching rules version %u, this build "
+                    "knows up to version %u: replay it with the build that wrote it", path,
+                    h->rules_version, TS_RULES_VERSION);
     if (expect_shard >= 0 && h->shard_id != (uint32_t)expect_shard)
         return ts_jn_fail(err, TS_JOURNAL_ERR_HEADER, 0, path, 12,
                     "%s belongs to shard %u, not shard %d", path, h->shard_id, expect_shard);

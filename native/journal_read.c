@@ -227,10 +227,13 @@ typedef struct replayer {
     void *ctx;
     ts_journal_error *err;
     const char *path;
+    uint32_t seg_rules;   /* the rules version of the segment being read */
+    uint32_t batch_rules; /* ... and of the commands batched (a batch never mixes two) */
 } replayer;
 
 static int flush_batch(replayer *rp) {
     if (rp->n == 0) return TS_JOURNAL_OK;
+    ts_engine_set_rules(rp->engine, rp->batch_rules); /* checked with the segment header */
     uint64_t done = ts_engine_process(rp->engine, rp->batch, rp->n);
     if (done != rp->n)
         return ts_jn_fail(rp->err, TS_JOURNAL_ERR_ENGINE, ENOMEM, rp->path, 0,
@@ -246,6 +249,11 @@ static int flush_batch(replayer *rp) {
 static int replay_record(void *ctx, const ts_journal_record *r) {
     replayer *rp = ctx;
     if (rp->upto_seq && r->seq > rp->upto_seq) return TS_JOURNAL_OK;
+    if (rp->n && rp->batch_rules != rp->seg_rules) {
+        int rc = flush_batch(rp);
+        if (rc) return rc;
+    }
+    rp->batch_rules = rp->seg_rules;
     if (rp->n == 0) rp->batch_first_seq = r->seq;
     if (!rp->first_replayed) rp->first_replayed = r->seq;
     memcpy(&rp->batch[rp->n++], &r->cmd, sizeof(ts_command));
@@ -307,6 +315,9 @@ int ts_journal_replay(const char *dir, uint32_t shard_id, uint64_t after_seq, ui
         mapped m;
         rc = map_file(path, sync_first, &m, err);
         if (rc) break;
+        /* its commands replay under the rules they were processed under (the header is
+         * checked, that version included, before the walk hands out any record) */
+        rp.seg_rules = m.size >= HDR ? ((const ts_journal_header *)m.base)->rules_version : 0;
         walk w = {.path = path, .expect_shard = (int32_t)shard_id, .is_last = i == n - 1,
                   .has_name_seq = 1, .name_seq = seqs[i], .start_seq = after_seq + 1,
                   .on_record = replay_record, .ctx = &rp};
@@ -333,6 +344,7 @@ int ts_journal_replay(const char *dir, uint32_t shard_id, uint64_t after_seq, ui
         int frc = flush_batch(&rp);
         if (frc) rc = frc;
     }
+    ts_engine_set_rules(e, TS_RULES_VERSION); /* what it processes live */
     free(rp.batch);
     free(seqs);
     out->replayed = rp.replayed;
