@@ -36,7 +36,13 @@ from tradsys.cores.gateway_sessions import SessionCore, SessionTable
 from tradsys.cores.gateway_tcp import TcpEdge
 from tradsys.cores.memory_lock import lock_if_asked
 from tradsys.cores.parent_watch import stop_with_supervisor
-from tradsys.cores.sidecar import announce_ready, kept_endpoints, read_effective_config, withdraw
+from tradsys.cores.sidecar import (
+    announce_ready,
+    kept_endpoints,
+    read_effective_config,
+    withdraw,
+    write_effective_config,
+)
 from tradsys.gateway import GatewayCore, GatewayError, next_epoch
 from tradsys.gateway.recovery import recover
 from tradsys.gctune import GcMonitor, tune_for_trading
@@ -123,6 +129,10 @@ class GatewayServer:
 
     def _set_config(self, config: Config) -> None:
         self.config = config  # reloaded accounts: the stats name them
+        # and a gateway the supervisor restarts starts from them, not from the accounts
+        # of the instance's start (a reloaded cancel_on_disconnect = false would be lost,
+        # and the restart's cancel-on-start would cancel that account's orders)
+        write_effective_config(config)
 
     async def _serve_unix(self, path: Path, handle: Any) -> None:
         """Bind a Unix socket, created 0600 (owner only), replacing a dead gateway's."""
