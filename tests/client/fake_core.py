@@ -47,6 +47,7 @@ class _Session:
 
 class FakeCore:
     def __init__(self, config: Config) -> None:
+        self.config = config
         self.engine = CEngine()
         for ins in config.instruments:
             self.engine.add_instrument(ins)
@@ -71,10 +72,13 @@ class FakeCore:
         notify_fd: int | None = None,
         cancel_on_disconnect: bool | None = None,
     ) -> int:
+        if cancel_on_disconnect is None:  # as the real core: the account's setting
+            accounts = {a.id: a for a in self.config.accounts}
+            cancel_on_disconnect = accounts[account_id].cancel_on_disconnect
         with self._lock:
             sid = next(self._ids)
             self.sessions[sid] = _Session(
-                account_id, inbound, outbound, notify_fd, bool(cancel_on_disconnect)
+                account_id, inbound, outbound, notify_fd, cancel_on_disconnect
             )
             return sid
 
