@@ -18,24 +18,19 @@ from pathlib import Path
 import pytest
 
 from tests.client.edge_rig import KEYS
+from tests.cores.test_gateway_admin import Instance as AdminInstance
 from tests.cores.test_gateway_e2e import e2e_config_text
 from tradsys.cli_order import EARLIER
 from tradsys.client.events import Ack, Cancelled, Fill
 from tradsys.client.orders import OrderClient
 from tradsys.config import load_config
-from tradsys.cores.sidecar import read_announcement
 from tradsys.cores.supervisor import Supervisor
 
 pytestmark = pytest.mark.multiprocess
 
 
-class Instance:
-    def __init__(self, path: Path, sup: Supervisor) -> None:
-        self.path = path
-        self.sup = sup
-        ann = read_announcement(sup.config, "gateway")
-        assert ann is not None
-        self.unix_socket = str(ann["unix_socket"])
+class Instance(AdminInstance):
+    """A running instance, its config file, and `tradsys order` command lines against it."""
 
     def client(self, account: int) -> OrderClient:
         return OrderClient.connect(self.unix_socket, account_id=account, api_key=KEYS[account])

@@ -30,6 +30,17 @@ def passes(rig: GatewayRig, session: Any, shard: int = 0) -> np.ndarray[Any, Any
     return sent
 
 
+def trade_at(rig: GatewayRig, price: int) -> None:
+    """Account 2 trades at ``price``: the last trade, which the collar follows."""
+    other = rig.session(2)
+    other.send(command(order_id=1, price=price))
+    rig.poll()
+    (o,) = rig.sent(0)
+    rig.answer(0, EventKind.ACCEPTED, o)
+    rig.answer(0, EventKind.TRADE, o, price=price, quantity=1, leaves_qty=9)
+    rig.poll()
+
+
 @pytest.mark.parametrize(
     ("limits", "ok", "bad", "reason"),
     [
@@ -137,13 +148,7 @@ def test_market_order_protection_follows_the_last_trade_and_the_client_price(
     rig = make_rig([account(1, price_collar_bps=1000), account(2)])
     s = rig.session(1)
     market = {"order_type": 2, "tif": 3}
-    other = rig.session(2)
-    other.send(command(order_id=1, price=1400))
-    rig.poll()
-    (o,) = rig.sent(0)
-    rig.answer(0, EventKind.ACCEPTED, o)
-    rig.answer(0, EventKind.TRADE, o, price=1400, quantity=1, leaves_qty=9)
-    rig.poll()
+    trade_at(rig, 1400)
     s.send(command(order_id=1, price=0, **market))
     assert passes(rig, s)["price"] == 1540  # 1400 + 10%
     # a protection price of the client's own is kept, and held to the collar like a limit
@@ -209,14 +214,7 @@ def test_collar_follows_the_last_trade(make_rig: Callable[..., GatewayRig]) -> N
     s = rig.session(1)
     s.send(command(order_id=1, price=1500))
     only_reject(rig, s, RejectReason.PRICE_COLLAR)
-    # someone trades at 1400: the collar is now 1260..1540
-    other = rig.session(2)
-    other.send(command(order_id=1, price=1400))
-    rig.poll()
-    (o,) = rig.sent(0)
-    rig.answer(0, EventKind.ACCEPTED, o)
-    rig.answer(0, EventKind.TRADE, o, price=1400, quantity=1, leaves_qty=9)
-    rig.poll()
+    trade_at(rig, 1400)  # the collar is now 1260..1540
     s.send(command(order_id=2, price=1500))
     passes(rig, s)
     s.send(command(order_id=3, price=1000))
