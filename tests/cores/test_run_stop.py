@@ -250,3 +250,20 @@ def test_ctrl_z_suspends_the_whole_engine_and_fg_continues_it(
     _, alive = psutil.wait_procs(engine, timeout=30)
     assert alive == []
     assert instance_segments(instance) == []
+
+
+def test_ctrl_z_while_stopping_is_ignored(
+    instance: str, tmp_path: Path, run_instance: Callable[[str], RunningInstance]
+) -> None:
+    """A stop has deadlines that a suspend would run out (a worker killed at
+    stop_timeout_ms is not a clean stop): Ctrl-Z during it does nothing."""
+    inst = run_instance(whole_instance(instance, tmp_path))
+    inst.ready()
+    os.killpg(inst.proc.pid, signal.SIGINT)
+    inst.wait_for('logger=tradsys.gateway msg="stopped cleanly"')  # the stop is under way
+    os.killpg(inst.proc.pid, signal.SIGTSTP)
+    code, output = inst.wait()
+    assert code == 0, output
+    assert "Ctrl-Z ignored: the instance is starting or stopping" in output
+    assert output.rstrip().endswith("stopped cleanly")
+    assert instance_segments(instance) == []

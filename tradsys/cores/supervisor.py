@@ -374,7 +374,11 @@ class Supervisor:
         """Ctrl-Z: stop every engine process, then the supervisor itself; ``fg`` or ``bg``
         (SIGCONT to the supervisor) continues them all. Without this a suspended `tradsys
         run` left the workers and the gateway running, unwatched, and `fg` found them
-        with stale heartbeats."""
+        with stale heartbeats. Only while the instance runs (:meth:`watch`): starting and
+        stopping have deadlines a suspend would run out, so Ctrl-Z then does nothing."""
+        if self._wakeup is None or self._stop_requested:
+            self.log("Ctrl-Z ignored: the instance is starting or stopping")
+            return
         groups = self._engine_groups()
         for pgid in groups:
             with contextlib.suppress(ProcessLookupError):
