@@ -139,7 +139,10 @@ static int try_continue(ts_journal *j, uint64_t first_seq, uint64_t next_seq,
                     "%s already holds seqs up to %llu, but appending was asked to start at "
                     "%llu", path, (unsigned long long)last, (unsigned long long)next_seq);
     }
-    if (last + 1 != next_seq || size >= j->cfg.segment_bytes) {
+    /* a segment of other matching rules is not appended to: its header says how all of
+     * its commands are to be replayed (an upgrade starts a segment of its own) */
+    if (last + 1 != next_seq || size >= j->cfg.segment_bytes ||
+        h.rules_version != TS_RULES_VERSION) {
         close(fd);
         return 0;
     }

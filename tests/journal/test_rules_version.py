@@ -13,7 +13,7 @@ import pytest
 
 from tests.journal.helpers import SHARD, journal
 from tradsys._native import ffi, lib
-from tradsys.journal import JournalCorruptError, list_segments, replay
+from tradsys.journal import JournalCorruptError, JournalWriter, list_segments, replay
 from tradsys.matching import Instrument
 from tradsys.matching.commands import Commands, batch, new_order
 from tradsys.wire import EventKind, OrderType, Side, TimeInForce
@@ -72,3 +72,23 @@ def test_a_segment_of_newer_rules_is_refused_by_name(tmp_path: Path) -> None:
     _set_rules(_written(tmp_path), 2)
     with pytest.raises(JournalCorruptError, match="matching rules version 2"):
         replay(tmp_path, SHARD, [ACME])
+
+
+def test_appending_after_an_upgrade_starts_a_segment_of_todays_rules(tmp_path: Path) -> None:
+    """A worker restarted on a new build goes on journaling where the old one stopped: in
+    a segment of its own, or the commands it appended would be replayed under the old
+    segment's rules (here: the protected market buy refused, the ask left resting)."""
+    stream = _stream()
+    journal(tmp_path, stream[:1].copy(), instruments=[ACME])
+    (old,) = list_segments(tmp_path, SHARD)
+    _set_rules(old.path, 0)
+    engine = replay(tmp_path, SHARD, [ACME])
+    live = engine.process(stream[1:].copy())
+    assert engine.live_orders() == 0 and EventKind.TRADE in live.events["kind"]
+    with JournalWriter(tmp_path, SHARD, next_seq=2) as writer:
+        writer.append(stream[1:].copy())
+    segments = list_segments(tmp_path, SHARD)
+    assert [s.path == old.path for s in segments] == [True, False]
+    (version,) = struct.unpack_from("<I", segments[1].path.read_bytes(), RULES_OFFSET)
+    assert version == lib.TS_RULES_VERSION
+    assert replay(tmp_path, SHARD, [ACME]).digest() == engine.digest()
