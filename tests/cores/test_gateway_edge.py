@@ -355,3 +355,26 @@ def test_a_full_inbound_ring_is_backpressure_not_loss(instance: str, tmp_path: P
     finally:
         rig.close()
         core.close()
+
+
+def test_a_silent_peer_is_ended_even_while_the_loop_is_busy(instance: str, tmp_path: Path) -> None:
+    """A loaded event loop makes every tick late; lateness is not a suspend, so a peer
+    that stopped speaking is still ended (a first version of the Ctrl-Z fix forgave the
+    peers of every late tick, and a busy gateway kept dead sessions for ever)."""
+    config = edge_config(instance, tmp_path, heartbeat_ms=200, stalled_session_ms=40)
+    with running_edge(config) as edge:
+        busy = [True]
+
+        def hog() -> None:
+            if busy[0]:
+                time.sleep(0.05)  # the loop's own work (not a wait): 50 ms of every 70
+                edge.loop.call_later(0.02, hog)
+
+        edge.loop.call_soon_threadsafe(hog)
+        peer = RawPeer.tcp(edge.host, edge.port)
+        try:
+            peer.login(2, KEYS[2])  # and never speaks again
+            peer.frames_until_closed(timeout=5.0)  # fails unless the gateway ends it
+        finally:
+            busy[0] = False
+            peer.close()

@@ -122,6 +122,8 @@ class GatewayServer:
         self.unix_path = unix_socket_path(config)
         self.stalled_since: dict[int, float] = {}  # session id -> first seen holding back
         self.slow_consumers = 0  # sessions ended for it
+        # set by SIGCONT (the supervisor continuing a suspended engine), read by the tick
+        self.continued = False
         self.tcp_address = ""
         self._servers: list[asyncio.Server] = []
         self._socket_files: list[Path] = []  # the ones this server bound (close unlinks them)
@@ -202,20 +204,16 @@ class GatewayServer:
         stalled_s = self.config.gateway.stalled_session_ms / 1000 or self.tcp.heartbeat_s
         interval = max(0.005, min(self.tcp.heartbeat_s, stalled_s) / 4)
 
-        last = loop.time()
-
         def tick() -> None:
-            nonlocal last
             now = loop.time()
-            if now - last > 4 * interval:
-                # a tick a whole heartbeat late: the gateway itself did not run (suspended
-                # with Ctrl-Z, the machine stopped) and read nothing, so the silence and
-                # the stalls measured across the gap are its own, not its clients'
-                # (without this `fg` after a Ctrl-Z ended every TCP session)
-                log.info("no tick for %.1f s: silence and stalls count afresh", now - last)
+            if self.continued:
+                # the gateway itself was stopped (Ctrl-Z) and read nothing meanwhile: the
+                # silence and the stalls measured across the suspend are its own, not its
+                # clients' (without this `fg` ended every TCP session)
+                self.continued = False
+                log.info("continued after a suspend: peers' silence and stalls count afresh")
                 self.tcp.forgive_silence(now)
                 self.stalled_since.clear()
-            last = now
             self.tcp.tick(now)
             self._end_stalled(now)
             self.table.reap()
@@ -381,6 +379,9 @@ async def serve(config: Config, core: GatewayCore) -> GatewayServer:
         loop.add_signal_handler(sig, stop.set)
     stop_with_supervisor()  # the supervisor's death is a SIGTERM too
     server = GatewayServer(config, core)
+    # a plain handler, not the loop's: it runs before the next Python callback (the tick
+    # due at once on resume), where a loop handler would run after the due timers
+    signal.signal(signal.SIGCONT, lambda signum, frame: setattr(server, "continued", True))
     try:
         await server.start()
         # warm-up is over: everything alive now is permanent, collections are timed
