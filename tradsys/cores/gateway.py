@@ -115,7 +115,13 @@ class GatewayServer:
         self.gc = GcMonitor()
         # the operator's channel (tradsys admin), over the native core's controls
         self.admin = (
-            AdminEdge(config, core, credentials, on_config=self._set_config)
+            AdminEdge(
+                config,
+                core,
+                credentials,
+                on_config=self._set_config,
+                persist=write_effective_config,
+            )
             if isinstance(core, GatewayCore)
             else None
         )
@@ -131,10 +137,6 @@ class GatewayServer:
 
     def _set_config(self, config: Config) -> None:
         self.config = config  # reloaded accounts: the stats name them
-        # and a gateway the supervisor restarts starts from them, not from the accounts
-        # of the instance's start (a reloaded cancel_on_disconnect = false would be lost,
-        # and the restart's cancel-on-start would cancel that account's orders)
-        write_effective_config(config)
 
     async def _serve_unix(self, path: Path, handle: Any) -> None:
         """Bind a Unix socket, created 0600 (owner only), replacing a dead gateway's."""

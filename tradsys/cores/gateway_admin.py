@@ -18,6 +18,7 @@ nothing. ``tradsys admin`` (tradsys/cli_admin.py) is the command line for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -95,11 +96,14 @@ class AdminEdge:
         core: GatewayCore,
         credentials: Credentials,
         on_config: Callable[[Config], None] = lambda config: None,
+        persist: Callable[[Config], object] = lambda config: None,
     ) -> None:
         self.config = config
         self.core = core
         self.credentials = credentials
         self.on_config = on_config  # told the config after a reload (stats, status)
+        # writes the config a restarted gateway starts from (the instance's effective one)
+        self.persist = persist
         self.requests = 0
         self.refused = 0
 
@@ -186,7 +190,20 @@ class AdminEdge:
         # accounts the new file lacks keep their limits (the pump never forgets one)
         kept = [a for a in self.config.accounts if a.id not in set(ids)]
         reloaded = msgspec.structs.replace(self.config, accounts=request.accounts + kept)
-        self.core.reload_accounts(reloaded)  # checks every account before applying any
+        # persisted first, so that a gateway the supervisor restarts starts from it: a
+        # reload that cannot be is refused whole, rather than applied until the restart
+        try:
+            self.persist(reloaded)
+        except OSError as exc:
+            raise AdminRefusedError(
+                f"nothing reloaded: cannot write the instance's effective config ({exc})"
+            ) from None
+        try:
+            self.core.reload_accounts(reloaded)  # checks every account before applying any
+        except Exception:
+            with contextlib.suppress(OSError):
+                self.persist(self.config)  # the file says again what the gateway applies
+            raise
         self.credentials.accounts.update({a.id: a for a in request.accounts})
         self.config = reloaded
         self.on_config(reloaded)

@@ -41,7 +41,10 @@ def write_effective_config(config: Config) -> Path:
     path = config.instance_dir / CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(msgspec.json.encode(config))
+    with open(tmp, "wb") as f:
+        f.write(msgspec.json.encode(config))
+        f.flush()
+        os.fsync(f.fileno())  # a gateway reload persisted here must survive a crash
     tmp.replace(path)
     return path
 
