@@ -66,3 +66,10 @@ def test_an_applied_reload_is_on_disk(instance: str, tmp_path: Path) -> None:
     edge, _ = _edge(config, lambda reloaded: None)
     assert edge.apply(_request(config))["ok"] is True
     assert _credit_on_disk(config) == 12_345
+
+
+def test_the_effective_config_is_owner_only(instance: str, tmp_path: Path) -> None:
+    """It holds every account's api_key_sha256."""
+    config = edge_config(instance, tmp_path)
+    path = write_effective_config(config)
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -41,7 +41,9 @@ def write_effective_config(config: Config) -> Path:
     path = config.instance_dir / CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
+    # owner only: it holds the accounts' api_key_sha256
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # a .tmp left by an older build may be wider
         f.write(msgspec.json.encode(config))
         f.flush()
         os.fsync(f.fileno())  # a gateway reload persisted here must survive a crash
