@@ -64,8 +64,8 @@ NEW = st.fixed_dictionaries(
         "order_id": st.integers(0, 12).map(lambda i: i if i < 9 else i - 8),  # rarely 0
         "symbol_id": st.sampled_from([AAA, AAA, BBB, BBB, 3]),
         "side": st.sampled_from([1, 1, 1, 2, 2, 2, 3]),
-        # LIMIT, MARKET, STOP: a market-type order's price is a protection price
-        "order_type": st.sampled_from([1, 1, 1, 2, 3]),
+        # LIMIT, MARKET, STOP, STOP_LIMIT: a market-type order's price is a protection price
+        "order_type": st.sampled_from([1, 1, 1, 2, 3, 4]),
         "tif": st.just(1),
         "price": st.sampled_from([0, 960, 1000, 1000, 1000, 1040, 1100]),
         "stop_price": st.sampled_from([0, 0, 900, 1100]),
