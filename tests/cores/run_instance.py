@@ -11,10 +11,51 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
+
+
+class OutputLines:
+    """A child's text output read line by line as it comes: a thread drains the pipe into
+    a queue, so waiting for a line waits on data, never on time."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, match: Callable[[str], bool], what: str, timeout: float) -> str:
+        """Read lines until one ``match``es; AssertionError naming ``what`` otherwise."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            if match(line):
+                return line
+        raise AssertionError(f"never saw {what}; output so far:\n{''.join(self.lines)}")
+
+    def rest(self) -> list[str]:
+        """Every line, the ones not read yet included (call once the child has ended)."""
+        self._reader.join(timeout=30)
+        while not self._queue.empty():
+            line = self._queue.get()
+            if line is not None:
+                self.lines.append(line)
+        return self.lines
 
 
 class RunningInstance:
@@ -29,32 +70,14 @@ class RunningInstance:
             text=True,
             **popen,
         )
-        self.lines: list[str] = []
-        self.children: list[psutil.Process] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line)
-        self._queue.put(None)
+        self.output = OutputLines(self.proc.stdout)
+        self.lines = self.output.lines
+        self.children: list[psutil.Process] = []
 
     def wait_for(self, text: str, timeout: float = 60.0) -> str:
         """Read output until a line containing ``text`` (data, not time, decides)."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.lines.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"never saw {text!r}; output so far:\n{''.join(self.lines)}")
+        return self.output.wait_for(lambda line: text in line, repr(text), timeout)
 
     def ready(self) -> None:
         """Until it says it is ready; its engine processes are known from then on."""
@@ -63,12 +86,7 @@ class RunningInstance:
 
     def rest(self) -> str:
         """Everything printed after the last line read (call once the process ended)."""
-        self._reader.join(timeout=30)
-        while not self._queue.empty():
-            line = self._queue.get()
-            if line is not None:
-                self.lines.append(line)
-        return "".join(self.lines)
+        return "".join(self.output.rest())
 
     def wait(self, timeout: float = 60.0) -> tuple[int, str]:
         """Its exit code and everything it printed."""

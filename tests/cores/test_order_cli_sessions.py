@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.client.edge_rig import KEYS
+from tests.cores.run_instance import OutputLines
 from tests.cores.test_gateway_admin import Instance as AdminInstance
 from tests.cores.test_gateway_e2e import e2e_config_text
 from tradsys.cli_order import EARLIER
@@ -137,16 +135,8 @@ class Shell:
             text=True,
             env=env,
         )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
+        self.output = OutputLines(self.proc.stdout)
 
     def type(self, line: str) -> None:
         assert self.proc.stdin is not None
@@ -154,28 +144,15 @@ class Shell:
         self.proc.stdin.flush()
 
     def wait_for(self, prefix: str, timeout: float = 15.0) -> str:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.lines.append(line)
-            if line.startswith(prefix):
-                return line
-        raise AssertionError(f"the shell never printed {prefix!r}; it printed {self.lines}")
+        line = self.output.wait_for(lambda line: line.startswith(prefix), repr(prefix), timeout)
+        return line.rstrip("\n")
 
     def end(self) -> tuple[int, list[str]]:
         """Close its input, wait for it to exit; its exit code and every line it printed."""
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         code = self.proc.wait(timeout=30)
-        self._reader.join(timeout=30)
-        while (line := self._queue.get_nowait() if not self._queue.empty() else None) is not None:
-            self.lines.append(line)
-        return code, self.lines
+        return code, [line.rstrip("\n") for line in self.output.rest()]
 
     def kill(self) -> None:
         if self.proc.poll() is None:
