@@ -50,9 +50,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import fcntl
 import logging
 import os
 import struct
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -324,6 +326,10 @@ class TcpSession(asyncio.BufferedProtocol):
             # since waits in our own socket buffer, so its silence starts counting only
             # once we read again (a busy engine must not end the sessions it makes wait)
             self.last_heard = now
+        if now - self.last_heard > MISSED_HEARTBEATS * hb and self._unread_bytes():
+            # its bytes wait in our socket, unread: the gateway did not run (a suspend, a
+            # stopped VM), the peer was not silent; reading them will count it as heard
+            self.last_heard = now
         if now - self.last_heard > MISSED_HEARTBEATS * hb:
             self.edge.heartbeat_timeouts += 1
             self.end(EndReason.HEARTBEAT_TIMEOUT, f"silent for {MISSED_HEARTBEATS} intervals")
@@ -331,6 +337,20 @@ class TcpSession(asyncio.BufferedProtocol):
             self._send(encode_empty(MessageType.HEARTBEAT))
         if self.owed.unwritten:
             self._note_written()
+
+    def _unread_bytes(self) -> int:
+        """Bytes the kernel holds for us on this connection that we have not read."""
+        if self.transport is None or self.transport.is_closing():
+            return 0
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return 0
+        buf = bytearray(4)
+        try:
+            fcntl.ioctl(sock.fileno(), termios.FIONREAD, buf)
+        except OSError:
+            return 0
+        return int.from_bytes(buf, "little")
 
     # ---- reading -----------------------------------------------------------------------
 
