@@ -55,12 +55,12 @@ def _with_md(text: str) -> str:
     )
 
 
-def _start(path: Path, text: str) -> Iterator[Instance]:
+def _start(path: Path, text: str, kind: type[Instance] = Instance) -> Iterator[Instance]:
     path.write_text(text)
     sup = Supervisor(load_config(str(path)), log=lambda line: None)
     sup.start()
     try:
-        yield Instance(path, sup)
+        yield kind(path, sup)
     finally:
         sup.stop()
 

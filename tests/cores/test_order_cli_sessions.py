@@ -17,12 +17,11 @@ import pytest
 from tests.client.edge_rig import KEYS
 from tests.cores.run_instance import OutputLines
 from tests.cores.test_gateway_admin import Instance as AdminInstance
+from tests.cores.test_gateway_admin import _start
 from tests.cores.test_gateway_e2e import e2e_config_text
 from tradsys.cli_order import EARLIER
 from tradsys.client.events import Ack, Cancelled, Fill
 from tradsys.client.orders import OrderClient
-from tradsys.config import load_config
-from tradsys.cores.supervisor import Supervisor
 
 pytestmark = pytest.mark.multiprocess
 
@@ -49,14 +48,10 @@ class Instance(AdminInstance):
 
 @pytest.fixture
 def running(instance: str, tmp_path: Path) -> Iterator[Instance]:
-    path = tmp_path / "instance.toml"
-    path.write_text(e2e_config_text(instance, tmp_path / "data"))
-    sup = Supervisor(load_config(str(path)), log=lambda line: None)
-    sup.start()
-    try:
-        yield Instance(path, sup)
-    finally:
-        sup.stop()
+    text = e2e_config_text(instance, tmp_path / "data")
+    for started in _start(tmp_path / "instance.toml", text, Instance):
+        assert isinstance(started, Instance)
+        yield started
 
 
 def test_submit_labels_what_earlier_sessions_left_and_counts_only_its_own_rejects(
