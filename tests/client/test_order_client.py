@@ -245,3 +245,23 @@ def test_a_full_inbound_ring_times_out_and_loses_nothing_it_took(
         acks = [c.wait_for(oid) for oid in taken]
         assert [a.price for a in acks if isinstance(a, Ack)] == list(range(90, 98))
         assert edge.core.commands == 8
+
+
+@pytest.mark.timeout(60)
+def test_a_send_waiting_for_room_sees_the_session_end(instance: str, tmp_path: Path) -> None:
+    """A send that waits for room with no timeout looks at the socket between waits, as a
+    poll does: a session the gateway ended raises Disconnected instead of waiting for
+    ever on a ring nobody will read again."""
+    with (
+        running_edge(edge_config(instance, tmp_path, session_ring_capacity=8)) as edge,
+        OrderClient.connect(edge.unix, account_id=1, api_key=KEYS[1]) as c,
+    ):
+        assert isinstance(c.transport, ColocatedTransport)
+        edge.core.stop()
+        while c.transport.inbound.writable:
+            c.submit(1, "buy", 1, 90)
+        (session,) = edge.run(lambda: list(edge.server.colocated.held))
+        assert edge.run(lambda: edge.server.colocated.end(session))
+        with pytest.raises(Disconnected, match="ended the session"):
+            c.transport.send_one(order_bytes(10**9, 1, "buy", 1, 99), timeout=None)
+        edge.core.resume()

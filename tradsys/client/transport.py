@@ -174,13 +174,41 @@ class ColocatedTransport:
             raise Disconnected("the client is closed")
         if len(records) == 0:
             return
-        sent = self.inbound.push_all(records, self.wait, timeout)
+        sent = self._push_waiting(records, timeout)
         if sent < len(records):
             self._check_alive()
             raise TimeoutError(
                 f"the inbound ring {self.inbound.name} stayed full: {sent} of "
-                f"{len(records)} records sent"
+                f"{len(records)} records sent{self._why_full()}"
             )
+
+    def _push_waiting(self, records: Records, timeout: float | None) -> int:
+        """Push all the records, waiting for room in slices with a look at the socket
+        between them (as a poll does): a session the gateway ended raises Disconnected
+        at once, not after the whole timeout. Returns how many went in."""
+        sent = self.inbound.push_all(records, self.wait, 0)
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        while sent < len(records):
+            left = LIVENESS_SLICE_S if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                break
+            sent += self.inbound.push_all(records[sent:], self.wait, min(left, LIVENESS_SLICE_S))
+            if sent < len(records):
+                self._check_alive()
+        return sent
+
+    def _why_full(self) -> str:
+        """The usual cause of a full inbound ring, when it is this one: the gateway takes a
+        session's commands only while its event ring has room for their answers (an
+        answer is never held in the gateway's memory alone), so a client that sends and
+        never polls stops itself."""
+        unread = self.outbound.readable
+        if unread < self.outbound.capacity:
+            return ""
+        return (
+            f"; the gateway takes no more commands until this session reads its events: "
+            f"its event ring {self.outbound.name} is full ({unread} unread), poll() them"
+        )
 
     def send_one(self, record: bytes, timeout: float | None = 10.0) -> None:
         """One command's 64 bytes: a single C call when the ring has room (the common
