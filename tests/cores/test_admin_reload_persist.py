@@ -73,3 +73,23 @@ def test_the_effective_config_is_owner_only(instance: str, tmp_path: Path) -> No
     config = edge_config(instance, tmp_path)
     path = write_effective_config(config)
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_hand_made_reload_is_held_to_the_config_rules(instance: str, tmp_path: Path) -> None:
+    """A request written by hand, not by `tradsys admin reload` from a checked file, gets
+    the whole config check: a malformed key hash or an id given twice is refused by name,
+    and neither the core, the credentials nor the file on disk change."""
+    config = edge_config(instance, tmp_path)
+    write_effective_config(config)
+    applied: list[Config] = []
+    edge, credentials = _edge(config, applied.append)
+    account = msgspec.structs.replace(config.accounts[0], credit_limit=12_345)
+    bad_key = msgspec.structs.replace(account, api_key_sha256="not-a-hash")
+    for accounts, why in (
+        ([bad_key], "api_key_sha256 must be 64 lowercase hex digits"),
+        ([account, account], "the id is used twice"),
+    ):
+        reply = edge.apply(msgspec.json.encode(Reload(accounts)) + b"\n")
+        assert reply["ok"] is False and why in reply["error"], reply
+    assert applied == [] and credentials.accounts[1].credit_limit == 0
+    assert _credit_on_disk(config) == 0

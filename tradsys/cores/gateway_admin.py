@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from tradsys.config import AccountSection, Config
+from tradsys.config import AccountSection, Config, ConfigError, check_config
 from tradsys.cores.gateway_auth import Credentials, LoginRefusedError, check_peer, peer_uid
 from tradsys.gateway import GatewayCore, GatewayError
 from tradsys.wire import ControlCode
@@ -185,11 +185,16 @@ class AdminEdge:
 
     def _reload(self, request: Reload) -> str:
         ids = [a.id for a in request.accounts]
-        if len(set(ids)) != len(ids):
-            raise AdminRefusedError("an account id is configured twice")
         # accounts the new file lacks keep their limits (the pump never forgets one)
         kept = [a for a in self.config.accounts if a.id not in set(ids)]
         reloaded = msgspec.structs.replace(self.config, accounts=request.accounts + kept)
+        # the whole config's rules, as a config file meets them at start: a request made
+        # by hand (not by `tradsys admin reload`, which reads a checked file) must not
+        # write an effective config that a restarted gateway would refuse
+        try:
+            check_config(reloaded, "reload")
+        except ConfigError as exc:
+            raise AdminRefusedError(f"nothing reloaded: {exc}") from None
         # persisted first, so that a gateway the supervisor restarts starts from it: a
         # reload that cannot be is refused whole, rather than applied until the restart
         try:
