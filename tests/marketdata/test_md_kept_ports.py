@@ -97,3 +97,31 @@ def test_a_kept_port_taken_meanwhile_fails_the_restart_naming_the_endpoint(
         doc = sc.announcement()
         assert doc is not None, "the sidecar did not come back once the port was free"
         assert doc["publish"] == [rig.publish, endpoint]
+
+
+@pytest.mark.multiprocess
+def test_wildcard_endpoints_keep_their_addresses_and_leave_nothing_behind(
+    instance: str, tmp_path: Path
+) -> None:
+    """``ipc://*`` (ZeroMQ makes a socket file in a new temporary directory) and
+    ``tcp://host:*`` are kept across restarts too: before, each restarted sidecar bound a
+    new socket file and a new port. The kept ipc socket's directory, which ZeroMQ made for
+    the first process only, is gone once the instance stops."""
+    config = md_config(instance, tmp_path, publish=["ipc://*", "tcp://127.0.0.1:*"])
+    with running(config) as rig:
+        first = dict(rig.announcement)
+        ipc, tcp = first["publish"]
+        assert ipc.startswith("ipc:///") and ipc != "ipc://*", first
+        assert tcp.startswith("tcp://127.0.0.1:") and port_of(tcp) > 0, first
+        directory = Path(ipc.removeprefix("ipc://")).parent
+        local = rig.client(publish=ipc)
+        rig.wait_converged(local)
+        for n, sig in enumerate((signal.SIGKILL, signal.SIGTERM)):
+            os.kill(rig.sidecar_pid, sig)
+            rig.restart_sidecar()
+            assert rig.announcement["publish"] == [ipc, tcp], f"moved after {sig.name}"
+            cmds = mixed_stream(800, 90 + n, rig.config.symbols_of(0))
+            rig.send(0, cmds, pump=lambda: local.poll(0))
+            rig.wait_converged(local)  # it heard the restarted sidecar where it listened
+        assert directory.is_dir()
+    assert not directory.exists(), f"{directory} left behind"

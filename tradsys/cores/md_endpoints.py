@@ -1,9 +1,10 @@
 """Binding the md sidecar's sockets to their configured endpoints — and, when the
 supervisor restarts the sidecar, to the same ports as before.
 
-A tcp endpoint with port 0 asks for any free port; the sidecar announces the one it got
-(``md.json``). A subscriber on another host knows only that address, so a restarted
-sidecar binds the port its instance's first sidecar process was given
+A wildcard endpoint asks for any address: a tcp port 0 or ``*`` any free port, ``ipc://*``
+a socket in a new private temporary directory; the sidecar announces what it got
+(``md.json``). A subscriber knows only that address, so a restarted sidecar binds the
+address its instance's first sidecar process was given
 (:func:`tradsys.cores.sidecar.kept_endpoints`), not a new one; if that port has been
 taken meanwhile it fails, naming the endpoint, rather than move where nobody follows
 (the supervisor retries with back-off, so it comes back once the port is free).
@@ -11,10 +12,15 @@ taken meanwhile it fails, naming the endpoint, rather than move where nobody fol
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import zmq
+
+IPC_WILDCARD = "ipc://*"
 
 
 class EndpointError(Exception):
@@ -23,7 +29,7 @@ class EndpointError(Exception):
 
 def bind_endpoint(sock: zmq.Socket[Any], endpoint: str) -> str:
     """Bind, turning a tcp port 0 into "any free port"; return the bound endpoint, which
-    is what the sidecar announces (a subscriber cannot connect to port 0)."""
+    is what the sidecar announces (a subscriber cannot connect to port 0 or ``*``)."""
     if any_port(endpoint):
         endpoint = endpoint[:-1] + "*"
     sock.bind(endpoint)
@@ -31,8 +37,13 @@ def bind_endpoint(sock: zmq.Socket[Any], endpoint: str) -> str:
 
 
 def any_port(endpoint: str) -> bool:
-    """A tcp endpoint asking for any free port."""
-    return endpoint.startswith("tcp://") and endpoint.endswith(":0")
+    """A tcp endpoint asking for any free port (port 0, or ZeroMQ's ``*``)."""
+    return endpoint.startswith("tcp://") and endpoint.endswith((":0", ":*"))
+
+
+def wildcard(endpoint: str) -> bool:
+    """An endpoint whose address ZeroMQ chooses at bind time."""
+    return any_port(endpoint) or endpoint == IPC_WILDCARD
 
 
 @dataclass
@@ -43,35 +54,72 @@ class EndpointBinder:
     a list in config order, ``snapshot``, ``conflated_bbo``); empty at a first start."""
 
     kept: dict[str, Any] = field(default_factory=dict)
+    # the ipc:// wildcard sockets, their files and directories removed at close (ZeroMQ
+    # leaves the file of an address it was given)
+    made_sockets: list[Path] = field(default_factory=list)
 
     def bind(self, sock: zmq.Socket[Any], key: str, configured: str, index: int = -1) -> str:
         """Bind ``configured`` (``[md] <key>``, item ``index`` of a list) and return the
         bound endpoint; EndpointError if it cannot be bound."""
         where = f"md.{key}" if index < 0 else f"md.{key}[{index}]"
-        kept = self._kept_port(key, index) if any_port(configured) else None
-        endpoint = configured if kept is None else f"{configured[:-1]}{kept}"
+        endpoint = self._kept(key, index, configured) if wildcard(configured) else None
         try:
+            if endpoint is None:
+                if configured == IPC_WILDCARD:
+                    return bind_endpoint(sock, self._new_ipc(key, index))
+                return bind_endpoint(sock, configured)
+            if endpoint.startswith("ipc://"):
+                self._make_dir(Path(endpoint[len("ipc://") :]))
             return bind_endpoint(sock, endpoint)
-        except zmq.ZMQError as exc:
-            if kept is None:
+        except (zmq.ZMQError, OSError) as exc:
+            if endpoint is None:
                 raise EndpointError(f"{where} = {configured!r}: cannot bind it: {exc}") from None
             raise EndpointError(
-                f"{where} = {configured!r}: cannot bind {endpoint}, the port this "
+                f"{where} = {configured!r}: cannot bind {endpoint}, the address this "
                 f"instance's md sidecar was given at its first start ({exc}). A restarted "
-                "sidecar keeps its ports, as subscribers elsewhere know only those: free "
-                "the port (the supervisor restarts the sidecar until it can bind it), or "
-                "stop the instance to get a new one"
+                "sidecar keeps its addresses, as subscribers know only those: free it "
+                "(the supervisor restarts the sidecar until it can bind it), or stop the "
+                "instance to get a new one"
             ) from None
 
-    def _kept_port(self, key: str, index: int) -> int | None:
-        """The port the first process bound for this endpoint, if it was a tcp one."""
+    def remove_made_sockets(self) -> None:
+        """After the sockets are closed: the ipc wildcard sockets' files and directories."""
+        for path in self.made_sockets:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+                path.parent.rmdir()
+        self.made_sockets.clear()
+
+    def _new_ipc(self, key: str, index: int) -> str:
+        """``ipc://*`` at a first start: a socket in a new private directory of the
+        system's temporary one. (ZeroMQ's own wildcard puts it in a directory relative to
+        the process's working directory unless TMPDIR is set, and announces that relative
+        path, which a subscriber elsewhere cannot use.)"""
+        name = key if index < 0 else f"{key}-{index}"
+        path = Path(tempfile.mkdtemp(prefix="tradsys-md-")) / f"{name}.sock"
+        self.made_sockets.append(path)
+        return f"ipc://{path}"
+
+    def _make_dir(self, socket_path: Path) -> None:
+        """The kept socket's directory: still there after a crash (ZeroMQ's bind replaces
+        the dead socket file), gone after a clean stop of the process before."""
+        socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.made_sockets.append(socket_path)
+
+    def _kept(self, key: str, index: int, configured: str) -> str | None:
+        """What the first process bound for this wildcard endpoint, if it is the same kind
+        of endpoint: a tcp one's port on the configured host, an ipc one's path."""
         value = self.kept.get(key)
         if index >= 0:
             value = value[index] if isinstance(value, list) and index < len(value) else None
-        if not (isinstance(value, str) and value.startswith("tcp://")):
+        if not isinstance(value, str) or wildcard(value):
+            return None
+        if configured == IPC_WILDCARD:
+            return value if value.startswith("ipc:///") else None
+        if not value.startswith("tcp://"):
             return None
         try:
             port = int(value.rsplit(":", 1)[1])
         except ValueError:
             return None
-        return port if 0 < port < 65536 else None
+        return f"{configured[:-1]}{port}" if 0 < port < 65536 else None

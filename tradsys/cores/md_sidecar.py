@@ -94,7 +94,7 @@ class MdSidecar:
     not_ready_after_s: float = NOT_READY_AFTER_S
     # where ZeroMQ's I/O thread may run; None: where this process does (placement.py)
     io_cpus: set[int] | None = None
-    # a restarted sidecar's first announced endpoints, whose ports it binds again
+    # a restarted sidecar's first announced endpoints, whose wildcards it binds again
     # (tradsys.cores.md_endpoints); empty at a first start
     kept_endpoints: dict[str, Any] = field(default_factory=dict)
 
@@ -122,6 +122,7 @@ class MdSidecar:
         self.conflated: Any = None
         self.ring_set: RingSet | None = None
         self.stats_writer: StatsFileWriter | None = None
+        self.binder = EndpointBinder()
 
     # ---- start and stop --------------------------------------------------------------------
 
@@ -130,7 +131,7 @@ class MdSidecar:
         workers for their books."""
         md = self.config.md
         instance = self.config.engine.instance
-        binder = EndpointBinder(self.kept_endpoints)
+        binder = self.binder = EndpointBinder(self.kept_endpoints)
         for shard in self.config.shards:
             self.feeds.append(ShardFeed.attach(instance, shard.id))
         self._ctx = zmq.Context()
@@ -169,6 +170,7 @@ class MdSidecar:
                     sock.close()
             self._ctx.term()
             self._ctx = None
+            self.binder.remove_made_sockets()
         for feed in self.feeds:
             feed.close()
         self.feeds.clear()
