@@ -19,11 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 from tradsys.marketdata.framing import L2_CHANNEL as L2_CH
-from tradsys.marketdata.framing import N_CHANNELS, STATUS_CHANNEL, Grouped
+from tradsys.marketdata.framing import N_CHANNELS, STATUS_CHANNEL, Grouped, take_records
 from tradsys.wire import MD_DTYPE, MdKind, Side
 
+# aligned (32 bytes, not 25 packed): building, gathering and reading the log's rows is
+# the store's main cost, and unaligned 8-byte fields made each of those slower
 LEVEL_DTYPE = np.dtype(
-    [("sym", "<u4"), ("side", "u1"), ("price", "<i8"), ("quantity", "<i8"), ("count", "<u4")]
+    [("sym", "<u4"), ("side", "u1"), ("price", "<i8"), ("quantity", "<i8"), ("count", "<u4")],
+    align=True,
 )
 FOLD_AT = 1 << 18  # pending rows that trigger a fold (bounds memory, amortises the sort)
 SINGLES_AT = 4096  # scalar-path rows gathered before they join the pending log
@@ -100,7 +103,7 @@ class L2Store:
         l2 = g.channel == L2_CH
         if not l2.any():
             return
-        rows = g.records[l2]
+        rows = take_records(g.records, np.flatnonzero(l2))
         s = g.sym[l2]
         # a symbol whose first update ever is seq 1 is known from the start
         first = rows["seq"] == 1
@@ -229,15 +232,17 @@ class L2Store:
         self._pending_rows = 0
         price = rows["price"]
         if len(rows) and int(price.min()) >= 0 and int(price.max()) < 1 << 40:
-            # one int64 key (symbol, side, price) and a stable sort: the last update of
-            # a level stays last among its equals
+            # one int64 key (symbol, side, price). An unstable sort is 3-4x faster than a
+            # stable one, and the order within a level does not matter: its last update
+            # is the highest row number among its equals. Only the surviving rows (a
+            # few per level) are gathered, not the whole log.
             key = (rows["sym"].astype(np.int64) << 42) | (rows["side"].astype(np.int64) << 40)
             key |= price
-            order = np.argsort(key, kind="stable")
+            order = np.argsort(key)
             key = key[order]
-            rows = rows[order]
-            last = np.append(key[1:] != key[:-1], True)
-        else:
+            starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+            rows = rows[np.maximum.reduceat(order, starts)]
+        else:  # a price past 40 bits: three keys, and a stable sort keeps the last last
             order = np.lexsort((np.arange(len(rows)), price, rows["side"], rows["sym"]))
             rows = rows[order]
             key_change = (
@@ -245,8 +250,7 @@ class L2Store:
                 | (rows["side"][1:] != rows["side"][:-1])
                 | (rows["price"][1:] != rows["price"][:-1])
             )
-            last = np.append(key_change, True)
-        rows = rows[last]
+            rows = rows[np.append(key_change, True)]
         self._levels = rows[(rows["quantity"] != 0) | (rows["count"] != 0)]
 
     def book(self, si: int) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
