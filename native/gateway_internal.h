@@ -47,6 +47,7 @@ typedef struct gw_order {
     int64_t leaves;
     int64_t res_qty;      /* held in the account's open same-side quantity */
     int64_t pend_qty;     /* worst case of the replaces in flight (res while pending) */
+    int64_t pend_price;   /* the highest risk price they were checked at (risk.c) */
     gw_wide res_notional; /* held in the account's open notional */
     gw_wide pend_notional;
     uint32_t session;     /* slot, GW_NONE once the session is gone */

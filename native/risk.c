@@ -203,13 +203,15 @@ static int64_t replace_risk_price(const gw_instrument *in, const gw_order *o,
     return gw_risk_price(in, o->type, c->price > 0 ? c->price : o->limit, o->stop_price);
 }
 
-/* The replace's worst case: its new leaves (new total − filled) at its new risk price. */
-static void replace_figures(const gw_instrument *in, const gw_order *o, const ts_command *c,
-                            int64_t *est, gw_wide *est_n) {
+/* The replace's worst case: its new leaves (new total − filled) at its new risk price,
+ * which it returns. */
+static int64_t replace_figures(const gw_instrument *in, const gw_order *o,
+                               const ts_command *c, int64_t *est, gw_wide *est_n) {
     int64_t rp = replace_risk_price(in, o, c);
     int64_t e = c->quantity - (o->qty - o->leaves);
     *est = e > 0 ? e : 0;
     *est_n = notional(rp, *est);
+    return rp;
 }
 
 int gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *order_out) {
@@ -283,18 +285,34 @@ void gw_book_replace(ts_gateway *gw, uint32_t idx, const ts_command *c) {
     gw_order *o = &gw->orders[idx];
     int64_t est;
     gw_wide est_n;
-    replace_figures(&gw->instr[o->instr], o, c, &est, &est_n);
+    const int64_t rp = replace_figures(&gw->instr[o->instr], o, c, &est, &est_n);
     if (!o->pending) {
         o->pend_qty = 0;
         o->pend_notional = 0;
+        o->pend_price = 0;
     }
     o->pend_qty = max64(o->pend_qty, est);
     o->pend_notional = max_wide(o->pend_notional, est_n);
+    o->pend_price = max64(o->pend_price, rp);
     o->pending++;
     int64_t rq;
     gw_wide rn;
     reserve_target(o, &rq, &rn);
     set_reserve(gw, o, max64(rq, o->res_qty), max_wide(rn, o->res_notional));
+}
+
+/* A replaced order's risk price. A market-type order's follows the reference, which a
+ * trade may have moved since its replace was checked: it keeps the price the replace was
+ * checked at, as an exchange's risk gate reserves what it checked (revalued when the
+ * REPLACED comes, it would hold a figure no check saw: past the credit limit, or short of
+ * what was reserved). Which of several replaces in flight the event answers is not
+ * tracked, so it takes the highest price they were checked at: never less than the one
+ * that took effect, at worst more until its next replace. A REPLACED that answers no
+ * replace booked here (sent before a restart) is valued at the reference now, as the
+ * restored order was. A limit order's risk price is its limit. */
+static int64_t replaced_risk_price(const ts_gateway *gw, const gw_order *o, int booked) {
+    if (market_type(o->type) && booked && o->pend_price > 0) return o->pend_price;
+    return gw_risk_price(&gw->instr[o->instr], o->type, o->limit, o->stop_price);
 }
 
 /* The order can no longer trade: give back what it holds and free its client id. */
@@ -342,17 +360,17 @@ void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev) {
         if (ev->reason == TS_CXL_USER && o->pending) o->pending--;
         finish(gw, idx);
         break;
-    case TS_EV_REPLACED:
+    case TS_EV_REPLACED: {
+        const int booked = o->pending > 0;
         if (o->pending) o->pending--;
         if (o->state == GW_DONE) break;
         o->qty = ev->quantity;
         o->leaves = ev->leaves_qty;
         if (ev->price > 0) o->limit = ev->price;
-        /* revalued as a new order would be (a market-type order: at its base or, when
-         * higher, its protection price; never at a sell's protection price alone) */
-        o->price = gw_risk_price(&gw->instr[o->instr], o->type, o->limit, o->stop_price);
+        o->price = replaced_risk_price(gw, o, booked);
         rereserve(gw, o);
         break;
+    }
     default: /* TRIGGERED changes nothing the gateway counts */
         break;
     }

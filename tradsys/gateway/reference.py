@@ -55,6 +55,7 @@ class RefOrder:
     res_notional: int = 0
     pend_qty: int = 0
     pend_notional: int = 0
+    pend_price: int = 0  # the highest risk price the replaces in flight were checked at
     pending: int = 0
     state: int = PENDING_NEW
     indexed: bool = True  # its client id is taken (not done, and the id known)
@@ -461,8 +462,9 @@ class ReferenceGateway:
         self._position(acc, o.symbol, o.side, o.res_qty, rq)
         self._credit(acc, o.res_notional, rn)
         if not o.pending:
-            o.pend_qty = o.pend_notional = 0
+            o.pend_qty = o.pend_notional = o.pend_price = 0
         o.pend_qty, o.pend_notional = max(o.pend_qty, est), max(o.pend_notional, est_n)
+        o.pend_price = max(o.pend_price, rp)
         o.pending += 1
         o.session, o.orphan = sid, False
         self._set_reserve(o, rq, rn)
@@ -532,13 +534,20 @@ class ReferenceGateway:
                 o.pending -= 1
             self._finish(o)
         elif kind == EventKind.REPLACED:
+            booked = o.pending > 0
             if o.pending:
                 o.pending -= 1
             if o.state != DONE:
                 o.qty, o.leaves = ev["quantity"], ev["leaves_qty"]
                 if ev["price"] > 0:
                     o.limit = ev["price"]
-                o.price = self._risk_price(o.symbol, o.order_type, o.limit, o.stop_price)
+                # a market-type order keeps the highest risk price its replaces in flight
+                # were checked at, whatever the reference is now (risk.c,
+                # replaced_risk_price); a limit order is valued at its limit
+                if o.order_type in _MARKET_TYPES and booked and o.pend_price > 0:
+                    o.price = o.pend_price
+                else:
+                    o.price = self._risk_price(o.symbol, o.order_type, o.limit, o.stop_price)
                 self._rereserve(o)
         routed = dict(ev) | {"order_id": o.client_id, "contra_order_id": 0}
         if answers_amend:
