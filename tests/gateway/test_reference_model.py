@@ -1,7 +1,9 @@
 """The C pump against the plain-Python model (tradsys.gateway.reference) on random
 streams: client commands from several sessions (two of them for one account, so orders
 are taken over between sessions and client ids are the account's), shard answers from a
-toy engine, fills, expiries, kill switches, limit reloads (the per-session and the
+toy engine, fills (some of them traded by the engine after the gateway checked a batch
+and before it answers it, so the reference moves between a replace's check and its
+REPLACED), expiries, kill switches, limit reloads (the per-session and the
 per-account throttles among them), disconnects with and without cancel-on-disconnect and
 the passing of time. After every
 step both must have sent the same commands to each shard, the same records to each
@@ -14,6 +16,8 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +84,10 @@ AMEND = st.fixed_dictionaries(
         "quantity": st.sampled_from([0, 3, 10, 25]),
     }
 )
+REPLACE = AMEND.map(lambda c: c | {"kind": int(CommandKind.REPLACE)})
+# a batch the engine takes only after it has traded (the "race" step): mostly replaces,
+# so that one is checked at a reference the trade then moves before its REPLACED
+RACING = st.lists(st.one_of(REPLACE, NEW), min_size=1, max_size=6)
 OTHER = st.fixed_dictionaries(
     {
         "kind": st.sampled_from([int(CommandKind.MASS_CANCEL), int(CommandKind.CONTROL), 0, 9]),
@@ -90,6 +98,7 @@ COMMAND = st.one_of(NEW, NEW, NEW, NEW, AMEND, AMEND, OTHER)
 
 STEPS: list[tuple[int, st.SearchStrategy[tuple[Any, Any, Any]]]] = [
     (10, st.tuples(st.just("send"), st.integers(0, 2), st.lists(COMMAND, min_size=1, max_size=16))),
+    (3, st.tuples(st.just("race"), st.integers(0, 2), RACING)),
     (4, st.tuples(st.just("fill"), st.integers(0, 1), st.integers(1, 4))),
     (1, st.tuples(st.just("expire"), st.integers(0, 1), st.just(1))),
     (1, st.tuples(st.just("kill"), st.sampled_from([None, *ACCOUNTS]), st.booleans())),
@@ -105,6 +114,43 @@ STEPS: list[tuple[int, st.SearchStrategy[tuple[Any, Any, Any]]]] = [
     (3, st.tuples(st.just("leave"), st.integers(0, 2), st.just(0))),
 ]
 STEP = st.sampled_from([s for weight, s in STEPS for _ in range(weight)]).flatmap(lambda s: s)
+
+# Streams of valid orders of account 1 (sessions 0 and 2), most of them market-type, and
+# their replaces racing trades, under the two limits a market-type order's value meets
+# (the collar sets its protection price)
+RACE_NEW = st.fixed_dictionaries(
+    {
+        "kind": st.just(int(CommandKind.NEW_ORDER)),
+        "order_id": st.integers(1, 4),
+        "symbol_id": st.sampled_from([AAA, BBB]),
+        "side": st.sampled_from([1, 2]),
+        "order_type": st.sampled_from([1, 2, 3, 3]),
+        "tif": st.just(1),
+        "price": st.sampled_from([0, 960, 1000, 1040, 1100]),
+        "stop_price": st.sampled_from([0, 900, 1100]),
+        "quantity": st.sampled_from([5, 10]),
+    }
+)
+RACE_REPLACE = st.fixed_dictionaries(
+    {
+        "kind": st.just(int(CommandKind.REPLACE)),
+        "order_id": st.integers(1, 4),
+        "price": st.sampled_from([0, 950, 1000, 1060]),
+        "quantity": st.sampled_from([3, 10, 25]),
+    }
+)
+RACE_LIMITS = st.fixed_dictionaries(
+    {"price_collar_bps": _sometimes(500), "credit_limit": _sometimes(100_000)}
+)
+ACCOUNT_1 = st.sampled_from([0, 2])  # its sessions
+RACE_STEPS: list[tuple[int, st.SearchStrategy[tuple[Any, Any, Any]]]] = [
+    (2, st.tuples(st.just("send"), ACCOUNT_1, st.lists(RACE_NEW, min_size=1, max_size=4))),
+    (3, st.tuples(st.just("race"), ACCOUNT_1, st.lists(RACE_REPLACE, min_size=1, max_size=4))),
+    (1, st.tuples(st.just("fill"), st.integers(0, 1), st.integers(1, 2))),
+]
+RACE_STEP = st.sampled_from([s for weight, s in RACE_STEPS for _ in range(weight)]).flatmap(
+    lambda s: s
+)
 
 
 def full_command(fields: dict[str, int]) -> Record:
@@ -154,10 +200,12 @@ class Differential:
         intake: dict[int, list[Record]],
         routed: dict[int, list[Record]] | None = None,
         held: dict[int, list[Record]] | None = None,
+        race: bool = False,
     ) -> None:
         """Poll once; check what reached each shard and each session (in a session's ring:
         the rejects of its intake, then the held events it takes, then the shards'
-        events); the shards answer."""
+        events); the shards answer (with ``race``, each first trades one of its live
+        orders: the engine matched it after the gateway's checks, before the commands)."""
         if held is None:
             held = self.model.take_held()
         self.rig.poll(self.now)
@@ -170,6 +218,8 @@ class Differential:
         for shard in (0, 1):
             got = as_dicts(self.rig.sent(shard))
             assert got == expected_cmds.get(shard, []), f"shard {shard}"
+            if race and got:
+                answers[shard] += self.shards[shard].fill()
             for c in got:
                 answers[shard] += self.shards[shard].on_command(c)
         self._deliver(answers)
@@ -194,7 +244,7 @@ class Differential:
 
     def step(self, step: tuple[Any, Any, Any]) -> None:
         what, a, b = step
-        if what == "send":
+        if what in ("send", "race"):
             s = self._session(a)
             cmds = [full_command(c) for c in b]
             expected_cmds: dict[int, list[Record]] = {}
@@ -209,7 +259,7 @@ class Differential:
                 for name, value in c.items():
                     batch[i][name] = value
             assert s.to_gateway.push_batch(batch) == len(batch)
-            self._pass(expected_cmds, {s.id: rejects})
+            self._pass(expected_cmds, {s.id: rejects}, race=what == "race")
         elif what in ("fill", "expire"):
             shard = self.shards[a]
             answers: list[list[Record]] = [[], []]
@@ -290,23 +340,17 @@ class Differential:
         assert self.rig.core.stats()["live_orders"] == len(self.model.orders)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.fixed_dictionaries({a: LIMITS for a in ACCOUNTS}),
-    st.lists(STEP, min_size=10, max_size=50),
-    st.integers(0, 2**32),
-)
-def test_pump_matches_the_reference_model(
-    limits: dict[int, dict[str, int]], steps: list[tuple[Any, Any, Any]], seed: int
-) -> None:
+@contextmanager
+def differential(limits: dict[int, dict[str, Any]], seed: int) -> Iterator[Differential]:
+    """A Differential, closed and cleaned up after it (and, when it passed, checked for
+    shared memory left behind)."""
     instance = f"{RUN_PREFIX}gwref{next(_examples)}"
     rings = RingFactory(instance)
     diff = None
     tmp = Path(tempfile.mkdtemp(prefix="gwref"))
     try:
         diff = Differential(rings, limits, seed, tmp / "gateway.ledger")
-        for step in steps:
-            diff.step(step)
+        yield diff
     finally:
         if diff is not None:
             diff.rig.close()
@@ -317,17 +361,47 @@ def test_pump_matches_the_reference_model(
     assert not leftovers, f"shared memory left behind: {leftovers}"
 
 
+def run_stream(
+    limits: dict[int, dict[str, Any]], steps: list[tuple[Any, Any, Any]], seed: int
+) -> None:
+    """The C gateway and the model driven through ``steps``, agreeing after each."""
+    with differential(limits, seed) as diff:
+        for step in steps:
+            diff.step(step)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.fixed_dictionaries({a: LIMITS for a in ACCOUNTS}),
+    st.lists(STEP, min_size=10, max_size=50),
+    st.integers(0, 2**32),
+)
+def test_pump_matches_the_reference_model(
+    limits: dict[int, dict[str, int]], steps: list[tuple[Any, Any, Any]], seed: int
+) -> None:
+    run_stream(limits, steps, seed)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.fixed_dictionaries({a: RACE_LIMITS for a in ACCOUNTS}),
+    st.lists(RACE_STEP, min_size=4, max_size=30),
+    st.integers(0, 2**32),
+)
+def test_replaces_racing_trades_match_the_reference_model(
+    limits: dict[int, dict[str, int]], steps: list[tuple[Any, Any, Any]], seed: int
+) -> None:
+    """The random streams above reach a replace of a market-type order racing a trade
+    that moves its reference only now and then: these are made of little else."""
+    run_stream(limits, steps, seed)
+
+
 def test_held_events_and_restarts_agree_with_the_model() -> None:
     """A directed stream through the held-event path (account 2's only session leaves
     without cancel-on-disconnect, its orders fill, it comes back) and a restart, so both
     are exercised whatever the random examples above happen to reach."""
-    instance = f"{RUN_PREFIX}gwref{next(_examples)}"
-    rings = RingFactory(instance)
-    diff = None
-    tmp = Path(tempfile.mkdtemp(prefix="gwref"))
     no_cod = {"cancel_on_disconnect": False}
-    try:
-        diff = Differential(rings, {1: no_cod, 2: no_cod}, 3, tmp / "gateway.ledger")
+    with differential({1: no_cod, 2: no_cod}, 3) as diff:
         orders = [
             {"kind": int(CommandKind.NEW_ORDER), "order_id": i, "symbol_id": AAA, "side": 1,
              "order_type": 1, "tif": 1, "price": 1000, "quantity": 10}
@@ -352,9 +426,22 @@ def test_held_events_and_restarts_agree_with_the_model() -> None:
             diff.step(step)
         assert diff.rig.core.stats()["orders_restored"] > 0
         assert diff.model.accounts[2].held == []
-    finally:
-        if diff is not None:
-            diff.rig.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        rings.close_all()
-        unlink_quietly(instance_segments(instance))
+
+
+def test_a_trade_between_a_replace_and_its_answer_agrees_with_the_model() -> None:
+    """A directed race, whatever the random examples reach: a buy stop (valued at AAA's
+    reference, 1000) is replaced, and the engine trades a limit order at 1040 before it
+    takes the replace; the stop keeps the value its replace was checked at."""
+    new = {"kind": int(CommandKind.NEW_ORDER), "symbol_id": AAA, "side": 1, "tif": 1}
+    with differential({1: {}, 2: {}}, 5) as diff:
+        diff.step(
+            ("send", 0, [
+                new | {"order_id": 1, "order_type": 1, "price": 1040, "quantity": 10},
+                new | {"order_id": 2, "order_type": 3, "stop_price": 900, "quantity": 10},
+            ])
+        )  # fmt: skip
+        replace = {"kind": int(CommandKind.REPLACE), "order_id": 2, "quantity": 10}
+        diff.step(("race", 0, [replace]))
+        (stop,) = [o for o in diff.model.orders.values() if o.client_id == 2]
+        assert diff.model.last_trade[AAA] == 1040  # the race happened (seed 5)
+        assert (stop.price, stop.pending) == (1000, 0)
