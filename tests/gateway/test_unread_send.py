@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.client.edge_rig import KEYS
-from tests.gateway.test_unread_sessions import ACME, _address, unread_config
-from tradsys.client.events import Ack
+from tests.gateway.test_unread_sessions import ACME, _address, _tcp_address, unread_config
+from tradsys.client.events import Ack, Disconnected
 from tradsys.client.orders import OrderClient, order_bytes
-from tradsys.client.transport import ColocatedTransport
+from tradsys.client.transport import ColocatedTransport, TcpTransport
 from tradsys.cores.supervisor import Supervisor
 
 pytestmark = pytest.mark.multiprocess
@@ -50,3 +50,31 @@ def test_a_client_that_never_polls_is_told_its_unread_events_stopped_it(
             transport.send_one(order_bytes(10**6, ACME, "buy", 1, 90), timeout=0.3)
         answered = [bob.wait_for(oid) for oid in sent]
     assert [a.order_id for a in answered if isinstance(a, Ack)] == sent
+
+
+def test_a_tcp_client_that_never_polls_gets_an_error_not_a_hang(
+    instance: str, tmp_path: Path
+) -> None:
+    """Over TCP the same client fills its event ring, the gateway's backlog for its
+    commands, then both sockets' buffers: the gateway stops reading it. Its send used to
+    block for good (no timeout) holding the lock close() needs, so the client could not
+    even be closed. Now the send gives up after its timeout saying why -- TimeoutError
+    with the session intact, or, if the kernel took part of the frame, Disconnected with
+    the connection dropped -- and the client closes."""
+    config = unread_config(instance, tmp_path / "data", ring=RING, heartbeat_ms=60_000)
+    with Supervisor(config, log=lambda line: None):
+        bob = OrderClient.connect(f"tcp://{_tcp_address(config)}", account_id=2, api_key=KEYS[2])
+        transport = bob.transport
+        assert isinstance(transport, TcpTransport)
+        sent = 0
+        deadline = time.monotonic() + 60
+        with pytest.raises((TimeoutError, Disconnected)) as err:
+            while time.monotonic() < deadline:
+                transport.send_one(order_bytes(sent + 1, ACME, "buy", 1, 90), timeout=0.5)
+                sent += 1
+        text = str(err.value)
+        assert "the gateway read nothing from this session for 0.5 s" in text, text
+        assert "events wait unread in this client's socket: poll() them" in text, text
+        assert sent > 2 * RING
+        bob.close()
+        assert transport.closed

@@ -51,6 +51,8 @@ LIVENESS_SLICE_S = 0.25
 # so the poll looks for more this often instead (only wait_for and a lagging async reader
 # hold records back, never a plain poll loop)
 HELD_RECHECK_S = 0.0005
+# the longest a send waits for room (the colocated ring or the TCP socket) by default
+SEND_TIMEOUT_S = 10.0
 NO_EVENTS = np.zeros(0, wire.EVENT_DTYPE)
 
 
@@ -58,8 +60,8 @@ class Transport(Protocol):
     accepted: Accepted
     symbols: list[SymbolInfo]
 
-    def send(self, records: Records, timeout: float | None = None) -> None: ...
-    def send_one(self, record: bytes, timeout: float | None = None) -> None: ...
+    def send(self, records: Records, timeout: float | None = SEND_TIMEOUT_S) -> None: ...
+    def send_one(self, record: bytes, timeout: float | None = SEND_TIMEOUT_S) -> None: ...
     def poll(self, timeout: float, done: int | None = None) -> Records: ...
     def close(self, done: int | None = None) -> None: ...
     @property
@@ -169,7 +171,7 @@ class ColocatedTransport:
         if not data:
             raise Disconnected("the gateway ended the session (its socket closed)")
 
-    def send(self, records: Records, timeout: float | None = 10.0) -> None:
+    def send(self, records: Records, timeout: float | None = SEND_TIMEOUT_S) -> None:
         if self._closed:
             raise Disconnected("the client is closed")
         if len(records) == 0:
@@ -210,7 +212,7 @@ class ColocatedTransport:
             f"its event ring {self.outbound.name} is full ({unread} unread), poll() them"
         )
 
-    def send_one(self, record: bytes, timeout: float | None = 10.0) -> None:
+    def send_one(self, record: bytes, timeout: float | None = SEND_TIMEOUT_S) -> None:
         """One command's 64 bytes: a single C call when the ring has room (the common
         case), else the waiting path :meth:`send` takes."""
         if self._closed:
@@ -332,15 +334,12 @@ class TcpTransport:
                 elif time.monotonic() - self._last_sent >= self.heartbeat_s / 2:
                     self._sendall(encode_empty(MessageType.HEARTBEAT))
 
-    def _ack(self, seq: int) -> None:
+    def _ack(self, seq: int, timeout: float = SEND_TIMEOUT_S) -> None:
         """ACK ``seq`` unless one as high went already (both threads send them)."""
         with self._send_lock:
             if seq <= self._acked or self._closed:
                 return
-            try:
-                self.sock.sendall(encode_ack(seq))
-            except OSError as exc:
-                raise Disconnected(f"the gateway connection broke: {exc}") from None
+            self._write(encode_ack(seq), timeout)
             self._acked = seq
             self._last_sent = time.monotonic()
 
@@ -348,7 +347,12 @@ class TcpTransport:
         self._returned = last_seq
         return records
 
-    def _sendall(self, data: bytes | None, records: Records | None = None) -> None:
+    def _sendall(
+        self,
+        data: bytes | None,
+        records: Records | None = None,
+        timeout: float | None = SEND_TIMEOUT_S,
+    ) -> None:
         """Write one frame (or, with ``records``, one COMMANDS frame numbered here: the
         number is taken and the frame written under one lock, so they stay in order)."""
         with self._send_lock:
@@ -356,21 +360,63 @@ class TcpTransport:
                 raise Disconnected("the client is closed")
             if records is not None:
                 data = encode_records(MessageType.COMMANDS, self.next_command_seq, records)
-                self.next_command_seq += len(records)
             assert data is not None
-            try:
-                self.sock.sendall(data)
-            except OSError as exc:
-                raise Disconnected(f"the gateway connection broke: {exc}") from None
+            self._write(data, timeout)
+            if records is not None:
+                self.next_command_seq += len(records)
             self._last_sent = time.monotonic()
 
-    def send(self, records: Records, timeout: float | None = None) -> None:
+    def _write(self, data: bytes, timeout: float | None) -> None:
+        """Write a whole frame, waiting for room at most ``timeout`` (None: no limit),
+        under the send lock. The gateway stops reading a session's socket while its
+        commands wait for room -- and it takes them only while the session's event ring
+        has room for their answers -- so a client that sends and never reads would
+        otherwise block here for good, holding the lock that close() needs too. Nothing
+        written: TimeoutError, the session intact. Part of the frame written: the stream
+        cannot go on (the rest of a frame cannot be taken back), so the session is
+        dropped and Disconnected raised."""
+        view = memoryview(data)
+        written = 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while written < len(view):
+            try:
+                written += self.sock.send(view[written:], socket.MSG_DONTWAIT)
+                continue
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                raise Disconnected(f"the gateway connection broke: {exc}") from None
+            left = LIVENESS_SLICE_S if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                break
+            select.select([], [self.sock], [], min(left, LIVENESS_SLICE_S))
+        if written == len(view):
+            return
+        why = (
+            f"the gateway read nothing from this session for {timeout:g} s: it takes no "
+            "more of its commands while their answers have no room"
+        )
+        if self._unread():
+            why += "; events wait unread in this client's socket: poll() them"
+        if not written:
+            raise TimeoutError(why)
+        self._ended = f"{why} (the connection was dropped mid-frame)"
+        self._closed = True
+        self.sock.close()
+        raise Disconnected(self._ended)
+
+    def _unread(self) -> bool:
+        """Whether bytes the gateway sent wait in this client's socket."""
+        ready, _, _ = select.select([self.sock], [], [], 0)
+        return bool(ready)
+
+    def send(self, records: Records, timeout: float | None = SEND_TIMEOUT_S) -> None:
         if self._ended:
             raise Disconnected(self._ended)
         for start in range(0, len(records), MAX_RECORDS_PER_FRAME):
-            self._sendall(None, records[start : start + MAX_RECORDS_PER_FRAME])
+            self._sendall(None, records[start : start + MAX_RECORDS_PER_FRAME], timeout)
 
-    def send_one(self, record: bytes, timeout: float | None = None) -> None:
+    def send_one(self, record: bytes, timeout: float | None = SEND_TIMEOUT_S) -> None:
         self.send(np.frombuffer(record, wire.COMMAND_DTYPE), timeout)
 
     def poll(self, timeout: float, done: int | None = None) -> Records:
@@ -447,11 +493,14 @@ class TcpTransport:
         """Ask the gateway to end the session, and read until it does (what it sends
         meanwhile is not returned, so not acknowledged: kept for the next session).
         ``done`` as for :meth:`poll`: what the caller is not done with stays unacknowledged
-        and goes to the account's next session."""
-        with contextlib.suppress(Disconnected):
+        and goes to the account's next session. A gateway that reads nothing from the
+        session within ``timeout`` gets no LOGOUT: the connection is dropped, as close()
+        would, and what was not acknowledged is the account's next session's."""
+        # TimeoutError: the ACK or LOGOUT could not be written (the gateway is not reading)
+        with contextlib.suppress(Disconnected, TimeoutError):
             self._mark_processed(done)
-            self._ack(self._processed)
-            self._sendall(encode_empty(MessageType.LOGOUT))
+            self._ack(self._processed, timeout)
+            self._sendall(encode_empty(MessageType.LOGOUT), timeout=timeout)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 self._poll(deadline - time.monotonic())
