@@ -247,6 +247,40 @@ def test_a_full_inbound_ring_times_out_and_loses_nothing_it_took(
         assert edge.core.commands == 8
 
 
+def test_an_async_send_waiting_for_room_leaves_the_loop_running(
+    instance: str, tmp_path: Path
+) -> None:
+    """With the pump stopped, submits fill the session's inbound ring; the next two wait
+    for room in a worker thread, in the order made, while the loop goes on -- here a task
+    that resumes the pump runs meanwhile -- then go, and every order is answered in the
+    order sent. (Before, the first waited in the loop's own thread: the task never ran,
+    the pump stayed stopped and the submit gave up after 10 s.)"""
+    with running_edge(edge_config(instance, tmp_path, session_ring_capacity=8)) as edge:
+
+        async def main() -> None:
+            async with await AsyncOrderClient.connect(
+                edge.unix, account_id=1, api_key=KEYS[1]
+            ) as c:
+                assert isinstance(c.transport, ColocatedTransport)
+                edge.core.stop()
+                sent = []
+                while c.transport.inbound.writable:
+                    sent.append(await c.submit(1, "buy", 1, 90, order_id=len(sent) + 1))
+                waiting = [
+                    asyncio.create_task(c.submit(1, "buy", 1, 90, order_id=len(sent) + k))
+                    for k in (1, 2)
+                ]
+                sent += [len(sent) + 1, len(sent) + 2]
+                await asyncio.sleep(0)  # both submits are waiting now
+                assert not any(t.done() for t in waiting)
+                resumer = asyncio.create_task(asyncio.to_thread(edge.core.resume))
+                await asyncio.wait_for(asyncio.gather(resumer, *waiting), 5)
+                acks = [await c.next_event(5) for _ in sent]
+                assert [a.order_id for a in acks if isinstance(a, Ack)] == sent
+
+        asyncio.run(main())
+
+
 @pytest.mark.timeout(60)
 def test_a_send_waiting_for_room_sees_the_session_end(instance: str, tmp_path: Path) -> None:
     """A send that waits for room with no timeout looks at the socket between waits, as a

@@ -505,6 +505,8 @@ class AsyncOrderClient(_Orders):
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True, name="tradsys-events")
         self._reader.start()
+        self._sends_waiting = 0  # sends waiting for room (see _send_waiting)
+        self._send_turn = asyncio.Lock()
 
     @classmethod
     async def connect(
@@ -546,25 +548,41 @@ class AsyncOrderClient(_Orders):
         **kw: Any,
     ) -> int:
         oid, rec = self._new(symbol_id, side, quantity, price, order_id, kw)
-        self.transport.send_one(rec)
+        await self._send_one(rec)
         return oid
 
     async def submit_batch(self, records: Records) -> int:
-        self.transport.send(records)
+        if self._sends_waiting or (n := self.transport.try_send(records)) < len(records):
+            await self._send_waiting(records if self._sends_waiting else records[n:])
         return len(records)
 
     async def cancel(self, order_id: int, symbol_id: SymbolLike | None = None) -> None:
-        self.transport.send_one(self._cancel(order_id, symbol_id))
+        await self._send_one(self._cancel(order_id, symbol_id))
 
     async def replace(
         self, order_id: int, *, price: int, quantity: int, symbol_id: SymbolLike | None = None
     ) -> None:
-        self.transport.send_one(self._replace(order_id, price, quantity, symbol_id))
+        await self._send_one(self._replace(order_id, price, quantity, symbol_id))
 
     async def mass_cancel(self, symbol_id: SymbolLike = 0) -> None:
-        self.transport.send_one(
+        await self._send_one(
             _command(CommandKind.MASS_CANCEL, 0, self.symbol_id(symbol_id) if symbol_id else 0)
         )
+
+    async def _send_one(self, record: bytes) -> None:
+        if self._sends_waiting or not self.transport.try_send_one(record):
+            await self._send_waiting(np.frombuffer(record, wire.COMMAND_DTYPE))
+
+    async def _send_waiting(self, records: Records) -> None:
+        """Send what found no room at once without blocking the loop: the wait runs in a
+        worker thread while the loop goes on (handing out events, which is what makes the
+        room), and sends made meanwhile queue behind it, in the order they were made."""
+        self._sends_waiting += 1
+        try:
+            async with self._send_turn:  # asyncio.Lock wakes its waiters first come first
+                await self.loop.run_in_executor(None, self.transport.send, records)
+        finally:
+            self._sends_waiting -= 1
 
     async def next_event(self, timeout: float | None = None) -> Event:
         item = await asyncio.wait_for(self.queue.get(), timeout)

@@ -62,6 +62,8 @@ class Transport(Protocol):
 
     def send(self, records: Records, timeout: float | None = SEND_TIMEOUT_S) -> None: ...
     def send_one(self, record: bytes, timeout: float | None = SEND_TIMEOUT_S) -> None: ...
+    def try_send(self, records: Records) -> int: ...
+    def try_send_one(self, record: bytes) -> bool: ...
     def poll(self, timeout: float, done: int | None = None) -> Records: ...
     def close(self, done: int | None = None) -> None: ...
     @property
@@ -215,10 +217,20 @@ class ColocatedTransport:
     def send_one(self, record: bytes, timeout: float | None = SEND_TIMEOUT_S) -> None:
         """One command's 64 bytes: a single C call when the ring has room (the common
         case), else the waiting path :meth:`send` takes."""
+        if not self.try_send_one(record):
+            self.send(np.frombuffer(record, wire.COMMAND_DTYPE), timeout)
+
+    def try_send(self, records: Records) -> int:
+        """As many of the records as the ring has room for now, never waiting; how many."""
         if self._closed:
             raise Disconnected("the client is closed")
-        if not self.inbound.push(record):
-            self.send(np.frombuffer(record, wire.COMMAND_DTYPE), timeout)
+        return self.inbound.push_batch(records)
+
+    def try_send_one(self, record: bytes) -> bool:
+        """The record if the ring has room now, never waiting; whether it went."""
+        if self._closed:
+            raise Disconnected("the client is closed")
+        return bool(self.inbound.push(record))
 
     def poll(self, timeout: float, done: int | None = None) -> Records:
         """Events that arrived (a view valid until the next poll); empty on timeout.
@@ -418,6 +430,20 @@ class TcpTransport:
 
     def send_one(self, record: bytes, timeout: float | None = SEND_TIMEOUT_S) -> None:
         self.send(np.frombuffer(record, wire.COMMAND_DTYPE), timeout)
+
+    def try_send(self, records: Records) -> int:
+        """All the records if the socket has room now (a frame fits whole then: Linux
+        calls a TCP socket writable only with a third of its buffer free), else none."""
+        if self._ended:
+            raise Disconnected(self._ended)
+        _, writable, _ = select.select([], [self.sock], [], 0)
+        if not writable:
+            return 0
+        self.send(records)
+        return len(records)
+
+    def try_send_one(self, record: bytes) -> bool:
+        return self.try_send(np.frombuffer(record, wire.COMMAND_DTYPE)) == 1
 
     def poll(self, timeout: float, done: int | None = None) -> Records:
         """Events that arrived, in order (empty on timeout); Disconnected on END or EOF.
