@@ -78,3 +78,5 @@ def test_a_tcp_client_that_never_polls_gets_an_error_not_a_hang(
         assert sent > 2 * RING
         bob.close()
         assert transport.closed
+        transport._beat.join(5)  # its heartbeat thread ends with it, whichever way it went
+        assert not transport._beat.is_alive()

@@ -414,6 +414,7 @@ class TcpTransport:
             raise TimeoutError(why)
         self._ended = f"{why} (the connection was dropped mid-frame)"
         self._closed = True
+        self._stop.set()  # the heartbeat thread too: close() now finds nothing to do
         self.sock.close()
         raise Disconnected(self._ended)
 
