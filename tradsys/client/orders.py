@@ -552,8 +552,11 @@ class AsyncOrderClient(_Orders):
         return oid
 
     async def submit_batch(self, records: Records) -> int:
-        if self._sends_waiting or (n := self.transport.try_send(records)) < len(records):
-            await self._send_waiting(records if self._sends_waiting else records[n:])
+        rest = records
+        if not self._sends_waiting:  # else it queues behind the sends waiting for room
+            rest = records[self.transport.try_send(records) :]
+        if len(rest):
+            await self._send_waiting(rest)
         return len(records)
 
     async def cancel(self, order_id: int, symbol_id: SymbolLike | None = None) -> None:

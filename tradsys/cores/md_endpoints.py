@@ -42,7 +42,8 @@ def any_port(endpoint: str) -> bool:
 
 
 def wildcard(endpoint: str) -> bool:
-    """An endpoint whose address ZeroMQ chooses at bind time."""
+    """An endpoint asking for any address: chosen at the first bind (ZeroMQ picks the
+    port, the binder the ipc path), kept for the restarts."""
     return any_port(endpoint) or endpoint == IPC_WILDCARD
 
 
