@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.accounts_toml import account_tables
 from tradsys.cli import build_parser, main
+from tradsys.wire import TimeInForce
 
 KEYS = {1: "alice-key"}
 
@@ -111,16 +113,32 @@ def test_admin_all_says_what_it_means_per_command(capsys: pytest.CaptureFixture[
 
 
 def test_a_market_order_defaults_to_ioc_and_help_says_so(
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tradsys.cli_order import _tif
+    from tradsys.cli_order import _send_verb
+    from tradsys.client.orders import order_record
+    from tradsys.config import load_config
 
+    class Recorder:
+        """Stands in for the session: keeps the record each submit would send."""
+
+        def submit(self, symbol_id, side, quantity, price=None, *, order_id=None, **kw):  # type: ignore[no-untyped-def]
+            self.sent = order_record(order_id or 1, symbol_id, side, quantity, price, **kw)
+            return order_id or 1
+
+    config = load_config(_config(tmp_path, "clitif"))
     parser = build_parser()
-    market = parser.parse_args(["order", "submit", "ACME", "buy", "1"])
-    assert _tif(market) == "ioc"
-    assert _tif(parser.parse_args(["order", "submit", "ACME", "buy", "1", "--price", "9"])) == "gtc"
-    assert _tif(parser.parse_args(["order", "submit", "ACME", "buy", "1", "--stop", "9"])) == "gtc"
-    given = ["order", "submit", "ACME", "buy", "1", "--tif", "fok"]
-    assert _tif(parser.parse_args(given)) == "fok"
+
+    def tif(*extra: str) -> TimeInForce:
+        client: Any = Recorder()
+        _send_verb(
+            parser.parse_args(["order", "submit", "ACME", "buy", "1", *extra]), config, client
+        )
+        return TimeInForce(client.sent["tif"][0])
+
+    assert tif() == TimeInForce.IOC
+    assert tif("--price", "9") == TimeInForce.GTC
+    assert tif("--stop", "9") == TimeInForce.GTC
+    assert tif("--tif", "fok") == TimeInForce.FOK
     _help("order", "submit")
     assert "ioc for a market order" in " ".join(capsys.readouterr().out.split())

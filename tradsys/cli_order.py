@@ -162,14 +162,6 @@ def _verb_parser(
     return verbs
 
 
-def _tif(args: argparse.Namespace) -> str:
-    """The time in force: as given, else gtc -- but ioc for a market order, which the
-    engine takes only as ioc or fok."""
-    if args.tif:
-        return str(args.tif)
-    return "ioc" if args.price is None and args.stop is None else "gtc"
-
-
 def _run_verb(args: argparse.Namespace, config: Config, client: OrderClient) -> int:
     """Send the command; return the order id its answers carry (0 for a mass cancel). A
     value the client refuses to encode (an order id out of its field's range) is the
@@ -188,7 +180,7 @@ def _send_verb(args: argparse.Namespace, config: Config, client: OrderClient) ->
             args.quantity,
             args.price,
             order_id=args.order_id,
-            tif=_tif(args),
+            tif=args.tif or None,  # none given: the client's default for the type
             post_only=args.post_only,
             stop_price=args.stop,
             display_qty=args.display,

@@ -30,6 +30,21 @@ def test_order_type_follows_from_prices(kw: dict, order_type: OrderType) -> None
     assert rec["order_type"][0] == order_type and rec["side"][0] == wire.Side.SELL
 
 
+@pytest.mark.parametrize(
+    ("kw", "tif"),
+    [
+        ({}, TimeInForce.IOC),  # MARKET: the engine refuses GTC (INVALID_TIF)
+        ({"price": 100, "order_type": OrderType.MARKET}, TimeInForce.IOC),  # protected
+        ({"price": 100}, TimeInForce.GTC),
+        ({"stop_price": 90}, TimeInForce.GTC),
+        ({"stop_price": 90, "price": 89}, TimeInForce.GTC),
+        ({"tif": "fok"}, TimeInForce.FOK),
+    ],
+)
+def test_default_tif_follows_the_order_type(kw: dict, tif: TimeInForce) -> None:
+    assert order_record(7, 1, "buy", 5, **kw)["tif"][0] == tif
+
+
 def test_kwargs_fill_the_fields() -> None:
     rec = order_record(9, 2, "BUY", 100, 50, tif="fok", post_only=True, display_qty=10)[0]
     assert (rec["kind"], rec["order_id"], rec["symbol_id"]) == (wire.CommandKind.NEW_ORDER, 9, 2)

@@ -127,7 +127,7 @@ def order_bytes(
     quantity: int,
     price: int | None = None,
     *,
-    tif: TifLike = TimeInForce.GTC,
+    tif: TifLike | None = None,
     post_only: bool = False,
     stop_price: int | None = None,
     display_qty: int | None = None,
@@ -136,12 +136,15 @@ def order_bytes(
     """One NEW_ORDER command as its 64 wire bytes, what the clients send for one order.
     The order type follows from the prices unless given: no price is MARKET, a stop price
     makes it STOP (or STOP_LIMIT with a price); a ``display_qty`` makes it an iceberg;
-    ``tif="ioc"``/``"fok"``; ``post_only``."""
+    ``tif="ioc"``/``"fok"``; ``post_only``. With no ``tif``, a MARKET order is IOC (the
+    engine takes no other but FOK) and every other order GTC."""
     if order_type is None:
         if stop_price:
             order_type = OrderType.STOP_LIMIT if price else OrderType.STOP
         else:
             order_type = OrderType.LIMIT if price else OrderType.MARKET
+    if tif is None:
+        tif = TimeInForce.IOC if order_type == OrderType.MARKET else TimeInForce.GTC
     return _pack(
         CommandKind.NEW_ORDER,
         order_id,
