@@ -17,8 +17,16 @@
 #include "book_internal.h"
 #include "huge_alloc.h"
 
-#define INITIAL_ORDERS 1024u
-#define INITIAL_LEVELS 256u
+/* The fuzz targets build with tiny ones (native/Makefile), so that pools grow -- and
+ * move -- in the middle of the commands they throw at the engine. */
+#ifndef TS_INITIAL_ORDERS
+#define TS_INITIAL_ORDERS 1024u
+#endif
+#ifndef TS_INITIAL_LEVELS
+#define TS_INITIAL_LEVELS 256u
+#endif
+#define INITIAL_ORDERS TS_INITIAL_ORDERS
+#define INITIAL_LEVELS TS_INITIAL_LEVELS
 #define INITIAL_OUTPUT 1024u
 
 static int grow_array(void **p, uint64_t *cap, uint64_t need, size_t size) {

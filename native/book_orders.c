@@ -449,6 +449,9 @@ static int cmd_replace(ts_engine *e, const ts_command *c) {
         return 0;
     }
     if (ts_eng_reserve_book(e, b)) return -1;
+    /* the reserve may have grown (moved) the order pool: the pointers are taken again */
+    o = &e->orders[oi];
+    oc = &e->cold[oi];
     const int64_t filled = oc->quantity - o->leaves;
     if (qty <= filled) {
         ts_eng_cancel_order(e, b, oi, TS_CXL_USER);

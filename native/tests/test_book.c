@@ -774,6 +774,22 @@ static void test_stop_cancel_replace(void) {
 
 /* ---- tests: replace -------------------------------------------------------------------- */
 
+/* A replace that moves an order reserves room first, and when the order pool is full (no
+ * free slot: every order ever placed still rests) the reserve grows it, which can move
+ * the pool: the replace must not go on with pointers taken before. It did, and a worker
+ * crashed on it at 1 024 resting orders, then again on every restart, replaying the
+ * journaled replace. After each new order here the pool is full whenever its size is a
+ * capacity, so the replace meets the growth at each of them. */
+static void test_replace_when_the_order_pool_grows(void) {
+    setup();
+    for (uint64_t id = 1; id <= 2100; id++) {
+        RUN(limit(id, S1, 1, SELL, 10, 1000 + (int64_t)(id % 50)));
+        RUN(replace(1, S1, 1, 1001 + (int64_t)(id % 2), 10));
+        EV_IS(0, TS_EV_REPLACED, 1, 1001 + (int64_t)(id % 2), 10, 10);
+    }
+    CHECK_EQ(ts_engine_live_orders(g_e), 2100);
+}
+
 static void test_replace_queue_position(void) {
     setup();
     RUN(limit(1, S1, 1, SELL, 10, 1000));
@@ -1627,6 +1643,7 @@ static const struct test TESTS[] = {
     T(test_stops_fire_lowest_seq_first_and_cascade),
     T(test_stop_cancel_replace),
     T(test_replace_queue_position),
+    T(test_replace_when_the_order_pool_grows),
     T(test_replace_crossing_matches),
     T(test_replace_in_auction_does_not_match),
     T(test_mass_cancel),
