@@ -485,17 +485,25 @@ static uint32_t heir_of(const ts_gateway *gw, uint32_t account, uint32_t leaving
 }
 
 int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id) {
-    return ts_gateway_remove_session_unread(gw, session_id, NULL, 0);
+    return ts_gateway_remove_session_with(gw, session_id, NULL, 0, NULL, 0);
 }
 
 int ts_gateway_remove_session_unread(ts_gateway *gw, int64_t session_id, const ts_event *taken,
                                      uint64_t n) {
-    if (n && !taken) return TS_GW_ERR_ARGUMENT;
+    return ts_gateway_remove_session_with(gw, session_id, taken, n, NULL, 0);
+}
+
+int ts_gateway_remove_session_with(ts_gateway *gw, int64_t session_id, const ts_event *taken,
+                                   uint64_t n, const ts_command *unsent, uint64_t n_unsent) {
+    if ((n && !taken) || (n_unsent && !unsent)) return TS_GW_ERR_ARGUMENT;
     control_lock(gw);
     uint32_t slot;
     gw_session *s = session_of(gw, session_id, &slot);
     int rc = s ? TS_GW_OK : TS_GW_ERR_UNKNOWN;
     gw_account *acc = s ? &gw->accounts[s->account] : NULL;
+    /* first what its client sent: its orders and their answers go where the session's go */
+    gw_leaving last = {0};
+    if (s) gw_take_leaving(gw, slot, unsent, n_unsent, &last);
     /* who gets the account's held events and the session's orders: the other session
      * the held events already go to, else the one with the lowest slot (so an order's
      * events, held or not, go to one session) */
@@ -505,7 +513,7 @@ int ts_gateway_remove_session_unread(ts_gateway *gw, int64_t session_id, const t
                                                                    : heir_of(gw, s->account, slot);
         const int was_due = acc->replay_to != GW_NONE;
         /* what its client never read goes ahead of anything held after it */
-        gw_hold_unread(gw, slot, taken, n);
+        gw_hold_unread(gw, slot, taken, n, last.rejects, last.n);
         acc->replay_to = acc->held_n != acc->held_sent ? heir : GW_NONE;
         gw->replays_due += (acc->replay_to != GW_NONE) - was_due;
     }
@@ -565,6 +573,7 @@ int ts_gateway_remove_session_unread(ts_gateway *gw, int64_t session_id, const t
         s->in = s->out = NULL;
         gw->st.sessions--;
     }
+    free(last.rejects);
     control_unlock(gw);
     return rc;
 }

@@ -112,6 +112,10 @@ typedef struct ts_gateway_stats {
     uint64_t events_unread_dropped; /* of those, beyond the account's TS_GW_HELD_EVENTS */
     uint64_t events_unpinned; /* released from a shard's ring while a stage still held an
                                * earlier event (the stage had held back pin_max already) */
+    uint64_t commands_at_close; /* commands a session's client sent that were taken as its
+                                 * session was removed (in commands_in too) */
+    uint64_t disconnect_cancel_answers; /* rejects of the gateway's own disconnect cancels
+                                         * (the order had ended first): no client's */
     uint64_t rejects[64];
 } ts_gateway_stats;
 
@@ -155,10 +159,16 @@ int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_li
 int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inbound,
                                ts_ring *outbound, int32_t notify_fd, int32_t cancel_on_disconnect);
 
-/* Detach a session: its rings are no longer touched once this returns. With
+/* Detach a session: its rings are no longer touched once this returns. First, what its
+ * client sent and the pump had not taken yet (the inbound ring's records) is taken as
+ * a pass would, checked and sent to the shards, an exchange acting on every message it
+ * received before a disconnect (commands_at_close); rejects among them are held with its
+ * unread events (below). Then, with
  * cancel_on_disconnect each of its live orders gets a CANCEL to its shard (newest first);
  * what such an order does before the cancel lands (a fill racing it) and the CANCELLED
- * go where an order's events go without it (below). No session can cancel or replace it
+ * go where an order's events go without it (below); a REJECTED answering such a cancel
+ * (the order had ended before it landed) goes nowhere: the client sent no cancel
+ * (disconnect_cancel_answers). No session can cancel or replace it
  * any more (UNKNOWN_CLIENT_ID), but its client id stays taken until it is done: a NEW
  * reusing the id is DUPLICATE_CLIENT_ID until then. Without it, its
  * orders belong to the account still: the account's other live session takes them over
@@ -184,6 +194,12 @@ int ts_gateway_remove_session(ts_gateway *gw, int64_t session_id);
  * they were written): they are held first, ahead of what the ring still holds. */
 int ts_gateway_remove_session_unread(ts_gateway *gw, int64_t session_id, const ts_event *taken,
                                      uint64_t n);
+
+/* ts_gateway_remove_session_unread for a caller that also keeps commands its client sent
+ * that found no room in the session's inbound ring (a TCP session's backlog): they are
+ * taken after what the ring holds. */
+int ts_gateway_remove_session_with(ts_gateway *gw, int64_t session_id, const ts_event *taken,
+                                   uint64_t n, const ts_command *unsent, uint64_t n_unsent);
 
 /* Kill switch of one account (account_id > 0) or of all (0): on = 1 blocks new orders
  * and replaces (KILL_SWITCH) and sends MASS_CANCEL for the account (0 = every account)

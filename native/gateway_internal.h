@@ -196,7 +196,17 @@ struct ts_gateway {
     struct gw_drained *drained; /* events for ts_gateway_hold_drained (client ids) */
     uint64_t drained_n, drained_cap;
     uint64_t *drain_keys, *drain_vals, drain_mask; /* the ledger's exchange → client ids */
+    /* While a leaving session's last commands are taken (gw_take_leaving, a control
+     * call): their commands go to the shards' backlogs and their rejects here, not to the
+     * stages, which are bounded by the rings' room. NULL otherwise. */
+    struct gw_leaving *leaving;
 };
+
+/* The rejects of a leaving session's last commands, for gw_hold_unread. */
+typedef struct gw_leaving {
+    ts_event *rejects;
+    uint64_t n, cap;
+} gw_leaving;
 
 /* An event for an account's next session, found at start: in the held-events log, or
  * drained from a shard ring (raw: a REJECTED's DONE flag is settled once the orders are
@@ -238,7 +248,14 @@ int gw_held_buffer(gw_account *acc); /* the account's held-event buffer; 0: no m
 uint64_t gw_replay_held(ts_gateway *gw);
 /* a leaving session's unread events (the caller's `taken`, its ring, its stage) become
  * the account's held events, ahead of those pending (remove_session, a control call) */
-void gw_hold_unread(ts_gateway *gw, uint32_t slot, const ts_event *taken, uint64_t n_taken);
+void gw_hold_unread(ts_gateway *gw, uint32_t slot, const ts_event *taken, uint64_t n_taken,
+                    const ts_event *after, uint64_t n_after);
+/* gateway_pump.c: a leaving session's last commands -- what its inbound ring holds, then
+ * `more` (sent by its client, kept by the caller for want of room) -- checked and sent as
+ * if the session went on; their rejects are returned in *out (the caller frees
+ * out->rejects) and held after its unread events */
+void gw_take_leaving(ts_gateway *gw, uint32_t slot, const ts_command *more, uint64_t n_more,
+                     gw_leaving *out);
 /* Release from each shard's event ring what the gateway no longer holds in memory: every
  * event taken up to the oldest one still waiting in a session's stage (gateway_pump.c). */
 void gw_release_routed(ts_gateway *gw);

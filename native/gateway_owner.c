@@ -211,15 +211,17 @@ uint64_t gw_hold_ahead(ts_gateway *gw, uint32_t account, const ts_event *evs, ui
 
 /* What a leaving session's client never got -- the caller's `taken` (drained from the
  * ring, never delivered), the ring's unread records, the stage the pump could not push,
- * in that order, which is the order they were routed in -- becomes the account's held
+ * then `after` (the rejects of the commands it left: gw_take_leaving), in that order,
+ * which is the order they were routed in -- becomes the account's held
  * events ahead of those pending (which were routed after them, or are the account's
  * other orders'). A control call under the lock (remove_session): the pump, which routes
  * only inside a pass, sees the session and then the held events, never both. */
-void gw_hold_unread(ts_gateway *gw, uint32_t slot, const ts_event *taken, uint64_t n_taken) {
+void gw_hold_unread(ts_gateway *gw, uint32_t slot, const ts_event *taken, uint64_t n_taken,
+                    const ts_event *after, uint64_t n_after) {
     gw_session *s = &gw->sessions[slot];
     const uint64_t in_ring = gw_ring_unread(s->out, NULL, 0, 1);
     const uint64_t staged = s->staged - s->stage_sent;
-    const uint64_t total = n_taken + in_ring + staged;
+    const uint64_t total = n_taken + in_ring + staged + n_after;
     if (!total) return;
     ts_event *evs = malloc((size_t)total * sizeof *evs);
     if (!evs) abort(); /* a control call: out of memory here is fatal */
@@ -228,6 +230,8 @@ void gw_hold_unread(ts_gateway *gw, uint32_t slot, const ts_event *taken, uint64
     uint64_t k = n_taken + gw_ring_unread(s->out, evs + n_taken, in_ring, 0);
     if (staged) memcpy(evs + k, s->stage + s->stage_sent, staged * sizeof *evs);
     k += staged;
+    if (n_after) memcpy(evs + k, after, n_after * sizeof *evs);
+    k += n_after;
     gw_hold_ahead(gw, s->account, evs, k, total);
     s->staged = s->stage_sent = 0;
     free(evs);

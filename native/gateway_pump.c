@@ -59,6 +59,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -173,9 +174,26 @@ static uint64_t flush_session(gw_session *s) {
     return k;
 }
 
+/* A leaving session's reject: into the growable list gw_take_leaving returns. */
+static ts_event *leaving_reject(gw_leaving *l) {
+    if (l->n == l->cap) {
+        const uint64_t cap = l->cap ? 2 * l->cap : 64;
+        ts_event *grown = realloc(l->rejects, (size_t)cap * sizeof *grown);
+        if (!grown) abort(); /* a control call: out of memory here is fatal */
+        l->rejects = grown;
+        l->cap = cap;
+    }
+    return &l->rejects[l->n++];
+}
+
 static inline void stage_reject(ts_gateway *gw, gw_session *s, const ts_command *c, int reason) {
-    s->stage_src[s->staged] = 0; /* the gateway's own answer: no shard's ring holds it */
-    ts_event *e = &s->stage[s->staged++];
+    ts_event *e;
+    if (__builtin_expect(gw->leaving != NULL, 0)) {
+        e = leaving_reject(gw->leaving);
+    } else {
+        s->stage_src[s->staged] = 0; /* the gateway's own answer: no shard's ring holds it */
+        e = &s->stage[s->staged++];
+    }
     memset(e, 0, sizeof *e);
     e->kind = TS_EV_REJECTED;
     e->side = c->side;
@@ -201,6 +219,10 @@ static void stage_tick(ts_gateway *gw, gw_shard *sh, int64_t now) {
 
 /* shard_room keeps one record free in each stage for this tick */
 static inline void stage_cmd(ts_gateway *gw, gw_shard *sh, const ts_command *c) {
+    if (__builtin_expect(gw->leaving != NULL, 0)) { /* after the stage, as a control call's */
+        gw_backlog_add(&sh->backlog, c);
+        return;
+    }
     if (gw->real_ns && gw->real_ns - sh->tick_ns >= (int64_t)gw->cfg.clock_tick_us * 1000)
         stage_tick(gw, sh, gw->real_ns);
     sh->stage[sh->staged++] = *c;
@@ -280,6 +302,25 @@ static void take_mass_cancel(ts_gateway *gw, gw_session *s, const ts_command *c)
     else stage_cmd(gw, &gw->shards[gw->instr[k].shard], &out);
 }
 
+static inline void take_command(ts_gateway *gw, gw_session *s, uint32_t slot,
+                                const ts_command *c) {
+    switch (c->kind) {
+    case TS_CMD_NEW_ORDER:
+        take_new(gw, s, slot, c);
+        break;
+    case TS_CMD_CANCEL:
+    case TS_CMD_REPLACE:
+        take_amend(gw, s, slot, c);
+        break;
+    case TS_CMD_MASS_CANCEL:
+        take_mass_cancel(gw, s, c);
+        break;
+    default:
+        stage_reject(gw, s, c, TS_REJ_INVALID_COMMAND);
+        break;
+    }
+}
+
 /* Room in every shard stage (each command stages at most one record per shard, and one
  * stays free for a clock tick); 0 while a control call's backlog waits, so nothing
  * overtakes it. */
@@ -328,30 +369,47 @@ static uint64_t take_session(ts_gateway *gw, uint32_t slot, uint32_t max_batch) 
         if (n > room - taken) n = room - taken;
         if (!n) break;
         const ts_command *cmds = first;
-        for (uint64_t i = 0; i < n; i++) {
-            const ts_command *c = &cmds[i];
-            switch (c->kind) {
-            case TS_CMD_NEW_ORDER:
-                take_new(gw, s, slot, c);
-                break;
-            case TS_CMD_CANCEL:
-            case TS_CMD_REPLACE:
-                take_amend(gw, s, slot, c);
-                break;
-            case TS_CMD_MASS_CANCEL:
-                take_mass_cancel(gw, s, c);
-                break;
-            default:
-                stage_reject(gw, s, c, TS_REJ_INVALID_COMMAND);
-                break;
-            }
-        }
+        for (uint64_t i = 0; i < n; i++) take_command(gw, s, slot, &cmds[i]);
         if (s->staged) flush_session(s); /* fits: no more taken than the ring had room */
         ts_ring_release(s->in, n);
         taken += n;
     }
     gw->st.commands_in += taken;
     return taken;
+}
+
+/* What a client sent before its session ended is taken as if the session went on: an
+ * exchange acts on every message it received before a disconnect, then cancels what the
+ * session leaves resting if it is cancel-on-disconnect (the caller does that next). Only
+ * the routing differs: with no room to wait for, commands go to the shards' backlogs
+ * (after whatever the stages and backlogs hold, as a control call's) and rejects to
+ * `out`, to be held for the account's next session. At most a ring's capacity is taken
+ * from the ring: a client still writing into it cannot keep the control call going. A
+ * control call, under the lock. */
+void gw_take_leaving(ts_gateway *gw, uint32_t slot, const ts_command *more, uint64_t n_more,
+                     gw_leaving *out) {
+    gw_session *s = &gw->sessions[slot];
+    /* checked at the time of the last pass, as the session's last commands would have
+     * been (throttles, stage latency); before any pass, now */
+    if (!gw->clock_ns) gw->clock_ns = mono_ns();
+    gw->leaving = out;
+    ts_ring_info info;
+    ts_ring_read_info(s->in, &info);
+    uint64_t budget = info.capacity, taken = 0;
+    while (taken < budget) {
+        void *first;
+        uint64_t n = ts_ring_peek(s->in, &first);
+        if (n > budget - taken) n = budget - taken;
+        if (!n) break;
+        const ts_command *cmds = first;
+        for (uint64_t i = 0; i < n; i++) take_command(gw, s, slot, &cmds[i]);
+        ts_ring_release(s->in, n);
+        taken += n;
+    }
+    for (uint64_t i = 0; i < n_more; i++) take_command(gw, s, slot, &more[i]);
+    gw->leaving = NULL;
+    gw->st.commands_in += taken + n_more;
+    gw->st.commands_at_close += taken + n_more;
 }
 
 /* ---- events ------------------------------------------------------------------------------ */
@@ -410,8 +468,13 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
         }
         if (ev->kind == TS_EV_TRADE) note_trade(gw, ev);
         const int answers_amend = gw_answers_amend(o, ev); /* before the event moves it */
+        /* a given-up order's last command is the gateway's disconnect cancel, so with one
+         * amend pending a reject answers that cancel, which no client sent */
+        const int own_cancel = answers_amend && o->given_up && o->pending == 1;
         gw_apply_event(gw, idx, ev);
-        if (s) {
+        if (own_cancel) {
+            gw->st.disconnect_cancel_answers++;
+        } else if (s) {
             s->stage_src[s->staged] = GW_STAGE_SRC(shard, sh->taken + i);
             ts_event *e = &s->stage[s->staged++];
             *e = *ev;

@@ -60,6 +60,7 @@ class FakeCore:
         self._thread: threading.Thread | None = None
         self.removed: list[int] = []
         self.unread: list[tuple[int, np.ndarray[Any, Any]]] = []  # handed to remove_session
+        self.unsent: list[tuple[int, np.ndarray[Any, Any]]] = []  # commands handed to it
         self.commands = 0  # every command taken from a session's ring
         self.invalid = 0  # of which answered REJECTED(INVALID_COMMAND), unseen by the engine
 
@@ -82,10 +83,12 @@ class FakeCore:
             )
             return sid
 
-    def remove_session(self, session_id: int, unread: Any = None) -> None:
+    def remove_session(self, session_id: int, unread: Any = None, unsent: Any = None) -> None:
         with self._lock:
             if unread is not None:
                 self.unread.append((session_id, unread.copy()))
+            if unsent is not None:  # the real core takes them first, as a pass would
+                self.unsent.append((session_id, unsent.copy()))
             s = self.sessions.pop(session_id)
             self.removed.append(session_id)
             if s.cancel_on_disconnect:

@@ -53,13 +53,13 @@ def _note_ring_leftovers(edge: EdgeRig) -> None:
     core = edge.core
     remove = core.remove_session
 
-    def remove_session(session_id: int, unread: Any = None) -> None:
+    def remove_session(session_id: int, unread: Any = None, unsent: Any = None) -> None:
         ring = core.sessions[session_id].outbound
         left = np.zeros(ring.readable, wire.EVENT_DTYPE)
         n = ring.peek_batch(left)
         if unread is None and n:
             unread = left[:n]
-        remove(session_id, unread)
+        remove(session_id, unread, unsent)
 
     core.remove_session = remove_session
 

@@ -4,8 +4,8 @@ are taken over between sessions and client ids are the account's), shard answers
 toy engine, fills (some of them traded by the engine after the gateway checked a batch
 and before it answers it, so the reference moves between a replace's check and its
 REPLACED), expiries, kill switches, limit reloads (the per-session and the
-per-account throttles among them), disconnects with and without cancel-on-disconnect and
-the passing of time. After every
+per-account throttles among them), disconnects with and without cancel-on-disconnect (some
+right after the client sent, before the pump took it) and the passing of time. After every
 step both must have sent the same commands to each shard, the same records to each
 session, and must agree on every account's exposure and positions."""
 
@@ -112,6 +112,8 @@ STEPS: list[tuple[int, st.SearchStrategy[tuple[Any, Any, Any]]]] = [
     (1, st.tuples(st.just("disconnect"), st.integers(0, 2), st.booleans())),
     (1, st.tuples(st.just("restart"), st.just(0), st.just(0))),
     (3, st.tuples(st.just("leave"), st.integers(0, 2), st.just(0))),
+    # the client sends and its session ends before the pump takes what it sent
+    (2, st.tuples(st.just("send_leave"), st.integers(0, 2), st.lists(COMMAND, max_size=8))),
 ]
 STEP = st.sampled_from([s for weight, s in STEPS for _ in range(weight)]).flatmap(lambda s: s)
 
@@ -181,6 +183,9 @@ class Differential:
         self.sessions: list[Session | None] = []
         for i in range(3):
             self.sessions.append(self._connect(ACCOUNTS[i % 2], None))
+        # a first pass sets the pump's clock, which a session's last commands are checked
+        # at when it ends (the model takes them at ``now``)
+        self._pass({}, {})
 
     def _connect(self, account_id: int, cod: bool | None) -> Session:
         s = self.rig.session(account_id, capacity=64, cancel_on_disconnect=cod)
@@ -291,6 +296,18 @@ class Differential:
                 self.rig.core.remove_session(old.id)
                 self.sessions[a] = None
                 self._pass(self.model.remove_session(old.id), {})
+        elif what == "send_leave":
+            s = self._session(a)
+            cmds = [full_command(c) for c in b]
+            if cmds:
+                batch = np.zeros(len(cmds), dtype=COMMAND_DTYPE)
+                for i, c in enumerate(cmds):
+                    for name, value in c.items():
+                        batch[i][name] = value
+                assert s.to_gateway.push_batch(batch) == len(batch)
+            self.rig.core.remove_session(s.id)
+            self.sessions[a] = None
+            self._pass(self.model.remove_session(s.id, cmds, self.now), {})
         self.check_state()
 
     def _restart(self) -> None:

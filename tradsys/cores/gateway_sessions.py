@@ -40,7 +40,10 @@ class SessionCore(Protocol):
     ) -> int: ...
 
     def remove_session(
-        self, session_id: int, unread: np.ndarray[Any, Any] | None = None
+        self,
+        session_id: int,
+        unread: np.ndarray[Any, Any] | None = None,
+        unsent: np.ndarray[Any, Any] | None = None,
     ) -> None: ...
 
 
@@ -94,10 +97,17 @@ class SessionTable:
         self.opened += 1
         return session
 
-    def close(self, session: OpenSession, unread: np.ndarray[Any, Any] | None = None) -> None:
-        """Deregister (the core cancels its orders if configured, and holds what the
-        client did not read -- ``unread``, EVENT records taken from the outbound ring and
-        never delivered, then what the ring holds -- for the account's next session) and
+    def close(
+        self,
+        session: OpenSession,
+        unread: np.ndarray[Any, Any] | None = None,
+        unsent: np.ndarray[Any, Any] | None = None,
+    ) -> None:
+        """Deregister (the core first takes what the client sent -- its inbound ring's
+        records, then ``unsent``, COMMAND records kept for want of room in it -- then
+        cancels its orders if configured, and holds what the client did not read --
+        ``unread``, EVENT records taken from the outbound ring and never delivered, then
+        what the ring holds -- for the account's next session) and
         unlink the rings' names at once, so nothing of the session is left in /dev/shm.
         Idempotent.
 
@@ -112,8 +122,8 @@ class SessionTable:
         session.closed = True
         self.live.pop(session.session_id, None)
         try:
-            if unread is not None and len(unread):
-                self.core.remove_session(session.session_id, unread)
+            if (unread is not None and len(unread)) or (unsent is not None and len(unsent)):
+                self.core.remove_session(session.session_id, unread, unsent)
             else:
                 self.core.remove_session(session.session_id)
         finally:

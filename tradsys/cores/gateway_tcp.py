@@ -198,7 +198,11 @@ class TcpSession(asyncio.BufferedProtocol):
             # what was sent leaves the ring: the owed part goes back as `unread`, ahead of
             # what the ring still holds (unsent), so no event is held twice
             self._release(owed.release_all())
-            self.edge.table.close(self.session, unread)  # it closes the eventfd when safe
+            # commands read and waiting for room in the inbound ring are the client's sent
+            # orders: the core takes them after the ring's, as a pass would have
+            unsent = np.concatenate(list(self.backlog)) if self.backlog else None
+            self.backlog, self.backlog_records = None, 0
+            self.edge.table.close(self.session, unread, unsent)  # closes the eventfd when safe
             self.efd = -1
             log.info(
                 "tcp session %d (account %d, %s) closed",

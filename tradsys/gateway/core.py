@@ -60,7 +60,14 @@ from tradsys.metrics.latency_segment import (
     shard_segment_name,
 )
 from tradsys.ring import Ring, WaitStrategy, segment_name
-from tradsys.wire import EVENT_DTYPE, LAYOUT_VERSION, RECORD_SIZE, ControlCode, RejectReason
+from tradsys.wire import (
+    COMMAND_DTYPE,
+    EVENT_DTYPE,
+    LAYOUT_VERSION,
+    RECORD_SIZE,
+    ControlCode,
+    RejectReason,
+)
 
 log = logging.getLogger("tradsys.gateway")
 
@@ -89,6 +96,8 @@ _STAT_FIELDS = (
     "events_unread_held",
     "events_unread_dropped",
     "events_unpinned",
+    "commands_at_close",
+    "disconnect_cancel_answers",
     "passes",
     "handoff_yields",
     "commands_in",
@@ -118,6 +127,15 @@ def instrument_capacity(n: int) -> int:
     while cap < n:
         cap *= 2
     return cap
+
+
+def _wire_records(
+    records: np.ndarray[Any, Any] | None, dtype: np.dtype[Any]
+) -> np.ndarray[Any, Any]:
+    """Records as one contiguous array of the wire dtype (empty for none)."""
+    if records is None:
+        return np.zeros(0, dtype)
+    return np.ascontiguousarray(records if records.dtype == dtype else records.astype(dtype))
 
 
 def _check(rc: int, what: str) -> int:
@@ -284,25 +302,34 @@ class GatewayCore:
         self._sessions[sid] = _Session(inbound, outbound)
         return int(sid)
 
-    def remove_session(self, session_id: int, unread: np.ndarray[Any, Any] | None = None) -> None:
+    def remove_session(
+        self,
+        session_id: int,
+        unread: np.ndarray[Any, Any] | None = None,
+        unsent: np.ndarray[Any, Any] | None = None,
+    ) -> None:
         """Unplug a session: once this returns the pump never touches its rings or its
-        eventfd again (they may be closed at once); its live orders are cancelled if it
-        was cancel-on-disconnect. What its client never read -- ``unread`` (EVENT records
-        the caller took out of the outbound ring and could not deliver), then what the
-        ring still holds -- is held for the account's next session, ahead of anything
-        routed later (``native/gateway.h``, ts_gateway_remove_session)."""
-        if unread is None or not len(unread):
+        eventfd again (they may be closed at once). What its client sent is acted on
+        first -- what its inbound ring holds, then ``unsent`` (COMMAND records the caller
+        kept for want of room in it) -- then its live orders are cancelled if it was
+        cancel-on-disconnect. What its client never read -- ``unread`` (EVENT records the
+        caller took out of the outbound ring and could not deliver), then what the ring
+        still holds, then the rejects of those last commands -- is held for the account's
+        next session, ahead of anything routed later (``native/gateway.h``,
+        ts_gateway_remove_session)."""
+        if (unread is None or not len(unread)) and (unsent is None or not len(unsent)):
             rc = lib.ts_gateway_remove_session(self._gw, session_id)
         else:
-            # EVENT records in the wire layout (a packed copy of them is converted by field)
-            records = np.ascontiguousarray(
-                unread if unread.dtype == EVENT_DTYPE else unread.astype(EVENT_DTYPE)
-            )
-            rc = lib.ts_gateway_remove_session_unread(
+            # records in the wire layout (a packed copy of them is converted by field)
+            events = _wire_records(unread, EVENT_DTYPE)
+            commands = _wire_records(unsent, COMMAND_DTYPE)
+            rc = lib.ts_gateway_remove_session_with(
                 self._gw,
                 session_id,
-                ffi.cast("const ts_event *", ffi.from_buffer(records)),
-                len(records),
+                ffi.cast("const ts_event *", ffi.from_buffer(events)),
+                len(events),
+                ffi.cast("const ts_command *", ffi.from_buffer(commands)),
+                len(commands),
             )
         _check(rc, f"session {session_id}")
         del self._sessions[session_id]

@@ -12,6 +12,7 @@ Records are plain dicts keyed by the ``tradsys.wire`` field names.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,15 +185,33 @@ class ReferenceGateway:
         mc = _cmd(kind=CommandKind.MASS_CANCEL, account_id=account or 0)
         return {shard: [mc] for shard in self.shards}
 
-    def remove_session(self, sid: int) -> dict[int, list[Record]]:
-        s = self.sessions.pop(sid)
+    def remove_session(
+        self, sid: int, last: Sequence[Record] = (), now: int = 0
+    ) -> dict[int, list[Record]]:
+        """A session ends: the commands its client sent that the gateway had not taken
+        (``last``) are taken first, as a pass would (sent ahead of any disconnect cancel;
+        their rejects held for the account ahead of what it holds already); then, with
+        cancel-on-disconnect, a CANCEL for each of its live orders. Returns what goes to
+        each shard."""
         out: dict[int, list[Record]] = {}
+        rejects: list[Record] = []
+        for c in last:
+            sent, evs = self.command(sid, c, now)
+            for shard, recs in sent.items():
+                out.setdefault(shard, []).extend(recs)
+            rejects += evs
+        s = self.sessions.pop(sid)
         mine = [o for o in self.orders.values() if o.session == sid]
-        heirs = [h for h, x in self.sessions.items() if x.account == s.account]
-        heir = min(heirs, key=_slot) if heirs else None
         acc = self.accounts[s.account]
-        if acc.replay_to == sid:  # held events not out yet go to the heir, or wait
-            acc.replay_to = heir
+        # its orders and the account's held events go to the other session the held
+        # events already go to, else to the one with the lowest slot, else wait
+        heirs = [h for h, x in self.sessions.items() if x.account == s.account]
+        if acc.replay_to is not None and acc.replay_to != sid:
+            heir: int | None = acc.replay_to
+        else:
+            heir = min(heirs, key=_slot) if heirs else None
+        acc.held[:0] = rejects[: HELD_EVENTS - len(acc.held)]
+        acc.replay_to = heir if acc.held else None
         if not s.cancel_on_disconnect:
             # the orders stay the account's: its other session with the lowest slot takes
             # them, or its next session does
@@ -507,6 +526,9 @@ class ReferenceGateway:
         # or REPLACE, and never carries DONE to the client, even when a fill has finished
         # the order meanwhile (its client id may already name a new order)
         answers_amend = kind == EventKind.REJECTED and o.state != PENDING_NEW
+        # a given-up order's last command is the gateway's disconnect cancel: with one
+        # amend pending, a reject answers it, and no client sent that cancel
+        own_cancel = answers_amend and o.given_up and o.pending == 1
         if kind == EventKind.ACCEPTED:
             if o.state == PENDING_NEW:
                 o.state = LIVE
@@ -554,6 +576,8 @@ class ReferenceGateway:
             routed["flags"] = ev["flags"] & ~EventFlag.DONE
         if o.state == DONE and o.pending == 0:
             del self.orders[o.exch_id]
+        if own_cancel:
+            return None, None
         # an order with no session, or whose new session has not had the account's held
         # events yet, has its event kept (in order) for that session
         if o.orphan or (acc.held and acc.replay_to is not None and o.session == acc.replay_to):

@@ -260,6 +260,16 @@ GATEWAY_COUNTERS = [
         "Events released from a shard's ring while a full session's stage still held an "
         "earlier one (a crash of the gateway would lose that stage).",
     ),
+    (
+        "commands_at_close",
+        "commands_at_close",
+        "Commands a client sent that the gateway took as their session ended.",
+    ),
+    (
+        "disconnect_cancel_answers",
+        "disconnect_cancel_answers",
+        "Rejects of the gateway's own disconnect cancels (the order had ended): no client's.",
+    ),
 ]
 GATEWAY_EDGE_COUNTERS = [
     ("logins_refused", "Logins refused (bad key, bad uid, wrong account, timeout)."),

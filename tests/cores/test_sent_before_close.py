@@ -1,0 +1,114 @@
+"""Commands a client sent just before its session ended, against the real gateway: an
+exchange acts on every message it received before a disconnect. The gateway took them
+only while the session lived, so those still in the session's inbound ring (colocated),
+or read and waiting for room in it (TCP), were dropped with the session: no answer ever,
+not even to the account's next session -- and a cancel sent last was lost, its order
+resting on. Now each is answered, to the account's next session."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.client.edge_rig import KEYS
+from tests.cores.test_gateway_e2e import e2e_config_text
+from tradsys.client.events import Ack, Cancelled, Event, Replaced
+from tradsys.client.orders import OrderClient
+from tradsys.config import parse_config
+from tradsys.cores.sidecar import read_announcement
+from tradsys.cores.supervisor import Supervisor
+
+pytestmark = pytest.mark.multiprocess
+
+# more than a session ring holds (TCP keeps the rest in its backlog), fewer than two (a
+# colocated client that does not read its events can send no more than that)
+ORDERS = 100
+SINGLES = 20
+RING = 64
+ANSWER_S = 20.0
+
+
+@pytest.fixture
+def running(instance: str, tmp_path: Path) -> Iterator[Supervisor]:
+    """The e2e instance with small session rings; account 1 cancels on disconnect, account
+    2 does not (its orders outlive its sessions)."""
+    text = e2e_config_text(
+        instance,
+        tmp_path,
+        lambda i: "cancel_on_disconnect = false\n" if i == 2 else "",
+    ).replace("[gateway]\n", f"[gateway]\nsession_ring_capacity = {RING}\n")
+    sup = Supervisor(parse_config(text, "sent-before-close"), log=lambda line: None)
+    sup.start()
+    try:
+        yield sup
+    finally:
+        sup.stop()
+
+
+def _endpoint(sup: Supervisor, how: str) -> str:
+    ann = read_announcement(sup.config, "gateway")
+    assert ann is not None
+    return ann["unix_socket"] if how == "colocated" else f"tcp://{ann['tcp']}"
+
+
+def _events_until(c: OrderClient, done: Callable[[list[Event]], bool], what: str) -> list[Event]:
+    """Every event of the session until ``done(events)`` holds (or fail, naming what)."""
+    seen: list[Event] = []
+    deadline = time.monotonic() + ANSWER_S
+    while not done(seen):
+        assert time.monotonic() < deadline, f"{what}: {len(seen)} events in {ANSWER_S} s"
+        seen += c.poll(timeout=0.2)
+    return seen
+
+
+@pytest.mark.parametrize("how", ["colocated", "tcp"])
+def test_orders_sent_just_before_the_session_ends_are_all_answered(
+    running: Supervisor, how: str
+) -> None:
+    endpoint = _endpoint(running, how)
+    first = 1_000
+    for i in range(SINGLES):  # one order a session: a race with the session's end before
+        with OrderClient.connect(endpoint, account_id=1, api_key=KEYS[1]) as c:
+            c.submit(1, "buy", 1, 90, order_id=first + i)
+    with OrderClient.connect(endpoint, account_id=1, api_key=KEYS[1]) as c:
+        for i in range(SINGLES, SINGLES + ORDERS):  # resting bids far from the market, none read
+            c.submit(1, "buy", 1, 90, order_id=first + i)
+    # each session ended at once: the account's next one gets what those orders did --
+    # each accepted and then cancelled on the disconnect (account 1 cancels on it)
+    with OrderClient.connect(endpoint, account_id=1, api_key=KEYS[1]) as c:
+        want = set(range(first, first + SINGLES + ORDERS))
+
+        def all_cancelled(events: list[Event]) -> bool:
+            return {e.order_id for e in events if isinstance(e, Cancelled)} >= want
+
+        events = _events_until(c, all_cancelled, "cancels of the orders sent before the end")
+        acked = {e.order_id for e in events if isinstance(e, Ack)}
+        assert acked >= want, f"never acknowledged: {sorted(want - acked)[:10]}"
+
+
+@pytest.mark.parametrize("how", ["colocated", "tcp"])
+def test_a_cancel_sent_just_before_the_session_ends_lands(running: Supervisor, how: str) -> None:
+    endpoint = _endpoint(running, how)
+    with OrderClient.connect(endpoint, account_id=2, api_key=KEYS[2]) as c:
+        oid = c.submit(1, "sell", 1, 200, order_id=77)
+        assert isinstance(c.wait_for(oid), Ack)
+    for attempt in range(20):  # a race before: lost in some of these, kept resting
+        with OrderClient.connect(endpoint, account_id=2, api_key=KEYS[2]) as c:
+            c.replace(oid, price=200 + attempt % 2 + 1, quantity=1, symbol_id=1)
+        with OrderClient.connect(endpoint, account_id=2, api_key=KEYS[2]) as c:
+            _events_until(
+                c,
+                lambda evs: any(isinstance(e, Replaced) and e.order_id == oid for e in evs),
+                f"the replace of attempt {attempt}",
+            )
+    with OrderClient.connect(endpoint, account_id=2, api_key=KEYS[2]) as c:
+        c.cancel(oid, 1)
+    with OrderClient.connect(endpoint, account_id=2, api_key=KEYS[2]) as c:
+        _events_until(
+            c,
+            lambda evs: any(isinstance(e, Cancelled) and e.order_id == oid for e in evs),
+            "the cancel sent just before the session ended",
+        )
