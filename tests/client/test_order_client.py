@@ -138,6 +138,30 @@ def test_async_client_same_api(edge: EdgeRig, how: str) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("how", ["colocated", "tcp"])
+def test_async_wait_for_keeps_other_orders_events_in_order(edge: EdgeRig, how: str) -> None:
+    """As the sync client's: what wait_for passes over comes next from next_event, in
+    order, and one it already passed over answers a later wait_for at once."""
+
+    async def main() -> None:
+        async with await AsyncOrderClient.connect(
+            address(edge, how), account_id=3, api_key=KEYS[3]
+        ) as c:
+            first = await c.submit(1, "buy", 1, 91, order_id=801)
+            second = await c.submit(1, "buy", 1, 92, order_id=802)
+            third = await c.submit(1, "buy", 1, 93, order_id=803)
+            assert (await c.wait_for(third)).order_id == third  # passes over 801, 802
+            assert (await c.wait_for(second)).order_id == second  # kept: at once
+            assert (await c.next_event()).order_id == first
+            await c.mass_cancel()
+            assert (await c.wait_for(third, (Cancelled,))).order_id == third
+            rest = [await c.next_event(timeout=5) for _ in range(2)]
+            assert sorted(e.order_id for e in rest) == [first, second]
+            assert all(isinstance(e, Cancelled) for e in rest)
+
+    asyncio.run(main())
+
+
 def test_colocated_client_learns_the_gateway_is_gone(edge: EdgeRig) -> None:
     c = OrderClient.connect(edge.unix, account_id=1, api_key=KEYS[1])
     try:

@@ -266,6 +266,27 @@ def test_closing_an_async_client_ends_its_event_iterators(edge: EdgeRig, how: st
 
 
 @pytest.mark.parametrize("how", HOW)
+def test_what_async_wait_for_kept_goes_to_the_next_session_at_close(
+    edge: EdgeRig, how: str
+) -> None:
+    """As the sync client's: the events wait_for passed over are not handed until
+    next_event returns them, so a client closed first leaves them (and, as repeats, those
+    handed after them) to the account's next session."""
+
+    async def main() -> None:
+        c = await AsyncOrderClient.connect(_address(edge, how), account_id=1, api_key=KEYS[1])
+        try:
+            for oid in (11, 12, 13):
+                await c.submit(1, "buy", 1, 90, order_id=oid)
+            assert (await c.wait_for(13)).order_id == 13  # keeps 11 and 12
+        finally:
+            await c.close()
+
+    asyncio.run(main())
+    assert _handed_back(edge) == [11, 12, 13]
+
+
+@pytest.mark.parametrize("how", HOW)
 def test_async_events_not_taken_go_to_the_next_session(edge: EdgeRig, how: str) -> None:
     """An event in the async client's queue is the session's until next_event() takes
     it: the reader reads on, and the client closed then leaves the untaken ones to the

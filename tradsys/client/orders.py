@@ -487,12 +487,23 @@ class OrderClient(_Orders):
         self.close()
 
 
+def _answers(event: Event, order_id: int, kinds: tuple[type, ...]) -> bool:
+    """Whether ``event`` ends a wait_for: one of ``kinds`` for the order, or its reject."""
+    return event.order_id == order_id and isinstance(event, (*kinds, Reject))
+
+
+def _answer(event: Event, kinds: tuple[type, ...]) -> Event:
+    if isinstance(event, Reject) and Reject not in kinds:
+        raise OrderRejected(event)
+    return event
+
+
 class AsyncOrderClient(_Orders):
     """The asyncio twin of :class:`OrderClient`. Sends are immediate (a ring push or a
     socket write); a reader thread waits on the transport with the GIL released and hands
     the events to the loop. An event counts as handed once :meth:`next_event` (or
-    :meth:`events`, :meth:`wait_for`) has taken it from the queue; until then it stays
-    the session's (see :class:`_Orders`)."""
+    :meth:`events`, :meth:`wait_for`) has returned it, and every one before it has been
+    too; until then it stays the session's (see :class:`_Orders`)."""
 
     def __init__(
         self,
@@ -503,7 +514,10 @@ class AsyncOrderClient(_Orders):
         super().__init__(transport, seen)
         self.loop = loop
         self.queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
-        self._taken = 0  # events taken from the queue (the loop counts, the reader reads)
+        self._taken = 0  # events taken from the queue (the loop counts)
+        # events wait_for passed over, numbered as taken, for next_event first
+        self._kept: deque[tuple[int, Event]] = deque()
+        self._handed_n = 0  # events handed, all before the first kept one (the reader reads)
         self._closed = False
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True, name="tradsys-events")
@@ -532,7 +546,7 @@ class AsyncOrderClient(_Orders):
         put = self.queue.put_nowait
         while not self._stop.is_set():
             try:
-                events = [to_event(r) for r in self._read_records(0.05, self._taken)]
+                events = [to_event(r) for r in self._read_records(0.05, self._handed_n)]
             except BaseException as exc:  # Disconnected, or the transport was closed
                 if not self._stop.is_set():
                     self.loop.call_soon_threadsafe(put, exc)
@@ -591,12 +605,24 @@ class AsyncOrderClient(_Orders):
             self._sends_waiting -= 1
 
     async def next_event(self, timeout: float | None = None) -> Event:
+        """The next event: one :meth:`wait_for` passed over first, else the queue's."""
+        if self._kept:
+            _, event = self._kept.popleft()
+        else:
+            event = await self._take(timeout)
+        self._note_handed()
+        return event
+
+    async def _take(self, timeout: float | None) -> Event:
         item = await asyncio.wait_for(self.queue.get(), timeout)
         if isinstance(item, BaseException):
             self.queue.put_nowait(item)  # every later call sees it too
             raise Disconnected(str(item)) from item
         self._taken += 1
         return item
+
+    def _note_handed(self) -> None:
+        self._handed_n = self._kept[0][0] - 1 if self._kept else self._taken
 
     async def events(self) -> AsyncIterator[Event]:
         """Every event, in order, until the session ends (Disconnected)."""
@@ -606,17 +632,21 @@ class AsyncOrderClient(_Orders):
     async def wait_for(
         self, order_id: int, kinds: tuple[type, ...] = (Ack,), timeout: float = 5.0
     ) -> Event:
-        """As :meth:`OrderClient.wait_for`; other orders' events are dropped here, so use
-        it only when one task consumes the events."""
+        """As :meth:`OrderClient.wait_for`: the events it passes over stay, in order, for
+        :meth:`next_event` / :meth:`events` (and in the session until then)."""
+        for i, (_, event) in enumerate(self._kept):
+            if _answers(event, order_id, kinds):
+                del self._kept[i]
+                self._note_handed()
+                return _answer(event, kinds)
         async with asyncio.timeout(timeout):
             while True:
-                event = await self.next_event()
-                if event.order_id != order_id:
-                    continue
-                if isinstance(event, Reject) and Reject not in kinds:
-                    raise OrderRejected(event)
-                if isinstance(event, kinds):
-                    return event
+                event = await self._take(None)
+                if _answers(event, order_id, kinds):
+                    self._note_handed()
+                    return _answer(event, kinds)
+                self._kept.append((self._taken, event))
+                self._note_handed()
 
     async def close(self) -> None:
         """End the session. Whoever waits on :meth:`events` or :meth:`next_event` gets
@@ -629,7 +659,7 @@ class AsyncOrderClient(_Orders):
         await self.loop.run_in_executor(None, self._reader.join, 2.0)
         # the reader puts nothing once stopped: this ends the waiting iterators
         self.queue.put_nowait(Disconnected("the client is closed"))
-        done = self._given_back(self._taken)
+        done = self._given_back(self._handed_n)
         logout = getattr(self.transport, "logout", None)
         if callable(logout) and not self.transport.closed:
             await self.loop.run_in_executor(None, lambda: logout(done=done))
