@@ -89,6 +89,37 @@ def test_replay_of_an_instance_directory_names_a_shard_directory(
     assert f"no journal or snapshot in {shard} yet" in capsys.readouterr().err
 
 
+def test_replay_of_another_shard_than_the_directory_holds_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shard = tmp_path / "shard-0"
+    shard.mkdir()
+    (shard / "journal-000-00000000000000000001.tsj").write_bytes(b"")
+    assert main(["replay", str(shard), "--shard", "3"]) == 1  # it said "0 live orders"
+    assert "holds no journal or snapshot of shard 3, only of shard 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["status", "--interval", "-1"], "argument --interval: '-1': give a number above 0"),
+        (["md", "tail", "ACME", "--depth", "-2"], "'-2': give a whole number at least 1"),
+        (["replay", "x", "--upto", "-5"], "argument --upto: '-5': give a whole number at least 0"),
+        (["order", "submit", "ACME", "buy", "1", "--wait", "nan"], "'nan': give a number"),
+        (["tune", "jitter", "--seconds", "0"], "'0': give a number above 0"),
+        (["tune", "stalls", "--floor-ms", "abc"], "'abc' is not a number"),
+    ],
+)
+def test_a_number_out_of_range_is_a_usage_error_naming_the_option(
+    args: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each was an internal error (exit 2, a ValueError) or a quietly wrong answer."""
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 1
+    assert named in capsys.readouterr().err
+
+
 def test_shm_ls_says_when_there_is_nothing(
     instance: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tradsys import __version__, cli_admin, cli_latency, cli_md, cli_order, cli_tune
+from tradsys.cli_args import positive_seconds, whole
 from tradsys.config import Config, ConfigError, load_config
 from tradsys.ring import find_stale, instance_segments, reclaim_stale
 
@@ -124,9 +125,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not directory.is_dir():
         raise UserError(f"{directory} is not a directory (give a shard's data directory)")
     shard = args.shard
+    names = (re.match(r"(?:journal|snapshot)-(\d{3})-", p.name) for p in directory.iterdir())
+    found = {int(m.group(1)) for m in names if m}
+    if shard is not None and found and shard not in found:
+        raise UserError(
+            f"{directory} holds no journal or snapshot of shard {shard}, only of "
+            f"shard {', '.join(map(str, sorted(found)))}"
+        )
     if shard is None:
-        names = (re.match(r"(?:journal|snapshot)-(\d{3})-", p.name) for p in directory.iterdir())
-        found = {int(m.group(1)) for m in names if m}
         if not found:
             shards = sorted(
                 d for pattern in ("shard-*", "*/shard-*") for d in directory.glob(pattern)
@@ -210,16 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="processes, rates, ring fill, journal position")
     status.add_argument("--config", help="the instance's TOML config (default: built-in)")
-    status.add_argument("--interval", type=float, default=0.5, help="seconds between samples")
+    status.add_argument(
+        "--interval", type=positive_seconds, default=0.5, help="seconds between samples"
+    )
     status.set_defaults(func=cmd_status)
 
     rep = sub.add_parser("replay", help="rebuild a shard's books from its journal; print digest")
     rep.add_argument("directory", help="the shard's data directory (journal + snapshots)")
-    rep.add_argument("--shard", type=int, help="shard id (default: the only one there)")
+    rep.add_argument("--shard", type=whole, help="shard id (default: the only one there)")
     rep.add_argument(
         "--config", help="config giving the instruments, for a journal with no snapshot"
     )
-    rep.add_argument("--upto", type=int, help="stop at this journal seq")
+    rep.add_argument("--upto", type=whole, help="stop at this journal seq")
     rep.set_defaults(func=cmd_replay)
 
     check = sub.add_parser("selfcheck", help="prove this host can run TradSys (rings, native)")

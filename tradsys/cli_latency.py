@@ -14,6 +14,8 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+from tradsys.cli_args import seconds
+
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL = 0, 1, 2
 
 STAGE_HELP = """stages (CLOCK_MONOTONIC, every process):
@@ -34,7 +36,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", help="the instance's TOML config (default: built-in)")
     p.add_argument(
         "--window",
-        type=float,
+        type=seconds,
         default=0.0,
         help="seconds: report only what was recorded over this long from now (default: "
         "everything since the instance started)",

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from typing import Any
 
+from tradsys.cli_args import positive_seconds, positive_whole, whole
 from tradsys.client.md_feed import BboChange, FeedError, FeedState, Gap, LocalBook, MdEvent, Trades
 from tradsys.matching.api import Phase
 from tradsys.wire import Side
@@ -34,10 +35,12 @@ def register(subparsers: Any) -> None:
     tail.add_argument("--config", help="the instance's TOML config (default: built-in)")
     tail.add_argument("--publish", help="PUB endpoint (default: from the running sidecar)")
     tail.add_argument("--snapshot", help="snapshot endpoint (default: the same way)")
-    tail.add_argument("--depth", type=int, default=10, help="levels per side")
+    tail.add_argument("--depth", type=positive_whole, default=10, help="levels per side")
     tail.add_argument("--plain", action="store_true", help="no screen clearing: append views")
-    tail.add_argument("--updates", type=int, default=0, help="exit after N views (0: never)")
-    tail.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a book")
+    tail.add_argument("--updates", type=whole, default=0, help="exit after N views (0: never)")
+    tail.add_argument(
+        "--timeout", type=positive_seconds, default=10.0, help="seconds to wait for a book"
+    )
     tail.set_defaults(func=cmd_md_tail)
 
 

@@ -24,15 +24,20 @@ import os
 import select
 import shlex
 import sys
+import time
 from typing import Any, NoReturn
 
+from tradsys.cli_args import seconds
 from tradsys.client.events import Ack, Cancelled, Event, Fill, Reject, Replaced
 from tradsys.client.orders import Disconnected, LoginFailed, OrderClient, OrderRejected
 from tradsys.config import Config, ConfigError, load_config
 from tradsys.cores.sidecar import read_announcement
 from tradsys.protocols.binary import LoginRejectReason
 
-EXIT_OK, EXIT_USER_ERROR = 0, 1
+EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL = 0, 1, 2
+# a command waits this long for its own first answer, whatever --wait says: the answer
+# decides its exit code
+ANSWER_S = 5.0
 EARLIER = "  (an earlier session's order)"
 # the shell waits on stdin this long at a time, then shows what the session got meanwhile
 SHELL_LOOK_S = 0.05
@@ -214,20 +219,44 @@ class _SentOrders:
 
 
 def _print_events(
-    client: OrderClient, names: dict[int, str], wait: float, orders: _SentOrders | None = None
+    client: OrderClient,
+    names: dict[int, str],
+    wait: float,
+    orders: _SentOrders | None = None,
+    answer_of: int = 0,
 ) -> int:
-    """Print events until none comes for ``wait`` s; 1 if one of ``orders`` was rejected.
-    An event of another order is labelled: a new session first gets what the account's
-    earlier sessions left unread, and its orders' events since (``orders`` None: none is
-    labelled, as ``watch`` prints the account's stream)."""
+    """Print events until none comes for ``wait`` s -- but first, whatever ``wait``, until
+    one answers order ``answer_of`` (0: none to wait for), for up to ANSWER_S; 1 if one of
+    ``orders`` was rejected, 2 if the answer did not come. An event of another order is
+    labelled: a new session first gets what the account's earlier sessions left unread,
+    and its orders' events since (``orders`` None: none is labelled, as ``watch`` prints
+    the account's stream)."""
     status = EXIT_OK
-    for event in client.events(wait):
+
+    def show(event: Event) -> None:
+        nonlocal status
         ours = orders is None or event.order_id in orders.ours
         print(describe(event, names) + ("" if ours else EARLIER), flush=True)
         if ours and isinstance(event, Reject):
             status = EXIT_USER_ERROR
         if orders is not None and ours:
             orders.note(event)
+
+    deadline = time.monotonic() + ANSWER_S
+    while answer_of:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            print(
+                f"tradsys order: no answer to order {answer_of} in {ANSWER_S:g} s; it goes "
+                "to the account's next session",
+                file=sys.stderr,
+            )
+            return EXIT_INTERNAL
+        for event in client.poll(left):
+            show(event)
+            answer_of = 0 if event.order_id == answer_of else answer_of
+    for event in client.events(wait):
+        show(event)
     return status
 
 
@@ -258,8 +287,9 @@ def cmd_order(args: argparse.Namespace) -> int:
             if args.verb == "shell":
                 return _shell(args, config, client, names)
             orders = _SentOrders()
-            orders.ours.add(_run_verb(args, config, client))
-            status = _print_events(client, names, args.wait, orders)
+            oid = _run_verb(args, config, client)
+            orders.ours.add(oid)
+            status = _print_events(client, names, args.wait, orders, answer_of=oid)
             _resting_note(config, args, orders)
             return status
     except OrderCliError as exc:
@@ -407,9 +437,10 @@ def _session_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     )
     parser.add_argument(
         "--wait",
-        type=float,
+        type=seconds,
         default=default(0.5),
-        help="seconds to wait for more events (default 0.5)",
+        help="seconds to wait for more events once the command has its own answer (which it "
+        "waits for up to 5 s whatever this says; default 0.5)",
     )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from tradsys.cli_args import positive_seconds, seconds
+
 if TYPE_CHECKING:
     from tradsys.config import Config
     from tradsys.tune import Finding
@@ -128,7 +130,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     check.add_argument(
         "--jitter-s",
-        type=float,
+        type=seconds,
         default=0.5,
         help="seconds to spin on each engine CPU measuring what the platform takes from "
         "it (the cpu jitter lines; 0 skips them)",
@@ -139,7 +141,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="spin on each CPU and count the gaps the platform (ticks, interrupts, other "
         "tasks, a hypervisor) leaves in a thread that never sleeps",
     )
-    jitter.add_argument("--seconds", type=float, default=2.0, help="how long (default 2)")
+    jitter.add_argument(
+        "--seconds", type=positive_seconds, default=2.0, help="how long (default 2)"
+    )
     jitter.add_argument("--cpus", help="a CPU list such as 0-3,6 (default: every CPU allowed)")
     jitter.add_argument("--json", action="store_true", help="one JSON object per CPU")
     jitter.set_defaults(func=cmd_tune_jitter)
@@ -149,10 +153,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "report the wake-ups that came late: when a CPU, or the whole machine (in a VM: "
         "the host), stopped running threads; safe beside a running engine",
     )
-    stalls.add_argument("--seconds", type=float, default=10.0, help="how long (default 10)")
+    stalls.add_argument(
+        "--seconds", type=positive_seconds, default=10.0, help="how long (default 10)"
+    )
     stalls.add_argument("--cpus", help="a CPU list such as 0-3,6 (default: every CPU allowed)")
     stalls.add_argument(
-        "--floor-ms", type=float, default=2.0, help="a wake-up later than this is a stall (2)"
+        "--floor-ms",
+        type=positive_seconds,
+        default=2.0,
+        help="a wake-up later than this is a stall (2)",
     )
     stalls.add_argument(
         "--json", action="store_true", help="one JSON object per CPU, then the machine-wide spans"

@@ -71,9 +71,11 @@ def test_submit_labels_what_earlier_sessions_left_and_counts_only_its_own_reject
     assert any(line.startswith(f"Cancelled order {resting} ") for line in theirs), lines
     own = [line for line in lines if not line.endswith(EARLIER)]
     assert len(own) == 1 and own[0].startswith("Ack") and "quantity=2" in own[0], lines
-    # its own reject still decides the exit code
-    refused = running.order(1, "submit", "ACME", "buy", "0", "--price", "91")
-    assert refused.returncode == 1 and "INVALID_QUANTITY" in refused.stdout
+    # its own reject still decides the exit code -- also with --wait 0: the command waits
+    # for its own answer whatever --wait says (it exited 0 before that came)
+    for wait in ("0.5", "0"):
+        refused = running.order(1, "submit", "ACME", "buy", "0", "--price", "91", "--wait", wait)
+        assert refused.returncode == 1 and "INVALID_QUANTITY" in refused.stdout, refused
 
 
 def test_a_market_order_goes_as_ioc_and_leaves_nothing_resting(running: Instance) -> None:
