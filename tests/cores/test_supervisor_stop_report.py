@@ -75,6 +75,42 @@ def test_a_worker_that_died_is_reported(make_supervisor: Callable[..., Superviso
     assert instance_segments(sup.instance) == []
 
 
+def test_a_worker_down_awaiting_its_restart_at_the_stop_is_reported(
+    make_supervisor: Callable[..., Supervisor],
+) -> None:
+    """A worker that died and waits out its restart back-off when the instance stops is
+    no clean stop either (it was reported as one: a crash-looping shard, "stopped
+    cleanly", exit 0)."""
+    sup = make_supervisor()
+    sup.start()
+    sp = sup.shards[0]
+    assert sp.process is not None
+    sp.backoff_s = 60.0  # the restart is not due before the stop
+    sp.process.send_signal(signal.SIGKILL)
+    sup.watch(until=lambda: sp.process is None, tick_s=0.01)
+    assert sp.restart_due is not None
+    (failure,) = sup.stop()
+    assert failure.startswith("shard 0 worker was down when the instance stopped"), failure
+    assert instance_segments(sup.instance) == []
+
+
+def test_a_sidecar_restarting_at_the_stop_is_let_up_and_stopped_cleanly(
+    make_supervisor: Callable[..., Supervisor],
+) -> None:
+    """A stop that finds a sidecar just restarted (its SIGTERM handler not yet set) waits
+    for its announcement before signalling it: it died of the SIGTERM before, and the stop
+    said "md stopped with signal 15"."""
+    sup = make_supervisor()
+    sup.start()
+    md = next(sc for sc in sup.sidecars if sc.name == "md")
+    assert md.process is not None
+    md.process.send_signal(signal.SIGKILL)
+    md.process.wait(timeout=30)
+    sup.watch(until=lambda: md.restarts > 0 and md.process is not None, tick_s=0.001)
+    assert md.announcement() is None  # just spawned: the stop comes before it is up
+    assert sup.stop() == []
+
+
 def test_a_sidecar_killed_at_the_stop_deadline_is_reported(
     make_supervisor: Callable[..., Supervisor],
 ) -> None:

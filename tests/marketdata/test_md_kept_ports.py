@@ -125,3 +125,27 @@ def test_wildcard_endpoints_keep_their_addresses_and_leave_nothing_behind(
             rig.wait_converged(local)  # it heard the restarted sidecar where it listened
         assert directory.is_dir()
     assert not directory.exists(), f"{directory} left behind"
+
+
+@pytest.mark.multiprocess
+def test_the_ipc_socket_of_a_sidecar_killed_before_the_stop_is_removed_too(
+    instance: str, tmp_path: Path
+) -> None:
+    """A sidecar killed just before the instance stops -- its death noticed, its restart
+    not yet due -- cannot remove the ipc socket it made: the supervisor does (it was left
+    in /tmp, "stopped cleanly")."""
+    config = md_config(instance, tmp_path, publish=["ipc://*"])
+    with running(config) as rig:
+        (ipc,) = rig.announcement["publish"]
+        directory = Path(ipc.removeprefix("ipc://")).parent
+        sc = rig.sidecar
+        sc.backoff_s = 60.0  # its restart is not due before the stop
+        os.kill(rig.sidecar_pid, signal.SIGKILL)
+        assert rig.supervisor is not None
+        deadline = time.monotonic() + DEADLINE_S
+        rig.supervisor.watch(
+            until=lambda: sc.process is None or time.monotonic() > deadline, tick_s=0.01
+        )
+        assert sc.process is None and sc.restart_due is not None, "the death was not noticed"
+        assert directory.is_dir()
+    assert not directory.exists(), f"{directory} left behind"

@@ -23,6 +23,33 @@ import zmq
 IPC_WILDCARD = "ipc://*"
 
 
+def remove_sockets(paths: list[Path]) -> None:
+    """The ipc socket files a binder made, and their private directories."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+            path.parent.rmdir()
+
+
+def made_ipc_paths(configured: dict[str, Any], announced: dict[str, Any]) -> list[Path]:
+    """The sockets the md sidecar made for its ``ipc://*`` endpoints: ``configured`` and
+    ``announced`` by key (``publish`` a list). For the supervisor, which removes them
+    when it stops a sidecar that could not (killed, or dead and waiting to restart); a
+    configured ipc path is the operator's and stays."""
+    paths = []
+    for key, want in configured.items():
+        got = announced.get(key)
+        if isinstance(want, list) != isinstance(got, list):
+            continue
+        pairs = zip(want, got, strict=False) if isinstance(want, list) else [(want, got)]
+        for w, g in pairs:
+            if w == IPC_WILDCARD and isinstance(g, str) and g.startswith("ipc:///"):
+                path = Path(g[len("ipc://") :])
+                if path.parent.name.startswith("tradsys-md-"):
+                    paths.append(path)
+    return paths
+
+
 class EndpointError(Exception):
     """An endpoint could not be bound; the message names its key and says why."""
 
@@ -85,10 +112,7 @@ class EndpointBinder:
 
     def remove_made_sockets(self) -> None:
         """After the sockets are closed: the ipc wildcard sockets' files and directories."""
-        for path in self.made_sockets:
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
-                path.parent.rmdir()
+        remove_sockets(self.made_sockets)
         self.made_sockets.clear()
 
     def _new_ipc(self, key: str, index: int) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tradsys.config import Config
+from tradsys.cores.md_endpoints import made_ipc_paths, remove_sockets
 from tradsys.cores.parent_watch import supervisor_env
 from tradsys.cores.sidecar import (
     KEPT_ENDPOINTS_ENV,
@@ -134,8 +135,13 @@ class SidecarProcess:
         self.restart_due = None
         proc = self.process
         if proc is None:
+            self._remove_made_sockets()
             return []
         if proc.poll() is None:
+            # a process still starting (a restart) has no SIGTERM handler yet, and would die
+            # of the signal with nothing done: let it come up first (md then publishes
+            # what the workers emit as they stop)
+            self._wait_started(proc, timeout_s)
             proc.send_signal(signal.SIGTERM)
         failures = []
         try:
@@ -151,7 +157,27 @@ class SidecarProcess:
             failures.append(f"{self.name} did not stop within {timeout_s:g} s and was killed")
         self._forget_process()
         status_path(self.config, self.name).unlink(missing_ok=True)
+        self._remove_made_sockets()
         return failures
+
+    def _wait_started(self, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+        """Until the process has announced itself (or exited, or ``timeout_s``)."""
+        deadline = time.monotonic() + timeout_s
+        while self.announcement() is None and proc.poll() is None:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)  # a stop during a restart only
+
+    def _remove_made_sockets(self) -> None:
+        """The md sidecar removes the ipc sockets it made for ``ipc://*`` as it stops; one
+        killed, or dead and waiting for its restart, could not."""
+        if self.name != "md" or not self.first_endpoints:
+            return
+        md = self.config.md
+        configured: dict[str, Any] = {"publish": list(md.publish), "snapshot": md.snapshot}
+        if md.conflated_bbo:
+            configured["conflated_bbo"] = md.conflated_bbo
+        remove_sockets(made_ipc_paths(configured, self.first_endpoints))
 
     def _forget_process(self) -> None:
         if self.pidfd is not None:

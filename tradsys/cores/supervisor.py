@@ -486,6 +486,13 @@ class Supervisor:
             ring.wake()
         for sp in self.shards:
             if sp.process is None:
+                if sp.restart_due is not None:  # it died and waits for its restart
+                    failures.append(
+                        f"shard {sp.spec.shard_id} worker was down when the instance "
+                        f"stopped (it had died, {sp.restarts} restart(s) so far): what its "
+                        "command ring held was never journaled; the next start replays "
+                        "its journal"
+                    )
                 continue
             left = max(0.0, deadline - time.monotonic())
             shard = sp.spec.shard_id
