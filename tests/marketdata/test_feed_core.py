@@ -68,6 +68,23 @@ def test_a_heartbeat_reveals_a_lost_tail() -> None:
     assert len(core.outbox) == 1 and not core.books["ACME"].synced
 
 
+@pytest.mark.parametrize(
+    ("given", "before", "after"),
+    [(None, 3.0, 1.5), (5.0, 5.0, 5.0), (0.5, 0.5, 1.5)],
+)
+def test_a_feed_is_dead_after_three_heartbeat_intervals_of_silence(
+    given: float | None, before: float, after: float
+) -> None:
+    """Three intervals, as docs/marketdata.md says -- it was never under 3 s, so a feed
+    with 500 ms heartbeats was taken for dead only after 3 s; a timeout given is kept,
+    but never under three intervals (a shorter one would call a quiet feed dead)."""
+    core = FeedCore(["ACME"], heartbeat_timeout_s=given)
+    assert core.silence_limit_s == before  # no heartbeat yet: its interval is unknown
+    hb = Heartbeat(0, 1, 500, [SymbolSeqs("ACME", 0, 0, 0, 0)])
+    core.on_message(HEARTBEAT_TOPIC, msgspec.msgpack.encode(hb))
+    assert core.silence_limit_s == after
+
+
 def test_not_ready_is_asked_again_and_unknown_symbol_is_reported() -> None:
     core = FeedCore(["ACME"])
     req = core.outbox.pop()

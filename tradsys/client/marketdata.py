@@ -84,7 +84,7 @@ class _ClientBase:
         snapshot: str,
         symbols: list[str],
         channels: Iterable[Channel | str],
-        heartbeat_timeout_s: float,
+        heartbeat_timeout_s: float | None,
         rcvhwm: int,
     ) -> None:
         self.channels = tuple(Channel(c) for c in channels)
@@ -130,7 +130,7 @@ class MarketDataClient(_ClientBase):
         on_book: Callable[[BookUpdate], None] | None = None,
         on_status: Callable[[StatusChange], None] | None = None,
         on_event: Callable[[MdEvent], None] | None = None,
-        heartbeat_timeout_s: float = 3.0,
+        heartbeat_timeout_s: float | None = None,
         rcvhwm: int = 100_000,
         context: zmq.Context[Any] | None = None,
     ) -> None:
@@ -251,7 +251,7 @@ class AsyncMarketDataClient(_ClientBase):
         symbols: list[str],
         channels: Iterable[Channel | str] = CHANNELS,
         *,
-        heartbeat_timeout_s: float = 3.0,
+        heartbeat_timeout_s: float | None = None,
         rcvhwm: int = 100_000,
         context: zmq.asyncio.Context | None = None,
     ) -> None:

@@ -215,13 +215,18 @@ class FeedError:
 MdEvent = Trades | BboChange | BookUpdate | StatusChange | Gap | Synced | FeedState | FeedError
 
 
+DEFAULT_SILENCE_S = 3.0  # a dead feed before the first heartbeat says its interval
+
+
 @dataclass
 class FeedCore:
     """Sequencing and book keeping for a set of subscribed symbols (see the module)."""
 
     symbols: list[str]
     channels: tuple[Channel, ...] = CHANNELS
-    heartbeat_timeout_s: float = 3.0
+    # silence longer than this is a dead feed: None, three heartbeat intervals (3 s until
+    # the first heartbeat tells the interval); a value given, never under three intervals
+    heartbeat_timeout_s: float | None = None
     books: dict[str, LocalBook] = field(default_factory=dict)
     outbox: list[SnapshotRequest] = field(default_factory=list)
     alive: bool = True
@@ -289,11 +294,19 @@ class FeedCore:
             return [FeedError(symbol, reply.reason, reply.message)]
         return self._on_snapshot(book, reply)
 
+    @property
+    def silence_limit_s(self) -> float:
+        """How long the feed may be silent before it counts as dead."""
+        hb = self.last_heartbeat
+        three = 3 * hb.interval_ms / 1000 if hb is not None else DEFAULT_SILENCE_S
+        given = self.heartbeat_timeout_s
+        return three if given is None else max(given, three if hb is not None else 0.0)
+
     def on_timer(self) -> list[MdEvent]:
         """Call at least every second: liveness, and snapshot requests to retry."""
         now = time.monotonic()
         events: list[MdEvent] = []
-        if self.alive and now - self._last_message > self.heartbeat_timeout_s:
+        if self.alive and now - self._last_message > self.silence_limit_s:
             self.alive = False
             events.append(FeedState(False))
         for book in self.books.values():
@@ -419,7 +432,6 @@ class FeedCore:
         """A heartbeat follows everything published before it on the same connection:
         a seq it names that the book has not reached was lost."""
         self.last_heartbeat = hb
-        self.heartbeat_timeout_s = max(self.heartbeat_timeout_s, 3 * hb.interval_ms / 1000)
         events: list[MdEvent] = []
         for s in hb.symbols:
             book = self.books.get(s.symbol)

@@ -39,9 +39,12 @@ def made_ipc_paths(configured: dict[str, Any], announced: dict[str, Any]) -> lis
     paths = []
     for key, want in configured.items():
         got = announced.get(key)
-        if isinstance(want, list) != isinstance(got, list):
+        if isinstance(want, list) and isinstance(got, list):
+            pairs = list(zip(want, got, strict=False))
+        elif not isinstance(want, list) and not isinstance(got, list):
+            pairs = [(want, got)]
+        else:
             continue
-        pairs = zip(want, got, strict=False) if isinstance(want, list) else [(want, got)]
         for w, g in pairs:
             if w == IPC_WILDCARD and isinstance(g, str) and g.startswith("ipc:///"):
                 path = Path(g[len("ipc://") :])
