@@ -383,9 +383,9 @@ static uint64_t take_session(ts_gateway *gw, uint32_t slot, uint32_t max_batch) 
  * session leaves resting if it is cancel-on-disconnect (the caller does that next). Only
  * the routing differs: with no room to wait for, commands go to the shards' backlogs
  * (after whatever the stages and backlogs hold, as a control call's) and rejects to
- * `out`, to be held for the account's next session. At most a ring's capacity is taken
- * from the ring: a client still writing into it cannot keep the control call going. A
- * control call, under the lock. */
+ * `out`, to be held for the account's next session. What the ring held when this began is
+ * taken, at most its capacity: a client still writing into it cannot keep the control
+ * call going. A control call, under the lock. */
 void gw_take_leaving(ts_gateway *gw, uint32_t slot, const ts_command *more, uint64_t n_more,
                      gw_leaving *out) {
     gw_session *s = &gw->sessions[slot];
@@ -395,7 +395,8 @@ void gw_take_leaving(ts_gateway *gw, uint32_t slot, const ts_command *more, uint
     gw->leaving = out;
     ts_ring_info info;
     ts_ring_read_info(s->in, &info);
-    uint64_t budget = info.capacity, taken = 0;
+    uint64_t budget = ts_ring_readable(s->in), taken = 0; /* what was sent when it ended */
+    if (budget > info.capacity) budget = info.capacity;   /* indices the client garbled */
     while (taken < budget) {
         void *first;
         uint64_t n = ts_ring_peek(s->in, &first);

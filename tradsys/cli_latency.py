@@ -46,6 +46,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
+    from tradsys.cli import relative_data_dir_hint
     from tradsys.config import ConfigError, load_config
     from tradsys.metrics.latency_report import (
         InstanceNotRunningError,
@@ -53,11 +54,6 @@ def cmd_latency(args: argparse.Namespace) -> int:
         read_rows,
     )
     from tradsys.ring.errors import RingAttachError
-
-    if args.window < 0:
-        print(f"tradsys latency: --window must be >= 0, got {args.window}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    from tradsys.cli import relative_data_dir_hint
 
     try:
         config = load_config(args.config)

@@ -74,13 +74,9 @@ def _cpus_arg(args: argparse.Namespace, command: str) -> list[int] | None:
 
 def cmd_tune_jitter(args: argparse.Namespace) -> int:
     import json
-    import sys
 
     from tradsys.tune.jitter import probe_cpus, render_table
 
-    if args.seconds <= 0:
-        print("tradsys tune jitter: --seconds must be > 0", file=sys.stderr)
-        return EXIT_NOT_READY
     cpus = _cpus_arg(args, "jitter")
     if cpus is None:
         return EXIT_NOT_READY
@@ -95,13 +91,9 @@ def cmd_tune_jitter(args: argparse.Namespace) -> int:
 
 def cmd_tune_stalls(args: argparse.Namespace) -> int:
     import json
-    import sys
 
     from tradsys.tune.stalls import machine_wide, render, watch_cpus
 
-    if args.seconds <= 0 or args.floor_ms <= 0:
-        print("tradsys tune stalls: --seconds and --floor-ms must be > 0", file=sys.stderr)
-        return EXIT_NOT_READY
     cpus = _cpus_arg(args, "stalls")
     if cpus is None:
         return EXIT_NOT_READY
