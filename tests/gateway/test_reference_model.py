@@ -163,6 +163,15 @@ def as_dicts(array: np.ndarray[Any, Any]) -> list[Record]:
     return [{name: int(row[name]) for name in array.dtype.names or ()} for row in array]
 
 
+def _send(s: Session, cmds: list[Record]) -> None:
+    """The client's side: commands into the session's ring (the pump takes them later)."""
+    batch = np.zeros(len(cmds), dtype=COMMAND_DTYPE)
+    for i, c in enumerate(cmds):
+        for name, value in c.items():
+            batch[i][name] = value
+    assert s.to_gateway.push_batch(batch) == len(batch)
+
+
 class Differential:
     """The C gateway (in a rig) and the model, driven side by side."""
 
@@ -259,11 +268,7 @@ class Differential:
                 for shard, recs in sent.items():
                     expected_cmds.setdefault(shard, []).extend(recs)
                 rejects += evs
-            batch = np.zeros(len(cmds), dtype=COMMAND_DTYPE)
-            for i, c in enumerate(cmds):
-                for name, value in c.items():
-                    batch[i][name] = value
-            assert s.to_gateway.push_batch(batch) == len(batch)
+            _send(s, cmds)
             self._pass(expected_cmds, {s.id: rejects}, race=what == "race")
         elif what in ("fill", "expire"):
             shard = self.shards[a]
@@ -299,12 +304,7 @@ class Differential:
         elif what == "send_leave":
             s = self._session(a)
             cmds = [full_command(c) for c in b]
-            if cmds:
-                batch = np.zeros(len(cmds), dtype=COMMAND_DTYPE)
-                for i, c in enumerate(cmds):
-                    for name, value in c.items():
-                        batch[i][name] = value
-                assert s.to_gateway.push_batch(batch) == len(batch)
+            _send(s, cmds)
             self.rig.core.remove_session(s.id)
             self.sessions[a] = None
             self._pass(self.model.remove_session(s.id, cmds, self.now), {})
