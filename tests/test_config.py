@@ -18,6 +18,8 @@ symbol = "A"
 symbol_id = 1
 """
 
+ACCOUNT = "[[account]]\nid = {}\nname = '{}'\napi_key_sha256 = '{}'\n"
+
 
 def test_builtin_default_is_valid_and_puts_every_symbol_on_one_shard() -> None:
     config = load_config()
@@ -50,7 +52,7 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
         ),
         (
             BASE + "[gateway]\nstalled_session_ms = -1\n",
-            r"gateway\.stalled_session_ms must be in 0\.\.2\^31-1",
+            r"gateway\.stalled_session_ms -1: must be in 0\.\.2\^31-1 \(0: never end",
         ),
         (
             BASE + "[gateway]\nsession_ring_capacity = 4\n",
@@ -79,8 +81,41 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
             BASE + "[md]\npublish = ['udp://x:1']\n",
             r"md\.publish 'udp://x:1': use a tcp:// or ipc://",
         ),
-        (BASE + "[md]\nmax_frame_records = 0\n", r"md\.max_frame_records must be > 0"),
-        (BASE + "[md]\nsndhwm = -1\n", r"md\.sndhwm must be > 0"),
+        (BASE + "[md]\nmax_frame_records = 0\n", r"md\.max_frame_records 0: must be in 1\.\.65536"),
+        (BASE + "[md]\nsndhwm = -1\n", r"md\.sndhwm -1: must be in 1\.\.2\^31-1"),
+        # numbers past the native side's fixed-width fields (they stopped a process at
+        # start with a traceback, or wrapped around)
+        (BASE + "[md]\nsndhwm = 1099511627776\n", r"md\.sndhwm 1099511627776: must be in"),
+        (BASE + "[journal]\nsegment_mb = 1125899906842624\n", r"journal\.segment_mb .*1\.\.65536"),
+        (BASE + "[engine]\nring_capacity = 2147483648\n", r"ring_capacity .* in 64\.\.2\^30"),
+        (BASE + "[gateway]\nheartbeat_ms = 0\n", r"gateway\.heartbeat_ms 0: must be in 1\.\."),
+        (BASE + "[gateway]\nheartbeat_ms = -1\n", r"gateway\.heartbeat_ms -1: must be in"),
+        (BASE + "[gateway]\nlogin_timeout_ms = 0\n", r"gateway\.login_timeout_ms 0: must be"),
+        (
+            BASE + "[gateway]\ntcp_listen = '127.0.0.1:70000'\n",
+            r"gateway\.tcp_listen '127\.0\.0\.1:70000': use host:port, port in 0\.\.65535",
+        ),
+        (BASE + "[metrics]\nlisten = '127.0.0.1:99999'\n", r"metrics\.listen '127\.0\.0\.1:99999'"),
+        (
+            BASE + "[[instrument]]\nsymbol = 'B'\nsymbol_id = 2\ntick_size = 9223372036854775808\n",
+            r"instrument 'B': tick_size must be at most 2\^63-1",
+        ),
+        (
+            BASE + ACCOUNT.format(1, "a", "0" * 64) + "credit_limit = 9223372036854775808\n",
+            r"account 1 \('a'\): credit_limit must be in 0\.\.2\^63-1",
+        ),
+        (
+            BASE + ACCOUNT.format(1, "a", "0" * 64) + "throttle_per_s = 1000000001\n",
+            r"account 1 \('a'\): throttle_per_s must be in 0\.\.1000000000",
+        ),
+        (
+            BASE + ACCOUNT.format(1, "a", "0" * 64) + ACCOUNT.format(2, "a", "1" * 64),
+            r"account 2 \('a'\): the name is already account 1's",
+        ),
+        (
+            BASE + ACCOUNT.format(1, "a", "0" * 64) + ACCOUNT.format(2, "b", "0" * 64),
+            r"account 2 \('b'\): the API key is already account 1's",
+        ),
     ],
 )
 def test_mistakes_are_refused_with_where_and_what(text: str, message: str) -> None:

@@ -66,18 +66,6 @@ def _who(p: argparse.ArgumentParser, everyone: str) -> None:
     target.add_argument("--all", action="store_true", help=everyone)
 
 
-def _account_id(config: Any, who: str | None) -> int | None:
-    from tradsys.cli import UserError
-
-    if who is None:
-        return None
-    for acc in config.accounts:
-        if who == acc.name or who == str(acc.id):
-            return int(acc.id)
-    names = ", ".join(f"{a.name} ({a.id})" for a in config.accounts) or "none"
-    raise UserError(f"no account {who!r} in the config; it has: {names}")
-
-
 def _config(args: argparse.Namespace) -> Any:
     from tradsys.cli import UserError
     from tradsys.config import ConfigError, load_config
@@ -111,13 +99,13 @@ def _send(args: argparse.Namespace, make: Any, config: Any = None) -> int:
 def cmd_kill(args: argparse.Namespace) -> int:
     from tradsys.cores.gateway_admin import Kill
 
-    return _send(args, lambda c: Kill(_account_id(c, args.account), on=not args.off))
+    return _send(args, lambda c: Kill(args.account, on=not args.off))
 
 
 def cmd_mass_cancel(args: argparse.Namespace) -> int:
     from tradsys.cores.gateway_admin import MassCancel
 
-    return _send(args, lambda c: MassCancel(_account_id(c, args.account)))
+    return _send(args, lambda c: MassCancel(args.account))
 
 
 def cmd_reload(args: argparse.Namespace) -> int:

@@ -243,14 +243,74 @@ def available_cores(sys_root: Path = Path("/")) -> set[int]:
     return set(range(os.cpu_count() or 1))
 
 
+INT31_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+MAX_THROTTLE = 1_000_000_000
+"""The largest throttle rate and burst the pump accepts (its bucket counts 1e-9 tokens)."""
+
+# The plain integer settings and the values each may take: the native side holds them in
+# fixed-width fields (a value past one would wrap, or stop a process at start with a
+# traceback), and 0 either means something ("never") or nothing sensible.
+_RANGES: tuple[tuple[str, str, int, int, str], ...] = (
+    ("engine", "heartbeat_timeout_ms", 1, INT31_MAX, ""),
+    ("engine", "stop_timeout_ms", 1, INT31_MAX, ""),
+    ("journal", "group_commit_us", 1, INT31_MAX, ""),
+    ("journal", "segment_mb", 1, 65536, ""),
+    ("journal", "snapshot_every", 1, INT64_MAX, ""),
+    ("gateway", "max_sessions", 1, INT31_MAX, ""),
+    ("gateway", "max_accounts", 1, INT31_MAX, ""),
+    ("gateway", "max_live_orders", 1, INT31_MAX, ""),
+    ("gateway", "pump_batch", 1, INT31_MAX, ""),
+    ("gateway", "heartbeat_ms", 1, INT31_MAX, ""),
+    ("gateway", "login_timeout_ms", 1, INT31_MAX, ""),
+    ("gateway", "tcp_unacked_max", 1, INT31_MAX, ""),
+    ("gateway", "stalled_session_ms", 0, INT31_MAX, " (0: never end a session)"),
+    ("gateway", "clock_tick_us", 0, INT31_MAX, " (0: no clock ticks)"),
+    ("gateway", "yield_every_us", 0, INT31_MAX, " (0: yield only when idle)"),
+    ("md", "sndhwm", 1, INT31_MAX, ""),
+    ("md", "heartbeat_ms", 1, INT31_MAX, ""),
+    ("md", "max_frame_records", 1, 65536, ""),
+)
+
+
+def _bound(value: int) -> str:
+    return {INT31_MAX: "2^31-1", INT64_MAX: "2^63-1"}.get(value, str(value))
+
+
+def _range_problems(config: Config) -> list[str]:
+    out = []
+    for section, key, low, high, note in _RANGES:
+        value = getattr(getattr(config, section), key)
+        if not low <= value <= high:
+            out.append(f"{section}.{key} {value}: must be in {low}..{_bound(high)}{note}")
+    return out
+
+
+def split_listen(key: str, value: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 host in brackets; port 0 picks a free one) as (host, port);
+    ConfigError naming ``key`` otherwise. An empty host listens on every interface."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{key} {value!r}: use host:port, port in 0..65535 (0: any free one)")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def listen_problems(key: str, value: str) -> list[str]:
+    try:
+        split_listen(key, value)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
+
+
 def _problems(config: Config) -> list[str]:
     out: list[str] = []
-    e, j = config.engine, config.journal
+    e = config.engine
     if not e.instance or not all(c.isalnum() or c in "_-" for c in e.instance):
         out.append(f"engine.instance {e.instance!r}: use letters, digits, '_' and '-' only")
     cap = e.ring_capacity
-    if cap < 64 or cap & (cap - 1):
-        out.append(f"engine.ring_capacity {cap}: must be a power of two >= 64")
+    if cap < 64 or cap & (cap - 1) or cap > 2**30:
+        out.append(f"engine.ring_capacity {cap}: must be a power of two in 64..2^30")
     if e.sched_slice_us and not MIN_SLICE_US <= e.sched_slice_us <= MAX_SLICE_US:
         out.append(
             f"engine.sched_slice_us {e.sched_slice_us}: 0 (the kernel's default) or "
@@ -260,16 +320,6 @@ def _problems(config: Config) -> list[str]:
         out.append(
             f"engine.cpu_latency_us {e.cpu_latency_us}: -1 (no request) or 0..{MAX_LATENCY_US}"
         )
-    for key in ("heartbeat_timeout_ms", "stop_timeout_ms"):
-        if getattr(e, key) <= 0:
-            out.append(f"engine.{key} must be > 0")
-    if j.group_commit_us <= 0:
-        out.append("journal.group_commit_us must be > 0")
-    if j.segment_mb <= 0:
-        out.append("journal.segment_mb must be > 0")
-    if j.snapshot_every <= 0:
-        out.append("journal.snapshot_every must be > 0")
-
     if not config.shards:
         out.append("no [[shard]]: configure at least one shard worker")
     if not config.instruments:
@@ -310,29 +360,20 @@ def _problems(config: Config) -> list[str]:
             owner.setdefault(sym, shard.id)
     out.extend(_account_problems(config))
     out.extend(_md_problems(config))
+    out.extend(_range_problems(config))
     g = config.gateway
-    for key in ("max_sessions", "max_accounts", "max_live_orders", "pump_batch"):
-        if not 0 < getattr(g, key) < 2**31:
-            out.append(f"gateway.{key} must be in 1..2^31-1")
     ring = g.session_ring_capacity
     if ring < 8 or ring & (ring - 1) or ring >= 2**31:
         out.append(f"gateway.session_ring_capacity {ring}: must be a power of two in 8..2^30")
-    if not 0 <= g.stalled_session_ms < 2**31:
-        out.append("gateway.stalled_session_ms must be in 0..2^31-1 (0: never end a session)")
-    if not 0 < g.tcp_unacked_max < 2**31:
-        out.append("gateway.tcp_unacked_max must be in 1..2^31-1")
-    if not 0 <= g.clock_tick_us < 2**31:
-        out.append("gateway.clock_tick_us must be in 0..2^31-1 (0: no clock ticks)")
-    if not 0 <= g.yield_every_us < 2**31:
-        out.append("gateway.yield_every_us must be in 0..2^31-1 (0: yield only when idle)")
+    if g.tcp_listen:
+        out.extend(listen_problems("gateway.tcp_listen", g.tcp_listen))
     if len(config.accounts) > g.max_accounts:
         out.append(
             f"gateway.max_accounts {g.max_accounts} is below the number of "
             f"[[account]] sections ({len(config.accounts)})"
         )
-    listen = config.metrics.listen
-    if listen and not listen.rpartition(":")[2].isdigit():
-        out.append(f"metrics.listen {listen!r}: use host:port (port 0 picks a free one)")
+    if config.metrics.listen:
+        out.extend(listen_problems("metrics.listen", config.metrics.listen))
     for name, core in (("gateway", config.gateway.core), ("md", config.md.core)):
         if core is not None and core not in cores:
             out.append(f"{name}.core {core} does not exist on this host")
@@ -369,9 +410,6 @@ def _md_problems(config: Config) -> list[str]:
     for key, endpoint in endpoints:
         if not endpoint.startswith(("tcp://", "ipc://")):
             out.append(f"md.{key} {endpoint!r}: use a tcp:// or ipc:// endpoint")
-    for key in ("sndhwm", "heartbeat_ms", "max_frame_records"):
-        if getattr(md, key) <= 0:
-            out.append(f"md.{key} must be > 0")
     return out
 
 
@@ -380,17 +418,36 @@ def _account_problems(config: Config) -> list[str]:
     seen: set[int] = set()
     for acc in config.accounts:
         where = f"account {acc.id} ({acc.name!r})"
-        if not 0 < acc.id < 2**32:
-            out.append(f"{where}: id must be in 1..{2**32 - 1}")
         if acc.id in seen:
             out.append(f"{where}: the id is used twice")
         seen.add(acc.id)
         key = acc.api_key_sha256
         if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
             out.append(f"{where}: api_key_sha256 must be 64 lowercase hex digits")
-        for limit in RISK_LIMIT_FIELDS:
-            if getattr(acc, limit) < 0:
-                out.append(f"{where}: {limit} must be >= 0 (0 means no limit)")
+        out.extend(account_limit_problems(acc))
+    for what, key in (("name", "name"), ("API key", "api_key_sha256")):
+        first: dict[str, AccountSection] = {}
+        for acc in config.accounts:
+            earlier = first.setdefault(getattr(acc, key), acc)
+            if earlier is not acc:
+                # an operator's `tradsys admin kill NAME` and a login must each find one
+                out.append(
+                    f"account {acc.id} ({acc.name!r}): the {what} is already account {earlier.id}'s"
+                )
+    return out
+
+
+def account_limit_problems(acc: AccountSection) -> list[str]:
+    """What the pump would refuse in an account's id and limits (each held in 64 bits);
+    [] when they are fine. Checked whole before any account is applied."""
+    where = f"account {acc.id} ({acc.name!r})"
+    out = []
+    if not 0 < acc.id < 2**32:
+        out.append(f"{where}: id must be in 1..{2**32 - 1}")
+    for limit in RISK_LIMIT_FIELDS:
+        high = MAX_THROTTLE if "throttle" in limit else INT64_MAX
+        if not 0 <= getattr(acc, limit) <= high:
+            out.append(f"{where}: {limit} must be in 0..{_bound(high)} (0 means no limit)")
     return out
 
 

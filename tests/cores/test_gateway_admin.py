@@ -145,6 +145,58 @@ def test_refusals_name_their_reason(running: Instance, capsys: pytest.CaptureFix
         assert _rejected(alice, 1) is None  # nothing changed
 
 
+def test_a_reload_with_one_limit_past_64_bits_changes_nothing(
+    running: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One account's new limit is valid, the next one's does not fit the pump's int64:
+    the whole request is refused by name, and the first account's limit is not applied
+    either (before, it was, with no reply, until a gateway restart took it back)."""
+    acc1, acc2 = running.sup.config.accounts[:2]
+    request = Reload(
+        [
+            msgspec.structs.replace(acc1, max_order_qty=50),
+            msgspec.structs.replace(acc2, max_order_qty=2**63),
+        ]
+    )
+    reply = msgspec.json.decode(_raw(running, msgspec.json.encode(request) + b"\n"))
+    assert reply["ok"] is False and "max_order_qty must be in 0..2^63-1" in reply["error"]
+    with OrderClient.connect(running.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
+        assert _rejected(alice, 51) is None  # acct1 still has no max_order_qty
+    # the same edit in the file: `tradsys admin reload` refuses it before sending
+    engine = running.sup.config.engine
+    limits = lambda i: f"max_order_qty = {2**63 if i == 2 else 50}\n"  # noqa: E731
+    running.path.write_text(e2e_config_text(engine.instance, Path(engine.data_dir), limits))
+    assert running.admin("reload") == 1
+    assert "account 2 ('acct2'): max_order_qty must be in 0..2^63-1" in capsys.readouterr().err
+
+
+def test_an_account_a_reload_left_out_is_still_reachable(
+    running: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An account missing from a reloaded file keeps trading with its limits (README), so
+    the operator's kill switch and mass cancel must still find it, by name or by id."""
+    config = running.sup.config
+    text = _config_text(config.engine.instance, config.engine.data_dir)
+    without_acct2 = (
+        text[: text.index("[[account]]\nid = 2\n")] + text[text.index("[[account]]\nid = 3\n") :]
+    )
+    running.path.write_text(without_acct2)
+    assert running.admin("reload") == 0
+    with OrderClient.connect(running.unix_socket, account_id=2, api_key=KEYS[2]) as bob:
+        resting = bob.submit("ACME", "buy", 3, 90)
+        bob.wait_for(resting)
+        assert running.admin("mass-cancel", "acct2") == 0
+        assert isinstance(bob.wait_for(resting, (Cancelled,)), Cancelled)
+        assert running.admin("kill", "2") == 0
+        assert "kill switch of account 2 (acct2) on" in capsys.readouterr().out
+        assert _rejected(bob, 1) == RejectReason.KILL_SWITCH
+        assert running.admin("kill", "acct2", "--off") == 0
+        assert _rejected(bob, 1) is None
+    assert running.admin("kill", "acct9") == 1
+    err = capsys.readouterr().err
+    assert "no account 'acct9' at the gateway; it has: acct1 (1), acct2 (2), acct3 (3)" in err
+
+
 def test_an_operator_halt_reaches_market_data_subscribers(
     instance: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

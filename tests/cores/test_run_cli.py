@@ -164,6 +164,27 @@ def test_a_bad_config_starts_nothing(instance: str, tmp_path: Path) -> None:
     assert instance_segments(instance) == []
 
 
+def test_a_data_dir_that_is_a_file_is_named_and_starts_nothing(
+    instance: str, tmp_path: Path
+) -> None:
+    """Before, each worker failed to journal and the run ended in an internal error."""
+    config = tmp_path / "file.toml"
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    config.write_text(CONFIG.format(instance=instance, data_dir=not_a_dir, durability="group"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tradsys.cli", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"engine.data_dir = '{not_a_dir}': cannot make the instance's directory" in proc.stderr
+    assert "Not a directory" in proc.stderr and "internal error" not in proc.stderr
+    assert "worker pid" not in proc.stderr  # nothing was started
+    assert instance_segments(instance) == []
+
+
 def test_a_second_run_of_the_same_instance_is_refused(run_instance, instance: str) -> None:
     inst, _ = run_instance()
     inst.wait_for("ready;")

@@ -55,5 +55,5 @@ def test_a_pump_that_never_idles_still_yields_but_not_every_pass(
 
 
 def test_yield_every_us_is_checked() -> None:
-    with pytest.raises(ConfigError, match=re.escape("gateway.yield_every_us must be in 0..2")):
+    with pytest.raises(ConfigError, match=re.escape("gateway.yield_every_us -1: must be in 0..2")):
         parse_config('[engine]\ninstance = "x"\n[gateway]\nyield_every_us = -1\n', "t")

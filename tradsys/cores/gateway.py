@@ -27,7 +27,7 @@ import msgspec
 import uvloop
 
 from tradsys import logs
-from tradsys.config import Config, ConfigError
+from tradsys.config import Config, ConfigError, split_listen
 from tradsys.cores.gateway_admin import AdminEdge, admin_socket_path
 from tradsys.cores.gateway_auth import Credentials
 from tradsys.cores.gateway_colocated import ColocatedEdge
@@ -71,10 +71,7 @@ def unix_socket_path(config: Config) -> Path:
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"gateway.tcp_listen {value!r}: expected host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    return split_listen("gateway.tcp_listen", value)
 
 
 def symbol_directory(config: Config) -> bytes:

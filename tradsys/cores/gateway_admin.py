@@ -7,6 +7,7 @@ checked with SO_PEERCRED: only the gateway's own user), one JSON request and one
 reply per connection, each a line:
 
     {"op": "kill", "account": 1, "on": true}      -> {"ok": true, "done": "..."}
+    {"op": "mass_cancel", "account": "alice"}      (an account by id or by name)
     {"op": "market", "action": "halt", "symbol": "ACME"}
     {"op": "reload", "accounts": [...]}            (the [[account]] sections, parsed)
     {"op": "nope"}                                 -> {"ok": false, "error": "..."}
@@ -50,16 +51,18 @@ ACTIONS = {
 
 
 class Kill(msgspec.Struct, tag="kill", forbid_unknown_fields=True):
-    """Kill switch of one account (None: the global one); off again with on=False."""
+    """Kill switch of one account, by id or name (None: the global one); off again with
+    on=False."""
 
-    account: int | None = None
+    account: int | str | None = None
     on: bool = True
 
 
 class MassCancel(msgspec.Struct, tag="mass_cancel", forbid_unknown_fields=True):
-    """Cancel one account's resting orders (None: every account's); blocks nothing."""
+    """Cancel one account's resting orders, by id or name (None: every account's);
+    blocks nothing."""
 
-    account: int | None = None
+    account: int | str | None = None
 
 
 class Reload(msgspec.Struct, tag="reload", forbid_unknown_fields=True):
@@ -145,21 +148,27 @@ class AdminEdge:
         log.info("admin: %s", done)
         return {"ok": True, "done": done}
 
-    def _account(self, account: int | None) -> str:
-        if account is None:
-            return "every account"
-        if account not in self.credentials.accounts:
-            raise AdminRefusedError(f"account {account} is not configured")
-        return f"account {account} ({self.credentials.accounts[account].name})"
+    def _account(self, ref: int | str | None) -> tuple[int | None, str]:
+        """The account a request names, among those the gateway holds: its effective
+        config's, which keeps an account a reload's file left out (it still trades, so it
+        must still be reachable by the kill switch)."""
+        if ref is None:
+            return None, "every account"
+        for acc in self.config.accounts:
+            if ref in (acc.id, acc.name, str(acc.id)):  # `tradsys admin kill 2` sends "2"
+                return acc.id, f"account {acc.id} ({acc.name})"
+        held = sorted(self.config.accounts, key=lambda a: a.id)
+        names = ", ".join(f"{a.name} ({a.id})" for a in held) or "none"
+        raise AdminRefusedError(f"no account {ref!r} at the gateway; it has: {names}")
 
     def _carry_out(self, request: Request) -> str:
         if isinstance(request, Kill):
-            who = self._account(request.account)
-            self.core.kill(request.account, request.on)
+            account, who = self._account(request.account)
+            self.core.kill(account, request.on)
             return f"kill switch of {who} {'on' if request.on else 'off'}"
         if isinstance(request, MassCancel):
-            who = self._account(request.account)
-            self.core.mass_cancel(request.account)
+            account, who = self._account(request.account)
+            self.core.mass_cancel(account)
             return f"mass cancel of {who} sent"
         if isinstance(request, Market):
             return self._market(request)

@@ -155,6 +155,7 @@ class Supervisor:
                 f"{', '.join(left[:3])}); stop it first, or pick another engine.instance"
             )
         try:
+            self._make_instance_dir()
             self._hold_cpu_latency()
             self._check_memory_lock()
             for shard in self.config.shards:
@@ -177,6 +178,19 @@ class Supervisor:
             self.stop()
             raise
         self._write_status()
+
+    def _make_instance_dir(self) -> None:
+        """The instance's directory, made before any process is started: a data_dir that
+        cannot hold it (a file, a read-only place) is the config's mistake, told as such,
+        not each worker's failure to journal."""
+        try:
+            for shard in self.config.shards:
+                self.config.shard_data_dir(shard.id).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SupervisorError(
+                f"engine.data_dir = {self.config.engine.data_dir!r}: cannot make the "
+                f"instance's directory there: {exc.strerror or exc} ({exc.filename})"
+            ) from None
 
     def _hold_cpu_latency(self) -> None:
         """The instance asked for a bound on idle-exit time: hold it until stop, or refuse
@@ -532,7 +546,9 @@ class Supervisor:
         self.shards.clear()
         self.sidecars.clear()
         self.rings.clear()
-        self.status_path.unlink(missing_ok=True)
+        # (none written when the start failed, maybe because data_dir is unusable)
+        with contextlib.suppress(OSError):
+            self.status_path.unlink()
         if self.cpu_latency is not None:
             self.cpu_latency.close()
             self.cpu_latency = None

@@ -49,10 +49,10 @@ from typing import Any
 import numpy as np
 
 from tradsys._native import ffi, lib
-from tradsys.config import AccountSection, Config
+from tradsys.config import AccountSection, Config, account_limit_problems
 from tradsys.cores.sched_slice import set_thread_slice
 from tradsys.gateway.ledger import LedgerFile
-from tradsys.gateway.risk import AccountState, PositionState, limit_problems, limits_cdata
+from tradsys.gateway.risk import AccountState, PositionState, limits_cdata
 from tradsys.metrics.latency_segment import (
     LatencySegment,
     attach_if_present,
@@ -175,7 +175,7 @@ class GatewayCore:
             raise GatewayError(f"epoch {epoch} must be in 1..{MAX_EPOCH}")
         g = config.gateway
         for acc in config.accounts:
-            problems = limit_problems(acc)
+            problems = account_limit_problems(acc)
             if problems:
                 raise GatewayError("; ".join(problems))
         cfg = ffi.new("ts_gateway_config *")
@@ -339,7 +339,7 @@ class GatewayCore:
     def set_account_limits(self, account: AccountSection) -> None:
         """Add an account or replace its limits (hot reload); its open orders, exposure
         and positions are kept, its sessions' throttles follow the new rate at once."""
-        problems = limit_problems(account)
+        problems = account_limit_problems(account)
         if problems:
             raise GatewayError("; ".join(problems))
         _check(
@@ -351,11 +351,13 @@ class GatewayCore:
         """Hot reload every ``[[account]]`` of a (re-read) config: each one's limits are
         replaced, new ones added. All are checked before any is applied. Accounts missing
         from the new config keep their old limits (the pump never forgets an account)."""
-        problems = [p for acc in config.accounts for p in limit_problems(acc)]
+        problems = [p for acc in config.accounts for p in account_limit_problems(acc)]
         if problems:
             raise GatewayError("; ".join(problems))
-        for acc in config.accounts:
-            self.set_account_limits(acc)
+        # every account's C limits built before the first is applied: nothing half done
+        limits = [(acc.id, limits_cdata(acc)) for acc in config.accounts]
+        for account_id, cdata in limits:
+            _check(lib.ts_gateway_set_account(self._gw, account_id, cdata), f"account {account_id}")
 
     def kill(self, account_id: int | None, on: bool = True) -> None:
         """Kill switch of one account, or of every account (None): on=True cancels the

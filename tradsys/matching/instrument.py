@@ -8,6 +8,8 @@ SYMBOL_NAME_MAX = 40
 """The longest symbol name, in bytes: what a SYMBOLS entry of the binary protocol holds
 (tradsys.protocols.binary) -- a longer one would reach TCP clients cut short."""
 
+INT64_MAX = 2**63 - 1
+
 QTY_MAX = 2**31 - 1
 """The largest quantity of one order (docs/matching.md, rule 7), native/book.h's
 TS_QTY_MAX: 31 bits, as the share fields of OUCH or iLink. With fewer than 2^32 orders
@@ -53,6 +55,9 @@ class Instrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         for name in ("min_qty", "max_qty", "reference_price", "breaker_halt_ns"):
             if getattr(self, name) < 0:
                 out.append(f"{where}: {name} must be >= 0, got {getattr(self, name)}")
+        for name in ("tick_size", "lot_size", "reference_price", "breaker_halt_ns"):
+            if getattr(self, name) > INT64_MAX:  # an int64_t of ts_instrument
+                out.append(f"{where}: {name} must be at most 2^63-1, got {getattr(self, name)}")
         for name in ("min_qty", "max_qty"):
             if getattr(self, name) > QTY_MAX:
                 out.append(f"{where}: {name} must be at most {QTY_MAX}, got {getattr(self, name)}")
