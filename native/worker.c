@@ -244,13 +244,18 @@ static uint64_t ring_head(ts_ring *r) {
     return info.head;
 }
 
-/* Push all n records, waiting as long as it takes (recovery has nothing else to do). */
+/* Push all n records, waiting as long as it takes (recovery and a refresh have nothing
+ * else to do). Counted as every push is: a consumer's count of what it took from the ring
+ * is compared with these (the md sidecar's drained records, the metrics say). */
 static void push_blocking(ts_worker *w, ts_ring *r, const void *recs, uint64_t n) {
     const int64_t step = 100000000; /* re-check now and then, with a fresh heartbeat */
     uint64_t done = 0;
+    uint64_t *counter = r == w->ev ? &w->ctl->events_out : &w->ctl->md_out;
     while (done < n) {
-        done += ts_ring_push_all(r, (const unsigned char *)recs + done * TS_RECORD_SIZE,
-                                 n - done, &w->cfg.wait, step);
+        uint64_t k = ts_ring_push_all(r, (const unsigned char *)recs + done * TS_RECORD_SIZE,
+                                      n - done, &w->cfg.wait, step);
+        done += k;
+        STORE(*counter, *counter + k);
         STORE(w->ctl->heartbeat_ns, mono_ns());
     }
 }

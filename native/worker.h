@@ -171,8 +171,8 @@ typedef struct ts_worker_control {
     uint64_t acked_seq;         /* 160 last seq whose output is all pushed */
     uint64_t commands;          /* 168 commands this incarnation took */
     uint64_t batches;           /* 176 */
-    uint64_t events_out;        /* 184 events this incarnation pushed (re-emitted too) */
-    uint64_t md_out;            /* 192 md records this incarnation pushed */
+    uint64_t events_out;        /* 184 events the shard's workers pushed (re-emitted too) */
+    uint64_t md_out;            /* 192 md records they pushed (re-emitted, refreshes too) */
     uint64_t last_exec_id;      /* 200 of the last event pushed */
     uint64_t in_fill;           /* 208 inbound records waiting, at the last batch */
     uint64_t events_fill;       /* 216 outbound records not yet consumed */

@@ -112,6 +112,9 @@ def test_a_refresh_is_the_book_the_l2_stream_built(rig: ShardRig) -> None:
     assert check_images(got) == n_symbols
     refresh = got[np.isin(got["kind"], REFRESH_KINDS)]
     assert rig.ctl.md_refresh_records == len(refresh)
+    # the refresh is counted with every other push: a consumer that took all of the ring
+    # (the md sidecar's drained records) never seems to have taken more than was pushed
+    assert rig.ctl.md_out == len(got) and rig.ctl.events_out == len(events)
     # the image came from the engine's depth at that point: bids best first
     begin = refresh[refresh["kind"] == MdKind.L2_REFRESH_BEGIN]
     assert begin["symbol_id"].tolist() == sorted(begin["symbol_id"].tolist())
@@ -134,6 +137,7 @@ def test_a_refresh_requested_while_no_worker_runs_is_served_by_the_next(
     got = rig.received_md()
     assert_same_md(engine_md_only(got), md)
     assert check_images(got) == len(set(md["symbol_id"].tolist()))
+    assert rig.ctl.md_out == len(got)  # two workers' pushes, the refresh among them
 
 
 @pytest.mark.multiprocess

@@ -107,12 +107,10 @@ def test_md_series_move_when_trades_flow(instance: str, tmp_path: Path) -> None:
     assert s["tradsys_md_snapshot_requests_total{outcome=served}"] == 1
     assert s["tradsys_md_snapshot_requests_total{outcome=unknown_symbol}"] == 0
     assert s["tradsys_md_heartbeats_total{}"] >= 1
-    # everything the worker pushed was drained (plus the refresh image it asked for)
-    assert (
-        s["tradsys_md_drained_records_total{shard=0}"]
-        >= s["tradsys_shard_md_records_total{shard=0}"]
-        == total
-    )
+    # everything the worker pushed was drained: the engine's records and the refresh
+    # image the sidecar asked for at its start, counted on both sides alike
+    drained = s["tradsys_md_drained_records_total{shard=0}"]
+    assert drained == s["tradsys_shard_md_records_total{shard=0}"] > total
     # the lag histogram: every record stamped, cumulative buckets, +Inf is the count
     buckets = sorted(
         (float(k.split("le=")[1].rstrip("}")), v)
