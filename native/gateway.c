@@ -189,6 +189,7 @@ void gw_order_forget(ts_gateway *gw, uint32_t idx) {
     table_remove(&gw->by_exch, mix64(o->exch_id), idx, exch_hash_of, gw);
     if (o->indexed) gw_unindex_client(gw, idx); /* finish() did it for a finished order */
     if (o->session != GW_NONE) { /* the usual case, inline: off its session's list */
+        gw_due_add(gw, o, -gw_due(o)); /* a late answer finds no order: routed nowhere */
         if (o->sess_prev != GW_NONE) gw->orders[o->sess_prev].sess_next = o->sess_next;
         else gw->sessions[o->session].head = o->sess_next;
         if (o->sess_next != GW_NONE) gw->orders[o->sess_next].sess_prev = o->sess_prev;
@@ -440,6 +441,7 @@ int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inb
                                                   : gw->accounts[a].lim.cancel_on_disconnect;
         s->staged = s->stage_sent = 0;
         s->stalled = 0;
+        s->due = 0;
         s->head = GW_NONE;
         gw_throttle_reset(s, &gw->accounts[a].lim, mono_now());
         s->active = 1;
@@ -538,6 +540,7 @@ int ts_gateway_remove_session_with(ts_gateway *gw, int64_t session_id, const ts_
                                 .order_id = o->exch_id};
                 gw_backlog_add(&gw->shards[in->shard].backlog, &c);
                 o->pending++;
+                gw_due_add(gw, o, 1);
                 /* out of reach of amends, but its client id stays taken until it is done
                  * (finish() frees it): a NEW reusing the id now would share it with this
                  * order's last events */
@@ -642,12 +645,34 @@ void ts_gateway_get_stats(ts_gateway *gw, ts_gateway_stats *out) {
     control_unlock(gw);
 }
 
+uint32_t ts_gateway_check_due(ts_gateway *gw, int64_t *total) {
+    control_lock(gw);
+    uint32_t wrong = 0;
+    int64_t sum = 0;
+    for (uint32_t i = 0; i < gw->cfg.max_sessions; i++) {
+        const gw_session *s = &gw->sessions[i];
+        if (!s->active) continue;
+        int64_t due = 0;
+        for (uint32_t idx = s->head; idx != GW_NONE; idx = gw->orders[idx].sess_next)
+            due += gw_due(&gw->orders[idx]);
+        wrong += due != s->due;
+        sum += s->due;
+    }
+    control_unlock(gw);
+    *total = sum;
+    return wrong;
+}
+
 uint32_t ts_gateway_stalled_sessions(ts_gateway *gw, int64_t *out, uint32_t max) {
     control_lock(gw);
     uint32_t n = 0;
     for (uint32_t i = 0; i < gw->cfg.max_sessions && n < max; i++) {
         const gw_session *s = &gw->sessions[i];
-        if (s->active && s->stalled) out[n++] = (int64_t)s->gen << 32 | i;
+        /* the one a shard's events stopped at, and every other whose ring has no room for
+         * the events it has waiting: all of them measured at once, so that several clients
+         * that stopped reading are ended together, not one stall after another */
+        if (s->active && (s->stalled || (s->staged && !ts_ring_writable(s->out))))
+            out[n++] = (int64_t)s->gen << 32 | i;
     }
     control_unlock(gw);
     return n;

@@ -311,6 +311,11 @@ void ts_gateway_get_stats(ts_gateway *gw, ts_gateway_stats *out);
  * shard's later events back for them (for every session of that shard), so the caller
  * should disconnect such a client. Writes up to max session ids; returns how many. */
 uint32_t ts_gateway_stalled_sessions(ts_gateway *gw, int64_t *out, uint32_t max);
+
+/* A self-check for tests: the sessions whose count of answers the shards owe them (the
+ * room their event rings keep for those) differs from what their orders say; *total is
+ * the sum of the counts. Walks every session's orders: not for the hot path. */
+uint32_t ts_gateway_check_due(ts_gateway *gw, int64_t *total);
 int ts_gateway_account_state(ts_gateway *gw, uint32_t account_id, ts_account_state *out);
 int ts_gateway_position(ts_gateway *gw, uint32_t account_id, uint32_t symbol_id,
                         ts_position_state *out);

@@ -153,6 +153,10 @@ typedef struct gw_session {
     int32_t stalled;   /* its full outbound ring held a shard's events back */
     int64_t tokens;    /* throttle bucket, in 1e-9 tokens */
     int64_t last_ns;
+    /* answers the shards owe for its orders' commands (gw_due of each order on its list):
+     * room its event ring keeps for them, so that a client that sends and never reads
+     * stops itself at a full inbound ring instead of overflowing its event ring */
+    int64_t due;
 } gw_session;
 
 /* Open-addressing table of order indices (linear probing, backward-shift deletion). */
@@ -227,6 +231,17 @@ uint32_t gw_find_client(const ts_gateway *gw, uint32_t account, uint64_t client_
 uint32_t gw_find_amendable(const ts_gateway *gw, uint32_t account, uint64_t client_id);
 /* gateway_owner.c: off the list it is on (its session's, or its account's orphans) */
 void gw_session_unlink(ts_gateway *gw, uint32_t idx);
+
+/* The answers a shard owes for an order's commands: its first event while it is new, and
+ * one per cancel or replace in flight (what gw_apply_event counts down). */
+static inline int64_t gw_due(const gw_order *o) {
+    return (o->state == GW_PENDING_NEW) + (int64_t)o->pending;
+}
+
+/* An order's owed answers changed by d: its session's count follows. */
+static inline void gw_due_add(ts_gateway *gw, const gw_order *o, int64_t d) {
+    if (o->session != GW_NONE) gw->sessions[o->session].due += d;
+}
 /* route the order's events to session `slot` from now on (a cancel/replace from it) */
 void gw_take_over(ts_gateway *gw, uint32_t idx, uint32_t slot);
 void gw_link_orphan(ts_gateway *gw, uint32_t idx);

@@ -18,6 +18,7 @@
 void gw_session_unlink(ts_gateway *gw, uint32_t idx) {
     gw_order *o = &gw->orders[idx];
     uint32_t *head;
+    gw_due_add(gw, o, -gw_due(o)); /* its owed answers leave with it */
     if (o->session != GW_NONE) head = &gw->sessions[o->session].head;
     else if (o->orphan) head = &gw->accounts[o->account].orphans;
     else return;
@@ -45,6 +46,7 @@ void gw_take_over(ts_gateway *gw, uint32_t idx, uint32_t slot) {
     link_front(gw->orders, &s->head, idx);
     o->session = slot;
     o->session_gen = s->gen;
+    gw_due_add(gw, o, gw_due(o));
     gw->st.orders_adopted++;
 }
 

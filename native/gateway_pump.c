@@ -285,6 +285,7 @@ static void take_amend(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_co
         gw_book_replace(gw, idx, c);
     } else {
         o->pending++;
+        gw_due_add(gw, o, 1);
     }
     stage_cmd(gw, &gw->shards[in->shard], &out);
 }
@@ -350,7 +351,9 @@ static void idle_ticks(ts_gateway *gw) {
  * invalid kind) leaves the session's inbound ring only once its answer is in the
  * session's event ring: taken with no room for the answer, it would wait in the stage,
  * in the pump's memory only, and a gateway that died then would lose it. So a session
- * takes at most as many commands as its event ring has room for, and none while its
+ * takes at most as many commands as its event ring has room for -- less the answers the
+ * shards still owe it (s->due: commands taken in earlier passes whose answers are on
+ * their way, which would otherwise overflow the ring and stall the shard) -- none while its
  * stage still holds events for a full ring -- a client that does not read its events
  * cannot keep sending either (until stalled_session_ms ends it) -- and the answers are
  * pushed before the commands are released. */
@@ -359,6 +362,8 @@ static uint64_t take_session(ts_gateway *gw, uint32_t slot, uint32_t max_batch) 
     if (s->staged) return 0;
     uint64_t room = shard_room(gw);
     uint64_t out_room = ts_ring_writable(s->out);
+    /* less the room kept for the answers the shards still owe it */
+    out_room = s->due <= 0 ? out_room : out_room > (uint64_t)s->due ? out_room - s->due : 0;
     if (out_room < room) room = out_room;
     if (max_batch < room) room = max_batch;
     uint64_t taken = 0;

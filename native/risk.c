@@ -268,6 +268,7 @@ void gw_book_new(ts_gateway *gw, uint32_t idx, int64_t risk_price) {
     o->price = risk_price;
     o->leaves = o->qty;
     o->state = GW_PENDING_NEW;
+    gw_due_add(gw, o, 1);
     gw->accounts[o->account].open_orders++;
     rereserve(gw, o);
 }
@@ -295,6 +296,7 @@ void gw_book_replace(ts_gateway *gw, uint32_t idx, const ts_command *c) {
     o->pend_notional = max_wide(o->pend_notional, est_n);
     o->pend_price = max64(o->pend_price, rp);
     o->pending++;
+    gw_due_add(gw, o, 1);
     int64_t rq;
     gw_wide rn;
     reserve_target(o, &rq, &rn);
@@ -326,7 +328,16 @@ static void finish(ts_gateway *gw, uint32_t idx) {
     if (o->indexed) gw_unindex_client(gw, idx);
 }
 
+static void apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev);
+
 void gw_apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev) {
+    gw_order *o = &gw->orders[idx];
+    const int64_t due = gw_due(o);
+    apply_event(gw, idx, ev);
+    gw_due_add(gw, o, gw_due(o) - due); /* an answer came: its session owes one fewer */
+}
+
+static void apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev) {
     gw_order *o = &gw->orders[idx];
     switch (ev->kind) {
     case TS_EV_ACCEPTED:

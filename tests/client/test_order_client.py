@@ -23,6 +23,7 @@ from tradsys.client.orders import (
     order_bytes,
 )
 from tradsys.client.transport import ColocatedTransport
+from tradsys.protocols.binary import EndReason
 from tradsys.ring import WaitStrategy, instance_segments
 from tradsys.wire import CancelReason, RejectReason
 
@@ -319,7 +320,8 @@ def test_a_send_waiting_for_room_sees_the_session_end(instance: str, tmp_path: P
         while c.transport.inbound.writable:
             c.submit(1, "buy", 1, 90)
         (session,) = edge.run(lambda: list(edge.server.colocated.held))
-        assert edge.run(lambda: edge.server.colocated.end(session))
-        with pytest.raises(Disconnected, match="ended the session"):
+        reason = EndReason.SLOW_CONSUMER
+        assert edge.run(lambda: edge.server.colocated.end(session, reason, "held back"))
+        with pytest.raises(Disconnected, match=r"ended the session \(SLOW_CONSUMER\): held back"):
             c.transport.send_one(order_bytes(10**9, 1, "buy", 1, 99), timeout=None)
         edge.core.resume()

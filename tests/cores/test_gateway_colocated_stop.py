@@ -13,6 +13,7 @@ import pytest
 
 from tests.client.edge_rig import KEYS, EdgeRig, edge_config, running_edge
 from tradsys.client.orders import OrderClient
+from tradsys.protocols.binary import EndReason
 
 
 def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -57,7 +58,8 @@ def test_a_session_the_gateway_ends_logs_no_error(
         try:
             _wait_until(lambda: len(_held(edge)) == 1, "held the session")
             (sid,) = _held(edge)
-            assert edge.run(lambda: edge.server.colocated.end(sid))
+            reason = EndReason.SLOW_CONSUMER
+            assert edge.run(lambda: edge.server.colocated.end(sid, reason, "held back"))
             _wait_until(lambda: edge.stats()["colocated_connections"] == 0, "ended it")
             edge.run(lambda: None)  # one more loop pass: the server's done-callback ran
         finally:

@@ -18,7 +18,7 @@ import pytest
 from tests.client.edge_rig import KEYS, EdgeRig, edge_config, running_edge
 from tests.client.raw import RawPeer
 from tradsys import wire
-from tradsys.client.events import Ack
+from tradsys.client.events import Ack, Disconnected
 from tradsys.client.orders import OrderClient
 from tradsys.matching.commands import batch
 from tradsys.protocols.binary import (
@@ -84,6 +84,9 @@ def one_order(oid: int, kind: int = wire.CommandKind.NEW_ORDER) -> np.ndarray:
         (encode_empty(MessageType.HEARTBEAT), "first frame must be LOGIN"),
         (header(MessageType.LOGIN, 10) + bytes(10), "LOGIN body must be 72"),
         (header(MessageType.COMMANDS, 1 << 20), "exceeds the maximum"),
+        # a connection that has not logged in reads into a buffer for a LOGIN only
+        (header(MessageType.COMMANDS, 64) + bytes(64), "first frame must be LOGIN"),
+        (header(MessageType.COMMANDS, 4096) + bytes(64), "does not fit here: at most 176"),
     ],
 )
 def test_tcp_garbage_before_login(edge: EdgeRig, bystander: OrderClient, first: bytes, why: str):
@@ -125,6 +128,24 @@ def test_tcp_bad_frames_after_login_end_only_that_session(
     assert edge.core.commands == commands_before, "nothing reached the core"
     still_served(bystander)
     wait_for_sessions(edge, 1)
+
+
+def test_tcp_login_and_commands_in_one_write(edge: EdgeRig) -> None:
+    """What follows the LOGIN in the same write (commands before the LOGIN_ACCEPTED came
+    back) goes on into the session's full buffer once it logs in, none of it lost."""
+    peer = RawPeer.tcp(edge.host, edge.port)
+    orders = [encode_records(MessageType.COMMANDS, i + 1, one_order(500 + i)) for i in range(40)]
+    peer.send(encode_login(1, KEYS[1]) + b"".join(orders))
+    first = peer.next_frame()
+    assert first is not None and first[0] == MessageType.LOGIN_ACCEPTED
+    acked: list[int] = []
+    while len(acked) < len(orders):
+        frame = peer.next_frame()
+        assert frame is not None, f"{len(acked)} of {len(orders)} answered"
+        if frame[0] == MessageType.EVENTS:
+            acked.extend(int(e["order_id"]) for e in np.frombuffer(frame[2], wire.EVENT_DTYPE))
+    peer.close()
+    assert acked == list(range(500, 540))
 
 
 @pytest.mark.parametrize("one_per_frame", [False, True])
@@ -276,6 +297,47 @@ def test_unix_bad_logins(edge: EdgeRig, bystander: OrderClient, first: bytes, re
         f"/tradsys.{edge.config.engine.instance}.sin.0"
     ], "only the bystander's rings"
     still_served(bystander)
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason", "why"),
+    [
+        (b"\xff" * 16, EndReason.PROTOCOL_ERROR, "exceeds the maximum"),
+        (b"\x10\x00\x00\x00Q" + bytes(15), EndReason.PROTOCOL_ERROR, "unknown message type 0x51"),
+        (encode_login(1, KEYS[1]), EndReason.PROTOCOL_ERROR, "only HEARTBEAT or LOGOUT here"),
+        (encode_empty(MessageType.LOGOUT), EndReason.LOGOUT, "logged out"),
+    ],
+)
+def test_unix_frames_after_login_end_the_session_saying_why(
+    edge: EdgeRig, bystander: OrderClient, frame: bytes, reason: int, why: str
+) -> None:
+    """Once logged in, a colocated client's socket carries HEARTBEAT and LOGOUT only;
+    anything else ends the session with an END that names the reason (before, the socket
+    was closed with no word)."""
+    peer = RawPeer.unix(edge.unix)
+    peer.login(1, KEYS[1])
+    peer.send(frame)
+    got, text = reason_of(peer.frames_until_closed(), MessageType.END)
+    assert got == reason and why in text, text
+    peer.close()
+    wait_for_sessions(edge, 1)
+    still_served(bystander)
+
+
+def test_a_colocated_client_is_told_why_its_session_ended(edge: EdgeRig) -> None:
+    """The client library reads the END: its next poll raises Disconnected naming it."""
+    client = OrderClient.connect(edge.unix, account_id=1, api_key=KEYS[1])
+    try:
+        wait_for_sessions(edge, 1)
+        (sid,) = edge.run(lambda: list(edge.server.colocated.held))
+        reason = EndReason.SLOW_CONSUMER
+        assert edge.run(lambda: edge.server.colocated.end(sid, reason, "held its shard back"))
+        with pytest.raises(Disconnected, match=r"\(SLOW_CONSUMER\): held its shard back"):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                client.poll(0.5)
+    finally:
+        client.close()
 
 
 def test_unix_socket_file_is_owner_only(edge: EdgeRig) -> None:

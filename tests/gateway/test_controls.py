@@ -244,6 +244,40 @@ def test_a_client_that_stops_reading_is_named_and_holds_back_its_shard(
     assert list(other.events()["order_id"]) == [1]
 
 
+def test_every_client_that_stopped_reading_is_named_at_once(
+    make_rig: Callable[..., GatewayRig],
+) -> None:
+    """Two clients that stopped reading, their events interleaved in one shard's ring: the
+    pump stops at the first whose stage is full, and the other, its ring full with events
+    waiting in its stage, is named too -- both are ended after one stalled_session_ms,
+    not the second one a whole stall after the first (before, only the first was named)."""
+    rig = make_rig([account(1), account(2)], pump_batch=8)
+    slow = [rig.session(1, capacity=16), rig.session(2, capacity=16)]
+    for s in slow:
+        s.send(*(command(order_id=i) for i in range(1, 11)))
+    for _ in range(4):
+        rig.poll()
+    sent = rig.sent(0)
+    assert len(sent) == 20
+    for a, b in zip(sent[0::2], sent[1::2], strict=True):  # 30 events each, interleaved
+        for cmd in (a, b):
+            rig.answer(0, EventKind.ACCEPTED, cmd)
+        for cmd in (a, b):
+            rig.answer(0, EventKind.TRADE, cmd, quantity=1, leaves_qty=9)
+        for cmd in (a, b):
+            rig.answer(0, EventKind.CANCELLED, cmd, reason=1)
+    for _ in range(8):
+        rig.poll()
+    assert sorted(rig.core.stalled_sessions()) == sorted(s.id for s in slow)
+    got = [0, 0]
+    for _ in range(12):
+        for i, s in enumerate(slow):
+            got[i] += len(s.events())
+        rig.poll()
+    assert got == [30, 30]
+    assert rig.core.stalled_sessions() == []
+
+
 def test_start_cancels_what_an_earlier_gateway_left_for_cod_accounts(
     make_rig: Callable[..., GatewayRig],
 ) -> None:

@@ -223,6 +223,7 @@ class Differential:
         if held is None:
             held = self.model.take_held()
         self.rig.poll(self.now)
+        self.pass_now = self.now
         for s in self.sessions:
             if s is None:
                 continue
@@ -307,7 +308,9 @@ class Differential:
             _send(s, cmds)
             self.rig.core.remove_session(s.id)
             self.sessions[a] = None
-            self._pass(self.model.remove_session(s.id, cmds, self.now), {})
+            # taken as the last pass would have taken them: at its time, not at a ``tick``
+            # since (the pump's clock moves only with its passes)
+            self._pass(self.model.remove_session(s.id, cmds, self.pass_now), {})
         self.check_state()
 
     def _restart(self) -> None:
@@ -355,6 +358,13 @@ class Differential:
                     acc.open_sell.get(sym, 0),
                 ), f"account {a} symbol {sym}"
         assert self.rig.core.stats()["live_orders"] == len(self.model.orders)
+        # the room each session's ring keeps for answers still owed: kept exactly, and
+        # none left once the shards have answered every command (a test's shard may hold
+        # answers back: its ``later``)
+        wrong, owed = self.rig.core.check_due()
+        assert wrong == 0, f"{wrong} session(s) count their owed answers wrong"
+        if not any(getattr(shard, "later", None) for shard in self.shards):
+            assert owed == 0, f"{owed} answers owed after the shards answered all"
 
 
 @contextmanager

@@ -1,8 +1,9 @@
 """Through the Supervisor, with the real pump: the gateway takes a session's commands
 only while its event ring has room for their answers (an answer is never held in the
-gateway's memory alone). A client that sends and never polls therefore stops itself: its
-event ring fills, then its inbound ring. The send that gives up must say so, not only
-that the inbound ring "stayed full", and nothing the rings took is lost."""
+gateway's memory alone), less the answers the shards still owe it. A client that sends
+and never polls therefore stops itself: its event ring fills, then its inbound ring. The
+send that gives up must say so, not only that the inbound ring "stayed full", and nothing
+the rings took is lost."""
 
 from __future__ import annotations
 
@@ -23,10 +24,15 @@ pytestmark = pytest.mark.multiprocess
 RING = 16
 
 
+@pytest.mark.parametrize("ring", [RING, 1024])
 def test_a_client_that_never_polls_is_told_its_unread_events_stopped_it(
-    instance: str, tmp_path: Path
+    instance: str, tmp_path: Path, ring: int
 ) -> None:
-    config = unread_config(instance, tmp_path / "data", ring=RING)
+    """With a ring larger than the pump's batch, the answers to one pass's commands are
+    still on their way at the next pass: the gateway keeps room for them too (before, it
+    took up to twice the ring, the overflow held the shard back for everyone, and the
+    client was ended as a slow consumer)."""
+    config = unread_config(instance, tmp_path / "data", ring=ring)
     with (
         Supervisor(config, log=lambda line: None),
         OrderClient.connect(_address(config), account_id=2, api_key=KEYS[2]) as bob,
@@ -39,14 +45,14 @@ def test_a_client_that_never_polls_is_told_its_unread_events_stopped_it(
         # looked at first: once it is full the gateway takes nothing, so the inbound ring
         # can then only fill (the other order could see a full inbound ring the gateway
         # was about to take)
-        while transport.outbound.readable < RING or transport.inbound.writable:
+        while transport.outbound.readable < ring or transport.inbound.writable:
             assert time.monotonic() < deadline, f"{len(sent)} sent; the rings never filled"
             if transport.inbound.writable:
                 sent.append(bob.submit(ACME, "buy", 1, 90, order_id=len(sent) + 1))
-        # a full event ring, a full inbound ring, and whatever the gateway took before
-        # the answers came (it counts the ring's room, not the answers on their way)
-        assert len(sent) >= 2 * RING
-        with pytest.raises(TimeoutError, match=rf"event ring \S+ is full \({RING} unread\)"):
+        # exactly a full event ring of answers and a full inbound ring of commands: the
+        # gateway took no command whose answer would not fit
+        assert len(sent) == 2 * ring
+        with pytest.raises(TimeoutError, match=rf"event ring \S+ is full \({ring} unread\)"):
             transport.send_one(order_bytes(10**6, ACME, "buy", 1, 90), timeout=0.3)
         answered = [bob.wait_for(oid) for oid in sent]
     assert [a.order_id for a in answered if isinstance(a, Ack)] == sent

@@ -23,7 +23,9 @@ from tradsys.protocols.binary import (
     HEADER,
     HEADER_SIZE,
     MAX_RECORDS_PER_FRAME,
+    REASON_BODY,
     Accepted,
+    EndReason,
     FrameBuffer,
     MessageType,
     ProtocolError,
@@ -68,6 +70,27 @@ class Transport(Protocol):
     def close(self, done: int | None = None) -> None: ...
     @property
     def closed(self) -> bool: ...
+
+
+END_FRAME_SIZE = HEADER_SIZE + REASON_BODY.size
+
+
+def _why_ended(data: bytes) -> str:
+    """What a colocated session's socket said before it closed: END's reason and text."""
+    if len(data) >= HEADER_SIZE:
+        _, kind, _ = HEADER.unpack_from(data)
+        if kind == MessageType.END and len(data) >= END_FRAME_SIZE:
+            return _ended_text(*decode_reason(data[HEADER_SIZE:END_FRAME_SIZE]))
+    return "the gateway ended the session (it sent what a colocated session never gets)"
+
+
+def _ended_text(reason: int, text: str) -> str:
+    """An END as the user reads it: its reason by name (SLOW_CONSUMER, SHUTDOWN, ...)."""
+    try:
+        name = EndReason(reason).name
+    except ValueError:
+        name = f"reason {reason}"
+    return f"the gateway ended the session ({name}): {text}"
 
 
 def _read_frame(sock: socket.socket, deadline: float) -> tuple[int, int, bytes]:
@@ -163,15 +186,17 @@ class ColocatedTransport:
         return self._closed
 
     def _check_alive(self) -> None:
-        """The gateway closes the socket when it ends the session or exits."""
+        """The gateway closes the socket when it ends the session or exits, after an END
+        that says why (nothing else comes on the socket once logged in)."""
         try:
-            data = self.sock.recv(64, socket.MSG_PEEK)
+            data = self.sock.recv(END_FRAME_SIZE, socket.MSG_PEEK)
         except BlockingIOError:
             return
         except OSError as exc:
             raise Disconnected(f"the gateway connection broke: {exc}") from None
         if not data:
             raise Disconnected("the gateway ended the session (its socket closed)")
+        raise Disconnected(_why_ended(data))
 
     def send(self, records: Records, timeout: float | None = SEND_TIMEOUT_S) -> None:
         if self._closed:
@@ -501,8 +526,7 @@ class TcpTransport:
                     self.next_event_seq += len(recs)
                     out.append((recs, self.next_event_seq - 1))
                 elif frame.type == MessageType.END:
-                    reason, text = decode_reason(self.buf.body(frame))
-                    self._ended = f"the gateway ended the session ({reason}): {text}"
+                    self._ended = _ended_text(*decode_reason(self.buf.body(frame)))
                     break
                 elif frame.type != MessageType.HEARTBEAT:
                     self._ended = f"unexpected {MessageType(frame.type).name} from the gateway"

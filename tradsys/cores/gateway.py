@@ -237,7 +237,8 @@ class GatewayServer:
                 continue
             del self.stalled_since[sid]
             text = f"its event ring held the shard's events back for {limit * 1000:.0f} ms"
-            if self.colocated.end(sid) or self.tcp.end_session(sid, EndReason.SLOW_CONSUMER, text):
+            reason = EndReason.SLOW_CONSUMER
+            if self.colocated.end(sid, reason, text) or self.tcp.end_session(sid, reason, text):
                 self.slow_consumers += 1
                 log.warning("session %d ended: %s", sid, text)
 

@@ -23,6 +23,7 @@ from tradsys.protocols.binary import (
     HEADER,
     HEADER_SIZE,
     Accepted,
+    EndReason,
     LoginRejectReason,
     MessageType,
     ProtocolError,
@@ -46,6 +47,7 @@ class ColocatedEdge:
     directory: bytes = b""  # the SYMBOLS frame, sent right after LOGIN_ACCEPTED
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     held: dict[int, asyncio.Task[None]] = field(default_factory=dict)  # by session id
+    writers: dict[int, asyncio.StreamWriter] = field(default_factory=dict)  # by session id
     logins_refused: int = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -56,10 +58,12 @@ class ColocatedEdge:
             session = await self._handshake(reader, writer)
             if session is not None:
                 self.held[session.session_id] = task
+                self.writers[session.session_id] = writer
                 try:
-                    await self._hold(reader, session)
+                    await self._hold(reader, writer)
                 finally:
                     self.held.pop(session.session_id, None)
+                    self.writers.pop(session.session_id, None)
                     self.table.close(session)
                     log.info(
                         "colocated session %d (account %d) closed",
@@ -148,9 +152,9 @@ class ColocatedEdge:
             writer.write(encode_reason(MessageType.LOGIN_REJECTED, reason, text))
             await writer.drain()
 
-    async def _hold(self, reader: asyncio.StreamReader, session: OpenSession) -> None:
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Until the client closes (or sends LOGOUT): the socket is the session's life.
-        Heartbeats are tolerated; anything else ends the session."""
+        Heartbeats are tolerated; anything else ends the session, with END saying why."""
         while True:
             try:
                 raw = await reader.readexactly(HEADER_SIZE)
@@ -159,23 +163,43 @@ class ColocatedEdge:
                 check_header(kind, size)
                 if size:
                     await reader.readexactly(size)
-            except (asyncio.IncompleteReadError, ConnectionError, ProtocolError):
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            except ProtocolError as exc:
+                _say_end(writer, EndReason.PROTOCOL_ERROR, str(exc))
+                return
+            if kind == MessageType.LOGOUT:
+                _say_end(writer, EndReason.LOGOUT, "logged out")
                 return
             if kind != MessageType.HEARTBEAT:
+                name = MessageType(kind).name
+                text = f"a colocated client sends only HEARTBEAT or LOGOUT here, not {name}"
+                _say_end(writer, EndReason.PROTOCOL_ERROR, text)
                 return
 
-    def end(self, session_id: int) -> bool:
-        """End a session from the gateway's side: its socket is closed (the client sees
-        the gateway end it) and the session is removed, its unread events kept for the
-        account. False if it is not one of ours."""
+    def end(self, session_id: int, reason: EndReason, text: str) -> bool:
+        """End a session from the gateway's side: END says why, its socket is closed (the
+        client sees the gateway end it) and the session is removed, its unread events kept
+        for the account. False if it is not one of ours."""
         task = self.held.get(session_id)
         if task is None:
             return False
+        _say_end(self.writers[session_id], reason, text)
         task.cancel()
         return True
 
     async def shutdown(self) -> None:
+        for writer in self.writers.values():
+            _say_end(writer, EndReason.SHUTDOWN, "the gateway is stopping")
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _say_end(writer: asyncio.StreamWriter, reason: EndReason, text: str) -> None:
+    """END on a colocated session's socket, before it closes: the client's next look at
+    the socket tells its user why (written as the socket takes it; a client already
+    gone is no error)."""
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        writer.write(encode_reason(MessageType.END, reason, text))

@@ -66,6 +66,8 @@ from tradsys.cores.gateway_auth import Credentials, LoginRefusedError
 from tradsys.cores.gateway_sessions import OpenSession, SessionTable
 from tradsys.cores.tcp_owed import OwedEvents
 from tradsys.protocols.binary import (
+    HEADER_SIZE,
+    LOGIN_BODY,
     MAX_RECORDS_PER_FRAME,
     Accepted,
     EndReason,
@@ -95,6 +97,9 @@ BACKLOG_RETRY_S = 0.0005
 # commands a session keeps waiting behind its full inbound ring (4 MiB) before it stops
 # reading its socket (see the module docstring)
 BACKLOG_MAX_RECORDS = 65_536
+# what a connection reads into before it logs in: one LOGIN frame, and one that follows
+LOGIN_BUFFER = 2 * (HEADER_SIZE + LOGIN_BODY.size)
+NO_EVENTS = np.zeros(0, wire.EVENT_DTYPE)  # until the session's own array, at login
 
 
 @dataclass
@@ -150,11 +155,14 @@ class TcpSession(asyncio.BufferedProtocol):
     def __init__(self, edge: TcpEdge) -> None:
         self.edge = edge
         self.loop = asyncio.get_running_loop()
-        self.buf = FrameBuffer()
+        # a connection that has not logged in holds a buffer for its LOGIN only (the full
+        # one, and the events array, come with the session): connections that never log
+        # in cost the gateway next to nothing until login_timeout_ms closes them
+        self.buf = FrameBuffer(LOGIN_BUFFER)
         self.transport: asyncio.Transport | None = None
         self.session: OpenSession | None = None
         self.efd = -1
-        self.events = np.zeros(MAX_RECORDS_PER_FRAME, wire.EVENT_DTYPE)
+        self.events = NO_EVENTS
         self.next_command_seq = 1
         self.next_event_seq = 1
         # commands waiting for room in the inbound ring, in order (None: none waits)
@@ -168,6 +176,7 @@ class TcpSession(asyncio.BufferedProtocol):
         self.peer = ""
         self.owed = OwedEvents(edge.unacked_max)  # what the client may not have yet
         self.aborted = False  # ended with its unwritten frames dropped (end(abort=True))
+        self.lost = False  # connection_lost has run
 
     # ---- connection lifecycle --------------------------------------------------------
 
@@ -180,6 +189,7 @@ class TcpSession(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.lost = True
         self.edge.connections.discard(self)
         if self.login_timer is not None:
             self.login_timer.cancel()
@@ -292,7 +302,11 @@ class TcpSession(asyncio.BufferedProtocol):
         other reason after what was sent already, the rest of the ring being held for
         the account's next session (the client may be gone). ``abort``: drop what the
         transport has not written, as a broken connection does (and owe it the same)."""
-        if self.closing or self.transport is None:
+        if self.transport is None:
+            return
+        if self.closing:
+            if abort:  # a close still waiting for a peer that does not read: now
+                self._abort()
             return
         if self.session is None:
             self._reject(LoginRejectReason.UNAVAILABLE, text)
@@ -302,17 +316,39 @@ class TcpSession(asyncio.BufferedProtocol):
         self.closing = True
         self._send(encode_reason(MessageType.END, reason, text))
         if abort:
-            self.aborted = True
-            self.transport.abort()
+            self._abort()
+        else:
+            self._close()
+
+    def _close(self) -> None:
+        """A lingering close: what is buffered (the END or reject last) is written, then
+        FIN, while what the peer still sends is read and dropped until it closes too --
+        closing a socket with unread input would reset the connection, and the peer could
+        lose the frame that says why. A peer that neither reads nor closes (which would
+        keep its session, and what it holds back, for good) is aborted once it has been
+        given the silence a heartbeat timeout allows."""
+        assert self.transport is not None
+        self.buf.clear()  # room for what is read and dropped from now on
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
         else:
             self.transport.close()
+        self.loop.call_later(MISSED_HEARTBEATS * self.edge.heartbeat_s, self._abort)
+
+    def _abort(self) -> None:
+        """Drop what the transport has not written, as a broken connection does (and owe
+        the client the same); connection_lost follows."""
+        if self.lost or self.aborted or self.transport is None:
+            return
+        self.aborted = True
+        self.transport.abort()
 
     def _reject(self, reason: LoginRejectReason, text: str) -> None:
         assert self.transport is not None
         self.closing = True
         self.edge.logins_refused += 1
         self._send(encode_reason(MessageType.LOGIN_REJECTED, reason, text))
-        self.transport.close()
+        self._close()
 
     def _login_timeout(self) -> None:
         if self.session is None and not self.closing:
@@ -362,6 +398,8 @@ class TcpSession(asyncio.BufferedProtocol):
         return self.buf.writable()
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self.closing:  # a lingering close: what comes now is dropped unread
+            return
         self.buf.advance(nbytes)
         self.last_heard = self.loop.time()
         self._process()
@@ -374,6 +412,11 @@ class TcpSession(asyncio.BufferedProtocol):
             for frame in self.buf.frames():
                 self._on_frame(frame)
                 if self.closing or self.read_paused:
+                    return
+                if self.buf.capacity == LOGIN_BUFFER and self.session is not None:
+                    # logged in: what followed the LOGIN goes on in the full buffer
+                    self.buf = self.buf.move_to(FrameBuffer())
+                    self._process()
                     return
         except ProtocolError as exc:
             self.edge.protocol_errors += 1
@@ -414,6 +457,7 @@ class TcpSession(asyncio.BufferedProtocol):
             self._reject(denied.reason, denied.text)
             return
         self.session, self.efd = session, efd
+        self.events = np.zeros(MAX_RECORDS_PER_FRAME, wire.EVENT_DTYPE)
         self._fit_ring(session.rings.outbound.capacity)
         if self.login_timer is not None:
             self.login_timer.cancel()

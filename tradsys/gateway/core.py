@@ -542,6 +542,13 @@ class GatewayCore:
         n = lib.ts_gateway_stalled_sessions(self._gw, out, len(out))
         return [int(out[i]) for i in range(n)]
 
+    def check_due(self) -> tuple[int, int]:
+        """A self-check for tests: (sessions whose count of answers owed differs from what
+        their orders say, the sum of the counts). Walks every order."""
+        total = ffi.new("int64_t *")
+        wrong = lib.ts_gateway_check_due(self._gw, total)
+        return int(wrong), int(total[0])
+
     @property
     def running(self) -> bool:
         return self._thread is not None

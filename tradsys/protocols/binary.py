@@ -244,8 +244,11 @@ class FrameBuffer:
     """
 
     def __init__(self, capacity: int = 4 * MAX_FRAME) -> None:
-        if capacity < MAX_FRAME:
-            raise ValueError(f"capacity must be >= MAX_FRAME ({MAX_FRAME})")
+        # smaller than MAX_FRAME only where no larger frame is allowed: a connection that
+        # has not logged in (LOGIN_BUFFER), whose buffer every idle connection costs
+        if capacity < HEADER_SIZE:
+            raise ValueError(f"capacity must be >= {HEADER_SIZE}")
+        self.capacity = capacity
         self.data = bytearray(capacity)
         self.view = memoryview(self.data)
         self.array = np.frombuffer(self.data, np.uint8)
@@ -259,6 +262,10 @@ class FrameBuffer:
             self.data[:pending] = self.view[self._start : self._end]
             self._start, self._end = 0, pending
         return self.view[self._end :]
+
+    def clear(self) -> None:
+        """Forget what was received and not decoded (a connection being closed)."""
+        self._start = self._end = 0
 
     def advance(self, n: int) -> None:
         self._end += n
@@ -275,10 +282,24 @@ class FrameBuffer:
             size = length + 4 - HEADER_SIZE
             check_header(kind, size)
             if end - start < HEADER_SIZE + size:
+                if HEADER_SIZE + size > self.capacity:
+                    raise ProtocolError(
+                        f"a {MessageType(kind).name} frame of {HEADER_SIZE + size} bytes does "
+                        f"not fit here: at most {self.capacity}"
+                    )
                 break
             self._start = start + HEADER_SIZE + size
             yield Frame(kind, seq, start + HEADER_SIZE, size)
             start = self._start
+
+    def move_to(self, other: FrameBuffer) -> FrameBuffer:
+        """``other`` holding the bytes received and not yet decoded; this one released."""
+        pending = self.view[self._start : self._end]
+        other.writable()[: len(pending)] = pending
+        other.advance(len(pending))
+        self._start = self._end = 0
+        self.release()
+        return other
 
     def body(self, frame: Frame) -> memoryview:
         return self.view[frame.offset : frame.offset + frame.size]
