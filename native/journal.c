@@ -9,10 +9,10 @@
  *    torn tail the scanner allows in the last segment).
  *  - fdatasync, not fsync: the size change of an appended file is data for fdatasync's
  *    purposes, and the timestamps are not worth a second journal write per sync.
- *  - A new segment's header is synced and the directory fsync'ed before any record goes
- *    in (unless NONE), so after a power loss a segment has its header. Should a disk
- *    still lose it, a last segment shorter than a header, or whose header is all zero
- *    bytes, counts as a torn tail (journal_read.c).
+ *  - A new segment is made whole under a temporary name (its header written and, unless
+ *    NONE, synced) and linked into place, then the directory fsync'ed, before any record
+ *    goes in: no crash leaves a segment without its header, so the scanner refuses one
+ *    that lacks it as damage (journal_read.c) instead of dropping it as a torn tail.
  */
 #define _GNU_SOURCE
 #include "journal_internal.h"
@@ -56,7 +56,9 @@ static int create_segment(ts_journal *j, uint64_t first_seq, ts_journal_error *e
     if (ts_jn_segment_path(j->path, sizeof j->path, j->dir, j->cfg.shard_id, first_seq) != 0)
         return ts_jn_fail(err, TS_JOURNAL_ERR_ARGUMENT, 0, j->dir, 0, "journal path too long: %s",
                     j->dir);
-    int fd = open(j->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    char tmp[TS_JOURNAL_PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", j->path); /* not a segment name: never scanned */
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return ts_jn_fail(err, TS_JOURNAL_ERR_IO, errno, j->path, 0,
                     "cannot create journal segment %s: %s", j->path, strerror(errno));
@@ -72,20 +74,24 @@ static int create_segment(ts_journal *j, uint64_t first_seq, ts_journal_error *e
     h.created_ns = ts_jn_real_ns();
     h.header_crc = ts_jn_header_crc(&h);
     ssize_t w = pwrite(fd, &h, sizeof h, 0);
-    if (w != (ssize_t)sizeof h) {
-        int e = w < 0 ? errno : ENOSPC;
+    int e = w == (ssize_t)sizeof h ? 0 : w < 0 ? errno : ENOSPC;
+    const char *what = "write the header of";
+    if (!e && j->cfg.durability != TS_DURABILITY_NONE && fdatasync(fd) != 0) {
+        e = errno;
+        what = "sync the header of";
+    }
+    /* link, not rename: an existing segment of that name is never replaced */
+    if (!e && link(tmp, j->path) != 0) {
+        e = errno;
+        what = "link into place";
+    }
+    unlink(tmp);
+    if (e) {
         close(fd);
-        unlink(j->path);
-        return ts_jn_fail(err, TS_JOURNAL_ERR_IO, e, j->path, 0,
-                    "cannot write the header of %s: %s", j->path, strerror(e));
+        return ts_jn_fail(err, TS_JOURNAL_ERR_IO, e, j->path, 0, "cannot %s %s: %s", what,
+                    j->path, strerror(e));
     }
     if (j->cfg.durability != TS_DURABILITY_NONE) {
-        if (fdatasync(fd) != 0) {
-            int e = errno;
-            close(fd);
-            return ts_jn_fail(err, TS_JOURNAL_ERR_IO, e, j->path, 0, "fdatasync of %s failed: %s",
-                        j->path, strerror(e));
-        }
         int rc = sync_dir(j, err);
         if (rc) {
             close(fd);

@@ -108,14 +108,16 @@ static int walk_segment(const mapped *m, walk *w, ts_journal_error *err) {
     w->valid_bytes = 0;
     w->first_seq = w->has_name_seq ? w->name_seq : 0;
     if (m->size < HDR || ts_jn_is_all_zero(m->base, HDR)) {
-        /* a header the crash (or the disk) never completed: torn in the last segment */
-        if (w->is_last && (m->size < HDR || !valid_record_after(m, HDR)))
-            return ts_jn_fail(err, TS_JOURNAL_TORN_TAIL, 0, w->path, 0,
-                        "%s: incomplete segment header (%llu bytes): the whole file is a torn "
-                        "tail", w->path, (unsigned long long)m->size);
+        /* A segment is made whole under a temporary name and renamed into place
+         * (journal.c), so no crash leaves one without its header: a header missing from
+         * any segment, the last one too, is damage, and the records it held may have been
+         * acknowledged. Refused, never dropped as a torn tail. */
         return ts_jn_fail(err, TS_JOURNAL_ERR_HEADER, 0, w->path, 0,
-                    "%s: the segment header is %s in a segment that is not the last one",
-                    w->path, m->size < HDR ? "incomplete" : "all zero bytes");
+                    "%s: the segment header is %s (%llu bytes): segments are created whole, "
+                    "so this is damage, not a crash's torn tail, and commands it held may "
+                    "have been acknowledged (remove the file only if you accept losing them)",
+                    w->path, m->size < HDR ? "incomplete" : "all zero bytes",
+                    (unsigned long long)m->size);
     }
     const ts_journal_header *h = (const ts_journal_header *)m->base;
     int rc = ts_jn_check_header(h, w->path, w->expect_shard, w->has_name_seq, w->name_seq, err);
@@ -284,12 +286,14 @@ int ts_journal_replay(const char *dir, uint32_t shard_id, uint64_t after_seq, ui
         if (seqs[i] <= after_seq) k = i;
     char path[TS_JOURNAL_PATH_MAX];
     if (seqs[k] > after_seq + 1) {
-        ts_jn_segment_path(path, sizeof path, dir, shard_id, seqs[k]);
+        const uint64_t starts = seqs[k]; /* named before seqs is freed */
+        ts_jn_segment_path(path, sizeof path, dir, shard_id, starts);
         free(seqs);
         return out->status = ts_jn_fail(err, TS_JOURNAL_ERR_GAP, 0, path, 0,
                                   "%s: the journal starts at seq %llu but seqs from %llu are "
-                                  "needed (the snapshot covers up to %llu): segments are missing",
-                                  path, (unsigned long long)seqs[k],
+                                  "needed (the state before it covers up to %llu): segments "
+                                  "are missing",
+                                  path, (unsigned long long)starts,
                                   (unsigned long long)(after_seq + 1),
                                   (unsigned long long)after_seq);
     }

@@ -148,3 +148,50 @@ def test_a_segment_of_another_shard_is_refused(tmp_path: Path, commands: np.ndar
     (segment,) = list_segments(tmp_path, SHARD)
     with pytest.raises(JournalCorruptError, match=f"belongs to shard {SHARD}"):
         scan_segment(segment.path, SHARD + 1)
+
+
+@pytest.mark.parametrize("keep", [0, 40, HEADER_SIZE - 1, None])
+def test_a_last_segment_without_its_header_is_refused_not_dropped(
+    tmp_path: Path, commands: np.ndarray, keep: int | None
+) -> None:
+    """A segment is made whole under a temporary name and linked into place, so no crash
+    leaves one without its header: an empty, short or zeroed header, in the last segment
+    too, is damage to commands that may have been acknowledged. Before, it was dropped as
+    a torn tail -- and the file removed -- and every order in it was silently gone."""
+    journal(tmp_path, commands[:100])
+    (segment,) = list_segments(tmp_path, SHARD)
+    if keep is None:  # the header zeroed, the records intact
+        data = bytearray(segment.path.read_bytes())
+        data[:HEADER_SIZE] = bytes(HEADER_SIZE)
+        segment.path.write_bytes(bytes(data))
+    else:
+        with segment.path.open("r+b") as f:
+            f.truncate(keep)
+    with pytest.raises(JournalCorruptError, match="segments are created whole, so this is damage"):
+        replay(tmp_path, SHARD)
+    with pytest.raises(JournalCorruptError):
+        recover(tmp_path, SHARD)
+    assert segment.path.exists(), "the damaged segment is left for the operator"
+
+
+def test_segments_appear_whole_and_a_leftover_temporary_file_is_ignored(
+    tmp_path: Path, commands: np.ndarray
+) -> None:
+    journal(tmp_path, commands, batch=100, segment_bytes=HEADER_SIZE + 1000 * RECORD_SIZE)
+    assert not list(tmp_path.glob("*.tmp"))
+    segments = list_segments(tmp_path, SHARD)
+    # a crash while a segment was being made leaves its temporary file: not a segment
+    (tmp_path / (segments[-1].path.name + ".tmp")).write_bytes(b"")
+    Path(str(segments[-1].path) + "x.tmp").write_bytes(bytes(10))
+    assert replay(tmp_path, SHARD).digest() == reference(commands).digest()
+
+
+def test_missing_segments_are_named_by_where_the_journal_starts(
+    tmp_path: Path, commands: np.ndarray
+) -> None:
+    journal(tmp_path, commands, batch=100, segment_bytes=HEADER_SIZE + 1000 * RECORD_SIZE)
+    first, second = list_segments(tmp_path, SHARD)[:2]
+    first.path.unlink()
+    with pytest.raises(JournalCorruptError) as info:
+        replay(tmp_path, SHARD)
+    assert f"the journal starts at seq {second.seq} but seqs from 1 are needed" in str(info.value)

@@ -58,6 +58,13 @@ def test_snapshot_plus_tail_equals_full_replay(
     # and a replay up to a seq before the snapshot starts from the older one
     part = reference(commands[:4000], instruments).digest()
     assert replay(tmp_path, SHARD, upto=4000).digest() == part
+    # the state at a snapshot's own seq is that snapshot, 0 included: the empty books
+    # (upto=0 once meant "no limit" to the C side, and replayed everything)
+    assert (
+        replay(tmp_path, SHARD, upto=at).digest() == reference(commands[:at], instruments).digest()
+    )
+    assert replay(tmp_path, SHARD, upto=0).digest() == reference(commands[:0], instruments).digest()
+    assert replay(tmp_path, SHARD, upto=1).digest() == reference(commands[:1], instruments).digest()
 
 
 def test_a_damaged_newest_snapshot_is_skipped_for_the_older(

@@ -127,7 +127,8 @@ def replay_result(out: Any) -> ReplayResult:
 def replay_tail(
     directory: str | Path, shard: int, engine: CEngine, after_seq: int, upto: int | None = None
 ) -> ReplayResult:
-    """Feed the valid journal records with after_seq < seq (<= upto) into ``engine``."""
+    """Feed the valid journal records with after_seq < seq (<= upto) into ``engine``.
+    ``upto`` must be None (all of them) or above after_seq."""
     out = ffi.new("ts_journal_replay_result *")
     lib.ts_journal_replay(
         str(directory).encode(),
@@ -195,6 +196,8 @@ def replay(
     snapshot at or before ``upto``, then the journal up to ``upto`` (None: all of it).
     A torn tail is left out, and logged."""
     start = start_state(directory, shard, instruments, upto)
+    if upto is not None and upto <= start.snapshot_seq:
+        return start.engine  # the snapshot is the state at upto (to the C side 0 is "all")
     result = replay_tail(directory, shard, start.engine, start.snapshot_seq, upto)
     if result.torn_path is not None:
         log.warning(
