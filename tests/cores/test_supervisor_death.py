@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -167,3 +168,26 @@ def test_gateway_and_md_stop_with_their_supervisor_and_the_instance_restarts(
 def test_a_live_supervisors_control_blocks_are_never_stale(instance: str, tmp_path: Path) -> None:
     with Supervisor(parse_config(engine_only(instance, tmp_path), "t"), log=lambda line: None):
         assert find_stale_controls(instance) == []
+
+
+def test_a_supervisor_killed_while_suspended_still_stops_its_engine_cleanly(
+    instance: str, tmp_path: Path, start_supervisor: Callable[[str], SupervisorProcess]
+) -> None:
+    """Ctrl-Z stops every engine process and then the supervisor; a `kill -9` of the
+    suspended supervisor leaves stopped process groups with no parent, which the kernel
+    sends SIGHUP and SIGCONT. SIGHUP asks for the same clean stop as the parent's death
+    (before, by default it killed them: no final snapshot, segments left behind)."""
+    text = whole_instance(instance, tmp_path)
+    sup = start_supervisor(text)
+    for child in sup.children:  # as Supervisor.suspend does: each leads its own group
+        os.killpg(child.pid, signal.SIGSTOP)
+    sup.proc.send_signal(signal.SIGSTOP)
+    sup.kill()
+    _, alive = psutil.wait_procs(sup.children, timeout=30)
+    assert [p.pid for p in alive] == []
+    log = sup.log.read_text()
+    assert "shard 0: stopped cleanly at seq" in log, log
+    assert "md: stopped after" in log and "proc=gateway" in log, log
+    with Supervisor(parse_config(text, "t"), log=lambda line: None) as again:
+        assert {sc.name for sc in again.sidecars} == {"md", "gateway"}
+    assert instance_segments(instance) == []

@@ -35,7 +35,7 @@ from tradsys.cores.gateway_rings import RingMaker, reclaim_stale_keeping_unread
 from tradsys.cores.gateway_sessions import SessionCore, SessionTable
 from tradsys.cores.gateway_tcp import TcpEdge
 from tradsys.cores.memory_lock import lock_if_asked
-from tradsys.cores.parent_watch import stop_with_supervisor
+from tradsys.cores.parent_watch import STOP_SIGNALS, stop_with_supervisor
 from tradsys.cores.sidecar import (
     announce_ready,
     kept_endpoints,
@@ -375,7 +375,7 @@ async def serve(config: Config, core: GatewayCore) -> GatewayServer:
     """Serve until SIGTERM/SIGINT, announcing readiness and refreshing the stats."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     stop_with_supervisor()  # the supervisor's death is a SIGTERM too
     server = GatewayServer(config, core)

@@ -29,6 +29,12 @@ import signal
 ENV = "TRADSYS_SUPERVISOR_PID"
 PR_SET_PDEATHSIG = 1
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+"""What asks an engine process for its clean stop. SIGHUP too: a supervisor killed while
+the instance was suspended (Ctrl-Z, then ``kill -9``) leaves a stopped process group with
+no parent, and the kernel sends each member SIGHUP and SIGCONT -- by default SIGHUP would
+kill a worker mid-batch, with no final snapshot and its segments left behind."""
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 

@@ -10,7 +10,7 @@ how it is stopped.
 - Once it serves, it writes ``<instance_dir>/<name>.json`` (atomically, with its pid and
   whatever a client needs to find it: endpoints, socket paths); the supervisor waits for
   that file, and `tradsys status` shows it.
-- SIGTERM or SIGINT asks it to finish what it holds and exit 0; the file is removed.
+- SIGTERM, SIGINT or SIGHUP asks it to finish what it holds and exit 0; the file is removed.
 - When the supervisor restarts it (it died, or exited), the restarted process finds in
   its environment (``TRADSYS_KEPT_ENDPOINTS``) the endpoints its first process
   announced: one that asked for any free port (tcp port 0) binds that same port again,
@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 
 from tradsys.config import Config, ConfigError, check_config
+from tradsys.cores.parent_watch import STOP_SIGNALS
 
 CONFIG_FILE = "config.json"
 # JSON {key: endpoint or [endpoints]} of the announcement of a restarted sidecar's first
@@ -99,8 +100,8 @@ def stop_event() -> threading.Event:
     def handler(signum: int, frame: object) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
     return stop
 
 

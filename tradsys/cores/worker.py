@@ -14,7 +14,7 @@ re-entered too). With ``"inline"`` the loop
 stops for a due snapshot (SNAPSHOT_DUE) and Python writes and prunes it in between
 slices, the old path. Between slices Python otherwise does only the rare: order images
 and the stop.
-A stop (the control block's flag, or SIGTERM/SIGINT to the worker) drains what is in the
+A stop (the control block's flag, or SIGTERM/SIGINT/SIGHUP to the worker) drains what is in the
 commands ring, syncs the journal, writes a final snapshot and exits 0.
 
 ``python -m tradsys.cores.worker SPEC_JSON`` runs it from a msgspec-JSON ``WorkerSpec``,
@@ -45,7 +45,7 @@ from tradsys.config import SnapshotWriter
 from tradsys.cores.control import WorkerControl, WorkerState
 from tradsys.cores.memory_lock import lock_memory
 from tradsys.cores.order_image import write_image
-from tradsys.cores.parent_watch import stop_with_supervisor
+from tradsys.cores.parent_watch import STOP_SIGNALS, stop_with_supervisor
 from tradsys.cores.sched_slice import set_thread_slice
 from tradsys.journal.errors import JournalCorruptError, JournalError, error_from_c
 from tradsys.journal.recovery import replay_result, start_state, truncate_torn_tail
@@ -471,7 +471,7 @@ def run_worker(spec: WorkerSpec) -> int:
 
     previous = {}
     with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             previous[sig] = signal.signal(sig, on_signal)
         stop_with_supervisor()  # its death is a SIGTERM: drain, sync, snapshot, exit
     gc_was_enabled = gc.isenabled()
