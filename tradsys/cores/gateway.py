@@ -398,8 +398,15 @@ async def serve(config: Config, core: GatewayCore) -> GatewayServer:
             **({TCP_ENDPOINT_KEY: f"tcp://{server.tcp_address}"} if server.tcp_address else {}),
             admin=admin,  # tradsys admin's socket
         )
+        stats_failed = False
         while not stop.is_set():
-            write_stats(config, server.stats())
+            try:
+                write_stats(config, server.stats())
+                stats_failed = False
+            except OSError as exc:  # monitoring must not stop order entry (a full disk)
+                if not stats_failed:
+                    log.warning("cannot write the stats file: %s", exc)
+                stats_failed = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), STATS_INTERVAL_S)
     finally:

@@ -597,5 +597,8 @@ class Supervisor:
             ],
         }
         tmp = self.status_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=2))
-        tmp.replace(self.status_path)
+        try:
+            tmp.write_text(json.dumps(doc, indent=2))
+            tmp.replace(self.status_path)
+        except OSError as exc:  # supervising goes on; `tradsys status` reads an older file
+            self.log(f"cannot write {self.status_path}: {exc.strerror or exc}")

@@ -15,6 +15,7 @@ the supervisor creates anew for each run, and a ledger of another run starts emp
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 from pathlib import Path
@@ -41,7 +42,9 @@ class LedgerFile:
     order (the client id before the order reaches a shard), each order in the slot of its
     pool index, so a fresh ledger's pages would otherwise each take a write fault (and a
     block allocation) on the order path, thousands of them over a run's first seconds.
-    The held-events log is left sparse: it is written only when events are held."""
+    The held-events log is not prefaulted: it is written only when events are held. The
+    blocks of both are allocated at once (a full disk is an error at start, not a SIGBUS
+    on a later write)."""
 
     def __init__(self, path: Path, size: int, prefault: bool = False) -> None:
         self.path = path
@@ -49,6 +52,7 @@ class LedgerFile:
         try:
             if os.fstat(fd).st_size != size:
                 os.ftruncate(fd, size)
+            _reserve(fd, path, size)
             self._map: mmap.mmap | None = mmap.mmap(fd, size, mmap.MAP_SHARED)
         finally:
             os.close(fd)
@@ -69,6 +73,20 @@ class LedgerFile:
             ffi.release(self._buf)
             self._map.close()
             self._map = None
+
+
+def _reserve(fd: int, path: Path, size: int) -> None:
+    """The file's blocks, allocated now: a page of a sparse mapping that the disk has no
+    room for is a SIGBUS at the moment the pump first writes it, mid-order. A full disk is
+    told at start instead, naming the file."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem without it
+            return
+        raise OSError(
+            exc.errno, f"cannot reserve {size} bytes for {path}: {exc.strerror} (is its disk full?)"
+        ) from None
 
 
 def run_id_of(creator_pid: int, creator_start_us: int) -> int:
