@@ -129,3 +129,20 @@ def test_status_shows_each_sidecar_and_what_it_announced(supervisor: Supervisor)
         assert sc.process is not None
         line = f"{sc.name}: pid {sc.process.pid}, restarts 0; endpoint fake://{sc.name}"
         assert line in report
+
+
+def test_a_worker_that_dies_while_the_gateway_starts_fails_the_start_by_name(
+    instance: str, tmp_path: Path
+) -> None:
+    """Before, the start waited out the gateway's readiness (its order-image request to
+    the dead worker: 30 s) and then failed for a reason nothing named."""
+    sidecars = {"md": FAKES["md"], "gateway": "tests.cores.fake_gateway_kills_worker"}
+    sup = Supervisor(_config(instance, tmp_path), log=lambda line: None, sidecar_modules=sidecars)
+    try:
+        with pytest.raises(
+            SupervisorError, match=r"shard 0's worker died \(signal 9\) while gateway"
+        ):
+            sup.start()
+    finally:
+        sup.stop()
+    assert instance_segments(instance) == []

@@ -20,6 +20,7 @@ down all the same (``tradsys.cores.parent_watch``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
@@ -332,9 +333,23 @@ class Supervisor:
             self.sidecars.append(sc)
             sc.spawn(self.log)
             try:
-                sc.wait_ready(self.ready_timeout_s, lambda: self._stop_requested)
+                sc.wait_ready(self.ready_timeout_s, functools.partial(self._start_called_off, name))
             except SidecarError as exc:
                 raise SupervisorError(str(exc)) from None
+
+    def _start_called_off(self, starting: str) -> bool:
+        """While a sidecar starts: True on a stop request; SupervisorError if a worker
+        died meanwhile (the gateway would wait out its order-image request for it, 30 s,
+        and then fail for a reason its log could not name)."""
+        for sp in self.shards:
+            code = sp.process.poll() if sp.process is not None else None
+            if code is not None:
+                how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                raise SupervisorError(
+                    f"shard {sp.spec.shard_id}'s worker died ({how}) while {starting} was "
+                    "starting; its log above says why"
+                )
+        return self._stop_requested
 
     def connection_info(self) -> list[str]:
         """Where clients attach: the sidecars' announced endpoints, then each shard."""
