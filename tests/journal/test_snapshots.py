@@ -115,6 +115,26 @@ def test_prune_keeps_the_previous_snapshot_and_what_it_needs(tmp_path: Path) -> 
     assert recover(tmp_path, SHARD).engine.digest() == full
 
 
+def test_prune_counts_only_snapshots_that_check_out(tmp_path: Path) -> None:
+    """A damaged newest snapshot is not one of the two kept: the good ones before it stay
+    (before, the prune kept the damaged one and the one before it, deleting the last
+    snapshots recovery could still start from)."""
+    commands, store = pruning_fixture(tmp_path, seed=14)
+    damaged = store.path_for(5000)
+    store.write(reference(commands[:5000]), 5000)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    damaged.write_bytes(bytes(data))
+    store.prune(keep=2)
+    assert [s.seq for s in store.snapshots()] == [2000, 4200, 5000]
+    assert recover(tmp_path, SHARD).engine.digest() == reference(commands).digest()
+    store.write(reference(commands[:5500]), 5500)
+    store.prune(keep=2)  # 5500 and 4200 check out: 0 and 2000 go, the damaged 5000 stays
+    assert [s.seq for s in store.snapshots()] == [4200, 5000, 5500]
+    store.path_for(5500).unlink()
+    assert recover(tmp_path, SHARD).engine.digest() == reference(commands).digest()
+
+
 def test_without_a_snapshot_the_instruments_must_be_given(tmp_path: Path) -> None:
     commands = mixed_stream(100, seed=12)
     journal(tmp_path, commands)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import mmap
 import os
 import re
 import struct
@@ -136,6 +137,24 @@ class SnapshotStore:
             os.close(dir_fd)
         return target
 
+    def checks_out(self, path: Path) -> bool:
+        """Whether a snapshot file's header and payload crcs check out (read, not
+        restored); a damaged one is logged."""
+        try:
+            with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                err = ffi.new("ts_journal_error *")
+                image = ffi.from_buffer(m)
+                try:
+                    bad = lib.ts_snapfile_check(image, len(m), self.shard, str(path).encode(), err)
+                finally:
+                    ffi.release(image)
+        except (OSError, ValueError) as exc:  # unreadable, or empty (mmap refuses 0 bytes)
+            log.warning("snapshot %s does not check out: %s", path, exc)
+            return False
+        if bad:
+            log.warning("snapshot does not check out: %s", error_from_c(err, SnapshotError))
+        return not bad
+
     def load_newest_valid(self, upto: int | None = None) -> LoadedSnapshot | None:
         """The newest snapshot (at or before seq ``upto``) that checks out, or None.
 
@@ -191,10 +210,21 @@ class SnapshotStore:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
         snaps = self.snapshots()
-        if len(snaps) < keep:
+        # the newest ``keep`` that check out are kept: a damaged one counted among them
+        # would let the last good one go, and recovery would then have nothing to start
+        # from (fewer good ones than ``keep``: nothing is pruned)
+        good: list[JournalFile] = []
+        for snap in reversed(snaps):
+            if len(good) == keep:
+                break
+            if self.checks_out(snap.path):
+                good.append(snap)
+        if len(good) < keep:
             return removed
-        oldest_kept = snaps[-keep].seq
-        for snap in snaps[:-keep]:
+        oldest_kept = good[-1].seq
+        for snap in snaps:
+            if snap.seq >= oldest_kept:
+                break
             retire_file(snap.path)
             removed.append(snap.path)
         for copy in list_additions(self.directory, self.shard):
