@@ -185,19 +185,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.error is None for r in runs) else EXIT_INTERNAL
 
 
+def _stale_controls(instance: str | None) -> list[str]:
+    """The control blocks dead supervisors left (of one instance, or of every one)."""
+    from tradsys.cores.control import find_stale_controls
+
+    # "/tradsys.<instance>.<kind>...": the instances that have segments
+    names = {name.split(".")[1] for name in instance_segments(instance) if name.count(".") >= 2}
+    return [ctl for inst in sorted(names) for ctl in find_stale_controls(inst)]
+
+
 def cmd_shm(args: argparse.Namespace) -> int:
     from tradsys.metrics.latency_segment import find_stale_latency, reclaim_stale_latency
+    from tradsys.ring.segment import unlink_quietly
 
     if args.action == "ls":
         stale = {s.name for s in find_stale(args.instance)}
         stale |= set(find_stale_latency(args.instance))
+        stale |= set(_stale_controls(args.instance))
         names = instance_segments(args.instance)
         for name in names:
             print(f"{name}{'  (stale: creator gone)' if name in stale else ''}")
         if not names:
             print(f"no segments{f' of instance {args.instance!r}' if args.instance else ''}")
     else:
-        removed = reclaim_stale(args.instance) + reclaim_stale_latency(args.instance)
+        # control blocks first: whether one is stale is read from its shard's rings
+        removed = unlink_quietly(_stale_controls(args.instance))
+        removed += reclaim_stale(args.instance) + reclaim_stale_latency(args.instance)
         for name in removed:
             print(f"removed stale segment {name}")
         if not removed:

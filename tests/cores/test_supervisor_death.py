@@ -191,3 +191,24 @@ def test_a_supervisor_killed_while_suspended_still_stops_its_engine_cleanly(
     with Supervisor(parse_config(text, "t"), log=lambda line: None) as again:
         assert {sc.name for sc in again.sidecars} == {"md", "gateway"}
     assert instance_segments(instance) == []
+
+
+def test_shm_reclaim_removes_everything_a_killed_supervisor_left(
+    instance: str,
+    tmp_path: Path,
+    start_supervisor: Callable[[str], SupervisorProcess],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Its control blocks too (before, only the next `tradsys run` removed those)."""
+    from tradsys.cli import main
+
+    sup = start_supervisor(engine_only(instance, tmp_path))
+    sup.kill()
+    _, alive = psutil.wait_procs(sup.children, timeout=30)
+    assert alive == []
+    ctl = segment_name(instance, "ctl", 0)
+    assert main(["shm", "ls", "--instance", instance]) == 0
+    assert f"{ctl}  (stale: creator gone)" in capsys.readouterr().out
+    assert main(["shm", "reclaim", "--instance", instance]) == 0
+    assert f"removed stale segment {ctl}" in capsys.readouterr().out
+    assert instance_segments(instance) == []

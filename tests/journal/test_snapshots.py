@@ -159,3 +159,17 @@ def test_a_snapshot_ahead_of_the_journal_breaks_the_next_recovery(tmp_path: Path
     journal(tmp_path, commands[300:], batch=50, first_seq=301)
     with pytest.raises(JournalError, match="missing"):
         recover(tmp_path, SHARD)
+
+
+def test_a_replay_before_the_kept_snapshots_says_the_journal_was_pruned(tmp_path: Path) -> None:
+    """Before, it advised passing the instruments 'to replay from seq 1' -- which the
+    pruned segments make impossible -- and doing so ended in a 'segments are missing'."""
+    commands, store = pruning_fixture(tmp_path, seed=15)
+    store.prune(keep=2)
+    with pytest.raises(JournalError) as info:
+        replay(tmp_path, SHARD, sample_instruments(), upto=1000)
+    text = str(info.value)
+    assert "no valid snapshot of shard" in text and "at or before seq 1000" in text
+    assert "older segments were pruned" in text and "snapshots kept: seqs [2000, 4200]" in text
+    part = reference(commands[:3000]).digest()
+    assert replay(tmp_path, SHARD, upto=3000).digest() == part

@@ -16,7 +16,7 @@ from typing import Any
 
 from tradsys._native import ffi, lib
 from tradsys.journal.errors import JournalError, error_from_c
-from tradsys.journal.files import list_segments
+from tradsys.journal.files import list_segments, list_snapshots
 from tradsys.journal.snapshots import SnapshotStore, engine_pointer
 from tradsys.matching import CEngine, Instrument
 
@@ -87,6 +87,20 @@ def start_state(
         missing = [i for i in instruments or [] if not _has_symbol(snap.engine, i.symbol_id)]
         return StartState(
             snap.engine, snap.seq, snap.md_count, snap.last_exec_id, snap.path, missing
+        )
+    segments = list_segments(directory, shard)
+    if segments and segments[0].seq > 1:
+        # replaying from seq 1 cannot be: the segments before were pruned with the
+        # snapshots that covered them
+        kept = [s.seq for s in list_snapshots(directory, shard)]
+        where = f"at or before seq {upto}" if upto is not None else "at all"
+        raise JournalError(
+            f"no valid snapshot of shard {shard} in {directory} {where}, and the journal "
+            f"starts at seq {segments[0].seq} (older segments were pruned), so the books "
+            "cannot be rebuilt from there"
+            + (f"; snapshots kept: seqs {kept}" if kept else "")
+            + (" (a later --upto starts from one)" if kept and upto is not None else ""),
+            directory,
         )
     if instruments is None:
         raise JournalError(
