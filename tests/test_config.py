@@ -109,6 +109,10 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
             r"account 1 \('a'\): throttle_per_s must be in 0\.\.1000000000",
         ),
         (
+            BASE + ACCOUNT.format(1, "a", "0" * 64) + "max_sessions = -1\n",
+            r"account 1 \('a'\): max_sessions must be in 0\.\.2\^31-1",
+        ),
+        (
             BASE + ACCOUNT.format(1, "a", "0" * 64) + ACCOUNT.format(2, "a", "1" * 64),
             r"account 2 \('a'\): the name is already account 1's",
         ),

@@ -123,6 +123,9 @@ class AccountSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     # one bucket for all the account's sessions together (reject ACCOUNT_THROTTLED)
     account_throttle_per_s: int = 0
     account_throttle_burst: int = 0
+    # sessions the account may have open at once (0: up to [gateway] max_sessions): one
+    # account cannot then take every session the gateway has
+    max_sessions: int = 0
 
 
 RISK_LIMIT_FIELDS = (
@@ -448,6 +451,8 @@ def account_limit_problems(acc: AccountSection) -> list[str]:
         high = MAX_THROTTLE if "throttle" in limit else INT64_MAX
         if not 0 <= getattr(acc, limit) <= high:
             out.append(f"{where}: {limit} must be in 0..{_bound(high)} (0 means no limit)")
+    if not 0 <= acc.max_sessions <= INT31_MAX:
+        out.append(f"{where}: max_sessions must be in 0..2^31-1 (0 means no limit)")
     return out
 
 

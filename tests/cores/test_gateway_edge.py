@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -390,6 +391,27 @@ def test_session_limit(instance: str, tmp_path: Path) -> None:
         wait_for_sessions(rig, 1)
         c = clients.enter_context(OrderClient.connect(rig.unix, account_id=3, api_key=KEYS[3]))
         assert c.session_id
+
+
+def test_an_accounts_own_session_limit(instance: str, tmp_path: Path) -> None:
+    """One account cannot take every session the gateway has: past its own max_sessions
+    its next login is refused, while other accounts still log in."""
+    config = edge_config(instance, tmp_path)
+    capped = msgspec.structs.replace(config.accounts[0], max_sessions=2)
+    config = msgspec.structs.replace(config, accounts=[capped, *config.accounts[1:]])
+    with running_edge(config) as rig, contextlib.ExitStack() as clients:
+        for _ in range(2):
+            clients.enter_context(OrderClient.connect(rig.unix, account_id=1, api_key=KEYS[1]))
+        peer = RawPeer.tcp(rig.host, rig.port)
+        peer.send(encode_login(1, KEYS[1]))
+        got, text = reason_of(peer.frames_until_closed(), MessageType.LOGIN_REJECTED)
+        assert got == LoginRejectReason.SESSION_LIMIT
+        assert "account 1 may have 2 session(s) open at once" in text
+        peer.close()
+        other = clients.enter_context(
+            OrderClient.connect(f"tcp://{rig.tcp}", account_id=2, api_key=KEYS[2])
+        )
+        still_served(other)
 
 
 def test_a_full_inbound_ring_is_backpressure_not_loss(instance: str, tmp_path: Path) -> None:

@@ -77,6 +77,13 @@ class SessionTable:
                 LoginRejectReason.SESSION_LIMIT,
                 f"the gateway serves at most {self.max_sessions} sessions; all are in use",
             )
+        cap = account.max_sessions
+        if cap and sum(s.account_id == account.id for s in self.live.values()) >= cap:
+            raise LoginRefusedError(
+                LoginRejectReason.SESSION_LIMIT,
+                f"account {account.id} may have {cap} session(s) open at once "
+                "([[account]] max_sessions); all are in use",
+            )
         rings = self.rings.make()
         try:
             sid = self.core.add_session(
