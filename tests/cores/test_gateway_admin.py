@@ -22,7 +22,7 @@ from tradsys.client.orders import OrderClient, OrderRejected
 from tradsys.config import load_config
 from tradsys.cores.gateway_admin import Reload, admin_socket_path
 from tradsys.cores.sidecar import read_announcement
-from tradsys.cores.supervisor import Supervisor
+from tradsys.cores.supervisor import Supervisor, SupervisorError
 from tradsys.matching import Phase, StatusReason
 from tradsys.wire import RejectReason
 
@@ -195,6 +195,28 @@ def test_an_account_a_reload_left_out_is_still_reachable(
     assert running.admin("kill", "acct9") == 1
     err = capsys.readouterr().err
     assert "no account 'acct9' at the gateway; it has: acct1 (1), acct2 (2), acct3 (3)" in err
+
+
+def test_a_symbol_moved_to_another_shard_is_refused_at_start(instance: str, tmp_path: Path) -> None:
+    """ACME's book is in shard 0's journal; a configuration that puts ACME on shard 1
+    would leave its resting orders where no command can reach them (the gateway routes by
+    the configuration). The start is refused, naming the symbol and what to do."""
+    path = tmp_path / "instance.toml"
+    text = _config_text(instance, tmp_path / "data")
+    path.write_text(text)
+    with Supervisor(load_config(str(path)), log=lambda line: None) as sup:
+        running = Instance(path, sup)
+        with OrderClient.connect(running.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
+            assert _rejected(alice, 3) is None  # a resting bid on ACME, shard 0
+    moved = text.replace('symbols = ["ACME"]', "").replace(
+        "[[shard]]\nid = 1\n", '[[shard]]\nid = 1\nsymbols = ["ACME"]\n'
+    )
+    assert moved != text
+    path.write_text(moved)
+    sup = Supervisor(load_config(str(path)), log=lambda line: None)
+    with pytest.raises(SupervisorError, match=r"shard 0's books hold ACME \(now on shard 1\)"):
+        sup.start()
+    sup.stop()
 
 
 def test_an_operator_halt_reaches_market_data_subscribers(

@@ -39,7 +39,7 @@ import msgspec
 import psutil
 
 from tradsys import wire
-from tradsys.config import Config, housekeeping_cores
+from tradsys.config import Config, housekeeping_cores, symbol_placement
 from tradsys.cores.control import WorkerControl, WorkerState, reclaim_stale_controls
 from tradsys.cores.cpu_latency import (
     NO_REQUEST,
@@ -246,11 +246,17 @@ class Supervisor:
             control.close()
             raise
         j = self.config.journal
+        placement = symbol_placement(self.config)
         spec = WorkerSpec(
             instance=self.instance,
             shard_id=shard_id,
             core=core,
             instruments=self.config.symbols_of(shard_id),
+            elsewhere=[
+                (ins.symbol, ins.symbol_id, placement[ins.symbol])
+                for ins in self.config.instruments
+                if placement[ins.symbol] != shard_id
+            ],
             data_dir=str(self.config.shard_data_dir(shard_id)),
             durability=j.durability,
             group_commit_us=j.group_commit_us,
@@ -297,9 +303,11 @@ class Supervisor:
                 if sp.control.state == WorkerState.RUNNING:
                     waiting.remove(sp)
                 elif sp.process.poll() is not None:
+                    why = sp.control.error
                     raise SupervisorError(
                         f"shard {sp.spec.shard_id} worker exited with code "
-                        f"{sp.process.returncode} while starting; its log above says why"
+                        f"{sp.process.returncode} while starting"
+                        + (f": {why}" if why else "; its log above says why")
                     )
             if time.monotonic() > deadline:
                 raise SupervisorError(

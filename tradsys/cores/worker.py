@@ -48,7 +48,7 @@ from tradsys.cores.order_image import write_image
 from tradsys.cores.parent_watch import STOP_SIGNALS, stop_with_supervisor
 from tradsys.cores.sched_slice import set_thread_slice
 from tradsys.journal.errors import JournalCorruptError, JournalError, error_from_c
-from tradsys.journal.recovery import replay_result, start_state, truncate_torn_tail
+from tradsys.journal.recovery import has_symbol, replay_result, start_state, truncate_torn_tail
 from tradsys.journal.snapshots import BackgroundPruner, SnapshotStore, engine_pointer
 from tradsys.journal.writer import Durability, journal_config
 from tradsys.matching import CEngine, Instrument
@@ -77,6 +77,9 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     core: int | None = None
     """CPU to pin to (None: leave the affinity alone)."""
     instruments: list[Instrument]
+    elsewhere: list[tuple[str, int, int]] = []
+    """(symbol, symbol_id, shard) of the configured instruments other shards own: one of
+    them in this shard's books means the configuration moved it (refused at start)."""
     data_dir: str
     """The shard's directory for its journal segments and snapshots."""
     durability: Durability = "group"
@@ -228,6 +231,19 @@ class ShardWorker:
         self.dir.mkdir(parents=True, exist_ok=True)
         spec = self.spec
         start = start_state(self.dir, spec.shard_id, spec.instruments)
+        moved = [
+            (sym, other) for sym, sid, other in spec.elsewhere if has_symbol(start.engine, sid)
+        ]
+        if moved:
+            # its book (resting orders clients were told of) is here, while the gateway
+            # would route its commands to the other shard: they could never be reached
+            names = ", ".join(f"{sym} (now on shard {other})" for sym, other in moved)
+            raise JournalError(
+                f"shard {spec.shard_id}'s books hold {names}: the configuration moved them "
+                f"to another shard, which a journal cannot follow; place them on shard "
+                f"{spec.shard_id} again ([[shard]] symbols)",
+                self.dir,
+            )
         self.engine = start.engine
         self._new_c_worker(start.engine)
         out = ffi.new("ts_journal_replay_result *")

@@ -66,7 +66,8 @@ class Recovered:
     truncated_bytes: int
 
 
-def _has_symbol(engine: CEngine, symbol_id: int) -> bool:
+def has_symbol(engine: CEngine, symbol_id: int) -> bool:
+    """Whether the engine has a book for ``symbol_id``."""
     try:
         engine.phase(symbol_id)
     except KeyError:
@@ -84,7 +85,7 @@ def start_state(
     from ``instruments`` when there is none."""
     snap = SnapshotStore(directory, shard).load_newest_valid(upto)
     if snap is not None:
-        missing = [i for i in instruments or [] if not _has_symbol(snap.engine, i.symbol_id)]
+        missing = [i for i in instruments or [] if not has_symbol(snap.engine, i.symbol_id)]
         return StartState(
             snap.engine, snap.seq, snap.md_count, snap.last_exec_id, snap.path, missing
         )
