@@ -4,6 +4,8 @@ retention keeps what recovery needs."""
 from __future__ import annotations
 
 import logging
+import os
+import types
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from tradsys.journal import (
     list_segments,
     recover,
     replay,
+    snapshots,
     start_state,
 )
 from tradsys.journal.recovery import replay_tail
@@ -133,6 +136,26 @@ def test_prune_counts_only_snapshots_that_check_out(tmp_path: Path) -> None:
     assert [s.seq for s in store.snapshots()] == [4200, 5000, 5500]
     store.path_for(5500).unlink()
     assert recover(tmp_path, SHARD).engine.digest() == reference(commands).digest()
+
+
+def test_prune_reads_back_only_the_snapshots_it_has_not_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands, store = pruning_fixture(tmp_path, seed=16)
+    read: list[str] = []
+    real = snapshots.mmap.mmap
+
+    def counting(fileno: int, length: int, **kw: Any) -> Any:
+        read.append(os.readlink(f"/proc/self/fd/{fileno}").rsplit("/", 1)[1])
+        return real(fileno, length, **kw)
+
+    monkeypatch.setattr(snapshots, "mmap", types.SimpleNamespace(mmap=counting, ACCESS_READ=1))
+    store.prune(keep=2)
+    assert read == [store.path_for(4200).name, store.path_for(2000).name]
+    store.write(reference(commands[:5000]), 5000)
+    read.clear()
+    store.prune(keep=2)
+    assert read == [store.path_for(5000).name]  # 4200 was read back by the first prune
 
 
 def test_without_a_snapshot_the_instruments_must_be_given(tmp_path: Path) -> None:
