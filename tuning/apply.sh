@@ -6,18 +6,25 @@
 set -eu
 housekeeping=${1:?usage: apply.sh HOUSEKEEPING_CPUS (e.g. 0-1)}
 here=$(cd "$(dirname "$0")" && pwd)
-state=/var/lib/tradsys-tuning
+# TUNING_ROOT: where /sys, /proc, /etc and /var/lib are; the tests point it at a made-up
+# tree (with stand-ins for taskset, systemctl and sysctl on PATH). Unset on a real host.
+root=${TUNING_ROOT:-}
+state=$root/var/lib/tradsys-tuning
 mkdir -p "$state"
+# Appended to, never emptied: a second apply records the values the first one set, and
+# revert.sh restores the first value recorded for each file (the host's own).
 saved="$state/saved"
-: > "$saved"
+[ -f "$saved" ] || : > "$saved"
 
-save() {  # remember a file's current value once, before changing it
-    path=$1
-    [ -w "$path" ] || return 0
-    value=$(cat "$path")
+# sh has no local variables: the helpers' names are their own (save_*, set_*), so that one
+# helper calling another cannot overwrite the caller's.
+save() {  # remember a file's current value, before changing it
+    save_path=$1
+    [ -w "$save_path" ] || return 0
+    save_old=$(cat "$save_path")
     # choice files ("always [madvise] never") are written back as the chosen word
-    case "$value" in *\[*) value=$(echo "$value" | sed 's/.*\[\(.*\)\].*/\1/') ;; esac
-    printf '%s\t%s\n' "$path" "$value" >> "$saved"
+    case "$save_old" in *\[*) save_old=$(echo "$save_old" | sed 's/.*\[\(.*\)\].*/\1/') ;; esac
+    printf '%s\t%s\n' "$save_path" "$save_old" >> "$saved"
 }
 
 cpu_list() {  # a CPU list ("0-1,4") as words ("0 1 4") or as a hex mask ("13")
@@ -71,42 +78,44 @@ move_kernel_thread() {  # HOUSEKEEPING_CPUS PROC_DIR RECORD PID
 }
 
 set_value() {
-    path=$1 value=$2
-    [ -w "$path" ] || { echo "skip $path (not writable here)"; return 0; }
-    save "$path"
-    echo "$value" > "$path" && echo "set  $path = $value"
+    set_path=$1 set_new=$2
+    [ -w "$set_path" ] || { echo "skip $set_path (not writable here)"; return 0; }
+    save "$set_path"
+    echo "$set_new" > "$set_path" && echo "set  $set_path = $set_new"
 }
 
-for gov in /sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor; do
+cpu=$root/sys/devices/system/cpu
+for gov in "$cpu"/cpu[0-9]*/cpufreq/scaling_governor; do
     [ -e "$gov" ] && set_value "$gov" performance
 done
-for state in /sys/devices/system/cpu/cpu[0-9]*/cpuidle/state[2-9]/disable; do
-    [ -e "$state" ] && set_value "$state" 1
+for idle in "$cpu"/cpu[0-9]*/cpuidle/state[2-9]/disable; do
+    [ -e "$idle" ] && set_value "$idle" 1
 done
 # engine CPUs (all but the housekeeping ones) never sleep in an idle state: "n/a" is a
 # resume latency of 0, so an idle engine CPU polls and a thread woken onto it runs at once
 # (housekeeping CPUs keep their idle states); what [engine] cpu_latency_us = 0 does for
 # every CPU while an instance runs, here per CPU and until revert.sh
 housekeeping_words=" $(cpu_list words "$housekeeping") "
-for qos in /sys/devices/system/cpu/cpu[0-9]*/power/pm_qos_resume_latency_us; do
-    cpu=${qos#/sys/devices/system/cpu/cpu}; cpu=${cpu%%/*}
+for qos in "$cpu"/cpu[0-9]*/power/pm_qos_resume_latency_us; do
+    n=${qos#"$cpu"/cpu}; n=${n%%/*}
     case "$housekeeping_words" in
-        *" $cpu "*) ;;  # a housekeeping CPU keeps its idle states
+        *" $n "*) ;;  # a housekeeping CPU keeps its idle states
         *) set_value "$qos" n/a ;;
     esac
 done
-set_value /sys/kernel/mm/transparent_hugepage/enabled madvise
-for irq in /proc/irq/[0-9]*/smp_affinity_list; do
+set_value "$root/sys/kernel/mm/transparent_hugepage/enabled" madvise
+for irq in "$root"/proc/irq/[0-9]*/smp_affinity_list; do
     set_value "$irq" "$housekeeping" 2>/dev/null || echo "skip $irq (managed by its driver)"
 done
 # unbound kernel workqueues (writeback, filesystem work) onto the housekeeping CPUs too
 wq_mask=$(cpu_list mask "$housekeeping")
-set_value /sys/devices/virtual/workqueue/cpumask "$wq_mask"
-: > "$state/affinity"
-move_kernel_threads "$housekeeping" /proc "$state/affinity"
+set_value "$root/sys/devices/virtual/workqueue/cpumask" "$wq_mask"
+# appended to as well: revert.sh puts each thread back on the first CPU list recorded
+move_kernel_threads "$housekeeping" "$root/proc" "$state/affinity"
 if systemctl is-active --quiet irqbalance 2>/dev/null; then
     echo "irqbalance" >> "$state/services"
     systemctl stop irqbalance && echo "stopped irqbalance"
 fi
-cp "$here/sysctl.conf" /etc/sysctl.d/90-tradsys.conf && sysctl -q --system
+mkdir -p "$root/etc/sysctl.d"
+cp "$here/sysctl.conf" "$root/etc/sysctl.d/90-tradsys.conf" && sysctl -q --system
 echo "done; undo with: sudo $here/revert.sh"

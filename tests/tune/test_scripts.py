@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,10 +132,12 @@ def test_the_scripts_parse_and_hold_the_kernel_thread_functions() -> None:
         assert check.returncode == 0, check.stderr
         for name in functions:  # and the scripts call them on the real /proc
             assert shell_function(TUNING / script, name).endswith("\n}\n")
-    assert 'move_kernel_threads "$housekeeping" /proc "$state/affinity"' in (
+    assert 'move_kernel_threads "$housekeeping" "$root/proc" "$state/affinity"' in (
         (TUNING / "apply.sh").read_text()
     )
-    assert 'restore_kernel_threads "$state/affinity" /proc' in (TUNING / "revert.sh").read_text()
+    assert 'restore_kernel_threads "$state/affinity" "$root/proc"' in (
+        (TUNING / "revert.sh").read_text()
+    )
 
 
 def test_apply_moves_kthreadd_first_then_every_movable_kernel_thread(
@@ -198,3 +201,108 @@ def test_revert_without_a_record_does_nothing(proc: FakeProc, tmp_path: Path) ->
     done = proc.run(revert_body(tmp_path / "missing"))
     assert done.returncode == 0, done.stderr
     assert proc.calls() == []
+
+
+# The whole scripts, against a made-up root: every file apply.sh tunes, with the values a
+# stock host has. The stand-ins log what they are asked and change nothing.
+HOST_FILES = {
+    "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor": "powersave",
+    "sys/devices/system/cpu/cpu1/cpufreq/scaling_governor": "powersave",
+    "sys/devices/system/cpu/cpu0/cpuidle/state2/disable": "0",
+    "sys/devices/system/cpu/cpu1/cpuidle/state2/disable": "0",
+    "sys/devices/system/cpu/cpu0/power/pm_qos_resume_latency_us": "0",
+    "sys/devices/system/cpu/cpu1/power/pm_qos_resume_latency_us": "0",
+    "sys/kernel/mm/transparent_hugepage/enabled": "[always] madvise never",
+    "proc/irq/24/smp_affinity_list": "0-1",
+    "sys/devices/virtual/workqueue/cpumask": "3",
+}
+TUNED = {
+    "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor": "performance",
+    "sys/devices/system/cpu/cpu1/cpufreq/scaling_governor": "performance",
+    "sys/devices/system/cpu/cpu0/cpuidle/state2/disable": "1",
+    "sys/devices/system/cpu/cpu1/cpuidle/state2/disable": "1",
+    "sys/devices/system/cpu/cpu0/power/pm_qos_resume_latency_us": "0",  # housekeeping
+    "sys/devices/system/cpu/cpu1/power/pm_qos_resume_latency_us": "n/a",
+    "sys/kernel/mm/transparent_hugepage/enabled": "madvise",
+    "proc/irq/24/smp_affinity_list": "0",
+    "sys/devices/virtual/workqueue/cpumask": "1",
+}
+# what revert.sh writes back: a choice file's chosen word
+RESTORED = {**HOST_FILES, "sys/kernel/mm/transparent_hugepage/enabled": "always"}
+STAND_INS = {
+    "systemctl": 'echo "systemctl $*" >> "$TASKSET_LOG"\n[ "$1" != is-active ] || [ -n "$ACTIVE" ]',
+    "sysctl": 'echo "sysctl $*" >> "$TASKSET_LOG"',
+}
+
+
+@pytest.fixture
+def host(proc: FakeProc, tmp_path: Path) -> Path:
+    """A root whose /proc is ``proc``'s, with the tunable files and the tools the whole
+    scripts run."""
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink(proc.root, root / "proc")
+    for rel, value in HOST_FILES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(value + "\n")
+    for name, body in STAND_INS.items():
+        (proc.bin / name).write_text(f"#!/bin/sh\n{body}\n")
+        (proc.bin / name).chmod(0o755)
+    for tool in ("mkdir", "cp", "rm", "dirname"):
+        real = shutil.which(tool)
+        assert real is not None
+        os.symlink(real, proc.bin / tool)
+    # the interpreter itself: a python3 found on PATH may be a shell shim
+    os.symlink(os.path.realpath(sys.executable), proc.bin / "python3")
+    return root
+
+
+def run_script(proc: FakeProc, root: Path, *argv: str, active: str = "") -> str:
+    """Run a whole script under ``root``; refused unless the script takes its paths from
+    TUNING_ROOT (one that did not would tune this host, as root)."""
+    assert "root=${TUNING_ROOT:-}" in Path(argv[0]).read_text(), argv[0]
+    done = subprocess.run(
+        [SH, *argv],
+        env={
+            "PATH": str(proc.bin),
+            "TUNING_ROOT": str(root),
+            "FAKE_PROC": str(proc.root),
+            "TASKSET_LOG": str(proc.log),
+            "ACTIVE": active,
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def host_values(root: Path) -> dict[str, str]:
+    return {rel: (root / rel).read_text().strip() for rel in HOST_FILES}
+
+
+def test_apply_sets_every_value_and_revert_puts_the_hosts_own_back_after_two_applies(
+    proc: FakeProc, host: Path
+) -> None:
+    """Each helper keeps its own variables (sh has no locals: a save() that reused
+    set_value's names once wrote every old value back), and a second apply, which sees
+    the tuned values, does not make revert restore those."""
+    out = run_script(proc, host, str(TUNING / "apply.sh"), "0", active="irqbalance")
+    assert host_values(host) == TUNED, out
+    assert f"set  {host}/sys/kernel/mm/transparent_hugepage/enabled = madvise" in out
+    assert [proc.cpus(pid) for pid in (2, 15, 84, 95)] == ["0", "0", "0", "0"]
+    assert "systemctl stop irqbalance" in proc.calls()
+    assert "sysctl -q --system" in proc.calls()
+    assert (host / "etc/sysctl.d/90-tradsys.conf").read_text() == (
+        (TUNING / "sysctl.conf").read_text()
+    )
+    run_script(proc, host, str(TUNING / "apply.sh"), "0")
+    assert host_values(host) == TUNED
+
+    out = run_script(proc, host, str(TUNING / "revert.sh"))
+    assert host_values(host) == RESTORED, out
+    assert [proc.cpus(pid) for pid in (2, 15, 84, 95)] == ["0-7", "0-7", "0-7", "4-5"]
+    assert "systemctl start irqbalance" in proc.calls()
+    assert not (host / "etc/sysctl.d/90-tradsys.conf").exists()
+    assert not (host / "var/lib/tradsys-tuning").exists()
