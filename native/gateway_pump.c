@@ -303,8 +303,16 @@ static void take_mass_cancel(ts_gateway *gw, gw_session *s, const ts_command *c)
     else stage_cmd(gw, &gw->shards[gw->instr[k].shard], &out);
 }
 
+/* `in_ring` is a slot of a ring the client maps and writes: it is read once, into a copy
+ * the client cannot reach, and only the copy is checked and forwarded. Checking the slot in
+ * place and reading it again to forward it would let a client that rewrites it between the
+ * two send an order its risk limits never saw. The barrier keeps the compiler from
+ * reloading fields from the slot in place of the copy. */
 static inline void take_command(ts_gateway *gw, gw_session *s, uint32_t slot,
-                                const ts_command *c) {
+                                const ts_command *in_ring) {
+    ts_command cmd = *in_ring;
+    __asm__ volatile("" ::: "memory");
+    const ts_command *c = &cmd;
     switch (c->kind) {
     case TS_CMD_NEW_ORDER:
         take_new(gw, s, slot, c);

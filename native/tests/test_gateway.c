@@ -34,6 +34,36 @@ void *__wrap_realloc(void *p, size_t n) {
     return __real_realloc(p, n);
 }
 
+/* ... and the risk checks: with g_rewrite set, the slot a check has just passed is
+ * rewritten, as a colocated client writing its own ring slot while the pump reads it would;
+ * what reaches the shard must be what the check saw. */
+typedef struct gw_session gw_session;
+int __real_gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *instr,
+                        int64_t *rest_price, int64_t *send_price);
+int __real_gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *order);
+static ts_ring *g_rewrite; /* the inbound ring whose oldest slot the "client" rewrites */
+static void rewrite_checked(const ts_command *checked) {
+    (void)checked; /* what the pump checked may be a copy: the client writes its ring */
+    if (!g_rewrite) return;
+    void *first;
+    if (!ts_ring_peek(g_rewrite, &first)) return;
+    ts_command *slot = first;
+    slot->quantity = 1000000000;
+    slot->price = 1;
+    slot->account_id = 99;
+}
+int __wrap_gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *instr,
+                        int64_t *rest_price, int64_t *send_price) {
+    int reason = __real_gw_check_new(gw, s, c, instr, rest_price, send_price);
+    rewrite_checked(c);
+    return reason;
+}
+int __wrap_gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *order) {
+    int reason = __real_gw_check_replace(gw, s, c, order);
+    rewrite_checked(c);
+    return reason;
+}
+
 static ts_risk_limits no_limits(void) {
     ts_risk_limits l;
     memset(&l, 0, sizeof l);
@@ -126,6 +156,39 @@ static void test_rejects_never_reach_a_shard(void) {
     CHECK_EQ(ev[1].reason, TS_REJ_PRICE_COLLAR);
     CHECK_EQ(ev[2].reason, TS_REJ_UNKNOWN_SYMBOL);
     CHECK_EQ(ev[0].order_id, 1);
+    rig_free(&r);
+}
+
+/* A colocated client shares its inbound ring with the pump: an order (and a replace)
+ * rewritten in its slot after the risk check read it reaches the shard as checked, the
+ * limit unbroken, never as rewritten. */
+static void test_a_slot_rewritten_after_its_check_changes_nothing(void) {
+    rig r;
+    rig_init(&r, 1, 64, 32, 64);
+    ts_risk_limits l = no_limits();
+    l.max_order_qty = 10;
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 64);
+    ts_command order = rig_new(1, 1, TS_SIDE_BUY, 1000, 5);
+    g_rewrite = c.in;
+    ts_ring_push(c.in, &order, 1);
+    ts_gateway_poll_at(r.gw, 0, 1);
+    ts_command got[4];
+    CHECK_EQ(pop_cmds(r.cmd[0], got, 4), 1);
+    CHECK_EQ(got[0].kind, TS_CMD_NEW_ORDER);
+    CHECK_EQ(got[0].quantity, 5);
+    CHECK_EQ(got[0].price, 1000);
+    CHECK_EQ(got[0].account_id, 1);
+    ts_command replace = order;
+    replace.kind = TS_CMD_REPLACE;
+    replace.quantity = 8;
+    ts_ring_push(c.in, &replace, 1);
+    ts_gateway_poll_at(r.gw, 0, 1);
+    CHECK_EQ(pop_cmds(r.cmd[0], got, 4), 1);
+    CHECK_EQ(got[0].kind, TS_CMD_REPLACE);
+    CHECK_EQ(got[0].quantity, 8);
+    CHECK_EQ(got[0].price, 1000);
+    g_rewrite = NULL;
     rig_free(&r);
 }
 
@@ -722,6 +785,8 @@ int main(void) {
     const test_case tests[] = {
         {"new_accept_cancel", test_new_accept_cancel},
         {"rejects_never_reach_a_shard", test_rejects_never_reach_a_shard},
+        {"a_slot_rewritten_after_its_check_changes_nothing",
+         test_a_slot_rewritten_after_its_check_changes_nothing},
         {"table_churn", test_table_churn},
         {"kill_and_disconnect", test_kill_and_disconnect},
         {"market_control", test_market_control},
