@@ -7,6 +7,8 @@ import mmap
 from collections.abc import Iterator
 
 import posix_ipc
+import psutil
+import psutil._pslinux as psutil_linux
 import pytest
 
 from tests.conftest import Children, RingFactory
@@ -196,6 +198,23 @@ def test_ring_of_a_live_creator_is_not_stale(rings: RingFactory, children: Child
     assert instance_segments(rings.instance) == [mine.name], "a clean exit unlinks"
 
 
+def test_a_wall_clock_step_does_not_make_a_live_creator_stale(
+    rings: RingFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wall clock steps (NTP at boot, a resumed VM, `date -s`) and /proc/stat's boot
+    time, which the kernel derives from it, moves with it: a start named in wall-clock
+    time (psutil's create_time) would no longer match, and a supervisor or a restarted
+    gateway would unlink a live instance's rings as "stale". Time since boot does not move."""
+    mine = rings.create(capacity=8)
+    before = psutil.Process().create_time()
+    real_boot_time = psutil_linux.boot_time
+    monkeypatch.setattr(psutil_linux, "boot_time", lambda: real_boot_time() + 1.0)
+    assert psutil.Process().create_time() == pytest.approx(before + 1.0), "no step seen"
+    assert find_stale(rings.instance) == []
+    assert reclaim_stale(rings.instance) == []
+    assert instance_segments(rings.instance) == [mine.name]
+
+
 def test_segments_that_are_not_rings_are_never_stale(rings: RingFactory, raw: RawSegments) -> None:
     raw.make(rings.name(), bytes(4096))
     raw.make(rings.name(), b"\x01" * 10)
@@ -206,7 +225,7 @@ def test_segments_that_are_not_rings_are_never_stale(rings: RingFactory, raw: Ra
 
 def test_a_dead_pid_in_a_ring_image_is_stale(rings: RingFactory, raw: RawSegments) -> None:
     # A header naming a live pid whose process started at another time is pid reuse:
-    # its creator is gone, so it is stale. (pid 1 runs, but not since 1 µs after 1970.)
+    # its creator is gone, so it is stale. (pid 1 runs, but its start is named otherwise.)
     name = rings.name()
     raw.make(name, ring_image(capacity=8, creator_pid=1, creator_start_us=1))
     assert find_stale(rings.instance) == [StaleSegment(name, 1)]

@@ -334,7 +334,9 @@ class Ring:
         return _read_info(self.name, self._base)
 
     def peer_alive(self) -> bool:
-        """Whether the process on the other side (per the header) is still running."""
+        """Whether a process with the other side's pid (per the header) is running. By pid
+        alone: the header keeps no start time for the two sides, so a reused pid passes;
+        the engine's own liveness checks go by the control blocks, which keep one."""
         info = self.info()
         pid = info.producer_pid if self.role == "consumer" else info.consumer_pid
         if pid == 0:

@@ -8,6 +8,7 @@ close; everyone else only maps and unmaps. Segments are created owner-only (0600
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 import re
@@ -17,7 +18,6 @@ from types import TracebackType
 from typing import Any, Self
 
 import posix_ipc
-import psutil
 
 from tradsys._native import ffi
 from tradsys.ring.errors import RingAttachError, SegmentExistsError
@@ -25,9 +25,6 @@ from tradsys.ring.errors import RingAttachError, SegmentExistsError
 SHM_DIR = Path("/dev/shm")
 PREFIX = "tradsys"
 _COMPONENT = re.compile(r"^[A-Za-z0-9_-]+$")
-# psutil's create_time comes from jiffies since boot: equal for one process at 10 ms
-# resolution, so anything within this is "the same process", anything else pid reuse.
-_START_TIME_TOLERANCE_US = 20_000
 
 
 def segment_name(instance: str, role: str, n: int = 0) -> str:
@@ -51,23 +48,53 @@ def instance_segments(instance: str | None = None) -> list[str]:
     return sorted("/" + p.name for p in SHM_DIR.iterdir() if p.name.startswith(pattern))
 
 
+def _boot_tag() -> int:
+    """16 bits of this boot's id: a process start named only by time since boot could be
+    matched by another process after a reboot (same pid, same tick, on a fast fixed boot)."""
+    global _BOOT_TAG
+    if _BOOT_TAG is None:
+        try:
+            boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+            _BOOT_TAG = int(boot_id.replace("-", "")[:4], 16)
+        except (OSError, ValueError):
+            _BOOT_TAG = 0
+    return _BOOT_TAG
+
+
+_BOOT_TAG: int | None = None
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int | None) -> list[str]:
+    """/proc/<pid>/stat after the command name (which may hold spaces and parentheses):
+    index 0 is the state, index 19 the start time in clock ticks since boot."""
+    text = Path(f"/proc/{pid if pid is not None else 'self'}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
 def process_start_us(pid: int | None = None) -> int:
-    """A process's start time in µs since the epoch; with the pid, it names a process."""
-    return int(psutil.Process(pid).create_time() * 1_000_000)
+    """A name for a process's start: this boot's tag in the top 16 bits, the start in µs
+    since boot below. Not wall-clock time (psutil's create_time): that moves when the
+    clock steps (NTP, a VM resumed, ``date -s``), and a live creator would then look like
+    a reused pid, its segments "stale" and reclaimed under it. With the pid it names one
+    process; raises OSError if there is no such process."""
+    ticks = int(_stat_fields(pid)[19])
+    return (_boot_tag() << 48) | (ticks * 1_000_000 // _TICKS_PER_S)
 
 
 def process_alive(pid: int, start_us: int) -> bool:
-    """Whether the process that had ``pid`` and started at ``start_us`` still runs."""
+    """Whether the process that had ``pid`` and started at ``start_us`` (from
+    :func:`process_start_us`; 0: any process with that pid) still runs, not as a zombie."""
     if pid <= 0:
         return False
     try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        started = int(proc.create_time() * 1_000_000)
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        fields = _stat_fields(pid)
+    except (OSError, ValueError):
         return False
-    return start_us == 0 or abs(started - start_us) <= _START_TIME_TOLERANCE_US
+    if fields[0] in ("Z", "X"):
+        return False
+    started = (_boot_tag() << 48) | (int(fields[19]) * 1_000_000 // _TICKS_PER_S)
+    return start_us == 0 or started == start_us
 
 
 # Every page of a segment is mapped when it is created or attached (MAP_POPULATE), not at
@@ -75,6 +102,22 @@ def process_alive(pid: int, start_us: int) -> bool:
 # to reach them, and each such fault (shmem allocation and zeroing on the creator's side, a
 # page-table fill on the other) lands on an order.
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
+
+def _reserve(name: str, fd: int, size: int) -> None:
+    """Give the segment its pages now. Setting its size reserves nothing, and MAP_POPULATE
+    does not report pages tmpfs cannot supply: with /dev/shm full (a container's 64 MiB),
+    the first write to such a page is a SIGBUS in whichever process makes it, mid-run."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a tmpfs without fallocate
+            return
+        raise OSError(
+            exc.errno,
+            f"cannot reserve {size} bytes for shared-memory segment {name}: {exc.strerror} "
+            f"(is {SHM_DIR} full? `df -h {SHM_DIR}`; a container may need --shm-size)",
+        ) from None
 
 
 class Segment:
@@ -113,6 +156,7 @@ class Segment:
             ) from None
         try:
             os.fchmod(shm.fd, 0o600)  # the umask may only narrow it, but be explicit
+            _reserve(name, shm.fd, size)
             memory = mmap.mmap(shm.fd, size, flags=_MAP_FLAGS)
         except BaseException:
             shm.close_fd()

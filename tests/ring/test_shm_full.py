@@ -1,0 +1,76 @@
+"""A /dev/shm without room for a segment (a container's default 64 MiB, a host full of
+other segments) is told when the segment is made, naming /dev/shm, never as a SIGBUS in
+whichever process first writes a page tmpfs cannot supply (``Segment.create``).
+
+Each check runs in a child process with a mount namespace of its own, whose /dev/shm is a
+1 MiB tmpfs: nothing of the host's /dev/shm is touched, and the namespace's tmpfs goes
+with the child."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.engine_toml import one_shard_instance
+
+SMALL_SHM = "mount -t tmpfs -o size=1m tmpfs /dev/shm"
+
+
+def in_small_shm(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` where /dev/shm holds 1 MiB; skipped where no mount namespace can be
+    made (a process without CAP_SYS_ADMIN: the check needs a tmpfs of its own)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("needs unshare(1) for a private /dev/shm")
+    probe = subprocess.run(
+        [unshare, "-m", "--propagation", "private", "sh", "-c", SMALL_SHM],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a private /dev/shm here: {probe.stderr.strip()}")
+    script = f'{SMALL_SHM} && exec "$@"'
+    return subprocess.run(
+        [unshare, "-m", "--propagation", "private", "sh", "-c", script, "-", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+CREATE_A_RING = """
+from tradsys.ring import Ring, segment_name
+try:
+    Ring.create(segment_name("shmfull", "cmd", 0), slot_size=64, capacity=1 << 16,
+                layout_version=1)
+except OSError as exc:
+    print("refused:", exc)
+else:
+    print("created")
+"""
+
+
+def test_a_ring_that_does_not_fit_is_refused_when_made() -> None:
+    done = in_small_shm(sys.executable, "-c", CREATE_A_RING)
+    assert done.returncode == 0, done.stderr  # no SIGBUS (-7), no traceback
+    assert done.stdout.startswith("refused: [Errno 28] cannot reserve 4194816 bytes"), done.stdout
+    assert "shared-memory segment /tradsys.shmfull.cmd.0" in done.stdout
+    assert "is /dev/shm full?" in done.stdout
+
+
+def test_run_on_a_full_dev_shm_is_a_named_start_error(tmp_path: Path) -> None:
+    config = tmp_path / "tradsys.toml"
+    config.write_text(
+        one_shard_instance(
+            "shmfull", tmp_path, sections="[gateway]\nenabled = false\n[md]\nenabled = false\n"
+        ).replace("ring_capacity = 1024", "ring_capacity = 65536")
+    )
+    done = in_small_shm(sys.executable, "-m", "tradsys.cli", "run", "--config", str(config))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "cannot create shared memory: cannot reserve" in done.stderr
+    assert "is /dev/shm full?" in done.stderr
+    assert "internal error" not in done.stderr and "worker pid" not in done.stderr
