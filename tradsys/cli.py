@@ -65,6 +65,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         supervisor.start()
     except SupervisorError as exc:
+        if exc.exit_code != EXIT_USER_ERROR:
+            print(f"tradsys: start failed: {exc}", file=sys.stderr, flush=True)
+            return EXIT_INTERNAL
         raise UserError(str(exc)) from None
     try:
         for line in supervisor.connection_info():

@@ -141,8 +141,9 @@ def test_a_worker_that_dies_while_the_gateway_starts_fails_the_start_by_name(
     try:
         with pytest.raises(
             SupervisorError, match=r"shard 0's worker died \(signal 9\) while gateway"
-        ):
+        ) as failed:
             sup.start()
     finally:
         sup.stop()
+    assert failed.value.exit_code == 2, "a crash is ours, not the user's (CONVENTIONS)"
     assert instance_segments(instance) == []

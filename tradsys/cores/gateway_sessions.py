@@ -8,6 +8,7 @@ small fake with the same two methods.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,7 +20,10 @@ from tradsys.cores.gateway_auth import LoginRefusedError
 from tradsys.cores.gateway_rings import RingMaker, SessionRings
 from tradsys.protocols.binary import LoginRejectReason
 from tradsys.ring import Ring
+from tradsys.ring.errors import RingError
 from tradsys.ring.segment import unlink_quietly
+
+log = logging.getLogger("tradsys.gateway")
 
 # A removed session's rings stay mapped until the pump has finished this many passes
 # since the removal (see SessionTable.close).
@@ -84,7 +88,13 @@ class SessionTable:
                 f"account {account.id} may have {cap} session(s) open at once "
                 "([[account]] max_sessions); all are in use",
             )
-        rings = self.rings.make()
+        try:
+            rings = self.rings.make()
+        except (OSError, RingError) as exc:  # /dev/shm full, a name still taken
+            log.error("session rings for account %s: %s", account.id, exc)
+            raise LoginRefusedError(
+                LoginRejectReason.UNAVAILABLE, f"the gateway cannot make the session's rings: {exc}"
+            ) from exc
         try:
             sid = self.core.add_session(
                 account.id,

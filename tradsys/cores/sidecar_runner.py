@@ -34,7 +34,12 @@ Log = Callable[[str], None]
 
 
 class SidecarError(Exception):
-    """A sidecar did not come up; the message says which and why."""
+    """A sidecar did not come up; the message says which and why, ``exit_code`` whose it
+    is to put right (see :class:`tradsys.cores.supervisor.SupervisorError`)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -101,12 +106,13 @@ class SidecarProcess:
                 raise SidecarError(f"stopped while {self.name} was starting (SIGINT or SIGTERM)")
             assert self.process is not None
             if self.process.poll() is not None:
+                code = self.process.returncode
                 raise SidecarError(
-                    f"{self.name} exited with code {self.process.returncode} while "
-                    "starting; its log above says why"
+                    f"{self.name} exited with code {code} while starting; its log above says why",
+                    1 if code == 1 else 2,  # 1: it refused the config and said why
                 )
             if time.monotonic() > deadline:
-                raise SidecarError(f"{self.name} not ready after {timeout_s:.0f} s")
+                raise SidecarError(f"{self.name} not ready after {timeout_s:.0f} s", 2)
             time.sleep(0.005)  # start-up only: an interpreter start dwarfs this poll
 
     def check(self, now: float, log: Log, stable_after_s: float, backoff_cap_s: float) -> bool:

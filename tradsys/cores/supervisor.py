@@ -73,7 +73,21 @@ STABLE_AFTER_S = 30.0
 
 
 class SupervisorError(Exception):
-    """The instance could not be started; the message says why."""
+    """The instance could not be started; the message says why. ``exit_code`` is what
+    ``tradsys run`` exits with: 1 for what the user can put right (the config, the host,
+    a process that refused its part of the config by exiting 1), 2 for a failure of ours
+    (a process that crashed or did not come up)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _start_exit_code(returncode: int | None) -> int:
+    """A process that exited 1 while starting refused something of the config (a busy
+    port, a journal of another layout) and its log named it: the user's to put right.
+    Any other code or a signal is a failure of ours."""
+    return 1 if returncode == 1 else 2
 
 
 def metrics_listen_error(listen: str, exc: OSError) -> SupervisorError:
@@ -159,12 +173,15 @@ class Supervisor:
             self._make_instance_dir()
             self._hold_cpu_latency()
             self._check_memory_lock()
-            for shard in self.config.shards:
-                self.shards.append(self._prepare(shard.id, shard.core))
-            if self.config.gateway.enabled:
-                self.gateway_latency = LatencySegment.create(
-                    gateway_segment_name(self.instance), ROLE_GATEWAY, 0
-                )
+            try:
+                for shard in self.config.shards:
+                    self.shards.append(self._prepare(shard.id, shard.core))
+                if self.config.gateway.enabled:
+                    self.gateway_latency = LatencySegment.create(
+                        gateway_segment_name(self.instance), ROLE_GATEWAY, 0
+                    )
+            except OSError as exc:  # /dev/shm full or not writable: the host's to fix
+                raise SupervisorError(f"cannot create shared memory: {exc.strerror}") from None
             for sp in self.shards:
                 self._spawn(sp)
             self._wait_ready()
@@ -307,12 +324,14 @@ class Supervisor:
                     raise SupervisorError(
                         f"shard {sp.spec.shard_id} worker exited with code "
                         f"{sp.process.returncode} while starting"
-                        + (f": {why}" if why else "; its log above says why")
+                        + (f": {why}" if why else "; its log above says why"),
+                        _start_exit_code(sp.process.returncode),
                     )
             if time.monotonic() > deadline:
                 raise SupervisorError(
                     f"shard(s) {[sp.spec.shard_id for sp in waiting]} not running after "
-                    f"{self.ready_timeout_s:.0f} s"
+                    f"{self.ready_timeout_s:.0f} s",
+                    2,
                 )
             time.sleep(0.005)  # start-up only: recovery time dwarfs this poll
 
@@ -343,7 +362,7 @@ class Supervisor:
             try:
                 sc.wait_ready(self.ready_timeout_s, functools.partial(self._start_called_off, name))
             except SidecarError as exc:
-                raise SupervisorError(str(exc)) from None
+                raise SupervisorError(str(exc), exc.exit_code) from None
 
     def _start_called_off(self, starting: str) -> bool:
         """While a sidecar starts: True on a stop request; SupervisorError if a worker
@@ -355,7 +374,8 @@ class Supervisor:
                 how = f"signal {-code}" if code < 0 else f"exit code {code}"
                 raise SupervisorError(
                     f"shard {sp.spec.shard_id}'s worker died ({how}) while {starting} was "
-                    "starting; its log above says why"
+                    "starting; its log above says why",
+                    2,
                 )
         return self._stop_requested
 

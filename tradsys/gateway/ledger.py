@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import mmap
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -90,5 +92,8 @@ def _reserve(fd: int, path: Path, size: int) -> None:
 
 
 def run_id_of(creator_pid: int, creator_start_us: int) -> int:
-    """A 64-bit name of one run of the instance, from the creator of its shard rings."""
-    return ((creator_start_us << 22) ^ creator_pid) & 0xFFFF_FFFF_FFFF_FFFF
+    """A 64-bit name of one run of the instance, from the creator of its shard rings: a
+    hash of all of both (the start carries the boot's tag in its top bits, which a shift
+    would drop, and a ledger of another boot must not pass for this run's)."""
+    digest = hashlib.blake2b(struct.pack("<qQ", creator_pid, creator_start_us), digest_size=8)
+    return int.from_bytes(digest.digest(), "little")
