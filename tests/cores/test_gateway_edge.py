@@ -414,6 +414,41 @@ def test_an_accounts_own_session_limit(instance: str, tmp_path: Path) -> None:
         still_served(other)
 
 
+def _eventfds() -> int:
+    """Open eventfds of this process (the in-process edge's among them)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+    return count
+
+
+def test_a_login_whose_rings_cannot_be_made_is_refused_and_leaves_nothing(
+    edge: EdgeRig, bystander: OrderClient
+) -> None:
+    """/dev/shm full: the login is refused UNAVAILABLE saying why, on either edge, and the
+    TCP session's eventfd is closed (before, the error escaped the edge and leaked it)."""
+    table = edge.server.table
+
+    def no_room() -> None:
+        raise OSError(28, "cannot reserve 8704 bytes (is /dev/shm full?)")
+
+    before = edge.run(_eventfds)
+    table.rings.make = no_room  # type: ignore[method-assign]
+    try:
+        for peer in (RawPeer.tcp(edge.host, edge.port), RawPeer.unix(edge.unix)):
+            peer.send(encode_login(3, KEYS[3]))
+            got, text = reason_of(peer.frames_until_closed(), MessageType.LOGIN_REJECTED)
+            assert got == LoginRejectReason.UNAVAILABLE, text
+            assert text == "no session rings: /dev/shm is full"
+            peer.close()
+    finally:
+        del table.rings.make
+    assert edge.run(_eventfds) == before
+    wait_for_sessions(edge, 1)  # the bystander's alone
+    still_served(bystander)
+
+
 def test_a_full_inbound_ring_is_backpressure_not_loss(instance: str, tmp_path: Path) -> None:
     """The core is not pumping: a TCP client's commands fill the session's 64-slot ring,
     the gateway stops reading the socket; once the core runs, every command goes through,

@@ -8,6 +8,7 @@ small fake with the same two methods.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from dataclasses import dataclass, field
@@ -92,8 +93,10 @@ class SessionTable:
             rings = self.rings.make()
         except (OSError, RingError) as exc:  # /dev/shm full, a name still taken
             log.error("session rings for account %s: %s", account.id, exc)
+            # the reject's text holds 63 bytes: the cause in short, the log has the rest
+            why = "/dev/shm is full" if getattr(exc, "errno", None) == errno.ENOSPC else str(exc)
             raise LoginRefusedError(
-                LoginRejectReason.UNAVAILABLE, f"the gateway cannot make the session's rings: {exc}"
+                LoginRejectReason.UNAVAILABLE, f"no session rings: {why}"
             ) from exc
         try:
             sid = self.core.add_session(
