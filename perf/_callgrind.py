@@ -99,6 +99,8 @@ def run(
             f"--callgrind-out-file={out}",
             f"--zero-before={zero_before}",
             f"--dump-before={dump_before}",
+            # no gdbserver: its vgdb-pipe files in /tmp would outlive a run killed on Ctrl-C
+            "--vgdb=no",
             *argv,
         ]
         proc = subprocess.Popen(

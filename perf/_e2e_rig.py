@@ -105,7 +105,9 @@ api_key_sha256 = "{digest}"
 
 def orders(n: int, first_id: int) -> np.ndarray:
     """IOC buys against an empty book: each is ACCEPTED (the ack the bench times), then
-    CANCELLED(IOC_REMAINDER); the book and the gateway's live-order table stay empty."""
+    CANCELLED(IOC_REMAINDER); the book and the gateway's live-order table stay empty.
+    The engine's lightest path, with md off and no risk limits set: the README says so
+    beside the figures (a resting, trading mix costs the worker more per command)."""
     rec = np.zeros(n, wire.COMMAND_DTYPE)
     rec["kind"] = wire.CommandKind.NEW_ORDER
     rec["order_id"] = np.arange(first_id, first_id + n, dtype=np.uint64)

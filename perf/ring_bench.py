@@ -65,6 +65,9 @@ from tradsys.wire import COMMAND_DTYPE, LAYOUT_VERSION, RECORD_SIZE
 
 BENCH = "ring"
 PEER = "multiprocessing.Queue"
+# A batched transport is held against the peer carrying the same 4096-record arrays, not
+# against the peer's one record per put: that ratio would credit batching to the ring.
+BATCHED_PEER = "multiprocessing.Queue, 4096-record arrays"
 BATCH = 4096
 CAPACITY = 65536
 PONG_CAPACITY = 1024
@@ -741,6 +744,7 @@ def report(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     tp = {k: med[item] for k, item in best_tp.items()}
     pct = {k: pcts[item] for k, item in best_rt.items()}
     peer_tp = tp["mp_queue"]
+    batched_peer_tp = tp["mp_queue.batched"]
     peer_p50, peer_p99, peer_p999 = pct["mp_queue"]
 
     results = [
@@ -749,8 +753,8 @@ def report(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
             "records/s",
             tp["ring.batched"],
             higher_is_better=True,
-            peer=PEER,
-            peer_value=peer_tp,
+            peer=BATCHED_PEER,
+            peer_value=batched_peer_tp,
         ),
         common.result(
             "ring.single.throughput",
@@ -800,7 +804,10 @@ def report(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
                 f"{common.fmt_rate(min(samples))}-{common.fmt_rate(max(samples))}",
                 best_rt[rkey][1] if rkey else "",
                 *(common.fmt_us(x) for x in p),
-                common.fmt_ratio(tp[key] / peer_tp),
+                # batched against batched, per record against per record
+                common.fmt_ratio(
+                    tp[key] / (batched_peer_tp if key.endswith("batched") else peer_tp)
+                ),
                 common.fmt_ratio(peer_p50 / p[0]) if p[0] else "-",
             ]
         )
@@ -828,7 +835,7 @@ def report(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
             "rtt p50 us",
             "p99 us",
             "p99.9 us",
-            "tput vs mp.Queue",
+            "tput vs mp.Queue (same batching)",
             "p50 vs mp.Queue",
         ],
         rows,
