@@ -58,7 +58,7 @@ def test_a_lost_last_bbo_is_reported_once_and_given_from_the_synced_book() -> No
     assert got == [BboChange("ACME", 5, 99, 9, 101, 3, 42)]
     # seq 6 (the bid's quantity down to 4, as the book says) was lost
     assert core.on_message(HEARTBEAT_TOPIC, heartbeat(7, 6)) == [
-        Gap("ACME", Channel.BBO, 6, 6),
+        Gap("ACME", Channel.BBO, 6, 7),
         BboChange("ACME", 6, 99, 4, 101, 3, 0),
     ]
     assert core.outbox == [], "a BBO is a latest value: nothing to ask for"
@@ -72,7 +72,7 @@ def test_a_lost_last_bbo_is_reported_once_and_given_from_the_synced_book() -> No
 def test_an_empty_side_is_price_and_quantity_zero() -> None:
     core = synced_core(3, [(99, 4, 1)], [])
     assert core.on_message(HEARTBEAT_TOPIC, heartbeat(3, 2)) == [
-        Gap("ACME", Channel.BBO, 1, 2),
+        Gap("ACME", Channel.BBO, 1, 3),
         BboChange("ACME", 2, 99, 4, 0, 0, 0),
     ]
 
@@ -80,17 +80,59 @@ def test_an_empty_side_is_price_and_quantity_zero() -> None:
 def test_without_a_synced_book_only_the_gap_is_reported() -> None:
     only_bbo = FeedCore(["ACME"], channels=(Channel.BBO,))
     only_bbo.on_message(topic("bbo", "ACME"), bbo(5, 99, 9, 101, 3))
-    assert only_bbo.on_message(HEARTBEAT_TOPIC, heartbeat(0, 6)) == [Gap("ACME", Channel.BBO, 6, 6)]
+    assert only_bbo.on_message(HEARTBEAT_TOPIC, heartbeat(0, 6)) == [Gap("ACME", Channel.BBO, 6, 7)]
     assert only_bbo.on_message(HEARTBEAT_TOPIC, heartbeat(0, 6)) == []
     assert only_bbo.outbox == []
     # the book is behind too: it is being recovered, so it cannot tell the BBO
     core = synced_core(7, [(99, 4, 1)], [(101, 3, 2)])
     core.on_message(topic("bbo", "ACME"), bbo(5, 99, 9, 101, 3))
     assert core.on_message(HEARTBEAT_TOPIC, heartbeat(8, 6)) == [
-        Gap("ACME", Channel.L2, 8, 8),
-        Gap("ACME", Channel.BBO, 6, 6),
+        Gap("ACME", Channel.L2, 8, 9),
+        Gap("ACME", Channel.BBO, 6, 7),
     ]
     assert not core.books["ACME"].synced and len(core.outbox) == 1
+
+
+def test_a_book_past_the_heartbeats_l2_seq_gives_only_the_gap() -> None:
+    """A lagging subscriber found an L2 gap; its snapshot (its own socket, no backlog)
+    put the book at seq 9 while a heartbeat from seq 7's time still queued on the feed.
+    The book's levels are seq 9's: under BBO seq 6 they would pair a later BBO's values
+    with an earlier seq. So only the gap; the next BBO message brings values."""
+    core = synced_core(9, [(102, 1, 1)], [])
+    core.on_message(topic("bbo", "ACME"), bbo(5, 99, 9, 101, 3))
+    assert core.on_message(HEARTBEAT_TOPIC, heartbeat(7, 6)) == [Gap("ACME", Channel.BBO, 6, 7)]
+    assert core.books["ACME"].synced, "a book ahead of a heartbeat is not behind"
+    got = core.on_message(topic("bbo", "ACME"), bbo(7, 102, 1, 0, 0))
+    assert got == [BboChange("ACME", 7, 102, 1, 0, 0, 42)]
+
+
+def test_a_gap_counts_the_seqs_lost_the_same_way_however_found() -> None:
+    """Trade 6 lost, found on the feed (7 came after 5) or by a heartbeat (it names 6,
+    the feed gave 5): the same gap, ``got`` the seq just past the lost ones."""
+
+    def trade(seq: int) -> bytes:
+        rec = np.zeros(1, MD_DTYPE)
+        rec["kind"], rec["symbol_id"], rec["seq"], rec["price"], rec["quantity"] = (
+            MdKind.TRADE,
+            1,
+            seq,
+            100,
+            1,
+        )
+        return rec.tobytes()
+
+    found: list[Gap] = []
+    for last in (trade(7), None):
+        core = FeedCore(["ACME"], channels=(Channel.TRADE,))
+        core.on_message(topic("trade", "ACME"), trade(5))
+        if last is not None:
+            events = core.on_message(topic("trade", "ACME"), last)
+        else:
+            hb = Heartbeat(0, 1, 100, [SymbolSeqs("ACME", 1, 6, 0, 0, 0)])
+            events = core.on_message(HEARTBEAT_TOPIC, msgspec.msgpack.encode(hb))
+        found += [e for e in events if isinstance(e, Gap)]
+    assert found == [Gap("ACME", Channel.TRADE, 6, 7)] * 2
+    assert found[0].lost == 1
 
 
 def test_a_heartbeat_at_the_seen_bbo_seq_is_quiet() -> None:
@@ -133,7 +175,7 @@ def test_the_bbo_given_from_the_book_is_the_engines_last_bbo_record(n: int, seed
     assert not [e for e in events if isinstance(e, Gap)], "only the last BBO was lost"
     lost = md[last_bbo]
     assert got == [
-        Gap("ACME", Channel.BBO, int(lost["seq"]), int(lost["seq"])),
+        Gap("ACME", Channel.BBO, int(lost["seq"]), int(lost["seq"]) + 1),
         BboChange(
             "ACME",
             int(lost["seq"]),
@@ -155,7 +197,7 @@ def test_a_late_joiner_learns_the_bbo_from_its_book_without_a_gap() -> None:
         BboChange("ACME", 4, 99, 4, 101, 3, 0)
     ]
     assert core.on_message(HEARTBEAT_TOPIC, heartbeat(7, 5)) == [
-        Gap("ACME", Channel.BBO, 5, 5),
+        Gap("ACME", Channel.BBO, 5, 6),
         BboChange("ACME", 5, 99, 4, 101, 3, 0),
     ]
     # with no snapshot (BBO alone) where the feed began is not known: no gap either

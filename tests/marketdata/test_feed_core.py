@@ -64,7 +64,7 @@ def test_a_heartbeat_reveals_a_lost_tail() -> None:
     core.on_reply(snapshot(core.outbox.pop().id, 3, []))
     hb = Heartbeat(0, 1, 100, [SymbolSeqs("ACME", 1, 0, 5, 0)])
     events = core.on_message(HEARTBEAT_TOPIC, msgspec.msgpack.encode(hb))
-    assert events == [Gap("ACME", Channel.L2, 4, 5)]
+    assert events == [Gap("ACME", Channel.L2, 4, 6)]  # 4 and 5 lost
     assert len(core.outbox) == 1 and not core.books["ACME"].synced
 
 
@@ -151,7 +151,7 @@ def test_status_from_the_snapshot_then_from_the_feed_with_gaps_reported() -> Non
     # a heartbeat naming a later status seq: the last change was lost, ask the snapshot
     hb = Heartbeat(0, 1, 100, [SymbolSeqs("ACME", 1, 0, 0, 0, 6)])
     assert core.on_message(HEARTBEAT_TOPIC, msgspec.msgpack.encode(hb)) == [
-        Gap("ACME", Channel.STATUS, 6, 6)
+        Gap("ACME", Channel.STATUS, 6, 7)
     ]
     assert len(core.outbox) == 1
 
@@ -197,7 +197,7 @@ def test_before_any_trade_gaps_count_from_the_snapshots_last_trade() -> None:
     )
     hb = Heartbeat(0, 1, 100, [SymbolSeqs("ACME", 1, 9, 0, 0)])
     assert core.on_message(HEARTBEAT_TOPIC, msgspec.msgpack.encode(hb)) == [
-        Gap("ACME", Channel.TRADE, 9, 9)
+        Gap("ACME", Channel.TRADE, 9, 10)
     ]
 
 

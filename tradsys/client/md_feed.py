@@ -180,12 +180,19 @@ class BookUpdate:
 @dataclass(frozen=True)
 class Gap:
     """Messages were lost on a channel: for L2 the book is being recovered by snapshot;
-    lost trades are reported, not replayed."""
+    lost trades are reported, not replayed. The seqs lost are ``expected`` up to, not
+    including, ``got`` -- the seq that showed the gap: the first one received past it, or,
+    for a gap a heartbeat revealed, the one after the heartbeat's (nothing past the gap
+    was received then). Either way ``lost`` of them."""
 
     symbol: str
     channel: Channel
     expected: int
     got: int
+
+    @property
+    def lost(self) -> int:
+        return self.got - self.expected
 
 
 @dataclass(frozen=True)
@@ -438,7 +445,7 @@ class FeedCore:
             if book is None:
                 continue
             if Channel.L2 in self.channels and book.synced and s.l2_seq > book.l2_seq:
-                events.append(Gap(s.symbol, Channel.L2, book.l2_seq + 1, s.l2_seq))
+                events.append(Gap(s.symbol, Channel.L2, book.l2_seq + 1, s.l2_seq + 1))
                 book.resyncs += 1
                 self._resync(book)
             if (
@@ -448,31 +455,35 @@ class FeedCore:
                 and book._request_id is None
             ):
                 # the newest status message was lost: the snapshot tells the phase
-                events.append(Gap(s.symbol, Channel.STATUS, book.status_seq + 1, s.status_seq))
+                events.append(
+                    Gap(s.symbol, Channel.STATUS, book.status_seq + 1, s.status_seq + 1)
+                )
                 self._resync(book)
             base = self._trade_seq[s.symbol] or self._trade_floor[s.symbol]
             if Channel.TRADE in self.channels and base is not None and s.trade_seq > base:
-                events.append(Gap(s.symbol, Channel.TRADE, base + 1, s.trade_seq))
+                events.append(Gap(s.symbol, Channel.TRADE, base + 1, s.trade_seq + 1))
                 self._trade_seq[s.symbol] = s.trade_seq
             # after the L2 check: a book it found behind is no longer synced
             if Channel.BBO in self.channels and s.bbo_seq > self._bbo_seq[s.symbol]:
-                events += self._bbo_lost(book, s.bbo_seq)
+                events += self._bbo_lost(book, s.bbo_seq, s.l2_seq)
         return events
 
-    def _bbo_lost(self, book: LocalBook, seq: int) -> list[MdEvent]:
+    def _bbo_lost(self, book: LocalBook, seq: int, l2_seq: int) -> list[MdEvent]:
         """The heartbeat names a newer BBO than any this subscriber saw. Lost, and
         reported once, if it was published after the subscriber's feed began (after its
         last BBO, or after its snapshot); a late joiner's first heartbeat only tells it
-        the seq. Either way a synced book is at the heartbeat's L2 seq, and the engine's
-        BBO is its best levels at the end of each command, so the book tells the BBO
-        (``time_ns`` 0: when it changed is not known); without one only the seq is
-        taken."""
+        the seq. A synced book at exactly the heartbeat's L2 seq tells that BBO, as the
+        engine's BBO is its best levels at the end of each command (``time_ns`` 0: when
+        it changed is not known). A book at another seq does not: one rebuilt from a
+        snapshot that overtook the feed (the reply comes on its own socket) is already
+        newer, and its levels under this seq would pair a later BBO's values with an
+        earlier seq. Then only the seq is taken; the next BBO message brings values."""
         base = self._bbo_seq[book.symbol] or self._bbo_floor[book.symbol]
         events: list[MdEvent] = []
         if base is not None and seq > base:
-            events.append(Gap(book.symbol, Channel.BBO, base + 1, seq))
+            events.append(Gap(book.symbol, Channel.BBO, base + 1, seq + 1))
         self._bbo_seq[book.symbol] = seq
-        if Channel.L2 in self.channels and book.synced:
+        if Channel.L2 in self.channels and book.synced and book.l2_seq == l2_seq:
             bid = book.best(Side.BUY) or (0, 0)
             ask = book.best(Side.SELL) or (0, 0)
             events.append(BboChange(book.symbol, seq, *bid, *ask, 0))
