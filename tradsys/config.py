@@ -160,6 +160,9 @@ class MdSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     # Records packed into one message at most (1 = one record per frame, the peer the
     # benchmark compares with).
     max_frame_records: int = 1024
+    # Whole-book snapshots one client (ROUTER identity) is answered per second, on top of
+    # one for every symbol at once (a full resync); past it, `rate_limited`. 0: no limit.
+    snapshot_rate: int = 100
 
 
 class MetricsSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -273,6 +276,7 @@ _RANGES: tuple[tuple[str, str, int, int, str], ...] = (
     ("md", "sndhwm", 1, INT31_MAX, ""),
     ("md", "heartbeat_ms", 1, INT31_MAX, ""),
     ("md", "max_frame_records", 1, 65536, ""),
+    ("md", "snapshot_rate", 0, 1_000_000, " (0: no limit)"),
 )
 
 

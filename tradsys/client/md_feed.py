@@ -298,6 +298,11 @@ class FeedCore:
             if reply.reason == "not_ready":
                 self._resync(book)
                 return []
+            if reply.reason == "rate_limited":
+                # asked too fast: the timer asks again once SNAPSHOT_RETRY_S has passed
+                book._request_id = reply.id
+                book._requested_at = time.monotonic()
+                return []
             return [FeedError(symbol, reply.reason, reply.message)]
         return self._on_snapshot(book, reply)
 
@@ -455,9 +460,7 @@ class FeedCore:
                 and book._request_id is None
             ):
                 # the newest status message was lost: the snapshot tells the phase
-                events.append(
-                    Gap(s.symbol, Channel.STATUS, book.status_seq + 1, s.status_seq + 1)
-                )
+                events.append(Gap(s.symbol, Channel.STATUS, book.status_seq + 1, s.status_seq + 1))
                 self._resync(book)
             base = self._trade_seq[s.symbol] or self._trade_floor[s.symbol]
             if Channel.TRADE in self.channels and base is not None and s.trade_seq > base:

@@ -112,7 +112,12 @@ class MdSidecar:
         self.stats = PublishStats([s.id for s in self.config.shards])
         self.stages = StageLog.from_env()
         self.snapshots = SnapshotService(
-            self.names, self.symbol_ids, self.store, self.stats, self.not_ready_after_s
+            self.names,
+            self.symbol_ids,
+            self.store,
+            self.stats,
+            self.not_ready_after_s,
+            self.config.md.snapshot_rate,
         )
         self.board = ConflatedBoard(len(self.symbols), self.stats)
         self.unknown = UnknownSymbols(self.stats)

@@ -6,6 +6,11 @@ The sidecar calls it between batches, after publishing everything it drained, so
 snapshot's ``l2_seq`` is never ahead of the feed. A request for a symbol whose book the
 sidecar does not know yet (it has just started and waits for its worker's refresh image)
 is held until the book comes, or ``not_ready`` after a while.
+
+Each client (ROUTER identity) has an allowance of whole books: one for every symbol at
+once (a full resync) refilled at ``snapshot_rate`` a second. Past it the answer is
+``rate_limited``, a few bytes: a book is the costly part, and one client asking for them
+as fast as it can would otherwise take the loop's turns from the feed everyone reads.
 """
 
 from __future__ import annotations
@@ -31,6 +36,17 @@ NOT_READY_AFTER_S = 5.0  # a snapshot request waits this long for a refresh imag
 # requests faster than they are answered (a flood, or garbage) must not stop the feed --
 # and, once a shard's md ring is full, the shard itself
 REQUESTS_PER_TURN = 64
+# clients whose allowance is tracked at once; past it the idle ones (full allowance) go,
+# and if none is idle every allowance starts afresh (many identities: many connections)
+MAX_TRACKED_CLIENTS = 10_000
+
+
+@dataclass
+class Allowance:
+    """One client's whole-book snapshots left (``tokens``), as of ``at``."""
+
+    tokens: float
+    at: float
 
 
 @dataclass
@@ -54,6 +70,7 @@ class SnapshotService:
         store: L2Store,
         stats: PublishStats,
         not_ready_after_s: float = NOT_READY_AFTER_S,
+        snapshot_rate: int = 0,
     ) -> None:
         self.names = names
         self.symbol_ids = symbol_ids
@@ -62,6 +79,9 @@ class SnapshotService:
         self.stats = stats
         self.not_ready_after_s = not_ready_after_s
         self.waiting: list[Waiting] = []
+        self.rate = float(snapshot_rate)
+        self.burst = float(max(snapshot_rate, len(names), 1))
+        self.allowances: dict[bytes, Allowance] = {}
 
     def serve(self, router: Any) -> None:
         """Answer (or hold) up to REQUESTS_PER_TURN requests that ``router`` has queued."""
@@ -80,11 +100,44 @@ class SnapshotService:
             if si is None:
                 msg = f"unknown symbol {req.symbol!r}"
                 self._reply(router, envelope, SnapshotError(req.id, "unknown_symbol", msg))
+            elif not self._admit(envelope[0] if envelope else b""):
+                msg = (
+                    f"more than {self.rate:g} snapshots a second (beyond one per symbol): "
+                    "ask again later"
+                )
+                self._reply(router, envelope, SnapshotError(req.id, "rate_limited", msg))
             elif self.store.servable(si):
                 self._reply(router, envelope, self.snapshot(si, req.id))
             else:
                 deadline = time.monotonic() + self.not_ready_after_s
                 self.waiting.append(Waiting(envelope, req, deadline))
+
+    def _admit(self, client: bytes) -> bool:
+        """Take one snapshot from ``client``'s allowance; False if it has none left."""
+        if not self.rate:
+            return True
+        now = time.monotonic()
+        allowance = self.allowances.get(client)
+        if allowance is None:
+            if len(self.allowances) >= MAX_TRACKED_CLIENTS:
+                self._forget_idle(now)
+            allowance = self.allowances[client] = Allowance(self.burst, now)
+        allowance.tokens = min(self.burst, allowance.tokens + (now - allowance.at) * self.rate)
+        allowance.at = now
+        if allowance.tokens < 1.0:
+            return False
+        allowance.tokens -= 1.0
+        return True
+
+    def _forget_idle(self, now: float) -> None:
+        # a client refilled to the top is as good as new: nothing to remember of it
+        self.allowances = {
+            client: a
+            for client, a in self.allowances.items()
+            if a.tokens + (now - a.at) * self.rate < self.burst
+        }
+        if len(self.allowances) >= MAX_TRACKED_CLIENTS:
+            self.allowances.clear()
 
     def snapshot(self, si: int, request_id: int) -> BookSnapshot:
         """The book of symbol index ``si`` as published so far."""

@@ -54,7 +54,7 @@ LAG_BOUNDS_NS = (
     1_000_000_000,
 )
 _BOUNDS = np.array(LAG_BOUNDS_NS, np.int64)
-SNAPSHOT_ERROR_REASONS = ("malformed_request", "unknown_symbol", "not_ready")
+SNAPSHOT_ERROR_REASONS = ("malformed_request", "unknown_symbol", "not_ready", "rate_limited")
 
 
 class PublishStats:
