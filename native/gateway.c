@@ -141,6 +141,13 @@ uint32_t gw_find_amendable(const ts_gateway *gw, uint32_t account, uint64_t clie
     return idx != GW_NONE && gw->orders[idx].given_up ? GW_NONE : idx;
 }
 
+uint32_t gw_find_amendable_in(const ts_gateway *gw, uint32_t account, uint64_t client_id,
+                              uint32_t symbol_id) {
+    uint32_t idx = gw_find_amendable(gw, account, client_id);
+    if (idx == GW_NONE || !symbol_id) return idx; /* 0: whichever symbol the order is in */
+    return gw->instr[gw->orders[idx].instr].symbol_id == symbol_id ? idx : GW_NONE;
+}
+
 /* Index the order by its client id (and record it in the ledger before the order can be
  * pushed to its shard, so a successor gateway knows it). */
 void gw_index_client(ts_gateway *gw, uint32_t idx) {

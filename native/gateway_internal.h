@@ -229,6 +229,11 @@ uint32_t gw_find_exch(const ts_gateway *gw, uint64_t exch_id);
 uint32_t gw_find_client(const ts_gateway *gw, uint32_t account, uint64_t client_id);
 /* the live order a CANCEL or REPLACE may name by its client id: not one given up */
 uint32_t gw_find_amendable(const ts_gateway *gw, uint32_t account, uint64_t client_id);
+/* ... and live in `symbol_id`: a CANCEL or REPLACE that names another symbol than its
+ * order's is UNKNOWN_CLIENT_ID, as the engine's own rule (docs/matching.md); 0 names none
+ * (the gateway knows the order's). */
+uint32_t gw_find_amendable_in(const ts_gateway *gw, uint32_t account, uint64_t client_id,
+                              uint32_t symbol_id);
 /* gateway_owner.c: off the list it is on (its session's, or its account's orphans) */
 void gw_session_unlink(ts_gateway *gw, uint32_t idx);
 

@@ -262,7 +262,7 @@ static void take_amend(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_co
     uint32_t idx;
     int reason;
     if (c->kind == TS_CMD_CANCEL) {
-        idx = gw_find_amendable(gw, s->account, c->order_id);
+        idx = gw_find_amendable_in(gw, s->account, c->order_id, c->symbol_id);
         reason = idx == GW_NONE ? TS_REJ_UNKNOWN_CLIENT_ID : 0;
     } else {
         reason = gw_check_replace(gw, s, c, &idx);

@@ -165,6 +165,10 @@ int gw_check_new(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_t *i
     if (c->side != TS_SIDE_BUY && c->side != TS_SIDE_SELL) return TS_REJ_INVALID_SIDE;
     if (c->quantity <= 0) return TS_REJ_INVALID_QUANTITY;
     if (c->price < 0 || c->stop_price < 0) return TS_REJ_INVALID_PRICE;
+    /* a limit at 0 would be valued as a market order (at its protection base) and refused
+     * for that valuation's sake, when what is wrong is its price (docs/matching.md rule 8) */
+    if (c->price == 0 && (c->order_type == TS_ORD_LIMIT || c->order_type == TS_ORD_STOP_LIMIT))
+        return TS_REJ_INVALID_PRICE;
     const gw_instrument *in = &gw->instr[k];
     const int64_t protect = protection_price(lim, in, c);
     const int64_t send_price = protect ? protect : c->price;
@@ -220,7 +224,7 @@ int gw_check_replace(ts_gateway *gw, gw_session *s, const ts_command *c, uint32_
     if (gw->global_kill || acc->killed) return TS_REJ_KILL_SWITCH;
     int thr = throttle_take(s, acc, gw->clock_ns);
     if (thr) return thr;
-    uint32_t idx = gw_find_amendable(gw, s->account, c->order_id);
+    uint32_t idx = gw_find_amendable_in(gw, s->account, c->order_id, c->symbol_id);
     if (idx == GW_NONE) return TS_REJ_UNKNOWN_CLIENT_ID;
     const gw_order *o = &gw->orders[idx];
     if (c->quantity <= 0) return TS_REJ_INVALID_QUANTITY;

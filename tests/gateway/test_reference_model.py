@@ -80,6 +80,8 @@ AMEND = st.fixed_dictionaries(
     {
         "kind": st.sampled_from([int(CommandKind.CANCEL), int(CommandKind.REPLACE)]),
         "order_id": st.integers(1, 8),
+        # 0: the order's own symbol; another one names no live order
+        "symbol_id": st.sampled_from([0, 0, AAA, BBB]),
         "price": st.sampled_from([0, 950, 1000, 1060]),
         "quantity": st.sampled_from([0, 3, 10, 25]),
     }

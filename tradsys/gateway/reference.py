@@ -417,6 +417,8 @@ class ReferenceGateway:
             raise _RejectError(RejectReason.INVALID_QUANTITY)
         if c["price"] < 0 or c["stop_price"] < 0:
             raise _RejectError(RejectReason.INVALID_PRICE)
+        if c["price"] == 0 and c["order_type"] in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            raise _RejectError(RejectReason.INVALID_PRICE)  # not valued as a market order
         send_price = self._protection(lim, c) or c["price"]
         rp = self._risk_price(sym, c["order_type"], send_price, c["stop_price"])
         n = rp * qty
@@ -457,6 +459,8 @@ class ReferenceGateway:
         exch = self.by_client.get((s.account, c["order_id"]))
         if exch is None or self.orders[exch].given_up:
             raise _RejectError(RejectReason.UNKNOWN_CLIENT_ID)
+        if c["symbol_id"] and self.orders[exch].symbol != c["symbol_id"]:
+            raise _RejectError(RejectReason.UNKNOWN_CLIENT_ID)  # none live in that symbol
         o = self.orders[exch]
         out = _cmd(kind=c["kind"], side=o.side, symbol_id=o.symbol, account_id=s.account)
         out["order_id"] = o.exch_id
