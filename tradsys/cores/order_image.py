@@ -11,13 +11,13 @@ and then ``order_images_served`` is set to the request it answers.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tradsys._native import ffi, lib
+from tradsys.files import replace_file
 
 IMAGE_FILE = "orders.image"
 IMAGE_MAGIC = 0x31474D4944524F54
@@ -76,11 +76,7 @@ def write_image(
     header = np.zeros(1, dtype=HEADER_DTYPE)
     header[0] = (IMAGE_MAGIC, shard_id, request, last_exec_id, n)
     path = image_path(shard_dir)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(header.tobytes())
-        f.write(records.tobytes())
-    os.replace(tmp, path)
+    replace_file(path, header.tobytes() + records.tobytes())
     return n
 
 

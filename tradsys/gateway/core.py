@@ -51,6 +51,7 @@ import numpy as np
 from tradsys._native import ffi, lib
 from tradsys.config import AccountSection, Config, account_limit_problems
 from tradsys.cores.sched_slice import set_thread_slice
+from tradsys.files import replace_file
 from tradsys.gateway.ledger import LedgerFile
 from tradsys.gateway.risk import AccountState, PositionState, limits_cdata
 from tradsys.metrics.latency_segment import (
@@ -155,9 +156,9 @@ def next_epoch(path: str | Path) -> int:
     epoch = max(last + 1, int(time.time() - _EPOCH_BASE_S) // 60)
     if epoch > MAX_EPOCH:
         raise GatewayError(f"{p}: epoch {epoch} is beyond {MAX_EPOCH}")
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(f"{epoch}\n")
-    os.replace(tmp, p)
+    # durable: after a power loss an older epoch read back would reuse exchange ids
+    # ((epoch << 40) | n) that orders resting in the recovered books still carry
+    replace_file(p, f"{epoch}\n".encode(), durable=True)
     return epoch
 
 

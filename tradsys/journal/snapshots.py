@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tradsys._native import ffi, lib
+from tradsys.files import replace_file
 from tradsys.journal.errors import SnapshotError, error_from_c
 from tradsys.journal.files import (
     JournalFile,
@@ -125,20 +126,7 @@ class SnapshotStore:
         at ``seq``; with both damaged, :meth:`load_newest_valid` refuses rather than fall
         back past the addition."""
         target = addition_path(self.directory, self.shard, seq)
-        tmp = target.with_name(target.name + ".tmp")
-        data = self.path_for(seq).read_bytes()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_file(target, self.path_for(seq).read_bytes(), durable=True, mode=0o600)
         return target
 
     def checks_out(self, path: Path) -> bool:

@@ -33,6 +33,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from tradsys.files import replace_file
 from tradsys.marketdata.protocol import CHANNELS
 
 STATS_FILE = "md.stats.json"
@@ -130,18 +131,6 @@ def stats_bytes(stats: PublishStats, **extra: Any) -> bytes:
     """The stats file's content now (msgspec: a few µs for the sidecar's loop)."""
     doc = {"pid": os.getpid(), "time": time.time(), **extra, **stats.doc()}
     return msgspec.json.encode(doc)
-
-
-def replace_file(path: str, data: bytes) -> None:
-    """Write ``data`` beside ``path`` and rename it over ``path``: a scrape never reads
-    half a file."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def write_stats(instance_dir: Path, stats: PublishStats, **extra: Any) -> None:

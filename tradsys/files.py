@@ -1,0 +1,42 @@
+"""Whole-file replacement: a reader (a scrape, `tradsys status`, the next start) sees the
+old file or the new one, never half of one.
+
+With ``durable`` the new content is also on disk before the call returns, file and
+directory entry both: after a power loss the file holds the old content or the new, not
+an empty file nor the old content after a start that already acted on the new (the
+gateway's epoch, a snapshot kept for instruments added).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def replace_file(
+    path: str | Path, data: bytes, *, durable: bool = False, mode: int = 0o644
+) -> None:
+    """Write ``data`` to ``<path>.tmp`` and rename it over ``path``."""
+    target = os.fspath(path)
+    tmp = target + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:  # a write may take less than all of it (a signal, a big file)
+            view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    if durable:
+        sync_directory(os.path.dirname(os.path.abspath(target)))
+
+
+def sync_directory(directory: str | Path) -> None:
+    """fsync a directory: a rename or a new name in it is on disk once this returns."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
