@@ -3,8 +3,12 @@
  * living in a caller-provided block of (usually shared) memory.
  *
  * The ring knows nothing of orders: a slot is `slot_size` opaque bytes. The block
- * starts with a header (identity, then producer, consumer and wait state each on its own
- * cache-line pair) followed by `capacity` slots, capacity a power of two.
+ * starts with a header -- identity (bytes 0-127), then the producer's index and cache
+ * (128-255) and the consumer's (256-319) each on a cache-line pair of their own, then
+ * the wait state: the data side (the consumer's futex word and parked flag, 320-383, on
+ * the consumer's pair, in a 64-byte line of its own) and the space side (384-447) --
+ * followed by `capacity` slots, capacity a power of two. A producer reads the consumer's
+ * parked flag on every push: a line the consumer writes only when it parks.
  *
  * Correctness contract: a record becomes visible to the consumer only after all its
  * bytes are written (release store of the head index after the copy), and a slot is
