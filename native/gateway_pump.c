@@ -54,6 +54,7 @@
  */
 #define _GNU_SOURCE
 #include "gateway_internal.h"
+#include "mono_clock.h"
 #include "latency_hist_record.h"
 
 #include <errno.h>
@@ -88,12 +89,6 @@ static inline void cpu_relax(void) {
 }
 
 #define IDLE_TICK_NS 100000000LL
-
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static int64_t real_ns(void) {
     struct timespec ts;
@@ -404,7 +399,7 @@ void gw_take_leaving(ts_gateway *gw, uint32_t slot, const ts_command *more, uint
     gw_session *s = &gw->sessions[slot];
     /* checked at the time of the last pass, as the session's last commands would have
      * been (throttles, stage latency); before any pass, now */
-    if (!gw->clock_ns) gw->clock_ns = mono_ns();
+    if (!gw->clock_ns) gw->clock_ns = ts_mono_ns();
     gw->leaving = out;
     ts_ring_info info;
     ts_ring_read_info(s->in, &info);
@@ -497,7 +492,7 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
             if (answers_amend) e->flags &= ~TS_EVF_DONE;
             gw->st.events_routed++;
             if (gw->lat_ack && o->in_ns) { /* stage latency: the order's first event */
-                if (!now) now = mono_ns();
+                if (!now) now = ts_mono_ns();
                 ts_lat_record_inline(gw->lat_ack, now - o->in_ns, 1);
                 o->in_ns = 0;
             }
@@ -612,7 +607,7 @@ uint64_t ts_gateway_poll_at(ts_gateway *gw, uint32_t max_batch, int64_t now_ns) 
 }
 
 uint64_t ts_gateway_poll(ts_gateway *gw, uint32_t max_batch) {
-    return ts_gateway_poll_at(gw, max_batch, mono_ns());
+    return ts_gateway_poll_at(gw, max_batch, ts_mono_ns());
 }
 
 /* ---- waiting ----------------------------------------------------------------------------- */
@@ -688,7 +683,7 @@ static void park(ts_gateway *gw, const int32_t *stop) {
         if (how == SLEEP) {
             /* absolute timeout: a safety net only when idle (every producer and control
              * call wakes us), the room check while output is pending */
-            int64_t until = mono_ns() + max_ns;
+            int64_t until = ts_mono_ns() + max_ns;
             struct timespec deadline = {.tv_sec = until / 1000000000LL,
                                         .tv_nsec = until % 1000000000LL};
             long rc = syscall(SYS_futex_waitv, wv, n, 0, &deadline, CLOCK_MONOTONIC);
@@ -712,16 +707,16 @@ void ts_gateway_run(ts_gateway *gw, const int32_t *stop) {
     const ts_wait_strategy *w = &gw->cfg.wait;
     const int64_t yield_every = (int64_t)gw->cfg.yield_every_us * 1000;
     uint64_t idle = 0;
-    int64_t last_yield = mono_ns();
+    int64_t last_yield = ts_mono_ns();
     pthread_mutex_lock(&gw->lock);
     while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
-        const int64_t now = mono_ns();
+        const int64_t now = ts_mono_ns();
         if (yield_every && now - last_yield >= yield_every) {
             pthread_mutex_unlock(&gw->lock);
             sched_yield();
             pthread_mutex_lock(&gw->lock);
             gw->st.handoff_yields++;
-            last_yield = mono_ns();
+            last_yield = ts_mono_ns();
         }
         uint64_t work = pass(gw, gw->cfg.max_batch, now);
         if (atomic_load_explicit(&gw->waiting, memory_order_relaxed)) {
@@ -745,11 +740,11 @@ void ts_gateway_run(ts_gateway *gw, const int32_t *stop) {
             pthread_mutex_unlock(&gw->lock);
             sched_yield();
             pthread_mutex_lock(&gw->lock);
-            last_yield = mono_ns();
+            last_yield = ts_mono_ns();
             continue;
         }
         park(gw, stop);
-        last_yield = mono_ns();
+        last_yield = ts_mono_ns();
     }
     pthread_mutex_unlock(&gw->lock);
 }

@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE
 #include "jitter.h"
+#include "mono_clock.h"
 
 #include <string.h>
 #include <time.h>
@@ -12,12 +13,6 @@ static const int64_t CLASS_NS[TS_JITTER_CLASSES] = {5000,  10000,  20000,
 
 int64_t ts_jitter_class_ns(int32_t i) {
     return i >= 0 && i < TS_JITTER_CLASSES ? CLASS_NS[i] : -1;
-}
-
-static inline int64_t mono_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
 void ts_jitter_account(ts_jitter *j, int64_t step_ns) {
@@ -31,10 +26,10 @@ void ts_jitter_account(ts_jitter *j, int64_t step_ns) {
 
 void ts_jitter_probe(int64_t run_ns, ts_jitter *j) {
     memset(j, 0, sizeof *j);
-    const int64_t start = mono_ns();
+    const int64_t start = ts_mono_ns();
     int64_t prev = start;
     for (;;) {
-        const int64_t now = mono_ns();
+        const int64_t now = ts_mono_ns();
         ts_jitter_account(j, now - prev);
         prev = now;
         if (now - start >= run_ns) break;

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "journal_internal.h"
+#include "mono_clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -220,7 +221,7 @@ static int do_sync(ts_journal *j, ts_journal_error *err) {
         return ts_jn_fail(err, TS_JOURNAL_ERR_IO, errno, j->path, j->seg_bytes,
                     "fdatasync of %s failed: %s", j->path, strerror(errno));
     j->synced_seq = j->written_seq;
-    j->last_sync_ns = ts_jn_mono_ns();
+    j->last_sync_ns = ts_mono_ns();
     return TS_JOURNAL_OK;
 }
 

@@ -46,12 +46,6 @@ void ts_jn_clear_error(ts_journal_error *err) {
     err->message[0] = 0;
 }
 
-int64_t ts_jn_mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 int64_t ts_jn_real_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -28,7 +28,6 @@ int ts_jn_fail(ts_journal_error *err, int status, int sys_errno, const char *pat
                uint64_t offset, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 void ts_jn_clear_error(ts_journal_error *err);
 
-int64_t ts_jn_mono_ns(void);
 int64_t ts_jn_real_ns(void);
 
 /* dir/journal-SSS-QQQ...Q.tsj; -1 if it does not fit in cap. */

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "ring.h"
+#include "mono_clock.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -70,12 +71,6 @@ static inline void cpu_relax(void) {
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
 #endif
-}
-
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 static int is_pow2(uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }
@@ -288,7 +283,7 @@ static uint64_t wait_until(ts_ring *r, ready_fn ready, _Atomic uint32_t *parked,
                            _Atomic uint32_t *word, const ts_wait_strategy *w, int64_t timeout_ns) {
     uint64_t avail = ready(r);
     if (avail) return avail;
-    const int64_t deadline = timeout_ns < 0 ? INT64_MAX : now_ns() + timeout_ns;
+    const int64_t deadline = timeout_ns < 0 ? INT64_MAX : ts_mono_ns() + timeout_ns;
     uint32_t spins = w->spin_iters ? w->spin_iters : 1;
     uint32_t yields = 0;
     for (uint64_t round = 0;; round++) {
@@ -297,7 +292,7 @@ static uint64_t wait_until(ts_ring *r, ready_fn ready, _Atomic uint32_t *parked,
             if ((avail = ready(r))) return avail;
             cpu_relax();
         }
-        int64_t now = now_ns();
+        int64_t now = ts_mono_ns();
         if (now >= deadline) return ready(r);
         if (w->kind == TS_WAIT_BUSY_SPIN) continue;
         if (w->kind == TS_WAIT_SPIN_YIELD || yields < w->yield_iters) {
@@ -333,13 +328,13 @@ uint64_t ts_ring_wait_writable(ts_ring *r, const ts_wait_strategy *w, int64_t ti
 uint64_t ts_ring_push_all(ts_ring *r, const void *records, uint64_t n,
                           const ts_wait_strategy *w, int64_t timeout_ns) {
     const unsigned char *p = records;
-    const int64_t deadline = timeout_ns < 0 ? INT64_MAX : now_ns() + timeout_ns;
+    const int64_t deadline = timeout_ns < 0 ? INT64_MAX : ts_mono_ns() + timeout_ns;
     uint64_t done = 0;
     while (done < n) {
         uint64_t k = ts_ring_push(r, p + done * r->slot_size, n - done);
         done += k;
         if (done == n) break;
-        int64_t left = timeout_ns < 0 ? -1 : deadline - now_ns();
+        int64_t left = timeout_ns < 0 ? -1 : deadline - ts_mono_ns();
         if (timeout_ns >= 0 && left <= 0) break;
         if (k == 0 && ts_ring_wait_writable(r, w, left) == 0) break;
     }

@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include "snapshot_fork.h"
+#include "mono_clock.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -28,12 +29,6 @@
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
 #define TS_HAVE_UNDERSCORE_FORK 1
 #endif
-
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 int ts_snapfork_supported(void) {
 #ifdef __linux__
@@ -82,10 +77,10 @@ static __attribute__((noreturn)) void child_main(const ts_snapfork_args *a, pid_
     r->started = 1;
     step_aside(a);
 
-    const int64_t t0 = mono_ns();
+    const int64_t t0 = ts_mono_ns();
     if (ts_engine_snapshot(a->e, a->buf, a->size) != a->size)
         fail(r, TS_SNAPFORK_STAGE_MAP, EINVAL); /* cannot be: sized at the fork */
-    r->serialize_ns = mono_ns() - t0;
+    r->serialize_ns = ts_mono_ns() - t0;
     r->payload_bytes = a->size;
     if (a->hold_path) {
         const struct timespec pause = {0, HOLD_POLL_NS};

@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "snapshot_writer.h"
+#include "mono_clock.h"
 
 #include "huge_alloc.h"
 
@@ -62,12 +63,6 @@ struct ts_snapwriter {
     char *hold_path;             /* test hooks (ts_snapwriter_child_hooks) */
     int fail_children;
 };
-
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static int gate_open(const ts_snapwriter *sw, const ts_snapwriter_job *job) {
     if (__atomic_load_n(&sw->hold, __ATOMIC_ACQUIRE)) return 0;
@@ -167,7 +162,7 @@ static void free_payload(ts_snapwriter_job *job) {
 }
 
 static void run_job(ts_snapwriter *sw, ts_snapwriter_job *job, ts_snapwriter_result *res) {
-    const int64_t t0 = mono_ns();
+    const int64_t t0 = ts_mono_ns();
     memset(res, 0, sizeof *res);
     res->seq = job->seq;
     res->tag = job->tag;
@@ -200,7 +195,7 @@ static void run_job(ts_snapwriter *sw, ts_snapwriter_job *job, ts_snapwriter_res
         }
     }
     res->status = rc;
-    res->write_ns = mono_ns() - t0;
+    res->write_ns = ts_mono_ns() - t0;
 }
 
 static void *writer_main(void *arg) {
@@ -362,9 +357,9 @@ int ts_snapwriter_fork(ts_snapwriter *sw, const ts_engine *e, const ts_snapwrite
         sw->fail_children--;
     }
     a->report = sw->report;
-    const int64_t t0 = mono_ns();
+    const int64_t t0 = ts_mono_ns();
     pid_t pid = ts_snapfork_start(a);
-    *fork_ns = mono_ns() - t0;
+    *fork_ns = ts_mono_ns() - t0;
     if (pid < 0) {
         munmap(a->buf, a->size ? a->size : 1);
         return ts_jn_fail(err, TS_JOURNAL_ERR_IO, (int)-pid, sw->dir, 0,

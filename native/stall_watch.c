@@ -3,16 +3,11 @@
  */
 #define _GNU_SOURCE
 #include "stall_watch.h"
+#include "mono_clock.h"
 
 #include <errno.h>
 #include <string.h>
 #include <time.h>
-
-static inline int64_t mono_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
 
 void ts_stall_account(ts_stall_watch *w, ts_stall *out, int32_t cap, int64_t floor_ns,
                       int64_t due_ns, int64_t late_ns) {
@@ -28,17 +23,17 @@ void ts_stall_watch_run(int64_t run_ns, int64_t period_ns, int64_t floor_ns, ts_
                         int32_t cap, ts_stall_watch *w) {
     memset(w, 0, sizeof *w);
     if (period_ns <= 0) period_ns = 1;
-    const int64_t start = mono_ns();
+    const int64_t start = ts_mono_ns();
     int64_t due = start + period_ns;
     while (due - start <= run_ns) {
         struct timespec t = {.tv_sec = due / 1000000000LL, .tv_nsec = due % 1000000000LL};
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) == EINTR) {
         }
-        const int64_t woke = mono_ns();
+        const int64_t woke = ts_mono_ns();
         ts_stall_account(w, out, cap, floor_ns, due, woke - due);
         /* the next deadline after now: a long stall is one stall, not a burst of them */
         due += period_ns;
         if (due <= woke) due += ((woke - due) / period_ns + 1) * period_ns;
     }
-    w->run_ns = mono_ns() - start;
+    w->run_ns = ts_mono_ns() - start;
 }

@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include "worker.h"
+#include "mono_clock.h"
 
 #include "latency_hist_record.h"
 #include "md_refresh.h"
@@ -97,12 +98,6 @@ struct ts_worker {
     int64_t batch_max_ns;      /* the control block's, kept here (no shared-line load) */
     int64_t backlog_since_ns;  /* end of the last batch, if commands were left waiting */
 };
-
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static int worker_fail(ts_worker *w, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -256,7 +251,7 @@ static void push_blocking(ts_worker *w, ts_ring *r, const void *recs, uint64_t n
                                       n - done, &w->cfg.wait, step);
         done += k;
         STORE(*counter, *counter + k);
-        STORE(w->ctl->heartbeat_ns, mono_ns());
+        STORE(w->ctl->heartbeat_ns, ts_mono_ns());
     }
 }
 
@@ -288,7 +283,7 @@ static void reemit_batch(void *ctx, ts_engine *e, uint64_t first_seq, uint64_t n
         }
         w->md_total += n_md;
     }
-    STORE(w->ctl->heartbeat_ns, mono_ns());
+    STORE(w->ctl->heartbeat_ns, ts_mono_ns());
 }
 
 /* A refresh the previous incarnation was pushing when it died: count what reached the
@@ -427,7 +422,7 @@ static int push_ready(ts_worker *w) {
         if (k) {
             count_events(w->ctl, ev + w->evo.pushed, k);
             if (w->lat)
-                ts_lat_record_inline(w->lat_m2e, mono_ns() - w->out_since_ns, k);
+                ts_lat_record_inline(w->lat_m2e, ts_mono_ns() - w->out_since_ns, k);
             w->evo.pushed += k;
             STORE(w->ctl->events_out, w->ctl->events_out + k);
             STORE(w->ctl->last_exec_id, ev[w->evo.pushed - 1].exec_id);
@@ -499,7 +494,7 @@ static int push_md_refresh(ts_worker *w, uint32_t req) {
  * once per command. The gateway's hand-off stamp is a sample for the batch holding the
  * last command of the gateway's latest push. */
 static void note_batch_latency(ts_worker *w, uint64_t first_index, uint64_t n, int64_t t_in) {
-    int64_t t_matched = mono_ns();
+    int64_t t_matched = ts_mono_ns();
     ts_lat_record_inline(w->lat_s2m, t_matched - t_in, n);
     uint64_t index_end;
     int64_t stamp;
@@ -608,7 +603,7 @@ static int settle_snapshot(ts_worker *w, const ts_snapwriter_result *res) {
 /* Serialize the engine at this batch boundary (seq N: everything before it matched,
  * nothing of the next batch) and hand the bytes to the writer. The rest happens there. */
 static int hand_off_snapshot(ts_worker *w, uint32_t req) {
-    const int64_t t0 = mono_ns();
+    const int64_t t0 = ts_mono_ns();
     ts_snapwriter_job job = {.seq = w->seq, .md_count = w->md_total, .tag = req,
                              .pushed_seq = &w->pushed_seq};
     if (w->durability != TS_DURABILITY_NONE) job.durable_seq = &w->ctl->synced_seq;
@@ -622,7 +617,7 @@ static int hand_off_snapshot(ts_worker *w, uint32_t req) {
             w->child_running = 1;
             w->child_minflt = minflt;
             STORE(w->ctl->snapshot_fork_ns, (uint64_t)fork_ns);
-            STORE(w->ctl->snapshot_serialize_ns, (uint64_t)(mono_ns() - t0));
+            STORE(w->ctl->snapshot_serialize_ns, (uint64_t)(ts_mono_ns() - t0));
             w->snapshot_req_seen = req;
             w->since_snapshot = 0;
             w->snapshot_deferred = 0;
@@ -637,7 +632,7 @@ static int hand_off_snapshot(ts_worker *w, uint32_t req) {
         free(job.payload);
         return worker_fail(w, TS_WORKER_ERR_STATE, "the snapshot writer was busy at hand-off");
     }
-    STORE(w->ctl->snapshot_serialize_ns, (uint64_t)(mono_ns() - t0));
+    STORE(w->ctl->snapshot_serialize_ns, (uint64_t)(ts_mono_ns() - t0));
     w->snapshot_req_seen = req;
     w->since_snapshot = 0;
     w->snapshot_deferred = 0;
@@ -647,7 +642,7 @@ static int hand_off_snapshot(ts_worker *w, uint32_t req) {
 int ts_worker_run(ts_worker *w, int64_t max_ns) {
     if (!w->j) return worker_fail(w, TS_WORKER_ERR_STATE, "ts_worker_run before a journal was set");
     ts_worker_control *ctl = w->ctl;
-    int64_t start = mono_ns(), now = start;
+    int64_t start = ts_mono_ns(), now = start;
     const int64_t deadline = start + (max_ns > 0 ? max_ns : 0);
     int64_t waited = 0;
     int status = TS_WORKER_SLICE_END;
@@ -661,11 +656,11 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
                 STORE(ctl->out_waits, ctl->out_waits + 1);
                 int64_t t = now;
                 ts_ring_wait_writable(full, &w->cfg.wait, deadline - now);
-                now = mono_ns();
+                now = ts_mono_ns();
                 waited += now - t;
                 continue;
             }
-            now = mono_ns(); /* after a push of held output: the next shard-in stamp */
+            now = ts_mono_ns(); /* after a push of held output: the next shard-in stamp */
         }
         /* 2. a group commit that has come due releases the output it covers */
         if (w->durability == TS_DURABILITY_GROUP) {
@@ -677,7 +672,7 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
             if (rc > 0) {
                 STORE(ctl->synced_seq, ts_journal_synced_seq(w->j));
                 mark_all_ready(w);
-                now = mono_ns(); /* an fdatasync took time: the next batch's shard-in stamp */
+                now = ts_mono_ns(); /* an fdatasync took time: the next batch's shard-in stamp */
                 continue;
             }
         }
@@ -711,7 +706,7 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
                         status = rc;
                         break;
                     }
-                    now = mono_ns(); /* serializing took time: the stall gauge counts it */
+                    now = ts_mono_ns(); /* serializing took time: the stall gauge counts it */
                 } else if (!w->snapshot_deferred) {
                     /* the previous one is still being written: this one waits */
                     w->snapshot_deferred = 1;
@@ -742,7 +737,7 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
                     status = rc;
                     break;
                 }
-                now = mono_ns();
+                now = ts_mono_ns();
                 if (!drained && !snapshot_due) continue;
             }
             if (image_due && !drained && !snapshot_due) {
@@ -767,10 +762,10 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
                 STORE(ctl->idle_waits, ctl->idle_waits + 1);
                 int64_t t = now;
                 ts_ring_wait_readable(w->in, &w->cfg.wait, until - now);
-                now = mono_ns();
+                now = ts_mono_ns();
                 waited += now - t;
             } else {
-                now = mono_ns();
+                now = ts_mono_ns();
             }
             continue;
         }
@@ -784,7 +779,7 @@ int ts_worker_run(ts_worker *w, int64_t max_ns) {
         }
         push_ready(w);
         const int64_t batch_start = now;
-        now = mono_ns();
+        now = ts_mono_ns();
         if (now - batch_start > w->batch_max_ns) {
             w->batch_max_ns = now - batch_start;
             STORE(ctl->batch_max_ns, w->batch_max_ns);

@@ -12,9 +12,9 @@ from pathlib import Path
 from tradsys import __version__, cli_admin, cli_latency, cli_md, cli_order, cli_tune
 from tradsys.cli_args import positive_seconds, whole
 from tradsys.config import Config, ConfigError, load_config
+from tradsys.exit_codes import EXIT_INTERNAL, EXIT_OK, EXIT_USER_ERROR
 from tradsys.ring import find_stale, instance_segments, reclaim_stale
 
-EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL = 0, 1, 2
 PERF_DIR = Path(__file__).resolve().parent.parent / "perf"
 
 

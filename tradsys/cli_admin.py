@@ -23,7 +23,7 @@ import argparse
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_USER_ERROR = 0, 1
+from tradsys.exit_codes import EXIT_OK, EXIT_USER_ERROR
 
 
 def register(subparsers: Any) -> None:

@@ -15,8 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from tradsys.cli_args import seconds
-
-EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL = 0, 1, 2
+from tradsys.exit_codes import EXIT_INTERNAL, EXIT_OK, EXIT_USER_ERROR
 
 STAGE_HELP = """stages (CLOCK_MONOTONIC, every process):
   gateway  order_to_ack      the gateway pass that took an order -> its first event routed back

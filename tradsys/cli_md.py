@@ -17,10 +17,10 @@ from typing import Any
 
 from tradsys.cli_args import positive_seconds, positive_whole, whole
 from tradsys.client.md_feed import BboChange, FeedError, FeedState, Gap, LocalBook, MdEvent, Trades
+from tradsys.exit_codes import EXIT_OK, EXIT_USER_ERROR
 from tradsys.matching.api import Phase
 from tradsys.wire import Side
 
-EXIT_OK, EXIT_USER_ERROR = 0, 1
 CLEAR = "\x1b[H\x1b[2J"
 SIDE = {Side.BUY: "buy", Side.SELL: "sell"}
 PHASE = {Phase.CONTINUOUS: "open", Phase.HALTED: "HALTED", Phase.AUCTION: "AUCTION CALL"}

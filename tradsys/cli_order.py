@@ -32,9 +32,9 @@ from tradsys.client.events import Ack, Cancelled, Event, Fill, Reject, Replaced
 from tradsys.client.orders import Disconnected, LoginFailed, OrderClient, OrderRejected
 from tradsys.config import Config, ConfigError, load_config
 from tradsys.cores.sidecar import read_announcement
+from tradsys.exit_codes import EXIT_INTERNAL, EXIT_OK, EXIT_USER_ERROR
 from tradsys.protocols.binary import LoginRejectReason
 
-EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL = 0, 1, 2
 # a command waits this long for its own first answer, whatever --wait says: the answer
 # decides its exit code
 ANSWER_S = 5.0

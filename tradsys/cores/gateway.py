@@ -43,6 +43,8 @@ from tradsys.cores.sidecar import (
     withdraw,
     write_effective_config,
 )
+from tradsys.exit_codes import EXIT_INTERNAL as EXIT_FAILURE
+from tradsys.exit_codes import EXIT_OK, EXIT_USER_ERROR
 from tradsys.files import replace_file
 from tradsys.gateway import GatewayCore, GatewayError, next_epoch
 from tradsys.gateway.recovery import recover
@@ -56,7 +58,7 @@ TCP_ENDPOINT_KEY = "tcp_endpoint"  # in the announcement: the TCP listener as an
 # Once a second: the stats write runs on the event loop's thread, which shares a CPU with
 # the pump when [gateway] core is unset (and with colocated clients on a small host).
 STATS_INTERVAL_S = 1.0
-EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
+
 EPOCH_FILE = "gateway.epoch"
 STATS_FILE = "gateway.stats.json"
 MAX_ACCOUNTS_IN_STATS = 64  # beyond that the stats file would grow too big to rewrite often

@@ -65,7 +65,8 @@ __all__ = [
     "run_md",
 ]
 
-EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
+from tradsys.exit_codes import EXIT_INTERNAL as EXIT_FAILURE
+from tradsys.exit_codes import EXIT_OK, EXIT_USER_ERROR
 
 log = logging.getLogger("tradsys.md")
 

@@ -47,6 +47,8 @@ from tradsys.cores.memory_lock import lock_memory
 from tradsys.cores.order_image import write_image
 from tradsys.cores.parent_watch import STOP_SIGNALS, stop_with_supervisor
 from tradsys.cores.sched_slice import set_thread_slice
+from tradsys.exit_codes import EXIT_INTERNAL as EXIT_FAILURE
+from tradsys.exit_codes import EXIT_OK, EXIT_USER_ERROR
 from tradsys.journal.errors import JournalCorruptError, JournalError, error_from_c
 from tradsys.journal.recovery import has_symbol, replay_result, start_state, truncate_torn_tail
 from tradsys.journal.snapshots import BackgroundPruner, SnapshotStore, engine_pointer
@@ -57,8 +59,6 @@ from tradsys.ring import Ring, Role, WaitStrategy
 from tradsys.ring.errors import RingError
 from tradsys.ring.segment import process_start_us
 from tradsys.wire import LAYOUT_VERSION, RECORD_SIZE
-
-EXIT_OK, EXIT_USER_ERROR, EXIT_FAILURE = 0, 1, 2
 
 _SNAPSHOT_MODES: dict[str, int] = {"inline": 0, "background": 1, "fork": 2}
 HOLD_CHILD_ENV = "TRADSYS_TEST_SNAPSHOT_CHILD_HOLD"
