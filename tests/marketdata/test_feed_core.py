@@ -234,3 +234,16 @@ def test_a_book_waiting_for_its_snapshot_keeps_a_bounded_buffer(
         core.on_message(topic("l2", "ACME"), l2((seq, 1, 100, seq, 1)))
     events = core.on_reply(snapshot(req.id, 5, [(100, 5, 1)]))
     assert Gap("ACME", Channel.L2, 6, 8) in events and len(core.outbox) == 1
+
+
+def test_a_symbol_removed_forgets_its_request_and_drops_what_still_arrives() -> None:
+    core = FeedCore(["ACME"])
+    asked = core.outbox.pop()
+    core.add_symbol("ZETA")
+    core.add_symbol("ZETA")  # already followed: nothing more
+    assert [r.symbol for r in core.outbox] == ["ZETA"]
+    core.remove_symbol("ACME")
+    assert sorted(core.books) == ["ZETA"] and core.symbols == ["ZETA"]
+    assert core.on_reply(snapshot(asked.id, 3, [])) == [], "its reply is ignored"
+    assert core.on_message(topic("trade", "ACME"), trade_payload(1)) == []
+    core.remove_symbol("ACME")  # not followed: nothing

@@ -114,6 +114,30 @@ def test_a_stalled_and_a_lossy_subscriber_do_not_slow_the_engine(
             stalled.close()
 
 
+def test_symbols_subscribed_and_unsubscribed_on_a_running_client(rig: MdRig) -> None:
+    """Subscriptions change while the client runs: a symbol added mid-stream gets its
+    book from a snapshot and then follows the feed to the engine's book; one removed
+    stops: its book goes, and its messages still in flight are dropped (before, a topic
+    added by hand made the client raise KeyError on its first message)."""
+    events: list[MdEvent] = []
+    client = rig.client(["ACME"], on_event=events.append)
+    rig.wait_converged(client)
+    first, second = streams(3000, 21, rig), streams(3000, 22, rig)
+    for shard, cmds in first.items():
+        rig.send(shard, cmds, pump=lambda: client.poll(0))
+    client.subscribe(["ACMEX", "BRKR"])
+    client.unsubscribe(["ACME"])
+    cut = len(events)
+    assert sorted(client.books) == ["ACMEX", "BRKR"]
+    for shard, cmds in second.items():
+        rig.send(shard, cmds, pump=lambda: client.poll(0))
+    rig.wait_converged(client)  # every followed book is the engine's
+    assert client.books["ACMEX"].l2_seq > 0 and client.books["BRKR"].l2_seq > 0
+    assert not [e for e in events if isinstance(e, Gap)]
+    assert not [e for e in events[cut:] if getattr(e, "symbol", "") == "ACME"]
+    assert [e for e in events[:cut] if getattr(e, "symbol", "") == "ACME"], "it was followed"
+
+
 def test_snapshot_requests_malformed_unknown_and_valid(rig: MdRig) -> None:
     ctx = zmq.Context.instance()
     dealer = ctx.socket(zmq.DEALER)

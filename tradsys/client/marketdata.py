@@ -103,6 +103,24 @@ class _ClientBase:
     def books(self) -> dict[str, LocalBook]:
         return self.core.books
 
+    def subscribe(self, symbols: Iterable[str]) -> None:
+        """Follow more symbols, on the channels given at the start: their topics first,
+        then their books are asked of the snapshot service (at the next poll)."""
+        for symbol in symbols:
+            if symbol not in self.core.books:
+                for ch in self.channels:
+                    self.sub.setsockopt(zmq.SUBSCRIBE, topic(ch, symbol))
+                self.core.add_symbol(symbol)
+
+    def unsubscribe(self, symbols: Iterable[str]) -> None:
+        """Stop following symbols: their topics and books go; messages of theirs still
+        in flight are dropped."""
+        for symbol in symbols:
+            if symbol in self.core.books:
+                for ch in self.channels:
+                    self.sub.setsockopt(zmq.UNSUBSCRIBE, topic(ch, symbol))
+                self.core.remove_symbol(symbol)
+
     def _requests(self) -> list[bytes]:
         out = [msgspec.msgpack.encode(r) for r in self.core.outbox]
         self.core.outbox.clear()

@@ -240,22 +240,48 @@ class FeedCore:
     last_heartbeat: Heartbeat | None = None
 
     def __post_init__(self) -> None:
-        self.books = {s: LocalBook(s) for s in self.symbols}
-        self._trade_seq = dict.fromkeys(self.symbols, 0)
+        self.books = {}
+        self._trade_seq: dict[str, int] = {}
         # the last trade (BBO) a snapshot said was published: where gaps are counted from
         # until one comes -- never a reason to drop one (those published before the
         # snapshot was taken may still be waiting on the feed socket); None: no snapshot,
         # so where this subscriber's feed began is not known
-        self._trade_floor: dict[str, int | None] = dict.fromkeys(self.symbols)
-        self._bbo_floor: dict[str, int | None] = dict.fromkeys(self.symbols)
-        self._bbo_seq = dict.fromkeys(self.symbols, 0)
+        self._trade_floor: dict[str, int | None] = {}
+        self._bbo_floor: dict[str, int | None] = {}
+        self._bbo_seq: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._by_id: dict[int, str] = {}
         self._last_message = time.monotonic()
         self._topics: dict[bytes, tuple[Channel, str]] = {}
+        symbols, self.symbols = self.symbols, []
+        for symbol in symbols:
+            self.add_symbol(symbol)
+
+    def add_symbol(self, symbol: str) -> None:
+        """Follow one more symbol (subscribe its topics first): a new book, asked of the
+        snapshot service when L2 or status is followed. Nothing if it is followed."""
+        if symbol in self.books:
+            return
+        self.symbols.append(symbol)
+        book = self.books[symbol] = LocalBook(symbol)
+        self._trade_seq[symbol] = self._bbo_seq[symbol] = 0
+        self._trade_floor[symbol] = self._bbo_floor[symbol] = None
         if Channel.L2 in self.channels or Channel.STATUS in self.channels:
-            for book in self.books.values():  # the book, and the status as it stands
-                self._resync(book)
+            self._resync(book)  # the book, and the status as it stands
+
+    def remove_symbol(self, symbol: str) -> None:
+        """Stop following a symbol: its book goes, a snapshot asked for it is forgotten,
+        and what still arrives for it (an unsubscription takes effect at the publisher,
+        later) is dropped. Nothing if it is not followed."""
+        book = self.books.pop(symbol, None)
+        if book is None:
+            return
+        self.symbols.remove(symbol)
+        if book._request_id is not None:
+            self._by_id.pop(book._request_id, None)
+        self.outbox = [r for r in self.outbox if r.symbol != symbol]
+        for seqs in (self._trade_seq, self._bbo_seq, self._trade_floor, self._bbo_floor):
+            del seqs[symbol]
 
     # ---- input -----------------------------------------------------------------------------
 
@@ -273,6 +299,8 @@ class FeedCore:
         if parsed is None:  # one parse per topic: the set is the subscribed symbols'
             parsed = self._topics[topic] = parse_topic(topic)
         channel, symbol = parsed
+        if symbol not in self.books:  # removed, and its messages still in flight
+            return events
         recs = records(payload)
         if channel == Channel.L2:
             events += self._on_l2(self.books[symbol], recs)
