@@ -14,7 +14,8 @@ import platform
 import statistics
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tradsys.cores.cpu_latency import (
@@ -64,6 +65,26 @@ def document(bench: str, quick: bool, results: list[dict[str, Any]]) -> dict[str
         "python": platform.python_version(),
         "results": results,
     }
+
+
+EXIT_FAILED = 2  # CONVENTIONS: an internal failure
+EXIT_INTERRUPTED = 130  # the shell's own code for a run stopped by Ctrl-C
+
+
+def run_bench(name: str, main: Callable[[], int]) -> int:
+    """A bench's exit code: its own, or 2 for a failure (one line naming it; with the
+    traceback when it is not one the bench raised on purpose, a ``BenchError``) and 130
+    for Ctrl-C (a line, not a traceback: the bench's ``finally`` blocks have cleaned up)."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"{name} bench interrupted; what it started is stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if type(exc).__name__ != "BenchError":
+            traceback.print_exc()
+        print(f"{name} bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def emit_json(bench: str, quick: bool, results: list[dict[str, Any]]) -> None:
