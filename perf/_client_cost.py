@@ -16,7 +16,8 @@ from collections.abc import Callable
 import _e2e_rig as rig
 import numpy as np
 
-from tradsys.client.orders import OrderClient, order_record
+from tradsys.client.commands import order_record
+from tradsys.client.orders import OrderClient
 
 
 def _drain(client: OrderClient, events: int) -> None:

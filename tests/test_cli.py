@@ -147,7 +147,7 @@ def test_a_market_order_defaults_to_ioc_and_help_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tradsys.cli_order import _send_verb
-    from tradsys.client.orders import order_record
+    from tradsys.client.commands import order_record
     from tradsys.config import load_config
 
     class Recorder:

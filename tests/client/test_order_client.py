@@ -13,6 +13,7 @@ import pytest
 
 from tests.client.edge_rig import KEYS, EdgeRig, edge_config, running_edge
 from tradsys import wire
+from tradsys.client.commands import order_bytes
 from tradsys.client.events import Ack, Cancelled, Fill, Reject, Replaced
 from tradsys.client.orders import (
     AsyncOrderClient,
@@ -20,7 +21,6 @@ from tradsys.client.orders import (
     LoginFailed,
     OrderClient,
     OrderRejected,
-    order_bytes,
 )
 from tradsys.client.transport import ColocatedTransport
 from tradsys.protocols.binary import EndReason
@@ -198,7 +198,7 @@ def test_an_idle_tcp_client_is_kept_alive_by_its_heartbeats(edge: EdgeRig) -> No
 def test_two_clients_of_one_account_number_their_orders_apart(edge: EdgeRig) -> None:
     """Orders belong to the account, so its clients' ids must not meet: each client counts
     from its own start time (ms << 20), and two of them trade side by side."""
-    from tradsys.client.orders import first_client_id
+    from tradsys.client.commands import first_client_id
 
     assert first_client_id(1_000_000) == 1 << 20 and first_client_id(2_000_000) == 2 << 20
     with OrderClient.connect(edge.unix, account_id=1, api_key=KEYS[1]) as first:

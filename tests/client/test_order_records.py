@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradsys import wire
-from tradsys.client.orders import order_bytes, order_record
+from tradsys.client.commands import order_bytes, order_record
 from tradsys.wire import OrderType, TimeInForce
 
 

@@ -21,7 +21,8 @@ import pytest
 from tests.client.edge_rig import KEYS, EdgeRig, edge_config, running_edge
 from tests.client.raw import RawPeer
 from tradsys import wire
-from tradsys.client.orders import OrderClient, order_record
+from tradsys.client.commands import order_record
+from tradsys.client.orders import OrderClient
 from tradsys.config import ConfigError
 from tradsys.protocols.binary import (
     EndReason,

@@ -35,8 +35,8 @@ from tests.gateway.test_unread_sessions import (
     unread_config,
 )
 from tradsys import wire
+from tradsys.client.commands import order_record
 from tradsys.client.events import Ack, Event, Reject
-from tradsys.client.orders import order_record
 from tradsys.cores.gateway import read_stats
 from tradsys.cores.supervisor import Supervisor
 from tradsys.matching.commands import batch

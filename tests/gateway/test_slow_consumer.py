@@ -29,8 +29,9 @@ from tests.gateway.test_unread_sessions import (
     alices_next_session,
     unread_config,
 )
+from tradsys.client.commands import order_record
 from tradsys.client.events import Fill
-from tradsys.client.orders import OrderClient, order_record
+from tradsys.client.orders import OrderClient
 from tradsys.cores.gateway import read_stats
 from tradsys.cores.supervisor import Supervisor
 from tradsys.wire import COMMAND_DTYPE, EventFlag

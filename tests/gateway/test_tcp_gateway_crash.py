@@ -43,8 +43,9 @@ from tests.gateway.test_unread_sessions import (
     unread_config,
 )
 from tradsys import wire
+from tradsys.client.commands import order_record
 from tradsys.client.events import Ack, Fill
-from tradsys.client.orders import OrderClient, order_record
+from tradsys.client.orders import OrderClient
 from tradsys.cores.gateway import read_stats
 from tradsys.cores.gateway_tcp import TcpEdge, TcpSession
 from tradsys.cores.supervisor import Supervisor

@@ -14,8 +14,9 @@ import pytest
 
 from tests.client.edge_rig import KEYS
 from tests.gateway.test_unread_sessions import ACME, _address, _tcp_address, unread_config
+from tradsys.client.commands import order_bytes
 from tradsys.client.events import Ack, Disconnected
-from tradsys.client.orders import OrderClient, order_bytes
+from tradsys.client.orders import OrderClient
 from tradsys.client.transport import ColocatedTransport, TcpTransport
 from tradsys.cores.supervisor import Supervisor
 

@@ -20,8 +20,9 @@ import pytest
 
 from tests.accounts_toml import account_tables
 from tests.client.edge_rig import KEYS
+from tradsys.client.commands import order_record
 from tradsys.client.events import Ack, Cancelled, Event, Fill
-from tradsys.client.orders import OrderClient, order_record
+from tradsys.client.orders import OrderClient
 from tradsys.config import Config, parse_config
 from tradsys.cores.gateway import read_stats
 from tradsys.cores.sidecar import read_announcement
@@ -40,7 +41,8 @@ ASKS = ((1, 101), (2, 102), (3, 103))  # alice's resting asks of 10: (client id,
 ALICE = """
 import sys
 from tradsys.client.events import Ack
-from tradsys.client.orders import OrderClient, order_record
+from tradsys.client.commands import order_record
+from tradsys.client.orders import OrderClient
 c = OrderClient.connect(sys.argv[1], account_id=1, api_key=sys.argv[2])
 for oid, px in {asks}:
     ev = c.wait_for(c.submit({symbol}, "sell", 10, px, order_id=oid))
@@ -260,7 +262,7 @@ import socket, sys
 import numpy as np
 from tests.client.raw import RawPeer
 from tradsys import wire
-from tradsys.client.orders import order_record
+from tradsys.client.commands import order_record
 from tradsys.protocols.binary import MessageType, encode_records
 host, port = sys.argv[1].rsplit(":", 1)
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
