@@ -65,8 +65,10 @@ from tradsys.wire import COMMAND_DTYPE, LAYOUT_VERSION, RECORD_SIZE
 
 BENCH = "ring"
 PEER = "multiprocessing.Queue"
-# A batched transport is held against the peer carrying the same 4096-record arrays, not
-# against the peer's one record per put: that ratio would credit batching to the ring.
+# ring.batched.throughput's peer is the Queue as it is used one record per put (the
+# target's, as CONVENTIONS' example); that ratio credits batching to the ring, so beside
+# it ring.batched.throughput.same_batching holds the ring against a Queue carrying the
+# same 4096-record arrays, and the README gives both.
 BATCHED_PEER = "multiprocessing.Queue, 4096-record arrays"
 BATCH = 4096
 CAPACITY = 65536
@@ -753,6 +755,14 @@ def report(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
             "records/s",
             tp["ring.batched"],
             higher_is_better=True,
+            peer=PEER,
+            peer_value=peer_tp,
+        ),
+        common.result(
+            "ring.batched.throughput.same_batching",
+            "records/s",
+            tp["ring.batched"],
+            higher_is_better=True,
             peer=BATCHED_PEER,
             peer_value=batched_peer_tp,
         ),
@@ -804,10 +814,9 @@ def report(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
                 f"{common.fmt_rate(min(samples))}-{common.fmt_rate(max(samples))}",
                 best_rt[rkey][1] if rkey else "",
                 *(common.fmt_us(x) for x in p),
-                # batched against batched, per record against per record
-                common.fmt_ratio(
-                    tp[key] / (batched_peer_tp if key.endswith("batched") else peer_tp)
-                ),
+                common.fmt_ratio(tp[key] / peer_tp),
+                # a batched transport against the Queue carrying the same arrays
+                common.fmt_ratio(tp[key] / batched_peer_tp) if key.endswith("batched") else "",
                 common.fmt_ratio(peer_p50 / p[0]) if p[0] else "-",
             ]
         )
@@ -822,6 +831,7 @@ def report(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
                     best_rt["ring.wait"][1],
                     *(common.fmt_us(x) for x in w),
                     "",
+                    "",
                     common.fmt_ratio(peer_p50 / w[0]),
                 ]
             )
@@ -835,7 +845,8 @@ def report(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
             "rtt p50 us",
             "p99 us",
             "p99.9 us",
-            "tput vs mp.Queue (same batching)",
+            "tput vs mp.Queue",
+            "vs the same batches",
             "p50 vs mp.Queue",
         ],
         rows,
