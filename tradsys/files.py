@@ -9,6 +9,7 @@ gateway's epoch, a snapshot kept for instruments added).
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -40,3 +41,18 @@ def sync_directory(directory: str | Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def reserve(fd: int, size: int, what: str, hint: str) -> None:
+    """Allocate a mapped file's blocks now. Setting a size reserves nothing, and a page
+    the disk (or tmpfs) has no room for is a SIGBUS at its first write, mid-order, in
+    whichever process makes it; here it is an OSError naming ``what``, with ``hint``.
+    A filesystem without fallocate is left as it is."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            return
+        raise OSError(
+            exc.errno, f"cannot reserve {size} bytes for {what}: {exc.strerror} ({hint})"
+        ) from None

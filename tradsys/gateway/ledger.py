@@ -15,7 +15,6 @@ the supervisor creates anew for each run, and a ledger of another run starts emp
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import mmap
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tradsys._native import ffi
+from tradsys.files import reserve
 
 LEDGER_FILE = "gateway.ledger"
 HELD_FILE = "gateway.held"
@@ -54,7 +54,7 @@ class LedgerFile:
         try:
             if os.fstat(fd).st_size != size:
                 os.ftruncate(fd, size)
-            _reserve(fd, path, size)
+            reserve(fd, size, str(path), "is its disk full?")
             self._map: mmap.mmap | None = mmap.mmap(fd, size, mmap.MAP_SHARED)
         finally:
             os.close(fd)
@@ -75,20 +75,6 @@ class LedgerFile:
             ffi.release(self._buf)
             self._map.close()
             self._map = None
-
-
-def _reserve(fd: int, path: Path, size: int) -> None:
-    """The file's blocks, allocated now: a page of a sparse mapping that the disk has no
-    room for is a SIGBUS at the moment the pump first writes it, mid-order. A full disk is
-    told at start instead, naming the file."""
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as exc:
-        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem without it
-            return
-        raise OSError(
-            exc.errno, f"cannot reserve {size} bytes for {path}: {exc.strerror} (is its disk full?)"
-        ) from None
 
 
 def run_id_of(creator_pid: int, creator_start_us: int) -> int:

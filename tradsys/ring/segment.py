@@ -8,7 +8,6 @@ close; everyone else only maps and unmaps. Segments are created owner-only (0600
 from __future__ import annotations
 
 import contextlib
-import errno
 import mmap
 import os
 import re
@@ -20,6 +19,7 @@ from typing import Any, Self
 import posix_ipc
 
 from tradsys._native import ffi
+from tradsys.files import reserve
 from tradsys.ring.errors import RingAttachError, SegmentExistsError
 
 SHM_DIR = Path("/dev/shm")
@@ -104,22 +104,6 @@ def process_alive(pid: int, start_us: int) -> bool:
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 
-def _reserve(name: str, fd: int, size: int) -> None:
-    """Give the segment its pages now. Setting its size reserves nothing, and MAP_POPULATE
-    does not report pages tmpfs cannot supply: with /dev/shm full (a container's 64 MiB),
-    the first write to such a page is a SIGBUS in whichever process makes it, mid-run."""
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as exc:
-        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a tmpfs without fallocate
-            return
-        raise OSError(
-            exc.errno,
-            f"cannot reserve {size} bytes for shared-memory segment {name}: {exc.strerror} "
-            f"(is {SHM_DIR} full? `df -h {SHM_DIR}`; a container may need --shm-size)",
-        ) from None
-
-
 class Segment:
     """A mapped POSIX shared-memory segment.
 
@@ -156,7 +140,13 @@ class Segment:
             ) from None
         try:
             os.fchmod(shm.fd, 0o600)  # the umask may only narrow it, but be explicit
-            _reserve(name, shm.fd, size)
+            # /dev/shm full (a container's 64 MiB): told here, not as a SIGBUS mid-run
+            reserve(
+                shm.fd,
+                size,
+                f"shared-memory segment {name}",
+                f"is {SHM_DIR} full? `df -h {SHM_DIR}`; a container may need --shm-size",
+            )
             memory = mmap.mmap(shm.fd, size, flags=_MAP_FLAGS)
         except BaseException:
             shm.close_fd()
