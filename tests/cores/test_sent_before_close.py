@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 
 from tests.client.edge_rig import KEYS
+from tests.client.raw import RawPeer
 from tests.cores.test_gateway_e2e import e2e_config_text
-from tradsys.client.events import Ack, Cancelled, Event, Replaced
+from tradsys.client.commands import order_record
+from tradsys.client.events import Ack, Cancelled, Event, Fill, Replaced
 from tradsys.client.orders import OrderClient
 from tradsys.config import parse_config
 from tradsys.cores.sidecar import read_announcement
 from tradsys.cores.supervisor import Supervisor
+from tradsys.protocols.binary import MessageType, encode_empty, encode_records, header
 
 pytestmark = pytest.mark.multiprocess
 
@@ -127,3 +130,44 @@ def test_a_cancel_sent_just_before_the_session_ends_lands(running: Supervisor, h
             lambda evs: any(isinstance(e, Cancelled) and e.order_id == oid for e in evs),
             "the cancel sent just before the session ended",
         )
+
+
+@pytest.mark.parametrize("how", ["logout", "protocol_error"])
+def test_an_ended_session_leaves_the_book_before_its_client_closes(
+    running: Supervisor, how: str
+) -> None:
+    """The gateway takes a session out when it sends END, not when the client closes: a
+    client that read END but keeps its socket open (the close lingers up to three
+    heartbeat intervals) must not keep an order of a cancel_on_disconnect account
+    trading meanwhile. The order was once filled by an IOC sent after the END."""
+    endpoint = _endpoint(running, "tcp")
+    host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
+    peer = RawPeer.tcp(host, int(port))
+    try:
+        peer.login(1, KEYS[1])
+        peer.send(encode_records(MessageType.COMMANDS, 1, order_record(5_000, 1, "buy", 5, 100)))
+        frame = peer.next_frame(ANSWER_S)  # SYMBOLS, then the order's ACCEPTED
+        while frame is not None and frame[0] == MessageType.SYMBOLS:
+            frame = peer.next_frame(ANSWER_S)
+        assert frame is not None and frame[0] == MessageType.EVENTS, frame
+        peer.send(encode_empty(MessageType.LOGOUT) if how == "logout" else header(0x7F, 0))
+        frames = peer.frames_until_closed(ANSWER_S)
+        assert frames and frames[-1][0] == MessageType.END, frames
+        # END read, FIN read, the socket still open: another account's IOC at its price
+        with OrderClient.connect(endpoint, account_id=2, api_key=KEYS[2]) as bob:
+            ioc = bob.submit(1, "sell", 2, 100, tif="ioc")
+            done = _events_until(
+                bob,
+                lambda evs: any(isinstance(e, Cancelled | Fill) and e.order_id == ioc for e in evs),
+                "the IOC's end",
+            )
+        assert not [e for e in done if isinstance(e, Fill)], f"traded after END: {done}"
+    finally:
+        peer.close()
+    with OrderClient.connect(endpoint, account_id=1, api_key=KEYS[1]) as alice:
+        events = _events_until(
+            alice,
+            lambda evs: any(isinstance(e, Cancelled) and e.order_id == 5_000 for e in evs),
+            "the cancel-on-disconnect of the resting order",
+        )
+    assert not [e for e in events if isinstance(e, Fill)], events

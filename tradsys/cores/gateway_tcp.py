@@ -193,33 +193,43 @@ class TcpSession(asyncio.BufferedProtocol):
         self.edge.connections.discard(self)
         if self.login_timer is not None:
             self.login_timer.cancel()
-        if self.efd >= 0:
-            self.loop.remove_reader(self.efd)
-        if self.session is not None:
+        if self.session is not None and not self.session.closed:
             # with an error the transport dropped its buffer: the events of frames it had
             # not written are the client's still (without one, it wrote all before closing)
             # (an acknowledging client: everything it did not acknowledge, however it ended)
             owed = self.owed
             broke = exc is not None or self.aborted
             after = owed.acked if owed.acking else owed.written_seq if broke else None
-            unread = None if after is None else owed.events_after(after)
-            if unread is not None:
-                self.edge.unsent_held += len(unread)
-            # what was sent leaves the ring: the owed part goes back as `unread`, ahead of
-            # what the ring still holds (unsent), so no event is held twice
-            self._release(owed.release_all())
-            # commands read and waiting for room in the inbound ring are the client's sent
-            # orders: the core takes them after the ring's, as a pass would have
-            unsent = np.concatenate(list(self.backlog)) if self.backlog else None
-            self.backlog, self.backlog_records = None, 0
-            self.edge.table.close(self.session, unread, unsent)  # closes the eventfd when safe
-            self.efd = -1
-            log.info(
-                "tcp session %d (account %d, %s) closed",
-                self.session.session_id,
-                self.session.account_id,
-                self.peer,
-            )
+            self._leave(after)
+
+    def _leave(self, after: int | None) -> None:
+        """Take the session out of the core: the events after seq ``after`` that it was
+        sent (None: none) are the client's still and go back, ahead of what the ring
+        holds, to the account's other or next session; then cancel-on-disconnect and the
+        takeover. Done when the connection ends, or at once when the gateway sends END
+        -- a socket lingering for its peer to close must not keep the session's orders
+        trading, nor its events, for up to three heartbeat intervals."""
+        assert self.session is not None
+        if self.efd >= 0:
+            self.loop.remove_reader(self.efd)
+        unread = None if after is None else self.owed.events_after(after)
+        if unread is not None:
+            self.edge.unsent_held += len(unread)
+        # what was sent leaves the ring: the owed part goes back as `unread`, ahead of
+        # what the ring still holds (unsent), so no event is held twice
+        self._release(self.owed.release_all())
+        # commands read and waiting for room in the inbound ring are the client's sent
+        # orders: the core takes them after the ring's, as a pass would have
+        unsent = np.concatenate(list(self.backlog)) if self.backlog else None
+        self.backlog, self.backlog_records = None, 0
+        self.edge.table.close(self.session, unread, unsent)  # closes the eventfd when safe
+        self.efd = -1
+        log.info(
+            "tcp session %d (account %d, %s) closed",
+            self.session.session_id,
+            self.session.account_id,
+            self.peer,
+        )
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -314,6 +324,11 @@ class TcpSession(asyncio.BufferedProtocol):
         if reason == EndReason.LOGOUT:
             self._drain_events(force=True)
         self.closing = True
+        # out of the core now, not when the peer closes: what the transport has not
+        # written yet (all of it, when aborting) counts as not read -- held for the next
+        # session too, so the client may see it twice, under the same exec_ids, never not
+        self._note_written()
+        self._leave(self.owed.acked if self.owed.acking else self.owed.written_seq)
         self._send(encode_reason(MessageType.END, reason, text))
         if abort:
             self._abort()
