@@ -23,6 +23,7 @@ from tradsys.cores.cpu_latency import (
     CpuLatencyRequest,
     halts_whatever_is_asked,
 )
+from tradsys.exit_codes import EXIT_INTERNAL, EXIT_INTERRUPTED
 
 
 def result(
@@ -67,8 +68,7 @@ def document(bench: str, quick: bool, results: list[dict[str, Any]]) -> dict[str
     }
 
 
-EXIT_FAILED = 2  # CONVENTIONS: an internal failure
-EXIT_INTERRUPTED = 130  # the shell's own code for a run stopped by Ctrl-C
+EXIT_FAILED = EXIT_INTERNAL  # CONVENTIONS: an internal failure
 
 
 def run_bench(name: str, main: Callable[[], int]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 from tradsys import __version__, cli_admin, cli_latency, cli_md, cli_order, cli_tune
 from tradsys.cli_args import positive_seconds, whole
 from tradsys.config import Config, ConfigError, load_config
-from tradsys.exit_codes import EXIT_INTERNAL, EXIT_OK, EXIT_USER_ERROR
+from tradsys.exit_codes import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
 from tradsys.ring import find_stale, instance_segments, reclaim_stale
 
 PERF_DIR = Path(__file__).resolve().parent.parent / "perf"
@@ -122,7 +123,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Rebuild a shard's books offline from its snapshot and journal; print the digest."""
-    from tradsys.journal import JournalError, replay
+    from tradsys.journal import JournalError, replay_to
 
     directory = Path(args.directory)
     if not directory.is_dir():
@@ -153,10 +154,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         shard = found.pop()
     instruments = _config(args).symbols_of(shard) if args.config else None
     try:
-        engine = replay(directory, shard, instruments, upto=args.upto)
+        done = replay_to(directory, shard, instruments, upto=args.upto)
     except (JournalError, ValueError) as exc:
         raise UserError(str(exc)) from None
-    print(f"shard {shard}: {engine.live_orders()} live orders, digest {engine.digest()}")
+    short = args.upto is not None and done.seq < args.upto
+    where = f" (the journal ends there, short of --upto {args.upto})" if short else ""
+    engine = done.engine
+    print(
+        f"shard {shard} at seq {done.seq}{where}: {engine.live_orders()} live orders, "
+        f"digest {engine.digest()}"
+    )
     return EXIT_OK
 
 
@@ -177,10 +184,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         print(f"bench: {line}", file=sys.stderr, flush=True)
 
-    runs = run_all(PERF_DIR, names, extra, progress)
     out = (
         Path(args.report) if args.report else Path("var") / "bench" / time.strftime("%Y%m%d-%H%M%S")
     )
+    try:  # before the benches run, not after: a report that cannot be written is known now
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot make the report folder {out}: {exc.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise UserError(f"cannot write the report in {out}: permission denied")
+    runs = run_all(PERF_DIR, names, extra, progress)
     command = " ".join(["tradsys bench", args.name, *extra])
     report = write_report(runs, out, command)
     print(report.read_text())
@@ -288,8 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"tradsys: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        return EXIT_INTERNAL
+    except KeyboardInterrupt:  # what the command started has stopped on its way out
+        print(f"tradsys {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as exc:  # a bug or a broken host: say so, with the type
         print(f"tradsys: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_INTERNAL

@@ -131,7 +131,12 @@ def cmd_md_tail(args: argparse.Namespace) -> int:
             state["note"] = ""
 
     views = 0
-    with MarketDataClient(publish, snapshot, [symbol], on_event=on_event) as client:
+    try:
+        client = MarketDataClient(publish, snapshot, [symbol], on_event=on_event)
+    except ValueError as exc:  # a mistyped --publish / --snapshot
+        print(f"tradsys: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    with client:
         book = client.books[symbol]
         if not client.run_until(lambda: book.synced or bool(state["error"]), args.timeout):
             why = f"no book for {symbol} from {snapshot} within {args.timeout:g} s"

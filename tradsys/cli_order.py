@@ -289,7 +289,10 @@ def cmd_order(args: argparse.Namespace) -> int:
             orders = _SentOrders()
             oid = _run_verb(args, config, client)
             orders.ours.add(oid)
-            status = _print_events(client, names, args.wait, orders, answer_of=oid)
+            try:
+                status = _print_events(client, names, args.wait, orders, answer_of=oid)
+            except KeyboardInterrupt:  # the wait cut short: what the order does now is said
+                status = EXIT_OK
             _resting_note(config, args, orders)
             return status
     except OrderCliError as exc:

@@ -72,6 +72,20 @@ def _cpus_arg(args: argparse.Namespace, command: str) -> list[int] | None:
     return cpus
 
 
+def _measuring(what: str, cpus: list[int], seconds: float) -> None:
+    """Say what runs for how long before a measurement that holds the terminal."""
+    import sys
+
+    from tradsys.tune.host import format_cpu_list
+
+    print(
+        f"tune {what}: measuring CPU {format_cpu_list(set(cpus))} for {seconds:g} s "
+        "(Ctrl-C stops)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def cmd_tune_jitter(args: argparse.Namespace) -> int:
     import json
 
@@ -80,6 +94,7 @@ def cmd_tune_jitter(args: argparse.Namespace) -> int:
     cpus = _cpus_arg(args, "jitter")
     if cpus is None:
         return EXIT_NOT_READY
+    _measuring("jitter", cpus, args.seconds)
     results = probe_cpus(cpus, args.seconds)
     if args.json:
         for r in results:
@@ -98,6 +113,7 @@ def cmd_tune_stalls(args: argparse.Namespace) -> int:
     if cpus is None:
         return EXIT_NOT_READY
     floor_ns = int(args.floor_ms * 1e6)
+    _measuring("stalls", cpus, args.seconds)
     results = watch_cpus(cpus, args.seconds, floor_ns)
     if args.json:
         for r in results:

@@ -261,8 +261,15 @@ def test_status_and_replay_commands(run_instance, instance: str, tmp_path: Path)
 
     gone = subprocess.run([*cli, "status", "--config", config], capture_output=True, text=True)
     assert gone.returncode == 1 and "is not running" in gone.stderr
-    replayed = subprocess.run(
-        [*cli, "replay", str(data / instance / "shard-0")], capture_output=True, text=True
-    )
-    assert replayed.returncode == 0, replayed.stderr
-    assert replayed.stdout.startswith("shard 0: 3 live orders, digest ")
+    shard_dir = str(data / instance / "shard-0")
+
+    def replay(*upto: str) -> str:
+        done = subprocess.run([*cli, "replay", shard_dir, *upto], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert replay().startswith("shard 0 at seq 3: 3 live orders, digest ")
+    assert replay("--upto", "2").startswith("shard 0 at seq 2: 2 live orders, digest ")
+    # past the journal's end: said, not passed off as the state at 99
+    past = replay("--upto", "99")
+    assert past.startswith("shard 0 at seq 3 (the journal ends there, short of --upto 99): 3 ")

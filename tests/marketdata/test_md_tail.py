@@ -116,3 +116,15 @@ def test_md_tail_takes_a_symbol_in_any_case_and_lists_the_published_ones(
     )
     assert unknown.returncode == 1
     assert "unknown symbol 'nope'; the instance publishes: ACME, ACMEX, BRKR" in unknown.stderr
+
+
+@pytest.mark.parametrize("bad", ["publish", "snapshot"])
+def test_a_mistyped_endpoint_is_a_user_error_naming_it(
+    bad: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from tradsys.cli import main
+
+    endpoints = {"publish": "tcp://127.0.0.1:1", "snapshot": "tcp://127.0.0.1:2", bad: "bogus"}
+    flags = [f"--{k}={v}" for k, v in endpoints.items()]
+    assert main(["md", "tail", "ACME", *flags]) == 1
+    assert f"bad {bad} endpoint 'bogus'" in capfd.readouterr().err

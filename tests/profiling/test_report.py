@@ -5,6 +5,10 @@ benches in a tmp perf/ folder, so it is quick and every outcome is known."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +80,59 @@ def test_arguments_after_a_double_dash_reach_the_bench(perf_dir: Path, tmp_path:
     out = tmp_path / "report"
     assert tradsys.cli.main(["bench", "good", "--report", str(out), "--", "--extra"]) == 0
     assert json.loads((out / "results.json").read_text())[0]["document"]["quick"] is True
+
+
+def test_a_report_folder_that_cannot_be_made_is_refused_before_any_bench_runs(
+    perf_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    ran = tmp_path / "ran"
+    (perf_dir / "good_bench.py").write_text(f"open({str(ran)!r}, 'w')\n" + GOOD)
+    assert tradsys.cli.main(["bench", "--report", "/proc/no/such/folder"]) == 1
+    assert "cannot make the report folder /proc/no/such/folder" in capfd.readouterr().err
+    assert not ran.exists(), "the benches ran before the report folder was known to be bad"
+
+
+# stands for a bench whose cleanup after Ctrl-C (workers joined, segments unlinked) takes
+# longer than the quarter second subprocess.run would have given it before a SIGKILL
+SLOW_CLEANUP = """
+import signal, sys, time
+print("ready", file=sys.stderr, flush=True)
+try:
+    signal.pause()
+except KeyboardInterrupt:
+    time.sleep(1.0)
+    open(sys.argv[0] + ".cleaned", "w").close()
+    print("slow bench interrupted", file=sys.stderr, flush=True)
+    sys.exit(130)
+"""
+
+DRIVER = """
+import sys
+from pathlib import Path
+import tradsys.cli
+tradsys.cli.PERF_DIR = Path(sys.argv[1])
+sys.exit(tradsys.cli.main(["bench", "slow", "--report", sys.argv[2]]))
+"""
+
+
+def test_ctrl_c_waits_for_the_bench_to_clean_up_and_exits_130(tmp_path: Path) -> None:
+    perf = tmp_path / "perf"
+    perf.mkdir()
+    (perf / "slow_bench.py").write_text(SLOW_CLEANUP)
+    cmd = [sys.executable, "-c", DRIVER, str(perf), str(tmp_path / "report")]
+    # a session of its own: Ctrl-C goes to the terminal's whole foreground group
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.strip() == "ready":
+                break
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert (perf / "slow_bench.py.cleaned").exists(), err
+    assert proc.returncode == 130, err
+    assert "tradsys bench: interrupted" in err

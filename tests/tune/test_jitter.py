@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -132,3 +133,25 @@ def test_tune_check_leaves_the_cpus_of_a_running_instance_alone(tmp_path: Path) 
     proc = tradsys("tune", "check", "--config", str(config), "--jitter-s", "0.05")
     (line,) = [line for line in proc.stdout.splitlines() if "cpu jitter" in line]
     assert "not measured: instance 'jit' is running" in line, proc.stdout
+
+
+@pytest.mark.parametrize("what", ["jitter", "stalls"])
+def test_ctrl_c_stops_a_long_measurement_at_once(what: str) -> None:
+    """A probe is one C call per CPU that nothing interrupts: on Ctrl-C the command must
+    not wait out its --seconds (it did, then exited 2 saying nothing)."""
+    cpu = str(min(os.sched_getaffinity(0)))
+    cmd = [sys.executable, "-m", "tradsys.cli", "tune", what, "--seconds", "600", "--cpus", cpu]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert proc.stderr is not None
+        assert "measuring" in proc.stderr.readline()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)  # far inside the 600 s it was asked to run
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "tradsys tune: interrupted" in err

@@ -67,6 +67,21 @@ __all__ = [
 ]
 
 
+def _connect(sock: zmq.Socket[Any], endpoint: str, what: str) -> None:
+    """Connect, or raise ValueError naming the endpoint a user mistyped (zmq says only
+    "Invalid argument")."""
+    try:
+        sock.connect(endpoint)
+    except zmq.ZMQError as exc:
+        raise ValueError(f"bad {what} endpoint {endpoint!r}: {exc.strerror}") from None
+
+
+def _term_own(ctx: zmq.Context[Any], own: bool) -> None:
+    """Terminate a context the client made for itself (a caller's is the caller's)."""
+    if own:
+        ctx.term()
+
+
 def _subscribe(sub: zmq.Socket[Any], symbols: Iterable[str], channels: Iterable[Channel]) -> None:
     sub.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
     for symbol in symbols:
@@ -76,6 +91,8 @@ def _subscribe(sub: zmq.Socket[Any], symbols: Iterable[str], channels: Iterable[
 
 class _ClientBase:
     """What both drivers share: sockets, the core, and turning frames into events."""
+
+    _own_ctx: bool  # the subclass made ``ctx`` itself (set before calling __init__)
 
     def __init__(
         self,
@@ -92,10 +109,15 @@ class _ClientBase:
         self.sub.setsockopt(zmq.RCVHWM, rcvhwm)
         self.sub.setsockopt(zmq.LINGER, 0)
         _subscribe(self.sub, symbols, self.channels)
-        self.sub.connect(publish)
         self.dealer: Any = ctx.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.LINGER, 0)
-        self.dealer.connect(snapshot)
+        try:
+            _connect(self.sub, publish, "publish")
+            _connect(self.dealer, snapshot, "snapshot")
+        except ValueError:  # a failed constructor leaks nothing (no close() will come)
+            self._close_sockets()
+            _term_own(ctx, self._own_ctx)
+            raise
         # subscribe first, then ask for the snapshots (FeedCore queues them)
         self.core = FeedCore(list(symbols), self.channels, heartbeat_timeout_s)
 
@@ -239,8 +261,7 @@ class MarketDataClient(_ClientBase):
 
     def close(self) -> None:
         self._close_sockets()
-        if self._own_ctx:
-            self.ctx.term()
+        _term_own(self.ctx, self._own_ctx)
 
     def __enter__(self) -> Self:
         return self
@@ -303,8 +324,7 @@ class AsyncMarketDataClient(_ClientBase):
 
     def close(self) -> None:
         self._close_sockets()
-        if self._own_ctx:
-            self.ctx.term()
+        _term_own(self.ctx, self._own_ctx)
 
     async def __aenter__(self) -> Self:
         return self
@@ -313,13 +333,18 @@ class AsyncMarketDataClient(_ClientBase):
         self.close()
 
 
-def _board_socket(ctx: zmq.Context[Any], endpoint: str) -> Any:
+def _board_socket(ctx: zmq.Context[Any], endpoint: str, own_ctx: bool) -> Any:
     sub = ctx.socket(zmq.SUB)
     # CONFLATE before connect: the socket keeps only the newest message (single-frame)
     sub.setsockopt(zmq.CONFLATE, 1)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.SUBSCRIBE, BBO_BOARD_TOPIC)
-    sub.connect(endpoint)
+    try:
+        _connect(sub, endpoint, "conflated BBO")
+    except ValueError:
+        sub.close()
+        _term_own(ctx, own_ctx)
+        raise
     return sub
 
 
@@ -344,7 +369,7 @@ class BboBoardClient:
         self.symbols = list(symbols)
         self._own_ctx = context is None
         self.ctx: zmq.Context[Any] = context or zmq.Context()
-        self.sub: Any = _board_socket(self.ctx, endpoint)
+        self.sub: Any = _board_socket(self.ctx, endpoint, self._own_ctx)
         self.board: BboBoard | None = None
 
     @classmethod
@@ -367,8 +392,7 @@ class BboBoardClient:
 
     def close(self) -> None:
         self.sub.close()
-        if self._own_ctx:
-            self.ctx.term()
+        _term_own(self.ctx, self._own_ctx)
 
     def __enter__(self) -> Self:
         return self
@@ -393,7 +417,7 @@ class AsyncBboBoardClient:
         self.symbols = list(symbols)
         self._own_ctx = context is None
         self.ctx = context or zmq.asyncio.Context()
-        self.sub: Any = _board_socket(self.ctx, endpoint)
+        self.sub: Any = _board_socket(self.ctx, endpoint, self._own_ctx)
         self.board: BboBoard | None = None
 
     @classmethod
@@ -419,8 +443,7 @@ class AsyncBboBoardClient:
 
     def close(self) -> None:
         self.sub.close()
-        if self._own_ctx:
-            self.ctx.term()
+        _term_own(self.ctx, self._own_ctx)
 
     async def __aenter__(self) -> Self:
         return self

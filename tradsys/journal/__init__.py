@@ -17,10 +17,12 @@ from tradsys.journal.files import (
 )
 from tradsys.journal.recovery import (
     Recovered,
+    Replayed,
     ReplayResult,
     StartState,
     recover,
     replay,
+    replay_to,
     start_state,
 )
 from tradsys.journal.scan import (
@@ -43,6 +45,7 @@ __all__ = [
     "LoadedSnapshot",
     "Recovered",
     "ReplayResult",
+    "Replayed",
     "SegmentScan",
     "SnapshotError",
     "SnapshotStore",
@@ -52,6 +55,7 @@ __all__ = [
     "read_records",
     "recover",
     "replay",
+    "replay_to",
     "scan_journal",
     "scan_segment",
     "segment_path",

@@ -201,6 +201,15 @@ def recover(
     )
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """An offline replay's books and the seq they stand at: ``upto`` itself, or where the
+    journal ended before it (a replay past the end must not pass for the state at upto)."""
+
+    engine: CEngine
+    seq: int
+
+
 def replay(
     directory: str | Path,
     shard: int,
@@ -210,9 +219,20 @@ def replay(
     """Rebuild shard ``shard``'s books offline (nothing is modified): the newest valid
     snapshot at or before ``upto``, then the journal up to ``upto`` (None: all of it).
     A torn tail is left out, and logged."""
+    return replay_to(directory, shard, instruments, upto).engine
+
+
+def replay_to(
+    directory: str | Path,
+    shard: int,
+    instruments: list[Instrument] | None = None,
+    upto: int | None = None,
+) -> Replayed:
+    """:func:`replay`, saying which seq the books reached."""
     start = start_state(directory, shard, instruments, upto)
     if upto is not None and upto <= start.snapshot_seq:
-        return start.engine  # the snapshot is the state at upto (to the C side 0 is "all")
+        # the snapshot is the state at upto (to the C side 0 is "all")
+        return Replayed(start.engine, start.snapshot_seq)
     result = replay_tail(directory, shard, start.engine, start.snapshot_seq, upto)
     if result.torn_path is not None:
         log.warning(
@@ -221,4 +241,5 @@ def replay(
             result.torn_offset,
             result.torn_bytes,
         )
-    return start.engine
+    ends = max(start.snapshot_seq, result.last_seq)  # the journal's last valid seq
+    return Replayed(start.engine, ends if upto is None else min(upto, ends))

@@ -41,9 +41,17 @@ def run_bench(perf_dir: Path, name: str, extra: Sequence[str], progress: Progres
     """Run one bench with ``--json``; its stderr (progress) streams to ours."""
     cmd = [sys.executable, str(perf_dir / f"{name}_bench.py"), "--json", *extra]
     started = time.monotonic()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            stdout, _ = proc.communicate()
+        except KeyboardInterrupt:
+            # Ctrl-C reached the bench too (one process group): it stops its workers and
+            # unlinks its segments on the way out -- wait for that (subprocess.run would
+            # SIGKILL it a quarter of a second in, leaving them behind)
+            _wait_for_cleanup(proc)
+            raise
     run = BenchRun(name, time.monotonic() - started)
-    lines = proc.stdout.strip().splitlines()
+    lines = stdout.strip().splitlines()
     if proc.returncode != 0:
         run.error = f"exited {proc.returncode}"
     elif not lines:
@@ -55,6 +63,19 @@ def run_bench(perf_dir: Path, name: str, extra: Sequence[str], progress: Progres
             run.error = "its last line is not JSON"
     progress(f"{name}: {'done' if run.error is None else run.error} in {run.seconds:.0f} s")
     return run
+
+
+CLEANUP_S = 30.0  # a bench's own teardown after Ctrl-C: workers joined, segments unlinked
+
+
+def _wait_for_cleanup(proc: subprocess.Popen[str]) -> None:
+    """Let an interrupted bench finish its cleanup; a second Ctrl-C, or one that takes
+    longer than CLEANUP_S, kills it (its leftovers are then the next run's to reclaim)."""
+    try:
+        proc.wait(CLEANUP_S)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
 
 
 def run_all(

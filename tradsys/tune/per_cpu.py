@@ -26,7 +26,11 @@ def on_each_cpu(cpus: Iterable[int], measure: Callable[[int], T], name: str) -> 
         except BaseException as exc:  # re-raised on the caller's thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(c,), name=f"{name}-{c}") for c in wanted]
+    # daemons: a probe is one C call that cannot be stopped, so on Ctrl-C (raised in join
+    # below) the process exits at once instead of waiting out the probes' --seconds
+    threads = [
+        threading.Thread(target=run, args=(c,), name=f"{name}-{c}", daemon=True) for c in wanted
+    ]
     for t in threads:
         t.start()
     for t in threads:
