@@ -94,7 +94,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_selfcheck(args: argparse.Namespace) -> int:
     from tradsys.selfcheck import run_selfcheck
 
-    print(f"TradSys {__version__}: checking the native core and shared-memory rings ...")
+    print(
+        f"TradSys {__version__}: checking the native core and shared-memory rings ...", flush=True
+    )
     result = run_selfcheck()
     print(
         f"  ring round trip between two processes: p50 {result.p50_us:.1f} µs, "

@@ -79,8 +79,7 @@ def _measuring(what: str, cpus: list[int], seconds: float) -> None:
     from tradsys.tune.host import format_cpu_list
 
     print(
-        f"tune {what}: measuring CPU {format_cpu_list(set(cpus))} for {seconds:g} s "
-        "(Ctrl-C stops)",
+        f"tune {what}: measuring CPU {format_cpu_list(set(cpus))} for {seconds:g} s (Ctrl-C stops)",
         file=sys.stderr,
         flush=True,
     )

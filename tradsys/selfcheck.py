@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 from dataclasses import dataclass
 
@@ -73,7 +74,14 @@ def run_selfcheck(instance: str | None = None) -> SelfCheckResult:
         child = mp.get_context("spawn").Process(
             target=_echo, args=(ping.name, pong.name, _ROUND_TRIPS + batch), daemon=True
         )
-        child.start()
+        # Ctrl-C is the parent's to handle (it kills the child on its way out): the child
+        # starts with SIGINT ignored -- a disposition an exec keeps, and Python then
+        # installs no handler -- or its traceback would print over the parent's one line
+        default = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            child.start()
+        finally:
+            signal.signal(signal.SIGINT, default)
         try:
             one = np.zeros(1, wire.COMMAND_DTYPE)
             back = np.zeros(1, wire.COMMAND_DTYPE)
@@ -101,6 +109,9 @@ def run_selfcheck(instance: str | None = None) -> SelfCheckResult:
             elapsed = (time.perf_counter_ns() - t0) / 1e9
             if not np.array_equal(received["order_id"], records["order_id"]):
                 raise RuntimeError("batch echo returned records out of order or altered")
+        except BaseException:  # a failure or Ctrl-C: the child's records no longer matter
+            child.kill()
+            raise
         finally:
             child.join(timeout=10)
             if child.is_alive():

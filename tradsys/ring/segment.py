@@ -20,6 +20,7 @@ import posix_ipc
 
 from tradsys._native import ffi
 from tradsys.files import reserve
+from tradsys.interrupts import interrupts_deferred
 from tradsys.ring.errors import RingAttachError, SegmentExistsError
 
 SHM_DIR = Path("/dev/shm")
@@ -130,15 +131,12 @@ class Segment:
         """
         if size <= 0:
             raise ValueError(f"segment {name}: size must be > 0, got {size}")
+        shm: posix_ipc.SharedMemory | None = None
         try:
-            shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=size)
-        except posix_ipc.ExistentialError:
-            raise SegmentExistsError(
-                f"shared-memory segment {name} already exists; if its creator is gone, "
-                "reclaim it with `tradsys.ring.reclaim_stale()` or remove "
-                f"{SHM_DIR}{name}"
-            ) from None
-        try:
+            # a Ctrl-C landing as the call returns would drop the handle of a segment just
+            # made, and nothing would unlink it: it is raised once ``shm`` is set
+            with interrupts_deferred():
+                shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=size)
             os.fchmod(shm.fd, 0o600)  # the umask may only narrow it, but be explicit
             # /dev/shm full (a container's 64 MiB): told here, not as a SIGBUS mid-run
             reserve(
@@ -148,9 +146,16 @@ class Segment:
                 f"is {SHM_DIR} full? `df -h {SHM_DIR}`; a container may need --shm-size",
             )
             memory = mmap.mmap(shm.fd, size, flags=_MAP_FLAGS)
+        except posix_ipc.ExistentialError:
+            raise SegmentExistsError(
+                f"shared-memory segment {name} already exists; if its creator is gone, "
+                "reclaim it with `tradsys.ring.reclaim_stale()` or remove "
+                f"{SHM_DIR}{name}"
+            ) from None
         except BaseException:
-            shm.close_fd()
-            shm.unlink()
+            if shm is not None:
+                shm.close_fd()
+                shm.unlink()
             raise
         shm.close_fd()
         return cls(name, memory, owner=True)
