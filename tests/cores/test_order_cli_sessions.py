@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -207,3 +208,26 @@ def test_the_shell_has_help(shell: Shell) -> None:
     )
     code, _ = shell.end()
     assert code == 0
+
+
+def test_ctrl_c_during_a_submit_wait_still_says_the_order_is_cancelled(running: Instance) -> None:
+    """Ctrl-C is how a person ends `--wait`; the note that the resting order goes with
+    the command's session was skipped then, though the order was cancelled all the same."""
+    env = {**os.environ, "TRADSYS_API_KEY": KEYS[1]}
+    cmd = running.command(1, "submit", "ACME", "buy", "1", "--price", "90", "--wait", "600")
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,  # a terminal's Ctrl-C: SIGINT to the whole group
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        acked = proc.stdout.readline()
+        assert acked.startswith("Ack"), acked
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "is cancelled as this command exits" in err, err

@@ -1,8 +1,9 @@
 """A TCP session the gateway ends is closed after what it was sent (END last): a close
-that a client that does not read never lets finish. Such a session must not stay: before,
-it kept its place in the pump -- holding its shard's events back for everyone -- for as
-long as its client pleased, and the slow-consumer check, finding it closing already,
-did nothing. Now that check aborts it, and so does the heartbeat silence limit."""
+that a client that does not read never lets finish. The session itself leaves the core
+when END is sent -- its orders, events and place in the pump are the account's other or
+next session's from then on (a resting order of a cancel_on_disconnect account once kept
+trading until the client closed its socket) -- and only the connection lingers: aborted by
+the slow-consumer check, or once the heartbeat silence limit has passed."""
 
 from __future__ import annotations
 
@@ -64,9 +65,13 @@ def _logged_in(edge: TcpEdge) -> tuple[TcpSession, PeerNotReading]:
 
 def _edge() -> tuple[TcpEdge, list[int]]:
     removed: list[int] = []
-    table = types.SimpleNamespace(
-        close=lambda session, unread=None, unsent=None: removed.append(session.session_id)
-    )
+
+    def close(session: Any, unread: Any = None, unsent: Any = None) -> None:
+        assert not session.closed, "a session removed twice"
+        session.closed = True
+        removed.append(session.session_id)
+
+    table = types.SimpleNamespace(close=close)
     edge = TcpEdge(credentials=None, table=table, heartbeat_s=HEARTBEAT_S, login_timeout_s=60)  # type: ignore[arg-type]
     return edge, removed
 
@@ -86,12 +91,13 @@ def test_the_slow_consumer_check_aborts_a_session_whose_close_waits() -> None:
         conn.end(EndReason.PROTOCOL_ERROR, "a bad frame")
         assert transport.eof and not transport.aborted  # END, then FIN after it
         assert b"a bad frame" in transport.written[-1]
+        assert removed == [7]  # out of the core at END, not when the peer closes
         await asyncio.sleep(0)
-        assert removed == []  # the peer reads nothing: the close does not finish
+        assert conn in edge.connections  # the peer reads nothing: the close lingers
         assert edge.end_session(7, EndReason.SLOW_CONSUMER, "held its shard back")
         assert transport.aborted
-        await _until(lambda: removed == [7])
-        assert conn not in edge.connections and conn.aborted
+        await _until(lambda: conn not in edge.connections)
+        assert conn.aborted and removed == [7]
 
     asyncio.run(scenario())
 
@@ -103,9 +109,11 @@ def test_a_close_the_peer_never_lets_finish_is_aborted_after_the_silence_limit()
         loop = asyncio.get_running_loop()
         began = loop.time()
         conn.end(EndReason.HEARTBEAT_TIMEOUT, "silent")
-        await _until(lambda: removed == [7])
-        assert transport.aborted
+        assert removed == [7] and not transport.aborted
+        await _until(lambda: transport.aborted)
         assert loop.time() - began >= MISSED_HEARTBEATS * HEARTBEAT_S * 0.99
+        await _until(lambda: conn not in edge.connections)
+        assert removed == [7]
 
     asyncio.run(scenario())
 
@@ -116,7 +124,7 @@ def test_a_close_that_finishes_is_not_aborted_later() -> None:
         conn, transport = _logged_in(edge)
         conn.end(EndReason.HEARTBEAT_TIMEOUT, "silent")
         conn.connection_lost(None)  # the peer read everything and closed too
-        assert removed == [7]
+        assert removed == [7]  # once, at END
         conn._abort()  # what the silence-limit timer runs when it comes
         assert not transport.aborted and not conn.aborted
 
