@@ -118,6 +118,7 @@ class RejectReason(IntEnum):
     UNKNOWN_CLIENT_ID = 26
     GATEWAY_CAPACITY = 27
     ACCOUNT_THROTTLED = 28
+    GATEWAY_RESTARTED = 29
 
 
 GATEWAY_ONLY_REJECTS = frozenset(
@@ -159,6 +160,7 @@ REJECT_TEXT: dict[RejectReason, str] = {
     RejectReason.UNKNOWN_CLIENT_ID: "no live order of the account with this client order id",
     RejectReason.GATEWAY_CAPACITY: "the gateway tracks its maximum of live orders",
     RejectReason.ACCOUNT_THROTTLED: "the account's order rate (all its sessions) is spent",
+    RejectReason.GATEWAY_RESTARTED: "sent to a gateway that died before taking it",
 }
 """A short text per reject reason, for protocols and logs that carry one."""
 

@@ -240,3 +240,40 @@ def test_a_restarted_gateway_listens_on_the_tcp_port_of_its_first_start(
             with OrderClient.connect(address, account_id=2, api_key=KEYS[2]) as bob:
                 assert isinstance(bob.wait_for(bob.submit(ACME, "buy", 1, 90)), Ack)
     assert instance_segments(instance) == []
+
+
+def test_commands_a_killed_gateway_never_took_are_rejected_gateway_restarted(
+    instance: str, tmp_path: Path
+) -> None:
+    """A colocated client's commands still in its command ring when the gateway died:
+    each submit() had returned, and the successor used to unlink the ring unread -- no
+    answer ever came. Each now gets REJECTED GATEWAY_RESTARTED in the account's next
+    session, and none reaches the engine (never traded late)."""
+    config = restart_config(instance, tmp_path)
+    with Supervisor(config, log=lambda line: None) as sup:
+        ann = read_announcement(config, "gateway")
+        assert ann is not None
+        alice = OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1])
+        try:
+            assert isinstance(alice.wait_for(alice.submit(ACME, "buy", 1, 10, order_id=1)), Ack)
+            pid = _gateway_pid(config)
+            os.kill(pid, signal.SIGSTOP)  # its pump takes nothing more from the ring
+            sent = {alice.submit(ACME, "buy", 1, 11, order_id=oid) for oid in range(2, 22)}
+            alice.cancel(1, symbol_id=ACME)
+            os.kill(pid, signal.SIGKILL)
+        finally:
+            alice.transport.close()  # the session died with the gateway
+        _await_restart(sup, pid)
+        with OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1]) as alice:
+            answers: dict[int, Any] = {}
+            deadline = time.monotonic() + 30
+            while len(answers) < len(sent) + 1:
+                assert time.monotonic() < deadline, f"answered: {sorted(answers)}"
+                answers.update((ev.order_id, ev) for ev in alice.poll(1.0))
+            assert set(answers) == sent | {1}
+            for ev in answers.values():
+                assert isinstance(ev, Reject) and ev.reason == RejectReason.GATEWAY_RESTARTED, ev
+            # the cancel never reached the engine either: order 1 still rests
+            alice.cancel(1, symbol_id=ACME)
+            assert isinstance(alice.wait_for(1, (Cancelled,)), Cancelled)
+    assert instance_segments(instance) == []

@@ -33,9 +33,16 @@ from tradsys.cores.gateway_auth import Credentials
 from tradsys.cores.gateway_colocated import ColocatedEdge
 from tradsys.cores.gateway_rings import RingMaker, reclaim_stale_keeping_unread
 from tradsys.cores.gateway_sessions import SessionCore, SessionTable
+from tradsys.cores.gateway_stale import UnsentCommands, answer_unsent, read_unsent
 from tradsys.cores.gateway_tcp import TcpEdge
 from tradsys.cores.memory_lock import lock_if_asked
 from tradsys.cores.parent_watch import STOP_SIGNALS, stop_with_supervisor
+from tradsys.cores.session_accounts import (
+    SESSIONS_FILE,
+    SessionAccounts,
+    forget_session_accounts,
+    read_session_accounts,
+)
 from tradsys.cores.sidecar import (
     announce_ready,
     kept_endpoints,
@@ -98,7 +105,10 @@ class GatewayServer:
         self.core = core
         credentials = Credentials(config)
         self.table = SessionTable(
-            core, RingMaker(config.engine.instance, gw.session_ring_capacity), gw.max_sessions
+            core,
+            RingMaker(config.engine.instance, gw.session_ring_capacity),
+            gw.max_sessions,
+            accounts=SessionAccounts(config.instance_dir / SESSIONS_FILE),
         )
         directory = symbol_directory(config)
         self.colocated = ColocatedEdge(
@@ -287,6 +297,8 @@ class GatewayServer:
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         self._servers.clear()
         self.table.close_all()
+        if self.table.accounts is not None:
+            self.table.accounts.close()
         for path in self._socket_files:  # never another gateway's: a live one is refused
             path.unlink(missing_ok=True)
         self._socket_files.clear()
@@ -367,8 +379,11 @@ def make_core(config: Config, unread_rings: list[str] | None = None) -> GatewayC
     return core
 
 
-async def serve(config: Config, core: GatewayCore) -> GatewayServer:
-    """Serve until SIGTERM/SIGINT, announcing readiness and refreshing the stats."""
+async def serve(
+    config: Config, core: GatewayCore, unsent: list[UnsentCommands] | None = None
+) -> GatewayServer:
+    """Serve until SIGTERM/SIGINT, announcing readiness and refreshing the stats; first
+    answer the commands a dead gateway's sessions had sent and it never took."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in STOP_SIGNALS:
@@ -379,6 +394,7 @@ async def serve(config: Config, core: GatewayCore) -> GatewayServer:
     # due at once on resume), where a loop handler would run after the due timers
     signal.signal(signal.SIGCONT, lambda signum, frame: setattr(server, "continued", True))
     try:
+        answer_unsent(server.table, config, unsent or [])  # before any client's session
         await server.start()
         # warm-up is over: everything alive now is permanent, collections are timed
         tune_for_trading()
@@ -420,11 +436,14 @@ def run(config_path: str) -> int:
         return EXIT_USER_ERROR
     if not lock_if_asked(config.engine.lock_memory, "gateway", log.error):
         return EXIT_USER_ERROR
-    removed, unread_rings = reclaim_stale_keeping_unread(config.engine.instance)
-    for name in removed:
+    stale = reclaim_stale_keeping_unread(config.engine.instance)
+    for name in stale.removed:
         log.info("removed stale segment %s (its creator is gone)", name)
+    sessions_file = config.instance_dir / SESSIONS_FILE
+    unsent = read_unsent(stale.unsent, read_session_accounts(sessions_file))
+    forget_session_accounts(sessions_file)  # the dead gateway's ring numbers
     try:
-        core = make_core(config, unread_rings)
+        core = make_core(config, stale.unread)
     except (GatewayError, RingError) as exc:
         log.error("cannot start the gateway core: %s", exc)
         return EXIT_FAILURE
@@ -436,7 +455,7 @@ def run(config_path: str) -> int:
             keep_control_plane_off(cpu)
         server = None
         try:
-            server = uvloop.run(serve(config, core))
+            server = uvloop.run(serve(config, core, unsent))
         finally:
             core.stop()
             if server is not None:

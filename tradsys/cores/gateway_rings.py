@@ -69,15 +69,35 @@ class RingMaker:
         raise SegmentExistsError(f"no free session ring number for instance {self.instance}")
 
 
-def reclaim_stale_keeping_unread(instance: str) -> tuple[list[str], list[str]]:
+@dataclass
+class StaleRings:
+    """What a gateway's start found of a dead gateway's, kept to be read before unlinking."""
+
+    removed: list[str]  # unlinked already: nothing in them is anyone's
+    unread: list[str]  # session outbound rings: events their clients never read
+    unsent: list[str]  # session inbound rings: commands their clients sent, never taken
+
+
+def reclaim_stale_keeping_unread(instance: str) -> StaleRings:
     """At a gateway's start: unlink every stale segment of the instance except a dead
-    gateway's session outbound rings, whose unread events the new gateway holds for the
-    accounts first (``GatewayCore.hold_stale_ring``); returns (removed, kept), the kept
-    ones in session order, for the caller to unlink once it has read them."""
+    gateway's session rings -- the outbound ones, whose unread events the new gateway
+    holds for the accounts first (``GatewayCore.hold_stale_ring``), and the inbound ones,
+    whose commands it answers (``gateway_stale.answer_unsent``) -- each kind in session order,
+    for the caller to unlink once it has read them."""
     stale = [s.name for s in find_stale(instance)]
-    prefix = segment_name(instance, OUTBOUND_ROLE, 0)[:-1]
-    kept = sorted(
-        (n for n in stale if n.startswith(prefix) and n[len(prefix) :].isdigit()),
-        key=lambda n: int(n[len(prefix) :]),
-    )
-    return unlink_quietly([n for n in stale if n not in kept]), kept
+
+    def of_role(role: str) -> list[str]:
+        prefix = segment_name(instance, role, 0)[:-1]
+        return sorted(
+            (n for n in stale if n.startswith(prefix) and n[len(prefix) :].isdigit()),
+            key=lambda n: int(n[len(prefix) :]),
+        )
+
+    unread, unsent = of_role(OUTBOUND_ROLE), of_role(INBOUND_ROLE)
+    kept = set(unread) | set(unsent)
+    return StaleRings(unlink_quietly([n for n in stale if n not in kept]), unread, unsent)
+
+
+def ring_number(name: str) -> int:
+    """The session number a session ring's name ends with."""
+    return int(name.rsplit(".", 1)[1])

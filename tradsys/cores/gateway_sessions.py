@@ -19,6 +19,7 @@ import numpy as np
 from tradsys.config import AccountSection
 from tradsys.cores.gateway_auth import LoginRefusedError
 from tradsys.cores.gateway_rings import RingMaker, SessionRings
+from tradsys.cores.session_accounts import SessionAccounts
 from tradsys.protocols.binary import LoginRejectReason
 from tradsys.ring import Ring
 from tradsys.ring.errors import RingError
@@ -73,6 +74,8 @@ class SessionTable:
     retired: list[tuple[int, OpenSession]] = field(default_factory=list)
     opened: int = 0
     closed: int = 0
+    # whose each session's rings are, for a successor should this gateway die
+    accounts: SessionAccounts | None = None
 
     def open(self, account: AccountSection, kind: str, notify_fd: int | None = None) -> OpenSession:
         """Make the rings and register the session; LoginRefusedError when there is no room or
@@ -98,6 +101,8 @@ class SessionTable:
             raise LoginRefusedError(
                 LoginRejectReason.UNAVAILABLE, f"no session rings: {why}"
             ) from exc
+        if self.accounts is not None:
+            self.accounts.note(rings.number, account.id)
         try:
             sid = self.core.add_session(
                 account.id,
