@@ -337,6 +337,12 @@ def test_a_colocated_client_is_told_why_its_session_ended(edge: EdgeRig) -> None
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 client.poll(0.5)
+        # and so does every send after it: a push into the ended session's ring would
+        # never be answered (submit returned an order id, and the order was lost)
+        with pytest.raises(Disconnected, match=r"\(SLOW_CONSUMER\)"):
+            client.submit(1, "buy", 1, 90)
+        with pytest.raises(Disconnected, match=r"\(SLOW_CONSUMER\)"):
+            client.submit_batch(one_order(5))
     finally:
         client.close()
 

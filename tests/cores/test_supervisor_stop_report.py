@@ -119,7 +119,11 @@ def test_a_sidecar_killed_at_the_stop_deadline_is_reported(
     md = sup.sidecars[0]
     assert md.name == "md" and md.process is not None
     process = md.process
-    assert sup.stop() == ["md did not stop within 0.3 s and was killed"]
+    report = sup.stop()
+    assert report[-1] == "md did not stop within 0.3 s and was killed"
+    # a loaded host can make a worker miss 300 ms too (its own stop is not what this
+    # test is about): it is then reported first, as the stop takes the workers first
+    assert all("worker did not stop within" in line for line in report[:-1]), report
     assert process.returncode == -signal.SIGKILL
     assert instance_segments(sup.instance) == []
 

@@ -96,8 +96,8 @@ def test_a_report_folder_that_cannot_be_made_is_refused_before_any_bench_runs(
 # longer than the quarter second subprocess.run would have given it before a SIGKILL
 SLOW_CLEANUP = """
 import signal, sys, time
-print("ready", file=sys.stderr, flush=True)
-try:
+try:  # "ready" inside: a Ctrl-C that comes once it is read lands in this try
+    print("ready", file=sys.stderr, flush=True)
     signal.pause()
 except KeyboardInterrupt:
     time.sleep(1.0)

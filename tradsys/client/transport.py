@@ -55,6 +55,9 @@ LIVENESS_SLICE_S = 0.25
 HELD_RECHECK_S = 0.0005
 # the longest a send waits for room (the colocated ring or the TCP socket) by default
 SEND_TIMEOUT_S = 10.0
+# docs/protocol.md, Heartbeats: a side that hears nothing for this many intervals
+# considers the peer gone (the gateway heartbeats an idle session every interval)
+MISSED_HEARTBEATS = 3
 NO_EVENTS = np.zeros(0, wire.EVENT_DTYPE)
 
 
@@ -107,6 +110,8 @@ def _read_frame(sock: socket.socket, deadline: float) -> tuple[int, int, bytes]:
                 chunk = sock.recv(n - len(out))
             except TimeoutError:
                 continue
+            except OSError as exc:  # a reset: the gateway died or dropped us mid-login
+                raise Disconnected(f"the connection broke during the login: {exc}") from None
             if not chunk:
                 raise Disconnected("the gateway closed the connection during the login")
             out += chunk
@@ -125,7 +130,10 @@ def _login(
     sock: socket.socket, account_id: int, api_key: str, timeout: float
 ) -> tuple[Accepted, list[SymbolInfo]]:
     """LOGIN, then LOGIN_ACCEPTED and the SYMBOLS directory that always follows it."""
-    sock.sendall(encode_login(account_id, api_key))
+    try:
+        sock.sendall(encode_login(account_id, api_key))
+    except OSError as exc:
+        raise Disconnected(f"the connection broke during the login: {exc}") from None
     deadline = time.monotonic() + timeout
     kind, _, body = _read_frame(sock, deadline)
     if kind == MessageType.LOGIN_REJECTED:
@@ -180,6 +188,10 @@ class ColocatedTransport:
         self.out = np.zeros(POLL_BATCH, wire.EVENT_DTYPE)
         self._read = 0  # records earlier polls returned that are still in the ring
         self._closed = False
+        # why the session is over, once it is (closed here, or the gateway ended it): a
+        # send after that raises it, where a push into the dead session's ring would go
+        # unanswered
+        self._over: str | None = None
 
     @property
     def closed(self) -> bool:
@@ -188,19 +200,23 @@ class ColocatedTransport:
     def _check_alive(self) -> None:
         """The gateway closes the socket when it ends the session or exits, after an END
         that says why (nothing else comes on the socket once logged in)."""
+        if self._over is not None:
+            raise Disconnected(self._over)
         try:
             data = self.sock.recv(END_FRAME_SIZE, socket.MSG_PEEK)
         except BlockingIOError:
             return
         except OSError as exc:
-            raise Disconnected(f"the gateway connection broke: {exc}") from None
-        if not data:
-            raise Disconnected("the gateway ended the session (its socket closed)")
-        raise Disconnected(_why_ended(data))
+            self._over = f"the gateway connection broke: {exc}"
+        else:
+            self._over = (
+                _why_ended(data) if data else "the gateway ended the session (its socket closed)"
+            )
+        raise Disconnected(self._over)
 
     def send(self, records: Records, timeout: float | None = SEND_TIMEOUT_S) -> None:
-        if self._closed:
-            raise Disconnected("the client is closed")
+        if self._over is not None:
+            raise Disconnected(self._over)
         if len(records) == 0:
             return
         sent = self._push_waiting(records, timeout)
@@ -247,14 +263,14 @@ class ColocatedTransport:
 
     def try_send(self, records: Records) -> int:
         """As many of the records as the ring has room for now, never waiting; how many."""
-        if self._closed:
-            raise Disconnected("the client is closed")
+        if self._over is not None:
+            raise Disconnected(self._over)
         return self.inbound.push_batch(records)
 
     def try_send_one(self, record: bytes) -> bool:
         """The record if the ring has room now, never waiting; whether it went."""
-        if self._closed:
-            raise Disconnected("the client is closed")
+        if self._over is not None:
+            raise Disconnected(self._over)
         return bool(self.inbound.push(record))
 
     def poll(self, timeout: float, done: int | None = None) -> Records:
@@ -303,6 +319,7 @@ class ColocatedTransport:
         if self._closed:
             return
         self._closed = True
+        self._over = "the client is closed"
         self._give_back(done)
         self.inbound.close()
         self.outbound.close()
@@ -344,7 +361,7 @@ class TcpTransport:
         self.next_event_seq = self.accepted.next_event_seq
         self.heartbeat_s = max(self.accepted.heartbeat_ms, 1) / 1000
         self._send_lock = threading.Lock()
-        self._last_sent = time.monotonic()
+        self._last_sent = self._last_heard = time.monotonic()
         self._closed = False
         self._ended: str | None = None
         self._pending: list[tuple[Records, int]] = []  # decoded, not yet returned: last seq
@@ -449,7 +466,7 @@ class TcpTransport:
         return bool(ready)
 
     def send(self, records: Records, timeout: float | None = SEND_TIMEOUT_S) -> None:
-        if self._ended:
+        if self._ended or self._gateway_silent():
             raise Disconnected(self._ended)
         for start in range(0, len(records), MAX_RECORDS_PER_FRAME):
             self._sendall(None, records[start : start + MAX_RECORDS_PER_FRAME], timeout)
@@ -460,7 +477,7 @@ class TcpTransport:
     def try_send(self, records: Records) -> int:
         """All the records if the socket has room now (a frame fits whole then: Linux
         calls a TCP socket writable only with a third of its buffer free), else none."""
-        if self._ended:
+        if self._ended or self._gateway_silent():
             raise Disconnected(self._ended)
         _, writable, _ = select.select([], [self.sock], [], 0)
         if not writable:
@@ -499,9 +516,15 @@ class TcpTransport:
             if got is not None:
                 return got
             left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.sock], [], [], max(0.0, left))
+            # waited for in heartbeat intervals: a gateway gone silent (a partition, a
+            # frozen host) is noticed within one past the limit, however long the wait
+            ready, _, _ = select.select([self.sock], [], [], max(0.0, min(left, self.heartbeat_s)))
             if not ready:
-                return NO_EVENTS
+                if self._gateway_silent():
+                    raise Disconnected(self._ended)
+                if left <= self.heartbeat_s:
+                    return NO_EVENTS
+                continue
             try:
                 n = self.sock.recv_into(self.buf.writable())
             except OSError as exc:
@@ -510,7 +533,23 @@ class TcpTransport:
             if n == 0:
                 self._ended = "the gateway closed the connection"
                 raise Disconnected(self._ended)
+            self._last_heard = time.monotonic()
             self.buf.advance(n)
+
+    def _gateway_silent(self) -> bool:
+        """Whether the gateway has sent nothing for MISSED_HEARTBEATS intervals -- nothing
+        read, and nothing waiting unread in the socket (a client busy elsewhere has not
+        been listening, which is not the gateway's silence); if so the session is over,
+        as a partition or a frozen gateway host leaves it with no close to read."""
+        silent = time.monotonic() - self._last_heard
+        if silent <= MISSED_HEARTBEATS * self.heartbeat_s or self._unread():
+            return False
+        self._ended = (
+            f"heard nothing from the gateway for {silent:.1f} s ({MISSED_HEARTBEATS} "
+            f"heartbeat intervals of {self.heartbeat_s:g} s): the gateway or the network "
+            "between is gone"
+        )
+        return True
 
     def _decode(self) -> Records | None:
         out: list[tuple[Records, int]] = []
