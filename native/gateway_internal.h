@@ -67,6 +67,9 @@ typedef struct gw_order {
      * the order's last events (a fill racing the cancel, the CANCELLED) are still due */
     uint8_t given_up;
     uint8_t type;         /* ts_order_type as sent */
+    /* IOC or FOK: the engine ends it on its own, so besides its first answer a final one
+     * (the CANCELLED of what did not fill, or the fill that completes it) is owed */
+    uint8_t ends_on_its_own;
 } gw_order;
 
 typedef struct gw_position {
@@ -237,10 +240,15 @@ uint32_t gw_find_amendable_in(const ts_gateway *gw, uint32_t account, uint64_t c
 /* gateway_owner.c: off the list it is on (its session's, or its account's orphans) */
 void gw_session_unlink(ts_gateway *gw, uint32_t idx);
 
-/* The answers a shard owes for an order's commands: its first event while it is new, and
- * one per cancel or replace in flight (what gw_apply_event counts down). */
+/* The answers a shard owes for an order's commands: its first event while it is new, its
+ * final one while an IOC or FOK lives (an IOC answers twice -- ACCEPTED, then CANCELLED or
+ * the fill that completes it -- and counting one let a client that sends IOCs and reads
+ * nothing fill its event ring with the second answers, holding its shard back until it was
+ * ended as a slow consumer), and one per cancel or replace in flight (what gw_apply_event
+ * counts down). */
 static inline int64_t gw_due(const gw_order *o) {
-    return (o->state == GW_PENDING_NEW) + (int64_t)o->pending;
+    const int live = o->state == GW_PENDING_NEW || o->state == GW_LIVE;
+    return (o->state == GW_PENDING_NEW) + (live && o->ends_on_its_own) + (int64_t)o->pending;
 }
 
 /* An order's owed answers changed by d: its session's count follows. */

@@ -238,6 +238,7 @@ static void take_new(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_comm
     o->qty = c->quantity;
     o->side = c->side;
     o->type = c->order_type;
+    o->ends_on_its_own = c->tif == TS_TIF_IOC || c->tif == TS_TIF_FOK;
     o->limit = send_price;
     o->stop_price = c->stop_price;
     o->account = s->account;
@@ -303,11 +304,8 @@ static void take_mass_cancel(ts_gateway *gw, gw_session *s, const ts_command *c)
  * place and reading it again to forward it would let a client that rewrites it between the
  * two send an order its risk limits never saw. The barrier keeps the compiler from
  * reloading fields from the slot in place of the copy. */
-static inline void take_command(ts_gateway *gw, gw_session *s, uint32_t slot,
-                                const ts_command *in_ring) {
-    ts_command cmd = *in_ring;
-    __asm__ volatile("" ::: "memory");
-    const ts_command *c = &cmd;
+static inline void take_copied(ts_gateway *gw, gw_session *s, uint32_t slot,
+                               const ts_command *c) {
     switch (c->kind) {
     case TS_CMD_NEW_ORDER:
         take_new(gw, s, slot, c);
@@ -323,6 +321,20 @@ static inline void take_command(ts_gateway *gw, gw_session *s, uint32_t slot,
         stage_reject(gw, s, c, TS_REJ_INVALID_COMMAND);
         break;
     }
+}
+
+static inline void take_command(ts_gateway *gw, gw_session *s, uint32_t slot,
+                                const ts_command *in_ring) {
+    ts_command cmd = *in_ring;
+    __asm__ volatile("" ::: "memory");
+    take_copied(gw, s, slot, &cmd);
+}
+
+/* The answers a command may owe at once (gw_due): two for an IOC or FOK order (ACCEPTED,
+ * then its CANCELLED or completing fill), else one (its answer, or the gateway's reject).
+ * Read from the copy the command is taken from, so what it is charged is what it is. */
+static inline uint64_t answers_owed(const ts_command *c) {
+    return 1 + (c->kind == TS_CMD_NEW_ORDER && (c->tif == TS_TIF_IOC || c->tif == TS_TIF_FOK));
 }
 
 /* Room in every shard stage (each command stages at most one record per shard, and one
@@ -354,7 +366,8 @@ static void idle_ticks(ts_gateway *gw) {
  * invalid kind) leaves the session's inbound ring only once its answer is in the
  * session's event ring: taken with no room for the answer, it would wait in the stage,
  * in the pump's memory only, and a gateway that died then would lose it. So a session
- * takes at most as many commands as its event ring has room for -- less the answers the
+ * takes commands only while its event ring has room for the answers each may owe at once
+ * (answers_owed: two for an IOC or FOK) -- less the answers the
  * shards still owe it (s->due: commands taken in earlier passes whose answers are on
  * their way, which would otherwise overflow the ring and stall the shard) -- none while its
  * stage still holds events for a full ring -- a client that does not read its events
@@ -367,7 +380,6 @@ static uint64_t take_session(ts_gateway *gw, uint32_t slot, uint32_t max_batch) 
     uint64_t out_room = ts_ring_writable(s->out);
     /* less the room kept for the answers the shards still owe it */
     out_room = s->due <= 0 ? out_room : out_room > (uint64_t)s->due ? out_room - s->due : 0;
-    if (out_room < room) room = out_room;
     if (max_batch < room) room = max_batch;
     uint64_t taken = 0;
     /* the readable records may wrap around the ring's end: two runs at most */
@@ -377,10 +389,19 @@ static uint64_t take_session(ts_gateway *gw, uint32_t slot, uint32_t max_batch) 
         if (n > room - taken) n = room - taken;
         if (!n) break;
         const ts_command *cmds = first;
-        for (uint64_t i = 0; i < n; i++) take_command(gw, s, slot, &cmds[i]);
+        uint64_t i = 0;
+        for (; i < n; i++) {
+            ts_command cmd = cmds[i];
+            __asm__ volatile("" ::: "memory");
+            const uint64_t owed = answers_owed(&cmd);
+            if (owed > out_room) break; /* no room for its answers: it waits in the ring */
+            out_room -= owed;
+            take_copied(gw, s, slot, &cmd);
+        }
         if (s->staged) flush_session(s); /* fits: no more taken than the ring had room */
-        ts_ring_release(s->in, n);
-        taken += n;
+        ts_ring_release(s->in, i);
+        taken += i;
+        if (i < n) break;
     }
     gw->st.commands_in += taken;
     return taken;

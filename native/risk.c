@@ -272,7 +272,7 @@ void gw_book_new(ts_gateway *gw, uint32_t idx, int64_t risk_price) {
     o->price = risk_price;
     o->leaves = o->qty;
     o->state = GW_PENDING_NEW;
-    gw_due_add(gw, o, 1);
+    gw_due_add(gw, o, gw_due(o)); /* a fresh slot owed nothing */
     gw->accounts[o->account].open_orders++;
     rereserve(gw, o);
 }

@@ -15,7 +15,7 @@ import pytest
 from tests.client.edge_rig import KEYS
 from tests.gateway.test_unread_sessions import ACME, _address, _tcp_address, unread_config
 from tradsys.client.commands import order_bytes
-from tradsys.client.events import Ack, Disconnected
+from tradsys.client.events import Ack, Cancelled, Disconnected
 from tradsys.client.orders import OrderClient
 from tradsys.client.transport import ColocatedTransport, TcpTransport
 from tradsys.cores.supervisor import Supervisor
@@ -57,6 +57,35 @@ def test_a_client_that_never_polls_is_told_its_unread_events_stopped_it(
             transport.send_one(order_bytes(10**6, ACME, "buy", 1, 90), timeout=0.3)
         answered = [bob.wait_for(oid) for oid in sent]
     assert [a.order_id for a in answered if isinstance(a, Ack)] == sent
+
+
+def test_ioc_orders_answer_twice_and_still_only_stop_their_client(
+    instance: str, tmp_path: Path
+) -> None:
+    """An IOC into an empty book answers twice (ACCEPTED, then CANCELLED): the gateway
+    used to keep room for one answer per order, so a client sending IOCs and reading
+    nothing filled its event ring with the second answers, held its shard back for
+    everyone and was ended as a slow consumer (audit N). Each IOC is now charged both, and
+    the client stops itself as with resting orders: a TimeoutError, the session intact."""
+    config = unread_config(instance, tmp_path / "data", ring=RING)
+    with (
+        Supervisor(config, log=lambda line: None),
+        OrderClient.connect(_address(config), account_id=2, api_key=KEYS[2]) as bob,
+    ):
+        transport = bob.transport
+        assert isinstance(transport, ColocatedTransport)
+        sent: list[int] = []
+        deadline = time.monotonic() + 20
+        while transport.outbound.readable < RING or transport.inbound.writable:
+            assert time.monotonic() < deadline, f"{len(sent)} sent; the rings never filled"
+            if transport.inbound.writable:
+                sent.append(bob.submit(ACME, "buy", 1, 90, tif="ioc", order_id=len(sent) + 1))
+        # a full event ring of two answers each, and a full inbound ring
+        assert len(sent) == RING // 2 + RING
+        with pytest.raises(TimeoutError, match=rf"event ring \S+ is full \({RING} unread\)"):
+            transport.send_one(order_bytes(10**6, ACME, "buy", 1, 90, tif="ioc"), timeout=0.3)
+        ended = [bob.wait_for(oid, (Cancelled,)) for oid in sent]  # the session lives
+    assert [e.order_id for e in ended if isinstance(e, Cancelled)] == sent
 
 
 def test_a_tcp_client_that_never_polls_gets_an_error_not_a_hang(
