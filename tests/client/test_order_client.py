@@ -200,7 +200,12 @@ def test_two_clients_of_one_account_number_their_orders_apart(edge: EdgeRig) -> 
     from its own start time (ms << 20), and two of them trade side by side."""
     from tradsys.client.commands import first_client_id
 
-    assert first_client_id(1_000_000) == 1 << 20 and first_client_id(2_000_000) == 2 << 20
+    assert first_client_id(1_000_000, 0) == 1 << 20 and first_client_id(2_000_000, 0) == 2 << 20
+    # started in the same millisecond: apart all the same (before, both began at ms << 20,
+    # and the second's orders were refused DUPLICATE_CLIENT_ID, its cancels the first's)
+    same_ms = [first_client_id(5_000_000) for _ in range(1000)]
+    assert all(5 << 20 <= i < (5 << 20) + (1 << 19) for i in same_ms)
+    assert len(set(same_ms)) > 990
     with OrderClient.connect(edge.unix, account_id=1, api_key=KEYS[1]) as first:
         a = first.submit(1, "sell", 5, 110)
         assert isinstance(first.wait_for(a), Ack)

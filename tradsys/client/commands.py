@@ -8,6 +8,7 @@ numpy array: a client sending one order at a time pays ~0.1 µs here instead of 
 
 from __future__ import annotations
 
+import secrets
 import struct
 import time
 from typing import Any
@@ -153,12 +154,19 @@ def command_bytes(kind: CommandKind, order_id: int, symbol_id: int, **fields: in
     return _pack(kind, order_id, symbol_id, **fields)
 
 
-def first_client_id(now_ns: int | None = None) -> int:
+START_SPREAD = 1 << 19  # a client's first id is this far into its start millisecond, at most
+
+
+def first_client_id(now_ns: int | None = None, spread: int | None = None) -> int:
     """Where a new client's order ids start: its start time in ms since the epoch, << 20
-    (below 2^63 until the year 2248). Two clients of one account started a millisecond
-    apart are 2^20 ids apart, so the older one would have to send a million more orders
-    than the younger before their ids could meet; clients that share an account at such
-    rates should choose their ids (a clash is refused as DUPLICATE_CLIENT_ID, never
-    mixed up)."""
+    (below 2^63 until the year 2248), plus a random ``spread`` below 2^19. Two clients of
+    one account started a millisecond apart are about 2^20 ids apart, so the older one
+    would have to send that many more orders than the younger before their ids could
+    meet. Two started in the same millisecond (a firm starting its strategies at once)
+    began at the same id before -- every order of the second refused DUPLICATE_CLIENT_ID,
+    and its cancels reaching the first's orders, as ids are the account's; now they are
+    a random distance apart, on average 2^18 ids, and meet only if one sends that many
+    orders. Clients that share an account at such rates should choose their ids."""
     now = time.time_ns() if now_ns is None else now_ns
-    return (now // 1_000_000) << 20
+    offset = secrets.randbelow(START_SPREAD) if spread is None else spread
+    return ((now // 1_000_000) << 20) + offset
