@@ -6,6 +6,7 @@ it for good. Stand-in gateways on loopback sockets, so every outcome is known.""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -18,8 +19,10 @@ from tradsys.client.orders import OrderClient
 from tradsys.protocols.binary import (
     LOGIN_BODY,
     Accepted,
+    MessageType,
     SymbolInfo,
     encode_accepted,
+    encode_empty,
     encode_symbols,
 )
 
@@ -98,3 +101,31 @@ def test_a_silent_gateway_is_noticed_by_the_heartbeat_rule(silent: str) -> None:
             client.submit("ACME", "buy", 1, 10)
     finally:
         client.close()
+
+
+def _accept_then_only_heartbeat(conn: socket.socket) -> None:
+    """Log the client in, then heartbeat and answer nothing (not its LOGOUT either)."""
+    _accept_then_fall_silent(conn)
+    conn.settimeout(0.02)
+    with contextlib.suppress(OSError):
+        for _ in range(1000):  # 20 s at most; the test is over long before
+            conn.sendall(encode_empty(MessageType.HEARTBEAT))
+            with contextlib.suppress(TimeoutError):
+                if not conn.recv(4096):
+                    return  # the client closed
+
+
+@pytest.fixture
+def deaf() -> Iterator[str]:
+    yield from _serve_one(_accept_then_only_heartbeat)
+
+
+def test_a_closed_tcp_client_says_so(deaf: str) -> None:
+    """A TCP client closed after a logout nobody answered raised ValueError from select on
+    its closed socket; a colocated one raises Disconnected, as the docs say."""
+    client = OrderClient.connect(deaf, account_id=1, api_key="k")
+    client.close()
+    with pytest.raises(Disconnected, match="the client is closed"):
+        client.poll(0.1)
+    with pytest.raises(Disconnected, match="the client is closed"):
+        client.wait_for(1, timeout=0.1)

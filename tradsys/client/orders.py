@@ -268,13 +268,22 @@ class OrderClient(_Orders):
     def poll_records(self, timeout: float = 0.0) -> Records:
         """Raw event records (no objects); the array is valid until the next call. They
         are new records only: events :meth:`wait_for` kept come from :meth:`poll`."""
-        return self._read_records(timeout, self._handed())
+        deadline = time.monotonic() + timeout
+        while True:
+            records = self._read_records(max(0.0, deadline - time.monotonic()), self._handed())
+            # a batch of repeats only (a shared SeenExecs dropped them all) is no event:
+            # wait on for the first, as the timeout says
+            if len(records) or time.monotonic() >= deadline:
+                return records
 
     def poll(self, timeout: float = 0.0) -> list[Event]:
         """The events that arrived, as structs (waiting up to ``timeout`` for the first):
         those kept from earlier calls if any, else new ones."""
-        if not self._backlog:
-            self._read(timeout, self._handed())
+        deadline = time.monotonic() + timeout
+        while not self._backlog:
+            self._read(max(0.0, deadline - time.monotonic()), self._handed())
+            if time.monotonic() >= deadline:
+                break
         out = []
         while self._backlog:
             _, event, called = self._backlog.popleft()
@@ -311,12 +320,15 @@ class OrderClient(_Orders):
         in the session until then (see :class:`_Orders`)."""
         deadline = time.monotonic() + timeout
         kept: list[_Unhanded] = []
+        looked = False  # what had arrived is read at least once, also with timeout=0
         try:
             while True:
                 if not self._backlog:
-                    if (left := deadline - time.monotonic()) <= 0:
+                    left = deadline - time.monotonic()
+                    if left <= 0 and looked:
                         raise TimeoutError(f"no {[k.__name__ for k in kinds]} for order {order_id}")
-                    self._read(left, kept[0].number - 1 if kept else self._events_read)
+                    self._read(max(left, 0.0), kept[0].number - 1 if kept else self._events_read)
+                    looked = True
                     continue
                 entry = self._backlog.popleft()
                 if not entry.called:

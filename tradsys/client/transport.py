@@ -493,6 +493,8 @@ class TcpTransport:
 
         ``done``: how many of the records earlier polls returned the caller is done with,
         oldest first (None: all of them); only those are acknowledged."""
+        if self._closed:  # its socket is gone (a select on it would raise ValueError)
+            raise Disconnected(self._ended or "the client is closed")
         self._mark_processed(done)
         if self._processed - self._acked >= self._ack_every and not self._ended:
             with contextlib.suppress(Disconnected):
