@@ -4,13 +4,16 @@ and wait_for(timeout=0) looks at what has arrived before it gives up."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tradsys import wire
 from tradsys.client.events import Ack, Fill
-from tradsys.client.orders import OrderClient
+from tradsys.client.orders import AsyncOrderClient, OrderClient
 from tradsys.client.repeats import SeenExecs
 from tradsys.protocols.binary import Accepted
 
@@ -46,6 +49,10 @@ class ScriptedTransport:
     def close(self, done: int | None = None) -> None:
         self.closed = True
 
+    def send(self, records: np.ndarray, timeout: float | None = None) -> None:
+        assert records.dtype == wire.COMMAND_DTYPE, records.dtype
+        self.sent = records
+
 
 def test_a_batch_of_repeats_only_does_not_end_the_wait() -> None:
     seen = SeenExecs()
@@ -67,3 +74,55 @@ def test_poll_records_waits_past_repeats_too() -> None:
 def test_wait_for_with_no_time_left_still_reads_what_came() -> None:
     client = OrderClient(ScriptedTransport([ack(9)]))  # type: ignore[arg-type]
     assert isinstance(client.wait_for(9, timeout=0), Ack)  # before: TimeoutError
+
+
+def test_async_next_event_with_no_time_left_takes_what_is_queued() -> None:
+    """asyncio.wait_for(get(), 0) cancels the getter before it runs: next_event(0) raised
+    TimeoutError with an event queued, so the async form had no non-blocking poll."""
+
+    async def scenario() -> None:
+        client = AsyncOrderClient(ScriptedTransport([ack(9)]), asyncio.get_running_loop())  # type: ignore[arg-type]
+        try:
+            deadline = time.monotonic() + 10
+            while client.queue.empty():  # the reader thread queues the scripted Ack
+                assert time.monotonic() < deadline, "the reader queued nothing"
+                await asyncio.sleep(0.001)
+            assert isinstance(await client.next_event(0), Ack)
+            with pytest.raises(TimeoutError):
+                await client.next_event(0)
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_raising_callback_loses_no_event_to_poll() -> None:
+    """The callback raised on the 2nd of 4 events: no poll() ever returned the first two
+    (they counted as handed, so they were acknowledged and never came again)."""
+    batch = np.concatenate([ack(1), ack(2), ack(3), ack(4)])
+    client = OrderClient(ScriptedTransport([batch]))  # type: ignore[arg-type]
+    called: list[int] = []
+
+    def callback(event: Any) -> None:
+        called.append(event.order_id)
+        if event.order_id == 2 and called.count(2) == 1:
+            raise RuntimeError("a bug in the application's callback")
+
+    client.on_event(callback)
+    with pytest.raises(RuntimeError):
+        client.poll(1.0)
+    assert [e.order_id for e in client.poll(1.0)] == [1, 2, 3, 4]
+    assert called == [1, 2, 3, 4]  # each callback once, the raising one included
+
+
+def test_a_concatenated_batch_of_order_records_is_sent() -> None:
+    """np.concatenate drops COMMAND_DTYPE's padding (63-byte items), which the transport
+    refused; order_record says it is for building batches."""
+    from tradsys.client.commands import order_record
+
+    transport = ScriptedTransport([])
+    client = OrderClient(transport)  # type: ignore[arg-type]
+    batch = np.concatenate([order_record(i, 1, "buy", 1, 90 + i) for i in (1, 2)])
+    assert client.submit_batch(batch) == 2
+    assert transport.sent["order_id"].tolist() == [1, 2]
+    assert transport.sent["price"].tolist() == [91, 92]

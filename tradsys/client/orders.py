@@ -96,6 +96,16 @@ class _Unhanded(NamedTuple):
     called: bool  # the callbacks have had it
 
 
+def _as_commands(records: Records) -> Records:
+    """``records`` as ``COMMAND_DTYPE``: an array with its fields but another layout --
+    ``np.concatenate`` of ``order_record`` arrays drops the record's padding, giving 63-byte
+    items -- is converted field by field; anything else is sent as it is (and refused by
+    the transport, saying why)."""
+    if records.dtype != wire.COMMAND_DTYPE and records.dtype.names == wire.COMMAND_DTYPE.names:
+        return records.astype(wire.COMMAND_DTYPE)
+    return records
+
+
 class _Orders:
     """What both clients share: order ids, the symbol each order is on, command records,
     and how much of what the transport returned the application has been handed.
@@ -239,7 +249,7 @@ class OrderClient(_Orders):
 
     def submit_batch(self, records: Records) -> int:
         """Send a ``COMMAND_DTYPE`` array as it is (the caller sets the order ids)."""
-        self.transport.send(records)
+        self.transport.send(_as_commands(records))
         return len(records)
 
     def cancel(self, order_id: int, symbol_id: SymbolLike | None = None) -> None:
@@ -284,13 +294,19 @@ class OrderClient(_Orders):
             self._read(max(0.0, deadline - time.monotonic()), self._handed())
             if time.monotonic() >= deadline:
                 break
-        out = []
-        while self._backlog:
-            _, event, called = self._backlog.popleft()
-            if not called:
-                self._call(event)
-            out.append(event)
-        return out
+        out: list[_Unhanded] = []
+        try:
+            while self._backlog:
+                entry = self._backlog.popleft()
+                out.append(entry._replace(called=True))
+                if not entry.called:
+                    self._call(entry.event)
+        except BaseException:
+            # a callback raised: what this call took goes back, called, for the next poll()
+            # to return (before, it was lost to every poll(), and counted as handed)
+            self._backlog.extendleft(reversed(out))
+            raise
+        return [entry.event for entry in out]
 
     def _handed(self) -> int:
         """Events read so far that the application has had, all of them before the first
@@ -444,7 +460,7 @@ class AsyncOrderClient(_Orders):
         return oid
 
     async def submit_batch(self, records: Records) -> int:
-        rest = records
+        rest = records = _as_commands(records)
         if not self._sends_waiting:  # else it queues behind the sends waiting for room
             rest = records[self.transport.try_send(records) :]
         if len(rest):
@@ -489,7 +505,15 @@ class AsyncOrderClient(_Orders):
         return event
 
     async def _take(self, timeout: float | None) -> Event:
-        item = await asyncio.wait_for(self.queue.get(), timeout)
+        if timeout is not None and timeout <= 0:
+            # asyncio.wait_for(..., 0) cancels before the getter runs, even with an event
+            # queued: with no time to wait, take what is there
+            try:
+                item = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                raise TimeoutError("no event queued") from None
+        else:
+            item = await asyncio.wait_for(self.queue.get(), timeout)
         if isinstance(item, BaseException):
             self.queue.put_nowait(item)  # every later call sees it too
             raise Disconnected(str(item)) from item
@@ -508,7 +532,9 @@ class AsyncOrderClient(_Orders):
         self, order_id: int, kinds: tuple[type, ...] = (Ack,), timeout: float = 5.0
     ) -> Event:
         """As :meth:`OrderClient.wait_for`: the events it passes over stay, in order, for
-        :meth:`next_event` / :meth:`events` (and in the session until then)."""
+        :meth:`next_event` / :meth:`events` (and in the session until then). Not beside a
+        task already waiting in :meth:`next_event` / :meth:`events`: that task waits on
+        the queue, and sees what this passed over only after the next event comes."""
         for i, (_, event) in enumerate(self._kept):
             if _answers(event, order_id, kinds):
                 del self._kept[i]
