@@ -236,11 +236,11 @@ def _print_events(
     def show(event: Event) -> None:
         nonlocal status
         ours = orders is None or event.order_id in orders.ours
+        if orders is not None and ours:  # before the line: a Ctrl-C after it sees the order
+            orders.note(event)
         print(describe(event, names) + ("" if ours else EARLIER), flush=True)
         if ours and isinstance(event, Reject):
             status = EXIT_USER_ERROR
-        if orders is not None and ours:
-            orders.note(event)
 
     deadline = time.monotonic() + ANSWER_S
     while answer_of:

@@ -160,6 +160,7 @@ def _trade(sup: Supervisor, *, kill: bool) -> dict[str, Any]:
         for oid in BURST:
             alice.cancel(oid, symbol_id=ACME)
         answers: dict[int, str] = {}
+        restarted: set[int] = set()  # left in the dead gateway's ring: answered so
         deadline = time.monotonic() + 60
         while len(answers) < len(BURST):
             assert time.monotonic() < deadline, f"{len(answers)} of {len(BURST)} answered"
@@ -169,6 +170,9 @@ def _trade(sup: Supervisor, *, kill: bool) -> dict[str, Any]:
                 elif isinstance(ev, Reject) and ev.reason == RejectReason.UNKNOWN_CLIENT_ID:
                     assert ev.order_id in BURST, ev
                     answers[ev.order_id] = "unknown"
+                elif isinstance(ev, Reject) and ev.reason == RejectReason.GATEWAY_RESTARTED:
+                    assert kill and ev.order_id in BURST, ev
+                    restarted.add(ev.order_id)
                 elif not (isinstance(ev, Ack) and ev.order_id in BURST):
                     # (an ack that came while no gateway ran is handed over first)
                     raise AssertionError(f"unexpected {ev}")
@@ -176,6 +180,8 @@ def _trade(sup: Supervisor, *, kill: bool) -> dict[str, Any]:
         reached = outcome.count("cancelled")
         assert outcome == ["cancelled"] * reached + ["unknown"] * (len(BURST) - reached)
         assert reached > 100 and (kill or reached == len(BURST))
+        # what the dead gateway's ring still held never reached the engine either
+        assert restarted <= {oid for oid in BURST if answers[oid] == "unknown"}
         # she cancels ask 3 by its client id (it was her old session's)
         alice.cancel(3, symbol_id=ACME)
         cxl = alice.wait_for(3, (Cancelled,))
