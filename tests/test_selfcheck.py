@@ -3,11 +3,10 @@ child process over two rings, and nothing left behind -- also when Ctrl-C stops 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 
+from tests.ctrl_c import ctrl_c
 from tradsys.ring import instance_segments
 
 SELFCHECK = [sys.executable, "-m", "tradsys.cli", "selfcheck"]
@@ -29,19 +28,8 @@ def test_selfcheck_proves_the_host_and_leaves_nothing() -> None:
 
 def test_ctrl_c_stops_selfcheck_with_one_line_and_no_child_traceback() -> None:
     before = selfcheck_segments()
-    proc = subprocess.Popen(
-        SELFCHECK, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # a terminal's Ctrl-C: SIGINT to the whole group
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        assert "checking the native core" in proc.stdout.readline()
-        os.killpg(proc.pid, signal.SIGINT)  # the child is starting or echoing by now
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 130, err
+    # once it says it checks, the child is starting or echoing
+    code, _, err = ctrl_c(SELFCHECK, "stdout", lambda line: "checking the native core" in line)
+    assert code == 130, err
     assert err.strip() == "tradsys selfcheck: interrupted", err
     assert selfcheck_segments() == before

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from tests.cores.run_instance import OutputLines
 from tests.cores.test_gateway_admin import Instance as AdminInstance
 from tests.cores.test_gateway_admin import _start
 from tests.cores.test_gateway_e2e import e2e_config_text
+from tests.ctrl_c import ctrl_c
 from tradsys.cli_order import EARLIER
 from tradsys.client.events import Ack, Cancelled, Fill
 from tradsys.client.orders import OrderClient
@@ -215,19 +215,6 @@ def test_ctrl_c_during_a_submit_wait_still_says_the_order_is_cancelled(running: 
     the command's session was skipped then, though the order was cancelled all the same."""
     env = {**os.environ, "TRADSYS_API_KEY": KEYS[1]}
     cmd = running.command(1, "submit", "ACME", "buy", "1", "--price", "90", "--wait", "600")
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        start_new_session=True,  # a terminal's Ctrl-C: SIGINT to the whole group
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        acked = proc.stdout.readline()
-        assert acked.startswith("Ack"), acked
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, err
+    code, _, err = ctrl_c(cmd, "stdout", lambda line: line.startswith("Ack"), env=env)
+    assert code == 0, err
     assert "is cancelled as this command exits" in err, err

@@ -5,15 +5,13 @@ benches in a tmp perf/ folder, so it is quick and every outcome is known."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import tradsys.cli
+from tests.ctrl_c import ctrl_c
 
 GOOD = """
 import json, sys
@@ -110,6 +108,7 @@ DRIVER = """
 import sys
 from pathlib import Path
 import tradsys.cli
+from tests.ctrl_c import ctrl_c
 tradsys.cli.PERF_DIR = Path(sys.argv[1])
 sys.exit(tradsys.cli.main(["bench", "slow", "--report", sys.argv[2]]))
 """
@@ -120,19 +119,7 @@ def test_ctrl_c_waits_for_the_bench_to_clean_up_and_exits_130(tmp_path: Path) ->
     perf.mkdir()
     (perf / "slow_bench.py").write_text(SLOW_CLEANUP)
     cmd = [sys.executable, "-c", DRIVER, str(perf), str(tmp_path / "report")]
-    # a session of its own: Ctrl-C goes to the terminal's whole foreground group
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if line.strip() == "ready":
-                break
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    code, _, err = ctrl_c(cmd, "stderr", lambda line: line.strip() == "ready")
     assert (perf / "slow_bench.py.cleaned").exists(), err
-    assert proc.returncode == 130, err
+    assert code == 130, err
     assert "tradsys bench: interrupted" in err
