@@ -5,6 +5,7 @@ and wait_for(timeout=0) looks at what has arrived before it gives up."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -41,10 +42,15 @@ class ScriptedTransport:
         self.accepted = Accepted(1, 1000, 1, 1, 1, 1024, "", "")
         self.symbols: list[Any] = []
         self.closed = False
+        self.go = threading.Event()  # cleared: the batches wait for it
+        self.go.set()
 
     def poll(self, timeout: float, done: int | None = None) -> np.ndarray:
         self.polls.append(timeout)
-        return self.batches.pop(0) if self.batches else np.zeros(0, wire.EVENT_DTYPE)
+        if self.batches and self.go.wait(timeout):
+            return self.batches.pop(0)
+        time.sleep(min(timeout, 0.005))  # nothing more: as a real poll, not a spin
+        return np.zeros(0, wire.EVENT_DTYPE)
 
     def close(self, done: int | None = None) -> None:
         self.closed = True
@@ -126,3 +132,28 @@ def test_a_concatenated_batch_of_order_records_is_sent() -> None:
     assert client.submit_batch(batch) == 2
     assert transport.sent["order_id"].tolist() == [1, 2]
     assert transport.sent["price"].tolist() == [91, 92]
+
+
+def test_async_wait_for_beside_a_waiting_consumer_hands_it_what_it_passed_over() -> None:
+    """wait_for took Ack 1 (not its answer) while a consumer task waited in next_event:
+    the consumer kept waiting on the queue, got Ack 2 first, and wait_for(2) never saw
+    its answer. Each event kept now wakes the consumer, which gets them in order."""
+
+    async def scenario() -> None:
+        transport = ScriptedTransport([np.concatenate([ack(1), ack(2)])])
+        transport.go.clear()
+        client = AsyncOrderClient(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
+        try:
+            answer = asyncio.ensure_future(client.wait_for(2, timeout=10))
+            for _ in range(5):  # wait_for is first in the queue's line
+                await asyncio.sleep(0)
+            consumer = asyncio.ensure_future(client.next_event(10))
+            for _ in range(5):
+                await asyncio.sleep(0)
+            transport.go.set()
+            assert (await answer).order_id == 2
+            assert (await consumer).order_id == 1
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())

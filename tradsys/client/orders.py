@@ -408,6 +408,11 @@ class AsyncOrderClient(_Orders):
         self._taken = 0  # events taken from the queue (the loop counts)
         # events wait_for passed over, numbered as taken, for next_event first
         self._kept: deque[tuple[int, Event]] = deque()
+        # set when wait_for keeps one: a task already waiting in next_event takes it then
+        self._kept_added = asyncio.Event()
+        # taken from the queue by a next_event that a kept event woke first: they came
+        # after the kept ones and before what the queue still holds
+        self._ahead: deque[Event | BaseException] = deque()
         self._handed_n = 0  # events handed, all before the first kept one (the reader reads)
         self._closed = False
         self._stop = threading.Event()
@@ -497,14 +502,43 @@ class AsyncOrderClient(_Orders):
 
     async def next_event(self, timeout: float | None = None) -> Event:
         """The next event: one :meth:`wait_for` passed over first, else the queue's."""
+        if not (self._kept or self._ahead or not self.queue.empty()):
+            if timeout is not None and timeout <= 0:
+                raise TimeoutError("no event queued")
+            await self._wait_for_event(timeout)
         if self._kept:
             _, event = self._kept.popleft()
         else:
-            event = await self._take(timeout)
+            event = await self._take(0)
         self._note_handed()
         return event
 
+    async def _wait_for_event(self, timeout: float | None) -> None:
+        """Until the queue has an event or :meth:`wait_for` keeps one (it may be taking
+        from the queue meanwhile: what it passes over is this waiter's, and comes first)."""
+        self._kept_added.clear()
+        getter = asyncio.ensure_future(self.queue.get())
+        kept = asyncio.ensure_future(self._kept_added.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {getter, kept}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in (getter, kept):
+                waiter.cancel()  # a Queue.get cancelled before it took leaves the item
+        if getter.done() and not getter.cancelled():
+            self._ahead.append(getter.result())
+        if not done:
+            raise TimeoutError("no event came")
+
     async def _take(self, timeout: float | None) -> Event:
+        if self._ahead:
+            item = self._ahead.popleft()
+            if isinstance(item, BaseException):
+                self._ahead.appendleft(item)  # every later call sees it too
+                raise Disconnected(str(item)) from item
+            self._taken += 1
+            return item
         if timeout is not None and timeout <= 0:
             # asyncio.wait_for(..., 0) cancels before the getter runs, even with an event
             # queued: with no time to wait, take what is there
@@ -532,9 +566,8 @@ class AsyncOrderClient(_Orders):
         self, order_id: int, kinds: tuple[type, ...] = (Ack,), timeout: float = 5.0
     ) -> Event:
         """As :meth:`OrderClient.wait_for`: the events it passes over stay, in order, for
-        :meth:`next_event` / :meth:`events` (and in the session until then). Not beside a
-        task already waiting in :meth:`next_event` / :meth:`events`: that task waits on
-        the queue, and sees what this passed over only after the next event comes."""
+        :meth:`next_event` / :meth:`events` (and in the session until then); a task
+        already waiting there is woken for each, in order."""
         for i, (_, event) in enumerate(self._kept):
             if _answers(event, order_id, kinds):
                 del self._kept[i]
@@ -547,6 +580,7 @@ class AsyncOrderClient(_Orders):
                     self._note_handed()
                     return _answer(event, kinds)
                 self._kept.append((self._taken, event))
+                self._kept_added.set()
                 self._note_handed()
 
     async def close(self) -> None:
