@@ -275,7 +275,13 @@ def test_commands_a_killed_gateway_never_took_are_rejected_gateway_restarted(
             deadline = time.monotonic() + 30
             while len(answers) < len(sent) + 1:
                 assert time.monotonic() < deadline, f"answered: {sorted(answers)}"
-                answers.update((ev.order_id, ev) for ev in alice.poll(1.0))
+                answers.update(
+                    (ev.order_id, ev)
+                    for ev in alice.poll(1.0)
+                    # order 1's Ack again: read, but not yet released from the ring when
+                    # the gateway died (a documented repeat)
+                    if not (isinstance(ev, Ack) and ev.order_id == 1)
+                )
             assert set(answers) == sent | {1}
             for ev in answers.values():
                 assert isinstance(ev, Reject) and ev.reason == RejectReason.GATEWAY_RESTARTED, ev

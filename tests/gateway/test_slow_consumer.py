@@ -29,7 +29,7 @@ from tests.gateway.test_unread_sessions import (
     alices_next_session,
     unread_config,
 )
-from tradsys.client.commands import order_record
+from tradsys.client.commands import order_bytes, order_record
 from tradsys.client.events import Fill
 from tradsys.client.orders import OrderClient
 from tradsys.cores.gateway import read_stats
@@ -54,11 +54,13 @@ def test_a_client_that_stops_reading_is_ended_and_the_shard_flows_again(
                 top = max(px for _, px in ASKS)
                 fills: list[Fill] = []
                 for _ in range(LOTS):
-                    bob.submit(ACME, "buy", 1, top, tif="ioc")
+                    rec = order_bytes(bob.next_order_id(), ACME, "buy", 1, top, tif="ioc")
                     # he reads as he sends: the gateway takes a session's commands only
-                    # while its event ring has room for their answers, so a bob who only
-                    # sent would stop himself once his answers filled it (and whether
-                    # they did first was a race: alice's stall would hold them back)
+                    # while its event ring has room for their answers (two for an IOC),
+                    # so a bob who waited in a send while they filled it would stop
+                    # himself; with no room for the command, he reads what came
+                    while not bob.transport.try_send_one(rec):
+                        fills += [e for e in bob.poll(0.05) if isinstance(e, Fill)]
                     fills += [e for e in bob.poll() if isinstance(e, Fill)]
                 deadline = time.monotonic() + 20
                 while len(fills) < LOTS:  # the later ones wait until alice is ended
