@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,22 @@ from tradsys.cores.supervisor import Supervisor
 pytestmark = pytest.mark.multiprocess
 
 RING = 16
+
+
+def _send_until_both_rings_fill(
+    bob: OrderClient, transport: ColocatedTransport, ring: int, **kw: Any
+) -> list[int]:
+    """Bids at 90 (``kw`` as for submit), never polled, sent until the event ring and the
+    inbound ring are both full; their client ids. The event ring is looked at first: once
+    it is full the gateway takes nothing, so the inbound ring can then only fill (the
+    other order could see a full inbound ring the gateway was about to take)."""
+    sent: list[int] = []
+    deadline = time.monotonic() + 20
+    while transport.outbound.readable < ring or transport.inbound.writable:
+        assert time.monotonic() < deadline, f"{len(sent)} sent; the rings never filled"
+        if transport.inbound.writable:
+            sent.append(bob.submit(ACME, "buy", 1, 90, order_id=len(sent) + 1, **kw))
+    return sent
 
 
 @pytest.mark.parametrize("ring", [RING, 1024])
@@ -40,16 +57,7 @@ def test_a_client_that_never_polls_is_told_its_unread_events_stopped_it(
     ):
         transport = bob.transport
         assert isinstance(transport, ColocatedTransport)
-        sent: list[int] = []
-        deadline = time.monotonic() + 20
-        # resting bids, an Ack each, sent until both rings are full. The event ring is
-        # looked at first: once it is full the gateway takes nothing, so the inbound ring
-        # can then only fill (the other order could see a full inbound ring the gateway
-        # was about to take)
-        while transport.outbound.readable < ring or transport.inbound.writable:
-            assert time.monotonic() < deadline, f"{len(sent)} sent; the rings never filled"
-            if transport.inbound.writable:
-                sent.append(bob.submit(ACME, "buy", 1, 90, order_id=len(sent) + 1))
+        sent = _send_until_both_rings_fill(bob, transport, ring)  # resting bids, an Ack each
         # exactly a full event ring of answers and a full inbound ring of commands: the
         # gateway took no command whose answer would not fit
         assert len(sent) == 2 * ring
@@ -74,12 +82,7 @@ def test_ioc_orders_answer_twice_and_still_only_stop_their_client(
     ):
         transport = bob.transport
         assert isinstance(transport, ColocatedTransport)
-        sent: list[int] = []
-        deadline = time.monotonic() + 20
-        while transport.outbound.readable < RING or transport.inbound.writable:
-            assert time.monotonic() < deadline, f"{len(sent)} sent; the rings never filled"
-            if transport.inbound.writable:
-                sent.append(bob.submit(ACME, "buy", 1, 90, tif="ioc", order_id=len(sent) + 1))
+        sent = _send_until_both_rings_fill(bob, transport, RING, tif="ioc")
         # a full event ring of two answers each, and a full inbound ring
         assert len(sent) == RING // 2 + RING
         with pytest.raises(TimeoutError, match=rf"event ring \S+ is full \({RING} unread\)"):

@@ -9,12 +9,17 @@ them: a vanished client leaves nothing in /dev/shm.
 from __future__ import annotations
 
 import itertools
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tradsys import wire
 from tradsys.ring import Ring, SegmentExistsError, segment_name
+from tradsys.ring.errors import RingError
 from tradsys.ring.segment import unlink_quietly
 from tradsys.ring.stale import find_stale
+
+log = logging.getLogger("tradsys.gateway")
 
 INBOUND_ROLE = "sin"
 OUTBOUND_ROLE = "sout"
@@ -101,3 +106,19 @@ def reclaim_stale_keeping_unread(instance: str) -> StaleRings:
 def ring_number(name: str) -> int:
     """The session number a session ring's name ends with."""
     return int(name.rsplit(".", 1)[1])
+
+
+def attach_each(names: list[str], what: str) -> Iterator[tuple[str, Ring]]:
+    """Each of a dead gateway's session rings, attached to be read and closed once the
+    caller moves on; one that is not a ring of this layout has nothing to read in it:
+    skipped, and logged as giving none of ``what``."""
+    for name in names:
+        try:
+            ring = Ring.attach(name, slot_size=wire.RECORD_SIZE, layout_version=wire.LAYOUT_VERSION)
+        except RingError as exc:
+            log.warning("cannot read %s for %s: %s", name, what, exc)
+            continue
+        try:
+            yield name, ring
+        finally:
+            ring.close()

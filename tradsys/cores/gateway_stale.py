@@ -27,16 +27,12 @@ import numpy as np
 
 from tradsys.config import Config
 from tradsys.cores.gateway_auth import LoginRefusedError
-from tradsys.cores.gateway_rings import ring_number
+from tradsys.cores.gateway_rings import attach_each, ring_number
 from tradsys.cores.gateway_sessions import SessionTable
-from tradsys.ring import Ring
-from tradsys.ring.errors import RingError
 from tradsys.ring.segment import unlink_quietly
 from tradsys.wire import (
     COMMAND_DTYPE,
     EVENT_DTYPE,
-    LAYOUT_VERSION,
-    RECORD_SIZE,
     CommandKind,
     EventFlag,
     EventKind,
@@ -61,17 +57,9 @@ def read_unsent(rings: list[str], accounts: dict[int, int]) -> list[UnsentComman
     whose account is unknown (no record of its login survived) is dropped, and logged."""
     found: list[UnsentCommands] = []
     try:
-        for name in rings:
-            try:
-                ring = Ring.attach(name, slot_size=RECORD_SIZE, layout_version=LAYOUT_VERSION)
-            except RingError as exc:  # not a ring of this layout: nothing to read in it
-                log.warning("cannot read %s for commands never taken: %s", name, exc)
-                continue
-            try:
-                commands = np.zeros(min(ring.readable, ring.info().capacity), COMMAND_DTYPE)
-                commands = commands[: ring.peek_batch(commands)]
-            finally:
-                ring.close()
+        for name, ring in attach_each(rings, "commands never taken"):
+            commands = np.zeros(min(ring.readable, ring.info().capacity), COMMAND_DTYPE)
+            commands = commands[: ring.peek_batch(commands)]
             if not len(commands):
                 continue
             account = accounts.get(ring_number(name))

@@ -61,6 +61,7 @@ import numpy as np
 
 from tradsys.config import Config
 from tradsys.cores.control import WorkerControl
+from tradsys.cores.gateway_rings import attach_each
 from tradsys.cores.order_image import OrderImageError, read_image
 from tradsys.gateway.core import GatewayCore, GatewayError
 from tradsys.gateway.ledger import HELD_FILE, LEDGER_FILE, run_id_of
@@ -116,16 +117,8 @@ def recover(
     carried = core.attach_ledger(config.instance_dir / LEDGER_FILE, run_id(config))
     from_log = core.attach_held(config.instance_dir / HELD_FILE)
     unread = 0
-    for name in unread_rings or []:
-        try:
-            ring = Ring.attach(name, slot_size=RECORD_SIZE, layout_version=LAYOUT_VERSION)
-        except RingError as exc:  # not a ring of this layout: nothing to read in it
-            log.warning("cannot read %s for unread events: %s", name, exc)
-            continue
-        try:
-            unread += core.hold_stale_ring(ring)
-        finally:
-            ring.close()
+    for _, ring in attach_each(unread_rings or [], "unread events"):
+        unread += core.hold_stale_ring(ring)
     controls: dict[int, WorkerControl] = {}
     try:
         for shard in config.shards:
