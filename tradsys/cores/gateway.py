@@ -54,7 +54,7 @@ from tradsys.exit_codes import EXIT_INTERNAL as EXIT_FAILURE
 from tradsys.exit_codes import EXIT_OK, EXIT_USER_ERROR
 from tradsys.files import replace_file
 from tradsys.gateway import GatewayCore, GatewayError, next_epoch
-from tradsys.gateway.recovery import recover
+from tradsys.gateway.recovery import RestoreRefusedError, recover
 from tradsys.gctune import GcMonitor, tune_for_trading
 from tradsys.protocols.binary import EndReason, SymbolInfo, encode_symbols
 from tradsys.ring import RingError
@@ -444,6 +444,9 @@ def run(config_path: str) -> int:
     forget_session_accounts(sessions_file)  # the dead gateway's ring numbers
     try:
         core = make_core(config, stale.unread)
+    except RestoreRefusedError as exc:
+        log.error("cannot start the gateway: %s", exc)
+        return EXIT_USER_ERROR
     except (GatewayError, RingError) as exc:
         log.error("cannot start the gateway core: %s", exc)
         return EXIT_FAILURE

@@ -51,6 +51,7 @@ from tradsys.cores.memory_lock import why_not_lockable
 from tradsys.cores.parent_watch import supervisor_env
 from tradsys.cores.sidecar import write_effective_config
 from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
+from tradsys.cores.state_check import StateMismatchError, check_state
 from tradsys.cores.worker import WorkerSpec
 from tradsys.metrics import InstanceCollector, MetricsServer
 from tradsys.metrics.latency_segment import (
@@ -169,6 +170,10 @@ class Supervisor:
                 f"instance {self.instance!r} is already running (its segments exist: "
                 f"{', '.join(left[:3])}); stop it first, or pick another engine.instance"
             )
+        try:
+            check_state(self.config)
+        except StateMismatchError as exc:
+            raise SupervisorError(str(exc)) from None
         try:
             self._make_instance_dir()
             self._hold_cpu_latency()

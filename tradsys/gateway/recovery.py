@@ -86,6 +86,45 @@ class RecoveryReport:
     unread_held: int = 0  # of those, a dead gateway's sessions' unread events
 
 
+class RestoreRefusedError(GatewayError):
+    """The live orders do not fit the configuration (an account or symbol it no longer
+    has, more orders than the tables hold): the operator's to put right."""
+
+
+def refuse_unconfigured(config: Config, images: dict[int, np.ndarray[Any, Any]]) -> None:
+    """Refuse a start whose configuration lost the owner or the symbol of a live order.
+
+    Why refuse: the pump could neither route such an order's events (its account has no
+    session to come) nor reach it (no symbol to name it by), yet it would still trade:
+    an acknowledged order would fill and its owner never be told. Also a table too small
+    for the orders, named by its key instead of as a full table."""
+    orders = np.concatenate(list(images.values())) if images else np.empty(0)
+    problems = []
+    for field, known, what, undo in (
+        ("account_id", {a.id for a in config.accounts}, "account", "[[account]]"),
+        ("symbol_id", {i.symbol_id for i in config.instruments}, "symbol_id", "[[instrument]]"),
+    ):
+        if not len(orders):
+            break
+        ids, counts = np.unique(orders[field], return_counts=True)
+        lost = [(int(i), int(n)) for i, n in zip(ids, counts, strict=True) if int(i) not in known]
+        if lost:
+            listed = ", ".join(f"{what} {i}: {n} order(s)" for i, n in lost)
+            problems.append(
+                f"live orders of {what}s the configuration no longer has ({listed}): put "
+                f"the {undo} back, cancel those orders (their owners, or `tradsys admin "
+                "mass-cancel ACCOUNT`), then remove it"
+            )
+    limit = config.gateway.max_live_orders
+    if len(orders) > limit:
+        problems.append(
+            f"{len(orders)} live orders rest in the books and [gateway] max_live_orders is "
+            f"{limit}: raise it to at least {len(orders)}"
+        )
+    if problems:
+        raise RestoreRefusedError("; ".join(problems))
+
+
 def run_id(config: Config) -> int:
     """This run of the instance, named by the creator of shard 0's command ring (the
     supervisor, which makes the rings anew for each run)."""
@@ -153,6 +192,7 @@ def recover(
     finally:
         for ctl in controls.values():
             ctl.close()
+    refuse_unconfigured(config, images)
     restored = sum(core.restore(images[sid]) for sid in sorted(images))
     held = core.hold_drained()
     report = RecoveryReport(carried, restored, drained, held + unread, from_log, unread)
