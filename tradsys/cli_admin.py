@@ -132,9 +132,11 @@ def cmd_market(args: argparse.Namespace) -> int:
     symbol (exit 1 for one that is not: the engine did not apply the control there)."""
     from tradsys.cores.gateway_admin import Market
     from tradsys.cores.sidecar import read_announcement
+    from tradsys.matching.instrument import symbol_named
 
     config = _config(args)
-    symbols = [i.symbol for i in config.instruments] if args.all else [args.symbol.upper()]
+    names = [i.symbol for i in config.instruments]
+    symbols = names if args.all else [symbol_named(args.symbol, names) or args.symbol]
     send = lambda c: Market(args.action, None if args.all else args.symbol)  # noqa: E731
     md = read_announcement(config, "md")
     wanted = EXPECTED_PHASE.get(args.action)
@@ -163,6 +165,7 @@ def _send_and_confirm(
         if rc != EXIT_OK:
             return rc
         after = watch.wait_for(Phase[wanted], CONFIRM_S)
+        self_ending = {s for s in symbols if watch.reopens_by_itself(s)}
     failed = False
     for sym in symbols:
         now, was = after[sym], before[sym]
@@ -171,6 +174,11 @@ def _send_and_confirm(
             if was is not None and was.name == wanted:
                 # not an error: the symbol is where the operator wants it
                 print(f"{sym}: already {wanted}, nothing to do")
+                if wanted == "AUCTION" and sym in self_ending:
+                    print(
+                        f"{sym}: this call is a volatility auction's and reopens by itself; "
+                        "to hold it until an auction-uncross: halt, then auction-start"
+                    )
             else:
                 print(f"{sym}: {now.name}{was_text}")
             continue

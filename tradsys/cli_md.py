@@ -19,6 +19,7 @@ from tradsys.cli_args import positive_seconds, positive_whole, whole
 from tradsys.client.md_feed import BboChange, FeedError, FeedState, Gap, LocalBook, MdEvent, Trades
 from tradsys.exit_codes import EXIT_OK, EXIT_USER_ERROR
 from tradsys.matching.api import Phase
+from tradsys.matching.instrument import symbol_named
 from tradsys.wire import Side
 
 CLEAR = "\x1b[H\x1b[2J"
@@ -65,9 +66,7 @@ def _symbol(name: str, symbols: list[str]) -> str | None:
     the instance does not publish it. Unknown ``symbols``: upper case, the sidecar says."""
     if not symbols:
         return name.upper()
-    if name in symbols:
-        return name
-    return next((s for s in symbols if s.upper() == name.upper()), None)
+    return symbol_named(name, symbols)
 
 
 def status_text(book: LocalBook) -> str:

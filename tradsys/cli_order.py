@@ -33,6 +33,7 @@ from tradsys.client.orders import Disconnected, LoginFailed, OrderClient, OrderR
 from tradsys.config import Config, ConfigError, load_config
 from tradsys.cores.sidecar import read_announcement
 from tradsys.exit_codes import EXIT_INTERNAL, EXIT_OK, EXIT_USER_ERROR
+from tradsys.matching.instrument import symbol_named
 from tradsys.protocols.binary import LoginRejectReason
 
 # a command waits this long for its own first answer, whatever --wait says: the answer
@@ -72,8 +73,9 @@ def _symbols(config: Config) -> dict[str, int]:
 
 def _symbol_id(config: Config, name: str) -> int:
     symbols = _symbols(config)
-    if name.upper() in symbols:
-        return symbols[name.upper()]
+    found = symbol_named(name, symbols)
+    if found is not None:
+        return symbols[found]
     raise OrderCliError(f"unknown symbol {name!r}; configured: {', '.join(symbols)}")
 
 
@@ -198,7 +200,7 @@ def _send_verb(args: argparse.Namespace, config: Config, client: OrderClient) ->
         client.replace(args.order_id, price=args.price, quantity=args.quantity, symbol_id=sym)
         return int(args.order_id)
     client.mass_cancel(_symbol_id(config, args.symbol) if args.symbol else 0)
-    what = f"{args.symbol.upper()} only" if args.symbol else "every symbol"
+    what = f"{symbol_named(args.symbol, _symbols(config))} only" if args.symbol else "every symbol"
     print(f"mass cancel sent: every order of the account, {what}", flush=True)
     return 0  # the command's own order id: a reject of it carries 0
 

@@ -5,6 +5,7 @@ from the edited config file -- and every refusal names its reason and changes no
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -271,6 +272,50 @@ def test_a_phase_control_is_confirmed_on_the_status_channel(
     assert "ZETA: already CONTINUOUS, nothing to do" in out
     with OrderClient.connect(running_md.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
         assert _rejected(alice, 1) is None  # it trades again
+
+
+def test_a_mixed_case_symbol_is_controlled_by_its_name(
+    instance: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Symbol names are case-sensitive in the config (`Zeta.b` is valid). Before, `tradsys
+    admin halt Zeta.b` upper-cased the name and refused it as unknown, naming it among
+    the symbols it routes: only --all reached the symbol. Any case still finds a name
+    that only one symbol has."""
+    text = _with_md(_config_text(instance, tmp_path / "data")).replace('"ZETA"', '"Zeta.b"')
+    with contextlib.contextmanager(_start)(tmp_path / "instance.toml", text) as running:
+        assert running.admin("halt", "Zeta.b") == 0
+        assert "Zeta.b: HALTED (was CONTINUOUS)" in capsys.readouterr().out
+        assert running.admin("resume", "zeta.B") == 0
+        assert "Zeta.b: CONTINUOUS (was HALTED)" in capsys.readouterr().out
+        with OrderClient.connect(running.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
+            assert _rejected(alice, 1, "zeta.b") is None
+
+
+def test_auction_start_in_a_volatility_auction_says_it_reopens_by_itself(
+    instance: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tripped breaker's call ends by itself; `auction-start` then changes nothing, and
+    says so, with the way to a call that lasts until an auction-uncross."""
+    breaker = "reference_price = 100\nbreaker_bps = 500\nbreaker_halt_ns = 600000000000\n"
+    text = _with_md(_config_text(instance, tmp_path / "data")).replace(
+        "reference_price = 100\n", breaker, 1
+    )
+    with (
+        contextlib.contextmanager(_start)(tmp_path / "instance.toml", text) as running,
+        OrderClient.connect(running.unix_socket, account_id=1, api_key=KEYS[1]) as alice,
+        OrderClient.connect(running.unix_socket, account_id=2, api_key=KEYS[2]) as bob,
+    ):
+        for price in (100, 110):  # a trade at 100, then one 10 % away trips the breaker
+            alice.wait_for(alice.submit("ACME", "sell", 1, price))
+            bob.wait_for(bob.submit("ACME", "buy", 1, price))
+        assert running.admin("auction-start", "ACME") == 0
+        out = capsys.readouterr().out
+        assert "ACME: already AUCTION, nothing to do" in out
+        assert "volatility auction's and reopens by itself" in out
+        assert running.admin("halt", "ACME") == 0
+        assert running.admin("auction-start", "ACME") == 0
+        out = capsys.readouterr().out
+        assert "ACME: AUCTION (was HALTED)" in out and "reopens by itself" not in out
 
 
 def _raw(running: Instance, request: bytes) -> bytes:

@@ -44,6 +44,7 @@ from tradsys.client.events import (
 )
 from tradsys.client.repeats import SeenExecs
 from tradsys.client.transport import ColocatedTransport, Records, TcpTransport, Transport
+from tradsys.matching.instrument import symbol_named
 from tradsys.ring import WaitStrategy
 from tradsys.wire import CommandKind
 
@@ -171,7 +172,8 @@ class _Orders:
         """A symbol's id: an int as it is, a name (any case) from the gateway's directory."""
         if not isinstance(symbol, str):
             return int(symbol)
-        found = self.symbols.get(symbol, self.symbols.get(symbol.upper()))
+        name = symbol_named(symbol, self.symbols)
+        found = None if name is None else self.symbols[name]
         if found is None:
             known = ", ".join(sorted(self.symbols)) or "none"
             raise ValueError(f"unknown symbol {symbol!r}; the gateway trades: {known}")

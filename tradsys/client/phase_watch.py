@@ -28,6 +28,11 @@ class PhaseWatch:
         """Each symbol's phase as last told (None: not yet)."""
         return {s: self.client.books[s].phase for s in self.symbols}
 
+    def reopens_by_itself(self, symbol: str) -> bool:
+        """Whether the symbol's auction call is a volatility auction's, which ends by
+        itself at its reopening time (an operator's call lasts until uncrossed)."""
+        return self.client.books[symbol].reopen_ns >= 0
+
     def wait_known(self, timeout_s: float) -> bool:
         """Until every symbol's phase is known (from a snapshot or a status record)."""
         return self.client.run_until(

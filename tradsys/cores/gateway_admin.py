@@ -32,6 +32,7 @@ import msgspec
 from tradsys.config import AccountSection, Config, ConfigError, check_config
 from tradsys.cores.gateway_auth import Credentials, LoginRefusedError, check_peer, peer_uid
 from tradsys.gateway import GatewayCore, GatewayError
+from tradsys.matching.instrument import symbol_named
 from tradsys.wire import ControlCode
 
 log = logging.getLogger("tradsys.gateway")
@@ -183,7 +184,8 @@ class AdminEdge:
         symbol_id = None
         if request.symbol is not None:
             by_name = {ins.symbol: ins.symbol_id for ins in self.config.instruments}
-            symbol_id = by_name.get(request.symbol.upper())
+            name = symbol_named(request.symbol, by_name)
+            symbol_id = None if name is None else by_name[name]
             if symbol_id is None:
                 raise AdminRefusedError(
                     f"unknown symbol {request.symbol!r}; the gateway routes: "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 
 SYMBOL_NAME_MAX = 40
@@ -14,6 +16,18 @@ QTY_MAX = 2**31 - 1
 """The largest quantity of one order (docs/matching.md, rule 7), native/book.h's
 TS_QTY_MAX: 31 bits, as the share fields of OUCH or iLink. With fewer than 2^32 orders
 resting, no sum of their quantities (a level, a side of a book) can overflow int64."""
+
+
+def symbol_named(typed: str, names: Iterable[str]) -> str | None:
+    """The configured symbol a person or program named: the exact name, else the one
+    name equal to it but for case (names are case-sensitive in the config, so
+    ``Initech.b`` is valid, yet people type ``ACME`` as ``acme``); None for none, or
+    for a case-blind match that two names share."""
+    names = list(names)
+    if typed in names:
+        return typed
+    folded = [n for n in names if n.casefold() == typed.casefold()]
+    return folded[0] if len(folded) == 1 else None
 
 
 class Instrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
