@@ -307,6 +307,9 @@ int ts_worker_recover(ts_worker *w, const char *dir, uint64_t snapshot_seq,
     w->md_total = snapshot_md_count;
     w->last_exec_id = snapshot_last_exec_id;
     int base_set = (int)LOAD(ctl->base_set);
+    /* what this run's earlier incarnations had pushed out (acknowledged): the journal
+     * must still reach it, or files were removed or cut under the running instance */
+    const uint64_t acked_before = base_set ? LOAD(ctl->acked_seq) : 0;
     if (base_set) {
         uint64_t ev_head = ring_head(w->ev);
         if (ev_head > 0) {
@@ -323,6 +326,13 @@ int ts_worker_recover(ts_worker *w, const char *dir, uint64_t snapshot_seq,
     w->err = out->error;
     if (rc < 0) return journal_fail(w, rc);
     if (out->last_seq > w->seq) w->seq = out->last_seq;
+    if (w->seq < acked_before)
+        return worker_fail(w, TS_WORKER_ERR_STATE,
+                           "the snapshots and journal in %s end at seq %llu, but this shard "
+                           "acknowledged commands up to seq %llu earlier in this run: journal "
+                           "files were removed or cut short under it (restore them; the data "
+                           "directory must not be moved or deleted while the instance runs)",
+                           dir, (unsigned long long)w->seq, (unsigned long long)acked_before);
 
     /* exactly-once intake: the next command to take is the one after the last journaled */
     ts_ring_info info;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -46,3 +47,27 @@ def test_durable_syncs_the_file_then_its_directory(
     files.replace_file(tmp_path / "kept", b"x", durable=True, mode=0o600)
     assert synced == ["file", "dir"]
     assert stat.S_IMODE((tmp_path / "kept").stat().st_mode) == 0o600
+
+
+def test_a_failed_write_names_the_file_keeps_the_old_and_removes_the_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk: os.write's bare errno named no file, and the .tmp took the room the
+    next write needed."""
+    target = tmp_path / "supervisor.json"
+    target.write_text("old")
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files.os, "write", full)
+    with pytest.raises(OSError, match=f"cannot write {target}: No space left on device") as info:
+        files.replace_file(target, b"new")
+    assert info.value.errno == errno.ENOSPC
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["supervisor.json"]
+
+
+def test_a_directory_that_cannot_take_the_temporary_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=f"cannot create {tmp_path}/gone/x.tmp"):
+        files.replace_file(tmp_path / "gone" / "x", b"data")

@@ -3,6 +3,8 @@ a supervisor, a shell script or CI tells from the code alone whose the failure i
 
 from __future__ import annotations
 
+import errno
+
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
 """Something the user can put right: a bad config or argument, a host that refuses what
@@ -12,3 +14,12 @@ EXIT_INTERNAL = 2
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C (the shell's own 128 + SIGINT): nobody's failure, and what the command
 started is stopped and cleaned up before it exits."""
+
+HOST_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+"""OS errors that are the host's to put right (a disk full, read-only or not ours), as a
+full /dev/shm is: a process failing on one exits EXIT_USER_ERROR."""
+
+
+def exit_code_for(sys_errno: int | None) -> int:
+    """EXIT_USER_ERROR for an OS error the host's operator can put right, else EXIT_INTERNAL."""
+    return EXIT_USER_ERROR if sys_errno in HOST_ERRNOS else EXIT_INTERNAL

@@ -9,6 +9,7 @@ gateway's epoch, a snapshot kept for instruments added).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -17,19 +18,30 @@ from pathlib import Path
 def replace_file(
     path: str | Path, data: bytes, *, durable: bool = False, mode: int = 0o644
 ) -> None:
-    """Write ``data`` to ``<path>.tmp`` and rename it over ``path``."""
+    """Write ``data`` to ``<path>.tmp`` and rename it over ``path``. A failure (a full
+    disk, most often) leaves ``path`` as it was, removes the ``.tmp`` (on a full disk its
+    blocks are what the next write needs) and is an OSError naming the file: the bare
+    errno of os.write names none."""
     target = os.fspath(path)
     tmp = target + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        view = memoryview(data)
-        while view:  # a write may take less than all of it (a signal, a big file)
-            view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot create {tmp}: {exc.strerror}") from None
+    try:
+        try:
+            view = memoryview(data)
+            while view:  # a write may take less than all of it (a signal, a big file)
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OSError(exc.errno, f"cannot write {target}: {exc.strerror}") from None
     if durable:
         sync_directory(os.path.dirname(os.path.abspath(target)))
 

@@ -8,38 +8,17 @@ with the child."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.engine_toml import one_shard_instance
-
-SMALL_SHM = "mount -t tmpfs -o size=1m tmpfs /dev/shm"
+from tests.small_tmpfs import in_small_tmpfs
 
 
 def in_small_shm(*argv: str) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` where /dev/shm holds 1 MiB; skipped where no mount namespace can be
-    made (a process without CAP_SYS_ADMIN: the check needs a tmpfs of its own)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("needs unshare(1) for a private /dev/shm")
-    probe = subprocess.run(
-        [unshare, "-m", "--propagation", "private", "sh", "-c", SMALL_SHM],
-        capture_output=True,
-        text=True,
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"cannot mount a private /dev/shm here: {probe.stderr.strip()}")
-    script = f'{SMALL_SHM} && exec "$@"'
-    return subprocess.run(
-        [unshare, "-m", "--propagation", "private", "sh", "-c", script, "-", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    """Run ``argv`` where /dev/shm holds 1 MiB."""
+    return in_small_tmpfs("/dev/shm", "1m", *argv)
 
 
 CREATE_A_RING = """

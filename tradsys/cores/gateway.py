@@ -51,7 +51,7 @@ from tradsys.cores.sidecar import (
     write_effective_config,
 )
 from tradsys.exit_codes import EXIT_INTERNAL as EXIT_FAILURE
-from tradsys.exit_codes import EXIT_OK, EXIT_USER_ERROR
+from tradsys.exit_codes import EXIT_OK, EXIT_USER_ERROR, exit_code_for
 from tradsys.files import replace_file
 from tradsys.gateway import GatewayCore, GatewayError, next_epoch
 from tradsys.gateway.recovery import RestoreRefusedError, recover
@@ -447,6 +447,9 @@ def run(config_path: str) -> int:
     except RestoreRefusedError as exc:
         log.error("cannot start the gateway: %s", exc)
         return EXIT_USER_ERROR
+    except OSError as exc:  # its files: a full or read-only disk
+        log.error("cannot start the gateway: %s", exc)
+        return exit_code_for(exc.errno)
     except (GatewayError, RingError) as exc:
         log.error("cannot start the gateway core: %s", exc)
         return EXIT_FAILURE

@@ -48,7 +48,7 @@ from tradsys.cores.order_image import write_image
 from tradsys.cores.parent_watch import STOP_SIGNALS, stop_with_supervisor
 from tradsys.cores.sched_slice import set_thread_slice
 from tradsys.exit_codes import EXIT_INTERNAL as EXIT_FAILURE
-from tradsys.exit_codes import EXIT_OK, EXIT_USER_ERROR
+from tradsys.exit_codes import EXIT_OK, EXIT_USER_ERROR, exit_code_for
 from tradsys.journal.errors import JournalCorruptError, JournalError, error_from_c
 from tradsys.journal.recovery import has_symbol, replay_result, start_state, truncate_torn_tail
 from tradsys.journal.snapshots import BackgroundPruner, SnapshotStore, engine_pointer
@@ -228,6 +228,15 @@ class ShardWorker:
         assert self.control is not None
         self.control.set_state(WorkerState.RECOVERING)
         started = time.monotonic_ns()
+        if self.control.cdata.base_set and not self.dir.is_dir():
+            # a restart within the run: an empty folder made here would "recover" empty
+            # books where the shard had acknowledged orders
+            raise JournalError(
+                f"shard {self.spec.shard_id}'s data directory {self.dir} is gone (moved or "
+                "deleted while the instance ran), and with it the journal of what this "
+                "shard acknowledged: put it back; a restarted worker does not start empty",
+                self.dir,
+            )
         self.dir.mkdir(parents=True, exist_ok=True)
         spec = self.spec
         start = start_state(self.dir, spec.shard_id, spec.instruments)
@@ -257,7 +266,7 @@ class ShardWorker:
             out,
         )
         if rc < 0 and out.status >= 0:  # the rings and the journal disagree
-            raise JournalError(self._c_error())
+            raise self._c_failure()
         result = replay_result(out)
         cut = truncate_torn_tail(result)
         self.control.cdata.truncated_bytes = cut
@@ -276,7 +285,7 @@ class ShardWorker:
             # the snapshot writer and prune threads start here and keep the mask they
             # start with; fork-mode children are given the same mask
             if lib.ts_worker_set_snapshots(self._worker, str(self.dir).encode(), mode):
-                raise JournalError(self._c_error())
+                raise self._c_failure()
             if mode != _SNAPSHOT_MODES["inline"]:  # inline prunes on this thread
                 self._pruner.start()
         self._child_test_hooks()
@@ -313,9 +322,9 @@ class ShardWorker:
             hold_path = hold.encode() if hold else ffi.NULL
             lib.ts_worker_snapshot_child_hooks(self._worker, hold_path, fail)
 
-    def _c_error(self) -> str:
-        err = lib.ts_worker_error(self._worker)
-        return str(ffi.string(err.message).decode(errors="replace"))
+    def _c_failure(self) -> JournalError:
+        """The C worker's last failure, with its file, offset and errno."""
+        return error_from_c(lib.ts_worker_error(self._worker))
 
     # ---- running ---------------------------------------------------------------------------
 
@@ -324,7 +333,7 @@ class ShardWorker:
         write in flight is waited for first), then prune."""
         rc = lib.ts_worker_snapshot(self._worker, str(self.dir).encode())
         if rc:
-            raise JournalError(self._c_error())
+            raise self._c_failure()
         self._prune_now()
 
     def _prune_now(self) -> None:
@@ -382,13 +391,13 @@ class ShardWorker:
                 continue
             if rc == lib.TS_WORKER_STOP:
                 break
-            raise JournalError(f"shard {self.spec.shard_id}: {self._c_error()}")
+            raise self._c_failure()
         self.control.set_state(WorkerState.STOPPING)
         seq = int(lib.ts_worker_seq(self._worker))
         # quiescent now: a background write in flight passes its gates and finishes
         lib.ts_worker_sync(self._worker)
         if lib.ts_worker_snapshot_wait(self._worker):
-            raise JournalError(f"shard {self.spec.shard_id}: {self._c_error()}")
+            raise self._c_failure()
         if seq != self.control.snapshot_seq or not self._store.path_for(seq).exists():
             self.snapshot()
         else:
@@ -524,7 +533,9 @@ def run_worker(spec: WorkerSpec) -> int:
             log.error("shard %d: %s%s", spec.shard_id, exc, where)
             worker.control.set_error(f"{exc}{where}")
             worker.control.set_state(WorkerState.FAILED)
-            code = EXIT_FAILURE
+            code = exit_code_for(
+                exc.sys_errno if isinstance(exc, JournalError) else getattr(exc, "errno", None)
+            )
         worker.control.set_exit_code(code)
         return code
     finally:

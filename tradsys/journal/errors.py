@@ -11,10 +11,18 @@ from tradsys._native import ffi, lib
 class JournalError(Exception):
     """A journal or snapshot operation failed; ``path`` and ``offset`` say where."""
 
-    def __init__(self, message: str, path: str | Path | None = None, offset: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        path: str | Path | None = None,
+        offset: int | None = None,
+        sys_errno: int = 0,
+    ):
         super().__init__(message)
         self.path = Path(path) if path else None
         self.offset = offset
+        self.sys_errno = sys_errno
+        """The OS error behind an I/O failure (ENOSPC, EROFS...), 0 for none."""
 
 
 class JournalCorruptError(JournalError):
@@ -36,4 +44,6 @@ def error_from_c(err: Any, kind: type[JournalError] | None = None) -> JournalErr
     path = ffi.string(err.path).decode(errors="replace") or None
     if kind is None:
         kind = JournalCorruptError if err.status in _CORRUPT else JournalError
-    return kind(message or f"journal status {err.status}", path, int(err.offset))
+    return kind(
+        message or f"journal status {err.status}", path, int(err.offset), int(err.sys_errno)
+    )
