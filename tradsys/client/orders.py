@@ -107,6 +107,13 @@ def _as_commands(records: Records) -> Records:
     return records
 
 
+SYMBOLS_REMEMBERED = 1 << 18
+"""How many of its latest orders a client remembers the symbol of, so that a cancel or
+replace may name the order alone: bounded, since a session may last all day at a high
+rate (as many as a gateway tracks live by default, ``[gateway] max_live_orders``); an
+older order is named with its symbol_id too."""
+
+
 class _Orders:
     """What both clients share: order ids, the symbol each order is on, command records,
     and how much of what the transport returned the application has been handed.
@@ -185,6 +192,8 @@ class _Orders:
         oid = self.next_order_id() if order_id is None else order_id
         record = order_bytes(oid, symbol_id, side, quantity, price, **kw)
         self._symbols[oid] = symbol_id  # only once the record is made: a refused one is not
+        if len(self._symbols) > SYMBOLS_REMEMBERED:  # the oldest first (insertion order)
+            del self._symbols[next(iter(self._symbols))]
         return oid, record
 
     def _symbol(self, order_id: int, symbol_id: SymbolLike | None) -> int:
@@ -194,7 +203,8 @@ class _Orders:
             return self._symbols[order_id]
         except KeyError:
             raise ValueError(
-                f"order {order_id} was not submitted by this client: pass its symbol_id"
+                f"order {order_id} is not among the last {SYMBOLS_REMEMBERED} orders this "
+                "client submitted: pass its symbol_id"
             ) from None
 
     def _cancel(self, order_id: int, symbol_id: SymbolLike | None) -> bytes:
