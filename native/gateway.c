@@ -622,6 +622,21 @@ int ts_gateway_mass_cancel(ts_gateway *gw, uint32_t account_id) {
     return rc;
 }
 
+int ts_gateway_set_shard_down(ts_gateway *gw, uint32_t shard_id, int32_t down) {
+    control_lock(gw);
+    int rc = TS_GW_ERR_UNKNOWN;
+    for (uint32_t i = 0; i < gw->n_shards; i++) {
+        gw_shard *sh = &gw->shards[i];
+        if (sh->shard_id != shard_id) continue;
+        const uint8_t now = down != 0;
+        if (sh->down != now) gw->n_down += now ? 1u : (uint32_t)-1;
+        sh->down = now;
+        rc = TS_GW_OK;
+    }
+    control_unlock(gw);
+    return rc;
+}
+
 int ts_gateway_market_control(ts_gateway *gw, uint32_t symbol_id, uint8_t control) {
     /* the pump keeps the clock (CLOCK_TICK); the rest is the operator's */
     if (control < TS_CTL_SESSION_OPEN || control > TS_CTL_AUCTION_UNCROSS)

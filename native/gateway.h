@@ -210,6 +210,14 @@ int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on);
  * already sent; blocks nothing (see ts_gateway_kill for that). */
 int ts_gateway_mass_cancel(ts_gateway *gw, uint32_t account_id);
 
+/* Mark a shard's worker down (down = 1) or running again (0). While it is down, every
+ * command for its symbols -- new order, replace, cancel, a mass cancel that reaches it --
+ * is answered SHARD_UNAVAILABLE and changes nothing, instead of waiting unanswered in a
+ * ring no worker reads (and, once the pump's stage for it is full, holding back every
+ * other shard's commands too). What the pump had taken for it before stays queued for
+ * the worker's return. The gateway process decides when a worker has been down too long. */
+int ts_gateway_set_shard_down(ts_gateway *gw, uint32_t shard_id, int32_t down);
+
 /* The operator's trading-phase control for one symbol (symbol_id > 0) or for every
  * symbol of every shard (0): control is a ts_control_code from SESSION_OPEN to
  * AUCTION_UNCROSS (HALT, RESUME, AUCTION_START, ...; CLOCK_TICK is the pump's own). The

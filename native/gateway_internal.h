@@ -129,6 +129,10 @@ typedef struct gw_shard {
      * stage leaves them in the ring for its successor (gw_release_routed). */
     uint64_t taken; /* events taken from its ring since the start, counted locally */
     uint64_t ahead; /* of those, the last ones not yet released */
+    /* Its worker has been down longer than the gateway waits (ts_gateway_set_shard_down):
+     * commands for it are answered SHARD_UNAVAILABLE, and its full stage holds back no
+     * other shard's. */
+    uint8_t down;
     uint64_t pin_max; /* a stage holds back at most this many: a client that stops reading
                        * must not fill the shard's ring for every other session */
     /* Orders finished by one of the events not yet released: their pool slots (and so
@@ -182,6 +186,7 @@ struct ts_gateway {
     _Atomic uint32_t doorbell; /* futex word the control calls ring */
     int32_t global_kill;
     uint32_t n_shards, n_instr, n_accounts, n_sessions_used;
+    uint32_t n_down; /* shards marked down: 0 costs the intake nothing */
     uint64_t next_id;
     uint32_t first_session; /* where the next pass starts its round of the sessions */
     gw_shard shards[TS_GW_MAX_SHARDS];

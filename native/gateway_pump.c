@@ -304,8 +304,20 @@ static void take_mass_cancel(ts_gateway *gw, gw_session *s, const ts_command *c)
  * place and reading it again to forward it would let a client that rewrites it between the
  * two send an order its risk limits never saw. The barrier keeps the compiler from
  * reloading fields from the slot in place of the copy. */
+/* Whether a command would go to a shard marked down (a mass cancel of every symbol: to
+ * any). An unknown symbol is not: the usual checks answer it. */
+static int to_down_shard(const ts_gateway *gw, const ts_command *c) {
+    if (c->kind == TS_CMD_MASS_CANCEL && !c->symbol_id) return gw->n_down != 0;
+    uint32_t k = gw_keymap_get(&gw->instr_map, c->symbol_id);
+    return k != GW_NONE && gw->shards[gw->instr[k].shard].down;
+}
+
 static inline void take_copied(ts_gateway *gw, gw_session *s, uint32_t slot,
                                const ts_command *c) {
+    if (__builtin_expect(gw->n_down != 0, 0) && to_down_shard(gw, c)) {
+        stage_reject(gw, s, c, TS_REJ_SHARD_UNAVAILABLE);
+        return;
+    }
     switch (c->kind) {
     case TS_CMD_NEW_ORDER:
         take_new(gw, s, slot, c);
@@ -345,6 +357,7 @@ static uint32_t shard_room(const ts_gateway *gw) {
     uint32_t room = gw->cfg.max_batch;
     for (uint32_t i = 0; i < gw->n_shards; i++) {
         const gw_shard *sh = &gw->shards[i];
+        if (sh->down) continue; /* nothing is staged for it: its commands are answered */
         if (sh->backlog.count || sh->staged + tick >= gw->cfg.max_batch) return 0;
         uint32_t r = gw->cfg.max_batch - sh->staged - tick;
         if (r < room) room = r;
@@ -356,7 +369,7 @@ static uint32_t shard_room(const ts_gateway *gw) {
 static void idle_ticks(ts_gateway *gw) {
     for (uint32_t i = 0; i < gw->n_shards; i++) {
         gw_shard *sh = &gw->shards[i];
-        if (!sh->backlog.count && sh->staged < gw->cfg.max_batch &&
+        if (!sh->down && !sh->backlog.count && sh->staged < gw->cfg.max_batch &&
             gw->real_ns - sh->tick_ns >= IDLE_TICK_NS)
             stage_tick(gw, sh, gw->real_ns);
     }

@@ -136,7 +136,8 @@ enum ts_reject_reason {
     TS_REJ_UNKNOWN_CLIENT_ID = 26,   /* cancel/replace of no live order of the session */
     TS_REJ_GATEWAY_CAPACITY = 27,    /* the gateway tracks its maximum of live orders */
     TS_REJ_ACCOUNT_THROTTLED = 28,   /* the account's own rate (all its sessions) is spent */
-    TS_REJ_GATEWAY_RESTARTED = 29    /* sent to a gateway that died before taking it */
+    TS_REJ_GATEWAY_RESTARTED = 29,   /* sent to a gateway that died before taking it */
+    TS_REJ_SHARD_UNAVAILABLE = 30    /* the symbol's shard worker has been down too long */
 };
 
 /* ts_event.reason for TS_EV_CANCELLED */

@@ -102,6 +102,9 @@ class GatewaySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     # the pump yields its CPU at least this often (µs), busy or not, so a colocated client
     # sharing that CPU waits at most about this long; 0: it yields only when idle
     yield_every_us: int = 20
+    # a shard whose worker has not been running this long (ms) is marked down: commands
+    # for its symbols are answered SHARD_UNAVAILABLE; 0: they wait for the worker
+    shard_down_ms: int = 2000
 
 
 class AccountSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -273,6 +276,7 @@ _RANGES: tuple[tuple[str, str, int, int, str], ...] = (
     ("gateway", "stalled_session_ms", 0, INT31_MAX, " (0: never end a session)"),
     ("gateway", "clock_tick_us", 0, INT31_MAX, " (0: no clock ticks)"),
     ("gateway", "yield_every_us", 0, INT31_MAX, " (0: yield only when idle)"),
+    ("gateway", "shard_down_ms", 0, INT31_MAX, " (0: commands wait for the worker)"),
     ("md", "sndhwm", 1, INT31_MAX, ""),
     ("md", "heartbeat_ms", 1, INT31_MAX, ""),
     ("md", "max_frame_records", 1, 65536, ""),

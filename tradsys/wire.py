@@ -119,6 +119,7 @@ class RejectReason(IntEnum):
     GATEWAY_CAPACITY = 27
     ACCOUNT_THROTTLED = 28
     GATEWAY_RESTARTED = 29
+    SHARD_UNAVAILABLE = 30
 
 
 GATEWAY_ONLY_REJECTS = frozenset(
@@ -161,6 +162,7 @@ REJECT_TEXT: dict[RejectReason, str] = {
     RejectReason.GATEWAY_CAPACITY: "the gateway tracks its maximum of live orders",
     RejectReason.ACCOUNT_THROTTLED: "the account's order rate (all its sessions) is spent",
     RejectReason.GATEWAY_RESTARTED: "sent to a gateway that died before taking it",
+    RejectReason.SHARD_UNAVAILABLE: "the symbol's shard worker is down; nothing changed",
 }
 """A short text per reject reason, for protocols and logs that carry one."""
 

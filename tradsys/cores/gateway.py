@@ -33,6 +33,7 @@ from tradsys.cores.gateway_auth import Credentials
 from tradsys.cores.gateway_colocated import ColocatedEdge
 from tradsys.cores.gateway_rings import RingMaker, reclaim_stale_keeping_unread
 from tradsys.cores.gateway_sessions import SessionCore, SessionTable
+from tradsys.cores.gateway_shards import ShardWatch
 from tradsys.cores.gateway_stale import UnsentCommands, answer_unsent, read_unsent
 from tradsys.cores.gateway_tcp import TcpEdge
 from tradsys.cores.memory_lock import lock_if_asked
@@ -123,6 +124,8 @@ class GatewayServer:
             unacked_max=gw.tcp_unacked_max,
         )
         self.gc = GcMonitor()
+        # commands for a shard whose worker stays down are answered, not left waiting
+        self.shard_watch = ShardWatch(config, core) if isinstance(core, GatewayCore) else None
         # the operator's channel (tradsys admin), over the native core's controls
         self.admin = (
             AdminEdge(
@@ -227,6 +230,8 @@ class GatewayServer:
                 self.tcp.forgive_silence(now)
                 self.stalled_since.clear()
             self.tcp.tick(now)
+            if self.shard_watch is not None:
+                self.shard_watch.watch(now)
             self._end_stalled(now)
             self.table.reap()
             self._tick = loop.call_later(interval, tick)
@@ -269,6 +274,7 @@ class GatewayServer:
             "tcp_acks": tcp.acks,
             "tcp_bad_acks": tcp.bad_acks,
             "slow_consumers": self.slow_consumers,
+            "shards_down": sorted(self.shard_watch.down) if self.shard_watch else [],
             "admin_requests": self.admin.requests if self.admin else 0,
             "admin_refused": self.admin.refused if self.admin else 0,
             "gc": self.gc.stats(),
@@ -288,6 +294,8 @@ class GatewayServer:
         rings and the socket file."""
         if self._tick is not None:
             self._tick.cancel()
+        if self.shard_watch is not None:
+            self.shard_watch.close()
         for server in self._servers:
             server.close()
         self.tcp.shutdown()

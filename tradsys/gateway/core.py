@@ -375,6 +375,11 @@ class GatewayCore:
             raise GatewayError(f"mass_cancel: account id {account_id} must be > 0 (None = all)")
         _check(lib.ts_gateway_mass_cancel(self._gw, account_id or 0), f"mass_cancel {account_id}")
 
+    def set_shard_down(self, shard_id: int, down: bool) -> None:
+        """Mark a shard's worker down (its symbols' commands are answered
+        SHARD_UNAVAILABLE) or running again (ts_gateway_set_shard_down)."""
+        _check(lib.ts_gateway_set_shard_down(self._gw, shard_id, int(down)), f"shard {shard_id}")
+
     def market_control(self, symbol_id: int | None, control: ControlCode) -> None:
         """The operator's trading-phase control (HALT, RESUME, AUCTION_START, ...) for one
         symbol, or for every symbol of every shard (None), after every command already
