@@ -103,6 +103,10 @@ class SessionTable:
             ) from exc
         if self.accounts is not None:
             self.accounts.note(rings.number, account.id)
+            if self.accounts.due():
+                exist = [*self.live.values(), *(s for _, s in self.retired)]
+                live = {s.rings.number: s.account_id for s in exist}
+                self.accounts.compact({**live, rings.number: account.id})
         try:
             sid = self.core.add_session(
                 account.id,
