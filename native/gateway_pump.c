@@ -218,6 +218,13 @@ static inline void stage_cmd(ts_gateway *gw, gw_shard *sh, const ts_command *c) 
         gw_backlog_add(&sh->backlog, c);
         return;
     }
+    if (__builtin_expect(sh->staged + 1 >= gw->cfg.max_batch, 0)) {
+        /* shard_room leaves room for a tick and this command in every shard but a down
+         * one, for which nothing is staged: should one get here anyway, it waits in the
+         * backlog, in order, rather than past the stage's end */
+        gw_backlog_add(&sh->backlog, c);
+        return;
+    }
     if (gw->real_ns && gw->real_ns - sh->tick_ns >= (int64_t)gw->cfg.clock_tick_us * 1000)
         stage_tick(gw, sh, gw->real_ns);
     sh->stage[sh->staged++] = *c;
@@ -263,6 +270,10 @@ static void take_amend(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_co
     } else {
         reason = gw_check_replace(gw, s, c, &idx);
     }
+    /* symbol_id 0 names the order alone: its shard is known only now */
+    if (!reason && __builtin_expect(gw->n_down != 0, 0) &&
+        gw->shards[gw->instr[gw->orders[idx].instr].shard].down)
+        reason = TS_REJ_SHARD_UNAVAILABLE;
     if (reason) {
         stage_reject(gw, s, c, reason);
         return;

@@ -17,7 +17,7 @@ from tests.cores.test_gateway_e2e import e2e_config_text
 from tradsys.client.events import Ack, Cancelled
 from tradsys.client.orders import OrderClient
 from tradsys.config import Config, load_config, parse_config
-from tradsys.cores.sidecar import read_announcement
+from tradsys.cores.sidecar import read_announcement, write_effective_config
 from tradsys.cores.state_check import StateMismatchError, check_state
 from tradsys.cores.supervisor import Supervisor, SupervisorError
 from tradsys.journal.held import held_state, instrument_settings
@@ -95,6 +95,20 @@ def test_a_removed_symbol_with_resting_orders_is_refused_an_empty_one_is_not(
     # a new id for the same name is the same case: the old book is out of reach
     renumbered = lambda t: t.replace('"ACME"\nsymbol_id = 1\n', '"ACME"\nsymbol_id = 7\n')  # noqa: E731
     assert "symbol_id 1 holds 2 resting order(s)" in _problems(_config(tmp_path, renumbered))
+
+
+def test_a_symbol_id_renamed_under_resting_orders_is_refused(tmp_path: Path) -> None:
+    """Snapshots hold ids, not names: the previous run's effective config tells that id 1
+    was ACME (audit T: renamed, ACME's orders traded as the new symbol)."""
+    base = _config(tmp_path)
+    _write_state(base, {1: 2})
+    write_effective_config(base)
+    renamed = lambda t: t.replace('"ACME"', '"ACMX"')  # noqa: E731
+    text = _problems(_config(tmp_path, renamed))
+    assert "symbol_id 1 was ACME in the previous run and is ACMX now" in text
+    assert "holds 2 resting order(s) of ACME" in text
+    _write_state(base, {})  # an empty book may be renamed
+    check_state(_config(tmp_path, renamed))
 
 
 def test_a_moved_symbol_is_refused(tmp_path: Path) -> None:

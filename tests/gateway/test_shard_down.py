@@ -84,6 +84,11 @@ def test_a_shard_that_stays_down_is_answered_for_and_holds_back_no_other(
         assert _reason(alice, alice.submit("ZETA", "buy", 1, 45)) == RejectReason.SHARD_UNAVAILABLE
         alice.cancel(resting)
         assert _reason(alice, resting) == RejectReason.SHARD_UNAVAILABLE
+        # symbol_id 0 names the order alone: its shard is found from the order (before,
+        # such cancels were staged past the end of the down shard's full stage)
+        for _ in range(2 * running.config.gateway.pump_batch):
+            alice.cancel(resting, 0)
+            assert _reason(alice, resting) == RejectReason.SHARD_UNAVAILABLE
         alice.mass_cancel()
         assert _reason(alice, 0) == RejectReason.SHARD_UNAVAILABLE
         # shard 0 trades on, though shard 1's full stage holds what was sent before

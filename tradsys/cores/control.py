@@ -219,6 +219,15 @@ class WorkerControl(MappedStruct):
         self.cdata.pid = 0
         self.cdata.heartbeat_ns = 0
 
+    def mark_dead(self) -> None:
+        """Call once the worker's process is gone (reaped): a worker killed mid-run leaves
+        RUNNING behind, and until the restart (up to the restart backoff later) a reader
+        -- the gateway deciding whether the shard is down -- would take it as running. A
+        worker that said FAILED or STOPPED itself keeps its word. No worker is attached
+        then, so each field keeps one writer."""
+        if self.cdata.state not in (int(WorkerState.FAILED), int(WorkerState.STOPPED)):
+            self.cdata.state = int(WorkerState.FAILED)
+
     def request_snapshot(self) -> int:
         """Ask for a snapshot; it is taken when ``snapshots_served`` reaches the value
         returned."""

@@ -15,6 +15,9 @@ What it refuses, every problem named in one message:
   move);
 - a book with resting orders whose symbol id is no longer configured (removed, or given
   a new id): no command could reach those orders, yet they stay in the book;
+- a book with resting orders whose symbol id now names another symbol than in the
+  previous run (its effective config, ``config.json``; snapshots hold ids, not names):
+  the orders would trade as the other symbol;
 - a symbol whose instrument settings differ from those its book was made with: the
   book keeps its own (they are part of its state, replayed with its journal), while
   clients would be told the configured ones.
@@ -25,9 +28,11 @@ once its orders are gone is allowed (the book stays in the snapshot, unreachable
 
 from __future__ import annotations
 
+import json
 import re
 
 from tradsys.config import Config, symbol_placement
+from tradsys.cores.sidecar import CONFIG_FILE
 from tradsys.journal.files import list_segments, list_snapshots
 from tradsys.journal.held import HeldState, held_state, instrument_settings
 
@@ -48,11 +53,38 @@ def check_state(config: Config) -> None:
         if (state := held_state(config.shard_data_dir(shard.id), shard.id)) is not None
     }
     problems += _misplaced(config, held)
+    problems += _renamed(config, held)
     if problems:
         raise StateMismatchError(
             "the configuration does not fit the state this instance left in "
             f"{config.instance_dir} (nothing was started or changed): " + "; ".join(problems)
         )
+
+
+def _previous_names(config: Config) -> dict[int, str]:
+    """symbol_id -> symbol in the previous run's effective config; {} when there is none
+    or it cannot be read (read loosely: only these two fields, whatever its version)."""
+    try:
+        doc = json.loads((config.instance_dir / CONFIG_FILE).read_bytes())
+        return {int(i["symbol_id"]): str(i["symbol"]) for i in doc.get("instrument", [])}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def _renamed(config: Config, held: dict[int, HeldState]) -> list[str]:
+    before = _previous_names(config)
+    now = {ins.symbol_id: ins.symbol for ins in config.instruments}
+    out = []
+    for state in held.values():
+        for symbol_id, book in sorted(state.books.items()):
+            old, new = before.get(symbol_id), now.get(symbol_id)
+            if book.orders and old is not None and new is not None and old != new:
+                out.append(
+                    f"symbol_id {symbol_id} was {old} in the previous run and is {new} now, "
+                    f"and its book holds {book.orders} resting order(s) of {old}, which "
+                    f"would trade as {new}: put the name back, or cancel those orders first"
+                )
+    return out
 
 
 def _unconfigured_shards(config: Config) -> list[str]:

@@ -506,6 +506,7 @@ class Supervisor:
                 self._schedule_restart(sp, code, now)
 
     def _schedule_restart(self, sp: ShardProcess, code: int, now: float) -> None:
+        sp.control.mark_dead()
         if sp.pidfd is not None:
             os.close(sp.pidfd)
             sp.pidfd = None
