@@ -781,6 +781,67 @@ static void test_held_log_compacts_and_empties(void) {
     free(log);
 }
 
+/* A shard marked down: every command for its symbols -- a cancel naming the order alone
+ * (symbol 0) too -- is answered SHARD_UNAVAILABLE and staged nowhere; its full commands
+ * ring holds back no other shard; marked up, what it had taken before goes first. */
+static void test_a_down_shard_is_answered_and_holds_back_no_other(void) {
+    rig r;
+    rig_init(&r, 2, 64, 8, 8); /* symbol 2 on shard 1; a stage of 8, rings of 8 */
+    ts_risk_limits l = no_limits();
+    ts_gateway_set_account(r.gw, 1, &l);
+    client c = rig_client(&r, 1, 64);
+    ts_command rest = rig_new(1, 2, TS_SIDE_BUY, 1000, 1);
+    ts_ring_push(c.in, &rest, 1);
+    ts_gateway_poll_at(r.gw, 0, 1);
+    ts_command got[32];
+    CHECK_EQ(pop_cmds(r.cmd[1], got, 32), 1);
+    ts_event e = rig_event(&r, TS_EV_ACCEPTED, &got[0], 1, 1, 0);
+    ts_ring_push(r.evt[1], &e, 1);
+    ts_gateway_poll_at(r.gw, 0, 2);
+    ts_event ev[64];
+    CHECK_EQ(ts_ring_pop(c.out, ev, 64), 1);
+    /* shard 1 stops reading: its ring (8) and then its stage fill */
+    for (uint64_t i = 0; i < 20; i++) {
+        ts_command n = rig_new(10 + i, 2, TS_SIDE_BUY, 1000, 1);
+        ts_ring_push(c.in, &n, 1);
+        ts_gateway_poll_at(r.gw, 0, 3 + (int64_t)i);
+    }
+    ts_command acme = rig_new(100, 1, TS_SIDE_BUY, 1000, 1);
+    ts_ring_push(c.in, &acme, 1);
+    ts_gateway_poll_at(r.gw, 0, 30);
+    CHECK_EQ(pop_cmds(r.cmd[0], got, 32), 0); /* held back behind shard 1's full stage */
+    ts_account_state a;
+    ts_gateway_account_state(r.gw, 1, &a);
+    const int64_t taken = a.open_orders - 1; /* the rest wait in the session's ring */
+    CHECK(taken > 8 && taken < 20);
+    CHECK_EQ(ts_gateway_set_shard_down(r.gw, 7, 1), TS_GW_ERR_UNKNOWN);
+    CHECK_EQ(ts_gateway_set_shard_down(r.gw, 1, 1), TS_GW_OK);
+    ts_command cancel0 = {.kind = TS_CMD_CANCEL, .order_id = 1}; /* symbol 0: the order's */
+    ts_command more = rig_new(200, 2, TS_SIDE_BUY, 1000, 1);
+    ts_command all = {.kind = TS_CMD_MASS_CANCEL};
+    ts_command cmds[3] = {cancel0, more, all};
+    ts_ring_push(c.in, cmds, 3);
+    ts_gateway_poll_at(r.gw, 0, 31);
+    CHECK_EQ(pop_cmds(r.cmd[0], got, 32), 1); /* ACME went */
+    CHECK_EQ(got[0].symbol_id, 1);
+    uint64_t n_ev = ts_ring_pop(c.out, ev, 64);
+    uint64_t unavailable = 0;
+    for (uint64_t i = 0; i < n_ev; i++) unavailable += ev[i].reason == TS_REJ_SHARD_UNAVAILABLE;
+    CHECK_EQ(unavailable, (uint64_t)(20 - taken) + 3); /* untaken ones are answered too */
+    ts_gateway_account_state(r.gw, 1, &a);
+    CHECK_EQ(a.open_orders, 1 + taken + 1); /* the resting one, those taken, ACME */
+    /* up again: shard 1's ring drains, and what was taken before follows */
+    CHECK_EQ(ts_gateway_set_shard_down(r.gw, 1, 0), TS_GW_OK);
+    uint64_t drained = 0;
+    for (int64_t t = 40; t < 80 && drained < (uint64_t)taken; t++) {
+        uint64_t k = pop_cmds(r.cmd[1], got, 32);
+        for (uint64_t i = 0; i < k; i++) drained += got[i].kind == TS_CMD_NEW_ORDER;
+        ts_gateway_poll_at(r.gw, 0, t);
+    }
+    CHECK_EQ(drained, (uint64_t)taken);
+    rig_free(&r);
+}
+
 int main(void) {
     const test_case tests[] = {
         {"new_accept_cancel", test_new_accept_cancel},
@@ -801,6 +862,8 @@ int main(void) {
         {"sessions_share_the_pump", test_sessions_share_the_pump},
         {"restart_from_ledger_and_image", test_restart_from_ledger_and_image},
         {"held_log_compacts_and_empties", test_held_log_compacts_and_empties},
+        {"a_down_shard_is_answered_and_holds_back_no_other",
+         test_a_down_shard_is_answered_and_holds_back_no_other},
     };
     int failed = 0;
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
