@@ -89,7 +89,7 @@ def _renamed(config: Config, held: dict[int, HeldState]) -> list[str]:
 
 def _unconfigured_shards(config: Config) -> list[str]:
     configured = {shard.id for shard in config.shards}
-    out = []
+    out: list[str] = []
     if not config.instance_dir.is_dir():
         return out
     for path in sorted(config.instance_dir.iterdir()):

@@ -98,14 +98,14 @@ def refuse_unconfigured(config: Config, images: dict[int, np.ndarray[Any, Any]])
     session to come) nor reach it (no symbol to name it by), yet it would still trade:
     an acknowledged order would fill and its owner never be told. Also a table too small
     for the orders, named by its key instead of as a full table."""
-    orders = np.concatenate(list(images.values())) if images else np.empty(0)
+    if not images:
+        return
+    orders: np.ndarray[Any, Any] = np.concatenate(list(images.values()))
     problems = []
     for field, known, what, undo in (
         ("account_id", {a.id for a in config.accounts}, "account", "[[account]]"),
         ("symbol_id", {i.symbol_id for i in config.instruments}, "symbol_id", "[[instrument]]"),
     ):
-        if not len(orders):
-            break
         ids, counts = np.unique(orders[field], return_counts=True)
         lost = [(int(i), int(n)) for i, n in zip(ids, counts, strict=True) if int(i) not in known]
         if lost:
