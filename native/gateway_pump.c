@@ -218,15 +218,16 @@ static inline void stage_cmd(ts_gateway *gw, gw_shard *sh, const ts_command *c) 
         gw_backlog_add(&sh->backlog, c);
         return;
     }
-    if (__builtin_expect(sh->staged + 1 >= gw->cfg.max_batch, 0)) {
+    const uint32_t tick =
+        gw->real_ns && gw->real_ns - sh->tick_ns >= (int64_t)gw->cfg.clock_tick_us * 1000;
+    if (__builtin_expect(sh->staged + tick + 1 > gw->cfg.max_batch, 0)) {
         /* shard_room leaves room for a tick and this command in every shard but a down
          * one, for which nothing is staged: should one get here anyway, it waits in the
          * backlog, in order, rather than past the stage's end */
         gw_backlog_add(&sh->backlog, c);
         return;
     }
-    if (gw->real_ns && gw->real_ns - sh->tick_ns >= (int64_t)gw->cfg.clock_tick_us * 1000)
-        stage_tick(gw, sh, gw->real_ns);
+    if (tick) stage_tick(gw, sh, gw->real_ns);
     sh->stage[sh->staged++] = *c;
 }
 
