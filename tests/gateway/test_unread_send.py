@@ -7,7 +7,9 @@ the rings took is lost."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,21 @@ def _send_until_both_rings_fill(
     return sent
 
 
+@contextlib.contextmanager
+def _colocated_bob(
+    instance: str, tmp_path: Path, ring: int
+) -> Iterator[tuple[OrderClient, ColocatedTransport]]:
+    """An instance with session rings of ``ring`` slots and bob connected colocated."""
+    config = unread_config(instance, tmp_path / "data", ring=ring)
+    with (
+        Supervisor(config, log=lambda line: None),
+        OrderClient.connect(_address(config), account_id=2, api_key=KEYS[2]) as bob,
+    ):
+        transport = bob.transport
+        assert isinstance(transport, ColocatedTransport)
+        yield bob, transport
+
+
 @pytest.mark.parametrize("ring", [RING, 1024])
 def test_a_client_that_never_polls_is_told_its_unread_events_stopped_it(
     instance: str, tmp_path: Path, ring: int
@@ -50,13 +67,7 @@ def test_a_client_that_never_polls_is_told_its_unread_events_stopped_it(
     still on their way at the next pass: the gateway keeps room for them too (before, it
     took up to twice the ring, the overflow held the shard back for everyone, and the
     client was ended as a slow consumer)."""
-    config = unread_config(instance, tmp_path / "data", ring=ring)
-    with (
-        Supervisor(config, log=lambda line: None),
-        OrderClient.connect(_address(config), account_id=2, api_key=KEYS[2]) as bob,
-    ):
-        transport = bob.transport
-        assert isinstance(transport, ColocatedTransport)
+    with _colocated_bob(instance, tmp_path, ring) as (bob, transport):
         sent = _send_until_both_rings_fill(bob, transport, ring)  # resting bids, an Ack each
         # exactly a full event ring of answers and a full inbound ring of commands: the
         # gateway took no command whose answer would not fit
@@ -75,13 +86,7 @@ def test_ioc_orders_answer_twice_and_still_only_stop_their_client(
     nothing filled its event ring with the second answers, held its shard back for
     everyone and was ended as a slow consumer (audit N). Each IOC is now charged both, and
     the client stops itself as with resting orders: a TimeoutError, the session intact."""
-    config = unread_config(instance, tmp_path / "data", ring=RING)
-    with (
-        Supervisor(config, log=lambda line: None),
-        OrderClient.connect(_address(config), account_id=2, api_key=KEYS[2]) as bob,
-    ):
-        transport = bob.transport
-        assert isinstance(transport, ColocatedTransport)
+    with _colocated_bob(instance, tmp_path, RING) as (bob, transport):
         sent = _send_until_both_rings_fill(bob, transport, RING, tif="ioc")
         # a full event ring of two answers each, and a full inbound ring
         assert len(sent) == RING // 2 + RING
