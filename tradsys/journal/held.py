@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tradsys.journal.files import list_additions, list_snapshots
 from tradsys.journal.snapshots import HEADER_SIZE, SnapshotStore
 from tradsys.matching import Instrument
 from tradsys.matching.snapshot_layout import INSTRUMENT_DTYPE
@@ -63,12 +62,7 @@ def held_state(directory: str | Path, shard: int) -> HeldState | None:
     """The books of the newest snapshot of ``shard`` in ``directory`` that checks out
     (at one seq the snapshot, then its addition copy), or None when none does."""
     store = SnapshotStore(directory, shard)
-    candidates = sorted(
-        [(s.seq, 1, s.path) for s in list_snapshots(directory, shard)]
-        + [(a.seq, 0, a.path) for a in list_additions(directory, shard)],
-        reverse=True,
-    )
-    for _, _, path in candidates:
+    for _, _, path in store.candidates():
         if store.checks_out(path):
             return HeldState(path, _books(path))
     return None

@@ -157,6 +157,15 @@ class SnapshotStore:
         self._checked.add(key)
         return True
 
+    def candidates(self) -> list[tuple[int, int, Path]]:
+        """(seq, 1 for a snapshot / 0 for an addition copy, path), newest first: at one
+        seq the snapshot, then its addition copy -- the order recovery tries them in."""
+        return sorted(
+            [(s.seq, 1, s.path) for s in self.snapshots()]
+            + [(a.seq, 0, a.path) for a in list_additions(self.directory, self.shard)],
+            reverse=True,
+        )
+
     def load_newest_valid(self, upto: int | None = None) -> LoadedSnapshot | None:
         """The newest snapshot (at or before seq ``upto``) that checks out, or None.
 
@@ -164,11 +173,7 @@ class SnapshotStore:
         older than an addition of instruments (see :meth:`keep_addition`): that raises
         SnapshotError naming both, since a replay from there rebuilds the wrong books.
         """
-        candidates = sorted(
-            [(s.seq, 1, s.path) for s in self.snapshots()]
-            + [(a.seq, 0, a.path) for a in list_additions(self.directory, self.shard)],
-            reverse=True,
-        )  # newest first; at one seq the snapshot, then its addition copy
+        candidates = self.candidates()
         added = [seq for seq, regular, _ in candidates if not regular]
         for seq, _, path in candidates:
             if upto is not None and seq > upto:
