@@ -55,8 +55,9 @@ static void step_aside(const ts_snapfork_args *a) {
         (void)sched_setscheduler(0, SCHED_IDLE, &sp);
         return;
     }
-    (void)sched_setscheduler(0, SCHED_BATCH, &sp);
+    /* the nice first: the class is the last change, so one who sees it sees both */
     (void)setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0) + a->nice);
+    (void)sched_setscheduler(0, SCHED_BATCH, &sp);
 #else
     (void)a;
 #endif
