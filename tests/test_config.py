@@ -151,6 +151,31 @@ def test_a_real_core_is_accepted() -> None:
     assert config.shards[0].core == core
 
 
+def _two_on_one_core(wait: str) -> str:
+    core = min(available_cores())
+    return (
+        f'[engine]\nwait = "{wait}"\n[gateway]\ncore = {core}\n'
+        f"[[shard]]\nid = 0\ncore = {core}\n" + BASE.split("id = 0")[1]
+    )
+
+
+def test_two_processes_on_one_core_are_refused_when_they_busy_spin() -> None:
+    """A spinning worker starves whatever shares its core (audit W: it started silently)."""
+    core = min(available_cores())
+    with pytest.raises(ConfigError) as err:
+        parse_config(_two_on_one_core("busy-spin"), "c.toml")
+    assert f"shard 0 and gateway are pinned to the same core {core}" in str(err.value)
+    assert "busy-spin" in str(err.value)
+
+
+def test_two_processes_on_one_core_are_allowed_when_they_wait_politely() -> None:
+    """Sharing is a deliberate economy on a small host (the supervisor warns at start)."""
+    from tradsys.config import shared_cores
+
+    config = parse_config(_two_on_one_core("spin-park"), "c.toml")
+    assert shared_cores(config) == {min(available_cores()): ["shard 0", "gateway"]}
+
+
 def test_cpu_lists_parse_as_the_kernel_writes_them() -> None:
     from tradsys.config import parse_cpu_list
 

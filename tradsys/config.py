@@ -388,20 +388,46 @@ def _problems(config: Config) -> list[str]:
     for name, core in (("gateway", config.gateway.core), ("md", config.md.core)):
         if core is not None and core not in cores:
             out.append(f"{name}.core {core} does not exist on this host")
+    if config.engine.wait == "busy-spin":
+        for core, names in shared_cores(config).items():
+            out.append(
+                f"{' and '.join(names)} are pinned to the same core {core} while engine.wait "
+                '= "busy-spin": a spinning worker starves whatever shares its core; give '
+                'each its own core, or wait = "spin-park"'
+            )
     return out
 
 
+def engine_processes(config: Config) -> list[tuple[str, int | None]]:
+    """Each engine process the configuration runs, by name, and the core it is pinned to
+    (None: not pinned): shard workers, and the gateway's pump and the md sidecar when they
+    run."""
+    procs: list[tuple[str, int | None]] = [(f"shard {s.id}", s.core) for s in config.shards]
+    if config.gateway.enabled:
+        procs.append(("gateway", config.gateway.core))
+    if config.md.enabled:
+        procs.append(("md", config.md.core))
+    return procs
+
+
 def engine_cores(config: Config) -> set[int]:
-    """The cores the configuration pins its engine processes to: shard workers, and the
-    gateway's pump and the md sidecar when they run."""
-    cores = {s.core for s in config.shards if s.core is not None}
-    for enabled, core in (
-        (config.gateway.enabled, config.gateway.core),
-        (config.md.enabled, config.md.core),
-    ):
-        if enabled and core is not None:
-            cores.add(core)
-    return cores
+    """The cores the configuration pins its engine processes to."""
+    return {core for _, core in engine_processes(config) if core is not None}
+
+
+def shared_cores(config: Config) -> dict[int, list[str]]:
+    """The pinned cores that two or more engine processes are pinned to, with their names.
+
+    Why it matters: each process waits on its rings, and two on one core wait for each
+    other (a command waits for the other's time slice). With polite waiting that can be a
+    deliberate economy on a small host (perf/md_bench.py keeps the worker and md on one
+    CPU so the subscriber has the other); with ``wait = "busy-spin"`` a spinning worker
+    starves whatever shares its core, so the check refuses it."""
+    by_core: dict[int, list[str]] = {}
+    for name, core in engine_processes(config):
+        if core is not None:
+            by_core.setdefault(core, []).append(name)
+    return {core: names for core, names in sorted(by_core.items()) if len(names) > 1}
 
 
 def housekeeping_cores(config: Config) -> list[int]:

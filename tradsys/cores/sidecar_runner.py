@@ -115,8 +115,11 @@ class SidecarProcess:
                 raise SidecarError(f"{self.name} not ready after {timeout_s:.0f} s", 2)
             time.sleep(0.005)  # start-up only: an interpreter start dwarfs this poll
 
-    def check(self, now: float, log: Log, stable_after_s: float, backoff_cap_s: float) -> bool:
-        """Restart a dead sidecar when its back-off is over; True if something changed."""
+    def check(
+        self, now: float, log: Log, warn: Log, stable_after_s: float, backoff_cap_s: float
+    ) -> bool:
+        """Restart a dead sidecar when its back-off is over; True if something changed.
+        Its death goes to ``warn`` (an operator alerts on it), its restart to ``log``."""
         if self.process is None:
             if self.restart_due is not None and now >= self.restart_due:
                 self.spawn(log)
@@ -129,15 +132,16 @@ class SidecarProcess:
         if now - self.started_at > stable_after_s:
             self.backoff_s = 0.05
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        log(f"{self.name} died ({how}); restarting in {self.backoff_s:.2f} s")
+        warn(f"{self.name} died ({how}); restarting in {self.backoff_s:.2f} s")
         self.restarts += 1
         self.restart_due = now + self.backoff_s
         self.backoff_s = min(self.backoff_s * 2, backoff_cap_s)
         return True
 
-    def stop(self, timeout_s: float, log: Log) -> list[str]:
+    def stop(self, timeout_s: float, warn: Log) -> list[str]:
         """SIGTERM, wait, SIGKILL if it will not go. Idempotent. Returns what went wrong
-        (it was killed, or exited non-zero) for the supervisor's stop report, or []."""
+        (it was killed, or exited non-zero) for the supervisor's stop report, or [], and
+        says each to ``warn`` as it happens."""
         self.restart_due = None
         proc = self.process
         if proc is None:
@@ -153,11 +157,11 @@ class SidecarProcess:
         try:
             code = proc.wait(timeout=timeout_s)
             if code != 0:
-                log(f"{self.name} exited with {code}")
+                warn(f"{self.name} exited with {code}")
                 how = f"signal {-code}" if code < 0 else f"exit code {code}"
                 failures.append(f"{self.name} stopped with {how}")
         except subprocess.TimeoutExpired:
-            log(f"{self.name} did not stop in time; killing it")
+            warn(f"{self.name} did not stop in time; killing it")
             proc.kill()
             proc.wait()
             failures.append(f"{self.name} did not stop within {timeout_s:g} s and was killed")

@@ -39,7 +39,7 @@ import msgspec
 import psutil
 
 from tradsys import wire
-from tradsys.config import Config, housekeeping_cores, symbol_placement
+from tradsys.config import Config, housekeeping_cores, shared_cores, symbol_placement
 from tradsys.cores.control import WorkerControl, WorkerState, reclaim_stale_controls
 from tradsys.cores.cpu_latency import (
     NO_REQUEST,
@@ -66,6 +66,7 @@ from tradsys.ring import Ring, reclaim_stale, segment_name
 from tradsys.ring.segment import instance_segments, process_start_us
 
 Log = Callable[[str], None]
+_LOGGER = logging.getLogger("tradsys.supervisor")
 
 # Back-off between restarts of one worker: doubles from the first value up to the cap,
 # and starts over once a worker has run for STABLE_AFTER_S.
@@ -124,7 +125,11 @@ class Supervisor:
 
     config: Config
     # one call per event; the default goes to the structured log (tradsys.logs)
-    log: Log = field(default=logging.getLogger("tradsys.supervisor").info)
+    log: Log = field(default=_LOGGER.info)
+    # what went wrong — a process that died, was killed, exited non-zero — so an operator
+    # can alert on the level; None: the structured log at warning level, or ``log`` when
+    # the caller gave one of its own
+    warn: Log | None = None
     python: str = sys.executable
     ready_timeout_s: float = 120.0
     # which module runs each sidecar (tests substitute their own)
@@ -146,6 +151,14 @@ class Supervisor:
     _resumed_ns: int = 0
 
     # ---- start ---------------------------------------------------------------------------
+
+    def _warn(self, message: str) -> None:
+        if self.warn is not None:
+            self.warn(message)
+        elif self.log == _LOGGER.info:
+            _LOGGER.warning(message)
+        else:
+            self.log(message)
 
     @property
     def instance(self) -> str:
@@ -174,6 +187,11 @@ class Supervisor:
             check_state(self.config)
         except StateMismatchError as exc:
             raise SupervisorError(str(exc)) from None
+        for core, names in shared_cores(self.config).items():
+            self._warn(
+                f"{' and '.join(names)} are pinned to the same core {core}: they take turns "
+                "on it, and a command waits for the other's time slice (tradsys tune check)"
+            )
         try:
             self._make_instance_dir()
             self._hold_cpu_latency()
@@ -230,8 +248,8 @@ class Supervisor:
             ) from None
         self.log(f"holding a CPU latency request of {want} µs while the instance runs")
         if halts_whatever_is_asked():
-            self.log(
-                "warning: this host has no cpuidle driver, so the CPU latency request changes "
+            self._warn(
+                "this host has no cpuidle driver, so the CPU latency request changes "
                 "nothing: idle CPUs halt in the kernel's default idle loop (idle=poll on the "
                 "kernel command line makes them poll; tradsys tune check)"
             )
@@ -479,7 +497,7 @@ class Supervisor:
     def _check_workers(self) -> None:
         now = time.monotonic()
         for sc in self.sidecars:
-            if sc.check(now, self.log, STABLE_AFTER_S, RESTART_BACKOFF_S[1]):
+            if sc.check(now, self.log, self._warn, STABLE_AFTER_S, RESTART_BACKOFF_S[1]):
                 self._write_status()
         timeout_ns = self.config.engine.heartbeat_timeout_ms * 1_000_000
         for sp in self.shards:
@@ -496,7 +514,7 @@ class Supervisor:
                 last_ns = max(sp.control.heartbeat_ns, int(sp.started_at * 1e9), self._resumed_ns)
                 age_ns = time.monotonic_ns() - last_ns
                 if age_ns > timeout_ns:
-                    self.log(
+                    self._warn(
                         f"shard {sp.spec.shard_id} worker pid {proc.pid} has not "
                         f"heart-beaten for {age_ns / 1e9:.1f} s; killing it"
                     )
@@ -514,7 +532,7 @@ class Supervisor:
         if now - sp.started_at > STABLE_AFTER_S:
             sp.backoff_s = RESTART_BACKOFF_S[0]
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        self.log(
+        self._warn(
             f"shard {sp.spec.shard_id} worker died ({how}); restarting from its "
             f"journal in {sp.backoff_s:.2f} s"
         )
@@ -542,7 +560,7 @@ class Supervisor:
             self.metrics = None
         for sc in self.sidecars:
             if sc.name == "gateway":
-                failures += sc.stop(sidecar_timeout_s, self.log)
+                failures += sc.stop(sidecar_timeout_s, self._warn)
         for sp in self.shards:
             sp.control.request_stop()
         for ring in self.rings:
@@ -562,11 +580,11 @@ class Supervisor:
             try:
                 code = sp.process.wait(timeout=left)
                 if code != 0:
-                    self.log(f"shard {shard} worker exited with {code}")
+                    self._warn(f"shard {shard} worker exited with {code}")
                     how = f"signal {-code}" if code < 0 else f"exit code {code}"
                     failures.append(f"shard {shard} worker stopped with {how}")
             except subprocess.TimeoutExpired:
-                self.log(f"shard {shard} did not stop in time; killing it")
+                self._warn(f"shard {shard} did not stop in time; killing it")
                 sp.process.kill()
                 sp.process.wait()
                 failures.append(
@@ -579,7 +597,7 @@ class Supervisor:
                 sp.pidfd = None
             sp.process = None
         for sc in self.sidecars:
-            failures += sc.stop(sidecar_timeout_s, self.log)
+            failures += sc.stop(sidecar_timeout_s, self._warn)
         for sp in self.shards:
             sp.control.close()
             if sp.latency is not None:
@@ -650,4 +668,4 @@ class Supervisor:
             tmp.write_text(json.dumps(doc, indent=2))
             tmp.replace(self.status_path)
         except OSError as exc:  # supervising goes on; `tradsys status` reads an older file
-            self.log(f"cannot write {self.status_path}: {exc.strerror or exc}")
+            self._warn(f"cannot write {self.status_path}: {exc.strerror or exc}")
