@@ -6,6 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import msgspec
+import pytest
+
 from tradsys.config import available_cores, engine_cores, housekeeping_cores, parse_config
 from tradsys.cores.control import WorkerState
 from tradsys.cores.supervisor import Supervisor
@@ -86,3 +89,31 @@ def test_a_pinned_workers_snapshot_writer_runs_off_its_core(instance: str, tmp_p
         assert cpus_of(pid, "ts-snapwriter") == (set(cores[:-1]) or {worker_core})
     finally:
         sup.stop()
+
+
+def test_the_gateways_event_loop_goes_to_the_housekeeping_cores(
+    instance: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit W: with the pump on 0 the event loop went to every other CPU, the shard's
+    isolated core included. On a host of 8: shard on 2, pump on 4 → housekeeping only."""
+    import tradsys.config as config_module
+    import tradsys.cores.gateway as gateway_module
+
+    eight = set(range(8))
+    monkeypatch.setattr(config_module, "available_cores", lambda: eight)
+    monkeypatch.setattr(gateway_module, "available_cores", lambda: eight)
+    config = parse_config(config_text(instance, tmp_path, 2), "t")
+    config = msgspec.structs.replace(
+        config, gateway=msgspec.structs.replace(config.gateway, enabled=True, core=4)
+    )
+    assert gateway_module.control_plane_cpus(config, 4) == eight - {2, 4}
+    # every core taken (2 CPUs: shard on one, pump on the other): all but the pump's
+    two = {0, 1}
+    monkeypatch.setattr(config_module, "available_cores", lambda: two)
+    monkeypatch.setattr(gateway_module, "available_cores", lambda: two)
+    config = msgspec.structs.replace(
+        config,
+        shards=[msgspec.structs.replace(config.shards[0], core=1)],
+        gateway=msgspec.structs.replace(config.gateway, core=0),
+    )
+    assert gateway_module.control_plane_cpus(config, 0) == {1}

@@ -27,7 +27,7 @@ import msgspec
 import uvloop
 
 from tradsys import logs
-from tradsys.config import Config, ConfigError, split_listen
+from tradsys.config import Config, ConfigError, available_cores, housekeeping_cores, split_listen
 from tradsys.cores.gateway_admin import AdminEdge, admin_socket_path
 from tradsys.cores.gateway_auth import Credentials
 from tradsys.cores.gateway_colocated import ColocatedEdge
@@ -356,14 +356,22 @@ def read_stats(config: Config) -> dict[str, Any] | None:
     return doc
 
 
-def keep_control_plane_off(cpu: int) -> None:
-    """Move this (the event loop's) thread to the host's other CPUs, so handshakes and
-    TCP sessions never take the pinned pump's CPU; stays put if there is no other or the
-    cgroup forbids it."""
-    others = set(range(os.cpu_count() or 1)) - {cpu}
-    if others:
+def control_plane_cpus(config: Config, pump_cpu: int) -> set[int]:
+    """Where the event loop (handshakes, TCP sessions, admin) and the threads it starts
+    belong: the housekeeping cores, which no engine process is pinned to, so it neither
+    takes the pump's CPU nor lands on an isolated worker's or md's core (audit W: with
+    ``[gateway] core = 0`` it ran on shard 0's core 1). With no housekeeping core left,
+    every core but the pump's."""
+    spare = set(housekeeping_cores(config))
+    return spare or available_cores() - {pump_cpu}
+
+
+def keep_control_plane_off(cpus: set[int]) -> None:
+    """Move this (the event loop's) thread to ``cpus``; threads it starts later (libuv's
+    pool) inherit them. Stays put if that is empty or the cgroup forbids it."""
+    if cpus:
         with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, others)  # pid 0 from a thread: this thread only
+            os.sched_setaffinity(0, cpus)  # pid 0 from a thread: this thread only
 
 
 def make_core(config: Config, unread_rings: list[str] | None = None) -> GatewayCore:
@@ -466,7 +474,7 @@ def run(config_path: str) -> int:
         # [gateway] core: the pump thread alone is pinned there
         core.start(cpu=cpu, sched_slice_us=config.engine.sched_slice_us)
         if cpu is not None:
-            keep_control_plane_off(cpu)
+            keep_control_plane_off(control_plane_cpus(config, cpu))
         server = None
         try:
             server = uvloop.run(serve(config, core, unsent))
