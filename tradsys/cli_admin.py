@@ -109,9 +109,35 @@ def cmd_mass_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
+    """Reload the accounts; then name every other change the file makes to the running
+    configuration, which the reload did not apply (it waits for a restart)."""
     from tradsys.cores.gateway_admin import Reload
 
-    return _send(args, lambda c: Reload(list(c.accounts)))
+    config = _config(args)
+    rc = _send(args, lambda c: Reload(list(c.accounts)), config)
+    if rc == EXIT_OK:
+        for line in _not_reloaded(config):
+            print(line, file=sys.stderr)
+    return rc
+
+
+def _not_reloaded(config: Any) -> list[str]:
+    from tradsys.config import ConfigError
+    from tradsys.config_diff import changed_keys
+    from tradsys.cores.sidecar import CONFIG_FILE, read_effective_config
+
+    try:
+        running = read_effective_config(config.instance_dir / CONFIG_FILE)
+    except ConfigError as exc:
+        return [f"warning: cannot compare with the running configuration: {exc}"]
+    changed = changed_keys(running, config, ignore=frozenset({"account"}))
+    if not changed:
+        return []
+    return [
+        "warning: not applied, these take a restart of the instance (only [[account]] "
+        "sections reload):",
+        *(f"  {key}" for key in changed),
+    ]
 
 
 # The phase each control leads to when the engine applies it (session-close only expires

@@ -131,6 +131,29 @@ def test_reload_applies_the_edited_limits(
         assert _rejected(alice, 10) == RejectReason.MAX_ORDER_QTY
 
 
+def test_a_reload_names_the_changes_it_did_not_apply(
+    running: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit W: a file that also changed engine.wait and an instrument's band said
+    "reloaded" and nothing more, and none of it applied."""
+    config = running.sup.config
+    text = _config_text(config.engine.instance, config.engine.data_dir)
+    running.path.write_text(text)
+    assert running.admin("reload") == 0
+    assert capsys.readouterr().err == ""  # the same file: nothing left unapplied
+    edited = text.replace("[engine]\n", '[engine]\nwait = "spin-yield"\n', 1)
+    edited = edited.replace('symbol = "ZETA"\n', 'symbol = "ZETA"\nband_bps = 300\n', 1)
+    assert edited.count("spin-yield") == 1 and edited.count("band_bps = 300") == 1
+    running.path.write_text(edited)
+    assert running.admin("reload") == 0
+    captured = capsys.readouterr()
+    assert "account(s) reloaded" in captured.out
+    assert "not applied, these take a restart" in captured.err
+    assert "  engine.wait\n" in captured.err
+    assert "  instrument ZETA: band_bps\n" in captured.err
+    assert "account" not in captured.err.split("sections reload):")[1]
+
+
 def test_refusals_name_their_reason(running: Instance, capsys: pytest.CaptureFixture[str]) -> None:
     assert running.admin("halt", "NOPE") == 1
     assert "unknown symbol 'NOPE'" in capsys.readouterr().err
