@@ -3,8 +3,9 @@
 Shard workers already publish their counters in their control blocks (written once per
 batch, for `tradsys status`), and each ring's header holds its indices. Reading those at
 scrape time costs the engine nothing: no counter is incremented for Prometheus on any
-hot path. Counters of one worker process start again from zero when it is restarted,
-which Prometheus's ``rate()`` treats as a counter reset.
+hot path. A worker's counters live in its control block and outlive its restarts; the
+gateway's and md's, counted in their own memory, are carried on from the previous
+process's by the collector (``tradsys.metrics.carry``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tradsys.cores.control import WorkerState
+from tradsys.metrics.carry import CarriedCounters
 from tradsys.metrics.md_series import md_families
 from tradsys.metrics.stage_metrics import stage_latency_families
 from tradsys.wire import RejectReason
@@ -85,13 +87,16 @@ class InstanceCollector(Collector):
 
     def __init__(self, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
+        # the sidecars' counters, kept monotonic across their restarts
+        self.gateway_carry = CarriedCounters()
+        self.md_carry = CarriedCounters()
 
     def collect(self) -> Iterator[Metric]:
         yield from self._shards()
         yield from self._rings()
         yield from self._sidecars()
         yield from self._gateway()
-        yield from md_families(self.supervisor)
+        yield from md_families(self.supervisor, self.md_carry)
         yield from stage_latency_families(self.supervisor)
 
     def _shards(self) -> Iterator[Metric]:
@@ -195,7 +200,7 @@ class InstanceCollector(Collector):
         }
         doc = read_stats(self.supervisor.config)
         if doc is not None and doc.get("pid") in running:  # not a dead gateway's figures
-            yield from _gateway_families(doc)
+            yield from self.gateway_carry.carry(int(doc["pid"]), _gateway_families(doc))
 
     def _sidecars(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(

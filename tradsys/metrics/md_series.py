@@ -4,7 +4,8 @@ The sidecar counts what it publishes as it goes and rewrites
 ``<instance_dir>/md.stats.json`` once a second (:mod:`tradsys.marketdata.stats`);
 this module turns the file into metric families at scrape time, so Prometheus costs the
 publish path nothing. A file left by a sidecar that is no longer the running one (a
-crash, a restart) is not served: its pid must be the current md process's.
+crash, a restart) is not served: its pid must be the current md process's; the next
+one's counters carry on from the dead one's (:mod:`tradsys.metrics.carry`).
 
 ZeroMQ does not tell a publisher how many subscribers it has, so there is no such
 series; a subscriber's own gaps are the measure of a lossy feed.
@@ -18,19 +19,21 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from tradsys.marketdata.stats import read_stats
+from tradsys.metrics.carry import CarriedCounters
 
 if TYPE_CHECKING:
     from tradsys.cores.supervisor import Supervisor
 
 
-def md_families(supervisor: Supervisor) -> Iterator[Metric]:
-    """The md sidecar's families, when it runs and has written its figures."""
+def md_families(supervisor: Supervisor, carry: CarriedCounters) -> Iterator[Metric]:
+    """The md sidecar's families, when it runs and has written its figures, its counters
+    carried on from its predecessors' (``carry``)."""
     running = {
         sc.process.pid for sc in supervisor.sidecars if sc.name == "md" and sc.process is not None
     }
     doc = read_stats(supervisor.config.instance_dir)
     if doc is not None and doc.get("pid") in running:
-        yield from families_of(doc)
+        yield from carry.carry(int(doc["pid"]), families_of(doc))
 
 
 def families_of(doc: dict[str, Any]) -> Iterator[Metric]:
