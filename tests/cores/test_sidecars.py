@@ -147,3 +147,52 @@ def test_a_worker_that_dies_while_the_gateway_starts_fails_the_start_by_name(
         sup.stop()
     assert failed.value.exit_code == 2, "a crash is ours, not the user's (CONVENTIONS)"
     assert instance_segments(instance) == []
+
+
+def test_status_names_the_pinned_cores_of_the_sidecars(instance: str, tmp_path: Path) -> None:
+    """Audit W: `tradsys status` showed the shards' cores, not the gateway's or md's."""
+    import msgspec
+
+    from tradsys.config import available_cores
+    from tradsys.cores.status import read_status
+
+    core = max(available_cores())
+    base = _config(instance, tmp_path)
+    config = msgspec.structs.replace(
+        base,
+        gateway=msgspec.structs.replace(base.gateway, core=core),
+        md=msgspec.structs.replace(base.md, core=core),
+    )
+    with Supervisor(config, log=lambda line: None, sidecar_modules=FAKES) as sup:
+        report = read_status(sup.config, interval_s=0.01).splitlines()
+        by_name = {sc.name: sc for sc in sup.sidecars}
+        gateway, md = by_name["gateway"].process, by_name["md"].process
+        assert gateway is not None and md is not None
+        assert any(
+            line.startswith(f"gateway: pid {gateway.pid}, core {core} (pump), restarts 0")
+            for line in report
+        ), report
+        assert any(line.startswith(f"md: pid {md.pid}, core {core}, restarts 0") for line in report)
+
+
+def test_status_shows_a_reaped_worker_as_restarting_with_its_restart_counted(
+    instance: str, tmp_path: Path
+) -> None:
+    """Audit W: during the restart back-off status showed the dead pid as "failed" and a
+    restart count one behind the metric."""
+    import os
+    import signal
+
+    from tradsys.cores.status import read_status
+
+    with Supervisor(
+        _config(instance, tmp_path), log=lambda line: None, sidecar_modules=FAKES
+    ) as sup:
+        sp = sup.shards[0]
+        assert sp.process is not None
+        dead = sp.process.pid
+        os.kill(dead, signal.SIGKILL)
+        sup.watch(until=lambda: sp.process is None, tick_s=0.01)
+        assert sp.restart_due is not None  # reaped, its restart not yet due
+        row = read_status(sup.config, interval_s=0.01).splitlines()[2].split()
+        assert row[:5] == [str(sp.spec.shard_id), "-", "-", "restarting", "1"], row

@@ -81,8 +81,11 @@ def read_status(config: Config, interval_s: float = 0.5) -> str:
         age = (now_ns - a.heartbeat_ns) / 1e6 if a.heartbeat_ns else float("nan")
         core = "-" if shard["core"] is None else str(shard["core"])
         cmd, evt, md = (_fill(n) for n in shard["rings"])
+        # reaped, its restart not yet due: the control block still names the dead pid
+        down = shard.get("pid", a.pid) is None
+        pid, state = ("-", "restarting") if down else (str(a.pid), a.state.name.lower())
         lines.append(
-            f"{shard['shard']:>5} {a.pid:>7} {core:>4} {a.state.name.lower():<10} "
+            f"{shard['shard']:>5} {pid:>7} {core:>4} {state:<10} "
             f"{shard['restarts']:>8} {rate:>10.0f} {a.journaled_seq:>10} {a.synced_seq:>10} "
             f"{a.snapshot_seq:>10} {cmd:>12} {evt:>12} {md:>12} {age:>8.0f}ms"
         )
@@ -102,8 +105,12 @@ def _sidecar_lines(config: Config, sidecars: list[dict[str, object]]) -> list[st
         name = str(sc["name"])
         doc = read_announcement(config, name) or {}
         extra = ", ".join(f"{k} {v}" for k, v in doc.items() if k not in ("name", "pid"))
+        # the gateway's core pins its pump thread alone (the event loop is elsewhere)
+        where = "" if sc.get("core") is None else f", core {sc['core']}"
+        if name == "gateway" and where:
+            where += " (pump)"
         lines.append(
-            f"{name}: pid {sc['pid']}, restarts {sc['restarts']}"
+            f"{name}: pid {sc['pid']}{where}, restarts {sc['restarts']}"
             + (f"; {extra}" if extra else "; not serving")
         )
     return lines

@@ -522,6 +522,7 @@ class Supervisor:
                     code = proc.wait()
             if code is not None:
                 self._schedule_restart(sp, code, now)
+                self._write_status()  # `tradsys status` shows it down, its restart counted
 
     def _schedule_restart(self, sp: ShardProcess, code: int, now: float) -> None:
         sp.control.mark_dead()
