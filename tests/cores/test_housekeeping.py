@@ -87,6 +87,12 @@ def test_a_pinned_workers_snapshot_writer_runs_off_its_core(instance: str, tmp_p
         assert mask(Path(f"/proc/{pid}/status")) == {worker_core}  # the loop's thread
         # with a second core the writer goes there; on a 1-core host it stays beside
         assert cpus_of(pid, "ts-snapwriter") == (set(cores[:-1]) or {worker_core})
+        # and no thread of it is left on every core (audit W: numpy's BLAS started a
+        # thread per CPU at import, before the worker pinned itself)
+        housekeeping = set(cores[:-1]) or {worker_core}
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            name = (task / "comm").read_text().strip()
+            assert mask(task / "status") in ({worker_core}, housekeeping), name
     finally:
         sup.stop()
 

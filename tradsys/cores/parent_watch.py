@@ -38,9 +38,15 @@ kill a worker mid-batch, with no final snapshot and its segments left behind."""
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+# numpy's BLAS (OpenBLAS) starts a thread per CPU at import, before a worker pins itself:
+# idle threads of an engine process left on every core, the isolated ones included
+# (audit W). No engine process does linear algebra.
+ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def supervisor_env() -> dict[str, str]:
     """The environment a supervisor gives the processes it starts."""
-    return {**os.environ, ENV: str(os.getpid())}
+    return {**os.environ, **ONE_BLAS_THREAD, ENV: str(os.getpid())}
 
 
 def stop_with_supervisor() -> bool:
