@@ -421,7 +421,8 @@ static void cmd_cancel(ts_engine *e, const ts_command *c) {
         ts_eng_reject(e, c, c->symbol_id, reason);
         return;
     }
-    ts_eng_cancel_order(e, b, oi, TS_CXL_USER);
+    ts_eng_cancel_order(e, b, oi,
+                        (c->flags & TS_FLAG_DISCONNECT) ? TS_CXL_DISCONNECT : TS_CXL_USER);
 }
 
 static int cmd_replace(ts_engine *e, const ts_command *c) {

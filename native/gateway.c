@@ -542,6 +542,7 @@ int ts_gateway_remove_session_with(ts_gateway *gw, int64_t session_id, const ts_
             if (o->state != GW_DONE) {
                 const gw_instrument *in = &gw->instr[o->instr];
                 ts_command c = {.kind = TS_CMD_CANCEL,
+                                .flags = TS_FLAG_DISCONNECT,
                                 .symbol_id = in->symbol_id,
                                 .account_id = gw->accounts[o->account].id,
                                 .order_id = o->exch_id};

@@ -372,7 +372,9 @@ static void apply_event(ts_gateway *gw, uint32_t idx, const ts_event *ev) {
         break;
     }
     case TS_EV_CANCELLED:
-        if (ev->reason == TS_CXL_USER && o->pending) o->pending--;
+        /* the answer to a cancel the gateway sent: the client's, or its disconnect's */
+        if ((ev->reason == TS_CXL_USER || ev->reason == TS_CXL_DISCONNECT) && o->pending)
+            o->pending--;
         finish(gw, idx);
         break;
     case TS_EV_REPLACED: {

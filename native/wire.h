@@ -46,7 +46,11 @@ enum ts_time_in_force {
 };
 
 /* ts_command.flags bits */
-enum ts_order_flag { TS_FLAG_POST_ONLY = 1 };
+enum ts_order_flag {
+    TS_FLAG_POST_ONLY = 1, /* NEW_ORDER: never takes liquidity */
+    TS_FLAG_DISCONNECT = 2 /* CANCEL: the gateway's cancel-on-disconnect (CANCELLED reason
+                              TS_CXL_DISCONNECT, so a client tells it from its own) */
+};
 
 enum ts_stp_mode {
     TS_STP_NONE = 0,
@@ -148,7 +152,8 @@ enum ts_cancel_reason {
     TS_CXL_EXPIRED = 4,
     TS_CXL_HALT = 5,
     TS_CXL_MASS_CANCEL = 6,
-    TS_CXL_MARKET_REMAINDER = 7
+    TS_CXL_MARKET_REMAINDER = 7,
+    TS_CXL_DISCONNECT = 8 /* cancel-on-disconnect: the owning session ended */
 };
 
 /* ts_event.flags bits */

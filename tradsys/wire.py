@@ -58,7 +58,8 @@ class TimeInForce(IntEnum):
 
 
 class OrderFlag(IntFlag):
-    POST_ONLY = 1
+    POST_ONLY = 1  # NEW_ORDER: never takes liquidity
+    DISCONNECT = 2  # CANCEL: the gateway's cancel-on-disconnect (reason DISCONNECT)
 
 
 class StpMode(IntEnum):
@@ -175,6 +176,7 @@ class CancelReason(IntEnum):
     HALT = 5
     MASS_CANCEL = 6
     MARKET_REMAINDER = 7
+    DISCONNECT = 8  # cancel-on-disconnect: the owning session ended
 
 
 class EventFlag(IntFlag):

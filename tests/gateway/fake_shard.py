@@ -18,6 +18,7 @@ from tradsys.wire import (
     CommandKind,
     EventFlag,
     EventKind,
+    OrderFlag,
     OrderType,
     RejectReason,
 )
@@ -99,7 +100,9 @@ class FakeShard:
                         flags=EventFlag.DONE,
                     )
                 ]
-            return [self._final(EventKind.CANCELLED, oid, o, CancelReason.USER, o.leaves)]
+            disconnect = c["flags"] & OrderFlag.DISCONNECT
+            why = CancelReason.DISCONNECT if disconnect else CancelReason.USER
+            return [self._final(EventKind.CANCELLED, oid, o, why, o.leaves)]
         if kind == CommandKind.REPLACE:
             o = self.live.get(oid)
             if o is None or self.rng.random() < 0.1:

@@ -178,6 +178,9 @@ def test_disconnect_cancels_in_the_engine(engine: tuple[GatewayCore, Any, Config
     watcher.send(command(order_id=3, symbol_id=BBB, price=500), command(order_id=4, price=990))
     got = expect(watcher, 4)
     assert sorted(got["kind"]) == sorted([EventKind.CANCELLED] * 2 + [EventKind.ACCEPTED] * 2)
+    # named as the disconnect's, not as cancels the account sent (audit Y)
+    cancelled = got[got["kind"] == EventKind.CANCELLED]
+    assert list(cancelled["reason"]) == [CancelReason.DISCONNECT] * 2
     assert core.account_state(2).open_orders == 2
     assert core.stats()["events_orphaned"] == 0
     assert len(s.events()) == 0

@@ -19,7 +19,7 @@ from tests.matching.helpers import (
 )
 from tradsys.matching import Instrument
 from tradsys.matching.commands import cancel, control, mass_cancel, replace
-from tradsys.wire import CancelReason, ControlCode
+from tradsys.wire import CancelReason, ControlCode, OrderFlag
 
 USER, MASS = CancelReason.USER, CancelReason.MASS_CANCEL
 BETA = Instrument("BETA", 2, reference_price=50)
@@ -31,6 +31,16 @@ def test_cancel_reports_the_leaves(engine_cls: type) -> None:
     assert h.ev(cancel(1, 1, 1)) == [cancelled(1, SELL, 100, 6, USER)]
     assert h.book() == ([], [])
     assert h.engine.live_orders() == 0
+
+
+def test_a_cancel_on_disconnect_says_so(engine_cls: type) -> None:
+    """The gateway's cancel-on-disconnect flags its CANCEL, and the CANCELLED names it, so
+    a client tells it from a cancel of its own (audit Y: both were USER)."""
+    h = Harness(engine_cls)
+    h.send(sell(1, 10, 100), sell(2, 5, 101))
+    gone = cancel(1, 1, 1, flags=OrderFlag.DISCONNECT)
+    assert h.ev(gone) == [cancelled(1, SELL, 100, 10, CancelReason.DISCONNECT)]
+    assert h.ev(cancel(2, 1, 1)) == [cancelled(2, SELL, 101, 5, USER)]
 
 
 def test_cancel_of_an_iceberg_reports_hidden_quantity_too(engine_cls: type) -> None:

@@ -24,6 +24,7 @@ from tradsys.wire import (
     CommandKind,
     EventFlag,
     EventKind,
+    OrderFlag,
     OrderType,
     RejectReason,
     Side,
@@ -220,7 +221,12 @@ class ReferenceGateway:
             return out
         for o in sorted(mine, key=lambda o: -o.exch_id):  # cancels newest first
             if o.state != DONE:
-                c = _cmd(kind=CommandKind.CANCEL, symbol_id=o.symbol, account_id=o.account)
+                c = _cmd(
+                    kind=CommandKind.CANCEL,
+                    symbol_id=o.symbol,
+                    account_id=o.account,
+                    flags=OrderFlag.DISCONNECT,
+                )
                 c["order_id"] = o.exch_id
                 out.setdefault(self.shard_of[o.symbol], []).append(c)
                 o.pending += 1
@@ -556,7 +562,7 @@ class ReferenceGateway:
                 else:
                     self._rereserve(o)
         elif kind == EventKind.CANCELLED:
-            if ev["reason"] == CancelReason.USER and o.pending:
+            if ev["reason"] in (CancelReason.USER, CancelReason.DISCONNECT) and o.pending:
                 o.pending -= 1
             self._finish(o)
         elif kind == EventKind.REPLACED:

@@ -64,9 +64,14 @@ def new_order(
     )
 
 
-def cancel(order_id: int, symbol_id: int, account_id: int) -> Commands:
+def cancel(order_id: int, symbol_id: int, account_id: int, flags: int = 0) -> Commands:
+    """``flags``: OrderFlag.DISCONNECT for the gateway's cancel-on-disconnect."""
     return _record(
-        kind=CommandKind.CANCEL, order_id=order_id, symbol_id=symbol_id, account_id=account_id
+        kind=CommandKind.CANCEL,
+        order_id=order_id,
+        symbol_id=symbol_id,
+        account_id=account_id,
+        flags=flags,
     )
 
 

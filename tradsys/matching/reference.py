@@ -52,6 +52,7 @@ from tradsys.matching.reference_records import (
 )
 from tradsys.matching.reference_rules import (
     DAY,
+    DISCONNECT,
     FOK,
     GTC,
     GTD,
@@ -525,7 +526,7 @@ class ReferenceEngine:
     def _cancel(self, c: Command) -> None:
         order = self._owned_order(c)
         self._unlink(self._books[order.symbol_id], order)
-        self._cancelled(order, C.USER)
+        self._cancelled(order, C.DISCONNECT if c.flags & DISCONNECT else C.USER)
 
     def _replace(self, c: Command) -> None:
         order = self._owned_order(c)

@@ -19,6 +19,7 @@ LIMIT, MARKET, STOP, STOP_LIMIT = (int(t) for t in OrderType)
 GTC, DAY, IOC, FOK, GTD = (int(t) for t in TimeInForce)
 RESTING_TIFS = (GTC, DAY, GTD)
 POST_ONLY = 1
+DISCONNECT = 2  # a CANCEL sent for cancel-on-disconnect
 STP_NONE, STP_CANCEL_RESTING, STP_CANCEL_INCOMING, STP_CANCEL_BOTH = (int(m) for m in StpMode)
 
 
