@@ -77,11 +77,15 @@ move_kernel_thread() {  # HOUSEKEEPING_CPUS PROC_DIR RECORD PID
     fi
 }
 
+sysctl_settings() {  # FILE: "key value" for each "key = value" line of a sysctl.conf
+    sed -n 's/^[[:space:]]*\([^#;=[:space:]][^=[:space:]]*\)[[:space:]]*=[[:space:]]*\(.*[^[:space:]]\)[[:space:]]*$/\1 \2/p' "$1"
+}
+
 set_value() {
     set_path=$1 set_new=$2
     [ -w "$set_path" ] || { echo "skip $set_path (not writable here)"; return 0; }
     save "$set_path"
-    echo "$set_new" > "$set_path" && echo "set  $set_path = $set_new"
+    echo "$set_new" > "$set_path" && echo "set  $set_path = $set_new (was $save_old)"
 }
 
 cpu=$root/sys/devices/system/cpu
@@ -116,6 +120,23 @@ if systemctl is-active --quiet irqbalance 2>/dev/null; then
     echo "irqbalance" >> "$state/services"
     systemctl stop irqbalance && echo "stopped irqbalance"
 fi
+# The sysctls: each written to its /proc/sys file through set_value like every value
+# above, so its old value is recorded and revert.sh writes it back (loading a file with
+# `sysctl --system` recorded nothing, and deleting the file again reset nothing). Only
+# these keys change; a key this kernel lacks is skipped. kernel.watchdog_cpumask is the
+# housekeeping CPUs given here: the soft-lockup watchdog's timers stay off engine CPUs.
+while read -r key value; do
+    set_value "$root/proc/sys/$(echo "$key" | sed 's|\.|/|g')" "$value"
+done <<SETTINGS
+$(sysctl_settings "$here/sysctl.conf")
+kernel.watchdog_cpumask $housekeeping
+SETTINGS
+# the same settings in /etc/sysctl.d, so that a reboot keeps them until revert.sh
 mkdir -p "$root/etc/sysctl.d"
-cp "$here/sysctl.conf" "$root/etc/sysctl.d/90-tradsys.conf" && sysctl -q --system
+{
+    cat "$here/sysctl.conf"
+    echo "# the housekeeping CPUs tuning/apply.sh was given"
+    echo "kernel.watchdog_cpumask = $housekeeping"
+} > "$root/etc/sysctl.d/90-tradsys.conf"
+echo "wrote $root/etc/sysctl.d/90-tradsys.conf"
 echo "done; undo with: sudo $here/revert.sh"
