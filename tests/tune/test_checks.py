@@ -49,7 +49,6 @@ class FakeHost:
         self.write("sys/kernel/mm/transparent_hugepage/enabled", "always [madvise] never")
         self.write("proc/swaps", "Filename\tType\tSize\tUsed\tPriority")
         self.write("proc/sys/kernel/numa_balancing", "0")
-        self.write("proc/sys/kernel/sched_rt_runtime_us", "-1")
         self.write("proc/self/timerslack_ns", "1")
         self.write("sys/devices/system/node/node0/cpulist", online)
         self.write("sys/devices/system/clocksource/clocksource0/current_clocksource", "tsc")
@@ -370,14 +369,22 @@ def test_pinned_cores_across_numa_nodes_and_numa_balancing(fake: FakeHost) -> No
     assert any("numa_balancing=1" in f for f in found)
 
 
-def test_timer_slack_rt_throttling_and_clocksource(fake: FakeHost) -> None:
+def test_timer_slack_and_clocksource(fake: FakeHost) -> None:
     fake.write("proc/self/timerslack_ns", "50000")
-    fake.write("proc/sys/kernel/sched_rt_runtime_us", "950000")
     fake.write("sys/devices/system/clocksource/clocksource0/current_clocksource", "hpet")
     warned = {
         f.check for f in run_checks(fake.host(), pinned_config(TUNED)) if f.verdict is Verdict.WARN
     }
-    assert {"timer slack", "rt throttling", "clocksource"} <= warned
+    assert {"timer slack", "clocksource"} <= warned
+
+
+def test_real_time_throttling_is_no_concern(fake: FakeHost) -> None:
+    """No engine thread runs at a real-time priority (only `tune stalls`, which sleeps),
+    so the kernel's default throttling of real-time tasks costs the engine nothing."""
+    fake.write("proc/sys/kernel/sched_rt_runtime_us", "950000")
+    findings = run_checks(fake.host(), pinned_config(TUNED))
+    assert [f for f in findings if f.verdict is not Verdict.OK] == []
+    assert not [f for f in findings if "sched_rt" in f.found + f.fix]
 
 
 @pytest.mark.parametrize(

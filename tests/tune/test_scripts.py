@@ -219,7 +219,6 @@ HOST_FILES = {
 # The sysctls apply.sh writes (sysctl.conf's keys and kernel.watchdog_cpumask), at a stock
 # host's values; net.core.busy_poll is left out: a kernel without a key skips it.
 HOST_SYSCTLS = {
-    "kernel.sched_rt_runtime_us": "950000",
     "kernel.numa_balancing": "1",
     "vm.swappiness": "60",
     "vm.stat_interval": "1",

@@ -520,19 +520,6 @@ def check_timers(host: Host, place: Placement) -> list[Finding]:
         )
     else:
         out.append(Finding("timer slack", Verdict.OK, f"timer slack {slack or '?'} ns"))
-    rt = host.sysctl("kernel.sched_rt_runtime_us")
-    if rt is not None and rt != "-1":
-        out.append(
-            Finding(
-                "rt throttling",
-                Verdict.WARN,
-                f"kernel.sched_rt_runtime_us={rt}: a real-time busy-spinner is stopped "
-                "for the rest of every second",
-                "sysctl kernel.sched_rt_runtime_us=-1 on isolated CPUs (tuning/sysctl.conf)",
-            )
-        )
-    else:
-        out.append(Finding("rt throttling", Verdict.OK, "no real-time throttling"))
     source = host.read("/sys/devices/system/clocksource/clocksource0/current_clocksource")
     if source not in (None, "tsc"):
         out.append(
