@@ -1,9 +1,13 @@
-"""tuning/apply.sh and revert.sh move unbound kernel threads and put them back.
+"""tuning/apply.sh and revert.sh: what they change, record and put back.
 
-The scripts themselves change the host (and need root), so they are never run here. What
-is run is their kernel-thread functions, cut out of the scripts as they are, against a
-made-up /proc with a fake `taskset`. PATH holds only the fake and the two tools the
-functions use, so the real taskset cannot be reached even when the tests run as root."""
+Both run here, as they are, against a made-up root (TUNING_ROOT: the files of /sys, /proc,
+/etc and /var/lib they tune) and, for their kernel-thread functions, cut out of the
+scripts against a made-up /proc. TUNING_ROOT moves their files only; the commands that
+act on the host itself (taskset, systemctl) are stand-ins that log what they are asked,
+and PATH holds nothing but those stand-ins and a few tools that only read or touch the
+paths given (cat, sed, mkdir, cp, rm, dirname, python3 for the CPU-list arithmetic). Any
+other command, a real taskset, systemctl or sysctl among them, is not found and fails the
+script, so the host cannot be changed even when the tests run as root."""
 
 from __future__ import annotations
 
@@ -288,10 +292,19 @@ def host(proc: FakeProc, tmp_path: Path) -> Path:
 
 
 def run_script(proc: FakeProc, root: Path, *argv: str, active: str = "") -> str:
-    """Run a whole script under ``root``; refused unless the script takes its paths from
-    TUNING_ROOT (one that did not would tune this host, as root)."""
+    """Run a whole script under ``root``; its stdout. It must succeed."""
+    done = start_script(proc, root, *argv, active=active)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def start_script(
+    proc: FakeProc, root: Path, *argv: str, active: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run a whole script under ``root``, whatever it exits with; refused unless the script
+    takes its paths from TUNING_ROOT (one that did not would tune this host, as root)."""
     assert "root=${TUNING_ROOT:-}" in Path(argv[0]).read_text(), argv[0]
-    done = subprocess.run(
+    return subprocess.run(
         [SH, *argv],
         env={
             "PATH": str(proc.bin),
@@ -304,8 +317,6 @@ def run_script(proc: FakeProc, root: Path, *argv: str, active: str = "") -> str:
         text=True,
         timeout=30,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def host_values(root: Path) -> dict[str, str]:
@@ -366,3 +377,55 @@ def test_apply_writes_the_sysctls_and_revert_puts_the_hosts_own_back_after_two_a
     assert not (host / "etc/sysctl.d/90-tradsys.conf").exists()
     assert not (host / sysctl_path(ABSENT_SYSCTL)).exists()
     assert not [call for call in proc.calls() if call.startswith("sysctl")]
+
+
+def nothing_changed(proc: FakeProc, root: Path) -> None:
+    """The made-up host as the fixture wrote it, with no record and no sysctl file."""
+    assert host_values(root) == HOST_FILES
+    assert sysctls(root) == HOST_SYSCTLS
+    assert [proc.cpus(pid) for pid in (2, 15, 84, 95)] == ["0-7", "0-7", "0-7", "4-5"]
+    assert not (root / "var/lib/tradsys-tuning").exists()
+    assert not (root / "etc/sysctl.d").exists()
+    assert [call for call in proc.calls() if not call.startswith("systemctl is-active")] == []
+
+
+def test_a_dry_run_says_what_it_would_change_and_changes_and_records_nothing(
+    proc: FakeProc, host: Path
+) -> None:
+    out = run_script(proc, host, str(TUNING / "apply.sh"), "--dry-run", "0", active="irqbalance")
+    nothing_changed(proc, host)
+    assert f"would set {host}/proc/sys/vm/swappiness = 0 (now 60)" in out
+    assert f"would set {host}/proc/sys/kernel/watchdog_cpumask = 0 (now 0-7)" in out
+    assert (
+        f"would set {host}/sys/kernel/mm/transparent_hugepage/enabled = madvise "
+        "(now [always] madvise never)"
+    ) in out
+    assert "would set kernel thread 84 (kdamond.0) CPUs = 0 (now 0-7)" in out
+    assert "would stop irqbalance" in out
+    assert out.splitlines()[-1] == "dry run: nothing was changed or recorded"
+    assert "set  " not in out  # what a real run prints for each change
+
+
+@pytest.mark.parametrize(
+    ("tool", "named"), [("python3", "python3"), ("taskset", "taskset (util-linux)")]
+)
+def test_a_missing_prerequisite_stops_apply_before_it_changes_anything(
+    proc: FakeProc, host: Path, tool: str, named: str
+) -> None:
+    """python3 was needed half way, after the governors and C-states had changed."""
+    (proc.bin / tool).unlink()
+    done = start_script(proc, host, str(TUNING / "apply.sh"), "0-1", active="irqbalance")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr == f"apply.sh: missing: {named}; nothing was changed\n"
+    assert done.stdout == ""
+    nothing_changed(proc, host)
+
+
+@pytest.mark.parametrize("argv", [[], ["x"], ["3-1"], ["0", "1"], ["--dry-run"]])
+def test_apply_refuses_a_bad_argument_before_it_changes_anything(
+    proc: FakeProc, host: Path, argv: list[str]
+) -> None:
+    done = start_script(proc, host, str(TUNING / "apply.sh"), *argv)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith(("usage: apply.sh", "apply.sh: HOUSEKEEPING_CPUS"))
+    nothing_changed(proc, host)
