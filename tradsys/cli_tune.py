@@ -11,6 +11,7 @@ from tradsys.cli_args import positive_seconds, seconds
 if TYPE_CHECKING:
     from tradsys.config import Config
     from tradsys.tune import Finding
+    from tradsys.tune.running import RunningInstance
 
 EXIT_READY, EXIT_NOT_READY = 0, 1
 
@@ -19,33 +20,33 @@ def cmd_tune_check(args: argparse.Namespace) -> int:
     from tradsys.cli import _config
     from tradsys.tune import Host, run_checks
     from tradsys.tune.report import is_ready, render
+    from tradsys.tune.running import running_instance
 
     config = _config(args)
-    findings = run_checks(Host(), config)
+    # a running instance: its processes' own limits are read, and its CPUs left alone
+    running = running_instance(config)
+    findings = run_checks(Host(), config, running)
     if args.jitter_s > 0:
-        findings += _jitter(config, args.jitter_s)
+        findings += _jitter(config, running, args.jitter_s)
     print(render(findings, strict=args.strict))
     return EXIT_READY if is_ready(findings, strict=args.strict) else EXIT_NOT_READY
 
 
-def _jitter(config: Config, seconds: float) -> list[Finding]:
+def _jitter(config: Config, running: RunningInstance | None, seconds: float) -> list[Finding]:
     """The measured ``cpu jitter`` lines -- unless the instance is running: spinning on
     its CPUs would take them from it, so the line says so instead."""
-    from tradsys.cores.status import supervisor_doc
     from tradsys.tune import Finding, Verdict
     from tradsys.tune.checks import Placement
     from tradsys.tune.jitter import cpus_to_probe, jitter_findings, probe_cpus
 
-    try:
-        supervisor_doc(config)
-    except FileNotFoundError:
+    if running is None:
         return jitter_findings(probe_cpus(cpus_to_probe(Placement.of(config)), seconds))
     return [
         Finding(
             "cpu jitter",
             Verdict.OK,
-            f"not measured: instance {config.engine.instance!r} is running on these CPUs "
-            "(`tradsys tune jitter --cpus ...` measures CPUs it does not use)",
+            f"not measured: instance {running.instance!r} is running on these CPUs "
+            "(`tradsys tune jitter` measures the CPUs it does not use)",
         )
     ]
 
