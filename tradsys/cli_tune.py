@@ -86,12 +86,58 @@ def _measuring(what: str, cpus: list[int], seconds: float) -> None:
     )
 
 
+def _clear_of_instance(args: argparse.Namespace, cpus: list[int]) -> list[int] | None:
+    """The CPUs to spin on, kept off the running instance's: by default its CPUs are
+    skipped (said on stderr), and None when none is left (after saying why); CPUs named
+    with --cpus are measured as asked, with a loud warning for each of the instance's."""
+    import sys
+
+    from tradsys.cli import _config
+    from tradsys.tune import Host
+    from tradsys.tune.host import format_cpu_list
+    from tradsys.tune.running import running_instance
+
+    running = running_instance(_config(args))
+    if running is None:
+        return cpus
+    host = Host()
+    taken = set(cpus) & set(running.cpus(host))
+    if not taken:
+        return cpus
+    held = f"instance {running.instance!r} runs there ({running.describe(host, taken)})"
+    if args.cpus:
+        print(
+            f"tradsys tune jitter: WARNING: CPU {format_cpu_list(taken)}: {held}; spinning "
+            f"there for {args.seconds:g} s takes them from it. Measuring them anyway, as "
+            "--cpus asks",
+            file=sys.stderr,
+        )
+        return cpus
+    left = [cpu for cpu in cpus if cpu not in taken]
+    if not left:
+        print(
+            f"tradsys tune jitter: not measuring: every CPU ({format_cpu_list(taken)}) is "
+            f"the running instance's: {held}. Name CPUs with --cpus to measure them anyway "
+            "(it takes them from the engine)",
+            file=sys.stderr,
+        )
+        return None
+    print(
+        f"tradsys tune jitter: skipping CPU {format_cpu_list(taken)}: {held} "
+        "(--cpus measures them anyway)",
+        file=sys.stderr,
+    )
+    return left
+
+
 def cmd_tune_jitter(args: argparse.Namespace) -> int:
     import json
 
     from tradsys.tune.jitter import probe_cpus, render_table
 
     cpus = _cpus_arg(args, "jitter")
+    if cpus is not None:
+        cpus = _clear_of_instance(args, cpus)
     if cpus is None:
         return EXIT_NOT_READY
     _measuring("jitter", cpus, args.seconds)
@@ -152,7 +198,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     jitter.add_argument(
         "--seconds", type=positive_seconds, default=2.0, help="how long (default 2)"
     )
-    jitter.add_argument("--cpus", help="a CPU list such as 0-3,6 (default: every CPU allowed)")
+    jitter.add_argument(
+        "--cpus",
+        help="a CPU list such as 0-3,6, measured as asked even where the instance runs "
+        "(default: every CPU allowed but those of the running instance)",
+    )
+    jitter.add_argument(
+        "--config", help="the instance's TOML config, to keep off its CPUs (default: built-in)"
+    )
     jitter.add_argument("--json", action="store_true", help="one JSON object per CPU")
     jitter.set_defaults(func=cmd_tune_jitter)
     stalls = tune_sub.add_parser(
