@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tradsys.exit_codes import EXIT_INTERNAL, EXIT_USER_ERROR
 from tradsys.tune.host import PF_KTHREAD, PF_NO_SETAFFINITY
 
 TUNING = Path(__file__).resolve().parents[2] / "tuning"
@@ -429,3 +430,24 @@ def test_apply_refuses_a_bad_argument_before_it_changes_anything(
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stderr.startswith(("usage: apply.sh", "apply.sh: HOUSEKEEPING_CPUS"))
     nothing_changed(proc, host)
+
+
+def unit_settings() -> dict[str, str]:
+    """tuning/tradsys.service's settings, key → value (the last one wins, as in systemd)."""
+    out = {}
+    for line in (TUNING / "tradsys.service").read_text().splitlines():
+        if "=" in line and not line.startswith(("#", ";", " ")):
+            key, _, value = line.partition("=")
+            out[key] = value
+    return out
+
+
+def test_the_unit_does_not_restart_an_instance_that_exits_on_a_user_error() -> None:
+    """Exit 1 is a configuration or host error (CONVENTIONS): restarting every 2 s forever
+    helps nobody; an internal failure (2) is worth a restart."""
+    unit = unit_settings()
+    assert unit["Restart"] == "on-failure"
+    assert unit["RestartPreventExitStatus"].split() == [str(EXIT_USER_ERROR)]
+    assert str(EXIT_INTERNAL) not in unit["RestartPreventExitStatus"].split()
+    text = (TUNING / "tradsys.service").read_text()
+    assert "data_dir" in text and 'KERNEL=="cpu_dma_latency"' in text
