@@ -451,3 +451,18 @@ def test_the_unit_does_not_restart_an_instance_that_exits_on_a_user_error() -> N
     assert str(EXIT_INTERNAL) not in unit["RestartPreventExitStatus"].split()
     text = (TUNING / "tradsys.service").read_text()
     assert "data_dir" in text and 'KERNEL=="cpu_dma_latency"' in text
+
+
+RISKY_BOOT_PARAMETERS = ("idle=poll", "tsc=reliable", "mce=ignore_ce", "audit=0")
+
+
+def test_the_kernel_command_line_example_leaves_the_host_wide_risks_commented_out() -> None:
+    """idle=poll made housekeeping CPUs poll too (contrary to the power note); the others
+    disable a safety check: each is explained, and none is in the line to copy."""
+    text = (TUNING / "kernel-cmdline.example").read_text()
+    (line,) = [line for line in text.splitlines() if line and not line.startswith("#")]
+    words = line.split()
+    assert "nohz_full=2-5" in words and "irqaffinity=0-1" in words
+    for risky in RISKY_BOOT_PARAMETERS:
+        assert risky not in words
+        assert f"#   {risky} " in text, risky  # with its reason

@@ -448,7 +448,8 @@ def check_timers(host: Host, place: Placement) -> list[Finding]:
                 "clocksource",
                 Verdict.WARN,
                 f"clocksource {source}: every timestamp is a slow read",
-                "tsc (kernel command line tsc=reliable where the TSC is invariant)",
+                "tsc; tsc=reliable on the kernel command line only where the TSC is invariant and "
+                "in step across sockets (tuning/kernel-cmdline.example)",
             )
         )
     else:
