@@ -11,6 +11,7 @@ from tradsys.cli_args import positive_seconds, seconds
 if TYPE_CHECKING:
     from tradsys.config import Config
     from tradsys.tune import Finding
+    from tradsys.tune.running import RunningInstance
 
 EXIT_READY, EXIT_NOT_READY = 0, 1
 
@@ -19,33 +20,33 @@ def cmd_tune_check(args: argparse.Namespace) -> int:
     from tradsys.cli import _config
     from tradsys.tune import Host, run_checks
     from tradsys.tune.report import is_ready, render
+    from tradsys.tune.running import running_instance
 
     config = _config(args)
-    findings = run_checks(Host(), config)
+    # a running instance: its processes' own limits are read, and its CPUs left alone
+    running = running_instance(config)
+    findings = run_checks(Host(), config, running)
     if args.jitter_s > 0:
-        findings += _jitter(config, args.jitter_s)
+        findings += _jitter(config, running, args.jitter_s)
     print(render(findings, strict=args.strict))
     return EXIT_READY if is_ready(findings, strict=args.strict) else EXIT_NOT_READY
 
 
-def _jitter(config: Config, seconds: float) -> list[Finding]:
+def _jitter(config: Config, running: RunningInstance | None, seconds: float) -> list[Finding]:
     """The measured ``cpu jitter`` lines -- unless the instance is running: spinning on
     its CPUs would take them from it, so the line says so instead."""
-    from tradsys.cores.status import supervisor_doc
     from tradsys.tune import Finding, Verdict
     from tradsys.tune.checks import Placement
     from tradsys.tune.jitter import cpus_to_probe, jitter_findings, probe_cpus
 
-    try:
-        supervisor_doc(config)
-    except FileNotFoundError:
+    if running is None:
         return jitter_findings(probe_cpus(cpus_to_probe(Placement.of(config)), seconds))
     return [
         Finding(
             "cpu jitter",
             Verdict.OK,
-            f"not measured: instance {config.engine.instance!r} is running on these CPUs "
-            "(`tradsys tune jitter --cpus ...` measures CPUs it does not use)",
+            f"not measured: instance {running.instance!r} is running on these CPUs "
+            "(`tradsys tune jitter` measures the CPUs it does not use)",
         )
     ]
 
@@ -85,12 +86,58 @@ def _measuring(what: str, cpus: list[int], seconds: float) -> None:
     )
 
 
+def _clear_of_instance(args: argparse.Namespace, cpus: list[int]) -> list[int] | None:
+    """The CPUs to spin on, kept off the running instance's: by default its CPUs are
+    skipped (said on stderr), and None when none is left (after saying why); CPUs named
+    with --cpus are measured as asked, with a loud warning for each of the instance's."""
+    import sys
+
+    from tradsys.cli import _config
+    from tradsys.tune import Host
+    from tradsys.tune.host import format_cpu_list
+    from tradsys.tune.running import running_instance
+
+    running = running_instance(_config(args))
+    if running is None:
+        return cpus
+    host = Host()
+    taken = set(cpus) & set(running.cpus(host))
+    if not taken:
+        return cpus
+    held = f"instance {running.instance!r} runs there ({running.describe(host, taken)})"
+    if args.cpus:
+        print(
+            f"tradsys tune jitter: WARNING: CPU {format_cpu_list(taken)}: {held}; spinning "
+            f"there for {args.seconds:g} s takes them from it. Measuring them anyway, as "
+            "--cpus asks",
+            file=sys.stderr,
+        )
+        return cpus
+    left = [cpu for cpu in cpus if cpu not in taken]
+    if not left:
+        print(
+            f"tradsys tune jitter: not measuring: every CPU ({format_cpu_list(taken)}) is "
+            f"the running instance's: {held}. Name CPUs with --cpus to measure them anyway "
+            "(it takes them from the engine)",
+            file=sys.stderr,
+        )
+        return None
+    print(
+        f"tradsys tune jitter: skipping CPU {format_cpu_list(taken)}: {held} "
+        "(--cpus measures them anyway)",
+        file=sys.stderr,
+    )
+    return left
+
+
 def cmd_tune_jitter(args: argparse.Namespace) -> int:
     import json
 
     from tradsys.tune.jitter import probe_cpus, render_table
 
     cpus = _cpus_arg(args, "jitter")
+    if cpus is not None:
+        cpus = _clear_of_instance(args, cpus)
     if cpus is None:
         return EXIT_NOT_READY
     _measuring("jitter", cpus, args.seconds)
@@ -151,7 +198,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     jitter.add_argument(
         "--seconds", type=positive_seconds, default=2.0, help="how long (default 2)"
     )
-    jitter.add_argument("--cpus", help="a CPU list such as 0-3,6 (default: every CPU allowed)")
+    jitter.add_argument(
+        "--cpus",
+        help="a CPU list such as 0-3,6, measured as asked even where the instance runs "
+        "(default: every CPU allowed but those of the running instance)",
+    )
+    jitter.add_argument(
+        "--config", help="the instance's TOML config, to keep off its CPUs (default: built-in)"
+    )
     jitter.add_argument("--json", action="store_true", help="one JSON object per CPU")
     jitter.set_defaults(func=cmd_tune_jitter)
     stalls = tune_sub.add_parser(

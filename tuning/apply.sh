@@ -1,20 +1,26 @@
 #!/bin/sh
 # Apply the run-time host tuning for TradSys (the kernel command line needs a reboot;
 # see kernel-cmdline.example). Opt-in, needs root, and records what it changes in
-# /var/lib/tradsys-tuning/saved so that revert.sh puts it back.
+# /var/lib/tradsys-tuning/saved so that revert.sh puts it back. Needs python3 and taskset
+# (util-linux); both are checked before anything changes.
 #   sudo tuning/apply.sh HOUSEKEEPING_CPUS      e.g. sudo tuning/apply.sh 0-1
+#   tuning/apply.sh --dry-run 0-1               what it would change; changes nothing,
+#                                               records nothing, needs no root
 set -eu
-housekeeping=${1:?usage: apply.sh HOUSEKEEPING_CPUS (e.g. 0-1)}
+usage="usage: apply.sh [--dry-run] HOUSEKEEPING_CPUS   (e.g. sudo tuning/apply.sh 0-1)"
+dry_run=0
+if [ "${1:-}" = --dry-run ]; then dry_run=1; shift; fi
+[ $# -eq 1 ] || { echo "$usage" >&2; exit 1; }
+housekeeping=$1
 here=$(cd "$(dirname "$0")" && pwd)
 # TUNING_ROOT: where /sys, /proc, /etc and /var/lib are; the tests point it at a made-up
-# tree (with stand-ins for taskset, systemctl and sysctl on PATH). Unset on a real host.
+# tree. It moves the files only: taskset and systemctl still act on this host, so the
+# tests put stand-ins for them first (and alone) on PATH. Unset on a real host.
 root=${TUNING_ROOT:-}
 state=$root/var/lib/tradsys-tuning
-mkdir -p "$state"
 # Appended to, never emptied: a second apply records the values the first one set, and
 # revert.sh restores the first value recorded for each file (the host's own).
 saved="$state/saved"
-[ -f "$saved" ] || : > "$saved"
 
 # sh has no local variables: the helpers' names are their own (save_*, set_*), so that one
 # helper calling another cannot overwrite the caller's.
@@ -69,7 +75,9 @@ move_kernel_thread() {  # HOUSEKEEPING_CPUS PROC_DIR RECORD PID
     was=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$proc/$pid/status" 2>/dev/null) ||
         return 0
     [ -n "$was" ] || return 0
-    if why=$(taskset -pc "$cpus" "$pid" 2>&1 >/dev/null); then
+    if [ "${dry_run:-0}" = 1 ]; then
+        echo "would set kernel thread $pid ($comm) CPUs = $cpus (now $was)"
+    elif why=$(taskset -pc "$cpus" "$pid" 2>&1 >/dev/null); then
         printf '%s\t%s\t%s\n' "$pid" "$was" "$comm" >> "$record"
         echo "set  kernel thread $pid ($comm) CPUs = $cpus (was $was)"
     else  # EINVAL: it may not move after all; ESRCH: it ended meanwhile
@@ -77,12 +85,48 @@ move_kernel_thread() {  # HOUSEKEEPING_CPUS PROC_DIR RECORD PID
     fi
 }
 
+sysctl_settings() {  # FILE: "key value" for each "key = value" line of a sysctl.conf
+    sed -n 's/^[[:space:]]*\([^#;=[:space:]][^=[:space:]]*\)[[:space:]]*=[[:space:]]*\(.*[^[:space:]]\)[[:space:]]*$/\1 \2/p' "$1"
+}
+
 set_value() {
     set_path=$1 set_new=$2
+    if [ "$dry_run" = 1 ] && [ -r "$set_path" ]; then
+        set_note=""
+        [ -w "$set_path" ] || set_note=" (not writable by this user)"
+        echo "would set $set_path = $set_new (now $(cat "$set_path"))$set_note"
+        return 0
+    fi
     [ -w "$set_path" ] || { echo "skip $set_path (not writable here)"; return 0; }
     save "$set_path"
-    echo "$set_new" > "$set_path" && echo "set  $set_path = $set_new"
+    echo "$set_new" > "$set_path" && echo "set  $set_path = $set_new (was $save_old)"
 }
+
+# Every prerequisite first: nothing may change before all of them are known to be there
+# (a missing python3 once stopped the script half way, governors and C-states changed).
+missing=""
+command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+command -v taskset >/dev/null 2>&1 || missing="$missing taskset (util-linux)"
+[ -r "$here/sysctl.conf" ] || missing="$missing $here/sysctl.conf"
+if [ -n "$missing" ]; then
+    echo "apply.sh: missing:$missing; nothing was changed" >&2
+    exit 1
+fi
+if ! housekeeping_words=$(cpu_list words "$housekeeping" 2>/dev/null) ||
+    ! wq_mask=$(cpu_list mask "$housekeeping" 2>/dev/null) || [ -z "$housekeeping_words" ]; then
+    echo "apply.sh: HOUSEKEEPING_CPUS '$housekeeping' is not a CPU list such as 0-1 or 0,2;" \
+        "nothing was changed" >&2
+    exit 1
+fi
+if [ "$dry_run" = 0 ] && [ -z "$root" ] && [ "$(id -u)" != 0 ]; then
+    echo "apply.sh: needs root (sudo), or --dry-run to see what it would change;" \
+        "nothing was changed" >&2
+    exit 1
+fi
+if [ "$dry_run" = 0 ]; then
+    mkdir -p "$state"
+    [ -f "$saved" ] || : > "$saved"
+fi
 
 cpu=$root/sys/devices/system/cpu
 for gov in "$cpu"/cpu[0-9]*/cpufreq/scaling_governor; do
@@ -95,7 +139,7 @@ done
 # resume latency of 0, so an idle engine CPU polls and a thread woken onto it runs at once
 # (housekeeping CPUs keep their idle states); what [engine] cpu_latency_us = 0 does for
 # every CPU while an instance runs, here per CPU and until revert.sh
-housekeeping_words=" $(cpu_list words "$housekeeping") "
+housekeeping_words=" $housekeeping_words "
 for qos in "$cpu"/cpu[0-9]*/power/pm_qos_resume_latency_us; do
     n=${qos#"$cpu"/cpu}; n=${n%%/*}
     case "$housekeeping_words" in
@@ -108,14 +152,39 @@ for irq in "$root"/proc/irq/[0-9]*/smp_affinity_list; do
     set_value "$irq" "$housekeeping" 2>/dev/null || echo "skip $irq (managed by its driver)"
 done
 # unbound kernel workqueues (writeback, filesystem work) onto the housekeeping CPUs too
-wq_mask=$(cpu_list mask "$housekeeping")
 set_value "$root/sys/devices/virtual/workqueue/cpumask" "$wq_mask"
 # appended to as well: revert.sh puts each thread back on the first CPU list recorded
 move_kernel_threads "$housekeeping" "$root/proc" "$state/affinity"
 if systemctl is-active --quiet irqbalance 2>/dev/null; then
-    echo "irqbalance" >> "$state/services"
-    systemctl stop irqbalance && echo "stopped irqbalance"
+    if [ "$dry_run" = 1 ]; then
+        echo "would stop irqbalance"
+    else
+        echo "irqbalance" >> "$state/services"
+        systemctl stop irqbalance && echo "stopped irqbalance"
+    fi
+fi
+# The sysctls: each written to its /proc/sys file through set_value like every value
+# above, so its old value is recorded and revert.sh writes it back (loading a file with
+# `sysctl --system` recorded nothing, and deleting the file again reset nothing). Only
+# these keys change; a key this kernel lacks is skipped. kernel.watchdog_cpumask is the
+# housekeeping CPUs given here: the soft-lockup watchdog's timers stay off engine CPUs.
+while read -r key value; do
+    set_value "$root/proc/sys/$(echo "$key" | sed 's|\.|/|g')" "$value"
+done <<SETTINGS
+$(sysctl_settings "$here/sysctl.conf")
+kernel.watchdog_cpumask $housekeeping
+SETTINGS
+# the same settings in /etc/sysctl.d, so that a reboot keeps them until revert.sh
+if [ "$dry_run" = 1 ]; then
+    echo "would write $root/etc/sysctl.d/90-tradsys.conf"
+    echo "dry run: nothing was changed or recorded"
+    exit 0
 fi
 mkdir -p "$root/etc/sysctl.d"
-cp "$here/sysctl.conf" "$root/etc/sysctl.d/90-tradsys.conf" && sysctl -q --system
+{
+    cat "$here/sysctl.conf"
+    echo "# the housekeeping CPUs tuning/apply.sh was given"
+    echo "kernel.watchdog_cpumask = $housekeeping"
+} > "$root/etc/sysctl.d/90-tradsys.conf"
+echo "wrote $root/etc/sysctl.d/90-tradsys.conf"
 echo "done; undo with: sudo $here/revert.sh"

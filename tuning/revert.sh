@@ -1,6 +1,6 @@
 #!/bin/sh
-# Undo tuning/apply.sh: restore every value it saved, restart the services it stopped,
-# remove its sysctl file.
+# Undo tuning/apply.sh: restore every value it saved (the sysctls among them), restart
+# the services it stopped, remove its sysctl file.
 set -eu
 root=${TUNING_ROOT:-}  # as in apply.sh: a made-up tree in the tests, unset on a host
 state=$root/var/lib/tradsys-tuning
@@ -41,6 +41,8 @@ restore_kernel_threads "$state/affinity" "$root/proc"
 if [ -f "$state/services" ]; then
     while read -r service; do systemctl start "$service" && echo "started $service"; done < "$state/services"
 fi
-rm -f "$root/etc/sysctl.d/90-tradsys.conf" && sysctl -q --system || true
+# the sysctls were restored above, each from its /proc/sys file's record; no reload: it
+# would also re-apply every other file of /etc/sysctl.d over values set since boot
+rm -f "$root/etc/sysctl.d/90-tradsys.conf"
 rm -rf "$state"
 echo "reverted"

@@ -3,14 +3,19 @@ test per thing it must notice, and once against this machine through the CLI."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from tests.engine_toml import one_shard_instance
 from tradsys.config import Config, load_config
+from tradsys.ring.segment import process_start_us
 from tradsys.tune import Finding, Host, Verdict, run_checks
 from tradsys.tune.host import (
     PF_KTHREAD,
@@ -21,6 +26,7 @@ from tradsys.tune.host import (
     parse_proc_stat,
 )
 from tradsys.tune.report import is_ready, render
+from tradsys.tune.running import EngineProcess, RunningInstance
 
 USER_FLAGS = 0x00400100  # an ordinary process's (PF_RANDOMIZE | PF_FORKNOEXEC)
 
@@ -49,7 +55,6 @@ class FakeHost:
         self.write("sys/kernel/mm/transparent_hugepage/enabled", "always [madvise] never")
         self.write("proc/swaps", "Filename\tType\tSize\tUsed\tPriority")
         self.write("proc/sys/kernel/numa_balancing", "0")
-        self.write("proc/sys/kernel/sched_rt_runtime_us", "-1")
         self.write("proc/self/timerslack_ns", "1")
         self.write("sys/devices/system/node/node0/cpulist", online)
         self.write("sys/devices/system/clocksource/clocksource0/current_clocksource", "tsc")
@@ -265,16 +270,89 @@ def test_free_page_reporting_is_flagged_with_its_block_size_and_volume(fake: Fak
     assert "free blocks of 4 MiB go back to the host, 3 GiB so far)" in finding.found
 
 
-def test_thp_always_swap_and_a_small_memlock(fake: FakeHost) -> None:
+def test_thp_always_and_swap(fake: FakeHost) -> None:
     fake.write("sys/kernel/mm/transparent_hugepage/enabled", "[always] madvise never")
     fake.write("proc/swaps", "Filename Type Size Used Priority\n/swapfile file 1024 0 -2")
-    host = Host(root=fake.root, memlock_bytes=64 * 1024)
     findings = {
-        f.check: f for f in run_checks(host, pinned_config(TUNED)) if f.verdict.value == "warn"
+        f.check: f
+        for f in run_checks(fake.host(), pinned_config(TUNED))
+        if f.verdict is Verdict.WARN
     }
     assert "always" in findings["huge pages"].found
     assert "/swapfile" in findings["swap"].found
-    assert "64 KiB" in findings["memlock"].found
+
+
+LIMITS = """Limit                     Soft Limit           Hard Limit           Units
+Max cpu time              unlimited            unlimited            seconds
+Max locked memory         {memlock:<20} {memlock:<20} bytes
+Max open files            65536                65536                files"""
+CAP_IPC_LOCK_ONLY = "0000000000004000"
+
+
+def engine(fake: FakeHost, **slack: int) -> RunningInstance:
+    """A running instance of shard 0 (pid 101, CPU 2) and the gateway (pid 102, CPU 4),
+    both with an unlimited memlock, no capabilities and the given timer slack (ns)."""
+    procs = (EngineProcess("shard 0", 101, 2), EngineProcess("gateway", 102, 4))
+    for proc in procs:
+        key = proc.name.split()[0]
+        fake.write(f"proc/{proc.pid}/limits", LIMITS.format(memlock="unlimited"))
+        fake.write(f"proc/{proc.pid}/status", f"Name:\tpython3\nCapEff:\t{'0' * 16}")
+        fake.write(f"proc/{proc.pid}/timerslack_ns", str(slack.get(key, 1)))
+    return RunningInstance("jit", procs)
+
+
+def one(fake: FakeHost, check: str, running: RunningInstance | None, **kw: bool) -> Finding:
+    (finding,) = [
+        f for f in run_checks(fake.host(), pinned_config(TUNED, **kw), running) if f.check == check
+    ]
+    return finding
+
+
+def test_with_no_instance_running_memlock_and_timer_slack_are_this_shells_and_say_so(
+    tmp_path: Path,
+) -> None:
+    """From a shell they always warned, so --strict could never pass: they are notes, the
+    engine's own come from its unit (and `tradsys run` refuses when it cannot lock)."""
+    fake = FakeHost(tmp_path)
+    fake.write("proc/self/timerslack_ns", "50000")
+    host = Host(root=fake.root, memlock_bytes=64 * 1024)
+    findings = run_checks(host, pinned_config(TUNED))
+    assert is_ready(findings, strict=True), render(findings)
+    by_check = {f.check: f for f in findings}
+    assert "this shell's RLIMIT_MEMLOCK is 64 KiB" in by_check["memlock"].found
+    assert "LimitMEMLOCK=infinity" in by_check["memlock"].found
+    assert "this shell's timer slack is 50000 ns" in by_check["timer slack"].found
+    assert "TimerSlackNSec=1" in by_check["timer slack"].found
+
+
+def test_the_running_engines_own_memlock_and_timer_slack_are_read(fake: FakeHost) -> None:
+    fake.write("proc/self/timerslack_ns", "50000")  # this process's: not the engine's
+    running = engine(fake)
+    findings = run_checks(fake.host(), pinned_config(TUNED), running)
+    assert is_ready(findings, strict=True), render(findings)
+    assert one(fake, "timer slack", running).found == "timer slack of the running engine: 1 ns"
+    assert "running engine's processes may lock" in one(fake, "memlock", running).found
+
+    running = engine(fake, gateway=50_000)
+    fake.write("proc/102/limits", LIMITS.format(memlock=65536))
+    slack = one(fake, "timer slack", running)
+    assert slack.verdict is Verdict.WARN
+    assert slack.found.startswith("timer slack of the running engine: gateway (pid 102) 50 µs")
+    memlock = one(fake, "memlock", running)
+    assert memlock.verdict is Verdict.WARN
+    assert "gateway (pid 102) 64 KiB" in memlock.found and "shard 0" not in memlock.found
+    # root's processes (CAP_IPC_LOCK) lock whatever their limit says
+    fake.write("proc/102/status", f"Name:\tpython3\nCapEff:\t{CAP_IPC_LOCK_ONLY}")
+    assert one(fake, "memlock", running).verdict is Verdict.OK
+
+
+def test_memlock_is_no_concern_when_the_instance_locks_nothing(fake: FakeHost) -> None:
+    running = engine(fake)
+    fake.write("proc/101/limits", LIMITS.format(memlock=65536))
+    for run in (running, None):
+        finding = one(fake, "memlock", run, lock_memory=False)
+        assert finding.verdict is Verdict.OK, finding
+        assert finding.found == "not needed: [engine] lock_memory = false locks nothing"
 
 
 def test_irqs_on_pinned_cores_and_irqbalance(fake: FakeHost) -> None:
@@ -370,14 +448,19 @@ def test_pinned_cores_across_numa_nodes_and_numa_balancing(fake: FakeHost) -> No
     assert any("numa_balancing=1" in f for f in found)
 
 
-def test_timer_slack_rt_throttling_and_clocksource(fake: FakeHost) -> None:
-    fake.write("proc/self/timerslack_ns", "50000")
-    fake.write("proc/sys/kernel/sched_rt_runtime_us", "950000")
+def test_clocksource(fake: FakeHost) -> None:
     fake.write("sys/devices/system/clocksource/clocksource0/current_clocksource", "hpet")
-    warned = {
-        f.check for f in run_checks(fake.host(), pinned_config(TUNED)) if f.verdict is Verdict.WARN
-    }
-    assert {"timer slack", "rt throttling", "clocksource"} <= warned
+    (finding,) = findings_of(fake, pinned_config(TUNED), "clocksource")
+    assert finding.verdict is Verdict.WARN and "hpet" in finding.found
+
+
+def test_real_time_throttling_is_no_concern(fake: FakeHost) -> None:
+    """No engine thread runs at a real-time priority (only `tune stalls`, which sleeps),
+    so the kernel's default throttling of real-time tasks costs the engine nothing."""
+    fake.write("proc/sys/kernel/sched_rt_runtime_us", "950000")
+    findings = run_checks(fake.host(), pinned_config(TUNED))
+    assert [f for f in findings if f.verdict is not Verdict.OK] == []
+    assert not [f for f in findings if "sched_rt" in f.found + f.fix]
 
 
 @pytest.mark.parametrize(
@@ -403,3 +486,85 @@ def test_tune_check_runs_on_this_machine_and_its_exit_code_is_the_verdict() -> N
         text=True,
     )
     assert strict.returncode == (0 if is_ready(findings, strict=True) else 1)
+
+
+# Stands in for an engine process: sets its timer slack, lowers its RLIMIT_MEMLOCK (as any
+# process may), says so and waits.
+ENGINE_PROCESS = """
+import ctypes, resource, sys, time
+ctypes.CDLL(None, use_errno=True).prctl(29, int(sys.argv[1]), 0, 0, 0)  # PR_SET_TIMERSLACK
+resource.setrlimit(resource.RLIMIT_MEMLOCK, (64 * 1024, 64 * 1024))
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def engine_processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Two stand-ins for engine processes: one with a timer slack of 1 ns, one of 200 µs."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ENGINE_PROCESS, slack], stdout=subprocess.PIPE, text=True
+        )
+        for slack in ("1", "200000")
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def test_tune_check_reads_the_running_engines_limits_not_its_own(
+    tmp_path: Path, engine_processes: list[subprocess.Popen[str]]
+) -> None:
+    """The supervisor (this test process plays it) names the engine's pids; tune check,
+    run from a shell with the default 50 µs slack, reports theirs."""
+    shard, md = engine_processes
+    config = tmp_path / "engine.toml"
+    config.write_text(one_shard_instance("lim", tmp_path, engine="lock_memory = true"))
+    (tmp_path / "lim").mkdir()
+    (tmp_path / "lim" / "supervisor.json").write_text(
+        json.dumps(
+            {
+                "supervisor_pid": os.getpid(),
+                "supervisor_start_us": process_start_us(),
+                "instance": "lim",
+                "shards": [{"shard": 0, "pid": shard.pid, "core": None}],
+                "sidecars": [{"name": "md", "pid": md.pid, "core": None, "restarts": 0}],
+            }
+        )
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tradsys.cli",
+            "tune",
+            "check",
+            "--config",
+            str(config),
+            "--jitter-s",
+            "0.05",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    # a report line: its mark (4 characters), two spaces, the check's name padded, the rest
+    lines = {line[6:].split("  ")[0].strip(): line for line in proc.stdout.splitlines()}
+    assert lines["timer slack"].startswith("WARN"), proc.stdout
+    assert lines["timer slack"].endswith(
+        f"timer slack of the running engine: md (pid {md.pid}) 200 µs: a timed wait may "
+        "oversleep that much"
+    ), proc.stdout
+    # the stand-ins' 64 KiB limit, unless they run as root (CAP_IPC_LOCK: no limit applies)
+    if os.geteuid() == 0:
+        assert "ok    memlock" in lines["memlock"], proc.stdout
+        assert "running engine's processes may lock" in lines["memlock"], proc.stdout
+    else:
+        assert lines["memlock"].startswith("WARN"), proc.stdout
+        assert f"shard 0 (pid {shard.pid}) 64 KiB" in lines["memlock"], proc.stdout
+    assert "not measured: instance 'lim' is running" in proc.stdout

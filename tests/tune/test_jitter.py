@@ -135,6 +135,68 @@ def test_tune_check_leaves_the_cpus_of_a_running_instance_alone(tmp_path: Path) 
     assert "not measured: instance 'jit' is running" in line, proc.stdout
 
 
+def running_instance(tmp_path: Path, shards: list[int | None]) -> Path:
+    """A config and the status file of its running supervisor (this test process plays it
+    and each shard worker, pinned to the given CPUs or, None, unpinned); its path."""
+    config = tmp_path / "engine.toml"
+    config.write_text(one_shard_instance("jit", tmp_path))
+    (tmp_path / "jit").mkdir()
+    (tmp_path / "jit" / "supervisor.json").write_text(
+        json.dumps(
+            {
+                "supervisor_pid": os.getpid(),
+                "supervisor_start_us": process_start_us(),
+                "shards": [
+                    {"shard": i, "pid": os.getpid(), "core": core} for i, core in enumerate(shards)
+                ],
+                "sidecars": [],
+            }
+        )
+    )
+    return config
+
+
+ALLOWED = sorted(os.sched_getaffinity(0))
+
+
+@pytest.mark.skipif(len(ALLOWED) < 2, reason="needs a CPU the instance leaves free")
+def test_tune_jitter_skips_the_cpus_of_a_running_instance_and_says_so(tmp_path: Path) -> None:
+    """It spun on a live instance's pinned cores without a word."""
+    engine_cpu = ALLOWED[-1]
+    config = running_instance(tmp_path, [engine_cpu])
+    proc = tradsys("tune", "jitter", "--config", str(config), "--seconds", "0.05", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["cpu"] for line in proc.stdout.splitlines()] == ALLOWED[:-1]
+    assert (
+        f"skipping CPU {engine_cpu}: instance 'jit' runs there (shard 0 on {engine_cpu})"
+    ) in proc.stderr
+
+
+@pytest.mark.parametrize("pinned", [True, False])
+def test_tune_jitter_refuses_when_every_cpu_is_the_running_instances(
+    tmp_path: Path, pinned: bool
+) -> None:
+    """A shard pinned to each CPU, or one unpinned shard (it may run on any)."""
+    config = running_instance(tmp_path, list(ALLOWED) if pinned else [None])
+    proc = tradsys("tune", "jitter", "--config", str(config), "--seconds", "0.05")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("tradsys tune jitter: not measuring: every CPU")
+    assert "instance 'jit' runs there (shard 0 on" in proc.stderr
+    assert "--cpus" in proc.stderr
+
+
+def test_tune_jitter_measures_an_instances_cpu_named_with_cpus_and_warns(tmp_path: Path) -> None:
+    cpu = ALLOWED[0]
+    config = running_instance(tmp_path, [cpu])
+    proc = tradsys(
+        "tune", "jitter", "--config", str(config), "--seconds", "0.05", "--cpus", str(cpu), "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["cpu"] for line in proc.stdout.splitlines()] == [cpu]
+    assert f"WARNING: CPU {cpu}: instance 'jit' runs there (shard 0 on {cpu})" in proc.stderr
+
+
 @pytest.mark.parametrize("what", ["jitter", "stalls"])
 def test_ctrl_c_stops_a_long_measurement_at_once(what: str) -> None:
     """A probe is one C call per CPU that nothing interrupts: on Ctrl-C the command must

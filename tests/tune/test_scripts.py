@@ -1,9 +1,13 @@
-"""tuning/apply.sh and revert.sh move unbound kernel threads and put them back.
+"""tuning/apply.sh and revert.sh: what they change, record and put back.
 
-The scripts themselves change the host (and need root), so they are never run here. What
-is run is their kernel-thread functions, cut out of the scripts as they are, against a
-made-up /proc with a fake `taskset`. PATH holds only the fake and the two tools the
-functions use, so the real taskset cannot be reached even when the tests run as root."""
+Both run here, as they are, against a made-up root (TUNING_ROOT: the files of /sys, /proc,
+/etc and /var/lib they tune) and, for their kernel-thread functions, cut out of the
+scripts against a made-up /proc. TUNING_ROOT moves their files only; the commands that
+act on the host itself (taskset, systemctl) are stand-ins that log what they are asked,
+and PATH holds nothing but those stand-ins and a few tools that only read or touch the
+paths given (cat, sed, mkdir, cp, rm, dirname, python3 for the CPU-list arithmetic). Any
+other command, a real taskset, systemctl or sysctl among them, is not found and fails the
+script, so the host cannot be changed even when the tests run as root."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tradsys.exit_codes import EXIT_INTERNAL, EXIT_USER_ERROR
 from tradsys.tune.host import PF_KTHREAD, PF_NO_SETAFFINITY
 
 TUNING = Path(__file__).resolve().parents[2] / "tuning"
@@ -216,6 +221,34 @@ HOST_FILES = {
     "proc/irq/24/smp_affinity_list": "0-1",
     "sys/devices/virtual/workqueue/cpumask": "3",
 }
+# The sysctls apply.sh writes (sysctl.conf's keys and kernel.watchdog_cpumask), at a stock
+# host's values; net.core.busy_poll is left out: a kernel without a key skips it.
+HOST_SYSCTLS = {
+    "kernel.numa_balancing": "1",
+    "vm.swappiness": "60",
+    "vm.stat_interval": "1",
+    "kernel.watchdog_cpumask": "0-7",
+    "net.core.rmem_max": "212992",
+    "net.core.wmem_max": "212992",
+    "net.core.busy_read": "0",
+}
+ABSENT_SYSCTL = "net.core.busy_poll"
+
+
+def sysctl_conf() -> dict[str, str]:
+    """tuning/sysctl.conf's settings, key → value."""
+    out = {}
+    for line in (TUNING / "sysctl.conf").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def sysctl_path(key: str) -> str:
+    return "proc/sys/" + key.replace(".", "/")
+
+
 TUNED = {
     "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor": "performance",
     "sys/devices/system/cpu/cpu1/cpufreq/scaling_governor": "performance",
@@ -229,9 +262,10 @@ TUNED = {
 }
 # what revert.sh writes back: a choice file's chosen word
 RESTORED = {**HOST_FILES, "sys/kernel/mm/transparent_hugepage/enabled": "always"}
+# No `sysctl`: the scripts write /proc/sys under TUNING_ROOT, and a call to the real one
+# (absent from PATH here) would fail the script.
 STAND_INS = {
     "systemctl": 'echo "systemctl $*" >> "$TASKSET_LOG"\n[ "$1" != is-active ] || [ -n "$ACTIVE" ]',
-    "sysctl": 'echo "sysctl $*" >> "$TASKSET_LOG"',
 }
 
 
@@ -242,7 +276,8 @@ def host(proc: FakeProc, tmp_path: Path) -> Path:
     root = tmp_path / "root"
     root.mkdir()
     os.symlink(proc.root, root / "proc")
-    for rel, value in HOST_FILES.items():
+    files = {**HOST_FILES, **{sysctl_path(k): v for k, v in HOST_SYSCTLS.items()}}
+    for rel, value in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(value + "\n")
     for name, body in STAND_INS.items():
@@ -258,10 +293,19 @@ def host(proc: FakeProc, tmp_path: Path) -> Path:
 
 
 def run_script(proc: FakeProc, root: Path, *argv: str, active: str = "") -> str:
-    """Run a whole script under ``root``; refused unless the script takes its paths from
-    TUNING_ROOT (one that did not would tune this host, as root)."""
+    """Run a whole script under ``root``; its stdout. It must succeed."""
+    done = start_script(proc, root, *argv, active=active)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def start_script(
+    proc: FakeProc, root: Path, *argv: str, active: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run a whole script under ``root``, whatever it exits with; refused unless the script
+    takes its paths from TUNING_ROOT (one that did not would tune this host, as root)."""
     assert "root=${TUNING_ROOT:-}" in Path(argv[0]).read_text(), argv[0]
-    done = subprocess.run(
+    return subprocess.run(
         [SH, *argv],
         env={
             "PATH": str(proc.bin),
@@ -274,12 +318,19 @@ def run_script(proc: FakeProc, root: Path, *argv: str, active: str = "") -> str:
         text=True,
         timeout=30,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def host_values(root: Path) -> dict[str, str]:
     return {rel: (root / rel).read_text().strip() for rel in HOST_FILES}
+
+
+def sysctls(root: Path) -> dict[str, str]:
+    return {key: (root / sysctl_path(key)).read_text().strip() for key in HOST_SYSCTLS}
+
+
+def test_the_made_up_host_has_every_sysctl_apply_writes_but_one() -> None:
+    """So that the tests below cover each: a key added to sysctl.conf must be added here."""
+    assert set(sysctl_conf()) | {"kernel.watchdog_cpumask"} == set(HOST_SYSCTLS) | {ABSENT_SYSCTL}
 
 
 def test_apply_sets_every_value_and_revert_puts_the_hosts_own_back_after_two_applies(
@@ -293,10 +344,6 @@ def test_apply_sets_every_value_and_revert_puts_the_hosts_own_back_after_two_app
     assert f"set  {host}/sys/kernel/mm/transparent_hugepage/enabled = madvise" in out
     assert [proc.cpus(pid) for pid in (2, 15, 84, 95)] == ["0", "0", "0", "0"]
     assert "systemctl stop irqbalance" in proc.calls()
-    assert "sysctl -q --system" in proc.calls()
-    assert (host / "etc/sysctl.d/90-tradsys.conf").read_text() == (
-        (TUNING / "sysctl.conf").read_text()
-    )
     run_script(proc, host, str(TUNING / "apply.sh"), "0")
     assert host_values(host) == TUNED
 
@@ -306,3 +353,116 @@ def test_apply_sets_every_value_and_revert_puts_the_hosts_own_back_after_two_app
     assert "systemctl start irqbalance" in proc.calls()
     assert not (host / "etc/sysctl.d/90-tradsys.conf").exists()
     assert not (host / "var/lib/tradsys-tuning").exists()
+
+
+def test_apply_writes_the_sysctls_and_revert_puts_the_hosts_own_back_after_two_applies(
+    proc: FakeProc, host: Path
+) -> None:
+    """Loading sysctl.conf and deleting it again reset nothing (vm.swappiness=0 stayed
+    until a reboot): apply records each key's value and revert writes the first back."""
+    wanted = {k: v for k, v in sysctl_conf().items() if k != ABSENT_SYSCTL}
+    out = run_script(proc, host, str(TUNING / "apply.sh"), "0-1")
+    assert sysctls(host) == {**HOST_SYSCTLS, **wanted, "kernel.watchdog_cpumask": "0-1"}, out
+    assert f"set  {host}/proc/sys/vm/swappiness = 0 (was 60)" in out
+    assert f"skip {host}/proc/sys/net/core/busy_poll (not writable here)" in out
+    installed = (host / "etc/sysctl.d/90-tradsys.conf").read_text()
+    assert installed.startswith((TUNING / "sysctl.conf").read_text())
+    assert installed.endswith("kernel.watchdog_cpumask = 0-1\n")
+    # a second apply, with other housekeeping CPUs, sees the tuned values
+    run_script(proc, host, str(TUNING / "apply.sh"), "0")
+    assert sysctls(host)["kernel.watchdog_cpumask"] == "0"
+
+    out = run_script(proc, host, str(TUNING / "revert.sh"))
+    assert sysctls(host) == HOST_SYSCTLS, out
+    assert f"restored {host}/proc/sys/vm/swappiness = 60" in out
+    assert not (host / "etc/sysctl.d/90-tradsys.conf").exists()
+    assert not (host / sysctl_path(ABSENT_SYSCTL)).exists()
+    assert not [call for call in proc.calls() if call.startswith("sysctl")]
+
+
+def nothing_changed(proc: FakeProc, root: Path) -> None:
+    """The made-up host as the fixture wrote it, with no record and no sysctl file."""
+    assert host_values(root) == HOST_FILES
+    assert sysctls(root) == HOST_SYSCTLS
+    assert [proc.cpus(pid) for pid in (2, 15, 84, 95)] == ["0-7", "0-7", "0-7", "4-5"]
+    assert not (root / "var/lib/tradsys-tuning").exists()
+    assert not (root / "etc/sysctl.d").exists()
+    assert [call for call in proc.calls() if not call.startswith("systemctl is-active")] == []
+
+
+def test_a_dry_run_says_what_it_would_change_and_changes_and_records_nothing(
+    proc: FakeProc, host: Path
+) -> None:
+    out = run_script(proc, host, str(TUNING / "apply.sh"), "--dry-run", "0", active="irqbalance")
+    nothing_changed(proc, host)
+    assert f"would set {host}/proc/sys/vm/swappiness = 0 (now 60)" in out
+    assert f"would set {host}/proc/sys/kernel/watchdog_cpumask = 0 (now 0-7)" in out
+    assert (
+        f"would set {host}/sys/kernel/mm/transparent_hugepage/enabled = madvise "
+        "(now [always] madvise never)"
+    ) in out
+    assert "would set kernel thread 84 (kdamond.0) CPUs = 0 (now 0-7)" in out
+    assert "would stop irqbalance" in out
+    assert out.splitlines()[-1] == "dry run: nothing was changed or recorded"
+    assert "set  " not in out  # what a real run prints for each change
+
+
+@pytest.mark.parametrize(
+    ("tool", "named"), [("python3", "python3"), ("taskset", "taskset (util-linux)")]
+)
+def test_a_missing_prerequisite_stops_apply_before_it_changes_anything(
+    proc: FakeProc, host: Path, tool: str, named: str
+) -> None:
+    """python3 was needed half way, after the governors and C-states had changed."""
+    (proc.bin / tool).unlink()
+    done = start_script(proc, host, str(TUNING / "apply.sh"), "0-1", active="irqbalance")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr == f"apply.sh: missing: {named}; nothing was changed\n"
+    assert done.stdout == ""
+    nothing_changed(proc, host)
+
+
+@pytest.mark.parametrize("argv", [[], ["x"], ["3-1"], ["0", "1"], ["--dry-run"]])
+def test_apply_refuses_a_bad_argument_before_it_changes_anything(
+    proc: FakeProc, host: Path, argv: list[str]
+) -> None:
+    done = start_script(proc, host, str(TUNING / "apply.sh"), *argv)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith(("usage: apply.sh", "apply.sh: HOUSEKEEPING_CPUS"))
+    nothing_changed(proc, host)
+
+
+def unit_settings() -> dict[str, str]:
+    """tuning/tradsys.service's settings, key → value (the last one wins, as in systemd)."""
+    out = {}
+    for line in (TUNING / "tradsys.service").read_text().splitlines():
+        if "=" in line and not line.startswith(("#", ";", " ")):
+            key, _, value = line.partition("=")
+            out[key] = value
+    return out
+
+
+def test_the_unit_does_not_restart_an_instance_that_exits_on_a_user_error() -> None:
+    """Exit 1 is a configuration or host error (CONVENTIONS): restarting every 2 s forever
+    helps nobody; an internal failure (2) is worth a restart."""
+    unit = unit_settings()
+    assert unit["Restart"] == "on-failure"
+    assert unit["RestartPreventExitStatus"].split() == [str(EXIT_USER_ERROR)]
+    assert str(EXIT_INTERNAL) not in unit["RestartPreventExitStatus"].split()
+    text = (TUNING / "tradsys.service").read_text()
+    assert "data_dir" in text and 'KERNEL=="cpu_dma_latency"' in text
+
+
+RISKY_BOOT_PARAMETERS = ("idle=poll", "tsc=reliable", "mce=ignore_ce", "audit=0")
+
+
+def test_the_kernel_command_line_example_leaves_the_host_wide_risks_commented_out() -> None:
+    """idle=poll made housekeeping CPUs poll too (contrary to the power note); the others
+    disable a safety check: each is explained, and none is in the line to copy."""
+    text = (TUNING / "kernel-cmdline.example").read_text()
+    (line,) = [line for line in text.splitlines() if line and not line.startswith("#")]
+    words = line.split()
+    assert "nohz_full=2-5" in words and "irqaffinity=0-1" in words
+    for risky in RISKY_BOOT_PARAMETERS:
+        assert risky not in words
+        assert f"#   {risky} " in text, risky  # with its reason

@@ -9,74 +9,18 @@ The host is ready when nothing is ``bad``; ``--strict`` also counts the warnings
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
-
 from tradsys.config import Config
 from tradsys.cores.cpu_latency import NO_REQUEST, halts_whatever_is_asked
+from tradsys.tune.engine_limits import memlock_finding, timer_slack_finding
+from tradsys.tune.findings import Check, Finding, Placement, Verdict
 from tradsys.tune.host import Host, format_cpu_list, parse_cpu_list
+from tradsys.tune.running import RunningInstance
+
+__all__ = ["CHECKS", "Check", "Finding", "Placement", "Verdict", "run_checks"]
 
 # A cpuidle state whose exit latency is above this (µs) is a "deep" C-state: waking from
 # it costs more than a whole order round trip.
 DEEP_IDLE_LATENCY_US = 10
-# Default timer slack is 50 µs: every timed wait may oversleep by that much.
-TIMER_SLACK_OK_NS = 1_000
-
-
-class Verdict(Enum):
-    OK = "ok"
-    WARN = "warn"
-    BAD = "bad"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One line of the report: what was checked, what was found, what to change."""
-
-    check: str
-    verdict: Verdict
-    found: str
-    fix: str = ""
-
-
-@dataclass(frozen=True)
-class Placement:
-    """The processes the configuration runs and the cores they are pinned to."""
-
-    pinned: dict[str, int]  # process → core
-    unpinned: list[str]
-    # [engine] cpu_latency_us: the bound on idle exits the instance holds (-1: none)
-    cpu_latency_us: int = NO_REQUEST
-    # [engine] lock_memory: every engine process locks its memory at start
-    lock_memory: bool = False
-
-    @classmethod
-    def of(cls, config: Config) -> Placement:
-        pinned: dict[str, int] = {}
-        unpinned: list[str] = []
-        procs: list[tuple[str, int | None]] = [(f"shard {s.id}", s.core) for s in config.shards]
-        if config.gateway.enabled:
-            procs.append(("gateway", config.gateway.core))
-        if config.md.enabled:
-            procs.append(("md", config.md.core))
-        for name, core in procs:
-            if core is None:
-                unpinned.append(name)
-            else:
-                pinned[name] = core
-        return cls(pinned, unpinned, config.engine.cpu_latency_us, config.engine.lock_memory)
-
-    @property
-    def cores(self) -> set[int]:
-        return set(self.pinned.values())
-
-    @property
-    def count(self) -> int:
-        return len(self.pinned) + len(self.unpinned)
-
-
-Check = Callable[[Host, Placement], list[Finding]]
 
 
 def check_cores(host: Host, place: Placement) -> list[Finding]:
@@ -311,18 +255,7 @@ def check_memory(host: Host, place: Placement) -> list[Finding]:
         )
     else:
         out.append(Finding("swap", Verdict.OK, "no swap"))
-    memlock = host.memlock_bytes
-    if memlock is not None and memlock < 1 << 30:
-        out.append(
-            Finding(
-                "memlock",
-                Verdict.WARN,
-                f"RLIMIT_MEMLOCK is {memlock // 1024} KiB: rings and books cannot be locked",
-                "LimitMEMLOCK=infinity in the systemd unit (tuning/tradsys.service)",
-            )
-        )
-    else:
-        out.append(Finding("memlock", Verdict.OK, "RLIMIT_MEMLOCK allows locking memory"))
+    out.append(memlock_finding(host, place))
     out.append(_memory_locking(host, place))
     out.append(_page_reporting(host))
     return out
@@ -507,32 +440,7 @@ def check_numa(host: Host, place: Placement) -> list[Finding]:
 
 
 def check_timers(host: Host, place: Placement) -> list[Finding]:
-    out = []
-    slack = host.read("/proc/self/timerslack_ns")
-    if slack is not None and int(slack) > TIMER_SLACK_OK_NS:
-        out.append(
-            Finding(
-                "timer slack",
-                Verdict.WARN,
-                f"timer slack {int(slack) // 1000} µs: a timed wait may oversleep that much",
-                "TimerSlackNSec=1 in the systemd unit (tuning/tradsys.service)",
-            )
-        )
-    else:
-        out.append(Finding("timer slack", Verdict.OK, f"timer slack {slack or '?'} ns"))
-    rt = host.sysctl("kernel.sched_rt_runtime_us")
-    if rt is not None and rt != "-1":
-        out.append(
-            Finding(
-                "rt throttling",
-                Verdict.WARN,
-                f"kernel.sched_rt_runtime_us={rt}: a real-time busy-spinner is stopped "
-                "for the rest of every second",
-                "sysctl kernel.sched_rt_runtime_us=-1 on isolated CPUs (tuning/sysctl.conf)",
-            )
-        )
-    else:
-        out.append(Finding("rt throttling", Verdict.OK, "no real-time throttling"))
+    out = [timer_slack_finding(host, place)]
     source = host.read("/sys/devices/system/clocksource/clocksource0/current_clocksource")
     if source not in (None, "tsc"):
         out.append(
@@ -540,7 +448,8 @@ def check_timers(host: Host, place: Placement) -> list[Finding]:
                 "clocksource",
                 Verdict.WARN,
                 f"clocksource {source}: every timestamp is a slow read",
-                "tsc (kernel command line tsc=reliable where the TSC is invariant)",
+                "tsc; tsc=reliable on the kernel command line only where the TSC is invariant and "
+                "in step across sockets (tuning/kernel-cmdline.example)",
             )
         )
     else:
@@ -563,7 +472,8 @@ CHECKS: list[Check] = [
 ]
 
 
-def run_checks(host: Host, config: Config) -> list[Finding]:
-    """Every check, in the order of the report."""
-    place = Placement.of(config)
+def run_checks(host: Host, config: Config, running: RunningInstance | None = None) -> list[Finding]:
+    """Every check, in the order of the report; ``running``: the instance's processes
+    when it runs (their limits are then read rather than this process's)."""
+    place = Placement.of(config, running)
     return [finding for check in CHECKS for finding in check(host, place)]

@@ -244,16 +244,35 @@ class Host:
                 continue
             if pid != KTHREADD_PID and stat.ppid != KTHREADD_PID:
                 continue
-            cpus = self._cpus_allowed(pid)
+            cpus = self.cpus_allowed(pid)
             if cpus is not None:  # None: it ended while we looked
                 out.append(KernelThread(pid, stat.comm, frozenset(cpus)))
         return sorted(out, key=lambda thread: thread.pid)
 
-    def _cpus_allowed(self, pid: int) -> set[int] | None:
+    def cpus_allowed(self, pid: int) -> set[int] | None:
+        """The CPUs process ``pid`` may run on; None when it is gone."""
+        value = self._status_field(pid, "Cpus_allowed_list")
+        return None if value is None else parse_cpu_list(value)
+
+    def has_capability(self, pid: int, bit: int) -> bool:
+        """Whether process ``pid`` holds capability ``bit`` (CapEff of its status)."""
+        value = self._status_field(pid, "CapEff")
+        return value is not None and bool(int(value, 16) >> bit & 1)
+
+    def soft_limit(self, pid: int, name: str) -> str | None:
+        """Process ``pid``'s soft limit ``name`` as /proc/PID/limits writes it ("unlimited"
+        or a number, e.g. for "Max locked memory"); None when it cannot be read."""
+        for line in (self.read(f"/proc/{pid}/limits") or "").splitlines():
+            if line.startswith(name + " "):
+                fields = line[len(name) :].split()
+                return fields[0] if fields else None
+        return None
+
+    def _status_field(self, pid: int | str, key: str) -> str | None:
         for line in (self.read(f"/proc/{pid}/status") or "").splitlines():
-            key, _, value = line.partition(":")
-            if key == "Cpus_allowed_list":
-                return parse_cpu_list(value)
+            name, _, value = line.partition(":")
+            if name == key:
+                return value.strip()
         return None
 
     def process_names(self) -> set[str]:
