@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from tradsys.config import Config
+from tradsys.config import Config, engine_processes
 from tradsys.cores.cpu_latency import NO_REQUEST
 from tradsys.tune.host import Host
 from tradsys.tune.running import RunningInstance
@@ -48,12 +48,7 @@ class Placement:
     def of(cls, config: Config, running: RunningInstance | None = None) -> Placement:
         pinned: dict[str, int] = {}
         unpinned: list[str] = []
-        procs: list[tuple[str, int | None]] = [(f"shard {s.id}", s.core) for s in config.shards]
-        if config.gateway.enabled:
-            procs.append(("gateway", config.gateway.core))
-        if config.md.enabled:
-            procs.append(("md", config.md.core))
-        for name, core in procs:
+        for name, core in engine_processes(config):
             if core is None:
                 unpinned.append(name)
             else:
