@@ -150,6 +150,13 @@ def test_snapshot_requests_malformed_unknown_and_valid(rig: MdRig) -> None:
             dealer.send(bad)
             reply = reply_decoder.decode(dealer.recv())
             assert isinstance(reply, SnapshotError) and reply.reason == "malformed_request"
+            assert reply.id == 0  # no map with an integer id to echo
+        # a malformed map's integer id still comes back, to pair the error (audit Y)
+        for bad_map in ({"id": 4}, {"symbol": 1, "id": 5}, {"symbol": "ACME", "id": 6, "x": 1}):
+            dealer.send(msgspec.msgpack.encode(bad_map))
+            reply = reply_decoder.decode(dealer.recv())
+            assert isinstance(reply, SnapshotError) and reply.reason == "malformed_request"
+            assert reply.id == bad_map["id"]
         dealer.send(msgspec.msgpack.encode(SnapshotRequest("NOPE", id=7)))
         reply = reply_decoder.decode(dealer.recv())
         assert isinstance(reply, SnapshotError)

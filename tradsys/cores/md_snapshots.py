@@ -28,6 +28,7 @@ from tradsys.marketdata.protocol import (
     SnapshotError,
     SnapshotRequest,
     request_decoder,
+    salvaged_id,
 )
 from tradsys.marketdata.stats import PublishStats
 
@@ -94,7 +95,8 @@ class SnapshotService:
             try:
                 req = request_decoder.decode(body)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self._reply(router, envelope, SnapshotError(0, "malformed_request", str(exc)))
+                error = SnapshotError(salvaged_id(body), "malformed_request", str(exc))
+                self._reply(router, envelope, error)
                 continue
             si = self.by_name.get(req.symbol)
             if si is None:

@@ -136,4 +136,25 @@ SnapshotReply = BookSnapshot | SnapshotError
 heartbeat_encoder = msgspec.msgpack.Encoder()
 heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)
 request_decoder = msgspec.msgpack.Decoder(SnapshotRequest)
+
+
+class _AnyRequest(msgspec.Struct, frozen=True):
+    """Any map: its ``id`` alone, other keys ignored."""
+
+    id: int = 0
+
+
+_id_decoder = msgspec.msgpack.Decoder(_AnyRequest)
+
+
+def salvaged_id(body: bytes) -> int:
+    """The ``id`` of a request that is malformed otherwise (a missing symbol, a key too
+    many), so its error reply still pairs with it; 0 when it is not a map holding an
+    integer ``id``."""
+    try:
+        return _id_decoder.decode(body).id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return 0
+
+
 reply_decoder = msgspec.msgpack.Decoder(SnapshotReply)
