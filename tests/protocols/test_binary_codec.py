@@ -55,7 +55,27 @@ def test_fixed_messages_round_trip() -> None:
     assert decode_login(frames[0][2]) == (3, 0, "k" * 64)
     assert decode_accepted(frames[1][2]) == acc
     reason, text = decode_reason(frames[2][2])
-    assert reason == 2 and text.startswith("bad frame: ") and len(text) == 63
+    assert reason == 2 and text.startswith("bad frame: ") and text.endswith("...")
+    assert len(text.encode()) <= 63
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("short and whole", "short and whole"),
+        ("x" * 63, "x" * 63),
+        # cut at the last word that fits, marked
+        (
+            "account 3 may have 2 session(s) open at once ([[account]] max_sessions)",
+            "account 3 may have 2 session(s) open at once ([[account]]...",
+        ),
+        # never inside a character: 30 two-byte letters then more
+        ("é" * 40, "é" * 30 + "..."),
+    ],
+)
+def test_reason_texts_fit_their_field_and_say_when_cut(text: str, want: str) -> None:
+    _, got = decode_reason(encode_reason(MessageType.END, 1, text)[HEADER_SIZE:])
+    assert got == want and len(got.encode()) <= 63
 
 
 @given(st.lists(st.integers(1, 40), min_size=1, max_size=10), st.integers(1, 2**40))

@@ -140,7 +140,17 @@ def header(kind: int, body_size: int, seq: int = 0) -> bytes:
 
 
 def _text(text: str, size: int) -> bytes:
-    return text.encode("utf-8", "replace")[:size]
+    """``text`` in at most ``size`` bytes of UTF-8. A longer one is cut at a word (never
+    inside a character, which would not decode) and ends in "...", so a reader sees it
+    was cut (audit Y: texts ended mid-word); the gateway logs the whole text."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= size:
+        return raw
+    cut = raw[: size - 3].decode("utf-8", "ignore").encode()
+    space = cut.rfind(b" ")
+    if space >= size // 2:
+        cut = cut[:space]
+    return cut + b"..."
 
 
 def encode_login(account_id: int, api_key: str, heartbeat_ms: int = 0) -> bytes:
