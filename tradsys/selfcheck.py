@@ -7,9 +7,9 @@ first command should exercise the real moving parts, not print a banner.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -57,6 +57,20 @@ def _echo(ping_name: str, pong_name: str, count: int) -> None:
             moved += n
 
 
+def _start_echo(ping_name: str, pong_name: str, count: int) -> subprocess.Popen[bytes]:
+    """The echo child, in a process group of its own. Ctrl-C is the parent's to handle
+    (it kills the child on its way out): a terminal sends it to the foreground group,
+    which the child is not in, so no traceback of the child prints over the parent's
+    one line. (It used to start with SIGINT ignored, inherited from a window in which
+    the parent ignored it too: a Ctrl-C landing in that window was dropped, and
+    selfcheck ran on to "host OK".)"""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tradsys.selfcheck", ping_name, pong_name, str(count)],
+        stdin=subprocess.DEVNULL,
+        process_group=0,
+    )
+
+
 def run_selfcheck(instance: str | None = None) -> SelfCheckResult:
     """Round-trip records through a child process; raise RuntimeError if any is lost."""
     instance = instance or f"selfcheck{os.getpid()}"
@@ -71,17 +85,7 @@ def run_selfcheck(instance: str | None = None) -> SelfCheckResult:
             segment_name(instance, "pong"), capacity=1 << 14, role="consumer", **kw
         ) as pong,
     ):
-        child = mp.get_context("spawn").Process(
-            target=_echo, args=(ping.name, pong.name, _ROUND_TRIPS + batch), daemon=True
-        )
-        # Ctrl-C is the parent's to handle (it kills the child on its way out): the child
-        # starts with SIGINT ignored -- a disposition an exec keeps, and Python then
-        # installs no handler -- or its traceback would print over the parent's one line
-        default = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            child.start()
-        finally:
-            signal.signal(signal.SIGINT, default)
+        child = _start_echo(ping.name, pong.name, _ROUND_TRIPS + batch)
         try:
             one = np.zeros(1, wire.COMMAND_DTYPE)
             back = np.zeros(1, wire.COMMAND_DTYPE)
@@ -113,10 +117,11 @@ def run_selfcheck(instance: str | None = None) -> SelfCheckResult:
             child.kill()
             raise
         finally:
-            child.join(timeout=10)
-            if child.is_alive():
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
                 child.kill()
-                child.join()
+                child.wait()
     return SelfCheckResult(
         round_trips=_ROUND_TRIPS,
         p50_us=float(np.percentile(samples, 50)) / 1e3,
@@ -124,3 +129,7 @@ def run_selfcheck(instance: str | None = None) -> SelfCheckResult:
         batch_records=batch,
         batch_rate=batch / elapsed,
     )
+
+
+if __name__ == "__main__":  # the echo child (_start_echo)
+    _echo(sys.argv[1], sys.argv[2], int(sys.argv[3]))
