@@ -210,7 +210,7 @@ BODIES: tuple[tuple[str, struct.Struct, Sequence[tuple[str, str]]], ...] = (
         binary.LOGIN_BODY,
         (
             ("account_id", "the account to log in as"),
-            ("reserved", "zero; ignored by the gateway"),
+            ("reserved", "senders write 0; the gateway ignores it"),
             ("api_key", "the account's API key, NUL-padded (64 bytes need no NUL)"),
         ),
     ),
