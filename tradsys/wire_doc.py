@@ -141,6 +141,8 @@ CODE_MEANINGS: dict[type[Enum], dict[str, str]] = {
     },
     wire.OrderFlag: {
         "POST_ONLY": "LIMIT only: rejected rather than take liquidity",
+        "DISCONNECT": "CANCEL only, set by the gateway alone (a client's flags on a CANCEL "
+        "are dropped): its cancel-on-disconnect, answered CANCELLED reason DISCONNECT",
     },
     wire.StpMode: {
         "NONE": "the default: acts as CANCEL_INCOMING",

@@ -124,7 +124,8 @@ class BookSnapshot(msgspec.Struct, frozen=True, tag="book"):
 class SnapshotError(msgspec.Struct, frozen=True, tag="error"):
     """Why a request was not answered with a book: ``reason`` is one of
     ``malformed_request``, ``unknown_symbol``, ``not_ready`` (the sidecar is still
-    learning the engine's books; ask again)."""
+    learning the engine's books; ask again), ``rate_limited`` (more snapshots a second
+    than ``[md] snapshot_rate`` allows this client; ask again later)."""
 
     id: int
     reason: str

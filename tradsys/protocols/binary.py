@@ -71,7 +71,8 @@ class EndReason(IntEnum):
 
 
 LOGIN_BODY = struct.Struct(f"<II{API_KEY_MAX}s")
-"""account_id, requested heartbeat ms (0 = the gateway's), API key (NUL padded)."""
+"""account_id, a reserved u32 (receivers ignore it; senders write 0), API key (NUL
+padded)."""
 ACCEPTED_BODY = struct.Struct(f"<QIIQQI4x{RING_NAME_MAX}s{RING_NAME_MAX}s")
 """session_id, heartbeat_ms, account_id, next event seq, next command seq, ring capacity,
 inbound ring name, outbound ring name (the names are empty for TCP sessions)."""
@@ -153,12 +154,14 @@ def _text(text: str, size: int) -> bytes:
     return cut + b"..."
 
 
-def encode_login(account_id: int, api_key: str, heartbeat_ms: int = 0) -> bytes:
+def encode_login(account_id: int, api_key: str, reserved: int = 0) -> bytes:
+    """``reserved``: LOGIN's second u32, which receivers ignore (docs/protocol.md); only a
+    test writes anything but 0 there."""
     key = api_key.encode()
     if len(key) > API_KEY_MAX:
         raise ValueError(f"API key is {len(key)} bytes; the protocol carries at most {API_KEY_MAX}")
     return header(MessageType.LOGIN, LOGIN_BODY.size) + LOGIN_BODY.pack(
-        account_id, heartbeat_ms, key
+        account_id, reserved, key
     )
 
 
@@ -218,7 +221,7 @@ def _cstr(raw: bytes) -> str:
 
 
 def decode_login(body: bytes | memoryview) -> tuple[int, int, str]:
-    """(account_id, heartbeat_ms, api_key) of a LOGIN body."""
+    """(account_id, reserved, api_key) of a LOGIN body (the gateway ignores reserved)."""
     account, heartbeat, key = LOGIN_BODY.unpack(body)
     return account, heartbeat, _cstr(key)
 
