@@ -160,9 +160,7 @@ def encode_login(account_id: int, api_key: str, reserved: int = 0) -> bytes:
     key = api_key.encode()
     if len(key) > API_KEY_MAX:
         raise ValueError(f"API key is {len(key)} bytes; the protocol carries at most {API_KEY_MAX}")
-    return header(MessageType.LOGIN, LOGIN_BODY.size) + LOGIN_BODY.pack(
-        account_id, reserved, key
-    )
+    return header(MessageType.LOGIN, LOGIN_BODY.size) + LOGIN_BODY.pack(account_id, reserved, key)
 
 
 def encode_accepted(a: Accepted) -> bytes:
