@@ -254,7 +254,7 @@ int ts_eng_grow_levels(ts_engine *e, uint32_t free_needed) {
     if (grow_array((void **)&e->lvls, &cap, need, sizeof *e->lvls)) return -1;
     /* A command touches at most every level there is plus the ones it creates, which
      * come from the free part of the pool: lvl_cap bounds the touched list, so any
-     * command (a mass cancel too, which reserves nothing) always has room. */
+     * command (a mass cancel too, which reserves no level) always has room. */
     if (ts_eng_grow_touches(e, (uint32_t)cap)) return -1;
     e->lvl_cap = (uint32_t)cap;
     return 0;
