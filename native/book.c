@@ -25,9 +25,16 @@
 #ifndef TS_INITIAL_LEVELS
 #define TS_INITIAL_LEVELS 256u
 #endif
+/* account table slots (a power of two) */
+#ifndef TS_INITIAL_ACCOUNTS
+#define TS_INITIAL_ACCOUNTS 64u
+#endif
 #define INITIAL_ORDERS TS_INITIAL_ORDERS
 #define INITIAL_LEVELS TS_INITIAL_LEVELS
 #define INITIAL_OUTPUT 1024u
+/* A sort buffer bigger than this (in ts_seq_ref entries) is freed after the command that
+ * needed it: a session close of a huge book must not hold its memory for good. */
+#define SCRATCH_KEEP 4096u
 
 static int grow_array(void **p, uint64_t *cap, uint64_t need, size_t size) {
     if (need <= *cap) return 0;
@@ -59,7 +66,8 @@ ts_engine *ts_engine_new(void) {
     e->ev = malloc(INITIAL_OUTPUT * sizeof *e->ev);
     e->md = malloc(INITIAL_OUTPUT * sizeof *e->md);
     int ix = ts_oix_init(&e->index, 2 * INITIAL_ORDERS);
-    if (!e->orders || !e->cold || !e->lvls || !e->touches || !e->ev || !e->md || ix != 0) {
+    if (!e->orders || !e->cold || !e->lvls || !e->touches || !e->ev || !e->md || ix != 0 ||
+        ts_eng_grow_accounts(e) != 0) {
         ts_engine_free(e);
         return NULL;
     }
@@ -92,6 +100,8 @@ void ts_engine_free(ts_engine *e) {
     free(e->touches);
     free(e->tsyms);
     free(e->merge);
+    free(e->accts);
+    free(e->scratch);
     free(e);
 }
 
@@ -156,9 +166,6 @@ int ts_eng_add_book(ts_engine *e, const ts_instrument *ins) {
         uint16_t *tsyms = realloc(e->tsyms, cap * sizeof *tsyms);
         if (!tsyms) return TS_ENG_ERR_NO_MEMORY;
         e->tsyms = tsyms;
-        uint32_t *merge = realloc(e->merge, cap * sizeof *merge);
-        if (!merge) return TS_ENG_ERR_NO_MEMORY;
-        e->merge = merge;
         e->books_cap = cap;
     }
     ts_book *b = &e->books[e->n_books];
@@ -169,7 +176,6 @@ int ts_eng_add_book(ts_engine *e, const ts_instrument *ins) {
     b->reopen_ns = -1;
     b->tick_mask = ts_pow2_mask(ins->tick_size);
     b->lot_mask = ts_pow2_mask(ins->lot_size);
-    b->live_head = b->live_tail = TS_NIL;
     b->stop_head = b->stop_tail = TS_NIL;
     b->stop_buy_min = INT64_MAX;
     b->stop_sell_max = INT64_MIN;
@@ -248,7 +254,7 @@ int ts_eng_grow_levels(ts_engine *e, uint32_t free_needed) {
     if (grow_array((void **)&e->lvls, &cap, need, sizeof *e->lvls)) return -1;
     /* A command touches at most every level there is plus the ones it creates, which
      * come from the free part of the pool: lvl_cap bounds the touched list, so any
-     * command (a mass cancel too, which reserves nothing) always has room. */
+     * command (a mass cancel too, which reserves no level) always has room. */
     if (ts_eng_grow_touches(e, (uint32_t)cap)) return -1;
     e->lvl_cap = (uint32_t)cap;
     return 0;
@@ -289,6 +295,113 @@ int ts_eng_grow_md(ts_engine *e) {
         return -1;
     }
     return 0;
+}
+
+/* The account table: doubled (TS_INITIAL_ACCOUNTS slots the first time), entries
+ * rehashed; the merge heap of a mass cancel keeps one slot per table slot. Nothing
+ * changes unless both arrays could be had. */
+int ts_eng_grow_accounts(ts_engine *e) {
+    const uint64_t old_cap = e->accts ? (uint64_t)e->acct_mask + 1 : 0;
+    const uint64_t cap = old_cap ? 2 * old_cap : TS_INITIAL_ACCOUNTS;
+    if (cap > (1ull << 31)) return -1;
+    ts_acct *t = calloc(cap, sizeof *t);
+    if (!t) return -1;
+    uint32_t *merge = realloc(e->merge, cap * sizeof *merge);
+    if (!merge) {
+        free(t);
+        return -1;
+    }
+    e->merge = merge;
+    uint32_t log2 = 0;
+    while ((1ull << log2) < cap) log2++;
+    ts_acct *old = e->accts;
+    e->accts = t;
+    e->acct_mask = (uint32_t)(cap - 1);
+    e->acct_shift = 32 - log2;
+    e->acct_limit = (uint32_t)(cap * 3 / 4); /* < cap: a probe always meets a free slot */
+    for (uint64_t i = 0; i < old_cap; i++) {
+        if (old[i].account == 0) continue;
+        uint32_t j = ts_acct_home(e, old[i].account);
+        while (t[j].account) j = (j + 1) & e->acct_mask;
+        t[j] = old[i];
+    }
+    free(old);
+    return 0;
+}
+
+/* ---- sorting a book's orders by seq (mass cancel of a symbol, session close) ---- */
+
+/* Room to collect and sort `orders` orders: twice that, the sort's second buffer. */
+int ts_eng_reserve_scratch(ts_engine *e, uint64_t orders) {
+    const uint64_t need = 2 * orders;
+    if (need <= e->scratch_cap) return 0;
+    ts_seq_ref *p = realloc(e->scratch, need * sizeof *p);
+    if (!p) return -1;
+    e->scratch = p;
+    e->scratch_cap = need;
+    return 0;
+}
+
+void ts_eng_scratch_done(ts_engine *e) {
+    if (e->scratch_cap <= SCRATCH_KEEP) return;
+    free(e->scratch);
+    e->scratch = NULL;
+    e->scratch_cap = 0;
+}
+
+/* The book's live orders (or only its DAY orders) into e->scratch, in no particular
+ * order: every level of both sides, then the pending stops. Returns how many; room for
+ * b->n_live was reserved. */
+uint64_t ts_eng_collect_book(const ts_engine *e, const ts_book *b, int day_only) {
+    ts_seq_ref *out = e->scratch;
+    uint64_t n = 0;
+    for (int s = 0; s < 2; s++) {
+        const ts_ladder *sd = &b->side[s];
+        for (uint32_t i = 0; i < sd->n; i++)
+            for (uint32_t oi = e->lvls[sd->lvls[i]].head; oi != TS_NIL; oi = e->orders[oi].next)
+                if (!day_only || e->orders[oi].tif == TS_TIF_DAY)
+                    out[n++] = (ts_seq_ref){.seq = e->cold[oi].seq, .order = oi};
+    }
+    for (uint32_t oi = b->stop_head; oi != TS_NIL; oi = e->orders[oi].next)
+        if (!day_only || e->orders[oi].tif == TS_TIF_DAY)
+            out[n++] = (ts_seq_ref){.seq = e->cold[oi].seq, .order = oi};
+    return n;
+}
+
+/*
+ * Sort the first n entries of e->scratch by seq (unique) and return where the sorted
+ * run is (the scratch or its second half). An LSD radix sort on 11-bit digits, as many
+ * as the engine's greatest seq has: O(n) and no allocation (a book of a million orders
+ * is three passes while seqs stay below 2^33), insertion sort for a handful.
+ */
+const ts_seq_ref *ts_eng_sort_scratch(ts_engine *e, uint64_t n) {
+    ts_seq_ref *a = e->scratch, *tmp = e->scratch + n;
+    if (n < 32) {
+        for (uint64_t i = 1; i < n; i++) {
+            ts_seq_ref x = a[i];
+            uint64_t j = i;
+            for (; j > 0 && a[j - 1].seq > x.seq; j--) a[j] = a[j - 1];
+            a[j] = x;
+        }
+        return a;
+    }
+    enum { BITS = 11, RADIX = 1 << BITS };
+    uint64_t count[RADIX];
+    for (unsigned shift = 0; shift < 64 && (e->seq >> shift) != 0; shift += BITS) {
+        memset(count, 0, sizeof count);
+        for (uint64_t i = 0; i < n; i++) count[(a[i].seq >> shift) & (RADIX - 1)]++;
+        uint64_t sum = 0;
+        for (uint32_t d = 0; d < RADIX; d++) {
+            uint64_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (uint64_t i = 0; i < n; i++) tmp[count[(a[i].seq >> shift) & (RADIX - 1)]++] = a[i];
+        ts_seq_ref *t = a;
+        a = tmp;
+        tmp = t;
+    }
+    return a;
 }
 
 /* ---- GTD heap: (expire, seq) min-heap with lazy deletion ---- */
@@ -355,11 +468,12 @@ int ts_eng_grow_heap(ts_engine *e) {
 
 /*
  * Everything one order command can need: one order slot, one index entry, one GTD heap
- * entry, and a level, a side slot and a touched-list entry for the order itself and for
+ * entry, an account table entry, and a level, a side slot and a touched-list entry for the order itself and for
  * every pending stop of the book (each triggered stop-limit may rest at a new price).
  */
 int ts_eng_reserve_book(ts_engine *e, ts_book *b) {
     if (e->ord_free == TS_NIL && e->ord_hwm == e->ord_cap && ts_eng_grow_orders(e)) return -1;
+    if (e->n_accts >= e->acct_limit && ts_eng_grow_accounts(e)) return -1;
     if (ts_oix_reserve(&e->index, 1, e->orders, sizeof(ts_order))) return -1;
     if (e->heap_n == e->heap_cap && ts_eng_grow_heap(e)) return -1;
     uint32_t extra = 2 + b->n_stops;
@@ -538,8 +652,9 @@ uint64_t ts_engine_memory_bytes(const ts_engine *e) {
     n += ts_huge_bytes(hot_bytes(e->ord_cap)) + ts_huge_bytes(cold_bytes(e->cold_cap));
     n += (uint64_t)e->lvl_cap * sizeof *e->lvls;
     n += ts_oix_bytes(&e->index);
-    n += (uint64_t)e->books_cap * (sizeof *e->books + sizeof *e->by_id + sizeof *e->tsyms +
-                                   sizeof *e->merge);
+    n += (uint64_t)e->books_cap * (sizeof *e->books + sizeof *e->by_id + sizeof *e->tsyms);
+    n += ((uint64_t)e->acct_mask + 1) * (sizeof *e->accts + sizeof *e->merge);
+    n += e->scratch_cap * sizeof *e->scratch;
     n += (uint64_t)(e->sym_mask + 1) * (sizeof *e->sym_keys + sizeof *e->sym_vals);
     for (uint32_t i = 0; i < e->n_books; i++)
         for (int s = 0; s < 2; s++)

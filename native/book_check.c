@@ -37,8 +37,9 @@ int ts_book_crossed(const ts_engine *e, uint32_t symbol_id) {
 
 int ts_book_check(const ts_engine *e, char *err, size_t errlen) {
     int rc = 0;
-    /* seen[oi]: 1 = reached from a level or stop list, 2 = also from a live list */
+    /* seen[oi]: 1 = reached from a level or stop list, 2 = also from its account list */
     unsigned char *seen = calloc(e->ord_cap ? e->ord_cap : 1, 1);
+    uint64_t *per_book = NULL; /* live orders per book, as the account lists hold them */
     if (!seen) return fail(err, errlen, "out of memory in checker");
     uint64_t live_total = 0, gtd_total = 0, stops_total = 0, levels_total = 0;
 
@@ -133,16 +134,35 @@ int ts_book_check(const ts_engine *e, char *err, size_t errlen) {
         }
         CHECK(b->stop_tail == prev && b->n_stops == n_stops, "stop list tail/count");
         stops_total += n_stops;
-        /* live list: exactly the resting orders and pending stops, in seq order */
-        uint64_t n_live = 0;
-        prev = TS_NIL;
-        prev_seq = 0;
-        for (uint32_t oi = b->live_head; oi != TS_NIL; oi = e->orders[oi].live_next) {
-            CHECK(oi < e->ord_hwm && seen[oi] == 1, "live list holds an order not in the book");
+        CHECK(b->n_live == resting + n_stops, "symbol %u: live %llu, resting %llu + stops %u",
+              sym, (unsigned long long)b->n_live, (unsigned long long)resting, n_stops);
+        live_total += b->n_live;
+    }
+    /* account lists: every live order on its own account's list exactly once, each list
+     * in seq order; the table finds each account at its slot */
+    per_book = calloc(e->n_books ? e->n_books : 1, sizeof *per_book);
+    CHECK(per_book != NULL, "out of memory in checker");
+    uint64_t n_accts = 0, listed = 0;
+    CHECK(e->acct_mask + 1 >= 2 && ((e->acct_mask + 1) & e->acct_mask) == 0 &&
+              e->n_accts <= e->acct_limit && e->acct_limit < e->acct_mask + 1,
+          "account table shape");
+    for (uint32_t s = 0; s <= e->acct_mask; s++) {
+        const ts_acct *a = &e->accts[s];
+        if (a->account == 0) continue;
+        n_accts++;
+        CHECK(ts_acct_find(e, a->account) == a, "account %u not found at its slot", a->account);
+        uint32_t prev = TS_NIL;
+        uint64_t prev_seq = 0;
+        for (uint32_t oi = a->head; oi != TS_NIL; oi = e->orders[oi].live_next) {
+            CHECK(oi < e->ord_hwm && seen[oi] == 1,
+                  "account %u: live list holds an order not in a book, or twice", a->account);
             seen[oi] = 2;
             const ts_order *o = &e->orders[oi];
+            CHECK(o->account_id == a->account, "order %llu of account %u on account %u's list",
+                  (unsigned long long)o->order_id, o->account_id, a->account);
             CHECK(o->live_prev == prev, "live prev link");
-            CHECK(TS_COLD(e, o)->seq > prev_seq && TS_COLD(e, o)->seq <= e->seq, "live list not in seq order");
+            CHECK(TS_COLD(e, o)->seq > prev_seq && TS_COLD(e, o)->seq <= e->seq,
+                  "account %u: live list not in seq order", a->account);
             CHECK(o->order_id <= e->max_order_id, "order id above the max accepted");
             CHECK(ts_find_order(e, o->order_id) == oi, "order %llu not indexed",
                   (unsigned long long)o->order_id);
@@ -153,17 +173,21 @@ int ts_book_check(const ts_engine *e, char *err, size_t errlen) {
             } else {
                 CHECK(TS_COLD(e, o)->expire_ns == 0, "expire set on a non-GTD order");
             }
+            per_book[o->book]++;
             prev_seq = TS_COLD(e, o)->seq;
             prev = oi;
-            n_live++;
+            listed++;
         }
-        CHECK(b->live_tail == prev, "live tail");
-        CHECK(n_live == b->n_live && n_live == resting + n_stops,
-              "symbol %u: live %llu, list %llu, resting %llu + stops %u", sym,
-              (unsigned long long)b->n_live, (unsigned long long)n_live,
-              (unsigned long long)resting, n_stops);
-        live_total += n_live;
+        CHECK(a->tail == prev, "account %u: live tail", a->account);
     }
+    CHECK(n_accts == e->n_accts, "account table holds %llu, count %u", (unsigned long long)n_accts,
+          e->n_accts);
+    CHECK(listed == e->n_live, "account lists hold %llu, live %llu", (unsigned long long)listed,
+          (unsigned long long)e->n_live);
+    for (uint32_t bi = 0; bi < e->n_books; bi++)
+        CHECK(per_book[bi] == e->books[bi].n_live, "symbol %u: live %llu, on account lists %llu",
+              e->books[bi].cfg.symbol_id, (unsigned long long)e->books[bi].n_live,
+              (unsigned long long)per_book[bi]);
     CHECK(live_total == e->n_live, "engine live count");
     CHECK(stops_total == e->n_stops, "engine stop count");
     CHECK(gtd_total == e->gtd_live, "GTD live count %llu vs %llu", (unsigned long long)gtd_total,
@@ -229,6 +253,9 @@ int ts_book_check(const ts_engine *e, char *err, size_t errlen) {
     CHECK(covered == e->gtd_live, "GTD heap covers %llu of %llu", (unsigned long long)covered,
           (unsigned long long)e->gtd_live);
 out:
+    free(per_book);
     free(seen);
     return rc;
 }
+
+uint64_t ts_book_mass_cancel_visits(const ts_engine *e) { return e->mc_visits; }

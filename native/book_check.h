@@ -13,10 +13,15 @@
 
 /* 0 when every invariant holds, else -1 with the first broken one described in err:
  * ladders sorted, level aggregates equal the sums over their orders, every order's links
- * and back-pointers, live lists in seq order holding exactly the resting and pending
- * orders, the id index agreeing with the pool, pool accounting, the GTD heap covering
+ * and back-pointers, the accounts' live lists in seq order holding exactly the resting
+ * and pending orders (each on its own account's list) and the account table finding
+ * each, the id index agreeing with the pool, pool accounting, the GTD heap covering
  * every live GTD order, and the stop screens bounding the pending stops. */
 int ts_book_check(const ts_engine *e, char *err, size_t errlen);
+
+/* Orders mass cancels have looked at since the engine was made (cancelled or passed
+ * over): what a mass cancel costs, counted rather than timed. */
+uint64_t ts_book_mass_cancel_visits(const ts_engine *e);
 
 /* 1 when the symbol's best bid >= best ask (both sides present), 0 if not, <0 unknown. */
 int ts_book_crossed(const ts_engine *e, uint32_t symbol_id);

@@ -22,10 +22,17 @@
  *    search, and inserted or removed with a memmove. A level is removed the moment it empties, so the best price is always
  *    exact. Keys are price for bids and -price for asks, so "better" is "greater" on
  *    both sides and one search routine serves both.
- *  - Live orders of a symbol (resting and pending stops) are also on a list in
- *    acceptance (seq) order, for mass cancel and session close; pending stops are on a
- *    per-symbol list in seq order; GTD orders are in one min-heap keyed (expire, seq)
- *    with lazy deletion (a popped entry whose order is gone or reused is skipped).
+ *  - Live orders of an ACCOUNT (resting and pending stops, every symbol) are on a list
+ *    in acceptance (seq) order, found through a small open-addressing table of the
+ *    accounts (ts_acct): an account's mass cancel walks its own orders only, whatever
+ *    else rests in the shard. An order joins its list when it goes live, then holding
+ *    the greatest seq of any live order, so appending keeps the list in seq order; a
+ *    mass cancel of every account merges the lists by seq. What is per symbol (a mass
+ *    cancel of any account in one symbol, session close) collects the book's orders
+ *    from its levels and stop list and sorts them by seq (ts_eng_collect_book).
+ *    Pending stops are on a per-symbol list in seq order; GTD orders are in one
+ *    min-heap keyed (expire, seq) with lazy deletion (a popped entry whose order is
+ *    gone or reused is skipped).
  *  - Events and market data are appended to growable buffers the engine owns.
  *  - Market data is derived at the end of each command from a "touched levels" list:
  *    each level remembers its index in that list while touched, and the list remembers
@@ -79,7 +86,7 @@ typedef struct ts_order {
     uint32_t account_id;
     uint32_t level;              /* level pool index while resting */
     uint32_t prev, next;         /* level FIFO, or the pending-stop list; free-list link */
-    uint32_t live_prev, live_next; /* the symbol's live list, seq order */
+    uint32_t live_prev, live_next; /* the account's live list, seq order */
     uint16_t book;               /* index into ts_engine.books */
     uint8_t side, type, tif, flags, stp, state;
 } ts_order;
@@ -126,8 +133,7 @@ typedef struct ts_book {
     /* validation: x is a multiple of size when (x & mask) == 0 for a power-of-two size
      * (no division on the hot path), else x % size == 0; mask -1 = not a power of two */
     int64_t tick_mask, lot_mask;
-    uint32_t live_head, live_tail;
-    uint64_t n_live;
+    uint64_t n_live; /* resting orders and pending stops */
     uint32_t stop_head, stop_tail;
     uint32_t n_stops;
     /* Stop trigger screen: min stop price of pending buys, max of pending sells. Kept
@@ -141,8 +147,21 @@ typedef struct ts_book {
     uint8_t _pad0;
     uint32_t touch_head, touch_tail; /* this symbol's touched levels, first-touch order */
     uint32_t touch_dropped;          /* touched levels removed during this command */
-    uint32_t cursor;                 /* mass-cancel merge: next order to visit */
 } ts_book;
+
+/* An account's live orders, oldest first; account 0 (never an order's) marks a free
+ * slot. Entries are never removed: accounts are few and come back. */
+typedef struct ts_acct {
+    uint32_t account;
+    uint32_t head, tail; /* TS_NIL when the account has no live order */
+} ts_acct;
+
+/* An order and its seq, for sorting a book's orders into seq order. */
+typedef struct ts_seq_ref {
+    uint64_t seq;
+    uint32_t order;
+    uint32_t _pad0;
+} ts_seq_ref;
 
 /* A level touched during the current command, with its state when first touched. */
 typedef struct ts_touched {
@@ -181,6 +200,12 @@ struct ts_engine {
     uint16_t *sym_vals;
     uint32_t sym_mask;
 
+    /* accounts: open addressing, Fibonacci hashing, linear probing; grown (doubled)
+     * before a command could push it past 3/4 full (ts_eng_reserve_book) */
+    ts_acct *accts;
+    uint32_t acct_mask, acct_shift; /* capacity - 1; 32 - log2(capacity) */
+    uint32_t n_accts, acct_limit;   /* entries; most entries before growing */
+
     /* GTD expiry */
     ts_gtd *heap;
     uint64_t heap_n, heap_cap;
@@ -200,7 +225,9 @@ struct ts_engine {
     uint32_t n_touches, touches_cap;
     uint16_t *tsyms; /* touched symbols, first-touch order */
     uint32_t n_tsyms;
-    uint32_t *merge; /* mass-cancel merge heap, one slot per book */
+    uint32_t *merge;        /* mass-cancel merge heap, one slot per account slot */
+    ts_seq_ref *scratch;    /* a book's orders being sorted by seq (and the sort's buffer) */
+    uint64_t scratch_cap;   /* ts_seq_ref entries */
 
     /* counters (docs/matching.md "Units and identities") */
     int64_t clock;
@@ -210,6 +237,7 @@ struct ts_engine {
     uint64_t n_live;
     uint32_t n_stops; /* pending stops, all symbols */
     uint32_t rules;   /* TS_RULES_VERSION, or an older one while a journal replays */
+    uint64_t mc_visits; /* orders a mass cancel looked at, for tests (book_check.h) */
 };
 
 /* ---- engine internals shared between the book*.c files ---- */
@@ -221,8 +249,13 @@ int ts_eng_grow_touches(ts_engine *e, uint32_t need);
 int ts_eng_grow_heap(ts_engine *e);
 int ts_eng_grow_events(ts_engine *e);
 int ts_eng_grow_md(ts_engine *e);
+int ts_eng_grow_accounts(ts_engine *e);
 int ts_eng_reserve_book(ts_engine *e, ts_book *b);
 int ts_eng_reserve_all(ts_engine *e);
+int ts_eng_reserve_scratch(ts_engine *e, uint64_t orders);
+void ts_eng_scratch_done(ts_engine *e);
+uint64_t ts_eng_collect_book(const ts_engine *e, const ts_book *b, int day_only);
+const ts_seq_ref *ts_eng_sort_scratch(ts_engine *e, uint64_t n);
 void ts_eng_flush_md(ts_engine *e);
 void ts_eng_touch_register(ts_engine *e, ts_book *b, uint32_t li, uint8_t side);
 void ts_eng_touch_new_level(ts_engine *e, ts_book *b, uint32_t li, uint8_t side);
@@ -237,8 +270,8 @@ void ts_eng_check_stops(ts_engine *e, ts_book *b);
 void ts_eng_reject(ts_engine *e, const ts_command *c, uint32_t symbol_id, uint8_t reason);
 void ts_eng_link_live(ts_engine *e, ts_book *b, uint32_t oi);
 
-/* book_session.c */
-void ts_eng_control(ts_engine *e, const ts_command *c);
+/* book_session.c; returns -1 only when memory could not be reserved (nothing done) */
+int ts_eng_control(ts_engine *e, const ts_command *c);
 
 /* ---- small inline helpers ---- */
 
@@ -281,6 +314,35 @@ static inline uint8_t ts_other(uint8_t side) {
 }
 static inline uint16_t ts_book_ix(const ts_engine *e, const ts_book *b) {
     return (uint16_t)(b - e->books);
+}
+
+/* ---- accounts ---- */
+
+static inline uint32_t ts_acct_home(const ts_engine *e, uint32_t account) {
+    return (uint32_t)((uint64_t)(account * 0x9E3779B1u) >> e->acct_shift) & e->acct_mask;
+}
+
+/* The account's entry, NULL if it never had a live order. */
+static inline ts_acct *ts_acct_find(const ts_engine *e, uint32_t account) {
+    for (uint32_t i = ts_acct_home(e, account);; i = (i + 1) & e->acct_mask) {
+        ts_acct *a = &e->accts[i];
+        if (a->account == account) return a;
+        if (a->account == 0) return NULL;
+    }
+}
+
+/* The account's entry, added if new: room for one more was reserved before the command
+ * (ts_eng_reserve_book). account > 0. */
+static inline ts_acct *ts_acct_get(ts_engine *e, uint32_t account) {
+    for (uint32_t i = ts_acct_home(e, account);; i = (i + 1) & e->acct_mask) {
+        ts_acct *a = &e->accts[i];
+        if (a->account == account) return a;
+        if (a->account == 0) {
+            *a = (ts_acct){.account = account, .head = TS_NIL, .tail = TS_NIL};
+            e->n_accts++;
+            return a;
+        }
+    }
 }
 
 /* Smallest i with keys[i] >= key. Most activity is at the top of the book, which is the
@@ -530,15 +592,20 @@ static inline void ts_rest(ts_engine *e, ts_book *b, uint32_t oi) {
 }
 
 /* Take an order out of the live structures (index, live list, counters) and free its
- * slot; it must already be off its level or stop list. */
+ * slot; it must already be off its level or stop list. Only an order at an end of its
+ * account's list needs the account's entry. */
 static inline void ts_retire(ts_engine *e, ts_book *b, uint32_t oi) {
     ts_order *o = &e->orders[oi];
     if (o->state != TS_ST_TAKER) {
         ts_oix_del(&e->index, o->order_id, oi);
-        if (o->live_prev != TS_NIL) e->orders[o->live_prev].live_next = o->live_next;
-        else b->live_head = o->live_next;
-        if (o->live_next != TS_NIL) e->orders[o->live_next].live_prev = o->live_prev;
-        else b->live_tail = o->live_prev;
+        const uint32_t prev = o->live_prev, next = o->live_next;
+        if (prev != TS_NIL) e->orders[prev].live_next = next;
+        if (next != TS_NIL) e->orders[next].live_prev = prev;
+        if (prev == TS_NIL || next == TS_NIL) {
+            ts_acct *a = ts_acct_find(e, o->account_id);
+            if (prev == TS_NIL) a->head = next;
+            if (next == TS_NIL) a->tail = prev;
+        }
         b->n_live--;
         e->n_live--;
         if (o->tif == TS_TIF_GTD) e->gtd_live--;

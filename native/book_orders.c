@@ -22,14 +22,16 @@ void ts_eng_reject(ts_engine *e, const ts_command *c, uint32_t symbol_id, uint8_
                      .exec_id = ++e->exec_id};
 }
 
-/* Append to the symbol's live list (seq order: the newest seq goes last) and index it. */
+/* Append to the account's live list (seq order: an order goes live holding the greatest
+ * seq of any live order, so it goes last) and index it. */
 void ts_eng_link_live(ts_engine *e, ts_book *b, uint32_t oi) {
     ts_order *o = &e->orders[oi];
+    ts_acct *a = ts_acct_get(e, o->account_id);
     o->live_next = TS_NIL;
-    o->live_prev = b->live_tail;
-    if (b->live_tail != TS_NIL) e->orders[b->live_tail].live_next = oi;
-    else b->live_head = oi;
-    b->live_tail = oi;
+    o->live_prev = a->tail;
+    if (a->tail != TS_NIL) e->orders[a->tail].live_next = oi;
+    else a->head = oi;
+    a->tail = oi;
     b->n_live++;
     e->n_live++;
     ts_oix_put(&e->index, o->order_id, oi, e->orders, sizeof(ts_order));
@@ -492,67 +494,81 @@ static int cmd_replace(ts_engine *e, const ts_command *c) {
     return 0;
 }
 
-/* Mass cancel over every symbol: the symbols' live lists are each in seq order, so a
- * small min-heap of their cursors (keyed by the cursor order's seq) yields the cancels
- * in global seq order without scanning or allocating. */
-static uint32_t next_match(const ts_engine *e, uint32_t i, uint32_t account) {
-    while (i != TS_NIL && account && e->orders[i].account_id != account)
-        i = e->orders[i].live_next;
-    return i;
+/* Mass cancel of one account, in one book or (b NULL) in all: its list is in seq
+ * order, so this costs the account's own orders, whatever else rests. */
+static void mass_cancel_account(ts_engine *e, uint32_t account, const ts_book *only) {
+    const ts_acct *a = ts_acct_find(e, account);
+    if (!a) return;
+    for (uint32_t i = a->head; i != TS_NIL;) {
+        const ts_order *o = &e->orders[i];
+        const uint32_t next = o->live_next;
+        e->mc_visits++;
+        if (!only || &e->books[o->book] == only)
+            ts_eng_cancel_order(e, &e->books[o->book], i, TS_CXL_MASS_CANCEL);
+        i = next;
+    }
 }
 
-static uint64_t cursor_seq(const ts_engine *e, uint32_t bi) {
-    return e->cold[e->books[bi].cursor].seq;
-}
+/* Mass cancel of every account in every symbol: the accounts' lists are each in seq
+ * order, so a min-heap of their cursors (orders, keyed by seq) yields the cancels in
+ * global seq order without scanning or allocating (e->merge has a slot per account). */
+static uint64_t order_seq(const ts_engine *e, uint32_t oi) { return e->cold[oi].seq; }
 
 static void merge_sift_down(const ts_engine *e, uint32_t *h, uint32_t n, uint32_t i) {
     uint32_t x = h[i];
     for (;;) {
         uint32_t c = 2 * i + 1;
         if (c >= n) break;
-        if (c + 1 < n && cursor_seq(e, h[c + 1]) < cursor_seq(e, h[c])) c++;
-        if (cursor_seq(e, h[c]) >= cursor_seq(e, x)) break;
+        if (c + 1 < n && order_seq(e, h[c + 1]) < order_seq(e, h[c])) c++;
+        if (order_seq(e, h[c]) >= order_seq(e, x)) break;
         h[i] = h[c];
         i = c;
     }
     h[i] = x;
 }
 
-static void mass_cancel_all(ts_engine *e, uint32_t account) {
+static void mass_cancel_everything(ts_engine *e) {
     uint32_t *h = e->merge, n = 0;
-    for (uint32_t bi = 0; bi < e->n_books; bi++) {
-        e->books[bi].cursor = next_match(e, e->books[bi].live_head, account);
-        if (e->books[bi].cursor != TS_NIL) h[n++] = bi;
-    }
+    for (uint32_t s = 0; s <= e->acct_mask; s++)
+        if (e->accts[s].account && e->accts[s].head != TS_NIL) h[n++] = e->accts[s].head;
     for (uint32_t i = n / 2; i-- > 0;) merge_sift_down(e, h, n, i);
     while (n > 0) {
-        uint32_t bi = h[0];
-        ts_book *b = &e->books[bi];
-        uint32_t oi = b->cursor;
-        b->cursor = next_match(e, e->orders[oi].live_next, account);
-        ts_eng_cancel_order(e, b, oi, TS_CXL_MASS_CANCEL);
-        if (b->cursor == TS_NIL) h[0] = h[--n];
+        uint32_t oi = h[0];
+        uint32_t next = e->orders[oi].live_next;
+        e->mc_visits++;
+        ts_eng_cancel_order(e, &e->books[e->orders[oi].book], oi, TS_CXL_MASS_CANCEL);
+        if (next != TS_NIL) h[0] = next;
+        else h[0] = h[--n];
         if (n > 0) merge_sift_down(e, h, n, 0);
     }
 }
 
-static void cmd_mass_cancel(ts_engine *e, const ts_command *c) {
+/* Returns -1 only when the sort buffer of a symbol's mass cancel could not be reserved
+ * (nothing done). */
+static int cmd_mass_cancel(ts_engine *e, const ts_command *c) {
     const uint32_t account = c->account_id;
     if (c->symbol_id == 0) {
-        mass_cancel_all(e, account);
-        return;
+        if (account) mass_cancel_account(e, account, NULL);
+        else mass_cancel_everything(e);
+        return 0;
     }
     ts_book *b = ts_eng_find_book(e, c->symbol_id);
     if (!b) {
         ts_eng_reject(e, c, c->symbol_id, TS_REJ_UNKNOWN_SYMBOL);
-        return;
+        return 0;
     }
-    for (uint32_t i = b->live_head; i != TS_NIL;) {
-        uint32_t next = e->orders[i].live_next;
-        if (account == 0 || e->orders[i].account_id == account)
-            ts_eng_cancel_order(e, b, i, TS_CXL_MASS_CANCEL);
-        i = next;
+    if (account) {
+        mass_cancel_account(e, account, b);
+        return 0;
     }
+    /* every account in one symbol: the book's orders, sorted by seq */
+    if (ts_eng_reserve_scratch(e, b->n_live)) return -1;
+    const uint64_t n = ts_eng_collect_book(e, b, 0);
+    const ts_seq_ref *r = ts_eng_sort_scratch(e, n);
+    e->mc_visits += n;
+    for (uint64_t k = 0; k < n; k++) ts_eng_cancel_order(e, b, r[k].order, TS_CXL_MASS_CANCEL);
+    ts_eng_scratch_done(e);
+    return 0;
 }
 
 /* ---- the command loop ---- */
@@ -572,11 +588,10 @@ uint64_t ts_engine_process(ts_engine *e, const ts_command *commands, uint64_t n)
             rc = cmd_replace(e, c);
             break;
         case TS_CMD_MASS_CANCEL:
-            cmd_mass_cancel(e, c);
+            rc = cmd_mass_cancel(e, c);
             break;
         case TS_CMD_CONTROL:
-            if (ts_eng_reserve_all(e)) rc = -1;
-            else ts_eng_control(e, c);
+            rc = ts_eng_reserve_all(e) ? -1 : ts_eng_control(e, c);
             break;
         default:
             ts_eng_reject(e, c, c->symbol_id, TS_REJ_INVALID_COMMAND);

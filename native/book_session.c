@@ -145,12 +145,13 @@ static void expire_gtd(ts_engine *e) {
     }
 }
 
+/* The book's DAY orders in seq order: collected from its levels and stops and sorted
+ * (the sort buffer was reserved by ts_eng_control), O(n log n) in the book's orders
+ * only, so closing every symbol costs what they hold. */
 static void session_close(ts_engine *e, ts_book *b) {
-    for (uint32_t i = b->live_head; i != TS_NIL;) {
-        uint32_t next = e->orders[i].live_next;
-        if (e->orders[i].tif == TS_TIF_DAY) ts_eng_cancel_order(e, b, i, TS_CXL_EXPIRED);
-        i = next;
-    }
+    const uint64_t n = ts_eng_collect_book(e, b, 1);
+    const ts_seq_ref *r = ts_eng_sort_scratch(e, n);
+    for (uint64_t k = 0; k < n; k++) ts_eng_cancel_order(e, b, r[k].order, TS_CXL_EXPIRED);
 }
 
 /* One symbol's share of a control command (not CLOCK_TICK, which is engine-wide). */
@@ -199,26 +200,33 @@ static void clock_tick(ts_engine *e, const ts_command *c) {
     }
 }
 
-void ts_eng_control(ts_engine *e, const ts_command *c) {
+int ts_eng_control(ts_engine *e, const ts_command *c) {
     ts_book *b = NULL;
     if (c->symbol_id != 0) {
         b = ts_eng_find_book(e, c->symbol_id);
         if (!b) {
             ts_eng_reject(e, c, c->symbol_id, TS_REJ_UNKNOWN_SYMBOL);
-            return;
+            return 0;
         }
     }
     if (c->control < TS_CTL_CLOCK_TICK || c->control > TS_CTL_AUCTION_UNCROSS) {
         ts_eng_reject(e, c, c->symbol_id, TS_REJ_INVALID_COMMAND);
-        return;
+        return 0;
     }
     if (c->control == TS_CTL_CLOCK_TICK) {
         clock_tick(e, c);
-        return;
+        return 0;
     }
-    if (b) {
-        control_one(e, b, c);
-        return;
+    if (c->control == TS_CTL_SESSION_CLOSE) {
+        /* room to sort the biggest book closed, before anything changes */
+        uint64_t most = 0;
+        for (uint32_t k = 0; k < e->n_books; k++)
+            if ((!b || b == &e->books[k]) && e->books[k].n_live > most) most = e->books[k].n_live;
+        if (ts_eng_reserve_scratch(e, most)) return -1;
     }
-    for (uint32_t k = 0; k < e->n_books; k++) control_one(e, &e->books[e->by_id[k]], c);
+    if (b) control_one(e, b, c);
+    else
+        for (uint32_t k = 0; k < e->n_books; k++) control_one(e, &e->books[e->by_id[k]], c);
+    ts_eng_scratch_done(e);
+    return 0;
 }

@@ -4,7 +4,7 @@
  * The bytes are a pure function of the engine's observable state: symbols in id order,
  * each symbol's orders bids best first (queue order within a level), then asks, then
  * pending stops in seq order; every pad byte zero. Nothing derived is stored: restore
- * rebuilds the index, the levels, the live lists (by sorting on seq), the GTD heap and
+ * rebuilds the index, the levels, the accounts' live lists (by sorting on seq), the GTD heap and
  * the stop screens, and then behaves exactly like the engine that wrote the snapshot.
  *
  * Restore trusts nothing: every record is checked (ranges, pad bytes, ordering,
@@ -341,18 +341,20 @@ static int restore_into(ts_engine *e, const unsigned char *p, uint64_t len) {
             }
         }
     }
-    /* live lists in seq order; seqs must be unique across the engine */
+    /* the accounts' live lists in seq order; seqs must be unique across the engine */
     qsort(all, n_all, sizeof *all, by_seq);
     for (uint64_t j = 0; j < n_all; j++) {
         uint32_t oi = all[j].order;
         ts_order *o = &e->orders[oi];
         if (j > 0 && all[j - 1].seq == all[j].seq) FAIL(TS_ENG_ERR_BAD_SNAPSHOT);
         ts_book *b = &e->books[o->book];
+        if (e->n_accts >= e->acct_limit && ts_eng_grow_accounts(e)) FAIL(TS_ENG_ERR_NO_MEMORY);
+        ts_acct *a = ts_acct_get(e, o->account_id);
         o->live_next = TS_NIL;
-        o->live_prev = b->live_tail;
-        if (b->live_tail != TS_NIL) e->orders[b->live_tail].live_next = oi;
-        else b->live_head = oi;
-        b->live_tail = oi;
+        o->live_prev = a->tail;
+        if (a->tail != TS_NIL) e->orders[a->tail].live_next = oi;
+        else a->head = oi;
+        a->tail = oi;
         b->n_live++;
         e->n_live++;
         if (o->tif == TS_TIF_GTD) {

@@ -196,6 +196,62 @@ def test_random_streams_agree(drawn: list[dict[str, int]], chunk: int) -> None:
     run_both(build(drawn), chunk)
 
 
+def spread_accounts(commands: Records, accounts: list[int]) -> Records:
+    """The same stream over many accounts: each new order's account is drawn from
+    ``accounts`` (the C engine's account table starts at 64 slots and grows mid-stream),
+    a cancel or replace by its order's owner stays the owner's, and a mass cancel of one
+    account names the owner of an order sent before (its own orders, or none left)."""
+    out = commands.copy()
+    owner: dict[int, tuple[int, int]] = {}  # order id -> (account drawn, account before)
+    for i, rec in enumerate(out):
+        kind, acct, oid = int(rec["kind"]), int(rec["account_id"]), int(rec["order_id"])
+        if kind == CommandKind.NEW_ORDER and acct:
+            owner.setdefault(oid, (accounts[i], acct))
+            rec["account_id"] = owner[oid][0] if owner[oid][1] == acct else accounts[i]
+        elif kind in (CommandKind.CANCEL, CommandKind.REPLACE) and oid in owner:
+            if owner[oid][1] == acct:
+                rec["account_id"] = owner[oid][0]
+        elif kind == CommandKind.MASS_CANCEL and acct and owner:
+            held = list(owner.values())
+            rec["account_id"] = held[accounts[i] % len(held)][0]
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(COMMAND, min_size=1, max_size=120), st.integers(1, 16), st.data())
+def test_many_accounts_and_their_mass_cancels_agree(
+    drawn: list[dict[str, int]], chunk: int, data: Any
+) -> None:
+    """Mass cancels of one account (any or one symbol), of one symbol and of everything,
+    among orders of up to 260 accounts: the C engine's per-account lists give the
+    reference model's events (ascending seq), market data and snapshots."""
+    # 60 resting orders of 60 accounts first: past the table's first 48 entries
+    prefix = [
+        {
+            "kind": int(CommandKind.NEW_ORDER),
+            "symbol_id": 1 + k % 3,
+            "account_id": 1,
+            "side": 1 + k % 2,
+            "order_type": 1,
+            "tif": 1,
+            "flags": 0,
+            "stp_mode": 0,
+            "price": 990 if k % 2 == 0 else 1010,
+            "quantity": 10,
+            "stop_price": 0,
+            "display_qty": 0,
+            "time_ns": 0,
+            "dup": 0,
+        }
+        for k in range(60)
+    ]
+    commands = build(prefix + drawn)
+    accounts = [1000 + k for k in range(60)] + data.draw(
+        st.lists(st.integers(1, 200), min_size=len(drawn), max_size=len(drawn))
+    )
+    run_both(spread_accounts(commands, accounts), chunk)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(COMMAND, min_size=2, max_size=80), st.data())
 def test_snapshot_restore_continues_identically(drawn: list[dict[str, int]], data: Any) -> None:
