@@ -86,8 +86,9 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def symbol_directory(config: Config) -> bytes:
-    """The SYMBOLS frame every session gets after its LOGIN_ACCEPTED: every instrument
-    (each is on some shard), so a client can name them (``submit("ACME", ...)``)."""
+    """The SYMBOLS frame(s) every session gets after its LOGIN_ACCEPTED: every instrument
+    (each is on some shard), so a client can name them (``submit("ACME", ...)``); more
+    than 1024 come in several frames (``encode_symbols``)."""
     return encode_symbols(
         [
             SymbolInfo(ins.symbol_id, ins.symbol, ins.tick_size, ins.lot_size)
