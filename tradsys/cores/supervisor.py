@@ -52,6 +52,7 @@ from tradsys.cores.parent_watch import supervisor_env
 from tradsys.cores.sidecar import write_effective_config
 from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
 from tradsys.cores.state_check import StateMismatchError, check_state
+from tradsys.cores.status import announcement_text, symbols_text
 from tradsys.cores.worker import WorkerSpec
 from tradsys.metrics import InstanceCollector, MetricsServer
 from tradsys.metrics.latency_segment import (
@@ -447,10 +448,10 @@ class Supervisor:
             lines.append(f"metrics: http://{self.metrics.address}/metrics")
         for sc in self.sidecars:
             doc = sc.announcement() or {}
-            where = ", ".join(f"{k} {v}" for k, v in doc.items() if k not in ("name", "pid"))
+            where = announcement_text(doc)
             lines.append(f"{sc.name}: {where or '(starting)'}")
         for sp in self.shards:
-            symbols = ", ".join(i.symbol for i in sp.spec.instruments) or "(no symbols)"
+            symbols = symbols_text([i.symbol for i in sp.spec.instruments]) or "(no symbols)"
             # each ring has one producer and one consumer: say who, so nobody attaches twice
             running = {sc.name for sc in self.sidecars}
             cmd_evt = "the gateway's" if "gateway" in running else "free: attach as producer"
