@@ -716,6 +716,51 @@ int ts_gateway_account_state(ts_gateway *gw, uint32_t account_id, ts_account_sta
     return a == GW_NONE ? TS_GW_ERR_UNKNOWN : TS_GW_OK;
 }
 
+uint32_t ts_gateway_figures(ts_gateway *gw, uint32_t *cursor, uint64_t budget, ts_figure_row *out,
+                            uint32_t cap) {
+    uint32_t n = 0;
+    uint64_t looked = 0;
+    uint32_t a = *cursor;
+    for (;; a++) {
+        control_lock(gw);
+        const uint32_t n_accounts = gw->n_accounts, n_instr = gw->n_instr;
+        if (a >= n_accounts) {
+            control_unlock(gw);
+            a = 0;
+            break;
+        }
+        if ((looked && looked + n_instr > budget) || cap - n < n_instr + 1) {
+            control_unlock(gw);
+            break;
+        }
+        const gw_account *acc = &gw->accounts[a];
+        ts_figure_row *own = &out[n];
+        memset(own, 0, sizeof *own);
+        own->account_index = a;
+        own->account_id = acc->id;
+        own->killed = acc->killed || gw->global_kill;
+        own->a = acc->open_orders;
+        own->b = clamp64(acc->open_notional);
+        own->c = clamp64(acc->filled_notional);
+        uint32_t rows = 1;
+        for (uint32_t k = 0; k < n_instr; k++) {
+            const gw_position *p = &acc->pos[k];
+            if (!p->position && !p->open_buy && !p->open_sell) continue;
+            ts_figure_row *r = &out[n + rows++];
+            *r = *own;
+            r->symbol_id = gw->instr[k].symbol_id;
+            r->a = clamp64(p->position);
+            r->b = clamp64(p->open_buy);
+            r->c = clamp64(p->open_sell);
+        }
+        looked += n_instr;
+        control_unlock(gw);
+        if (rows > 1 || own->killed || own->a || own->b || own->c) n += rows;
+    }
+    *cursor = a;
+    return n;
+}
+
 int ts_gateway_position(ts_gateway *gw, uint32_t account_id, uint32_t symbol_id,
                         ts_position_state *out) {
     control_lock(gw);

@@ -136,6 +136,19 @@ typedef struct ts_position_state {
     int64_t open_sell;
 } ts_position_state;
 
+/* One row of ts_gateway_figures: an account's risk state (symbol_id 0: a = open orders,
+ * b = open notional, c = filled notional) or one of its non-flat positions (a =
+ * position, b = open buy, c = open sell). */
+typedef struct ts_figure_row {
+    uint32_t account_index; /* the account's place in the gateway's table */
+    uint32_t account_id;
+    uint32_t symbol_id; /* 0: the account's own row */
+    int32_t killed;
+    int64_t a;
+    int64_t b;
+    int64_t c;
+} ts_figure_row;
+
 typedef struct ts_gateway ts_gateway;
 
 /* NULL on a bad configuration (a zero maximum, an epoch out of range) or no memory. */
@@ -327,5 +340,15 @@ uint32_t ts_gateway_check_due(ts_gateway *gw, int64_t *total);
 int ts_gateway_account_state(ts_gateway *gw, uint32_t account_id, ts_account_state *out);
 int ts_gateway_position(ts_gateway *gw, uint32_t account_id, uint32_t symbol_id,
                         ts_position_state *out);
+
+/* The figures of the accounts that are not idle, for the stats file: from account index
+ * *cursor on, each account with open orders, notional, a kill or a non-flat position
+ * gets its own row, then one row per non-flat position. Stops before an account once
+ * `budget` positions were looked at or fewer than (instruments + 1) rows are left in
+ * out (so an account's rows are never split), and sets *cursor to where the next call
+ * goes on (0 once the last account was done). Takes the control lock one account at a
+ * time, so the pump waits at most for one account's scan. Returns the rows written. */
+uint32_t ts_gateway_figures(ts_gateway *gw, uint32_t *cursor, uint64_t budget, ts_figure_row *out,
+                            uint32_t cap);
 
 #endif /* TRADSYS_GATEWAY_H */

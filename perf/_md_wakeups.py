@@ -83,7 +83,7 @@ def find_chain(instance: str) -> dict[str, int] | None:
             continue
         pid = int(entry)
         cmd = _cmdline(pid)
-        if "tradsys.cores.worker" in cmd and f'"instance":"{instance}' in cmd:
+        if "tradsys.cores.worker" in cmd and f"/{instance}/worker-" in cmd:
             found["worker"] = pid
         elif "tradsys.cores.md" in cmd and f"/{instance}" in cmd:
             found["sidecar"] = pid

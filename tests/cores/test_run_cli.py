@@ -4,6 +4,7 @@ rings, stopped with SIGTERM — nothing left in /dev/shm, no process left behind
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -228,10 +229,10 @@ def test_a_killed_worker_is_restarted_from_its_journal(run_instance, instance: s
 
 
 def _shard_of(proc: psutil.Process) -> str:
-    """The shard id a worker process was started for, from its command line."""
-    line = " ".join(proc.cmdline())
-    marker = '"shard_id":'
-    return line.split(marker, 1)[1].split(",", 1)[0].strip() if marker in line else ""
+    """The shard id a worker process was started for, from its command line (the path
+    of its spec file, ``.../worker-<shard>.spec.json``)."""
+    match = re.search(r"/worker-(\d+)\.spec\.json$", " ".join(proc.cmdline()))
+    return match.group(1) if match else ""
 
 
 def test_status_and_replay_commands(run_instance, instance: str, tmp_path: Path) -> None:

@@ -474,7 +474,7 @@ def paused(self, state):
         time.sleep({pause})
 w.WorkerControl.set_state = paused
 sys.exit(w.main(sys.argv[1:]))
-' "$3"
+' "$3" "$4"
 """
 
 

@@ -177,3 +177,21 @@ def test_the_symbol_directory_round_trips_and_may_be_empty(entries: list[tuple])
 def test_a_symbols_body_must_be_whole_entries() -> None:
     with pytest.raises(ProtocolError, match="SYMBOLS body of 63 bytes"):
         feed(FrameBuffer(), header(MessageType.SYMBOLS, 63) + bytes(63))
+
+
+def test_a_directory_past_one_frame_comes_in_several_each_saying_what_is_left() -> None:
+    """More than 1 024 symbols do not fit one frame (scale audit: the gateway crashed at
+    start with 1 025): each SYMBOLS frame's seq is the entries still to come."""
+    symbols = [SymbolInfo(i + 1, f"S{i:05d}", 1, 1) for i in range(2500)]
+    data = encode_symbols(symbols)
+    frames = feed(FrameBuffer(), data + encode_empty(MessageType.HEARTBEAT))
+    assert [(f[0], f[1], len(f[2]) // 64) for f in frames] == [
+        (ord("S"), 1476, 1024),
+        (ord("S"), 452, 1024),
+        (ord("S"), 0, 452),
+        (ord("H"), 0, 0),
+    ]
+    assert [s for f in frames[:3] for s in decode_symbols(f[2])] == symbols
+    # up to one frame's worth: the one frame, seq 0, as before
+    assert feed(FrameBuffer(), encode_symbols(symbols[:1024]))[0][1] == 0
+    assert len(feed(FrameBuffer(), encode_symbols(symbols[:1024]))) == 1

@@ -24,6 +24,7 @@ from tradsys.protocols.binary import (
     HEADER_SIZE,
     MAX_RECORDS_PER_FRAME,
     REASON_BODY,
+    SYMBOL_ENTRY,
     Accepted,
     EndReason,
     FrameBuffer,
@@ -141,10 +142,23 @@ def _login(
     if kind != MessageType.LOGIN_ACCEPTED:
         raise Disconnected(f"unexpected {MessageType(kind).name} in answer to LOGIN")
     accepted = decode_accepted(body)
-    kind, _, body = _read_frame(sock, deadline)
+    kind, left, body = _read_frame(sock, deadline)
     if kind != MessageType.SYMBOLS:
         raise Disconnected(f"unexpected {MessageType(kind).name} after LOGIN_ACCEPTED")
-    return accepted, decode_symbols(body)
+    symbols = decode_symbols(body)
+    # a directory of more than one frame's entries comes in several, each seq saying how
+    # many entries are still to come (tradsys.protocols.binary.encode_symbols)
+    while left:
+        kind, after, body = _read_frame(sock, deadline)
+        entries = len(body) // SYMBOL_ENTRY.size
+        if kind != MessageType.SYMBOLS or not entries or left - after != entries:
+            raise Disconnected(
+                f"the gateway's symbol directory broke off: {left} entries were still to "
+                f"come, then a {MessageType(kind).name} frame (seq {after})"
+            )
+        symbols += decode_symbols(body)
+        left = after
+    return accepted, symbols
 
 
 class ColocatedTransport:

@@ -31,6 +31,7 @@ from tradsys.config import Config, ConfigError, available_cores, housekeeping_co
 from tradsys.cores.gateway_admin import AdminEdge, admin_socket_path
 from tradsys.cores.gateway_auth import Credentials
 from tradsys.cores.gateway_colocated import ColocatedEdge
+from tradsys.cores.gateway_figures import AccountFigures
 from tradsys.cores.gateway_rings import RingMaker, reclaim_stale_keeping_unread
 from tradsys.cores.gateway_sessions import SessionCore, SessionTable
 from tradsys.cores.gateway_shards import ShardWatch
@@ -69,7 +70,6 @@ STATS_INTERVAL_S = 1.0
 
 EPOCH_FILE = "gateway.epoch"
 STATS_FILE = "gateway.stats.json"
-MAX_ACCOUNTS_IN_STATS = 64  # beyond that the stats file would grow too big to rewrite often
 
 log = logging.getLogger("tradsys.gateway")
 
@@ -86,8 +86,9 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def symbol_directory(config: Config) -> bytes:
-    """The SYMBOLS frame every session gets after its LOGIN_ACCEPTED: every instrument
-    (each is on some shard), so a client can name them (``submit("ACME", ...)``)."""
+    """The SYMBOLS frame(s) every session gets after its LOGIN_ACCEPTED: every instrument
+    (each is on some shard), so a client can name them (``submit("ACME", ...)``); more
+    than 1024 come in several frames (``encode_symbols``)."""
     return encode_symbols(
         [
             SymbolInfo(ins.symbol_id, ins.symbol, ins.tick_size, ins.lot_size)
@@ -124,6 +125,8 @@ class GatewayServer:
             unacked_max=gw.tcp_unacked_max,
         )
         self.gc = GcMonitor()
+        # the accounts' figures in the stats file, bounded whatever accounts x symbols
+        self.figures = AccountFigures(core, config) if isinstance(core, GatewayCore) else None
         # commands for a shard whose worker stays down are answered, not left waiting
         self.shard_watch = ShardWatch(config, core) if isinstance(core, GatewayCore) else None
         # the operator's channel (tradsys admin), over the native core's controls
@@ -150,6 +153,8 @@ class GatewayServer:
 
     def _set_config(self, config: Config) -> None:
         self.config = config  # reloaded accounts: the stats name them
+        if self.figures is not None:
+            self.figures.reconfigure(config)
 
     async def _serve_unix(self, path: Path, handle: Any) -> None:
         """Bind a Unix socket, created 0600 (owner only), replacing a dead gateway's."""
@@ -282,11 +287,10 @@ class GatewayServer:
         core_stats = getattr(self.core, "stats", None)
         if callable(core_stats):
             out["core"] = core_stats()
-        if (
-            isinstance(self.core, GatewayCore)
-            and len(self.config.accounts) <= MAX_ACCOUNTS_IN_STATS
-        ):
-            out["accounts"] = account_figures(self.core, self.config)
+        if self.figures is not None:
+            self.figures.refresh()
+            out["accounts"] = self.figures.accounts()
+            out["account_figures"] = self.figures.summary()
         return out
 
     async def close(self) -> None:
@@ -314,25 +318,6 @@ class GatewayServer:
             if not self.table.reap():
                 break
             await asyncio.sleep(0.001)
-
-
-def account_figures(core: GatewayCore, config: Config) -> dict[str, Any]:
-    """Each configured account's risk state and positions (symbol → [position, open buy,
-    open sell]), for `tradsys status`, audits and the restart tests."""
-    out: dict[str, Any] = {}
-    for acc in config.accounts:
-        state = core.account_state(acc.id)
-        out[str(acc.id)] = {
-            "open_orders": state.open_orders,
-            "open_notional": state.open_notional,
-            "filled_notional": state.filled_notional,
-            "killed": state.killed,
-            "positions": {},
-        }
-        for ins in config.instruments:
-            p = core.position(acc.id, ins.symbol_id)
-            out[str(acc.id)]["positions"][ins.symbol] = [p.position, p.open_buy, p.open_sell]
-    return out
 
 
 def stats_path(config: Config) -> Path:

@@ -44,7 +44,7 @@ class ColocatedEdge:
     credentials: Credentials
     table: SessionTable
     login_timeout_s: float
-    directory: bytes = b""  # the SYMBOLS frame, sent right after LOGIN_ACCEPTED
+    directory: bytes = b""  # the SYMBOLS frame(s), sent right after LOGIN_ACCEPTED
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     held: dict[int, asyncio.Task[None]] = field(default_factory=dict)  # by session id
     writers: dict[int, asyncio.StreamWriter] = field(default_factory=dict)  # by session id

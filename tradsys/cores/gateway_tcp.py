@@ -111,7 +111,7 @@ class TcpEdge:
     table: SessionTable
     heartbeat_s: float
     login_timeout_s: float
-    directory: bytes = b""  # the SYMBOLS frame, sent right after LOGIN_ACCEPTED
+    directory: bytes = b""  # the SYMBOLS frame(s), sent right after LOGIN_ACCEPTED
     connections: set[TcpSession] = field(default_factory=set)
     protocol_errors: int = 0
     logins_refused: int = 0

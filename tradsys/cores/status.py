@@ -18,6 +18,30 @@ from tradsys.cores.control import WorkerControl
 from tradsys.ring import Ring
 from tradsys.ring.segment import process_alive
 
+SYMBOLS_SHOWN = 12
+"""Symbols a line names one by one; beyond, it gives the count and a few (a shard of
+1 000 symbols made the `ready` banner's line several KB)."""
+
+
+def symbols_text(names: list[str]) -> str:
+    """``ACME, GLOBEX, INITECH``; past SYMBOLS_SHOWN, ``1000 symbols: S0, S1, S2, ..., S999``."""
+    if len(names) <= SYMBOLS_SHOWN:
+        return ", ".join(names)
+    return f"{len(names)} symbols: {', '.join(names[:3])}, ..., {names[-1]}"
+
+
+def announcement_text(doc: dict[str, Any]) -> str:
+    """A sidecar's announcement on one line (``key value, ...``), a long list of symbols
+    abbreviated."""
+    parts = []
+    for key, value in doc.items():
+        if key in ("name", "pid"):
+            continue
+        if isinstance(value, list) and len(value) > SYMBOLS_SHOWN:
+            value = f"[{symbols_text([str(v) for v in value])}]"
+        parts.append(f"{key} {value}")
+    return ", ".join(parts)
+
 
 def _fill(name: str) -> str:
     try:
@@ -104,7 +128,7 @@ def _sidecar_lines(config: Config, sidecars: list[dict[str, object]]) -> list[st
     for sc in sidecars:
         name = str(sc["name"])
         doc = read_announcement(config, name) or {}
-        extra = ", ".join(f"{k} {v}" for k, v in doc.items() if k not in ("name", "pid"))
+        extra = announcement_text(doc)
         # the gateway's core pins its pump thread alone (the event loop is elsewhere)
         where = "" if sc.get("core") is None else f", core {sc['core']}"
         if name == "gateway" and where:

@@ -52,6 +52,7 @@ from tradsys.cores.parent_watch import supervisor_env
 from tradsys.cores.sidecar import write_effective_config
 from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
 from tradsys.cores.state_check import StateMismatchError, check_state
+from tradsys.cores.status import announcement_text, symbols_text
 from tradsys.cores.worker import WorkerSpec
 from tradsys.metrics import InstanceCollector, MetricsServer
 from tradsys.metrics.latency_segment import (
@@ -206,7 +207,13 @@ class Supervisor:
             except OSError as exc:  # /dev/shm full or not writable: the host's to fix
                 raise SupervisorError(f"cannot create shared memory: {exc.strerror}") from None
             for sp in self.shards:
-                self._spawn(sp)
+                try:
+                    self._spawn(sp)
+                except OSError as exc:  # the spec file: a full or read-only disk
+                    raise SupervisorError(
+                        f"cannot start shard {sp.spec.shard_id}'s worker: {exc.strerror or exc}"
+                        f" ({exc.filename or self.spec_path(sp.spec.shard_id)})"
+                    ) from None
             self._wait_ready()
             self._start_sidecars()
             listen = self.config.metrics.listen
@@ -316,11 +323,12 @@ class Supervisor:
         return ShardProcess(spec=spec, control=control, latency=latency)
 
     def _spawn(self, sp: ShardProcess) -> None:
+        spec_file = self._write_spec(sp)
         # a dead worker's block still says RUNNING with an old heartbeat: reset it so the
         # watch loop does not judge the new process by its predecessor
         sp.control.prepare_spawn()
         sp.control.clear_stop()
-        cmd = [self.python, "-m", "tradsys.cores.worker", msgspec.json.encode(sp.spec).decode()]
+        cmd = [self.python, "-m", "tradsys.cores.worker", "--spec-file", str(spec_file)]
         # a process group of its own: a terminal's Ctrl-C reaches the supervisor only,
         # which stops the workers in order (see the module's docstring)
         sp.process = subprocess.Popen(
@@ -331,6 +339,37 @@ class Supervisor:
         sp.restart_due = None
         core = "any core" if sp.spec.core is None else f"core {sp.spec.core}"
         self.log(f"shard {sp.spec.shard_id} worker pid {sp.process.pid} on {core}")
+
+    def spec_path(self, shard_id: int) -> Path:
+        """Where a shard's worker reads its spec (absolute: ``ps`` shows it)."""
+        return self.config.instance_dir.absolute() / f"worker-{shard_id}.spec.json"
+
+    def _write_spec(self, sp: ShardProcess) -> Path:
+        """The worker's spec, in a file rather than on its command line: it lists every
+        instrument of the shard (~160 bytes each), and Linux caps one argument at 128 KiB
+        (``MAX_ARG_STRLEN``), so a shard of ~800 symbols could not be started (E2BIG).
+        Not stdin: a spec bigger than a pipe's buffer would block the supervisor until
+        the child read it. Written atomically, owner-only, and only when the file does
+        not already hold this spec: a restart reuses it (it has the same spec) and
+        writes it again if it has gone. Removed at stop."""
+        path = self.spec_path(sp.spec.shard_id)
+        data = msgspec.json.encode(sp.spec)
+        with contextlib.suppress(OSError):
+            if path.read_bytes() == data:
+                return path
+        tmp = path.with_suffix(".tmp")
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(data)
+        tmp.replace(path)
+        return path
+
+    def _remove_specs(self) -> None:
+        for shard in self.config.shards:
+            path = self.spec_path(shard.id)
+            for leftover in (path, path.with_suffix(".tmp")):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
 
     def _wait_ready(self) -> None:
         """Block until every worker reports RUNNING (recovery included), or fail."""
@@ -409,10 +448,10 @@ class Supervisor:
             lines.append(f"metrics: http://{self.metrics.address}/metrics")
         for sc in self.sidecars:
             doc = sc.announcement() or {}
-            where = ", ".join(f"{k} {v}" for k, v in doc.items() if k not in ("name", "pid"))
+            where = announcement_text(doc)
             lines.append(f"{sc.name}: {where or '(starting)'}")
         for sp in self.shards:
-            symbols = ", ".join(i.symbol for i in sp.spec.instruments) or "(no symbols)"
+            symbols = symbols_text([i.symbol for i in sp.spec.instruments]) or "(no symbols)"
             # each ring has one producer and one consumer: say who, so nobody attaches twice
             running = {sc.name for sc in self.sidecars}
             cmd_evt = "the gateway's" if "gateway" in running else "free: attach as producer"
@@ -504,7 +543,17 @@ class Supervisor:
             proc = sp.process
             if proc is None:
                 if sp.restart_due is not None and now >= sp.restart_due:
-                    self._spawn(sp)
+                    try:
+                        self._spawn(sp)
+                    except OSError as exc:  # its spec file could not be written: retry
+                        self._warn(
+                            f"shard {sp.spec.shard_id} worker cannot be restarted: "
+                            f"{exc.strerror or exc} ({exc.filename}); retrying in "
+                            f"{sp.backoff_s:.2f} s"
+                        )
+                        sp.restart_due = now + sp.backoff_s
+                        sp.backoff_s = min(sp.backoff_s * 2, RESTART_BACKOFF_S[1])
+                        continue
                     self._write_status()
                 continue
             code = proc.poll()
@@ -608,6 +657,7 @@ class Supervisor:
             self.gateway_latency = None
         for ring in self.rings:
             ring.close()
+        self._remove_specs()
         # segments a killed sidecar made (a gateway's session rings) have a dead creator
         for name in reclaim_stale(self.instance):
             self.log(f"removed {name}, left by a process that died")

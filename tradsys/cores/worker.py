@@ -17,8 +17,10 @@ and the stop.
 A stop (the control block's flag, or SIGTERM/SIGINT/SIGHUP to the worker) drains what is in the
 commands ring, syncs the journal, writes a final snapshot and exits 0.
 
-``python -m tradsys.cores.worker SPEC_JSON`` runs it from a msgspec-JSON ``WorkerSpec``,
-which is how the supervisor spawns workers.
+``python -m tradsys.cores.worker --spec-file PATH`` runs it from a msgspec-JSON
+``WorkerSpec`` in a file, which is how the supervisor spawns workers (a spec lists every
+instrument of the shard, and Linux caps one command-line argument at 128 KiB: about 800
+instruments); ``python -m tradsys.cores.worker SPEC_JSON`` takes a small spec inline.
 """
 
 from __future__ import annotations
@@ -547,17 +549,29 @@ def run_worker(spec: WorkerSpec) -> int:
             signal.signal(sig, handler)
 
 
+USAGE = "usage: python -m tradsys.cores.worker (--spec-file PATH | SPEC_JSON)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tradsys.cores.worker SPEC_JSON``."""
+    """``python -m tradsys.cores.worker --spec-file PATH`` (or ``SPEC_JSON``)."""
     args = sys.argv[1:] if argv is None else argv
     logs.configure("worker")
-    if len(args) != 1:
-        print("usage: python -m tradsys.cores.worker SPEC_JSON", file=sys.stderr)
+    if len(args) == 2 and args[0] == "--spec-file":
+        where = args[1]
+        try:
+            text = Path(where).read_bytes()
+        except OSError as exc:
+            print(f"tradsys.worker: cannot read the worker spec {where}: {exc}", file=sys.stderr)
+            return EXIT_USER_ERROR
+    elif len(args) == 1 and not args[0].startswith("-"):
+        where, text = "(argument)", args[0].encode()
+    else:
+        print(USAGE, file=sys.stderr)
         return EXIT_USER_ERROR
     try:
-        spec = msgspec.json.decode(args[0], type=WorkerSpec)
+        spec = msgspec.json.decode(text, type=WorkerSpec)
     except msgspec.DecodeError as exc:
-        print(f"tradsys.worker: bad worker spec: {exc}", file=sys.stderr)
+        print(f"tradsys.worker: bad worker spec {where}: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     logs.configure("worker", spec.shard_id)
     return run_worker(spec)

@@ -116,6 +116,21 @@ _STAT_FIELDS = (
 )
 
 
+FIGURE_ROW_DTYPE = np.dtype(
+    [
+        ("account_index", "<u4"),
+        ("account_id", "<u4"),
+        ("symbol_id", "<u4"),
+        ("killed", "<i4"),
+        ("a", "<i8"),
+        ("b", "<i8"),
+        ("c", "<i8"),
+    ]
+)
+"""ts_figure_row (native/gateway.h): an account's own row (symbol_id 0: open orders, open
+notional, filled notional) or one of its non-flat positions (position, open buy, sell)."""
+
+
 class GatewayError(Exception):
     """A gateway call failed; the message says which and why."""
 
@@ -401,6 +416,20 @@ class GatewayCore:
             filled_notional=out.filled_notional,
             killed=bool(out.killed),
         )
+
+    def figures(
+        self, cursor: int, budget: int, rows: np.ndarray[Any, Any]
+    ) -> tuple[np.ndarray[Any, Any], int]:
+        """The not-idle accounts' figures from account index ``cursor`` on, looking at
+        about ``budget`` positions (ts_gateway_figures): the rows written into ``rows``
+        (FIGURE_ROW_DTYPE, at least instruments + 1 of them) and the cursor to go on from
+        (0: the last account was done)."""
+        if rows.dtype != FIGURE_ROW_DTYPE or not rows.flags.c_contiguous:
+            raise ValueError("rows must be a contiguous FIGURE_ROW_DTYPE array")
+        at = ffi.new("uint32_t *", cursor)
+        out = ffi.cast("ts_figure_row *", ffi.from_buffer(rows, require_writable=True))
+        n = lib.ts_gateway_figures(self._gw, at, budget, out, len(rows))
+        return rows[:n], int(at[0])
 
     def position(self, account_id: int, symbol: str | int) -> PositionState:
         symbol_id = self._symbols[symbol] if isinstance(symbol, str) else symbol

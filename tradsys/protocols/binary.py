@@ -6,7 +6,9 @@ Every frame is a 16-byte header and a body (``docs/protocol.md`` is the referenc
     u8  type     one of MessageType
     u8[3]        zero
     u64 seq      COMMANDS/EVENTS: sequence number of the body's first record; ACK: the
-                 highest EVENTS seq the client has processed; else 0
+                 highest EVENTS seq the client has processed; SYMBOLS: how many entries
+                 the SYMBOLS frames after this one still hold (0: the directory ends
+                 here); else 0
     body         COMMANDS/EVENTS: n 64-byte records; LOGIN etc.: a fixed layout
 
 The same 64-byte ``COMMAND_DTYPE``/``EVENT_DTYPE`` records that move through the rings
@@ -182,13 +184,22 @@ def encode_reason(kind: MessageType, reason: int, text: str) -> bytes:
 
 
 def encode_symbols(symbols: list[SymbolInfo]) -> bytes:
-    """The SYMBOLS frame: every symbol the gateway routes, so a client can name them."""
-    if len(symbols) > MAX_RECORDS_PER_FRAME:
-        raise ValueError(f"a SYMBOLS frame lists at most {MAX_RECORDS_PER_FRAME} symbols")
-    body = b"".join(
-        SYMBOL_ENTRY.pack(s.symbol_id, s.tick_size, s.lot_size, s.name.encode()) for s in symbols
-    )
-    return header(MessageType.SYMBOLS, len(body)) + body
+    """The symbol directory: every symbol the gateway routes, so a client can name them.
+
+    One SYMBOLS frame holds at most ``MAX_RECORDS_PER_FRAME`` entries (a frame's limit), so
+    a longer directory is several frames in a row, each header's ``seq`` saying how many
+    entries the frames after it still hold: the last (for up to 1024 symbols, the only
+    one, as it always was) has 0. An empty directory is one empty frame."""
+    frames = []
+    left = len(symbols)
+    for first in range(0, max(left, 1), MAX_RECORDS_PER_FRAME):
+        part = symbols[first : first + MAX_RECORDS_PER_FRAME]
+        left -= len(part)
+        body = b"".join(
+            SYMBOL_ENTRY.pack(s.symbol_id, s.tick_size, s.lot_size, s.name.encode()) for s in part
+        )
+        frames.append(header(MessageType.SYMBOLS, len(body), left) + body)
+    return b"".join(frames)
 
 
 def encode_empty(kind: MessageType) -> bytes:
