@@ -50,6 +50,40 @@ def test_counters_and_histograms_carry_on_gauges_do_not() -> None:
     assert third["c_total{'k': 'a'}"] == 7 + 1 + 2
 
 
+def test_a_reused_pid_is_a_new_process_when_a_counter_went_back() -> None:
+    """Review: carry(100, 500) then carry(100, 3) read 3, the 500 lost."""
+    carry = CarriedCounters()
+    list(carry.carry(100, _families(500, 0, 0)))
+    after = _values(list(carry.carry(100, _families(3, 0, 0))))
+    assert after["c_total{'k': 'a'}"] == 503
+
+
+def test_scrapes_at_once_do_not_count_a_dead_process_twice() -> None:
+    """Review: two scrape threads seeing the new pid both added the old totals."""
+    import sys
+    import threading
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(200):
+            carry = CarriedCounters()
+            list(carry.carry(1, _families(100, 0, 0)))
+            seen: list[float] = []
+
+            def scrape(carry: CarriedCounters = carry, seen: list[float] = seen) -> None:
+                seen.append(_values(list(carry.carry(2, _families(0, 0, 0))))["c_total{'k': 'a'}"])
+
+            threads = [threading.Thread(target=scrape) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert seen == [100, 100]
+    finally:
+        sys.setswitchinterval(old)
+
+
 def test_a_killed_gateways_counters_do_not_go_back(instance: str, tmp_path: Path) -> None:
     import msgspec
 

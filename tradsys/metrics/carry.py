@@ -9,13 +9,17 @@ goes wrong (audit W). Shard workers keep their counters in their control blocks,
 outlive a worker, so theirs never go back; this gives the sidecars the same promise.
 
 How: per counter sample (name and labels), the sum of what earlier processes last
-showed is added to the current process's value. What a process counted after the last
-scrape before it died is not seen: the totals stay monotonic, and can be short by that.
+showed is added to the current process's value. A new process is a new pid, or the same
+pid with a counter lower than it last showed (a pid reused). What a process counted
+after the last scrape before it died is not seen: the totals stay monotonic, and can be
+short by that. Scrapes run in threads of their own (two Prometheus servers scraping at
+once), so one lock covers a scrape's reading and updating.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable
 
 from prometheus_client.core import Metric
 
@@ -29,24 +33,36 @@ class CarriedCounters:
     """One restartable process's counters, kept monotonic across its incarnations."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._pid: int | None = None
         self._base: dict[SampleKey, float] = {}
         self._last: dict[SampleKey, float] = {}
 
-    def carry(self, pid: int, families: Iterable[Metric]) -> Iterator[Metric]:
+    def carry(self, pid: int, families: Iterable[Metric]) -> list[Metric]:
         """``families`` of the process ``pid``, with every earlier incarnation's last
         values added to their counter and histogram samples (gauges pass unchanged)."""
-        if pid != self._pid:
-            for key, value in self._last.items():
-                self._base[key] = self._base.get(key, 0.0) + value
-            self._last = {}
-            self._pid = pid
+        families = list(families)
+        growing = [
+            ((s.name, tuple(sorted(s.labels.items()))), s.value)
+            for f in families
+            if f.type in _GROWING
+            for s in f.samples
+        ]
+        with self._lock:
+            went_back = any(v < self._last.get(k, 0.0) for k, v in growing)
+            if pid != self._pid or went_back:
+                for key, value in self._last.items():
+                    self._base[key] = self._base.get(key, 0.0) + value
+                self._last = {}
+                self._pid = pid
+            self._last.update(growing)
+            base = dict(self._base)
         for family in families:
             if family.type in _GROWING:
-                carried = []
-                for sample in family.samples:
-                    key = (sample.name, tuple(sorted(sample.labels.items())))
-                    self._last[key] = sample.value
-                    carried.append(sample._replace(value=sample.value + self._base.get(key, 0.0)))
-                family.samples = carried
-            yield family
+                family.samples = [
+                    s._replace(
+                        value=s.value + base.get((s.name, tuple(sorted(s.labels.items()))), 0.0)
+                    )
+                    for s in family.samples
+                ]
+        return families
