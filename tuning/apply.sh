@@ -99,7 +99,15 @@ set_value() {
     fi
     [ -w "$set_path" ] || { echo "skip $set_path (not writable here)"; return 0; }
     save "$set_path"
-    echo "$set_new" > "$set_path" && echo "set  $set_path = $set_new (was $save_old)"
+    # a value the kernel refuses (EINVAL from sysfs, a CPU it lacks) is skipped, named, and
+    # the rest goes on: under set -e a failed write stopped the script half way, the
+    # values after it never set (the old value is recorded: revert.sh writes it back,
+    # which changes nothing)
+    if (echo "$set_new" > "$set_path") 2>/dev/null; then
+        echo "set  $set_path = $set_new (was $save_old)"
+    else
+        echo "skip $set_path (the kernel refused $set_new)"
+    fi
 }
 
 # Every prerequisite first: nothing may change before all of them are known to be there
@@ -117,6 +125,20 @@ if ! housekeeping_words=$(cpu_list words "$housekeeping" 2>/dev/null) ||
     echo "apply.sh: HOUSEKEEPING_CPUS '$housekeeping' is not a CPU list such as 0-1 or 0,2;" \
         "nothing was changed" >&2
     exit 1
+fi
+online_file=$root/sys/devices/system/cpu/online
+if [ -r "$online_file" ]; then
+    online_words=" $(cpu_list words "$(cat "$online_file")") "
+    for n in $housekeeping_words; do
+        case "$online_words" in
+            *" $n "*) ;;
+            *)
+                echo "apply.sh: HOUSEKEEPING_CPUS '$housekeeping' names CPU $n, which is not" \
+                    "online (online: $(cat "$online_file")); nothing was changed" >&2
+                exit 1
+                ;;
+        esac
+    done
 fi
 if [ "$dry_run" = 0 ] && [ -z "$root" ] && [ "$(id -u)" != 0 ]; then
     echo "apply.sh: needs root (sudo), or --dry-run to see what it would change;" \
@@ -148,13 +170,7 @@ for qos in "$cpu"/cpu[0-9]*/power/pm_qos_resume_latency_us; do
     esac
 done
 set_value "$root/sys/kernel/mm/transparent_hugepage/enabled" madvise
-for irq in "$root"/proc/irq/[0-9]*/smp_affinity_list; do
-    set_value "$irq" "$housekeeping" 2>/dev/null || echo "skip $irq (managed by its driver)"
-done
-# unbound kernel workqueues (writeback, filesystem work) onto the housekeeping CPUs too
-set_value "$root/sys/devices/virtual/workqueue/cpumask" "$wq_mask"
-# appended to as well: revert.sh puts each thread back on the first CPU list recorded
-move_kernel_threads "$housekeeping" "$root/proc" "$state/affinity"
+# irqbalance first: running, it could move the IRQs back between their writes below
 if systemctl is-active --quiet irqbalance 2>/dev/null; then
     if [ "$dry_run" = 1 ]; then
         echo "would stop irqbalance"
@@ -163,6 +179,13 @@ if systemctl is-active --quiet irqbalance 2>/dev/null; then
         systemctl stop irqbalance && echo "stopped irqbalance"
     fi
 fi
+for irq in "$root"/proc/irq/[0-9]*/smp_affinity_list; do
+    set_value "$irq" "$housekeeping" 2>/dev/null || echo "skip $irq (managed by its driver)"
+done
+# unbound kernel workqueues (writeback, filesystem work) onto the housekeeping CPUs too
+set_value "$root/sys/devices/virtual/workqueue/cpumask" "$wq_mask"
+# appended to as well: revert.sh puts each thread back on the first CPU list recorded
+move_kernel_threads "$housekeeping" "$root/proc" "$state/affinity"
 # The sysctls: each written to its /proc/sys file through set_value like every value
 # above, so its old value is recorded and revert.sh writes it back (loading a file with
 # `sysctl --system` recorded nothing, and deleting the file again reset nothing). Only

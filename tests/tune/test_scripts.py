@@ -466,3 +466,37 @@ def test_the_kernel_command_line_example_leaves_the_host_wide_risks_commented_ou
     for risky in RISKY_BOOT_PARAMETERS:
         assert risky not in words
         assert f"#   {risky} " in text, risky  # with its reason
+
+
+def test_apply_refuses_housekeeping_cpus_that_are_not_online(proc: FakeProc, host: Path) -> None:
+    """Review: the workqueue mask and watchdog_cpumask refuse CPUs the host lacks, which
+    stopped apply half way; now such a list is refused before anything changes."""
+    (host / "sys/devices/system/cpu/online").write_text("0-1\n")
+    done = start_script(proc, host, str(TUNING / "apply.sh"), "0-3")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "names CPU 2, which is not online (online: 0-1)" in done.stderr
+    nothing_changed(proc, host)
+
+
+def test_a_value_the_kernel_refuses_is_skipped_and_apply_goes_on(
+    proc: FakeProc, host: Path
+) -> None:
+    """Review: under set -e the first write the kernel refused (a sysfs EINVAL) ended the
+    script there, the later values (THP, IRQs, sysctls) never set. A file that refuses
+    the value: a live process's oom_score_adj, which takes only numbers."""
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        qos = host / "sys/devices/system/cpu/cpu1/power/pm_qos_resume_latency_us"
+        qos.unlink()
+        os.symlink(f"/proc/{sleeper.pid}/oom_score_adj", qos)
+        out = run_script(proc, host, str(TUNING / "apply.sh"), "0")
+        assert f"skip {qos} (the kernel refused n/a)" in out
+        # everything after it was still set
+        assert (host / "sys/kernel/mm/transparent_hugepage/enabled").read_text().strip() == (
+            "madvise"
+        )
+        assert sysctls(host)["vm.swappiness"] == "0"
+        assert (host / "etc/sysctl.d/90-tradsys.conf").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
