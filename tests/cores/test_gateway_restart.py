@@ -248,6 +248,22 @@ def test_a_restarted_gateway_listens_on_the_tcp_port_of_its_first_start(
     assert instance_segments(instance) == []
 
 
+def _until_every_thread_stopped(pid: int, timeout: float = 30.0) -> None:
+    """SIGSTOP stops a process's threads as each next enters the kernel: the pump thread,
+    running on the other CPU, took a whole burst of orders after kill() had returned
+    (a flake: "20 live orders restored"). Poll each thread's state until all are T."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            stat = (task / "stat").read_text()
+            states.append(stat[stat.rindex(")") + 2])
+        if all(state == "T" for state in states):
+            return
+        assert time.monotonic() < deadline, f"threads of {pid} not stopped: {states}"
+        time.sleep(0.001)  # the kernel's stop is asynchronous: polling its outcome
+
+
 def test_commands_a_killed_gateway_never_took_are_rejected_gateway_restarted(
     instance: str, tmp_path: Path
 ) -> None:
@@ -263,7 +279,8 @@ def test_commands_a_killed_gateway_never_took_are_rejected_gateway_restarted(
         try:
             assert isinstance(alice.wait_for(alice.submit(ACME, "buy", 1, 10, order_id=1)), Ack)
             pid = _gateway_pid(config)
-            os.kill(pid, signal.SIGSTOP)  # its pump takes nothing more from the ring
+            os.kill(pid, signal.SIGSTOP)  # its pump takes nothing more from the ring...
+            _until_every_thread_stopped(pid)  # ...once it has stopped: kill() is asynchronous
             sent = {alice.submit(ACME, "buy", 1, 11, order_id=oid) for oid in range(2, 22)}
             alice.cancel(1, symbol_id=ACME)
             os.kill(pid, signal.SIGKILL)
