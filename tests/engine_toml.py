@@ -24,3 +24,13 @@ symbol = "ACME"
 symbol_id = 1
 reference_price = 100
 """
+
+
+def numbered_instruments(n: int, reference_price: int) -> list[str]:
+    """TOML lines of ``n`` instruments S00000, S00001, ... (symbol ids from 1): the many
+    symbols a scale test configures."""
+    lines: list[str] = []
+    for i in range(n):
+        lines += ["[[instrument]]", f'symbol = "S{i:05d}"', f"symbol_id = {i + 1}"]
+        lines.append(f"reference_price = {reference_price}")
+    return lines

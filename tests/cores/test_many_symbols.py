@@ -15,6 +15,7 @@ import pytest
 
 from tests.accounts_toml import account_tables
 from tests.client.edge_rig import KEYS
+from tests.engine_toml import numbered_instruments
 from tradsys.client.events import Ack, Fill
 from tradsys.client.orders import OrderClient
 from tradsys.config import parse_config
@@ -46,9 +47,7 @@ def config_text(instance: str, data_dir: Path) -> str:
         "[[shard]]",
         "id = 1",
     ]
-    for i in range(SYMBOLS):
-        lines += ["[[instrument]]", f'symbol = "S{i:05d}"', f"symbol_id = {i + 1}"]
-        lines.append("reference_price = 100")
+    lines += numbered_instruments(SYMBOLS, reference_price=100)
     return "\n".join(lines) + "\n" + account_tables(KEYS)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tests.engine_toml import numbered_instruments
 from tradsys.config import parse_config
 from tradsys.cores.control import WorkerState
 from tradsys.cores.supervisor import Supervisor
@@ -43,9 +44,7 @@ def many_symbols(instance: str, data_dir: Path, n: int) -> str:
         "[[shard]]",
         "id = 0",
     ]
-    for i in range(n):
-        lines += ["[[instrument]]", f'symbol = "S{i:05d}"', f"symbol_id = {i + 1}"]
-        lines.append("reference_price = 10000")
+    lines += numbered_instruments(n, reference_price=10000)
     return "\n".join(lines) + "\n"
 
 
