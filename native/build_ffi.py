@@ -57,6 +57,7 @@ SOURCES = [
     "gateway_owner.c",
     "gateway.c",
     "gateway_pump.c",
+    "gateway_status.c",
     "gateway_latency.c",
     "risk.c",
     "jitter.c",

@@ -234,7 +234,9 @@ ts_gateway *ts_gateway_new(const ts_gateway_config *cfg) {
     gw->accounts = calloc(cfg->max_accounts, sizeof *gw->accounts);
     gw->sessions = calloc(cfg->max_sessions, sizeof *gw->sessions);
     gw->orders = calloc(cfg->max_orders, sizeof *gw->orders);
-    if (!gw->instr || !gw->accounts || !gw->sessions || !gw->orders ||
+    /* untouched (unmapped) until an ORDER_STATUS answer lists that many orders */
+    gw->status_keys = calloc(cfg->max_orders, sizeof *gw->status_keys);
+    if (!gw->instr || !gw->accounts || !gw->sessions || !gw->orders || !gw->status_keys ||
         keymap_init(&gw->instr_map, cfg->max_instruments) ||
         keymap_init(&gw->account_map, cfg->max_accounts) ||
         table_init(&gw->by_exch, cfg->max_orders) || table_init(&gw->by_client, cfg->max_orders)) {
@@ -273,6 +275,7 @@ void ts_gateway_free(ts_gateway *gw) {
     free(gw->account_map.vals);
     free(gw->sessions);
     free(gw->orders);
+    free(gw->status_keys);
     free(gw->by_exch.slots);
     free(gw->by_client.slots);
     free(gw->ledger);

@@ -116,6 +116,8 @@ typedef struct ts_gateway_stats {
                                  * session was removed (in commands_in too) */
     uint64_t disconnect_cancel_answers; /* rejects of the gateway's own disconnect cancels
                                          * (the order had ended first): no client's */
+    uint64_t status_requests;   /* ORDER_STATUS requests answered (gateway_status.c) */
+    uint64_t status_orders;     /* ORDER_STATUS records of orders in those answers */
     uint64_t rejects[64];
 } ts_gateway_stats;
 

@@ -212,7 +212,15 @@ struct ts_gateway {
      * call): their commands go to the shards' backlogs and their rejects here, not to the
      * stages, which are bounded by the rings' room. NULL otherwise. */
     struct gw_leaving *leaving;
+    struct gw_status_key *status_keys; /* gateway_status.c: an answer's orders (max_orders) */
 };
+
+/* One order of an ORDER_STATUS answer, as it is sorted (gateway_status.c). */
+typedef struct gw_status_key {
+    uint64_t client_id;
+    uint32_t idx;
+    uint32_t _pad0;
+} gw_status_key;
 
 /* The rejects of a leaving session's last commands, for gw_hold_unread. */
 typedef struct gw_leaving {
@@ -242,6 +250,13 @@ uint32_t gw_find_amendable(const ts_gateway *gw, uint32_t account, uint64_t clie
  * (the gateway knows the order's). */
 uint32_t gw_find_amendable_in(const ts_gateway *gw, uint32_t account, uint64_t client_id,
                               uint32_t symbol_id);
+/* gateway_status.c: answer a session's ORDER_STATUS straight into its event ring, whose
+ * room the intake counted in *out_room (less what it uses). Its stage must be empty (the
+ * caller pushes it first). 0: answered; GW_STATUS_WAIT: not yet (no room, or held events
+ * go first); else a reject reason for the caller to stage. */
+#define GW_STATUS_WAIT (-1)
+int gw_take_status(ts_gateway *gw, gw_session *s, const ts_command *c, uint64_t *out_room);
+
 /* gateway_owner.c: off the list it is on (its session's, or its account's orphans) */
 void gw_session_unlink(ts_gateway *gw, uint32_t idx);
 
@@ -279,6 +294,9 @@ int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev, int ans
 int gw_keep_held(ts_gateway *gw, uint32_t account, const ts_event *ev, uint64_t seq);
 int gw_held_buffer(gw_account *acc); /* the account's held-event buffer; 0: no memory */
 uint64_t gw_replay_held(ts_gateway *gw);
+/* One account's held events to the session in its replay_to (not GW_NONE), as its ring
+ * has room; returns how many went. */
+uint64_t gw_replay_account(ts_gateway *gw, uint32_t a);
 /* a leaving session's unread events (the caller's `taken`, its ring, its stage) become
  * the account's held events, ahead of those pending (remove_session, a control call) */
 void gw_hold_unread(ts_gateway *gw, uint32_t slot, const ts_event *taken, uint64_t n_taken,

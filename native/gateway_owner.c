@@ -115,43 +115,45 @@ static int push_stage_first(gw_session *s, uint64_t *pushed) {
  * so the mark follows exactly the events that reached the ring. */
 uint64_t gw_replay_held(ts_gateway *gw) {
     uint64_t moved = 0;
-    for (uint32_t a = 0; a < gw->n_accounts; a++) {
-        gw_account *acc = &gw->accounts[a];
-        if (acc->replay_to == GW_NONE) continue;
-        gw_session *s = &gw->sessions[acc->replay_to];
-        uint64_t k = 0, first = 0;
-        if (push_stage_first(s, &first))
-            k = ts_ring_push(s->out, acc->held + acc->held_sent, acc->held_n - acc->held_sent);
-        if (k) {
-            uint64_t durable = 0, last = 0;
-            for (uint64_t i = acc->held_sent; i < acc->held_sent + k; i++)
-                if (acc->held_seq[i]) {
-                    durable++;
-                    last = acc->held_seq[i];
-                }
-            gw_held_delivered(gw, a, last, durable);
-        }
-        if ((k || first) && s->notify_fd >= 0) {
-            uint64_t one = 1;
-            ssize_t w = write(s->notify_fd, &one, sizeof one); /* EAGAIN: one is due */
-            (void)w;
-        }
-        acc->held_sent += (uint32_t)k;
-        gw->st.events_routed += k;
-        moved += k;
-        if (acc->held_sent == acc->held_n) {
-            acc->held_n = acc->held_sent = 0;
-            acc->replay_to = GW_NONE;
-            gw->replays_due--;
-            if (acc->orphans == GW_NONE) { /* rare: give the buffer back until needed */
-                free(acc->held);
-                free(acc->held_seq);
-                acc->held = NULL;
-                acc->held_seq = NULL;
+    for (uint32_t a = 0; a < gw->n_accounts; a++)
+        if (gw->accounts[a].replay_to != GW_NONE) moved += gw_replay_account(gw, a);
+    return moved;
+}
+
+uint64_t gw_replay_account(ts_gateway *gw, uint32_t a) {
+    gw_account *acc = &gw->accounts[a];
+    gw_session *s = &gw->sessions[acc->replay_to];
+    uint64_t k = 0, first = 0;
+    if (push_stage_first(s, &first))
+        k = ts_ring_push(s->out, acc->held + acc->held_sent, acc->held_n - acc->held_sent);
+    if (k) {
+        uint64_t durable = 0, last = 0;
+        for (uint64_t i = acc->held_sent; i < acc->held_sent + k; i++)
+            if (acc->held_seq[i]) {
+                durable++;
+                last = acc->held_seq[i];
             }
+        gw_held_delivered(gw, a, last, durable);
+    }
+    if ((k || first) && s->notify_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t w = write(s->notify_fd, &one, sizeof one); /* EAGAIN: one is due */
+        (void)w;
+    }
+    acc->held_sent += (uint32_t)k;
+    gw->st.events_routed += k;
+    if (acc->held_sent == acc->held_n) {
+        acc->held_n = acc->held_sent = 0;
+        acc->replay_to = GW_NONE;
+        gw->replays_due--;
+        if (acc->orphans == GW_NONE) { /* rare: give the buffer back until needed */
+            free(acc->held);
+            free(acc->held_seq);
+            acc->held = NULL;
+            acc->held_seq = NULL;
         }
     }
-    return moved;
+    return k;
 }
 
 /* The records of a session's outbound ring its client has not taken (the consumer's

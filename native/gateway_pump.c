@@ -326,6 +326,10 @@ static int to_down_shard(const ts_gateway *gw, const ts_command *c) {
 
 static inline void take_copied(ts_gateway *gw, gw_session *s, uint32_t slot,
                                const ts_command *c) {
+    /* only a leaving session's ORDER_STATUS comes here (take_session answers the others):
+     * its client is gone, and an answer held for the account's next session would be a
+     * picture of an earlier time */
+    if (__builtin_expect(c->kind == TS_CMD_ORDER_STATUS, 0)) return;
     if (__builtin_expect(gw->n_down != 0, 0) && to_down_shard(gw, c)) {
         stage_reject(gw, s, c, TS_REJ_SHARD_UNAVAILABLE);
         return;
@@ -352,6 +356,22 @@ static inline void take_command(ts_gateway *gw, gw_session *s, uint32_t slot,
     ts_command cmd = *in_ring;
     __asm__ volatile("" ::: "memory");
     take_copied(gw, s, slot, &cmd);
+}
+
+/* ORDER_STATUS (gateway_status.c): its answer goes straight into the session's ring,
+ * after what this pass staged for it (rejects of the commands before it, whose room is
+ * counted), so that is pushed first. 0: it waits in the ring (taken on a later pass). */
+static int take_status(ts_gateway *gw, gw_session *s, const ts_command *c, uint64_t *out_room) {
+    if (s->staged) flush_session(s);
+    if (s->staged) return 0; /* not reached: the stage had its room counted */
+    const int r = gw_take_status(gw, s, c, out_room);
+    if (r == GW_STATUS_WAIT) return 0;
+    if (r) {
+        if (*out_room < 1) return 0;
+        *out_room -= 1;
+        stage_reject(gw, s, c, r);
+    }
+    return 1;
 }
 
 /* The answers a command may owe at once (gw_due): two for an IOC or FOK order (ACCEPTED,
@@ -418,6 +438,10 @@ static uint64_t take_session(ts_gateway *gw, uint32_t slot, uint32_t max_batch) 
         for (; i < n; i++) {
             ts_command cmd = cmds[i];
             __asm__ volatile("" ::: "memory");
+            if (__builtin_expect(cmd.kind == TS_CMD_ORDER_STATUS, 0)) {
+                if (!take_status(gw, s, &cmd, &out_room)) break; /* waits in the ring */
+                continue;
+            }
             const uint64_t owed = answers_owed(&cmd);
             if (owed > out_room) break; /* no room for its answers: it waits in the ring */
             out_room -= owed;

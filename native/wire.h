@@ -25,7 +25,11 @@ enum ts_command_kind {
     TS_CMD_CANCEL = 2,
     TS_CMD_REPLACE = 3,
     TS_CMD_MASS_CANCEL = 4,
-    TS_CMD_CONTROL = 5
+    TS_CMD_CONTROL = 5,
+    /* a client's request for its account's live orders, answered by the gateway itself
+     * (one TS_EV_ORDER_STATUS per order, then one with TS_EVF_LAST); never reaches a
+     * shard, whose engine rejects it as INVALID_COMMAND */
+    TS_CMD_ORDER_STATUS = 6
 };
 
 enum ts_side { TS_SIDE_BUY = 1, TS_SIDE_SELL = 2 };
@@ -105,7 +109,16 @@ enum ts_event_kind {
     TS_EV_TRADE = 3,      /* one per side of a match; flags says maker or taker */
     TS_EV_CANCELLED = 4,
     TS_EV_REPLACED = 5,
-    TS_EV_TRIGGERED = 6
+    TS_EV_TRIGGERED = 6,
+    TS_EV_ORDER_STATUS = 7 /* one live order, answering TS_CMD_ORDER_STATUS (gateway.h) */
+};
+
+/* ts_event.reason for TS_EV_ORDER_STATUS: where the order stands */
+enum ts_order_status_state {
+    TS_OST_PENDING_NEW = 1, /* sent to its shard, not yet acknowledged */
+    TS_OST_OPEN = 2,        /* acknowledged, resting (or a stop waiting for its trigger) */
+    TS_OST_AMENDING = 3     /* a cancel or replace of it is on its way (or the gateway's
+                               cancel-on-disconnect) */
 };
 
 /* ts_event.reason for TS_EV_REJECTED */
@@ -141,7 +154,9 @@ enum ts_reject_reason {
     TS_REJ_GATEWAY_CAPACITY = 27,    /* the gateway tracks its maximum of live orders */
     TS_REJ_ACCOUNT_THROTTLED = 28,   /* the account's own rate (all its sessions) is spent */
     TS_REJ_GATEWAY_RESTARTED = 29,   /* sent to a gateway that died before taking it */
-    TS_REJ_SHARD_UNAVAILABLE = 30    /* the symbol's shard worker has been down too long */
+    TS_REJ_SHARD_UNAVAILABLE = 30,   /* the symbol's shard worker has been down too long */
+    TS_REJ_STATUS_TOO_LARGE = 31     /* ORDER_STATUS: more live orders than the session's
+                                        event ring holds (ask per symbol) */
 };
 
 /* ts_event.reason for TS_EV_CANCELLED */
@@ -160,7 +175,8 @@ enum ts_cancel_reason {
 enum ts_event_flag {
     TS_EVF_MAKER = 1, /* TRADE: this side was resting */
     TS_EVF_TAKER = 2, /* TRADE: this side was incoming */
-    TS_EVF_DONE = 4   /* the order is finished: nothing of it rests any more */
+    TS_EVF_DONE = 4,  /* the order is finished: nothing of it rests any more */
+    TS_EVF_LAST = 8   /* ORDER_STATUS: the answer's closing record (no order) */
 };
 
 /*

@@ -42,6 +42,7 @@ ENUM_PREFIXES: dict[str, type[Enum]] = {
     "TS_REJ_": wire.RejectReason,
     "TS_CXL_": wire.CancelReason,
     "TS_EVF_": wire.EventFlag,
+    "TS_OST_": wire.OrderState,
     "TS_MD_": wire.MdKind,
 }
 

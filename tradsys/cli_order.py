@@ -117,7 +117,7 @@ def _connect(args: argparse.Namespace, config: Config) -> OrderClient:
 def describe(event: Event, names: dict[int, str]) -> str:
     """One line for a person: what happened to which order."""
     fields = {f: getattr(event, f) for f in event.__struct_fields__}
-    fields.pop("order_id")
+    fields.pop("order_id", None)  # a StatusEnd names its request instead
     sym = names.get(fields.pop("symbol_id"), "?")
     detail = " ".join(
         f"{k}={getattr(v, 'name', v)}".replace("=True", "").replace(" maker=False", "")
@@ -166,6 +166,10 @@ def _verb_parser(
         "mass-cancel", help="cancel every order of the account", parents=parents
     )
     mass.add_argument("symbol", nargs="?", help="only this symbol")
+    status = verbs.add_parser(
+        "status", help="list the account's live orders, as the gateway holds them", parents=parents
+    )
+    status.add_argument("symbol", nargs="?", help="only this symbol")
     return verbs
 
 
@@ -199,10 +203,32 @@ def _send_verb(args: argparse.Namespace, config: Config, client: OrderClient) ->
         sym = _symbol_id(config, args.symbol)
         client.replace(args.order_id, price=args.price, quantity=args.quantity, symbol_id=sym)
         return int(args.order_id)
+    if args.verb == "status":
+        _print_status(config, args, client)
+        return 0
     client.mass_cancel(_symbol_id(config, args.symbol) if args.symbol else 0)
     what = f"{symbol_named(args.symbol, _symbols(config))} only" if args.symbol else "every symbol"
     print(f"mass cancel sent: every order of the account, {what}", flush=True)
     return 0  # the command's own order id: a reject of it carries 0
+
+
+def _print_status(config: Config, args: argparse.Namespace, client: OrderClient) -> None:
+    """One line per live order of the account, by client order id, then how many."""
+    names = {v: k for k, v in _symbols(config).items()}
+    try:
+        live = client.order_status(_symbol_id(config, args.symbol) if args.symbol else 0)
+    except TimeoutError:
+        raise OrderCliError("the gateway did not answer the status request in 5 s") from None
+    for order in live:
+        side = str(getattr(order.side, "name", order.side)).lower()
+        print(
+            f"order {order.order_id} {names.get(order.symbol_id, '?')} {side} "
+            f"price={order.price} quantity={order.quantity} leaves={order.leaves_qty} "
+            f"{getattr(order.state, 'name', order.state)}",
+            flush=True,
+        )
+    where = f" in {symbol_named(args.symbol, _symbols(config))}" if args.symbol else ""
+    print(f"{len(live)} live order(s) of the account{where}", flush=True)
 
 
 class _SentOrders:

@@ -35,6 +35,7 @@ class CommandKind(IntEnum):
     REPLACE = 3
     MASS_CANCEL = 4
     CONTROL = 5
+    ORDER_STATUS = 6  # the account's live orders, answered by the gateway itself
 
 
 class Side(IntEnum):
@@ -86,6 +87,15 @@ class EventKind(IntEnum):
     CANCELLED = 4
     REPLACED = 5
     TRIGGERED = 6
+    ORDER_STATUS = 7  # one live order (or, flag LAST, the end), answering ORDER_STATUS
+
+
+class OrderState(IntEnum):
+    """Where an order stands, in the ``reason`` of an ORDER_STATUS event."""
+
+    PENDING_NEW = 1
+    OPEN = 2
+    AMENDING = 3
 
 
 class RejectReason(IntEnum):
@@ -121,6 +131,7 @@ class RejectReason(IntEnum):
     ACCOUNT_THROTTLED = 28
     GATEWAY_RESTARTED = 29
     SHARD_UNAVAILABLE = 30
+    STATUS_TOO_LARGE = 31
 
 
 GATEWAY_ONLY_REJECTS = frozenset(
@@ -164,6 +175,7 @@ REJECT_TEXT: dict[RejectReason, str] = {
     RejectReason.ACCOUNT_THROTTLED: "the account's order rate (all its sessions) is spent",
     RejectReason.GATEWAY_RESTARTED: "sent to a gateway that died before taking it",
     RejectReason.SHARD_UNAVAILABLE: "the symbol's shard worker is down; nothing changed",
+    RejectReason.STATUS_TOO_LARGE: "more live orders than the session's ring holds: ask per symbol",
 }
 """A short text per reject reason, for protocols and logs that carry one."""
 
@@ -183,6 +195,7 @@ class EventFlag(IntFlag):
     MAKER = 1
     TAKER = 2
     DONE = 4
+    LAST = 8  # ORDER_STATUS: the answer's closing record
 
 
 class MdKind(IntEnum):

@@ -61,27 +61,34 @@ COMMAND_FIELDS: dict[str, str] = {
 EVENT_FIELDS: dict[str, str] = {
     "kind": "`EventKind`",
     "side": "`Side` of the order (a REJECTED: the command's, as the engine or gateway got it)",
-    "reason": "REJECTED: a `RejectReason`; CANCELLED: a `CancelReason`; otherwise 0",
+    "reason": (
+        "REJECTED: a `RejectReason`; CANCELLED: a `CancelReason`; ORDER_STATUS: an "
+        "`OrderState`; otherwise 0"
+    ),
     "flags": "`EventFlag` bits",
     "symbol_id": "the order's instrument",
     "account_id": "the order's account (the session's)",
-    "order_id": "the client's id of the order, as its NEW_ORDER gave it",
+    "order_id": (
+        "the client's id of the order, as its NEW_ORDER gave it (an ORDER_STATUS with flag "
+        "LAST: the request's id)"
+    ),
     "contra_order_id": (
-        "0 in every event a client receives (the other side of a trade is another "
-        "account's business; inside the engine it holds that order's exchange id)"
+        "ORDER_STATUS: the request's id; 0 in every other event a client receives (the "
+        "other side of a trade is another account's business; inside the engine it holds "
+        "that order's exchange id)"
     ),
     "price": (
         "price units. TRADE: the execution price; REJECTED: the command's price; otherwise the "
         "order's price (REPLACED: the new one)"
     ),
     "quantity": (
-        "lots. TRADE: executed; CANCELLED: cancelled; ACCEPTED, TRIGGERED: the order's "
-        "quantity; REPLACED: the new total quantity; REJECTED: the command's"
+        "lots. TRADE: executed; CANCELLED: cancelled; ACCEPTED, TRIGGERED, ORDER_STATUS: the "
+        "order's quantity; REPLACED: the new total quantity; REJECTED: the command's"
     ),
     "leaves_qty": "lots still open after this event (0 once the order is done)",
     "exec_id": (
         "per shard, strictly increasing (so increasing within a symbol); a repeated event "
-        "carries the same one; 0 = a REJECTED the gateway made itself"
+        "carries the same one; 0 = a REJECTED or ORDER_STATUS the gateway made itself"
     ),
 }
 
@@ -109,6 +116,10 @@ COMMAND_KIND_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "MASS_CANCEL": (("symbol_id", "0 = every symbol; the session's account's orders only"),),
     "CONTROL": (("control", ""), ("symbol_id", "0 = every symbol"), ("time_ns", "CLOCK_TICK")),
+    "ORDER_STATUS": (
+        ("order_id", "the request's own id, any number: every record of the answer carries it"),
+        ("symbol_id", "0 = every symbol"),
+    ),
 }
 """Which COMMAND fields each kind reads; the rest are ignored (write them 0)."""
 
@@ -121,6 +132,8 @@ CODE_MEANINGS: dict[type[Enum], dict[str, str]] = {
         "REPLACE": "change a live order's price and total quantity (as FIX)",
         "MASS_CANCEL": "cancel every live order of the account (in one symbol, or all)",
         "CONTROL": "engine-internal (clock, phases); a client's is rejected INVALID_COMMAND",
+        "ORDER_STATUS": "list the account's live orders (in one symbol, or all); the gateway "
+        "answers it (see Order status)",
     },
     wire.Side: {
         "BUY": "buy",
@@ -166,11 +179,20 @@ CODE_MEANINGS: dict[type[Enum], dict[str, str]] = {
         "CANCELLED": "the order, or what was left of it, is cancelled; `reason` says why",
         "REPLACED": "a REPLACE took effect",
         "TRIGGERED": "a stop order's trigger was reached: it now trades as its type says",
+        "ORDER_STATUS": "one live order of the account, answering an ORDER_STATUS; with "
+        "flag LAST, the answer's end",
+    },
+    wire.OrderState: {
+        "PENDING_NEW": "sent to the engine, not yet acknowledged",
+        "OPEN": "acknowledged: resting, or a stop waiting for its trigger",
+        "AMENDING": "a CANCEL or REPLACE of it (or the gateway's cancel-on-disconnect) is on "
+        "its way",
     },
     wire.EventFlag: {
         "MAKER": "TRADE: this order was resting",
         "TAKER": "TRADE: this order was incoming",
         "DONE": "the order is finished: nothing of it rests or waits any more",
+        "LAST": "ORDER_STATUS: the answer's closing record (no order; `quantity` = orders listed)",
     },
     wire.RejectReason: {
         "NONE": "not a reject (the `reason` of events other than REJECTED and CANCELLED)",
@@ -202,6 +224,7 @@ ENUM_TABLES: tuple[tuple[type[Enum], str], ...] = (
     (wire.EventFlag, "EVENT `flags` (bits)"),
     (wire.RejectReason, "EVENT `reason` of a REJECTED"),
     (wire.CancelReason, "EVENT `reason` of a CANCELLED"),
+    (wire.OrderState, "EVENT `reason` of an ORDER_STATUS"),
 )
 
 # ---- the fixed bodies of the session messages (tradsys.protocols.binary) -----------------

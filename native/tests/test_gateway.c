@@ -481,7 +481,8 @@ static void test_remove_while_parked(void) {
 }
 
 /* The hot path allocates nothing: once set up, thousands of orders with every check on,
- * their events, cancels and replaces go through without one malloc. */
+ * their events, cancels and replaces, and an ORDER_STATUS each round, go through without
+ * one malloc. */
 static void test_no_allocation_per_order(void) {
     const int64_t BASE_NS = 1000000000000000LL; /* past the sessions' start (real clock) */
     rig r;
@@ -507,14 +508,15 @@ static void test_no_allocation_per_order(void) {
     uint64_t before = g_allocs;
     ts_command got[64];
     for (uint64_t round = 0; round < 200; round++) {
-        ts_command cmds[40];
+        ts_command cmds[41];
         for (int i = 0; i < 20; i++) {
             cmds[i] = rig_new(round * 20 + i + 1, (uint32_t)(i % 4) + 1, TS_SIDE_BUY, 1000, 2);
             ts_command x = {.kind = i % 2 ? TS_CMD_CANCEL : TS_CMD_REPLACE,
                             .order_id = round * 20 + i + 1, .price = 1001, .quantity = 3};
             cmds[20 + i] = x;
         }
-        ts_ring_push(c.in, cmds, 40);
+        cmds[40] = (ts_command){.kind = TS_CMD_ORDER_STATUS, .order_id = round + 1};
+        ts_ring_push(c.in, cmds, 41);
         ts_gateway_poll_at(r.gw, 0, BASE_NS + (int64_t)round * 1000000);
         for (int s = 0; s < 2; s++) {
             uint64_t k = pop_cmds(r.cmd[s], got, 64);
@@ -541,7 +543,9 @@ static void test_no_allocation_per_order(void) {
     CHECK_EQ(g_allocs - before, 0);
     ts_gateway_stats st;
     ts_gateway_get_stats(r.gw, &st);
-    CHECK_EQ(st.commands_in, 200 * 40);
+    CHECK_EQ(st.commands_in, 200 * 41);
+    CHECK_EQ(st.status_requests, 200);
+    CHECK_EQ(st.status_orders, 200 * 20); /* each round's 20 orders, all still pending */
     CHECK_EQ(st.live_orders, 0);
     ts_position_state pos;
     int64_t bought = 0;

@@ -4,10 +4,11 @@ C matching engine instead of shard workers. It assigns exchange ids and maps eve
 to each session's client order ids, as the real core does, so clients see real fills,
 and it answers a command kind no client may send (CONTROL, a number that is no kind)
 with REJECTED(INVALID_COMMAND) in the session's event stream, never passing it to the
-engine, as the real core's pump does. Its engine answers at once, so every answer here
-comes in the order of the commands (the real pump's own rejects can come ahead of the
-events a shard sends for earlier commands), which lets an edge test see that the edge
-passed the commands on in order."""
+engine, as the real core's pump does; an ORDER_STATUS it answers from the events it
+routed (the session's own orders only, all of them OPEN). Its engine answers at once,
+so every answer here comes in the order of the commands (the real pump's own rejects
+can come ahead of the events a shard sends for earlier commands), which lets an edge
+test see that the edge passed the commands on in order."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class _Session:
     notify_fd: int | None
     cancel_on_disconnect: bool
     exchange_ids: dict[int, int] = field(default_factory=dict)  # client id -> exchange id
+    live: dict[int, np.void] = field(default_factory=dict)  # client id -> its last event
 
 
 class FakeCore:
@@ -110,6 +112,10 @@ class FakeCore:
             out = np.array([ev], wire.EVENT_DTYPE)
             out["order_id"] = owner[1]
             out["contra_order_id"] = 0
+            if int(ev["leaves_qty"]) > 0 and int(ev["kind"]) != wire.EventKind.REJECTED:
+                s.live[owner[1]] = out[0].copy()
+            elif not int(ev["leaves_qty"]) and int(ev["kind"]) != wire.EventKind.TRIGGERED:
+                s.live.pop(owner[1], None)
             self._deliver(s, out)
 
     @staticmethod
@@ -130,6 +136,25 @@ class FakeCore:
         out["account_id"] = s.account_id
         self._deliver(s, out)
 
+    def _answer_status(self, s: _Session, cmd: np.void) -> None:
+        """The pump's ORDER_STATUS answer (gateway_status.c), from what was routed."""
+        symbol = int(cmd["symbol_id"])
+        rows = [e for cid, e in sorted(s.live.items()) if symbol in (0, int(e["symbol_id"]))]
+        out = np.zeros(len(rows) + 1, wire.EVENT_DTYPE)
+        for i, e in enumerate(rows):
+            for name in ("side", "symbol_id", "order_id", "price", "leaves_qty"):
+                out[i][name] = e[name]
+            out[i]["quantity"] = e["leaves_qty"]
+            out[i]["reason"] = wire.OrderState.OPEN
+        out["kind"] = wire.EventKind.ORDER_STATUS
+        out["account_id"] = s.account_id
+        out["contra_order_id"] = cmd["order_id"]
+        out[-1]["flags"] = wire.EventFlag.LAST
+        out[-1]["order_id"] = cmd["order_id"]
+        out[-1]["symbol_id"] = symbol
+        out[-1]["quantity"] = len(rows)
+        self._deliver(s, out)
+
     def poll(self) -> int:
         buf = np.zeros(256, wire.COMMAND_DTYPE)
         moved = 0
@@ -142,6 +167,9 @@ class FakeCore:
                     self.commands += 1
                     cmd["account_id"] = s.account_id
                     client_id = int(cmd["order_id"])
+                    if cmd["kind"] == wire.CommandKind.ORDER_STATUS:
+                        self._answer_status(s, cmd)
+                        continue
                     if int(cmd["kind"]) not in CLIENT_KINDS:
                         self._reject_invalid(s, cmd)
                         continue

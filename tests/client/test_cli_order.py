@@ -69,6 +69,24 @@ def test_shell_keeps_one_session(edge: EdgeRig, tmp_path: Path) -> None:
     assert lines[3].startswith("Cancelled") and "reason=USER" in lines[3]
 
 
+def test_status_lists_the_accounts_live_orders(edge: EdgeRig, tmp_path: Path) -> None:
+    script = (
+        "submit ACME sell 5 --price 101 --order-id 9\n"
+        "submit ACME sell 3 --price 102 --order-id 8\n"
+        "status\n"
+        "status NOPE\n"
+    )
+    out = order_cli(edge, tmp_path, "--account", "acct1", "shell", stdin=script)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if not line.startswith("Ack")]
+    assert lines[:3] == [
+        "order 8 ACME sell price=102 quantity=3 leaves=3 OPEN",
+        "order 9 ACME sell price=101 quantity=5 leaves=5 OPEN",
+        "2 live order(s) of the account",
+    ]
+    assert "unknown symbol 'NOPE'" in out.stdout + out.stderr
+
+
 def test_session_options_also_work_after_the_verb(edge: EdgeRig, tmp_path: Path) -> None:
     """As the README writes it: `tradsys order submit ACME buy 3 --price 99 --account acct1
     --tcp` — and an option given before the verb is not overwritten by the verb's default."""

@@ -3,7 +3,8 @@ exceptions the order client raises.
 
 Event records (``tradsys.wire.EVENT_DTYPE``) carry the client's own order id in
 ``order_id``; :func:`to_event` turns one into an ``Ack``, ``Reject``, ``Fill``,
-``Cancelled``, ``Replaced`` or ``Triggered``. Code that needs speed reads the records
+``Cancelled``, ``Replaced``, ``Triggered``, or one record of an ORDER_STATUS answer
+(``OrderStatus``, then ``StatusEnd``). Code that needs speed reads the records
 themselves (``OrderClient.poll_records``) and never builds these.
 """
 
@@ -13,7 +14,15 @@ from typing import Any
 
 import msgspec
 
-from tradsys.wire import REJECT_TEXT, CancelReason, EventFlag, EventKind, RejectReason, Side
+from tradsys.wire import (
+    REJECT_TEXT,
+    CancelReason,
+    EventFlag,
+    EventKind,
+    OrderState,
+    RejectReason,
+    Side,
+)
 
 
 class Ack(msgspec.Struct, frozen=True):
@@ -81,7 +90,35 @@ class Triggered(msgspec.Struct, frozen=True):
     quantity: int
 
 
-Event = Ack | Reject | Fill | Cancelled | Replaced | Triggered
+class OrderStatus(msgspec.Struct, frozen=True):
+    """One live order of the account, as the gateway holds it at the answer's place in
+    the event stream (``OrderClient.order_status``)."""
+
+    order_id: int
+    symbol_id: int
+    side: Side
+    state: OrderState
+    price: int  # the price the engine holds (0: a market-type order without protection)
+    quantity: int  # its total quantity
+    leaves_qty: int
+    request_id: int
+
+
+class StatusEnd(msgspec.Struct, frozen=True):
+    """The end of an ORDER_STATUS answer: ``count`` orders came before it."""
+
+    request_id: int
+    symbol_id: int
+    count: int
+
+    @property
+    def order_id(self) -> int:
+        """The request's id, where other events carry an order's (so ``wait_for``
+        finds it)."""
+        return self.request_id
+
+
+Event = Ack | Reject | Fill | Cancelled | Replaced | Triggered | OrderStatus | StatusEnd
 
 
 def _enum(kind: type[Any], value: int) -> Any:
@@ -123,6 +160,19 @@ def to_event(rec: Any) -> Event:
         return Replaced(oid, sym, int(rec["price"]), int(rec["quantity"]), int(rec["leaves_qty"]))
     if kind == EventKind.TRIGGERED:
         return Triggered(oid, sym, int(rec["price"]), int(rec["quantity"]))
+    if kind == EventKind.ORDER_STATUS:
+        if int(rec["flags"]) & EventFlag.LAST:
+            return StatusEnd(int(rec["contra_order_id"]), sym, int(rec["quantity"]))
+        return OrderStatus(
+            oid,
+            sym,
+            _enum(Side, int(rec["side"])),
+            _enum(OrderState, int(rec["reason"])),
+            int(rec["price"]),
+            int(rec["quantity"]),
+            int(rec["leaves_qty"]),
+            int(rec["contra_order_id"]),
+        )
     raise ValueError(f"unknown event kind {kind} for order {oid}")
 
 

@@ -39,7 +39,9 @@ from tradsys.client.events import (
     Event,
     LoginFailed,
     OrderRejected,
+    OrderStatus,
     Reject,
+    StatusEnd,
     to_event,
 )
 from tradsys.client.repeats import SeenExecs
@@ -207,6 +209,12 @@ class _Orders:
                 "client submitted: pass its symbol_id"
             ) from None
 
+    def _status_request(self, symbol_id: SymbolLike) -> tuple[int, bytes, _StatusAnswer]:
+        """An ORDER_STATUS command with a fresh request id, and what collects its answer."""
+        rid = self.next_order_id()
+        sym = self.symbol_id(symbol_id) if symbol_id else 0
+        return rid, command_bytes(CommandKind.ORDER_STATUS, rid, sym), _StatusAnswer(rid)
+
     def _cancel(self, order_id: int, symbol_id: SymbolLike | None) -> bytes:
         return command_bytes(CommandKind.CANCEL, order_id, self._symbol(order_id, symbol_id))
 
@@ -346,6 +354,27 @@ class OrderClient(_Orders):
         """The first event of ``kinds`` for ``order_id``; OrderRejected if the order is
         rejected first, TimeoutError if nothing comes. Other events stay for poll(), and
         in the session until then (see :class:`_Orders`)."""
+
+        def judge(event: Event) -> int:
+            return _END if _answers(event, order_id, kinds) else _KEEP
+
+        what = f"no {[k.__name__ for k in kinds]} for order {order_id}"
+        return _answer(self._wait(judge, timeout, what), kinds)
+
+    def order_status(self, symbol_id: SymbolLike = 0, timeout: float = 5.0) -> list[OrderStatus]:
+        """The account's live orders (in one symbol, or all with 0), by client order id,
+        as the gateway holds them at one place in this session's event stream: every event
+        before it is in the answer, every event after it is news. OrderRejected if it is
+        refused (STATUS_TOO_LARGE: ask per symbol), TimeoutError if it does not come.
+        Events that arrive meanwhile stay for poll(), as with :meth:`wait_for`."""
+        rid, record, answer = self._status_request(symbol_id)
+        self.transport.send_one(record)
+        end = self._wait(answer.judge, timeout, f"no ORDER_STATUS answer to request {rid}")
+        return answer.result(end)
+
+    def _wait(self, judge: Callable[[Event], int], timeout: float, what: str) -> Event:
+        """Events in order until ``judge`` says one ends the wait (returned); those it
+        takes are consumed, the others stay for poll(), in order. TimeoutError(what)."""
         deadline = time.monotonic() + timeout
         kept: list[_Unhanded] = []
         looked = False  # what had arrived is read at least once, also with timeout=0
@@ -354,20 +383,18 @@ class OrderClient(_Orders):
                 if not self._backlog:
                     left = deadline - time.monotonic()
                     if left <= 0 and looked:
-                        raise TimeoutError(f"no {[k.__name__ for k in kinds]} for order {order_id}")
+                        raise TimeoutError(what)
                     self._read(max(left, 0.0), kept[0].number - 1 if kept else self._events_read)
                     looked = True
                     continue
                 entry = self._backlog.popleft()
                 if not entry.called:
                     self._call(entry.event)
-                event = entry.event
-                if event.order_id == order_id:
-                    if isinstance(event, Reject) and Reject not in kinds:
-                        raise OrderRejected(event)
-                    if isinstance(event, kinds):
-                        return event
-                kept.append(entry._replace(called=True))
+                verdict = judge(entry.event)
+                if verdict == _END:
+                    return entry.event
+                if verdict == _KEEP:
+                    kept.append(entry._replace(called=True))
         finally:
             self._backlog.extendleft(reversed(kept))
 
@@ -393,6 +420,32 @@ class OrderClient(_Orders):
 def _answers(event: Event, order_id: int, kinds: tuple[type, ...]) -> bool:
     """Whether ``event`` ends a wait_for: one of ``kinds`` for the order, or its reject."""
     return event.order_id == order_id and isinstance(event, (*kinds, Reject))
+
+
+# what a wait's judge says of an event: keep it for later, take it, or end the wait
+_KEEP, _TAKE, _END = 0, 1, 2
+
+
+class _StatusAnswer:
+    """Collects one ORDER_STATUS answer: its orders are taken (not left for poll), its
+    end or its reject ends the wait."""
+
+    def __init__(self, request_id: int) -> None:
+        self.request_id = request_id
+        self.orders: list[OrderStatus] = []
+
+    def judge(self, event: Event) -> int:
+        if isinstance(event, OrderStatus) and event.request_id == self.request_id:
+            self.orders.append(event)
+            return _TAKE
+        if isinstance(event, StatusEnd | Reject) and event.order_id == self.request_id:
+            return _END
+        return _KEEP
+
+    def result(self, end: Event) -> list[OrderStatus]:
+        if isinstance(end, Reject):
+            raise OrderRejected(end)
+        return self.orders
 
 
 def _answer(event: Event, kinds: tuple[type, ...]) -> Event:
@@ -580,19 +633,40 @@ class AsyncOrderClient(_Orders):
         """As :meth:`OrderClient.wait_for`: the events it passes over stay, in order, for
         :meth:`next_event` / :meth:`events` (and in the session until then); a task
         already waiting there is woken for each, in order."""
-        for i, (_, event) in enumerate(self._kept):
-            if _answers(event, order_id, kinds):
-                del self._kept[i]
+
+        def judge(event: Event) -> int:
+            return _END if _answers(event, order_id, kinds) else _KEEP
+
+        return _answer(await self._wait(judge, timeout), kinds)
+
+    async def order_status(
+        self, symbol_id: SymbolLike = 0, timeout: float = 5.0
+    ) -> list[OrderStatus]:
+        """As :meth:`OrderClient.order_status`; events passed over stay for
+        :meth:`next_event`, as with :meth:`wait_for`."""
+        _, record, answer = self._status_request(symbol_id)
+        await self._send_one(record)
+        return answer.result(await self._wait(answer.judge, timeout))
+
+    async def _wait(self, judge: Callable[[Event], int], timeout: float) -> Event:
+        """As :meth:`OrderClient._wait`, from what wait_for kept first, then the queue."""
+        for number, event in list(self._kept):
+            verdict = judge(event)
+            if verdict != _KEEP:
+                self._kept.remove((number, event))
                 self._note_handed()
-                return _answer(event, kinds)
+            if verdict == _END:
+                return event
         async with asyncio.timeout(timeout):
             while True:
                 event = await self._take(None)
-                if _answers(event, order_id, kinds):
+                verdict = judge(event)
+                if verdict == _END:
                     self._note_handed()
-                    return _answer(event, kinds)
-                self._kept.append((self._taken, event))
-                self._kept_added.set()
+                    return event
+                if verdict == _KEEP:
+                    self._kept.append((self._taken, event))
+                    self._kept_added.set()
                 self._note_handed()
 
     async def close(self) -> None:

@@ -99,6 +99,8 @@ _STAT_FIELDS = (
     "events_unpinned",
     "commands_at_close",
     "disconnect_cancel_answers",
+    "status_requests",
+    "status_orders",
     "passes",
     "handoff_yields",
     "commands_in",

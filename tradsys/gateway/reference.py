@@ -25,6 +25,7 @@ from tradsys.wire import (
     EventFlag,
     EventKind,
     OrderFlag,
+    OrderState,
     OrderType,
     RejectReason,
     Side,
@@ -118,8 +119,10 @@ class ReferenceGateway:
         *,
         epoch: int,
         max_orders: int,
+        ring_capacity: int = 1 << 30,
     ) -> None:
-        """``instruments``: symbol_id → (shard id, reference price)."""
+        """``instruments``: symbol_id → (shard id, reference price); ``ring_capacity``:
+        the records a session's event ring holds (an ORDER_STATUS answer's bound)."""
         self.shard_of = {sym: shard for sym, (shard, _) in instruments.items()}
         self.reference = {sym: ref for sym, (_, ref) in instruments.items()}
         self.last_trade: dict[int, int] = {}
@@ -127,6 +130,7 @@ class ReferenceGateway:
         self.global_kill = False
         self.next_id = (epoch << EPOCH_SHIFT) + 1
         self.max_orders = max_orders
+        self.ring_capacity = ring_capacity
         self.orders: dict[int, RefOrder] = {}
         self.by_client: dict[tuple[int, int], int] = {}
         self.sessions: dict[int, RefSession] = {}
@@ -197,7 +201,7 @@ class ReferenceGateway:
         out: dict[int, list[Record]] = {}
         rejects: list[Record] = []
         for c in last:
-            sent, evs = self.command(sid, c, now)
+            sent, evs = self.command(sid, c, now, leaving=True)
             for shard, recs in sent.items():
                 out.setdefault(shard, []).extend(recs)
             rejects += evs
@@ -277,12 +281,15 @@ class ReferenceGateway:
     # ---- intake --------------------------------------------------------------------------
 
     def command(
-        self, sid: int, c: Record, now: int
+        self, sid: int, c: Record, now: int, leaving: bool = False
     ) -> tuple[dict[int, list[Record]], list[Record]]:
-        """One client command: (commands per shard, events for the session)."""
+        """One client command: (commands per shard, events for the session). A leaving
+        session's ORDER_STATUS is not answered (its client is gone)."""
         s = self.sessions[sid]
         kind = c["kind"]
         try:
+            if kind == CommandKind.ORDER_STATUS:
+                return {}, [] if leaving else self._status(s, c)
             if kind == CommandKind.NEW_ORDER:
                 return self._new(sid, s, c, now), []
             if kind in (CommandKind.CANCEL, CommandKind.REPLACE):
@@ -297,6 +304,58 @@ class ReferenceGateway:
             raise _RejectError(RejectReason.INVALID_COMMAND)
         except _RejectError as r:
             return {}, [self._reject(s, c, r.reason)]
+
+    def _status(self, s: RefSession, c: Record) -> list[Record]:
+        """ORDER_STATUS: the account's live orders (in the symbol asked for, or all) by
+        client order id, then the closing record; the whole answer or a reject."""
+        symbol = c["symbol_id"]
+        if symbol and symbol not in self.shard_of:
+            raise _RejectError(RejectReason.UNKNOWN_SYMBOL)
+        live = [
+            o
+            for o in self.orders.values()
+            if o.account == s.account and o.state != DONE and symbol in (0, o.symbol)
+        ]
+        if len(live) + 1 > self.ring_capacity:
+            raise _RejectError(RejectReason.STATUS_TOO_LARGE)
+        # the events held for this session go first (they are older than the answer)
+        acc = self.accounts[s.account]
+        out: list[Record] = []
+        if acc.held and acc.replay_to is not None and self.sessions.get(acc.replay_to) is s:
+            out, acc.held, acc.replay_to = acc.held, [], None
+        for o in sorted(live, key=lambda o: (o.client_id, o.exch_id)):
+            if o.state == PENDING_NEW:
+                state = OrderState.PENDING_NEW
+            elif o.pending or o.given_up:
+                state = OrderState.AMENDING
+            else:
+                state = OrderState.OPEN
+            out.append(
+                _event(
+                    kind=EventKind.ORDER_STATUS,
+                    side=o.side,
+                    reason=state,
+                    symbol_id=o.symbol,
+                    account_id=s.account,
+                    order_id=o.client_id,
+                    contra_order_id=c["order_id"],
+                    price=o.limit,
+                    quantity=o.qty,
+                    leaves_qty=o.leaves,
+                )
+            )
+        out.append(
+            _event(
+                kind=EventKind.ORDER_STATUS,
+                flags=EventFlag.LAST,
+                symbol_id=symbol,
+                account_id=s.account,
+                order_id=c["order_id"],
+                contra_order_id=c["order_id"],
+                quantity=len(live),
+            )
+        )
+        return out
 
     def _reject(self, s: RefSession, c: Record, reason: RejectReason) -> Record:
         new = c["kind"] == CommandKind.NEW_ORDER

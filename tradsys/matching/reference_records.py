@@ -16,8 +16,10 @@ import numpy as np
 from tradsys.matching.api import Records
 from tradsys.wire import COMMAND_DTYPE, EVENT_DTYPE, MD_DTYPE, EventFlag, EventKind, MdKind
 
-EV_ACCEPTED, EV_REJECTED, EV_TRADE, EV_CANCELLED, EV_REPLACED, EV_TRIGGERED = (
-    int(k) for k in EventKind
+# the kinds the engine emits (ORDER_STATUS is the gateway's own)
+EV_ACCEPTED, EV_REJECTED, EV_TRADE = (int(k) for k in EventKind if k <= EventKind.TRADE)
+EV_CANCELLED, EV_REPLACED, EV_TRIGGERED = (
+    int(k) for k in (EventKind.CANCELLED, EventKind.REPLACED, EventKind.TRIGGERED)
 )
 MAKER, TAKER, DONE = int(EventFlag.MAKER), int(EventFlag.TAKER), int(EventFlag.DONE)
 MD_L2, MD_TRADE, MD_BBO = int(MdKind.L2_UPDATE), int(MdKind.TRADE), int(MdKind.BBO)
