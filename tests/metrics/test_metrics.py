@@ -157,12 +157,13 @@ def test_gateway_series_move_with_orders_rejects_and_sessions(
             assert isinstance(alice.wait_for(alice.submit(1, "buy", 5, 99, order_id=1)), Ack)
             with pytest.raises(OrderRejected, match="MAX_ORDER_QTY"):
                 alice.wait_for(alice.submit(1, "buy", 101, 99, order_id=2))
+            assert [o.order_id for o in alice.order_status()] == [1]
 
             def caught_up() -> dict[str, float]:
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:  # the gateway refreshes its stats file
                     samples = scrape(sup)
-                    if samples.get("tradsys_gateway_commands_in_total{}") == 2.0:
+                    if samples.get("tradsys_gateway_commands_in_total{}") == 3.0:
                         return samples
                 raise AssertionError("the gateway's figures never reached /metrics")
 
@@ -172,6 +173,8 @@ def test_gateway_series_move_with_orders_rejects_and_sessions(
             start_cancels = len(config.shards) * sum(a.cancel_on_disconnect for a in accounts)
             assert samples["tradsys_gateway_commands_routed_total{}"] == 1 + start_cancels
             assert samples["tradsys_gateway_rejects_total{reason=max_order_qty}"] == 1.0
+            assert samples["tradsys_gateway_status_requests_total{}"] == 1.0
+            assert samples["tradsys_gateway_status_orders_total{}"] == 1.0
             assert samples["tradsys_gateway_sessions{transport=colocated}"] == 1.0
             assert samples["tradsys_gateway_gc_collections_total{generation=2}"] == 0.0
             # at least the first pass's tick for each shard, counted apart from commands

@@ -275,6 +275,8 @@ GATEWAY_COUNTERS = [
         "disconnect_cancel_answers",
         "Rejects of the gateway's own disconnect cancels (the order had ended): no client's.",
     ),
+    ("status_requests", "status_requests", "ORDER_STATUS requests the gateway answered."),
+    ("status_orders", "status_orders", "Orders listed in the ORDER_STATUS answers."),
 ]
 GATEWAY_EDGE_COUNTERS = [
     ("logins_refused", "Logins refused (bad key, bad uid, wrong account, timeout)."),
