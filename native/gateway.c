@@ -424,6 +424,18 @@ int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_li
 
 /* ---- sessions ------------------------------------------------------------------------ */
 
+uint64_t ts_gateway_take_dropped(ts_gateway *gw, uint32_t account_id) {
+    control_lock(gw);
+    uint32_t a = gw_keymap_get(&gw->account_map, account_id);
+    uint64_t n = 0;
+    if (a != GW_NONE) {
+        n = gw->accounts[a].dropped;
+        gw->accounts[a].dropped = 0;
+    }
+    control_unlock(gw);
+    return n;
+}
+
 int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inbound,
                                ts_ring *outbound, int32_t notify_fd, int32_t cancel_on_disconnect) {
     if (!inbound || !outbound || cancel_on_disconnect < -1 || cancel_on_disconnect > 1)

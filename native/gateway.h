@@ -167,6 +167,13 @@ int ts_gateway_add_instrument(ts_gateway *gw, uint32_t symbol_id, uint32_t shard
  * throttle of its live sessions follows the new rate). */
 int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_limits *limits);
 
+/* How many events of the account's orders the gateway dropped instead of keeping them for
+ * its next session (past the TS_GW_HELD_EVENTS it keeps per account) since this was last
+ * called, and counting starts again: what a login tells the new session (LOGIN_ACCEPTED
+ * events_dropped), so that a client knows to ask for ORDER_STATUS. A control call; 0
+ * for an unknown account. */
+uint64_t ts_gateway_take_dropped(ts_gateway *gw, uint32_t account_id);
+
 /* A session trading for `account_id`: the gateway consumes `inbound` (COMMAND records)
  * and produces into `outbound` (EVENT records), writing 8 bytes to notify_fd (an
  * eventfd; -1 = none) after a pass that pushed to it. cancel_on_disconnect: 0, 1, or -1

@@ -97,6 +97,9 @@ typedef struct gw_account {
     uint32_t replay_to; /* the session slot they go to, GW_NONE until one comes */
     uint32_t lslot;     /* its slot in the ledger (GW_NONE: none) */
     uint32_t hslot;     /* its delivery mark in the held-events log (GW_NONE: none) */
+    /* events of its orders dropped instead of held (the cap, or no memory) since a login
+     * last took the count (ts_gateway_take_dropped): the next session is told */
+    uint64_t dropped;
 } gw_account;
 
 typedef struct gw_instrument {

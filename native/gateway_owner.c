@@ -75,7 +75,10 @@ int gw_held_buffer(gw_account *acc) {
 
 int gw_keep_held(ts_gateway *gw, uint32_t account, const ts_event *ev, uint64_t seq) {
     gw_account *acc = &gw->accounts[account];
-    if (!acc->held || acc->held_n == TS_GW_HELD_EVENTS) return 0;
+    if (!acc->held || acc->held_n == TS_GW_HELD_EVENTS) {
+        acc->dropped++;
+        return 0;
+    }
     acc->held[acc->held_n] = *ev;
     acc->held_seq[acc->held_n++] = seq;
     gw_held_kept(gw, seq);
@@ -87,7 +90,10 @@ int gw_keep_held(ts_gateway *gw, uint32_t account, const ts_event *ev, uint64_t 
  * into the log (gateway_held.c) and then the account's buffer. */
 int gw_hold_event(ts_gateway *gw, const gw_order *o, const ts_event *ev, int answers_amend) {
     gw_account *acc = &gw->accounts[o->account];
-    if (!acc->held || acc->held_n == TS_GW_HELD_EVENTS) return 0;
+    if (!acc->held || acc->held_n == TS_GW_HELD_EVENTS) {
+        acc->dropped++;
+        return 0;
+    }
     ts_event e = *ev;
     e.order_id = o->client_id;
     e.contra_order_id = 0;
@@ -186,6 +192,7 @@ uint64_t gw_hold_ahead(ts_gateway *gw, uint32_t account, const ts_event *evs, ui
     const uint64_t room = TS_GW_HELD_EVENTS - pending;
     const uint32_t keep = (uint32_t)(n < room ? n : room);
     if (!keep || !gw_held_buffer(acc)) { /* the cap is full, or no memory for a buffer */
+        acc->dropped += total;
         gw->st.events_unread_dropped += total;
         gw->st.events_orphaned += total;
         return 0;
@@ -206,6 +213,7 @@ uint64_t gw_hold_ahead(ts_gateway *gw, uint32_t account, const ts_event *evs, ui
     acc->held_n = m;
     gw->st.events_held += keep;
     gw->st.events_unread_held += keep;
+    acc->dropped += total - keep;
     gw->st.events_unread_dropped += total - keep;
     gw->st.events_orphaned += total - keep;
     free(all);

@@ -249,6 +249,11 @@ BODIES: tuple[tuple[str, struct.Struct, Sequence[tuple[str, str]]], ...] = (
             ("next_event_seq", "the `seq` of the first EVENTS record (1)"),
             ("next_command_seq", "the `seq` the first COMMANDS frame must carry (1)"),
             ("ring_capacity", "records each of the session's two rings holds"),
+            (
+                "events_dropped",
+                "events of the account's orders dropped since its previous login (past the "
+                "4 096 kept for it): not 0, ask ORDER_STATUS where the orders stand",
+            ),
             ("inbound_ring", "colocated: the command ring's name; empty (NULs) for TCP"),
             ("outbound_ring", "colocated: the event ring's name; empty (NULs) for TCP"),
         ),

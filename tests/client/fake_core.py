@@ -65,6 +65,7 @@ class FakeCore:
         self.unsent: list[tuple[int, np.ndarray[Any, Any]]] = []  # commands handed to it
         self.commands = 0  # every command taken from a session's ring
         self.invalid = 0  # of which answered REJECTED(INVALID_COMMAND), unseen by the engine
+        self.dropped: dict[int, int] = {}  # account -> events "dropped" (take_dropped)
 
     def add_session(
         self,
@@ -84,6 +85,11 @@ class FakeCore:
                 account_id, inbound, outbound, notify_fd, cancel_on_disconnect
             )
             return sid
+
+    def take_dropped(self, account_id: int) -> int:
+        """The real core's count of events it dropped for the account: what a test put
+        in ``dropped``, once."""
+        return self.dropped.pop(account_id, 0)
 
     def remove_session(self, session_id: int, unread: Any = None, unsent: Any = None) -> None:
         with self._lock:

@@ -195,6 +195,15 @@ def test_an_idle_tcp_client_is_kept_alive_by_its_heartbeats(edge: EdgeRig) -> No
         assert edge.stats()["heartbeat_timeouts"] == 0
 
 
+@pytest.mark.parametrize("how", ["colocated", "tcp"])
+def test_a_login_says_how_many_events_were_dropped_while_away(edge: EdgeRig, how: str) -> None:
+    edge.core.dropped[1] = 4242  # the core dropped them past the account's held cap
+    with OrderClient.connect(address(edge, how), account_id=1, api_key=KEYS[1]) as first:
+        assert first.events_dropped == 4242
+    with OrderClient.connect(address(edge, how), account_id=1, api_key=KEYS[1]) as again:
+        assert again.events_dropped == 0  # told once
+
+
 def test_two_clients_of_one_account_number_their_orders_apart(edge: EdgeRig) -> None:
     """Orders belong to the account, so its clients' ids must not meet: each client counts
     from its own start time (ms << 20), and two of them trade side by side."""

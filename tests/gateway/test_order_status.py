@@ -164,3 +164,35 @@ def test_a_leaving_sessions_request_is_not_answered(make_rig: Callable[..., Gate
     rig.poll()
     assert len(nxt.events()) == 0  # nothing held for it: the picture would be stale
     assert rig.core.stats()["status_requests"] == 0
+
+
+def test_events_dropped_past_the_held_cap_are_counted_for_the_next_login(
+    make_rig: Callable[..., GatewayRig],
+) -> None:
+    rig = make_rig([account(1, cancel_on_disconnect=False)])
+    old = rig.session(1)
+    sent = rig.rest(old, command(order_id=5, quantity=10_000))
+    old.events()
+    rig.core.remove_session(old.id)
+    held_cap, extra = 4096, 10
+    for start in range(0, held_cap + extra, 512):  # one-lot fills while nobody is logged in
+        for k in range(start, min(start + 512, held_cap + extra)):
+            rig.answer(0, EventKind.TRADE, sent, quantity=1, leaves_qty=10_000 - k - 1)
+        while rig.poll():
+            pass
+    assert rig.core.take_dropped(1) == extra
+    assert rig.core.take_dropped(1) == 0  # taken: the count starts again
+    new = rig.session(1)
+    rig.poll()
+    assert len(new.events()) == 256  # the held ones come as the ring has room
+    new.send(status(request_id=1))
+    got = [new.events()]
+    while rig.poll():  # the answer waits until every held event is out
+        got.append(new.events())
+    got.append(new.events())
+    events = np.concatenate(got)
+    rest = held_cap - 256  # the held fills not read above, then the answer (2 records)
+    assert len(events) == rest + 2
+    assert (events["kind"][:rest] == EventKind.TRADE).all()
+    orders, _ = answer_of(events[rest:])
+    assert orders == [(5, AAA, OrderState.OPEN, 10_000, 10_000 - held_cap - extra)]

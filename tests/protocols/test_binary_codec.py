@@ -43,7 +43,7 @@ def feed(buf: FrameBuffer, data: bytes) -> list:
 
 
 def test_fixed_messages_round_trip() -> None:
-    acc = Accepted(7, 1000, 3, 1, 1, 8192, "/tradsys.x.sin.0", "/tradsys.x.sout.0")
+    acc = Accepted(7, 1000, 3, 1, 1, 8192, "/tradsys.x.sin.0", "/tradsys.x.sout.0", 12)
     stream = (
         encode_login(3, "k" * 64, 0)
         + encode_accepted(acc)

@@ -135,6 +135,10 @@ class _Orders:
         self.seen = seen
         self.account_id = transport.accepted.account_id
         self.session_id = transport.accepted.session_id
+        # events of the account's orders the gateway dropped since its previous login,
+        # instead of keeping them for this session (past the 4 096 it keeps): not 0, the
+        # events do not tell where the orders stand; order_status() does
+        self.events_dropped = transport.accepted.events_dropped
         # client order ids must be unique among the account's live orders, whichever of
         # its sessions sent them (orders belong to the account, and a session takes over
         # another's): see first_client_id; pass order_id= to choose your own

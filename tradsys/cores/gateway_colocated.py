@@ -127,6 +127,7 @@ class ColocatedEdge:
                     rings.inbound.capacity,
                     rings.inbound.name,
                     rings.outbound.name,
+                    session.events_dropped,
                 )
             )
             + self.directory

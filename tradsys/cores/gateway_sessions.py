@@ -52,6 +52,8 @@ class SessionCore(Protocol):
         unsent: np.ndarray[Any, Any] | None = None,
     ) -> None: ...
 
+    def take_dropped(self, account_id: int) -> int: ...
+
 
 @dataclass
 class OpenSession:
@@ -63,6 +65,7 @@ class OpenSession:
     rings: SessionRings
     notify_fd: int | None = None
     closed: bool = False
+    events_dropped: int = 0  # the account's events dropped since its last login (told)
 
 
 @dataclass
@@ -122,6 +125,7 @@ class SessionTable:
                 LoginRejectReason.UNAVAILABLE, f"the gateway core refused the session: {exc}"
             ) from exc
         session = OpenSession(sid, account.id, kind, rings, notify_fd)
+        session.events_dropped = self.core.take_dropped(account.id)
         self.live[sid] = session
         self.opened += 1
         return session

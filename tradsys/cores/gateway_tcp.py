@@ -488,6 +488,7 @@ class TcpSession(asyncio.BufferedProtocol):
                     session.rings.inbound.capacity,
                     "",
                     "",
+                    session.events_dropped,
                 )
             )
             + self.edge.directory

@@ -320,6 +320,12 @@ class GatewayCore:
         self._sessions[sid] = _Session(inbound, outbound)
         return int(sid)
 
+    def take_dropped(self, account_id: int) -> int:
+        """Events of the account's orders dropped instead of kept for its next session
+        (past the 4 096 kept per account) since the last call, which starts the count
+        again: a login tells its new session, which then knows to ask for ORDER_STATUS."""
+        return int(lib.ts_gateway_take_dropped(self._gw, account_id))
+
     def remove_session(
         self,
         session_id: int,

@@ -75,9 +75,10 @@ class EndReason(IntEnum):
 LOGIN_BODY = struct.Struct(f"<II{API_KEY_MAX}s")
 """account_id, a reserved u32 (receivers ignore it; senders write 0), API key (NUL
 padded)."""
-ACCEPTED_BODY = struct.Struct(f"<QIIQQI4x{RING_NAME_MAX}s{RING_NAME_MAX}s")
+ACCEPTED_BODY = struct.Struct(f"<QIIQQII{RING_NAME_MAX}s{RING_NAME_MAX}s")
 """session_id, heartbeat_ms, account_id, next event seq, next command seq, ring capacity,
-inbound ring name, outbound ring name (the names are empty for TCP sessions)."""
+events dropped, inbound ring name, outbound ring name (the names are empty for TCP
+sessions)."""
 REASON_BODY = struct.Struct(f"<B{TEXT_MAX}s")
 """LOGIN_REJECTED and END: a reason code and a short text."""
 SYMBOL_ENTRY = struct.Struct(f"<I4xqq{SYMBOL_NAME_MAX}s")
@@ -133,6 +134,10 @@ class Accepted(NamedTuple):
     ring_capacity: int
     inbound: str
     outbound: str
+    # events of the account's orders the gateway dropped instead of keeping them for this
+    # session (past the 4 096 it keeps), since the account's previous login (at most
+    # 2^32 - 1): nonzero, the client asks for ORDER_STATUS to learn where its orders stand
+    events_dropped: int = 0
 
 
 # ---- encoders ----------------------------------------------------------------------------
@@ -173,6 +178,7 @@ def encode_accepted(a: Accepted) -> bytes:
         a.next_event_seq,
         a.next_command_seq,
         a.ring_capacity,
+        min(a.events_dropped, 0xFFFFFFFF),
         a.inbound.encode(),
         a.outbound.encode(),
     )
@@ -236,8 +242,8 @@ def decode_login(body: bytes | memoryview) -> tuple[int, int, str]:
 
 
 def decode_accepted(body: bytes | memoryview) -> Accepted:
-    sid, hb, account, ev, cmd, cap, inbound, outbound = ACCEPTED_BODY.unpack(body)
-    return Accepted(sid, hb, account, ev, cmd, cap, _cstr(inbound), _cstr(outbound))
+    sid, hb, account, ev, cmd, cap, dropped, inbound, outbound = ACCEPTED_BODY.unpack(body)
+    return Accepted(sid, hb, account, ev, cmd, cap, _cstr(inbound), _cstr(outbound), dropped)
 
 
 def decode_symbols(body: bytes | memoryview) -> list[SymbolInfo]:
