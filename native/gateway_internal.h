@@ -314,8 +314,9 @@ void gw_take_leaving(ts_gateway *gw, uint32_t slot, const ts_command *more, uint
  * event taken up to the oldest one still waiting in a session's stage (gateway_pump.c). */
 void gw_release_routed(ts_gateway *gw);
 /* evs[0..n) of one account (client ids, oldest first) held ahead of those pending, up to
- * the cap; total - kept are counted dropped. Returns how many were kept. */
-uint64_t gw_hold_ahead(ts_gateway *gw, uint32_t account, const ts_event *evs, uint64_t n,
+ * the cap (ORDER_STATUS answers left out); total - kept are counted dropped. Returns how
+ * many were kept, moved to the front of evs. */
+uint64_t gw_hold_ahead(ts_gateway *gw, uint32_t account, ts_event *evs, uint64_t n,
                        uint64_t total);
 /* the unread records of a session's outbound ring (consumer to producer index), up to max
  * into dst; with count_only, just how many; 0 if the indexes are garbage */

@@ -184,9 +184,16 @@ uint64_t gw_ring_unread(ts_ring *out, ts_event *dst, uint64_t max, int count_onl
  * events (which came after them), up to TS_GW_HELD_EVENTS pending in all; the newest of
  * them beyond that are dropped and counted (as are total - n that could not be read). In
  * the log, the whole pending list is written again as one batch. Returns how many were
- * kept. */
-uint64_t gw_hold_ahead(ts_gateway *gw, uint32_t account, const ts_event *evs, uint64_t n,
+ * kept, moved to the front of evs. ORDER_STATUS records (an answer the client did not
+ * read) are not held and not counted: a picture of an earlier time, which in the next
+ * session would only take the place of events it needs. */
+uint64_t gw_hold_ahead(ts_gateway *gw, uint32_t account, ts_event *evs, uint64_t n,
                        uint64_t total) {
+    uint64_t events_n = 0;
+    for (uint64_t i = 0; i < n; i++)
+        if (evs[i].kind != TS_EV_ORDER_STATUS) evs[events_n++] = evs[i];
+    total -= n - events_n;
+    n = events_n;
     gw_account *acc = &gw->accounts[account];
     const uint32_t pending = acc->held_n - acc->held_sent;
     const uint64_t room = TS_GW_HELD_EVENTS - pending;

@@ -8,10 +8,11 @@
  * which of the events it reads next came after that picture. Answered between two
  * events of the stream, the answer is exact at its place: every event before it is in
  * it, every event after it is news. It is written straight into the session's ring, all
- * of it at once, or not yet (the command waits in the inbound ring, as any command
- * whose answers find no room), so no stage or list of the pump's ever holds it and a
- * gateway that dies mid-answer leaves either all of it or none (the request is still in
- * the inbound ring then, and the next gateway answers it).
+ * of it in one pass, or not yet (the command waits in the inbound ring, as any command
+ * whose answers find no room), so no stage or list of the pump's ever holds it. A
+ * gateway that dies while pushing it (in chunks) may leave part of it; its successor
+ * drops answer records it reads back (gw_hold_ahead: a picture of an earlier time) and
+ * answers the request, still in the inbound ring, GATEWAY_RESTARTED.
  *
  * Called under gw->lock by the pump's intake. Allocates nothing: the orders' sort keys go
  * into a scratch array made at setup, sorted in place.
@@ -119,7 +120,10 @@ int gw_take_status(ts_gateway *gw, gw_session *s, const ts_command *c, uint64_t 
     ts_ring_info info;
     ts_ring_read_info(s->out, &info);
     const uint64_t n = collect(gw, s->account, instr, gw->status_keys, gw->cfg.max_orders);
-    if (n + 1 > info.capacity) return TS_REJ_STATUS_TOO_LARGE;
+    /* at most half the ring: a client may hold up to half of it unreleased (events it read
+     * and keeps for later, tradsys/client/orders.py), so a bigger answer could wait for
+     * room forever -- and every command behind it with it */
+    if (n + 1 > info.capacity / 2) return TS_REJ_STATUS_TOO_LARGE;
     /* events held for this session go first: they are older than the tables the answer
      * is read from (replayed after it, they would move an order back in the client's
      * eyes), so they go now, all of them, or the request waits */

@@ -155,8 +155,8 @@ enum ts_reject_reason {
     TS_REJ_ACCOUNT_THROTTLED = 28,   /* the account's own rate (all its sessions) is spent */
     TS_REJ_GATEWAY_RESTARTED = 29,   /* sent to a gateway that died before taking it */
     TS_REJ_SHARD_UNAVAILABLE = 30,   /* the symbol's shard worker has been down too long */
-    TS_REJ_STATUS_TOO_LARGE = 31     /* ORDER_STATUS: more live orders than the session's
-                                        event ring holds (ask per symbol) */
+    TS_REJ_STATUS_TOO_LARGE = 31     /* ORDER_STATUS: more live orders than half the
+                                        session's event ring (ask per symbol) */
 };
 
 /* ts_event.reason for TS_EV_CANCELLED */

@@ -35,6 +35,9 @@ class NullCore:
     def add_session(self, account_id, inbound, outbound, *, notify_fd=None, **kw):  # type: ignore[no-untyped-def]
         return 1
 
+    def take_dropped(self, account_id: int) -> int:
+        return 0
+
     def remove_session(self, session_id: int) -> None:
         pass
 

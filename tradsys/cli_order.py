@@ -384,6 +384,7 @@ SHELL_HELP = """commands (each verb's --help says more):
   cancel ORDER_ID SYMBOL                                  cancel one order
   replace ORDER_ID SYMBOL --price P --quantity Q          new price and total quantity
   mass-cancel [SYMBOL]                                    every order of the account
+  status [SYMBOL]                                         the account's live orders
   help                                                    this text
   quit                                                    drain the session's events, end it
 Events are printed as they come, also while the prompt waits."""

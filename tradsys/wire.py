@@ -175,7 +175,7 @@ REJECT_TEXT: dict[RejectReason, str] = {
     RejectReason.ACCOUNT_THROTTLED: "the account's order rate (all its sessions) is spent",
     RejectReason.GATEWAY_RESTARTED: "sent to a gateway that died before taking it",
     RejectReason.SHARD_UNAVAILABLE: "the symbol's shard worker is down; nothing changed",
-    RejectReason.STATUS_TOO_LARGE: "more live orders than the session's ring holds: ask per symbol",
+    RejectReason.STATUS_TOO_LARGE: "more live orders than half the session's ring: ask per symbol",
 }
 """A short text per reject reason, for protocols and logs that carry one."""
 

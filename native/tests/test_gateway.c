@@ -502,6 +502,7 @@ static void test_no_allocation_per_order(void) {
     uint64_t ledger_size = ts_gateway_ledger_size(r.gw);
     void *ledger = aligned_alloc(64, (ledger_size + 63) & ~(uint64_t)63);
     CHECK(ledger != NULL);
+    memset(ledger, 0, ledger_size); /* no earlier test's ledger left in reused heap */
     CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, ledger_size, 7), 0);
     client c = rig_client(&r, 1, 1024);
     ts_gateway_poll_at(r.gw, 0, 1); /* a first pass, as after start-up */

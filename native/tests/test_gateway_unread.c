@@ -450,6 +450,9 @@ static void staged_events_after_a_crash(int crash) {
     void *ledger = aligned_alloc(64, (lsize + 63) & ~(uint64_t)63);
     unsigned char *log = aligned_alloc(64, (size + 63) & ~(uint64_t)63);
     CHECK(ledger != NULL && log != NULL);
+    /* zeroed: heap memory may still hold an earlier test's ledger of the same run id,
+     * which attach would take as this run's own (it returns 1, carried) */
+    memset(ledger, 0, lsize);
     memset(log, 0, size);
     CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, lsize, 9), 0);
     CHECK_EQ(ts_gateway_attach_held(r.gw, log, size), 0);

@@ -11,8 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from tests.conftest import RingFactory
 from tests.gateway.rig import AAA, BBB, GatewayRig, Session, account, command
-from tradsys.wire import CommandKind, EventFlag, EventKind, OrderState, RejectReason
+from tradsys.cores.gateway_rings import RingMaker
+from tradsys.cores.gateway_sessions import SessionTable
+from tradsys.cores.gateway_stale import UnsentCommands, answer_unsent
+from tradsys.wire import EVENT_DTYPE, CommandKind, EventFlag, EventKind, OrderState, RejectReason
 
 
 def status(request_id: int = 77, symbol_id: int = 0) -> np.ndarray[Any, Any]:
@@ -95,8 +99,8 @@ def test_one_symbol_and_an_unknown_symbol(make_rig: Callable[..., GatewayRig]) -
     )  # fmt: skip
 
 
-def _rest_many(rig: GatewayRig, s: Session, n: int) -> None:
-    s.send(*(command(order_id=i + 1) for i in range(n)))
+def _rest_many(rig: GatewayRig, s: Session, n: int, first: int = 1) -> None:
+    s.send(*(command(order_id=first + i) for i in range(n)))
     rig.poll()
     for sent in rig.sent(0):
         rig.answer(0, EventKind.ACCEPTED, sent)
@@ -105,27 +109,32 @@ def _rest_many(rig: GatewayRig, s: Session, n: int) -> None:
 
 def test_the_answer_waits_for_room_in_the_event_ring(make_rig: Callable[..., GatewayRig]) -> None:
     rig = make_rig([account(1)])
-    s = rig.session(1, capacity=16)
-    _rest_many(rig, s, 10)  # 10 acks unread: room for 6, the answer is 11
+    s = rig.session(1, capacity=32)
+    _rest_many(rig, s, 12)  # 12 acks unread
+    s.send(*(command(CommandKind.CANCEL, order_id=900 + i) for i in range(10)))
+    rig.poll()  # and 10 rejects: room for 10, the answer is 13
     s.send(status(request_id=8), command(CommandKind.CANCEL, order_id=404))
     rig.poll()
     assert s.to_gateway.readable == 2  # neither taken: the cancel waits behind it
-    assert len(s.events()) == 10
+    assert len(s.events()) == 22
     rig.poll()
-    orders, request = answer_of(s.events()[:-1])
-    assert request == 8 and [o[0] for o in orders] == list(range(1, 11))
+    events = s.events()
+    orders, request = answer_of(events[:-1])
+    assert request == 8 and [o[0] for o in orders] == list(range(1, 13))
+    assert (events[-1]["kind"], events[-1]["order_id"]) == (EventKind.REJECTED, 404)
 
 
-def test_an_answer_larger_than_the_ring_is_rejected(make_rig: Callable[..., GatewayRig]) -> None:
+def test_an_answer_over_half_the_ring_is_rejected(make_rig: Callable[..., GatewayRig]) -> None:
     rig = make_rig([account(1)])
-    s = rig.session(1, capacity=16)
-    for first in (1, 9):  # 16 orders, in two batches the ring can answer
-        s.send(*(command(order_id=first + i) for i in range(8)))
-        rig.poll()
-        for sent in rig.sent(0):
-            rig.answer(0, EventKind.ACCEPTED, sent)
-        rig.poll()
-        s.events()
+    s = rig.session(1, capacity=16)  # answers of up to 8 records
+    _rest_many(rig, s, 7)
+    s.events()
+    s.send(status(request_id=4))
+    rig.poll()
+    orders, request = answer_of(s.events())
+    assert request == 4 and len(orders) == 7  # 8 records: fits
+    _rest_many(rig, s, 1, first=8)
+    s.events()
     s.send(status(request_id=5))
     rig.poll()
     (reject,) = s.events()
@@ -196,3 +205,44 @@ def test_events_dropped_past_the_held_cap_are_counted_for_the_next_login(
     assert (events["kind"][:rest] == EventKind.TRADE).all()
     orders, _ = answer_of(events[rest:])
     assert orders == [(5, AAA, OrderState.OPEN, 10_000, 10_000 - held_cap - extra)]
+
+
+def test_a_restart_keeps_the_dropped_count_for_the_clients_login(
+    make_rig: Callable[..., GatewayRig], rings: RingFactory
+) -> None:
+    """The restarted gateway's own session (the GATEWAY_RESTARTED answers to what the dead
+    one never took) does not take the count: the client's login is told."""
+    rig = make_rig([account(1, cancel_on_disconnect=False)])
+    stale = rings.create(capacity=8192, role="producer")  # the dead gateway's event ring
+    unread = np.zeros(4096 + 10, EVENT_DTYPE)
+    unread["kind"], unread["account_id"], unread["symbol_id"] = EventKind.TRADE, 1, AAA
+    unread["order_id"] = unread["exec_id"] = np.arange(1, len(unread) + 1)
+    assert stale.push_batch(unread) == len(unread)
+    assert rig.core.hold_stale_ring(stale) == 4096
+    table = SessionTable(rig.core, RingMaker(rig.config.engine.instance + "x", 64), 8)
+    sent = [UnsentCommands("ring", 1, command(order_id=99))]
+    answer_unsent(table, rig.config, sent)  # its reject finds the cap full too
+    login = table.open(rig.config.accounts[0], "colocated")
+    try:
+        assert login.events_dropped == 10 + 1
+    finally:
+        table.close(login)
+
+
+def test_an_unread_answer_is_not_kept_for_the_next_session(
+    make_rig: Callable[..., GatewayRig],
+) -> None:
+    rig = make_rig([account(1, cancel_on_disconnect=False)])
+    s = rig.session(1)
+    sent = [rig.rest(s, command(order_id=i)) for i in (1, 2, 3)]
+    s.events()
+    s.send(status(request_id=9))
+    rig.poll()  # the answer (4 records) is in its ring, unread, when the client dies
+    rig.core.remove_session(s.id)
+    rig.answer(0, EventKind.TRADE, sent[0], quantity=1, leaves_qty=9)
+    rig.poll()
+    new = rig.session(1)
+    rig.poll()
+    (fill,) = new.events()  # the fill is kept; the stale picture is not
+    assert (fill["kind"], fill["order_id"]) == (EventKind.TRADE, 1)
+    assert rig.core.take_dropped(1) == 0

@@ -437,6 +437,7 @@ class _StatusAnswer:
     def __init__(self, request_id: int) -> None:
         self.request_id = request_id
         self.orders: list[OrderStatus] = []
+        self.done: asyncio.Future[Event] | None = None  # the async client's: set at the end
 
     def judge(self, event: Event) -> int:
         if isinstance(event, OrderStatus) and event.request_id == self.request_id:
@@ -488,6 +489,8 @@ class AsyncOrderClient(_Orders):
         self._reader = threading.Thread(target=self._read, daemon=True, name="tradsys-events")
         self._reader.start()
         self._sends_waiting = 0  # sends waiting for room (see _send_waiting)
+        # order_status answers being waited for, by request id (see _take)
+        self._statuses: dict[int, _StatusAnswer] = {}
         self._send_turn = asyncio.Lock()
 
     @classmethod
@@ -571,16 +574,22 @@ class AsyncOrderClient(_Orders):
 
     async def next_event(self, timeout: float | None = None) -> Event:
         """The next event: one :meth:`wait_for` passed over first, else the queue's."""
-        if not (self._kept or self._ahead or not self.queue.empty()):
-            if timeout is not None and timeout <= 0:
-                raise TimeoutError("no event queued")
-            await self._wait_for_event(timeout)
-        if self._kept:
-            _, event = self._kept.popleft()
-        else:
-            event = await self._take(0)
-        self._note_handed()
-        return event
+        deadline = None if timeout is None else self.loop.time() + timeout
+        while True:
+            if not (self._kept or self._ahead or not self.queue.empty()):
+                left = None if deadline is None else deadline - self.loop.time()
+                if left is not None and left <= 0:
+                    raise TimeoutError("no event queued")
+                await self._wait_for_event(left)
+            if self._kept:
+                _, event = self._kept.popleft()
+            else:
+                try:
+                    event = await self._take(0)
+                except TimeoutError:  # what came was a record of an order_status answer
+                    continue
+            self._note_handed()
+            return event
 
     async def _wait_for_event(self, timeout: float | None) -> None:
         """Until the queue has an event or :meth:`wait_for` keeps one (it may be taking
@@ -601,6 +610,27 @@ class AsyncOrderClient(_Orders):
             raise TimeoutError("no event came")
 
     async def _take(self, timeout: float | None) -> Event:
+        """The next event out of the queue, past the records of the order_status answers
+        being waited for, which go to their request whichever task takes them."""
+        while True:
+            event = await self._take_one(timeout)
+            if not (self._statuses and self._route_status(event)):
+                return event
+            self._note_handed()
+            if timeout is not None and timeout <= 0 and not (self._ahead or self.queue.qsize()):
+                raise TimeoutError("no event queued")
+
+    def _route_status(self, event: Event) -> bool:
+        """Whether ``event`` belongs to an order_status answer waited for (taken by it)."""
+        for answer in self._statuses.values():
+            verdict = answer.judge(event)
+            if verdict == _END and answer.done is not None and not answer.done.done():
+                answer.done.set_result(event)
+            if verdict != _KEEP:
+                return True
+        return False
+
+    async def _take_one(self, timeout: float | None) -> Event:
         if self._ahead:
             item = self._ahead.popleft()
             if isinstance(item, BaseException):
@@ -647,10 +677,47 @@ class AsyncOrderClient(_Orders):
         self, symbol_id: SymbolLike = 0, timeout: float = 5.0
     ) -> list[OrderStatus]:
         """As :meth:`OrderClient.order_status`; events passed over stay for
-        :meth:`next_event`, as with :meth:`wait_for`."""
-        _, record, answer = self._status_request(symbol_id)
-        await self._send_one(record)
-        return answer.result(await self._wait(answer.judge, timeout))
+        :meth:`next_event`, as with :meth:`wait_for`. The answer's records go to it
+        whichever task takes them from the queue (a consumer in :meth:`events`, a
+        :meth:`wait_for` beside it): none of them reaches another caller."""
+        rid, record, answer = self._status_request(symbol_id)
+        done: asyncio.Future[Event] = self.loop.create_future()
+        answer.done = done
+        self._statuses[rid] = answer
+        try:
+            await self._send_one(record)
+            for entry in list(self._kept):  # passed over before it was asked for: none
+                if self._route_status(entry[1]):
+                    self._kept.remove(entry)
+                    self._note_handed()
+            async with asyncio.timeout(timeout):
+                while not done.done():
+                    await self._take_unless(done)
+        finally:
+            del self._statuses[rid]
+        return answer.result(done.result())
+
+    async def _take_unless(self, done: asyncio.Future[Event]) -> None:
+        """Take one event for :meth:`next_event` (kept, in order), or return once
+        ``done`` is set by whichever task took the answer's last record."""
+        if not (self._ahead or self.queue.qsize()):
+            getter = asyncio.ensure_future(self.queue.get())
+            try:
+                waiters: set[asyncio.Future[Any]] = {getter, done}
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                getter.cancel()  # a Queue.get cancelled before it took leaves the item
+            if getter.done() and not getter.cancelled():
+                self._ahead.append(getter.result())
+            if not self._ahead:
+                return
+        try:
+            event = await self._take(0)
+        except TimeoutError:  # it was a record of an answer
+            return
+        self._kept.append((self._taken, event))
+        self._kept_added.set()
+        self._note_handed()
 
     async def _wait(self, judge: Callable[[Event], int], timeout: float) -> Event:
         """As :meth:`OrderClient._wait`, from what wait_for kept first, then the queue."""

@@ -30,6 +30,8 @@ log = logging.getLogger("tradsys.gateway")
 # A removed session's rings stay mapped until the pump has finished this many passes
 # since the removal (see SessionTable.close).
 RETIRE_AFTER_PASSES = 2
+# the sessions clients log in to; "recovered" is the gateway's own, at a restart
+CLIENT_KINDS = ("colocated", "tcp")
 
 
 class SessionCore(Protocol):
@@ -125,7 +127,8 @@ class SessionTable:
                 LoginRejectReason.UNAVAILABLE, f"the gateway core refused the session: {exc}"
             ) from exc
         session = OpenSession(sid, account.id, kind, rings, notify_fd)
-        session.events_dropped = self.core.take_dropped(account.id)
+        if kind in CLIENT_KINDS:  # a client's login is told; the restart's own session not
+            session.events_dropped = self.core.take_dropped(account.id)
         self.live[sid] = session
         self.opened += 1
         return session
