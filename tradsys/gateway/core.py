@@ -115,6 +115,7 @@ _STAT_FIELDS = (
     "sessions",
     "live_orders",
     "clock_ticks",
+    "accounts_live",
 )
 
 
@@ -450,7 +451,7 @@ class GatewayCore:
         if self._ledger is not None:
             raise GatewayError("a ledger is attached already")
         size = int(lib.ts_gateway_ledger_size(self._gw))
-        ledger = LedgerFile(Path(path), size, prefault=True)
+        ledger = LedgerFile(Path(path), size)
         rc = lib.ts_gateway_attach_ledger(self._gw, ledger.pointer, size, run_id)
         if rc < 0:
             ledger.close()
