@@ -15,6 +15,7 @@
 #include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,19 +63,40 @@ static void keymap_put(gw_keymap *m, uint32_t key, uint32_t val) {
 
 /* ---- order tables ------------------------------------------------------------------- */
 
-/* Write every page of a fresh block once, so that none faults on the order path: a hash
- * table's inserts land on random pages, and a large calloc's pages are only mapped when
- * first written (the zero page is shared until then). */
-static void prefault(void *p, size_t bytes) {
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux >= 5.14 */
+#endif
+
+/* A hash table's inserts land on random pages, and a large block's pages are only mapped
+ * when first written (the zero page is shared until then): faulted in here, none faults on
+ * the order path. One madvise; a kernel without MADV_POPULATE_WRITE (or a range it
+ * refuses) gets each page read and written back, which changes nothing (the caller holds
+ * the lock, or the block is its own). */
+void gw_populate(void *p, size_t bytes) {
+    if (!bytes) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = (uintptr_t)p & ~(page - 1);
+    const uintptr_t hi = ((uintptr_t)p + bytes + page - 1) & ~(page - 1);
+    if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) == 0) return;
     volatile unsigned char *c = p;
-    for (size_t i = 0; i < bytes; i += 4096) c[i] = 0;
+    for (size_t i = 0; i < bytes; i += page) c[i] = c[i];
+    c[bytes - 1] = c[bytes - 1];
+}
+
+void gw_account_live(ts_gateway *gw, uint32_t account) {
+    gw_account *acc = &gw->accounts[account];
+    if (acc->live) return;
+    gw_populate(acc->pos, (size_t)gw->cfg.max_instruments * sizeof *acc->pos);
+    if (gw->ledger) gw_ledger_open_row(gw, account);
+    acc->live = 1;
+    gw->st.accounts_live++;
 }
 
 static int table_init(gw_table *t, uint64_t n) {
     uint64_t cap = pow2_at_least(2 * n);
     t->slots = calloc(cap, sizeof *t->slots);
     t->mask = cap - 1;
-    if (t->slots) prefault(t->slots, cap * sizeof *t->slots);
+    if (t->slots) gw_populate(t->slots, cap * sizeof *t->slots);
     return t->slots ? 0 : -1;
 }
 
@@ -236,7 +258,21 @@ ts_gateway *ts_gateway_new(const ts_gateway_config *cfg) {
     gw->orders = calloc(cfg->max_orders, sizeof *gw->orders);
     /* untouched (unmapped) until an ORDER_STATUS answer lists that many orders */
     gw->status_keys = calloc(cfg->max_orders, sizeof *gw->status_keys);
-    if (!gw->instr || !gw->accounts || !gw->sessions || !gw->orders || !gw->status_keys ||
+    /* address space only (MAP_NORESERVE): an account's row is faulted in when it becomes
+     * live, so max_accounts x max_instruments costs memory per account that trades; no
+     * huge pages, which would make one live account's row cost its neighbours' too */
+    size_t pos_bytes;
+    if (!__builtin_mul_overflow((size_t)cfg->max_accounts * sizeof(gw_position),
+                                (size_t)cfg->max_instruments, &pos_bytes)) {
+        void *rows = mmap(NULL, pos_bytes, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (rows != MAP_FAILED) {
+            madvise(rows, pos_bytes, MADV_NOHUGEPAGE);
+            gw->pos_rows = rows;
+            gw->pos_bytes = pos_bytes;
+        }
+    }
+    if (!gw->pos_rows || !gw->instr || !gw->accounts || !gw->sessions || !gw->orders || !gw->status_keys ||
         keymap_init(&gw->instr_map, cfg->max_instruments) ||
         keymap_init(&gw->account_map, cfg->max_accounts) ||
         table_init(&gw->by_exch, cfg->max_orders) || table_init(&gw->by_client, cfg->max_orders)) {
@@ -263,7 +299,6 @@ void ts_gateway_free(ts_gateway *gw) {
         }
     if (gw->accounts)
         for (uint32_t i = 0; i < gw->n_accounts; i++) {
-            free(gw->accounts[i].pos);
             free(gw->accounts[i].held);
             free(gw->accounts[i].held_seq);
         }
@@ -271,6 +306,7 @@ void ts_gateway_free(ts_gateway *gw) {
     free(gw->instr_map.keys);
     free(gw->instr_map.vals);
     free(gw->accounts);
+    if (gw->pos_rows) munmap(gw->pos_rows, gw->pos_bytes);
     free(gw->account_map.keys);
     free(gw->account_map.vals);
     free(gw->sessions);
@@ -389,18 +425,14 @@ int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_li
             rc = TS_GW_ERR_FULL;
         } else {
             gw_account *acc = &gw->accounts[gw->n_accounts];
-            acc->pos = calloc(gw->cfg.max_instruments, sizeof *acc->pos);
-            if (!acc->pos) {
-                rc = TS_GW_ERR_NOMEM;
-            } else {
-                acc->id = account_id;
-                acc->lim = *limits;
-                acc->orphans = acc->replay_to = acc->lslot = acc->hslot = GW_NONE;
-                gw_account_throttle_reset(acc, mono_now());
-                keymap_put(&gw->account_map, account_id, gw->n_accounts++);
-                if (gw->ledger) gw_ledger_note_account(gw, gw->n_accounts - 1);
-                if (gw->held_log) gw_held_note_account(gw, gw->n_accounts - 1);
-            }
+            acc->pos = gw->pos_rows + (size_t)gw->n_accounts * gw->cfg.max_instruments;
+            acc->id = account_id;
+            acc->lim = *limits;
+            acc->orphans = acc->replay_to = acc->lslot = acc->hslot = GW_NONE;
+            gw_account_throttle_reset(acc, mono_now());
+            keymap_put(&gw->account_map, account_id, gw->n_accounts++);
+            if (gw->ledger) gw_ledger_note_account(gw, gw->n_accounts - 1);
+            if (gw->held_log) gw_held_note_account(gw, gw->n_accounts - 1);
         }
     } else {
         gw_account *acc = &gw->accounts[a];
@@ -453,6 +485,7 @@ int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inb
             rc = TS_GW_ERR_NOMEM;
             break;
         }
+        gw_account_live(gw, a); /* before the pump can take an order of it */
         s->gen++;
         s->account = a;
         s->in = inbound;
@@ -758,7 +791,7 @@ uint32_t ts_gateway_figures(ts_gateway *gw, uint32_t *cursor, uint64_t budget, t
         own->b = clamp64(acc->open_notional);
         own->c = clamp64(acc->filled_notional);
         uint32_t rows = 1;
-        for (uint32_t k = 0; k < n_instr; k++) {
+        for (uint32_t k = 0; acc->live && k < n_instr; k++) { /* not live: all flat */
             const gw_position *p = &acc->pos[k];
             if (!p->position && !p->open_buy && !p->open_sell) continue;
             ts_figure_row *r = &out[n + rows++];
@@ -768,7 +801,7 @@ uint32_t ts_gateway_figures(ts_gateway *gw, uint32_t *cursor, uint64_t budget, t
             r->b = clamp64(p->open_buy);
             r->c = clamp64(p->open_sell);
         }
-        looked += n_instr;
+        looked += acc->live ? n_instr : 1;
         control_unlock(gw);
         if (rows > 1 || own->killed || own->a || own->b || own->c) n += rows;
     }
@@ -782,7 +815,8 @@ int ts_gateway_position(ts_gateway *gw, uint32_t account_id, uint32_t symbol_id,
     uint32_t a = gw_keymap_get(&gw->account_map, account_id);
     uint32_t k = gw_keymap_get(&gw->instr_map, symbol_id);
     if (a != GW_NONE && k != GW_NONE) {
-        const gw_position *p = &gw->accounts[a].pos[k];
+        static const gw_position flat;
+        const gw_position *p = gw->accounts[a].live ? &gw->accounts[a].pos[k] : &flat;
         out->position = clamp64(p->position);
         out->open_buy = clamp64(p->open_buy);
         out->open_sell = clamp64(p->open_sell);

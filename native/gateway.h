@@ -118,6 +118,8 @@ typedef struct ts_gateway_stats {
                                          * (the order had ended first): no client's */
     uint64_t status_requests;   /* ORDER_STATUS requests answered (gateway_status.c) */
     uint64_t status_orders;     /* ORDER_STATUS records of orders in those answers */
+    uint64_t accounts_live;     /* accounts whose position rows are resident: those given a
+                                 * session, a restored order or a drained trade */
     uint64_t rejects[64];
 } ts_gateway_stats;
 
@@ -353,7 +355,9 @@ int ts_gateway_position(ts_gateway *gw, uint32_t account_id, uint32_t symbol_id,
 /* The figures of the accounts that are not idle, for the stats file: from account index
  * *cursor on, each account with open orders, notional, a kill or a non-flat position
  * gets its own row, then one row per non-flat position. Stops before an account once
- * `budget` positions were looked at or fewer than (instruments + 1) rows are left in
+ * `budget` positions were looked at (an account whose rows the pump never reached -- no
+ * session, restored order or drained fill -- is flat without a look: it counts one) or
+ * fewer than (instruments + 1) rows are left in
  * out (so an account's rows are never split), and sets *cursor to where the next call
  * goes on (0 once the last account was done). Takes the control lock one account at a
  * time, so the pump waits at most for one account's scan. Returns the rows written. */

@@ -9,7 +9,10 @@
  * Everything the hot path touches is allocated at setup: the order pool and its two hash
  * tables, the per-shard command stages and the per-session event stages (an account's
  * held-event buffer by the control call that first parks one of its orders). A pass
- * allocates nothing.
+ * allocates nothing. The per-account position rows (and their ledger cells) are reserved
+ * for max_accounts but faulted in per account by the control call that makes the account
+ * reachable to the pump (gw_account_live: its first session, a restored order, a drained
+ * trade), so a pass does not fault on them either and idle accounts cost no memory.
  */
 #ifndef TRADSYS_GATEWAY_INTERNAL_H
 #define TRADSYS_GATEWAY_INTERNAL_H
@@ -100,6 +103,10 @@ typedef struct gw_account {
     /* events of its orders dropped instead of held (the cap, or no memory) since a login
      * last took the count (ts_gateway_take_dropped): the next session is told */
     uint64_t dropped;
+    /* its rows (pos, and its ledger cells) are resident: made so by the control call that
+     * first lets the pump reach them (gw_account_live); 0: they read as zeros */
+    uint32_t live;
+    uint32_t _pad0;
 } gw_account;
 
 typedef struct gw_instrument {
@@ -197,6 +204,10 @@ struct ts_gateway {
     gw_keymap instr_map;
     gw_account *accounts;
     gw_keymap account_map;
+    /* every account's pos row, max_instruments each, in one anonymous mapping reserved at
+     * new: a row costs memory only once gw_account_live faults it in */
+    gw_position *pos_rows;
+    size_t pos_bytes;
     gw_session *sessions;
     gw_order *orders;
     uint32_t free_head;
@@ -324,6 +335,12 @@ uint64_t gw_ring_unread(ts_ring *out, ts_event *dst, uint64_t max, int count_onl
 void gw_index_client(ts_gateway *gw, uint32_t idx);
 void gw_unindex_client(ts_gateway *gw, uint32_t idx);
 uint32_t gw_order_alloc(ts_gateway *gw, uint32_t session);
+/* Fault [p, p + bytes) in writable, contents kept (MADV_POPULATE_WRITE, else a touch of
+ * each page): a control or setup call, so that the pump does not fault there. */
+void gw_populate(void *p, size_t bytes);
+/* Make the account's rows resident before the pump can reach them (a control call;
+ * idempotent): its pos row, and its ledger row (zeroed first if this run never used it). */
+void gw_account_live(ts_gateway *gw, uint32_t account);
 void gw_backlog_add(gw_backlog *b, const ts_command *c);
 
 /* gateway_ledger.c: what outlives the process (see gateway.h) */
@@ -333,6 +350,8 @@ void gw_ledger_trade(ts_gateway *gw, uint32_t account, uint32_t instr, const ts_
 void gw_ledger_note_account(ts_gateway *gw, uint32_t account);
 void gw_ledger_note_kill(ts_gateway *gw);
 void gw_ledger_note_instrument(ts_gateway *gw, uint32_t instr);
+/* the account's row of cells resident, and zeroed if this run has not used it yet */
+void gw_ledger_open_row(ts_gateway *gw, uint32_t account);
 
 /* gateway_held.c: the held-events log (see gateway.h); every call is a no-op without one */
 uint64_t gw_held_append(ts_gateway *gw, uint32_t account, const ts_event *ev); /* its seq */

@@ -7,9 +7,18 @@
  *
  *   header (64 B)                     magic last, so a half-formatted block is refused
  *   order slots [max_orders]          per pool index: client id, then exchange id
- *   accounts [max_accounts]           which account each account index is, its kill switch
+ *   accounts [max_accounts]           which account each slot is, its kill switch, whether
+ *                                     this run has used its row of cells
  *   instruments [max_instruments]     symbol id and last trade price per index
  *   cells [max_accounts × max_instr]  position and filled notional per account × symbol
+ *
+ * The cells are most of it (max_accounts × max_instruments × 80 B), so only the rows of
+ * accounts that trade are touched: a new run formats everything before the cells and
+ * leaves the cells as they are (an earlier run's figures, or a fresh file's zeros); an
+ * account's row is faulted in and zeroed by the control call that first makes it
+ * reachable to the pump (gw_ledger_open_row, from gw_account_live), which then marks the
+ * account's slot `used` with a release store. A successor loads the rows marked used and
+ * no other: the rest were never written in this run.
  *
  * Crash consistency, rule by rule:
  *   - an order slot is written (client id, then the exchange id with a release store)
@@ -34,7 +43,7 @@
 #include <time.h>
 
 #define LEDGER_MAGIC 0x3152474c57475354ULL /* "TSGWLGR1" */
-#define LEDGER_VERSION 1
+#define LEDGER_VERSION 2 /* 2: accounts[].used; cells zeroed per row */
 
 typedef struct gw_ledger_header {
     uint64_t magic;
@@ -57,6 +66,8 @@ typedef struct gw_ledger_order {
 typedef struct gw_ledger_account {
     uint32_t id;
     uint32_t killed;
+    uint32_t used; /* its row of cells is this run's (zeroed, then written by trades) */
+    uint32_t _pad0;
 } gw_ledger_account;
 
 typedef struct gw_ledger_instr {
@@ -101,12 +112,31 @@ uint64_t ts_gateway_ledger_size(const ts_gateway *gw) {
            (uint64_t)gw->cfg.max_accounts * gw->cfg.max_instruments * sizeof(gw_ledger_cell);
 }
 
+static gw_ledger_cell *row_of(const ts_gateway *gw, uint32_t account) {
+    return &gw->ledger->cells[(uint64_t)gw->accounts[account].lslot * gw->cfg.max_instruments];
+}
+
 static gw_ledger_cell *cell_of(const ts_gateway *gw, uint32_t account, uint32_t instr) {
-    uint64_t a = gw->accounts[account].lslot, k = gw->instr[instr].lslot;
-    return &gw->ledger->cells[a * gw->cfg.max_instruments + k];
+    return &row_of(gw, account)[gw->instr[instr].lslot];
+}
+
+static int row_used(const ts_gateway *gw, uint32_t account) {
+    const gw_ledger_account *la = &gw->ledger->accounts[gw->accounts[account].lslot];
+    return (int)__atomic_load_n(&la->used, __ATOMIC_ACQUIRE);
 }
 
 #define STORE_RELEASE(field, value) __atomic_store_n(&(field), (value), __ATOMIC_RELEASE)
+
+void gw_ledger_open_row(ts_gateway *gw, uint32_t account) {
+    if (gw->accounts[account].lslot == GW_NONE) return;
+    gw_ledger_cell *row = row_of(gw, account);
+    const size_t bytes = (size_t)gw->cfg.max_instruments * sizeof *row;
+    gw_populate(row, bytes);
+    if (row_used(gw, account)) return;
+    /* another run's figures, or a crash's half-zeroed row: zero before it is marked */
+    memset(row, 0, bytes);
+    STORE_RELEASE(gw->ledger->accounts[gw->accounts[account].lslot].used, 1);
+}
 
 void gw_ledger_note_order(ts_gateway *gw, uint32_t idx) {
     gw_ledger_order *slot = &gw->ledger->orders[idx];
@@ -139,8 +169,10 @@ void gw_ledger_note_account(ts_gateway *gw, uint32_t account) {
         slot = l->h->n_accounts;
         l->accounts[slot].id = acc->id;
         l->accounts[slot].killed = (uint32_t)acc->killed;
+        l->accounts[slot].used = 0;
         STORE_RELEASE(l->h->n_accounts, slot + 1);
         acc->lslot = slot; /* a new slot: zero figures, as in memory */
+        if (acc->live) gw_ledger_open_row(gw, account);
         return;
     }
     acc->lslot = slot;
@@ -157,6 +189,11 @@ void gw_ledger_note_account(ts_gateway *gw, uint32_t account) {
     acc->tokens = 0;
     acc->last_ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
     acc->filled_notional = 0;
+    if (!row_used(gw, account)) { /* no trade of it this run: zeros */
+        if (acc->live) gw_ledger_open_row(gw, account);
+        return;
+    }
+    gw_account_live(gw, account); /* it traded: likely to again */
     for (uint32_t k = 0; k < gw->n_instr; k++)
         if (gw->instr[k].lslot != GW_NONE) load_cell(gw, account, k);
 }
@@ -179,9 +216,7 @@ void gw_ledger_note_instrument(ts_gateway *gw, uint32_t instr) {
     if (slot == GW_NONE) return;
     if (l->instr[slot].last_trade > 0) in->last_trade = l->instr[slot].last_trade;
     for (uint32_t a = 0; a < gw->n_accounts; a++)
-        if (gw->accounts[a].lslot != GW_NONE) {
-            load_cell(gw, a, instr);
-        }
+        if (gw->accounts[a].lslot != GW_NONE && row_used(gw, a)) load_cell(gw, a, instr);
 }
 
 void gw_ledger_note_kill(ts_gateway *gw) {
@@ -196,6 +231,8 @@ void gw_ledger_note_kill(ts_gateway *gw) {
 void gw_ledger_trade(ts_gateway *gw, uint32_t account, uint32_t instr, const ts_event *ev) {
     gw_account *acc = &gw->accounts[account];
     gw_instrument *in = &gw->instr[instr];
+    /* never so: every order's account was made live by the call that let it in */
+    if (__builtin_expect(!acc->live, 0)) gw_account_live(gw, account);
     gw_position *p = &acc->pos[instr];
     gw_wide n = (gw_wide)ev->price * ev->quantity;
     gw_wide q = ev->side == TS_SIDE_BUY ? ev->quantity : -ev->quantity;
@@ -240,6 +277,8 @@ int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t 
     l->accounts = (gw_ledger_account *)(base + accounts_off(gw));
     l->instr = (gw_ledger_instr *)(base + instr_off(gw));
     l->cells = (gw_ledger_cell *)(base + cells_off(gw));
+    /* what the pump writes on every order (its order slot) faulted in now, not the cells */
+    gw_populate(mem, cells_off(gw));
     pthread_mutex_lock(&gw->lock);
     free(gw->ledger);
     gw->ledger = l;
@@ -247,10 +286,11 @@ int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t 
     int carried = layout && l->h->run_id == run_id;
     if (!carried) {
         /* a new run (or a new layout): nothing counted yet; the client ids of a ledger of
-         * the same layout stay, for orders an earlier run left resting */
+         * the same layout stay, for orders an earlier run left resting; the cells stay
+         * too, unread until their account's row is zeroed (gw_ledger_open_row) */
         __atomic_store_n(&l->h->magic, 0, __ATOMIC_RELEASE);
         uint64_t keep = layout ? accounts_off(gw) : orders_off();
-        memset(base + keep, 0, ts_gateway_ledger_size(gw) - keep);
+        memset(base + keep, 0, cells_off(gw) - keep);
         if (!layout) memset(base, 0, orders_off());
         l->h->version = LEDGER_VERSION;
         l->h->max_orders = gw->cfg.max_orders;
@@ -361,6 +401,7 @@ uint64_t ts_gateway_drain(ts_gateway *gw, uint32_t max) {
                 uint32_t a = gw_keymap_get(&gw->account_map, ev->account_id);
                 uint32_t k = gw_keymap_get(&gw->instr_map, ev->symbol_id);
                 if (a == GW_NONE || k == GW_NONE) continue;
+                gw_account_live(gw, a);
                 if (gw->ledger) {
                     gw_ledger_trade(gw, a, k, ev);
                 } else {
@@ -407,6 +448,7 @@ static void restore_one(ts_gateway *gw, uint32_t idx, const ts_live_order *r, ui
     o->session = GW_NONE;
     o->sess_prev = o->sess_next = GW_NONE;
     gw_index_exch(gw, idx);
+    gw_account_live(gw, a); /* the pump will count its fills */
     uint32_t dup = client_id ? gw_find_client(gw, a, client_id) : GW_NONE;
     if (client_id && dup == GW_NONE) gw_index_client(gw, idx);
     else gw->st.restore_no_client_id++;

@@ -13,7 +13,9 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The Makefile links this program with -Wl,--wrap for malloc, calloc and realloc, so
  * every allocation the gateway's code makes passes through here and is counted. */
@@ -629,6 +631,21 @@ typedef struct test_case {
     void (*fn)(void);
 } test_case;
 
+/* The rig's gateway dies and a successor takes over its rings: one shard, symbols 1..4,
+ * accounts 1..n_accounts with limits l. */
+static void rig_successor(rig *r, uint32_t max_accounts, uint32_t max_instruments, uint32_t epoch,
+                          const ts_risk_limits *l, uint32_t n_accounts) {
+    ts_gateway_free(r->gw);
+    ts_gateway_config cfg = {.max_sessions = 8, .max_accounts = max_accounts,
+                             .max_instruments = max_instruments, .max_batch = 32,
+                             .max_orders = 64, .epoch = epoch, .wait = rig_wait};
+    r->gw = ts_gateway_new(&cfg);
+    CHECK(r->gw != NULL);
+    ts_gateway_add_shard(r->gw, 0, r->cmd[0], r->evt[0]);
+    for (uint32_t sym = 1; sym <= 4; sym++) ts_gateway_add_instrument(r->gw, sym, 0, 1000);
+    for (uint32_t a = 1; a <= n_accounts; a++) ts_gateway_set_account(r->gw, a, l);
+}
+
 /* A gateway dies between two passes and another takes over on the same rings and ledger:
  * an unreleased trade is counted once, the live order comes back from the image with its
  * client id, the events of the downtime go to the account's next session first, and that
@@ -653,14 +670,7 @@ static void test_restart_from_ledger_and_image(void) {
     ts_gateway_poll(r.gw, 0);
     /* the successor: the same config, rings and ledger; the trade comes again (its event
      * was not released, say) and one more comes while no gateway runs */
-    ts_gateway_free(r.gw);
-    ts_gateway_config cfg = {.max_sessions = 8, .max_accounts = 8, .max_instruments = 8,
-                             .max_batch = 32, .max_orders = 64, .epoch = 4, .wait = rig_wait};
-    r.gw = ts_gateway_new(&cfg);
-    CHECK(r.gw != NULL);
-    ts_gateway_add_shard(r.gw, 0, r.cmd[0], r.evt[0]);
-    for (uint32_t sym = 1; sym <= 4; sym++) ts_gateway_add_instrument(r.gw, sym, 0, 1000);
-    ts_gateway_set_account(r.gw, 1, &l);
+    rig_successor(&r, 8, 8, 4, &l, 1);
     CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, size, 9), 1);
     ts_event again[2] = {evs[1], rig_event(&r, TS_EV_TRADE, &got, 1, 5, 0)};
     ts_ring_push(r.evt[0], again, 2);
@@ -689,6 +699,89 @@ static void test_restart_from_ledger_and_image(void) {
     CHECK_EQ(out[1].quantity, 1);
     rig_free(&r);
     free(ledger);
+}
+
+/* Pages of [p, p + bytes) mapped in. */
+static uint64_t resident_pages(const void *p, uint64_t bytes) {
+    const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), n = (bytes + page - 1) / page;
+    unsigned char *vec = malloc(n);
+    if (!vec || mincore((void *)p, bytes, vec) != 0) abort();
+    uint64_t in = 0;
+    for (uint64_t i = 0; i < n; i++) in += vec[i] & 1;
+    free(vec);
+    return in;
+}
+
+/* A NEW of `client_id` from c, taken by the pump, filled for 4 of 10 (exec ids from the
+ * rig's count); *position: the account's position the gateway then has. */
+static void order_filled_4(rig *r, client *c, uint32_t account, uint64_t client_id,
+                           int64_t *position) {
+    ts_command cmd = rig_new(client_id, 1, TS_SIDE_BUY, 1000, 10), got;
+    ts_ring_push(c->in, &cmd, 1);
+    ts_gateway_poll(r->gw, 0);
+    CHECK_EQ(pop_cmds(r->cmd[0], &got, 1), 1);
+    ts_event evs[2] = {rig_event(r, TS_EV_ACCEPTED, &got, 10, 10, 0),
+                       rig_event(r, TS_EV_TRADE, &got, 4, 6, 0)};
+    ts_ring_push(r->evt[0], evs, 2);
+    ts_gateway_poll(r->gw, 0);
+    ts_event out[2];
+    ts_ring_pop(c->out, out, 2);
+    ts_position_state pos;
+    CHECK_EQ(ts_gateway_position(r->gw, account, 1, &pos), TS_GW_OK);
+    *position = pos.position;
+}
+
+/* Memory per account that trades, not per account configured: a ledger for 256 accounts
+ * x 1 024 symbols is formatted without touching its cells; an account's row is made
+ * resident by its first session, before its first order reaches the pump; a new run
+ * reads zeros where an earlier run's figures (with higher exec ids) lie, and a carried
+ * one loads the rows its accounts used, and only those. */
+static void test_rows_resident_per_live_account(void) {
+    rig r;
+    rig_init(&r, 1, 64, 32, 64);
+    ts_risk_limits l = {.cancel_on_disconnect = 0};
+    rig_successor(&r, 256, 1024, 4, &l, 256);
+    const uint64_t size = ts_gateway_ledger_size(r.gw), row = 1024 * 80 / 4096;
+    void *ledger = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(ledger != MAP_FAILED);
+    madvise(ledger, size, MADV_NOHUGEPAGE); /* pages counted one by one, whatever the host */
+    CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, size, 9), 0);
+    const uint64_t formatted = resident_pages(ledger, size);
+    CHECK(formatted < 16); /* header, order slots, accounts, symbols: not 5 120 pages */
+    ts_gateway_stats st;
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK_EQ(st.accounts_live, 0);
+    ts_position_state pos = {.position = 7};
+    CHECK_EQ(ts_gateway_position(r.gw, 200, 1, &pos), TS_GW_OK); /* zeros, nothing faulted */
+    CHECK_EQ(pos.position, 0);
+    client c = rig_client(&r, 3, 64);
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK_EQ(st.accounts_live, 1);
+    const uint64_t with_row = resident_pages(ledger, size);
+    CHECK(with_row >= formatted + row && with_row <= formatted + row + 1);
+    int64_t position = 0;
+    order_filled_4(&r, &c, 3, 42, &position);
+    CHECK_EQ(position, 4);
+    CHECK_EQ(resident_pages(ledger, size), with_row); /* the order and its fill: no fault */
+    /* a new run over the same memory: account 3's row holds exec id 2, the new run's
+     * first trade is exec id 1 */
+    rig_successor(&r, 256, 1024, 5, &l, 256);
+    CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, size, 10), 0);
+    ts_gateway_position(r.gw, 3, 1, &pos);
+    CHECK_EQ(pos.position, 0);
+    r.exec_id = 0;
+    client d = rig_client(&r, 3, 64);
+    order_filled_4(&r, &d, 3, 43, &position);
+    CHECK_EQ(position, 4);
+    /* and a restart within it: account 3's figures back, live before any session */
+    rig_successor(&r, 256, 1024, 6, &l, 256);
+    CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, size, 10), 1);
+    ts_gateway_get_stats(r.gw, &st);
+    CHECK_EQ(st.accounts_live, 1);
+    ts_gateway_position(r.gw, 3, 1, &pos);
+    CHECK_EQ(pos.position, 4);
+    rig_free(&r);
+    munmap(ledger, size);
 }
 
 /* Push n TRADE events of order c (leaves counting down from *leaves) through the pump. */
@@ -866,6 +959,7 @@ int main(void) {
         {"huge_values_do_not_wrap", test_huge_values_do_not_wrap},
         {"sessions_share_the_pump", test_sessions_share_the_pump},
         {"restart_from_ledger_and_image", test_restart_from_ledger_and_image},
+        {"rows_resident_per_live_account", test_rows_resident_per_live_account},
         {"held_log_compacts_and_empties", test_held_log_compacts_and_empties},
         {"a_down_shard_is_answered_and_holds_back_no_other",
          test_a_down_shard_is_answered_and_holds_back_no_other},

@@ -12,10 +12,11 @@ import msgspec
 import numpy as np
 import pytest
 
-from tests.gateway.rig import BBB, GatewayRig, account, command
+from tests.gateway.rig import AAA, BBB, GatewayRig, account, command
+from tradsys.cores.order_image import LIVE_ORDER_DTYPE
 from tradsys.gateway import GatewayCore, GatewayError, next_epoch
 from tradsys.ring import RingAttachError
-from tradsys.wire import COMMAND_DTYPE, CommandKind, EventKind, RejectReason
+from tradsys.wire import COMMAND_DTYPE, CommandKind, EventKind, RejectReason, Side
 
 SECOND = 1_000_000_000
 
@@ -289,6 +290,31 @@ def test_start_cancels_what_an_earlier_gateway_left_for_cod_accounts(
         cmds = rig.sent(shard)
         assert list(cmds["kind"]) == [CommandKind.MASS_CANCEL] * 2
         assert list(cmds["account_id"]) == [1, 3]
+
+
+def test_start_cancels_only_for_cod_accounts_the_images_name(
+    make_rig: Callable[..., GatewayRig],
+) -> None:
+    """Once the workers' images are restored, a cancel-on-disconnect account with no
+    order in them has nothing resting: no MASS_CANCEL for it (10 000 such accounts were
+    10 000 journal records per shard at every start)."""
+    rig = make_rig(
+        [account(1), account(2, cancel_on_disconnect=False), account(3), account(4)],
+        cancel_on_start=True,
+    )
+    image = np.zeros(2, dtype=LIVE_ORDER_DTYPE)
+    image[["order_id", "symbol_id", "account_id", "quantity", "leaves_qty"]] = [
+        (1 << 40 | 1, AAA, 3, 10, 10),
+        (1 << 40 | 2, AAA, 2, 10, 10),
+    ]
+    image["side"] = Side.BUY
+    image["price"] = 1000
+    assert rig.core.restore(image) == 2
+    rig.poll()
+    for shard in (0, 1):
+        cmds = rig.sent(shard)
+        assert list(cmds["kind"]) == [CommandKind.MASS_CANCEL]
+        assert list(cmds["account_id"]) == [3]
 
 
 def test_mass_cancel_blocks_nothing(make_rig: Callable[..., GatewayRig]) -> None:

@@ -100,10 +100,18 @@ def test_only_busy_accounts_and_non_flat_positions_are_written(rig: GatewayRig) 
     assert figures.accounts()[str(ACCOUNTS)]["killed"] is True
 
 
+def every_account_live(rig: GatewayRig) -> None:
+    """Give every account a session, and take it away: each has its rows of positions."""
+    for a in range(1, ACCOUNTS + 1):
+        rig.core.remove_session(rig.session(a, capacity=16).id)
+    assert rig.core.stats()["accounts_live"] == ACCOUNTS
+
+
 def test_a_write_looks_at_no_more_than_its_budget(rig: GatewayRig) -> None:
     """With accounts x symbols beyond the budget, each write takes the next slice and a
     whole pass takes several writes; what each slice saw replaces what it had."""
     resting = trade(rig)
+    every_account_live(rig)
     figures = AccountFigures(rig.core, rig.config, budget=4 * SYMBOLS)
     figures.refresh()
     assert figures.cursor == 4  # 4 accounts of 1 000 symbols each
@@ -121,6 +129,17 @@ def test_a_write_looks_at_no_more_than_its_budget(rig: GatewayRig) -> None:
         figures.refresh()
     assert set(figures.accounts()) == {"1"}
     assert figures.positions == 1
+
+
+def test_accounts_that_never_traded_cost_the_budget_one_each(rig: GatewayRig) -> None:
+    """Their positions are all flat without being looked at (no session, restored order
+    or drained fill ever made their rows resident): a pass over 64 accounts of 1 000
+    symbols with two that trade takes one write."""
+    trade(rig)
+    figures = AccountFigures(rig.core, rig.config, budget=4 * SYMBOLS)
+    figures.refresh()
+    assert (figures.cursor, figures.passes) == (0, 1)
+    assert set(figures.accounts()) == {"1", "2"}
 
 
 def test_the_file_lists_at_most_its_bound_of_positions(

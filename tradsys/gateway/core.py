@@ -28,7 +28,8 @@ the event rings (:meth:`GatewayCore.drain`), and the events it held for accounts
 a session from the held-events log (:meth:`GatewayCore.attach_held`). Restored orders
 belong to their account and go to its first session. With ``cancel_on_start`` (the
 default) the orders of every cancel-on-disconnect account are then cancelled (MASS_CANCEL
-per shard, sent on the first pass), since every session of the old gateway is gone.
+per shard, sent on the first pass), since every session of the old gateway is gone; once
+the workers' images are restored, only for the accounts that have orders in them.
 
 Order ids: a client writes its own client order id in ``order_id``; the pump assigns the
 exchange id ``(epoch << 40) | n``. ``epoch`` must exceed every earlier incarnation's so
@@ -115,6 +116,7 @@ _STAT_FIELDS = (
     "sessions",
     "live_orders",
     "clock_ticks",
+    "accounts_live",
 )
 
 
@@ -227,6 +229,9 @@ class GatewayCore:
         self._stop = ffi.new("int32_t *")
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # cancel_on_start: the accounts _cancel_left_over cancels before the first pass
+        self._left_over: list[int] | None = None
+        self._image_accounts: set[int] | None = None  # of the orders restored, if any image
         try:
             self._attach_shards(config)
             self._attach_latency(config)
@@ -245,10 +250,10 @@ class GatewayCore:
                 self._symbols[ins.symbol] = ins.symbol_id
             for acc in config.accounts:
                 self.set_account_limits(acc)
-                if cancel_on_start and acc.cancel_on_disconnect:
-                    # a gateway that starts has no sessions: whatever an earlier one left
-                    # resting for a cancel-on-disconnect account is an orphan to cancel
-                    self.mass_cancel(acc.id)
+            if cancel_on_start:
+                # a gateway that starts has no sessions: whatever an earlier one left
+                # resting for a cancel-on-disconnect account is an orphan to cancel
+                self._left_over = [acc.id for acc in config.accounts if acc.cancel_on_disconnect]
         except BaseException:
             self.close()
             raise
@@ -456,7 +461,7 @@ class GatewayCore:
         if self._ledger is not None:
             raise GatewayError("a ledger is attached already")
         size = int(lib.ts_gateway_ledger_size(self._gw))
-        ledger = LedgerFile(Path(path), size, prefault=True)
+        ledger = LedgerFile(Path(path), size)
         rc = lib.ts_gateway_attach_ledger(self._gw, ledger.pointer, size, run_id)
         if rc < 0:
             ledger.close()
@@ -509,7 +514,23 @@ class GatewayCore:
             raise GatewayError("restore before any session is added")
         n = len(orders)
         ptr = ffi.cast("ts_live_order *", ffi.from_buffer(orders)) if n else ffi.NULL
-        return int(_check(lib.ts_gateway_restore(self._gw, ptr, n), "restore"))
+        restored = int(_check(lib.ts_gateway_restore(self._gw, ptr, n), "restore"))
+        if self._image_accounts is None:
+            self._image_accounts = set()
+        self._image_accounts.update(int(a) for a in np.unique(orders["account_id"]))
+        return restored
+
+    def _cancel_left_over(self) -> None:
+        """Before the first pass (``cancel_on_start``): a MASS_CANCEL on every shard for
+        each cancel-on-disconnect account. Once images are restored, only for the accounts
+        they name: every order resting in a book is in its worker's image (taken with the
+        worker's command ring empty) and nothing is sent before the first pass, so another
+        account has nothing to cancel -- and a start with 10 000 such accounts would
+        otherwise journal 10 000 no-op commands per shard."""
+        left, self._left_over = self._left_over, None
+        for account_id in left or []:
+            if self._image_accounts is None or account_id in self._image_accounts:
+                self.mass_cancel(account_id)
 
     def hold_stale_ring(self, ring: Ring) -> int:
         """Before any session: hold what a dead gateway's session never read from its
@@ -529,6 +550,7 @@ class GatewayCore:
     def poll(self, max_batch: int = 256, *, now_ns: int | None = None) -> int:
         """One pass over every session and shard; returns the records moved. ``now_ns``
         (CLOCK_MONOTONIC ns) replaces the clock for the throttles, for tests."""
+        self._cancel_left_over()
         if now_ns is None:
             return int(lib.ts_gateway_poll(self._gw, max_batch))
         return int(lib.ts_gateway_poll_at(self._gw, max_batch, now_ns))
@@ -546,6 +568,7 @@ class GatewayCore:
         with self._lock:
             if self._thread is not None:
                 raise GatewayError("the gateway pump is already running")
+            self._cancel_left_over()
             self._stop[0] = 0
             self._thread = threading.Thread(
                 target=self._run, args=(cpu, sched_slice_us), name="gateway-pump", daemon=True

@@ -14,7 +14,6 @@ the supervisor creates anew for each run, and a ledger of another run starts emp
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import mmap
 import os
@@ -32,23 +31,20 @@ session, mapped the same way. Unlike the ledger it is not tied to a run: an even
 account has not yet been given is still owed to it after a new ``tradsys run``."""
 
 
-# madvise(MADV_POPULATE_WRITE), Linux >= 5.14 (the mmap module names no constant for it)
-MADV_POPULATE_WRITE = 23
-
-
 class LedgerFile:
     """A file of ``size`` bytes mapped shared (the ledger, or the held-events log); the
     pointer stays valid until close.
 
-    ``prefault``: fault every page in writable now. The pump writes the ledger on every
-    order (the client id before the order reaches a shard), each order in the slot of its
-    pool index, so a fresh ledger's pages would otherwise each take a write fault (and a
-    block allocation) on the order path, thousands of them over a run's first seconds.
-    The held-events log is not prefaulted: it is written only when events are held. The
-    blocks of both are allocated at once (a full disk is an error at start, not a SIGBUS
-    on a later write)."""
+    Its blocks are allocated at once (a full disk is an error at start, not a SIGBUS on a
+    later write), but no page is faulted in here: the native side does that for what the
+    pump writes. For the ledger, ``ts_gateway_attach_ledger`` faults in the order slots
+    (written on every order, each in the slot of its pool index: thousands of write
+    faults over a run's first seconds otherwise) and each account's row of position
+    cells when the account first gets a session, a restored order or a drained fill;
+    the rows of accounts that never trade, most of the file, are never touched. The
+    held-events log is written only when events are held."""
 
-    def __init__(self, path: Path, size: int, prefault: bool = False) -> None:
+    def __init__(self, path: Path, size: int) -> None:
         self.path = path
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -58,9 +54,6 @@ class LedgerFile:
             self._map: mmap.mmap | None = mmap.mmap(fd, size, mmap.MAP_SHARED)
         finally:
             os.close(fd)
-        if prefault:
-            with contextlib.suppress(OSError):  # an older kernel: faulted as written
-                self._map.madvise(MADV_POPULATE_WRITE)
         self._buf: Any = ffi.from_buffer(self._map)
         self.size = size
 
