@@ -668,10 +668,20 @@ class AsyncOrderClient(_Orders):
         :meth:`next_event` / :meth:`events` (and in the session until then); a task
         already waiting there is woken for each, in order."""
 
-        def judge(event: Event) -> int:
-            return _END if _answers(event, order_id, kinds) else _KEEP
-
-        return _answer(await self._wait(judge, timeout), kinds)
+        for i, (_, event) in enumerate(self._kept):
+            if _answers(event, order_id, kinds):
+                del self._kept[i]
+                self._note_handed()
+                return _answer(event, kinds)
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self._take(None)  # past order_status answers' records
+                if _answers(event, order_id, kinds):
+                    self._note_handed()
+                    return _answer(event, kinds)
+                self._kept.append((self._taken, event))
+                self._kept_added.set()
+                self._note_handed()
 
     async def order_status(
         self, symbol_id: SymbolLike = 0, timeout: float = 5.0
@@ -718,27 +728,6 @@ class AsyncOrderClient(_Orders):
         self._kept.append((self._taken, event))
         self._kept_added.set()
         self._note_handed()
-
-    async def _wait(self, judge: Callable[[Event], int], timeout: float) -> Event:
-        """As :meth:`OrderClient._wait`, from what wait_for kept first, then the queue."""
-        for number, event in list(self._kept):
-            verdict = judge(event)
-            if verdict != _KEEP:
-                self._kept.remove((number, event))
-                self._note_handed()
-            if verdict == _END:
-                return event
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await self._take(None)
-                verdict = judge(event)
-                if verdict == _END:
-                    self._note_handed()
-                    return event
-                if verdict == _KEEP:
-                    self._kept.append((self._taken, event))
-                    self._kept_added.set()
-                self._note_handed()
 
     async def close(self) -> None:
         """End the session. Whoever waits on :meth:`events` or :meth:`next_event` gets
