@@ -468,6 +468,13 @@ uint64_t ts_gateway_take_dropped(ts_gateway *gw, uint32_t account_id) {
     return n;
 }
 
+void ts_gateway_return_dropped(ts_gateway *gw, uint32_t account_id, uint64_t n) {
+    control_lock(gw);
+    uint32_t a = gw_keymap_get(&gw->account_map, account_id);
+    if (a != GW_NONE) gw->accounts[a].dropped += n;
+    control_unlock(gw);
+}
+
 int64_t ts_gateway_add_session(ts_gateway *gw, uint32_t account_id, ts_ring *inbound,
                                ts_ring *outbound, int32_t notify_fd, int32_t cancel_on_disconnect) {
     if (!inbound || !outbound || cancel_on_disconnect < -1 || cancel_on_disconnect > 1)

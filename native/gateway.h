@@ -176,6 +176,12 @@ int ts_gateway_set_account(ts_gateway *gw, uint32_t account_id, const ts_risk_li
  * for an unknown account. */
 uint64_t ts_gateway_take_dropped(ts_gateway *gw, uint32_t account_id);
 
+/* Put back `n` that ts_gateway_take_dropped gave a login whose client may never have read
+ * them (its session ended with nothing heard from it): the next login is told them
+ * again. Over-telling costs a client one ORDER_STATUS; under-telling could leave it
+ * trading on a stale picture. A control call; nothing for an unknown account. */
+void ts_gateway_return_dropped(ts_gateway *gw, uint32_t account_id, uint64_t n);
+
 /* A session trading for `account_id`: the gateway consumes `inbound` (COMMAND records)
  * and produces into `outbound` (EVENT records), writing 8 bytes to notify_fd (an
  * eventfd; -1 = none) after a pass that pushed to it. cancel_on_disconnect: 0, 1, or -1

@@ -38,6 +38,9 @@ class NullCore:
     def take_dropped(self, account_id: int) -> int:
         return 0
 
+    def return_dropped(self, account_id: int, n: int) -> None:
+        pass
+
     def remove_session(self, session_id: int) -> None:
         pass
 

@@ -91,6 +91,10 @@ class FakeCore:
         in ``dropped``, once."""
         return self.dropped.pop(account_id, 0)
 
+    def return_dropped(self, account_id: int, n: int) -> None:
+        """The real core's put-back: the account's next login is told ``n`` again."""
+        self.dropped[account_id] = self.dropped.get(account_id, 0) + n
+
     def remove_session(self, session_id: int, unread: Any = None, unsent: Any = None) -> None:
         with self._lock:
             if unread is not None:

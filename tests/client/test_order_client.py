@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.client.edge_rig import KEYS, EdgeRig, edge_config, running_edge
+from tests.client.raw import RawPeer
 from tradsys import wire
 from tradsys.client.commands import order_bytes
 from tradsys.client.events import Ack, Cancelled, Fill, Reject, Replaced
@@ -23,7 +24,7 @@ from tradsys.client.orders import (
     OrderRejected,
 )
 from tradsys.client.transport import ColocatedTransport
-from tradsys.protocols.binary import EndReason
+from tradsys.protocols.binary import EndReason, decode_accepted
 from tradsys.ring import WaitStrategy, instance_segments
 from tradsys.wire import CancelReason, RejectReason
 
@@ -202,6 +203,26 @@ def test_a_login_says_how_many_events_were_dropped_while_away(edge: EdgeRig, how
         assert first.events_dropped == 4242
     with OrderClient.connect(address(edge, how), account_id=1, api_key=KEYS[1]) as again:
         assert again.events_dropped == 0  # told once
+
+
+@pytest.mark.parametrize("how", ["colocated", "tcp"])
+def test_a_login_never_heard_from_leaves_the_dropped_count_for_the_next(
+    edge: EdgeRig, how: str
+) -> None:
+    """A connection that breaks right after LOGIN_ACCEPTED may never have read its
+    events_dropped: with nothing heard from that client, the next login is told again."""
+    edge.core.dropped[1] = 7
+    peer = RawPeer.unix(edge.unix) if how == "colocated" else RawPeer.tcp(edge.host, edge.port)
+    _, _, body = peer.login(1, KEYS[1])
+    assert decode_accepted(body).events_dropped == 7
+    peer.close()  # gone without a word after the login
+    deadline = time.monotonic() + 10
+    while edge.stats()["sessions_closed"] < 1:
+        assert time.monotonic() < deadline, "the gateway did not end the broken session"
+    with OrderClient.connect(address(edge, how), account_id=1, api_key=KEYS[1]) as second:
+        assert second.events_dropped == 7  # told again; the library says it read it
+    with OrderClient.connect(address(edge, how), account_id=1, api_key=KEYS[1]) as third:
+        assert third.events_dropped == 0
 
 
 def test_two_clients_of_one_account_number_their_orders_apart(edge: EdgeRig) -> None:

@@ -191,6 +191,9 @@ def test_events_dropped_past_the_held_cap_are_counted_for_the_next_login(
             pass
     assert rig.core.take_dropped(1) == extra
     assert rig.core.take_dropped(1) == 0  # taken: the count starts again
+    rig.core.return_dropped(1, extra)  # a login that never read it gives it back
+    rig.core.return_dropped(99, 5)  # an account the gateway does not know: nothing
+    assert (rig.core.take_dropped(1), rig.core.take_dropped(99)) == (extra, 0)
     new = rig.session(1)
     rig.poll()
     assert len(new.events()) == 256  # the held ones come as the ring has room

@@ -194,6 +194,16 @@ class ColocatedTransport:
             except BaseException:
                 self.inbound.close()
                 raise
+            try:
+                # tells the gateway LOGIN_ACCEPTED was read: a session it hears nothing
+                # from has its events_dropped told again at the account's next login
+                self.sock.sendall(encode_empty(MessageType.HEARTBEAT))
+            except BaseException as exc:
+                self.inbound.close()
+                self.outbound.close()
+                if isinstance(exc, OSError):
+                    raise Disconnected(f"the gateway closed the connection: {exc}") from None
+                raise
         except BaseException:
             self.sock.close()
             raise

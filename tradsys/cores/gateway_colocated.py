@@ -60,7 +60,7 @@ class ColocatedEdge:
                 self.held[session.session_id] = task
                 self.writers[session.session_id] = writer
                 try:
-                    await self._hold(reader, writer)
+                    await self._hold(reader, writer, session)
                 finally:
                     self.held.pop(session.session_id, None)
                     self.writers.pop(session.session_id, None)
@@ -153,12 +153,15 @@ class ColocatedEdge:
             writer.write(encode_reason(MessageType.LOGIN_REJECTED, reason, text))
             await writer.drain()
 
-    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _hold(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: OpenSession
+    ) -> None:
         """Until the client closes (or sends LOGOUT): the socket is the session's life.
         Heartbeats are tolerated; anything else ends the session, with END saying why."""
         while True:
             try:
                 raw = await reader.readexactly(HEADER_SIZE)
+                session.heard = True  # it read LOGIN_ACCEPTED (or its commands show)
                 length, kind, _ = HEADER.unpack(raw)
                 size = length + 4 - HEADER_SIZE
                 check_header(kind, size)

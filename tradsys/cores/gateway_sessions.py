@@ -56,6 +56,8 @@ class SessionCore(Protocol):
 
     def take_dropped(self, account_id: int) -> int: ...
 
+    def return_dropped(self, account_id: int, n: int) -> None: ...
+
 
 @dataclass
 class OpenSession:
@@ -68,6 +70,7 @@ class OpenSession:
     notify_fd: int | None = None
     closed: bool = False
     events_dropped: int = 0  # the account's events dropped since its last login (told)
+    heard: bool = False  # the client sent something after LOGIN_ACCEPTED (the edge says)
 
 
 @dataclass
@@ -157,6 +160,11 @@ class SessionTable:
             return
         session.closed = True
         self.live.pop(session.session_id, None)
+        if session.events_dropped and not session.heard and not session.rings.inbound.info().head:
+            # nothing came from the client after LOGIN_ACCEPTED: a connection that broke
+            # right after it may never have read the count, so the next login is told it
+            # again (told twice costs an ORDER_STATUS; never told, a stale picture)
+            self.core.return_dropped(session.account_id, session.events_dropped)
         try:
             if (unread is not None and len(unread)) or (unsent is not None and len(unsent)):
                 self.core.remove_session(session.session_id, unread, unsent)

@@ -451,14 +451,17 @@ class TcpSession(asyncio.BufferedProtocol):
                 self._one_command(frame)
             else:
                 self._commands(frame)
-        elif kind == _HEARTBEAT:
-            pass
-        elif kind == _ACK:
-            self._on_ack(frame.seq)
-        elif kind == _LOGOUT:
-            self.end(EndReason.LOGOUT, "logged out")
         else:
-            raise ProtocolError(f"a client may not send {MessageType(kind).name}")
+            # the client read LOGIN_ACCEPTED (its commands show in the inbound ring)
+            self.session.heard = True
+            if kind == _HEARTBEAT:
+                pass
+            elif kind == _ACK:
+                self._on_ack(frame.seq)
+            elif kind == _LOGOUT:
+                self.end(EndReason.LOGOUT, "logged out")
+            else:
+                raise ProtocolError(f"a client may not send {MessageType(kind).name}")
 
     def _login(self, frame: Frame) -> None:
         account_id, _, key = decode_login(self.buf.body(frame))

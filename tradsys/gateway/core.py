@@ -331,6 +331,11 @@ class GatewayCore:
         again: a login tells its new session, which then knows to ask for ORDER_STATUS."""
         return int(lib.ts_gateway_take_dropped(self._gw, account_id))
 
+    def return_dropped(self, account_id: int, n: int) -> None:
+        """Put back a count :meth:`take_dropped` gave a login whose client may never have
+        read it: the account's next login is told it again."""
+        lib.ts_gateway_return_dropped(self._gw, account_id, n)
+
     def remove_session(
         self,
         session_id: int,
