@@ -277,7 +277,7 @@ static void reemit_batch(void *ctx, ts_engine *e, uint64_t first_seq, uint64_t n
     if (n_md) {
         uint64_t first = w->md_total;
         uint64_t skip = w->emit_md_from > first ? w->emit_md_from - first : 0;
-        if (skip < n_md) {
+        if (skip < n_md && !w->cfg.discard_md) {
             push_blocking(w, w->md, md + skip, n_md - skip);
             w->reemitted_md += n_md - skip;
         }
@@ -438,7 +438,9 @@ static int push_ready(ts_worker *w) {
             STORE(w->ctl->last_exec_id, ev[w->evo.pushed - 1].exec_id);
         }
     }
-    if (w->mdo.pushed < w->mdo.ready) {
+    if (w->mdo.pushed < w->mdo.ready && w->cfg.discard_md) {
+        w->mdo.pushed = w->mdo.ready; /* no reader: dropped, never waited for */
+    } else if (w->mdo.pushed < w->mdo.ready) {
         ts_engine_md(w->e, &md);
         uint64_t k = ts_ring_push(w->md, md + w->mdo.pushed, w->mdo.ready - w->mdo.pushed);
         if (k) {
@@ -479,6 +481,11 @@ static int64_t realtime_ns(void) {
 /* Push the engine's whole L2 image (md_refresh.h) at a quiescent point; see worker.h. */
 static int push_md_refresh(ts_worker *w, uint32_t req) {
     ts_worker_control *ctl = w->ctl;
+    if (w->cfg.discard_md) { /* no reader to refresh: served at once, nothing pushed */
+        w->refresh_seen = req;
+        PUBLISH(ctl->md_refreshes_served, req);
+        return 0;
+    }
     uint64_t n = ts_md_refresh_size(w->e);
     ts_md *image = n ? malloc(n * sizeof *image) : NULL;
     if (n && !image)

@@ -247,7 +247,9 @@ typedef struct ts_worker_config {
     uint32_t background_idle;   /* 1: the snapshot writer thread and fork children share
                                  * this worker's core (pinned, no housekeeping core): they
                                  * run at SCHED_IDLE (ts_snapwriter_share_core) */
-    uint32_t _pad0;
+    uint32_t discard_md;        /* 1: no one reads the md ring ([md] enabled = false and no
+                                 * external reader): market data is dropped, never pushed
+                                 * (a full ring would hold the worker back for good) */
 } ts_worker_config;
 
 typedef struct ts_worker ts_worker;

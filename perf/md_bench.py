@@ -400,7 +400,9 @@ def latency(
     engine_cpu, bench_cpus = placement() if placed else (None, None)
     config = make_config(root, f"{instance}lat", 1024, cpu_latency_us, engine_cpu)
     # the bench starts the sidecar itself, once per frame mode, beside the supervisor
-    quiet = msgspec.structs.replace(config, md=msgspec.structs.replace(config.md, enabled=False))
+    quiet = msgspec.structs.replace(
+        config, md=msgspec.structs.replace(config.md, enabled=False, external_reader=True)
+    )
     out: dict[int, LatencyRun] = {}
     with Supervisor(quiet, log=lambda line: None) as sup, _on_cpus(bench_cpus):
         cmd = Ring.attach(segment_name(sup.instance, "cmd", 0), role="producer", **LAYOUT)

@@ -82,6 +82,7 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
             r"md\.publish 'udp://x:1': use a tcp:// or ipc://",
         ),
         (BASE + "[md]\nmax_frame_records = 0\n", r"md\.max_frame_records 0: must be in 1\.\.65536"),
+        (BASE + "[md]\nexternal_reader = true\n", r"md\.external_reader: only with enabled"),
         (BASE + "[md]\nsndhwm = -1\n", r"md\.sndhwm -1: must be in 1\.\.2\^31-1"),
         # numbers past the native side's fixed-width fields (they stopped a process at
         # start with a traceback, or wrapped around)

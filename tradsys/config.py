@@ -151,6 +151,11 @@ class MdSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     A tcp port 0 binds any free port; the sidecar announces the bound endpoints."""
 
     enabled: bool = True
+    # With enabled = false: a reader of your own drains each shard's md ring (the workers
+    # push market data and wait for room, as for the sidecar). False, the default: the
+    # workers drop their market data -- nobody would drain the rings, and a full one
+    # would hold its worker back for good.
+    external_reader: bool = False
     core: int | None = None
     publish: list[str] = msgspec.field(default_factory=lambda: ["tcp://127.0.0.1:9200"])
     snapshot: str = "tcp://127.0.0.1:9201"
@@ -441,6 +446,8 @@ def _md_problems(config: Config) -> list[str]:
     out: list[str] = []
     if md.enabled and not md.publish:
         out.append("md.publish: give at least one endpoint")
+    if md.enabled and md.external_reader:
+        out.append("md.external_reader: only with enabled = false (the sidecar is the reader)")
     endpoints = [("publish", e) for e in md.publish] + [("snapshot", md.snapshot)]
     if md.conflated_bbo:
         endpoints.append(("conflated_bbo", md.conflated_bbo))

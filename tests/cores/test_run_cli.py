@@ -42,6 +42,7 @@ enabled = false
 
 [md]
 enabled = false
+external_reader = {md_reader}
 
 [[shard]]
 id = 0
@@ -68,10 +69,14 @@ LAYOUT = {"slot_size": wire.RECORD_SIZE, "layout_version": wire.LAYOUT_VERSION}
 def run_instance(instance: str, tmp_path: Path) -> Iterator[tuple[RunningInstance, Path]]:
     made: list[RunningInstance] = []
 
-    def start(durability: str = "group") -> tuple[RunningInstance, Path]:
+    def start(durability: str = "group", md_reader: bool = True) -> tuple[RunningInstance, Path]:
         data = tmp_path / "var"
         config = tmp_path / "tradsys.toml"
-        config.write_text(CONFIG.format(instance=instance, data_dir=data, durability=durability))
+        reader = "true" if md_reader else "false"
+        text = CONFIG.format(
+            instance=instance, data_dir=data, durability=durability, md_reader=reader
+        )
+        config.write_text(text)
         inst = RunningInstance(config)
         made.append(inst)
         return inst, data
@@ -146,10 +151,42 @@ def test_trade_through_a_running_instance_then_stop_cleanly(
     assert replay(data / instance / "shard-0", 0).digest() == expected.digest()
 
 
+def test_with_no_md_reader_the_worker_drops_market_data_and_keeps_trading(
+    run_instance, instance: str
+) -> None:
+    """[md] enabled = false and no external reader: nobody drains the md ring, so the
+    worker must not wait for room in it. Buys that rest at one price, each changing the
+    level and the best bid (an L2 update and a BBO), make ten times the ring's 1 024
+    slots of market data; before, the worker stopped at the first full md ring and
+    answered nothing more."""
+    inst, _ = run_instance(md_reader=False)
+    inst.wait_for("ready;")
+    cmd, evt, md = attach(instance, 0)
+    n = 5 * 1024
+    try:
+        orders = batch(*[new_order(i, 1, 7, wire.Side.BUY, 1, 99) for i in range(1, n + 1)])
+        sent = 0
+        events = []
+        deadline = time.monotonic() + 60
+        while sent < n or sum(map(len, events)) < n:
+            assert time.monotonic() < deadline, f"{sum(map(len, events))} of {n} answered"
+            sent += cmd.push_batch(orders[sent:])
+            out = np.zeros(1024, wire.EVENT_DTYPE)
+            got = evt.pop_wait(out, WaitStrategy.spin_park(), timeout=0.1)
+            events.append(out[:got])
+        answered = np.concatenate(events)
+        assert (answered["kind"] == wire.EventKind.ACCEPTED).all()
+        assert md.readable == 0 and md.info().head == 0  # nothing was pushed to it
+    finally:
+        for ring in (cmd, evt, md):
+            ring.close()
+    assert inst.stop() == 0, "".join(inst.lines)
+
+
 def test_a_bad_config_starts_nothing(instance: str, tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text(
-        CONFIG.format(instance=instance, data_dir=tmp_path, durability="group")
+        CONFIG.format(instance=instance, data_dir=tmp_path, durability="group", md_reader="true")
         + "[[shard]]\nid = 2\nsymbols = ['ACME']\ncore = 4096\n"
     )
     proc = subprocess.run(
@@ -172,7 +209,9 @@ def test_a_data_dir_that_is_a_file_is_named_and_starts_nothing(
     config = tmp_path / "file.toml"
     not_a_dir = tmp_path / "a-file"
     not_a_dir.write_text("")
-    config.write_text(CONFIG.format(instance=instance, data_dir=not_a_dir, durability="group"))
+    config.write_text(
+        CONFIG.format(instance=instance, data_dir=not_a_dir, durability="group", md_reader="true")
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "tradsys.cli", "run", "--config", str(config)],
         capture_output=True,

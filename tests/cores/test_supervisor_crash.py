@@ -93,6 +93,7 @@ def _config_text(instance: str, data_dir: Path, durability: str) -> str:
         "enabled = false",
         "[md]",
         "enabled = false",
+        "external_reader = true",  # the test reads the md rings (no sidecar)
     ]
     for shard, instruments in _shard_instruments().items():
         symbols = ", ".join(f'"{i.symbol}"' for i in instruments)

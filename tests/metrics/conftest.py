@@ -25,7 +25,9 @@ def supervisor(instance: str, tmp_path: Path, durability: str | None) -> Iterato
     text = one_shard_instance(
         instance,
         tmp_path,
-        sections=f"{journal}[gateway]\nenabled = false\n[md]\nenabled = false\n"
+        # no sidecar: the md ring's fill is read by the tests as its reader's would be
+        sections=f"{journal}[gateway]\nenabled = false\n"
+        "[md]\nenabled = false\nexternal_reader = true\n"
         '[metrics]\nlisten = "127.0.0.1:0"',
     )
     sup = Supervisor(parse_config(text, "test"), log=lambda line: None)

@@ -311,6 +311,7 @@ class Supervisor:
             snapshot_every=j.snapshot_every,
             snapshot_writer=j.snapshot_writer,
             wait=self.config.engine.wait,
+            discard_md=not (self.config.md.enabled or self.config.md.external_reader),
             sched_slice_us=self.config.engine.sched_slice_us,
             lock_memory=self.config.engine.lock_memory,
             housekeeping_cpus=housekeeping_cores(self.config),

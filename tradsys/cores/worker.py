@@ -97,6 +97,9 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     """With "fork": a book whose snapshot is smaller (about 11 k resting orders) is
     serialized on the worker's thread, which costs it less than fork() (~1 ms here)."""
     wait: Literal["busy-spin", "spin-yield", "spin-park"] = "spin-park"
+    discard_md: bool = False
+    """No one reads the md ring ([md] enabled = false, no external reader): the worker
+    drops its market data instead of waiting for room that would never come."""
     commands: str
     """Ring segment names (made by the supervisor; the worker attaches)."""
     events: str
@@ -214,6 +217,7 @@ class ShardWorker:
         cfg.wait = WaitStrategy.named(self.spec.wait).cdata[0]
         cfg.fork_min_bytes = self.spec.fork_min_bytes
         cfg.background_idle = int(self._placement.idle)
+        cfg.discard_md = int(self.spec.discard_md)
         commands, events, md = (_ring_pointer(r) for r in self.rings)
         ptr = lib.ts_worker_new(
             cfg, engine_pointer(engine), commands, events, md, self.control.cdata
