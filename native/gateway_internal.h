@@ -133,6 +133,8 @@ typedef struct gw_shard {
     ts_lat_segment *lat;  /* stage-latency hand-off (gateway_latency.h); NULL: off */
     uint64_t lat_pushed;  /* commands ring head, counted locally */
     uint64_t lat_stamped; /* the end index last stamped */
+    uint64_t lat_taken;   /* the ring's tail (commands taken) when last read */
+    uint64_t lat_capacity; /* the commands ring's slots */
     /* Its event ring is read ahead of what is released: an event leaves the ring only
      * once it has left the gateway's memory too (pushed into a session's ring, held
      * through the log, or not routed), so a gateway that dies with events in a session's

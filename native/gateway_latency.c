@@ -25,6 +25,8 @@ int ts_gateway_set_shard_latency(ts_gateway *gw, uint32_t shard_id, ts_lat_segme
         sh->lat = seg;
         sh->lat_pushed = info.head;
         sh->lat_stamped = info.head;
+        sh->lat_taken = info.tail;
+        sh->lat_capacity = info.capacity;
         rc = TS_GW_OK;
     }
     pthread_mutex_unlock(&gw->lock);
@@ -35,11 +37,21 @@ int ts_gateway_set_shard_latency(ts_gateway *gw, uint32_t shard_id, ts_lat_segme
  * find their stamp already there. The end index is where this push will end if it all
  * fits; a partial push leaves the stamp ahead, for the batch that later takes the rest.
  * A stage left over from an earlier pass is not stamped again, so the time stays that of
- * the pass that took its commands (or the earliest stamped pass since). */
+ * the pass that took its commands (or the earliest stamped pass since).
+ *
+ * A stamp the worker has not taken yet is never overwritten: the batch that takes it is
+ * timed from the oldest push in it. Overwriting it with each newer push timed a batch
+ * from its youngest commands, so a worker stopped for a second, while the idle clock
+ * ticks kept coming every 100 ms, read as a 100 ms wait at most. The tail is read only
+ * while a stamp is out (one load of the consumer's line per push then, none otherwise). */
 void gw_latency_before_push(gw_shard *sh, int64_t pass_ns) {
     uint64_t pending = (uint64_t)(sh->staged - sh->stage_sent) + (sh->backlog.count - sh->backlog.sent);
     uint64_t end = sh->lat_pushed + pending;
     if (!pending || end == sh->lat_stamped) return;
+    if (sh->lat_stamped > sh->lat_taken) {
+        sh->lat_taken = sh->lat_pushed - (sh->lat_capacity - ts_ring_writable(sh->cmd));
+        if (sh->lat_stamped > sh->lat_taken) return; /* still waiting to be taken */
+    }
     sh->lat_stamped = end;
     ts_lat_handoff_stamp(sh->lat, end, pass_ns);
 }

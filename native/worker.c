@@ -510,14 +510,33 @@ static int push_md_refresh(ts_worker *w, uint32_t req) {
  * matched: every command of it waited for the whole batch, so the batch's time counts
  * once per command. The gateway's hand-off stamp is a sample for the batch holding the
  * last command of the gateway's latest push. */
-static void note_batch_latency(ts_worker *w, uint64_t first_index, uint64_t n, int64_t t_in) {
-    int64_t t_matched = ts_mono_ns();
-    ts_lat_record_inline(w->lat_s2m, t_matched - t_in, n);
+/* The clock ticks among n commands: the gateway's, not an order's, so the stages leave
+ * them out (an idle engine would otherwise record ten wake-ups a second, and a busy one
+ * a tick before nearly every batch). */
+static uint64_t count_ticks(const ts_command *c, uint64_t n) {
+    uint64_t ticks = 0;
+    for (uint64_t i = 0; i < n; i++)
+        ticks += c[i].kind == TS_CMD_CONTROL && c[i].control == TS_CTL_CLOCK_TICK;
+    return ticks;
+}
+
+/* The hand-off stamp, read while the batch is still in the ring: once released, the
+ * gateway may stamp a newer push over it (it keeps a stamp only until it is taken). */
+typedef struct handoff_seen {
+    int ok;
     uint64_t index_end;
     int64_t stamp;
-    if (ts_lat_handoff_read(w->lat, &index_end, &stamp) && index_end > first_index &&
-        index_end <= first_index + n)
-        ts_lat_record_inline(w->lat_g2s, t_in - stamp, 1);
+} handoff_seen;
+
+static void note_batch_latency(ts_worker *w, const ts_command *first, uint64_t first_index,
+                               uint64_t n, int64_t t_in, const handoff_seen *h) {
+    int64_t t_matched = ts_mono_ns();
+    uint64_t orders = n - count_ticks(first, n);
+    if (orders) {
+        ts_lat_record_inline(w->lat_s2m, t_matched - t_in, orders);
+        if (h->ok && h->index_end > first_index && h->index_end <= first_index + n)
+            ts_lat_record_inline(w->lat_g2s, t_in - h->stamp, 1);
+    }
     if (w->evo.pushed == w->evo.count) w->out_since_ns = t_matched;
 }
 
@@ -527,6 +546,8 @@ static int take_batch(ts_worker *w, const ts_command *first, uint64_t n, int64_t
      * refreshed after every wait, push and sync), so recording adds no clock read here */
     const int64_t t_in = now;
     const uint64_t first_index = w->in_tail;
+    handoff_seen h = {0};
+    if (w->lat) h.ok = ts_lat_handoff_read(w->lat, &h.index_end, &h.stamp);
     if (ts_journal_append(w->j, 0, w->in_tail, first, n, &w->err))
         return journal_fail(w, TS_WORKER_ERR_JOURNAL);
     uint64_t done = ts_engine_process(w->e, first, n);
@@ -535,8 +556,8 @@ static int take_batch(ts_worker *w, const ts_command *first, uint64_t n, int64_t
                            "the engine ran out of memory at seq %llu (journaled; a restart "
                            "with more memory replays it)",
                            (unsigned long long)(w->seq + done + 1));
+    if (w->lat) note_batch_latency(w, first, first_index, n, t_in, &h);
     ts_ring_release(w->in, n);
-    if (w->lat) note_batch_latency(w, first_index, n, t_in);
     w->in_tail += n;
     w->seq += n;
     w->since_snapshot += n;

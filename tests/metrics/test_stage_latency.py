@@ -157,9 +157,12 @@ def test_gateway_stages_move_when_orders_flow_through_it(instance: str, tmp_path
         assert acks["le=+Inf"] == n and 0 < acks["sum"] < n
         # the hand-off is sampled once per worker batch that ends at a gateway push: with
         # one order in flight at a time, every order's batch does
+        slack = len(config.accounts) * len(config.shards)  # start-up mass cancels
         handoff = samples["gateway_to_shard/0"]
-        assert n <= handoff["count"] <= n + len(config.accounts) * len(config.shards)
-        assert samples["shard_to_matched/0"]["count"] >= n
+        assert n <= handoff["count"] <= n + 1 + slack  # + the cancels' batch below
+        # each order, then its cancel when alice left (cancel-on-disconnect); the clock
+        # tick the gateway sent before each order is no order's, and is not counted
+        assert 2 * n <= samples["shard_to_matched/0"]["count"] <= 2 * n + slack
         with LatencySegment.attach(gateway_segment_name(instance)) as seg:
             ack = summary_us(seg.histograms()["order_to_ack"])
         with LatencySegment.attach(shard_segment_name(instance, 0)) as seg:
@@ -169,6 +172,51 @@ def test_gateway_stages_move_when_orders_flow_through_it(instance: str, tmp_path
         assert 0 < ack["p50_us"] <= ack["max_us"] < 1e6
         inside = sum(parts[s]["p50_us"] for s in parts)
         assert 0 < inside <= ack["max_us"] * 1.01
+
+
+def test_a_stopped_worker_shows_in_the_hand_off_stage(instance: str, tmp_path: Path) -> None:
+    """An order that waits in the commands ring while its worker is stopped is timed from
+    its own push: the idle clock ticks the gateway pushes behind it (every 100 ms) do not
+    replace its stamp. Before, each did, and a worker stopped for a second read as 100 ms."""
+    import os
+    import signal
+
+    from tests.client.edge_rig import KEYS
+    from tests.cores.test_gateway_e2e import e2e_config
+    from tradsys.client.events import Ack
+    from tradsys.client.orders import OrderClient
+    from tradsys.cores.sidecar import read_announcement
+
+    config = e2e_config(instance, tmp_path)
+    with Supervisor(config, log=lambda line: None) as sup:
+        ann = read_announcement(config, "gateway")
+        assert ann is not None
+        cmd = Ring.attach(segment_name(instance, "cmd", 0), **LAYOUT)  # to watch its head
+        try:
+            with OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1]) as c:
+                assert isinstance(c.wait_for(c.submit(1, "buy", 1, 90)), Ack)
+                worker = sup.shards[0].control.pid
+                os.kill(worker, signal.SIGSTOP)
+                try:
+                    before = cmd.info().head
+                    oid = c.submit(1, "buy", 1, 90)
+                    deadline = time.monotonic() + 10
+                    while cmd.info().head == before:  # the order's push
+                        assert time.monotonic() < deadline, "the gateway never pushed it"
+                    pushed_by = time.monotonic()
+                    pushes = cmd.info().head
+                    while cmd.info().head < pushes + 2:  # two idle ticks behind it
+                        assert time.monotonic() < deadline, "no idle clock ticks came"
+                finally:
+                    resumed = time.monotonic()
+                    os.kill(worker, signal.SIGCONT)
+                assert isinstance(c.wait_for(oid), Ack)
+        finally:
+            cmd.close()
+        with LatencySegment.attach(shard_segment_name(instance, 0)) as seg:
+            handoff = summary_us(seg.histograms()["gateway_to_shard"])
+        # stamped before the push, taken after the resume: at least the time between
+        assert handoff["max_us"] >= (resumed - pushed_by) * 1e6 >= 150_000
 
 
 def test_figures_survive_a_killed_worker(supervisor: Supervisor, instance: str) -> None:
