@@ -42,8 +42,8 @@ def relative_data_dir_hint(config: Config) -> str:
     """What to add to a "not running" message when ``data_dir`` is relative: it is taken
     from the current directory, so a command run from another one looks elsewhere."""
     data_dir = Path(config.engine.data_dir)
-    if data_dir.is_absolute():
-        return ""
+    if data_dir.is_absolute() or (config.instance_dir / "supervisor.json").exists():
+        return ""  # absolute, or it did look in the right place (the instance died there)
     return (
         f" (data_dir {str(data_dir)!r} is relative to the current directory, so this looked "
         f"in {config.instance_dir.absolute()}: run tradsys from the directory where `tradsys "

@@ -68,7 +68,10 @@ def cmd_latency(args: argparse.Namespace) -> int:
         print(f"tradsys: internal error: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
     if args.json:
-        print(json.dumps({"instance": config.engine.instance, "stages": [asdict(r) for r in rows]}))
+        stages = [asdict(r) for r in rows]
+        window = args.window or None  # None: since the instance started
+        doc = {"instance": config.engine.instance, "window_s": window, "stages": stages}
+        print(json.dumps(doc))
     else:
         span = f"the last {args.window:g} s" if args.window else "since start"
         print(f"instance {config.engine.instance!r}: stage latencies, {span}")

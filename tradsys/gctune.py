@@ -12,8 +12,10 @@ full collections out of the trading day:
   reaches the old generations at all.
 
 :class:`GcMonitor` times every collection through ``gc.callbacks`` into a preallocated
-sample array, so the pauses can be reported (p50/p99/max, per generation counts) without
-the monitor itself allocating in the callback beyond what CPython hands it.
+sample array and a fixed-bucket histogram (what ``/metrics`` exports as
+``tradsys_gateway_gc_pause_seconds``), so the pauses can be reported (p50/p99/max, per
+generation counts, the distribution) without the monitor itself allocating in the
+callback beyond what CPython hands it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import gc
 import time
 from array import array
+from bisect import bisect_left
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,10 @@ import numpy as np
 # and a full collection only after 1 000 000 middle ones: never, in a trading session.
 TRADING_THRESHOLDS = (20_000, 20, 1_000_000)
 SAMPLES = 1 << 16
+# Upper bounds of the pause histogram's buckets, in seconds (1-2.5-5 steps, 10 µs to 1 s):
+# what /metrics exports, so that pauses can be summed over time and across instances.
+PAUSE_BOUNDS_S = (*(m * 10.0**e for e in range(-5, 0) for m in (1, 2.5, 5)), 1.0)
+_PAUSE_BOUNDS_NS = [round(b * 1e9) for b in PAUSE_BOUNDS_S]
 
 # How many objects the last tune_for_trading froze. Counted once there, because
 # gc.get_freeze_count() walks the whole permanent generation: asked for in every stats
@@ -51,6 +58,10 @@ class GcMonitor:
         self._n = 0
         self._counts = [0, 0, 0]
         self._max_ns = 0
+        # per bucket of PAUSE_BOUNDS_S (a pause counts in the first whose bound it is at
+        # or under), the last for those over 1 s; and their sum
+        self._buckets = [0] * (len(PAUSE_BOUNDS_S) + 1)
+        self._sum_ns = 0
         self._t0 = 0
         self._installed = False
 
@@ -62,6 +73,8 @@ class GcMonitor:
         self._pauses[self._n % len(self._pauses)] = pause
         self._n += 1
         self._counts[info["generation"]] += 1
+        self._buckets[bisect_left(_PAUSE_BOUNDS_NS, pause)] += 1
+        self._sum_ns += pause
         if pause > self._max_ns:
             self._max_ns = pause
 
@@ -79,13 +92,17 @@ class GcMonitor:
         self._n = 0
         self._counts = [0, 0, 0]
         self._max_ns = 0
+        self._buckets = [0] * (len(PAUSE_BOUNDS_S) + 1)
+        self._sum_ns = 0
 
     @property
     def full_collections(self) -> int:
         return self._counts[2]
 
-    def stats(self) -> dict[str, float]:
-        """The window so far: counts, and pause percentiles in µs (0 when none)."""
+    def stats(self) -> dict[str, Any]:
+        """The window so far: counts, pause percentiles in µs (of the latest SAMPLES
+        pauses; 0 when none), and the histogram of every pause (``pause_buckets``, one
+        count per bound of PAUSE_BOUNDS_S and one over it; ``pause_sum_s``)."""
         n = min(self._n, len(self._pauses))
         p50 = p99 = 0.0
         if n:
@@ -99,6 +116,8 @@ class GcMonitor:
             "pause_p50_us": p50,
             "pause_p99_us": p99,
             "pause_max_us": self._max_ns / 1000,
+            "pause_buckets": list(self._buckets),
+            "pause_sum_s": self._sum_ns / 1e9,
             "frozen_objects": float(_frozen_objects),
             # what each generation holds now, against its threshold: how close the next
             # collection is

@@ -59,6 +59,7 @@ def test_report_after_orders(
     assert int(lines[("shard", "0", "shard_to_matched")][3]) == 2
     assert int(lines[("shard", "0", "matched_to_event")][3]) == 2
     assert int(lines[("shard", "0", "gateway_to_shard")][3]) == 0
+    assert lines[("shard", "0", "gateway_to_shard")][4:] == ["-"] * 4  # no sample, no figure
 
     assert main(["latency", "--config", str(running), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -72,6 +73,7 @@ def test_report_after_orders(
     assert main(["latency", "--config", str(running), "--json", "--window", "0.05"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert all(r["count"] == 0 for r in doc["stages"])
+    assert doc["window_s"] == 0.05  # what the figures cover (None: since start)
 
 
 def test_not_running_is_a_user_error(

@@ -176,6 +176,9 @@ def test_gateway_series_move_with_orders_rejects_and_sessions(
             assert samples["tradsys_gateway_status_orders_total{}"] == 1.0
             assert samples["tradsys_gateway_sessions{transport=colocated}"] == 1.0
             assert samples["tradsys_gateway_gc_collections_total{generation=2}"] == 0.0
+            # the pause histogram, empty (no collection while trading) but whole
+            assert samples["tradsys_gateway_gc_pause_seconds_count{}"] == 0.0
+            assert samples["tradsys_gateway_gc_pause_seconds_bucket{le=+Inf}"] == 0.0
             # at least the first pass's tick for each shard, counted apart from commands
             assert samples["tradsys_gateway_clock_ticks_total{}"] >= len(config.shards)
             assert samples["tradsys_gateway_orders_restored_total{}"] == 0.0  # a fresh start

@@ -14,7 +14,7 @@ from typing import Any
 
 from tradsys import wire
 from tradsys.config import Config
-from tradsys.cores.control import WorkerControl
+from tradsys.cores.control import WorkerControl, WorkerState
 from tradsys.ring import Ring
 from tradsys.ring.segment import process_alive
 
@@ -76,6 +76,25 @@ def supervisor_doc(config: Config) -> dict[str, Any]:
     return doc
 
 
+def shard_row_state(shard: dict[str, Any], snap: Any, now_ns: int) -> tuple[str, str, str]:
+    """(pid, state, heartbeat age) of one shard's row, from the supervisor's doc and its
+    worker's control block. A worker being replaced reads "restarting" from its reap until
+    its successor has recovered -- reaped with its restart not yet due (the doc has no
+    pid; the control block still names the dead one), then a new process whose control
+    block is fresh (no pid, EMPTY) or that is still replaying -- and no heartbeat is "-",
+    not an age."""
+    age = f"{(now_ns - snap.heartbeat_ns) / 1e6:.0f}ms" if snap.heartbeat_ns else "-"
+    down = shard.get("pid", snap.pid) is None
+    early = not snap.pid or snap.state in (
+        WorkerState.EMPTY,
+        WorkerState.STARTING,
+        WorkerState.RECOVERING,
+    )
+    if down or (early and shard["restarts"]):
+        return (str(snap.pid) if snap.pid and not down else "-"), "restarting", age
+    return (str(snap.pid) if snap.pid else "-"), WorkerState(snap.state).name.lower(), age
+
+
 def read_status(config: Config, interval_s: float = 0.5) -> str:
     """A human report of every shard of the configured instance.
 
@@ -102,16 +121,13 @@ def read_status(config: Config, interval_s: float = 0.5) -> str:
     ]
     for shard, b, a in zip(doc["shards"], before, after, strict=True):
         rate = max(0, a.commands - b.commands) / dt if a.pid == b.pid else 0.0
-        age = (now_ns - a.heartbeat_ns) / 1e6 if a.heartbeat_ns else float("nan")
         core = "-" if shard["core"] is None else str(shard["core"])
         cmd, evt, md = (_fill(n) for n in shard["rings"])
-        # reaped, its restart not yet due: the control block still names the dead pid
-        down = shard.get("pid", a.pid) is None
-        pid, state = ("-", "restarting") if down else (str(a.pid), a.state.name.lower())
+        pid, state, age = shard_row_state(shard, a, now_ns)
         lines.append(
             f"{shard['shard']:>5} {pid:>7} {core:>4} {state:<10} "
             f"{shard['restarts']:>8} {rate:>10.0f} {a.journaled_seq:>10} {a.synced_seq:>10} "
-            f"{a.snapshot_seq:>10} {cmd:>12} {evt:>12} {md:>12} {age:>8.0f}ms"
+            f"{a.snapshot_seq:>10} {cmd:>12} {evt:>12} {md:>12} {age:>10}"
         )
         if a.error:
             lines.append(f"      last error: {a.error}")

@@ -10,14 +10,21 @@ process's by the collector (``tradsys.metrics.carry``).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from tradsys.cores.control import WorkerState
+from tradsys.gctune import PAUSE_BOUNDS_S
 from tradsys.metrics.carry import CarriedCounters
 from tradsys.metrics.md_series import md_families
 from tradsys.metrics.stage_metrics import stage_latency_families
@@ -26,7 +33,8 @@ from tradsys.wire import RejectReason
 if TYPE_CHECKING:
     from tradsys.cores.supervisor import Supervisor
 
-# (metric suffix, control-block field, help): per-incarnation counters of a worker.
+# (metric suffix, control-block field, help): a worker's counters, kept across its
+# incarnations in the control block (they never go back while the instance runs).
 WORKER_COUNTERS = [
     ("commands", "commands", "Commands the shard worker took from its command ring."),
     ("batches", "batches", "Batches the shard worker processed."),
@@ -34,7 +42,6 @@ WORKER_COUNTERS = [
     ("md_records", "md_out", "Market-data records the shard worker pushed."),
     ("out_waits", "out_waits", "Times the worker waited for room in an output ring."),
     ("idle_waits", "idle_waits", "Times the worker waited for commands."),
-    ("replayed_commands", "replayed", "Journal commands replayed at the last start-up."),
     ("accepted_orders", "accepted_out", "Orders the engine accepted."),
     ("trades", "trades_out", "Trades the engine printed (each fill once)."),
     ("cancelled_orders", "cancelled_out", "Orders the engine cancelled (any reason)."),
@@ -43,7 +50,7 @@ WORKER_COUNTERS = [
 ]
 # (metric, control block field, help): counters read straight from the control block
 SNAPSHOT_COUNTERS = [
-    ("snapshots", "snapshots_taken", "Snapshots this worker incarnation published."),
+    ("snapshots", "snapshots_taken", "Snapshots the shard's workers published since the start."),
     (
         "failed_snapshots",
         "snapshots_failed",
@@ -124,6 +131,12 @@ class InstanceCollector(Collector):
             "Commands journaled but not yet covered by an fdatasync.",
             labels=labels,
         )
+        replayed = GaugeMetricFamily(
+            "tradsys_shard_replayed_commands",
+            "Journal commands the running worker replayed when it started (a gauge: each "
+            "start sets it).",
+            labels=labels,
+        )
         seq = GaugeMetricFamily(
             "tradsys_shard_journaled_commands",
             "Journal sequence number last written (commands journaled).",
@@ -148,6 +161,7 @@ class InstanceCollector(Collector):
             labels=labels,
         )
         now_ns = time.monotonic_ns()
+        syncs = self.supervisor.config.journal.durability != "none"
         for sp in self.supervisor.shards:
             shard = [str(sp.spec.shard_id)]
             ctl = sp.control
@@ -164,16 +178,18 @@ class InstanceCollector(Collector):
             up.add_metric(
                 shard, float(snap.state == WorkerState.RUNNING and sp.process is not None)
             )
-            age = (now_ns - snap.heartbeat_ns) / 1e9 if snap.heartbeat_ns else float("nan")
-            heartbeat.add_metric(shard, age)
-            lag.add_metric(shard, max(0, snap.journaled_seq - snap.synced_seq))
+            if snap.heartbeat_ns:  # none while a worker (re)starts: _up says 0 then
+                heartbeat.add_metric(shard, (now_ns - snap.heartbeat_ns) / 1e9)
+            if syncs:  # with durability none nothing is ever synced: no lag to speak of
+                lag.add_metric(shard, max(0, snap.journaled_seq - snap.synced_seq))
+            replayed.add_metric(shard, snap.replayed)
             seq.add_metric(shard, snap.journaled_seq)
             for reason in RejectReason:
                 if reason is not RejectReason.NONE and reason < len(snap.rejects_by_reason):
                     count = snap.rejects_by_reason[reason]
                     rejects.add_metric([*shard, reason.name.lower()], count)
         yield from counters.values()
-        yield from (busy, restarts, up, heartbeat, lag, seq, rejects)
+        yield from (busy, restarts, up, heartbeat, lag, replayed, seq, rejects)
         yield from snapshot_counters.values()
         yield from snapshot_gauges.values()
         yield cow
@@ -345,11 +361,13 @@ def _gateway_families(doc: dict[str, Any]) -> Iterator[Metric]:
     for gen in ("0", "1", "2"):
         collections.add_metric([gen], gc_doc.get(f"gen{gen}", 0))
     yield collections
-    pause = GaugeMetricFamily(
+    counts = gc_doc.get("pause_buckets") or [0] * (len(PAUSE_BOUNDS_S) + 1)
+    cumulative = list(itertools.accumulate(counts))
+    bounds = [*(repr(b) for b in PAUSE_BOUNDS_S), "+Inf"]
+    pause = HistogramMetricFamily(
         "tradsys_gateway_gc_pause_seconds",
-        "Gateway GC pause percentiles since start (timed with gc.callbacks).",
-        labels=["quantile"],
+        "Gateway garbage-collection pauses since its warm-up (timed with gc.callbacks).",
+        buckets=list(zip(bounds, map(float, cumulative), strict=True)),
+        sum_value=gc_doc.get("pause_sum_s", 0.0),
     )
-    for quantile, key in (("0.5", "pause_p50_us"), ("0.99", "pause_p99_us"), ("1", "pause_max_us")):
-        pause.add_metric([quantile], gc_doc.get(key, 0.0) / 1e6)
     yield pause

@@ -116,8 +116,14 @@ def format_rows(rows: list[StageRow]) -> str:
     )
     lines = [head]
     for r in rows:
+        # a stage with no sample has no percentiles: "-", where 0.00 would read as 0 µs
+        p50, p99, p999, most = (
+            (f"{r.p50_us:.2f}", f"{r.p99_us:.2f}", f"{r.p99_9_us:.2f}", f"{r.max_us:.2f}")
+            if r.count
+            else ("-", "-", "-", "-")
+        )
         lines.append(
-            f"{r.where:<{where_w}}  {r.stage:<{stage_w}}  {r.count:>10}  {r.p50_us:>9.2f}  "
-            f"{r.p99_us:>9.2f}  {r.p99_9_us:>9.2f}  {r.max_us:>10.2f}"
+            f"{r.where:<{where_w}}  {r.stage:<{stage_w}}  {r.count:>10}  {p50:>9}  "
+            f"{p99:>9}  {p999:>9}  {most:>10}"
         )
     return "\n".join(lines)
