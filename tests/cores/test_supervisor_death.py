@@ -17,6 +17,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -223,4 +224,67 @@ def test_shm_reclaim_removes_everything_a_killed_supervisor_left(
     assert f"{ctl}  (stale: creator gone)" in capsys.readouterr().out
     assert main(["shm", "reclaim", "--instance", instance]) == 0
     assert f"removed stale segment {ctl}" in capsys.readouterr().out
+    assert instance_segments(instance) == []
+
+
+def test_a_run_killed_whole_leaves_its_sessions_to_the_next_run(
+    instance: str, tmp_path: Path, start_supervisor: Callable[[str], SupervisorProcess]
+) -> None:
+    """Every engine process SIGKILLed in the same instant (a cgroup OOM kill, `systemctl
+    kill -s KILL`): the next run's gateway reads the dead sessions' rings -- the acks a
+    client had not read come first in its account's next session, and the commands it
+    had sent and nobody took are answered GATEWAY_RESTARTED. The next run's supervisor
+    used to unlink those rings as stale before its gateway could read them: the acks were
+    lost, and the commands never answered."""
+    from tests.accounts_toml import account_tables
+    from tests.client.edge_rig import KEYS
+    from tests.cores.test_gateway_restart import _until_every_thread_stopped
+    from tradsys.client.events import Ack, Reject
+    from tradsys.client.orders import OrderClient
+    from tradsys.cores.sidecar import read_announcement
+    from tradsys.wire import RejectReason
+
+    text = (
+        whole_instance(instance, tmp_path)
+        + "\n"
+        + account_tables(KEYS, lambda i: "cancel_on_disconnect = false\n")
+    )
+    config = parse_config(text, "t")
+    sup = start_supervisor(text)
+    ann = read_announcement(config, "gateway")
+    assert ann is not None
+    alice = OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1])
+    try:
+        unread = {alice.submit(1, "buy", 1, 90, order_id=oid) for oid in range(1, 6)}
+        deadline = time.monotonic() + 30
+        while alice.transport.outbound.readable < len(unread):  # acked, and never read
+            assert time.monotonic() < deadline, "the acks never reached the session's ring"
+        gateway = int(ann["pid"])
+        os.kill(gateway, signal.SIGSTOP)  # it takes nothing more from alice's ring
+        _until_every_thread_stopped(gateway)
+        unsent = {alice.submit(1, "buy", 1, 91, order_id=oid) for oid in range(6, 9)}
+        # the whole run at once: the supervisor frozen first, so it restarts nothing
+        sup.proc.send_signal(signal.SIGSTOP)
+        _until_stopped([psutil.Process(sup.proc.pid)])
+        for p in sup.children:
+            p.kill()
+        sup.kill()
+        psutil.wait_procs(sup.children, timeout=30)
+    finally:
+        alice.transport.close()
+    with (
+        Supervisor(config, log=lambda line: None) as again,
+        OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1]) as alice,
+    ):
+        assert again.config.gateway.enabled
+        answers: dict[int, Any] = {}
+        deadline = time.monotonic() + 30
+        while len(answers) < len(unread | unsent):
+            assert time.monotonic() < deadline, f"answered: {sorted(answers)}"
+            answers.update((ev.order_id, ev) for ev in alice.poll(1.0))
+        assert set(answers) == unread | unsent
+        assert all(isinstance(answers[oid], Ack) for oid in unread)
+        for oid in unsent:
+            ev = answers[oid]
+            assert isinstance(ev, Reject) and ev.reason == RejectReason.GATEWAY_RESTARTED, ev
     assert instance_segments(instance) == []

@@ -83,6 +83,15 @@ class StaleRings:
     unsent: list[str]  # session inbound rings: commands their clients sent, never taken
 
 
+def is_session_ring(instance: str, name: str) -> bool:
+    """Whether ``name`` is one of the instance's session rings (``sin.<n>``/``sout.<n>``)."""
+    for role in (INBOUND_ROLE, OUTBOUND_ROLE):
+        prefix = segment_name(instance, role, 0)[:-1]
+        if name.startswith(prefix) and name[len(prefix) :].isdigit():
+            return True
+    return False
+
+
 def reclaim_stale_keeping_unread(instance: str) -> StaleRings:
     """At a gateway's start: unlink every stale segment of the instance except a dead
     gateway's session rings -- the outbound ones, whose unread events the new gateway

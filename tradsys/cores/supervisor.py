@@ -47,6 +47,7 @@ from tradsys.cores.cpu_latency import (
     CpuLatencyRequest,
     halts_whatever_is_asked,
 )
+from tradsys.cores.gateway_rings import is_session_ring
 from tradsys.cores.memory_lock import why_not_lockable
 from tradsys.cores.parent_watch import supervisor_env
 from tradsys.cores.sidecar import write_effective_config
@@ -63,8 +64,8 @@ from tradsys.metrics.latency_segment import (
     reclaim_stale_latency,
     shard_segment_name,
 )
-from tradsys.ring import Ring, reclaim_stale, segment_name
-from tradsys.ring.segment import instance_segments, process_start_us
+from tradsys.ring import Ring, find_stale, reclaim_stale, segment_name
+from tradsys.ring.segment import instance_segments, process_start_us, unlink_quietly
 
 Log = Callable[[str], None]
 _LOGGER = logging.getLogger("tradsys.supervisor")
@@ -172,13 +173,19 @@ class Supervisor:
     def start(self) -> None:
         """Create the shared memory, spawn every worker and wait until all are running."""
         # control blocks first: whether one is stale is read from its shard's rings
+        kept = self._stale_session_rings()
         for name in (
             reclaim_stale_controls(self.instance)
-            + reclaim_stale(self.instance)
+            + unlink_quietly([s.name for s in find_stale(self.instance) if s.name not in kept])
             + reclaim_stale_latency(self.instance)
         ):
             self.log(f"removed stale segment {name} (its creator is gone)")
-        left = instance_segments(self.instance)
+        if kept:
+            self.log(
+                f"kept {len(kept)} session ring(s) of a dead run for the gateway to read "
+                "(its clients' unread events and unanswered commands)"
+            )
+        left = [n for n in instance_segments(self.instance) if n not in kept]
         if left:
             raise SupervisorError(
                 f"instance {self.instance!r} is already running (its segments exist: "
@@ -226,6 +233,17 @@ class Supervisor:
             self.stop()
             raise
         self._write_status()
+
+    def _stale_session_rings(self) -> set[str]:
+        """A dead run's session rings, left for this run's gateway: its start reads the
+        events their clients had not read (held for the accounts' next sessions) and
+        answers the commands nobody took (GATEWAY_RESTARTED), then unlinks them. A run
+        killed whole at once (a cgroup OOM kill, ``systemctl kill -s KILL``) leaves them
+        as a killed gateway alone does; unlinked here as stale, they were lost. Without a
+        gateway nobody reads them: none is kept."""
+        if not self.config.gateway.enabled:
+            return set()
+        return {s.name for s in find_stale(self.instance) if is_session_ring(self.instance, s.name)}
 
     def _make_instance_dir(self) -> None:
         """The instance's directory, made before any process is started: a data_dir that
