@@ -113,6 +113,52 @@ def test_kill_switch_on_and_off(running: Instance) -> None:
         assert _rejected(alice, 1) is None
 
 
+def test_kill_switches_outlive_the_run_that_set_them(instance: str, tmp_path: Path) -> None:
+    """A stop and a new `tradsys run` (or a crash the systemd unit restarts) keep every
+    switch an operator left on; before, a new run lifted them without a word. Each run is
+    a `tradsys run` process of its own: a run is named by its supervisor's process."""
+    from tests.cores.run_instance import RunningInstance
+
+    path = tmp_path / "instance.toml"
+    path.write_text(_config_text(instance, tmp_path / "data"))
+    config = load_config(str(path))
+
+    def admin(*args: str) -> int:
+        return cli.main(["admin", *args, "--config", str(path)])
+
+    def run() -> tuple[RunningInstance, str]:
+        inst = RunningInstance(path)
+        inst.ready()
+        ann = read_announcement(config, "gateway")
+        assert ann is not None
+        return inst, str(ann["unix_socket"])
+
+    inst, _ = run()
+    try:
+        assert admin("kill", "acct1") == 0 and admin("kill", "--all") == 0
+        assert inst.stop() == 0
+        inst, sock = run()
+        said = "kill switches on, as an operator left them: every account; account(s) 1"
+        assert said in "".join(inst.lines)  # before it was ready
+        with (
+            OrderClient.connect(sock, account_id=1, api_key=KEYS[1]) as alice,
+            OrderClient.connect(sock, account_id=2, api_key=KEYS[2]) as bob,
+        ):
+            assert _rejected(alice, 1) == RejectReason.KILL_SWITCH
+            assert _rejected(bob, 1) == RejectReason.KILL_SWITCH  # the global one
+            assert admin("kill", "--all", "--off") == 0
+            assert _rejected(bob, 1) is None
+            assert _rejected(alice, 1) == RejectReason.KILL_SWITCH  # its own is still on
+            assert admin("kill", "acct1", "--off") == 0
+        assert inst.stop() == 0
+        inst, sock = run()
+        with OrderClient.connect(sock, account_id=1, api_key=KEYS[1]) as alice:
+            assert _rejected(alice, 1) is None  # turned off: off for good
+        assert inst.stop() == 0
+    finally:
+        inst.kill_all()
+
+
 def test_reload_applies_the_edited_limits(
     running: Instance, capsys: pytest.CaptureFixture[str]
 ) -> None:

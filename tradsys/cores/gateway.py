@@ -37,6 +37,12 @@ from tradsys.cores.gateway_sessions import SessionCore, SessionTable
 from tradsys.cores.gateway_shards import ShardWatch
 from tradsys.cores.gateway_stale import UnsentCommands, answer_unsent, read_unsent
 from tradsys.cores.gateway_tcp import TcpEdge
+from tradsys.cores.kill_switches import (
+    KILL_FILE,
+    KillSwitches,
+    KillSwitchFileError,
+    read_kill_switches,
+)
 from tradsys.cores.memory_lock import lock_if_asked
 from tradsys.cores.parent_watch import STOP_SIGNALS, stop_with_supervisor
 from tradsys.cores.session_accounts import (
@@ -428,6 +434,24 @@ async def serve(
     return server
 
 
+def apply_kill_switches(config: Config, core: GatewayCore) -> None:
+    """The kill switches an operator left on, in this run or an earlier one
+    (tradsys.cores.kill_switches), set before any session is served. An account the
+    configuration no longer has is skipped, and said."""
+    switches = read_kill_switches(config.instance_dir / KILL_FILE)
+    if switches == KillSwitches():
+        return
+    known = {acc.id for acc in config.accounts}
+    if switches.every_account:
+        core.kill(None, True)
+    for account_id in switches.accounts:
+        if account_id in known:
+            core.kill(account_id, True)
+        else:
+            log.warning("kill switch of account %d: no such account in the config", account_id)
+    log.warning("kill switches on, as an operator left them: %s", switches.describe())
+
+
 def run(config_path: str) -> int:
     logs.configure("gateway")
     try:
@@ -454,6 +478,12 @@ def run(config_path: str) -> int:
     except (GatewayError, RingError) as exc:
         log.error("cannot start the gateway core: %s", exc)
         return EXIT_FAILURE
+    try:
+        apply_kill_switches(config, core)
+    except (KillSwitchFileError, GatewayError) as exc:
+        log.error("cannot start the gateway: %s", exc)
+        core.close()
+        return EXIT_USER_ERROR
     try:
         cpu = config.gateway.core
         # [gateway] core: the pump thread alone is pinned there

@@ -31,6 +31,7 @@ import msgspec
 
 from tradsys.config import AccountSection, Config, ConfigError, check_config
 from tradsys.cores.gateway_auth import Credentials, LoginRefusedError, check_peer, peer_uid
+from tradsys.cores.kill_switches import KILL_FILE, read_kill_switches, write_kill_switches
 from tradsys.gateway import GatewayCore, GatewayError
 from tradsys.matching.instrument import symbol_named
 from tradsys.wire import ControlCode
@@ -166,6 +167,15 @@ class AdminEdge:
         if isinstance(request, Kill):
             account, who = self._account(request.account)
             self.core.kill(account, request.on)
+            # kept for every later gateway, a new run's too (tradsys.cores.kill_switches)
+            path = self.config.instance_dir / KILL_FILE
+            try:
+                write_kill_switches(path, read_kill_switches(path).switched(account, request.on))
+            except Exception as exc:  # the switch is set; only its record failed
+                raise AdminRefusedError(
+                    f"kill switch of {who} {'on' if request.on else 'off'} in this run, but not "
+                    f"kept for a restart: {exc}"
+                ) from None
             return f"kill switch of {who} {'on' if request.on else 'off'}"
         if isinstance(request, MassCancel):
             account, who = self._account(request.account)
