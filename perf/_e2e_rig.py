@@ -198,7 +198,14 @@ class OrderSender:
             lambda ns: wait(ns / 1e9),
         )
 
-    def run(self, rate: float, seconds: float, first_id: int, drain_s: float = 10.0) -> RunResult:
+    def run(
+        self,
+        rate: float,
+        seconds: float,
+        first_id: int,
+        drain_s: float = 10.0,
+        workload: Callable[[int, int, float], np.ndarray] | None = None,
+    ) -> RunResult:
         """Send ``rate * seconds`` orders on the timetable; time each ack.
 
         After the timetable the session waits up to ``drain_s`` for the rest of its events:
@@ -211,15 +218,17 @@ class OrderSender:
         event array, a clock read), so that the client is not what limits the rate nor
         what makes the tail: the events are matched to their orders in bulk with numpy
         after the run (see RUN_EVENTS_MAX). Each order of
-        this workload makes exactly EVENTS_PER_ORDER events, which says when all are in.
+        this workload makes exactly EVENTS_PER_ORDER events, which says when all are in;
+        so must ``workload(n, first_id, step_ns)``, where given (the orders to send in
+        place of :func:`orders`, ids from ``first_id``, due every ``step_ns`` from now).
         Each pass sends every order that is due; between passes the client waits (see
         ``bind``'s idle) until the next order is due but at least a tick, or until events
         arrive, so that at a high rate it sends a batch per tick.
         """
         tune_client_thread()
         n = max(1, int(rate * seconds))
-        recs = orders(n, first_id)
         step_ns = 1e9 / rate
+        recs = orders(n, first_id) if workload is None else workload(n, first_id, step_ns)
         intended = (np.arange(n, dtype=np.float64) * step_ns).astype(np.int64)
         received = np.zeros(n, np.int64)
         watch = self.watch

@@ -1,4 +1,5 @@
-"""The `tradsys` command. Exit codes: 0 success, 1 user error, 2 internal failure."""
+"""The `tradsys` command. Exit codes: 0 success, 1 user error, 2 internal failure, 130
+stopped by Ctrl-C."""
 
 from __future__ import annotations
 
