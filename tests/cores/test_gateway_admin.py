@@ -113,7 +113,9 @@ def test_kill_switch_on_and_off(running: Instance) -> None:
         assert _rejected(alice, 1) is None
 
 
-def test_kill_switches_outlive_the_run_that_set_them(instance: str, tmp_path: Path) -> None:
+def test_kill_switches_outlive_the_run_that_set_them(
+    instance: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A stop and a new `tradsys run` (or a crash the systemd unit restarts) keep every
     switch an operator left on; before, a new run lifted them without a word. Each run is
     a `tradsys run` process of its own: a run is named by its supervisor's process."""
@@ -136,6 +138,9 @@ def test_kill_switches_outlive_the_run_that_set_them(instance: str, tmp_path: Pa
     inst, _ = run()
     try:
         assert admin("kill", "acct1") == 0 and admin("kill", "--all") == 0
+        assert cli.main(["status", "--config", str(path), "--interval", "0.01"]) == 0
+        said = capsys.readouterr().out
+        assert "kill switches: every account; account(s) 1" in said.splitlines(), said
         assert inst.stop() == 0
         inst, sock = run()
         said = "kill switches on, as an operator left them: every account; account(s) 1"

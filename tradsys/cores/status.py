@@ -15,6 +15,7 @@ from typing import Any
 from tradsys import wire
 from tradsys.config import Config
 from tradsys.cores.control import WorkerControl, WorkerState
+from tradsys.cores.kill_switches import KILL_FILE, KillSwitchFileError, read_kill_switches
 from tradsys.ring import Ring
 from tradsys.ring.segment import process_alive
 
@@ -132,7 +133,19 @@ def read_status(config: Config, interval_s: float = 0.5) -> str:
         if a.error:
             lines.append(f"      last error: {a.error}")
     lines.extend(_sidecar_lines(config, doc.get("sidecars", [])))
+    if config.gateway.enabled:  # no gateway, no kill switch to apply
+        lines.append(_kill_switch_line(config))
     return "\n".join(lines)
+
+
+def _kill_switch_line(config: Config) -> str:
+    """The kill switches an operator left on (tradsys.cores.kill_switches): what every
+    gateway of the instance applies, this run's and the next's."""
+    try:
+        switches = read_kill_switches(config.instance_dir / KILL_FILE)
+    except KillSwitchFileError as exc:
+        return f"kill switches: unreadable: {exc}"
+    return f"kill switches: {switches.describe()}"
 
 
 def _sidecar_lines(config: Config, sidecars: list[dict[str, object]]) -> list[str]:
