@@ -506,10 +506,6 @@ static int push_md_refresh(ts_worker *w, uint32_t req) {
     return 0;
 }
 
-/* Stage latencies of a batch taken at t_in (ring index `first_index`, n commands), just
- * matched: every command of it waited for the whole batch, so the batch's time counts
- * once per command. The gateway's hand-off stamp is a sample for the batch holding the
- * last command of the gateway's latest push. */
 /* The clock ticks among n commands: the gateway's, not an order's, so the stages leave
  * them out (an idle engine would otherwise record ten wake-ups a second, and a busy one
  * a tick before nearly every batch). */
@@ -528,6 +524,10 @@ typedef struct handoff_seen {
     int64_t stamp;
 } handoff_seen;
 
+/* Stage latencies of a batch taken at t_in (ring index `first_index`, n commands), just
+ * matched: every command of it but the clock ticks waited for the whole batch, so the
+ * batch's time counts once per such command. The gateway's hand-off stamp is a sample for
+ * the batch holding the last command of the oldest push the worker had not yet taken. */
 static void note_batch_latency(ts_worker *w, const ts_command *first, uint64_t first_index,
                                uint64_t n, int64_t t_in, const handoff_seen *h) {
     int64_t t_matched = ts_mono_ns();
