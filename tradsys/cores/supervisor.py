@@ -173,10 +173,11 @@ class Supervisor:
     def start(self) -> None:
         """Create the shared memory, spawn every worker and wait until all are running."""
         # control blocks first: whether one is stale is read from its shard's rings
-        kept = self._stale_session_rings()
+        stale = [s.name for s in find_stale(self.instance)]
+        kept = self._session_rings_to_keep(stale)
         for name in (
             reclaim_stale_controls(self.instance)
-            + unlink_quietly([s.name for s in find_stale(self.instance) if s.name not in kept])
+            + unlink_quietly([n for n in stale if n not in kept])
             + reclaim_stale_latency(self.instance)
         ):
             self.log(f"removed stale segment {name} (its creator is gone)")
@@ -234,16 +235,17 @@ class Supervisor:
             raise
         self._write_status()
 
-    def _stale_session_rings(self) -> set[str]:
-        """A dead run's session rings, left for this run's gateway: its start reads the
-        events their clients had not read (held for the accounts' next sessions) and
-        answers the commands nobody took (GATEWAY_RESTARTED), then unlinks them. A run
+    def _session_rings_to_keep(self, stale: list[str]) -> set[str]:
+        """Of the ``stale`` rings, a dead run's session rings, left for this run's gateway:
+        its start reads the events their clients had not read (held for the accounts'
+        next sessions) and answers the commands nobody took (GATEWAY_RESTARTED), then
+        unlinks them. A run
         killed whole at once (a cgroup OOM kill, ``systemctl kill -s KILL``) leaves them
         as a killed gateway alone does; unlinked here as stale, they were lost. Without a
         gateway nobody reads them: none is kept."""
         if not self.config.gateway.enabled:
             return set()
-        return {s.name for s in find_stale(self.instance) if is_session_ring(self.instance, s.name)}
+        return {name for name in stale if is_session_ring(self.instance, name)}
 
     def _make_instance_dir(self) -> None:
         """The instance's directory, made before any process is started: a data_dir that
