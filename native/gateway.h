@@ -290,6 +290,13 @@ uint64_t ts_gateway_ledger_size(const ts_gateway *gw);
  * layout (exchange ids never repeat). TS_GW_ERR_ARGUMENT: too small or misaligned. */
 int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t run_id);
 
+/* Hand a ledger over from one run to the next: if mem holds a ledger of run `from_run`,
+ * make it `to_run`'s (one store), so the next run's gateway carries it over (returns 1;
+ * 0 when it is another run's, not a ledger, or too short). For a run that died without
+ * stopping (every process killed at once): its successor continues it, positions and
+ * all, where a run that stopped leaves the next one a new ledger. No gateway may run. */
+int ts_gateway_ledger_adopt(void *mem, uint64_t size, uint64_t from_run, uint64_t to_run);
+
 /* Before the pump runs: take up to max events from each shard's event ring and count
  * their trades into positions and filled notional (through the ledger, so a trade the
  * dead gateway had counted is not counted again); nothing is routed. Returns the events

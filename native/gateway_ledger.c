@@ -310,6 +310,16 @@ int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t 
     return carried;
 }
 
+int ts_gateway_ledger_adopt(void *mem, uint64_t size, uint64_t from_run, uint64_t to_run) {
+    if (!mem || ((uintptr_t)mem & 7) || size < sizeof(gw_ledger_header)) return 0;
+    gw_ledger_header *h = mem;
+    if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != LEDGER_MAGIC ||
+        h->version != LEDGER_VERSION || h->run_id != from_run || from_run == to_run)
+        return 0;
+    STORE_RELEASE(h->run_id, to_run);
+    return 1;
+}
+
 /* ---- drain and restore --------------------------------------------------------------- */
 
 int gw_keep_drained(ts_gateway *gw, const ts_event *ev, uint64_t seq, uint32_t raw) {

@@ -69,7 +69,15 @@
  *     records whose ordinal is >= base_md + the md ring's head.
  *   - the "base" fields of the control block are set once, by the first incarnation
  *     that completes recovery on a fresh control block: what was journaled before
- *     belongs to earlier rings (an earlier run of the system) and is never re-emitted.
+ *     belongs to earlier rings (an earlier run of the system) and is not re-emitted
+ *     from them, with one exception:
+ *   - a run killed whole (every process at once): its workers' events were not all
+ *     pushed, nor were all pushed ones taken. The next run's supervisor carries the dead
+ *     events ring's unconsumed records into the new ring before the worker starts and
+ *     sets inherited_exec_id to the exec id of the last event the dead run pushed; a
+ *     worker on a block without base fields then re-emits the replayed events above it
+ *     (or above the new ring's last record, if an earlier incarnation pushed some). Its
+ *     md is not re-emitted: the new run's md sidecar starts from a refresh.
  *   - a snapshot becomes visible only once everything before it is journaled, synced
  *     and pushed (taken at a quiescent point inline; the background writer waits for
  *     it), so the replayed tail after it holds everything not yet pushed.
@@ -162,7 +170,10 @@ typedef struct ts_worker_control {
     uint32_t md_refresh_requests; /* 76 md sidecar increments it to ask for a refresh */
     uint32_t order_image_requests; /* 80 a (re)starting gateway asks for an order image */
     uint32_t order_images_served;  /* 84 the request last answered (written by Python) */
-    uint64_t _pad1[5];          /* 88 */
+    uint64_t inherited_exec_id; /* 88  supervisor: the last event a dead run pushed (below) */
+    uint32_t inherited_set;     /* 96  1 once the supervisor has set inherited_exec_id */
+    uint32_t _pad0b;            /* 100 */
+    uint64_t _pad1[3];          /* 104 */
     /* ---- 128: heartbeat and counters, written by the worker every batch ---- */
     int64_t heartbeat_ns;       /* 128 CLOCK_MONOTONIC */
     uint64_t processed_seq;     /* 136 last seq matched */

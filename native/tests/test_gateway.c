@@ -646,28 +646,39 @@ static void rig_successor(rig *r, uint32_t max_accounts, uint32_t max_instrument
     for (uint32_t a = 1; a <= n_accounts; a++) ts_gateway_set_account(r->gw, a, l);
 }
 
+/* A one-account rig (its ledger run 9's) whose order 42, a buy of 10, was accepted and
+ * bought 4: `got` is the order as its shard received it, `evs` those two events. */
+static void rig_with_one_trade(rig *r, const ts_risk_limits *l, void **ledger, uint64_t *size,
+                               ts_command *got, ts_event evs[2]) {
+    rig_init(r, 1, 64, 32, 64);
+    ts_gateway_set_account(r->gw, 1, l);
+    *size = ts_gateway_ledger_size(r->gw);
+    *ledger = aligned_alloc(64, (*size + 63) & ~(uint64_t)63);
+    CHECK(*ledger != NULL);
+    CHECK_EQ(ts_gateway_attach_ledger(r->gw, *ledger, *size, 9), 0);
+    client c = rig_client(r, 1, 64);
+    ts_command cmd = rig_new(42, 1, TS_SIDE_BUY, 1000, 10);
+    ts_ring_push(c.in, &cmd, 1);
+    ts_gateway_poll(r->gw, 0);
+    CHECK_EQ(pop_cmds(r->cmd[0], got, 1), 1);
+    evs[0] = rig_event(r, TS_EV_ACCEPTED, got, 10, 10, 0);
+    evs[1] = rig_event(r, TS_EV_TRADE, got, 4, 6, 0);
+    ts_ring_push(r->evt[0], evs, 2);
+    ts_gateway_poll(r->gw, 0);
+}
+
 /* A gateway dies between two passes and another takes over on the same rings and ledger:
  * an unreleased trade is counted once, the live order comes back from the image with its
  * client id, the events of the downtime go to the account's next session first, and that
  * session cancels the order by its client id. */
 static void test_restart_from_ledger_and_image(void) {
     rig r;
-    rig_init(&r, 1, 64, 32, 64);
     ts_risk_limits l = {.cancel_on_disconnect = 0};
-    ts_gateway_set_account(r.gw, 1, &l);
-    uint64_t size = ts_gateway_ledger_size(r.gw);
-    void *ledger = aligned_alloc(64, (size + 63) & ~(uint64_t)63);
-    CHECK(ledger != NULL);
-    CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, size, 9), 0);
-    client c = rig_client(&r, 1, 64);
-    ts_command cmd = rig_new(42, 1, TS_SIDE_BUY, 1000, 10), got;
-    ts_ring_push(c.in, &cmd, 1);
-    ts_gateway_poll(r.gw, 0);
-    CHECK_EQ(pop_cmds(r.cmd[0], &got, 1), 1);
-    ts_event evs[2] = {rig_event(&r, TS_EV_ACCEPTED, &got, 10, 10, 0),
-                       rig_event(&r, TS_EV_TRADE, &got, 4, 6, 0)};
-    ts_ring_push(r.evt[0], evs, 2);
-    ts_gateway_poll(r.gw, 0);
+    uint64_t size;
+    ts_command got;
+    ts_event evs[2];
+    void *ledger = NULL;
+    rig_with_one_trade(&r, &l, &ledger, &size, &got, evs);
     /* the successor: the same config, rings and ledger; the trade comes again (its event
      * was not released, say) and one more comes while no gateway runs */
     rig_successor(&r, 8, 8, 4, &l, 1);
@@ -697,6 +708,39 @@ static void test_restart_from_ledger_and_image(void) {
     CHECK_EQ(ts_ring_pop(d.out, out, 4), 2); /* the two drained trades, client id 42 */
     CHECK_EQ(out[0].order_id, 42);
     CHECK_EQ(out[1].quantity, 1);
+    rig_free(&r);
+    free(ledger);
+}
+
+/* A run that died whole hands its ledger to the next run (ts_gateway_ledger_adopt): the
+ * next run's gateway carries the position over; a ledger of any other run is not handed
+ * over, and a new run that adopts nothing starts flat. */
+static void test_ledger_adopted_by_the_next_run(void) {
+    rig r;
+    uint64_t zeros[8] = {0};
+    CHECK_EQ(ts_gateway_ledger_adopt(zeros, sizeof zeros, 0, 10), 0); /* not a ledger */
+    ts_risk_limits l = {.cancel_on_disconnect = 0};
+    uint64_t size;
+    ts_command got;
+    ts_event evs[2];
+    void *ledger = NULL;
+    rig_with_one_trade(&r, &l, &ledger, &size, &got, evs);
+    ts_position_state pos;
+    ts_gateway_position(r.gw, 1, 1, &pos);
+    CHECK_EQ(pos.position, 4);
+    /* run 9 is killed whole; run 10 adopts its ledger, and its gateway carries it over */
+    CHECK_EQ(ts_gateway_ledger_adopt(ledger, size, 8, 10), 0); /* not run 8's */
+    CHECK_EQ(ts_gateway_ledger_adopt(ledger, size, 9, 10), 1);
+    rig_successor(&r, 8, 8, 4, &l, 1);
+    CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, size, 10), 1);
+    ts_gateway_position(r.gw, 1, 1, &pos);
+    CHECK_EQ(pos.position, 4);
+    /* run 11 starts after a stop: nothing adopted, a new ledger, flat */
+    rig_successor(&r, 8, 8, 4, &l, 1);
+    CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, size, 11), 0);
+    ts_gateway_position(r.gw, 1, 1, &pos);
+    CHECK_EQ(pos.position, 0);
+    CHECK_EQ(ts_gateway_ledger_adopt(ledger, size, 10, 12), 0); /* run 10's is gone */
     rig_free(&r);
     free(ledger);
 }
@@ -959,6 +1003,7 @@ int main(void) {
         {"huge_values_do_not_wrap", test_huge_values_do_not_wrap},
         {"sessions_share_the_pump", test_sessions_share_the_pump},
         {"restart_from_ledger_and_image", test_restart_from_ledger_and_image},
+        {"ledger_adopted_by_the_next_run", test_ledger_adopted_by_the_next_run},
         {"rows_resident_per_live_account", test_rows_resident_per_live_account},
         {"held_log_compacts_and_empties", test_held_log_compacts_and_empties},
         {"a_down_shard_is_answered_and_holds_back_no_other",

@@ -725,6 +725,98 @@ static void test_worker_crash_windows(void) {
     free(cmds);
 }
 
+/* The record at absolute index `index` of a heap ring, read or not. */
+static const ts_event *ring_record(ts_ring *r, uint64_t index) {
+    ts_ring_info info;
+    ts_ring_read_info(r, &info);
+    return (const ts_event *)((const unsigned char *)r + TS_RING_HEADER_SIZE +
+                              (index & (info.capacity - 1)) * info.slot_size);
+}
+
+/*
+ * A run killed whole: its rings and its control block die with it. Its worker pushed
+ * events that the consumer read only in part, then held output for a group commit that
+ * never came. The next run's rings are new; what its supervisor carries over (the unread
+ * records, and the exec id of the last event pushed) must let the next worker complete
+ * the stream: every event once, in exec-id order, as the reference made them.
+ */
+static void test_worker_after_a_run_killed_whole(void) {
+    const uint64_t n = 3000;
+    ts_command *cmds = make_stream(n, g_seed ^ 0x77);
+    ts_engine *ref = engine1();
+    CHECK_EQ(ts_engine_process(ref, cmds, n), n);
+    const ts_event *ref_ev;
+    uint64_t n_ev = ts_engine_events(ref, &ref_ev);
+    ts_journal_replay_result *res = malloc(sizeof *res);
+    ts_event *got = malloc((n_ev + 16) * sizeof *got);
+    ts_event *sink = malloc(((uint64_t)1 << 16) * sizeof *sink);
+    uint64_t n_got = 0;
+    ts_journal_error err;
+
+    /* the dead run: 1000 commands acknowledged, of whose events half are read ... */
+    rig dead = rig_new();
+    ts_engine *e = engine1();
+    ts_journal *j;
+    ts_worker *w = incarnation(&dead, e, TS_DURABILITY_GROUP, 1000, &j, res);
+    CHECK_EQ(ts_ring_push(dead.in, cmds, 1000), 1000);
+    while (dead.ctl->acked_seq < 1000) CHECK(ts_worker_run(w, 1000000) >= 0);
+    ts_ring_info info;
+    ts_ring_read_info(dead.ev, &info);
+    CHECK(info.head > 2);
+    n_got = ts_ring_pop(dead.ev, got, info.head / 2);
+    ts_worker_free(w);
+    ts_journal_close(j, &err);
+    ts_engine_free(e);
+    /* ... then 1000 more journaled, their output held for a sync that never comes */
+    e = engine1();
+    w = incarnation(&dead, e, TS_DURABILITY_GROUP, 3600ll * 1000000000ll, &j, res);
+    CHECK_EQ(ts_ring_push(dead.in, cmds + 1000, 1), 1);
+    while (dead.ctl->processed_seq < 1001) CHECK(ts_worker_run(w, 1000000) >= 0);
+    CHECK_EQ(ts_ring_push(dead.in, cmds + 1001, 999), 999);
+    while (dead.ctl->processed_seq < 2000) CHECK(ts_worker_run(w, 1000000) >= 0);
+    CHECK(dead.ctl->acked_seq < 2000);
+    ts_worker_free(w);
+    ts_journal_close(j, &err);
+    ts_engine_free(e);
+
+    /* the next run's supervisor: new rings and block, the unread records carried */
+    rig next = rig_new();
+    ts_ring_read_info(dead.ev, &info);
+    next.ctl->inherited_exec_id = ring_record(dead.ev, info.head - 1)->exec_id;
+    next.ctl->inherited_set = 1;
+    uint64_t k = ts_ring_pop(dead.ev, sink, (uint64_t)1 << 16);
+    CHECK_EQ(k, info.head - n_got);
+    CHECK_EQ(ts_ring_push(next.ev, sink, k), k);
+
+    e = engine1();
+    w = incarnation(&next, e, TS_DURABILITY_FSYNC, 0, &j, res);
+    CHECK_EQ(res->replayed, 2000);
+    CHECK(next.ctl->reemitted_events > 0);
+    CHECK_EQ(next.ctl->reemitted_md, 0);
+    CHECK_EQ(next.ctl->base_set, 1);
+    CHECK_EQ(ts_ring_push(next.in, cmds + 2000, n - 2000), n - 2000);
+    while (next.ctl->acked_seq < n) {
+        CHECK(ts_worker_run(w, 1000000) >= 0);
+        n_got = drain(next.ev, got, n_got, n_ev + 16);
+        (void)drain(next.md, sink, 0, (uint64_t)1 << 16);
+    }
+    n_got = drain(next.ev, got, n_got, n_ev + 16);
+    CHECK_EQ(n_got, n_ev);
+    for (uint64_t i = 0; i < n_got; i++) CHECK_EQ(got[i].exec_id, i + 1);
+    CHECK(memcmp(got, ref_ev, n_ev * sizeof *got) == 0);
+    CHECK(same_state(e, ref));
+    ts_worker_free(w);
+    ts_journal_close(j, &err);
+    ts_engine_free(e);
+    ts_engine_free(ref);
+    rig_free(&dead);
+    rig_free(&next);
+    free(got);
+    free(sink);
+    free(res);
+    free(cmds);
+}
+
 /* ---- background snapshots ------------------------------------------------------------ */
 
 static int file_exists(const char *path) { return access(path, F_OK) == 0; }
@@ -1293,6 +1385,7 @@ static const test_case TESTS[] = {
     {"group_commit", test_group_commit},
     {"worker_matches_engine", test_worker_matches_engine},
     {"worker_crash_windows", test_worker_crash_windows},
+    {"worker_after_a_run_killed_whole", test_worker_after_a_run_killed_whole},
     {"snapwriter_gates", test_snapwriter_gates},
     {"snapwriter_failure_and_none", test_snapwriter_failure_and_none},
     {"worker_background_snapshot", test_worker_background_snapshot},

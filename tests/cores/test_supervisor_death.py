@@ -91,6 +91,16 @@ class SupervisorProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
+    def kill_whole(self) -> None:
+        """Every process of the run at once, as a cgroup OOM kill does: the supervisor
+        frozen first, so that it restarts nothing, then each engine process and it."""
+        self.proc.send_signal(signal.SIGSTOP)
+        _until_stopped([psutil.Process(self.proc.pid)])
+        for p in self.children:
+            p.kill()
+        self.kill()
+        psutil.wait_procs(self.children, timeout=30)
+
     def cleanup(self) -> None:
         for p in [*self.children]:
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -263,13 +273,7 @@ def test_a_run_killed_whole_leaves_its_sessions_to_the_next_run(
         os.kill(gateway, signal.SIGSTOP)  # it takes nothing more from alice's ring
         _until_every_thread_stopped(gateway)
         unsent = {alice.submit(1, "buy", 1, 91, order_id=oid) for oid in range(6, 9)}
-        # the whole run at once: the supervisor frozen first, so it restarts nothing
-        sup.proc.send_signal(signal.SIGSTOP)
-        _until_stopped([psutil.Process(sup.proc.pid)])
-        for p in sup.children:
-            p.kill()
-        sup.kill()
-        psutil.wait_procs(sup.children, timeout=30)
+        sup.kill_whole()
     finally:
         alice.transport.close()
     with (
@@ -287,4 +291,112 @@ def test_a_run_killed_whole_leaves_its_sessions_to_the_next_run(
         for oid in unsent:
             ev = answers[oid]
             assert isinstance(ev, Reject) and ev.reason == RejectReason.GATEWAY_RESTARTED, ev
+    assert instance_segments(instance) == []
+
+
+def test_a_run_killed_whole_loses_no_event_its_workers_made(
+    instance: str, tmp_path: Path, start_supervisor: Callable[[str], SupervisorProcess]
+) -> None:
+    """The events a run killed whole had made and nobody had taken: the worker pushed
+    what fitted in its events ring (64 slots), the gateway, frozen, took none of it, and
+    the rest waited in the worker, journaled, for room. The next run carries the ring's
+    unread records over and its worker re-sends the rest, so each side of every trade
+    gets its ack and its fill, once; and the next run continues the dead run's positions:
+    a buy past max_position, counted from the trades of both runs, is refused. Before
+    2026-11-29 the next run started new rings and re-sent nothing: those acks and fills
+    never came, and its positions started flat."""
+    from tests.accounts_toml import account_tables
+    from tests.client.edge_rig import KEYS
+    from tests.cores.test_gateway_restart import _until_every_thread_stopped
+    from tradsys.client.events import Ack, Fill, Reject
+    from tradsys.client.orders import OrderClient
+    from tradsys.cores.control import WorkerControl
+    from tradsys.cores.sidecar import read_announcement
+    from tradsys.wire import RejectReason
+
+    before, frozen = 3, 25  # trades delivered before the freeze; made while frozen
+    limits = {1: f"max_position = {before + frozen}\n", 2: ""}
+    text = (
+        whole_instance(instance, tmp_path)
+        .replace("ring_capacity = 1024", "ring_capacity = 64")
+        .replace("[gateway]\n", "[gateway]\nclock_tick_us = 0\n")
+        + "\n"
+        + account_tables(KEYS, lambda i: "cancel_on_disconnect = false\n" + limits.get(i, ""))
+    )
+    config = parse_config(text, "t")
+    sup = start_supervisor(text)
+    ann = read_announcement(config, "gateway")
+    assert ann is not None
+    worker = sup.children[0]
+
+    def events_of(client: OrderClient, oids: set[int], want: int) -> list[Any]:
+        got: list[Any] = []
+        deadline = time.monotonic() + 60
+        while len(got) < want:
+            assert time.monotonic() < deadline, f"{len(got)} of {want} events: {got[-3:]}"
+            got += [ev for ev in client.poll(1.0) if ev.order_id in oids]
+        return got
+
+    def until(what: str, ok: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 30
+        while not ok():  # state in shared memory, polled: no sleep
+            assert time.monotonic() < deadline, what
+
+    alice = OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1])
+    bob = OrderClient.connect(ann["unix_socket"], account_id=2, api_key=KEYS[2])
+    cmd = Ring.attach(
+        segment_name(instance, "cmd", 0), slot_size=RECORD_SIZE, layout_version=LAYOUT_VERSION
+    )
+    evt = Ring.attach(
+        segment_name(instance, "evt", 0), slot_size=RECORD_SIZE, layout_version=LAYOUT_VERSION
+    )
+    control = WorkerControl.attach(segment_name(instance, "ctl", 0))
+    try:
+        early = {alice.submit(1, "buy", 1, 100, order_id=oid) for oid in range(1, before + 1)}
+        sold = {bob.submit(1, "sell", 1, 100, order_id=oid) for oid in range(1, before + 1)}
+        events_of(alice, early, 2 * before)  # acked and filled, through the gateway
+        events_of(bob, sold, 2 * before)
+        worker.suspend()
+        _until_every_thread_stopped(worker.pid)
+        bought = set(range(100, 100 + frozen))
+        for oid in sorted(bought):
+            alice.submit(1, "buy", 1, 100, order_id=oid)
+        until("alice's buys in the ring", lambda: cmd.info().head == 2 * before + frozen)
+        sold = set(range(100, 100 + frozen))
+        for oid in sorted(sold):
+            bob.submit(1, "sell", 1, 100, order_id=oid)
+        until("bob's sells in the ring", lambda: cmd.info().head == 2 * (before + frozen))
+        gateway = int(ann["pid"])
+        os.kill(gateway, signal.SIGSTOP)  # it takes no event from here on
+        _until_every_thread_stopped(gateway)
+        worker.resume()
+        # every command taken (journaled), the events ring full, more events waiting
+        until("the worker took every command", lambda: cmd.info().tail == cmd.info().head)
+        until("the events ring full", lambda: evt.writable == 0)
+        until("the worker waiting for room", lambda: control.out_waits > 0)
+        sup.kill_whole()
+    finally:
+        for ring in (cmd, evt):
+            ring.close()
+        control.close()
+        alice.transport.close()
+        bob.transport.close()
+    lines: list[str] = []
+    with (
+        Supervisor(config, log=lines.append),
+        OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1]) as alice,
+        OrderClient.connect(ann["unix_socket"], account_id=2, api_key=KEYS[2]) as bob,
+    ):
+        for client, oids in ((alice, bought), (bob, sold)):
+            got = events_of(client, oids, 2 * frozen)
+            acks = sorted(ev.order_id for ev in got if isinstance(ev, Ack))
+            fills = sorted(ev.order_id for ev in got if isinstance(ev, Fill))
+            assert acks == fills == sorted(oids), got
+            assert all(ev.price == 100 and ev.quantity == 1 for ev in got if isinstance(ev, Fill))
+        assert any("killed whole" in line for line in lines), lines
+        assert any("continues the ledger" in line for line in lines), lines
+        # alice's position is before + frozen, her max_position: one more buy is refused
+        extra = alice.submit(1, "buy", 1, 100, order_id=999)
+        answer = events_of(alice, {extra}, 1)[0]
+        assert isinstance(answer, Reject) and answer.reason == RejectReason.MAX_POSITION, answer
     assert instance_segments(instance) == []

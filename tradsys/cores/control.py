@@ -135,6 +135,9 @@ class WorkerControl(MappedStruct):
     intake_skipped = _Field()
     truncated_bytes = _Field()
     base_set = _Field()
+    base_exec_id = _Field()
+    inherited_exec_id = _Field()
+    inherited_set = _Field()
     accepted_out = _Field()
     trades_out = _Field()
     cancelled_out = _Field()
@@ -227,6 +230,16 @@ class WorkerControl(MappedStruct):
         then, so each field keeps one writer."""
         if self.cdata.state not in (int(WorkerState.FAILED), int(WorkerState.STOPPED)):
             self.cdata.state = int(WorkerState.FAILED)
+
+    def inherit(self, last_pushed_exec_id: int) -> None:
+        """Call on a new run's block, before its first worker starts, when the run
+        before was killed whole: the exec id of the last event that run's worker pushed
+        (``tradsys.cores.dead_run``). The worker re-sends the events it replays above it,
+        which the dead run journaled and never pushed; a new block otherwise re-sends
+        nothing, all earlier output being an earlier run's. No worker is attached then,
+        so each field keeps one writer."""
+        self.cdata.inherited_exec_id = last_pushed_exec_id
+        self.cdata.inherited_set = 1
 
     def request_snapshot(self) -> int:
         """Ask for a snapshot; it is taken when ``snapshots_served`` reaches the value

@@ -47,6 +47,7 @@ from tradsys.cores.cpu_latency import (
     CpuLatencyRequest,
     halts_whatever_is_asked,
 )
+from tradsys.cores.dead_run import DeadRun, read_dead_run
 from tradsys.cores.gateway_rings import is_session_ring
 from tradsys.cores.memory_lock import why_not_lockable
 from tradsys.cores.parent_watch import supervisor_env
@@ -55,6 +56,7 @@ from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
 from tradsys.cores.state_check import StateMismatchError, check_state
 from tradsys.cores.status import announcement_text, symbols_text
 from tradsys.cores.worker import WorkerSpec
+from tradsys.gateway.ledger import LEDGER_FILE, adopt_ledger, run_id_of
 from tradsys.metrics import InstanceCollector, MetricsServer
 from tradsys.metrics.latency_segment import (
     ROLE_GATEWAY,
@@ -174,6 +176,8 @@ class Supervisor:
         """Create the shared memory, spawn every worker and wait until all are running."""
         # control blocks first: whether one is stale is read from its shard's rings
         stale = [s.name for s in find_stale(self.instance)]
+        # a run killed whole: what its gateway never took, read before it is unlinked
+        dead = read_dead_run(self.instance, stale, [s.id for s in self.config.shards])
         kept = self._session_rings_to_keep(stale)
         for name in (
             reclaim_stale_controls(self.instance)
@@ -208,6 +212,8 @@ class Supervisor:
             try:
                 for shard in self.config.shards:
                     self.shards.append(self._prepare(shard.id, shard.core))
+                if dead is not None:
+                    self._continue_dead_run(dead)
                 if self.config.gateway.enabled:
                     self.gateway_latency = LatencySegment.create(
                         gateway_segment_name(self.instance), ROLE_GATEWAY, 0
@@ -246,6 +252,46 @@ class Supervisor:
         if not self.config.gateway.enabled:
             return set()
         return {name for name in stale if is_session_ring(self.instance, name)}
+
+    def _continue_dead_run(self, dead: DeadRun) -> None:
+        """The run before this one was killed whole (``tradsys.cores.dead_run``): carry
+        the events its gateway never took into this run's rings, tell each new control
+        block where the dead run's output ended (its worker re-sends what it journaled
+        after that), and continue the dead run's gateway ledger. Before any process of
+        this run starts."""
+        for sp in self.shards:
+            left = dead.shards.get(sp.spec.shard_id)
+            if left is None:
+                continue
+            ring = next(r for r in self.rings if r.name == sp.spec.events)
+            carried = ring.push_batch(left.unread) if len(left.unread) else 0
+            floor = left.last_pushed_exec_id
+            if carried < len(left.unread):
+                # the new ring is smaller: the rest only if the worker replays them
+                floor = int(left.unread[carried]["exec_id"]) - 1
+                self._warn(
+                    f"shard {sp.spec.shard_id}: {len(left.unread) - carried} event(s) the "
+                    "dead run's gateway never took do not fit this run's events ring "
+                    f"(engine.ring_capacity {ring.capacity}); its worker re-sends those it "
+                    "replays, the rest are lost"
+                )
+            if floor is not None:
+                sp.control.inherit(floor)
+            if carried or floor is not None:
+                self.log(
+                    f"shard {sp.spec.shard_id}: the run before was killed whole; carried "
+                    f"{carried} event(s) its gateway never took, and its worker re-sends "
+                    f"what that run journaled after exec id {floor}"
+                )
+        if self.config.gateway.enabled and dead.run_id:
+            first = segment_name(self.instance, "cmd", self.config.shards[0].id)
+            info = next(r for r in self.rings if r.name == first).info()
+            this_run = run_id_of(info.creator_pid, info.creator_start_us)
+            if adopt_ledger(self.config.instance_dir / LEDGER_FILE, dead.run_id, this_run):
+                self.log(
+                    "the gateway continues the ledger of the run killed before this one "
+                    "(positions and filled notional)"
+                )
 
     def _make_instance_dir(self) -> None:
         """The instance's directory, made before any process is started: a data_dir that
@@ -400,7 +446,7 @@ class Supervisor:
             self._refuse_if_stopping()
             for sp in list(waiting):
                 assert sp.process is not None
-                if sp.control.state == WorkerState.RUNNING:
+                if sp.control.state == WorkerState.RUNNING or self._waits_for_gateway(sp):
                     waiting.remove(sp)
                 elif sp.process.poll() is not None:
                     why = sp.control.error
@@ -417,6 +463,17 @@ class Supervisor:
                     2,
                 )
             time.sleep(0.005)  # start-up only: recovery time dwarfs this poll
+
+    def _waits_for_gateway(self, sp: ShardProcess) -> bool:
+        """Whether a recovering worker waits for room in its events ring: it is re-sending
+        more than the ring holds (after a run killed whole, with the events that run's
+        gateway never took carried in ahead of them), and only the gateway, started
+        after the workers, will take them; its recovery ends once the gateway drains.
+        The gateway's own start waits for every worker's order image as long as it must."""
+        if sp.control.state != WorkerState.RECOVERING:
+            return False
+        ring = next(r for r in self.rings if r.name == sp.spec.events)
+        return ring.writable == 0
 
     def _refuse_if_stopping(self) -> None:
         """A SIGINT/SIGTERM during start-up ends the start (the engine processes, in

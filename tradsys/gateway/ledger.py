@@ -9,7 +9,9 @@ whatever instruction it died at (a host crash is another matter: the engines' jo
 cover the orders, not these figures).
 
 It belongs to one run of the instance: ``run_id`` is taken from the shard rings, which
-the supervisor creates anew for each run, and a ledger of another run starts empty.
+the supervisor creates anew for each run, and a ledger of another run starts empty --
+unless that run was killed whole, without stopping: the next run then continues it
+(:func:`adopt_ledger`, called by the supervisor before any gateway starts).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from tradsys._native import ffi
+from tradsys._native import ffi, lib
 from tradsys.files import reserve
 
 LEDGER_FILE = "gateway.ledger"
@@ -68,6 +70,29 @@ class LedgerFile:
             ffi.release(self._buf)
             self._map.close()
             self._map = None
+
+
+def adopt_ledger(path: Path, from_run: int, to_run: int) -> bool:
+    """Make the ledger at ``path`` run ``to_run``'s if it is run ``from_run``'s (see
+    ``ts_gateway_ledger_adopt``): the next run's gateway then carries it over. For a run
+    that died without stopping, which its successor continues; False if the file is
+    missing, not a ledger, or another run's. Only while no gateway runs."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        size = min(os.fstat(fd).st_size, mmap.PAGESIZE)
+        if size == 0:
+            return False
+        with mmap.mmap(fd, size, mmap.MAP_SHARED) as header:
+            buf = ffi.from_buffer(header)
+            try:
+                return bool(lib.ts_gateway_ledger_adopt(buf, size, from_run, to_run))
+            finally:
+                ffi.release(buf)
+    finally:
+        os.close(fd)
 
 
 def run_id_of(creator_pid: int, creator_start_us: int) -> int:

@@ -45,6 +45,12 @@ and the ones it took after them, are drained here.
 The account throttles of a gateway that carries the ledger over start empty and refill at
 their rate (``native/gateway_ledger.c``): a restart grants no second burst.
 
+A run killed whole (every process at once) is continued the same way by the next run:
+its supervisor carries the dead events rings' unread records into the new rings, has the
+workers re-send what was journaled and never pushed, and hands the dead run's ledger to
+this one before the gateway starts (``tradsys.cores.dead_run``), so this start drains
+and counts those events as it does a dead gateway's.
+
 Rejected alternatives: keeping the whole order table in shared memory (a hash table and
 linked lists are not crash-consistent without a log), and replaying the shard journals
 for positions (a second matching run of the whole day at every gateway restart).

@@ -270,6 +270,22 @@ class Ring:
         and not released; records past the ring's end are copied across it."""
         return int(lib.ts_ring_peek_copy(self._ring, self._records(out, True), skip, len(out)))
 
+    def last_published(self, out: np.ndarray[Any, Any]) -> bool:
+        """Copy the newest record ever published, read or not, into ``out[0]``; False if
+        nothing was. For a ring nobody pushes to any more (a dead run's): a consumer's
+        release does not clear a slot, so the record stays until a push overwrites it,
+        which a live producer may be doing as this copies."""
+        head = self.info().head
+        if head == 0:
+            return False
+        offset = lib.TS_RING_HEADER_SIZE + ((head - 1) & (self.capacity - 1)) * self.slot_size
+        self._records(out, True)  # the size and layout checks
+        memory = self._segment.memory
+        out[:1].view(np.uint8)[:] = np.frombuffer(
+            memory, dtype=np.uint8, count=self.slot_size, offset=offset
+        )
+        return True
+
     def release(self, k: int) -> None:
         """Consume the oldest ``k`` records (read with :meth:`peek_batch`), giving their
         slots back to the producer. ValueError for more than are readable: the consumer's

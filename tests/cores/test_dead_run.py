@@ -1,0 +1,157 @@
+"""What the next run reads of a run killed whole (``tradsys.cores.dead_run``) and how its
+supervisor carries it into the new rings. The rings here are this process's own, named
+as a dead run's would be: ``read_dead_run`` is told which names are stale, it does not
+judge. The whole path, with real processes killed, is in ``test_supervisor_death.py``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.engine_toml import one_shard_instance
+from tradsys import wire
+from tradsys.config import parse_config
+from tradsys.cores.control import WorkerControl
+from tradsys.cores.dead_run import DeadRun, ShardLeftovers, read_dead_run
+from tradsys.cores.supervisor import Supervisor
+from tradsys.gateway.ledger import run_id_of
+from tradsys.ring import Ring, segment_name
+from tradsys.ring.segment import process_start_us
+
+
+def _ring(instance: str, role: str, capacity: int = 64) -> Ring:
+    return Ring.create(
+        segment_name(instance, role, 0),
+        slot_size=wire.RECORD_SIZE,
+        capacity=capacity,
+        layout_version=wire.LAYOUT_VERSION,
+    )
+
+
+def _events(exec_ids: range) -> np.ndarray:
+    ev = np.zeros(len(exec_ids), dtype=wire.EVENT_DTYPE)
+    ev["exec_id"] = list(exec_ids)
+    ev["account_id"] = 1
+    return ev
+
+
+@pytest.fixture
+def dead(instance: str) -> Iterator[tuple[Ring, Ring, WorkerControl]]:
+    """A "dead run's" cmd and evt rings and control block of shard 0."""
+    cmd, evt = _ring(instance, "cmd"), _ring(instance, "evt")
+    control = WorkerControl.create(segment_name(instance, "ctl", 0))
+    yield cmd, evt, control
+    for seg in (cmd, evt, control):
+        seg.close()
+
+
+def _stale(instance: str) -> list[str]:
+    return [segment_name(instance, role, 0) for role in ("cmd", "evt", "md", "ctl")]
+
+
+def test_the_unread_events_and_the_last_one_pushed_are_read(
+    instance: str, dead: tuple[Ring, Ring, WorkerControl]
+) -> None:
+    _, evt, _ = dead
+    assert evt.push_batch(_events(range(1, 41))) == 40
+    taken = np.zeros(25, dtype=wire.EVENT_DTYPE)
+    assert evt.pop_batch(taken) == 25  # the dead gateway took these
+    run = read_dead_run(instance, _stale(instance), [0])
+    assert run is not None
+    assert run.run_id == run_id_of(os.getpid(), process_start_us())
+    left = run.shards[0]
+    assert list(left.unread["exec_id"]) == list(range(26, 41))
+    assert left.last_pushed_exec_id == 40
+    assert evt.readable == 15  # only read: the segment is removed by the caller
+
+
+def test_a_ring_read_to_the_end_still_names_the_last_event_pushed(
+    instance: str, dead: tuple[Ring, Ring, WorkerControl]
+) -> None:
+    _, evt, _ = dead
+    evt.push_batch(_events(range(7, 17)))
+    evt.pop_batch(np.zeros(10, dtype=wire.EVENT_DTYPE))
+    run = read_dead_run(instance, _stale(instance), [0])
+    assert run is not None
+    assert len(run.shards[0].unread) == 0
+    assert run.shards[0].last_pushed_exec_id == 16
+
+
+@pytest.mark.parametrize(
+    ("base", "inherited", "floor"),
+    [((1, 70), (0, 0), 70), ((0, 0), (1, 55), 55), ((0, 0), (0, 0), None)],
+)
+def test_a_ring_never_pushed_to_takes_the_floor_from_the_control_block(
+    instance: str,
+    dead: tuple[Ring, Ring, WorkerControl],
+    base: tuple[int, int],
+    inherited: tuple[int, int],
+    floor: int | None,
+) -> None:
+    """Nothing pushed: where the dead run's own output began (its base), or what it had
+    inherited from the run before it, or nothing known."""
+    _, _, control = dead
+    control.cdata.base_set, control.cdata.base_exec_id = base
+    control.cdata.inherited_set, control.cdata.inherited_exec_id = inherited
+    run = read_dead_run(instance, _stale(instance), [0])
+    assert run is not None
+    assert run.shards[0].last_pushed_exec_id == floor
+
+
+def test_no_stale_ring_of_a_shard_is_no_dead_run(
+    instance: str, dead: tuple[Ring, Ring, WorkerControl]
+) -> None:
+    assert read_dead_run(instance, [], [0]) is None
+    assert read_dead_run(instance, _stale(instance), [3]) is None  # not this config's shard
+
+
+def test_what_a_smaller_ring_cannot_hold_is_left_to_the_worker_and_said(
+    instance: str, tmp_path: Path
+) -> None:
+    """The config's ring_capacity was lowered between the runs: the oldest unread events
+    go into the new ring, and the worker is told to re-send from the first that did not
+    fit (those it replays: the ones after its snapshot)."""
+    config = parse_config(
+        one_shard_instance(instance, tmp_path).replace("ring_capacity = 1024", "ring_capacity = 64")
+        + "[gateway]\nenabled = false\n",
+        "t",
+    )
+    lines: list[str] = []
+    sup = Supervisor(config, log=lines.append)
+    try:
+        sup.shards.append(sup._prepare(0, None))
+        unread = _events(range(101, 201))
+        sup._continue_dead_run(DeadRun(0, {0: ShardLeftovers(0, unread, 200)}))
+        evt = next(r for r in sup.rings if r.name == segment_name(instance, "evt", 0))
+        out = np.zeros(100, dtype=wire.EVENT_DTYPE)
+        assert evt.peek_batch(out) == 64
+        assert list(out[:64]["exec_id"]) == list(range(101, 165))
+        control = sup.shards[0].control
+        assert (control.inherited_set, control.inherited_exec_id) == (1, 164)
+        assert any("do not fit" in line and "36 event(s)" in line for line in lines), lines
+    finally:
+        sup.stop()
+
+
+def test_everything_fits_and_the_floor_is_the_last_event_pushed(
+    instance: str, tmp_path: Path
+) -> None:
+    config = parse_config(
+        one_shard_instance(instance, tmp_path) + "[gateway]\nenabled = false\n", "t"
+    )
+    lines: list[str] = []
+    sup = Supervisor(config, log=lines.append)
+    try:
+        sup.shards.append(sup._prepare(0, None))
+        sup._continue_dead_run(DeadRun(0, {0: ShardLeftovers(0, _events(range(5, 9)), 12)}))
+        evt = next(r for r in sup.rings if r.name == segment_name(instance, "evt", 0))
+        assert evt.readable == 4
+        control = sup.shards[0].control
+        assert (control.inherited_set, control.inherited_exec_id) == (1, 12)
+        assert any("carried 4 event(s)" in line for line in lines), lines
+    finally:
+        sup.stop()
