@@ -146,7 +146,7 @@ def test_admin_all_says_what_it_means_per_command(capsys: pytest.CaptureFixture[
 def test_a_market_order_defaults_to_ioc_and_help_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tradsys.cli_order import _send_verb
+    from tradsys.cli_order import _send_verb, _SentOrders
     from tradsys.client.commands import order_record
     from tradsys.config import load_config
 
@@ -162,9 +162,8 @@ def test_a_market_order_defaults_to_ioc_and_help_says_so(
 
     def tif(*extra: str) -> TimeInForce:
         client: Any = Recorder()
-        _send_verb(
-            parser.parse_args(["order", "submit", "ACME", "buy", "1", *extra]), config, client
-        )
+        args = parser.parse_args(["order", "submit", "ACME", "buy", "1", *extra])
+        _send_verb(args, config, client, _SentOrders())
         return TimeInForce(client.sent["tif"][0])
 
     assert tif() == TimeInForce.IOC
@@ -173,3 +172,21 @@ def test_a_market_order_defaults_to_ioc_and_help_says_so(
     assert tif("--tif", "fok") == TimeInForce.FOK
     _help("order", "submit")
     assert "ioc for a market order" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_reader_that_goes_away_is_no_internal_error() -> None:
+    """`tradsys shm ls | head -1`: once the reader has gone, stdout is a broken pipe; the
+    command used to end with "internal error: BrokenPipeError" and exit 2."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # gone before the command writes its first line
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "tradsys.cli", "shm", "ls"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert (out.returncode, out.stderr) == (0, "")

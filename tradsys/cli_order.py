@@ -173,17 +173,22 @@ def _verb_parser(
     return verbs
 
 
-def _run_verb(args: argparse.Namespace, config: Config, client: OrderClient) -> int:
+def _run_verb(
+    args: argparse.Namespace, config: Config, client: OrderClient, orders: _SentOrders
+) -> int:
     """Send the command; return the order id its answers carry (0 for a mass cancel). A
     value the client refuses to encode (an order id out of its field's range) is the
-    user's to fix."""
+    user's to fix. ``orders``: what this session sent (a status prints their events
+    that came before its answer as this session's)."""
     try:
-        return _send_verb(args, config, client)
+        return _send_verb(args, config, client, orders)
     except ValueError as exc:
         raise OrderCliError(str(exc)) from None
 
 
-def _send_verb(args: argparse.Namespace, config: Config, client: OrderClient) -> int:
+def _send_verb(
+    args: argparse.Namespace, config: Config, client: OrderClient, orders: _SentOrders
+) -> int:
     if args.verb == "submit":
         return client.submit(
             _symbol_id(config, args.symbol),
@@ -204,7 +209,7 @@ def _send_verb(args: argparse.Namespace, config: Config, client: OrderClient) ->
         client.replace(args.order_id, price=args.price, quantity=args.quantity, symbol_id=sym)
         return int(args.order_id)
     if args.verb == "status":
-        _print_status(config, args, client)
+        _print_status(config, args, client, orders)
         return 0
     client.mass_cancel(_symbol_id(config, args.symbol) if args.symbol else 0)
     what = f"{symbol_named(args.symbol, _symbols(config))} only" if args.symbol else "every symbol"
@@ -212,13 +217,19 @@ def _send_verb(args: argparse.Namespace, config: Config, client: OrderClient) ->
     return 0  # the command's own order id: a reject of it carries 0
 
 
-def _print_status(config: Config, args: argparse.Namespace, client: OrderClient) -> None:
-    """One line per live order of the account, by client order id, then how many."""
+def _print_status(
+    config: Config, args: argparse.Namespace, client: OrderClient, orders: _SentOrders
+) -> None:
+    """One line per live order of the account, by client order id, then how many. The
+    events the session got before the answer are printed first, where they belong: the
+    listing already counts them (a new session first gets what the account's earlier
+    sessions left unread, which used to come after the listing, as if news)."""
     names = {v: k for k, v in _symbols(config).items()}
     try:
         live = client.order_status(_symbol_id(config, args.symbol) if args.symbol else 0)
     except TimeoutError:
         raise OrderCliError("the gateway did not answer the status request in 5 s") from None
+    _print_events(client, names, 0.0, orders)
     for order in live:
         side = str(getattr(order.side, "name", order.side)).lower()
         print(
@@ -294,11 +305,17 @@ def _resting_note(config: Config, args: argparse.Namespace, orders: _SentOrders)
     if not orders.resting or not _cancels_on_disconnect(config, args.account):
         return
     took = "; a replace takes the order over into this command's session"
+    if args.verb == "shell":
+        what, then = "the shell", "; a session of an account without it keeps them"
+    else:
+        what = "this command"
+        then = (took if args.verb == "replace" else "") + (
+            "; use `tradsys order shell` to keep orders working"
+        )
     print(
-        f"note: order {', '.join(map(str, sorted(orders.resting)))} is cancelled as this "
-        "command exits: the account cancels a session's resting orders when the session "
-        f"ends (cancel_on_disconnect){took if args.verb == 'replace' else ''}; use "
-        "`tradsys order shell` to keep orders working",
+        f"note: order {', '.join(map(str, sorted(orders.resting)))} is cancelled as {what} "
+        "exits: the account cancels a session's resting orders when the session ends "
+        f"(cancel_on_disconnect){then}",
         file=sys.stderr,
     )
 
@@ -315,7 +332,7 @@ def cmd_order(args: argparse.Namespace) -> int:
             if args.verb == "shell":
                 return _shell(args, config, client, names)
             orders = _SentOrders()
-            oid = _run_verb(args, config, client)
+            oid = _run_verb(args, config, client, orders)
             orders.ours.add(oid)
             try:
                 status = _print_events(client, names, args.wait, orders, answer_of=oid)
@@ -430,7 +447,8 @@ def _shell(
                 print(SHELL_HELP, flush=True)
                 continue
             try:
-                orders.ours.add(_run_verb(parser.parse_args(shlex.split(text)), config, client))
+                verb = parser.parse_args(shlex.split(text))
+                orders.ours.add(_run_verb(verb, config, client, orders))
             except _ParserExitError:
                 sys.stdout.flush()
                 continue
@@ -442,6 +460,7 @@ def _shell(
         if interactive:
             print()
     _print_events(client, names, args.wait, orders)
+    _resting_note(config, args, orders)  # they went quietly at quit before
     return EXIT_OK
 
 

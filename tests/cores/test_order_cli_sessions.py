@@ -79,6 +79,24 @@ def test_submit_labels_what_earlier_sessions_left_and_counts_only_its_own_reject
         assert refused.returncode == 1 and "INVALID_QUANTITY" in refused.stdout, refused
 
 
+def test_status_prints_what_earlier_sessions_left_before_the_listing(
+    running: Instance,
+) -> None:
+    """The listing is the account's orders after every event before its answer: the
+    events an earlier session left come first, as they happened (they used to be printed
+    after the listing, as if news that changed it)."""
+    with running.client(1) as earlier:
+        kept = earlier.submit("ACME", "buy", 2, 90)
+        earlier.wait_for(kept)
+    # that session's resting order is cancelled as it ends: its Cancelled waits for the
+    # account's next session, the status command's
+    out = running.order(1, "status")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"Cancelled order {kept} ") and lines[0].endswith(EARLIER), lines
+    assert lines[-1] == "0 live order(s) of the account", lines
+
+
 def test_a_market_order_goes_as_ioc_and_leaves_nothing_resting(running: Instance) -> None:
     with running.client(2) as bob:
         ask = bob.submit("ACME", "sell", 5, 101)
@@ -190,6 +208,9 @@ def test_the_shell_prints_events_while_it_waits_and_reads_them_all_before_it_end
     assert code == 0, shell.proc.stderr.read() if shell.proc.stderr else ""
     fills = [line for line in lines if line.startswith("Fill      order 7")]
     assert len(fills) == 2 and "quantity=1 leaves_qty=2" in fills[1], lines
+    # what rests goes with the shell's session: said, as a one-shot command says it
+    assert shell.proc.stderr is not None
+    assert "note: order 7 is cancelled as the shell exits" in shell.proc.stderr.read()
     # read and handed, so not redelivered: the account's next session gets, before the
     # answer to its own order, only the cancel of what the shell left resting
     with running.client(1) as after:
