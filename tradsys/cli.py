@@ -307,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # what the command started has stopped on its way out
         print(f"tradsys {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`tradsys status | head`): it took what it wanted. The rest
+        # goes nowhere, also the interpreter's last flush of stdout, which would raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # a bug or a broken host: say so, with the type
         print(f"tradsys: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
