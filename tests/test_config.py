@@ -128,6 +128,20 @@ def test_mistakes_are_refused_with_where_and_what(text: str, message: str) -> No
         parse_config(text, "c.toml")
 
 
+def test_a_wrong_type_in_a_table_array_names_the_table_counted_from_one() -> None:
+    """msgspec says ``$.account[1]`` for the second account: read as "account 1", that is
+    another account. The message names the table by its place from 1 and its id."""
+    digest = "a" * 64
+    text = BASE + ACCOUNT.format(1, "alice", digest) + ACCOUNT.format(7, "bob", digest)
+    with pytest.raises(ConfigError) as err:
+        parse_config(text + "max_order_qty = 'x'\n", "t.toml")
+    message = str(err.value)
+    assert '[[account]] number 2 (id = 7, name = "bob"), key max_order_qty' in message, message
+    assert "$.account[1]" not in message
+    with pytest.raises(ConfigError, match=r"\[\[shard\]\] number 1 \(id = 0\), key core"):
+        parse_config(BASE.replace("id = 0", "id = 0\ncore = 'x'"), "t.toml")
+
+
 def test_every_problem_is_reported_at_once() -> None:
     text = BASE + "[engine]\nring_capacity = 3\n[journal]\nsegment_mb = 0\n"
     with pytest.raises(ConfigError) as err:

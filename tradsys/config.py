@@ -9,6 +9,7 @@ anything is started.
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from importlib import resources
 from pathlib import Path
@@ -497,12 +498,36 @@ def account_limit_problems(acc: AccountSection) -> list[str]:
     return out
 
 
+_TABLE_PATH = re.compile(r"`\$\.(\w+)\[(\d+)\]((?:\.\w+)*)`")
+
+
+def _in_toml_terms(message: str, text: str | bytes) -> str:
+    """msgspec names a key of an array of tables by a 0-based index (``$.account[1].x``):
+    read as "account 1", that is another account than the one at fault. Say which table,
+    counted from 1, and its id, name or symbol."""
+    m = _TABLE_PATH.search(message)
+    if m is None:
+        return message
+    table, index, key = m.group(1), int(m.group(2)), m.group(3).lstrip(".")
+    try:
+        raw = msgspec.toml.decode(text)[table][index]
+    except (msgspec.DecodeError, KeyError, IndexError, TypeError):
+        raw = {}
+    named = [
+        f"{k} = {v!r}".replace("'", '"')
+        for k, v in raw.items()
+        if k in ("id", "name", "symbol") and isinstance(v, int | str)
+    ]
+    place = f"[[{table}]] number {index + 1}" + (f" ({', '.join(named)})" if named else "")
+    return message[: m.start()] + place + (f", key {key}" if key else "") + message[m.end() :]
+
+
 def parse_config(text: str | bytes, source: str) -> Config:
     """Decode and validate a config document; ConfigError names ``source`` and the key."""
     try:
         config = msgspec.toml.decode(text, type=Config)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError(f"{source}: {_in_toml_terms(str(exc), text)}") from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     return check_config(config, source)
