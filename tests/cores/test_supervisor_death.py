@@ -55,10 +55,16 @@ def engine_only(instance: str, data_dir: Path) -> str:
     )
 
 
-def whole_instance(instance: str, data_dir: Path) -> str:
+FROZEN_SIDECARS_OK = "heartbeat_timeout_ms = 600000"
+"""For a test that freezes a sidecar on purpose while its supervisor watches: a slow
+machine must not see it killed as hung (tradsys.cores.liveness) before the test is done."""
+
+
+def whole_instance(instance: str, data_dir: Path, engine: str = "") -> str:
     return one_shard_instance(
         instance,
         data_dir,
+        engine,
         sections=f"""[journal]
 durability = "none"
 [gateway]
@@ -255,7 +261,7 @@ def test_a_run_killed_whole_leaves_its_sessions_to_the_next_run(
     from tradsys.wire import RejectReason
 
     text = (
-        whole_instance(instance, tmp_path)
+        whole_instance(instance, tmp_path, FROZEN_SIDECARS_OK)
         + "\n"
         + account_tables(KEYS, lambda i: "cancel_on_disconnect = false\n")
     )
@@ -317,7 +323,7 @@ def test_a_run_killed_whole_loses_no_event_its_workers_made(
     before, frozen = 3, 25  # trades delivered before the freeze; made while frozen
     limits = {1: f"max_position = {before + frozen}\n", 2: ""}
     text = (
-        whole_instance(instance, tmp_path)
+        whole_instance(instance, tmp_path, FROZEN_SIDECARS_OK)
         .replace("ring_capacity = 1024", "ring_capacity = 64")
         .replace("[gateway]\n", "[gateway]\nclock_tick_us = 0\n")
         + "\n"

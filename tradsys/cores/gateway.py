@@ -43,6 +43,7 @@ from tradsys.cores.kill_switches import (
     KillSwitchFileError,
     read_kill_switches,
 )
+from tradsys.cores.liveness import Beater, beat_interval_s
 from tradsys.cores.memory_lock import lock_if_asked
 from tradsys.cores.parent_watch import STOP_SIGNALS, stop_with_supervisor
 from tradsys.cores.session_accounts import (
@@ -228,7 +229,8 @@ class GatewayServer:
         loop = asyncio.get_running_loop()
         # a quarter of the heartbeat interval, or of stalled_session_ms if shorter
         stalled_s = self.config.gateway.stalled_session_ms / 1000 or self.tcp.heartbeat_s
-        interval = max(0.005, min(self.tcp.heartbeat_s, stalled_s) / 4)
+        beater = Beater(beat_interval_s(self.config.engine.heartbeat_timeout_ms))
+        interval = max(0.005, min(self.tcp.heartbeat_s / 4, stalled_s / 4, beater.interval_s))
 
         def tick() -> None:
             now = loop.time()
@@ -240,6 +242,7 @@ class GatewayServer:
                 log.info("continued after a suspend: peers' silence and stalls count afresh")
                 self.tcp.forgive_silence(now)
                 self.stalled_since.clear()
+            beater.maybe_beat(now)  # the supervisor's sign that this loop runs
             self.tcp.tick(now)
             if self.shard_watch is not None:
                 self.shard_watch.watch(now)

@@ -32,6 +32,7 @@ import numpy as np
 import zmq
 
 from tradsys.config import Config
+from tradsys.cores.liveness import Beater, beat_interval_s
 from tradsys.cores.md_board import ConflatedBoard
 from tradsys.cores.md_endpoints import EndpointBinder
 from tradsys.cores.md_heartbeat import heartbeat_payload
@@ -203,12 +204,14 @@ class MdSidecar:
         """Publish until ``stop`` is set, then publish what the rings still hold."""
         interval_ns = self.config.md.heartbeat_ms * 1_000_000
         next_beat = next_stats = last_active = time.monotonic_ns()
+        alive = Beater(beat_interval_s(self.config.engine.heartbeat_timeout_ms))
         while not stop.is_set():
             busy = self.drain_once()
             asked = int(self.router.getsockopt(zmq.EVENTS)) & zmq.POLLIN
             if asked:
                 self._serve_requests()
             now = time.monotonic_ns()
+            alive.maybe_beat(now / 1e9)  # the supervisor's sign that this loop runs
             if busy or asked:
                 last_active = now
             if now >= next_beat:
@@ -223,7 +226,7 @@ class MdSidecar:
             if not busy and self.ring_set is not None:
                 # on every ring at once, bounded so snapshot requests are served
                 bound = idle_wait_s(now - last_active)
-                left = max(0.0, min(bound, (next_beat - now) / 1e9))
+                left = max(0.0, min(bound, (next_beat - now) / 1e9, alive.interval_s))
                 self.ring_set.wait_readable(left)
         while self.drain_once():  # the workers have drained: publish all they emitted
             pass

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from tradsys.config import Config
+from tradsys.cores.liveness import ENV as BEAT_FD_ENV
+from tradsys.cores.liveness import BeatPipe
 from tradsys.cores.md_endpoints import made_ipc_paths, remove_sockets
 from tradsys.cores.parent_watch import supervisor_env
 from tradsys.cores.sidecar import (
@@ -61,6 +63,8 @@ class SidecarProcess:
     # the endpoints the first process announced, for the restarted ones to bind again
     # (None until an announcement was read)
     first_endpoints: dict[str, Any] | None = None
+    # the current process's sign of life (tradsys.cores.liveness)
+    beats: BeatPipe | None = None
 
     def spawn(self, log: Log) -> None:
         # an announcement left by a killed predecessor must not pass for this one's
@@ -69,10 +73,23 @@ class SidecarProcess:
         env = supervisor_env()
         if self.first_endpoints:
             env[KEPT_ENDPOINTS_ENV] = json.dumps(self.first_endpoints)
+        if self.beats is not None:
+            self.beats.close()
+        self.beats = BeatPipe()
+        env[BEAT_FD_ENV] = str(self.beats.write_fd)
         # a process group of its own, like the workers: only the supervisor gets a
         # terminal's Ctrl-C, and it stops the gateway first and md last (see
         # tradsys.cores.supervisor, also for why not a session)
-        self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env, process_group=0)
+        try:
+            self.process = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                process_group=0,
+                pass_fds=(self.beats.write_fd,),
+            )
+        finally:
+            self.beats.child_started()
         self.pidfd = os.pidfd_open(self.process.pid)
         self.started_at = time.monotonic()
         self.restart_due = None
@@ -127,7 +144,9 @@ class SidecarProcess:
             return False
         code = self.process.poll()
         if code is None:
-            return False
+            code = self._kill_if_hung(now, warn)
+            if code is None:
+                return False
         self._forget_process()
         if now - self.started_at > stable_after_s:
             self.backoff_s = 0.05
@@ -137,6 +156,31 @@ class SidecarProcess:
         self.restart_due = now + self.backoff_s
         self.backoff_s = min(self.backoff_s * 2, backoff_cap_s)
         return True
+
+    def _kill_if_hung(self, now: float, warn: Log) -> int | None:
+        """Kill a sidecar that beat once and has not for ``engine.heartbeat_timeout_ms``;
+        its exit code, or None if it lives. One that never beat is starting (a gateway
+        rebuilding its orders waits up to 30 s for the workers, and exits if they do not
+        answer): not judged."""
+        assert self.process is not None and self.beats is not None
+        self.beats.read(now)
+        if self.beats.last is None:
+            return None
+        silent = now - self.beats.last
+        if silent * 1000 <= self.config.engine.heartbeat_timeout_ms:
+            return None
+        warn(
+            f"{self.name} pid {self.process.pid} has given no sign of life for {silent:.1f} s "
+            "(engine.heartbeat_timeout_ms): hung or stopped; killing it"
+        )
+        self.process.kill()
+        return self.process.wait()
+
+    def forgive_silence(self, now: float) -> None:
+        """After the whole instance was suspended (Ctrl-Z): its silence meanwhile was the
+        supervisor's doing."""
+        if self.beats is not None and self.beats.last is not None:
+            self.beats.last = now
 
     def stop(self, timeout_s: float, warn: Log) -> list[str]:
         """SIGTERM, wait, SIGKILL if it will not go. Idempotent. Returns what went wrong
@@ -193,4 +237,7 @@ class SidecarProcess:
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None
+        if self.beats is not None:
+            self.beats.close()
+            self.beats = None
         self.process = None

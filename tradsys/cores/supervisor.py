@@ -582,6 +582,8 @@ class Supervisor:
                 os.killpg(pgid, signal.SIGSTOP)
         os.kill(os.getpid(), signal.SIGSTOP)  # returns once continued
         self._resumed_ns = time.monotonic_ns()
+        for sc in self.sidecars:
+            sc.forgive_silence(time.monotonic())
         for pgid in groups:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGCONT)
