@@ -3,9 +3,10 @@
 
 One thread, one loop:
 
-- pop a batch from each shard's md ring; group it by (symbol, channel) and send one
+- read a batch from each shard's md ring; group it by (symbol, channel) and send one
   message per group (``tradsys.marketdata.framing``) on the PUB socket, bound to every
-  ``[md] publish`` endpoint; remember the L2 books it published (``L2Store``). A batch of
+  ``[md] publish`` endpoint; remember the L2 books it published (``L2Store``); release
+  it from the ring only then (a kill -9 in between loses none of it). A batch of
   a few records (a quiet market: the latency path) takes a plain-Python path instead;
 - when every ring is empty, wait on all of them at once (``RingSet``: one futex_waitv);
 - answer snapshot requests on the ROUTER socket between batches
@@ -245,16 +246,21 @@ class MdSidecar:
             log.warning("md: cannot write its stats file: %s", exc)
 
     def drain_once(self) -> bool:
-        """Pop and publish one batch from every shard; True if any had records."""
+        """Publish one batch from every shard; True if any had records. A batch leaves
+        its ring only once published: a sidecar killed in between (kill -9) left its
+        batch in the ring for the next one, which publishes it again (the same seqs: a
+        subscriber drops what it has) -- taken first, it was lost, trade prints included,
+        which no snapshot brings back."""
         busy = False
         buf = self._buf
         drained = self.stats.drained
         for feed in self.feeds:
-            n = feed.ring.pop_batch(buf)
+            n = feed.ring.peek_batch(buf)
             if n:
-                drained[feed.shard_id] += n
                 if n > SMALL_BATCH or not self._publish_small(n):
                     self.handle(buf[:n])
+                feed.ring.release(n)
+                drained[feed.shard_id] += n
                 busy = True
         return busy
 
