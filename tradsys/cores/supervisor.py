@@ -51,6 +51,7 @@ from tradsys.cores.dead_run import DeadRun, read_dead_run
 from tradsys.cores.gateway_rings import is_session_ring
 from tradsys.cores.memory_lock import why_not_lockable
 from tradsys.cores.parent_watch import supervisor_env
+from tradsys.cores.port_check import taken_ports
 from tradsys.cores.sidecar import write_effective_config
 from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
 from tradsys.cores.state_check import StateMismatchError, check_state
@@ -200,6 +201,10 @@ class Supervisor:
             check_state(self.config)
         except StateMismatchError as exc:
             raise SupervisorError(str(exc)) from None
+        # before the workers recover (minutes, for a long journal), not after
+        busy = taken_ports(self.config)
+        if busy:
+            raise SupervisorError("; ".join(busy))
         for core, names in shared_cores(self.config).items():
             self._warn(
                 f"{' and '.join(names)} are pinned to the same core {core}: they take turns "
