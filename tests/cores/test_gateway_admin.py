@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -346,6 +347,37 @@ def test_a_phase_control_is_confirmed_on_the_status_channel(
     assert "ZETA: already CONTINUOUS, nothing to do" in out
     with OrderClient.connect(running_md.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
         assert _rejected(alice, 1) is None  # it trades again
+
+
+def _status_until(running: Instance, capsys: pytest.CaptureFixture[str], *wanted: str) -> str:
+    """`tradsys status` until its output holds every line of ``wanted`` (the sidecars
+    rewrite their stats files about once a second), within a deadline."""
+    deadline = time.monotonic() + 30
+    while True:
+        assert cli.main(["status", "--config", str(running.path), "--interval", "0.01"]) == 0
+        out = capsys.readouterr().out
+        if all(line in out.splitlines() for line in wanted):
+            return out
+        assert time.monotonic() < deadline, out
+
+
+def test_status_shows_sessions_live_orders_and_the_symbols_not_trading(
+    running_md: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator sees a halt someone left on, and who is connected, in `tradsys
+    status` (before, only the admin command's own confirmation said either)."""
+    _status_until(running_md, capsys, "trading phases: every symbol continuous")
+    assert running_md.admin("halt", "ACME") == 0
+    with OrderClient.connect(running_md.unix_socket, account_id=1, api_key=KEYS[1]) as alice:
+        alice.wait_for(alice.submit("ZETA", "buy", 2, 40))
+        _status_until(
+            running_md,
+            capsys,
+            "trading phases: HALTED ACME (the rest continuous)",
+            "gateway sessions: 1 (1 colocated, 0 TCP), 1 live order(s)",
+        )
+    assert running_md.admin("resume", "ACME") == 0
+    _status_until(running_md, capsys, "trading phases: every symbol continuous")
 
 
 def test_a_mixed_case_symbol_is_controlled_by_its_name(

@@ -58,6 +58,7 @@ from tradsys.marketdata.stats import (
     stats_bytes,
     write_stats,
 )
+from tradsys.matching import Phase
 from tradsys.ring import WaitStrategy
 from tradsys.wire import MD_DTYPE, RECORD_SIZE, MdKind
 
@@ -237,13 +238,23 @@ class MdSidecar:
     def write_stats(self) -> None:
         """Refresh ``md.stats.json`` for /metrics (see tradsys.marketdata.stats): encoded
         here, written by the writer thread once :meth:`open` has started it."""
+        phases = self.phases_not_continuous()
         if self.stats_writer is not None:
-            self.stats_writer.submit(stats_bytes(self.stats))
+            self.stats_writer.submit(stats_bytes(self.stats, phases=phases))
             return
         try:
-            write_stats(self.config.instance_dir, self.stats)
+            write_stats(self.config.instance_dir, self.stats, phases=phases)
         except OSError as exc:  # monitoring must not stop the feed
             log.warning("md: cannot write its stats file: %s", exc)
+
+    def phases_not_continuous(self) -> dict[str, str]:
+        """Each symbol the engine does not trade continuously (halted, in an auction
+        call) by its phase's name, as the status channel last said: `tradsys status`
+        shows them, so an operator sees a halt someone left on. A symbol whose phase is
+        not known yet (no refresh image so far) is not listed."""
+        phase = self.store.phase
+        off = np.flatnonzero((phase != 0) & (phase != Phase.CONTINUOUS)).tolist()
+        return {self.names[i]: Phase(int(phase[i])).name for i in off}
 
     def drain_once(self) -> bool:
         """Publish one batch from every shard; True if any had records. A batch leaves

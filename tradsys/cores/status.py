@@ -132,10 +132,59 @@ def read_status(config: Config, interval_s: float = 0.5) -> str:
         )
         if a.error:
             lines.append(f"      last error: {a.error}")
-    lines.extend(_sidecar_lines(config, doc.get("sidecars", [])))
+    sidecars = doc.get("sidecars", [])
+    lines.extend(_sidecar_lines(config, sidecars))
+    running = {str(sc["name"]): sc["pid"] for sc in sidecars}
+    if "gateway" in running:
+        lines.extend(_sessions_line(config, running["gateway"]))
     if config.gateway.enabled:  # no gateway, no kill switch to apply
         lines.append(_kill_switch_line(config))
+    if "md" in running:
+        lines.extend(_phases_line(config, running["md"]))
     return "\n".join(lines)
+
+
+def _stats_of(path: Path, pid: object) -> dict[str, Any] | None:
+    """A sidecar's stats file, if its running process (``pid``) wrote it: one a dead
+    predecessor left would pass for the present."""
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if doc.get("pid") == pid else None
+
+
+def _sessions_line(config: Config, pid: object) -> list[str]:
+    """How many sessions the gateway serves and live orders it holds (its stats file,
+    rewritten a few times a second); nothing before it first wrote one."""
+    from tradsys.cores.gateway import stats_path
+
+    stats = _stats_of(stats_path(config), pid)
+    if stats is None:
+        return []
+    live = stats.get("core", {}).get("live_orders", 0)
+    return [
+        f"gateway sessions: {stats.get('sessions', 0)} ({stats.get('colocated_connections', 0)} "
+        f"colocated, {stats.get('tcp_connections', 0)} TCP), {live} live order(s)"
+    ]
+
+
+def _phases_line(config: Config, pid: object) -> list[str]:
+    """The symbols not trading continuously (a halt someone left on, an auction call),
+    as the md sidecar last published them (its stats file, once a second)."""
+    from tradsys.marketdata.stats import stats_path
+
+    stats = _stats_of(stats_path(config.instance_dir), pid)
+    if stats is None or "phases" not in stats:
+        return []
+    phases: dict[str, str] = stats["phases"]
+    if not phases:
+        return ["trading phases: every symbol continuous"]
+    by_phase: dict[str, list[str]] = {}
+    for symbol, phase in sorted(phases.items()):
+        by_phase.setdefault(phase, []).append(symbol)
+    parts = [f"{phase} {symbols_text(names)}" for phase, names in sorted(by_phase.items())]
+    return ["trading phases: " + "; ".join(parts) + " (the rest continuous)"]
 
 
 def _kill_switch_line(config: Config) -> str:
