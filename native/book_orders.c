@@ -496,7 +496,8 @@ static int cmd_replace(ts_engine *e, const ts_command *c) {
 
 /* Mass cancel of one account, in one book or (b NULL) in all: its list is in seq
  * order, so this costs the account's own orders, whatever else rests. */
-static void mass_cancel_account(ts_engine *e, uint32_t account, const ts_book *only) {
+static void mass_cancel_account(ts_engine *e, uint32_t account, const ts_book *only,
+                                uint8_t reason) {
     const ts_acct *a = ts_acct_find(e, account);
     if (!a) return;
     for (uint32_t i = a->head; i != TS_NIL;) {
@@ -504,7 +505,7 @@ static void mass_cancel_account(ts_engine *e, uint32_t account, const ts_book *o
         const uint32_t next = o->live_next;
         e->mc_visits++;
         if (!only || &e->books[o->book] == only)
-            ts_eng_cancel_order(e, &e->books[o->book], i, TS_CXL_MASS_CANCEL);
+            ts_eng_cancel_order(e, &e->books[o->book], i, reason);
         i = next;
     }
 }
@@ -527,7 +528,7 @@ static void merge_sift_down(const ts_engine *e, uint32_t *h, uint32_t n, uint32_
     h[i] = x;
 }
 
-static void mass_cancel_everything(ts_engine *e) {
+static void mass_cancel_everything(ts_engine *e, uint8_t reason) {
     uint32_t *h = e->merge, n = 0;
     for (uint32_t s = 0; s <= e->acct_mask; s++)
         if (e->accts[s].account && e->accts[s].head != TS_NIL) h[n++] = e->accts[s].head;
@@ -536,7 +537,7 @@ static void mass_cancel_everything(ts_engine *e) {
         uint32_t oi = h[0];
         uint32_t next = e->orders[oi].live_next;
         e->mc_visits++;
-        ts_eng_cancel_order(e, &e->books[e->orders[oi].book], oi, TS_CXL_MASS_CANCEL);
+        ts_eng_cancel_order(e, &e->books[e->orders[oi].book], oi, reason);
         if (next != TS_NIL) h[0] = next;
         else h[0] = h[--n];
         if (n > 0) merge_sift_down(e, h, n, 0);
@@ -547,9 +548,11 @@ static void mass_cancel_everything(ts_engine *e) {
  * (nothing done). */
 static int cmd_mass_cancel(ts_engine *e, const ts_command *c) {
     const uint32_t account = c->account_id;
+    const uint8_t reason =
+        (c->flags & TS_FLAG_KILL_SWITCH) ? TS_CXL_KILL_SWITCH : TS_CXL_MASS_CANCEL;
     if (c->symbol_id == 0) {
-        if (account) mass_cancel_account(e, account, NULL);
-        else mass_cancel_everything(e);
+        if (account) mass_cancel_account(e, account, NULL, reason);
+        else mass_cancel_everything(e, reason);
         return 0;
     }
     ts_book *b = ts_eng_find_book(e, c->symbol_id);
@@ -558,7 +561,7 @@ static int cmd_mass_cancel(ts_engine *e, const ts_command *c) {
         return 0;
     }
     if (account) {
-        mass_cancel_account(e, account, b);
+        mass_cancel_account(e, account, b, reason);
         return 0;
     }
     /* every account in one symbol: the book's orders, sorted by seq */
@@ -566,7 +569,7 @@ static int cmd_mass_cancel(ts_engine *e, const ts_command *c) {
     const uint64_t n = ts_eng_collect_book(e, b, 0);
     const ts_seq_ref *r = ts_eng_sort_scratch(e, n);
     e->mc_visits += n;
-    for (uint64_t k = 0; k < n; k++) ts_eng_cancel_order(e, b, r[k].order, TS_CXL_MASS_CANCEL);
+    for (uint64_t k = 0; k < n; k++) ts_eng_cancel_order(e, b, r[k].order, reason);
     ts_eng_scratch_done(e);
     return 0;
 }

@@ -646,8 +646,8 @@ int ts_gateway_remove_session_with(ts_gateway *gw, int64_t session_id, const ts_
 
 /* ---- kill switch --------------------------------------------------------------------- */
 
-static void mass_cancel_everywhere(ts_gateway *gw, uint32_t account_id) {
-    ts_command c = {.kind = TS_CMD_MASS_CANCEL, .account_id = account_id};
+static void mass_cancel_everywhere(ts_gateway *gw, uint32_t account_id, uint8_t flags) {
+    ts_command c = {.kind = TS_CMD_MASS_CANCEL, .account_id = account_id, .flags = flags};
     for (uint32_t i = 0; i < gw->n_shards; i++) gw_backlog_add(&gw->shards[i].backlog, &c);
 }
 
@@ -662,7 +662,7 @@ int ts_gateway_kill(ts_gateway *gw, uint32_t account_id, int32_t on) {
         gw->global_kill = on != 0;
     }
     if (rc == TS_GW_OK && gw->ledger) gw_ledger_note_kill(gw);
-    if (rc == TS_GW_OK && on) mass_cancel_everywhere(gw, account_id);
+    if (rc == TS_GW_OK && on) mass_cancel_everywhere(gw, account_id, TS_FLAG_KILL_SWITCH);
     control_unlock(gw);
     return rc;
 }
@@ -673,7 +673,7 @@ int ts_gateway_mass_cancel(ts_gateway *gw, uint32_t account_id) {
     if (account_id && gw_keymap_get(&gw->account_map, account_id) == GW_NONE)
         rc = TS_GW_ERR_UNKNOWN;
     else
-        mass_cancel_everywhere(gw, account_id);
+        mass_cancel_everywhere(gw, account_id, 0);
     control_unlock(gw);
     return rc;
 }

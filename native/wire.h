@@ -52,8 +52,10 @@ enum ts_time_in_force {
 /* ts_command.flags bits */
 enum ts_order_flag {
     TS_FLAG_POST_ONLY = 1, /* NEW_ORDER: never takes liquidity */
-    TS_FLAG_DISCONNECT = 2 /* CANCEL: the gateway's cancel-on-disconnect (CANCELLED reason
-                              TS_CXL_DISCONNECT, so a client tells it from its own) */
+    TS_FLAG_DISCONNECT = 2, /* CANCEL: the gateway's cancel-on-disconnect (CANCELLED reason
+                               TS_CXL_DISCONNECT, so a client tells it from its own) */
+    TS_FLAG_KILL_SWITCH = 4 /* MASS_CANCEL: an operator's kill switch (CANCELLED reason
+                               TS_CXL_KILL_SWITCH, not the MASS_CANCEL of a client's own) */
 };
 
 enum ts_stp_mode {
@@ -168,7 +170,8 @@ enum ts_cancel_reason {
     TS_CXL_HALT = 5,
     TS_CXL_MASS_CANCEL = 6,
     TS_CXL_MARKET_REMAINDER = 7,
-    TS_CXL_DISCONNECT = 8 /* cancel-on-disconnect: the owning session ended */
+    TS_CXL_DISCONNECT = 8, /* cancel-on-disconnect: the owning session ended */
+    TS_CXL_KILL_SWITCH = 9 /* an operator's kill switch (tradsys admin kill) */
 };
 
 /* ts_event.flags bits */

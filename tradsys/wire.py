@@ -61,6 +61,7 @@ class TimeInForce(IntEnum):
 class OrderFlag(IntFlag):
     POST_ONLY = 1  # NEW_ORDER: never takes liquidity
     DISCONNECT = 2  # CANCEL: the gateway's cancel-on-disconnect (reason DISCONNECT)
+    KILL_SWITCH = 4  # MASS_CANCEL: an operator's kill switch (reason KILL_SWITCH)
 
 
 class StpMode(IntEnum):
@@ -189,6 +190,7 @@ class CancelReason(IntEnum):
     MASS_CANCEL = 6
     MARKET_REMAINDER = 7
     DISCONNECT = 8  # cancel-on-disconnect: the owning session ended
+    KILL_SWITCH = 9  # an operator's kill switch (tradsys admin kill)
 
 
 class EventFlag(IntFlag):

@@ -156,6 +156,9 @@ CODE_MEANINGS: dict[type[Enum], dict[str, str]] = {
         "POST_ONLY": "LIMIT only: rejected rather than take liquidity",
         "DISCONNECT": "CANCEL only, set by the gateway alone (a client's flags on a CANCEL "
         "are dropped): its cancel-on-disconnect, answered CANCELLED reason DISCONNECT",
+        "KILL_SWITCH": "MASS_CANCEL only, set by the gateway alone (a client's flags on a "
+        "MASS_CANCEL are dropped): an operator's kill switch, answered CANCELLED reason "
+        "KILL_SWITCH",
     },
     wire.StpMode: {
         "NONE": "the default: acts as CANCEL_INCOMING",
@@ -203,10 +206,13 @@ CODE_MEANINGS: dict[type[Enum], dict[str, str]] = {
         "SELF_TRADE": "self-trade prevention (the order's `stp_mode`)",
         "EXPIRED": "a DAY order at SESSION_CLOSE, or a GTD order past its time",
         "HALT": "a breaker tripped while this order was trading, and it may not rest",
-        "MASS_CANCEL": "a MASS_CANCEL (the account's own, or a kill switch's)",
+        "MASS_CANCEL": "a MASS_CANCEL (the account's own, or an operator's `tradsys admin "
+        "mass-cancel`)",
         "MARKET_REMAINDER": "what a MARKET order (or a triggered STOP) did not fill",
         # being added to wire.CancelReason; used once the member exists
         "DISCONNECT": "the gateway's cancel-on-disconnect, when the order's session ended",
+        "KILL_SWITCH": "an operator's kill switch (`tradsys admin kill`), on the account or "
+        "every account",
     },
 }
 """The meaning of each code, by enum and member name. Reject reasons not listed take

@@ -122,11 +122,12 @@ class FakeShard:
                 o = self.live[oid2]
                 if c["account_id"] in (0, o.account) and c["symbol_id"] in (0, o.symbol):
                     del self.live[oid2]
-                    out.append(
-                        self._final(
-                            EventKind.CANCELLED, oid2, o, CancelReason.MASS_CANCEL, o.leaves
-                        )
+                    why = (
+                        CancelReason.KILL_SWITCH
+                        if c["flags"] & OrderFlag.KILL_SWITCH
+                        else CancelReason.MASS_CANCEL
                     )
+                    out.append(self._final(EventKind.CANCELLED, oid2, o, why, o.leaves))
             return out
         raise AssertionError(f"the gateway sent a command of kind {kind}")
 

@@ -26,7 +26,15 @@ from tradsys.config import (
 from tradsys.cores.supervisor import Supervisor
 from tradsys.gateway import GatewayCore
 from tradsys.matching import Instrument
-from tradsys.wire import EVENT_DTYPE, CancelReason, EventKind, Side, TimeInForce
+from tradsys.wire import (
+    EVENT_DTYPE,
+    CancelReason,
+    CommandKind,
+    EventKind,
+    OrderFlag,
+    Side,
+    TimeInForce,
+)
 
 pytestmark = pytest.mark.multiprocess
 
@@ -103,12 +111,26 @@ def test_fills_positions_and_exposure(engine: tuple[GatewayCore, Any, Config]) -
     ev = expect(seller, 1)
     assert (ev[0]["kind"], ev[0]["reason"], ev[0]["order_id"]) == (
         EventKind.CANCELLED,
-        CancelReason.MASS_CANCEL,
+        CancelReason.KILL_SWITCH,  # not a MASS_CANCEL the account never sent
         100,
     )
     assert core.account_state(1).open_orders == 0
     assert core.position(1, "AAA").open_sell == 0
     core.kill(1, on=False)
+
+
+def test_a_clients_kill_switch_flag_on_its_mass_cancel_is_dropped(
+    engine: tuple[GatewayCore, Any, Config],
+) -> None:
+    """Only an operator's kill switch may make the engine say KILL_SWITCH: a client that
+    sets the flag on its own MASS_CANCEL gets MASS_CANCEL."""
+    core, rings, _ = engine
+    alice = connect(core, rings, 1)
+    alice.send(command(order_id=5, quantity=2, price=990))
+    assert expect(alice, 1)["kind"][0] == EventKind.ACCEPTED
+    alice.send(command(CommandKind.MASS_CANCEL, flags=OrderFlag.KILL_SWITCH))
+    ev = expect(alice, 1)
+    assert (ev[0]["kind"], ev[0]["reason"]) == (EventKind.CANCELLED, CancelReason.MASS_CANCEL)
 
 
 def test_a_market_order_stops_at_the_collar_edge(engine: tuple[GatewayCore, Any, Config]) -> None:

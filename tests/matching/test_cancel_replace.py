@@ -221,6 +221,21 @@ def test_mass_cancel_by_symbol_and_by_both(engine_cls: type) -> None:
     assert h.engine.live_orders() == 0
 
 
+def test_a_kill_switchs_mass_cancel_says_so(engine_cls: type) -> None:
+    """The gateway's kill switch sends MASS_CANCEL with flag KILL_SWITCH: its owner reads
+    CANCELLED(KILL_SWITCH), not the MASS_CANCEL of a command it never sent."""
+    h = Harness(engine_cls, ACME, BETA)
+    h.send(buy(1, 5, 100), sell(2, 5, 101, acct=2), buy(3, 5, 49, sym=2))
+    kill = CancelReason.KILL_SWITCH
+    assert h.ev(mass_cancel(account_id=1, flags=OrderFlag.KILL_SWITCH)) == [
+        cancelled(1, BUY, 100, 5, kill),
+        cancelled(3, BUY, 49, 5, kill, sym=2),
+    ]
+    assert h.ev(mass_cancel(symbol_id=1, flags=OrderFlag.KILL_SWITCH)) == [
+        cancelled(2, SELL, 101, 5, kill, acct=2)
+    ]
+
+
 def test_mass_cancel_works_while_halted(engine_cls: type) -> None:
     h = Harness(engine_cls)
     h.send(buy(1, 5, 100), control(ControlCode.HALT, 1))

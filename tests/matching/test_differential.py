@@ -23,6 +23,7 @@ from tradsys.wire import (
     ControlCode,
     EventKind,
     MdKind,
+    OrderFlag,
     TimeInForce,
 )
 
@@ -136,6 +137,7 @@ def _mass_cancel() -> st.SearchStrategy[dict[str, int]]:
             "kind": st.just(int(CommandKind.MASS_CANCEL)),
             "account_id": st.integers(0, 3),
             "symbol_id": st.sampled_from([0, 1, 2, 3]),
+            "flags": st.sampled_from([0, 0, 0, int(OrderFlag.KILL_SWITCH)]),
         }
     )
 

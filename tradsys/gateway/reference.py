@@ -187,7 +187,9 @@ class ReferenceGateway:
             self.accounts[account].killed = on
         if not on:
             return {}
-        mc = _cmd(kind=CommandKind.MASS_CANCEL, account_id=account or 0)
+        mc = _cmd(
+            kind=CommandKind.MASS_CANCEL, account_id=account or 0, flags=OrderFlag.KILL_SWITCH
+        )
         return {shard: [mc] for shard in self.shards}
 
     def remove_session(

@@ -87,9 +87,12 @@ def replace(order_id: int, symbol_id: int, account_id: int, price: int, quantity
     )
 
 
-def mass_cancel(account_id: int = 0, symbol_id: int = 0) -> Commands:
-    """Cancel every live order of an account and/or a symbol (0 = any)."""
-    return _record(kind=CommandKind.MASS_CANCEL, account_id=account_id, symbol_id=symbol_id)
+def mass_cancel(account_id: int = 0, symbol_id: int = 0, flags: int = 0) -> Commands:
+    """Cancel every live order of an account and/or a symbol (0 = any). ``flags``:
+    OrderFlag.KILL_SWITCH for an operator's kill switch."""
+    return _record(
+        kind=CommandKind.MASS_CANCEL, account_id=account_id, symbol_id=symbol_id, flags=flags
+    )
 
 
 def control(code: ControlCode, symbol_id: int = 0, time_ns: int = 0) -> Commands:

@@ -58,6 +58,7 @@ from tradsys.matching.reference_rules import (
     GTD,
     INT64_MAX,
     IOC,
+    KILL_SWITCH,
     LIMIT,
     MARKET,
     POST_ONLY,
@@ -583,7 +584,7 @@ class ReferenceEngine:
                 if (c.account_id == 0 or o.account_id == c.account_id)
                 and (c.symbol_id == 0 or o.symbol_id == c.symbol_id)
             ),
-            C.MASS_CANCEL,
+            C.KILL_SWITCH if c.flags & KILL_SWITCH else C.MASS_CANCEL,
         )
 
     def _cancel_all(self, orders: Iterable[Order], reason: int) -> None:

@@ -20,6 +20,7 @@ GTC, DAY, IOC, FOK, GTD = (int(t) for t in TimeInForce)
 RESTING_TIFS = (GTC, DAY, GTD)
 POST_ONLY = 1
 DISCONNECT = 2  # a CANCEL sent for cancel-on-disconnect
+KILL_SWITCH = 4  # a MASS_CANCEL sent for an operator's kill switch
 STP_NONE, STP_CANCEL_RESTING, STP_CANCEL_INCOMING, STP_CANCEL_BOTH = (int(m) for m in StpMode)
 
 
