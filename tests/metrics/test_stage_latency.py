@@ -151,7 +151,11 @@ def test_gateway_stages_move_when_orders_flow_through_it(instance: str, tmp_path
         with OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1]) as alice:
             for i in range(1, n + 1):  # one at a time: each crosses the whole path alone
                 assert isinstance(alice.wait_for(alice.submit(1, "buy", 1, 90, order_id=i)), Ack)
-        samples = stage_samples(sup)
+        # alice's orders are cancelled as her session ends (cancel-on-disconnect), after
+        # her client has returned: until the worker has matched those cancels too
+        deadline = time.monotonic() + 30
+        while (samples := stage_samples(sup))["shard_to_matched/0"]["count"] < 2 * n:
+            assert time.monotonic() < deadline, samples["shard_to_matched/0"]
         acks = samples["order_to_ack/all"]
         assert acks["count"] == n  # every order's first event, once
         assert acks["le=+Inf"] == n and 0 < acks["sum"] < n
