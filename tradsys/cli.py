@@ -208,12 +208,12 @@ def _stale_controls(instance: str | None) -> list[str]:
     """The control blocks dead supervisors left (of one instance, or of every one)."""
     from tradsys.cores.control import find_stale_controls
 
-    # "/tradsys.<instance>.<kind>...": the instances that have segments
-    names = {name.split(".")[1] for name in instance_segments(instance) if name.count(".") >= 2}
+    names = {instance} if instance else _instances_present()
     return [ctl for inst in sorted(names) for ctl in find_stale_controls(inst)]
 
 
 def cmd_shm(args: argparse.Namespace) -> int:
+    from tradsys.cores.dead_run import undelivered
     from tradsys.metrics.latency_segment import find_stale_latency, reclaim_stale_latency
     from tradsys.ring.segment import unlink_quietly
 
@@ -227,14 +227,31 @@ def cmd_shm(args: argparse.Namespace) -> int:
         if not names:
             print(f"no segments{f' of instance {args.instance!r}' if args.instance else ''}")
     else:
-        # control blocks first: whether one is stale is read from its shard's rings
-        removed = unlink_quietly(_stale_controls(args.instance))
-        removed += reclaim_stale(args.instance) + reclaim_stale_latency(args.instance)
+        owed = {} if args.force else undelivered(s.name for s in find_stale(args.instance))
+        for inst, n in sorted(owed.items()):
+            print(
+                f"kept the stale segments of instance {inst!r}: its dead run left {n} "
+                "record(s) unread that clients are owed (events, unanswered commands); "
+                "`tradsys run` the instance to deliver them, or `tradsys shm reclaim "
+                "--force` to drop them",
+                file=sys.stderr,
+            )
+        instances = {args.instance} if args.instance else _instances_present()
+        removed = []
+        for inst in sorted(instances - set(owed)):
+            # control blocks first: whether one is stale is read from its shard's rings
+            removed += unlink_quietly(_stale_controls(inst))
+            removed += reclaim_stale(inst) + reclaim_stale_latency(inst)
         for name in removed:
             print(f"removed stale segment {name}")
         if not removed:
-            print("no stale segments")
+            print("no stale segments" + (" removed" if owed else ""))
     return EXIT_OK
+
+
+def _instances_present() -> set[str]:
+    """The instances that have segments now ("/tradsys.<instance>.<kind>...")."""
+    return {name.split(".")[1] for name in instance_segments() if name.count(".") >= 2}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,9 +291,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.epilog = "Arguments after -- are passed to each bench, e.g. tradsys bench ring -- --pin"
     bench.set_defaults(func=cmd_bench)
 
-    shm = sub.add_parser("shm", help="list or reclaim TradSys shared-memory segments")
-    shm.add_argument("action", choices=["ls", "reclaim"])
+    shm = sub.add_parser(
+        "shm",
+        help="list or reclaim TradSys shared-memory segments",
+        description="ls: every TradSys segment in /dev/shm, each marked stale when the "
+        "process that made it is gone. reclaim: unlink the stale ones -- except those of "
+        "a dead run that left records clients are owed (events, unanswered commands): "
+        "the next `tradsys run` of that instance delivers them and removes the rest "
+        "itself (--force drops them).",
+    )
+    shm.add_argument("action", choices=["ls", "reclaim"], help="ls or reclaim")
     shm.add_argument("--instance", help="only this instance's segments")
+    shm.add_argument(
+        "--force", action="store_true", help="reclaim: also what a dead run left unread"
+    )
     shm.set_defaults(func=cmd_shm)
     cli_order.register(sub)
     cli_admin.register(sub)

@@ -6,6 +6,8 @@ judge. The whole path, with real processes killed, is in ``test_supervisor_death
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +16,19 @@ import pytest
 
 from tests.engine_toml import one_shard_instance
 from tradsys import wire
+from tradsys.cli import main
 from tradsys.config import parse_config
 from tradsys.cores.control import WorkerControl
-from tradsys.cores.dead_run import DeadRun, ShardLeftovers, read_dead_run
+from tradsys.cores.dead_run import (
+    DeadRun,
+    ShardLeftovers,
+    load_dead_run,
+    read_dead_run,
+    save_dead_run,
+)
 from tradsys.cores.supervisor import Supervisor
 from tradsys.gateway.ledger import run_id_of
-from tradsys.ring import Ring, segment_name
+from tradsys.ring import Ring, instance_segments, segment_name
 from tradsys.ring.segment import process_start_us
 
 
@@ -62,7 +71,7 @@ def test_the_unread_events_and_the_last_one_pushed_are_read(
     assert evt.pop_batch(taken) == 25  # the dead gateway took these
     run = read_dead_run(instance, _stale(instance), [0])
     assert run is not None
-    assert run.run_id == run_id_of(os.getpid(), process_start_us())
+    assert run.run_ids == (run_id_of(os.getpid(), process_start_us()),)
     left = run.shards[0]
     assert list(left.unread["exec_id"]) == list(range(26, 41))
     assert left.last_pushed_exec_id == 40
@@ -125,7 +134,7 @@ def test_what_a_smaller_ring_cannot_hold_is_left_to_the_worker_and_said(
     try:
         sup.shards.append(sup._prepare(0, None))
         unread = _events(range(101, 201))
-        sup._continue_dead_run(DeadRun(0, {0: ShardLeftovers(0, unread, 200)}))
+        sup._continue_dead_run(DeadRun((), {0: ShardLeftovers(0, unread, 200)}))
         evt = next(r for r in sup.rings if r.name == segment_name(instance, "evt", 0))
         out = np.zeros(100, dtype=wire.EVENT_DTYPE)
         assert evt.peek_batch(out) == 64
@@ -147,7 +156,7 @@ def test_everything_fits_and_the_floor_is_the_last_event_pushed(
     sup = Supervisor(config, log=lines.append)
     try:
         sup.shards.append(sup._prepare(0, None))
-        sup._continue_dead_run(DeadRun(0, {0: ShardLeftovers(0, _events(range(5, 9)), 12)}))
+        sup._continue_dead_run(DeadRun((), {0: ShardLeftovers(0, _events(range(5, 9)), 12)}))
         evt = next(r for r in sup.rings if r.name == segment_name(instance, "evt", 0))
         assert evt.readable == 4
         control = sup.shards[0].control
@@ -155,3 +164,79 @@ def test_everything_fits_and_the_floor_is_the_last_event_pushed(
         assert any("carried 4 event(s)" in line for line in lines), lines
     finally:
         sup.stop()
+
+
+def test_the_leftovers_survive_a_file_round_trip(tmp_path: Path) -> None:
+    dead = DeadRun(
+        (7, 3),
+        {
+            0: ShardLeftovers(0, _events(range(4, 9)), 8),
+            2: ShardLeftovers(2, _events(range(0)), None),
+        },
+    )
+    path = tmp_path / "dead_run.npz"
+    save_dead_run(dead, path)
+    back = load_dead_run(path)
+    assert back is not None and back.run_ids == (7, 3)
+    assert list(back.shards[0].unread["exec_id"]) == [4, 5, 6, 7, 8]
+    assert back.shards[0].unread.tobytes() == dead.shards[0].unread.tobytes()
+    assert (back.shards[0].last_pushed_exec_id, back.shards[2].last_pushed_exec_id) == (8, None)
+    assert load_dead_run(tmp_path / "none.npz") is None
+
+
+def test_a_file_that_cannot_be_read_is_set_aside_not_a_failed_start(tmp_path: Path) -> None:
+    path = tmp_path / "dead_run.npz"
+    path.write_bytes(b"not a zip")
+    assert load_dead_run(path) is None
+    assert not path.exists() and (tmp_path / "dead_run.npz.bad").exists()
+
+
+def test_a_run_that_died_while_continuing_another_keeps_what_it_never_carried() -> None:
+    """Run B died while starting as A's successor: a shard B pushed nothing to and
+    inherited nothing for keeps A's leftovers; one B knows supersedes A's; the ledger
+    may be either's (B's id first)."""
+    older = DeadRun(
+        (1,),
+        {
+            0: ShardLeftovers(0, _events(range(1, 4)), 3),
+            1: ShardLeftovers(1, _events(range(5, 6)), 5),
+        },
+    )
+    newer = DeadRun(
+        (2,),
+        {
+            0: ShardLeftovers(0, _events(range(0)), None),
+            1: ShardLeftovers(1, _events(range(5, 8)), 9),
+        },
+    )
+    both = newer.after(older)
+    assert both.run_ids == (2, 1)
+    assert both.shards[0] is older.shards[0]
+    assert both.shards[1] is newer.shards[1]
+    assert newer.after(None) is newer
+
+
+def test_shm_reclaim_keeps_a_dead_run_that_left_events_unless_forced(
+    instance: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tradsys shm reclaim` used to unlink a dead run's events ring with the events in
+    it; the next `tradsys run` would have delivered them."""
+    made_by_a_dead_process = f"""
+import os, numpy as np
+from tradsys import wire
+from tradsys.ring import Ring, segment_name
+ring = Ring.create(segment_name({instance!r}, "evt", 0), slot_size=wire.RECORD_SIZE,
+                   capacity=64, layout_version=wire.LAYOUT_VERSION)
+ring.push_batch(np.zeros(3, dtype=wire.EVENT_DTYPE))
+os._exit(0)  # no close: the segment outlives its creator, as a SIGKILL leaves it
+"""
+    subprocess.run([sys.executable, "-c", made_by_a_dead_process], check=True, timeout=60)
+    evt = segment_name(instance, "evt", 0)
+    assert main(["shm", "reclaim", "--instance", instance]) == 0
+    out, err = capsys.readouterr()
+    assert f"kept the stale segments of instance {instance!r}" in err
+    assert "left 3 record(s) unread" in err and "no stale segments removed" in out
+    assert evt in instance_segments(instance)
+    assert main(["shm", "reclaim", "--instance", instance, "--force"]) == 0
+    assert f"removed stale segment {evt}" in capsys.readouterr().out
+    assert instance_segments(instance) == []

@@ -25,8 +25,9 @@ import pytest
 from tests.engine_toml import one_shard_instance
 from tradsys.config import parse_config
 from tradsys.cores.control import find_stale_controls
+from tradsys.cores.dead_run import DEAD_RUN_FILE
 from tradsys.cores.status import read_status
-from tradsys.cores.supervisor import Supervisor
+from tradsys.cores.supervisor import Supervisor, SupervisorError
 from tradsys.matching.commands import batch, new_order
 from tradsys.ring import Ring, WaitStrategy, segment_name
 from tradsys.ring.segment import instance_segments
@@ -300,8 +301,12 @@ def test_a_run_killed_whole_leaves_its_sessions_to_the_next_run(
     assert instance_segments(instance) == []
 
 
+@pytest.mark.parametrize("first_start", ["succeeds", "fails"])
 def test_a_run_killed_whole_loses_no_event_its_workers_made(
-    instance: str, tmp_path: Path, start_supervisor: Callable[[str], SupervisorProcess]
+    instance: str,
+    tmp_path: Path,
+    start_supervisor: Callable[[str], SupervisorProcess],
+    first_start: str,
 ) -> None:
     """The events a run killed whole had made and nobody had taken: the worker pushed
     what fitted in its events ring (64 slots), the gateway, frozen, took none of it, and
@@ -310,7 +315,11 @@ def test_a_run_killed_whole_loses_no_event_its_workers_made(
     gets its ack and its fill, once; and the next run continues the dead run's positions:
     a buy past max_position, counted from the trades of both runs, is refused. Before
     2026-11-29 the next run started new rings and re-sent nothing: those acks and fills
-    never came, and its positions started flat."""
+    never came, and its positions started flat.
+
+    ``fails``: the first start after the kill fails once it has carried the events in
+    (its md sidecar cannot bind its endpoint) and stops; the next start still delivers
+    them all, from the dead-run file, and still continues the positions."""
     from tests.accounts_toml import account_tables
     from tests.client.edge_rig import KEYS
     from tests.cores.test_gateway_restart import _until_every_thread_stopped
@@ -323,7 +332,7 @@ def test_a_run_killed_whole_loses_no_event_its_workers_made(
     before, frozen = 3, 25  # trades delivered before the freeze; made while frozen
     limits = {1: f"max_position = {before + frozen}\n", 2: ""}
     text = (
-        whole_instance(instance, tmp_path, FROZEN_SIDECARS_OK)
+        whole_instance(instance, tmp_path, FROZEN_SIDECARS_OK + "\nstop_timeout_ms = 2000")
         .replace("ring_capacity = 1024", "ring_capacity = 64")
         .replace("[gateway]\n", "[gateway]\nclock_tick_us = 0\n")
         + "\n"
@@ -388,6 +397,12 @@ def test_a_run_killed_whole_loses_no_event_its_workers_made(
         alice.transport.close()
         bob.transport.close()
     lines: list[str] = []
+    if first_start == "fails":
+        unbindable = text.replace(f"ipc://{tmp_path}/md-pub", "ipc:///proc/no-such-dir/md-pub")
+        with pytest.raises(SupervisorError, match="md exited with code 1"):
+            Supervisor(parse_config(unbindable, "t"), log=lines.append).start()
+        assert (config.instance_dir / DEAD_RUN_FILE).exists(), lines
+        assert instance_segments(instance) == []
     with (
         Supervisor(config, log=lines.append),
         OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1]) as alice,
@@ -405,4 +420,5 @@ def test_a_run_killed_whole_loses_no_event_its_workers_made(
         extra = alice.submit(1, "buy", 1, 100, order_id=999)
         answer = events_of(alice, {extra}, 1)[0]
         assert isinstance(answer, Reject) and answer.reason == RejectReason.MAX_POSITION, answer
+        assert not (config.instance_dir / DEAD_RUN_FILE).exists()  # carried in: done
     assert instance_segments(instance) == []

@@ -28,24 +28,38 @@ run that stopped cleanly does not hand over.
 
 What cannot be carried, said in the log: records of a dead ring larger than the new
 ``ring_capacity`` (the config was changed between the runs) beyond what fits.
+
+The dead run's segments are unlinked before the new run has started; a start that then
+fails (a busy port, a worker that refuses its journal) and stops cleanly unlinks the new
+rings the leftovers went into. So they are first written to ``<instance dir>/dead_run.npz``
+(whole and synced), read from there by the next start when no stale ring says more, and
+removed once a start has succeeded; a failed start also hands the ledger back to the
+dead run's id (:func:`tradsys.gateway.ledger.adopt_ledger` the other way).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tradsys import wire
 from tradsys.cores.control import WorkerControl
+from tradsys.files import replace_file
 from tradsys.gateway.ledger import run_id_of
 from tradsys.ring import Ring, segment_name
 from tradsys.ring.errors import RingError
 
 log = logging.getLogger("tradsys.supervisor")
+
+DEAD_RUN_FILE = "dead_run.npz"
 
 
 @dataclass(frozen=True)
@@ -59,8 +73,22 @@ class ShardLeftovers:
 
 @dataclass(frozen=True)
 class DeadRun:
-    run_id: int  # the dead run's (gateway.ledger.run_id_of its rings' creator)
+    # the dead run's id (gateway.ledger.run_id_of its rings' creator), then, if it died
+    # while starting as the successor of another, that one's: the ledger is one of them
+    run_ids: tuple[int, ...]
     shards: dict[int, ShardLeftovers]
+
+    def after(self, older: DeadRun | None) -> DeadRun:
+        """This run, which died while continuing ``older`` (read from the file): a shard
+        of which this run knows nothing (its supervisor died before it carried anything
+        in) keeps what ``older`` left."""
+        if older is None:
+            return self
+        shards = dict(older.shards)
+        for sid, left in self.shards.items():
+            if len(left.unread) or left.last_pushed_exec_id is not None or sid not in shards:
+                shards[sid] = left
+        return DeadRun(self.run_ids + older.run_ids, shards)
 
     @property
     def unread(self) -> int:
@@ -87,7 +115,7 @@ def read_dead_run(instance: str, stale: Iterable[str], shard_ids: Iterable[int])
                 shards[sid] = left
     if run_id is None and not shards:
         return None
-    return DeadRun(run_id or 0, shards)
+    return DeadRun((run_id,) if run_id else (), shards)
 
 
 def _attach(name: str) -> Ring:
@@ -141,3 +169,65 @@ def _floor_from_control(instance: str, shard_id: int) -> int | None:
         return None
     finally:
         control.close()
+
+
+def save_dead_run(dead: DeadRun, path: Path) -> None:
+    """Write ``dead`` to ``path`` whole and synced (before its segments are unlinked)."""
+    meta = {
+        "run_ids": list(dead.run_ids),
+        "floors": {str(sid): left.last_pushed_exec_id for sid, left in dead.shards.items()},
+    }
+    arrays: dict[str, Any] = {
+        f"unread_{sid}": left.unread.view(np.uint8) for sid, left in dead.shards.items()
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    replace_file(path, buf.getvalue(), durable=True, mode=0o600)
+
+
+def load_dead_run(path: Path) -> DeadRun | None:
+    """What :func:`save_dead_run` wrote, or None if there is no file. A file that cannot
+    be read is said and set aside (renamed ``.bad``): it must not stop every start. (A
+    data_dir that is no directory is the start's to name, not this.)"""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as doc:
+            meta = json.loads(doc["meta"].tobytes())
+            shards = {}
+            for key, floor in meta["floors"].items():
+                sid = int(key)
+                unread = np.frombuffer(doc[f"unread_{sid}"].tobytes(), wire.EVENT_DTYPE).copy()
+                shards[sid] = ShardLeftovers(sid, unread, floor)
+            return DeadRun(tuple(int(r) for r in meta["run_ids"]), shards)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        bad = path.with_name(path.name + ".bad")
+        with contextlib.suppress(OSError):
+            path.replace(bad)
+        log.error("cannot read %s (%s): set aside as %s; its events are lost", path, exc, bad)
+        return None
+
+
+_HELD_ROLES = ("evt", "sout", "sin")
+"""Rings whose unread records someone is owed: a shard's events (the gateway's to pass
+on), a session's events (its client's) and commands (to be answered GATEWAY_RESTARTED)."""
+
+
+def undelivered(stale: Iterable[str]) -> dict[str, int]:
+    """Per instance, the records its dead run left unread in rings someone is owed from
+    (of ``stale`` segment names): the next ``tradsys run`` of the instance delivers them;
+    unlinking the segments first (``tradsys shm reclaim``) would drop them."""
+    out: dict[str, int] = {}
+    for name in stale:
+        parts = name.lstrip("/").split(".")
+        if len(parts) != 4 or parts[2] not in _HELD_ROLES:
+            continue
+        try:
+            with _attach(name) as ring:
+                n = ring.readable
+        except RingError:
+            continue
+        if n:
+            out[parts[1]] = out.get(parts[1], 0) + n
+    return out

@@ -36,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 
 import msgspec
+import numpy as np
 import psutil
 
 from tradsys import wire
@@ -47,7 +48,14 @@ from tradsys.cores.cpu_latency import (
     CpuLatencyRequest,
     halts_whatever_is_asked,
 )
-from tradsys.cores.dead_run import DeadRun, read_dead_run
+from tradsys.cores.dead_run import (
+    DEAD_RUN_FILE,
+    DeadRun,
+    ShardLeftovers,
+    load_dead_run,
+    read_dead_run,
+    save_dead_run,
+)
 from tradsys.cores.gateway_rings import is_session_ring
 from tradsys.cores.memory_lock import why_not_lockable
 from tradsys.cores.parent_watch import supervisor_env
@@ -154,6 +162,8 @@ class Supervisor:
     # monotonic ns of the last resume after a suspend (Ctrl-Z): heartbeats older than it
     # were not missed, the whole engine was stopped
     _resumed_ns: int = 0
+    # (this run, the dead run) once this run's start took the dead run's gateway ledger
+    _adopted: tuple[int, int] | None = None
 
     # ---- start ---------------------------------------------------------------------------
 
@@ -178,7 +188,7 @@ class Supervisor:
         # control blocks first: whether one is stale is read from its shard's rings
         stale = [s.name for s in find_stale(self.instance)]
         # a run killed whole: what its gateway never took, read before it is unlinked
-        dead = read_dead_run(self.instance, stale, [s.id for s in self.config.shards])
+        dead = self._read_dead_run(stale)
         kept = self._session_rings_to_keep(stale)
         for name in (
             reclaim_stale_controls(self.instance)
@@ -242,9 +252,13 @@ class Supervisor:
                 except OSError as exc:
                     raise metrics_listen_error(listen, exc) from None
         except BaseException:
+            self._undo_adoption()
             self.stop()
             raise
         self._write_status()
+        # the leftovers are in this run's rings now (and a whole kill of this run leaves
+        # them stale for the next, with this run's own)
+        self._dead_run_file.unlink(missing_ok=True)
 
     def _session_rings_to_keep(self, stale: list[str]) -> set[str]:
         """Of the ``stale`` rings, a dead run's session rings, left for this run's gateway:
@@ -257,6 +271,71 @@ class Supervisor:
         if not self.config.gateway.enabled:
             return set()
         return {name for name in stale if is_session_ring(self.instance, name)}
+
+    @property
+    def _dead_run_file(self) -> Path:
+        return self.config.instance_dir / DEAD_RUN_FILE
+
+    def _read_dead_run(self, stale: list[str]) -> DeadRun | None:
+        """What a run killed whole left (``tradsys.cores.dead_run``): read from its stale
+        segments and written to the instance's directory before they are unlinked, or,
+        with none, what the file kept from a start that failed after reading them."""
+        kept = load_dead_run(self._dead_run_file)
+        dead = read_dead_run(self.instance, stale, [s.id for s in self.config.shards])
+        if dead is None:
+            return kept
+        dead = dead.after(kept)
+        try:
+            self._dead_run_file.parent.mkdir(parents=True, exist_ok=True)
+            save_dead_run(dead, self._dead_run_file)
+        except OSError as exc:
+            raise SupervisorError(
+                f"cannot keep what the run killed before this one left: {exc} (is the "
+                "disk full? its segments are kept until this start can)"
+            ) from None
+        return dead
+
+    def _keep_unread_events(self) -> list[str]:
+        """Every process is gone: events still in an events ring would go with it. A
+        stop leaves none there (the gateway answers what it sent before it goes), but a
+        start that failed after carrying a dead run's events in (its gateway refused the
+        config, say) leaves them, with what its workers re-sent: they are written to the
+        dead-run file for the next start, as a run killed whole leaves them. Only with a
+        gateway: without one, the rings are a reader of the user's own."""
+        if not self.config.gateway.enabled or not self.shards:
+            return []
+        shards = {}
+        for sp in self.shards:
+            ring = next(r for r in self.rings if r.name == sp.spec.events)
+            unread = np.zeros(ring.readable, dtype=wire.EVENT_DTYPE)
+            unread = unread[: ring.peek_batch(unread)]
+            last = np.zeros(1, dtype=wire.EVENT_DTYPE)
+            floor = int(last[0]["exec_id"]) if ring.last_published(last) else None
+            if len(unread) or floor is not None:
+                shards[sp.spec.shard_id] = ShardLeftovers(sp.spec.shard_id, unread, floor)
+        left = sum(len(x.unread) for x in shards.values())
+        earlier = load_dead_run(self._dead_run_file)
+        if not left and earlier is None:
+            return []
+        try:
+            save_dead_run(DeadRun((), shards).after(earlier), self._dead_run_file)
+        except OSError as exc:
+            return [f"{left} event(s) no gateway took could not be kept: {exc}"]
+        if left:
+            self._warn(
+                f"{left} event(s) no gateway took are kept in {self._dead_run_file} for "
+                "the next start"
+            )
+        return []
+
+    def _undo_adoption(self) -> None:
+        """A start that fails hands the ledger back to the dead run: the next start,
+        reading the leftovers from the file, hands it over again."""
+        if self._adopted is None:
+            return
+        this_run, dead_run = self._adopted
+        adopt_ledger(self.config.instance_dir / LEDGER_FILE, this_run, dead_run)
+        self._adopted = None
 
     def _continue_dead_run(self, dead: DeadRun) -> None:
         """The run before this one was killed whole (``tradsys.cores.dead_run``): carry
@@ -288,15 +367,19 @@ class Supervisor:
                     f"{carried} event(s) its gateway never took, and its worker re-sends "
                     f"what that run journaled after exec id {floor}"
                 )
-        if self.config.gateway.enabled and dead.run_id:
-            first = segment_name(self.instance, "cmd", self.config.shards[0].id)
-            info = next(r for r in self.rings if r.name == first).info()
-            this_run = run_id_of(info.creator_pid, info.creator_start_us)
-            if adopt_ledger(self.config.instance_dir / LEDGER_FILE, dead.run_id, this_run):
+        if not self.config.gateway.enabled:
+            return
+        first = segment_name(self.instance, "cmd", self.config.shards[0].id)
+        info = next(r for r in self.rings if r.name == first).info()
+        this_run = run_id_of(info.creator_pid, info.creator_start_us)
+        for dead_run in dead.run_ids:
+            if adopt_ledger(self.config.instance_dir / LEDGER_FILE, dead_run, this_run):
+                self._adopted = (this_run, dead_run)
                 self.log(
                     "the gateway continues the ledger of the run killed before this one "
                     "(positions and filled notional)"
                 )
+                return
 
     def _make_instance_dir(self) -> None:
         """The instance's directory, made before any process is started: a data_dir that
@@ -740,6 +823,7 @@ class Supervisor:
         if self.gateway_latency is not None:
             self.gateway_latency.close()
             self.gateway_latency = None
+        failures += self._keep_unread_events()
         for ring in self.rings:
             ring.close()
         self._remove_specs()
