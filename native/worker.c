@@ -320,16 +320,22 @@ int ts_worker_recover(ts_worker *w, const char *dir, uint64_t snapshot_seq,
         }
         /* the md ring also holds refresh records, which are not engine output */
         w->emit_md_from = ctl->base_md + ring_head(w->md) - LOAD(ctl->md_refresh_records);
-    } else if (LOAD(ctl->inherited_set)) {
-        /* a dead run's last push, or this run's if an incarnation that died before its
-         * base was set pushed more (exec ids only grow): the carried records are older */
-        uint64_t ev_head = ring_head(w->ev);
-        uint64_t after = ctl->inherited_exec_id;
-        if (ev_head > 0) {
-            const ts_event *last = ring_slot(w->ev, ev_head - 1);
-            if (last->exec_id > after) after = last->exec_id;
+    } else {
+        const uint32_t inherited = LOAD(ctl->inherited_set);
+        if (inherited & TS_INHERITED_EVENTS) {
+            /* a dead run's last push, or this run's if an incarnation that died before
+             * its base was set pushed more (exec ids only grow): carried ones are older */
+            uint64_t ev_head = ring_head(w->ev);
+            uint64_t after = ctl->inherited_exec_id;
+            if (ev_head > 0) {
+                const ts_event *last = ring_slot(w->ev, ev_head - 1);
+                if (last->exec_id > after) after = last->exec_id;
+            }
+            w->emit_exec_after = after;
         }
-        w->emit_exec_after = after;
+        if (inherited & TS_INHERITED_MD) /* past what an earlier incarnation pushed */
+            w->emit_md_from = ctl->inherited_md + ring_head(w->md) -
+                              ctl->inherited_md_carried - LOAD(ctl->md_refresh_records);
     }
     int rc = ts_journal_replay(dir, w->cfg.shard_id, snapshot_seq, 0, w->e, 0, reemit_batch, w,
                                sync_first, out);
@@ -371,7 +377,9 @@ int ts_worker_recover(ts_worker *w, const char *dir, uint64_t snapshot_seq,
     if (!base_set) {
         ctl->base_seq = w->seq;
         ctl->base_exec_id = w->last_exec_id;
-        ctl->base_md = w->md_total;
+        /* the ordinal of the next md record is base_md + head - refresh records: the
+         * ring holds none on a new block, or what was carried in and re-emitted */
+        ctl->base_md = w->md_total - (ring_head(w->md) - LOAD(ctl->md_refresh_records));
         PUBLISH(ctl->base_set, 1u);
     }
     w->emit_exec_after = UINT64_MAX;

@@ -76,8 +76,13 @@
  *     events ring's unconsumed records into the new ring before the worker starts and
  *     sets inherited_exec_id to the exec id of the last event the dead run pushed; a
  *     worker on a block without base fields then re-emits the replayed events above it
- *     (or above the new ring's last record, if an earlier incarnation pushed some). Its
- *     md is not re-emitted: the new run's md sidecar starts from a refresh.
+ *     (or above the new ring's last record, if an earlier incarnation pushed some).
+ *     Market data likewise: the dead md ring's unread records are carried into the new
+ *     one (inherited_md_carried of them) and inherited_md counts the engine md records
+ *     the dead run pushed; the worker re-emits the replayed md records from that
+ *     ordinal on (past what an earlier incarnation of this run pushed). At the end of
+ *     that recovery base_md is set to what makes the usual rule hold for a later
+ *     restart in this run: md_total less the engine records the ring holds.
  *   - a snapshot becomes visible only once everything before it is journaled, synced
  *     and pushed (taken at a quiescent point inline; the background writer waits for
  *     it), so the replayed tail after it holds everything not yet pushed.
@@ -145,6 +150,9 @@ enum ts_worker_run_status {
     TS_WORKER_ERR_STATE = -3    /* misuse, or rings and journal that do not agree */
 };
 
+/* ts_worker_control.inherited_set bits (a run killed whole, see above) */
+enum { TS_INHERITED_EVENTS = 1, TS_INHERITED_MD = 2 };
+
 /*
  * The control block, one per shard, in its own shared-memory segment. The supervisor
  * writes the steering fields; the worker writes everything else. Fields are plain
@@ -171,9 +179,11 @@ typedef struct ts_worker_control {
     uint32_t order_image_requests; /* 80 a (re)starting gateway asks for an order image */
     uint32_t order_images_served;  /* 84 the request last answered (written by Python) */
     uint64_t inherited_exec_id; /* 88  supervisor: the last event a dead run pushed (below) */
-    uint32_t inherited_set;     /* 96  1 once the supervisor has set inherited_exec_id */
+    uint32_t inherited_set;     /* 96  TS_INHERITED_* bits the supervisor has set */
     uint32_t _pad0b;            /* 100 */
-    uint64_t _pad1[3];          /* 104 */
+    uint64_t inherited_md;      /* 104 supervisor: engine md records the dead run pushed */
+    uint64_t inherited_md_carried; /* 112 of them, how many it carried into the md ring */
+    uint64_t _pad1[1];          /* 120 */
     /* ---- 128: heartbeat and counters, written by the worker every batch ---- */
     int64_t heartbeat_ns;       /* 128 CLOCK_MONOTONIC */
     uint64_t processed_seq;     /* 136 last seq matched */

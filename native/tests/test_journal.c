@@ -746,11 +746,13 @@ static void test_worker_after_a_run_killed_whole(void) {
     ts_engine *ref = engine1();
     CHECK_EQ(ts_engine_process(ref, cmds, n), n);
     const ts_event *ref_ev;
-    uint64_t n_ev = ts_engine_events(ref, &ref_ev);
+    const ts_md *ref_md;
+    uint64_t n_ev = ts_engine_events(ref, &ref_ev), n_md = ts_engine_md(ref, &ref_md);
     ts_journal_replay_result *res = malloc(sizeof *res);
     ts_event *got = malloc((n_ev + 16) * sizeof *got);
+    ts_md *got_md = malloc((n_md + 16) * sizeof *got_md);
     ts_event *sink = malloc(((uint64_t)1 << 16) * sizeof *sink);
-    uint64_t n_got = 0;
+    uint64_t n_got = 0, n_got_md = 0;
     ts_journal_error err;
 
     /* the dead run: 1000 commands acknowledged, of whose events half are read ... */
@@ -764,6 +766,8 @@ static void test_worker_after_a_run_killed_whole(void) {
     ts_ring_read_info(dead.ev, &info);
     CHECK(info.head > 2);
     n_got = ts_ring_pop(dead.ev, got, info.head / 2);
+    ts_ring_read_info(dead.md, &info); /* and its md sidecar about half of the md */
+    n_got_md = ts_ring_pop(dead.md, (ts_event *)got_md, info.head / 2);
     ts_worker_free(w);
     ts_journal_close(j, &err);
     ts_engine_free(e);
@@ -783,27 +787,46 @@ static void test_worker_after_a_run_killed_whole(void) {
     rig next = rig_new();
     ts_ring_read_info(dead.ev, &info);
     next.ctl->inherited_exec_id = ring_record(dead.ev, info.head - 1)->exec_id;
-    next.ctl->inherited_set = 1;
+    next.ctl->inherited_set = TS_INHERITED_EVENTS;
     uint64_t k = ts_ring_pop(dead.ev, sink, (uint64_t)1 << 16);
     CHECK_EQ(k, info.head - n_got);
     CHECK_EQ(ts_ring_push(next.ev, sink, k), k);
+    /* md: the engine records the dead run pushed (no refresh: all of its ring), and the
+     * unread ones carried */
+    ts_ring_read_info(dead.md, &info);
+    next.ctl->inherited_md = info.head;
+    k = ts_ring_pop(dead.md, sink, (uint64_t)1 << 16);
+    CHECK_EQ(ts_ring_push(next.md, sink, k), k);
+    next.ctl->inherited_md_carried = k;
+    next.ctl->inherited_set |= TS_INHERITED_MD;
 
     e = engine1();
     w = incarnation(&next, e, TS_DURABILITY_FSYNC, 0, &j, res);
     CHECK_EQ(res->replayed, 2000);
     CHECK(next.ctl->reemitted_events > 0);
-    CHECK_EQ(next.ctl->reemitted_md, 0);
+    CHECK(next.ctl->reemitted_md > 0);
     CHECK_EQ(next.ctl->base_set, 1);
     CHECK_EQ(ts_ring_push(next.in, cmds + 2000, n - 2000), n - 2000);
     while (next.ctl->acked_seq < n) {
         CHECK(ts_worker_run(w, 1000000) >= 0);
         n_got = drain(next.ev, got, n_got, n_ev + 16);
-        (void)drain(next.md, sink, 0, (uint64_t)1 << 16);
+        n_got_md = drain(next.md, (ts_event *)got_md, n_got_md, n_md + 16);
     }
     n_got = drain(next.ev, got, n_got, n_ev + 16);
+    n_got_md = drain(next.md, (ts_event *)got_md, n_got_md, n_md + 16);
     CHECK_EQ(n_got, n_ev);
     for (uint64_t i = 0; i < n_got; i++) CHECK_EQ(got[i].exec_id, i + 1);
     CHECK(memcmp(got, ref_ev, n_ev * sizeof *got) == 0);
+    CHECK_EQ(n_got_md, n_md); /* every md record once, in order */
+    CHECK(memcmp(got_md, ref_md, n_md * sizeof *got_md) == 0);
+    /* a restart within the next run re-sends nothing more: base_md counts right */
+    ts_worker_free(w);
+    ts_journal_close(j, &err);
+    ts_engine_free(e);
+    e = engine1();
+    w = incarnation(&next, e, TS_DURABILITY_FSYNC, 0, &j, res);
+    CHECK_EQ(next.ctl->reemitted_events, 0);
+    CHECK_EQ(next.ctl->reemitted_md, 0);
     CHECK(same_state(e, ref));
     ts_worker_free(w);
     ts_journal_close(j, &err);
@@ -812,6 +835,7 @@ static void test_worker_after_a_run_killed_whole(void) {
     rig_free(&dead);
     rig_free(&next);
     free(got);
+    free(got_md);
     free(sink);
     free(res);
     free(cmds);

@@ -16,6 +16,7 @@ import pytest
 
 from tests.engine_toml import one_shard_instance
 from tradsys import wire
+from tradsys._native import lib
 from tradsys.cli import main
 from tradsys.config import parse_config
 from tradsys.cores.control import WorkerControl
@@ -56,6 +57,12 @@ def dead(instance: str) -> Iterator[tuple[Ring, Ring, WorkerControl]]:
     yield cmd, evt, control
     for seg in (cmd, evt, control):
         seg.close()
+
+
+def _md(n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=wire.MD_DTYPE)
+    out["seq"] = np.arange(1, n + 1)
+    return out
 
 
 def _stale(instance: str) -> list[str]:
@@ -109,6 +116,41 @@ def test_a_ring_never_pushed_to_takes_the_floor_from_the_control_block(
     run = read_dead_run(instance, _stale(instance), [0])
     assert run is not None
     assert run.shards[0].last_pushed_exec_id == floor
+
+
+@pytest.mark.parametrize(
+    ("fields", "pushed"),
+    [
+        # a block whose worker recovered: its base plus the engine records in the ring
+        ({"base_set": 1, "base_md": 100, "md_refresh_records": 2}, 100 + 10 - 2),
+        # one that died recovering as a dead run's successor: what it inherited, plus
+        # what it re-sent (the ring's records less the carried ones)
+        (
+            {"inherited_set": lib.TS_INHERITED_MD, "inherited_md": 50, "inherited_md_carried": 3},
+            50 + 10 - 3,
+        ),
+        ({}, None),  # nothing known: no md is re-sent
+    ],
+)
+def test_the_md_left_unpublished_and_the_count_pushed_are_read(
+    instance: str,
+    dead: tuple[Ring, Ring, WorkerControl],
+    fields: dict[str, int],
+    pushed: int | None,
+) -> None:
+    _, _, control = dead
+    for name, value in fields.items():
+        setattr(control.cdata, name, value)
+    with _ring(instance, "md") as md:
+        records = np.zeros(10, dtype=wire.MD_DTYPE)
+        records["seq"] = np.arange(1, 11)
+        md.push_batch(records)
+        md.pop_batch(np.zeros(4, dtype=wire.MD_DTYPE))  # the md sidecar published these
+        run = read_dead_run(instance, _stale(instance), [0])
+    assert run is not None
+    left = run.shards[0]
+    assert list(left.md_unread["seq"]) == [5, 6, 7, 8, 9, 10]
+    assert left.md_pushed == pushed
 
 
 def test_no_stale_ring_of_a_shard_is_no_dead_run(
@@ -170,7 +212,7 @@ def test_the_leftovers_survive_a_file_round_trip(tmp_path: Path) -> None:
     dead = DeadRun(
         (7, 3),
         {
-            0: ShardLeftovers(0, _events(range(4, 9)), 8),
+            0: ShardLeftovers(0, _events(range(4, 9)), 8, _md(2), 40),
             2: ShardLeftovers(2, _events(range(0)), None),
         },
     )
@@ -178,6 +220,8 @@ def test_the_leftovers_survive_a_file_round_trip(tmp_path: Path) -> None:
     save_dead_run(dead, path)
     back = load_dead_run(path)
     assert back is not None and back.run_ids == (7, 3)
+    assert list(back.shards[0].md_unread["seq"]) == [1, 2]
+    assert (back.shards[0].md_pushed, back.shards[2].md_pushed) == (40, None)
     assert list(back.shards[0].unread["exec_id"]) == [4, 5, 6, 7, 8]
     assert back.shards[0].unread.tobytes() == dead.shards[0].unread.tobytes()
     assert (back.shards[0].last_pushed_exec_id, back.shards[2].last_pushed_exec_id) == (8, None)

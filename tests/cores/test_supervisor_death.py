@@ -301,6 +301,15 @@ def test_a_run_killed_whole_leaves_its_sessions_to_the_next_run(
     assert instance_segments(instance) == []
 
 
+def _md_records(config: Any) -> dict[str, int]:
+    """The records the running md sidecar published, by channel (its stats file)."""
+    try:
+        doc = json.loads((config.instance_dir / "md.stats.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict(doc.get("records", {}))
+
+
 @pytest.mark.parametrize("first_start", ["succeeds", "fails"])
 def test_a_run_killed_whole_loses_no_event_its_workers_made(
     instance: str,
@@ -319,7 +328,10 @@ def test_a_run_killed_whole_loses_no_event_its_workers_made(
 
     ``fails``: the first start after the kill fails once it has carried the events in
     (its md sidecar cannot bind its endpoint) and stops; the next start still delivers
-    them all, from the dead-run file, and still continues the positions."""
+    them all, from the dead-run file, and still continues the positions.
+
+    The md sidecar is frozen too: the trades' market data, which it never published,
+    is published by the next run's (carried from its ring, or re-sent by the worker)."""
     from tests.accounts_toml import account_tables
     from tests.client.edge_rig import KEYS
     from tests.cores.test_gateway_restart import _until_every_thread_stopped
@@ -382,8 +394,11 @@ def test_a_run_killed_whole_loses_no_event_its_workers_made(
             bob.submit(1, "sell", 1, 100, order_id=oid)
         until("bob's sells in the ring", lambda: cmd.info().head == 2 * (before + frozen))
         gateway = int(ann["pid"])
-        os.kill(gateway, signal.SIGSTOP)  # it takes no event from here on
-        _until_every_thread_stopped(gateway)
+        md = read_announcement(config, "md")
+        assert md is not None
+        for pid in (gateway, int(md["pid"])):  # they take nothing from here on
+            os.kill(pid, signal.SIGSTOP)
+            _until_every_thread_stopped(pid)
         worker.resume()
         # every command taken (journaled), the events ring full, more events waiting
         until("the worker took every command", lambda: cmd.info().tail == cmd.info().head)
@@ -421,4 +436,10 @@ def test_a_run_killed_whole_loses_no_event_its_workers_made(
         answer = events_of(alice, {extra}, 1)[0]
         assert isinstance(answer, Reject) and answer.reason == RejectReason.MAX_POSITION, answer
         assert not (config.instance_dir / DEAD_RUN_FILE).exists()  # carried in: done
+        # and the market data of the frozen run's trades, which its md sidecar never
+        # published, is published by this run's: each trade printed once
+        deadline = time.monotonic() + 30
+        while (printed := _md_records(config).get("trade", 0)) < frozen:
+            assert time.monotonic() < deadline, f"{printed} of {frozen} trades printed"
+        assert printed == frozen
     assert instance_segments(instance) == []

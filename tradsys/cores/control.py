@@ -239,7 +239,15 @@ class WorkerControl(MappedStruct):
         nothing, all earlier output being an earlier run's. No worker is attached then,
         so each field keeps one writer."""
         self.cdata.inherited_exec_id = last_pushed_exec_id
-        self.cdata.inherited_set = 1
+        self.cdata.inherited_set |= lib.TS_INHERITED_EVENTS
+
+    def inherit_md(self, md_pushed: int, carried: int) -> None:
+        """As :meth:`inherit`, for market data: how many engine md records the dead run
+        pushed, and how many of its unread ones were carried into this block's md ring;
+        the worker re-sends the replayed md records past them."""
+        self.cdata.inherited_md = md_pushed
+        self.cdata.inherited_md_carried = carried
+        self.cdata.inherited_set |= lib.TS_INHERITED_MD
 
     def request_snapshot(self) -> int:
         """Ask for a snapshot; it is taken when ``snapshots_served`` reaches the value

@@ -22,6 +22,11 @@ restarted gateway does: each event goes to its account's next session, a positio
 counts each trade once by its exec id, and an event the dead gateway had already passed
 on is not passed on twice (the held-events log and the dead sessions' rings say which).
 
+Market data the same way: the dead ``md`` ring's unpublished records are carried into
+the new one, and the control block is told how many engine md records the dead run
+pushed (:meth:`WorkerControl.inherit_md`): the worker re-sends the replayed md past them,
+so the next run's md sidecar prints every trade once, under the engine's seqs.
+
 The dead run's id (the creator of its rings) lets the next run continue the dead run's
 gateway ledger (``ts_gateway_ledger_adopt``): its positions and filled notional, which a
 run that stopped cleanly does not hand over.
@@ -44,13 +49,14 @@ import io
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tradsys import wire
+from tradsys._native import lib
 from tradsys.cores.control import WorkerControl
 from tradsys.files import replace_file
 from tradsys.gateway.ledger import run_id_of
@@ -62,6 +68,9 @@ log = logging.getLogger("tradsys.supervisor")
 DEAD_RUN_FILE = "dead_run.npz"
 
 
+_NO_RECORDS = np.zeros(0, dtype=wire.MD_DTYPE)
+
+
 @dataclass(frozen=True)
 class ShardLeftovers:
     """One shard's part of a dead run."""
@@ -69,6 +78,9 @@ class ShardLeftovers:
     shard_id: int
     unread: np.ndarray[Any, Any]  # EVENT_DTYPE records not taken by the gateway, oldest first
     last_pushed_exec_id: int | None  # None: the dead run's worker pushed nothing known
+    # MD_DTYPE records the md sidecar had not published, oldest first
+    md_unread: np.ndarray[Any, Any] = field(default_factory=lambda: _NO_RECORDS)
+    md_pushed: int | None = None  # engine md records the dead run pushed (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -110,7 +122,7 @@ def read_dead_run(instance: str, stale: Iterable[str], shard_ids: Iterable[int])
             run_id = _run_id_of(name)
     for sid in shard_ids:
         if segment_name(instance, "evt", sid) in stale:
-            left = _read_shard(instance, sid)
+            left = _read_shard(instance, sid, stale)
             if left is not None:
                 shards[sid] = left
     if run_id is None and not shards:
@@ -132,43 +144,57 @@ def _run_id_of(cmd_ring: str) -> int | None:
     return run_id_of(info.creator_pid, info.creator_start_us)
 
 
-def _read_shard(instance: str, shard_id: int) -> ShardLeftovers | None:
-    name = segment_name(instance, "evt", shard_id)
-    try:
-        with _attach(name) as ring:
-            unread = np.zeros(ring.readable, dtype=wire.EVENT_DTYPE)
-            unread = unread[: ring.peek_batch(unread)]
-            last = np.zeros(1, dtype=wire.EVENT_DTYPE)
-            pushed = ring.last_published(last)
-    except RingError as exc:
-        log.warning(
-            "shard %d: the dead run's events ring cannot be read (%s): the events its "
-            "gateway had not taken are lost",
-            shard_id,
-            exc,
-        )
-        return None
-    if pushed:
-        return ShardLeftovers(shard_id, unread, int(last[0]["exec_id"]))
-    return ShardLeftovers(shard_id, unread, _floor_from_control(instance, shard_id))
+def leftovers_of(
+    shard_id: int, events: Ring, md: Ring | None, control: WorkerControl | None
+) -> ShardLeftovers:
+    """What a shard's rings hold that nobody took, and where its output ended: the exec
+    id of the last event pushed (the ring's newest record, else the block's base or
+    inheritance) and the count of engine md records pushed (the rule of worker.h)."""
+    unread = np.zeros(events.readable, dtype=wire.EVENT_DTYPE)
+    unread = unread[: events.peek_batch(unread)]
+    last = np.zeros(1, dtype=wire.EVENT_DTYPE)
+    floor = int(last[0]["exec_id"]) if events.last_published(last) else None
+    md_unread, md_pushed = _NO_RECORDS, None
+    if md is not None:
+        md_unread = np.zeros(md.readable, dtype=wire.MD_DTYPE)
+        md_unread = md_unread[: md.peek_batch(md_unread)]
+    if control is not None:
+        inherited = int(control.inherited_set)
+        if floor is None and control.base_set:
+            floor = int(control.base_exec_id)
+        elif floor is None and inherited & lib.TS_INHERITED_EVENTS:
+            floor = int(control.inherited_exec_id)
+        if md is not None:
+            in_ring = md.info().head - int(control.md_refresh_records)
+            if control.base_set:
+                md_pushed = int(control.cdata.base_md) + in_ring
+            elif inherited & lib.TS_INHERITED_MD:
+                md_pushed = int(control.cdata.inherited_md) + in_ring
+                md_pushed -= int(control.cdata.inherited_md_carried)
+    return ShardLeftovers(shard_id, unread, floor, md_unread, md_pushed)
 
 
-def _floor_from_control(instance: str, shard_id: int) -> int | None:
-    """The dead run pushed nothing: where its own output began (the block's base, set
-    by the worker that recovered), or what it inherited from the run before it."""
-    name = segment_name(instance, "ctl", shard_id)
-    try:
-        control = WorkerControl.attach(name)
-    except RingError:
-        return None
-    try:
-        if control.base_set:
-            return int(control.base_exec_id)
-        if control.inherited_set:
-            return int(control.inherited_exec_id)
-        return None
-    finally:
-        control.close()
+def _read_shard(instance: str, shard_id: int, stale: set[str]) -> ShardLeftovers | None:
+    with contextlib.ExitStack() as opened:
+        try:
+            events = opened.enter_context(_attach(segment_name(instance, "evt", shard_id)))
+        except RingError as exc:
+            log.warning(
+                "shard %d: the dead run's events ring cannot be read (%s): the events its "
+                "gateway had not taken are lost",
+                shard_id,
+                exc,
+            )
+            return None
+        md = control = None
+        with contextlib.suppress(RingError):
+            if segment_name(instance, "md", shard_id) in stale:
+                md = opened.enter_context(_attach(segment_name(instance, "md", shard_id)))
+        with contextlib.suppress(RingError):
+            control = opened.enter_context(
+                WorkerControl.attach(segment_name(instance, "ctl", shard_id))
+            )
+        return leftovers_of(shard_id, events, md, control)
 
 
 def save_dead_run(dead: DeadRun, path: Path) -> None:
@@ -176,11 +202,12 @@ def save_dead_run(dead: DeadRun, path: Path) -> None:
     meta = {
         "run_ids": list(dead.run_ids),
         "floors": {str(sid): left.last_pushed_exec_id for sid, left in dead.shards.items()},
+        "md_pushed": {str(sid): left.md_pushed for sid, left in dead.shards.items()},
     }
-    arrays: dict[str, Any] = {
-        f"unread_{sid}": left.unread.view(np.uint8) for sid, left in dead.shards.items()
-    }
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    arrays: dict[str, Any] = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+    for sid, left in dead.shards.items():
+        arrays[f"unread_{sid}"] = left.unread.view(np.uint8)
+        arrays[f"md_unread_{sid}"] = left.md_unread.view(np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     replace_file(path, buf.getvalue(), durable=True, mode=0o600)
@@ -195,11 +222,20 @@ def load_dead_run(path: Path) -> DeadRun | None:
     try:
         with np.load(path, allow_pickle=False) as doc:
             meta = json.loads(doc["meta"].tobytes())
+
+            def records(key: str, dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+                return np.frombuffer(doc[key].tobytes(), dtype).copy()
+
             shards = {}
             for key, floor in meta["floors"].items():
                 sid = int(key)
-                unread = np.frombuffer(doc[f"unread_{sid}"].tobytes(), wire.EVENT_DTYPE).copy()
-                shards[sid] = ShardLeftovers(sid, unread, floor)
+                shards[sid] = ShardLeftovers(
+                    sid,
+                    records(f"unread_{sid}", wire.EVENT_DTYPE),
+                    floor,
+                    records(f"md_unread_{sid}", wire.MD_DTYPE),
+                    meta["md_pushed"][key],
+                )
             return DeadRun(tuple(int(r) for r in meta["run_ids"]), shards)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         bad = path.with_name(path.name + ".bad")

@@ -36,7 +36,6 @@ from pathlib import Path
 from types import FrameType
 
 import msgspec
-import numpy as np
 import psutil
 
 from tradsys import wire
@@ -51,7 +50,7 @@ from tradsys.cores.cpu_latency import (
 from tradsys.cores.dead_run import (
     DEAD_RUN_FILE,
     DeadRun,
-    ShardLeftovers,
+    leftovers_of,
     load_dead_run,
     read_dead_run,
     save_dead_run,
@@ -306,13 +305,12 @@ class Supervisor:
             return []
         shards = {}
         for sp in self.shards:
-            ring = next(r for r in self.rings if r.name == sp.spec.events)
-            unread = np.zeros(ring.readable, dtype=wire.EVENT_DTYPE)
-            unread = unread[: ring.peek_batch(unread)]
-            last = np.zeros(1, dtype=wire.EVENT_DTYPE)
-            floor = int(last[0]["exec_id"]) if ring.last_published(last) else None
-            if len(unread) or floor is not None:
-                shards[sp.spec.shard_id] = ShardLeftovers(sp.spec.shard_id, unread, floor)
+            md = self._ring_named(sp.spec.md) if self._md_published else None
+            left_here = leftovers_of(
+                sp.spec.shard_id, self._ring_named(sp.spec.events), md, sp.control
+            )
+            if len(left_here.unread) or left_here.last_pushed_exec_id is not None:
+                shards[sp.spec.shard_id] = left_here
         left = sum(len(x.unread) for x in shards.values())
         earlier = load_dead_run(self._dead_run_file)
         if not left and earlier is None:
@@ -327,6 +325,14 @@ class Supervisor:
                 "the next start"
             )
         return []
+
+    def _ring_named(self, name: str) -> Ring:
+        return next(r for r in self.rings if r.name == name)
+
+    @property
+    def _md_published(self) -> bool:
+        """Whether this run's workers push market data (someone drains the md rings)."""
+        return self.config.md.enabled or self.config.md.external_reader
 
     def _undo_adoption(self) -> None:
         """A start that fails hands the ledger back to the dead run: the next start,
@@ -366,6 +372,17 @@ class Supervisor:
                     f"shard {sp.spec.shard_id}: the run before was killed whole; carried "
                     f"{carried} event(s) its gateway never took, and its worker re-sends "
                     f"what that run journaled after exec id {floor}"
+                )
+            if self._md_published and left.md_pushed is not None:
+                md = self._ring_named(sp.spec.md)
+                md_carried = md.push_batch(left.md_unread) if len(left.md_unread) else 0
+                # what did not fit (a smaller ring) is re-sent if replayed, as for events
+                md_pushed = left.md_pushed - (len(left.md_unread) - md_carried)
+                sp.control.inherit_md(md_pushed, md_carried)
+                self.log(
+                    f"shard {sp.spec.shard_id}: carried {md_carried} market-data record(s) "
+                    "the dead run's md sidecar never published; its worker re-sends the "
+                    f"rest from md record {md_pushed}"
                 )
         if not self.config.gateway.enabled:
             return
@@ -534,7 +551,7 @@ class Supervisor:
             self._refuse_if_stopping()
             for sp in list(waiting):
                 assert sp.process is not None
-                if sp.control.state == WorkerState.RUNNING or self._waits_for_gateway(sp):
+                if sp.control.state == WorkerState.RUNNING or self._waits_for_sidecars(sp):
                     waiting.remove(sp)
                 elif sp.process.poll() is not None:
                     why = sp.control.error
@@ -552,16 +569,16 @@ class Supervisor:
                 )
             time.sleep(0.005)  # start-up only: recovery time dwarfs this poll
 
-    def _waits_for_gateway(self, sp: ShardProcess) -> bool:
-        """Whether a recovering worker waits for room in its events ring: it is re-sending
-        more than the ring holds (after a run killed whole, with the events that run's
-        gateway never took carried in ahead of them), and only the gateway, started
-        after the workers, will take them; its recovery ends once the gateway drains.
-        The gateway's own start waits for every worker's order image as long as it must."""
+    def _waits_for_sidecars(self, sp: ShardProcess) -> bool:
+        """Whether a recovering worker waits for room in its events or md ring: it is
+        re-sending more than the ring holds (after a run killed whole, with what that
+        run's gateway or md sidecar never took carried in ahead), and only the sidecars,
+        started after the workers, will take it; its recovery ends once they drain. The
+        gateway's own start waits for every worker's order image as long as it must."""
         if sp.control.state != WorkerState.RECOVERING:
             return False
-        ring = next(r for r in self.rings if r.name == sp.spec.events)
-        return ring.writable == 0
+        rings = [sp.spec.events] + ([sp.spec.md] if self._md_published else [])
+        return any(self._ring_named(name).writable == 0 for name in rings)
 
     def _refuse_if_stopping(self) -> None:
         """A SIGINT/SIGTERM during start-up ends the start (the engine processes, in
@@ -816,6 +833,7 @@ class Supervisor:
             sp.process = None
         for sc in self.sidecars:
             failures += sc.stop(sidecar_timeout_s, self._warn)
+        failures += self._keep_unread_events()  # every process is gone
         for sp in self.shards:
             sp.control.close()
             if sp.latency is not None:
@@ -823,7 +841,6 @@ class Supervisor:
         if self.gateway_latency is not None:
             self.gateway_latency.close()
             self.gateway_latency = None
-        failures += self._keep_unread_events()
         for ring in self.rings:
             ring.close()
         self._remove_specs()
