@@ -99,3 +99,34 @@ def test_a_shard_that_stays_down_is_answered_for_and_holds_back_no_other(
         assert isinstance(alice.wait_for(alice.submit("ZETA", "buy", 1, 44)), Ack)
         alice.cancel(resting)  # the order rested through it all
         assert isinstance(alice.wait_for(resting, (Cancelled,)), Cancelled)
+
+
+def test_a_hung_worker_is_marked_down_while_it_still_says_running(running: Supervisor) -> None:
+    """A worker stopped (SIGSTOP) or deadlocked keeps saying RUNNING: its shard used to
+    be judged by that alone, so its commands waited until the supervisor killed it
+    (heartbeat_timeout_ms, here never: nobody runs the supervisor's watch). The gateway
+    now also reads the heartbeat, which a running worker writes every slice."""
+    from tests.cores.test_gateway_restart import _until_every_thread_stopped
+
+    ann = read_announcement(running.config, "gateway")
+    assert ann is not None
+    worker = running.shards[1].process
+    assert worker is not None
+    with OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1]) as alice:
+        assert isinstance(alice.wait_for(alice.submit("ZETA", "buy", 2, 45)), Ack)
+        os.kill(worker.pid, signal.SIGSTOP)
+        try:
+            _until_every_thread_stopped(worker.pid)
+            deadline = time.monotonic() + 30
+            while _shards_down(running) != [1]:  # the gateway's stats, polled
+                assert time.monotonic() < deadline, "the hung shard was never marked down"
+            assert running.shards[1].control.state.name == "RUNNING"  # as it still says
+            hung = alice.submit("ZETA", "buy", 1, 44)
+            assert _reason(alice, hung) == RejectReason.SHARD_UNAVAILABLE
+            assert isinstance(alice.wait_for(alice.submit("ACME", "buy", 1, 90)), Ack)
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while _shards_down(running):  # it beats again: up
+            assert time.monotonic() < deadline, "the shard never came back"
+        assert isinstance(alice.wait_for(alice.submit("ZETA", "buy", 1, 43)), Ack)

@@ -241,6 +241,8 @@ class GatewayServer:
                 self.continued = False
                 log.info("continued after a suspend: peers' silence and stalls count afresh")
                 self.tcp.forgive_silence(now)
+                if self.shard_watch is not None:
+                    self.shard_watch.forgive(now)
                 self.stalled_since.clear()
             beater.maybe_beat(now)  # the supervisor's sign that this loop runs
             self.tcp.tick(now)

@@ -369,9 +369,9 @@ class Supervisor:
                 sp.control.inherit(floor)
             if carried or floor is not None:
                 self.log(
-                    f"shard {sp.spec.shard_id}: the run before was killed whole; carried "
-                    f"{carried} event(s) its gateway never took, and its worker re-sends "
-                    f"what that run journaled after exec id {floor}"
+                    f"shard {sp.spec.shard_id}: carried {carried} event(s) no gateway of "
+                    "the run before took (it was killed whole, or its start failed), and "
+                    f"its worker re-sends what that run journaled after exec id {floor}"
                 )
             if self._md_published and left.md_pushed is not None:
                 md = self._ring_named(sp.spec.md)
