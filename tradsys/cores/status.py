@@ -163,9 +163,11 @@ def _sessions_line(config: Config, pid: object) -> list[str]:
     if stats is None:
         return []
     live = stats.get("core", {}).get("live_orders", 0)
+    down = stats.get("shards_down") or []
     return [
         f"gateway sessions: {stats.get('sessions', 0)} ({stats.get('colocated_connections', 0)} "
         f"colocated, {stats.get('tcp_connections', 0)} TCP), {live} live order(s)"
+        + (f"; shard(s) {', '.join(map(str, down))} down: SHARD_UNAVAILABLE" if down else "")
     ]
 
 
