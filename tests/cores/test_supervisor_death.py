@@ -443,3 +443,44 @@ def test_a_run_killed_whole_loses_no_event_its_workers_made(
             assert time.monotonic() < deadline, f"{printed} of {frozen} trades printed"
         assert printed == frozen
     assert instance_segments(instance) == []
+
+
+def test_the_cancels_of_a_stop_reach_the_accounts_next_session(
+    instance: str, tmp_path: Path
+) -> None:
+    """A stop ends every session, and with cancel-on-disconnect the gateway cancels their
+    orders on its way out. Their CANCELLEDs reach the account's next session, in the next
+    run, once: the gateway held them, and the copies the stop found still unreleased in
+    the events rings (kept for the next run's gateway, tradsys.cores.dead_run) are known
+    to its held-events log and not delivered again."""
+    from tests.accounts_toml import account_tables
+    from tests.client.edge_rig import KEYS
+    from tradsys.client.events import Ack, Cancelled
+    from tradsys.client.orders import OrderClient
+    from tradsys.cores.sidecar import read_announcement
+
+    text = whole_instance(instance, tmp_path) + "\n" + account_tables(KEYS)
+    config = parse_config(text, "t")
+    with Supervisor(config, log=lambda line: None):
+        ann = read_announcement(config, "gateway")
+        assert ann is not None
+        alice = OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1])
+        resting = {alice.submit(1, "buy", 1, 90 - i, order_id=10 + i) for i in range(3)}
+        for oid in resting:
+            assert isinstance(alice.wait_for(oid), Ack)
+    alice.transport.close()  # connected through the stop: the gateway ended the session
+    with (
+        Supervisor(config, log=lambda line: None),
+        OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1]) as alice,
+    ):
+        cancels: list[int] = []
+        deadline = time.monotonic() + 30
+        while set(cancels) != resting:
+            assert time.monotonic() < deadline, f"cancelled: {sorted(cancels)}"
+            cancels += [e.order_id for e in alice.poll(1.0) if isinstance(e, Cancelled)]
+        # and none twice: what else the session gets within a status round trip
+        alice.order_status()
+        cancels += [e.order_id for e in alice.poll(0.0) if isinstance(e, Cancelled)]
+        assert sorted(cancels) == sorted(resting), cancels
+        assert not (config.instance_dir / DEAD_RUN_FILE).exists()
+    assert instance_segments(instance) == []

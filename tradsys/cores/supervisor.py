@@ -296,11 +296,14 @@ class Supervisor:
 
     def _keep_unread_events(self) -> list[str]:
         """Every process is gone: events still in an events ring would go with it. A
-        stop leaves none there (the gateway answers what it sent before it goes), but a
-        start that failed after carrying a dead run's events in (its gateway refused the
-        config, say) leaves them, with what its workers re-sent: they are written to the
-        dead-run file for the next start, as a run killed whole leaves them. Only with a
-        gateway: without one, the rings are a reader of the user's own."""
+        start that failed after carrying a dead run's events in leaves those, with what
+        its workers re-sent; a gateway that died as the instance stopped leaves what it
+        had not taken; a clean stop leaves what its gateway took, held and did not yet
+        release (the cancel-on-disconnect answers of its last sessions). All are written
+        to the dead-run file, and the next run's gateway holds them for the accounts'
+        next sessions, as it does a run killed whole, each once (its held-events log
+        knows those held already). Only with a gateway: without one, the rings are a
+        reader of the user's own."""
         if not self.config.gateway.enabled or not self.shards:
             return []
         shards = {}
@@ -319,10 +322,11 @@ class Supervisor:
             save_dead_run(DeadRun((), shards).after(earlier), self._dead_run_file)
         except OSError as exc:
             return [f"{left} event(s) no gateway took could not be kept: {exc}"]
-        if left:
-            self._warn(
-                f"{left} event(s) no gateway took are kept in {self._dead_run_file} for "
-                "the next start"
+        if left:  # no failure: the next run's gateway delivers them
+            self.log(
+                f"{left} event(s) still in the events rings are kept in "
+                f"{self._dead_run_file}: the next run's gateway delivers those its "
+                "held-events log does not have already"
             )
         return []
 
@@ -370,8 +374,9 @@ class Supervisor:
             if carried or floor is not None:
                 self.log(
                     f"shard {sp.spec.shard_id}: carried {carried} event(s) no gateway of "
-                    "the run before took (it was killed whole, or its start failed), and "
-                    f"its worker re-sends what that run journaled after exec id {floor}"
+                    "the run before took (killed whole, a failed start, or answers that "
+                    "came after its gateway stopped), and its worker re-sends what that "
+                    f"run journaled after exec id {floor}"
                 )
             if self._md_published and left.md_pushed is not None:
                 md = self._ring_named(sp.spec.md)
