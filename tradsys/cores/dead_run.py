@@ -102,10 +102,6 @@ class DeadRun:
                 shards[sid] = left
         return DeadRun(self.run_ids + older.run_ids, shards)
 
-    @property
-    def unread(self) -> int:
-        return sum(len(s.unread) for s in self.shards.values())
-
 
 def read_dead_run(instance: str, stale: Iterable[str], shard_ids: Iterable[int]) -> DeadRun | None:
     """The dead run whose rings are among ``stale`` (segment names whose creator is
