@@ -357,7 +357,7 @@ class Supervisor:
             left = dead.shards.get(sp.spec.shard_id)
             if left is None:
                 continue
-            ring = next(r for r in self.rings if r.name == sp.spec.events)
+            ring = self._ring_named(sp.spec.events)
             carried = ring.push_batch(left.unread) if len(left.unread) else 0
             floor = left.last_pushed_exec_id
             if carried < len(left.unread):
@@ -392,7 +392,7 @@ class Supervisor:
         if not self.config.gateway.enabled:
             return
         first = segment_name(self.instance, "cmd", self.config.shards[0].id)
-        info = next(r for r in self.rings if r.name == first).info()
+        info = self._ring_named(first).info()
         this_run = run_id_of(info.creator_pid, info.creator_start_us)
         for dead_run in dead.run_ids:
             if adopt_ledger(self.config.instance_dir / LEDGER_FILE, dead_run, this_run):
