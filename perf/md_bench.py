@@ -560,6 +560,8 @@ def sidecar_cost(root: Path, instance: str, pool: np.ndarray) -> tuple[float, fl
     finally:
         sidecar.pub.close()
         ctx.term()
+        if sidecar.history is not None:  # the trade prints it kept, as the loop does
+            sidecar.history.close()
 
 
 # ---- payload codec --------------------------------------------------------------------------

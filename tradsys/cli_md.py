@@ -2,7 +2,8 @@
 
 ``tradsys md tail SYMBOL`` subscribes like any client (tradsys.client.marketdata) and
 redraws the symbol's trading status, the book and the latest trades at most ten times
-a second. Endpoints come from
+a second. ``tradsys md trades SYMBOL`` prints the symbol's last trade prints (or a range
+of seqs) as the sidecar's trade replay service keeps them. Endpoints come from
 the running sidecar's announcement (``<data_dir>/<instance>/md.json``), or from the
 config, or from --publish/--snapshot.
 """
@@ -10,6 +11,7 @@ config, or from --publish/--snapshot.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import deque
@@ -43,19 +45,46 @@ def register(subparsers: Any) -> None:
         "--timeout", type=positive_seconds, default=10.0, help="seconds to wait for a book"
     )
     tail.set_defaults(func=cmd_md_tail)
+    trades = sub.add_parser(
+        "trades", help="a symbol's last trade prints (or a range of seqs), from the sidecar"
+    )
+    trades.add_argument("symbol")
+    trades.add_argument("--config", help="the instance's TOML config (default: built-in)")
+    trades.add_argument("--snapshot", help="snapshot endpoint (default: the running sidecar's)")
+    trades.add_argument("--last", type=positive_whole, default=20, help="how many (default 20)")
+    trades.add_argument(
+        "--seqs", metavar="FIRST-LAST", type=seq_range, help="these seqs instead of the last ones"
+    )
+    trades.add_argument("--json", action="store_true", help="one JSON object a line")
+    trades.add_argument(
+        "--timeout", type=positive_seconds, default=5.0, help="seconds to wait for an answer"
+    )
+    trades.set_defaults(func=cmd_md_trades)
+
+
+def seq_range(text: str) -> tuple[int, int]:
+    """``FIRST-LAST`` (or one seq) as a pair, 1 <= FIRST <= LAST."""
+    a, _, b = text.partition("-")
+    if not a.isdigit() or (b and not b.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIRST-LAST (seqs, e.g. 100-120)")
+    first, last = int(a), int(b or a)
+    if not 1 <= first <= last:
+        raise argparse.ArgumentTypeError(f"{text!r}: seqs need 1 <= FIRST <= LAST")
+    return first, last
 
 
 def _endpoints(args: argparse.Namespace) -> tuple[str, str, list[str]]:
     """The PUB and snapshot endpoints, and the symbols the instance publishes (empty when
-    both endpoints are given and no --config: then only the sidecar knows them)."""
-    if args.publish and args.snapshot and not args.config:
-        return args.publish, args.snapshot, []
+    the endpoints it needs are given and no --config: then only the sidecar knows them)."""
+    given_publish = getattr(args, "publish", None)
+    if (given_publish or not hasattr(args, "publish")) and args.snapshot and not args.config:
+        return given_publish or "", args.snapshot, []
     from tradsys.config import load_config
     from tradsys.cores.sidecar import read_announcement
 
     config = load_config(args.config)
     doc = read_announcement(config, "md") or {}
-    publish = args.publish or (doc.get("publish") or config.md.publish)[0]
+    publish = given_publish or (doc.get("publish") or config.md.publish)[0]
     snapshot = args.snapshot or doc.get("snapshot") or config.md.snapshot
     symbols = doc.get("symbols") or [i.symbol for i in config.instruments]
     return str(publish), str(snapshot), [str(s) for s in symbols]
@@ -67,6 +96,27 @@ def _symbol(name: str, symbols: list[str]) -> str | None:
     if not symbols:
         return name.upper()
     return symbol_named(name, symbols)
+
+
+def _target(args: argparse.Namespace) -> tuple[str, str, str] | None:
+    """(publish, snapshot, symbol) for a command on one symbol; None, the reason said on
+    stderr, for a bad config or a symbol the instance does not publish."""
+    from tradsys.config import ConfigError
+
+    try:
+        publish, snapshot, symbols = _endpoints(args)
+    except ConfigError as exc:
+        print(f"tradsys: {exc}", file=sys.stderr)
+        return None
+    symbol = _symbol(args.symbol, symbols)
+    if symbol is None:
+        print(
+            f"tradsys: unknown symbol {args.symbol!r}; the instance publishes: "
+            f"{', '.join(symbols)}",
+            file=sys.stderr,
+        )
+        return None
+    return publish, snapshot, symbol
 
 
 def status_text(book: LocalBook) -> str:
@@ -97,21 +147,11 @@ def render(book: LocalBook, trades: deque[tuple[int, int, int, int]], depth: int
 def cmd_md_tail(args: argparse.Namespace) -> int:
     """Subscribe to one symbol and redraw its book and trades as they change."""
     from tradsys.client.marketdata import MarketDataClient
-    from tradsys.config import ConfigError
 
-    try:
-        publish, snapshot, symbols = _endpoints(args)
-    except ConfigError as exc:
-        print(f"tradsys: {exc}", file=sys.stderr)
+    target = _target(args)
+    if target is None:
         return EXIT_USER_ERROR
-    symbol = _symbol(args.symbol, symbols)
-    if symbol is None:
-        print(
-            f"tradsys: unknown symbol {args.symbol!r}; the instance publishes: "
-            f"{', '.join(symbols)}",
-            file=sys.stderr,
-        )
-        return EXIT_USER_ERROR
+    publish, snapshot, symbol = target
     trades: deque[tuple[int, int, int, int]] = deque(maxlen=args.depth)
     state: dict[str, Any] = {"dirty": True, "note": "", "error": ""}
 
@@ -161,3 +201,44 @@ def cmd_md_tail(args: argparse.Namespace) -> int:
                         return EXIT_OK
         except KeyboardInterrupt:
             return EXIT_OK
+
+
+def print_line(rec: Any, as_json: bool) -> str:
+    """One print as `md trades` shows it."""
+    seq, side, qty, price, t = (
+        int(rec[k]) for k in ("seq", "side", "quantity", "price", "time_ns")
+    )
+    name = SIDE.get(Side(side), "?")
+    if as_json:
+        return json.dumps({"seq": seq, "side": name, "quantity": qty, "price": price, "time_ns": t})
+    return f"{seq:>10}  {name:>4}  {qty} @ {price}  {t} ns"
+
+
+def cmd_md_trades(args: argparse.Namespace) -> int:
+    """Print a symbol's last prints (or the seqs asked) that the sidecar keeps, oldest
+    first, and say which of the range it no longer keeps."""
+    from tradsys.client.trade_replay import ReplayRefusedError, fetch_trades, last_trades
+
+    target = _target(args)
+    if target is None:
+        return EXIT_USER_ERROR
+    _, snapshot, symbol = target
+    try:
+        if args.seqs:
+            found = fetch_trades(snapshot, symbol, *args.seqs, timeout_s=args.timeout)
+        else:
+            found = last_trades(snapshot, symbol, args.last, timeout_s=args.timeout)
+    except (ValueError, ReplayRefusedError) as exc:
+        print(f"tradsys: {symbol}: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except TimeoutError as exc:
+        print(f"tradsys: {exc} (is `tradsys run` up with [md] enabled?)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    for rec in found.prints:
+        print(print_line(rec, args.json))
+    for a, b in found.missing:
+        what = f"seq {a}" if a == b else f"seqs {a}-{b}"
+        print(f"tradsys: {symbol}: {what} no longer kept by the sidecar", file=sys.stderr)
+    if not args.json and found.trade_seq == 0:
+        print(f"tradsys: {symbol}: no trade printed yet", file=sys.stderr)
+    return EXIT_OK

@@ -172,6 +172,9 @@ class MdSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     # Whole-book snapshots one client (ROUTER identity) is answered per second, on top of
     # one for every symbol at once (a full resync); past it, `rate_limited`. 0: no limit.
     snapshot_rate: int = 100
+    # Trade prints kept per symbol for replay requests (docs/marketdata.md, "Trade
+    # replay"), in a file of 64 bytes a print under its shard's directory; 0: none kept.
+    trade_history: int = 65536
 
 
 class MetricsSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -287,6 +290,7 @@ _RANGES: tuple[tuple[str, str, int, int, str], ...] = (
     ("md", "heartbeat_ms", 1, INT31_MAX, ""),
     ("md", "max_frame_records", 1, 65536, ""),
     ("md", "snapshot_rate", 0, 1_000_000, " (0: no limit)"),
+    ("md", "trade_history", 0, 1 << 24, " (0: keep no prints)"),
 )
 
 

@@ -123,7 +123,7 @@ def test_a_gap_counts_the_seqs_lost_the_same_way_however_found() -> None:
 
     found: list[Gap] = []
     for last in (trade(7), None):
-        core = FeedCore(["ACME"], channels=(Channel.TRADE,))
+        core = FeedCore(["ACME"], channels=(Channel.TRADE,), replay_trades=False)
         core.on_message(topic("trade", "ACME"), trade(5))
         if last is not None:
             events = core.on_message(topic("trade", "ACME"), last)

@@ -95,7 +95,7 @@ def test_not_ready_is_asked_again_and_unknown_symbol_is_reported() -> None:
 
 
 def test_trades_report_gaps_and_skip_repeats() -> None:
-    core = FeedCore(["ACME"], channels=(Channel.TRADE,))
+    core = FeedCore(["ACME"], channels=(Channel.TRADE,), replay_trades=False)
     assert core.outbox == []  # no book wanted, no snapshot
     recs = np.zeros(3, MD_DTYPE)
     recs["kind"], recs["seq"] = MdKind.TRADE, [1, 2, 4]
@@ -184,14 +184,14 @@ def test_trades_waiting_behind_a_snapshot_reply_are_delivered() -> None:
 
 def test_before_any_trade_gaps_count_from_the_snapshots_last_trade() -> None:
     t = topic("trade", "ACME")
-    core = FeedCore(["ACME"])
+    core = FeedCore(["ACME"], replay_trades=False)
     core.on_reply(
         msgspec.msgpack.encode(BookSnapshot(core.outbox.pop().id, "ACME", 1, 0, 8, 0, [], [], 0))
     )
     gap, trades = core.on_message(t, trade_payload(11))
     assert gap == Gap("ACME", Channel.TRADE, 9, 11) and delivered([trades]) == [11]
     # a heartbeat past the snapshot's last trade, with none seen: the tail was lost
-    core = FeedCore(["ACME"])
+    core = FeedCore(["ACME"], replay_trades=False)
     core.on_reply(
         msgspec.msgpack.encode(BookSnapshot(core.outbox.pop().id, "ACME", 1, 0, 8, 0, [], [], 0))
     )
@@ -202,14 +202,14 @@ def test_before_any_trade_gaps_count_from_the_snapshots_last_trade() -> None:
 
 
 def test_a_snapshot_with_no_trade_yet_counts_gaps_from_zero() -> None:
-    core = FeedCore(["ACME"])
+    core = FeedCore(["ACME"], replay_trades=False)
     core.on_reply(
         msgspec.msgpack.encode(BookSnapshot(core.outbox.pop().id, "ACME", 1, 0, 0, 0, [], [], 0))
     )
     gap, trades = core.on_message(topic("trade", "ACME"), trade_payload(3))
     assert gap == Gap("ACME", Channel.TRADE, 1, 3) and delivered([trades]) == [3]
     # no snapshot (trades alone): the first trade a subscriber sees is no gap
-    only_trades = FeedCore(["ACME"], channels=(Channel.TRADE,))
+    only_trades = FeedCore(["ACME"], channels=(Channel.TRADE,), replay_trades=False)
     assert delivered(only_trades.on_message(topic("trade", "ACME"), trade_payload(3))) == [3]
 
 

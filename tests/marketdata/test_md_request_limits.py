@@ -119,7 +119,7 @@ def test_one_client_asking_too_fast_is_rate_limited_and_no_other_is(
     assert router.limited(b"calm") == 0
     assert stats.snapshot_errors["rate_limited"] == 15
     text = next(r["message"] for _, r in router.sent)
-    assert "more than 10 snapshots a second" in text
+    assert "more than 10 requests a second" in text
     clock[0] += 0.5  # half a second: five more
     router.ask(b"flood", "ACME", 6)
     service.serve(router)
@@ -133,7 +133,7 @@ def test_a_rate_limited_client_asks_again_after_the_retry_interval(
     monkeypatch.setattr(md_feed.time, "monotonic", lambda: clock[0])
     core = FeedCore(["ACME"])
     first = core.outbox.pop()
-    refusal = SnapshotError(first.id, "rate_limited", "more than 10 snapshots a second")
+    refusal = SnapshotError(first.id, "rate_limited", "more than 10 requests a second")
     assert core.on_reply(msgspec.msgpack.encode(refusal)) == []  # no FeedError: not fatal
     assert not core.books["ACME"].synced and core.outbox == []
     clock[0] += md_feed.SNAPSHOT_RETRY_S / 2

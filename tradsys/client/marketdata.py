@@ -103,6 +103,7 @@ class _ClientBase:
         channels: Iterable[Channel | str],
         heartbeat_timeout_s: float | None,
         rcvhwm: int,
+        replay_trades: bool = True,
     ) -> None:
         self.channels = tuple(Channel(c) for c in channels)
         self.sub: Any = ctx.socket(zmq.SUB)
@@ -119,7 +120,9 @@ class _ClientBase:
             _term_own(ctx, self._own_ctx)
             raise
         # subscribe first, then ask for the snapshots (FeedCore queues them)
-        self.core = FeedCore(list(symbols), self.channels, heartbeat_timeout_s)
+        self.core = FeedCore(
+            list(symbols), self.channels, heartbeat_timeout_s, replay_trades=replay_trades
+        )
 
     @property
     def books(self) -> dict[str, LocalBook]:
@@ -156,7 +159,8 @@ class _ClientBase:
 class MarketDataClient(_ClientBase):
     """Blocking subscriber: call :meth:`poll` (or :meth:`run_until`) from your loop;
     events go to the callbacks (``on_event`` gets every event, including gaps,
-    resynchronisations and feed state)."""
+    resynchronisations and feed state). Trade prints lost on the feed are asked again
+    of the sidecar unless ``replay_trades=False`` (``tradsys.client.md_feed``)."""
 
     def __init__(
         self,
@@ -173,11 +177,19 @@ class MarketDataClient(_ClientBase):
         heartbeat_timeout_s: float | None = None,
         rcvhwm: int = 100_000,
         context: zmq.Context[Any] | None = None,
+        replay_trades: bool = True,
     ) -> None:
         self._own_ctx = context is None
         self.ctx: zmq.Context[Any] = context or zmq.Context()
         super().__init__(
-            self.ctx, publish, snapshot, symbols, channels, heartbeat_timeout_s, rcvhwm
+            self.ctx,
+            publish,
+            snapshot,
+            symbols,
+            channels,
+            heartbeat_timeout_s,
+            rcvhwm,
+            replay_trades,
         )
         self.on_trade, self.on_bbo, self.on_book, self.on_event = (
             on_trade,
@@ -293,11 +305,19 @@ class AsyncMarketDataClient(_ClientBase):
         heartbeat_timeout_s: float | None = None,
         rcvhwm: int = 100_000,
         context: zmq.asyncio.Context | None = None,
+        replay_trades: bool = True,
     ) -> None:
         self._own_ctx = context is None
         self.ctx = context or zmq.asyncio.Context()
         super().__init__(
-            self.ctx, publish, snapshot, symbols, channels, heartbeat_timeout_s, rcvhwm
+            self.ctx,
+            publish,
+            snapshot,
+            symbols,
+            channels,
+            heartbeat_timeout_s,
+            rcvhwm,
+            replay_trades,
         )
         self.poller = zmq.asyncio.Poller()
         self.poller.register(self.sub, zmq.POLLIN)

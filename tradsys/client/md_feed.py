@@ -1,5 +1,11 @@
 """The subscriber's side of the market-data feed without any I/O: local L2 books with
-gap detection and snapshot recovery, trade and BBO sequencing, feed liveness.
+gap detection and snapshot recovery, trade sequencing with replay of lost prints, BBO
+sequencing, feed liveness.
+
+Trades (``replay_trades``, on by default): prints lost on the feed are asked again of the
+sidecar's replay service; the symbol's later prints wait meanwhile, so every print is
+delivered once and in seq order. A ``Gap`` on the trade channel then means lost for good
+(the sidecar no longer keeps them, or never answered).
 
 Trading status (``status`` channel): each STATUS record carries the symbol's whole
 status (phase, the one before, why, a volatility auction's reopening time), so the
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
+from tradsys.marketdata.framing import take_records
 from tradsys.marketdata.protocol import (
     BBO_BOARD_TOPIC,
     CHANNELS,
@@ -39,6 +46,8 @@ from tradsys.marketdata.protocol import (
     Heartbeat,
     SnapshotError,
     SnapshotRequest,
+    TradeReplay,
+    TradeReplayRequest,
     heartbeat_decoder,
     parse_topic,
     records,
@@ -53,6 +62,18 @@ SNAPSHOT_RETRY_S = 2.0  # a snapshot request unanswered this long is sent again
 # may already cover them; if not, applying the rest finds the gap and asks again), so a
 # snapshot service that never answers cannot grow a subscriber without bound
 BUFFER_MAX_MESSAGES = 100_000
+# a trade replay unanswered this many times (SNAPSHOT_RETRY_S each) is given up: its
+# prints are reported lost and the prints held behind it delivered
+REPLAY_TRIES = 3
+
+
+def _rows(recs: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The records where ``keep`` holds, as whole 64-byte rows: a boolean mask of the
+    structured array copies the fields only, and its padding bytes come out as whatever
+    the heap held (records a user hashes or stores must be the bytes the feed carried)."""
+    if keep.all():
+        return recs
+    return take_records(recs, np.flatnonzero(keep))
 
 
 class LocalBook:
@@ -131,10 +152,12 @@ class LocalBook:
 
 @dataclass(frozen=True)
 class Trades:
-    """Trade prints of one symbol, in seq order (MD_DTYPE records, side = aggressor)."""
+    """Trade prints of one symbol, in seq order (MD_DTYPE records, side = aggressor).
+    ``replayed``: lost on the feed, and these came from the replay service."""
 
     symbol: str
     records: np.ndarray
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,7 +203,8 @@ class BookUpdate:
 @dataclass(frozen=True)
 class Gap:
     """Messages were lost on a channel: for L2 the book is being recovered by snapshot;
-    lost trades are reported, not replayed. The seqs lost are ``expected`` up to, not
+    trades are reported lost once the replay service could not give them back (or when
+    replay is off). The seqs lost are ``expected`` up to, not
     including, ``got`` -- the seq that showed the gap: the first one received past it, or,
     for a gap a heartbeat revealed, the one after the heartbeat's (nothing past the gap
     was received then). Either way ``lost`` of them."""
@@ -219,6 +243,19 @@ class FeedError:
     message: str
 
 
+@dataclass
+class PendingReplay:
+    """A symbol's prints ``first..last`` being asked again; the prints that came after
+    them on the feed wait in ``held`` (each batch as it came)."""
+
+    first: int
+    last: int
+    request_id: int = 0
+    asked_at: float = 0.0
+    tries: int = 0
+    held: list[np.ndarray] = field(default_factory=list)
+
+
 MdEvent = Trades | BboChange | BookUpdate | StatusChange | Gap | Synced | FeedState | FeedError
 
 
@@ -235,9 +272,10 @@ class FeedCore:
     # the first heartbeat tells the interval); a value given, never under three intervals
     heartbeat_timeout_s: float | None = None
     books: dict[str, LocalBook] = field(default_factory=dict)
-    outbox: list[SnapshotRequest] = field(default_factory=list)
+    outbox: list[SnapshotRequest | TradeReplayRequest] = field(default_factory=list)
     alive: bool = True
     last_heartbeat: Heartbeat | None = None
+    replay_trades: bool = True
 
     def __post_init__(self) -> None:
         self.books = {}
@@ -251,6 +289,10 @@ class FeedCore:
         self._bbo_seq: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._by_id: dict[int, str] = {}
+        self._replays: dict[str, PendingReplay] = {}
+        # the last trade seq a heartbeat named: the lost tail a replay under way hid
+        self._heard_trade_seq: dict[str, int] = {}
+        self._replay_by_id: dict[int, str] = {}
         self._last_message = time.monotonic()
         self._topics: dict[bytes, tuple[Channel, str]] = {}
         symbols, self.symbols = self.symbols, []
@@ -280,6 +322,10 @@ class FeedCore:
         if book._request_id is not None:
             self._by_id.pop(book._request_id, None)
         self.outbox = [r for r in self.outbox if r.symbol != symbol]
+        replay = self._replays.pop(symbol, None)
+        if replay is not None:
+            self._replay_by_id.pop(replay.request_id, None)
+        self._heard_trade_seq.pop(symbol, None)
         for seqs in (self._trade_seq, self._bbo_seq, self._trade_floor, self._bbo_floor):
             del seqs[symbol]
 
@@ -313,8 +359,10 @@ class FeedCore:
         return events
 
     def on_reply(self, body: bytes) -> list[MdEvent]:
-        """One snapshot reply from the DEALER socket."""
+        """One snapshot (or trade replay) reply from the DEALER socket."""
         reply = reply_decoder.decode(body)
+        if reply.id in self._replay_by_id:
+            return self._on_replay_reply(self._replay_by_id.pop(reply.id), reply)
         symbol = self._by_id.pop(reply.id, None)
         if symbol is None:
             return []  # the answer to a request given up on (a retry was sent)
@@ -322,6 +370,8 @@ class FeedCore:
         if reply.id != book._request_id:
             return []
         book._request_id = None
+        if isinstance(reply, TradeReplay):
+            return []  # not asked as a snapshot: nothing of this client's
         if isinstance(reply, SnapshotError):
             if reply.reason == "not_ready":
                 self._resync(book)
@@ -352,6 +402,12 @@ class FeedCore:
         for book in self.books.values():
             if book._request_id is not None and now - book._requested_at > SNAPSHOT_RETRY_S:
                 self._resync(book)
+        for symbol, replay in list(self._replays.items()):
+            if now - replay.asked_at > SNAPSHOT_RETRY_S:
+                if replay.tries >= REPLAY_TRIES:
+                    events += self._give_up_replay(symbol)
+                else:
+                    self._ask_replay(symbol, replay)
         return events
 
     def seconds_to_timer(self) -> float:
@@ -376,7 +432,7 @@ class FeedCore:
                 del book._buffer[0]
             return []
         seqs = recs["seq"]
-        fresh = recs[seqs > book.l2_seq]
+        fresh = _rows(recs, seqs > book.l2_seq)
         if not len(fresh):
             return []
         first, last = int(fresh["seq"][0]), int(fresh["seq"][-1])
@@ -441,6 +497,12 @@ class FeedCore:
         return events
 
     def _on_trades(self, symbol: str, recs: np.ndarray) -> list[MdEvent]:
+        replay = self._replays.get(symbol)
+        if replay is not None:  # later prints wait for the ones being replayed
+            replay.held.append(recs)
+            if len(replay.held) > BUFFER_MAX_MESSAGES:
+                return self._give_up_replay(symbol)
+            return []
         last = self._trade_seq[symbol]
         seqs = recs["seq"]
         if len(recs) == 1:  # a quiet market: no mask to build
@@ -448,16 +510,99 @@ class FeedCore:
                 return []
             fresh = recs
         else:
-            fresh = recs[seqs > last]
+            fresh = _rows(recs, seqs > last)
             if not len(fresh):
                 return []
         events: list[MdEvent] = []
         first = int(fresh["seq"][0])
         base = last or self._trade_floor[symbol]
         if base is not None and first > base + 1:
+            if self.replay_trades:
+                self._start_replay(symbol, base + 1, first - 1, [fresh])
+                return []
             events.append(Gap(symbol, Channel.TRADE, base + 1, first))
         self._trade_seq[symbol] = int(fresh["seq"][-1])
         events.append(Trades(symbol, fresh))
+        return events
+
+    # ---- trade replay ---------------------------------------------------------------------
+
+    def _start_replay(self, symbol: str, first: int, last: int, held: list[np.ndarray]) -> None:
+        replay = self._replays[symbol] = PendingReplay(first, last, held=held)
+        self._ask_replay(symbol, replay)
+
+    def _ask_replay(self, symbol: str, replay: PendingReplay) -> None:
+        self._replay_by_id.pop(replay.request_id, None)
+        replay.request_id = next(self._ids)
+        replay.asked_at = time.monotonic()
+        replay.tries += 1
+        self._replay_by_id[replay.request_id] = symbol
+        self.outbox.append(TradeReplayRequest(symbol, replay.first, replay.last, replay.request_id))
+
+    def _on_replay_reply(
+        self, symbol: str, reply: BookSnapshot | TradeReplay | SnapshotError
+    ) -> list[MdEvent]:
+        replay = self._replays.get(symbol)
+        if replay is None or reply.id != replay.request_id:
+            return []  # given up on, or the symbol unfollowed
+        if isinstance(reply, SnapshotError):
+            if reply.reason in ("not_ready", "rate_limited"):
+                replay.tries -= 1  # not a lost request: the timer asks again
+                return []
+            events: list[MdEvent] = [FeedError(symbol, reply.reason, reply.message)]
+            return events + self._give_up_replay(symbol)
+        if not isinstance(reply, TradeReplay) or reply.first != replay.first:
+            return []
+        upto = min(reply.last, replay.last)
+        events = self._replayed(symbol, records(reply.records), replay.first, upto)
+        replay.first = upto + 1
+        if replay.first <= replay.last and upto < reply.trade_seq:
+            replay.tries = 0  # the reply's limit: ask for the rest
+            self._ask_replay(symbol, replay)
+            return events
+        return events + self._end_replay(symbol)
+
+    def _replayed(self, symbol: str, prints: np.ndarray, first: int, last: int) -> list[MdEvent]:
+        """Deliver the prints of ``first..last`` a reply brought, and a Gap for each run of
+        seqs it did not (no longer kept), in seq order."""
+        seqs = prints["seq"]
+        ok = (seqs >= first) & (seqs <= last)
+        if not ok.all():
+            prints, seqs = _rows(prints, ok), seqs[ok]
+        events: list[MdEvent] = []
+        expected, start = first, 0
+        for k, seq in enumerate(seqs.tolist()):
+            if seq != expected:
+                if k > start:
+                    events.append(Trades(symbol, prints[start:k], replayed=True))
+                events.append(Gap(symbol, Channel.TRADE, expected, seq))
+                start = k
+            expected = seq + 1
+        if len(prints) > start:
+            events.append(Trades(symbol, prints[start:], replayed=True))
+        if expected <= last:
+            events.append(Gap(symbol, Channel.TRADE, expected, last + 1))
+        return events
+
+    def _give_up_replay(self, symbol: str) -> list[MdEvent]:
+        """Report what was being replayed lost, and go on with the held prints."""
+        replay = self._replays[symbol]
+        events: list[MdEvent] = [Gap(symbol, Channel.TRADE, replay.first, replay.last + 1)]
+        return events + self._end_replay(symbol)
+
+    def _end_replay(self, symbol: str) -> list[MdEvent]:
+        """The replay is done: the prints held behind it go through as if just received
+        (one of them may find a further gap, and start a replay of its own)."""
+        replay = self._replays.pop(symbol)
+        self._replay_by_id.pop(replay.request_id, None)
+        self._trade_seq[symbol] = max(self._trade_seq[symbol], replay.last)
+        events: list[MdEvent] = []
+        for recs in replay.held:
+            events += self._on_trades(symbol, recs)
+        heard = self._heard_trade_seq.get(symbol, 0)
+        if symbol not in self._replays and heard > self._trade_seq[symbol]:
+            # a heartbeat during the replay named prints past all those held: lost too
+            self._start_replay(symbol, self._trade_seq[symbol] + 1, heard, [])
         return events
 
     def _on_bbo(self, symbol: str, recs: np.ndarray) -> list[MdEvent]:
@@ -490,10 +635,19 @@ class FeedCore:
                 # the newest status message was lost: the snapshot tells the phase
                 events.append(Gap(s.symbol, Channel.STATUS, book.status_seq + 1, s.status_seq + 1))
                 self._resync(book)
+            self._heard_trade_seq[s.symbol] = s.trade_seq
             base = self._trade_seq[s.symbol] or self._trade_floor[s.symbol]
-            if Channel.TRADE in self.channels and base is not None and s.trade_seq > base:
-                events.append(Gap(s.symbol, Channel.TRADE, base + 1, s.trade_seq + 1))
-                self._trade_seq[s.symbol] = s.trade_seq
+            if (
+                Channel.TRADE in self.channels
+                and base is not None
+                and s.trade_seq > base
+                and s.symbol not in self._replays  # those past it are held, or coming
+            ):
+                if self.replay_trades:
+                    self._start_replay(s.symbol, base + 1, s.trade_seq, [])
+                else:
+                    events.append(Gap(s.symbol, Channel.TRADE, base + 1, s.trade_seq + 1))
+                    self._trade_seq[s.symbol] = s.trade_seq
             # after the L2 check: a book it found behind is no longer synced
             if Channel.BBO in self.channels and s.bbo_seq > self._bbo_seq[s.symbol]:
                 events += self._bbo_lost(book, s.bbo_seq, s.l2_seq)

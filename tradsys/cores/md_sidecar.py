@@ -9,9 +9,10 @@ One thread, one loop:
   it from the ring only then (a kill -9 in between loses none of it). A batch of
   a few records (a quiet market: the latency path) takes a plain-Python path instead;
 - when every ring is empty, wait on all of them at once (``RingSet``: one futex_waitv);
-- answer snapshot requests on the ROUTER socket between batches
+- keep every trade print it publishes (``TradeHistory``), and answer snapshot and
+  trade replay requests on the ROUTER socket between batches
   (:mod:`tradsys.cores.md_snapshots`) — so a snapshot is always valid at a sequence
-  number the feed has already published;
+  number the feed has already published, and a replay finds every print published;
 - every ``heartbeat_ms``: a heartbeat with every symbol's last sequence numbers
   (:mod:`tradsys.cores.md_heartbeat`), and the conflated BBO board
   (:mod:`tradsys.cores.md_board`);
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from tradsys.config import Config
+from tradsys.config import Config, symbol_placement
 from tradsys.cores.liveness import Beater, beat_interval_s
 from tradsys.cores.md_board import ConflatedBoard
 from tradsys.cores.md_endpoints import EndpointBinder
@@ -58,6 +59,7 @@ from tradsys.marketdata.stats import (
     stats_bytes,
     write_stats,
 )
+from tradsys.marketdata.trade_history import TradeHistory
 from tradsys.matching import Phase
 from tradsys.ring import WaitStrategy
 from tradsys.wire import MD_DTYPE, RECORD_SIZE, MdKind
@@ -97,6 +99,7 @@ _CHANNEL_OF_KIND = CHANNEL_NO.tolist()
 # not use): about 0.35 µs less per frame on the quiet path, where each record costs two
 _BACKEND_SEND = zmq.backend.Socket.send
 BBO_CHANNEL = CHANNELS.index(Channel.BBO)
+TRADE_CHANNEL = CHANNELS.index(Channel.TRADE)
 
 log = logging.getLogger("tradsys.md")
 
@@ -128,6 +131,7 @@ class MdSidecar:
         self._raw = self._buf.view(np.uint8).data  # the same bytes, for the scalar path
         self.stats = PublishStats([s.id for s in self.config.shards])
         self.stages = StageLog.from_env()
+        self.history = self._trade_history()
         self.snapshots = SnapshotService(
             self.names,
             self.symbol_ids,
@@ -135,6 +139,7 @@ class MdSidecar:
             self.stats,
             self.not_ready_after_s,
             self.config.md.snapshot_rate,
+            self.history,
         )
         self.board = ConflatedBoard(len(self.symbols), self.stats)
         self.unknown = UnknownSymbols(self.stats)
@@ -145,6 +150,15 @@ class MdSidecar:
         self.ring_set: RingSet | None = None
         self.stats_writer: StatsFileWriter | None = None
         self.binder = EndpointBinder()
+
+    def _trade_history(self) -> TradeHistory | None:
+        """The prints kept for replay, each symbol's in its shard's directory."""
+        depth = self.config.md.trade_history
+        if not depth:
+            return None
+        shard_of = symbol_placement(self.config)
+        dirs = [self.config.shard_data_dir(shard_of[name]) for name in self.names]
+        return TradeHistory(self.symbol_ids, dirs, depth)
 
     # ---- start and stop --------------------------------------------------------------------
 
@@ -197,6 +211,8 @@ class MdSidecar:
             feed.close()
         self.feeds.clear()
         self.ring_set = None
+        if self.history is not None:
+            self.history.close()
         if self.stages is not None:
             self.stages.save()
 
@@ -329,6 +345,11 @@ class MdSidecar:
             messages[k % N_CHANNELS] += 1
             size += len(t) + (b - a) * RECORD_SIZE
         records = np.bincount(g.channel, minlength=N_CHANNELS).tolist()
+        history = self.history
+        if history is not None and records[TRADE_CHANNEL]:
+            for k, a, b in zip(g.keys.tolist(), g.starts.tolist(), g.ends.tolist(), strict=True):
+                if k % N_CHANNELS == TRADE_CHANNEL:
+                    history.keep(k // N_CHANNELS, g.records[a:b])
         for c in range(N_CHANNELS):
             stats.records[c] += records[c]
             stats.messages[c] += messages[c]
@@ -370,10 +391,13 @@ class MdSidecar:
             t = topics[si * N_CHANNELS + channel]
             sent = time.time_ns()  # before the send: it may hand the CPU to ZeroMQ's thread
             send(pub, t, zmq.SNDMORE)
-            send(pub, raw[off : off + RECORD_SIZE])  # copied: the buffer is reused
+            record = raw[off : off + RECORD_SIZE]
+            send(pub, record)  # copied: the buffer is reused
             stats.records[channel] += 1
             stats.messages[channel] += 1
             stats.bytes += len(t) + RECORD_SIZE
+            if channel == TRADE_CHANNEL and self.history is not None:
+                self.history.keep_one(si, seq, record)  # after the send: off the latency
             if stamp:
                 stats.lag_one(sent - stamp)
             if self.stages is not None:

@@ -15,7 +15,9 @@ PUB socket, two-frame messages ``[topic, payload]``:
   and tells a silent market from a dead feed.
 
 Snapshot service (ROUTER; clients use DEALER or REQ): a msgpack :class:`SnapshotRequest`
-is answered by a msgpack :class:`BookSnapshot` or :class:`SnapshotError`.
+is answered by a msgpack :class:`BookSnapshot` or :class:`SnapshotError`; a
+:class:`TradeReplayRequest` (the same map with ``first`` and ``last``) by a
+:class:`TradeReplay` or :class:`SnapshotError`.
 
 Conflated BBO (optional PUB with ZMQ_CONFLATE): single-frame messages ``bbo*\\0`` +
 the latest BBO record of every symbol, so a slow consumer that keeps only the newest
@@ -100,6 +102,44 @@ class SnapshotRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: int = 0
 
 
+class TradeReplayRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Ask again for one symbol's trade prints with seqs ``first..last`` (inclusive)."""
+
+    symbol: str
+    first: int
+    last: int
+    id: int = 0
+
+
+class _ServiceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Either request as it comes off the wire: a replay is a snapshot request's map
+    with ``first`` and ``last`` added."""
+
+    symbol: str
+    id: int = 0
+    first: int | None = None
+    last: int | None = None
+
+
+_service_request_decoder = msgspec.msgpack.Decoder(_ServiceRequest)
+
+
+def decode_request(body: bytes) -> SnapshotRequest | TradeReplayRequest:
+    """The request in ``body``; msgspec.ValidationError (or DecodeError) naming what is
+    wrong with it otherwise."""
+    req = _service_request_decoder.decode(body)
+    if req.first is None and req.last is None:
+        return SnapshotRequest(req.symbol, req.id)
+    if req.first is None or req.last is None:
+        raise msgspec.ValidationError("a trade replay request names both `first` and `last`")
+    if not 1 <= req.first <= req.last:
+        raise msgspec.ValidationError(
+            f"a trade replay asks for seqs first..last with 1 <= first <= last, "
+            f"not {req.first}..{req.last}"
+        )
+    return TradeReplayRequest(req.symbol, req.first, req.last, req.id)
+
+
 class BookSnapshot(msgspec.Struct, frozen=True, tag="book"):
     """A symbol's whole displayed book, valid at ``l2_seq``: apply the L2 updates with a
     greater seq. Levels are (price, quantity, order_count), best first. ``phase`` is the
@@ -121,22 +161,42 @@ class BookSnapshot(msgspec.Struct, frozen=True, tag="book"):
     reopen_ns: int = -1
 
 
+class TradeReplay(msgspec.Struct, frozen=True, tag="trades"):
+    """The answer to a :class:`TradeReplayRequest`: of the seqs ``first..last``, the
+    prints still kept (``records``: MD_DTYPE TRADE records, seq order; a seq missing
+    from them is not kept any more). ``last`` may be below the one asked: never past
+    ``trade_seq``, the symbol's last published print, and at most ``REPLAY_MAX_PRINTS``
+    a reply -- ask again from ``last + 1`` for the rest."""
+
+    id: int
+    symbol: str
+    symbol_id: int
+    first: int
+    last: int
+    trade_seq: int
+    records: bytes
+
+
+REPLAY_MAX_PRINTS = 8192  # prints in one replay reply (512 KiB)
+
+
 class SnapshotError(msgspec.Struct, frozen=True, tag="error"):
-    """Why a request was not answered with a book: ``reason`` is one of
+    """Why a request was not answered with a book (or a replay): ``reason`` is one of
     ``malformed_request``, ``unknown_symbol``, ``not_ready`` (the sidecar is still
-    learning the engine's books; ask again), ``rate_limited`` (more snapshots a second
-    than ``[md] snapshot_rate`` allows this client; ask again later)."""
+    learning the engine's books; ask again), ``rate_limited`` (more requests a second
+    than ``[md] snapshot_rate`` allows this client; ask again later),
+    ``no_trade_history`` (a replay, from a sidecar that keeps no prints:
+    ``[md] trade_history = 0``)."""
 
     id: int
     reason: str
     message: str
 
 
-SnapshotReply = BookSnapshot | SnapshotError
+SnapshotReply = BookSnapshot | TradeReplay | SnapshotError
 
 heartbeat_encoder = msgspec.msgpack.Encoder()
 heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)
-request_decoder = msgspec.msgpack.Decoder(SnapshotRequest)
 
 
 class _AnyRequest(msgspec.Struct, frozen=True):

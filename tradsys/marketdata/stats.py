@@ -55,7 +55,13 @@ LAG_BOUNDS_NS = (
     1_000_000_000,
 )
 _BOUNDS = np.array(LAG_BOUNDS_NS, np.int64)
-SNAPSHOT_ERROR_REASONS = ("malformed_request", "unknown_symbol", "not_ready", "rate_limited")
+SNAPSHOT_ERROR_REASONS = (
+    "malformed_request",
+    "unknown_symbol",
+    "not_ready",
+    "rate_limited",
+    "no_trade_history",
+)
 
 
 class PublishStats:
@@ -68,6 +74,8 @@ class PublishStats:
         self.heartbeats = 0
         self.board_messages = 0  # conflated BBO board
         self.snapshots_served = 0
+        self.replays_served = 0  # trade replay requests answered
+        self.replayed_prints = 0  # the prints they carried
         self.snapshot_errors = dict.fromkeys(SNAPSHOT_ERROR_REASONS, 0)
         self.drained = dict.fromkeys(shard_ids, 0)  # records taken from each md ring
         # records dropped because their symbol id is not in the config (not published)
@@ -112,6 +120,8 @@ class PublishStats:
             "heartbeats": self.heartbeats,
             "board_messages": self.board_messages,
             "snapshots_served": self.snapshots_served,
+            "replays_served": self.replays_served,
+            "replayed_prints": self.replayed_prints,
             "snapshot_errors": dict(self.snapshot_errors),
             "drained": {str(k): v for k, v in self.drained.items()},
             "unknown_symbol_records": self.unknown_symbol_records,

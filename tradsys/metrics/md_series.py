@@ -75,13 +75,20 @@ def families_of(doc: dict[str, Any]) -> Iterator[Metric]:
     yield unknown
     snapshots = CounterMetricFamily(
         "tradsys_md_snapshot_requests",
-        "Snapshot requests the md sidecar answered: served, or the error reason.",
+        "Requests the md sidecar's snapshot socket answered: a book (served), a trade "
+        "replay (replayed), or the error reason.",
         labels=["outcome"],
     )
     snapshots.add_metric(["served"], doc.get("snapshots_served", 0))
+    snapshots.add_metric(["replayed"], doc.get("replays_served", 0))
     for reason, n in sorted(doc.get("snapshot_errors", {}).items()):
         snapshots.add_metric([reason], n)
     yield snapshots
+    replayed = CounterMetricFamily(
+        "tradsys_md_replayed_prints", "Trade prints the md sidecar sent again on request."
+    )
+    replayed.add_metric([], doc.get("replayed_prints", 0))
+    yield replayed
     drained = CounterMetricFamily(
         "tradsys_md_drained_records",
         "Records the md sidecar took from each shard's md ring (compare with "
