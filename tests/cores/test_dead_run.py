@@ -24,10 +24,11 @@ from tradsys.cores.dead_run import (
     DeadRun,
     ShardLeftovers,
     load_dead_run,
+    orphaned_events,
     read_dead_run,
     save_dead_run,
 )
-from tradsys.cores.supervisor import Supervisor
+from tradsys.cores.supervisor import Supervisor, SupervisorError
 from tradsys.gateway.ledger import run_id_of
 from tradsys.ring import Ring, instance_segments, segment_name
 from tradsys.ring.segment import process_start_us
@@ -157,7 +158,30 @@ def test_no_stale_ring_of_a_shard_is_no_dead_run(
     instance: str, dead: tuple[Ring, Ring, WorkerControl]
 ) -> None:
     assert read_dead_run(instance, [], [0]) is None
-    assert read_dead_run(instance, _stale(instance), [3]) is None  # not this config's shard
+    other = read_dead_run(instance, _stale(instance), [3])  # shard 0: not this config's
+    assert other is not None and orphaned_events(other, [3]) == {}  # it left no event
+
+
+def test_events_of_a_shard_no_longer_configured_refuse_the_start(
+    instance: str, tmp_path: Path, dead: tuple[Ring, Ring, WorkerControl]
+) -> None:
+    """A run killed whole left shard 0's acks and fills untaken, and the next config has
+    only shard 1: they were dropped unsaid with the stale rings. Now the start is refused,
+    naming them, before anything is unlinked or written; the same config with shard 0
+    back carries them."""
+    _, evt, _ = dead
+    assert evt.push_batch(_events(range(1, 8))) == 7
+    run = read_dead_run(instance, _stale(instance), [1])
+    assert run is not None and orphaned_events(run, [1]) == {0: 7}
+    assert orphaned_events(run, [0, 1]) == {}
+    toml = one_shard_instance(instance, tmp_path).replace("id = 0", "id = 1")
+    config = parse_config(toml + "[gateway]\nenabled = false\n", "t")
+    assert [s.id for s in config.shards] == [1]
+    sup = Supervisor(config, log=lambda line: None)
+    with pytest.raises(SupervisorError, match=r"shard 0: 7\).*reclaim --force"):
+        sup._read_dead_run(_stale(instance))
+    assert not sup._dead_run_file.exists()  # nothing written: the next start reads the rings
+    assert evt.readable == 7
 
 
 def test_what_a_smaller_ring_cannot_hold_is_left_to_the_worker_and_said(

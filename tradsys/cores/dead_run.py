@@ -32,7 +32,9 @@ gateway ledger (``ts_gateway_ledger_adopt``): its positions and filled notional,
 run that stopped cleanly does not hand over.
 
 What cannot be carried, said in the log: records of a dead ring larger than the new
-``ring_capacity`` (the config was changed between the runs) beyond what fits.
+``ring_capacity`` (the config was changed between the runs) beyond what fits. What has
+nowhere to go refuses the start instead (:func:`orphaned_events`): events of a shard the
+new configuration no longer has, which no new ring would carry to their accounts.
 
 The dead run's segments are unlinked before the new run has started; a start that then
 fails (a busy port, a worker that refuses its journal) and stops cleanly unlinks the new
@@ -105,9 +107,10 @@ class DeadRun:
 
 def read_dead_run(instance: str, stale: Iterable[str], shard_ids: Iterable[int]) -> DeadRun | None:
     """The dead run whose rings are among ``stale`` (segment names whose creator is
-    gone), for the shards this configuration has; None if no shard ring of a run is
-    stale. Call before the stale segments are unlinked. Rings of another layout (an
-    older build) are skipped, and said."""
+    gone): the shards this configuration has, and any other shard whose events ring is
+    stale (for :func:`orphaned_events`); None if no shard ring of a run is stale. Call
+    before the stale segments are unlinked. Rings of another layout (an older build)
+    are skipped, and said."""
     stale = set(stale)
     shard_ids = list(shard_ids)
     run_id = None
@@ -116,7 +119,8 @@ def read_dead_run(instance: str, stale: Iterable[str], shard_ids: Iterable[int])
         name = segment_name(instance, "cmd", sid)
         if run_id is None and name in stale:
             run_id = _run_id_of(name)
-    for sid in shard_ids:
+    others = sorted(_stale_shard_ids(instance, stale, "evt") - set(shard_ids))
+    for sid in shard_ids + others:
         if segment_name(instance, "evt", sid) in stale:
             left = _read_shard(instance, sid, stale)
             if left is not None:
@@ -124,6 +128,27 @@ def read_dead_run(instance: str, stale: Iterable[str], shard_ids: Iterable[int])
     if run_id is None and not shards:
         return None
     return DeadRun((run_id,) if run_id else (), shards)
+
+
+def _stale_shard_ids(instance: str, stale: set[str], role: str) -> set[int]:
+    """The shard numbers of the ``role`` rings of ``instance`` among ``stale``."""
+    prefix = segment_name(instance, role, 0)[:-1]
+    tails = (name[len(prefix) :] for name in stale if name.startswith(prefix))
+    return {int(tail) for tail in tails if tail.isdigit()}
+
+
+def orphaned_events(dead: DeadRun, shard_ids: Iterable[int]) -> dict[int, int]:
+    """Per shard the configuration no longer has, the events its dead run left that no
+    gateway took: acknowledgements and fills clients are owed, which this run has no
+    ring to carry to them. A start must not drop them unsaid (nothing acknowledged is
+    lost): the supervisor refuses until the shard is configured again for one run (its
+    gateway delivers them), or the operator drops them (``tradsys shm reclaim --force``)."""
+    configured = set(shard_ids)
+    return {
+        sid: len(left.unread)
+        for sid, left in sorted(dead.shards.items())
+        if sid not in configured and len(left.unread)
+    }
 
 
 def _attach(name: str) -> Ring:

@@ -52,6 +52,7 @@ from tradsys.cores.dead_run import (
     DeadRun,
     leftovers_of,
     load_dead_run,
+    orphaned_events,
     read_dead_run,
     save_dead_run,
 )
@@ -280,10 +281,13 @@ class Supervisor:
         segments and written to the instance's directory before they are unlinked, or,
         with none, what the file kept from a start that failed after reading them."""
         kept = load_dead_run(self._dead_run_file)
-        dead = read_dead_run(self.instance, stale, [s.id for s in self.config.shards])
+        shard_ids = [s.id for s in self.config.shards]
+        dead = read_dead_run(self.instance, stale, shard_ids)
         if dead is None:
+            self._refuse_orphans(kept, shard_ids)
             return kept
         dead = dead.after(kept)
+        self._refuse_orphans(dead, shard_ids)
         try:
             self._dead_run_file.parent.mkdir(parents=True, exist_ok=True)
             save_dead_run(dead, self._dead_run_file)
@@ -293,6 +297,28 @@ class Supervisor:
                 "disk full? its segments are kept until this start can)"
             ) from None
         return dead
+
+    def _refuse_orphans(self, dead: DeadRun | None, shard_ids: list[int]) -> None:
+        """Refuse a start that would drop events owed to clients: a dead run's events of
+        a shard this configuration no longer has (``dead_run.orphaned_events``). Before
+        anything is unlinked or written, so the next start finds them as they were."""
+        orphans = orphaned_events(dead, shard_ids) if dead is not None else {}
+        if orphans:
+            named = ", ".join(f"shard {sid}: {n}" for sid, n in orphans.items())
+            raise SupervisorError(
+                f"the run before this one was killed and left events no gateway delivered "
+                f"({named}) of shards this configuration no longer has: acknowledgements "
+                "and fills clients are owed. Start once with those shards configured (the "
+                "gateway delivers them), or drop them with `tradsys shm reclaim --force` "
+                f"and remove {self._dead_run_file}"
+            )
+        for sid, left in sorted(dead.shards.items()) if dead is not None else ():
+            if sid not in shard_ids and len(left.md_unread):
+                self._warn(
+                    f"shard {sid} is no longer configured: {len(left.md_unread)} market-data "
+                    "record(s) its dead run never published are dropped (its trade prints "
+                    "among them are in no feed)"
+                )
 
     def _keep_unread_events(self) -> list[str]:
         """Every process is gone: events still in an events ring would go with it. A
