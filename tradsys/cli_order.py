@@ -250,6 +250,15 @@ class _SentOrders:
         self.ours: set[int] = set()
         self.resting: set[int] = set()
 
+    def owns(self, event: Event) -> bool:
+        """Whether ``event`` answers what this command (or shell) sent. Order id 0 is the
+        id of a mass cancel or status request, whose reject carries it -- and of an order
+        restored without its client id (the ledger lacked it), which is an earlier
+        session's: only a reject of 0 is ours."""
+        if event.order_id == 0:
+            return 0 in self.ours and isinstance(event, Reject)
+        return event.order_id in self.ours
+
     def note(self, event: Event) -> None:
         if isinstance(event, Ack | Replaced) and event.leaves_qty > 0:
             self.resting.add(event.order_id)
@@ -274,7 +283,7 @@ def _print_events(
 
     def show(event: Event) -> None:
         nonlocal status
-        ours = orders is None or event.order_id in orders.ours
+        ours = orders is None or orders.owns(event)
         if orders is not None and ours:  # before the line: a Ctrl-C after it sees the order
             orders.note(event)
         print(describe(event, names) + ("" if ours else EARLIER), flush=True)
@@ -432,7 +441,7 @@ def _shell(
                     print("\r\x1b[K", end="")  # over the prompt; it comes again below
                     prompted = False
                 for event in events:
-                    label = "" if event.order_id in orders.ours else EARLIER
+                    label = "" if orders.owns(event) else EARLIER
                     print(describe(event, names) + label, flush=True)
                 continue
             prompted = False

@@ -134,3 +134,20 @@ def test_help_in_the_shell_prints_the_help_and_the_shell_goes_on(
     assert "usage:  submit [-h]" in out.stdout and "usage:  cancel [-h]" in out.stdout
     assert "--order-id ORDER_ID" in out.stdout
     assert out.stdout.splitlines()[-1].startswith("Ack") and "order 7 ACME" in out.stdout
+
+
+def test_only_a_reject_of_order_id_0_is_the_commands_own() -> None:
+    """A mass cancel (or status request) is sent as order 0 and its reject carries 0;
+    an order restored without its client id is order 0 too, and is an earlier
+    session's: its cancel was printed as the command's own."""
+    from tradsys.cli_order import _SentOrders
+    from tradsys.client.events import Cancelled, Reject
+    from tradsys.wire import CancelReason, RejectReason
+
+    sent = _SentOrders()
+    sent.ours.update({0, 7})
+    assert sent.owns(Reject(0, 1, RejectReason.UNKNOWN_SYMBOL))
+    assert not sent.owns(Cancelled(0, 1, CancelReason.MASS_CANCEL, 5))
+    assert sent.owns(Cancelled(7, 1, CancelReason.USER, 5))
+    assert not sent.owns(Cancelled(8, 1, CancelReason.USER, 5))
+    assert not _SentOrders().owns(Reject(0, 1, RejectReason.UNKNOWN_SYMBOL))
