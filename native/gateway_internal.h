@@ -63,6 +63,9 @@ typedef struct gw_order {
     uint8_t state;        /* gw_order_state */
     uint16_t pending;     /* cancels/replaces sent and not answered */
     int64_t in_ns;        /* pass that took it, until its first event (stage latency) */
+    /* pass that took a CANCEL/REPLACE of it while none was in flight, until the answer
+     * (stage latency; 0: none timed) */
+    int64_t amend_ns;
     uint8_t indexed;      /* in by_client (not done, and its client id known) */
     uint8_t orphan;       /* in its account's orphan list, waiting for a session */
     /* cancelled on its session's disconnect: no CANCEL or REPLACE reaches it any more,
@@ -218,6 +221,7 @@ struct ts_gateway {
     int64_t clock_ns; /* the time of the current pass */
     int64_t real_ns;  /* CLOCK_REALTIME at the start of the pass (0: ticks are off) */
     ts_lat_hist *lat_ack; /* order → first event routed (gateway_latency.h); NULL: off */
+    ts_lat_hist *lat_amend; /* cancel/replace → its answer routed; NULL: off */
     struct gw_ledger *ledger; /* gateway_ledger.c; NULL when none is attached */
     uint32_t replays_due;     /* accounts with held events and a session to take them */
     struct gw_held_log *held_log; /* gateway_held.c; NULL when none is attached */

@@ -9,6 +9,10 @@
 void ts_gateway_set_latency(ts_gateway *gw, ts_lat_segment *own) {
     pthread_mutex_lock(&gw->lock);
     gw->lat_ack = own ? ts_lat_segment_hist(own, TS_LAT_ORDER_TO_ACK) : NULL;
+    /* a segment of one stage (made by an older supervisor) has no amend histogram */
+    gw->lat_amend = own && own->n_hists > TS_LAT_AMEND_TO_ANSWER
+                        ? ts_lat_segment_hist(own, TS_LAT_AMEND_TO_ANSWER)
+                        : NULL;
     pthread_mutex_unlock(&gw->lock);
 }
 

@@ -281,6 +281,9 @@ static void take_amend(ts_gateway *gw, gw_session *s, uint32_t slot, const ts_co
     }
     gw_take_over(gw, idx, slot); /* orders are the account's: the amending session gets them */
     gw_order *o = &gw->orders[idx];
+    /* stage latency: timed when no other amend of the order is in flight, so the answer
+     * that comes back is this one's */
+    if (!o->pending) o->amend_ns = gw->clock_ns;
     const gw_instrument *in = &gw->instr[o->instr];
     ts_command out = {.kind = c->kind,
                       .side = o->side,
@@ -550,6 +553,7 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
         /* a given-up order's last command is the gateway's disconnect cancel, so with one
          * amend pending a reject answers that cancel, which no client sent */
         const int own_cancel = answers_amend && o->given_up && o->pending == 1;
+        const uint16_t pending_before = o->pending;
         gw_apply_event(gw, idx, ev);
         if (own_cancel) {
             gw->st.disconnect_cancel_answers++;
@@ -565,6 +569,13 @@ static uint64_t take_event_run(ts_gateway *gw, gw_shard *sh, uint64_t max, int *
                 if (!now) now = ts_mono_ns();
                 ts_lat_record_inline(gw->lat_ack, now - o->in_ns, 1);
                 o->in_ns = 0;
+            }
+            if (o->amend_ns && o->pending < pending_before) { /* it answered an amend */
+                if (gw->lat_amend) {
+                    if (!now) now = ts_mono_ns();
+                    ts_lat_record_inline(gw->lat_amend, now - o->amend_ns, 1);
+                }
+                o->amend_ns = 0;
             }
         } else if (!hold || !gw_hold_event(gw, o, ev, answers_amend)) {
             gw->st.events_orphaned++;

@@ -70,7 +70,8 @@ enum ts_lat_worker_stage {
 /* The gateway's histograms. */
 enum ts_lat_gateway_stage {
     TS_LAT_ORDER_TO_ACK = 0, /* gateway pass took an order → its first event routed back */
-    TS_LAT_GATEWAY_STAGES = 1
+    TS_LAT_AMEND_TO_ANSWER = 1, /* pass took a CANCEL/REPLACE → its answer routed back */
+    TS_LAT_GATEWAY_STAGES = 2
 };
 
 typedef struct ts_lat_hist {

@@ -19,6 +19,7 @@ from tradsys.exit_codes import EXIT_INTERNAL, EXIT_OK, EXIT_USER_ERROR
 
 STAGE_HELP = """stages (CLOCK_MONOTONIC, every process):
   gateway  order_to_ack      the gateway pass that took an order -> its first event routed back
+  gateway  amend_to_answer   the pass that took a cancel or replace -> its answer routed back
   shard n  gateway_to_shard  the gateway pass -> the worker took the batch (sampled per batch)
   shard n  shard_to_matched  the worker took the batch -> journaled and matched (per command)
   shard n  matched_to_event  matched -> the event pushed to the events ring (per event)"""

@@ -259,3 +259,42 @@ def test_figures_survive_a_killed_worker(supervisor: Supervisor, instance: str) 
         # the new incarnation records into the same histograms (the journal replay at its
         # start-up is not intake, so it adds nothing)
         assert seg.histograms()["shard_to_matched"].count == before + 5
+
+
+def test_cancels_and_replaces_have_a_stage_of_their_own(instance: str, tmp_path: Path) -> None:
+    """A market maker's round trip is mostly cancels; they had no stage (the latency
+    audit's F12). Each cancel and replace a client sends is timed to its answer, once;
+    the gateway's own cancel-on-disconnect cancels are not (no client waits for them)."""
+    import msgspec
+
+    from tests.client.edge_rig import KEYS
+    from tests.cores.test_gateway_e2e import e2e_config
+    from tradsys.client.events import Ack, Cancelled, Replaced
+    from tradsys.client.orders import OrderClient
+    from tradsys.cores.sidecar import read_announcement
+
+    base = e2e_config(instance, tmp_path)
+    config = msgspec.structs.replace(
+        base, metrics=msgspec.structs.replace(base.metrics, listen="127.0.0.1:0")
+    )
+    with Supervisor(config, log=lambda line: None) as sup:
+        ann = read_announcement(config, "gateway")
+        assert ann is not None
+        with OrderClient.connect(ann["unix_socket"], account_id=1, api_key=KEYS[1]) as alice:
+            for i in range(1, 21):
+                assert isinstance(alice.wait_for(alice.submit(1, "buy", 1, 90, order_id=i)), Ack)
+            for i in range(1, 9):
+                alice.cancel(i)
+                assert isinstance(alice.wait_for(i, (Cancelled,)), Cancelled)
+            for i in range(9, 13):
+                alice.replace(i, price=89, quantity=2)
+                assert isinstance(alice.wait_for(i, (Replaced,)), Replaced)
+            samples = stage_samples(sup)
+            assert samples["amend_to_answer/all"]["count"] == 12
+            assert 0 < samples["amend_to_answer/all"]["sum"] < 12
+        # her 12 orders still live are cancelled as the session ends: by the gateway
+        deadline = time.monotonic() + 30
+        while (samples := stage_samples(sup))["shard_to_matched/0"]["count"] < 20 + 8 + 4 + 12:
+            assert time.monotonic() < deadline, samples["shard_to_matched/0"]
+        assert samples["amend_to_answer/all"]["count"] == 12
+        assert samples["order_to_ack/all"]["count"] == 20

@@ -43,7 +43,7 @@ ROLE_WORKER: int = lib.TS_LAT_ROLE_WORKER
 ROLE_GATEWAY: int = lib.TS_LAT_ROLE_GATEWAY
 # histogram index → stage label, per role (the enums of latency_hist.h)
 WORKER_STAGES: tuple[str, ...] = ("gateway_to_shard", "shard_to_matched", "matched_to_event")
-GATEWAY_STAGES: tuple[str, ...] = ("order_to_ack",)
+GATEWAY_STAGES: tuple[str, ...] = ("order_to_ack", "amend_to_answer")
 STAGES_OF_ROLE: dict[int, tuple[str, ...]] = {
     ROLE_WORKER: WORKER_STAGES,
     ROLE_GATEWAY: GATEWAY_STAGES,
