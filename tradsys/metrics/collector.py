@@ -217,6 +217,8 @@ class InstanceCollector(Collector):
         doc = read_stats(self.supervisor.config)
         if doc is not None and doc.get("pid") in running:  # not a dead gateway's figures
             yield from self.gateway_carry.carry(int(doc["pid"]), _gateway_families(doc))
+        else:  # restarting: its counters as they stood, not gone from the scrape
+            yield from self.gateway_carry.held()
 
     def _sidecars(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(

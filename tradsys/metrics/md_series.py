@@ -34,6 +34,8 @@ def md_families(supervisor: Supervisor, carry: CarriedCounters) -> Iterator[Metr
     doc = read_stats(supervisor.config.instance_dir)
     if doc is not None and doc.get("pid") in running:
         yield from carry.carry(int(doc["pid"]), families_of(doc))
+    else:  # restarting: its counters as they stood (tradsys.metrics.carry)
+        yield from carry.held()
 
 
 def families_of(doc: dict[str, Any]) -> Iterator[Metric]:
