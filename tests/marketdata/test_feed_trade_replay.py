@@ -256,3 +256,15 @@ def test_delivered_prints_are_the_bytes_the_feed_carried() -> None:
     events = core.on_reply(msgspec.msgpack.encode(reply))
     replayed = next(e for e in events if isinstance(e, Trades) and e.replayed)
     assert replayed.records.tobytes() == bytes(reply_rows[64:])
+
+
+def test_seqs_past_what_the_sidecar_published_are_reported_not_skipped() -> None:
+    """A reply whose sidecar says it published less than was asked (a sidecar of
+    another life of the engine) ended the replay with the rest neither delivered nor
+    reported: every seq asked must come out as a print or a Gap."""
+    core = trade_core()
+    feed(core, 9)
+    req = only_request(core)
+    events = core.on_reply(answer(req, [3, 4, 5], published=5))
+    assert delivered(events) == [3, 4, 5, 9]
+    assert gaps(events) == [Gap("ACME", Channel.TRADE, 6, 9)]

@@ -555,11 +555,14 @@ class FeedCore:
             return []
         upto = min(reply.last, replay.last)
         events = self._replayed(symbol, records(reply.records), replay.first, upto)
-        replay.first = upto + 1
-        if replay.first <= replay.last and upto < reply.trade_seq:
-            replay.tries = 0  # the reply's limit: ask for the rest
-            self._ask_replay(symbol, replay)
-            return events
+        replay.first = max(replay.first, upto + 1)
+        if replay.first <= replay.last:
+            if upto < reply.trade_seq:
+                replay.tries = 0  # the reply's limit: ask for the rest
+                self._ask_replay(symbol, replay)
+                return events
+            # past the last print the sidecar says it published: none will come
+            events.append(Gap(symbol, Channel.TRADE, replay.first, replay.last + 1))
         return events + self._end_replay(symbol)
 
     def _replayed(self, symbol: str, prints: np.ndarray, first: int, last: int) -> list[MdEvent]:
