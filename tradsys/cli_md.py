@@ -20,6 +20,7 @@ from typing import Any
 from tradsys.cli_args import positive_seconds, positive_whole, whole
 from tradsys.client.md_feed import BboChange, FeedError, FeedState, Gap, LocalBook, MdEvent, Trades
 from tradsys.exit_codes import EXIT_OK, EXIT_USER_ERROR
+from tradsys.marketdata.protocol import Channel
 from tradsys.matching.api import Phase
 from tradsys.matching.instrument import symbol_named
 from tradsys.wire import Side
@@ -160,6 +161,9 @@ def cmd_md_tail(args: argparse.Namespace) -> int:
         if isinstance(ev, Trades):
             for r in ev.records:
                 trades.append((int(r["seq"]), int(r["side"]), int(r["quantity"]), int(r["price"])))
+        elif isinstance(ev, Gap) and ev.channel == Channel.TRADE:
+            # asked of the sidecar's replay first: a trade Gap is what it no longer had
+            state["note"] = f"(gap: {ev.lost} trade print(s) lost, seqs {ev.expected}-{ev.got - 1})"
         elif isinstance(ev, Gap):
             state["note"] = f"(gap on {ev.channel}: recovering)"
         elif isinstance(ev, FeedState):
