@@ -67,24 +67,6 @@ def raw_rows(records: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.frombuffer(rows[index].tobytes(), MD_DTYPE)
 
 
-def _field_bytes() -> np.ndarray:
-    covered = np.zeros(MD_DTYPE.itemsize, bool)
-    fields = MD_DTYPE.fields
-    assert fields is not None
-    for dt, offset, *_ in fields.values():
-        covered[offset : offset + dt.itemsize] = True
-    return covered
-
-
-FIELD_BYTES = _field_bytes()
-"""The bytes of an MD record that belong to a field (all but the pad bytes 2-3, 52-55)."""
-
-
-def field_bytes(records: np.ndarray) -> bytes:
-    rows = np.ascontiguousarray(records).view(np.uint8).reshape(len(records), MD_DTYPE.itemsize)
-    return rows[:, FIELD_BYTES].tobytes()
-
-
 def joined(parts: list[np.ndarray]) -> np.ndarray:
     """MD_DTYPE arrays end to end, their raw 64-byte records kept as they are
     (np.concatenate would pack the dtype, dropping its padding bytes from the compare)."""
@@ -250,11 +232,10 @@ def assert_same_records(got: np.ndarray, want: np.ndarray, who: str) -> None:
 
 
 def assert_same_prints(got: np.ndarray, want: np.ndarray, who: str) -> None:
-    """Byte for byte, every field's bytes: for what a subscriber was delivered. Not
-    its pad bytes (2-3, 52-55): FeedCore hands out masked copies (``recs[seqs > last]``
-    in ``_on_trades``), and numpy leaves a masked copy's pad bytes undefined -- heap
-    garbage, where the wire had zeros. The fields are exact."""
-    _assert_same(got, want, who, field_bytes)
+    """Byte for byte, all 64 of each record, for what a subscriber was delivered too:
+    FeedCore once handed out masked copies, whose pad bytes (2-3, 52-55) numpy leaves
+    undefined -- heap garbage where the wire had zeros; it now keeps whole rows."""
+    _assert_same(got, want, who, lambda a: a.tobytes())
 
 
 def _assert_same(got: np.ndarray, want: np.ndarray, who: str, key: Any) -> None:
