@@ -2,8 +2,9 @@
  * test_gateway_latency.c — the gateway pump's stage-latency hooks (gateway_latency.h):
  * the hand-off slot is stamped before a push with the index the push ends at and the
  * pass time, only when there is something to push; a new order's first event (and only
- * its first) is recorded in the order → ack histogram; a gateway without segments
- * records nothing.
+ * its first) is recorded in the order → ack histogram; a cancel's or replace's answer in
+ * the amend → answer one, unless another amend of the order was in flight; a gateway
+ * without segments records nothing.
  */
 #define _GNU_SOURCE
 #include "../gateway_latency.h"
@@ -95,6 +96,75 @@ static void test_handoff_and_ack(void) {
     free(shard);
 }
 
+static void test_amend_to_answer(void) {
+    rig r;
+    rig_init(&r, 1, 1024, 64, 1024);
+    ts_risk_limits l = open_limits();
+    CHECK_EQ(ts_gateway_set_account(r.gw, 1, &l), TS_GW_OK);
+    ts_ring *in = rig_ring(&r, 1024), *out = rig_ring(&r, 1024);
+    CHECK(ts_gateway_add_session(r.gw, 1, in, out, -1, 0) >= 0);
+    void *own = calloc(1, ts_lat_segment_size(2));
+    CHECK(own);
+    ts_lat_segment_init(own, ts_lat_segment_size(2), 2, TS_LAT_ROLE_GATEWAY, 0, 1, 1);
+    ts_gateway_set_latency(r.gw, own);
+    ts_lat_hist *ack = ts_lat_segment_hist(own, TS_LAT_ORDER_TO_ACK);
+    ts_lat_hist *amend = ts_lat_segment_hist(own, TS_LAT_AMEND_TO_ANSWER);
+    ts_event back[8];
+
+    /* two orders, acknowledged: the ack stage only */
+    ts_command c[2] = {rig_new(1, 1, TS_SIDE_BUY, 1000, 5), rig_new(2, 1, TS_SIDE_BUY, 1000, 5)};
+    CHECK_EQ(ts_ring_push(in, c, 2), 2);
+    ts_gateway_poll_at(r.gw, 0, mono());
+    ts_command sent[2];
+    CHECK_EQ(ts_ring_pop(r.cmd[0], sent, 2), 2);
+    ts_event acked[2] = {rig_event(&r, TS_EV_ACCEPTED, &sent[0], 5, 5, 0),
+                         rig_event(&r, TS_EV_ACCEPTED, &sent[1], 5, 5, 0)};
+    CHECK_EQ(ts_ring_push(r.evt[0], acked, 2), 2);
+    ts_gateway_poll_at(r.gw, 0, mono());
+    CHECK_EQ(ts_ring_pop(out, back, 8), 2);
+    CHECK_EQ(ack->total, 2);
+    CHECK_EQ(amend->total, 0);
+
+    /* a cancel of order 1: timed from its pass to its CANCELLED */
+    ts_command x = {.kind = TS_CMD_CANCEL, .symbol_id = 1, .order_id = 1};
+    CHECK_EQ(ts_ring_push(in, &x, 1), 1);
+    int64_t pass = mono();
+    ts_gateway_poll_at(r.gw, 0, pass);
+    ts_command at_shard;
+    CHECK_EQ(ts_ring_pop(r.cmd[0], &at_shard, 1), 1);
+    CHECK_EQ(at_shard.kind, TS_CMD_CANCEL);
+    ts_event done = rig_event(&r, TS_EV_CANCELLED, &at_shard, 5, 0, TS_EVF_DONE);
+    done.reason = TS_CXL_USER;
+    CHECK_EQ(ts_ring_push(r.evt[0], &done, 1), 1);
+    int64_t before = mono();
+    ts_gateway_poll_at(r.gw, 0, before);
+    int64_t after = mono();
+    CHECK_EQ(ts_ring_pop(out, back, 8), 1);
+    CHECK_EQ(amend->total, 1);
+    CHECK(amend->min_ns >= (uint64_t)(before - pass));
+    CHECK(amend->max_ns <= (uint64_t)(after - pass));
+
+    /* two amends of order 2 in one pass: only the first is timed, by the first answer */
+    ts_command two[2] = {{.kind = TS_CMD_REPLACE, .symbol_id = 1, .order_id = 2,
+                          .price = 999, .quantity = 5},
+                         {.kind = TS_CMD_CANCEL, .symbol_id = 1, .order_id = 2}};
+    CHECK_EQ(ts_ring_push(in, two, 2), 2);
+    ts_gateway_poll_at(r.gw, 0, mono());
+    ts_command amends[2];
+    CHECK_EQ(ts_ring_pop(r.cmd[0], amends, 2), 2);
+    ts_event answers[2] = {rig_event(&r, TS_EV_REPLACED, &amends[0], 5, 5, 0),
+                           rig_event(&r, TS_EV_CANCELLED, &amends[1], 5, 0, TS_EVF_DONE)};
+    answers[1].reason = TS_CXL_USER;
+    CHECK_EQ(ts_ring_push(r.evt[0], answers, 2), 2);
+    ts_gateway_poll_at(r.gw, 0, mono());
+    CHECK_EQ(ts_ring_pop(out, back, 8), 2);
+    CHECK_EQ(amend->total, 2);
+    CHECK_EQ(ack->total, 2); /* amends are not orders */
+
+    rig_free(&r);
+    free(own);
+}
+
 static void test_no_segments_records_nothing(void) {
     rig r;
     rig_init(&r, 1, 1024, 64, 1024);
@@ -117,6 +187,7 @@ static void test_no_segments_records_nothing(void) {
 
 int main(void) {
     test_handoff_and_ack();
+    test_amend_to_answer();
     test_no_segments_records_nothing();
     if (g_test_failed) return 1;
     printf("test_gateway_latency: ok\n");
