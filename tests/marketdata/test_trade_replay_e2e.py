@@ -225,6 +225,18 @@ def replayed_range(sock: zmq.Socket[Any], symbol: str, first: int, last: int) ->
     return joined(parts)
 
 
+def lossy_run(rig: MdRig, ref: Reference, seed: int) -> TradeLog:
+    """What a subscriber that reads nothing while 8 000 commands a shard run (its
+    high-water mark 10) was delivered, once it has caught up with the engine."""
+    log = TradeLog()
+    lossy = rig.client(rcvhwm=10, on_event=log)
+    rig.wait_converged(lossy)
+    for shard, cmds in streams(8_000, seed, rig).items():
+        send(rig, ref, shard, cmds)
+    wait_caught_up(lossy, log, ref, "the lossy subscriber")
+    return log
+
+
 def assert_same_records(got: np.ndarray, want: np.ndarray, who: str) -> None:
     """Byte for byte, all 64 of each record: for what the sidecar sends, which are the
     engine's records as they are, pad bytes (zero) included."""
@@ -397,12 +409,7 @@ def test_without_trade_history_replay_is_refused_and_losses_are_reported_as_gaps
         ref = Reference(rig)
         sock = dealer(ctx, rig.snapshot)
         try:
-            lossy_log = TradeLog()
-            lossy = rig.client(rcvhwm=10, on_event=lossy_log)
-            rig.wait_converged(lossy)
-            for shard, cmds in streams(8_000, 101, rig).items():
-                send(rig, ref, shard, cmds)
-            wait_caught_up(lossy, lossy_log, ref, "the lossy subscriber")
+            lossy_log = lossy_run(rig, ref, 101)
 
             reply = ask(sock, TradeReplayRequest("ACME", 1, 5, id=3))
             assert isinstance(reply, SnapshotError), reply
@@ -433,12 +440,7 @@ def test_a_short_trade_history_replays_what_it_keeps_and_reports_the_rest_lost(
         ref = Reference(rig)
         sock = dealer(ctx, rig.snapshot)
         try:
-            lossy_log = TradeLog()
-            lossy = rig.client(rcvhwm=10, on_event=lossy_log)
-            rig.wait_converged(lossy)
-            for shard, cmds in streams(8_000, 121, rig).items():
-                send(rig, ref, shard, cmds)
-            wait_caught_up(lossy, lossy_log, ref, "the lossy subscriber")
+            lossy_log = lossy_run(rig, ref, 121)
 
             assert lossy_log.replayed, "nothing replayed: the kept prints were not asked for"
             assert lossy_log.trade_gaps, "the lossy subscriber lost nothing beyond the history"
