@@ -239,3 +239,12 @@ def test_a_sidecar_that_keeps_no_prints_says_so(
     assert isinstance(reply, SnapshotError) and reply.reason == "no_trade_history"
     assert s.stats.snapshot_errors["no_trade_history"] == 1
     assert not (tmp_path / "var").exists() or not list((tmp_path / "var").rglob("*.trades"))
+
+
+def test_reading_a_symbol_that_never_traded_makes_no_file(history: TradeHistory) -> None:
+    """A replay request for a symbol with no print yet allocated its whole file (4 MiB
+    by default): a client asking for every symbol would have filled the disk."""
+    assert seqs_of(history.prints(1, 1, 10)) == []
+    assert not history_path(history.shard_dirs[1], 8).exists()
+    history.keep(1, prints(8, [1]))  # the first print makes it
+    assert seqs_of(history.prints(1, 1, 10)) == [1]

@@ -85,12 +85,16 @@ class TradeHistory:
         self._files: list[_SymbolFile | None] = [None] * len(symbol_ids)
         self.unkept: set[int] = set()  # symbols whose file could not be made (logged)
 
-    def _file(self, si: int) -> _SymbolFile | None:
+    def _file(self, si: int, make: bool = True) -> _SymbolFile | None:
         """Symbol ``si``'s mapped file; None, said once in the log, if the host cannot
-        give it (a full or read-only disk): the feed goes on without its history."""
+        give it (a full or read-only disk): the feed goes on without its history. A
+        reader (``make`` False) maps a file that exists and makes none: a replay request
+        for a symbol that never traded must not allocate its file on the disk."""
         f = self._files[si]
         if f is None and si not in self.unkept:
             path = history_path(self.shard_dirs[si], self.symbol_ids[si])
+            if not make and not path.exists():
+                return None
             try:
                 f = self._files[si] = _SymbolFile(path, self.depth)
             except OSError as exc:
@@ -121,7 +125,7 @@ class TradeHistory:
         """The prints with seqs ``first..last`` (inclusive) that are still kept, in seq
         order (a copy: the slots go on being written)."""
         first = max(first, 1)
-        f = self._file(si)
+        f = self._file(si, make=False)
         if last < first or f is None:
             return np.zeros(0, MD_DTYPE)
         rows = f.rows
