@@ -116,17 +116,16 @@ def fetch_trades(
         raise ValueError(f"seqs first..last need 1 <= first <= last, not {first}..{last}")
     asker = _Asker(snapshot, timeout_s, context)
     try:
-        parts, at, published = [], first, 0
-        while at <= last:
+        parts, at = [], first
+        while True:
             reply = asker.ask(symbol, at, last)
             parts.append(records(reply.records))
-            published, end = reply.trade_seq, reply.last
-            if end < at or end >= published:
-                last = max(end, at - 1)
+            last = min(last, reply.trade_seq)  # nothing past the last print published
+            if reply.last >= last:
                 break
-            at = end + 1
-        found = np.concatenate(parts) if parts else np.zeros(0, MD_DTYPE)
-        return FoundPrints(symbol, first, min(last, max(published, first - 1)), published, found)
+            at = reply.last + 1  # the reply's limit: ask for the rest
+        found = np.concatenate(parts)
+        return FoundPrints(symbol, first, max(last, first - 1), reply.trade_seq, found)
     finally:
         asker.close()
 
