@@ -302,7 +302,9 @@ class Supervisor:
         """Refuse a start that would drop events owed to clients: a dead run's events of
         a shard this configuration no longer has (``dead_run.orphaned_events``). Before
         anything is unlinked or written, so the next start finds them as they were."""
-        orphans = orphaned_events(dead, shard_ids) if dead is not None else {}
+        if dead is None:
+            return
+        orphans = orphaned_events(dead, shard_ids)
         if orphans:
             named = ", ".join(f"shard {sid}: {n}" for sid, n in orphans.items())
             raise SupervisorError(
@@ -312,7 +314,7 @@ class Supervisor:
                 "gateway delivers them), or drop them with `tradsys shm reclaim --force` "
                 f"and remove {self._dead_run_file}"
             )
-        for sid, left in sorted(dead.shards.items()) if dead is not None else ():
+        for sid, left in sorted(dead.shards.items()):
             if sid not in shard_ids and len(left.md_unread):
                 self._warn(
                     f"shard {sid} is no longer configured: {len(left.md_unread)} market-data "
