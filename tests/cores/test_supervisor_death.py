@@ -383,6 +383,9 @@ def test_a_run_killed_whole_loses_no_event_its_workers_made(
         sold = {bob.submit(1, "sell", 1, 100, order_id=oid) for oid in range(1, before + 1)}
         events_of(alice, early, 2 * before)  # acked and filled, through the gateway
         events_of(bob, sold, 2 * before)
+        # and printed by this run's md sidecar: frozen before it had, the next run's would
+        # print them too (carried from its ring), and the count below would be off by them
+        until("the early trades printed", lambda: _md_records(config).get("trade", 0) == before)
         worker.suspend()
         _until_every_thread_stopped(worker.pid)
         bought = set(range(100, 100 + frozen))
