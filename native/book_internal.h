@@ -380,7 +380,7 @@ static inline uint32_t ts_find_order(const ts_engine *e, uint64_t order_id) {
 #define TS_PREFETCH_W(p) ((void)(p))
 #endif
 
-static inline void ts_prefetch_unlink(const ts_engine *e, const ts_order *o) {
+TS_PREFETCH_FN void ts_prefetch_unlink(const ts_engine *e, const ts_order *o) {
     if (o->prev != TS_NIL) TS_PREFETCH_W(&e->orders[o->prev].prev);
     if (o->next != TS_NIL) TS_PREFETCH_W(&e->orders[o->next].prev);
     if (o->live_prev != TS_NIL) TS_PREFETCH_W(&e->orders[o->live_prev].live_prev);

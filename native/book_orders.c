@@ -576,9 +576,47 @@ static int cmd_mass_cancel(ts_engine *e, const ts_command *c) {
 
 /* ---- the command loop ---- */
 
+/* Lookahead. A cancel storm in a big book is memory-bound: a cancel's direct-table slot,
+ * its order's line and its neighbours' lines are each a cache miss, and each is known
+ * only once the one before it is in, so a cancel taken alone waits for them one after
+ * the other. A batch knows its next commands: the loop asks for those lines a few
+ * commands ahead, a step at a time as each becomes known -- the slot, then (the slot in
+ * cache by then) the order, then (the order in cache) its neighbours and its level -- so
+ * that the misses of several commands overlap. Hints only: the commands in between may
+ * change any of it, and each command looks its order up again when its turn comes.
+ * In a small book every line is in cache already and the lookahead would only cost
+ * instructions (a few percent of a 50 ns command), so it starts with a big one: past
+ * LOOK_MIN_LIVE live orders, whose hot records (64 bytes each) outgrow a core's L2. */
+enum { LOOK_SLOT = 12, LOOK_ORDER = 8, LOOK_LINKS = 4, LOOK_MIN_LIVE = 32768 };
+
+static inline int names_an_order(const ts_command *c) {
+    return c->kind == TS_CMD_CANCEL || c->kind == TS_CMD_REPLACE;
+}
+
+TS_PREFETCH_FN void look_ahead(const ts_engine *e, const ts_command *commands, uint64_t i,
+                              uint64_t n) {
+    const ts_order_index *ix = &e->index;
+    if (i + LOOK_SLOT < n && names_an_order(&commands[i + LOOK_SLOT]))
+        ts_oix_prefetch(ix, commands[i + LOOK_SLOT].order_id);
+    if (i + LOOK_ORDER < n && names_an_order(&commands[i + LOOK_ORDER])) {
+        const uint32_t v = *ts_oix_direct_slot(ix, commands[i + LOOK_ORDER].order_id);
+        if (v != TS_OIX_EMPTY) TS_PREFETCH_W(&e->orders[v]);
+    }
+    if (i + LOOK_LINKS < n && names_an_order(&commands[i + LOOK_LINKS])) {
+        const uint64_t id = commands[i + LOOK_LINKS].order_id;
+        const uint32_t v = *ts_oix_direct_slot(ix, id);
+        if (v == TS_OIX_EMPTY || e->orders[v].order_id != id) return;
+        const ts_order *o = &e->orders[v];
+        ts_prefetch_unlink(e, o);
+        if (o->state == TS_ST_RESTING) TS_PREFETCH_W(&e->lvls[o->level]);
+    }
+}
+
 uint64_t ts_engine_process(ts_engine *e, const ts_command *commands, uint64_t n) {
+    const int look = n > LOOK_LINKS && e->n_live >= LOOK_MIN_LIVE;
     for (uint64_t i = 0; i < n; i++) {
         const ts_command *c = &commands[i];
+        if (look) look_ahead(e, commands, i, n);
         int rc = 0;
         switch (c->kind) {
         case TS_CMD_NEW_ORDER:

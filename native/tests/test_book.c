@@ -1618,6 +1618,87 @@ static int bench_memory(uint64_t n) {
     return 0;
 }
 
+/* ---- lookahead ---- */
+
+/* A batch over a book past the lookahead's threshold (book_orders.c, LOOK_MIN_LIVE =
+ * 32 768 live orders) gives the output of the same commands one call at a time, where
+ * the lookahead never runs; under ASan, its reads of orders a few commands ahead are
+ * checked too. The storm races the hints: cancels and replaces of orders that a trade or
+ * a cancel took away a few commands before, in the same batch, and of ids never sent. */
+static void test_batch_lookahead_matches_one_at_a_time(void) {
+    enum { RESTING = 40000, STORM = 8000, BATCH = 512 };
+    ts_command *cmds = malloc((RESTING + STORM) * sizeof *cmds);
+    ts_event *ev_one = malloc(4 * STORM * sizeof *ev_one);
+    CHECK(cmds && ev_one);
+    if (!cmds || !ev_one) return;
+    uint64_t s = 0x9E3779B97F4A7C15ull, next_id = 1;
+    for (uint64_t i = 0; i < RESTING; i++, next_id++) {
+        uint64_t r = xorshift(&s);
+        uint8_t side = r & 1 ? BUY : SELL;
+        int64_t dist = 1 + (int64_t)((r >> 8) % 3000);
+        cmds[i] = limit(next_id, S1, 1 + (uint32_t)((r >> 32) % 50), side,
+                        1 + (int64_t)((r >> 20) % 19), side == BUY ? 100000 - dist : 100000 + dist);
+    }
+    for (uint64_t i = RESTING; i < RESTING + STORM; i++) {
+        uint64_t r = xorshift(&s);
+        unsigned roll = (unsigned)(r % 100);
+        uint64_t back = (r >> 8) % 64, id = next_id - 1 - (back < next_id - 1 ? back : 0);
+        if (roll < 25) {
+            uint8_t side = (r >> 16) & 1 ? BUY : SELL;
+            int crossing = (r >> 17) % 3 == 0;
+            int64_t away = crossing ? -(int64_t)((r >> 24) % 40) : 1 + (int64_t)((r >> 24) % 3000);
+            ts_command c = limit(next_id++, S1, 1 + (uint32_t)((r >> 40) % 50), side,
+                                 1 + (int64_t)((r >> 32) % 60),
+                                 side == BUY ? 100000 - away : 100000 + away);
+            cmds[i] = crossing ? with_tif(c, TS_TIF_IOC) : c;
+        } else {
+            if ((r >> 48) % 10 == 0) id = next_id + 1000000; /* never sent */
+            else if ((r >> 48) % 10 < 3) id = 1 + (r >> 20) % (next_id - 1); /* any */
+            /* the owner is not tracked here: a wrong account is NOT_OWNER, raced too */
+            uint32_t acct = 1 + (uint32_t)((r >> 40) % 50);
+            cmds[i] = roll < 85 ? cancel(id, S1, acct)
+                                : replace(id, S1, acct, 100000 + (int64_t)((r >> 32) % 6000) - 3000,
+                                          1 + (int64_t)((r >> 24) % 40));
+        }
+    }
+    g_e = engine3();
+    g_e2 = engine3();
+    CHECK(ts_engine_process(g_e, cmds, RESTING) == RESTING);
+    CHECK(ts_engine_process(g_e2, cmds, RESTING) == RESTING);
+    CHECK(ts_engine_live_orders(g_e) == RESTING);
+    ts_engine_clear_output(g_e);
+    ts_engine_clear_output(g_e2);
+    uint64_t n_one = 0, mismatches = 0, gone = 0;
+    for (uint64_t i = RESTING; i < RESTING + STORM; i++) {
+        ts_engine_clear_output(g_e2);
+        CHECK(ts_engine_process(g_e2, &cmds[i], 1) == 1);
+        const ts_event *ev;
+        uint64_t k = ts_engine_events(g_e2, &ev);
+        CHECK(n_one + k <= 4 * STORM);
+        if (n_one + k > 4 * STORM) break;
+        memcpy(ev_one + n_one, ev, k * sizeof *ev);
+        n_one += k;
+    }
+    uint64_t at = 0;
+    for (uint64_t i = RESTING; i < RESTING + STORM; i += BATCH) {
+        uint64_t n = RESTING + STORM - i < BATCH ? RESTING + STORM - i : BATCH;
+        ts_engine_clear_output(g_e);
+        CHECK(ts_engine_process(g_e, &cmds[i], n) == n);
+        const ts_event *ev;
+        uint64_t k = ts_engine_events(g_e, &ev);
+        for (uint64_t x = 0; x < k; x++, at++) {
+            if (at >= n_one || memcmp(&ev[x], &ev_one[at], sizeof *ev) != 0) mismatches++;
+            if (ev[x].kind == TS_EV_REJECTED && ev[x].reason == TS_REJ_UNKNOWN_ORDER) gone++;
+        }
+    }
+    CHECK(mismatches == 0);
+    CHECK(at == n_one);
+    CHECK(gone > 500); /* the race was run */
+    CHECK(ts_book_check(g_e, g_check_err, sizeof g_check_err) == 0);
+    free(cmds);
+    free(ev_one);
+}
+
 /* ---- runner -------------------------------------------------------------------------- */
 
 struct test {
@@ -1627,6 +1708,7 @@ struct test {
 
 #define T(fn) {#fn, fn}
 static const struct test TESTS[] = {
+    T(test_batch_lookahead_matches_one_at_a_time),
     T(test_rest_and_market_data),
     T(test_fill_at_maker_price),
     T(test_price_time_priority),
