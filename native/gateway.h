@@ -292,10 +292,14 @@ int ts_gateway_attach_ledger(ts_gateway *gw, void *mem, uint64_t size, uint64_t 
 
 /* Hand a ledger over from one run to the next: if mem holds a ledger of run `from_run`,
  * make it `to_run`'s (one store), so the next run's gateway carries it over (returns 1;
- * 0 when it is another run's, not a ledger, or too short). For a run that died without
- * stopping (every process killed at once): its successor continues it, positions and
- * all, where a run that stopped leaves the next one a new ledger. No gateway may run. */
+ * 0 when it is another run's, not a ledger, or too short). A run continues the ledger
+ * of the run before it, stopped or killed, unless it is started as a new trading day
+ * (tradsys.cores.supervisor). No gateway may run. */
 int ts_gateway_ledger_adopt(void *mem, uint64_t size, uint64_t from_run, uint64_t to_run);
+
+/* The run whose ledger mem holds (its run_id), or 0 when it holds no ledger of this
+ * layout version, or is too short. */
+uint64_t ts_gateway_ledger_run(const void *mem, uint64_t size);
 
 /* Before the pump runs: take up to max events from each shard's event ring and count
  * their trades into positions and filled notional (through the ledger, so a trade the

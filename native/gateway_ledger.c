@@ -320,6 +320,15 @@ int ts_gateway_ledger_adopt(void *mem, uint64_t size, uint64_t from_run, uint64_
     return 1;
 }
 
+uint64_t ts_gateway_ledger_run(const void *mem, uint64_t size) {
+    if (!mem || ((uintptr_t)mem & 7) || size < sizeof(gw_ledger_header)) return 0;
+    const gw_ledger_header *h = mem;
+    if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != LEDGER_MAGIC ||
+        h->version != LEDGER_VERSION)
+        return 0;
+    return h->run_id;
+}
+
 /* ---- drain and restore --------------------------------------------------------------- */
 
 int gw_keep_drained(ts_gateway *gw, const ts_event *ev, uint64_t seq, uint32_t raw) {

@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     where = args.config or "the built-in default configuration"
     print(f"TradSys {__version__}: instance {config.engine.instance!r} from {where}", flush=True)
-    supervisor = Supervisor(config)
+    supervisor = Supervisor(config, new_day=args.new_day)
     supervisor.install_signal_handlers()
     try:
         supervisor.start()
@@ -261,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the engine: supervisor, shard workers, until Ctrl-C")
     run.add_argument("--config", help="TOML config file (default: the built-in one)")
+    run.add_argument(
+        "--new-day",
+        action="store_true",
+        help="start a new trading day: positions and filled notional from flat (by default "
+        "a run goes on with the run before's)",
+    )
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="processes, rates, ring fill, journal position")

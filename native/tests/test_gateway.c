@@ -719,6 +719,7 @@ static void test_ledger_adopted_by_the_next_run(void) {
     rig r;
     uint64_t zeros[8] = {0};
     CHECK_EQ(ts_gateway_ledger_adopt(zeros, sizeof zeros, 0, 10), 0); /* not a ledger */
+    CHECK_EQ(ts_gateway_ledger_run(zeros, sizeof zeros), 0);
     ts_risk_limits l = {.cancel_on_disconnect = 0};
     uint64_t size;
     ts_command got;
@@ -729,13 +730,16 @@ static void test_ledger_adopted_by_the_next_run(void) {
     ts_gateway_position(r.gw, 1, 1, &pos);
     CHECK_EQ(pos.position, 4);
     /* run 9 is killed whole; run 10 adopts its ledger, and its gateway carries it over */
+    CHECK_EQ(ts_gateway_ledger_run(ledger, size), 9);
+    CHECK_EQ(ts_gateway_ledger_run(ledger, 16), 0); /* too short to be one */
     CHECK_EQ(ts_gateway_ledger_adopt(ledger, size, 8, 10), 0); /* not run 8's */
     CHECK_EQ(ts_gateway_ledger_adopt(ledger, size, 9, 10), 1);
+    CHECK_EQ(ts_gateway_ledger_run(ledger, size), 10);
     rig_successor(&r, 8, 8, 4, &l, 1);
     CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, size, 10), 1);
     ts_gateway_position(r.gw, 1, 1, &pos);
     CHECK_EQ(pos.position, 4);
-    /* run 11 starts after a stop: nothing adopted, a new ledger, flat */
+    /* run 11 starts as a new trading day: nothing adopted, a new ledger, flat */
     rig_successor(&r, 8, 8, 4, &l, 1);
     CHECK_EQ(ts_gateway_attach_ledger(r.gw, ledger, size, 11), 0);
     ts_gateway_position(r.gw, 1, 1, &pos);

@@ -59,12 +59,13 @@ class OutputLines:
 
 
 class RunningInstance:
-    """``popen``: extra ``subprocess.Popen`` arguments (``start_new_session=True`` runs it
+    """``args``: more `tradsys run` arguments (``--new-day``); ``popen``: extra
+    ``subprocess.Popen`` arguments (``start_new_session=True`` runs it
     as a terminal's foreground job, so a test can signal its whole process group)."""
 
-    def __init__(self, config: Path, **popen: Any) -> None:
+    def __init__(self, config: Path, *args: str, **popen: Any) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tradsys.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "tradsys.cli", "run", "--config", str(config), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

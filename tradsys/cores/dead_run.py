@@ -27,9 +27,8 @@ the new one, and the control block is told how many engine md records the dead r
 pushed (:meth:`WorkerControl.inherit_md`): the worker re-sends the replayed md past them,
 so the next run's md sidecar prints every trade once, under the engine's seqs.
 
-The dead run's id (the creator of its rings) lets the next run continue the dead run's
-gateway ledger (``ts_gateway_ledger_adopt``): its positions and filled notional, which a
-run that stopped cleanly does not hand over.
+The next run continues the dead run's gateway ledger (positions, filled notional), as it
+continues a stopped run's (``Supervisor._continue_ledger``; not a new trading day's).
 
 What cannot be carried, said in the log: records of a dead ring larger than the new
 ``ring_capacity`` (the config was changed between the runs) beyond what fits. What has
@@ -41,7 +40,7 @@ fails (a busy port, a worker that refuses its journal) and stops cleanly unlinks
 rings the leftovers went into. So they are first written to ``<instance dir>/dead_run.npz``
 (whole and synced), read from there by the next start when no stale ring says more, and
 removed once a start has succeeded; a failed start also hands the ledger back to the
-dead run's id (:func:`tradsys.gateway.ledger.adopt_ledger` the other way).
+run before (:func:`tradsys.gateway.ledger.adopt_ledger` the other way).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ run honours them.
 A kill switch is the operator's word that an account (or every account) must not trade;
 a restart of the instance -- a crash that the systemd unit restarts, a stop and a start --
 must not lift it behind the operator's back. The gateway's ledger carries the switches
-across a gateway's restart within a run, but a new run starts a new ledger (positions
-belong to one run). This file is not tied to a run: the admin channel rewrites it whole
+across a gateway's restart and into the next run, but a run started as a new trading day
+starts a new ledger (flat positions). This file is not tied to a run or a day: the admin
+channel rewrites it whole
 (atomically, and synced: a switch turned on must survive a power cut too) at every
 switch, and every gateway applies it at start, before it serves a session, and logs what
 it found. A file that cannot be read stops the gateway's start with the file named, rather

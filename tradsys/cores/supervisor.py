@@ -65,7 +65,7 @@ from tradsys.cores.sidecar_runner import SidecarError, SidecarProcess
 from tradsys.cores.state_check import StateMismatchError, check_state
 from tradsys.cores.status import announcement_text, symbols_text
 from tradsys.cores.worker import WorkerSpec
-from tradsys.gateway.ledger import LEDGER_FILE, adopt_ledger, run_id_of
+from tradsys.gateway.ledger import LEDGER_FILE, NO_RUN, adopt_ledger, ledger_run, run_id_of
 from tradsys.metrics import InstanceCollector, MetricsServer
 from tradsys.metrics.latency_segment import (
     ROLE_GATEWAY,
@@ -162,7 +162,10 @@ class Supervisor:
     # monotonic ns of the last resume after a suspend (Ctrl-Z): heartbeats older than it
     # were not missed, the whole engine was stopped
     _resumed_ns: int = 0
-    # (this run, the dead run) once this run's start took the dead run's gateway ledger
+    # a new trading day: the gateway starts a new ledger (flat positions) instead of
+    # continuing the run before's (``tradsys run --new-day``)
+    new_day: bool = False
+    # (this run, the run before) once this run's start took the run before's ledger
     _adopted: tuple[int, int] | None = None
 
     # ---- start ---------------------------------------------------------------------------
@@ -229,6 +232,7 @@ class Supervisor:
                     self.shards.append(self._prepare(shard.id, shard.core))
                 if dead is not None:
                     self._continue_dead_run(dead)
+                self._continue_ledger()
                 if self.config.gateway.enabled:
                     self.gateway_latency = LatencySegment.create(
                         gateway_segment_name(self.instance), ROLE_GATEWAY, 0
@@ -367,8 +371,8 @@ class Supervisor:
         return self.config.md.enabled or self.config.md.external_reader
 
     def _undo_adoption(self) -> None:
-        """A start that fails hands the ledger back to the dead run: the next start,
-        reading the leftovers from the file, hands it over again."""
+        """A start that fails hands the ledger back to the run before: the next start
+        hands it over again."""
         if self._adopted is None:
             return
         this_run, dead_run = self._adopted
@@ -379,8 +383,7 @@ class Supervisor:
         """The run before this one was killed whole (``tradsys.cores.dead_run``): carry
         the events its gateway never took into this run's rings, tell each new control
         block where the dead run's output ended (its worker re-sends what it journaled
-        after that), and continue the dead run's gateway ledger. Before any process of
-        this run starts."""
+        after that). Before any process of this run starts."""
         for sp in self.shards:
             left = dead.shards.get(sp.spec.shard_id)
             if left is None:
@@ -417,19 +420,32 @@ class Supervisor:
                     "the dead run's md sidecar never published; its worker re-sends the "
                     f"rest from md record {md_pushed}"
                 )
+
+    def _continue_ledger(self) -> None:
+        """Go on with the gateway ledger of the run before this one -- its positions,
+        filled notional and kill switches -- as the ledger file names it, whether that
+        run stopped or was killed whole: a restart is no new trading day, and an
+        account's position limit must not start again from flat with it. A run started
+        as a new trading day (``new_day``, ``tradsys run --new-day``) starts a new
+        ledger instead. Before any gateway starts."""
         if not self.config.gateway.enabled:
+            return
+        path = self.config.instance_dir / LEDGER_FILE
+        before = ledger_run(path)
+        if self.new_day:
+            if before is not None:  # retired: no run's, so the gateway starts a new one
+                adopt_ledger(path, before, NO_RUN)
+            self.log("a new trading day: the gateway starts a new ledger (flat positions)")
             return
         first = segment_name(self.instance, "cmd", self.config.shards[0].id)
         info = self._ring_named(first).info()
         this_run = run_id_of(info.creator_pid, info.creator_start_us)
-        for dead_run in dead.run_ids:
-            if adopt_ledger(self.config.instance_dir / LEDGER_FILE, dead_run, this_run):
-                self._adopted = (this_run, dead_run)
-                self.log(
-                    "the gateway continues the ledger of the run killed before this one "
-                    "(positions and filled notional)"
-                )
-                return
+        if before is not None and adopt_ledger(path, before, this_run):
+            self._adopted = (this_run, before)
+            self.log(
+                "the gateway continues the ledger of the run before this one (positions, "
+                "filled notional, kill switches); `tradsys run --new-day` starts flat"
+            )
 
     def _make_instance_dir(self) -> None:
         """The instance's directory, made before any process is started: a data_dir that

@@ -8,10 +8,11 @@ directory, so every store the dead process made is in the page cache for its suc
 whatever instruction it died at (a host crash is another matter: the engines' journals
 cover the orders, not these figures).
 
-It belongs to one run of the instance: ``run_id`` is taken from the shard rings, which
-the supervisor creates anew for each run, and a ledger of another run starts empty --
-unless that run was killed whole, without stopping: the next run then continues it
-(:func:`adopt_ledger`, called by the supervisor before any gateway starts).
+It is kept per run of the instance: ``run_id`` is taken from the shard rings, which the
+supervisor creates anew for each run, and a ledger of another run starts empty -- unless
+the new run continues it, as every run continues the run before it, stopped or killed,
+but one started as a new trading day (:func:`adopt_ledger`, called by the supervisor
+before any gateway starts; ``tradsys run --new-day``).
 """
 
 from __future__ import annotations
@@ -72,23 +73,41 @@ class LedgerFile:
             self._map = None
 
 
+NO_RUN = 0
+"""The run id of a ledger retired for a new trading day: no run's (run ids are hashes)."""
+
+
 def adopt_ledger(path: Path, from_run: int, to_run: int) -> bool:
     """Make the ledger at ``path`` run ``to_run``'s if it is run ``from_run``'s (see
-    ``ts_gateway_ledger_adopt``): the next run's gateway then carries it over. For a run
-    that died without stopping, which its successor continues; False if the file is
-    missing, not a ledger, or another run's. Only while no gateway runs."""
+    ``ts_gateway_ledger_adopt``): the next run's gateway then carries it over. False if
+    the file is missing, not a ledger, or another run's. Only while no gateway runs."""
+    return bool(
+        _with_header(
+            path, lambda buf, size: lib.ts_gateway_ledger_adopt(buf, size, from_run, to_run)
+        )
+    )
+
+
+def ledger_run(path: Path) -> int | None:
+    """The run whose ledger the file at ``path`` is, or None: missing, or not a ledger."""
+    return _with_header(path, lib.ts_gateway_ledger_run) or None
+
+
+def _with_header(path: Path, call: Any) -> int:
+    """``call(buffer, size)`` on the file's first page, mapped shared; 0 when the file is
+    missing or empty."""
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
-        return False
+        return 0
     try:
         size = min(os.fstat(fd).st_size, mmap.PAGESIZE)
         if size == 0:
-            return False
+            return 0
         with mmap.mmap(fd, size, mmap.MAP_SHARED) as header:
             buf = ffi.from_buffer(header)
             try:
-                return bool(lib.ts_gateway_ledger_adopt(buf, size, from_run, to_run))
+                return int(call(buf, size))
             finally:
                 ffi.release(buf)
     finally:
