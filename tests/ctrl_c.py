@@ -19,7 +19,10 @@ def ctrl_c(
 ) -> tuple[int, str, str]:
     """Run ``cmd`` in a session of its own, read ``stream`` until a line for which
     ``ready`` holds, interrupt the group; return (exit code, stdout, stderr) of what
-    followed. The group is killed if it has not ended in ``timeout`` (the test fails)."""
+    followed. A group that has not ended in ``timeout`` fails the test with the Python
+    stacks of its processes where they hung (SIGABRT, to which ``PYTHONFAULTHANDLER``
+    answers with them), then is killed."""
+    env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         start_new_session=True,
@@ -35,7 +38,14 @@ def ctrl_c(
         else:
             raise AssertionError(f"{cmd[-1]!r} ended before it was under way: {seen}")
         os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=timeout)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGABRT)
+            out, err = proc.communicate(timeout=30)
+            raise AssertionError(
+                f"{' '.join(cmd)} still ran {timeout:g} s after Ctrl-C; it said:\n{out}\n{err}"
+            ) from None
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
