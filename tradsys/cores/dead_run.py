@@ -60,7 +60,6 @@ from tradsys import wire
 from tradsys._native import lib
 from tradsys.cores.control import WorkerControl
 from tradsys.files import replace_file
-from tradsys.gateway.ledger import run_id_of
 from tradsys.ring import Ring, segment_name
 from tradsys.ring.errors import RingError
 
@@ -86,9 +85,6 @@ class ShardLeftovers:
 
 @dataclass(frozen=True)
 class DeadRun:
-    # the dead run's id (gateway.ledger.run_id_of its rings' creator), then, if it died
-    # while starting as the successor of another, that one's: the ledger is one of them
-    run_ids: tuple[int, ...]
     shards: dict[int, ShardLeftovers]
 
     def after(self, older: DeadRun | None) -> DeadRun:
@@ -101,7 +97,7 @@ class DeadRun:
         for sid, left in self.shards.items():
             if len(left.unread) or left.last_pushed_exec_id is not None or sid not in shards:
                 shards[sid] = left
-        return DeadRun(self.run_ids + older.run_ids, shards)
+        return DeadRun(shards)
 
 
 def read_dead_run(instance: str, stale: Iterable[str], shard_ids: Iterable[int]) -> DeadRun | None:
@@ -112,21 +108,14 @@ def read_dead_run(instance: str, stale: Iterable[str], shard_ids: Iterable[int])
     are skipped, and said."""
     stale = set(stale)
     shard_ids = list(shard_ids)
-    run_id = None
     shards = {}
-    for sid in shard_ids:
-        name = segment_name(instance, "cmd", sid)
-        if run_id is None and name in stale:
-            run_id = _run_id_of(name)
     others = sorted(_stale_shard_ids(instance, stale, "evt") - set(shard_ids))
     for sid in shard_ids + others:
         if segment_name(instance, "evt", sid) in stale:
             left = _read_shard(instance, sid, stale)
             if left is not None:
                 shards[sid] = left
-    if run_id is None and not shards:
-        return None
-    return DeadRun((run_id,) if run_id else (), shards)
+    return DeadRun(shards) if shards else None
 
 
 def _stale_shard_ids(instance: str, stale: set[str], role: str) -> set[int]:
@@ -152,16 +141,6 @@ def orphaned_events(dead: DeadRun, shard_ids: Iterable[int]) -> dict[int, int]:
 
 def _attach(name: str) -> Ring:
     return Ring.attach(name, slot_size=wire.RECORD_SIZE, layout_version=wire.LAYOUT_VERSION)
-
-
-def _run_id_of(cmd_ring: str) -> int | None:
-    try:
-        with _attach(cmd_ring) as ring:
-            info = ring.info()
-    except RingError as exc:
-        log.warning("the dead run's ring %s cannot be read: %s", cmd_ring, exc)
-        return None
-    return run_id_of(info.creator_pid, info.creator_start_us)
 
 
 def leftovers_of(
@@ -220,7 +199,6 @@ def _read_shard(instance: str, shard_id: int, stale: set[str]) -> ShardLeftovers
 def save_dead_run(dead: DeadRun, path: Path) -> None:
     """Write ``dead`` to ``path`` whole and synced (before its segments are unlinked)."""
     meta = {
-        "run_ids": list(dead.run_ids),
         "floors": {str(sid): left.last_pushed_exec_id for sid, left in dead.shards.items()},
         "md_pushed": {str(sid): left.md_pushed for sid, left in dead.shards.items()},
     }
@@ -256,7 +234,7 @@ def load_dead_run(path: Path) -> DeadRun | None:
                     records(f"md_unread_{sid}", wire.MD_DTYPE),
                     meta["md_pushed"][key],
                 )
-            return DeadRun(tuple(int(r) for r in meta["run_ids"]), shards)
+            return DeadRun(shards)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         bad = path.with_name(path.name + ".bad")
         with contextlib.suppress(OSError):

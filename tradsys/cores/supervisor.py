@@ -351,7 +351,7 @@ class Supervisor:
         if not left and earlier is None:
             return []
         try:
-            save_dead_run(DeadRun((), shards).after(earlier), self._dead_run_file)
+            save_dead_run(DeadRun(shards).after(earlier), self._dead_run_file)
         except OSError as exc:
             return [f"{left} event(s) no gateway took could not be kept: {exc}"]
         if left:  # no failure: the next run's gateway delivers them
