@@ -375,8 +375,8 @@ class Supervisor:
         hands it over again."""
         if self._adopted is None:
             return
-        this_run, dead_run = self._adopted
-        adopt_ledger(self.config.instance_dir / LEDGER_FILE, this_run, dead_run)
+        this_run, before = self._adopted
+        adopt_ledger(self.config.instance_dir / LEDGER_FILE, this_run, before)
         self._adopted = None
 
     def _continue_dead_run(self, dead: DeadRun) -> None:
