@@ -32,13 +32,20 @@ static ts_risk_limits open_limits(void) {
     return l;
 }
 
+/* A gateway of one shard with account 1, unlimited, and one session of it. */
+static void one_session(rig *r, ts_ring **in, ts_ring **out) {
+    rig_init(r, 1, 1024, 64, 1024);
+    ts_risk_limits l = open_limits();
+    CHECK_EQ(ts_gateway_set_account(r->gw, 1, &l), TS_GW_OK);
+    *in = rig_ring(r, 1024);
+    *out = rig_ring(r, 1024);
+    CHECK(ts_gateway_add_session(r->gw, 1, *in, *out, -1, 0) >= 0);
+}
+
 static void test_handoff_and_ack(void) {
     rig r;
-    rig_init(&r, 1, 1024, 64, 1024);
-    ts_risk_limits l = open_limits();
-    CHECK_EQ(ts_gateway_set_account(r.gw, 1, &l), TS_GW_OK);
-    ts_ring *in = rig_ring(&r, 1024), *out = rig_ring(&r, 1024);
-    CHECK(ts_gateway_add_session(r.gw, 1, in, out, -1, 0) >= 0);
+    ts_ring *in, *out;
+    one_session(&r, &in, &out);
     void *own = calloc(1, ts_lat_segment_size(1)), *shard = calloc(1, ts_lat_segment_size(3));
     CHECK(own && shard);
     ts_lat_segment_init(own, ts_lat_segment_size(1), 1, TS_LAT_ROLE_GATEWAY, 0, 1, 1);
@@ -98,11 +105,8 @@ static void test_handoff_and_ack(void) {
 
 static void test_amend_to_answer(void) {
     rig r;
-    rig_init(&r, 1, 1024, 64, 1024);
-    ts_risk_limits l = open_limits();
-    CHECK_EQ(ts_gateway_set_account(r.gw, 1, &l), TS_GW_OK);
-    ts_ring *in = rig_ring(&r, 1024), *out = rig_ring(&r, 1024);
-    CHECK(ts_gateway_add_session(r.gw, 1, in, out, -1, 0) >= 0);
+    ts_ring *in, *out;
+    one_session(&r, &in, &out);
     void *own = calloc(1, ts_lat_segment_size(2));
     CHECK(own);
     ts_lat_segment_init(own, ts_lat_segment_size(2), 2, TS_LAT_ROLE_GATEWAY, 0, 1, 1);
@@ -167,11 +171,8 @@ static void test_amend_to_answer(void) {
 
 static void test_no_segments_records_nothing(void) {
     rig r;
-    rig_init(&r, 1, 1024, 64, 1024);
-    ts_risk_limits l = open_limits();
-    CHECK_EQ(ts_gateway_set_account(r.gw, 1, &l), TS_GW_OK);
-    ts_ring *in = rig_ring(&r, 1024), *out = rig_ring(&r, 1024);
-    CHECK(ts_gateway_add_session(r.gw, 1, in, out, -1, 0) >= 0);
+    ts_ring *in, *out;
+    one_session(&r, &in, &out);
     ts_command c = rig_new(1, 1, TS_SIDE_BUY, 1000, 1);
     CHECK_EQ(ts_ring_push(in, &c, 1), 1);
     ts_gateway_poll_at(r.gw, 0, mono());
